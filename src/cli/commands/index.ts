@@ -1,0 +1,8 @@
+// One line per command module; each exports register(program). Keep imports light: heavy
+// subsystem code is imported inside the action handlers.
+import type { Command } from 'commander';
+import { register as image } from './image.js';
+
+export const COMMANDS: ((program: Command) => void)[] = [
+  image,
+];

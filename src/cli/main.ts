@@ -1,0 +1,45 @@
+// The drydock CLI: a thin shell over the library. Each command module registers its flags and
+// imports its subsystem lazily inside the action, so `drydock --help` and quick commands start fast.
+import { Command, CommanderError } from 'commander';
+import { UserError } from '../util/errors.js';
+import { COMMANDS } from './commands/index.js';
+
+export async function main(argv: string[] = process.argv): Promise<number> {
+  const program = new Command('drydock')
+    .description('Daemonless, Docker-compatible container image toolkit')
+    .version(process.env.npm_package_version ?? '0.1.0', '-v, --version')
+    .option('--root <dir>', 'store root (default $DRYDOCK_ROOT or ~/.local/share/drydock)')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  program.hook('preAction', (cmd) => {
+    const root = cmd.opts().root as string | undefined;
+    if (root) process.env.DRYDOCK_ROOT = root;
+  });
+  for (const register of COMMANDS) register(program);
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    return reportError(e);
+  }
+}
+
+export function reportError(e: unknown): number {
+  if (e instanceof CommanderError) {
+    // commander already printed the message (or help/version, which exit 0).
+    return e.exitCode;
+  }
+  if (e instanceof UserError) {
+    process.stderr.write(`Error: ${e.message}\n`);
+    return e.exitCode;
+  }
+  const err = e as Error & { code?: string };
+  if (process.env.DRYDOCK_DEBUG) process.stderr.write(`${err?.stack ?? String(e)}\n`);
+  else process.stderr.write(`Error: ${err?.message ?? String(e)}\n`);
+  return 1;
+}
+
+const invokedDirectly = process.argv[1] && /(?:[\\/]cli[\\/]main\.[jt]s|[\\/]drydock(?:\.js)?)$/.test(process.argv[1]);
+if (invokedDirectly) {
+  main().then((code) => { process.exitCode = code; });
+}

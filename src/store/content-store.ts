@@ -1,0 +1,269 @@
+// The local content store: an OCI image layout directory (oci-layout, index.json, blobs/<alg>/<hex>)
+// that skopeo, umoci and `oci:` transports can read as it is. Extra drydock state lives in
+// sibling folders (tmp/, roots/) that the layout spec lets readers ignore.
+import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import lockfile from 'proper-lockfile';
+import { Digester, parseDigest, digestOf, type DigestAlgorithm } from '../image/digest.js';
+import type { Descriptor, ImageIndex } from '../image/types.js';
+import { MediaType } from '../image/media-types.js';
+import { fsyncDir, readJsonIfExists, writeJsonAtomic, writeFileAtomic, STREAM_CHUNK } from '../util/fs.js';
+
+export const REF_NAME_ANNOTATION = 'io.containerd.image.name';
+export const OCI_REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
+
+export class BlobVerificationError extends Error {
+  override name = 'BlobVerificationError';
+}
+
+export interface BlobWriteExpectation {
+  digest?: string;
+  size?: number;
+  /** Algorithm to hash with when no digest is expected. */
+  algorithm?: DigestAlgorithm;
+}
+
+export interface WrittenBlob {
+  digest: string;
+  size: number;
+}
+
+/** Default store root, honouring DRYDOCK_ROOT. */
+export function defaultRoot(): string {
+  if (process.env.DRYDOCK_ROOT) return path.resolve(process.env.DRYDOCK_ROOT);
+  const dataHome = process.env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share');
+  return path.join(dataHome, 'drydock');
+}
+
+/** Counts and hashes bytes as they pass, failing fast when more arrive than expected. */
+export class HashingTransform extends Transform {
+  readonly digester: Digester;
+  constructor(algorithm: DigestAlgorithm, private readonly limit?: number) {
+    super({ highWaterMark: STREAM_CHUNK });
+    this.digester = new Digester(algorithm);
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.digester.update(chunk);
+    if (this.limit !== undefined && this.digester.size > this.limit) {
+      cb(new BlobVerificationError(`blob is larger than the expected ${this.limit} bytes`));
+      return;
+    }
+    cb(null, chunk);
+  }
+}
+
+export class ContentStore {
+  readonly blobsDir: string;
+  readonly tmpDir: string;
+  readonly indexPath: string;
+  /** Digests other subsystems keep alive (build cache, containers); one file per root. */
+  readonly rootsDir: string;
+
+  private constructor(readonly root: string) {
+    this.blobsDir = path.join(root, 'blobs');
+    this.tmpDir = path.join(root, 'tmp');
+    this.indexPath = path.join(root, 'index.json');
+    this.rootsDir = path.join(root, 'roots');
+  }
+
+  static async open(root: string = defaultRoot()): Promise<ContentStore> {
+    const store = new ContentStore(path.resolve(root));
+    await fsp.mkdir(path.join(store.blobsDir, 'sha256'), { recursive: true });
+    await fsp.mkdir(store.tmpDir, { recursive: true });
+    const layoutFile = path.join(store.root, 'oci-layout');
+    if (!(await readJsonIfExists(layoutFile))) await writeJsonAtomic(layoutFile, { imageLayoutVersion: '1.0.0' });
+    if (!(await readJsonIfExists(store.indexPath))) {
+      await writeJsonAtomic(store.indexPath, { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] });
+    }
+    return store;
+  }
+
+  /** Path of a blob; the digest is validated first so it can never traverse. */
+  blobPath(digest: string): string {
+    const d = parseDigest(digest);
+    return path.join(this.blobsDir, d.algorithm, d.hex);
+  }
+
+  async statBlob(digest: string): Promise<number | undefined> {
+    try {
+      return (await fsp.stat(this.blobPath(digest))).size;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  async hasBlob(digest: string): Promise<boolean> {
+    return (await this.statBlob(digest)) !== undefined;
+  }
+
+  async readBlob(digest: string): Promise<Buffer> {
+    try {
+      return await fsp.readFile(this.blobPath(digest));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new BlobVerificationError(`blob ${digest} is not in the store`);
+      throw e;
+    }
+  }
+
+  async readJsonBlob<T>(digest: string): Promise<T> {
+    return JSON.parse((await this.readBlob(digest)).toString('utf8')) as T;
+  }
+
+  openBlob(digest: string, range?: { start: number; end?: number }): Readable {
+    return createReadStream(this.blobPath(digest), { highWaterMark: STREAM_CHUNK, ...range });
+  }
+
+  /**
+   * Streams `source` into the store: hashed while copied to tmp/, checked against the expected
+   * digest and size, fsynced, then renamed into blobs/. A mismatch leaves nothing visible.
+   * Concurrent writers of one blob are safe: each has its own temp file and rename is atomic.
+   */
+  async writeBlob(source: Readable | Buffer | string, expect: BlobWriteExpectation = {}): Promise<WrittenBlob> {
+    const algorithm = expect.digest ? parseDigest(expect.digest).algorithm : expect.algorithm ?? 'sha256';
+    if (expect.digest && expect.size !== undefined && (await this.statBlob(expect.digest)) === expect.size) {
+      if (source instanceof Readable) source.destroy();
+      return { digest: expect.digest, size: expect.size };
+    }
+    const tmp = path.join(this.tmpDir, `ingest-${process.pid}-${randomBytes(8).toString('hex')}`);
+    const hasher = new HashingTransform(algorithm, expect.size);
+    const input = source instanceof Readable ? source : Readable.from([Buffer.from(source)]);
+    const out = createWriteStream(tmp, { flags: 'wx', highWaterMark: STREAM_CHUNK });
+    try {
+      await pipeline(input, hasher, out);
+      const digest = hasher.digester.digest();
+      const size = hasher.digester.size;
+      if (expect.digest && digest !== expect.digest) {
+        throw new BlobVerificationError(`digest mismatch: expected ${expect.digest}, content hashes to ${digest}`);
+      }
+      if (expect.size !== undefined && size !== expect.size) {
+        throw new BlobVerificationError(`size mismatch for ${digest}: expected ${expect.size} bytes, got ${size}`);
+      }
+      const fh = await fsp.open(tmp, 'r');
+      try { await fh.sync(); } finally { await fh.close(); }
+      const target = this.blobPath(digest);
+      await fsp.mkdir(path.dirname(target), { recursive: true });
+      await fsp.rename(tmp, target);
+      await fsyncDir(path.dirname(target));
+      return { digest, size };
+    } catch (e) {
+      await fsp.rm(tmp, { force: true });
+      throw e;
+    }
+  }
+
+  /** Writes a JSON document as a blob and returns its descriptor. */
+  async writeJson(value: unknown, mediaType: string): Promise<Descriptor & { bytes: Buffer }> {
+    const bytes = Buffer.from(JSON.stringify(value));
+    const { digest, size } = await this.writeBlob(bytes, { digest: digestOf(bytes), size: bytes.length });
+    return { mediaType, digest, size, bytes };
+  }
+
+  /** Raw bytes as a blob (manifests whose exact bytes must be preserved). */
+  async writeBytes(bytes: Buffer, mediaType: string): Promise<Descriptor> {
+    const { digest, size } = await this.writeBlob(bytes, { digest: digestOf(bytes), size: bytes.length });
+    return { mediaType, digest, size };
+  }
+
+  // ---- tags -------------------------------------------------------------------------------
+
+  async readIndex(): Promise<ImageIndex> {
+    return (await readJsonIfExists<ImageIndex>(this.indexPath)) ?? { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] };
+  }
+
+  /** Serialises read-modify-write of index.json between processes. */
+  private async updateIndex<T>(fn: (index: ImageIndex) => T | Promise<T>): Promise<T> {
+    const release = await lockfile.lock(this.indexPath, {
+      retries: { retries: 200, minTimeout: 10, maxTimeout: 100 },
+      stale: 30_000,
+      realpath: false,
+    });
+    try {
+      const index = await this.readIndex();
+      const result = await fn(index);
+      await writeJsonAtomic(this.indexPath, index);
+      return result;
+    } finally {
+      await release();
+    }
+  }
+
+  /** Lists the named references: full name (registry/repo:tag) and the manifest descriptor. */
+  async listTags(): Promise<{ name: string; descriptor: Descriptor }[]> {
+    const index = await this.readIndex();
+    return index.manifests
+      .filter((d) => d.annotations?.[REF_NAME_ANNOTATION])
+      .map((d) => ({ name: d.annotations![REF_NAME_ANNOTATION]!, descriptor: d }));
+  }
+
+  async resolveTag(name: string): Promise<Descriptor | undefined> {
+    return (await this.listTags()).find((t) => t.name === name)?.descriptor;
+  }
+
+  /**
+   * Points `name` (full "registry/repo:tag") at a manifest. The manifest blob must already be in
+   * the store, so a tag never dangles.
+   */
+  async setTag(name: string, descriptor: Descriptor): Promise<void> {
+    if (!(await this.hasBlob(descriptor.digest))) {
+      throw new BlobVerificationError(`cannot tag ${name}: manifest ${descriptor.digest} is not in the store`);
+    }
+    const tag = name.slice(name.lastIndexOf(':') + 1);
+    await this.updateIndex((index) => {
+      index.manifests = index.manifests.filter((d) => d.annotations?.[REF_NAME_ANNOTATION] !== name);
+      index.manifests.push({
+        mediaType: descriptor.mediaType,
+        digest: descriptor.digest,
+        size: descriptor.size,
+        ...(descriptor.platform ? { platform: descriptor.platform } : {}),
+        annotations: { [REF_NAME_ANNOTATION]: name, [OCI_REF_NAME_ANNOTATION]: tag },
+      });
+      index.manifests.sort((a, b) => (a.annotations![REF_NAME_ANNOTATION]! < b.annotations![REF_NAME_ANNOTATION]! ? -1 : 1));
+    });
+  }
+
+  /** Removes a tag; returns the descriptor it pointed at, if any. */
+  async removeTag(name: string): Promise<Descriptor | undefined> {
+    return this.updateIndex((index) => {
+      const found = index.manifests.find((d) => d.annotations?.[REF_NAME_ANNOTATION] === name);
+      index.manifests = index.manifests.filter((d) => d !== found);
+      return found;
+    });
+  }
+
+  // ---- roots kept alive by other subsystems -----------------------------------------------
+
+  /** Records that `owner` (e.g. "cache/<key>") needs `digests` kept across gc. */
+  async setRoot(owner: string, digests: string[]): Promise<void> {
+    const file = path.join(this.rootsDir, encodeURIComponent(owner));
+    await writeFileAtomic(file, digests.map((d) => parseDigest(d).value).join('\n') + '\n');
+  }
+
+  async removeRoot(owner: string): Promise<void> {
+    await fsp.rm(path.join(this.rootsDir, encodeURIComponent(owner)), { force: true });
+  }
+
+  async listRoots(): Promise<string[]> {
+    let files: string[];
+    try { files = await fsp.readdir(this.rootsDir); } catch { return []; }
+    const out: string[] = [];
+    for (const f of files) {
+      if (f.startsWith('.tmp-')) continue;
+      const text = await fsp.readFile(path.join(this.rootsDir, f), 'utf8').catch(() => '');
+      out.push(...text.split('\n').filter(Boolean));
+    }
+    return out;
+  }
+
+  async *listBlobs(): AsyncGenerator<{ digest: string; path: string }> {
+    for (const alg of ['sha256', 'sha512']) {
+      let names: string[];
+      try { names = await fsp.readdir(path.join(this.blobsDir, alg)); } catch { continue; }
+      for (const hex of names) yield { digest: `${alg}:${hex}`, path: path.join(this.blobsDir, alg, hex) };
+    }
+  }
+}

@@ -1,0 +1,186 @@
+// Image-level view of the content store: resolve "name[:tag]" or an ID prefix to a manifest,
+// its config and its layers; list images; garbage-collect unreachable blobs.
+import { promises as fsp } from 'node:fs';
+import { ContentStore, REF_NAME_ANNOTATION } from './content-store.js';
+import { parseReference, formatReference, ReferenceError } from '../image/reference.js';
+import { isDigest } from '../image/digest.js';
+import { isIndexMediaType } from '../image/media-types.js';
+import { selectPlatform } from '../image/platform.js';
+import type { Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform } from '../image/types.js';
+import { NotFoundError, UserError } from '../util/errors.js';
+
+export interface LocalImage {
+  /** Full reference names that point at this image (may be empty for an ID lookup). */
+  names: string[];
+  /** Descriptor of the image manifest (after platform selection from an index). */
+  manifestDescriptor: Descriptor;
+  manifest: ImageManifest;
+  /** The index the image was selected from, when the tag points at an index. */
+  index?: { descriptor: Descriptor; index: ImageIndex };
+  configDigest: string;
+  config: ImageConfig;
+}
+
+/** Normalises a user-typed name to the store's full "registry/repo:tag" key. */
+export function canonicalName(name: string): string {
+  const ref = parseReference(name);
+  if (ref.digest) throw new UserError(`"${name}": a digest reference cannot be used as a tag name`);
+  return formatReference(ref);
+}
+
+async function loadManifest(store: ContentStore, desc: Descriptor, platform?: Platform):
+  Promise<{ manifestDescriptor: Descriptor; manifest: ImageManifest; index?: LocalImage['index'] }> {
+  const doc = await store.readJsonBlob<ImageManifest | ImageIndex>(desc.digest);
+  if (isIndexMediaType(desc.mediaType) || Array.isArray((doc as ImageIndex).manifests)) {
+    const index = doc as ImageIndex;
+    const child = selectPlatform(index.manifests, platform) ?? (index.manifests.length === 1 ? index.manifests[0] : undefined);
+    if (!child) throw new NotFoundError(`image index ${desc.digest} has no manifest for this platform`);
+    if (!(await store.hasBlob(child.digest))) throw new NotFoundError(`image index ${desc.digest}: manifest for this platform (${child.digest}) was not pulled`);
+    const manifest = await store.readJsonBlob<ImageManifest>(child.digest);
+    return { manifestDescriptor: child, manifest, index: { descriptor: desc, index } };
+  }
+  return { manifestDescriptor: desc, manifest: doc as ImageManifest };
+}
+
+async function finish(store: ContentStore, names: string[], loaded: Awaited<ReturnType<typeof loadManifest>>): Promise<LocalImage> {
+  const config = await store.readJsonBlob<ImageConfig>(loaded.manifest.config.digest);
+  return { names, ...loaded, configDigest: loaded.manifest.config.digest, config };
+}
+
+/**
+ * Resolves what a user typed: a name ("busybox", "localhost:5000/a:1"), a full or short image ID
+ * (config digest, like Docker), or a manifest digest ("sha256:…").
+ */
+export async function resolveImage(store: ContentStore, nameOrId: string, platform?: Platform): Promise<LocalImage> {
+  const tags = await store.listTags();
+  const idLike = /^(sha256:)?[a-f0-9]{4,64}$/.test(nameOrId);
+  if (!idLike || !/^[a-f0-9]+$/.test(nameOrId) || nameOrId.length < 4 || nameOrId.startsWith('sha256:')) {
+    let ref;
+    try { ref = parseReference(nameOrId); } catch (e) { if (!idLike) throw new UserError((e as ReferenceError).message); }
+    if (ref) {
+      if (ref.digest) {
+        if (!(await store.hasBlob(ref.digest))) throw new NotFoundError(`image ${nameOrId} not found in the store`);
+        const desc = tags.find((t) => t.descriptor.digest === ref!.digest)?.descriptor ?? await describeBlob(store, ref.digest);
+        return finish(store, tags.filter((t) => t.descriptor.digest === ref!.digest).map((t) => t.name), await loadManifest(store, desc, platform));
+      }
+      const key = formatReference(ref);
+      const hit = tags.find((t) => t.name === key);
+      if (hit) return finish(store, [key], await loadManifest(store, hit.descriptor, platform));
+      if (!idLike) throw new NotFoundError(`image "${nameOrId}" not found in the store (looked for ${key})`);
+    }
+  }
+  // ID prefix: match the config digest (Docker's IMAGE ID) or the manifest digest.
+  const prefix = nameOrId.replace(/^sha256:/, '');
+  const matches = new Map<string, LocalImage>();
+  for (const t of tags) {
+    const img = await finish(store, [], await loadManifest(store, t.descriptor, platform)).catch(() => undefined);
+    if (!img) continue;
+    if (img.configDigest.slice(7).startsWith(prefix) || t.descriptor.digest.slice(7).startsWith(prefix)) {
+      const prev = matches.get(img.configDigest);
+      if (prev) prev.names.push(t.name); else matches.set(img.configDigest, { ...img, names: [t.name] });
+    }
+  }
+  if (matches.size === 0) {
+    if (isDigest(nameOrId) && (await store.hasBlob(nameOrId))) {
+      return finish(store, [], await loadManifest(store, await describeBlob(store, nameOrId), platform));
+    }
+    throw new NotFoundError(`image "${nameOrId}" not found in the store`);
+  }
+  if (matches.size > 1) throw new UserError(`image ID prefix "${nameOrId}" is ambiguous (${matches.size} images)`);
+  return [...matches.values()][0]!;
+}
+
+async function describeBlob(store: ContentStore, digest: string): Promise<Descriptor> {
+  const bytes = await store.readBlob(digest);
+  const doc = JSON.parse(bytes.toString('utf8')) as { mediaType?: string; manifests?: unknown };
+  const mediaType = doc.mediaType ?? (doc.manifests ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json');
+  return { mediaType, digest, size: bytes.length };
+}
+
+export interface ImageSummary {
+  name: string;
+  repository: string;
+  tag: string;
+  manifestDigest: string;
+  id: string;
+  created?: string;
+  /** Sum of compressed layer sizes plus config, like `docker images` on a registry image. */
+  size: number;
+}
+
+export async function listImages(store: ContentStore): Promise<ImageSummary[]> {
+  const out: ImageSummary[] = [];
+  for (const t of await store.listTags()) {
+    try {
+      const img = await finish(store, [t.name], await loadManifest(store, t.descriptor));
+      const colon = t.name.lastIndexOf(':');
+      out.push({
+        name: t.name,
+        repository: t.name.slice(0, colon),
+        tag: t.name.slice(colon + 1),
+        manifestDigest: t.descriptor.digest,
+        id: img.configDigest,
+        created: img.config.created,
+        size: img.manifest.layers.reduce((n, l) => n + l.size, 0) + img.manifest.config.size,
+      });
+    } catch {
+      // A tag whose blobs are incomplete still shows, so the user can rmi it.
+      const colon = t.name.lastIndexOf(':');
+      out.push({ name: t.name, repository: t.name.slice(0, colon), tag: t.name.slice(colon + 1), manifestDigest: t.descriptor.digest, id: '', size: 0 });
+    }
+  }
+  return out;
+}
+
+/** Every blob reachable from a manifest or index digest (manifests, configs, layers). */
+export async function reachableFrom(store: ContentStore, digest: string, into: Set<string>): Promise<void> {
+  if (into.has(digest)) return;
+  into.add(digest);
+  let doc: { manifests?: Descriptor[]; config?: Descriptor; layers?: Descriptor[]; subject?: Descriptor; mediaType?: string };
+  try {
+    const bytes = await store.readBlob(digest);
+    if (bytes.length > 4 * 1024 * 1024 || bytes[0] !== 0x7b) return; // not a JSON manifest (a layer)
+    doc = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return;
+  }
+  if (Array.isArray(doc.manifests)) for (const m of doc.manifests) await reachableFrom(store, m.digest, into);
+  if (doc.config?.digest) into.add(doc.config.digest);
+  if (Array.isArray(doc.layers)) for (const l of doc.layers) into.add(l.digest);
+}
+
+export interface GcResult { removed: string[]; bytes: number; kept: number }
+
+/**
+ * Mark and sweep: roots are every tagged manifest plus digests other subsystems registered.
+ * Blobs younger than `graceMs` survive, so a pull or build that has written blobs but not yet
+ * tagged its manifest is never swept from under it.
+ */
+export async function gcStore(store: ContentStore, opts: { dryRun?: boolean; graceMs?: number } = {}): Promise<GcResult> {
+  const grace = opts.graceMs ?? 10 * 60_000;
+  const live = new Set<string>();
+  for (const t of await store.listTags()) await reachableFrom(store, t.descriptor.digest, live);
+  for (const d of await store.listRoots()) await reachableFrom(store, d, live);
+  const removed: string[] = [];
+  let bytes = 0;
+  let kept = 0;
+  const now = Date.now();
+  for await (const b of store.listBlobs()) {
+    if (live.has(b.digest)) { kept++; continue; }
+    const st = await fsp.stat(b.path).catch(() => undefined);
+    if (!st) continue;
+    if (now - st.mtimeMs < grace) { kept++; continue; }
+    removed.push(b.digest);
+    bytes += st.size;
+    if (!opts.dryRun) await fsp.rm(b.path, { force: true });
+  }
+  // Stale ingest files from killed processes.
+  for (const f of await fsp.readdir(store.tmpDir).catch(() => [] as string[])) {
+    const p = `${store.tmpDir}/${f}`;
+    const st = await fsp.stat(p).catch(() => undefined);
+    if (st && now - st.mtimeMs > grace && !opts.dryRun) await fsp.rm(p, { recursive: true, force: true });
+  }
+  return { removed, bytes, kept };
+}
+
+export { REF_NAME_ANNOTATION };

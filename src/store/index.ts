@@ -1,0 +1,2 @@
+export * from './content-store.js';
+export * from './images.js';

@@ -1,0 +1,67 @@
+// Crash-safe file writes: temp file in the same directory, fsync, rename, fsync the directory.
+// A reader therefore sees either the old file or the complete new one, never a torn write.
+import { promises as fsp, constants } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+
+export function tempName(target: string): string {
+  return path.join(path.dirname(target), `.tmp-${path.basename(target)}-${process.pid}-${randomBytes(6).toString('hex')}`);
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
+  let fh: fsp.FileHandle | undefined;
+  try {
+    fh = await fsp.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    await fh.sync();
+  } catch {
+    // Some filesystems refuse fsync on directories; the rename is still atomic there.
+  } finally {
+    await fh?.close();
+  }
+}
+
+export async function writeFileAtomic(target: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  await fsp.mkdir(path.dirname(target), { recursive: true });
+  const tmp = tempName(target);
+  const fh = await fsp.open(tmp, 'wx', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } catch (e) {
+    await fh.close().catch(() => {});
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
+  await fh.close();
+  try {
+    await fsp.rename(tmp, target);
+  } catch (e) {
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
+  await fsyncDir(path.dirname(target));
+}
+
+export async function writeJsonAtomic(target: string, value: unknown): Promise<void> {
+  await writeFileAtomic(target, JSON.stringify(value, null, 2) + '\n');
+}
+
+export async function readJson<T>(file: string): Promise<T> {
+  return JSON.parse(await fsp.readFile(file, 'utf8')) as T;
+}
+
+export async function readJsonIfExists<T>(file: string): Promise<T | undefined> {
+  try {
+    return await readJson<T>(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+export async function exists(p: string): Promise<boolean> {
+  try { await fsp.lstat(p); return true; } catch { return false; }
+}
+
+/** Large chunks keep hashing and syscalls off the profile (the brief asks for >= 1 MiB). */
+export const STREAM_CHUNK = 1 << 20;
