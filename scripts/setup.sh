@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs everything drydock and its test suite need on a fresh Debian 12 machine (as root):
+# system packages from apt, npm dependencies, the compiled CLI, podman's config for this
+# sandbox, and (with --test) the Debian cloud kernel the boot tests use. Idempotent and quick
+# when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  # runtime and image tools drydock drives
+  runc busybox-static zstd xz-utils file ca-certificates iproute2 iptables kmod
+  # mkimage
+  debootstrap
+  # boot: squashfs, ISO, disk images, initramfs, emulator for the boot tests
+  squashfs-tools xorriso isolinux syslinux syslinux-common syslinux-utils grub-pc-bin grub-common
+  mtools cpio e2fsprogs btrfs-progs dosfstools fdisk qemu-system-x86 qemu-utils
+  # peers for interop tests and benchmarks
+  skopeo podman buildah umoci docker-registry apache2-utils openssl uidmap fuse-overlayfs hyperfine
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Podman and buildah in this sandbox: rlimits cannot be raised and crun does not work.
+conf=/etc/containers/containers.conf
+if ! grep -qs 'default_ulimits *= *\[\]' "$conf" || ! grep -qs 'runtime *= *"runc"' "$conf"; then
+  mkdir -p /etc/containers
+  cat > "$conf" <<'CONF'
+[containers]
+default_ulimits = []
+
+[engine]
+runtime = "runc"
+CONF
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+npm run --silent build
+
+if [ "${1:-}" = "--test" ] && [ -x scripts/fetch-kernel.sh ]; then
+  bash scripts/fetch-kernel.sh
+fi
