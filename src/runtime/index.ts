@@ -1,0 +1,11 @@
+// The container runtime: layer cache + overlay rootfs, OCI runtime spec generation and runc
+// invocation (shared with the builder's RUN), plus the container lifecycle behind `drydock run`.
+export { ensureLayersUnpacked, unpackedLayerDir, layerCacheDir, pruneLayerCache, type LayerRef } from './layers.js';
+export { mountRootfs, unmountPath, isMountPoint, type MountedRootfs, type MountRootfsOptions } from './overlay.js';
+export {
+  createRuntimeSpec, withDefaultPath, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, DEFAULT_PATH,
+  type OciSpec, type OciMount, type OciResources, type RuntimeSpecOptions, type NetworkSpec,
+} from './spec.js';
+export { runOnce, runcStateRoot, containerState, killContainer, deleteContainer, type RunOnceOptions, type RunResult } from './runc.js';
+export { resolveUser, type ResolvedUser } from './user.js';
+export { resolveInRoot, readFileInRoot } from './rootfs-path.js';

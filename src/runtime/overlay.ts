@@ -1,0 +1,90 @@
+// The container rootfs: an overlayfs whose lower dirs are the shared, unpacked-once layers and
+// whose upper dir is the container's own writable layer (what `commit` and the builder's RUN
+// turn into a new image layer).
+import { promises as fsp } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import path from 'node:path';
+import { UserError } from '../util/errors.js';
+
+const run = promisify(execFile);
+
+export interface MountedRootfs {
+  /** The merged view: the container's root filesystem. */
+  rootfs: string;
+  /** The writable overlay upper dir (overlay-style whiteouts). */
+  upperDir: string;
+  unmount(): Promise<void>;
+}
+
+export interface MountRootfsOptions {
+  /** Unpacked layer dirs, bottom to top (the order ensureLayersUnpacked returns). */
+  lowerDirs: string[];
+  /** A per-container dir; upper/, work/ and merged/ are created inside. */
+  workDir: string;
+  /** Mount the merged view read-only (no upper dir is used). */
+  readonly?: boolean;
+}
+
+/** The kernel takes mount data up to one page; longer lowerdir lists are mounted with relative paths. */
+const MOUNT_DATA_LIMIT = 4000;
+
+export async function mountRootfs(opts: MountRootfsOptions): Promise<MountedRootfs> {
+  const workDir = path.resolve(opts.workDir);
+  const upperDir = path.join(workDir, 'upper');
+  const work = path.join(workDir, 'work');
+  const merged = path.join(workDir, 'merged');
+  await Promise.all([upperDir, work, merged].map((d) => fsp.mkdir(d, { recursive: true })));
+  let lowers = opts.lowerDirs.map((d) => path.resolve(d));
+  if (lowers.length === 0) {
+    // FROM scratch: overlayfs needs at least one lower dir.
+    const empty = path.join(workDir, 'empty');
+    await fsp.mkdir(empty, { recursive: true });
+    lowers = [empty];
+  }
+  await mountOverlay(lowers, upperDir, work, merged);
+  return {
+    rootfs: merged,
+    upperDir,
+    unmount: () => unmountPath(merged),
+  };
+}
+
+/** Mounts overlayfs at `merged`; overlay lists lowerdirs top-first, so the order is reversed. */
+export async function mountOverlay(lowersBottomUp: string[], upperDir: string, work: string, merged: string): Promise<void> {
+  const top = [...lowersBottomUp].reverse();
+  let cwd: string | undefined;
+  let lowerOpt = top.join(':');
+  const fixed = `,upperdir=${upperDir},workdir=${work}`;
+  if (`lowerdir=${lowerOpt}${fixed}`.length > MOUNT_DATA_LIMIT) {
+    // Relative paths are resolved against the mounting process's cwd: use the common parent
+    // (the layer cache) so each entry is only its 64-hex name.
+    const parents = new Set(top.map((d) => path.dirname(d)));
+    if (parents.size !== 1) throw new UserError(`too many layers (${top.length}) for one overlay mount`);
+    cwd = [...parents][0];
+    lowerOpt = top.map((d) => path.basename(d)).join(':');
+    if (`lowerdir=${lowerOpt}${fixed}`.length > MOUNT_DATA_LIMIT) throw new UserError(`too many layers (${top.length}) for one overlay mount (kernel limit on mount options)`);
+  }
+  try {
+    await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lowerOpt}${fixed}`, merged], { cwd });
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    throw new UserError(`cannot mount the container rootfs (overlayfs): ${(err.stderr || err.message).trim()}${process.getuid?.() !== 0 ? ' (drydock run needs root)' : ''}`);
+  }
+}
+
+export async function isMountPoint(p: string): Promise<boolean> {
+  const mounts = await fsp.readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  const target = path.resolve(p);
+  return mounts.split('\n').some((l) => l.split(' ')[4] === target);
+}
+
+/** Unmounts if mounted (idempotent: a container cleaned after a crash may already be unmounted). */
+export async function unmountPath(p: string): Promise<void> {
+  try {
+    await run('umount', [p]);
+  } catch (e) {
+    if (!(await isMountPoint(p))) return;
+    try { await run('umount', ['-l', p]); } catch { throw new UserError(`cannot unmount ${p}: ${((e as { stderr?: string }).stderr ?? '').trim()}`); }
+  }
+}

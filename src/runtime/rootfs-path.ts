@@ -1,0 +1,51 @@
+// Resolves a path inside a container rootfs the way the kernel would after chroot(rootfs):
+// symlinks are followed but absolute targets and ".." are re-anchored at the rootfs, so reading
+// an image's /etc/passwd (or copying files out with `cp`) can never escape to the host.
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { UserError } from '../util/errors.js';
+
+const MAX_LINKS = 40;
+
+/**
+ * Returns the host path that `inner` names inside `root`. Missing trailing components are
+ * allowed (the result names where they would be created); a symlink loop is an error.
+ */
+export async function resolveInRoot(root: string, inner: string): Promise<string> {
+  const pending = inner.split('/').filter((c) => c && c !== '.');
+  const resolved: string[] = [];
+  let links = 0;
+  while (pending.length) {
+    const comp = pending.shift()!;
+    if (comp === '..') { resolved.pop(); continue; }
+    const candidate = path.join(root, ...resolved, comp);
+    let st;
+    try { st = await fsp.lstat(candidate); } catch { resolved.push(comp, ...pending.filter((c) => c !== '.')); return normalise(root, resolved); }
+    if (st.isSymbolicLink()) {
+      if (++links > MAX_LINKS) throw new UserError(`too many levels of symbolic links resolving ${inner} in the container`);
+      const target = await fsp.readlink(candidate);
+      if (target.startsWith('/')) resolved.length = 0;
+      pending.unshift(...target.split('/').filter((c) => c && c !== '.'));
+      continue;
+    }
+    resolved.push(comp);
+  }
+  return normalise(root, resolved);
+}
+
+function normalise(root: string, comps: string[]): string {
+  const out: string[] = [];
+  for (const c of comps) { if (c === '..') out.pop(); else if (c && c !== '.') out.push(c); }
+  return path.join(root, ...out);
+}
+
+/** Reads a text file inside the rootfs, or undefined when it does not exist. */
+export async function readFileInRoot(root: string, inner: string): Promise<string | undefined> {
+  try {
+    return await fsp.readFile(await resolveInRoot(root, inner), 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return undefined;
+    throw e;
+  }
+}

@@ -1,0 +1,196 @@
+// runc invocation. Each store root has its own runc state dir (--root $DRYDOCK_ROOT/runc) so
+// separate stores never see each other's containers. `--runtime` may name another OCI runtime
+// with runc's CLI (crun, youki).
+import { spawn, execFile } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import { promisify } from 'node:util';
+import os from 'node:os';
+import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { defaultRoot } from '../store/content-store.js';
+import { UserError } from '../util/errors.js';
+import type { OciSpec } from './spec.js';
+
+const execFileP = promisify(execFile);
+
+export interface RuncOptions {
+  /** The OCI runtime binary (default "runc"). */
+  runtime?: string;
+  /** The runtime's state root (default $DRYDOCK_ROOT/runc). */
+  stateRoot?: string;
+}
+
+export function runcStateRoot(root = defaultRoot()): string {
+  return path.join(root, 'runc');
+}
+
+function base(o: RuncOptions = {}): { bin: string; args: string[] } {
+  return { bin: o.runtime ?? 'runc', args: ['--root', o.stateRoot ?? runcStateRoot()] };
+}
+
+export async function writeBundle(bundleDir: string, spec: OciSpec): Promise<void> {
+  await fsp.mkdir(bundleDir, { recursive: true });
+  // The bundle is rewritten on every start; runc reads it once, so no fsync is needed.
+  await fsp.writeFile(path.join(bundleDir, 'config.json'), JSON.stringify(spec));
+}
+
+export interface RunResult {
+  exitCode: number;
+  /** Set when the container's init was killed by a signal (exitCode is then 128+n). */
+  signal?: string;
+}
+
+export interface RunOnceOptions extends RuncOptions {
+  id: string;
+  bundleDir: string;
+  spec: OciSpec;
+  stdio: 'inherit' | { stdout: Writable; stderr: Writable; stdin?: Readable };
+  /** Image architecture, for the "exec format error" hint. */
+  architecture?: string;
+  /** Called once runc has started (with its pid), e.g. to record state. */
+  onStart?(pid: number): void;
+}
+
+/**
+ * `runc run` in the foreground. The runc state is always deleted afterwards, also when this
+ * process is interrupted: SIGINT/SIGTERM are forwarded to the container instead of killing us.
+ */
+export async function runOnce(opts: RunOnceOptions): Promise<RunResult> {
+  await writeBundle(opts.bundleDir, opts.spec);
+  const { bin, args } = base(opts);
+  const logFile = path.join(opts.bundleDir, 'runc.log');
+  await fsp.rm(logFile, { force: true });
+  const inherit = opts.stdio === 'inherit';
+  const child = spawn(bin, [...args, '--log', logFile, '--log-format', 'json', 'run', '--bundle', opts.bundleDir, opts.id], {
+    stdio: inherit ? 'inherit' : [opts.stdio === 'inherit' || !(opts.stdio as { stdin?: Readable }).stdin ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+  });
+  if (!inherit) {
+    const s = opts.stdio as { stdout: Writable; stderr: Writable; stdin?: Readable };
+    child.stdout!.pipe(s.stdout, { end: false });
+    child.stderr!.pipe(s.stderr, { end: false });
+    if (s.stdin && child.stdin) s.stdin.pipe(child.stdin);
+  }
+  // runc forwards signals it receives to the container; with a terminal, Ctrl-C reaches runc
+  // directly. Ignore them here so we live to clean up.
+  const forward = (sig: NodeJS.Signals) => { try { child.kill(sig); } catch { /* exited */ } };
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+  for (const s of signals) process.on(s, forward);
+  try {
+    const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+      child.on('error', (e) => reject((e as NodeJS.ErrnoException).code === 'ENOENT' ? new UserError(`OCI runtime "${bin}" not found (apt-get install runc)`) : e));
+      child.on('spawn', () => opts.onStart?.(child.pid!));
+      child.on('close', (c, s) => resolve({ code: c, signal: s }));
+    });
+    if (!inherit) {
+      // Drain what the pipes still hold before the caller closes the streams.
+      await Promise.resolve();
+    }
+    const exitCode = code ?? 128 + (signal ? os.constants.signals[signal] : 0);
+    if (exitCode !== 0) await explainRuncFailure(logFile, opts.spec, opts.architecture);
+    const sig = exitCode > 128 && exitCode < 128 + 65 ? signalName(exitCode - 128) : undefined;
+    return { exitCode, ...(sig ? { signal: sig } : {}) };
+  } finally {
+    for (const s of signals) process.off(s, forward);
+    await deleteContainer(opts.id, { ...opts, force: true });
+  }
+}
+
+function signalName(n: number): string | undefined {
+  return Object.entries(os.constants.signals).find(([, v]) => v === n)?.[0];
+}
+
+/** Reads runc's own error log; turns the common failures into clear UserErrors. */
+export async function explainRuncFailure(logFile: string, spec: OciSpec | undefined, architecture?: string): Promise<void> {
+  const text = await fsp.readFile(logFile, 'utf8').catch(() => '');
+  const errors = text.split('\n').filter(Boolean).map((l) => { try { return JSON.parse(l) as { level: string; msg: string }; } catch { return undefined; } })
+    .filter((e): e is { level: string; msg: string } => !!e && (e.level === 'error' || e.level === 'fatal'));
+  if (!errors.length) return;
+  const msg = errors.map((e) => e.msg).join('; ');
+  const host = os.arch() === 'x64' ? 'amd64' : os.arch();
+  if (/exec format error/.test(msg)) {
+    throw new UserError(`the image is for ${architecture ?? 'another architecture'} but this host is ${host}; install qemu-user-static/binfmt or build for linux/${host}`, 126);
+  }
+  const exe = spec?.process.args[0] ?? '';
+  if (/executable file not found|no such file or directory/.test(msg) && /exec:|starting container process/.test(msg)) {
+    throw new UserError(`failed to start container: ${exe}: executable file not found in the container (${msg.replace(/^.*?exec: /, '')})`, 127);
+  }
+  if (/permission denied/.test(msg) && /exec:|starting container process/.test(msg)) {
+    throw new UserError(`failed to start container: ${exe}: permission denied`, 126);
+  }
+  if (/cgroup|memory\.|cpu\.cfs|cpu\.max/i.test(msg) && spec?.linux.resources) {
+    throw new UserError(`the OCI runtime could not apply --memory/--cpus limits with this host's cgroup setup: ${msg}`, 125);
+  }
+  throw new UserError(`OCI runtime failed: ${msg}`, 125);
+}
+
+export interface RuncState { id: string; pid: number; status: 'created' | 'running' | 'stopped' | 'paused' | string; bundle: string }
+
+export async function containerState(id: string, o: RuncOptions = {}): Promise<RuncState | undefined> {
+  const { bin, args } = base(o);
+  try {
+    const { stdout } = await execFileP(bin, [...args, 'state', id]);
+    return JSON.parse(stdout) as RuncState;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function killContainer(id: string, signal: string, o: RuncOptions & { all?: boolean } = {}): Promise<void> {
+  const { bin, args } = base(o);
+  try {
+    await execFileP(bin, [...args, 'kill', ...(o.all ? ['--all'] : []), id, signal]);
+  } catch (e) {
+    const stderr = String((e as { stderr?: string }).stderr ?? '');
+    if (/not running|does not exist|process already finished/.test(stderr)) return;
+    throw new UserError(`cannot signal container: ${stderr.trim() || (e as Error).message}`);
+  }
+}
+
+export async function deleteContainer(id: string, o: RuncOptions & { force?: boolean } = {}): Promise<void> {
+  const { bin, args } = base(o);
+  try {
+    await execFileP(bin, [...args, 'delete', ...(o.force ? ['--force'] : []), id]);
+  } catch {
+    // Already gone (or never created): nothing to delete.
+  }
+}
+
+export interface ExecOptions extends RuncOptions {
+  id: string;
+  args: string[];
+  env?: string[];
+  cwd?: string;
+  user?: { uid: number; gid: number; additionalGids?: number[] };
+  tty?: boolean;
+  interactive?: boolean;
+  /** Process spec template (the container's process), so exec inherits caps and env. */
+  base: OciSpec['process'];
+  processFile: string;
+}
+
+/** `runc exec` with inherited stdio; returns the exit code. */
+export async function execInContainer(o: ExecOptions): Promise<number> {
+  const proc = {
+    ...o.base,
+    terminal: !!o.tty,
+    args: o.args,
+    env: o.env ?? o.base.env,
+    cwd: o.cwd ?? o.base.cwd,
+    user: o.user ?? o.base.user,
+  };
+  await fsp.writeFile(o.processFile, JSON.stringify(proc));
+  const { bin, args } = base(o);
+  const child = spawn(bin, [...args, 'exec', '--process', o.processFile, o.id], { stdio: [o.interactive || o.tty ? 'inherit' : 'ignore', 'inherit', 'inherit'] });
+  const forward = (sig: NodeJS.Signals) => { try { child.kill(sig); } catch { /* gone */ } };
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of signals) process.on(s, forward);
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', (c, s) => resolve(c ?? 128 + (s ? os.constants.signals[s] : 0)));
+    });
+  } finally {
+    for (const s of signals) process.off(s, forward);
+    await fsp.rm(o.processFile, { force: true });
+  }
+}

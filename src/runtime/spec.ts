@@ -1,0 +1,200 @@
+// OCI runtime spec generation with Docker's defaults (mounts, masked paths, capabilities,
+// no-new-privileges). One generator serves `drydock run` and the builder's RUN.
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { resolveUser } from './user.js';
+
+export interface OciMount {
+  destination: string;
+  type?: string;
+  source?: string;
+  options?: string[];
+}
+
+export interface OciResources {
+  memory?: { limit?: number; swap?: number };
+  cpu?: { quota?: number; period?: number; shares?: number };
+  pids?: { limit: number };
+}
+
+export interface OciSpec {
+  ociVersion: string;
+  process: {
+    terminal?: boolean;
+    user: { uid: number; gid: number; additionalGids?: number[] };
+    args: string[];
+    env: string[];
+    cwd: string;
+    capabilities?: Record<'bounding' | 'effective' | 'permitted' | 'ambient' | 'inheritable', string[]>;
+    rlimits?: { type: string; hard: number; soft: number }[];
+    noNewPrivileges?: boolean;
+  };
+  root: { path: string; readonly?: boolean };
+  hostname?: string;
+  mounts: OciMount[];
+  linux: {
+    namespaces: { type: string; path?: string }[];
+    resources?: OciResources & { devices?: unknown[] };
+    maskedPaths?: string[];
+    readonlyPaths?: string[];
+    cgroupsPath?: string;
+  };
+  annotations?: Record<string, string>;
+}
+
+/** Docker's default capability set (moby/oci/caps/defaults.go). */
+export const DEFAULT_CAPABILITIES = [
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID',
+  'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
+];
+
+export const DEFAULT_MASKED_PATHS = [
+  '/proc/asound', '/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
+  '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap',
+];
+
+export const DEFAULT_READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+export type NetworkSpec = 'host' | 'none' | { netnsPath: string };
+
+export interface RuntimeSpecOptions {
+  /** The mounted rootfs (overlay "merged" dir). */
+  rootfs: string;
+  args: string[];
+  env: string[];
+  cwd: string;
+  /** "name" | "uid" | "name:group" | "uid:gid", resolved against the rootfs's /etc/passwd and /etc/group. */
+  user: string;
+  /** Extra supplementary groups (--group-add). */
+  groupAdd?: string[];
+  hostname?: string;
+  network: NetworkSpec;
+  mounts?: OciMount[];
+  readonlyRootfs?: boolean;
+  terminal?: boolean;
+  /** Replaces the default capability set. */
+  capabilities?: string[];
+  maskedPaths?: string[];
+  readonlyPaths?: string[];
+  resources?: OciResources;
+  /** Where to write the generated /etc/hosts, /etc/resolv.conf, /etc/hostname (default: next to the rootfs). */
+  hostFilesDir?: string;
+  /** Extra "ip name" lines for /etc/hosts (--add-host, the container's own address). */
+  extraHosts?: string[];
+  /** Nameservers for /etc/resolv.conf; default: the host's (minus loopback ones unless host network). */
+  dns?: string[];
+  /** Run a minimal init (tini) as pid 1 that reaps zombies and forwards signals. */
+  init?: boolean;
+  annotations?: Record<string, string>;
+}
+
+const TINI_CANDIDATES = ['/usr/bin/tini-static', '/usr/bin/tini'];
+/** Where the init binary is bind-mounted inside the container (Docker uses /sbin/docker-init). */
+export const INIT_PATH = '/sbin/drydock-init';
+
+export async function findInit(): Promise<string> {
+  for (const c of TINI_CANDIDATES) {
+    try { await fsp.access(c); return c; } catch { /* next */ }
+  }
+  const { UserError } = await import('../util/errors.js');
+  throw new UserError('--init needs tini: apt-get install tini (drydock bind-mounts /usr/bin/tini-static as pid 1)');
+}
+
+/** Adds a PATH when the image sets none, like Docker. */
+export function withDefaultPath(env: string[]): string[] {
+  return env.some((e) => e.startsWith('PATH=')) ? env : [`PATH=${DEFAULT_PATH}`, ...env];
+}
+
+export async function createRuntimeSpec(opts: RuntimeSpecOptions): Promise<OciSpec> {
+  const user = await resolveUser(opts.rootfs, opts.user, opts.groupAdd);
+  let env = withDefaultPath(opts.env);
+  if (!env.some((e) => e.startsWith('HOME='))) env = [...env, `HOME=${user.home}`];
+  if (opts.terminal && !env.some((e) => e.startsWith('TERM='))) env = [...env, 'TERM=xterm'];
+  const hostname = opts.hostname ?? (opts.network === 'host' ? (await fsp.readFile('/etc/hostname', 'utf8').catch(() => 'localhost')).trim() : 'drydock');
+  const caps = opts.capabilities ?? DEFAULT_CAPABILITIES;
+  const namespaces: { type: string; path?: string }[] = [
+    { type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' },
+  ];
+  if (opts.network === 'none') namespaces.push({ type: 'network' });
+  else if (typeof opts.network === 'object') namespaces.push({ type: 'network', path: opts.network.netnsPath });
+  // With host networking the UTS namespace would still hide the host's name; Docker shares it.
+  if (opts.network === 'host' && !opts.hostname) namespaces.splice(namespaces.findIndex((n) => n.type === 'uts'), 1);
+
+  const hostFiles = await writeHostFiles(opts.hostFilesDir ?? path.join(path.dirname(opts.rootfs), 'hostfiles'), hostname, opts);
+  const userMounts = opts.mounts ?? [];
+  const userDest = new Set(userMounts.map((m) => path.posix.normalize(m.destination)));
+  const defaults: OciMount[] = [
+    { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+    { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+    { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
+    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+    // sysfs may only be mounted read-write in a new network namespace; with host networking
+    // the kernel refuses a fresh sysfs, so bind the host's read-only like runc's rootless spec.
+    opts.network === 'host'
+      ? { destination: '/sys', type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] }
+      : { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
+    { destination: '/etc/hosts', type: 'bind', source: hostFiles.hosts, options: ['rbind', 'rprivate'] },
+    { destination: '/etc/hostname', type: 'bind', source: hostFiles.hostname, options: ['rbind', 'rprivate'] },
+    { destination: '/etc/resolv.conf', type: 'bind', source: hostFiles.resolv, options: ['rbind', 'rprivate'] },
+  ];
+  if (opts.network === 'host') defaults.splice(defaults.findIndex((m) => m.destination === '/sys/fs/cgroup'), 1);
+  const mounts = [...defaults.filter((m) => !userDest.has(m.destination)), ...userMounts];
+  let args = opts.args;
+  if (opts.init) {
+    mounts.push({ destination: INIT_PATH, type: 'bind', source: await findInit(), options: ['bind', 'ro'] });
+    args = [INIT_PATH, '--', ...args];
+  }
+  const spec: OciSpec = {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: !!opts.terminal,
+      user: { uid: user.uid, gid: user.gid, ...(user.additionalGids.length ? { additionalGids: user.additionalGids } : {}) },
+      args,
+      env,
+      cwd: opts.cwd || '/',
+      capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
+      noNewPrivileges: true,
+    },
+    root: { path: opts.rootfs, readonly: !!opts.readonlyRootfs },
+    hostname: namespaces.some((n) => n.type === 'uts') ? hostname : undefined,
+    mounts,
+    linux: {
+      namespaces,
+      ...(opts.resources ? { resources: opts.resources } : {}),
+      maskedPaths: opts.maskedPaths ?? DEFAULT_MASKED_PATHS,
+      readonlyPaths: opts.readonlyPaths ?? DEFAULT_READONLY_PATHS,
+    },
+    ...(opts.annotations ? { annotations: opts.annotations } : {}),
+  };
+  return spec;
+}
+
+async function writeHostFiles(dir: string, hostname: string, opts: RuntimeSpecOptions): Promise<{ hosts: string; hostname: string; resolv: string }> {
+  await fsp.mkdir(dir, { recursive: true });
+  const hostsFile = path.join(dir, 'hosts');
+  const hostnameFile = path.join(dir, 'hostname');
+  const resolvFile = path.join(dir, 'resolv.conf');
+  let hosts = '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n';
+  if (opts.network === 'host') hosts = await fsp.readFile('/etc/hosts', 'utf8').catch(() => hosts);
+  for (const line of opts.extraHosts ?? []) hosts += `${line}\n`;
+  if (opts.network !== 'host' && !(opts.extraHosts ?? []).some((l) => l.split(/\s+/).includes(hostname))) hosts += `127.0.1.1\t${hostname}\n`;
+  let nameservers = opts.dns;
+  let rest: string[] = [];
+  if (!nameservers) {
+    const hostResolv = await fsp.readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+    const lines = hostResolv.split('\n');
+    nameservers = lines.filter((l) => /^\s*nameserver\s/.test(l)).map((l) => l.trim().split(/\s+/)[1]!)
+      // A loopback resolver (systemd-resolved) is unreachable from a separate network namespace.
+      .filter((ns) => opts.network === 'host' || !(/^127\./.test(ns) || ns === '::1'));
+    rest = lines.filter((l) => /^\s*(search|options)\s/.test(l));
+    if (nameservers.length === 0 && opts.network !== 'host') nameservers = ['8.8.8.8', '8.8.4.4'];
+  }
+  const resolv = [...nameservers.map((n) => `nameserver ${n}`), ...rest].join('\n') + '\n';
+  // Regenerated on every start, so no fsync: a crash loses nothing that is not rebuilt.
+  await Promise.all([fsp.writeFile(hostsFile, hosts), fsp.writeFile(hostnameFile, `${hostname}\n`), fsp.writeFile(resolvFile, resolv)]);
+  return { hosts: hostsFile, hostname: hostnameFile, resolv: resolvFile };
+}

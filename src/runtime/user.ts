@@ -1,0 +1,63 @@
+// Docker's USER semantics: "name", "uid", "name:group", "uid:gid", looked up in the image's
+// /etc/passwd and /etc/group (read inside the rootfs, never the host's), plus the supplementary
+// groups the user is a member of.
+import { readFileInRoot } from './rootfs-path.js';
+import { UserError } from '../util/errors.js';
+
+export interface ResolvedUser {
+  uid: number;
+  gid: number;
+  additionalGids: number[];
+  home: string;
+}
+
+interface PasswdEntry { name: string; uid: number; gid: number; home: string }
+interface GroupEntry { name: string; gid: number; members: string[] }
+
+export function parsePasswd(text: string): PasswdEntry[] {
+  return text.split('\n').map((l) => l.split(':')).filter((f) => f.length >= 4 && f[0] && !f[0].startsWith('#'))
+    .map((f) => ({ name: f[0]!, uid: Number(f[2]), gid: Number(f[3]), home: f[5] || '/' }))
+    .filter((e) => Number.isInteger(e.uid) && Number.isInteger(e.gid));
+}
+
+export function parseGroup(text: string): GroupEntry[] {
+  return text.split('\n').map((l) => l.split(':')).filter((f) => f.length >= 3 && f[0] && !f[0].startsWith('#'))
+    .map((f) => ({ name: f[0]!, gid: Number(f[2]), members: (f[3] ?? '').split(',').map((s) => s.trim()).filter(Boolean) }))
+    .filter((e) => Number.isInteger(e.gid));
+}
+
+const isNumeric = (s: string) => /^\d+$/.test(s);
+
+export async function resolveUser(rootfs: string, spec: string | undefined, extraGroups: string[] = []): Promise<ResolvedUser> {
+  const value = (spec ?? '').trim() || 'root';
+  const [userPart, groupPart] = value.split(':', 2) as [string, string | undefined];
+  const passwd = parsePasswd((await readFileInRoot(rootfs, '/etc/passwd')) ?? '');
+  const groups = parseGroup((await readFileInRoot(rootfs, '/etc/group')) ?? '');
+  let entry: PasswdEntry | undefined;
+  let uid: number;
+  if (isNumeric(userPart)) {
+    uid = Number(userPart);
+    entry = passwd.find((e) => e.uid === uid);
+  } else {
+    entry = passwd.find((e) => e.name === userPart);
+    if (!entry) throw new UserError(`unable to find user ${userPart}: no matching entries in the image's /etc/passwd`);
+    uid = entry.uid;
+  }
+  let gid = entry?.gid ?? 0;
+  if (groupPart !== undefined && groupPart !== '') gid = lookupGroup(groups, groupPart);
+  const additional = new Set<number>();
+  // Supplementary groups come from /etc/group membership only when no explicit group was given,
+  // like Docker (an explicit group replaces the user's group set).
+  if (entry && groupPart === undefined) {
+    for (const g of groups) if (g.members.includes(entry.name) && g.gid !== gid) additional.add(g.gid);
+  }
+  for (const g of extraGroups) additional.add(lookupGroup(groups, g));
+  return { uid, gid, additionalGids: [...additional], home: entry?.home ?? '/' };
+}
+
+function lookupGroup(groups: GroupEntry[], g: string): number {
+  if (isNumeric(g)) return Number(g);
+  const found = groups.find((e) => e.name === g);
+  if (!found) throw new UserError(`unable to find group ${g}: no matching entries in the image's /etc/group`);
+  return found.gid;
+}

@@ -1,0 +1,110 @@
+// The runtime ↔ builder contract on real runc and real overlayfs: a busybox rootfs as the lower
+// dir, a container writes into the upper dir, users resolve from the image's /etc/passwd.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import { PassThrough } from 'node:stream';
+import path from 'node:path';
+import { tempDir, requireRoot, requireTool } from '../helpers/env.js';
+import { buildBusyboxRootfs } from '../../src/mkimage/busybox-rootfs.js';
+import { mountRootfs, createRuntimeSpec, runOnce, isMountPoint, resolveInRoot, type MountedRootfs, type RuntimeSpecOptions } from '../../src/runtime/index.js';
+
+const root = tempDir('drydock-runtime-contract-');
+process.env.DRYDOCK_ROOT = path.join(root, 'store');
+const lower = path.join(root, 'lower');
+let n = 0;
+
+before(async () => {
+  requireRoot();
+  requireTool('runc');
+  await buildBusyboxRootfs(lower);
+  await fsp.writeFile(path.join(lower, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n');
+  await fsp.writeFile(path.join(lower, 'etc/group'), 'root:x:0:\napp:x:1000:\nextra:x:2000:app\n');
+  await fsp.symlink('/../../../../etc/shadow', path.join(lower, 'escape'));
+});
+
+async function runIn(rootfs: MountedRootfs, opts: Partial<RuntimeSpecOptions> & { args: string[] }): Promise<{ code: number; out: string; err: string }> {
+  const spec = await createRuntimeSpec({ rootfs: rootfs.rootfs, env: [], cwd: '/', user: '', network: 'none', ...opts });
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (d) => (out += d));
+  stderr.on('data', (d) => (err += d));
+  const id = `runtime-contract-${process.pid}-${n++}`;
+  const r = await runOnce({ id, bundleDir: path.join(root, 'bundles', id), spec, stdio: { stdout, stderr } });
+  return { code: r.exitCode, out, err };
+}
+
+test('overlay rootfs: writes land in the upper dir, lower stays untouched; exit code propagates', async () => {
+  const m = await mountRootfs({ lowerDirs: [lower], workDir: path.join(root, 'c1') });
+  try {
+    assert.equal(await isMountPoint(m.rootfs), true);
+    const r = await runIn(m, { args: ['sh', '-c', 'echo hello > /made; rm /etc/nsswitch.conf; echo out; echo err >&2; exit 7'] });
+    assert.equal(r.code, 7);
+    assert.equal(r.out, 'out\n');
+    assert.equal(r.err, 'err\n');
+    assert.equal(await fsp.readFile(path.join(m.upperDir, 'made'), 'utf8'), 'hello\n');
+    const wh = await fsp.lstat(path.join(m.upperDir, 'etc/nsswitch.conf'));
+    assert.ok(wh.isCharacterDevice(), 'deletion is an overlay whiteout in the upper dir');
+    assert.ok(await fsp.stat(path.join(lower, 'etc/nsswitch.conf')));
+  } finally {
+    await m.unmount();
+  }
+  assert.equal(await isMountPoint(path.join(root, 'c1/merged')), false);
+});
+
+test('empty lower list (FROM scratch) mounts', async () => {
+  const m = await mountRootfs({ lowerDirs: [], workDir: path.join(root, 'c-scratch') });
+  try {
+    assert.deepEqual((await fsp.readdir(m.rootfs)).sort(), []);
+  } finally { await m.unmount(); }
+});
+
+const userCases: { user: string; expect: string }[] = [
+  { user: '', expect: '0 0 0' },
+  { user: 'app', expect: '1000 1000 1000 2000' },
+  { user: '1000', expect: '1000 1000 1000 2000' },
+  { user: 'app:root', expect: '1000 0 0' },
+  { user: '4242:4343', expect: '4242 4343 4343' },
+];
+
+test('users resolve from the image /etc/passwd and /etc/group; env, cwd, hostname', async () => {
+  const m = await mountRootfs({ lowerDirs: [lower], workDir: path.join(root, 'c2') });
+  try {
+    for (const c of userCases) {
+      const r = await runIn(m, { user: c.user, args: ['sh', '-c', 'echo $(id -u) $(id -g) $(id -G)'] });
+      assert.equal(r.out.trim(), c.expect, `user "${c.user}"`);
+    }
+    const r = await runIn(m, { env: ['FOO=bar'], cwd: '/tmp', hostname: 'box1', args: ['sh', '-c', 'echo $FOO $(pwd) $(hostname) $PATH; cat /etc/hostname'] });
+    assert.equal(r.out, 'bar /tmp box1 /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nbox1\n');
+    await assert.rejects(createRuntimeSpec({ rootfs: m.rootfs, args: ['true'], env: [], cwd: '/', user: 'nosuch', network: 'none' }), /unable to find user nosuch/);
+  } finally { await m.unmount(); }
+});
+
+test('network none has only lo; read-only rootfs refuses writes; capabilities are Docker defaults', async () => {
+  const m = await mountRootfs({ lowerDirs: [lower], workDir: path.join(root, 'c3') });
+  try {
+    const net = await runIn(m, { args: ['sh', '-c', 'ls /sys/class/net'] });
+    assert.equal(net.out.trim(), 'lo');
+    const ro = await runIn(m, { readonlyRootfs: true, args: ['sh', '-c', 'touch /x'] });
+    assert.notEqual(ro.code, 0);
+    assert.match(ro.err, /Read-only file system/);
+    const caps = await runIn(m, { args: ['sh', '-c', 'grep CapEff /proc/self/status'] });
+    assert.match(caps.out, /CapEff:\s+00000000a80425fb/);
+  } finally { await m.unmount(); }
+});
+
+test('a missing executable is a clear error with exit code 127', async () => {
+  const m = await mountRootfs({ lowerDirs: [lower], workDir: path.join(root, 'c4') });
+  try {
+    await assert.rejects(runIn(m, { args: ['/nope'] }), (e: Error & { exitCode?: number }) => /executable file not found/.test(e.message) && e.exitCode === 127);
+  } finally { await m.unmount(); }
+});
+
+test('resolveInRoot never leaves the rootfs', async () => {
+  assert.equal(await resolveInRoot(lower, '/escape'), path.join(lower, 'etc/shadow'));
+  assert.equal(await resolveInRoot(lower, '../../etc/passwd'), path.join(lower, 'etc/passwd'));
+});
+
+after(async () => { /* unmounts are done per test */ });
