@@ -1,0 +1,5 @@
+export * from './errors.js';
+export * from './parser.js';
+export * from './expand.js';
+export * from './stages.js';
+export * from './dockerignore.js';
