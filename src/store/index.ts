@@ -1,2 +1,3 @@
 export * from './content-store.js';
 export * from './images.js';
+export * from './write-image.js';

@@ -1,0 +1,133 @@
+// `drydock import`: a rootfs (tar, tar.gz, tar.zst, a directory, or a stream) becomes a
+// single-layer image, with `docker import --change` semantics for the config.
+import { createReadStream, promises as fsp } from 'node:fs';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import path from 'node:path';
+import tar from 'tar-stream';
+import type { ContentStore } from '../store/content-store.js';
+import { writeImage } from '../store/write-image.js';
+import { applyConfigChanges } from '../image/config-changes.js';
+import { hostPlatform } from '../image/platform.js';
+import type { ImageConfig, Platform } from '../image/types.js';
+import type { Compression } from '../image/media-types.js';
+import { createLayer, storeLayerStream, type LayerInfo } from '../layer/create.js';
+import { decompress, explainCompressionError } from '../layer/compression.js';
+import { LayerError, normalizeEntryPath, MAX_PAX_BYTES, type EntryHeader } from '../layer/apply.js';
+import { STREAM_CHUNK } from '../util/fs.js';
+import { UserError } from '../util/errors.js';
+
+export interface ImportOptions {
+  tag?: string | string[];
+  /** Dockerfile instructions applied to the config, like `docker import --change`. */
+  changes?: string[];
+  /** Commit message, recorded as the history comment. */
+  message?: string;
+  platform?: Platform;
+  compression?: Compression;
+  sourceDateEpoch?: number;
+}
+
+export interface ImportResult {
+  manifestDigest: string;
+  configDigest: string;
+  layer: LayerInfo;
+  names: string[];
+}
+
+/**
+ * Passes a tar stream through unchanged while parsing it on the side, so a truncated, corrupt
+ * or escaping archive fails the import before its blob becomes visible in the store.
+ */
+export class TarValidator extends Transform {
+  private readonly extract = tar.extract();
+  private readonly parsed: Promise<void>;
+  entries = 0;
+
+  constructor() {
+    super({ highWaterMark: STREAM_CHUNK });
+    this.parsed = (async () => {
+      for await (const entry of this.extract) {
+        this.entries++;
+        checkHeader(entry.header as EntryHeader);
+        entry.resume();
+      }
+    })();
+    this.parsed.catch(() => { /* reported from _transform/_flush */ });
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    let settled = false;
+    const done = (e?: unknown) => { if (!settled) { settled = true; e ? cb(describeTarError(e) as Error) : cb(null, chunk); } };
+    this.parsed.catch(done);
+    if (this.extract.write(chunk)) done();
+    else this.extract.once('drain', () => done(undefined));
+  }
+
+  override _flush(cb: TransformCallback): void {
+    (this.extract as unknown as { end(): void }).end();
+    this.parsed.then(() => cb(), (e) => cb(describeTarError(e) as Error));
+  }
+}
+
+function checkHeader(h: EntryHeader): void {
+  const paxBytes = Object.entries(h.pax ?? {}).reduce((n, [k, v]) => n + k.length + String(v).length + 16, 0);
+  if (paxBytes > MAX_PAX_BYTES) throw new LayerError(`entry "${h.name.slice(0, 200)}": PAX header of ${paxBytes} bytes exceeds the ${MAX_PAX_BYTES}-byte cap`);
+  normalizeEntryPath(h.name);
+  if (h.type === 'link') {
+    if ((h.linkname ?? '').startsWith('/')) throw new LayerError(`entry "${h.name}": hardlink to absolute path "${h.linkname}" is refused (would escape the root)`);
+    normalizeEntryPath(h.linkname ?? '', `hardlink "${h.name}" target`);
+  }
+}
+
+export function describeTarError(e: unknown): unknown {
+  const x = explainCompressionError(e);
+  if (x instanceof UserError) return x;
+  const msg = (x as Error)?.message ?? String(x);
+  if (/Unexpected end of data/i.test(msg)) return new LayerError('truncated tar archive (unexpected end of data)');
+  if (/Invalid tar header|unknown format/i.test(msg)) return new LayerError(`not a valid tar archive: ${msg}`);
+  if (/Header exceeds max size/i.test(msg)) return new LayerError('tar extended header exceeds the size cap');
+  return x;
+}
+
+/** Stores an existing tar stream (any compression) as a layer, validating it on the way. */
+export async function importLayerStream(store: ContentStore, input: Readable, opts: { compression?: Compression } = {}): Promise<LayerInfo> {
+  try {
+    const { stream } = await decompress(input, 'auto');
+    const validator = new TarValidator();
+    stream.on('error', (e) => validator.destroy(e));
+    return await storeLayerStream(store, stream.pipe(validator), opts);
+  } catch (e) {
+    input.destroy();
+    throw describeTarError(e);
+  }
+}
+
+/** Imports a rootfs tar (path or stream) or directory as a one-layer image. */
+export async function importRootfs(store: ContentStore, source: string | Readable, opts: ImportOptions = {}): Promise<ImportResult> {
+  let layer: LayerInfo;
+  let from: string;
+  if (typeof source === 'string') {
+    const st = await fsp.stat(source).catch(() => undefined);
+    if (!st) throw new UserError(`${source}: no such file or directory`);
+    from = path.basename(path.resolve(source));
+    layer = st.isDirectory()
+      ? await createLayer(store, { dir: source }, { compression: opts.compression, sourceDateEpoch: opts.sourceDateEpoch })
+      : await importLayerStream(store, createReadStream(source, { highWaterMark: STREAM_CHUNK }), { compression: opts.compression });
+  } else {
+    from = '-';
+    layer = await importLayerStream(store, source, { compression: opts.compression });
+  }
+  const created = (opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000) : new Date()).toISOString();
+  const platform = opts.platform ?? hostPlatform();
+  const config: ImageConfig = {
+    created,
+    architecture: platform.architecture,
+    os: platform.os,
+    ...(platform.variant ? { variant: platform.variant } : {}),
+    config: applyConfigChanges({}, opts.changes ?? []),
+    rootfs: { type: 'layers', diff_ids: [layer.diffID] },
+    history: [{ created, created_by: `drydock import`, comment: opts.message ?? `Imported from ${from}` }],
+  };
+  const written = await writeImage(store, { config, layers: [layer], tag: opts.tag });
+  return { manifestDigest: written.manifestDigest, configDigest: written.configDigest, layer, names: written.names };
+}

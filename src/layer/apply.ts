@@ -1,0 +1,290 @@
+// Layer extraction that refuses every escape. Entry names are normalised and checked before
+// they touch the filesystem; every parent directory is walked with lstat so a symlink planted
+// earlier in the same archive (or by a lower layer) is never followed; files are created with
+// O_EXCL after unlinking, so writes never go through a symlink either.
+import { createWriteStream, promises as fsp, constants as fsc } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import path from 'node:path';
+import tar, { type Header } from 'tar-stream';
+
+/** tar-stream's header with the PAX records it parses (missing from @types/tar-stream). */
+export type EntryHeader = Omit<Header, 'pax' | 'type'> & { type: string; pax?: Record<string, string> | null };
+import { setAttribute } from '@napi-rs/xattr';
+import { HashingTransform } from '../store/content-store.js';
+import { UserError } from '../util/errors.js';
+import { STREAM_CHUNK } from '../util/fs.js';
+import { decompress, explainCompressionError, type CompressionOption } from './compression.js';
+import { WHITEOUT_PREFIX, OPAQUE_WHITEOUT } from './create.js';
+
+const run = promisify(execFile);
+
+/** A refused or unreadable layer entry; the message names the entry. */
+export class LayerError extends UserError {
+  override name = 'LayerError';
+}
+
+export interface ApplyLayerOptions {
+  compression?: CompressionOption;
+  /** Create block/char device nodes (needs root); refused otherwise. */
+  allowDevices?: boolean;
+  /** Refuse the layer once its entries expand beyond this many bytes. */
+  maxBytes?: number;
+  /**
+   * 'apply' (default): OCI whiteouts delete what lower layers put in `targetDir`.
+   * 'overlay': write overlayfs whiteouts instead (0/0 char device, opaque xattr), so the
+   * unpacked layer can serve as an overlay lower dir.
+   */
+  whiteouts?: 'apply' | 'overlay';
+  /** Set owners from the archive (default: when running as root). */
+  preserveOwners?: boolean;
+}
+
+export interface ApplyLayerResult {
+  entries: number;
+  /** Uncompressed bytes read (the tar stream). */
+  bytes: number;
+  /** Digest of the uncompressed stream: compare with the config's rootfs.diff_ids. */
+  diffID: string;
+}
+
+/** Longest entry name or link target accepted (Linux PATH_MAX). */
+export const MAX_PATH_LENGTH = 4096;
+/** Cap on one entry's PAX records: real archives use a few hundred bytes. */
+export const MAX_PAX_BYTES = 1 << 20;
+
+/**
+ * Normalises an archive path to a clean relative one ("./a//b/" -> "a/b"), or throws naming the
+ * entry when it is absolute or climbs out of the root. Returns "" for the root itself.
+ */
+export function normalizeEntryPath(name: string, what = 'entry'): string {
+  if (name.length > MAX_PATH_LENGTH) throw new LayerError(`${what} "${name.slice(0, 80)}...": path longer than ${MAX_PATH_LENGTH} bytes`);
+  if (name.includes('\0')) throw new LayerError(`${what} "${name}": path contains a NUL byte`);
+  if (name.startsWith('/')) throw new LayerError(`${what} "${name}": absolute paths are refused (would escape the root)`);
+  const parts: string[] = [];
+  for (const part of name.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') throw new LayerError(`${what} "${name}": ".." path components are refused (would escape the root)`);
+    parts.push(part);
+  }
+  return parts.join('/');
+}
+
+/**
+ * Makes sure every parent of `rel` is a real directory inside `root`, creating missing ones.
+ * A symlink (or any non-directory) in the way is refused, never followed.
+ */
+async function ensureParents(root: string, rel: string, entryName: string): Promise<string> {
+  const parts = rel.split('/');
+  let current = root;
+  for (let i = 0; i < parts.length - 1; i++) {
+    current = path.join(current, parts[i]!);
+    const st = await fsp.lstat(current).catch(() => undefined);
+    if (!st) {
+      await fsp.mkdir(current, { mode: 0o755 });
+    } else if (st.isSymbolicLink()) {
+      throw new LayerError(`entry "${entryName}": parent "${parts.slice(0, i + 1).join('/')}" is a symlink; refusing to follow it (could escape the root)`);
+    } else if (!st.isDirectory()) {
+      throw new LayerError(`entry "${entryName}": parent "${parts.slice(0, i + 1).join('/')}" is not a directory`);
+    }
+  }
+  return path.join(root, rel);
+}
+
+/** Removes whatever is at `abs` (file, symlink or tree) without following symlinks. */
+async function removeExisting(abs: string): Promise<void> {
+  await fsp.rm(abs, { recursive: true, force: true });
+}
+
+async function mknod(abs: string, type: 'c' | 'b' | 'p', major = 0, minor = 0): Promise<void> {
+  const args = type === 'p' ? [abs, 'p'] : [abs, type, String(major), String(minor)];
+  try {
+    await run('mknod', args);
+  } catch (e) {
+    throw new LayerError(`cannot create ${type === 'p' ? 'fifo' : 'device node'} ${abs}: ${((e as { stderr?: string }).stderr || (e as Error).message).trim()}`);
+  }
+}
+
+/** Extracts one layer into `targetDir`, applying OCI whiteouts. See ApplyLayerOptions. */
+export async function applyLayer(targetDir: string, compressedStream: Readable, opts: ApplyLayerOptions = {}): Promise<ApplyLayerResult> {
+  const root = path.resolve(targetDir);
+  await fsp.mkdir(root, { recursive: true });
+  const maxBytes = opts.maxBytes ?? Number.POSITIVE_INFINITY;
+  const preserveOwners = opts.preserveOwners ?? process.getuid?.() === 0;
+  const whiteoutMode = opts.whiteouts ?? 'apply';
+  /** Paths this layer wrote: an opaque marker only clears what lower layers left. */
+  const touched = new Set<string>();
+  const dirTimes: { abs: string; mtime: Date }[] = [];
+  let entries = 0;
+  let expanded = 0;
+
+  const applyMetadata = async (abs: string, h: EntryHeader, isLink: boolean) => {
+    if (preserveOwners) await fsp.lchown(abs, h.uid ?? 0, h.gid ?? 0).catch((e) => { if (process.getuid?.() === 0) throw e; });
+    if (!isLink) await fsp.chmod(abs, (h.mode ?? 0o644) & 0o7777);
+    const pax = h.pax ?? {};
+    for (const [key, value] of Object.entries(pax)) {
+      if (!key.startsWith('SCHILY.xattr.')) continue;
+      const name = key.slice('SCHILY.xattr.'.length);
+      if (isLink) continue;
+      // Non-root cannot set trusted.*/security.*; a missing xattr is better than a failed unpack.
+      await setAttribute(abs, name, Buffer.from(String(value), 'utf8')).catch((e) => {
+        if (process.getuid?.() === 0 && !/not supported/i.test(String(e))) throw new LayerError(`entry "${h.name}": cannot set xattr ${name}: ${(e as Error).message}`);
+      });
+    }
+    const mtime = h.mtime ?? new Date(0);
+    if (h.type === 'directory') dirTimes.push({ abs, mtime });
+    else await fsp.lutimes(abs, mtime, mtime).catch(() => {});
+  };
+
+  /** Removes everything under `dirRel` this layer did not write (opaque directory). */
+  const clearLower = async (dirRel: string) => {
+    const abs = dirRel ? path.join(root, dirRel) : root;
+    const names = await fsp.readdir(abs).catch(() => [] as string[]);
+    for (const name of names) {
+      const rel = dirRel ? `${dirRel}/${name}` : name;
+      if (!touched.has(rel)) { await removeExisting(path.join(abs, name)); continue; }
+      const st = await fsp.lstat(path.join(abs, name));
+      if (st.isDirectory()) await clearLower(rel);
+    }
+  };
+
+  const handleEntry = async (h: EntryHeader, body: Readable) => {
+    entries++;
+    const paxBytes = Object.entries(h.pax ?? {}).reduce((n, [k, v]) => n + k.length + String(v).length + 16, 0);
+    if (paxBytes > MAX_PAX_BYTES) throw new LayerError(`entry "${h.name.slice(0, 200)}": PAX header of ${paxBytes} bytes exceeds the ${MAX_PAX_BYTES}-byte cap`);
+    const rel = normalizeEntryPath(h.name);
+    if (rel === '') { body.resume(); return; } // "./": the root keeps its own metadata
+    const base = path.posix.basename(rel);
+    const dirRel = path.posix.dirname(rel) === '.' ? '' : path.posix.dirname(rel);
+
+    if (base.startsWith(WHITEOUT_PREFIX)) {
+      body.resume();
+      const abs = await ensureParents(root, rel, h.name);
+      const dirAbs = path.dirname(abs);
+      if (base === OPAQUE_WHITEOUT) {
+        if (whiteoutMode === 'overlay') {
+          await setAttribute(dirAbs, 'trusted.overlay.opaque', 'y').catch((e) => {
+            throw new LayerError(`entry "${h.name}": cannot mark ${dirRel || '/'} opaque: ${(e as Error).message}`);
+          });
+        } else {
+          await clearLower(dirRel);
+        }
+        return;
+      }
+      const victim = base.slice(WHITEOUT_PREFIX.length);
+      if (!victim || victim === '.' || victim === '..' || base.startsWith(`${WHITEOUT_PREFIX}${WHITEOUT_PREFIX}`)) {
+        throw new LayerError(`entry "${h.name}": invalid whiteout name`);
+      }
+      const victimAbs = path.join(dirAbs, victim);
+      await removeExisting(victimAbs);
+      if (whiteoutMode === 'overlay') await mknod(victimAbs, 'c', 0, 0);
+      return;
+    }
+
+    const abs = await ensureParents(root, rel, h.name);
+    touched.add(rel);
+    const existing = await fsp.lstat(abs).catch(() => undefined);
+    switch (h.type) {
+      case 'directory': {
+        body.resume();
+        if (existing && !existing.isDirectory()) await removeExisting(abs);
+        if (!existing || !existing.isDirectory()) await fsp.mkdir(abs, { mode: 0o700 });
+        await applyMetadata(abs, h, false);
+        return;
+      }
+      case 'file':
+      case 'contiguous-file': {
+        const size = h.size ?? 0;
+        if (expanded + size > maxBytes) throw new LayerError(`entry "${h.name}": layer expands beyond the ${maxBytes}-byte limit`);
+        expanded += size;
+        if (existing) await removeExisting(abs);
+        // O_EXCL|O_NOFOLLOW: never write through something that appeared in the meantime.
+        const out = createWriteStream(abs, { flags: (fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW) as unknown as string, mode: 0o600, highWaterMark: STREAM_CHUNK });
+        await pipeline(body, out);
+        await applyMetadata(abs, h, false);
+        return;
+      }
+      case 'symlink': {
+        body.resume();
+        const target = h.linkname ?? '';
+        if (!target) throw new LayerError(`entry "${h.name}": symlink without a target`);
+        if (target.length > MAX_PATH_LENGTH) throw new LayerError(`entry "${h.name}": symlink target longer than ${MAX_PATH_LENGTH} bytes`);
+        // The target is stored verbatim and resolved inside the container's root at run time;
+        // extraction never follows it (parents are lstat-checked, files opened O_NOFOLLOW).
+        if (existing) await removeExisting(abs);
+        await fsp.symlink(target, abs);
+        await applyMetadata(abs, h, true);
+        return;
+      }
+      case 'link': {
+        body.resume();
+        const linkname = h.linkname ?? '';
+        if (linkname.startsWith('/')) throw new LayerError(`entry "${h.name}": hardlink to absolute path "${linkname}" is refused (would escape the root)`);
+        const targetRel = normalizeEntryPath(linkname, `hardlink "${h.name}" target`);
+        if (!targetRel) throw new LayerError(`entry "${h.name}": hardlink to the root directory`);
+        const targetAbs = await ensureParents(root, targetRel, h.name);
+        const tst = await fsp.lstat(targetAbs).catch(() => undefined);
+        if (!tst) throw new LayerError(`entry "${h.name}": hardlink target "${linkname}" does not exist in the layer stack`);
+        if (tst.isDirectory()) throw new LayerError(`entry "${h.name}": hardlink target "${linkname}" is a directory`);
+        if (targetAbs === abs) return;
+        if (existing) await removeExisting(abs);
+        await fsp.link(targetAbs, abs);
+        return;
+      }
+      case 'character-device':
+      case 'block-device': {
+        body.resume();
+        if (!opts.allowDevices) throw new LayerError(`entry "${h.name}": device nodes are refused (allowDevices is off)`);
+        if (existing) await removeExisting(abs);
+        await mknod(abs, h.type === 'character-device' ? 'c' : 'b', h.devmajor ?? 0, h.devminor ?? 0);
+        await applyMetadata(abs, h, false);
+        return;
+      }
+      case 'fifo': {
+        body.resume();
+        if (existing) await removeExisting(abs);
+        await mknod(abs, 'p');
+        await applyMetadata(abs, h, false);
+        return;
+      }
+      default:
+        body.resume();
+        throw new LayerError(`entry "${h.name}": unsupported tar entry type "${h.type}"`);
+    }
+  };
+
+  const diffHasher = new HashingTransform('sha256');
+  const extract = tar.extract();
+  const consumer = new Writable({
+    highWaterMark: STREAM_CHUNK,
+    write(chunk, _enc, cb) { if (extract.write(chunk)) cb(); else extract.once('drain', () => cb(null)); },
+    final(cb) { (extract as unknown as { end(): void }).end(); cb(); },
+  });
+  const done = (async () => {
+    for await (const entry of extract) {
+      await handleEntry(entry.header as EntryHeader, entry as unknown as Readable);
+    }
+  })();
+  try {
+    const { stream } = await decompress(compressedStream, opts.compression ?? 'auto');
+    await Promise.all([pipeline(stream, diffHasher, consumer), done]);
+  } catch (e) {
+    extract.destroy();
+    compressedStream.destroy();
+    throw describeTarError(explainCompressionError(e));
+  }
+  // Directory times last: creating their children would have changed them.
+  for (const { abs, mtime } of dirTimes.reverse()) await fsp.utimes(abs, mtime, mtime).catch(() => {});
+  return { entries, bytes: diffHasher.digester.size, diffID: diffHasher.digester.digest() };
+}
+
+function describeTarError(e: unknown): unknown {
+  if (e instanceof UserError) return e;
+  const msg = (e as Error)?.message ?? String(e);
+  if (/Unexpected end of data/i.test(msg)) return new LayerError('truncated tar archive (unexpected end of data)');
+  if (/Invalid tar header|unknown format/i.test(msg)) return new LayerError(`not a valid tar archive: ${msg}`);
+  if (/Header exceeds max size/i.test(msg)) return new LayerError('tar extended header exceeds the size cap');
+  return e;
+}

@@ -1,0 +1,160 @@
+// Layer compression: gzip through node's zlib (runs on the libuv thread pool, so it overlaps with
+// hashing on the main thread) and zstd through the `zstd` binary, because Node 20 has no zstd.
+// Every helper is streaming; nothing here holds more than one chunk of a layer in memory.
+import { spawn } from 'node:child_process';
+import { Duplex, PassThrough, Readable, pipeline } from 'node:stream';
+import zlib from 'node:zlib';
+import type { Compression } from '../image/media-types.js';
+import { STREAM_CHUNK } from '../util/fs.js';
+import { UserError } from '../util/errors.js';
+
+export type CompressionOption = Compression | 'auto';
+
+/** Raised for corrupt or unsupported compressed input. */
+export class CompressionError extends UserError {
+  override name = 'CompressionError';
+}
+
+const GZIP_MAGIC = [0x1f, 0x8b];
+const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
+const XZ_MAGIC = [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00];
+const BZIP2_MAGIC = [0x42, 0x5a, 0x68];
+
+function startsWith(buf: Buffer, magic: number[]): boolean {
+  return buf.length >= magic.length && magic.every((b, i) => buf[i] === b);
+}
+
+/** Identifies the compression of a stream from its first bytes (6 are enough). */
+export function detectCompression(head: Buffer): Compression {
+  if (startsWith(head, GZIP_MAGIC)) return 'gzip';
+  if (startsWith(head, ZSTD_MAGIC)) return 'zstd';
+  if (startsWith(head, XZ_MAGIC)) throw new CompressionError('xz-compressed input is not supported: decompress it first (xz -d) or use gzip/zstd');
+  if (startsWith(head, BZIP2_MAGIC) && head.length >= 4 && head[3]! >= 0x31 && head[3]! <= 0x39) {
+    throw new CompressionError('bzip2-compressed input is not supported: decompress it first (bunzip2) or use gzip/zstd');
+  }
+  return 'none';
+}
+
+/**
+ * Reads at least `n` bytes (or everything, if shorter) from the start of a stream without
+ * consuming them: the returned stream still yields the whole content.
+ */
+export function peekStream(stream: Readable, n: number): Promise<{ head: Buffer; stream: Readable }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    let settled = false;
+    const cleanup = () => {
+      stream.off('readable', onReadable);
+      stream.off('end', onEnd);
+      stream.off('error', onError);
+    };
+    const finish = (ended: boolean) => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      const head = Buffer.concat(chunks);
+      if (ended) {
+        // unshift() is not allowed after 'end': hand back a fresh stream over what was read.
+        resolve({ head, stream: Readable.from(head.length ? [head] : []) });
+      } else {
+        if (head.length) stream.unshift(head);
+        resolve({ head, stream });
+      }
+    };
+    const onReadable = () => {
+      let chunk: Buffer | null;
+      while (length < n && (chunk = stream.read()) !== null) {
+        const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+        chunks.push(b);
+        length += b.length;
+      }
+      if (length >= n) finish(false);
+    };
+    const onEnd = () => finish(true);
+    const onError = (e: Error) => { if (!settled) { settled = true; cleanup(); reject(e); } };
+    stream.on('readable', onReadable);
+    stream.on('end', onEnd);
+    stream.on('error', onError);
+  });
+}
+
+/** Wraps a child process filter (stdin -> stdout) as a Duplex whose readable side only ends
+ * after the process exited 0, so a failing zstd surfaces as a stream error, never as a short read. */
+function processFilter(cmd: string, args: string[], what: string): Duplex {
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  const out = new PassThrough({ highWaterMark: STREAM_CHUNK });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => { if (stderr.length < 4096) stderr += d.toString(); });
+  child.stdout.pipe(out, { end: false });
+  let exited = false;
+  child.on('error', (e: NodeJS.ErrnoException) => {
+    exited = true;
+    out.destroy(e.code === 'ENOENT' ? new UserError(`${cmd} is not installed (apt-get install ${cmd})`) : e);
+  });
+  child.on('close', (code, signal) => {
+    exited = true;
+    if (code === 0) out.end();
+    else if (!out.destroyed) out.destroy(new CompressionError(`${what} failed: ${stderr.trim() || `exit ${code ?? signal}`}`));
+  });
+  // A consumer that stops early (error elsewhere) must not leave the process behind.
+  out.on('close', () => { if (!exited) child.kill('SIGKILL'); });
+  // EPIPE when the child died early is reported through the exit status instead.
+  child.stdin.on('error', () => {});
+  return Duplex.from({ writable: child.stdin, readable: out });
+}
+
+/** A compressing Duplex for `compression` (identity for 'none'). */
+export function compressor(compression: Compression, opts: { level?: number } = {}): Duplex {
+  switch (compression) {
+    case 'gzip':
+      return zlib.createGzip({ level: opts.level ?? zlib.constants.Z_DEFAULT_COMPRESSION, chunkSize: STREAM_CHUNK });
+    case 'zstd':
+      return processFilter('zstd', ['-c', '-q', '--no-progress', `-${opts.level ?? 3}`, '-T0'], 'zstd compression');
+    case 'none':
+      return new PassThrough({ highWaterMark: STREAM_CHUNK });
+  }
+}
+
+/** A decompressing Duplex for a known compression. Corrupt input fails with a CompressionError. */
+export function decompressor(compression: Compression): Duplex {
+  switch (compression) {
+    case 'gzip':
+      return zlib.createGunzip({ chunkSize: STREAM_CHUNK });
+    case 'zstd':
+      return processFilter('zstd', ['-d', '-c', '-q', '--no-progress'], 'zstd decompression');
+    case 'none':
+      return new PassThrough({ highWaterMark: STREAM_CHUNK });
+  }
+}
+
+/**
+ * Returns the decompressed content of `input`. With 'auto' the compression is detected from the
+ * magic bytes (gzip, zstd, or plain); the detected value is returned too.
+ */
+export async function decompress(input: Readable, compression: CompressionOption = 'auto'):
+  Promise<{ stream: Readable; compression: Compression }> {
+  let source = input;
+  let c: Compression;
+  if (compression === 'auto') {
+    const peeked = await peekStream(input, 6);
+    source = peeked.stream;
+    c = detectCompression(peeked.head);
+  } else {
+    c = compression;
+  }
+  if (c === 'none') return { stream: source, compression: c };
+  const d = decompressor(c);
+  const out = pipeline(source, d, () => { /* errors reach the consumer through `d` */ });
+  return { stream: out as unknown as Readable, compression: c };
+}
+
+/** zlib's messages ("incorrect header check") do not say what was being read; this does. */
+export function explainCompressionError(e: unknown): unknown {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (code === 'Z_DATA_ERROR' || code === 'Z_BUF_ERROR' || code === 'Z_STREAM_ERROR') {
+    const msg = (e as Error).message === 'unexpected end of file' ? 'truncated gzip data (unexpected end of file)' : `corrupt gzip data: ${(e as Error).message}`;
+    return new CompressionError(msg);
+  }
+  return e;
+}

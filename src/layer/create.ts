@@ -1,0 +1,184 @@
+// Layer creation: walk a directory in sorted order and stream a deterministic tar through the
+// diffID hasher and the compressor straight into the content store. Digest (compressed) and
+// diffID (uncompressed) come out of the same single pass; no layer is ever held in memory.
+import { createReadStream, promises as fsp, type Stats } from 'node:fs';
+import { Readable, pipeline } from 'node:stream';
+import path from 'node:path';
+import { listAttributes, getAttribute } from '@napi-rs/xattr';
+import type { ContentStore } from '../store/content-store.js';
+import { HashingTransform } from '../store/content-store.js';
+import { ociLayerMediaType, type Compression } from '../image/media-types.js';
+import { STREAM_CHUNK } from '../util/fs.js';
+import { UserError } from '../util/errors.js';
+import { compressor } from './compression.js';
+import { encodeHeader, paddingFor, END_OF_ARCHIVE, type TarHeader } from './tar-writer.js';
+
+export interface LayerInfo {
+  /** Digest of the stored (compressed) blob. */
+  digest: string;
+  /** Size of the stored blob in bytes. */
+  size: number;
+  /** Digest of the uncompressed tar (config rootfs.diff_ids). */
+  diffID: string;
+  mediaType: string;
+  uncompressedSize: number;
+}
+
+export interface CreateLayerOptions {
+  compression?: Compression;
+  /** gzip 1-9 or zstd 1-19; defaults are gzip's 6 and zstd's 3. */
+  compressionLevel?: number;
+  /** Clamp every mtime to this (seconds), for reproducible layers (SOURCE_DATE_EPOCH). */
+  sourceDateEpoch?: number;
+  /** The dir is an overlayfs upper dir: turn overlay whiteouts into OCI whiteouts. */
+  overlayUpper?: boolean;
+}
+
+export const WHITEOUT_PREFIX = '.wh.';
+export const OPAQUE_WHITEOUT = '.wh..wh..opq';
+const OVERLAY_OPAQUE_XATTRS = ['trusted.overlay.opaque', 'user.overlay.opaque'];
+/** xattrs that describe the host, not the image: overlay bookkeeping and SELinux labels. */
+function skipXattr(name: string): boolean {
+  return name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.') || name === 'security.selinux';
+}
+
+/** Collects small buffers into >= 1 MiB chunks so hashing and zlib see few, large writes. */
+class ChunkBatcher {
+  private parts: Buffer[] = [];
+  private length = 0;
+  push(b: Buffer): Buffer | undefined {
+    this.parts.push(b);
+    this.length += b.length;
+    return this.length >= STREAM_CHUNK ? this.take() : undefined;
+  }
+  take(): Buffer | undefined {
+    if (this.length === 0) return undefined;
+    const out = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.length);
+    this.parts = [];
+    this.length = 0;
+    return out;
+  }
+}
+
+async function readXattrs(file: string): Promise<Map<string, Buffer> | undefined> {
+  let names: string[];
+  try { names = await listAttributes(file); } catch { return undefined; }
+  const out = new Map<string, Buffer>();
+  for (const name of names) {
+    if (skipXattr(name)) continue;
+    const value = await getAttribute(file, name).catch(() => null);
+    if (value) out.set(name, value);
+  }
+  return out.size ? out : undefined;
+}
+
+async function isOverlayOpaque(dir: string): Promise<boolean> {
+  for (const name of OVERLAY_OPAQUE_XATTRS) {
+    const v = await getAttribute(dir, name).catch(() => null);
+    if (v && v.toString() === 'y') return true;
+  }
+  return false;
+}
+
+/** Sorted by byte value so the order does not depend on locale or readdir order. */
+function sortNames(names: string[]): string[] {
+  return names.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+}
+
+/** Yields the uncompressed tar of `root`'s contents (not the root itself), entry by entry. */
+export async function* tarDirectory(root: string, opts: CreateLayerOptions = {}): AsyncGenerator<Buffer> {
+  const clamp = (st: Stats) => {
+    const t = Math.floor(st.mtimeMs / 1000);
+    return opts.sourceDateEpoch !== undefined ? Math.min(t, opts.sourceDateEpoch) : t;
+  };
+  const hardlinks = new Map<string, string>();
+  const batch = new ChunkBatcher();
+  const emit = function* (b: Buffer) { const full = batch.push(b); if (full) yield full; };
+
+  async function* walk(dirAbs: string, dirRel: string): AsyncGenerator<Buffer> {
+    let names: string[];
+    try { names = await fsp.readdir(dirAbs); } catch (e) { throw new UserError(`cannot read ${dirAbs}: ${(e as Error).message}`); }
+    for (const name of sortNames(names)) {
+      const abs = path.join(dirAbs, name);
+      const rel = dirRel ? `${dirRel}/${name}` : name;
+      const st = await fsp.lstat(abs);
+      const base: Omit<TarHeader, 'type' | 'name'> = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: 0, mtime: clamp(st) };
+      if (st.isDirectory()) {
+        const xattrs = await readXattrs(abs);
+        yield* emit(encodeHeader({ ...base, name: `${rel}/`, type: 'directory', xattrs }));
+        if (opts.overlayUpper && (await isOverlayOpaque(abs))) {
+          yield* emit(encodeHeader({ ...base, mode: 0, name: `${rel}/${OPAQUE_WHITEOUT}`, type: 'file' }));
+        }
+        yield* walk(abs, rel);
+      } else if (st.isFile()) {
+        const key = `${st.dev}:${st.ino}`;
+        const first = st.nlink > 1 ? hardlinks.get(key) : undefined;
+        if (first !== undefined) {
+          yield* emit(encodeHeader({ ...base, name: rel, type: 'link', linkname: first }));
+          continue;
+        }
+        if (st.nlink > 1) hardlinks.set(key, rel);
+        const xattrs = await readXattrs(abs);
+        yield* emit(encodeHeader({ ...base, name: rel, type: 'file', size: st.size, xattrs }));
+        let written = 0;
+        if (st.size > 0) {
+          for await (const chunk of createReadStream(abs, { highWaterMark: STREAM_CHUNK, end: st.size - 1 })) {
+            written += (chunk as Buffer).length;
+            yield* emit(chunk as Buffer);
+          }
+        }
+        if (written !== st.size) throw new UserError(`${abs} changed size while it was being archived (${st.size} -> ${written} bytes)`);
+        const pad = paddingFor(st.size);
+        if (pad) yield* emit(Buffer.alloc(pad));
+      } else if (st.isSymbolicLink()) {
+        const target = await fsp.readlink(abs);
+        yield* emit(encodeHeader({ ...base, name: rel, type: 'symlink', linkname: target }));
+      } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+        const major = Math.floor(st.rdev / 256) & 0xfff;
+        const minor = (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00);
+        if (opts.overlayUpper && st.isCharacterDevice() && st.rdev === 0) {
+          // overlayfs records a deleted lower file as a 0/0 character device.
+          yield* emit(encodeHeader({ ...base, mode: 0, name: dirRel ? `${dirRel}/${WHITEOUT_PREFIX}${name}` : `${WHITEOUT_PREFIX}${name}`, type: 'file' }));
+          continue;
+        }
+        yield* emit(encodeHeader({ ...base, name: rel, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: major, devminor: minor }));
+      } else if (st.isFIFO()) {
+        yield* emit(encodeHeader({ ...base, name: rel, type: 'fifo' }));
+      }
+      // Sockets are skipped, as docker and buildah do: they cannot be recreated from a tar.
+    }
+  }
+
+  const st = await fsp.stat(root).catch(() => undefined);
+  if (!st?.isDirectory()) throw new UserError(`${root} is not a directory`);
+  yield* walk(root, '');
+  yield* emit(END_OF_ARCHIVE);
+  const rest = batch.take();
+  if (rest) yield rest;
+}
+
+/**
+ * Streams `source` (an uncompressed tar) through the diffID hasher and the compressor into
+ * the store. Shared by createLayer and importers of existing tars.
+ */
+export async function storeLayerStream(store: ContentStore, tar: Readable, opts: { compression?: Compression; compressionLevel?: number } = {}): Promise<LayerInfo> {
+  const compression = opts.compression ?? 'gzip';
+  const diffHasher = new HashingTransform('sha256');
+  const compressed = pipeline(tar, diffHasher, compressor(compression, { level: opts.compressionLevel }), () => {
+    /* an error destroys the last stream, which fails writeBlob below */
+  });
+  const { digest, size } = await store.writeBlob(compressed as unknown as Readable);
+  return {
+    digest,
+    size,
+    diffID: diffHasher.digester.digest(),
+    mediaType: ociLayerMediaType(compression),
+    uncompressedSize: diffHasher.digester.size,
+  };
+}
+
+/** Creates a layer blob from a directory's contents. */
+export async function createLayer(store: ContentStore, source: { dir: string }, opts: CreateLayerOptions = {}): Promise<LayerInfo> {
+  const tar = Readable.from(tarDirectory(path.resolve(source.dir), opts), { objectMode: false, highWaterMark: STREAM_CHUNK });
+  return storeLayerStream(store, tar, opts);
+}
