@@ -1,8 +1,12 @@
 // Counts the packages a root filesystem has installed, for the mkimage report. Reads the
 // package manager's database directly (dpkg status, apk installed), so it works on any
 // architecture without running anything from the image.
-import { promises as fsp } from 'node:fs';
+import { createReadStream, promises as fsp } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
+import tarStream from 'tar-stream';
+import { decompress } from '../layer/compression.js';
+import { STREAM_CHUNK } from '../util/fs.js';
 
 export interface PackageCount {
   manager: 'dpkg' | 'apk';
@@ -30,4 +34,45 @@ export async function countPackages(rootfs: string): Promise<PackageCount | unde
   const apk = await fsp.readFile(path.join(rootfs, 'lib/apk/db/installed'), 'utf8').catch(() => undefined);
   if (apk !== undefined) return { manager: 'apk', count: countApkInstalled(apk) };
   return undefined;
+}
+
+const DB_PATHS: Record<string, PackageCount['manager']> = { 'var/lib/dpkg/status': 'dpkg', 'lib/apk/db/installed': 'apk' };
+
+export interface TarballScan {
+  packages?: PackageCount;
+  /** Block/char device entries: the tarball then goes through an unpack-and-clean path. */
+  deviceNodes: number;
+}
+
+/**
+ * Reads a rootfs tarball (plain, gzip or zstd) in one streaming pass: counts packages (only the
+ * package database entry is held in memory) and device node entries.
+ */
+export async function scanRootfsTarball(file: string): Promise<TarballScan> {
+  const { stream } = await decompress(createReadStream(file, { highWaterMark: STREAM_CHUNK }));
+  const extract = tarStream.extract();
+  let found: PackageCount | undefined;
+  let deviceNodes = 0;
+  const done = new Promise<void>((resolve, reject) => {
+    extract.on('entry', (header, body, next) => {
+      const name = header.name.replace(/^(\.\/|\/)+/, '');
+      if (header.type === 'character-device' || header.type === 'block-device') deviceNodes++;
+      const manager = DB_PATHS[name];
+      if (!manager || header.type !== 'file' || (header.size ?? 0) > 256 * 1024 * 1024) {
+        body.on('end', next).resume();
+        return;
+      }
+      const chunks: Buffer[] = [];
+      body.on('data', (c: unknown) => { chunks.push(c as Buffer); });
+      body.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        found = { manager, count: manager === 'dpkg' ? countDpkgStatus(text) : countApkInstalled(text) };
+        next();
+      });
+    });
+    extract.on('finish', resolve);
+    extract.on('error', reject);
+  });
+  await Promise.all([pipeline(stream, extract), done]);
+  return { packages: found, deviceNodes };
 }

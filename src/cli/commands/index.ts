@@ -2,7 +2,9 @@
 // subsystem code is imported inside the action handlers.
 import type { Command } from 'commander';
 import { register as image } from './image.js';
+import { register as mkimage } from './mkimage.js';
 
 export const COMMANDS: ((program: Command) => void)[] = [
   image,
+  mkimage,
 ];

@@ -1,0 +1,99 @@
+// The last step of every mkimage variant: one layer from the prepared rootfs, a config with the
+// variant's defaults and the user's --change instructions on top, and the tags. Built from the
+// foundation's pieces (createLayer / importLayerStream, applyConfigChanges, writeImage) rather
+// than importRootfs because mkimage controls the history entry: importRootfs records the source
+// path, and a scratch dir's random name there would make SOURCE_DATE_EPOCH builds differ.
+import { createReadStream, promises as fsp } from 'node:fs';
+import path from 'node:path';
+import type { ContentStore } from '../store/content-store.js';
+import { writeImage } from '../store/write-image.js';
+import { applyConfigChanges } from '../image/config-changes.js';
+import { hostPlatform } from '../image/platform.js';
+import type { ImageConfig } from '../image/types.js';
+import { createLayer, type LayerInfo } from '../layer/create.js';
+import { applyLayer } from '../layer/apply.js';
+import { importLayerStream } from '../archive/import.js';
+import { STREAM_CHUNK } from '../util/fs.js';
+
+export const DEFAULT_PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+export interface PreparedImportOptions {
+  tags: string[];
+  /** The variant's defaults (CMD ["sh"]), applied before the user's changes. */
+  baseChanges: string[];
+  changes?: string[];
+  sourceDateEpoch?: number;
+  /** History entry: what made the layer. Must not contain temp paths (reproducibility). */
+  createdBy: string;
+}
+
+export interface ImportedImage {
+  id: string;
+  manifestDigest: string;
+  tags: string[];
+  size: number;
+  compressedSize: number;
+}
+
+/** Imports a rootfs directory, or a tarball as it is (streamed, never unpacked). */
+export async function importPreparedRootfs(store: ContentStore, source: string, opts: PreparedImportOptions): Promise<ImportedImage> {
+  // Changes are checked before the (possibly long) layer write, so a typo fails fast.
+  const containerConfig = applyConfigChanges(applyConfigChanges({}, opts.baseChanges), opts.changes ?? []);
+  const st = await fsp.stat(source);
+  const layer: LayerInfo = st.isDirectory()
+    ? await createLayer(store, { dir: source }, { sourceDateEpoch: opts.sourceDateEpoch })
+    : await importLayerStream(store, createReadStream(source, { highWaterMark: STREAM_CHUNK }));
+  const created = (opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000) : new Date()).toISOString();
+  const platform = hostPlatform();
+  const config: ImageConfig = {
+    created,
+    architecture: platform.architecture,
+    os: platform.os,
+    ...(platform.variant ? { variant: platform.variant } : {}),
+    config: containerConfig,
+    rootfs: { type: 'layers', diff_ids: [layer.diffID] },
+    history: [{ created, created_by: opts.createdBy }],
+  };
+  const written = await writeImage(store, { config, layers: [layer], tag: opts.tags });
+  return {
+    id: written.configDigest,
+    manifestDigest: written.manifestDigest,
+    tags: written.names,
+    size: layer.uncompressedSize,
+    compressedSize: layer.size,
+  };
+}
+
+/** Unpacks a rootfs tarball (plain, gzip, zstd) into `dir` with the layer extractor's safety checks. */
+export async function extractTarball(tarball: string, dir: string): Promise<void> {
+  await applyLayer(dir, createReadStream(tarball, { highWaterMark: STREAM_CHUNK }), {
+    compression: 'auto',
+    // Nodes are extracted only to be deleted again (removeDeviceNodes); as non-root they are refused.
+    allowDevices: process.getuid?.() === 0,
+  });
+}
+
+/**
+ * Deletes block and character device nodes anywhere in the tree: images never carry them
+ * (runtimes create /dev), and nodes in layers need privileges to extract. Returns how many.
+ */
+export async function removeDeviceNodes(dir: string): Promise<number> {
+  let removed = 0;
+  const entries = await fsp.readdir(dir, { withFileTypes: true });
+  for (const e of entries) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) removed += await removeDeviceNodes(p);
+    else if (e.isCharacterDevice() || e.isBlockDevice()) { await fsp.rm(p); removed++; }
+  }
+  return removed;
+}
+
+/** True when the tree holds a device node (the caller then works on a copy). */
+export async function hasDeviceNodes(dir: string): Promise<boolean> {
+  const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => []);
+  for (const e of entries) {
+    if (e.isCharacterDevice() || e.isBlockDevice()) return true;
+    if (e.isDirectory() && (await hasDeviceNodes(path.join(dir, e.name)))) return true;
+  }
+  return false;
+}

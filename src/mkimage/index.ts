@@ -1,0 +1,146 @@
+// Base images from scratch: a static busybox, a debootstrap tree, or a prepared rootfs. Each
+// variant lays out (or finds) a root filesystem, applies the common options (timezone), then
+// hands it to the foundation's importRootfs, which writes one deterministic layer, the config
+// (with --change instructions applied) and the tags.
+import { promises as fsp } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import path from 'node:path';
+import { ContentStore } from '../store/content-store.js';
+import { UserError } from '../util/errors.js';
+import { buildBusyboxRootfs, DEFAULT_BUSYBOX } from './busybox-rootfs.js';
+import { runDebootstrap, slimDebianRootfs, DEFAULT_SUITE, DEFAULT_VARIANT, type DebootstrapOptions } from './debootstrap.js';
+import { hostDebianMirror } from './mirror.js';
+import { countPackages, scanRootfsTarball, type PackageCount } from './packages.js';
+import { withScratchDir } from './scratch.js';
+import { setTimezone } from './timezone.js';
+import { importPreparedRootfs, extractTarball, removeDeviceNodes, hasDeviceNodes, DEFAULT_PATH_ENV, type ImportedImage } from './import.js';
+
+const run = promisify(execFile);
+
+export { buildBusyboxRootfs, busyboxApplets, DEFAULT_BUSYBOX } from './busybox-rootfs.js';
+export { debootstrapArgs, runDebootstrap, slimDebianRootfs, packageList } from './debootstrap.js';
+export { hostDebianMirror, debianMirrorFrom, parseDeb822Sources, parseOneLineSources, FALLBACK_MIRROR } from './mirror.js';
+export { countPackages, countDpkgStatus, countApkInstalled, scanRootfsTarball, type PackageCount, type TarballScan } from './packages.js';
+export { importPreparedRootfs, removeDeviceNodes, DEFAULT_PATH_ENV } from './import.js';
+export { withScratchDir, removeScratch, mountsUnder } from './scratch.js';
+export { setTimezone, validateTimezone } from './timezone.js';
+
+export interface MkimageCommonOptions {
+  /** Names to tag ("busybox:latest"); the first is the image's primary name. */
+  tags: string[];
+  /** Dockerfile instructions applied to the config, like `docker import --change`. */
+  changes?: string[];
+  timezone?: string;
+  /** Seconds since the epoch for file times, `created` and history: same inputs, same digest. */
+  sourceDateEpoch?: number;
+  /** Store root (default $DRYDOCK_ROOT). */
+  root?: string;
+  onProgress?: (line: string) => void;
+}
+
+export interface MkimageResult {
+  /** Image ID: the config digest, as `docker images` shows it. */
+  id: string;
+  manifestDigest: string;
+  tags: string[];
+  /** Uncompressed size of the layer (what `docker images` calls SIZE). */
+  size: number;
+  compressedSize: number;
+  packages?: PackageCount;
+  busybox?: { version: string; applets: number };
+  /** The debootstrap mirror used (debian only). */
+  mirror?: string;
+  seconds: number;
+}
+
+async function busyboxVersion(busybox: string): Promise<string> {
+  const { stdout } = await run(busybox, ['--help']).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
+  return /BusyBox v(\S+)/.exec(stdout)?.[1] ?? 'unknown';
+}
+
+/** `drydock mkimage busybox`: the default base image, built offline from busybox-static. */
+export async function mkimageBusybox(opts: MkimageCommonOptions & { busybox?: string }): Promise<MkimageResult> {
+  const started = Date.now();
+  const busybox = opts.busybox ?? DEFAULT_BUSYBOX;
+  const store = await ContentStore.open(opts.root);
+  return withScratchDir(store.tmpDir, 'mkimage-busybox-', async (scratch) => {
+    const rootfs = path.join(scratch.dir, 'rootfs');
+    await fsp.mkdir(rootfs, { mode: 0o755 });
+    const { applets } = await buildBusyboxRootfs(rootfs, { busybox });
+    if (opts.timezone) await setTimezone(rootfs, opts.timezone);
+    const version = await busyboxVersion(busybox);
+    const imported = await importPreparedRootfs(store, rootfs, {
+      ...opts,
+      baseChanges: [`ENV ${DEFAULT_PATH_ENV}`, 'CMD ["sh"]'],
+      createdBy: `drydock mkimage busybox (BusyBox v${version})`,
+    });
+    return { ...imported, busybox: { version, applets }, seconds: (Date.now() - started) / 1000 };
+  });
+}
+
+export interface MkimageDebianOptions extends MkimageCommonOptions, Omit<DebootstrapOptions, 'mirror' | 'onProgress'> {
+  mirror?: string;
+}
+
+/** `drydock mkimage debian`: debootstrap into a scratch dir, slim it, import it. */
+export async function mkimageDebian(opts: MkimageDebianOptions): Promise<MkimageResult> {
+  const started = Date.now();
+  const mirror = opts.mirror ?? (await hostDebianMirror());
+  const suite = opts.suite ?? DEFAULT_SUITE;
+  const store = await ContentStore.open(opts.root);
+  return withScratchDir(store.tmpDir, 'mkimage-debian-', async (scratch) => {
+    opts.onProgress?.(`debootstrap ${suite} (${opts.variant ?? DEFAULT_VARIANT}) from ${mirror}`);
+    const rootfs = await runDebootstrap(scratch, { ...opts, suite, mirror, onProgress: opts.onProgress });
+    await slimDebianRootfs(rootfs);
+    if (opts.timezone) await setTimezone(rootfs, opts.timezone);
+    const packages = await countPackages(rootfs);
+    const imported = await importPreparedRootfs(store, rootfs, {
+      ...opts,
+      baseChanges: [`ENV ${DEFAULT_PATH_ENV}`, 'CMD ["bash"]'],
+      createdBy: `drydock mkimage debian --suite ${suite} --variant ${opts.variant ?? DEFAULT_VARIANT}`
+        + (opts.include?.length ? ` --include ${opts.include.join(',')}` : ''),
+    });
+    return { ...imported, packages, mirror, seconds: (Date.now() - started) / 1000 };
+  });
+}
+
+/**
+ * `drydock mkimage rootfs DIR|TARBALL`: imports what the user prepared. A plain tarball is
+ * streamed straight into a layer; a directory is never modified. Only when something must
+ * change (--timezone, device nodes to drop) does the rootfs go through a scratch copy.
+ */
+export async function mkimageRootfs(source: string, opts: MkimageCommonOptions): Promise<MkimageResult> {
+  const started = Date.now();
+  if (!opts.tags.length) throw new UserError('mkimage rootfs needs a name (-t NAME[:TAG])');
+  const st = await fsp.stat(source).catch(() => undefined);
+  if (!st) throw new UserError(`${source}: no such file or directory`);
+  if (!st.isDirectory() && !st.isFile()) throw new UserError(`${source}: not a directory or a tarball`);
+  const store = await ContentStore.open(opts.root);
+  const common = { ...opts, createdBy: `drydock mkimage rootfs ${path.basename(path.resolve(source))}`, baseChanges: [] };
+  const finish = (imported: ImportedImage, packages: PackageCount | undefined): MkimageResult =>
+    ({ ...imported, ...(packages ? { packages } : {}), seconds: (Date.now() - started) / 1000 });
+
+  if (st.isFile()) {
+    const scan = await scanRootfsTarball(source);
+    if (!opts.timezone && scan.deviceNodes === 0) return finish(await importPreparedRootfs(store, source, common), scan.packages);
+    return withScratchDir(store.tmpDir, 'mkimage-rootfs-', async (scratch) => {
+      const rootfs = path.join(scratch.dir, 'rootfs');
+      await fsp.mkdir(rootfs, { mode: 0o755 });
+      await extractTarball(source, rootfs);
+      await removeDeviceNodes(rootfs);
+      if (opts.timezone) await setTimezone(rootfs, opts.timezone);
+      return finish(await importPreparedRootfs(store, rootfs, common), scan.packages);
+    });
+  }
+  const packages = await countPackages(source);
+  if (!opts.timezone && !(await hasDeviceNodes(source))) return finish(await importPreparedRootfs(store, source, common), packages);
+  return withScratchDir(store.tmpDir, 'mkimage-rootfs-', async (scratch) => {
+    const rootfs = path.join(scratch.dir, 'rootfs');
+    // --reflink=auto: a copy-on-write clone where the filesystem supports it.
+    await run('cp', ['-a', '--reflink=auto', path.resolve(source), rootfs]);
+    await removeDeviceNodes(rootfs);
+    if (opts.timezone) await setTimezone(rootfs, opts.timezone);
+    return finish(await importPreparedRootfs(store, rootfs, common), packages);
+  });
+}
