@@ -149,6 +149,57 @@ export async function reachableFrom(store: ContentStore, digest: string, into: S
   if (Array.isArray(doc.layers)) for (const l of doc.layers) into.add(l.digest);
 }
 
+export interface RemoveImageResult {
+  /** Full names that were untagged. */
+  untagged: string[];
+  /** Blobs deleted because nothing else reaches them (manifest, config, layers). */
+  deleted: string[];
+}
+
+/**
+ * `rmi`: a name untags just that name; an ID or digest untags every name of the image (only
+ * with `force` when there are several, as Docker). Blobs that no remaining tag or root reaches
+ * are deleted at once, so the space comes back without a gc.
+ */
+export async function removeImage(store: ContentStore, nameOrId: string, opts: { force?: boolean } = {}): Promise<RemoveImageResult> {
+  const tags = await store.listTags();
+  let byName: string | undefined;
+  try {
+    const ref = parseReference(nameOrId);
+    if (!ref.digest) byName = formatReference(ref);
+  } catch { /* an ID */ }
+  let untag: { name: string; descriptor: Descriptor }[];
+  let rootDigest: string;
+  const named = byName ? tags.find((t) => t.name === byName) : undefined;
+  if (named) {
+    untag = [named];
+    rootDigest = named.descriptor.digest;
+  } else {
+    const img = await resolveImage(store, nameOrId);
+    rootDigest = img.index?.descriptor.digest ?? img.manifestDescriptor.digest;
+    untag = tags.filter((t) => img.names.includes(t.name) || t.descriptor.digest === rootDigest);
+    if (untag.length > 1 && !opts.force) {
+      throw new UserError(`conflict: unable to delete ${nameOrId} (must be forced) - image is referenced in multiple repositories (${untag.map((t) => t.name).join(', ')})`);
+    }
+  }
+  for (const t of untag) await store.removeTag(t.name);
+  const remaining = await store.listTags();
+  const deleted: string[] = [];
+  if (!remaining.some((t) => t.descriptor.digest === rootDigest)) {
+    const live = new Set<string>();
+    for (const t of remaining) await reachableFrom(store, t.descriptor.digest, live);
+    for (const d of await store.listRoots()) await reachableFrom(store, d, live);
+    const mine = new Set<string>();
+    await reachableFrom(store, rootDigest, mine);
+    for (const d of mine) {
+      if (live.has(d) || !(await store.hasBlob(d))) continue;
+      await fsp.rm(store.blobPath(d), { force: true });
+      deleted.push(d);
+    }
+  }
+  return { untagged: untag.map((t) => t.name), deleted };
+}
+
 export interface GcResult { removed: string[]; bytes: number; kept: number }
 
 /**

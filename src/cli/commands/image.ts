@@ -1,0 +1,271 @@
+// Image commands: import, images, inspect, tag, rmi, save, load, export, gc. Thin: flags and
+// Docker-compatible output here; the work lives in src/store, src/layer and src/archive.
+import { Command, Option } from 'commander';
+import { collect, formatSize, printJson, table, timeAgo } from '../output.js';
+import { UserError } from '../../util/errors.js';
+
+async function openStore() {
+  const { ContentStore } = await import('../../store/index.js');
+  return ContentStore.open();
+}
+
+/** "docker.io/library/busybox:latest" -> { repo: "busybox", tag: "latest" }, as Docker shows names. */
+async function displayName(full: string): Promise<{ repository: string; tag: string; familiar: string }> {
+  const { parseReference, familiarName } = await import('../../image/index.js');
+  const ref = parseReference(full);
+  const repository = familiarName(ref);
+  return { repository, tag: ref.tag ?? '<none>', familiar: `${repository}:${ref.tag ?? '<none>'}` };
+}
+
+function parseEpoch(raw: string | undefined): number | undefined {
+  const v = raw ?? process.env.SOURCE_DATE_EPOCH;
+  if (v === undefined || v === '') return undefined;
+  if (!/^\d+$/.test(v)) throw new UserError(`SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, got "${v}"`);
+  return Number(v);
+}
+
+/** Go-template subset for --format: "{{.Id}}", "{{.Config.Cmd}}", "{{json .Config}}". */
+export function renderTemplate(template: string, value: unknown): string {
+  return template.replace(/\{\{\s*(json\s+)?\.([\w.]*)\s*\}\}/g, (_m, json: string | undefined, pathExpr: string) => {
+    let v: unknown = value;
+    for (const key of pathExpr.split('.').filter(Boolean)) v = v && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined;
+    if (json) return JSON.stringify(v ?? null);
+    if (v === undefined || v === null) return '<no value>';
+    if (Array.isArray(v)) return `[${v.join(' ')}]`;
+    if (typeof v === 'object') return `map[${Object.entries(v).map(([k, x]) => `${k}:${typeof x === 'object' ? JSON.stringify(x) : String(x)}`).join(' ')}]`;
+    return String(v);
+  }).replace(/\\n/g, '\n').replace(/\\t/g, '\t');
+}
+
+export function register(program: Command): void {
+  program
+    .command('import')
+    .description('Create an image from a root filesystem tarball (plain, gzip or zstd), a directory, or - for stdin')
+    .argument('<rootfs>', 'tar, tar.gz, tar.zst, a directory, or - to read the tar from stdin')
+    .argument('[repository]', 'REPOSITORY[:TAG] to tag the image with (like docker import)')
+    .option('-t, --tag <name>', 'name[:tag] for the image (repeatable)', collect)
+    .option('-c, --change <instruction>', 'apply a Dockerfile instruction to the config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR (repeatable)', collect)
+    .option('-m, --message <text>', 'commit message recorded in the image history')
+    .option('--platform <os/arch[/variant]>', 'platform recorded in the config (default: the host)')
+    .addOption(new Option('--compression <alg>', 'layer compression').choices(['gzip', 'zstd', 'none']).default('gzip'))
+    .option('--source-date-epoch <seconds>', 'timestamp for the config and (for directories) file mtimes (default $SOURCE_DATE_EPOCH)')
+    .option('-q, --quiet', 'print only the image ID')
+    .addOption(new Option('--format <format>', 'print the result as JSON').choices(['json']))
+    .addHelpText('after', `
+Examples:
+  drydock import rootfs.tar.gz -t myorg/base:1.0
+  drydock import rootfs.tar myorg/base:1.0 --change 'CMD ["/bin/sh"]' --change 'ENV LANG=C.UTF-8'
+  tar -C ./rootfs -c . | drydock import - -t scratchy:latest -m "built by CI"`)
+    .action(async (rootfs: string, repository: string | undefined, flags: { tag?: string[]; change?: string[]; message?: string; platform?: string; compression: 'gzip' | 'zstd' | 'none'; sourceDateEpoch?: string; quiet?: boolean; format?: string }) => {
+      const { importRootfs } = await import('../../archive/index.js');
+      const { parsePlatform } = await import('../../image/index.js');
+      const store = await openStore();
+      const tags = [...(repository ? [repository] : []), ...(flags.tag ?? [])];
+      const result = await importRootfs(store, rootfs === '-' ? process.stdin : rootfs, {
+        tag: tags,
+        changes: flags.change ?? [],
+        message: flags.message,
+        platform: flags.platform ? parsePlatform(flags.platform) : undefined,
+        compression: flags.compression,
+        sourceDateEpoch: parseEpoch(flags.sourceDateEpoch),
+      });
+      if (flags.format === 'json') {
+        printJson({ id: result.configDigest, manifestDigest: result.manifestDigest, names: result.names, layer: result.layer });
+      } else if (flags.quiet) {
+        process.stdout.write(`${result.configDigest}\n`);
+      } else {
+        process.stdout.write(`${result.configDigest}\n`);
+        for (const n of result.names) process.stderr.write(`Tagged ${(await displayName(n)).familiar}\n`);
+      }
+    });
+
+  program
+    .command('images')
+    .alias('image-ls')
+    .description('List images in the local store')
+    .argument('[repository]', 'only show images of this repository (e.g. busybox, localhost:5000/app)')
+    .option('-q, --quiet', 'only show image IDs')
+    .option('--digests', 'show manifest digests')
+    .option('--no-trunc', "don't truncate IDs")
+    .option('--format <format>', '"json" for one JSON object per line, or a Go-style template like "{{.Repository}}:{{.Tag}}"')
+    .addHelpText('after', `
+Examples:
+  drydock images
+  drydock images busybox --digests
+  drydock images --format json | jq -r .Repository
+  drydock images -q`)
+    .action(async (repository: string | undefined, flags: { quiet?: boolean; digests?: boolean; trunc: boolean; format?: string }) => {
+      const { listImages } = await import('../../store/index.js');
+      const { shortId, parseReference, fullName } = await import('../../image/index.js');
+      const store = await openStore();
+      let images = await listImages(store);
+      if (repository) {
+        const want = fullName(parseReference(repository, { defaultTag: false }));
+        const wantTag = parseReference(repository, { defaultTag: false }).tag;
+        images = images.filter((i) => i.repository === want && (!wantTag || i.tag === wantTag));
+      }
+      const id = (d: string) => (flags.trunc ? shortId(d) : d);
+      if (flags.quiet) {
+        const seen = new Set<string>();
+        for (const i of images) if (i.id && !seen.has(i.id)) { seen.add(i.id); process.stdout.write(`${id(i.id)}\n`); }
+        return;
+      }
+      const rows = await Promise.all(images.map(async (i) => {
+        const d = await displayName(i.name);
+        return {
+          Containers: 'N/A',
+          CreatedAt: i.created ? i.created.replace('T', ' ').replace(/\.\d+Z$|Z$/, ' +0000 UTC') : '',
+          CreatedSince: timeAgo(i.created),
+          Digest: i.manifestDigest,
+          ID: i.id ? id(i.id) : '<missing>',
+          Repository: d.repository,
+          SharedSize: 'N/A',
+          Size: formatSize(i.size),
+          Tag: d.tag,
+          UniqueSize: 'N/A',
+          VirtualSize: formatSize(i.size),
+        };
+      }));
+      if (flags.format === 'json') {
+        for (const r of rows) process.stdout.write(`${JSON.stringify(r)}\n`);
+        return;
+      }
+      if (flags.format) {
+        for (const r of rows) process.stdout.write(`${renderTemplate(flags.format, r)}\n`);
+        return;
+      }
+      const headers = flags.digests ? ['REPOSITORY', 'TAG', 'DIGEST', 'IMAGE ID', 'CREATED', 'SIZE'] : ['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'];
+      process.stdout.write(table(headers, rows.map((r) => flags.digests
+        ? [r.Repository, r.Tag, r.Digest, r.ID, r.CreatedSince, r.Size]
+        : [r.Repository, r.Tag, r.ID, r.CreatedSince, r.Size])));
+    });
+
+  program
+    .command('inspect')
+    .description('Show low-level information on images as a JSON array, like docker image inspect')
+    .argument('<image...>', 'image names, IDs or digests')
+    .option('-f, --format <template>', 'Go-style template, e.g. "{{.Id}}" or "{{json .Config}}"')
+    .addHelpText('after', `
+Examples:
+  drydock inspect busybox
+  drydock inspect -f '{{.Config.Cmd}}' busybox
+  drydock inspect --format '{{json .RootFS}}' myorg/base:1.0`)
+    .action(async (names: string[], flags: { format?: string }) => {
+      const { resolveImage } = await import('../../store/index.js');
+      const { parseReference, familiarName } = await import('../../image/index.js');
+      const store = await openStore();
+      const out: unknown[] = [];
+      for (const name of names) {
+        const img = await resolveImage(store, name);
+        const tags = img.names.length ? img.names : (await store.listTags()).filter((t) => t.descriptor.digest === (img.index?.descriptor.digest ?? img.manifestDescriptor.digest)).map((t) => t.name);
+        const repoTags = await Promise.all(tags.map(async (t) => (await displayName(t)).familiar));
+        const topDigest = img.index?.descriptor.digest ?? img.manifestDescriptor.digest;
+        const repoDigests = [...new Set(tags.map((t) => `${familiarName(parseReference(t))}@${topDigest}`))];
+        const last = img.config.history?.filter((h) => h.comment).pop();
+        out.push({
+          Id: img.configDigest,
+          Digest: topDigest,
+          RepoTags: repoTags,
+          RepoDigests: repoDigests,
+          Parent: '',
+          Comment: last?.comment ?? '',
+          Created: img.config.created ?? '',
+          DockerVersion: '',
+          Author: img.config.author ?? '',
+          Config: img.config.config ?? {},
+          Architecture: img.config.architecture,
+          ...(img.config.variant ? { Variant: img.config.variant } : {}),
+          Os: img.config.os,
+          Size: img.manifest.layers.reduce((n, l) => n + l.size, 0),
+          RootFS: { Type: 'layers', Layers: img.config.rootfs?.diff_ids ?? [] },
+          Manifest: { MediaType: img.manifestDescriptor.mediaType, Digest: img.manifestDescriptor.digest, Layers: img.manifest.layers },
+          History: img.config.history ?? [],
+        });
+      }
+      if (flags.format) {
+        for (const o of out) process.stdout.write(`${renderTemplate(flags.format, o)}\n`);
+      } else {
+        printJson(out);
+      }
+    });
+
+  program
+    .command('tag')
+    .description('Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE')
+    .argument('<source>', 'SOURCE_IMAGE[:TAG], ID or digest')
+    .argument('<target>', 'TARGET_IMAGE[:TAG]')
+    .addHelpText('after', `
+Examples:
+  drydock tag busybox localhost:5000/tools/busybox:1.36`)
+    .action(async (source: string, target: string) => {
+      const { resolveImage, canonicalName } = await import('../../store/index.js');
+      const store = await openStore();
+      const img = await resolveImage(store, source);
+      const name = canonicalName(target);
+      await store.setTag(name, img.index?.descriptor ?? img.manifestDescriptor);
+    });
+
+  program
+    .command('rmi')
+    .description('Remove one or more images (untag; blobs nothing else uses are deleted)')
+    .argument('<image...>', 'names, IDs or digests')
+    .option('-f, --force', 'remove an image ID even when several names refer to it')
+    .addHelpText('after', `
+Examples:
+  drydock rmi busybox
+  drydock rmi -f 3f57d9401f8d`)
+    .action(async (names: string[], flags: { force?: boolean }) => {
+      const { removeImage } = await import('../../store/index.js');
+      const store = await openStore();
+      let failed: unknown;
+      for (const name of names) {
+        try {
+          const r = await removeImage(store, name, { force: flags.force });
+          for (const u of r.untagged) process.stdout.write(`Untagged: ${(await displayName(u)).familiar}\n`);
+          for (const d of r.deleted) process.stdout.write(`Deleted: ${d}\n`);
+        } catch (e) {
+          // Docker removes what it can and reports each failure.
+          failed = e;
+          process.stderr.write(`Error: ${(e as Error).message}\n`);
+        }
+      }
+      if (failed) process.exitCode = 1;
+    });
+
+  program
+    .command('export')
+    .description("Export an image's flattened filesystem as a tar archive (whiteouts applied)")
+    .argument('<image>', 'name, ID or digest')
+    .option('-o, --output <file>', 'write to a file instead of STDOUT')
+    .addHelpText('after', `
+Examples:
+  drydock export busybox -o busybox-rootfs.tar
+  drydock export myorg/base:1.0 | tar -t | head`)
+    .action(async (name: string, flags: { output?: string }) => {
+      const { resolveImage } = await import('../../store/index.js');
+      const { exportImage } = await import('../../archive/index.js');
+      const store = await openStore();
+      const img = await resolveImage(store, name);
+      if (!flags.output && process.stdout.isTTY) throw new UserError('cowardly refusing to write a tar archive to a terminal: use -o FILE or redirect');
+      await exportImage(store, img, flags.output ?? process.stdout);
+    });
+
+  program
+    .command('gc')
+    .description('Delete blobs that no tag, build cache entry or container references')
+    .option('--dry-run', 'only list what would be deleted')
+    .option('--grace <seconds>', 'keep unreferenced blobs younger than this (protects pulls and builds in progress)', '600')
+    .option('-q, --quiet', 'print only the summary')
+    .addHelpText('after', `
+Examples:
+  drydock gc --dry-run
+  drydock gc --grace 0`)
+    .action(async (flags: { dryRun?: boolean; grace: string; quiet?: boolean }) => {
+      const { gcStore } = await import('../../store/index.js');
+      if (!/^\d+$/.test(flags.grace)) throw new UserError(`--grace must be a whole number of seconds, got "${flags.grace}"`);
+      const store = await openStore();
+      const r = await gcStore(store, { dryRun: flags.dryRun, graceMs: Number(flags.grace) * 1000 });
+      if (!flags.quiet) for (const d of r.removed) process.stdout.write(`${flags.dryRun ? 'Would delete' : 'Deleted'}: ${d}\n`);
+      process.stdout.write(`${flags.dryRun ? 'Would reclaim' : 'Total reclaimed space'}: ${formatSize(r.bytes)} (${r.removed.length} blobs${flags.dryRun ? '' : ' removed'}, ${r.kept} kept)\n`);
+    });
+}
