@@ -3,8 +3,14 @@
 import type { Command } from 'commander';
 import { register as image } from './image.js';
 import { register as mkimage } from './mkimage.js';
+import { register as boot } from './boot.js';
+import { register as registryClient } from './registry-client.js';
+import { register as registryServer } from './registry.js';
 
 export const COMMANDS: ((program: Command) => void)[] = [
   image,
   mkimage,
+  registryClient,
+  registryServer,
+  boot,
 ];

@@ -1,0 +1,176 @@
+// `drydock serve` (alias `drydock registry serve`), `drydock registry gc`, `drydock registry htpasswd`.
+// Flags override the YAML config (registry:2's config.yml keys work), like `registry serve config.yml`.
+import type { Command } from 'commander';
+import { UserError } from '../../util/errors.js';
+import { formatSize, printJson } from '../output.js';
+
+interface ServeFlags {
+  config?: string;
+  addr?: string;
+  root?: string;
+  htpasswd?: string;
+  realm?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  anonymousRead?: boolean;
+  token?: boolean;
+  tokenRealm?: string;
+  tokenService?: string;
+  tokenIssuer?: string;
+  tokenRootcertbundle?: string;
+  tokenSigningKey?: string;
+  delete?: boolean;
+  readOnly?: boolean;
+  proxy?: string;
+  proxyUsername?: string;
+  proxyPassword?: string;
+  accessLog?: boolean;
+  quiet?: boolean;
+}
+
+function defaultRegistryRoot(): string {
+  const base = process.env.DRYDOCK_ROOT ?? `${process.env.HOME ?? '/root'}/.local/share/drydock`;
+  return `${base}/registry`;
+}
+
+function addServeCommand(parent: Command, name: string): Command {
+  return parent.command(name)
+    .description('Run an OCI distribution (registry v2) server')
+    .option('-c, --config <file>', "YAML config (registry:2's config.yml keys work)")
+    .option('--addr <host:port>', 'listen address (http.addr)', undefined)
+    .option('--root <dir>', 'storage root (storage.filesystem.rootdirectory; default $DRYDOCK_ROOT/registry)')
+    .option('--htpasswd <file>', 'enable Basic auth with a bcrypt htpasswd file (auth.htpasswd.path)')
+    .option('--realm <realm>', 'auth realm (auth.htpasswd.realm)')
+    .option('--anonymous-read', 'allow pulls without credentials when auth is on')
+    .option('--token', 'use bearer tokens from the built-in /token endpoint (users from --htpasswd)')
+    .option('--token-realm <url>', 'external token server URL (auth.token.realm)')
+    .option('--token-service <name>', 'token audience (auth.token.service)')
+    .option('--token-issuer <name>', 'token issuer (auth.token.issuer)')
+    .option('--token-rootcertbundle <file>', 'PEM certificates/keys of the external issuer (pinned)')
+    .option('--token-signing-key <file>', 'PEM private key for the built-in issuer (default: generated per start)')
+    .option('--tls-cert <file>', 'TLS certificate (http.tls.certificate)')
+    .option('--tls-key <file>', 'TLS key (http.tls.key)')
+    .option('--no-delete', 'refuse DELETE (storage.delete.enabled=false)')
+    .option('--read-only', 'refuse pushes and deletes (storage.maintenance.readonly)')
+    .option('--proxy <url>', 'pull-through cache of this upstream registry (proxy.remoteurl)')
+    .option('--proxy-username <user>', 'upstream user (proxy.username)')
+    .option('--proxy-password <password>', 'upstream password (proxy.password)')
+    .option('--no-access-log', 'do not write the JSON access log to stdout')
+    .option('-q, --quiet', 'print only the listening URL')
+    .addHelpText('after', `
+Examples:
+  drydock serve --addr 127.0.0.1:5000 --root /srv/registry
+  htpasswd -Bbn alice s3cret > auth/htpasswd
+  drydock serve --htpasswd auth/htpasswd --tls-cert certs/domain.crt --tls-key certs/domain.key --addr :443
+  drydock serve --config /etc/docker/registry/config.yml
+  drydock serve --proxy https://registry.example.com --addr 127.0.0.1:5001   # pull-through cache
+
+The server stops gracefully on SIGINT/SIGTERM: in-flight requests finish, interrupted uploads stay resumable.`)
+    .action(async (flags: ServeFlags, cmd: Command) => {
+      const reg = await import('../../registry/index.js');
+      // --root is also the global store flag; read it from wherever commander put it.
+      const root = flags.root ?? (cmd.optsWithGlobals().root as string | undefined);
+      const config = flags.config ? await reg.loadConfigFile(flags.config) : reg.defaultConfig(root ? root : defaultRegistryRoot());
+      if (root) config.storage.filesystem.rootdirectory = (await import('node:path')).resolve(root);
+      if (flags.addr) config.http.addr = flags.addr;
+      if (flags.tlsCert || flags.tlsKey) config.http.tls = { certificate: flags.tlsCert, key: flags.tlsKey };
+      if (flags.delete === false) config.storage.delete = { enabled: false };
+      if (flags.readOnly) config.storage.maintenance = { ...config.storage.maintenance, readonly: { enabled: true } };
+      if (flags.htpasswd || flags.token || flags.tokenRealm || flags.anonymousRead) config.auth ??= {};
+      if (flags.htpasswd) config.auth!.htpasswd = { realm: flags.realm ?? config.auth!.htpasswd?.realm ?? 'drydock registry', path: flags.htpasswd };
+      if (flags.anonymousRead) config.auth!.anonymousread = true;
+      if (flags.token || flags.tokenRealm || flags.tokenRootcertbundle) {
+        config.auth!.token = {
+          ...config.auth!.token,
+          ...(flags.tokenRealm ? { realm: flags.tokenRealm } : {}),
+          ...(flags.tokenService ? { service: flags.tokenService } : {}),
+          ...(flags.tokenIssuer ? { issuer: flags.tokenIssuer } : {}),
+          ...(flags.tokenRootcertbundle ? { rootcertbundle: flags.tokenRootcertbundle } : {}),
+          ...(flags.tokenSigningKey ? { signingkey: flags.tokenSigningKey } : {}),
+        };
+      }
+      if (flags.proxy) config.proxy = { remoteurl: flags.proxy, username: flags.proxyUsername, password: flags.proxyPassword };
+      if (flags.accessLog === false || flags.quiet) config.log = { ...config.log, accesslog: { disabled: true } };
+      reg.normalizeConfig(config as never);
+      const server = reg.createRegistryServer(config);
+      const { url } = await server.listen();
+      if (flags.quiet) process.stdout.write(`${url}\n`);
+      else process.stderr.write(`drydock registry listening on ${url} (storage ${config.storage.filesystem.rootdirectory})\n`);
+      await new Promise<void>((resolve) => {
+        const stop = () => {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+          if (!flags.quiet) process.stderr.write('shutting down: waiting for in-flight requests\n');
+          server.close().then(resolve, resolve);
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+      });
+    });
+}
+
+export function register(program: Command): void {
+  addServeCommand(program, 'serve');
+  const registry = program.command('registry').description('Run and maintain a registry server');
+  addServeCommand(registry, 'serve');
+
+  registry.command('gc')
+    .description('Delete blobs no manifest references (mark and sweep)')
+    .option('-c, --config <file>', 'YAML config (storage root is read from it)')
+    .option('--root <dir>', 'storage root (default $DRYDOCK_ROOT/registry)')
+    .option('-n, --dry-run', 'only report what would be deleted')
+    .option('-m, --delete-untagged', 'also delete manifests no tag reaches')
+    .option('--grace-period <duration>', 'keep blobs written within this time (uploads in progress)', '1h')
+    .option('--format <format>', 'output format: text or json', 'text')
+    .option('-q, --quiet', 'print nothing but errors')
+    .addHelpText('after', `
+Examples:
+  drydock registry gc --root /srv/registry --dry-run
+  drydock registry gc --config /etc/docker/registry/config.yml --delete-untagged
+
+Safe next to a running server: blobs younger than the grace period are kept, so a push whose
+manifest has not arrived yet loses nothing.`)
+    .action(async (flags: { config?: string; root?: string; dryRun?: boolean; deleteUntagged?: boolean; gracePeriod: string; format: string; quiet?: boolean }, cmd: Command) => {
+      const reg = await import('../../registry/index.js');
+      const root = flags.root ?? (cmd.optsWithGlobals().root as string | undefined);
+      let dir: string;
+      if (root) dir = root;
+      else if (flags.config) dir = (await reg.loadConfigFile(flags.config)).storage.filesystem.rootdirectory;
+      else dir = defaultRegistryRoot();
+      if (flags.format !== 'text' && flags.format !== 'json') throw new UserError(`--format must be text or json, got "${flags.format}"`);
+      const text = flags.format === 'text' && !flags.quiet;
+      const result = await reg.gcRegistry(new reg.FilesystemDriver(dir), {
+        dryRun: flags.dryRun,
+        deleteUntagged: flags.deleteUntagged,
+        gracePeriodMs: reg.parseDuration(flags.gracePeriod, 3_600_000),
+        log: text ? (line) => process.stdout.write(`${line}\n`) : undefined,
+      });
+      if (flags.format === 'json') return printJson(result);
+      if (text) {
+        process.stdout.write(`${flags.dryRun ? 'would free' : 'freed'} ${formatSize(result.bytesFreed)}: ${result.blobsDeleted.length} blobs, ${result.manifestsDeleted.length} manifests deleted; ${result.blobsMarked} blobs marked in ${result.repositories} repositories; ${result.blobsKeptByGrace} kept by grace period\n`);
+      }
+    });
+
+  registry.command('htpasswd')
+    .description('Print an htpasswd line (bcrypt) for a user, like `htpasswd -Bbn`')
+    .argument('<user>')
+    .option('--password-stdin', 'read the password from stdin')
+    .option('-p, --password <password>', 'the password (prefer --password-stdin)')
+    .option('--cost <n>', 'bcrypt cost', '10')
+    .addHelpText('after', `
+Example:
+  echo s3cret | drydock registry htpasswd alice --password-stdin >> auth/htpasswd`)
+    .action(async (user: string, flags: { passwordStdin?: boolean; password?: string; cost: string }) => {
+      const { htpasswdLine } = await import('../../registry/index.js');
+      let password = flags.password;
+      if (flags.passwordStdin) {
+        const chunks: Buffer[] = [];
+        for await (const c of process.stdin) chunks.push(c as Buffer);
+        password = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+      }
+      if (password === undefined) throw new UserError('give the password with --password-stdin or --password');
+      const cost = Number(flags.cost);
+      if (!Number.isInteger(cost) || cost < 4 || cost > 31) throw new UserError('--cost must be an integer between 4 and 31');
+      process.stdout.write(`${await htpasswdLine(user, password, cost)}\n`);
+    });
+}

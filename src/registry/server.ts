@@ -1,0 +1,632 @@
+// The HTTP front end of the registry: routes OCI distribution v1.1 requests onto RegistryStorage.
+// It is a plain node:http(s) handler rather than a framework route table because repository names
+// contain slashes (/v2/a/b/c/manifests/x), which suffix-anchored regexes match directly, and the
+// manifest GET hot path stays a handful of function calls.
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { promises as fsp } from 'node:fs';
+import type { AddressInfo, Socket } from 'node:net';
+import { pipeline } from 'node:stream/promises';
+import pino, { type Logger } from 'pino';
+import { Counter, Histogram, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
+import { MediaType } from '../image/media-types.js';
+import { createAuth, type Access, type AuthController, type Grant } from './auth/index.js';
+import { parseDuration, splitAddr, type RegistryConfig } from './config.js';
+import { RegistryError } from './errors.js';
+import { FilesystemDriver } from './storage/filesystem.js';
+import type { StorageDriver } from './storage/driver.js';
+import { MAX_MANIFEST_BYTES, RegistryStorage, parseDigestParam, validateName } from './storage.js';
+import { ProxyUpstream } from './proxy.js';
+
+const API_VERSION = 'registry/2.0';
+const MAX_PAGE = 1000;
+
+const RE_UPLOAD = /^\/v2\/(.+)\/blobs\/uploads\/([^/]*)$/;
+const RE_BLOB = /^\/v2\/(.+)\/blobs\/([^/]+)$/;
+const RE_MANIFEST = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
+const RE_TAGS = /^\/v2\/(.+)\/tags\/list$/;
+const RE_REFERRERS = /^\/v2\/(.+)\/referrers\/([^/]+)$/;
+
+export interface RegistryServer {
+  readonly config: RegistryConfig;
+  readonly storage: RegistryStorage;
+  /** Resolves with the bound address; port 0 picks an ephemeral port. */
+  listen(): Promise<{ url: string; host: string; port: number }>;
+  /** Graceful: stops accepting, lets in-flight requests finish (up to http.draintimeout), then closes. */
+  close(): Promise<void>;
+  /** The underlying node server, once listening. */
+  readonly server: Server | undefined;
+}
+
+export interface CreateServerOptions {
+  /** Swap the storage driver (tests, future object-store drivers). Default: filesystem at storage.filesystem.rootdirectory. */
+  driver?: StorageDriver;
+  /** Access log destination; default stdout. `false` disables. */
+  logger?: Logger | false;
+}
+
+interface Ctx {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+  route: string;
+  user?: string;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+function decode(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new RegistryError('NAME_INVALID', 'malformed percent-encoding in path');
+  }
+}
+
+/** `n` for tags/list and _catalog: a non-negative integer, clamped to MAX_PAGE. */
+function parsePageSize(url: URL): number | undefined {
+  const raw = url.searchParams.get('n');
+  if (raw === null || raw === '') return undefined;
+  if (!/^\d+$/.test(raw)) throw new RegistryError('PAGINATION_NUMBER_INVALID', `n must be a non-negative integer, got "${raw.slice(0, 40)}"`, { n: raw.slice(0, 40) });
+  return Math.min(Number(raw), MAX_PAGE);
+}
+
+function paginate(all: string[], n: number | undefined, last: string | null): { page: string[]; next?: string } {
+  let items = last ? all.filter((t) => t > last) : all;
+  const limit = n ?? MAX_PAGE;
+  if (items.length > limit) {
+    const page = items.slice(0, limit);
+    return { page, next: page.length > 0 ? page[page.length - 1] : undefined };
+  }
+  items = items.slice(0, limit);
+  return { page: items };
+}
+
+function parseContentRange(h: string | undefined): { start: number; end: number } | undefined {
+  if (!h) return undefined;
+  const m = /^(?:bytes )?(\d+)-(\d+)$/.exec(h.trim());
+  if (!m) throw new RegistryError('BLOB_UPLOAD_INVALID', `invalid Content-Range "${h.slice(0, 60)}"`, undefined, 416);
+  const start = Number(m[1]);
+  const end = Number(m[2]);
+  if (end < start) throw new RegistryError('BLOB_UPLOAD_INVALID', `invalid Content-Range "${h}"`, undefined, 416);
+  return { start, end };
+}
+
+/** bytes=a-b | a- | -n, single range only. Returns undefined for "whole blob". */
+function parseRange(h: string | undefined, size: number): { start: number; end: number } | undefined {
+  if (!h) return undefined;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(h.trim());
+  const unsatisfiable = () => new RegistryError('BLOB_UNKNOWN', 'requested range not satisfiable', { size }, 416)
+    .withHeaders({ 'Content-Range': `bytes */${size}` });
+  if (!m || (m[1] === '' && m[2] === '')) throw unsatisfiable();
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    const suffix = Number(m[2]);
+    if (suffix === 0) throw unsatisfiable();
+    start = Math.max(0, size - suffix);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  if (start >= size || end < start) throw unsatisfiable();
+  return { start, end };
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const len = req.headers['content-length'];
+  if (len !== undefined) return Number(len) > 0;
+  return req.headers['transfer-encoding'] !== undefined;
+}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > limit) {
+    throw new RegistryError('SIZE_INVALID', `body exceeds ${limit} bytes`, { limit }, 413);
+  }
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    n += chunk.length;
+    if (n > limit) throw new RegistryError('SIZE_INVALID', `body exceeds ${limit} bytes`, { limit }, 413);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, n);
+}
+
+class Metrics {
+  readonly registry = new MetricsRegistry();
+  readonly requests = new Counter({ name: 'drydock_registry_http_requests_total', help: 'HTTP requests by method, route and status', labelNames: ['method', 'route', 'status'] as const, registers: [this.registry] });
+  readonly duration = new Histogram({ name: 'drydock_registry_http_request_duration_seconds', help: 'HTTP request latency', labelNames: ['method', 'route'] as const, buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers: [this.registry] });
+  readonly bytesIn = new Counter({ name: 'drydock_registry_http_received_bytes_total', help: 'Request body bytes received (blob uploads and manifests)', registers: [this.registry] });
+  readonly bytesOut = new Counter({ name: 'drydock_registry_http_sent_bytes_total', help: 'Response body bytes sent (blobs and manifests)', registers: [this.registry] });
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'drydock_registry_' });
+  }
+}
+
+export function createRegistryServer(config: RegistryConfig, opts: CreateServerOptions = {}): RegistryServer {
+  const driver = opts.driver ?? new FilesystemDriver(config.storage.filesystem.rootdirectory);
+  const storage = new RegistryStorage(driver, {
+    cacheTtlMs: parseDuration(config.storage.cache?.ttl, 5000),
+    deleteEnabled: config.storage.delete?.enabled ?? false,
+  });
+  const readOnly = config.storage.maintenance?.readonly?.enabled ?? false;
+  const log: Logger | undefined = opts.logger === false || config.log?.accesslog?.disabled
+    ? undefined
+    : opts.logger ?? pino({ level: config.log?.level ?? 'info', base: { service: 'drydock-registry' } }, pino.destination({ sync: false }));
+  const metricsEnabled = config.metrics?.enabled ?? true;
+  const metrics = metricsEnabled ? new Metrics() : undefined;
+  const limits = config.limits ?? {};
+  const maxUpload = limits.maxuploadbytes && limits.maxuploadbytes > 0 ? limits.maxuploadbytes : Number.MAX_SAFE_INTEGER;
+  const maxConcurrentUploads = limits.maxconcurrentuploads && limits.maxconcurrentuploads > 0 ? limits.maxconcurrentuploads : Infinity;
+  let activeUploads = 0;
+  const extraHeaders = Object.entries(config.http.headers ?? {}).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : String(v)] as const);
+  const proxy = config.proxy ? new ProxyUpstream(config.proxy, storage) : undefined;
+
+  let auth: AuthController | undefined;
+  let server: Server | undefined;
+  let purgeTimer: NodeJS.Timeout | undefined;
+  const sockets = new Set<Socket>();
+  let inFlight = 0;
+  let closing = false;
+
+  function baseUrl(req: IncomingMessage): string {
+    const proto = config.http.tls?.certificate ? 'https' : 'http';
+    return `${proto}://${req.headers.host ?? config.http.addr}`;
+  }
+
+  async function authorize(ctx: Ctx, access: Access[]): Promise<Grant> {
+    const grant = await auth!.authorize(ctx.req, access, baseUrl(ctx.req));
+    ctx.user = grant.user;
+    return grant;
+  }
+
+  function checkWritable(): void {
+    if (readOnly) throw new RegistryError('UNSUPPORTED', 'the registry is in read-only mode (storage.maintenance.readonly)');
+    if (proxy) throw new RegistryError('UNSUPPORTED', 'a pull-through cache does not accept pushes');
+  }
+
+  function repoAccess(name: string, ...actions: string[]): Access[] {
+    return [{ type: 'repository', name, actions }];
+  }
+
+  function send(ctx: Ctx, status: number, headers: Record<string, string | number>, body?: Buffer | string): void {
+    const { res } = ctx;
+    res.statusCode = status;
+    for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+    if (body !== undefined) {
+      const b = typeof body === 'string' ? Buffer.from(body) : body;
+      res.setHeader('Content-Length', b.length);
+      ctx.bytesOut += ctx.req.method === 'HEAD' ? 0 : b.length;
+      res.end(ctx.req.method === 'HEAD' ? undefined : b);
+    } else {
+      if (!res.hasHeader('Content-Length')) res.setHeader('Content-Length', 0);
+      res.end();
+    }
+  }
+
+  function sendJson(ctx: Ctx, status: number, value: unknown, headers: Record<string, string | number> = {}): void {
+    send(ctx, status, { 'Content-Type': 'application/json', ...headers }, JSON.stringify(value));
+  }
+
+  // ---- handlers ----
+
+  async function handleBlob(ctx: Ctx, name: string, ref: string): Promise<void> {
+    const method = ctx.req.method;
+    if (method === 'DELETE') {
+      await authorize(ctx, repoAccess(name, 'delete'));
+      checkWritable();
+      await storage.deleteBlob(name, parseDigestParam(ref));
+      return send(ctx, 202, {});
+    }
+    if (method !== 'GET' && method !== 'HEAD') throw new RegistryError('UNSUPPORTED', `${method} is not supported on blobs`);
+    await authorize(ctx, repoAccess(name, 'pull'));
+    const digest = parseDigestParam(ref);
+    let info;
+    try {
+      info = await storage.statBlob(name, digest);
+    } catch (e) {
+      if (!(proxy && e instanceof RegistryError && e.code === 'BLOB_UNKNOWN')) throw e;
+      info = await proxy.fetchBlob(name, digest);
+    }
+    const range = parseRange(ctx.req.headers.range, info.size);
+    const headers: Record<string, string | number> = {
+      'Content-Type': 'application/octet-stream',
+      'Docker-Content-Digest': digest.value,
+      ETag: `"${digest.value}"`,
+      'Accept-Ranges': 'bytes',
+      'Cache-Control': 'max-age=31536000',
+    };
+    if (ctx.req.headers['if-none-match'] === `"${digest.value}"`) return send(ctx, 304, headers);
+    let status = 200;
+    if (range) {
+      status = 206;
+      headers['Content-Range'] = `bytes ${range.start}-${range.end}/${info.size}`;
+      headers['Content-Length'] = range.end - range.start + 1;
+    } else {
+      headers['Content-Length'] = info.size;
+    }
+    if (method === 'HEAD') {
+      ctx.res.writeHead(status, headers);
+      ctx.res.end();
+      return;
+    }
+    const stream = await storage.openBlob(digest, range?.start, range?.end);
+    ctx.res.writeHead(status, headers);
+    ctx.bytesOut += Number(headers['Content-Length']);
+    await pipeline(stream, ctx.res);
+  }
+
+  function uploadHeaders(name: string, id: string, size: number): Record<string, string | number> {
+    return {
+      Location: `/v2/${name}/blobs/uploads/${id}`,
+      Range: `0-${Math.max(0, size - 1)}`,
+      'Docker-Upload-UUID': id,
+    };
+  }
+
+  async function withUploadSlot<T>(fn: () => Promise<T>): Promise<T> {
+    if (activeUploads >= maxConcurrentUploads) {
+      throw new RegistryError('TOOMANYREQUESTS', `more than ${maxConcurrentUploads} concurrent uploads`).withHeaders({ 'Retry-After': '1' });
+    }
+    activeUploads++;
+    try {
+      return await fn();
+    } finally {
+      activeUploads--;
+    }
+  }
+
+  async function handleUpload(ctx: Ctx, name: string, id: string): Promise<void> {
+    const method = ctx.req.method;
+    const q = ctx.url.searchParams;
+    await authorize(ctx, repoAccess(name, 'pull', 'push'));
+    checkWritable();
+    if (method === 'POST' && id === '') {
+      const mount = q.get('mount');
+      const from = q.get('from');
+      if (mount) {
+        const digest = parseDigestParam(mount);
+        if (from) {
+          validateName(from);
+          let allowed = false;
+          try {
+            allowed = (await auth!.authorize(ctx.req, repoAccess(from, 'pull'), baseUrl(ctx.req))).can(from, 'pull');
+          } catch { allowed = false; }
+          if (allowed && await storage.mountBlob(name, from, digest)) {
+            return send(ctx, 201, { Location: `/v2/${name}/blobs/${digest.value}`, 'Docker-Content-Digest': digest.value });
+          }
+        }
+        // Not mountable: fall back to a regular upload session, as the spec says.
+      }
+      const single = q.get('digest');
+      if (single) {
+        const digest = parseDigestParam(single);
+        const info = await withUploadSlot(async () => {
+          const uid = await storage.startUpload(name);
+          try {
+            return await storage.commitUpload(name, uid, digest, ctx.req);
+          } catch (e) {
+            await storage.cancelUpload(name, uid).catch(() => {});
+            throw e;
+          }
+        });
+        ctx.bytesIn += info.size;
+        return send(ctx, 201, { Location: `/v2/${name}/blobs/${info.digest}`, 'Docker-Content-Digest': info.digest });
+      }
+      const uid = await storage.startUpload(name);
+      const headers = uploadHeaders(name, uid, 0);
+      if (limits.chunkminlength) headers['OCI-Chunk-Min-Length'] = limits.chunkminlength;
+      return send(ctx, 202, headers);
+    }
+    if (id === '') throw new RegistryError('UNSUPPORTED', `${method} needs an upload id`);
+    if (method === 'GET') {
+      const size = await storage.uploadOffset(name, id);
+      return send(ctx, 204, uploadHeaders(name, id, size));
+    }
+    if (method === 'DELETE') {
+      await storage.cancelUpload(name, id);
+      return send(ctx, 204, {});
+    }
+    if (method === 'PATCH') {
+      const range = parseContentRange(ctx.req.headers['content-range']);
+      const declared = ctx.req.headers['content-length'];
+      if (range && declared !== undefined && Number(declared) !== range.end - range.start + 1) {
+        throw new RegistryError('SIZE_INVALID', `Content-Length ${declared} does not match Content-Range ${range.start}-${range.end}`);
+      }
+      const before = await storage.uploadOffset(name, id);
+      const size = await withUploadSlot(() => storage.appendUpload(name, id, ctx.req, range?.start, maxUpload));
+      ctx.bytesIn += size - before;
+      return send(ctx, 202, uploadHeaders(name, id, size));
+    }
+    if (method === 'PUT') {
+      const digest = parseDigestParam(q.get('digest'));
+      const range = parseContentRange(ctx.req.headers['content-range']);
+      const before = await storage.uploadOffset(name, id);
+      const info = await withUploadSlot(() => storage.commitUpload(name, id, digest, hasBody(ctx.req) ? ctx.req : undefined, range?.start));
+      ctx.bytesIn += info.size - before;
+      return send(ctx, 201, { Location: `/v2/${name}/blobs/${info.digest}`, 'Docker-Content-Digest': info.digest });
+    }
+    throw new RegistryError('UNSUPPORTED', `${method} is not supported on uploads`);
+  }
+
+  async function handleManifest(ctx: Ctx, name: string, ref: string): Promise<void> {
+    const method = ctx.req.method;
+    if (method === 'GET' || method === 'HEAD') {
+      await authorize(ctx, repoAccess(name, 'pull'));
+      let m;
+      if (proxy && !ref.includes(':')) {
+        // Tags follow the upstream; the local copy serves when the upstream is down.
+        try {
+          m = await proxy.fetchManifest(name, ref);
+        } catch (e) {
+          if (!(e instanceof RegistryError && e.code === 'UNAVAILABLE')) throw e;
+        }
+      }
+      try {
+        m ??= await storage.getManifest(name, ref);
+      } catch (e) {
+        if (!(proxy && e instanceof RegistryError && (e.code === 'MANIFEST_UNKNOWN' || e.code === 'NAME_UNKNOWN'))) throw e;
+        m = await proxy.fetchManifest(name, ref);
+      }
+      const etag = `"${m.digest}"`;
+      const headers = { 'Content-Type': m.mediaType, 'Docker-Content-Digest': m.digest, ETag: etag };
+      if (ctx.req.headers['if-none-match'] === etag) return send(ctx, 304, headers);
+      return send(ctx, 200, headers, m.bytes);
+    }
+    if (method === 'PUT') {
+      await authorize(ctx, repoAccess(name, 'pull', 'push'));
+      checkWritable();
+      const body = await readBody(ctx.req, MAX_MANIFEST_BYTES);
+      ctx.bytesIn += body.length;
+      const r = await storage.putManifest(name, ref, body, ctx.req.headers['content-type']);
+      const headers: Record<string, string> = { Location: `/v2/${name}/manifests/${r.digest}`, 'Docker-Content-Digest': r.digest };
+      if (r.subject) headers['OCI-Subject'] = r.subject;
+      return send(ctx, 201, headers);
+    }
+    if (method === 'DELETE') {
+      await authorize(ctx, repoAccess(name, 'delete'));
+      checkWritable();
+      await storage.deleteManifest(name, ref);
+      return send(ctx, 202, {});
+    }
+    throw new RegistryError('UNSUPPORTED', `${method} is not supported on manifests`);
+  }
+
+  async function handleTags(ctx: Ctx, name: string): Promise<void> {
+    if (ctx.req.method !== 'GET' && ctx.req.method !== 'HEAD') throw new RegistryError('UNSUPPORTED', `${ctx.req.method} is not supported on tags`);
+    await authorize(ctx, repoAccess(name, 'pull'));
+    const n = parsePageSize(ctx.url);
+    let all: string[];
+    try {
+      all = await storage.tags(name);
+    } catch (e) {
+      if (!(proxy && e instanceof RegistryError && e.code === 'NAME_UNKNOWN')) throw e;
+      all = await proxy.tags(name);
+    }
+    const { page, next } = paginate(all, n, ctx.url.searchParams.get('last'));
+    const headers: Record<string, string> = {};
+    if (next !== undefined) headers.Link = `</v2/${name}/tags/list?last=${encodeURIComponent(next)}&n=${n ?? MAX_PAGE}>; rel="next"`;
+    return sendJson(ctx, 200, { name, tags: page }, headers);
+  }
+
+  async function handleCatalog(ctx: Ctx): Promise<void> {
+    if (ctx.req.method !== 'GET' && ctx.req.method !== 'HEAD') throw new RegistryError('UNSUPPORTED', `${ctx.req.method} is not supported on _catalog`);
+    const grant = await authorize(ctx, [{ type: 'registry', name: 'catalog', actions: ['*'] }]);
+    const n = parsePageSize(ctx.url);
+    const all = (await storage.repositories()).filter((r) => auth!.kind !== 'htpasswd' || grant.can(r, 'pull'));
+    const { page, next } = paginate(all, n, ctx.url.searchParams.get('last'));
+    const headers: Record<string, string> = {};
+    if (next !== undefined) headers.Link = `</v2/_catalog?last=${encodeURIComponent(next)}&n=${n ?? MAX_PAGE}>; rel="next"`;
+    return sendJson(ctx, 200, { repositories: page }, headers);
+  }
+
+  async function handleReferrers(ctx: Ctx, name: string, ref: string): Promise<void> {
+    if (ctx.req.method !== 'GET') throw new RegistryError('UNSUPPORTED', `${ctx.req.method} is not supported on referrers`);
+    await authorize(ctx, repoAccess(name, 'pull'));
+    const subject = parseDigestParam(ref);
+    let manifests = await storage.referrers(name, subject);
+    const headers: Record<string, string> = {};
+    const artifactType = ctx.url.searchParams.get('artifactType');
+    if (artifactType) {
+      manifests = manifests.filter((d) => d.artifactType === artifactType);
+      headers['OCI-Filters-Applied'] = 'artifactType';
+    }
+    return send(ctx, 200, { 'Content-Type': MediaType.OciIndex, ...headers },
+      JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests }));
+  }
+
+  async function route(ctx: Ctx): Promise<void> {
+    const p = ctx.url.pathname;
+    let m: RegExpExecArray | null;
+    if (p === '/v2/' || p === '/v2') {
+      ctx.route = 'base';
+      if (ctx.req.method !== 'GET' && ctx.req.method !== 'HEAD') throw new RegistryError('UNSUPPORTED', `${ctx.req.method} is not supported on /v2/`);
+      await authorize(ctx, []);
+      return sendJson(ctx, 200, {});
+    }
+    if (p === '/v2/_catalog') {
+      ctx.route = 'catalog';
+      return handleCatalog(ctx);
+    }
+    if ((m = RE_MANIFEST.exec(p))) {
+      ctx.route = 'manifest';
+      const name = decode(m[1]!);
+      validateName(name);
+      return handleManifest(ctx, name, decode(m[2]!));
+    }
+    if ((m = RE_UPLOAD.exec(p))) {
+      ctx.route = 'upload';
+      const name = decode(m[1]!);
+      validateName(name);
+      return handleUpload(ctx, name, decode(m[2]!));
+    }
+    if ((m = RE_BLOB.exec(p))) {
+      ctx.route = 'blob';
+      const name = decode(m[1]!);
+      validateName(name);
+      return handleBlob(ctx, name, decode(m[2]!));
+    }
+    if ((m = RE_TAGS.exec(p))) {
+      ctx.route = 'tags';
+      const name = decode(m[1]!);
+      validateName(name);
+      return handleTags(ctx, name);
+    }
+    if ((m = RE_REFERRERS.exec(p))) {
+      ctx.route = 'referrers';
+      const name = decode(m[1]!);
+      validateName(name);
+      return handleReferrers(ctx, name, decode(m[2]!));
+    }
+    if (p === '/token' && auth?.tokenEndpoint) {
+      ctx.route = 'token';
+      const r = await auth.tokenEndpoint(ctx.req, ctx.url.searchParams);
+      return sendJson(ctx, r.status, r.body, r.headers ?? {});
+    }
+    if (p === '/healthz' || p === '/debug/health') {
+      ctx.route = 'health';
+      return sendJson(ctx, closing ? 503 : 200, closing ? { status: 'draining' } : { status: 'ok' });
+    }
+    if (p === '/metrics' && metrics) {
+      ctx.route = 'metrics';
+      return send(ctx, 200, { 'Content-Type': metrics.registry.contentType }, await metrics.registry.metrics());
+    }
+    if (p.startsWith('/v2/')) {
+      ctx.route = 'unknown';
+      throw new RegistryError('NAME_INVALID', 'unrecognized registry path', undefined, 404);
+    }
+    ctx.route = 'unknown';
+    return sendJson(ctx, 404, { errors: [{ code: 'NOT_FOUND', message: 'not found' }] });
+  }
+
+  function sendError(ctx: Ctx, e: unknown): void {
+    const { res, req } = ctx;
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    let err: RegistryError;
+    if (e instanceof RegistryError) err = e;
+    else if ((e as NodeJS.ErrnoException)?.code === 'ECONNRESET' || (e as Error)?.message === 'aborted') {
+      res.destroy();
+      return;
+    } else {
+      log?.error({ err: e, method: req.method, path: ctx.url.pathname }, 'internal error');
+      err = new RegistryError('UNKNOWN', (e as Error)?.message ?? String(e));
+    }
+    // An unread request body would be parsed as the next request on a keep-alive connection.
+    if (!req.readableEnded && hasBody(req)) res.setHeader('Connection', 'close');
+    sendJson(ctx, err.status, JSON.parse(err.body()), err.headers ?? {});
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = process.hrtime.bigint();
+    inFlight++;
+    const ctx: Ctx = { req, res, url: new URL(req.url ?? '/', 'http://registry'), route: 'unknown', bytesIn: 0, bytesOut: 0 };
+    res.setHeader('Docker-Distribution-API-Version', API_VERSION);
+    for (const [k, v] of extraHeaders) res.setHeader(k, v);
+    try {
+      if (!auth) throw new RegistryError('UNAVAILABLE', 'registry is starting');
+      await route(ctx);
+    } catch (e) {
+      sendError(ctx, e);
+    } finally {
+      inFlight--;
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      if (metrics) {
+        metrics.requests.inc({ method: req.method ?? '', route: ctx.route, status: String(res.statusCode) });
+        metrics.duration.observe({ method: req.method ?? '', route: ctx.route }, seconds);
+        if (ctx.bytesIn) metrics.bytesIn.inc(ctx.bytesIn);
+        if (ctx.bytesOut) metrics.bytesOut.inc(ctx.bytesOut);
+      }
+      log?.info({
+        method: req.method, path: ctx.url.pathname, route: ctx.route, status: res.statusCode,
+        duration_ms: Math.round(seconds * 1e6) / 1e3, bytes_in: ctx.bytesIn, bytes_out: ctx.bytesOut,
+        remote: req.socket.remoteAddress, user: ctx.user, user_agent: req.headers['user-agent'],
+      }, 'request');
+      if (closing && inFlight === 0) drained?.();
+    }
+  }
+
+  let drained: (() => void) | undefined;
+
+  async function purgeUploads(): Promise<void> {
+    const p = config.storage.maintenance?.uploadpurging;
+    if (p?.enabled === false) return;
+    const age = parseDuration(p?.age, 168 * 3_600_000);
+    try {
+      const purged = await storage.purgeUploads(new Date(Date.now() - age), p?.dryrun ?? false);
+      if (purged.length > 0) log?.info({ purged: purged.length, dryrun: p?.dryrun ?? false }, 'purged stale uploads');
+    } catch (e) {
+      log?.warn({ err: e }, 'upload purge failed');
+    }
+  }
+
+  return {
+    config,
+    storage,
+    get server() { return server; },
+    async listen() {
+      auth = await createAuth({
+        htpasswd: config.auth?.htpasswd ? { realm: config.auth.htpasswd.realm ?? 'drydock registry', path: config.auth.htpasswd.path } : undefined,
+        token: config.auth?.token ? {
+          ...config.auth.token,
+          service: config.auth.token.service ?? 'drydock-registry',
+          issuer: config.auth.token.issuer ?? 'drydock',
+        } : undefined,
+        access: config.auth?.access,
+        anonymousRead: config.auth?.anonymousread,
+      });
+      const { host, port } = splitAddr(config.http.addr);
+      const tls = config.http.tls;
+      const onRequest = (req: IncomingMessage, res: ServerResponse) => { void handle(req, res); };
+      if (tls?.certificate && tls.key) {
+        const [cert, key] = await Promise.all([fsp.readFile(tls.certificate), fsp.readFile(tls.key)]);
+        server = createHttpsServer({ cert, key }, onRequest);
+      } else {
+        server = createHttpServer(onRequest);
+      }
+      server.keepAliveTimeout = 65_000;
+      server.headersTimeout = 66_000;
+      // Uploads of large layers may legitimately take long; idle sockets are still reaped.
+      server.requestTimeout = 0;
+      server.on('connection', (s: Socket) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+      await new Promise<void>((resolve, reject) => {
+        server!.once('error', reject);
+        server!.listen(port, host, () => { server!.off('error', reject); resolve(); });
+      });
+      const addr = server.address() as AddressInfo;
+      const proto = tls?.certificate ? 'https' : 'http';
+      const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+      void purgeUploads();
+      const interval = parseDuration(config.storage.maintenance?.uploadpurging?.interval, 24 * 3_600_000);
+      purgeTimer = setInterval(() => { void purgeUploads(); }, interval);
+      purgeTimer.unref();
+      log?.info({ addr: `${shownHost}:${addr.port}`, root: config.storage.filesystem.rootdirectory, auth: auth.kind, tls: !!tls?.certificate }, 'listening');
+      return { url: `${proto}://${shownHost}:${addr.port}`, host: addr.address, port: addr.port };
+    },
+    async close() {
+      if (!server) return;
+      closing = true;
+      if (purgeTimer) clearInterval(purgeTimer);
+      const s = server;
+      const closed = new Promise<void>((resolve) => s.close(() => resolve()));
+      s.closeIdleConnections();
+      const drainMs = parseDuration(config.http.draintimeout, 30_000);
+      if (inFlight > 0) {
+        await Promise.race([
+          new Promise<void>((resolve) => { drained = resolve; }),
+          new Promise<void>((resolve) => setTimeout(resolve, drainMs).unref()),
+        ]);
+      }
+      // Whatever is still running now is cut; an interrupted upload stays resumable on disk.
+      for (const sock of sockets) sock.destroy();
+      await closed;
+      if (log && opts.logger === undefined) log.flush();
+      server = undefined;
+    },
+  };
+}

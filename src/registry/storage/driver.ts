@@ -1,0 +1,57 @@
+// The storage driver interface, after distribution's storagedriver.StorageDriver: a tiny
+// path-keyed object store. Everything above it (blobs, links, uploads, tags) is layout logic in
+// registry-storage.ts, so an object-store driver (S3 and friends) only has to implement these
+// methods. Paths are absolute, '/'-separated, and never contain '..' (callers build them from
+// validated names and digests).
+import type { Readable } from 'node:stream';
+
+export interface FileInfo {
+  path: string;
+  size: number;
+  modTime: Date;
+  isDir: boolean;
+}
+
+/** An append-only writer; nothing is visible at `path` until commit() (and then only after fsync). */
+export interface FileWriter {
+  /** Bytes in the file so far, including what existed before an append-open. */
+  readonly size: number;
+  write(chunk: Buffer): Promise<void>;
+  /** Flushes and syncs; the content is durable at the path afterwards. */
+  commit(): Promise<void>;
+  /** Removes the file. */
+  cancel(): Promise<void>;
+  /** Releases resources without committing durability (content written so far stays). */
+  close(): Promise<void>;
+}
+
+export interface StorageDriver {
+  readonly name: string;
+  /** Whole small object; throws PathNotFoundError. */
+  getContent(path: string): Promise<Buffer>;
+  /** Atomic replace (readers see old or new, never torn). */
+  putContent(path: string, content: Buffer | string): Promise<void>;
+  /** Streams from `offset` (to `end` inclusive, if given). */
+  reader(path: string, offset?: number, end?: number): Promise<Readable>;
+  writer(path: string, append: boolean): Promise<FileWriter>;
+  stat(path: string): Promise<FileInfo>;
+  /** Direct children (full paths), sorted; throws PathNotFoundError for a missing directory. */
+  list(path: string): Promise<string[]>;
+  /** Atomic within the driver; replaces the destination. */
+  move(source: string, dest: string): Promise<void>;
+  /** Recursive; a missing path is not an error. */
+  delete(path: string): Promise<void>;
+  /** Depth-first over every file and directory below `path`; return 'skip' to not descend. */
+  walk(path: string, fn: (info: FileInfo) => Promise<void | 'skip'> | void | 'skip'): Promise<void>;
+}
+
+export class PathNotFoundError extends Error {
+  override name = 'PathNotFoundError';
+  constructor(readonly path: string) {
+    super(`path not found: ${path}`);
+  }
+}
+
+export function isNotFound(e: unknown): boolean {
+  return e instanceof PathNotFoundError;
+}

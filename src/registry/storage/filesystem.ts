@@ -1,0 +1,172 @@
+// The embedded default driver: a directory tree. putContent is temp+fsync+rename
+// (writeFileAtomic), moves are rename(2), readers use 1 MiB chunks.
+import { createReadStream, promises as fsp, type Dirent } from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { STREAM_CHUNK, fsyncDir, writeFileAtomic } from '../../util/fs.js';
+import { PathNotFoundError, type FileInfo, type FileWriter, type StorageDriver } from './driver.js';
+
+export class FilesystemDriver implements StorageDriver {
+  readonly name = 'filesystem';
+  constructor(readonly rootDirectory: string) {}
+
+  private full(p: string): string {
+    if (!p.startsWith('/') || p.split('/').includes('..')) throw new Error(`invalid storage path ${p}`);
+    return path.join(this.rootDirectory, p);
+  }
+
+  async getContent(p: string): Promise<Buffer> {
+    try {
+      return await fsp.readFile(this.full(p));
+    } catch (e) {
+      throw mapError(e, p);
+    }
+  }
+
+  async putContent(p: string, content: Buffer | string): Promise<void> {
+    await writeFileAtomic(this.full(p), content);
+  }
+
+  async reader(p: string, offset = 0, end?: number): Promise<Readable> {
+    const full = this.full(p);
+    // Open first so a missing file is reported before any response headers go out.
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(full, 'r');
+    } catch (e) {
+      throw mapError(e, p);
+    }
+    return createReadStream('', { fd: fh, start: offset, end, highWaterMark: STREAM_CHUNK, autoClose: true });
+  }
+
+  async writer(p: string, append: boolean): Promise<FileWriter> {
+    const full = this.full(p);
+    await fsp.mkdir(path.dirname(full), { recursive: true });
+    const fh = await fsp.open(full, append ? 'a' : 'w');
+    const size = append ? (await fh.stat()).size : 0;
+    return new FsWriter(fh, full, size);
+  }
+
+  async stat(p: string): Promise<FileInfo> {
+    try {
+      const st = await fsp.stat(this.full(p));
+      return { path: p, size: st.size, modTime: st.mtime, isDir: st.isDirectory() };
+    } catch (e) {
+      throw mapError(e, p);
+    }
+  }
+
+  async list(p: string): Promise<string[]> {
+    let entries: string[];
+    try {
+      entries = await fsp.readdir(this.full(p));
+    } catch (e) {
+      throw mapError(e, p);
+    }
+    const base = p.endsWith('/') ? p : `${p}/`;
+    return entries.filter((n) => !n.startsWith('.tmp-')).sort().map((n) => base + n);
+  }
+
+  async move(source: string, dest: string): Promise<void> {
+    const to = this.full(dest);
+    await fsp.mkdir(path.dirname(to), { recursive: true });
+    try {
+      await fsp.rename(this.full(source), to);
+    } catch (e) {
+      throw mapError(e, source);
+    }
+    await fsyncDir(path.dirname(to));
+  }
+
+  async delete(p: string): Promise<void> {
+    await fsp.rm(this.full(p), { recursive: true, force: true });
+  }
+
+  async walk(p: string, fn: (info: FileInfo) => Promise<void | 'skip'> | void | 'skip'): Promise<void> {
+    let entries: Dirent[];
+    try {
+      entries = await fsp.readdir(this.full(p), { withFileTypes: true });
+    } catch (e) {
+      const err = mapError(e, p);
+      if (err instanceof PathNotFoundError) return;
+      throw err;
+    }
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const base = p.endsWith('/') ? p : `${p}/`;
+    for (const ent of entries) {
+      if (ent.name.startsWith('.tmp-')) continue;
+      const child = base + ent.name;
+      let info: FileInfo;
+      try {
+        info = await this.stat(child);
+      } catch (e) {
+        if (e instanceof PathNotFoundError) continue; // removed concurrently
+        throw e;
+      }
+      const r = await fn(info);
+      if (info.isDir && r !== 'skip') await this.walk(child, fn);
+    }
+  }
+}
+
+class FsWriter implements FileWriter {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private written: number;
+  private closed = false;
+  constructor(private readonly fh: fsp.FileHandle, private readonly full: string, size: number) {
+    this.written = size;
+  }
+
+  get size(): number {
+    return this.written + this.pendingBytes;
+  }
+
+  // Coalesce socket-sized chunks (16-64 KiB) into >= 1 MiB writes.
+  async write(chunk: Buffer): Promise<void> {
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes >= STREAM_CHUNK) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const bufs = this.pending;
+    const n = this.pendingBytes;
+    this.pending = [];
+    this.pendingBytes = 0;
+    let off = 0;
+    while (off < n) {
+      const { bytesWritten } = await this.fh.writev(off === 0 ? bufs : [Buffer.concat(bufs).subarray(off)]);
+      off += bytesWritten;
+    }
+    this.written += n;
+  }
+
+  async commit(): Promise<void> {
+    await this.flush();
+    await this.fh.sync();
+    await this.close();
+  }
+
+  async cancel(): Promise<void> {
+    await this.close();
+    await fsp.rm(this.full, { force: true });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.flush();
+    } finally {
+      this.closed = true;
+      await this.fh.close();
+    }
+  }
+}
+
+function mapError(e: unknown, p: string): Error {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ENOTDIR') return new PathNotFoundError(p);
+  return e as Error;
+}
