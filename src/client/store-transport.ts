@@ -1,0 +1,96 @@
+// The local content store as an ImageSource / ImageDestination, so pull and push are copies
+// between the store and a registry. Blobs land through ContentStore.writeBlob (verified while
+// streaming, renamed into place only when they match); the tag is set last, after every blob
+// and manifest is in, so a failed copy never leaves a tag pointing at a partial image.
+import type { Readable } from 'node:stream';
+import { ContentStore, canonicalName } from '../store/index.js';
+import { MediaType } from '../image/media-types.js';
+import type { ImageDestination, ImageSource, RawManifest } from '../image/source.js';
+import type { Descriptor } from '../image/types.js';
+import { isDigest, parseDigest } from '../image/digest.js';
+import { NotFoundError } from '../util/errors.js';
+
+function mediaTypeOf(bytes: Buffer, fallback?: string): string {
+  try {
+    const doc = JSON.parse(bytes.toString('utf8')) as { mediaType?: string; manifests?: unknown };
+    return doc.mediaType ?? fallback ?? (Array.isArray(doc.manifests) ? MediaType.OciIndex : MediaType.OciManifest);
+  } catch {
+    return fallback ?? MediaType.OciManifest;
+  }
+}
+
+export class StoreImageSource implements ImageSource {
+  readonly description: string;
+  private top?: Descriptor;
+
+  /** `name` is a store name ("busybox", "localhost:5000/a:1") or a manifest digest. */
+  constructor(private readonly store: ContentStore, private readonly name: string) {
+    this.description = `store:${name}`;
+  }
+
+  /** The descriptor the name resolves to (the tagged manifest or index). */
+  async resolve(): Promise<Descriptor> {
+    if (this.top) return this.top;
+    if (isDigest(this.name)) {
+      if (!(await this.store.hasBlob(this.name))) throw new NotFoundError(`image ${this.name} not found in the store`);
+      const bytes = await this.store.readBlob(this.name);
+      this.top = { digest: this.name, size: bytes.length, mediaType: mediaTypeOf(bytes) };
+      return this.top;
+    }
+    const full = canonicalName(this.name);
+    const desc = await this.store.resolveTag(full);
+    if (!desc) throw new NotFoundError(`image "${this.name}" not found in the store (looked for ${full})`);
+    this.top = desc;
+    return desc;
+  }
+
+  async getManifest(): Promise<RawManifest> {
+    const d = await this.resolve();
+    const bytes = await this.store.readBlob(d.digest);
+    return { bytes, mediaType: mediaTypeOf(bytes, d.mediaType), digest: d.digest };
+  }
+
+  async getManifestByDigest(digest: string): Promise<RawManifest> {
+    const bytes = await this.store.readBlob(parseDigest(digest).value);
+    return { bytes, mediaType: mediaTypeOf(bytes), digest };
+  }
+
+  async openBlob(desc: Descriptor): Promise<Readable> {
+    if (!(await this.store.hasBlob(desc.digest))) {
+      throw new NotFoundError(`blob ${desc.digest} of ${this.name} is not in the store (the image was pulled for another platform or is incomplete)`);
+    }
+    return this.store.openBlob(desc.digest);
+  }
+}
+
+export class StoreImageDestination implements ImageDestination {
+  readonly description: string;
+  /** The store key the image is tagged as (undefined: store by digest only). */
+  readonly fullName?: string;
+  private pendingTag?: Descriptor;
+
+  constructor(private readonly store: ContentStore, name: string | undefined) {
+    this.fullName = name ? canonicalName(name) : undefined;
+    this.description = `store:${this.fullName ?? '(untagged)'}`;
+  }
+
+  async hasBlob(desc: Descriptor): Promise<boolean> {
+    return (await this.store.statBlob(desc.digest)) === desc.size;
+  }
+
+  async putBlob(desc: Descriptor, content: Readable): Promise<void> {
+    await this.store.writeBlob(content, { digest: desc.digest, size: desc.size });
+  }
+
+  async putManifest(manifest: RawManifest, tag?: string): Promise<void> {
+    await this.store.writeBlob(manifest.bytes, { digest: manifest.digest, size: manifest.bytes.length });
+    if (tag !== undefined) this.pendingTag = { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.length };
+  }
+
+  /** Tags the top-level manifest once everything it references is stored. */
+  async commit(): Promise<void> {
+    if (!this.pendingTag) return;
+    if (this.fullName) await this.store.setTag(this.fullName, this.pendingTag);
+    else await this.store.setRoot(`pulled/${this.pendingTag.digest}`, [this.pendingTag.digest]);
+  }
+}

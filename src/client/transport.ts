@@ -1,0 +1,375 @@
+// HTTP to one registry endpoint: scheme detection (HTTPS, or HTTP for insecure registries),
+// Basic and Bearer challenges with per-scope token caching, manual redirects that never carry
+// credentials to another origin, and retries with backoff for transient failures.
+import { Agent, request, type Dispatcher } from 'undici';
+import type { Readable } from 'node:stream';
+import { UserError } from '../util/errors.js';
+import type { Credentials } from './auth-config.js';
+import type { Endpoint } from './registries-config.js';
+
+export const USER_AGENT = `drydock/${process.env.npm_package_version ?? '0.1.0'}`;
+const MAX_REDIRECTS = 5;
+const MAX_ERROR_BODY = 64 * 1024;
+const MAX_TOKEN_BODY = 1 << 20;
+
+/** A registry answered with an error status; `code` is the distribution error code when given. */
+export class RegistryError extends UserError {
+  override name = 'RegistryError';
+  constructor(message: string, readonly status: number, readonly code?: string) {
+    super(message);
+  }
+}
+
+/** Network-level or 5xx/429 failure worth retrying. */
+export class TransientError extends UserError {
+  override name = 'TransientError';
+}
+
+export interface Challenge {
+  scheme: string;
+  params: Record<string, string>;
+}
+
+/** Parses WWW-Authenticate: `Bearer realm="...",service="...",scope="a b"` (several challenges allowed). */
+export function parseChallenges(header: string | string[] | undefined): Challenge[] {
+  const out: Challenge[] = [];
+  const isTokenChar = (c: string) => /[A-Za-z0-9!#$%&'*+.^_`|~-]/.test(c);
+  for (const h of Array.isArray(header) ? header : header ? [header] : []) {
+    let i = 0;
+    let current: Challenge | undefined;
+    while (i < h.length) {
+      while (i < h.length && (h[i] === ' ' || h[i] === ',' || h[i] === '\t')) i++;
+      const start = i;
+      while (i < h.length && isTokenChar(h[i]!)) i++;
+      if (i === start) { i++; continue; }
+      const name = h.slice(start, i);
+      let j = i;
+      while (j < h.length && h[j] === ' ') j++;
+      if (h[j] === '=' && current) {
+        i = j + 1;
+        while (i < h.length && h[i] === ' ') i++;
+        let value = '';
+        if (h[i] === '"') {
+          i++;
+          while (i < h.length && h[i] !== '"') {
+            if (h[i] === '\\' && i + 1 < h.length) i++;
+            value += h[i++];
+          }
+          i++;
+        } else {
+          const v = i;
+          while (i < h.length && h[i] !== ',' && h[i] !== ' ') i++;
+          value = h.slice(v, i);
+        }
+        current.params[name.toLowerCase()] = value;
+      } else {
+        current = { scheme: name.toLowerCase(), params: {} };
+        out.push(current);
+      }
+    }
+  }
+  return out;
+}
+
+export function isTransientNetworkError(e: unknown): boolean {
+  if (e instanceof TransientError) return true;
+  const code = (e as { code?: string })?.code ?? '';
+  return ['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH',
+    'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED',
+    'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH'].includes(code)
+    || /other side closed|socket hang up|premature close|terminated/i.test((e as Error)?.message ?? '');
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Backoff: 200 ms, 400 ms, 800 ms ... with ±25 % jitter, capped at 5 s. */
+export function backoffMs(attempt: number, base = 200): number {
+  const ms = Math.min(5000, base * 2 ** attempt);
+  return Math.round(ms * (0.75 + Math.random() * 0.5));
+}
+
+export async function readBodyLimited(body: Readable, limit: number, what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of body) {
+    n += (c as Buffer).length;
+    if (n > limit) {
+      body.destroy();
+      throw new UserError(`${what} is larger than the ${limit} byte limit`);
+    }
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+async function errorFromResponse(res: Dispatcher.ResponseData, what: string): Promise<RegistryError> {
+  let text = '';
+  try { text = (await readBodyLimited(res.body, MAX_ERROR_BODY, 'error body')).toString('utf8'); } catch { /* keep status */ }
+  let code: string | undefined;
+  let detail = text.trim().slice(0, 300);
+  try {
+    const doc = JSON.parse(text) as { errors?: { code?: string; message?: string; detail?: unknown }[] };
+    if (Array.isArray(doc.errors) && doc.errors.length) {
+      code = doc.errors[0]!.code;
+      detail = doc.errors.map((e) => [e.code?.toLowerCase().replace(/_/g, ' '), e.message].filter(Boolean).join(': ')).join('; ');
+    }
+  } catch { /* not JSON: keep text */ }
+  return new RegistryError(`${what}: ${res.statusCode}${detail ? ` ${detail}` : ''}`, res.statusCode, code);
+}
+
+export interface TransportOptions {
+  /** Looks credentials up for a registry host (the auth config). */
+  credentials?: (host: string) => Promise<Credentials | undefined>;
+  /** Host name the credentials are stored under (the upstream registry, e.g. "docker.io"). */
+  credentialsHost?: string;
+  tls?: { ca?: string[]; cert?: string; key?: string };
+  /** Attempts after the first for idempotent requests. */
+  retries?: number;
+  /** Parallel connections to this endpoint. */
+  connections?: number;
+}
+
+export interface SendOptions {
+  method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
+  /** Path below the endpoint ("/v2/...") or an absolute URL (upload locations, redirects). */
+  path: string;
+  headers?: Record<string, string>;
+  body?: Readable | Buffer | string;
+  /** Token scopes this request needs ("repository:a/b:pull"). */
+  scopes: string[];
+  /** Follow 3xx (blob GETs). Credentials go only to this endpoint's origin. */
+  followRedirects?: boolean;
+  /** Statuses returned to the caller instead of raised (the 2xx range is always returned). */
+  allow?: number[];
+  /** What the request is, for error messages. */
+  what: string;
+  retries?: number;
+}
+
+interface CachedToken { token: string; expires: number }
+
+export class RegistryTransport {
+  private readonly agent: Agent;
+  private readonly insecureAgent?: Agent;
+  private base?: URL;
+  private pinging?: Promise<void>;
+  private challenge?: Challenge;
+  private readonly tokens = new Map<string, CachedToken>();
+  private credsLoaded = false;
+  private creds?: Credentials;
+
+  constructor(readonly endpoint: Endpoint, private readonly opts: TransportOptions = {}) {
+    const tls = opts.tls ?? {};
+    this.agent = new Agent({
+      connections: opts.connections ?? 8,
+      connect: { ca: tls.ca && tls.ca.length ? tls.ca : undefined, cert: tls.cert, key: tls.key, rejectUnauthorized: !endpoint.insecure },
+      keepAliveTimeout: 30_000,
+    });
+  }
+
+  get host(): string { return this.endpoint.host; }
+
+  async close(): Promise<void> {
+    await this.agent.close().catch(() => {});
+  }
+
+  private async credentials(): Promise<Credentials | undefined> {
+    if (!this.credsLoaded) {
+      this.creds = await this.opts.credentials?.(this.opts.credentialsHost ?? this.endpoint.host);
+      this.credsLoaded = true;
+    }
+    return this.creds;
+  }
+
+  /** GET /v2/ once: picks the scheme and learns the auth challenge. */
+  async ping(): Promise<void> {
+    if (this.base) return;
+    this.pinging ??= this.doPing().finally(() => { this.pinging = undefined; });
+    await this.pinging;
+  }
+
+  private async doPing(): Promise<void> {
+    const schemes: ('https' | 'http')[] = this.endpoint.scheme ? [this.endpoint.scheme] : this.endpoint.insecure ? ['https', 'http'] : ['https'];
+    let lastError: unknown;
+    for (const scheme of schemes) {
+      const base = new URL(`${scheme}://${this.endpoint.host}`);
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const res = await request(new URL('/v2/', base), { method: 'GET', dispatcher: this.agent, headers: { 'user-agent': USER_AGENT } });
+          await res.body.dump().catch(() => {});
+          if (res.statusCode === 401) this.challenge = parseChallenges(res.headers['www-authenticate'])[0];
+          else if (res.statusCode >= 500 || res.statusCode === 429) throw new TransientError(`${this.endpoint.host}: /v2/ answered ${res.statusCode}`);
+          else if (res.statusCode !== 200 && res.statusCode !== 404) {
+            // Some registries answer 403/404 on /v2/ but serve repositories; keep going.
+          }
+          this.base = base;
+          return;
+        } catch (e) {
+          lastError = e;
+          const tlsMismatch = /wrong version number|EPROTO|packet length too long|ECONNRESET|other side closed/i.test(`${(e as Error).message} ${(e as { code?: string }).code}`);
+          if (scheme === 'https' && schemes.length > 1 && tlsMismatch) break; // plain-HTTP server: try http
+          if (!isTransientNetworkError(e) || attempt >= (this.opts.retries ?? 2)) break;
+          await sleep(backoffMs(attempt));
+        }
+      }
+    }
+    throw new UserError(`cannot reach registry ${this.endpoint.host}: ${describeNetworkError(lastError)}`);
+  }
+
+  private tokenKey(scopes: string[]): string {
+    return `${this.challenge?.params.realm}|${this.challenge?.params.service}|${[...scopes].sort().join(' ')}`;
+  }
+
+  /** Obtains a bearer token for `scopes` from the challenge's realm (cached until it expires). */
+  private async token(scopes: string[], fresh: boolean): Promise<string> {
+    const key = this.tokenKey(scopes);
+    const cached = this.tokens.get(key);
+    if (!fresh && cached && cached.expires > Date.now()) return cached.token;
+    const realm = this.challenge?.params.realm;
+    if (!realm) throw new UserError(`registry ${this.endpoint.host} asked for a bearer token without a realm`);
+    let url: URL;
+    try { url = new URL(realm); } catch { throw new UserError(`registry ${this.endpoint.host} sent an invalid token realm "${realm}"`); }
+    if (this.challenge?.params.service) url.searchParams.set('service', this.challenge.params.service);
+    for (const s of scopes) url.searchParams.append('scope', s);
+    const creds = await this.credentials();
+    const headers: Record<string, string> = { 'user-agent': USER_AGENT };
+    let method: 'GET' | 'POST' = 'GET';
+    let body: string | undefined;
+    if (creds?.identityToken) {
+      method = 'POST';
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.identityToken, client_id: 'drydock', service: this.challenge?.params.service ?? '' });
+      for (const s of scopes) form.append('scope', s);
+      body = form.toString();
+    } else if (creds) {
+      headers.authorization = `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
+    }
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(url, { method, headers, body, dispatcher: this.agent });
+    } catch (e) {
+      throw new UserError(`token endpoint ${url.origin}${url.pathname} is unreachable: ${describeNetworkError(e)}`);
+    }
+    if (res.statusCode === 401 || res.statusCode === 403) {
+      await res.body.dump().catch(() => {});
+      throw new RegistryError(`authentication to ${this.endpoint.host} failed: ${creds ? 'incorrect username or password' : 'no credentials (run `drydock login ' + (this.opts.credentialsHost ?? this.endpoint.host) + '`)'}`, res.statusCode, 'UNAUTHORIZED');
+    }
+    if (res.statusCode !== 200) throw await errorFromResponse(res, `token endpoint ${url.origin}${url.pathname}`);
+    const text = (await readBodyLimited(res.body, MAX_TOKEN_BODY, 'token response')).toString('utf8');
+    let doc: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    try { doc = JSON.parse(text); } catch {
+      throw new UserError(`token endpoint ${url.origin}${url.pathname} returned an invalid response (not JSON): ${JSON.stringify(text.slice(0, 80))}`);
+    }
+    const token = typeof doc?.token === 'string' && doc.token ? doc.token : typeof doc?.access_token === 'string' && doc.access_token ? doc.access_token : undefined;
+    if (!token) throw new UserError(`token endpoint ${url.origin}${url.pathname} returned an invalid response (no "token" field)`);
+    const ttl = typeof doc.expires_in === 'number' && doc.expires_in > 0 ? doc.expires_in : 60;
+    this.tokens.set(key, { token, expires: Date.now() + Math.max(1, ttl - 10) * 1000 });
+    return token;
+  }
+
+  private async authorization(scopes: string[], fresh: boolean): Promise<string | undefined> {
+    const ch = this.challenge;
+    if (!ch) return undefined;
+    if (ch.scheme === 'bearer') return `Bearer ${await this.token(scopes, fresh)}`;
+    if (ch.scheme === 'basic') {
+      const creds = await this.credentials();
+      if (!creds) return undefined;
+      return `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
+    }
+    return undefined;
+  }
+
+  url(p: string): URL {
+    if (!this.base) throw new Error('transport used before ping()');
+    return new URL(p, this.base);
+  }
+
+  /**
+   * Sends one request. A 401 is answered once with fresh credentials; a second 401 is an error
+   * (no loop). Redirects are followed by hand: the Authorization header goes only to this
+   * endpoint's own origin. Requests with a stream body are never retried here.
+   */
+  async send(o: SendOptions): Promise<Dispatcher.ResponseData> {
+    await this.ping();
+    const retries = typeof o.body === 'object' && !Buffer.isBuffer(o.body) ? 0 : o.retries ?? this.opts.retries ?? 3;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.sendOnce(o);
+      } catch (e) {
+        if (attempt >= retries || !isTransientNetworkError(e)) {
+          if (e instanceof UserError) throw e;
+          throw new TransientError(`${o.what}: ${describeNetworkError(e)}`);
+        }
+        await sleep(backoffMs(attempt));
+      }
+    }
+  }
+
+  private async sendOnce(o: SendOptions): Promise<Dispatcher.ResponseData> {
+    let url = this.url(o.path);
+    let authRetried = false;
+    let redirects = 0;
+    let fresh = false;
+    for (;;) {
+      const sameOrigin = url.origin === this.base!.origin;
+      const headers: Record<string, string> = { 'user-agent': USER_AGENT, ...o.headers };
+      if (sameOrigin) {
+        const auth = await this.authorization(o.scopes, fresh);
+        if (auth) headers.authorization = auth;
+      }
+      const res = await request(url, { method: o.method, headers, body: o.body, dispatcher: this.agent });
+      const status = res.statusCode;
+      if (status === 401 && sameOrigin) {
+        const ch = parseChallenges(res.headers['www-authenticate'])[0];
+        await res.body.dump().catch(() => {});
+        const streamed = typeof o.body === 'object' && !Buffer.isBuffer(o.body);
+        if (authRetried || !ch || streamed) {
+          const creds = await this.credentials();
+          throw new RegistryError(`${o.what}: unauthorized${creds ? ' (credentials were rejected or lack access)' : ` (authentication required: run \`drydock login ${this.opts.credentialsHost ?? this.endpoint.host}\`)`}`, 401, 'UNAUTHORIZED');
+        }
+        this.challenge = ch;
+        authRetried = true;
+        fresh = true;
+        continue;
+      }
+      if (o.followRedirects && [301, 302, 303, 307, 308].includes(status)) {
+        const loc = res.headers.location;
+        await res.body.dump().catch(() => {});
+        if (typeof loc !== 'string' || !loc) throw new RegistryError(`${o.what}: redirect without a Location`, status);
+        if (++redirects > MAX_REDIRECTS) throw new RegistryError(`${o.what}: too many redirects`, status);
+        url = new URL(loc, url);
+        if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new RegistryError(`${o.what}: redirect to unsupported URL ${url.protocol}`, status);
+        continue;
+      }
+      if (status >= 200 && status < 300) return res;
+      if (o.allow?.includes(status)) return res;
+      if (status === 429 || status === 502 || status === 503 || status === 504) {
+        await res.body.dump().catch(() => {});
+        throw new TransientError(`${o.what}: registry answered ${status}`);
+      }
+      throw await errorFromResponse(res, o.what);
+    }
+  }
+
+  /** Plain GET of a URL on another origin (foreign layers): never carries credentials. */
+  async fetchForeign(url: string): Promise<Dispatcher.ResponseData> {
+    const res = await request(url, { method: 'GET', headers: { 'user-agent': USER_AGENT }, dispatcher: this.agent });
+    if (res.statusCode !== 200) {
+      await res.body.dump().catch(() => {});
+      throw new RegistryError(`GET ${url}: ${res.statusCode}`, res.statusCode);
+    }
+    return res;
+  }
+}
+
+export function describeNetworkError(e: unknown): string {
+  const err = e as Error & { code?: string; cause?: Error & { code?: string } };
+  if (!err) return 'unknown error';
+  const code = err.code ?? err.cause?.code;
+  const msg = err.cause?.message && err.cause.message !== err.message ? `${err.message}: ${err.cause.message}` : err.message;
+  if (code === 'ECONNREFUSED') return 'connection refused';
+  if (code && !msg.includes(code)) return `${msg} (${code})`;
+  return msg;
+}

@@ -1,0 +1,94 @@
+// A real distribution 2.8 registry (Debian's docker-registry) on 127.0.0.1, for interop tests:
+// temp storage, optional htpasswd (bcrypt) auth, ephemeral port. Fails when the binary is missing.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { writeFileSync, mkdirSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { request } from 'undici';
+import { requireTool, tempDir } from './env.js';
+
+export interface DistributionRegistry {
+  /** "127.0.0.1:PORT" */
+  host: string;
+  url: string;
+  dir: string;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** A bcrypt htpasswd line, made by apache2-utils' htpasswd like an operator would. */
+export function htpasswdLine(user: string, password: string): string {
+  requireTool('htpasswd', 'apt-get install apache2-utils');
+  const r = spawnSync('htpasswd', ['-Bbn', user, password], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`htpasswd failed: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+export async function startDistribution(opts: { users?: Record<string, string> } = {}): Promise<DistributionRegistry> {
+  const bin = requireTool('docker-registry', 'apt-get install docker-registry');
+  const dir = tempDir('drydock-distribution-');
+  const storage = path.join(dir, 'storage');
+  mkdirSync(storage, { recursive: true });
+  const port = await freePort();
+  let auth = '';
+  if (opts.users) {
+    const file = path.join(dir, 'htpasswd');
+    writeFileSync(file, Object.entries(opts.users).map(([u, p]) => htpasswdLine(u, p)).join('\n') + '\n');
+    auth = `auth:\n  htpasswd:\n    realm: drydock-test\n    path: ${file}\n`;
+  }
+  const config = path.join(dir, 'config.yml');
+  writeFileSync(config, `version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: ${storage}
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:${port}
+  debug:
+    addr: ""
+${auth}`);
+  const child: ChildProcess = spawn(bin, ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d) => { stderr += d; });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr}`);
+    try {
+      const res = await request(`${url}/v2/`);
+      await res.body.dump();
+      break;
+    } catch {
+      if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error(`docker-registry did not start: ${stderr}`); }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return {
+    host: `127.0.0.1:${port}`,
+    url,
+    dir,
+    stop: () => new Promise<void>((resolve) => {
+      if (child.exitCode !== null) { resolve(); return; }
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+    }),
+  };
+}
