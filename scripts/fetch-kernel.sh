@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Fetches a Debian cloud kernel (vmlinuz + modules) for drydock's boot tests and benchmarks.
+# Idempotent: re-running with a populated cache does nothing. Prints the cache dir on stdout.
+#
+#   scripts/fetch-kernel.sh [CACHE_DIR]      (default: $DRYDOCK_KERNEL_CACHE or test/.cache/kernel)
+#
+# Result: CACHE_DIR/vmlinuz and CACHE_DIR/modules (= lib/modules/<version>), CACHE_DIR/version.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+cache="${1:-${DRYDOCK_KERNEL_CACHE:-$here/test/.cache/kernel}}"
+if [[ -s "$cache/vmlinuz" && -f "$cache/modules/modules.dep" && -s "$cache/version" ]]; then
+  echo "$cache"
+  exit 0
+fi
+# The unversioned metapackage names the current kernel; resolve it so we fetch a real package.
+pkg="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')"
+if [[ -z "$pkg" ]]; then
+  apt-get update -qq >&2
+  pkg="$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')"
+fi
+[[ -n "$pkg" ]] || { echo "fetch-kernel: cannot resolve linux-image-cloud-amd64" >&2; exit 1; }
+work="$(mktemp -d "${TMPDIR:-/tmp}/drydock-kernel.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+(cd "$work" && apt-get download -q "$pkg" >&2)
+deb="$(ls "$work"/*.deb | head -n1)"
+dpkg-deb -x "$deb" "$work/root"
+kver="$(ls "$work/root/lib/modules" | head -n1)"
+[[ -n "$kver" && -f "$work/root/boot/vmlinuz-$kver" ]] || { echo "fetch-kernel: $deb has no vmlinuz" >&2; exit 1; }
+# Debian ships modules.dep only via depmod in postinst; generate it here.
+depmod -b "$work/root" "$kver"
+mkdir -p "$(dirname "$cache")"
+stage="$cache.tmp.$$"
+rm -rf "$stage"
+mkdir -p "$stage"
+mv "$work/root/boot/vmlinuz-$kver" "$stage/vmlinuz"
+mv "$work/root/lib/modules/$kver" "$stage/modules"
+echo "$kver" > "$stage/version"
+rm -rf "$cache"
+mv "$stage" "$cache"
+echo "$cache"

@@ -1,0 +1,131 @@
+// What every boot medium carries, built once into a staging dir: the kernel, the initramfs,
+// the image as rootfs.squashfs and the baked top layer as top.squashfs. The ISO and disk
+// builders only differ in how they lay these out and which boot loader loads them.
+import { createHash } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import type { ContainerConfig } from '../image/types.js';
+import { DEFAULT_BUSYBOX } from '../mkimage/busybox-rootfs.js';
+import { UserError } from '../util/errors.js';
+import type { BootOptions, SquashfsCompression } from './config.js';
+import { entriesFromDir, writeGzipCpio, type CpioEntry } from './cpio.js';
+import { runTool } from './exec.js';
+import { resolveKernel, type KernelSource } from './kernel.js';
+import { BOOT_MODULES, installModules, loadModuleIndex, resolveModules } from './modules.js';
+import { INITRAMFS_INIT } from './scripts.js';
+import { buildTopLayer, type InitChoice } from './toplayer.js';
+
+export interface BootSource {
+  /** The image's flattened root filesystem. */
+  rootfs: string;
+  config: ContainerConfig;
+  /** Stable identity of the image (manifest digest); seeds the boot label. */
+  id: string;
+}
+
+export interface BootArtifacts {
+  dir: string;
+  vmlinuz: string;
+  initrd: string;
+  rootfsSquashfs: string;
+  topSquashfs: string;
+  /** Filesystem label of the boot medium the initramfs looks for. */
+  label: string;
+  kernel: KernelSource;
+  init: InitChoice;
+  modules: string[];
+  /** The kernel command line the boot loader passes. */
+  cmdline: string;
+}
+
+/** SOURCE_DATE_EPOCH (reproducible builds), if set and valid. */
+export function sourceDateEpoch(): number | undefined {
+  const v = process.env.SOURCE_DATE_EPOCH;
+  return v && /^\d+$/.test(v) ? Number(v) : undefined;
+}
+
+/**
+ * "DD" + 8 hex digits from the image and options: fits ISO9660 (32), FAT (11) and ext4 (16)
+ * labels, is stable for reproducible builds, and differs between images so two drydock media
+ * attached to one machine do not confuse the initramfs.
+ */
+export function bootLabel(source: BootSource, opts: BootOptions): string {
+  const h = createHash('sha256').update(source.id).update(JSON.stringify({ ...opts, size: undefined, format: undefined })).digest('hex');
+  return `DD${h.slice(0, 8).toUpperCase()}`;
+}
+
+export async function mksquashfs(dir: string, out: string, compression: SquashfsCompression, opts: { allRoot?: boolean } = {}): Promise<void> {
+  const args = [dir, out, '-noappend', '-no-progress', '-quiet', '-comp', compression, '-b', '1M'];
+  if (compression === 'xz') args.push('-Xbcj', 'x86');
+  if (opts.allRoot) args.push('-all-root');
+  const epoch = sourceDateEpoch();
+  if (epoch !== undefined) args.push('-mkfs-time', String(epoch), '-all-time', String(epoch));
+  await runTool('mksquashfs', args);
+}
+
+export function kernelCmdline(label: string, init: InitChoice, opts: BootOptions): string {
+  // The last console= becomes /dev/console: serial, so headless VMs and CI see the boot.
+  return ['console=tty0', 'console=ttyS0,115200', `drydock.label=${label}`, `drydock.init=${init.path}`, opts.kernelArgs ?? '']
+    .filter(Boolean).join(' ');
+}
+
+async function buildInitramfs(target: string, kernel: KernelSource, work: string, bootConf: string, busybox: string): Promise<string[]> {
+  const index = await loadModuleIndex(kernel.modulesDir);
+  const resolved = resolveModules(index, BOOT_MODULES);
+  const modRoot = path.join(work, 'initramfs-modules');
+  const list = await installModules(index, resolved, modRoot);
+  const entries: CpioEntry[] = [
+    ...['bin', 'sbin', 'usr', 'usr/bin', 'usr/sbin', 'proc', 'sys', 'dev', 'run', 'newroot', 'etc', 'etc/drydock', 'lib', 'tmp']
+      .map((name): CpioEntry => ({ type: 'dir', name })),
+    // The kernel opens /dev/console before devtmpfs is mounted; without it /init has no output.
+    { type: 'char', name: 'dev/console', mode: 0o600, major: 5, minor: 1 },
+    { type: 'char', name: 'dev/null', mode: 0o666, major: 1, minor: 3 },
+    { type: 'file', name: 'bin/busybox', mode: 0o755, source: busybox, size: (await fsp.stat(busybox)).size },
+    { type: 'data', name: 'init', mode: 0o755, data: Buffer.from(INITRAMFS_INIT) },
+    { type: 'data', name: 'etc/drydock/boot.conf', data: Buffer.from(bootConf) },
+    { type: 'data', name: 'etc/drydock/modules', data: Buffer.from(list.map((f) => `${f}\n`).join('')) },
+    ...(await entriesFromDir(modRoot)),
+  ];
+  await writeGzipCpio(target, entries, sourceDateEpoch() ?? 0);
+  return list;
+}
+
+/** Builds kernel, initramfs and both squashfs images into `dir` (which must exist and be empty). */
+export async function buildArtifacts(source: BootSource, opts: BootOptions, dir: string,
+  tools: { busybox?: string; zoneinfo?: string } = {}): Promise<BootArtifacts> {
+  const busybox = tools.busybox ?? DEFAULT_BUSYBOX;
+  const rootfsStat = await fsp.stat(source.rootfs).catch(() => undefined);
+  if (!rootfsStat?.isDirectory()) throw new UserError(`rootfs ${source.rootfs} is not a directory`);
+  const kernel = await resolveKernel(source.rootfs, opts);
+  const label = bootLabel(source, opts);
+
+  const topDir = path.join(dir, 'top');
+  const top = await buildTopLayer(topDir, source.rootfs, source.config, opts, tools);
+  const bootConf = [
+    '# generated by drydock',
+    `DRYDOCK_LABEL='${label}'`,
+    `DRYDOCK_INIT='${top.init.path}'`,
+    `DRYDOCK_MOUNTS='${opts.mounts.map((m) => `${m.label}:${m.path}`).join(' ')}'`,
+  ].join('\n') + '\n';
+
+  const media = path.join(dir, 'media');
+  await fsp.mkdir(path.join(media, 'boot'), { recursive: true });
+  await fsp.mkdir(path.join(media, 'drydock'), { recursive: true });
+  const vmlinuz = path.join(media, 'boot/vmlinuz');
+  const initrd = path.join(media, 'boot/initrd.img');
+  const rootfsSquashfs = path.join(media, 'drydock/rootfs.squashfs');
+  const topSquashfs = path.join(media, 'drydock/top.squashfs');
+  await fsp.copyFile(kernel.vmlinuz, vmlinuz);
+  // The image squashfs is the slow part; build the rest while it runs.
+  const [modules] = await Promise.all([
+    buildInitramfs(initrd, kernel, dir, bootConf, busybox),
+    mksquashfs(source.rootfs, rootfsSquashfs, opts.compression),
+    mksquashfs(topDir, topSquashfs, opts.compression),
+  ]);
+  await fsp.rm(topDir, { recursive: true, force: true });
+  await fsp.rm(path.join(dir, 'initramfs-modules'), { recursive: true, force: true });
+  return {
+    dir: media, vmlinuz, initrd, rootfsSquashfs, topSquashfs, label, kernel, init: top.init, modules,
+    cmdline: kernelCmdline(label, top.init, opts),
+  };
+}

@@ -1,0 +1,221 @@
+// Boot options: one set of keys shared by the command-line flags and the YAML file
+// (`--config boot.yml`), validated once so the builders only see well-formed values.
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { UserError } from '../util/errors.js';
+import { validateTimezone } from '../mkimage/timezone.js';
+
+export type InitMode = 'auto' | 'image' | 'drydock';
+export type SquashfsCompression = 'zstd' | 'xz' | 'gzip' | 'lz4';
+export type DiskFormat = 'raw' | 'qcow2';
+
+export interface BootMount { label: string; path: string }
+
+/** Validated options. Paths are absolute; file-valued options are already read where noted. */
+export interface BootOptions {
+  timezone?: string;
+  proxy?: string;
+  noProxy?: string;
+  motd?: string;
+  /** Path of the startup script. */
+  startupScript?: string;
+  hostname?: string;
+  /** Public keys (contents, one key per entry). */
+  sshKeys: string[];
+  kernelArgs?: string;
+  mounts: BootMount[];
+  /** Directory baked over the image (per-machine files). */
+  topLayer?: string;
+  init: InitMode;
+  kernel?: string;
+  modules?: string;
+  compression: SquashfsCompression;
+  /** Disk only. */
+  size?: number;
+  format: DiskFormat;
+}
+
+/** Raw, unvalidated values as they come from commander or YAML (kebab-case keys, as the flags). */
+export type RawBootOptions = Record<string, unknown>;
+
+const KEYS = [
+  'timezone', 'proxy', 'no-proxy', 'motd', 'startup-script', 'hostname', 'ssh-key', 'kernel-args',
+  'mount', 'top-layer', 'init', 'kernel', 'modules', 'compression', 'size', 'format',
+] as const;
+const PATH_KEYS = new Set(['startup-script', 'top-layer', 'kernel', 'modules']);
+const LIST_KEYS = new Set(['ssh-key', 'mount']);
+
+const camel = (k: string): string => k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/** Reads a YAML file whose keys are the flag names (kebab-case; camelCase accepted too). */
+export async function loadBootConfigFile(file: string): Promise<RawBootOptions> {
+  let text: string;
+  try { text = await fsp.readFile(file, 'utf8'); } catch (e) {
+    throw new UserError(`cannot read boot config ${file}: ${(e as Error).message}`);
+  }
+  let doc: unknown;
+  try { doc = parseYaml(text); } catch (e) {
+    throw new UserError(`${file}: invalid YAML: ${(e as Error).message}`);
+  }
+  if (doc == null) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new UserError(`${file}: expected a mapping of options (timezone: …, proxy: …)`);
+  const out: RawBootOptions = {};
+  const base = path.dirname(path.resolve(file));
+  for (const [k, v] of Object.entries(doc as Record<string, unknown>)) {
+    const key = KEYS.find((known) => known === k || camel(known) === k || known.replace(/-/g, '_') === k);
+    if (!key) throw new UserError(`${file}: unknown key "${k}" (known: ${KEYS.join(', ')})`);
+    let value = v;
+    if (LIST_KEYS.has(key)) value = Array.isArray(v) ? v.map(String) : [String(v)];
+    else if (v !== null && typeof v === 'object') throw new UserError(`${file}: "${k}" must be a single value`);
+    // Paths in the file are relative to the file, as in docker-compose.
+    if (PATH_KEYS.has(key) && typeof value === 'string') value = path.resolve(base, value);
+    if (key === 'ssh-key') value = (value as string[]).map((s) => (looksLikePublicKey(s) ? s : path.resolve(base, s)));
+    out[key] = value;
+  }
+  return out;
+}
+
+/** Flags win over the file; list options (ssh-key, mount) accumulate. */
+export function mergeRaw(file: RawBootOptions, flags: RawBootOptions): RawBootOptions {
+  const out: RawBootOptions = { ...file };
+  for (const [k, v] of Object.entries(flags)) {
+    if (v === undefined) continue;
+    if (LIST_KEYS.has(k)) out[k] = [...((file[k] as string[] | undefined) ?? []), ...(v as string[])];
+    else out[k] = v;
+  }
+  return out;
+}
+
+export function looksLikePublicKey(s: string): boolean {
+  return /^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-\S+|sk-\S+)\s+[A-Za-z0-9+/=]+/.test(s.trim());
+}
+
+/** "2G", "512M", "1.5GiB", "1048576" → bytes. */
+export function parseSize(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(s.trim());
+  if (!m) throw new UserError(`invalid size "${s}" (examples: 2G, 512M, 1073741824)`);
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  return Math.round(Number(m[1]) * mult);
+}
+
+export function parseMount(spec: string): BootMount {
+  const i = spec.indexOf(':');
+  const label = i > 0 ? spec.slice(0, i).replace(/^LABEL=/, '') : '';
+  const target = i > 0 ? spec.slice(i + 1) : '';
+  if (!/^[A-Za-z0-9_.-]{1,32}$/.test(label) || !target.startsWith('/') || /\s/.test(target) || target.split('/').includes('..') || target === '/') {
+    throw new UserError(`invalid --mount "${spec}": expected LABEL:/absolute/path (e.g. data:/var/lib/data)`);
+  }
+  return { label, path: path.posix.normalize(target) };
+}
+
+const str = (raw: RawBootOptions, k: string): string | undefined => {
+  const v = raw[k];
+  if (v === undefined || v === null || v === false) return undefined;
+  return String(v);
+};
+
+async function readSshKeys(values: string[]): Promise<string[]> {
+  const keys: string[] = [];
+  for (const v of values) {
+    let text = v;
+    if (!looksLikePublicKey(v)) {
+      try { text = await fsp.readFile(v, 'utf8'); } catch {
+        throw new UserError(`--ssh-key ${v}: not a public key and not a readable file`);
+      }
+    }
+    if (/PRIVATE KEY/.test(text)) throw new UserError(`--ssh-key ${v} is a private key; pass the .pub file`);
+    const lines = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    for (const l of lines) {
+      if (!looksLikePublicKey(l)) throw new UserError(`--ssh-key ${v}: "${l.slice(0, 40)}…" is not an OpenSSH public key`);
+      keys.push(l);
+    }
+  }
+  return keys;
+}
+
+async function requireFile(p: string, what: string, kind: 'file' | 'dir' | 'any' = 'file'): Promise<string> {
+  const abs = path.resolve(p);
+  const st = await fsp.stat(abs).catch(() => undefined);
+  if (!st) throw new UserError(`${what} ${p} does not exist`);
+  if (kind === 'file' && !st.isFile()) throw new UserError(`${what} ${p} is not a file`);
+  if (kind === 'dir' && !st.isDirectory()) throw new UserError(`${what} ${p} is not a directory`);
+  return abs;
+}
+
+/** Validates merged raw options; every problem is a UserError naming the option. */
+export async function validateBootOptions(raw: RawBootOptions, zoneinfo = '/usr/share/zoneinfo'): Promise<BootOptions> {
+  const opts: BootOptions = { sshKeys: [], mounts: [], init: 'auto', compression: 'zstd', format: 'raw' };
+
+  const tz = str(raw, 'timezone');
+  if (tz) {
+    validateTimezone(tz);
+    const head = await fsp.readFile(path.join(zoneinfo, tz)).then((b) => b.subarray(0, 4).toString('latin1')).catch(() => '');
+    if (head !== 'TZif') throw new UserError(`unknown --timezone "${tz}": no such zone in ${zoneinfo} (install tzdata; examples: UTC, Europe/Berlin, Asia/Shanghai)`);
+    opts.timezone = tz;
+  }
+
+  const proxy = str(raw, 'proxy');
+  if (proxy) {
+    let u: URL;
+    try { u = new URL(proxy); } catch { throw new UserError(`invalid --proxy "${proxy}" (example: http://proxy.example.com:3128)`); }
+    if (!['http:', 'https:', 'socks5:', 'socks5h:'].includes(u.protocol)) throw new UserError(`--proxy ${proxy}: scheme must be http, https, socks5 or socks5h`);
+    opts.proxy = proxy;
+  }
+  const noProxy = str(raw, 'no-proxy');
+  if (noProxy !== undefined) {
+    if (/[\s'"\\$`]/.test(noProxy)) throw new UserError(`invalid --no-proxy "${noProxy}": a comma-separated host list without spaces or quotes`);
+    opts.noProxy = noProxy;
+  }
+
+  const motd = str(raw, 'motd');
+  if (motd !== undefined) {
+    // A path to an existing file means its contents; anything else is the text itself.
+    const st = await fsp.stat(motd).catch(() => undefined);
+    opts.motd = st?.isFile() ? await fsp.readFile(motd, 'utf8') : motd.replace(/\\n/g, '\n');
+    if (!opts.motd.endsWith('\n')) opts.motd += '\n';
+  }
+
+  const script = str(raw, 'startup-script');
+  if (script) opts.startupScript = await requireFile(script, '--startup-script');
+
+  const hostname = str(raw, 'hostname');
+  if (hostname) {
+    if (hostname.length > 64 || !/^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*$/.test(hostname)) {
+      throw new UserError(`invalid --hostname "${hostname}": letters, digits and inner hyphens, up to 64 characters`);
+    }
+    opts.hostname = hostname;
+  }
+
+  opts.sshKeys = await readSshKeys((raw['ssh-key'] as string[] | undefined) ?? []);
+
+  const kargs = str(raw, 'kernel-args');
+  if (kargs) {
+    if (/[\n\r]/.test(kargs)) throw new UserError('--kernel-args must be one line');
+    opts.kernelArgs = kargs.trim();
+  }
+
+  opts.mounts = ((raw.mount as string[] | undefined) ?? []).map(parseMount);
+  const top = str(raw, 'top-layer');
+  if (top) opts.topLayer = await requireFile(top, '--top-layer', 'dir');
+
+  const init = str(raw, 'init') ?? 'auto';
+  if (!['auto', 'image', 'drydock'].includes(init)) throw new UserError(`invalid --init "${init}": auto, image or drydock`);
+  opts.init = init as InitMode;
+
+  const kernel = str(raw, 'kernel');
+  if (kernel) opts.kernel = await requireFile(kernel, '--kernel', 'any');
+  const modules = str(raw, 'modules');
+  if (modules) opts.modules = await requireFile(modules, '--modules', 'dir');
+
+  const comp = str(raw, 'compression') ?? 'zstd';
+  if (!['zstd', 'xz', 'gzip', 'lz4'].includes(comp)) throw new UserError(`invalid --compression "${comp}": zstd, xz, gzip or lz4`);
+  opts.compression = comp as SquashfsCompression;
+
+  const size = str(raw, 'size');
+  if (size) opts.size = parseSize(size);
+  const format = str(raw, 'format') ?? 'raw';
+  if (format !== 'raw' && format !== 'qcow2') throw new UserError(`invalid --format "${format}": raw or qcow2`);
+  opts.format = format;
+  return opts;
+}

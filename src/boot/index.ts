@@ -1,0 +1,90 @@
+// Boot an image: `drydock iso` and `drydock disk`. The image is flattened from the store, turned
+// into squashfs + a baked top layer + a drydock initramfs + the kernel, then laid out as a
+// hybrid ISO or a partitioned disk.
+import { promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { ContentStore } from '../store/content-store.js';
+import { resolveImage } from '../store/images.js';
+import { unpackImage } from '../layer/unpack.js';
+import { UserError } from '../util/errors.js';
+import { buildArtifacts, type BootArtifacts, type BootSource } from './artifacts.js';
+import type { BootOptions } from './config.js';
+import { writeDisk, writeIso, type DiskLayout } from './media.js';
+
+export { loadBootConfigFile, mergeRaw, validateBootOptions, parseSize, parseMount } from './config.js';
+export type { BootOptions, RawBootOptions, BootMount, InitMode } from './config.js';
+export { resolveModules, loadModuleIndex, parseModulesDep, parseSoftdeps, BOOT_MODULES } from './modules.js';
+export { resolveKernel, bzImageVersion } from './kernel.js';
+export { buildArtifacts, bootLabel } from './artifacts.js';
+export type { BootArtifacts, BootSource } from './artifacts.js';
+export { chooseInit, buildTopLayer } from './toplayer.js';
+export { writeIso, writeDisk, diskLayout } from './media.js';
+
+export interface BootBuildResult {
+  output: string;
+  kind: 'iso' | 'disk';
+  size: number;
+  label: string;
+  kernelVersion?: string;
+  kernelOrigin: 'image' | 'user';
+  init: BootArtifacts['init'];
+  modules: number;
+  cmdline: string;
+  layout?: DiskLayout;
+  seconds: number;
+}
+
+/** A private work dir, removed afterwards (even on failure or Ctrl-C). */
+async function withWorkDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await fsp.mkdtemp(path.join(process.env.DRYDOCK_TMPDIR || os.tmpdir(), 'drydock-boot-'));
+  const onSignal = (sig: NodeJS.Signals) => {
+    void fsp.rm(dir, { recursive: true, force: true }).finally(() => process.kill(process.pid, sig));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    return await fn(dir);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Builds from a rootfs directory (the library entry point; the CLI goes through buildFromStore). */
+export async function buildBootMedium(kind: 'iso' | 'disk', source: BootSource, opts: BootOptions, output: string): Promise<BootBuildResult> {
+  const started = Date.now();
+  const out = path.resolve(output);
+  if (!(await fsp.stat(path.dirname(out)).catch(() => undefined))?.isDirectory()) {
+    throw new UserError(`output directory ${path.dirname(out)} does not exist`);
+  }
+  return withWorkDir(async (work) => {
+    const stage = path.join(work, 'stage');
+    await fsp.mkdir(stage);
+    const a = await buildArtifacts(source, opts, stage);
+    let layout: DiskLayout | undefined;
+    if (kind === 'iso') await writeIso(a, out);
+    else layout = await writeDisk(a, out, { size: opts.size, format: opts.format });
+    return {
+      output: out, kind, size: (await fsp.stat(out)).size, label: a.label, kernelVersion: a.kernel.version,
+      kernelOrigin: a.kernel.origin, init: a.init, modules: a.modules.length, cmdline: a.cmdline, layout,
+      seconds: (Date.now() - started) / 1000,
+    };
+  });
+}
+
+/** Resolves IMAGE in the store, flattens it, and builds the medium. */
+export async function buildFromStore(store: ContentStore, image: string, kind: 'iso' | 'disk', opts: BootOptions, output: string): Promise<BootBuildResult> {
+  const img = await resolveImage(store, image, { os: 'linux', architecture: 'amd64' });
+  if (img.config.architecture && img.config.architecture !== 'amd64') {
+    throw new UserError(`${image} is a ${img.config.architecture} image; drydock ${kind} boots x86-64 (amd64) images`);
+  }
+  return withWorkDir(async (work) => {
+    const rootfs = path.join(work, 'rootfs');
+    await fsp.mkdir(rootfs, { mode: 0o755 });
+    await unpackImage(store, img, rootfs, { allowDevices: process.getuid?.() === 0 });
+    const config = img.config.config ?? {};
+    return buildBootMedium(kind, { rootfs, config, id: img.manifestDescriptor.digest }, opts, output);
+  });
+}

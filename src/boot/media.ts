@@ -1,0 +1,183 @@
+// Boot media from the shared artifacts:
+//  - ISO: ISO9660 with isolinux, made hybrid (isohdpfx MBR) so it boots from a CD drive and
+//    when written to a USB stick; volume label = the boot label the initramfs searches for.
+//  - Disk: MBR with syslinux's mbr.bin; partition 1 FAT (syslinux, kernel, initramfs),
+//    partition 2 ext4 labelled with the boot label (the squashfs images, room to grow).
+// Neither needs loop devices or mounts: xorriso, mkfs.vfat + mtools + `syslinux --install` and
+// `mkfs.ext4 -d` all work on plain files, so builds run unprivileged and in parallel.
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { UserError } from '../util/errors.js';
+import { fsyncDir, tempName } from '../util/fs.js';
+import type { BootArtifacts } from './artifacts.js';
+import { sourceDateEpoch } from './artifacts.js';
+import type { DiskFormat } from './config.js';
+import { runTool } from './exec.js';
+
+export const SYSLINUX_FILES = {
+  isolinuxBin: '/usr/lib/ISOLINUX/isolinux.bin',
+  isohybridMbr: '/usr/lib/ISOLINUX/isohdpfx.bin',
+  ldlinux: '/usr/lib/syslinux/modules/bios/ldlinux.c32',
+  mbr: '/usr/lib/syslinux/mbr/mbr.bin',
+};
+
+/** Boot loader config shared by isolinux and syslinux: serial + VGA console, no prompt. */
+export function syslinuxConfig(a: BootArtifacts, kernelPath: string, initrdPath: string): string {
+  return [
+    'SERIAL 0 115200',
+    'DEFAULT drydock',
+    'PROMPT 0',
+    'TIMEOUT 0',
+    'LABEL drydock',
+    `  KERNEL ${kernelPath}`,
+    `  INITRD ${initrdPath}`,
+    `  APPEND ${a.cmdline}`,
+    '',
+  ].join('\n');
+}
+
+async function requireFiles(files: string[]): Promise<void> {
+  for (const f of files) {
+    if (!(await fsp.stat(f).catch(() => undefined))) throw new UserError(`${f} is missing (apt-get install isolinux syslinux syslinux-common)`);
+  }
+}
+
+/** Moves a finished file into place: fsync, rename, fsync the directory. */
+async function commit(tmp: string, target: string): Promise<void> {
+  const fh = await fsp.open(tmp, 'r');
+  try { await fh.sync(); } finally { await fh.close(); }
+  await fsp.rename(tmp, target);
+  await fsyncDir(path.dirname(target));
+}
+
+export async function writeIso(a: BootArtifacts, output: string): Promise<void> {
+  await requireFiles([SYSLINUX_FILES.isolinuxBin, SYSLINUX_FILES.isohybridMbr, SYSLINUX_FILES.ldlinux]);
+  const iso = path.join(a.dir, 'isolinux');
+  await fsp.mkdir(iso, { recursive: true });
+  await fsp.copyFile(SYSLINUX_FILES.isolinuxBin, path.join(iso, 'isolinux.bin'));
+  await fsp.copyFile(SYSLINUX_FILES.ldlinux, path.join(iso, 'ldlinux.c32'));
+  await fsp.writeFile(path.join(iso, 'isolinux.cfg'), syslinuxConfig(a, '/boot/vmlinuz', '/boot/initrd.img'));
+  const tmp = tempName(path.resolve(output));
+  const env: NodeJS.ProcessEnv = {};
+  const epoch = sourceDateEpoch();
+  try {
+    await runTool('xorriso', [
+      '-as', 'mkisofs', '-quiet', '-o', tmp, '-V', a.label, '-R', '-J', '-joliet-long',
+      '-isohybrid-mbr', SYSLINUX_FILES.isohybridMbr,
+      '-c', 'isolinux/boot.cat', '-b', 'isolinux/isolinux.bin', '-no-emul-boot', '-boot-load-size', '4', '-boot-info-table',
+      ...(epoch !== undefined ? ['--set_all_file_dates', `=${epoch}`, '--modification-date=' + isoDate(epoch)] : []),
+      a.dir,
+    ], { env });
+    await commit(tmp, output);
+  } catch (e) {
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+function isoDate(epoch: number): string {
+  // YYYYMMDDhhmmsscc, as mkisofs --modification-date wants.
+  return new Date(epoch * 1000).toISOString().replace(/[-:T]/g, '').replace(/\.(\d\d)\dZ$/, '$1');
+}
+
+const MiB = 1024 * 1024;
+const alignUp = (n: number, to: number): number => Math.ceil(n / to) * to;
+
+async function fileSize(p: string): Promise<number> {
+  return (await fsp.stat(p)).size;
+}
+
+export interface DiskLayout { total: number; bootStart: number; bootSize: number; dataStart: number; dataSize: number }
+
+/** 1 MiB aligned partitions: FAT boot sized for kernel + initramfs, ext4 data gets the rest. */
+export function diskLayout(kernelAndInitrd: number, squashfs: number, requested?: number): DiskLayout {
+  const bootStart = MiB;
+  const bootSize = alignUp(Math.max(32 * MiB, kernelAndInitrd * 1.5 + 8 * MiB), MiB);
+  const dataStart = bootStart + bootSize;
+  // ext4 metadata (inode tables, journal) plus headroom for persist/data use.
+  const minData = alignUp(squashfs * 1.1 + 48 * MiB, MiB);
+  const total = requested ?? alignUp(dataStart + minData, MiB);
+  const dataSize = Math.floor((total - dataStart) / MiB) * MiB;
+  if (dataSize < minData) {
+    const need = Math.ceil((dataStart + minData) / MiB);
+    throw new UserError(`--size ${Math.floor(total / MiB)}M is too small for this image: it needs at least ${need}M`);
+  }
+  return { total, bootStart, bootSize, dataStart, dataSize };
+}
+
+export async function writeDisk(a: BootArtifacts, output: string, opts: { size?: number; format: DiskFormat }): Promise<DiskLayout> {
+  await requireFiles([SYSLINUX_FILES.mbr, SYSLINUX_FILES.ldlinux]);
+  const layout = diskLayout(
+    (await fileSize(a.vmlinuz)) + (await fileSize(a.initrd)),
+    (await fileSize(a.rootfsSquashfs)) + (await fileSize(a.topSquashfs)),
+    opts.size,
+  );
+  const work = path.join(a.dir, '..', 'disk');
+  await fsp.mkdir(work, { recursive: true });
+
+  // Partition 1: FAT with syslinux, kernel and initramfs.
+  const bootImg = path.join(work, 'boot.fat');
+  await runTool('mkfs.vfat', ['-C', '-n', 'DRYDOCKBOOT', '-i', a.label.slice(2), bootImg, String(layout.bootSize / 1024)]);
+  const cfg = path.join(work, 'syslinux.cfg');
+  await fsp.writeFile(cfg, syslinuxConfig(a, '/vmlinuz', '/initrd.img'));
+  await runTool('mcopy', ['-i', bootImg, a.vmlinuz, '::/vmlinuz']);
+  await runTool('mcopy', ['-i', bootImg, a.initrd, '::/initrd.img']);
+  await runTool('mcopy', ['-i', bootImg, cfg, '::/syslinux.cfg']);
+  await runTool('syslinux', ['--install', bootImg]);
+
+  // Partition 2: ext4 holding the squashfs images, labelled for the initramfs.
+  const dataDir = path.join(work, 'data');
+  await fsp.mkdir(path.join(dataDir, 'drydock'), { recursive: true });
+  await fsp.rename(a.rootfsSquashfs, path.join(dataDir, 'drydock/rootfs.squashfs'));
+  await fsp.rename(a.topSquashfs, path.join(dataDir, 'drydock/top.squashfs'));
+  const dataImg = path.join(work, 'data.ext4');
+  const epoch = sourceDateEpoch();
+  await runTool('mkfs.ext4', ['-q', '-F', '-L', a.label, '-d', dataDir, '-E', 'root_owner=0:0', dataImg, `${layout.dataSize / 1024}k`],
+    { env: epoch !== undefined ? { E2FSPROGS_FAKE_TIME: String(epoch) } : {} });
+
+  // The disk: sparse file, MBR partition table, syslinux MBR code, then both filesystems.
+  const raw = opts.format === 'raw' ? tempName(path.resolve(output)) : path.join(work, 'disk.raw');
+  try {
+    const fh = await fsp.open(raw, 'w');
+    await fh.truncate(layout.total);
+    await fh.close();
+    const table = [
+      'label: dos',
+      `label-id: 0x${a.label.slice(2).toLowerCase()}`,
+      `start=${layout.bootStart / 512}, size=${layout.bootSize / 512}, type=c, bootable`,
+      `start=${layout.dataStart / 512}, size=${layout.dataSize / 512}, type=83`,
+    ].join('\n') + '\n';
+    await runSfdisk(raw, table);
+    await runTool('dd', [`if=${SYSLINUX_FILES.mbr}`, `of=${raw}`, 'bs=440', 'count=1', 'conv=notrunc', 'status=none']);
+    for (const [img, start] of [[bootImg, layout.bootStart], [dataImg, layout.dataStart]] as const) {
+      await runTool('dd', [`if=${img}`, `of=${raw}`, 'bs=1M', `seek=${start}`, 'oflag=seek_bytes', 'conv=notrunc,sparse', 'status=none']);
+    }
+    if (opts.format === 'qcow2') {
+      const tmp = tempName(path.resolve(output));
+      try {
+        await runTool('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, tmp]);
+        await commit(tmp, output);
+      } catch (e) {
+        await fsp.rm(tmp, { force: true });
+        throw e;
+      }
+    } else {
+      await commit(raw, output);
+    }
+  } finally {
+    await fsp.rm(raw, { force: true });
+  }
+  return layout;
+}
+
+async function runSfdisk(file: string, table: string): Promise<void> {
+  const { spawn } = await import('node:child_process');
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', file], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    child.on('error', (e) => reject(new UserError(`sfdisk: ${e.message} (apt-get install fdisk)`)));
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new UserError(`sfdisk failed: ${err.trim()}`))));
+    child.stdin.end(table);
+  });
+}

@@ -1,0 +1,231 @@
+// The baked top layer: a directory that becomes top.squashfs, stacked over the image at boot.
+// It carries the boot2docker-style customizations (timezone, proxy, motd, hostname, ssh key,
+// startup script), the drydock init with its own busybox-static, and the user's --top-layer
+// files last, so per-machine files win over everything baked before them.
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import type { ContainerConfig } from '../image/types.js';
+import { UserError } from '../util/errors.js';
+import { busyboxApplets, DEFAULT_BUSYBOX } from '../mkimage/busybox-rootfs.js';
+import type { BootOptions } from './config.js';
+import { DRYDOCK_INIT, serviceConf, shQuote, type ServiceSpec } from './scripts.js';
+import { runTool } from './exec.js';
+import { resolveInRoot, readFileInRoot } from '../runtime/rootfs-path.js';
+
+/** The host path of `p` inside the image when it exists (symlinks resolved within the rootfs). */
+export async function inImage(rootfs: string, p: string): Promise<string | undefined> {
+  const real = await resolveInRoot(rootfs, p).catch(() => undefined);
+  return real && (await fsp.stat(real).catch(() => undefined)) ? real : undefined;
+}
+
+/** Looks up a Docker USER ("name", "uid", "name:group", "uid:gid") in the image's passwd/group. */
+export async function resolveUser(rootfs: string, user: string): Promise<{ uid: number; gid: number; home: string }> {
+  const [u, g] = user.split(':', 2) as [string, string | undefined];
+  const read = async (f: string) => (await fsp.readFile(path.join(rootfs, f), 'utf8').catch(() => '')).split('\n').map((l) => l.split(':'));
+  const passwd = await read('etc/passwd');
+  const group = await read('etc/group');
+  const entry = passwd.find((e) => e[0] === u || (/^\d+$/.test(u) && e[2] === u));
+  let uid: number;
+  if (/^\d+$/.test(u)) uid = Number(u);
+  else if (entry) uid = Number(entry[2]);
+  else throw new UserError(`USER ${user}: no user "${u}" in the image's /etc/passwd`);
+  let gid = entry ? Number(entry[3]) : 0;
+  if (g !== undefined) {
+    if (/^\d+$/.test(g)) gid = Number(g);
+    else {
+      const ge = group.find((e) => e[0] === g);
+      if (!ge) throw new UserError(`USER ${user}: no group "${g}" in the image's /etc/group`);
+      gid = Number(ge[2]);
+    }
+  }
+  return { uid, gid, home: entry?.[5] || '/' };
+}
+
+async function isBusybox(file: string | undefined): Promise<boolean> {
+  if (!file) return false;
+  if (path.basename(file) === 'busybox') return true;
+  const fh = await fsp.open(file, 'r').catch(() => undefined);
+  if (!fh) return false;
+  try {
+    const st = await fh.stat();
+    if (st.size > 4 * 1024 * 1024) return false;
+    const buf = Buffer.alloc(st.size);
+    await fh.read(buf, 0, st.size, 0);
+    return buf.includes('BusyBox v');
+  } finally {
+    await fh.close();
+  }
+}
+
+const KNOWN_INITS = ['/sbin/init', '/lib/systemd/systemd', '/usr/lib/systemd/systemd', '/sbin/openrc-init', '/usr/sbin/init', '/init'];
+
+export interface InitChoice { mode: 'image' | 'drydock'; path: string; reason: string }
+
+/**
+ * auto: the image's own init when ENTRYPOINT/CMD is an init, or /sbin/init is a real init
+ * (systemd, sysvinit, openrc); a container-style image (busybox init, or none) with a command
+ * gets the drydock init running that command as a service; an image with busybox init and no
+ * command gets busybox init (a console shell, /etc/inittab).
+ */
+export async function chooseInit(rootfs: string, config: ContainerConfig, mode: BootOptions['init']): Promise<InitChoice> {
+  const argv = [...(config.Entrypoint ?? []), ...(config.Cmd ?? [])];
+  const first = argv[0];
+  if (mode === 'drydock') return { mode: 'drydock', path: '/.drydock/init', reason: '--init drydock' };
+  const cmdIsInit = first !== undefined && argv.length <= 2 && KNOWN_INITS.includes(first) && !!(await inImage(rootfs, first));
+  if (cmdIsInit) return { mode: 'image', path: first, reason: `the image command ${first} is an init` };
+  const sbinInit = await inImage(rootfs, '/sbin/init');
+  if (mode === 'image') {
+    if (!sbinInit) throw new UserError('--init image: the image has no /sbin/init');
+    return { mode: 'image', path: '/sbin/init', reason: '--init image' };
+  }
+  if (sbinInit && !(await isBusybox(sbinInit))) return { mode: 'image', path: '/sbin/init', reason: 'the image has an init system (/sbin/init)' };
+  if (argv.length) return { mode: 'drydock', path: '/.drydock/init', reason: 'the image command runs as a supervised service' };
+  if (sbinInit) return { mode: 'image', path: '/sbin/init', reason: 'busybox init (the image has no command)' };
+  return { mode: 'drydock', path: '/.drydock/init', reason: 'no init and no command: a console shell' };
+}
+
+/** Creates `rel` in the layer with the owner and mode the image gives it, so the layer does not change them. */
+async function mkdirLike(layer: string, rootfs: string, rel: string, fallbackMode = 0o755): Promise<string> {
+  const parts = rel.split('/').filter(Boolean);
+  for (let i = 1; i <= parts.length; i++) {
+    const sub = parts.slice(0, i).join('/');
+    const dest = path.join(layer, sub);
+    if (await fsp.lstat(dest).catch(() => undefined)) continue;
+    const real = await inImage(rootfs, sub);
+    const st = real ? await fsp.stat(real) : undefined;
+    await fsp.mkdir(dest);
+    if (st?.isDirectory()) {
+      await fsp.chmod(dest, st.mode & 0o7777);
+      await fsp.chown(dest, st.uid, st.gid).catch(() => {});
+    } else {
+      await fsp.chmod(dest, i === parts.length ? fallbackMode : 0o755);
+    }
+  }
+  return path.join(layer, ...parts);
+}
+
+async function writeLayerFile(layer: string, rootfs: string, rel: string, data: string | Buffer, mode = 0o644): Promise<void> {
+  await mkdirLike(layer, rootfs, path.posix.dirname(rel));
+  const dest = path.join(layer, rel);
+  await fsp.rm(dest, { force: true });
+  await fsp.writeFile(dest, data, { mode });
+  await fsp.chmod(dest, mode);
+}
+
+/** The image's copy of a text file (through symlinks), or ''. */
+async function imageText(rootfs: string, rel: string): Promise<string> {
+  return (await readFileInRoot(rootfs, rel).catch(() => undefined)) ?? '';
+}
+
+export function proxyEnv(opts: Pick<BootOptions, 'proxy' | 'noProxy'>): [string, string][] {
+  const out: [string, string][] = [];
+  if (opts.proxy) for (const k of ['http_proxy', 'https_proxy', 'ftp_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'FTP_PROXY']) out.push([k, opts.proxy]);
+  if (opts.noProxy) for (const k of ['no_proxy', 'NO_PROXY']) out.push([k, opts.noProxy]);
+  return out;
+}
+
+export interface TopLayerResult { init: InitChoice; service?: ServiceSpec }
+
+export async function buildTopLayer(layer: string, rootfs: string, config: ContainerConfig, opts: BootOptions,
+  tools: { busybox?: string; zoneinfo?: string } = {}): Promise<TopLayerResult> {
+  const busybox = tools.busybox ?? DEFAULT_BUSYBOX;
+  const zoneinfo = tools.zoneinfo ?? '/usr/share/zoneinfo';
+  await fsp.mkdir(layer, { recursive: true });
+  const init = await chooseInit(rootfs, config, opts.init);
+
+  if (opts.timezone) {
+    // Copied, not linked: container images rarely ship zoneinfo.
+    await writeLayerFile(layer, rootfs, 'etc/localtime', await fsp.readFile(path.join(zoneinfo, opts.timezone)));
+    await writeLayerFile(layer, rootfs, 'etc/timezone', `${opts.timezone}\n`);
+  }
+  const proxy = proxyEnv(opts);
+  if (proxy.length) {
+    await writeLayerFile(layer, rootfs, 'etc/profile.d/proxy.sh',
+      '# written by drydock (--proxy)\n' + proxy.map(([k, v]) => `export ${k}=${shQuote(v)}`).join('\n') + '\n');
+    const keys = new Set(proxy.map(([k]) => k));
+    const kept = (await imageText(rootfs, 'etc/environment')).split('\n').filter((l) => l && !keys.has(l.split('=')[0]!.trim()));
+    await writeLayerFile(layer, rootfs, 'etc/environment', [...kept, ...proxy.map(([k, v]) => `${k}="${v}"`)].join('\n') + '\n');
+  }
+  if (opts.motd !== undefined) await writeLayerFile(layer, rootfs, 'etc/motd', opts.motd);
+  if (opts.hostname) {
+    await writeLayerFile(layer, rootfs, 'etc/hostname', `${opts.hostname}\n`);
+    const hosts = (await imageText(rootfs, 'etc/hosts')) || '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n';
+    const short = opts.hostname.split('.')[0];
+    const kept = hosts.split('\n').filter((l) => l && !/^127\.0\.1\.1\s/.test(l));
+    await writeLayerFile(layer, rootfs, 'etc/hosts', [...kept, `127.0.1.1\t${opts.hostname}${short !== opts.hostname ? ` ${short}` : ''}`].join('\n') + '\n');
+  }
+  if (opts.sshKeys.length) {
+    const root = await resolveUser(rootfs, 'root').catch(() => ({ home: '/root' }));
+    const home = root.home.replace(/^\/+/, '') || 'root';
+    await mkdirLike(layer, rootfs, home, 0o700);
+    await mkdirLike(layer, rootfs, `${home}/.ssh`, 0o700);
+    const existing = await imageText(rootfs, `${home}/.ssh/authorized_keys`);
+    await writeLayerFile(layer, rootfs, `${home}/.ssh/authorized_keys`, existing + opts.sshKeys.join('\n') + '\n', 0o600);
+  }
+
+  // The drydock runtime: busybox-static with applet links, the init, and the service config.
+  const dd = await mkdirLike(layer, rootfs, '.drydock', 0o755);
+  await fsp.copyFile(busybox, path.join(dd, 'busybox'));
+  await fsp.chmod(path.join(dd, 'busybox'), 0o755);
+  await fsp.mkdir(path.join(dd, 'bin'), { recursive: true });
+  for (const applet of await busyboxApplets(busybox)) {
+    const name = path.posix.basename(applet);
+    await fsp.symlink('../busybox', path.join(dd, 'bin', name)).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EEXIST') throw e; });
+  }
+
+  let startup: string[] | undefined;
+  if (opts.startupScript) {
+    await fsp.copyFile(opts.startupScript, path.join(dd, 'startup'));
+    await fsp.chmod(path.join(dd, 'startup'), 0o755);
+    startup = await startupArgv(rootfs, opts.startupScript);
+  }
+
+  let service: ServiceSpec | undefined;
+  if (init.mode === 'drydock') {
+    const argv = [...(config.Entrypoint ?? []), ...(config.Cmd ?? [])];
+    const env = [...(config.Env ?? [])];
+    const user = config.User ? await resolveUser(rootfs, config.User) : undefined;
+    const homeUser = user ?? (await resolveUser(rootfs, 'root').catch(() => ({ uid: 0, gid: 0, home: '/root' })));
+    if (!env.some((e) => e.startsWith('PATH='))) env.unshift('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
+    if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${homeUser.home}`);
+    if (opts.hostname && !env.some((e) => e.startsWith('HOSTNAME='))) env.push(`HOSTNAME=${opts.hostname}`);
+    // boot2docker semantics: the proxy applies to the service too.
+    for (const [k, v] of proxy) if (!env.some((e) => e.startsWith(`${k}=`))) env.push(`${k}=${v}`);
+    service = { argv, env, workdir: config.WorkingDir || '/', uid: user?.uid, gid: user?.gid, startup };
+    await fsp.writeFile(path.join(dd, 'service.conf'), serviceConf(service), { mode: 0o644 });
+    await fsp.writeFile(path.join(dd, 'init'), DRYDOCK_INIT, { mode: 0o755 });
+  } else if (startup) {
+    await hookStartupIntoImageInit(layer, rootfs, startup);
+  }
+
+  if (opts.topLayer) await runTool('cp', ['-a', `${opts.topLayer}/.`, `${layer}/`]);
+  return { init, service };
+}
+
+/** The script's own interpreter when the image has it, else busybox sh. */
+async function startupArgv(rootfs: string, script: string): Promise<string[]> {
+  const head = (await fsp.readFile(script)).subarray(0, 256).toString('utf8').split('\n')[0]!;
+  if (head.startsWith('#!')) {
+    const [interp, ...rest] = head.slice(2).trim().split(/\s+/);
+    if (interp && (await inImage(rootfs, interp))) return ['/.drydock/startup'];
+    void rest;
+  }
+  return ['/.drydock/bin/sh', '/.drydock/startup'];
+}
+
+/** With the image's own init, run the startup script the way that init runs local scripts. */
+async function hookStartupIntoImageInit(layer: string, rootfs: string, startup: string[]): Promise<void> {
+  const call = startup.map(shQuote).join(' ');
+  // systemd: a oneshot unit wanted by multi-user.target.
+  if (await inImage(rootfs, '/lib/systemd/systemd') || await inImage(rootfs, '/usr/lib/systemd/systemd')) {
+    await writeLayerFile(layer, rootfs, 'etc/systemd/system/drydock-startup.service',
+      `[Unit]\nDescription=drydock startup script\nAfter=local-fs.target network.target\n\n[Service]\nType=oneshot\nExecStart=${startup.join(' ')}\nStandardOutput=journal+console\n\n[Install]\nWantedBy=multi-user.target\n`);
+    await mkdirLike(layer, rootfs, 'etc/systemd/system/multi-user.target.wants');
+    await fsp.symlink('../drydock-startup.service', path.join(layer, 'etc/systemd/system/multi-user.target.wants/drydock-startup.service')).catch(() => {});
+  }
+  // OpenRC's local service.
+  if (await inImage(rootfs, '/etc/local.d')) await writeLayerFile(layer, rootfs, 'etc/local.d/drydock.start', `#!/bin/sh\n${call}\n`, 0o755);
+  // busybox init without an inittab runs /etc/init.d/rcS; sysvinit runs /etc/rc.local.
+  const rcS = await imageText(rootfs, 'etc/init.d/rcS');
+  await writeLayerFile(layer, rootfs, 'etc/init.d/rcS', `${rcS || '#!/bin/sh\n'}${rcS.endsWith('\n') || !rcS ? '' : '\n'}${call}\n`, 0o755);
+}
