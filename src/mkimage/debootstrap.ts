@@ -103,8 +103,11 @@ export async function runDebootstrap(scratch: Scratch, opts: DebootstrapOptions)
     child.once('close', (c, signal) => resolve(signal ? null : c));
   });
   if (code !== 0) {
-    const tail = (await logTail(target)) || recent.join('\n');
-    throw new UserError(`debootstrap ${opts.suite ?? DEFAULT_SUITE} from ${opts.mirror} failed${code === null ? ' (killed)' : ` (exit ${code})`}:\n${tail}`);
+    // debootstrap's "E:" lines say what went wrong; its log adds the failing download or package.
+    const errors = recent.filter((l) => /^E: /.test(l));
+    const log = await logTail(target, 8);
+    const detail = [...(errors.length ? errors : recent.slice(-5)), ...(log ? ['debootstrap.log:', ...log.split('\n').map((l) => `  ${l}`)] : [])];
+    throw new UserError(`debootstrap ${opts.suite ?? DEFAULT_SUITE} from ${opts.mirror} failed${code === null ? ' (killed)' : ` (exit ${code})`}:\n${detail.join('\n')}`);
   }
   return target;
 }
