@@ -307,7 +307,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
         const info = await withUploadSlot(async () => {
           const uid = await storage.startUpload(name);
           try {
-            return await storage.commitUpload(name, uid, digest, ctx.req);
+            return await storage.commitUpload(name, uid, digest, ctx.req, undefined, maxUpload);
           } catch (e) {
             await storage.cancelUpload(name, uid).catch(() => {});
             throw e;
@@ -345,7 +345,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       const digest = parseDigestParam(q.get('digest'));
       const range = parseContentRange(ctx.req.headers['content-range']);
       const before = await storage.uploadOffset(name, id);
-      const info = await withUploadSlot(() => storage.commitUpload(name, id, digest, hasBody(ctx.req) ? ctx.req : undefined, range?.start));
+      const info = await withUploadSlot(() => storage.commitUpload(name, id, digest, hasBody(ctx.req) ? ctx.req : undefined, range?.start, maxUpload));
       ctx.bytesIn += info.size - before;
       return send(ctx, 201, { Location: `/v2/${name}/blobs/${info.digest}`, 'Docker-Content-Digest': info.digest });
     }

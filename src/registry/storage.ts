@@ -245,8 +245,8 @@ export class RegistryStorage {
   }
 
   /** Verifies digest (and size when known) and moves the upload into the blob store. */
-  async commitUpload(name: string, id: string, digest: Digest, body?: Readable, start?: number): Promise<BlobInfo> {
-    if (body) await this.appendUpload(name, id, body, start);
+  async commitUpload(name: string, id: string, digest: Digest, body?: Readable, start?: number, maxBytes?: number): Promise<BlobInfo> {
+    if (body) await this.appendUpload(name, id, body, start, maxBytes);
     const size = await this.uploadOffset(name, id);
     const state = this.uploads.get(id);
     let actual: string;
