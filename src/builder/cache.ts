@@ -1,0 +1,67 @@
+// The build cache: one small JSON file per step key under $DRYDOCK_ROOT/cache/steps/, written
+// atomically. A hit needs no filesystem work beyond reading that file and checking the layer
+// blob is still in the store; the blobs an entry needs are registered as a store root
+// ("buildcache/<key>") so `gc` keeps them.
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import type { ContentStore } from '../store/content-store.js';
+import { readJsonIfExists, writeJsonAtomic } from '../util/fs.js';
+
+export interface CachedLayer {
+  digest: string;
+  size: number;
+  mediaType: string;
+  diffID: string;
+}
+
+export interface CacheEntry {
+  /** The history `created` time of the step, reused so a cached rebuild gives the same image ID. */
+  created: string;
+  /** The layer the step produced; absent for metadata-only steps. */
+  layer?: CachedLayer;
+}
+
+/** Cache key of a step: its parent's key plus everything that determines its result. */
+export function stepKey(parent: string, parts: unknown[]): string {
+  return createHash('sha256').update(JSON.stringify([parent, ...parts])).digest('hex');
+}
+
+export class BuildCache {
+  readonly dir: string;
+  constructor(readonly store: ContentStore) {
+    this.dir = path.join(store.root, 'cache', 'steps');
+  }
+
+  private file(key: string): string {
+    if (!/^[a-f0-9]{64}$/.test(key)) throw new Error(`invalid cache key ${key}`);
+    return path.join(this.dir, key.slice(0, 2), `${key}.json`);
+  }
+
+  async get(key: string): Promise<CacheEntry | undefined> {
+    const entry = await readJsonIfExists<CacheEntry>(this.file(key)).catch(() => undefined);
+    if (!entry) return undefined;
+    // The blob may have been garbage-collected (e.g. after `rmi` + `gc` with a pruned cache).
+    if (entry.layer && !(await this.store.hasBlob(entry.layer.digest))) return undefined;
+    return entry;
+  }
+
+  async put(key: string, entry: CacheEntry): Promise<void> {
+    if (entry.layer) await this.store.setRoot(`buildcache/${key}`, [entry.layer.digest]);
+    await writeJsonAtomic(this.file(key), entry);
+  }
+
+  /** Drops every entry (and its gc roots). */
+  async prune(): Promise<number> {
+    let n = 0;
+    for (const sub of await fsp.readdir(this.dir).catch(() => [] as string[])) {
+      for (const f of await fsp.readdir(path.join(this.dir, sub)).catch(() => [] as string[])) {
+        const key = f.replace(/\.json$/, '');
+        await this.store.removeRoot(`buildcache/${key}`);
+        await fsp.rm(path.join(this.dir, sub, f), { force: true });
+        n++;
+      }
+    }
+    return n;
+  }
+}

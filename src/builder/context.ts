@@ -1,0 +1,198 @@
+// The build context, read in place (never copied or sent anywhere): .dockerignore filtering,
+// COPY/ADD source resolution that can never leave the context, and content hashing for the
+// cache (contents, modes and names, never mtimes).
+import { createReadStream, promises as fsp, type Stats } from 'node:fs';
+import { createHash, type Hash } from 'node:crypto';
+import path from 'node:path';
+import { PatternMatcher, readIgnoreFile } from '../dockerfile/index.js';
+import { UserError } from '../util/errors.js';
+import { STREAM_CHUNK } from '../util/fs.js';
+
+/** One resolved source: where it is on the host and the name it is known by. */
+export interface SourceEntry {
+  /** Host path (already resolved; a top-level symlink is followed inside its root). */
+  hostPath: string;
+  /** Path relative to the source root, slash-separated ("." for the root). */
+  rel: string;
+  stat: Stats;
+}
+
+const GLOB = /[*?[\\]/;
+
+/** A tree COPY can read from: the build context, another stage's rootfs, or an image's. */
+export class SourceTree {
+  constructor(
+    readonly root: string,
+    readonly matcher?: PatternMatcher,
+    /** "build context" or "stage foo", for messages. */
+    readonly description = 'build context',
+    /** A container rootfs: absolute symlinks are anchored at the root (chroot semantics). */
+    readonly isRootfs = false,
+  ) {}
+
+  static async openContext(dir: string, dockerfileRel?: string): Promise<SourceTree> {
+    const root = path.resolve(dir);
+    const st = await fsp.stat(root).catch(() => undefined);
+    if (!st?.isDirectory()) throw new UserError(`unable to prepare context: path "${dir}" not found or not a directory`);
+    // Dockerfile.dockerignore next to the Dockerfile wins over .dockerignore, like BuildKit.
+    const candidates = [...(dockerfileRel ? [`${dockerfileRel}.dockerignore`] : []), path.join(root, '.dockerignore')];
+    for (const c of candidates) {
+      const text = await fsp.readFile(c, 'utf8').catch(() => undefined);
+      if (text !== undefined) {
+        try {
+          return new SourceTree(root, new PatternMatcher(readIgnoreFile(text)));
+        } catch (e) {
+          throw new UserError(`${path.basename(c)}: ${(e as Error).message}`);
+        }
+      }
+    }
+    return new SourceTree(root);
+  }
+
+  isIgnored(rel: string): boolean {
+    return rel !== '.' && !!this.matcher?.matches(rel);
+  }
+
+  /**
+   * Resolves COPY/ADD sources. Refuses "../" escapes and symlinks that leave the tree; expands
+   * globs per path component like Docker (filepath.Match); hides .dockerignore'd files.
+   */
+  async resolve(sources: string[], instruction: string): Promise<SourceEntry[]> {
+    const out: SourceEntry[] = [];
+    for (const src of sources) {
+      const cleaned = path.posix.normalize(src.replace(/^\/+/, ''));
+      if (cleaned === '..' || cleaned.startsWith('../')) {
+        throw new UserError(`${instruction} failed: forbidden path outside the ${this.description}: ${src}`);
+      }
+      const rel = cleaned === '' ? '.' : cleaned.replace(/\/+$/, '') || '.';
+      const matches = GLOB.test(rel) ? await this.glob(rel) : [rel];
+      const found: SourceEntry[] = [];
+      for (const m of matches) {
+        if (this.isIgnored(m)) continue;
+        const hostPath = await this.followInTree(m, instruction, src);
+        const stat = await fsp.stat(hostPath).catch(() => undefined);
+        if (stat) found.push({ hostPath, rel: m, stat });
+      }
+      if (found.length === 0) {
+        throw new UserError(`${instruction} failed: file not found in ${this.description}: stat ${src}: file does not exist${GLOB.test(rel) ? ' (no source files were specified by the pattern)' : ''}`);
+      }
+      out.push(...found);
+    }
+    return out;
+  }
+
+  /** Follows symlinks component by component, refusing any that leads out of the tree. */
+  private async followInTree(rel: string, instruction: string, original: string): Promise<string> {
+    const pending = rel === '.' ? [] : rel.split('/');
+    const resolved: string[] = [];
+    let links = 0;
+    while (pending.length) {
+      const comp = pending.shift()!;
+      if (comp === '.' || comp === '') continue;
+      if (comp === '..') {
+        if (resolved.length === 0) {
+          if (this.isRootfs) continue; // ".." at a rootfs's root stays there, like the kernel
+          throw new UserError(`${instruction} failed: forbidden path outside the ${this.description}: ${original}`);
+        }
+        resolved.pop();
+        continue;
+      }
+      const candidate = path.join(this.root, ...resolved, comp);
+      const st = await fsp.lstat(candidate).catch(() => undefined);
+      if (st?.isSymbolicLink()) {
+        if (++links > 40) throw new UserError(`${instruction} failed: too many levels of symbolic links: ${original}`);
+        const target = await fsp.readlink(candidate);
+        if (this.isRootfs) {
+          if (target.startsWith('/')) resolved.length = 0;
+          pending.unshift(...target.split('/'));
+          continue;
+        }
+        // An absolute target, or a relative one climbing above the root, points outside the tree.
+        if (target.startsWith('/') || path.posix.normalize(path.posix.join('.', ...resolved, target)).split('/')[0] === '..') {
+          throw new UserError(`${instruction} failed: forbidden path outside the ${this.description}: ${original} is a symlink to ${target}`);
+        }
+        pending.unshift(...target.split('/'));
+        continue;
+      }
+      resolved.push(comp);
+    }
+    return path.join(this.root, ...resolved);
+  }
+
+  /** Expands a glob pattern one path component at a time, like Docker. */
+  private async glob(pattern: string): Promise<string[]> {
+    const parts = pattern.split('/');
+    let current = ['.'];
+    for (const part of parts) {
+      const next: string[] = [];
+      for (const dir of current) {
+        if (!GLOB.test(part)) { next.push(dir === '.' ? part : `${dir}/${part}`); continue; }
+        const re = componentRegex(part);
+        const names = await fsp.readdir(path.join(this.root, dir)).catch(() => [] as string[]);
+        for (const n of names.sort()) if (re.test(n)) next.push(dir === '.' ? n : `${dir}/${n}`);
+      }
+      current = next;
+    }
+    return current;
+  }
+
+  /** Walks a directory source (sorted), skipping ignored entries; yields every entry below it. */
+  async *walk(entry: SourceEntry): AsyncGenerator<SourceEntry> {
+    const names = (await fsp.readdir(entry.hostPath)).sort();
+    for (const name of names) {
+      const rel = entry.rel === '.' ? name : `${entry.rel}/${name}`;
+      const hostPath = path.join(entry.hostPath, name);
+      const stat = await fsp.lstat(hostPath);
+      if (this.isIgnored(rel)) {
+        if (stat.isDirectory() && !this.matcher!.canSkipDir(rel)) yield* this.walk({ hostPath, rel, stat });
+        continue;
+      }
+      yield { hostPath, rel, stat };
+      if (stat.isDirectory()) yield* this.walk({ hostPath, rel, stat });
+    }
+  }
+}
+
+function componentRegex(glob: string): RegExp {
+  let re = '^';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]!;
+    if (c === '*') re += '[^/]*';
+    else if (c === '?') re += '[^/]';
+    else if (c === '\\' && i + 1 < glob.length) re += `\\${glob[++i]}`;
+    else if (c === '[') {
+      const end = glob.indexOf(']', i + 1);
+      if (end < 0) { re += '\\['; continue; }
+      const cls = glob.slice(i + 1, end);
+      re += `[${cls.startsWith('^') || cls.startsWith('!') ? `^${cls.slice(1)}` : cls}]`;
+      i = end;
+    } else re += c.replace(/[.+^${}()|\]\\/]/g, '\\$&');
+  }
+  return new RegExp(`${re}$`);
+}
+
+/**
+ * Content hash of the sources a COPY/ADD uses: names relative to each source, file modes,
+ * symlink targets and file contents. mtimes and owners do not count (COPY resets owners).
+ */
+export async function hashSources(tree: SourceTree, entries: SourceEntry[]): Promise<string> {
+  const h = createHash('sha256');
+  for (const e of entries) {
+    h.update(`source ${e.rel}\0`);
+    await hashEntry(h, e, '.');
+    if (e.stat.isDirectory()) {
+      for await (const child of tree.walk(e)) await hashEntry(h, child, path.posix.relative(e.rel, child.rel));
+    }
+  }
+  return h.digest('hex');
+}
+
+async function hashEntry(h: Hash, e: SourceEntry, name: string): Promise<void> {
+  const st = e.stat;
+  h.update(`${name}\0${st.mode.toString(8)}\0`);
+  if (st.isSymbolicLink()) h.update(`link ${await fsp.readlink(e.hostPath)}\0`);
+  else if (st.isFile()) {
+    h.update(`file ${st.size}\0`);
+    for await (const chunk of createReadStream(e.hostPath, { highWaterMark: STREAM_CHUNK })) h.update(chunk as Buffer);
+  }
+}

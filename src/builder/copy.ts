@@ -1,0 +1,165 @@
+// COPY/ADD into a mounted rootfs. Destinations are resolved inside the rootfs with chroot
+// semantics (src/runtime resolveInRoot), so a symlink in the image can never redirect a write to
+// the host; existing entries are unlinked before files are created, so no write goes through a
+// symlink either. ADD's local archives go through the foundation's checked extractor.
+import { createReadStream, promises as fsp } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { Readable } from 'node:stream';
+import path from 'node:path';
+import { resolveInRoot } from '../runtime/index.js';
+import { applyLayer } from '../layer/apply.js';
+import { decompress, peekStream } from '../layer/compression.js';
+import { UserError } from '../util/errors.js';
+import { STREAM_CHUNK } from '../util/fs.js';
+import type { SourceEntry, SourceTree } from './context.js';
+
+export interface CopyOptions {
+  uid: number;
+  gid: number;
+  /** --chmod: mode for files and directories copied. */
+  chmod?: number;
+  /** ADD: extract local tar archives instead of copying them. */
+  extractArchives?: boolean;
+  instruction: string;
+}
+
+/**
+ * Copies `entries` to `dest` (absolute, in the image). Docker's rules: a directory source
+ * copies its contents; several sources need a destination ending in "/"; a destination that is
+ * an existing directory receives the source by its base name.
+ */
+export async function copyEntries(tree: SourceTree, entries: SourceEntry[], rootfs: string, dest: string, opts: CopyOptions): Promise<void> {
+  const trailing = dest.endsWith('/');
+  if (entries.length > 1 && !trailing) {
+    throw new UserError(`${opts.instruction} failed: when using ${opts.instruction} with more than one source file, the destination must be a directory and end with a /`);
+  }
+  const destHost = await resolveInRoot(rootfs, dest);
+  const destStat = await fsp.stat(destHost).catch(() => undefined);
+  const destIsDir = trailing || (destStat?.isDirectory() ?? false);
+  for (const e of entries) {
+    if (e.stat.isDirectory()) {
+      await mkdirInRoot(rootfs, dest, opts);
+      const dirHost = await resolveInRoot(rootfs, dest);
+      if (opts.chmod !== undefined || dest !== '/') await setMeta(dirHost, e.stat, opts, false);
+      for await (const child of tree.walk(e)) {
+        const inner = path.posix.join(dest, path.posix.relative(e.rel === '.' ? '' : e.rel, child.rel));
+        await copyOne(rootfs, child, inner, opts);
+      }
+    } else if (opts.extractArchives && e.stat.isFile() && (await isArchive(e.hostPath))) {
+      await mkdirInRoot(rootfs, dest, opts);
+      await extractArchive(e.hostPath, await resolveInRoot(rootfs, dest));
+    } else {
+      const inner = destIsDir ? path.posix.join(dest, path.posix.basename(e.rel)) : dest;
+      await mkdirInRoot(rootfs, path.posix.dirname(inner), opts);
+      await copyOne(rootfs, e, inner, opts);
+    }
+  }
+}
+
+/** Creates a directory (and missing parents) inside the rootfs, owned by the COPY's owner. */
+export async function mkdirInRoot(rootfs: string, inner: string, opts: { uid: number; gid: number }): Promise<void> {
+  const host = await resolveInRoot(rootfs, inner);
+  const st = await fsp.stat(host).catch(() => undefined);
+  if (st?.isDirectory()) return;
+  if (st) throw new UserError(`cannot create directory ${inner}: a file with that name exists in the image`);
+  const first = await fsp.mkdir(host, { recursive: true, mode: 0o755 });
+  if (first) {
+    // Chown what was created, from the first new component down.
+    let p = host;
+    const created: string[] = [];
+    while (p.length >= first.length) { created.push(p); p = path.dirname(p); }
+    for (const c of created) await fsp.chown(c, opts.uid, opts.gid);
+  }
+}
+
+async function copyOne(rootfs: string, e: SourceEntry, inner: string, opts: CopyOptions): Promise<void> {
+  const parentHost = await resolveInRoot(rootfs, path.posix.dirname(inner));
+  const target = path.join(parentHost, path.posix.basename(inner));
+  const existing = await fsp.lstat(target).catch(() => undefined);
+  const st = e.stat;
+  if (st.isDirectory()) {
+    if (existing && !existing.isDirectory()) await fsp.rm(target, { force: true });
+    if (!existing?.isDirectory()) await fsp.mkdir(target, { mode: 0o755 });
+    await setMeta(target, st, opts, false);
+    return;
+  }
+  if (existing) await fsp.rm(target, { recursive: existing.isDirectory(), force: true });
+  if (st.isSymbolicLink()) {
+    await fsp.symlink(await fsp.readlink(e.hostPath), target);
+    await setMeta(target, st, opts, true);
+  } else if (st.isFile()) {
+    // COPYFILE_EXCL: the target was just unlinked; refuse rather than follow anything new.
+    await fsp.copyFile(e.hostPath, target, fsp.constants.COPYFILE_EXCL);
+    await setMeta(target, st, opts, false);
+  }
+  // Sockets, fifos and devices in a build context are skipped, like Docker.
+}
+
+async function setMeta(target: string, st: { mode: number; mtime: Date; atime: Date }, opts: CopyOptions, isLink: boolean): Promise<void> {
+  await fsp.lchown(target, opts.uid, opts.gid);
+  if (isLink) return;
+  await fsp.chmod(target, opts.chmod ?? st.mode & 0o7777);
+  await fsp.utimes(target, st.atime, st.mtime);
+}
+
+/** Writes a heredoc or downloaded file at `inner`. */
+export async function writeFileInRoot(rootfs: string, inner: string, content: Readable | string, mode: number, opts: CopyOptions): Promise<void> {
+  await mkdirInRoot(rootfs, path.posix.dirname(inner), opts);
+  const target = path.join(await resolveInRoot(rootfs, path.posix.dirname(inner)), path.posix.basename(inner));
+  const existing = await fsp.lstat(target).catch(() => undefined);
+  if (existing?.isDirectory()) throw new UserError(`${opts.instruction} failed: destination ${inner} is a directory`);
+  if (existing) await fsp.rm(target, { force: true });
+  const fh = await fsp.open(target, 'wx', opts.chmod ?? mode);
+  try {
+    if (typeof content === 'string') await fh.writeFile(content);
+    else for await (const chunk of content) await fh.write(chunk as Buffer);
+  } finally {
+    await fh.close();
+  }
+  await fsp.chown(target, opts.uid, opts.gid);
+  await fsp.chmod(target, opts.chmod ?? mode);
+}
+
+const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
+const BZIP2_MAGIC = Buffer.from('BZh');
+
+/** Opens a possibly compressed file as a plain stream (gzip/zstd by the foundation, xz/bzip2 by their binaries). */
+async function openDecompressed(file: string): Promise<Readable> {
+  const fh = await fsp.open(file, 'r');
+  const head = Buffer.alloc(6);
+  await fh.read(head, 0, 6, 0);
+  await fh.close();
+  const program = head.subarray(0, 6).equals(XZ_MAGIC) ? 'xz' : head.subarray(0, 3).equals(BZIP2_MAGIC) ? 'bzip2' : undefined;
+  if (program) {
+    const child = spawn(program, ['-dc', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    child.on('error', (e) => child.stdout.destroy(new UserError(`ADD needs ${program} to extract ${path.basename(file)}: ${e.message}`)));
+    child.on('close', (code) => { if (code) child.stdout.destroy(new UserError(`${program}: ${err.trim() || `exit code ${code}`}`)); });
+    return child.stdout;
+  }
+  return (await decompress(createReadStream(file, { highWaterMark: STREAM_CHUNK }))).stream;
+}
+
+/** True for a (possibly compressed) tar archive: "ustar" magic at offset 257 of the tar stream. */
+export async function isArchive(file: string): Promise<boolean> {
+  let stream: Readable | undefined;
+  try {
+    stream = await openDecompressed(file);
+    const { head } = await peekStream(stream, 512);
+    return head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar';
+  } catch {
+    return false;
+  } finally {
+    stream?.destroy();
+  }
+}
+
+async function extractArchive(file: string, destHost: string): Promise<void> {
+  const stream = await openDecompressed(file);
+  try {
+    await applyLayer(destHost, stream, { compression: 'none', whiteouts: 'apply' });
+  } catch (e) {
+    throw new UserError(`ADD failed: cannot extract ${path.basename(file)}: ${(e as Error).message}`);
+  }
+}

@@ -1,0 +1,93 @@
+// RUN --mount=type=cache|bind|secret|tmpfs → OCI mounts. Everything is mounted by runc, which
+// creates mount points inside the rootfs only (securejoin); the mount points it had to create
+// are removed from the upper dir afterwards so they never end up in the layer.
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import type { OciMount } from '../runtime/index.js';
+import { UserError } from '../util/errors.js';
+
+export interface MountRequest {
+  type: 'cache' | 'bind' | 'secret' | 'tmpfs';
+  target: string;
+  source?: string;
+  from?: string;
+  id?: string;
+  readonly: boolean;
+  required?: boolean;
+  /** The flag text after expansion, for the cache key. */
+  text: string;
+}
+
+export function parseMountFlag(text: string): MountRequest {
+  const fields = new Map<string, string>();
+  for (const part of text.split(',')) {
+    if (!part) continue;
+    const eq = part.indexOf('=');
+    const k = (eq < 0 ? part : part.slice(0, eq)).trim().toLowerCase();
+    fields.set(k, eq < 0 ? 'true' : part.slice(eq + 1));
+  }
+  const type = (fields.get('type') ?? 'bind') as MountRequest['type'];
+  if (!['cache', 'bind', 'secret', 'tmpfs'].includes(type)) throw new UserError(`unsupported mount type "${type}" (cache, bind, secret, tmpfs)`);
+  const id = fields.get('id');
+  let target = fields.get('target') ?? fields.get('dst') ?? fields.get('destination');
+  if (!target && type === 'secret' && id) target = `/run/secrets/${id}`;
+  if (!target) throw new UserError(`--mount=${text}: target is required`);
+  if (!target.startsWith('/')) target = `/${target}`;
+  const ro = fields.get('ro') ?? fields.get('readonly');
+  const rw = fields.get('rw') ?? fields.get('readwrite');
+  const readonly = type === 'secret' || (type === 'bind' ? rw !== 'true' : ro === 'true');
+  return {
+    type, target: path.posix.normalize(target), source: fields.get('source') ?? fields.get('src'), from: fields.get('from'), id, readonly,
+    required: fields.get('required') === 'true', text,
+  };
+}
+
+/** Host dir of a cache mount: keyed by its id (default: the target), shared across builds. */
+export function cacheMountDir(storeRoot: string, m: MountRequest): string {
+  const id = m.id ?? m.target;
+  return path.join(storeRoot, 'cache', 'mounts', createHash('sha256').update(id).digest('hex').slice(0, 32));
+}
+
+export function ociMount(m: MountRequest, hostSource: string | undefined): OciMount {
+  if (m.type === 'tmpfs') return { destination: m.target, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] };
+  return { destination: m.target, type: 'bind', source: hostSource!, options: ['rbind', 'rprivate', m.readonly ? 'ro' : 'rw'] };
+}
+
+/**
+ * Deletes, from the upper dir, mount points runc created for this run (empty files or dirs that
+ * do not exist in any lower dir), then parents that became empty and were created the same way.
+ */
+export async function removeMountpoints(upperDir: string, lowerDirs: string[], targets: string[]): Promise<void> {
+  const inLower = async (rel: string) => {
+    for (const l of lowerDirs) if (await fsp.lstat(path.join(l, rel)).catch(() => undefined)) return true;
+    return false;
+  };
+  const sameAsLower = async (rel: string, st: { mode: number; uid: number; gid: number }) => {
+    for (const l of [...lowerDirs].reverse()) {
+      const ls = await fsp.lstat(path.join(l, rel)).catch(() => undefined);
+      if (ls) return ls.isDirectory() && ls.mode === st.mode && ls.uid === st.uid && ls.gid === st.gid;
+    }
+    return false;
+  };
+  for (const target of targets) {
+    let rel = path.posix.normalize(target).replace(/^\/+/, '');
+    while (rel && rel !== '.') {
+      const p = path.join(upperDir, rel);
+      const st = await fsp.lstat(p).catch(() => undefined);
+      if (!st) break;
+      if (await inLower(rel)) {
+        // A parent the mount point forced overlay to copy up: drop it when nothing else changed.
+        if (st.isDirectory() && (await fsp.readdir(p)).length === 0 && (await sameAsLower(rel, st))) await fsp.rmdir(p);
+        break;
+      }
+      if (st.isDirectory()) {
+        if ((await fsp.readdir(p)).length) break;
+        await fsp.rmdir(p);
+      } else if (st.isFile() && st.size === 0) {
+        await fsp.rm(p);
+      } else break;
+      rel = path.posix.dirname(rel);
+    }
+  }
+}

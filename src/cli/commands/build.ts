@@ -1,0 +1,159 @@
+// `drydock build`: Docker-compatible flags over src/builder. Output follows the classic
+// builder ("Step N/M : ...", " ---> Using cache", "Successfully built ..."), -q prints the ID.
+import { Command, Option } from 'commander';
+import { collect, printJson } from '../output.js';
+import { UserError } from '../../util/errors.js';
+
+interface BuildFlags {
+  tag?: string[];
+  file?: string;
+  buildArg?: string[];
+  target?: string;
+  cache: boolean;
+  output?: string;
+  iidfile?: string;
+  platform?: string;
+  network?: string;
+  secret?: string[];
+  quiet?: boolean;
+  progress?: string;
+  label?: string[];
+  compression: 'gzip' | 'zstd' | 'none';
+  format?: string;
+}
+
+function parseKeyValue(list: string[] | undefined, what: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of list ?? []) {
+    const eq = item.indexOf('=');
+    // "--build-arg NAME" takes the value from the environment, like Docker.
+    if (eq < 0) {
+      if (what === '--build-arg' && process.env[item] !== undefined) out[item] = process.env[item]!;
+      else if (what === '--build-arg') continue;
+      else throw new UserError(`${what} ${item}: expected KEY=VALUE`);
+      continue;
+    }
+    out[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return out;
+}
+
+function parseCsv(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of text.split(',')) {
+    const eq = part.indexOf('=');
+    if (eq < 0) out[part] = '';
+    else out[part.slice(0, eq)] = part.slice(eq + 1);
+  }
+  return out;
+}
+
+export function register(program: Command): void {
+  program
+    .command('build')
+    .description('Build an image from a Dockerfile (daemonless; RUN steps execute in runc)')
+    .argument('<context>', 'build context directory (read in place, .dockerignore honoured)')
+    .option('-t, --tag <name>', 'name[:tag] for the image (repeatable)', collect)
+    .option('-f, --file <path>', 'Dockerfile path (default CONTEXT/Dockerfile); - reads it from stdin')
+    .option('--build-arg <key=value>', 'set a build-time variable (repeatable)', collect)
+    .option('--target <stage>', 'build only up to this stage')
+    .option('--no-cache', 'do not use the build cache')
+    .option('-o, --output <spec>', 'also write the image as an archive: type=oci|docker,dest=FILE')
+    .option('--iidfile <file>', 'write the image ID to this file')
+    .option('--platform <os/arch>', 'target platform (default: the host)')
+    .addOption(new Option('--network <mode>', 'network for RUN steps').choices(['host', 'none', 'default']))
+    .option('--secret <spec>', 'secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)', collect)
+    .option('--label <key=value>', 'add a label to the image (repeatable)', collect)
+    .addOption(new Option('--compression <alg>', 'layer compression').choices(['gzip', 'zstd', 'none']).default('gzip'))
+    .option('-q, --quiet', 'suppress build output and print the image ID')
+    .addOption(new Option('--progress <type>', 'progress output').choices(['auto', 'plain', 'tty', 'quiet']).default('auto'))
+    .addOption(new Option('--format <format>', 'print the result as JSON').choices(['json']))
+    .addHelpText('after', `
+Examples:
+  drydock build -t myapp:1.0 .
+  drydock build -f docker/Dockerfile.prod --build-arg VERSION=2.1 -t myapp:prod .
+  drydock build --target test --no-cache .
+  drydock build --secret id=npmrc,src=$HOME/.npmrc -t web .
+  drydock build -t app -o type=docker,dest=app.tar . && podman load -i app.tar
+  echo 'FROM busybox' | drydock build -f - .
+
+SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
+    .action(async (context: string, flags: BuildFlags) => {
+      const { build } = await import('../../builder/index.js');
+      const { ContentStore } = await import('../../store/index.js');
+      const fsp = await import('node:fs/promises');
+      const secrets: Record<string, string> = {};
+      for (const spec of flags.secret ?? []) {
+        const kv = parseCsv(spec);
+        const id = kv.id;
+        if (!id) throw new UserError(`--secret ${spec}: id= is required`);
+        if (kv.src ?? kv.source) secrets[id] = (kv.src ?? kv.source)!;
+        else if (kv.env) {
+          const value = process.env[kv.env];
+          if (value === undefined) throw new UserError(`--secret ${spec}: environment variable ${kv.env} is not set`);
+          const os = await import('node:os');
+          const path = await import('node:path');
+          const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'drydock-secret-'));
+          const file = path.join(dir, id);
+          await fsp.writeFile(file, value, { mode: 0o400 });
+          const { rmSync } = await import('node:fs');
+          process.on('exit', () => { try { rmSync(dir, { recursive: true }); } catch { /* best effort */ } });
+          secrets[id] = file;
+        } else throw new UserError(`--secret ${spec}: src=FILE or env=VAR is required`);
+      }
+      let output: { type: string; dest: string } | undefined;
+      if (flags.output) {
+        const kv = parseCsv(flags.output);
+        const type = kv.type ?? 'docker';
+        if (!['oci', 'docker'].includes(type)) throw new UserError(`--output type=${type} is not supported (oci, docker)`);
+        if (!kv.dest) throw new UserError('--output needs dest=FILE');
+        output = { type, dest: kv.dest };
+      }
+      const epoch = process.env.SOURCE_DATE_EPOCH;
+      if (epoch !== undefined && epoch !== '' && !/^\d+$/.test(epoch)) throw new UserError(`SOURCE_DATE_EPOCH must be a whole number of seconds, got "${epoch}"`);
+      const quiet = flags.quiet || flags.progress === 'quiet' || flags.format === 'json';
+      const store = await ContentStore.open();
+      const result = await build({
+        context,
+        dockerfile: flags.file && flags.file !== '-' ? flags.file : undefined,
+        dockerfileText: flags.file === '-' ? await readStdin() : undefined,
+        tags: flags.tag,
+        buildArgs: parseKeyValue(flags.buildArg, '--build-arg'),
+        labels: parseKeyValue(flags.label, '--label'),
+        target: flags.target,
+        noCache: !flags.cache,
+        platform: flags.platform,
+        network: flags.network === 'none' ? 'none' : 'host',
+        secrets,
+        progress: quiet ? undefined : process.stdout,
+        sourceDateEpoch: epoch ? Number(epoch) : undefined,
+        compression: flags.compression,
+        store,
+      });
+      if (output) await writeOutput(store, result.manifestDigest, result.names, output);
+      if (flags.iidfile) {
+        const { writeFileAtomic } = await import('../../util/fs.js');
+        await writeFileAtomic(flags.iidfile, result.imageId);
+      }
+      if (flags.format === 'json') {
+        printJson({ id: result.imageId, manifestDigest: result.manifestDigest, names: result.names, steps: result.steps });
+      } else if (quiet) {
+        process.stdout.write(`${result.imageId}\n`);
+      }
+    });
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** --output: the save/copy machinery of src/archive (skopeo-compatible archives). */
+async function writeOutput(store: unknown, manifestDigest: string, names: string[], output: { type: string; dest: string }): Promise<void> {
+  const archiveModule = '../../archive/index.js';
+  const archive = (await import(archiveModule)) as Record<string, unknown>;
+  const save = archive.saveImages as ((store: unknown, refs: string[], opts: { format: string; output: string }) => Promise<unknown>) | undefined;
+  if (typeof save !== 'function') throw new UserError('--output needs `drydock save` support (src/archive saveImages), which is not available in this build');
+  await save(store, [names[0] ?? manifestDigest], { format: output.type === 'oci' ? 'oci-archive' : 'docker-archive', output: output.dest });
+}
