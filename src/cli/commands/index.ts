@@ -7,7 +7,6 @@ import { register as mkimage } from './mkimage.js';
 import { register as boot } from './boot.js';
 import { register as registryClient } from './registry-client.js';
 import { register as registryServer } from './registry.js';
-import { register as container } from './container.js';
 
 export const COMMANDS: ((program: Command) => void)[] = [
   image,
@@ -16,5 +15,4 @@ export const COMMANDS: ((program: Command) => void)[] = [
   registryClient,
   registryServer,
   boot,
-  container,
 ];
