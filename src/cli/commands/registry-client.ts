@@ -148,7 +148,6 @@ Examples:
     });
 
   addTransferOptions(program.command('copy')
-    .alias('cp')
     .description('Copy an image between registries, OCI layouts, archives and the local store')
     .argument('<source>', 'docker://REF | oci:DIR[:TAG] | oci-archive:FILE[:TAG] | docker-archive:FILE[:REF] | store:NAME | NAME (store)')
     .argument('<destination>', 'same forms as the source'), 3)
