@@ -16,6 +16,11 @@ export interface Endpoint {
   repositoryPrefix?: string;
   /** Plain HTTP is allowed and TLS is not verified. */
   insecure: boolean;
+  /**
+   * Plain HTTP is allowed when the server does not speak TLS, but TLS, when spoken, is verified:
+   * loopback registries, so `push localhost:5000/x` works as with Docker without trusting a bad cert.
+   */
+  plainHttpFallback?: boolean;
   /** Explicit scheme from a URL-style mirror ("http://mirror:5000"). */
   scheme?: 'http' | 'https';
   mirror: boolean;
@@ -147,10 +152,10 @@ export class RegistriesConfig {
     for (const i of insecure) this.addInsecure(String(i));
   }
 
-  /** Insecure: configured, or a loopback address (Docker's default for 127.0.0.0/8). */
+  /** Insecure (HTTP or unverified TLS): configured via flags, registries.conf or daemon.json. */
   isInsecure(host: string): boolean {
     const h = host.toLowerCase();
-    if (this.insecureHosts.has(h) || isLoopbackHost(h)) return true;
+    if (this.insecureHosts.has(h)) return true;
     const bare = h.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
     const fam = isIP(bare);
     if (fam && this.insecureNets.check(bare, fam === 6 ? 'ipv6' : 'ipv4')) return true;
@@ -172,7 +177,7 @@ export class RegistriesConfig {
 
   forRepository(registry: string, repository: string): RegistryHostConfig {
     const toml = this.tomlFor(registry, repository);
-    const upstream: Endpoint = { host: upstreamHost(registry), insecure: this.isInsecure(registry), mirror: false };
+    const upstream: Endpoint = { host: upstreamHost(registry), insecure: this.isInsecure(registry), plainHttpFallback: isLoopbackHost(registry), mirror: false };
     const pull: Endpoint[] = [];
     if (toml) {
       const loc = toml.location!.replace(/\/+$/, '');
@@ -184,13 +189,13 @@ export class RegistriesConfig {
         const insecure = m.insecure ?? this.isInsecure(s.host);
         if (m.insecure) this.addInsecure(s.host);
         // A mirror location with a path serves the matched namespace under that path.
-        pull.push({ host: s.host, scheme: s.scheme, insecure, mirror: true, remainder, ...(s.path ? { repositoryPrefix: s.path } : {}) });
+        pull.push({ host: s.host, scheme: s.scheme, insecure, plainHttpFallback: isLoopbackHost(s.host), mirror: true, remainder, ...(s.path ? { repositoryPrefix: s.path } : {}) });
       }
     }
     if (registry === DEFAULT_REGISTRY) {
       for (const m of this.hubMirrors) {
         const s = splitLocation(m);
-        pull.push({ host: s.host, scheme: s.scheme, insecure: this.isInsecure(s.host) || s.scheme === 'http', mirror: true, ...(s.path ? { repositoryPrefix: s.path } : {}) });
+        pull.push({ host: s.host, scheme: s.scheme, insecure: this.isInsecure(s.host), plainHttpFallback: isLoopbackHost(s.host), mirror: true, ...(s.path ? { repositoryPrefix: s.path } : {}) });
       }
     }
     pull.push(upstream);

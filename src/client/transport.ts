@@ -191,7 +191,8 @@ export class RegistryTransport {
   }
 
   private async doPing(): Promise<void> {
-    const schemes: ('https' | 'http')[] = this.endpoint.scheme ? [this.endpoint.scheme] : this.endpoint.insecure ? ['https', 'http'] : ['https'];
+    const httpOk = this.endpoint.insecure || this.endpoint.plainHttpFallback;
+    const schemes: ('https' | 'http')[] = this.endpoint.scheme ? [this.endpoint.scheme] : httpOk ? ['https', 'http'] : ['https'];
     let lastError: unknown;
     for (const scheme of schemes) {
       const base = new URL(`${scheme}://${this.endpoint.host}`);
