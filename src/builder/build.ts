@@ -17,6 +17,7 @@ import { resolveImage, type LocalImage } from '../store/images.js';
 import { writeImage } from '../store/write-image.js';
 import { hostPlatform, parsePlatform, formatPlatform } from '../image/platform.js';
 import { Digester, shortId } from '../image/digest.js';
+import { parseReference, familiarString } from '../image/reference.js';
 import type { Descriptor, ImageConfig, Platform, ContainerConfig } from '../image/types.js';
 import type { Compression } from '../image/media-types.js';
 import { NotFoundError, UserError } from '../util/errors.js';
@@ -678,15 +679,15 @@ class Builder {
   }
 
   private async download(inst: Instruction, url: string, checksum: string | undefined): Promise<{ url: string; file: string; digest: string }> {
-    const { request } = await import('undici');
     const file = path.join(this.store.tmpDir, `add-${randomBytes(8).toString('hex')}`);
-    const res = await request(url, { maxRedirections: 10 } as Parameters<typeof request>[1]).catch((e: Error) => { throw this.err(inst, `ADD ${url}: ${e.message}`); });
-    if (res.statusCode >= 400) {
-      res.body.destroy();
-      throw this.err(inst, `ADD ${url}: server answered ${res.statusCode}`);
+    // fetch follows redirects and streams the body; nothing is buffered whole.
+    const res = await fetch(url, { redirect: 'follow' }).catch((e: Error) => { throw this.err(inst, `ADD ${url}: ${(e.cause as Error)?.message ?? e.message}`); });
+    if (!res.ok || !res.body) {
+      await res.body?.cancel();
+      throw this.err(inst, `ADD ${url}: server answered ${res.status} ${res.statusText}`);
     }
     const digester = new Digester('sha256');
-    await pipeline(res.body, async function* (src: AsyncIterable<Buffer>) { for await (const chunk of src) { digester.update(chunk); yield chunk; } }, createWriteStream(file));
+    await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>), async function* (src: AsyncIterable<Buffer>) { for await (const chunk of src) { digester.update(chunk); yield chunk; } }, createWriteStream(file));
     const digest = digester.digest();
     if (checksum && checksum !== digest) {
       await fsp.rm(file, { force: true });
@@ -751,7 +752,7 @@ class Builder {
     }
     const written = await writeImage(this.store, { config, layers: state.layers, tag: this.opts.tags ?? [] });
     this.log(`Successfully built ${shortId(written.configDigest)}\n`);
-    for (const n of written.names) this.log(`Successfully tagged ${n}\n`);
+    for (const n of written.names) this.log(`Successfully tagged ${familiarString(parseReference(n))}\n`);
     return {
       imageId: written.configDigest, manifestDigest: written.manifestDigest, manifest: written.manifest, config,
       names: written.names, steps: this.steps, layers: state.layers,
