@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { ContentStore } from '../store/content-store.js';
 import { parseDigest } from '../image/digest.js';
 import { fsyncDir } from '../util/fs.js';
+import { UserError } from '../util/errors.js';
 
 export interface LayerRef { digest: string; diffID: string; mediaType: string }
 
@@ -43,7 +44,10 @@ async function unpackLayer(store: ContentStore, layer: LayerRef, dir: string): P
   const tmp = path.join(parent, `.tmp-${path.basename(dir).slice(0, 12)}-${process.pid}-${randomBytes(4).toString('hex')}`);
   await fsp.mkdir(tmp, { mode: 0o755 });
   try {
-    await applyLayer(tmp, store.openBlob(parseDigest(layer.digest).value), { whiteouts: 'overlay' });
+    const applied = await applyLayer(tmp, store.openBlob(parseDigest(layer.digest).value), { whiteouts: 'overlay' });
+    if (applied.diffID !== layer.diffID) {
+      throw new UserError(`layer ${layer.digest} is corrupt: its content hashes to ${applied.diffID}, the image config says ${layer.diffID}`);
+    }
     try {
       await fsp.rename(tmp, dir);
     } catch (e) {

@@ -1,7 +1,7 @@
 // runc invocation. Each store root has its own runc state dir (--root $DRYDOCK_ROOT/runc) so
 // separate stores never see each other's containers. `--runtime` may name another OCI runtime
 // with runc's CLI (crun, youki).
-import { spawn, execFile } from 'node:child_process';
+import { spawn, execFile, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { promisify } from 'node:util';
 import os from 'node:os';
@@ -47,50 +47,59 @@ export interface RunOnceOptions extends RuncOptions {
   stdio: 'inherit' | { stdout: Writable; stderr: Writable; stdin?: Readable };
   /** Image architecture, for the "exec format error" hint. */
   architecture?: string;
-  /** Called once runc has started (with its pid), e.g. to record state. */
-  onStart?(pid: number): void;
+}
+
+export interface RuncRunHandle {
+  child: ChildProcess;
+  logFile: string;
+  /** Resolves with the container's exit status; throws a UserError when runc itself failed. */
+  wait(): Promise<RunResult>;
 }
 
 /**
- * `runc run` in the foreground. The runc state is always deleted afterwards, also when this
- * process is interrupted: SIGINT/SIGTERM are forwarded to the container instead of killing us.
+ * Starts `runc run` (foreground: runc waits for the container and exits with its status) and
+ * forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT to it while it runs, so this process lives to clean up.
  */
-export async function runOnce(opts: RunOnceOptions): Promise<RunResult> {
-  await writeBundle(opts.bundleDir, opts.spec);
-  const { bin, args } = base(opts);
-  const logFile = path.join(opts.bundleDir, 'runc.log');
+export async function startRuncRun(o: RuncOptions & { id: string; bundleDir: string; spec: OciSpec; stdio: StdioOptions; pidFile?: string; architecture?: string }): Promise<RuncRunHandle> {
+  await writeBundle(o.bundleDir, o.spec);
+  const { bin, args } = base(o);
+  const logFile = path.join(o.bundleDir, 'runc.log');
   await fsp.rm(logFile, { force: true });
-  const inherit = opts.stdio === 'inherit';
-  const child = spawn(bin, [...args, '--log', logFile, '--log-format', 'json', 'run', '--bundle', opts.bundleDir, opts.id], {
-    stdio: inherit ? 'inherit' : [opts.stdio === 'inherit' || !(opts.stdio as { stdin?: Readable }).stdin ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-  });
-  if (!inherit) {
-    const s = opts.stdio as { stdout: Writable; stderr: Writable; stdin?: Readable };
-    child.stdout!.pipe(s.stdout, { end: false });
-    child.stderr!.pipe(s.stderr, { end: false });
-    if (s.stdin && child.stdin) s.stdin.pipe(child.stdin);
-  }
-  // runc forwards signals it receives to the container; with a terminal, Ctrl-C reaches runc
-  // directly. Ignore them here so we live to clean up.
+  if (o.pidFile) await fsp.rm(o.pidFile, { force: true });
+  const child = spawn(bin, [...args, '--log', logFile, '--log-format', 'json', 'run', '--bundle', o.bundleDir, ...(o.pidFile ? ['--pid-file', o.pidFile] : []), o.id], { stdio: o.stdio });
   const forward = (sig: NodeJS.Signals) => { try { child.kill(sig); } catch { /* exited */ } };
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
   for (const s of signals) process.on(s, forward);
+  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.on('error', (e) => reject((e as NodeJS.ErrnoException).code === 'ENOENT' ? new UserError(`OCI runtime "${bin}" not found (apt-get install runc)`) : e));
+    child.on('close', (c, s) => resolve({ code: c, signal: s }));
+  }).finally(() => { for (const s of signals) process.off(s, forward); });
+  return {
+    child,
+    logFile,
+    async wait() {
+      const { code, signal } = await done;
+      const exitCode = code ?? 128 + (signal ? os.constants.signals[signal] : 0);
+      if (exitCode !== 0) await explainRuncFailure(logFile, o.spec, o.architecture);
+      const sig = exitCode > 128 && exitCode < 128 + 65 ? signalName(exitCode - 128) : undefined;
+      return { exitCode, ...(sig ? { signal: sig } : {}) };
+    },
+  };
+}
+
+/** `runc run` in the foreground; the runc state is always deleted afterwards (also on Ctrl-C). */
+export async function runOnce(opts: RunOnceOptions): Promise<RunResult> {
+  const inherit = opts.stdio === 'inherit';
+  const io = opts.stdio === 'inherit' ? undefined : opts.stdio;
   try {
-    const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-      child.on('error', (e) => reject((e as NodeJS.ErrnoException).code === 'ENOENT' ? new UserError(`OCI runtime "${bin}" not found (apt-get install runc)`) : e));
-      child.on('spawn', () => opts.onStart?.(child.pid!));
-      child.on('close', (c, s) => resolve({ code: c, signal: s }));
-    });
-    if (!inherit) {
-      // Drain what the pipes still hold before the caller closes the streams.
-      await Promise.resolve();
+    const h = await startRuncRun({ ...opts, stdio: inherit ? 'inherit' : [io?.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+    if (io) {
+      h.child.stdout!.pipe(io.stdout, { end: false });
+      h.child.stderr!.pipe(io.stderr, { end: false });
+      if (io.stdin && h.child.stdin) io.stdin.pipe(h.child.stdin);
     }
-    const exitCode = code ?? 128 + (signal ? os.constants.signals[signal] : 0);
-    if (exitCode !== 0) await explainRuncFailure(logFile, opts.spec, opts.architecture);
-    const sig = exitCode > 128 && exitCode < 128 + 65 ? signalName(exitCode - 128) : undefined;
-    return { exitCode, ...(sig ? { signal: sig } : {}) };
+    return await h.wait();
   } finally {
-    for (const s of signals) process.off(s, forward);
     await deleteContainer(opts.id, { ...opts, force: true });
   }
 }
@@ -148,6 +157,10 @@ export async function killContainer(id: string, signal: string, o: RuncOptions &
 
 export async function deleteContainer(id: string, o: RuncOptions & { force?: boolean } = {}): Promise<void> {
   const { bin, args } = base(o);
+  // `runc run` removes its state when the container exits; skip the exec when nothing is left.
+  if (!/[/]/.test(id)) {
+    try { await fsp.access(path.join(args[1]!, id)); } catch { return; }
+  }
   try {
     await execFileP(bin, [...args, 'delete', ...(o.force ? ['--force'] : []), id]);
   } catch {

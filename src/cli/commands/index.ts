@@ -7,6 +7,7 @@ import { register as mkimage } from './mkimage.js';
 import { register as boot } from './boot.js';
 import { register as registryClient } from './registry-client.js';
 import { register as registryServer } from './registry.js';
+import { register as container } from './container.js';
 
 export const COMMANDS: ((program: Command) => void)[] = [
   image,
@@ -15,4 +16,5 @@ export const COMMANDS: ((program: Command) => void)[] = [
   registryClient,
   registryServer,
   boot,
+  container,
 ];

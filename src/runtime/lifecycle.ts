@@ -1,0 +1,372 @@
+// Container lifecycle operations used by the CLI: run (foreground or detached via the monitor),
+// stop, kill, rm, exec, commit, cp, inspect.
+import { spawn } from 'node:child_process';
+import { promises as fsp, openSync, closeSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pipeline } from 'node:stream/promises';
+import { UserError } from '../util/errors.js';
+import { readJsonIfExists } from '../util/fs.js';
+import {
+  type Container, findContainer, loadContainer, updateState, runnerAlive,
+} from './containers.js';
+import { createContainer, type CreateOptions, mergeEnv, parseEnvList } from './create.js';
+import { runContainer, ensureMounted } from './runner.js';
+import { killContainer, deleteContainer, containerState, execInContainer } from './runc.js';
+import { unmountPath } from './overlay.js';
+import { teardownBridgeNetwork } from './network.js';
+import { removeVolume, inspectVolume } from './volumes.js';
+import { resolveUser } from './user.js';
+import { resolveInRoot } from './rootfs-path.js';
+import type { OciSpec } from './spec.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface RunOptions extends CreateOptions { detach?: boolean }
+
+/** `drydock run`: create, then run in the foreground (returns the exit code) or via the monitor. */
+export async function runNew(o: RunOptions): Promise<{ id: string; exitCode: number }> {
+  const rec = await createContainer(o);
+  const c = (await loadContainer(rec.Id))!;
+  if (o.detach) {
+    await startDetached(c);
+    return { id: rec.Id, exitCode: 0 };
+  }
+  // --rm output is not kept (the record disappears), so the fast path skips log capture.
+  const code = await runContainer(c, { mode: 'foreground', log: !rec.HostConfig.AutoRemove });
+  return { id: rec.Id, exitCode: code };
+}
+
+/** Starts the monitor for a created/exited container and waits until the container runs. */
+export async function startDetached(c: Container): Promise<void> {
+  if (c.state.Status === 'running') return;
+  const here = fileURLToPath(import.meta.url);
+  const entry = path.join(path.dirname(here), `monitor-main${path.extname(here)}`);
+  const logFd = openSync(c.paths.monitorLog, 'a');
+  const child = spawn(process.execPath, [...process.execArgv, entry, c.record.Id], {
+    detached: true,
+    stdio: ['ignore', logFd, logFd, 'pipe'],
+    env: process.env,
+  });
+  closeSync(logFd);
+  const pipe = child.stdio[3] as NodeJS.ReadableStream;
+  let text = '';
+  pipe.on('data', (d) => (text += d));
+  const outcome = await new Promise<{ ok?: boolean; error?: string; exitCode?: number }>((resolve) => {
+    const done = () => { try { resolve(JSON.parse(text.split('\n')[0]!)); } catch { resolve({ error: `the container monitor failed to start (see ${c.paths.monitorLog})`, exitCode: 125 }); } };
+    pipe.on('end', done);
+    pipe.on('error', done);
+  });
+  child.unref();
+  (pipe as unknown as { destroy(): void }).destroy();
+  if (outcome.error) throw new UserError(outcome.error, outcome.exitCode ?? 125);
+}
+
+export async function startExisting(ref: string): Promise<Container> {
+  const c = await findContainer(ref);
+  if (c.state.Status === 'running') return c;
+  await updateState(c.paths, (s) => { s.StopRequested = false; });
+  await startDetached((await loadContainer(c.record.Id))!);
+  return c;
+}
+
+async function waitUntilStopped(id: string, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const c = await loadContainer(id);
+    if (!c || (c.state.Status !== 'running' && c.state.Status !== 'restarting')) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(50);
+  }
+}
+
+/** StopSignal, then SIGKILL after `timeoutSec` (Docker's default 10). */
+export async function stopContainer(ref: string, timeoutSec = 10, signal?: string): Promise<Container> {
+  const c = await findContainer(ref);
+  if (c.state.Status !== 'running' && c.state.Status !== 'restarting') return c;
+  await updateState(c.paths, (s) => { s.StopRequested = true; });
+  const sig = signal ?? c.record.Config.StopSignal ?? 'SIGTERM';
+  if (c.state.Status === 'running') await killContainer(c.record.Id, sig, { runtime: c.record.HostConfig.Runtime });
+  if (await waitUntilStopped(c.record.Id, Math.max(0, timeoutSec) * 1000)) return c;
+  await killContainer(c.record.Id, 'SIGKILL', { all: true, runtime: c.record.HostConfig.Runtime });
+  if (!(await waitUntilStopped(c.record.Id, 10_000))) throw new UserError(`container ${c.record.Name} did not stop after SIGKILL`);
+  return c;
+}
+
+export async function killCtr(ref: string, signal = 'SIGKILL'): Promise<Container> {
+  const c = await findContainer(ref);
+  if (c.state.Status !== 'running') throw new UserError(`Cannot kill container: ${ref}: container ${c.record.Id} is not running`);
+  const sig = /^\d+$/.test(signal) ? signal : signal.toUpperCase().startsWith('SIG') ? signal.toUpperCase() : `SIG${signal.toUpperCase()}`;
+  if (!/^\d+$/.test(sig) && !(sig in os.constants.signals)) throw new UserError(`invalid signal: ${signal}`);
+  if (sig === 'SIGKILL' || sig === '9') await updateState(c.paths, (s) => { s.StopRequested = true; });
+  await killContainer(c.record.Id, sig, { runtime: c.record.HostConfig.Runtime });
+  return c;
+}
+
+/** Removes a container: its runc state, overlay mount, network, anonymous volumes (-v) and files. */
+export async function removeContainer(ref: string, o: { force?: boolean; volumes?: boolean } = {}): Promise<Container> {
+  const c = await findContainer(ref);
+  const id = c.record.Id;
+  if (c.state.Status === 'running' || c.state.Status === 'restarting') {
+    if (!o.force) throw new UserError(`You cannot remove a running container ${id}. Stop the container before attempting removal or force remove`);
+    await updateState(c.paths, (s) => { s.StopRequested = true; });
+    await killContainer(id, 'SIGKILL', { all: true, runtime: c.record.HostConfig.Runtime });
+    await waitUntilStopped(id, 10_000);
+  }
+  await destroyContainer((await loadContainer(id)) ?? c, o);
+  return c;
+}
+
+/**
+ * Removes everything a stopped container owns. Every step is idempotent, so a runner that is
+ * still finishing (the foreground --rm path) and `rm -f` may both run it.
+ */
+export async function destroyContainer(c: Container, o: { volumes?: boolean } = {}): Promise<void> {
+  const id = c.record.Id;
+  await deleteContainer(id, { force: true, runtime: c.record.HostConfig.Runtime });
+  if (c.state.Network) await teardownBridgeNetwork(c.state.Network, id);
+  await unmountPath(c.paths.merged);
+  if (o.volumes) {
+    for (const m of c.record.HostConfig.Mounts) {
+      if (m.Type === 'volume' && m.Anonymous && m.Source && (await inspectVolume(m.Source))) await removeVolume(m.Source, { force: true }).catch(() => {});
+    }
+  }
+  await fsp.rm(c.paths.dir, { recursive: true, force: true });
+  if (!c.record.HostConfig.AutoRemove) {
+    const { ContentStore } = await import('../store/content-store.js');
+    await (await ContentStore.open()).removeRoot(`container/${id}`);
+  }
+}
+
+export interface ExecOpts { interactive?: boolean; tty?: boolean; env?: string[]; user?: string; workdir?: string; detach?: boolean }
+
+export async function execIn(ref: string, args: string[], o: ExecOpts = {}): Promise<number> {
+  const c = await findContainer(ref);
+  if (c.state.Status !== 'running') throw new UserError(`container ${c.record.Name} is not running`, 1);
+  if (!args.length) throw new UserError('exec needs a command');
+  const spec = await readJsonIfExists<OciSpec>(path.join(c.paths.bundle, 'config.json'));
+  if (!spec) throw new UserError(`container ${c.record.Name} has no runtime spec (was it started by this drydock?)`);
+  const user = o.user ? await resolveUser(c.paths.merged, o.user) : undefined;
+  let env = mergeEnv(spec.process.env, parseEnvList(o.env ?? []));
+  if (user) env = mergeEnv(env, [`HOME=${user.home}`]);
+  if (o.tty && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=xterm');
+  return execInContainer({
+    id: c.record.Id,
+    args,
+    env,
+    cwd: o.workdir,
+    user: user ? { uid: user.uid, gid: user.gid, ...(user.additionalGids.length ? { additionalGids: user.additionalGids } : {}) } : undefined,
+    tty: o.tty,
+    interactive: o.interactive,
+    base: spec.process,
+    processFile: path.join(c.paths.dir, `exec-${process.pid}-${Date.now()}.json`),
+    runtime: c.record.HostConfig.Runtime,
+  });
+}
+
+export interface CommitOptions { tag?: string; message?: string; author?: string; changes?: string[]; pause?: boolean }
+
+/** The container's upper dir becomes a new layer on top of its image (docker commit). */
+export async function commitContainer(ref: string, o: CommitOptions = {}): Promise<{ id: string; manifestDigest: string; names: string[] }> {
+  const c = await findContainer(ref);
+  const { ContentStore } = await import('../store/content-store.js');
+  const { resolveImage, writeImage } = await import('../store/index.js');
+  const { createLayer } = await import('../layer/index.js');
+  const store = await ContentStore.open();
+  const parent = await resolveImage(store, c.record.ImageManifest);
+  const frozen = c.state.Status === 'running' && o.pause !== false;
+  // Pause (freezer) so the layer is a consistent snapshot, like docker commit's default.
+  if (frozen) await runcSimple(['pause', c.record.Id], c).catch(() => {});
+  let layer;
+  try {
+    layer = await createLayer(store, { dir: c.paths.upper }, { overlayUpper: true });
+  } finally {
+    if (frozen) await runcSimple(['resume', c.record.Id], c).catch(() => {});
+  }
+  const base = parent.config;
+  let config = { ...(base.config ?? {}) };
+  if (o.changes?.length) {
+    const { applyConfigChanges } = await import('../image/config-changes.js');
+    config = applyConfigChanges(config, o.changes);
+  }
+  const created = new Date().toISOString();
+  const written = await writeImage(store, {
+    config: {
+      ...base,
+      created,
+      ...(o.author ? { author: o.author } : {}),
+      config,
+      rootfs: { type: 'layers', diff_ids: [...base.rootfs.diff_ids, layer.diffID] },
+      history: [...(base.history ?? []), { created, created_by: `${c.record.Path} ${c.record.Args.join(' ')}`.trim(), ...(o.author ? { author: o.author } : {}), ...(o.message ? { comment: o.message } : {}) }],
+    },
+    layers: [...parent.manifest.layers.map((l, i) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType, diffID: base.rootfs.diff_ids[i]! })), layer],
+    ...(o.tag ? { tag: o.tag } : {}),
+  });
+  return { id: written.configDigest, manifestDigest: written.manifestDigest, names: written.names };
+}
+
+async function runcSimple(args: string[], c: Container): Promise<void> {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const { runcStateRoot } = await import('./runc.js');
+  await promisify(execFile)(c.record.HostConfig.Runtime || 'runc', ['--root', runcStateRoot(), ...args]);
+}
+
+/** `CTR:path` → container ref and path, else undefined (a host path). */
+export function splitContainerPath(arg: string): { ref: string; path: string } | undefined {
+  const m = arg.match(/^([a-zA-Z0-9][a-zA-Z0-9_.-]*):(.*)$/);
+  if (!m || arg.startsWith('/') || arg.startsWith('.')) return undefined;
+  return { ref: m[1]!, path: m[2] || '/' };
+}
+
+/**
+ * docker cp. Out of the container: the source is resolved inside the rootfs (symlinks cannot
+ * leave it) and copied with symlinks kept as links. Into the container: the host files go through
+ * a tar stream into the foundation's escape-checked extractor, so a symlink planted in the
+ * container cannot redirect the write onto the host.
+ */
+export async function copy(src: string, dst: string, o: { stdout?: NodeJS.WritableStream; stdin?: NodeJS.ReadableStream } = {}): Promise<void> {
+  const from = splitContainerPath(src);
+  const to = splitContainerPath(dst);
+  if (from && to) throw new UserError('copying between containers is not supported; copy to the host first');
+  if (!from && !to) throw new UserError('one of source or destination must be a container path (CTR:PATH)');
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const run = promisify(execFile);
+  if (from) {
+    const c = await findContainer(from.ref);
+    const rootfs = await ensureMounted(c);
+    const hostSrc = await resolveInRoot(rootfs, from.path);
+    const st = await fsp.lstat(hostSrc).catch(() => undefined);
+    if (!st) throw new UserError(`Could not find the file ${from.path} in container ${from.ref}`);
+    const name = path.posix.basename(from.path.replace(/\/+$/, '')) || '.';
+    if (dst === '-') {
+      const child = spawn('tar', ['-C', path.dirname(hostSrc), '-cf', '-', '--', path.basename(hostSrc), ...(name !== path.basename(hostSrc) ? ['--transform', `s|^${escapeRe(path.basename(hostSrc))}|${name}|`] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
+      await pipeline(child.stdout, o.stdout ?? process.stdout, { end: false });
+      return;
+    }
+    const dstStat = await fsp.stat(dst).catch(() => undefined);
+    if (dst.endsWith('/') && !dstStat) throw new UserError(`destination directory ${dst} does not exist`);
+    const target = dstStat?.isDirectory() ? path.join(dst, name) : dst;
+    if (st.isDirectory() && from.path.endsWith('/.')) {
+      await fsp.mkdir(target, { recursive: true });
+      await run('cp', ['-a', '--', `${hostSrc}/.`, target]);
+    } else {
+      await run('cp', ['-a', '--no-target-directory', '--', hostSrc, target]).catch((e) => { throw new UserError(`cp: ${String(e.stderr ?? e.message).trim()}`); });
+    }
+    return;
+  }
+  const c = await findContainer(to!.ref);
+  const rootfs = await ensureMounted(c);
+  const { applyLayer } = await import('../layer/index.js');
+  const { Readable } = await import('node:stream');
+  if (src === '-') {
+    const dir = await resolveInRoot(rootfs, to!.path);
+    if (!(await fsp.stat(dir).catch(() => undefined))?.isDirectory()) throw new UserError(`destination ${to!.path} must be a directory when copying a tar stream from stdin`);
+    await applyLayer(dir, (o.stdin ?? process.stdin) as unknown as InstanceType<typeof Readable>, { compression: 'auto' });
+    return;
+  }
+  const hostSrc = path.resolve(src);
+  const srcStat = await fsp.lstat(hostSrc).catch(() => undefined);
+  if (!srcStat) throw new UserError(`no such file or directory: ${src}`);
+  const innerTarget = await resolveInRoot(rootfs, to!.path);
+  const targetStat = await fsp.stat(innerTarget).catch(() => undefined);
+  let dir: string;
+  let name: string;
+  if (targetStat?.isDirectory() && !(srcStat.isDirectory() && src.endsWith('/.'))) { dir = innerTarget; name = path.basename(hostSrc); }
+  else if (srcStat.isDirectory() && src.endsWith('/.')) { dir = innerTarget; name = '.'; await fsp.mkdir(dir, { recursive: true }); }
+  else {
+    if (to!.path.endsWith('/')) throw new UserError(`destination directory ${to!.path} does not exist in the container`);
+    dir = path.dirname(innerTarget); name = path.basename(innerTarget);
+    if (!(await fsp.stat(dir).catch(() => undefined))?.isDirectory()) throw new UserError(`destination directory ${path.posix.dirname(to!.path)} does not exist in the container`);
+  }
+  const tarArgs = ['-C', name === '.' ? hostSrc : path.dirname(hostSrc), '-cf', '-', '--', name === '.' ? '.' : path.basename(hostSrc)];
+  if (name !== '.' && name !== path.basename(hostSrc)) tarArgs.splice(3, 0, '--transform', `s|^${escapeRe(path.basename(hostSrc))}|${name}|`);
+  const child = spawn('tar', tarArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  await applyLayer(dir, child.stdout, { compression: 'none' });
+  const code = await new Promise<number>((r) => child.on('close', (c2) => r(c2 ?? 1)));
+  if (code !== 0) throw new UserError(`tar: ${err.trim()}`);
+}
+
+function escapeRe(s: string): string {
+  return s.replace(/[|\\^$.*+?()[\]{}]/g, '\\$&');
+}
+
+/** `docker inspect`-shaped JSON for a container. */
+export async function inspectContainer(ref: string): Promise<Record<string, unknown>> {
+  const c = await findContainer(ref);
+  const { record: r, state: s } = c;
+  let pid = s.Pid;
+  if (s.Status === 'running' && !pid) pid = Number((await fsp.readFile(c.paths.pidFile, 'utf8').catch(() => '0')).trim()) || 0;
+  const ports: Record<string, { HostIp: string; HostPort: string }[] | null> = {};
+  for (const p of Object.keys(r.Config.ExposedPorts ?? {})) ports[p.includes('/') ? p : `${p}/tcp`] = null;
+  for (const b of (s.Ports.length ? s.Ports : r.HostConfig.PortBindings)) {
+    const key = `${b.containerPort}/${b.protocol}`;
+    (ports[key] ??= []).push({ HostIp: b.hostIp, HostPort: String(b.hostPort || '') });
+  }
+  return {
+    Id: r.Id,
+    Created: r.Created,
+    Path: r.Path,
+    Args: r.Args,
+    State: {
+      Status: s.Status, Running: s.Status === 'running', Paused: false, Restarting: s.Status === 'restarting',
+      OOMKilled: !!s.OOMKilled, Dead: false, Pid: pid, ExitCode: s.ExitCode, Error: s.Error,
+      StartedAt: s.StartedAt, FinishedAt: s.FinishedAt,
+    },
+    Image: r.ImageID,
+    ResolvConfPath: path.join(c.paths.dir, 'hostfiles/resolv.conf'),
+    HostnamePath: path.join(c.paths.dir, 'hostfiles/hostname'),
+    HostsPath: path.join(c.paths.dir, 'hostfiles/hosts'),
+    LogPath: c.paths.log,
+    Name: `/${r.Name}`,
+    RestartCount: s.RestartCount,
+    Driver: 'overlay',
+    Platform: 'linux',
+    HostConfig: {
+      AutoRemove: r.HostConfig.AutoRemove,
+      NetworkMode: r.HostConfig.NetworkMode,
+      PortBindings: Object.fromEntries(r.HostConfig.PortBindings.map((b) => [`${b.containerPort}/${b.protocol}`, [{ HostIp: b.hostIp, HostPort: b.hostPort ? String(b.hostPort) : '' }]])),
+      PublishAllPorts: r.HostConfig.PublishAllPorts,
+      RestartPolicy: r.HostConfig.RestartPolicy,
+      ReadonlyRootfs: r.HostConfig.ReadonlyRootfs,
+      Memory: r.HostConfig.Memory,
+      NanoCpus: r.HostConfig.NanoCpus,
+      Init: r.HostConfig.Init,
+      Runtime: r.HostConfig.Runtime,
+      Binds: r.HostConfig.Mounts.filter((m) => m.Type !== 'tmpfs').map((m) => `${m.Source}:${m.Destination}${m.RW ? '' : ':ro'}`),
+      Tmpfs: Object.fromEntries(r.HostConfig.Mounts.filter((m) => m.Type === 'tmpfs').map((m) => [m.Destination, (m.Options ?? []).join(',')])),
+      GroupAdd: r.HostConfig.GroupAdd,
+      ExtraHosts: r.HostConfig.ExtraHosts,
+      Dns: r.HostConfig.Dns,
+    },
+    GraphDriver: {
+      Name: 'overlay',
+      Data: { LowerDir: [...r.LowerDirs].reverse().join(':'), UpperDir: c.paths.upper, MergedDir: c.paths.merged, WorkDir: path.join(c.paths.dir, 'work') },
+    },
+    Mounts: await Promise.all(r.HostConfig.Mounts.map(async (m) => ({
+      Type: m.Type,
+      ...(m.Type === 'volume' ? { Name: m.Source, Driver: 'local' } : {}),
+      Source: m.Type === 'volume' ? (m.Source ? (await inspectVolume(m.Source))?.Mountpoint ?? '' : '') : m.Source,
+      Destination: m.Destination,
+      Mode: m.RW ? '' : 'ro',
+      RW: m.RW,
+      Propagation: m.Type === 'bind' ? 'rprivate' : '',
+    }))),
+    Config: r.Config,
+    NetworkSettings: {
+      Ports: ports,
+      IPAddress: s.Network?.ipAddress ?? '',
+      Gateway: s.Network?.gateway ?? '',
+      IPPrefixLen: s.Network ? 24 : 0,
+      MacAddress: s.Network?.macAddress ?? '',
+      SandboxKey: s.Network?.netnsPath ?? '',
+      Networks: s.Network ? { bridge: { IPAddress: s.Network.ipAddress, Gateway: s.Network.gateway, IPPrefixLen: 24, MacAddress: s.Network.macAddress, NetworkID: s.Network.bridge } } : {},
+    },
+  };
+}
+
+export { runnerAlive, containerState };

@@ -1,0 +1,209 @@
+// Runs a created container to completion: mount the rootfs, set up the network, generate the
+// spec, `runc run`, capture logs, publish ports, record state, apply the restart policy, and
+// clean up. The same code runs in the foreground `drydock run` and in the detached monitor.
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import type { StdioOptions } from 'node:child_process';
+import { UserError } from '../util/errors.js';
+import { type Container, type ContainerState, processStartTime, updateState, writeState, ZERO_TIME, loadContainer } from './containers.js';
+import { mountRootfs, isMountPoint } from './overlay.js';
+import { createRuntimeSpec, type OciMount, type OciResources, type NetworkSpec } from './spec.js';
+import { startRuncRun, deleteContainer, type RunResult } from './runc.js';
+import { setupBridgeNetwork, teardownBridgeNetwork, type ContainerNetwork } from './network.js';
+import { startPortProxy, type RunningProxy } from './ports.js';
+import { JsonLogWriter } from './logs.js';
+import { createVolume, seedVolume } from './volumes.js';
+import { resolveInRoot } from './rootfs-path.js';
+
+export type RunnerIO =
+  /** Foreground: attach to our terminal. `log` tees output into the container log (no tty). */
+  | { mode: 'foreground'; log: boolean }
+  /** Detached monitor: output goes to the log only; `ready` reports the start (or its failure). */
+  | { mode: 'monitor'; ready(error?: Error): void };
+
+/** Mounts the container's overlay rootfs unless it is mounted already (e.g. after a reboot). */
+export async function ensureMounted(c: Container): Promise<string> {
+  if (!(await isMountPoint(c.paths.merged))) await mountRootfs({ lowerDirs: c.record.LowerDirs, workDir: c.paths.dir });
+  return c.paths.merged;
+}
+
+async function ociMounts(c: Container, rootfs: string): Promise<OciMount[]> {
+  const out: OciMount[] = [];
+  for (const m of c.record.HostConfig.Mounts) {
+    if (m.Type === 'tmpfs') {
+      const opts = m.Options?.length ? m.Options : [];
+      out.push({ destination: m.Destination, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', ...(opts.some((o) => o.startsWith('mode=')) ? [] : ['mode=1777']), ...opts] });
+      continue;
+    }
+    let source = m.Source;
+    if (m.Type === 'volume') {
+      if (!m.Source) {
+        // Anonymous volume: named by a random id at first start, remembered in the record.
+        const { volume } = await createVolume(undefined, { anonymous: true });
+        m.Source = volume.Name;
+        const { writeJsonAtomic } = await import('../util/fs.js');
+        await writeJsonAtomic(c.paths.config, c.record);
+      }
+      const { volume, created } = await createVolume(m.Source);
+      source = volume.Mountpoint;
+      if (created || m.Anonymous) await seedVolume(source, await resolveInRoot(rootfs, m.Destination));
+    }
+    const propagation = m.Options?.find((o) => /shared|slave|private/.test(o)) ?? 'rprivate';
+    out.push({ destination: m.Destination, type: 'bind', source, options: ['rbind', propagation, ...(m.RW ? [] : ['ro'])] });
+  }
+  return out;
+}
+
+function resources(c: Container): OciResources | undefined {
+  const h = c.record.HostConfig;
+  if (!h.Memory && !h.NanoCpus) return undefined;
+  const r: OciResources = {};
+  if (h.Memory) r.memory = { limit: h.Memory };
+  if (h.NanoCpus) r.cpu = { period: 100000, quota: Math.round((h.NanoCpus / 1e9) * 100000) };
+  return r;
+}
+
+async function waitForPid(pidFile: string, exited: () => boolean): Promise<number> {
+  for (;;) {
+    const text = await fsp.readFile(pidFile, 'utf8').catch(() => '');
+    if (text.trim()) return Number(text.trim());
+    if (exited()) return 0;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs the container until it exits for good; returns its last exit code. */
+export async function runContainer(initial: Container, io: RunnerIO): Promise<number> {
+  let c = initial;
+  const rec = c.record;
+  const id = rec.Id;
+  let exitCode = 0;
+  let readyReported = false;
+  const reportReady = (e?: Error) => { if (!readyReported && io.mode === 'monitor') { readyReported = true; io.ready(e); } };
+  for (let attempt = 0; ; attempt++) {
+    let net: ContainerNetwork | undefined;
+    let proxy: RunningProxy | undefined;
+    let logs: JsonLogWriter | undefined;
+    let startError: Error | undefined;
+    let result: RunResult | undefined;
+    try {
+      const rootfs = await ensureMounted(c);
+      let network: NetworkSpec = rec.HostConfig.NetworkMode === 'bridge' ? 'none' : rec.HostConfig.NetworkMode;
+      const extraHosts = [...rec.HostConfig.ExtraHosts];
+      if (rec.HostConfig.NetworkMode === 'bridge') {
+        net = await setupBridgeNetwork(id);
+        network = { netnsPath: net.netnsPath };
+        extraHosts.push(`${net.ipAddress}\t${rec.Config.Hostname}`);
+      }
+      const spec = await createRuntimeSpec({
+        rootfs,
+        args: [rec.Path, ...rec.Args],
+        env: rec.Config.Env ?? [],
+        cwd: rec.Config.WorkingDir || '/',
+        user: rec.Config.User ?? '',
+        groupAdd: rec.HostConfig.GroupAdd,
+        hostname: rec.HostConfig.NetworkMode === 'host' ? undefined : rec.Config.Hostname,
+        network,
+        mounts: await ociMounts(c, rootfs),
+        readonlyRootfs: rec.HostConfig.ReadonlyRootfs,
+        terminal: rec.Config.Tty,
+        resources: resources(c),
+        init: rec.HostConfig.Init,
+        hostFilesDir: path.join(c.paths.dir, 'hostfiles'),
+        extraHosts,
+        ...(rec.HostConfig.Dns.length ? { dns: rec.HostConfig.Dns } : {}),
+      });
+      if (net && rec.HostConfig.PortBindings.length) proxy = await startPortProxy(rec.HostConfig.PortBindings, net.ipAddress);
+
+      const tee = io.mode === 'foreground' && io.log && !rec.Config.Tty;
+      const capture = io.mode === 'monitor' || tee;
+      let stdio: StdioOptions;
+      if (io.mode === 'foreground') stdio = tee ? [rec.Config.OpenStdin ? 'inherit' : 'ignore', 'pipe', 'pipe'] : [rec.Config.OpenStdin || rec.Config.Tty ? 'inherit' : 'ignore', 'inherit', 'inherit'];
+      // The monitor keeps stdin open (never written) for -i, so shells do not see EOF and exit.
+      else stdio = [rec.Config.OpenStdin || rec.Config.Tty ? 'pipe' : 'ignore', 'pipe', 'pipe'];
+
+      const now = new Date().toISOString();
+      const state: ContainerState = {
+        ...c.state,
+        Status: 'running', Pid: 0, RunnerPid: process.pid, RunnerStart: processStartTime(process.pid) ?? '',
+        ExitCode: 0, Error: '', StartedAt: now, FinishedAt: ZERO_TIME, 
+        Ports: proxy?.bindings ?? [], ...(net ? { Network: net } : { Network: undefined }), StopRequested: false,
+      };
+      await writeState(c.paths, state, !rec.HostConfig.AutoRemove);
+      const h = await startRuncRun({ id, bundleDir: c.paths.bundle, spec, stdio, pidFile: c.paths.pidFile, runtime: rec.HostConfig.Runtime, architecture: rec.Architecture });
+      if (capture) {
+        logs = new JsonLogWriter(c.paths.log);
+        h.child.stdout!.pipe(logs.stream('stdout', tee ? process.stdout : undefined));
+        h.child.stderr!.pipe(logs.stream('stderr', tee ? process.stderr : undefined));
+      }
+      let exited = false;
+      h.child.on('exit', () => { exited = true; });
+      if (io.mode === 'monitor') {
+        const pid = await waitForPid(c.paths.pidFile, () => exited);
+        if (pid) { await updateState(c.paths, (s) => { s.Pid = pid; }); reportReady(); }
+      }
+      try {
+        result = await h.wait();
+      } catch (e) {
+        startError = e as Error;
+      }
+      if (logs) {
+        await Promise.all([once(h.child.stdout!), once(h.child.stderr!)]);
+        await logs.close();
+      }
+    } catch (e) {
+      startError = e as Error;
+    } finally {
+      await proxy?.close().catch(() => {});
+      await deleteContainer(id, { force: true, runtime: rec.HostConfig.Runtime });
+      if (net) await teardownBridgeNetwork(net, id);
+    }
+    exitCode = startError ? ((startError as UserError).exitCode ?? 125) : result!.exitCode;
+    if (rec.HostConfig.AutoRemove && io.mode === 'foreground') {
+      // Removed right below; no need to record the exit.
+      if (startError) { await finish(c); throw startError; }
+      break;
+    }
+    const after = await updateState(c.paths, (s) => {
+      s.Status = 'exited'; s.Pid = 0; s.ExitCode = exitCode; s.FinishedAt = new Date().toISOString();
+      s.Error = startError ? startError.message : ''; s.Ports = []; delete s.Network;
+    });
+    if (startError) {
+      reportReady(startError);
+      // A start failure is final for the foreground (the user sees it); the monitor retries only by policy.
+      if (io.mode === 'foreground') { await finish(c); throw startError; }
+    }
+    const policy = rec.HostConfig.RestartPolicy;
+    // The monitor applies the restart policy; a command that cannot even start is not retried.
+    const wantRestart = io.mode === 'monitor' && !after.StopRequested && !(startError && attempt === 0) && (
+      (policy.Name === 'on-failure' && exitCode !== 0 && (policy.MaximumRetryCount === 0 || after.RestartCount < policy.MaximumRetryCount)) ||
+      policy.Name === 'always' || policy.Name === 'unless-stopped');
+    if (!wantRestart) break;
+    // Docker's back-off: 100 ms doubling, capped; reset after 10 s of successful running.
+    const delay = Math.min(100 * 2 ** Math.min(after.RestartCount, 10), 60_000);
+    await updateState(c.paths, (s) => { s.Status = 'restarting'; s.RestartCount += 1; });
+    await sleep(delay);
+    const reloaded = await loadContainer(id);
+    if (!reloaded || reloaded.state.StopRequested) break;
+    c = reloaded;
+  }
+  await finish(c);
+  return exitCode;
+}
+
+function once(stream: NodeJS.ReadableStream): Promise<void> {
+  return new Promise((resolve) => {
+    if ((stream as unknown as { readableEnded?: boolean }).readableEnded || (stream as unknown as { destroyed?: boolean }).destroyed) return resolve();
+    stream.once('end', () => resolve());
+    stream.once('close', () => resolve());
+  });
+}
+
+async function finish(c: Container): Promise<void> {
+  if (c.record.HostConfig.AutoRemove) {
+    const { destroyContainer } = await import('./lifecycle.js');
+    await destroyContainer(c, { volumes: true });
+  }
+}
