@@ -22,6 +22,8 @@ export interface LayerInfo {
   diffID: string;
   mediaType: string;
   uncompressedSize: number;
+  /** True when the blob was new to the store (see WrittenBlob.created). */
+  created?: boolean;
 }
 
 export interface CreateLayerOptions {
@@ -167,10 +169,11 @@ export async function storeLayerStream(store: ContentStore, tar: Readable, opts:
   const compressed = pipeline(tar, diffHasher, compressor(compression, { level: opts.compressionLevel }), () => {
     /* an error destroys the last stream, which fails writeBlob below */
   });
-  const { digest, size } = await store.writeBlob(compressed as unknown as Readable);
+  const { digest, size, created } = await store.writeBlob(compressed as unknown as Readable);
   return {
     digest,
     size,
+    created,
     diffID: diffHasher.digester.digest(),
     mediaType: ociLayerMediaType(compression),
     uncompressedSize: diffHasher.digester.size,

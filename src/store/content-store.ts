@@ -30,6 +30,9 @@ export interface BlobWriteExpectation {
 export interface WrittenBlob {
   digest: string;
   size: number;
+  /** True when this call added the blob (it was not in the store before): callers that
+   * must undo a half-finished operation delete exactly these. */
+  created?: boolean;
 }
 
 /** Default store root, honouring DRYDOCK_ROOT. */
@@ -127,7 +130,7 @@ export class ContentStore {
     const algorithm = expect.digest ? parseDigest(expect.digest).algorithm : expect.algorithm ?? 'sha256';
     if (expect.digest && expect.size !== undefined && (await this.statBlob(expect.digest)) === expect.size) {
       if (source instanceof Readable) source.destroy();
-      return { digest: expect.digest, size: expect.size };
+      return { digest: expect.digest, size: expect.size, created: false };
     }
     const tmp = path.join(this.tmpDir, `ingest-${process.pid}-${randomBytes(8).toString('hex')}`);
     const hasher = new HashingTransform(algorithm, expect.size);
@@ -147,9 +150,10 @@ export class ContentStore {
       try { await fh.sync(); } finally { await fh.close(); }
       const target = this.blobPath(digest);
       await fsp.mkdir(path.dirname(target), { recursive: true });
+      const existed = (await this.statBlob(digest)) !== undefined;
       await fsp.rename(tmp, target);
       await fsyncDir(path.dirname(target));
-      return { digest, size };
+      return { digest, size, created: !existed };
     } catch (e) {
       await fsp.rm(tmp, { force: true });
       throw e;
@@ -157,10 +161,10 @@ export class ContentStore {
   }
 
   /** Writes a JSON document as a blob and returns its descriptor. */
-  async writeJson(value: unknown, mediaType: string): Promise<Descriptor & { bytes: Buffer }> {
+  async writeJson(value: unknown, mediaType: string): Promise<Descriptor & { bytes: Buffer; created?: boolean }> {
     const bytes = Buffer.from(JSON.stringify(value));
-    const { digest, size } = await this.writeBlob(bytes, { digest: digestOf(bytes), size: bytes.length });
-    return { mediaType, digest, size, bytes };
+    const { digest, size, created } = await this.writeBlob(bytes, { digest: digestOf(bytes), size: bytes.length });
+    return { mediaType, digest, size, bytes, created };
   }
 
   /** Raw bytes as a blob (manifests whose exact bytes must be preserved). */

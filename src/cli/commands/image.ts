@@ -233,6 +233,48 @@ Examples:
     });
 
   program
+    .command('save')
+    .description('Save one or more images to a tar archive (docker-archive by default, like docker save)')
+    .argument('<image...>', 'names, IDs or digests')
+    .option('-o, --output <file>', 'write to a file (or a directory for oci-dir) instead of STDOUT')
+    .addOption(new Option('--format <format>', 'archive format').choices(['docker-archive', 'oci-archive', 'oci-dir']).default('docker-archive'))
+    .option('-q, --quiet', 'print nothing on success')
+    .addHelpText('after', `
+Examples:
+  drydock save busybox -o busybox.tar
+  drydock save --format oci-archive -o app.oci.tar myorg/app:1.0 myorg/app:1.1
+  drydock save --format oci-dir -o ./layout busybox      # then: umoci unpack --image ./layout:latest
+  drydock save busybox | gzip > busybox.tar.gz`)
+    .action(async (names: string[], flags: { output?: string; format: 'docker-archive' | 'oci-archive' | 'oci-dir'; quiet?: boolean }) => {
+      const { saveImages } = await import('../../archive/index.js');
+      if (!flags.output && process.stdout.isTTY) throw new UserError('cowardly refusing to write a tar archive to a terminal: use -o FILE or redirect');
+      const store = await openStore();
+      await saveImages(store, names, flags.output ?? process.stdout, { format: flags.format });
+    });
+
+  program
+    .command('load')
+    .description('Load images from a docker-archive or oci-archive (plain, gzip or zstd; format detected)')
+    .option('-i, --input <file>', 'read from a file instead of STDIN')
+    .option('-q, --quiet', 'suppress the load output')
+    .addHelpText('after', `
+Examples:
+  drydock load -i busybox.tar
+  podman save --format oci-archive alpine | drydock load
+  drydock load < images.tar.gz`)
+    .action(async (flags: { input?: string; quiet?: boolean }) => {
+      const { loadArchive } = await import('../../archive/index.js');
+      if (!flags.input && process.stdin.isTTY) throw new UserError('requested load from stdin, but stdin is a terminal: use -i FILE or pipe an archive');
+      const store = await openStore();
+      const r = await loadArchive(store, flags.input ?? process.stdin);
+      if (flags.quiet) return;
+      for (const img of r.images) {
+        if (img.names.length === 0) process.stdout.write(`Loaded image: ${img.manifestDigest}\n`);
+        for (const n of img.names) process.stdout.write(`Loaded image: ${(await displayName(n)).familiar}\n`);
+      }
+    });
+
+  program
     .command('export')
     .description("Export an image's flattened filesystem as a tar archive (whiteouts applied)")
     .argument('<image>', 'name, ID or digest')
