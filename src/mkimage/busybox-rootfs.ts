@@ -49,13 +49,18 @@ export async function buildBusyboxRootfs(dir: string, opts: BusyboxRootfsOptions
   await fsp.copyFile(busybox, path.join(dir, 'bin/busybox'));
   await fsp.chmod(path.join(dir, 'bin/busybox'), 0o755);
   const applets = await busyboxApplets(busybox);
-  for (const rel of applets) {
-    if (rel === 'bin/busybox') continue;
+  // Concurrent: ~270 links one syscall round-trip at a time were most of the command's time.
+  await Promise.all(applets.filter((rel) => rel !== 'bin/busybox').map(async (rel) => {
     const target = path.join(dir, rel);
-    const depth = rel.split('/').length - 1;
-    await fsp.rm(target, { force: true });
-    await fsp.symlink(`${'../'.repeat(depth)}bin/busybox`, target);
-  }
+    const link = `${'../'.repeat(rel.split('/').length - 1)}bin/busybox`;
+    try {
+      await fsp.symlink(link, target);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      await fsp.rm(target, { force: true });
+      await fsp.symlink(link, target);
+    }
+  }));
   await fsp.writeFile(path.join(dir, 'etc/passwd'), PASSWD);
   await fsp.writeFile(path.join(dir, 'etc/group'), GROUP);
   await fsp.writeFile(path.join(dir, 'etc/shadow'), 'root:*:19000:0:99999:7:::\n', { mode: 0o640 });

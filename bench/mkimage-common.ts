@@ -1,0 +1,72 @@
+// Shared plumbing for the mkimage benchmarks: how to invoke drydock (compiled CLI when built,
+// else from source through tsx), an isolated podman as the peer, timing and the result table.
+import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync, readFileSync, mkdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const fromSource = import.meta.url.endsWith('.ts');
+export const PROJECT_ROOT = fromSource ? path.resolve(here, '..') : path.resolve(here, '../..');
+
+/** argv prefix that runs the drydock CLI. */
+export function drydockCommand(): string[] {
+  const compiled = path.join(PROJECT_ROOT, 'dist/src/cli/main.js');
+  if (!fromSource && existsSync(compiled)) return [process.execPath, compiled];
+  return [process.execPath, '--import', 'tsx', path.join(PROJECT_ROOT, 'src/cli/main.ts')];
+}
+
+export function sh(cmd: string[], opts: SpawnSyncOptions = {}): string {
+  const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', maxBuffer: 64 << 20, ...opts });
+  if (r.status !== 0) throw new Error(`${cmd.join(' ')} failed (${r.status ?? r.signal}): ${String(r.stderr).slice(-2000)}`);
+  return String(r.stdout);
+}
+
+export function shell(script: string, opts: SpawnSyncOptions = {}): string {
+  return sh(['bash', '-o', 'pipefail', '-c', script], opts);
+}
+
+/** Seconds a function takes. */
+export function timed<T>(fn: () => T): { seconds: number; value: T } {
+  const t = process.hrtime.bigint();
+  const value = fn();
+  return { seconds: Number(process.hrtime.bigint() - t) / 1e9, value };
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export function scratchDir(prefix: string): string {
+  return mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** podman with private storage, the sandbox's containers.conf written when missing. */
+export function isolatedPodman(dir: string): { argv: string[]; cleanup(): void } {
+  const conf = '/etc/containers/containers.conf';
+  const text = existsSync(conf) ? readFileSync(conf, 'utf8') : '';
+  if (!/default_ulimits\s*=\s*\[\]/.test(text) || !/runtime\s*=\s*"runc"/.test(text)) {
+    mkdirSync(path.dirname(conf), { recursive: true });
+    writeFileSync(conf, '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\n');
+  }
+  const argv = ['podman', '--root', path.join(dir, 'proot'), '--runroot', path.join(dir, 'prun'), '--storage-driver', 'overlay', '--cgroup-manager', 'cgroupfs', '--events-backend', 'none'];
+  return {
+    argv,
+    cleanup: () => { spawnSync(argv[0]!, [...argv.slice(1), 'system', 'reset', '-f'], { stdio: 'ignore' }); },
+  };
+}
+
+export function printTable(title: string, rows: [string, ...string[]][], headers: string[]): void {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  console.log(`\n${title}`);
+  console.log(line(headers));
+  for (const r of rows) console.log(line(r));
+}
+
+export function cleanupDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
