@@ -264,6 +264,7 @@ export function describeStatus(state: ContainerState, now = Date.now()): string 
 export function humanDuration(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
   if (s < 1) return 'Less than a second';
+  if (s === 1) return '1 second';
   if (s < 60) return `${s} seconds`;
   const m = Math.round(s / 60);
   if (m < 60) return m === 1 ? 'About a minute' : `${m} minutes`;

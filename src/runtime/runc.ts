@@ -60,13 +60,18 @@ export interface RuncRunHandle {
  * Starts `runc run` (foreground: runc waits for the container and exits with its status) and
  * forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT to it while it runs, so this process lives to clean up.
  */
-export async function startRuncRun(o: RuncOptions & { id: string; bundleDir: string; spec: OciSpec; stdio: StdioOptions; pidFile?: string; architecture?: string }): Promise<RuncRunHandle> {
+export async function startRuncRun(o: RuncOptions & { id: string; bundleDir: string; spec: OciSpec; stdio: StdioOptions; pidFile?: string; architecture?: string; ptyWrapper?: boolean }): Promise<RuncRunHandle> {
   await writeBundle(o.bundleDir, o.spec);
   const { bin, args } = base(o);
   const logFile = path.join(o.bundleDir, 'runc.log');
   await fsp.rm(logFile, { force: true });
   if (o.pidFile) await fsp.rm(o.pidFile, { force: true });
-  const child = spawn(bin, [...args, '--log', logFile, '--log-format', 'json', 'run', '--bundle', o.bundleDir, ...(o.pidFile ? ['--pid-file', o.pidFile] : []), o.id], { stdio: o.stdio });
+  const argv = [bin, ...args, '--log', logFile, '--log-format', 'json', 'run', '--bundle', o.bundleDir, ...(o.pidFile ? ['--pid-file', o.pidFile] : []), o.id];
+  // A terminal container without a terminal of ours (the detached monitor): util-linux `script`
+  // gives runc a pseudo-terminal and copies its output to our pipe, which becomes the log.
+  const child = o.ptyWrapper
+    ? spawn('script', ['-q', '-f', '-e', '-c', argv.map(shellQuote).join(' '), '/dev/null'], { stdio: o.stdio })
+    : spawn(argv[0]!, argv.slice(1), { stdio: o.stdio });
   const forward = (sig: NodeJS.Signals) => { try { child.kill(sig); } catch { /* exited */ } };
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
   for (const s of signals) process.on(s, forward);
@@ -102,6 +107,10 @@ export async function runOnce(opts: RunOnceOptions): Promise<RunResult> {
   } finally {
     await deleteContainer(opts.id, { ...opts, force: true });
   }
+}
+
+function shellQuote(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 function signalName(n: number): string | undefined {

@@ -132,7 +132,7 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
         Ports: proxy?.bindings ?? [], ...(net ? { Network: net } : { Network: undefined }), StopRequested: false,
       };
       await writeState(c.paths, state, !rec.HostConfig.AutoRemove);
-      const h = await startRuncRun({ id, bundleDir: c.paths.bundle, spec, stdio, pidFile: c.paths.pidFile, runtime: rec.HostConfig.Runtime, architecture: rec.Architecture });
+      const h = await startRuncRun({ id, bundleDir: c.paths.bundle, spec, stdio, pidFile: c.paths.pidFile, runtime: rec.HostConfig.Runtime, architecture: rec.Architecture, ptyWrapper: io.mode === 'monitor' && rec.Config.Tty });
       if (capture) {
         logs = new JsonLogWriter(c.paths.log);
         h.child.stdout!.pipe(logs.stream('stdout', tee ? process.stdout : undefined));

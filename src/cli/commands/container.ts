@@ -87,7 +87,11 @@ Examples:
     .action(async (image: string, command: string[], f: RunFlags) => {
       const { runNew } = await rt();
       if (f.detach && f.rm && f.restart && f.restart !== 'no') throw new UserError('conflicting options: --restart and --rm');
-      const r = await runNew({ ...createOptions(image, command, f), detach: f.detach });
+      // Docker's convention: 125 when drydock itself fails (126/127 come from the runtime).
+      const r = await runNew({ ...createOptions(image, command, f), detach: f.detach }).catch((e) => {
+        if (e instanceof UserError && e.exitCode === 1) throw new UserError(e.message, 125);
+        throw e;
+      });
       if (f.detach) process.stdout.write(`${r.id}\n`);
       else process.exitCode = r.exitCode;
     });
