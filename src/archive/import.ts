@@ -46,9 +46,18 @@ export class TarValidator extends Transform {
   constructor() {
     super({ highWaterMark: STREAM_CHUNK });
     this.parsed = (async () => {
+      // Symlinks seen so far: an entry beneath one would be written through it on extraction.
+      const symlinks = new Set<string>();
       for await (const entry of this.extract) {
         this.entries++;
-        checkHeader(entry.header as EntryHeader);
+        const h = entry.header as EntryHeader;
+        const rel = checkHeader(h);
+        const parts = rel.split('/');
+        for (let i = 1; i < parts.length; i++) {
+          const parent = parts.slice(0, i).join('/');
+          if (symlinks.has(parent)) throw new LayerError(`entry "${h.name}": parent "${parent}" is a symlink earlier in the archive; refusing (could escape the root)`);
+        }
+        if (h.type === 'symlink') symlinks.add(rel); else symlinks.delete(rel);
         entry.resume();
       }
     })();
@@ -69,14 +78,15 @@ export class TarValidator extends Transform {
   }
 }
 
-function checkHeader(h: EntryHeader): void {
+function checkHeader(h: EntryHeader): string {
   const paxBytes = Object.entries(h.pax ?? {}).reduce((n, [k, v]) => n + k.length + String(v).length + 16, 0);
   if (paxBytes > MAX_PAX_BYTES) throw new LayerError(`entry "${h.name.slice(0, 200)}": PAX header of ${paxBytes} bytes exceeds the ${MAX_PAX_BYTES}-byte cap`);
-  normalizeEntryPath(h.name);
+  const rel = normalizeEntryPath(h.name);
   if (h.type === 'link') {
     if ((h.linkname ?? '').startsWith('/')) throw new LayerError(`entry "${h.name}": hardlink to absolute path "${h.linkname}" is refused (would escape the root)`);
     normalizeEntryPath(h.linkname ?? '', `hardlink "${h.name}" target`);
   }
+  return rel;
 }
 
 export function describeTarError(e: unknown): unknown {

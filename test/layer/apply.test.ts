@@ -1,0 +1,195 @@
+// applyLayer: escapes refused (table-driven), whiteouts, compression detection, limits.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp, lstatSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { getAttribute } from '@napi-rs/xattr';
+import { applyLayer, normalizeEntryPath } from '../../src/layer/index.js';
+import { tempDir, requireRoot, requireTool } from '../helpers/env.js';
+import { makeTar, gzip, zstd, type TarSpec } from '../helpers/tars.js';
+
+const stream = (b: Buffer) => Readable.from([b]);
+
+/** A target dir inside a sandbox whose sibling "outside" must never be touched. */
+async function sandbox(): Promise<{ target: string; outside: string }> {
+  const base = tempDir('drydock-layer-apply-');
+  const target = path.join(base, 'root');
+  const outside = path.join(base, 'outside');
+  await fsp.mkdir(target);
+  await fsp.mkdir(outside);
+  await fsp.writeFile(path.join(outside, 'secret'), 'keep me');
+  return { target, outside };
+}
+
+async function listTree(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await fsp.readdir(dir, { recursive: true })) out.push(String(e));
+  return out.sort();
+}
+
+const escapes: { name: string; entries: TarSpec[]; error: RegExp }[] = [
+  { name: '../ path', entries: [{ name: '../../etc/passwd', body: 'root::0:0::/:/bin/sh\n' }], error: /entry "\.\.\/\.\.\/etc\/passwd": "\.\." path components are refused/ },
+  { name: '.. in the middle', entries: [{ name: 'a/../../outside/secret', body: 'x' }], error: /"\.\." path components are refused/ },
+  { name: 'absolute path', entries: [{ name: '/etc/passwd', body: 'x' }], error: /entry "\/etc\/passwd": absolute paths are refused/ },
+  {
+    name: 'symlink to /etc followed by a file under it',
+    entries: [{ name: 'etc', type: 'symlink', linkname: '/etc' }, { name: 'etc/passwd', body: 'pwned' }],
+    error: /entry "etc\/passwd": parent "etc" is a symlink/,
+  },
+  {
+    name: 'symlink swapped in for a directory earlier in the archive',
+    entries: [
+      { name: 'lib/', type: 'directory' },
+      { name: 'lib', type: 'symlink', linkname: '../outside' },
+      { name: 'lib/secret', body: 'overwritten' },
+    ],
+    error: /entry "lib\/secret": parent "lib" is a symlink/,
+  },
+  { name: 'hardlink to /etc/shadow', entries: [{ name: 'shadow', type: 'link', linkname: '/etc/shadow' }], error: /entry "shadow": hardlink to absolute path "\/etc\/shadow" is refused/ },
+  { name: 'hardlink climbing out', entries: [{ name: 'x', type: 'link', linkname: '../outside/secret' }], error: /hardlink "x" target "\.\.\/outside\/secret": "\.\." path components are refused/ },
+  {
+    name: 'hardlink through a symlink',
+    entries: [{ name: 'out', type: 'symlink', linkname: '../outside' }, { name: 'x', type: 'link', linkname: 'out/secret' }],
+    error: /entry "x": parent "out" is a symlink/,
+  },
+  { name: 'hardlink to a missing file', entries: [{ name: 'x', type: 'link', linkname: 'nope' }], error: /hardlink target "nope" does not exist/ },
+  { name: 'device node when not allowed', entries: [{ name: 'dev/sda', type: 'block-device', devmajor: 8, devminor: 0 }], error: /entry "dev\/sda": device nodes are refused/ },
+  { name: 'NUL in name', entries: [{ name: 'a\u0000b', body: 'x' }], error: /NUL byte|"\.\." path|a/ },
+];
+
+for (const c of escapes) {
+  test(`refuses: ${c.name}`, async () => {
+    const { target, outside } = await sandbox();
+    await assert.rejects(applyLayer(target, stream(makeTar(c.entries))), c.error);
+    assert.equal(await fsp.readFile(path.join(outside, 'secret'), 'utf8'), 'keep me');
+    assert.deepEqual(await fsp.readdir(outside), ['secret']);
+  });
+}
+
+test('refuses writing through a symlink left by a lower layer', async () => {
+  const { target, outside } = await sandbox();
+  await applyLayer(target, stream(makeTar([{ name: 'data', type: 'symlink', linkname: outside }])));
+  await assert.rejects(applyLayer(target, stream(makeTar([{ name: 'data/secret', body: 'pwned' }]))), /parent "data" is a symlink/);
+  assert.equal(await fsp.readFile(path.join(outside, 'secret'), 'utf8'), 'keep me');
+});
+
+test('a file entry replaces a symlink instead of writing through it', async () => {
+  const { target, outside } = await sandbox();
+  await applyLayer(target, stream(makeTar([{ name: 'f', type: 'symlink', linkname: path.join(outside, 'secret') }])));
+  await applyLayer(target, stream(makeTar([{ name: 'f', body: 'new' }])));
+  assert.equal(await fsp.readFile(path.join(target, 'f'), 'utf8'), 'new');
+  assert.ok(lstatSync(path.join(target, 'f')).isFile());
+  assert.equal(await fsp.readFile(path.join(outside, 'secret'), 'utf8'), 'keep me');
+});
+
+test('absolute and dangling symlink targets are stored verbatim, never followed', async () => {
+  const { target } = await sandbox();
+  await applyLayer(target, stream(makeTar([
+    { name: 'etc/', type: 'directory' },
+    { name: 'etc/localtime', type: 'symlink', linkname: '/usr/share/zoneinfo/UTC' },
+    { name: 'up', type: 'symlink', linkname: '../../../../etc/passwd' },
+  ])));
+  assert.equal(await fsp.readlink(path.join(target, 'etc/localtime')), '/usr/share/zoneinfo/UTC');
+  assert.equal(await fsp.readlink(path.join(target, 'up')), '../../../../etc/passwd');
+});
+
+const corrupt: { name: string; data: () => Buffer; error: RegExp }[] = [
+  { name: 'corrupt gzip', data: () => { const g = gzip(makeTar([{ name: 'a', body: 'hello' }])); g[g.length - 6] ^= 0xff; g[12] ^= 0xff; return g; }, error: /corrupt gzip data|truncated gzip/ },
+  { name: 'truncated gzip', data: () => gzip(makeTar([{ name: 'a', body: randomBytes(100000) }])).subarray(0, 20000), error: /truncated gzip data|corrupt gzip/ },
+  { name: 'truncated tar', data: () => makeTar([{ name: 'a', body: 'x'.repeat(5000) }]).subarray(0, 2048), error: /truncated tar archive/ },
+  { name: 'not a tar', data: () => Buffer.from('this is not a tar archive at all'.repeat(40)), error: /not a valid tar archive|truncated tar/ },
+  { name: 'xz input', data: () => Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 1, 2, 3]), error: /xz-compressed input is not supported/ },
+];
+
+for (const c of corrupt) {
+  test(`clear error: ${c.name}`, async () => {
+    const { target } = await sandbox();
+    await assert.rejects(applyLayer(target, stream(c.data())), c.error);
+  });
+}
+
+test('maxBytes caps the expanded size', async () => {
+  const { target } = await sandbox();
+  await assert.rejects(applyLayer(target, stream(makeTar([{ name: 'a', body: 'x'.repeat(600) }, { name: 'b', body: 'y'.repeat(600) }])), { maxBytes: 1000 }),
+    /entry "b": layer expands beyond the 1000-byte limit/);
+});
+
+test('compression is detected from magic bytes: plain, gzip, zstd', async () => {
+  requireTool('zstd');
+  const tar = makeTar([{ name: 'hello.txt', body: 'hi\n' }]);
+  for (const data of [tar, gzip(tar), zstd(tar)]) {
+    const { target } = await sandbox();
+    const r = await applyLayer(target, stream(data));
+    assert.equal(await fsp.readFile(path.join(target, 'hello.txt'), 'utf8'), 'hi\n');
+    assert.equal(r.entries, 1);
+    assert.equal(r.bytes, tar.length);
+  }
+});
+
+test('OCI whiteouts delete lower files; opaque dirs keep only this layer\'s entries (any order)', async () => {
+  const { target } = await sandbox();
+  await applyLayer(target, stream(makeTar([
+    { name: 'a/', type: 'directory' }, { name: 'a/old1', body: '1' }, { name: 'a/sub/', type: 'directory' }, { name: 'a/sub/old2', body: '2' },
+    { name: 'b/', type: 'directory' }, { name: 'b/gone', body: 'x' }, { name: 'b/stays', body: 'y' }, { name: 'tree/', type: 'directory' }, { name: 'tree/leaf', body: 'z' },
+  ])));
+  await applyLayer(target, stream(makeTar([
+    // New content before the opaque marker: it must survive (tools differ in ordering).
+    { name: 'a/sub/new', body: 'n' },
+    { name: 'a/.wh..wh..opq' },
+    { name: 'a/fresh', body: 'f' },
+    { name: 'b/.wh.gone' },
+    { name: '.wh.tree' },
+  ])));
+  assert.deepEqual(await listTree(target), ['a', 'a/fresh', 'a/sub', 'a/sub/new', 'b', 'b/stays']);
+});
+
+test('whiteouts: "overlay" mode writes overlayfs markers for lower dirs', async () => {
+  requireRoot();
+  const { target } = await sandbox();
+  await applyLayer(target, stream(makeTar([{ name: 'd/', type: 'directory' }, { name: 'd/.wh..wh..opq' }, { name: '.wh.removed' }])), { whiteouts: 'overlay' });
+  const st = lstatSync(path.join(target, 'removed'));
+  assert.ok(st.isCharacterDevice());
+  assert.equal(st.rdev, 0);
+  assert.equal((await getAttribute(path.join(target, 'd'), 'trusted.overlay.opaque'))?.toString(), 'y');
+});
+
+test('owners, modes, mtimes and xattrs are applied', async () => {
+  requireRoot();
+  const { target } = await sandbox();
+  await applyLayer(target, stream(makeTar([
+    { name: 'srv/', type: 'directory', mode: 0o750, uid: 33, gid: 33, mtime: 1600000000 },
+    { name: 'srv/app', body: '#!/bin/sh\n', mode: 0o4755, uid: 1000, gid: 100, mtime: 1500000000, xattrs: { 'user.comment': 'hello' } },
+    { name: 'srv/hard', type: 'link', linkname: 'srv/app' },
+    { name: 'srv/fifo', type: 'fifo' },
+  ])));
+  const dir = lstatSync(path.join(target, 'srv'));
+  assert.equal(dir.mode & 0o7777, 0o750);
+  assert.equal(dir.uid, 33);
+  assert.equal(Math.floor(dir.mtimeMs / 1000), 1600000000);
+  const app = lstatSync(path.join(target, 'srv/app'));
+  assert.equal(app.mode & 0o7777, 0o4755);
+  assert.deepEqual([app.uid, app.gid], [1000, 100]);
+  assert.equal(Math.floor(app.mtimeMs / 1000), 1500000000);
+  assert.equal(app.nlink, 2);
+  assert.equal(lstatSync(path.join(target, 'srv/hard')).ino, app.ino);
+  assert.ok(lstatSync(path.join(target, 'srv/fifo')).isFIFO());
+  assert.equal((await getAttribute(path.join(target, 'srv/app'), 'user.comment'))?.toString(), 'hello');
+});
+
+test('device nodes are created when allowed', async () => {
+  requireRoot();
+  const { target } = await sandbox();
+  await applyLayer(target, stream(makeTar([{ name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 }])), { allowDevices: true });
+  const st = lstatSync(path.join(target, 'dev/null'));
+  assert.ok(st.isCharacterDevice());
+  assert.equal(st.rdev, (1 << 8) | 3);
+});
+
+const normalise: [string, string][] = [
+  ['./a//b/', 'a/b'], ['a/./b', 'a/b'], ['./', ''], ['.', ''], ['a', 'a'],
+];
+for (const [input, want] of normalise) {
+  test(`normalizeEntryPath(${JSON.stringify(input)}) = ${JSON.stringify(want)}`, () => assert.equal(normalizeEntryPath(input), want));
+}
