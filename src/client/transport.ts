@@ -211,7 +211,9 @@ export class RegistryTransport {
           lastError = e;
           const tlsMismatch = /wrong version number|EPROTO|packet length too long|ECONNRESET|other side closed/i.test(`${(e as Error).message} ${(e as { code?: string }).code}`);
           if (scheme === 'https' && schemes.length > 1 && tlsMismatch) break; // plain-HTTP server: try http
-          if (!isTransientNetworkError(e) || attempt >= (this.opts.retries ?? 2)) break;
+          if (!isTransientNetworkError(e) || attempt >= (this.opts.retries ?? 2)) {
+            throw new UserError(`cannot reach registry ${this.endpoint.host}: ${describeNetworkError(e)}${certHint(e, this.endpoint.host)}`);
+          }
           await sleep(backoffMs(attempt));
         }
       }
@@ -363,6 +365,13 @@ export class RegistryTransport {
     }
     return res;
   }
+}
+
+/** A TLS verification failure gets the two ways out named. */
+function certHint(e: unknown, host: string): string {
+  const code = (e as { code?: string; cause?: { code?: string } })?.code ?? (e as { cause?: { code?: string } })?.cause?.code ?? '';
+  if (!/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME/.test(code)) return '';
+  return ` (TLS certificate not trusted: put the registry's CA in /etc/containers/certs.d/${host}/ca.crt or pass --insecure-registry ${host})`;
 }
 
 export function describeNetworkError(e: unknown): string {

@@ -74,22 +74,13 @@ export function destinationTag(l: ImageLocation): string | undefined {
   return l.tag;
 }
 
+// src/archive is imported only when a file transport is used, so registry-only commands stay light.
 async function openArchiveSource(l: Extract<ImageLocation, { path: string }>): Promise<ImageSource> {
-  const archive = await loadArchive(l.transport);
-  return archive.openSource(l);
+  const { openArchiveSource: open } = await import('../archive/index.js');
+  return open(l);
 }
 
 async function openArchiveDestination(l: Extract<ImageLocation, { path: string }>): Promise<ImageDestination> {
-  const archive = await loadArchive(l.transport);
-  return archive.openDestination(l);
-}
-
-interface ArchiveTransports {
-  openSource(l: { transport: string; path: string; tag?: string }): Promise<ImageSource>;
-  openDestination(l: { transport: string; path: string; tag?: string }): Promise<ImageDestination>;
-}
-
-async function loadArchive(transport: string): Promise<ArchiveTransports> {
-  const { archiveTransports } = await import('./archive-transports.js');
-  return archiveTransports(transport);
+  const { openArchiveDestination: open } = await import('../archive/index.js');
+  return open(l);
 }

@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { digestOf, MediaType, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type Platform } from '../../src/image/index.js';
-import type { ContentStore } from '../../src/store/index.js';
+import { canonicalName, type ContentStore } from '../../src/store/index.js';
 
 export async function tarOf(files: Record<string, Buffer>): Promise<Buffer> {
   const pack = tar.pack();
@@ -49,7 +49,7 @@ export async function storeImage(store: ContentStore, img: TestImage, name?: str
   for (const l of img.layers) await store.writeBlob(l.bytes, { digest: l.descriptor.digest, size: l.descriptor.size });
   await store.writeBlob(img.config.bytes, { digest: img.config.descriptor.digest, size: img.config.descriptor.size });
   await store.writeBlob(img.manifestBytes, { digest: img.descriptor.digest, size: img.descriptor.size });
-  if (name) await store.setTag(name, { mediaType: img.descriptor.mediaType, digest: img.descriptor.digest, size: img.descriptor.size });
+  if (name) await store.setTag(canonicalName(name), { mediaType: img.descriptor.mediaType, digest: img.descriptor.digest, size: img.descriptor.size });
 }
 
 export function indexOf(images: TestImage[]): { index: ImageIndex; bytes: Buffer; descriptor: Descriptor } {
@@ -63,6 +63,6 @@ export async function storeIndex(store: ContentStore, images: TestImage[], name:
   for (const img of images) await storeImage(store, img);
   const idx = indexOf(images);
   await store.writeBlob(idx.bytes, { digest: idx.descriptor.digest, size: idx.descriptor.size });
-  await store.setTag(name, idx.descriptor);
+  await store.setTag(canonicalName(name), idx.descriptor);
   return idx.descriptor;
 }
