@@ -106,7 +106,9 @@ export function formatReference(ref: Reference): string {
 /** Docker's short display form: drops "docker.io/" and "library/". */
 export function familiarName(ref: Reference): string {
   if (ref.registry !== DEFAULT_REGISTRY) return fullName(ref);
-  return ref.repository.startsWith('library/') ? ref.repository.slice('library/'.length) : ref.repository;
+  // Like Docker: only an official image ("library/x", one component) loses its prefix.
+  const rest = ref.repository.slice('library/'.length);
+  return ref.repository.startsWith('library/') && !rest.includes('/') ? rest : ref.repository;
 }
 
 export function familiarString(ref: Reference): string {
