@@ -11,7 +11,7 @@ import type { BootOptions, SquashfsCompression } from './config.js';
 import { entriesFromDir, writeGzipCpio, type CpioEntry } from './cpio.js';
 import { runTool } from './exec.js';
 import { resolveKernel, type KernelSource } from './kernel.js';
-import { BOOT_MODULES, installModules, loadModuleIndex, resolveModules } from './modules.js';
+import { BOOT_MODULES, EXTRA_MODULES, installModules, loadModuleIndex, resolveModules } from './modules.js';
 import { INITRAMFS_INIT } from './scripts.js';
 import { buildTopLayer, type InitChoice } from './toplayer.js';
 
@@ -71,9 +71,12 @@ export function kernelCmdline(label: string, init: InitChoice, opts: BootOptions
 
 async function buildInitramfs(target: string, kernel: KernelSource, work: string, bootConf: string, busybox: string): Promise<string[]> {
   const index = await loadModuleIndex(kernel.modulesDir);
-  const resolved = resolveModules(index, BOOT_MODULES);
+  const core = resolveModules(index, BOOT_MODULES);
+  const coreNames = new Set(core.map((m) => m.name));
+  const extra = resolveModules(index, EXTRA_MODULES, []).filter((m) => !coreNames.has(m.name));
   const modRoot = path.join(work, 'initramfs-modules');
-  const list = await installModules(index, resolved, modRoot);
+  const list = await installModules(index, core, modRoot);
+  const extraList = await installModules(index, extra, modRoot);
   const entries: CpioEntry[] = [
     ...['bin', 'sbin', 'usr', 'usr/bin', 'usr/sbin', 'proc', 'sys', 'dev', 'run', 'newroot', 'etc', 'etc/drydock', 'lib', 'tmp']
       .map((name): CpioEntry => ({ type: 'dir', name })),
@@ -84,10 +87,11 @@ async function buildInitramfs(target: string, kernel: KernelSource, work: string
     { type: 'data', name: 'init', mode: 0o755, data: Buffer.from(INITRAMFS_INIT) },
     { type: 'data', name: 'etc/drydock/boot.conf', data: Buffer.from(bootConf) },
     { type: 'data', name: 'etc/drydock/modules', data: Buffer.from(list.map((f) => `${f}\n`).join('')) },
+    { type: 'data', name: 'etc/drydock/modules.extra', data: Buffer.from(extraList.map((f) => `${f}\n`).join('')) },
     ...(await entriesFromDir(modRoot)),
   ];
   await writeGzipCpio(target, entries, sourceDateEpoch() ?? 0);
-  return list;
+  return [...list, ...extraList];
 }
 
 /** Builds kernel, initramfs and both squashfs images into `dir` (which must exist and be empty). */

@@ -46,9 +46,14 @@ for arg in $(cat /proc/cmdline); do
   esac
 done
 
-while read -r m; do
-  out="$(insmod "/lib/modules/$m" 2>&1)" || case "$out" in *"File exists"*) ;; *) log "insmod $m: $out" ;; esac
-done < /etc/drydock/modules
+load_modules() {
+  while read -r m; do
+    out="$(insmod "/lib/modules/$m" 2>&1)" || case "$out" in *"File exists"*) ;; *) log "insmod $m: $out" ;; esac
+  done < "$1"
+}
+load_modules /etc/drydock/modules
+# btrfs, vfat, nls: only for the extra disks (persist=, toplayer=, --mount).
+[ -n "$PERSIST$TOPLAYER$DRYDOCK_MOUNTS" ] && load_modules /etc/drydock/modules.extra
 
 # LABEL=x, UUID=x or /dev/x (a bare word means a label), waiting for slow devices to appear.
 find_dev() {
@@ -208,7 +213,8 @@ while :; do
       svc_env
       cd "$SVC_WORKDIR" 2>/dev/null || { echo "drydock: WORKDIR $SVC_WORKDIR does not exist" ; exit 126; }
       if [ -n "$SVC_USER" ]; then
-        exec /.drydock/bin/setpriv --reuid="\${SVC_USER%%:*}" --regid="\${SVC_USER#*:}" --clear-groups /.drydock/bin/sh -c '. /.drydock/service.conf; SVC_CMD'
+        # busybox nsenter without namespaces: drops supplementary groups, sets gid then uid, execs.
+        exec /.drydock/bin/nsenter -F -G "\${SVC_USER#*:}" -S "\${SVC_USER%%:*}" /.drydock/bin/sh -c '. /.drydock/service.conf; SVC_CMD'
       fi
       SVC_CMD
     ) < /dev/null > $FIFO 2>&1 &

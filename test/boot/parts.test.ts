@@ -1,0 +1,283 @@
+// The boot builder's parts without QEMU: module dependency resolution against the real Debian
+// kernel's modules.dep, the newc writer checked by the real cpio(1) and the kernel's format,
+// option validation (flags and YAML), init selection, service config quoting run by busybox sh,
+// and the disk layout arithmetic.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { tempDir, requireTool } from '../helpers/env.js';
+import { fetchKernel } from './kernel.js';
+import {
+  parseModulesDep, parseSoftdeps, resolveModules, loadModuleIndex, moduleName, copyModule, BOOT_MODULES, EXTRA_MODULES,
+} from '../../src/boot/modules.js';
+import { cpioStream, writeGzipCpio, type CpioEntry } from '../../src/boot/cpio.js';
+import { loadBootConfigFile, mergeRaw, parseMount, parseSize, validateBootOptions } from '../../src/boot/config.js';
+import { bzImageVersion, resolveKernel } from '../../src/boot/kernel.js';
+import { chooseInit, buildTopLayer, resolveUser } from '../../src/boot/toplayer.js';
+import { serviceConf } from '../../src/boot/scripts.js';
+import { diskLayout } from '../../src/boot/media.js';
+import { buildBusyboxRootfs } from '../../src/mkimage/busybox-rootfs.js';
+
+const work = tempDir('drydock-boot-parts-');
+const MiB = 1024 * 1024;
+
+test('modules.dep and softdep parsing', () => {
+  const dep = parseModulesDep([
+    'kernel/fs/isofs/isofs.ko.xz: kernel/drivers/cdrom/cdrom.ko.xz',
+    'kernel/drivers/cdrom/cdrom.ko.xz:',
+    'kernel/drivers/scsi/sr_mod.ko.zst: kernel/drivers/scsi/scsi_mod.ko.zst kernel/drivers/cdrom/cdrom.ko.xz',
+    'kernel/lib/crc-itu-t.ko:',
+    '',
+  ].join('\n'));
+  assert.deepEqual(dep.get('isofs'), { name: 'isofs', file: 'kernel/fs/isofs/isofs.ko.xz', deps: ['cdrom'] });
+  assert.deepEqual(dep.get('crc_itu_t')?.deps, []);
+  assert.deepEqual(dep.get('sr_mod')?.deps, ['scsi_mod', 'cdrom']);
+  const soft = parseSoftdeps('softdep btrfs pre: sha256 crypto-crc32c post: foo\nsoftdep libcrc32c pre: crc32c\n# comment\n');
+  assert.deepEqual(soft.get('btrfs'), ['sha256', 'crypto-crc32c']);
+  assert.deepEqual(soft.get('libcrc32c'), ['crc32c']);
+});
+
+test('module names normalise like the kernel', () => {
+  for (const [file, name] of [
+    ['kernel/fs/nls/nls_iso8859-1.ko', 'nls_iso8859_1'],
+    ['a/b/virtio_pci.ko.xz', 'virtio_pci'],
+    ['x/crc32c-intel.ko.zst', 'crc32c_intel'],
+    ['x/y.ko.gz', 'y'],
+  ]) assert.equal(moduleName(file!), name);
+});
+
+test('resolveModules orders dependencies first, once each, and fails on missing required modules', () => {
+  const index = {
+    dir: '/k',
+    modules: parseModulesDep([
+      'a.ko: b.ko c.ko', 'b.ko: c.ko', 'c.ko:', 'd.ko: c.ko', 'x.ko:',
+    ].join('\n')),
+    builtin: new Set(['ext4']),
+    softdepPre: new Map([['d', ['x', 'crypto-alias']]]),
+  };
+  const order = (wanted: string[]) => resolveModules(index, wanted, []).map((m) => m.name);
+  assert.deepEqual(order(['a']), ['c', 'b', 'a']);
+  assert.deepEqual(order(['a', 'd']), ['c', 'b', 'a', 'x', 'd']);
+  assert.deepEqual(order(['ext4', 'nonexistent', 'd']), ['x', 'c', 'd']);
+  assert.throws(() => resolveModules(index, ['a'], ['a', 'overlay']), /lack overlay/);
+  assert.doesNotThrow(() => resolveModules(index, ['a'], ['ext4']));
+});
+
+test('the Debian cloud kernel: every boot module resolves, deps precede users, version matches', async () => {
+  const kernel = fetchKernel();
+  const index = await loadModuleIndex(path.join(kernel, 'modules'));
+  const order = resolveModules(index, [...BOOT_MODULES, ...EXTRA_MODULES]);
+  const names = order.map((m) => m.name);
+  for (const must of ['squashfs', 'overlay', 'isofs', 'loop', 'sr_mod', 'ata_piix', 'virtio_blk', 'btrfs']) assert.ok(names.includes(must), must);
+  for (const m of order) for (const d of m.deps) assert.ok(names.indexOf(d) < names.indexOf(m.name), `${d} before ${m.name}`);
+  assert.equal(new Set(names).size, names.length);
+  const version = (await fsp.readFile(path.join(kernel, 'version'), 'utf8')).trim();
+  assert.equal(await bzImageVersion(path.join(kernel, 'vmlinuz')), version);
+  const k = await resolveKernel(work, { kernel });
+  assert.equal(k.version, version);
+  assert.equal(k.origin, 'user');
+});
+
+test('copyModule decompresses xz, zstd and gzip modules', async () => {
+  requireTool('xz', 'apt-get install xz-utils');
+  requireTool('zstd');
+  const plain = path.join(work, 'm.ko');
+  const content = Buffer.alloc(3 * MiB + 17, 7);
+  await fsp.writeFile(plain, content);
+  for (const [tool, ext] of [['xz', 'xz'], ['zstd', 'zst'], ['gzip', 'gz']]) {
+    execFileSync(tool!, ['-kf', plain]);
+    const out = path.join(work, `out-${ext}.ko`);
+    await copyModule(`${plain}.${ext}`, out);
+    assert.ok((await fsp.readFile(out)).equals(content), ext);
+  }
+  await assert.rejects(copyModule(path.join(work, 'missing.ko.xz'), path.join(work, 'x.ko')), /cannot decompress/);
+});
+
+test('newc archive: cpio(1) lists and extracts it, device nodes and symlinks included', async () => {
+  requireTool('cpio');
+  const big = path.join(work, 'big.bin');
+  await fsp.writeFile(big, Buffer.alloc(2 * MiB + 3, 1));
+  const entries: CpioEntry[] = [
+    { type: 'dir', name: 'bin' },
+    { type: 'file', name: 'bin/big', source: big, size: 2 * MiB + 3, mode: 0o755 },
+    { type: 'data', name: 'init', data: Buffer.from('#!/bin/sh\n'), mode: 0o755 },
+    { type: 'symlink', name: 'bin/sh', target: 'big' },
+    { type: 'char', name: 'dev/console', major: 5, minor: 1 },
+  ];
+  const chunks: Buffer[] = [];
+  for await (const c of cpioStream(entries, 1700000000)) chunks.push(c);
+  const archive = Buffer.concat(chunks);
+  assert.equal(archive.length % 4, 0);
+  const listing = spawnSync('cpio', ['-itv'], { input: archive, encoding: 'utf8' });
+  assert.equal(listing.status, 0, listing.stderr);
+  assert.match(listing.stdout, /^drwxr-xr-x .* bin$/m);
+  assert.match(listing.stdout, /^-rwxr-xr-x .* 2097155 .* bin\/big$/m);
+  assert.match(listing.stdout, /^lrwxrwxrwx .* bin\/sh -> big$/m);
+  assert.match(listing.stdout, /^crw------- .* 5, +1 .* dev\/console$/m);
+  const gz = path.join(work, 'initrd.img');
+  await writeGzipCpio(gz, entries);
+  const dest = path.join(work, 'unpacked');
+  await fsp.mkdir(dest);
+  execFileSync('sh', ['-c', `zcat '${gz}' | cpio -id --quiet`], { cwd: dest });
+  assert.equal((await fsp.stat(path.join(dest, 'bin/big'))).size, 2 * MiB + 3);
+  assert.equal(await fsp.readlink(path.join(dest, 'bin/sh')), 'big');
+  // A source file that changes size mid-archive is an error, not a corrupt initramfs.
+  await assert.rejects(writeGzipCpio(path.join(work, 'bad.img'), [{ type: 'file', name: 'x', source: big, size: 5 }]), /changed size/);
+  await assert.rejects(fsp.stat(path.join(work, 'bad.img')));
+});
+
+test('option validation: good values pass, bad ones name the option', async () => {
+  const script = path.join(work, 'start.sh');
+  await fsp.writeFile(script, '#!/bin/sh\necho hi\n');
+  const ok = await validateBootOptions({
+    timezone: 'Asia/Shanghai', proxy: 'http://proxy:3128', 'no-proxy': 'localhost,10.0.0.0/8', motd: 'hi\\nthere',
+    'startup-script': script, hostname: 'box-1.lan', 'ssh-key': ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx test@x'],
+    'kernel-args': 'quiet', mount: ['data:/srv/data'], size: '2G', format: 'qcow2',
+  });
+  assert.equal(ok.motd, 'hi\nthere\n');
+  assert.deepEqual(ok.mounts, [{ label: 'data', path: '/srv/data' }]);
+  assert.equal(ok.size, 2 * 1024 * MiB);
+  assert.equal(ok.init, 'auto');
+  assert.equal(ok.compression, 'zstd');
+  const priv = path.join(work, 'id_rsa');
+  await fsp.writeFile(priv, '-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n');
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ timezone: 'Mars/Olympus' }, /unknown --timezone/],
+    [{ timezone: '../etc/passwd' }, /invalid timezone/],
+    [{ proxy: 'not a url' }, /invalid --proxy/],
+    [{ proxy: 'ftp://x' }, /scheme/],
+    [{ 'no-proxy': 'a b' }, /--no-proxy/],
+    [{ hostname: '-bad-' }, /--hostname/],
+    [{ 'startup-script': path.join(work, 'nope.sh') }, /--startup-script .* does not exist/],
+    [{ 'ssh-key': [priv] }, /private key/],
+    [{ 'ssh-key': ['garbage'] }, /not a public key/],
+    [{ mount: ['data'] }, /invalid --mount/],
+    [{ mount: ['data:relative'] }, /invalid --mount/],
+    [{ mount: ['data:/a/../b'] }, /invalid --mount/],
+    [{ 'top-layer': script }, /not a directory/],
+    [{ init: 'systemd' }, /invalid --init/],
+    [{ size: 'lots' }, /invalid size/],
+    [{ format: 'vmdk' }, /invalid --format/],
+    [{ 'kernel-args': 'a\nb' }, /one line/],
+  ];
+  for (const [raw, err] of cases) await assert.rejects(validateBootOptions(raw), err, JSON.stringify(raw));
+});
+
+test('sizes and mounts parse like the examples in --help', () => {
+  for (const [s, n] of [['2G', 2 * 1024 ** 3], ['512M', 512 * MiB], ['1.5GiB', 1.5 * 1024 ** 3], ['4096', 4096], ['64k', 65536]] as const) {
+    assert.equal(parseSize(s), n, s);
+  }
+  assert.deepEqual(parseMount('LABEL=shared:/mnt/shared/'), { label: 'shared', path: '/mnt/shared/' });
+});
+
+test('YAML config: same keys as the flags, paths relative to the file, flags win, lists add up', async () => {
+  const dir = path.join(work, 'cfg');
+  await fsp.mkdir(path.join(dir, 'machine'), { recursive: true });
+  await fsp.writeFile(path.join(dir, 'start.sh'), 'echo hi\n');
+  await fsp.writeFile(path.join(dir, 'boot.yml'), [
+    'timezone: Europe/Berlin',
+    'proxy: http://proxy.lan:3128',
+    'no_proxy: localhost',
+    'startup-script: start.sh',
+    'topLayer: machine',
+    'mount: [data:/data]',
+    'motd: |',
+    '  Welcome',
+  ].join('\n'));
+  const file = await loadBootConfigFile(path.join(dir, 'boot.yml'));
+  const opts = await validateBootOptions(mergeRaw(file, { timezone: 'UTC', mount: ['logs:/var/log/app'] }));
+  assert.equal(opts.timezone, 'UTC');
+  assert.equal(opts.proxy, 'http://proxy.lan:3128');
+  assert.equal(opts.noProxy, 'localhost');
+  assert.equal(opts.startupScript, path.join(dir, 'start.sh'));
+  assert.equal(opts.topLayer, path.join(dir, 'machine'));
+  assert.equal(opts.motd, 'Welcome\n');
+  assert.deepEqual(opts.mounts.map((m) => m.label), ['data', 'logs']);
+  await fsp.writeFile(path.join(dir, 'bad.yml'), 'timezon: UTC\n');
+  await assert.rejects(loadBootConfigFile(path.join(dir, 'bad.yml')), /unknown key "timezon"/);
+  await fsp.writeFile(path.join(dir, 'bad2.yml'), 'timezone: [a\n');
+  await assert.rejects(loadBootConfigFile(path.join(dir, 'bad2.yml')), /invalid YAML/);
+});
+
+test('init selection: image init, busybox init, drydock supervisor', async () => {
+  requireTool('busybox', 'apt-get install busybox-static');
+  const bb = path.join(work, 'bb');
+  await fsp.mkdir(bb);
+  await buildBusyboxRootfs(bb);
+  await fsp.symlink('../bin/busybox', path.join(bb, 'sbin/init')).catch(() => {});
+  const systemd = path.join(work, 'sd');
+  await fsp.mkdir(path.join(systemd, 'lib/systemd'), { recursive: true });
+  await fsp.mkdir(path.join(systemd, 'sbin'));
+  await fsp.writeFile(path.join(systemd, 'lib/systemd/systemd'), '\x7fELF not busybox');
+  await fsp.symlink('/lib/systemd/systemd', path.join(systemd, 'sbin/init'));
+  const empty = path.join(work, 'empty');
+  await fsp.mkdir(empty);
+  const cases: [string, string, Parameters<typeof chooseInit>[1], Parameters<typeof chooseInit>[2], string][] = [
+    ['busybox + CMD', bb, { Cmd: ['sh', '-c', 'echo hi'] }, 'auto', '/.drydock/init'],
+    ['busybox, no CMD', bb, {}, 'auto', '/sbin/init'],
+    ['busybox, forced image', bb, { Cmd: ['sh'] }, 'image', '/sbin/init'],
+    ['systemd', systemd, { Cmd: ['/bin/bash'] }, 'auto', '/sbin/init'],
+    ['systemd forced drydock', systemd, {}, 'drydock', '/.drydock/init'],
+    ['CMD is the init', systemd, { Cmd: ['/lib/systemd/systemd'] }, 'auto', '/lib/systemd/systemd'],
+    ['nothing at all', empty, {}, 'auto', '/.drydock/init'],
+  ];
+  for (const [what, root, config, mode, want] of cases) assert.equal((await chooseInit(root, config, mode)).path, want, what);
+  await assert.rejects(chooseInit(empty, {}, 'image'), /no \/sbin\/init/);
+  assert.deepEqual(await resolveUser(bb, 'www-data'), { uid: 33, gid: 33, home: '/var/www' });
+  assert.deepEqual(await resolveUser(bb, '1000:daemon'), { uid: 1000, gid: 1, home: '/' });
+  await assert.rejects(resolveUser(bb, 'ghost'), /no user "ghost"/);
+});
+
+test('service.conf quoting survives busybox sh: argv, env with quotes, spaces and $', async () => {
+  requireTool('busybox', 'apt-get install busybox-static');
+  const conf = path.join(work, 'service.conf');
+  const argv = ['printf', '[%s]', "it's", 'a b', '$HOME', '`x`'];
+  await fsp.writeFile(conf, serviceConf({ argv, env: ['A=x "y" $z', "B=it's", 'bad-name=1', 'EMPTY'], workdir: '/tmp', uid: 1, gid: 2 }));
+  const out = spawnSync('busybox', ['sh', '-c', `. '${conf}'; for k in $SVC_ENV_NAMES; do eval "printf '%s=%s;' $k \\"\\$SVC_ENV_$k\\""; done; echo "$SVC_USER $SVC_WORKDIR $SVC_ARGC"; (SVC_CMD)`], { encoding: 'utf8' });
+  assert.equal(out.status, 0, out.stderr);
+  assert.equal(out.stdout, 'A=x "y" $z;B=it\'s;EMPTY=;1:2 /tmp 6\n[it\'s][a b][$HOME][`x`]');
+});
+
+test('top layer: customizations land with the image\'s ownership, user files win', async () => {
+  const rootfs = path.join(work, 'tl-rootfs');
+  await fsp.mkdir(rootfs);
+  await buildBusyboxRootfs(rootfs);
+  await fsp.writeFile(path.join(rootfs, 'etc/environment'), 'LANG=C.UTF-8\nhttp_proxy=old\n');
+  const user = path.join(work, 'tl-user');
+  await fsp.mkdir(path.join(user, 'etc'), { recursive: true });
+  await fsp.writeFile(path.join(user, 'etc/motd'), 'per-machine motd\n');
+  const layer = path.join(work, 'tl-layer');
+  const opts = await validateBootOptions({
+    timezone: 'Asia/Shanghai', proxy: 'http://p:1', motd: 'baked', hostname: 'kiosk', 'top-layer': user,
+    'ssh-key': ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx me@host'],
+  });
+  const r = await buildTopLayer(layer, rootfs, { Cmd: ['sh'], Env: ['PATH=/bin'] }, opts);
+  assert.equal(r.init.mode, 'drydock');
+  assert.equal(await fsp.readFile(path.join(layer, 'etc/timezone'), 'utf8'), 'Asia/Shanghai\n');
+  assert.equal((await fsp.readFile(path.join(layer, 'etc/localtime'))).subarray(0, 4).toString(), 'TZif');
+  assert.equal(await fsp.readFile(path.join(layer, 'etc/environment'), 'utf8'),
+    'LANG=C.UTF-8\nhttp_proxy="http://p:1"\nhttps_proxy="http://p:1"\nftp_proxy="http://p:1"\nHTTP_PROXY="http://p:1"\nHTTPS_PROXY="http://p:1"\nFTP_PROXY="http://p:1"\n');
+  assert.match(await fsp.readFile(path.join(layer, 'etc/profile.d/proxy.sh'), 'utf8'), /^export https_proxy='http:\/\/p:1'$/m);
+  assert.equal(await fsp.readFile(path.join(layer, 'etc/motd'), 'utf8'), 'per-machine motd\n');
+  assert.match(await fsp.readFile(path.join(layer, 'etc/hosts'), 'utf8'), /^127\.0\.1\.1\tkiosk$/m);
+  const root = await fsp.stat(path.join(layer, 'root'));
+  assert.equal(root.mode & 0o777, 0o700);
+  assert.equal((await fsp.stat(path.join(layer, 'root/.ssh/authorized_keys'))).mode & 0o777, 0o600);
+  assert.equal((await fsp.stat(path.join(layer, '.drydock/init'))).mode & 0o111, 0o111);
+  assert.match(await fsp.readFile(path.join(layer, '.drydock/service.conf'), 'utf8'), /SVC_ENV_http_proxy='http:\/\/p:1'/);
+});
+
+test('disk layout: aligned partitions, explicit sizes checked', () => {
+  const l = diskLayout(40 * MiB, 100 * MiB);
+  assert.equal(l.bootStart, MiB);
+  assert.equal(l.bootSize % MiB, 0);
+  assert.equal(l.dataStart, l.bootStart + l.bootSize);
+  assert.ok(l.dataSize >= 100 * MiB * 1.1);
+  assert.equal(l.dataStart + l.dataSize, l.total);
+  const big = diskLayout(40 * MiB, 100 * MiB, 2 * 1024 * MiB);
+  assert.equal(big.total, 2 * 1024 * MiB);
+  assert.equal(big.dataStart + big.dataSize, big.total);
+  assert.throws(() => diskLayout(40 * MiB, 100 * MiB, 64 * MiB), /--size 64M is too small for this image: it needs at least \d+M/);
+});
