@@ -29,9 +29,9 @@ export function parseImageLocation(input: string): ImageLocation {
     if (input.startsWith(`${t}:`)) {
       const rest = input.slice(t.length + 1);
       if (!rest) throw new UserError(`"${input}": missing path after "${t}:"`);
-      // The tag/ref follows the last colon that comes after the last slash (paths may contain colons only before).
-      const slash = rest.lastIndexOf('/');
-      const colon = rest.indexOf(':', slash + 1);
+      // Like skopeo: the path ends at the first colon; the rest is the tag or (docker-archive) a
+      // reference that may itself contain slashes and a colon.
+      const colon = rest.indexOf(':');
       if (colon > 0) return { transport: t, path: rest.slice(0, colon), tag: rest.slice(colon + 1) || undefined };
       return { transport: t, path: rest };
     }
