@@ -1,0 +1,90 @@
+// The build cache: editing a line reruns that step and the ones after it only; COPY keys on
+// content, not mtimes; a fully cached rebuild does no filesystem work and gives the same image.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { builderFixture, type Fixture } from './helpers.js';
+import { gcStore } from '../../src/store/index.js';
+
+let fx: Fixture;
+before(async () => { fx = await builderFixture('cache'); });
+
+const dockerfile = (late: string) => `FROM busybox
+ENV STAGE=one
+COPY app.txt /app/
+RUN cat /app/app.txt > /app/copy.txt
+RUN echo ${late} > /app/late.txt
+CMD ["cat", "/app/late.txt"]
+`;
+
+/** Which steps ran (not cached), by their step number, excluding FROM. */
+function reran(r: { steps: { step: number; cached: boolean }[] }): number[] {
+  return r.steps.filter((s) => !s.cached).map((s) => s.step);
+}
+
+test('editing a late line reruns that step and later ones only', async () => {
+  const dir = await fx.context({ 'app.txt': 'v1\n', Dockerfile: dockerfile('first') });
+  const cold = await fx.build(dir, { tags: ['cached:1'] });
+  assert.deepEqual(reran(cold), [2, 3, 4, 5, 6]);
+
+  const again = await fx.build(dir, { tags: ['cached:1'] });
+  assert.deepEqual(reran(again), [], 'nothing reruns');
+  assert.equal(again.imageId, cold.imageId, 'a cached rebuild gives the same image ID');
+  assert.equal((again.log.match(/---> Using cache/g) ?? []).length, 5);
+
+  await fsp.writeFile(path.join(dir, 'Dockerfile'), dockerfile('second'));
+  const edited = await fx.build(dir);
+  assert.deepEqual(reran(edited), [5, 6], 'steps before the edit come from the cache');
+  assert.deepEqual(edited.layers.slice(0, 3), cold.layers.slice(0, 3));
+  assert.notDeepEqual(edited.layers[3], cold.layers[3]);
+});
+
+test('COPY keys on file content, not mtime; a content change invalidates from the COPY on', async () => {
+  const dir = await fx.context({ 'app.txt': 'v1\n', Dockerfile: dockerfile('x') });
+  await fx.build(dir);
+  const future = new Date(Date.now() + 3600_000);
+  await fsp.utimes(path.join(dir, 'app.txt'), future, future);
+  assert.deepEqual(reran(await fx.build(dir)), [], 'touching a file does not bust the cache');
+  await fsp.writeFile(path.join(dir, 'app.txt'), 'v2\n');
+  assert.deepEqual(reran(await fx.build(dir)), [3, 4, 5, 6]);
+  await fsp.chmod(path.join(dir, 'app.txt'), 0o600);
+  assert.deepEqual(reran(await fx.build(dir)), [3, 4, 5, 6], 'a mode change is a content change');
+});
+
+test('build args in effect are part of RUN keys; --no-cache reruns everything', async () => {
+  const dir = await fx.context({ Dockerfile: 'FROM busybox\nARG V=1\nRUN echo $V > /v\nRUN echo constant > /c\n' });
+  await fx.build(dir);
+  assert.deepEqual(reran(await fx.build(dir, { buildArgs: { V: '1' } })), [], 'same value, same key');
+  assert.deepEqual(reran(await fx.build(dir, { buildArgs: { V: '2' } })), [2, 3, 4]);
+  assert.deepEqual(reran(await fx.build(dir, { noCache: true })), [2, 3, 4]);
+});
+
+test('a fully cached rebuild does no filesystem work: no mounts, no layers, fast', async () => {
+  const dir = await fx.context({ 'app.txt': 'v1\n', Dockerfile: dockerfile('fast') });
+  await fx.build(dir, { tags: ['fast'] });
+  const builderDir = path.join(fx.root, 'builder');
+  const layersBefore = (await fsp.readdir(path.join(fx.root, 'layers'))).length;
+  const blobsBefore = (await fsp.readdir(path.join(fx.root, 'blobs/sha256'))).length;
+  // Creating or removing a step work dir would change the builder dir's mtime.
+  const builderMtime = (await fsp.stat(builderDir)).mtimeMs;
+  const t0 = performance.now();
+  const r = await fx.build(dir, { tags: ['fast'] });
+  const ms = performance.now() - t0;
+  assert.deepEqual(reran(r), []);
+  assert.ok(ms < 300, `fully cached rebuild took ${ms.toFixed(0)} ms (limit 300)`);
+  assert.equal((await fsp.stat(builderDir)).mtimeMs, builderMtime, 'no step work dir was created');
+  assert.equal((await fsp.readdir(path.join(fx.root, 'layers'))).length, layersBefore, 'nothing was unpacked');
+  assert.equal((await fsp.readdir(path.join(fx.root, 'blobs/sha256'))).length, blobsBefore, 'no new blobs');
+});
+
+test('cache entries are gc roots: gc keeps their layers; a missing blob is a cache miss, not a broken image', async () => {
+  const dir = await fx.context({ Dockerfile: 'FROM busybox\nRUN echo gc > /gc\n' });
+  const first = await fx.build(dir); // untagged: only the cache keeps the layer alive
+  await gcStore(fx.store, { graceMs: 0 });
+  assert.ok(await fx.store.hasBlob(first.layers[1]!.digest), 'the cached layer survived gc');
+  await fsp.rm(fx.store.blobPath(first.layers[1]!.digest));
+  const again = await fx.build(dir);
+  assert.deepEqual(reran(again), [2], 'the step reran because its blob was gone');
+  assert.ok(await fx.store.hasBlob(again.layers[1]!.digest));
+});
