@@ -1,0 +1,99 @@
+// The issue's security cases: sources cannot leave the context, destinations cannot leave the
+// rootfs through symlinks in the image, WORKDIR under /proc is refused, hostile ADD tarballs are
+// stopped by the foundation's extraction checks. Each case also checks the host was not touched.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import tar from 'tar-stream';
+import { builderFixture, type Fixture } from './helpers.js';
+import { runImage } from '../helpers/run-image.js';
+import { tempDir } from '../helpers/env.js';
+
+let fx: Fixture;
+/** A host dir the image's symlinks point at: must stay empty whatever the build does. */
+let hostTarget: string;
+before(async () => {
+  fx = await builderFixture('security');
+  hostTarget = tempDir('drydock-host-target-');
+  // A base image whose symlinks aim at the host path, absolute and through "..".
+  const dir = await fx.context({
+    Dockerfile: `FROM busybox
+RUN ln -s ${hostTarget} /abs-escape && ln -s ../../../../../../..${hostTarget} /rel-escape
+`,
+  });
+  await fx.build(dir, { tags: ['evil-base'] });
+});
+
+async function hostTargetIsEmpty(): Promise<void> {
+  assert.deepEqual(await fsp.readdir(hostTarget), [], 'nothing was written to the host');
+}
+
+async function hostileTar(file: string, entries: { name: string; type?: 'file' | 'symlink'; linkname?: string; content?: string }[]): Promise<void> {
+  const pack = tar.pack();
+  for (const e of entries) {
+    if (e.type === 'symlink') pack.entry({ name: e.name, type: 'symlink', linkname: e.linkname });
+    else pack.entry({ name: e.name }, e.content ?? 'pwned\n');
+  }
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of pack) chunks.push(c as Buffer);
+  await fsp.writeFile(file, Buffer.concat(chunks));
+}
+
+const refused: { name: string; files?: Record<string, string | { link: string }>; dockerfile: string; error: RegExp }[] = [
+  { name: 'COPY ../ out of the context', dockerfile: 'FROM busybox\nCOPY ../outside /x\n', error: /Dockerfile:2:1: COPY failed: forbidden path outside the build context: \.\.\/outside/ },
+  { name: 'COPY a/../../ out of the context', dockerfile: 'FROM busybox\nCOPY a/../../x /x\n', error: /forbidden path outside the build context/ },
+  { name: 'ADD ../ out of the context', dockerfile: 'FROM busybox\nADD ../../etc/passwd /x\n', error: /ADD failed: forbidden path outside the build context/ },
+  { name: 'COPY an absolute symlink out of the context', files: { passwd: { link: '/etc/passwd' } }, dockerfile: 'FROM busybox\nCOPY passwd /x\n', error: /forbidden path outside the build context: passwd is a symlink to \/etc\/passwd/ },
+  { name: 'COPY a relative symlink out of the context', files: { up: { link: '../../../../etc' } }, dockerfile: 'FROM busybox\nCOPY up/passwd /x\n', error: /forbidden path outside the build context: up\/passwd is a symlink to \.\.\/\.\.\/\.\.\/\.\.\/etc/ },
+  { name: 'RUN --mount bind source out of the context', dockerfile: 'FROM busybox\nRUN --mount=type=bind,source=../..,target=/m ls /m\n', error: /forbidden path outside the build context/ },
+  { name: 'WORKDIR /proc/self/fd', dockerfile: 'FROM busybox\nWORKDIR /proc/self/fd/8\nRUN pwd\n', error: /Dockerfile:2:1: WORKDIR \/proc\/self\/fd\/8: a working directory under \/proc is refused/ },
+  { name: 'relative WORKDIR into /proc', dockerfile: 'FROM busybox\nWORKDIR /\nWORKDIR proc/1/cwd\n', error: /under \/proc is refused/ },
+];
+
+for (const c of refused) {
+  test(`refused: ${c.name}`, async () => {
+    const dir = await fx.context({ ...(c.files ?? {}), Dockerfile: c.dockerfile });
+    await assert.rejects(fx.build(dir), (e: Error) => { assert.match(e.message, c.error); return true; });
+  });
+}
+
+test('destinations resolve symlinks inside the rootfs: COPY/ADD through /abs-escape and /rel-escape stay in the image', async () => {
+  const dir = await fx.context({ 'f.txt': 'inside\n' });
+  await hostileTar(path.join(dir, 'ok.tar'), [{ name: 'from-tar.txt', content: 'tar\n' }]);
+  await fsp.writeFile(path.join(dir, 'Dockerfile'), `FROM evil-base
+COPY f.txt /abs-escape/copied.txt
+COPY f.txt /rel-escape/
+ADD ok.tar /abs-escape/
+WORKDIR /rel-escape/wd
+RUN echo run > here.txt
+`);
+  await fx.build(dir, { tags: ['contained'] });
+  await hostTargetIsEmpty();
+  const r = await runImage(fx.root, 'contained', { args: ['sh', '-c', `cd ${hostTarget} && ls | tr "\\n" " " && cat wd/here.txt`] });
+  assert.equal(r.out, 'copied.txt f.txt from-tar.txt wd run\n', 'the files landed at the symlink targets inside the image');
+});
+
+const hostileTars: { name: string; entries: Parameters<typeof hostileTar>[1]; error: RegExp }[] = [
+  { name: '../ entry', entries: [{ name: '../../../../../../tmp/pwned.txt' }], error: /ADD failed: cannot extract evil\.tar: .*\.\./ },
+  { name: 'absolute symlink then a file through it', entries: [{ name: 'link', type: 'symlink', linkname: '/' }, { name: 'link/etc/pwned' }], error: /ADD failed: cannot extract evil\.tar/ },
+];
+for (const c of hostileTars) {
+  test(`hostile ADD tarball refused: ${c.name}`, async () => {
+    const dir = await fx.context({ Dockerfile: 'FROM busybox\nADD evil.tar /x/\n' });
+    const entries = c.entries.map((e) => (e.type === 'symlink' && e.linkname === '/' ? { ...e, linkname: hostTarget } : e));
+    await hostileTar(path.join(dir, 'evil.tar'), entries);
+    await assert.rejects(fx.build(dir), (e: Error) => { assert.match(e.message, c.error); return true; });
+    await hostTargetIsEmpty();
+    assert.equal(await fsp.stat('/tmp/pwned.txt').catch(() => undefined), undefined);
+  });
+}
+
+test('a failing build leaves no mounts or work dirs behind', async () => {
+  const dir = await fx.context({ Dockerfile: 'FROM busybox\nRUN exit 9\n' });
+  await assert.rejects(fx.build(dir), /exit code: 9/);
+  const mounts = await fsp.readFile('/proc/self/mounts', 'utf8');
+  assert.ok(!mounts.includes(path.join(fx.root, 'builder')), 'no overlay mount left');
+  assert.deepEqual(await fsp.readdir(path.join(fx.root, 'builder')), []);
+});
