@@ -4,6 +4,8 @@
 // than importRootfs because mkimage controls the history entry: importRootfs records the source
 // path, and a scratch dir's random name there would make SOURCE_DATE_EPOCH builds differ.
 import { createReadStream, promises as fsp } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { PassThrough, type Readable } from 'node:stream';
 import path from 'node:path';
 import type { ContentStore } from '../store/content-store.js';
 import { writeImage } from '../store/write-image.js';
@@ -14,6 +16,7 @@ import { createLayer, type LayerInfo } from '../layer/create.js';
 import { applyLayer } from '../layer/apply.js';
 import { importLayerStream } from '../archive/import.js';
 import { STREAM_CHUNK } from '../util/fs.js';
+import { UserError } from '../util/errors.js';
 
 export const DEFAULT_PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -42,7 +45,7 @@ export async function importPreparedRootfs(store: ContentStore, source: string, 
   const st = await fsp.stat(source);
   const layer: LayerInfo = st.isDirectory()
     ? await createLayer(store, { dir: source }, { sourceDateEpoch: opts.sourceDateEpoch })
-    : await importLayerStream(store, createReadStream(source, { highWaterMark: STREAM_CHUNK }));
+    : await importLayerStream(store, await openRootfsTarball(source));
   const created = (opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000) : new Date()).toISOString();
   const platform = hostPlatform();
   const config: ImageConfig = {
@@ -64,9 +67,41 @@ export async function importPreparedRootfs(store: ContentStore, source: string, 
   };
 }
 
-/** Unpacks a rootfs tarball (plain, gzip, zstd) into `dir` with the layer extractor's safety checks. */
+const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
+
+/**
+ * Opens a rootfs tarball for streaming. The layer code reads plain, gzip and zstd tars itself;
+ * xz, which Debian's and Ubuntu's published rootfs tarballs use, is decompressed here by the
+ * `xz` binary (Node has no xz), so `mkimage rootfs foo.tar.xz` works like `docker import`.
+ */
+export async function openRootfsTarball(file: string): Promise<Readable> {
+  const fh = await fsp.open(file, 'r');
+  const head = Buffer.alloc(XZ_MAGIC.length);
+  try { await fh.read(head, 0, head.length, 0); } finally { await fh.close(); }
+  if (!head.equals(XZ_MAGIC)) return createReadStream(file, { highWaterMark: STREAM_CHUNK });
+  const child = spawn('xz', ['-dc', '--', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = new PassThrough({ highWaterMark: STREAM_CHUNK });
+  let stderr = '';
+  let exited = false;
+  child.stderr.on('data', (d: Buffer) => { if (stderr.length < 4096) stderr += d.toString(); });
+  child.stdout.pipe(out, { end: false });
+  child.on('error', (e: NodeJS.ErrnoException) => {
+    exited = true;
+    out.destroy(e.code === 'ENOENT' ? new UserError('xz is not installed (apt-get install xz-utils)') : e);
+  });
+  // Only a clean exit ends the stream: a corrupt .xz must fail the import, not truncate it.
+  child.on('close', (code, signal) => {
+    exited = true;
+    if (code === 0) out.end();
+    else out.destroy(new UserError(`cannot decompress ${file}: ${stderr.trim() || `xz exited ${code ?? signal}`}`));
+  });
+  out.on('close', () => { if (!exited) child.kill('SIGKILL'); });
+  return out;
+}
+
+/** Unpacks a rootfs tarball (plain, gzip, zstd, xz) into `dir` with the layer extractor's safety checks. */
 export async function extractTarball(tarball: string, dir: string): Promise<void> {
-  await applyLayer(dir, createReadStream(tarball, { highWaterMark: STREAM_CHUNK }), {
+  await applyLayer(dir, await openRootfsTarball(tarball), {
     compression: 'auto',
     // Nodes are extracted only to be deleted again (removeDeviceNodes); as non-root they are refused.
     allowDevices: process.getuid?.() === 0,

@@ -1,12 +1,12 @@
 // Counts the packages a root filesystem has installed, for the mkimage report. Reads the
 // package manager's database directly (dpkg status, apk installed), so it works on any
 // architecture without running anything from the image.
-import { createReadStream, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import tarStream from 'tar-stream';
 import { decompress } from '../layer/compression.js';
-import { STREAM_CHUNK } from '../util/fs.js';
+import { openRootfsTarball } from './import.js';
 
 export interface PackageCount {
   manager: 'dpkg' | 'apk';
@@ -45,16 +45,18 @@ export interface TarballScan {
 }
 
 /**
- * Reads a rootfs tarball (plain, gzip or zstd) in one streaming pass: counts packages (only the
+ * Reads a rootfs tarball (plain, gzip, zstd or xz) in one streaming pass: counts packages (only the
  * package database entry is held in memory) and device node entries.
  */
 export async function scanRootfsTarball(file: string): Promise<TarballScan> {
-  const { stream } = await decompress(createReadStream(file, { highWaterMark: STREAM_CHUNK }));
+  const { stream } = await decompress(await openRootfsTarball(file));
   const extract = tarStream.extract();
   let found: PackageCount | undefined;
   let deviceNodes = 0;
   const done = new Promise<void>((resolve, reject) => {
     extract.on('entry', (header, body, next) => {
+      // A broken archive fails the pipeline below; the entry's own error needs a listener too.
+      body.on('error', () => {});
       const name = header.name.replace(/^(\.\/|\/)+/, '');
       if (header.type === 'character-device' || header.type === 'block-device') deviceNodes++;
       const manager = DB_PATHS[name];

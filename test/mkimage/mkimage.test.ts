@@ -112,6 +112,8 @@ test('mkimage rootfs: directory and tarball, package count, device nodes dropped
   await fsp.writeFile(path.join(src, 'lib/apk/db/installed'), 'P:musl\nV:1.2.5-r0\n\nP:busybox\nV:1.36.1-r29\n\nP:alpine-baselayout\nV:3.6.5-r0\n');
   const plainTar = path.join(work, 'rootfs.tar.gz');
   execFileSync('tar', ['--numeric-owner', '-czf', plainTar, '-C', src, '.']);
+  const xzTar = path.join(work, 'rootfs.tar.xz');
+  execFileSync('tar', ['--numeric-owner', '-cJf', xzTar, '-C', src, '.']);
   execFileSync('mknod', [path.join(src, 'dev/null'), 'c', '1', '3']);
   const devTar = path.join(work, 'rootfs-dev.tar');
   execFileSync('tar', ['--numeric-owner', '-cf', devTar, '-C', src, '.']);
@@ -120,6 +122,7 @@ test('mkimage rootfs: directory and tarball, package count, device nodes dropped
   const cases = [
     { name: 'dir:1', source: src },
     { name: 'plaintar:1', source: plainTar },
+    { name: 'xztar:1', source: xzTar },
     { name: 'devtar:1', source: devTar },
     { name: 'dirtz:1', source: src, extra: ['--timezone', 'UTC'] },
   ];
@@ -133,6 +136,13 @@ test('mkimage rootfs: directory and tarball, package count, device nodes dropped
     assert.deepEqual((await imageConfig(root, c.name)).config?.Cmd, ['/bin/sh']);
   }
   assert.ok((await fsp.lstat(path.join(src, 'dev/null'))).isCharacterDevice(), 'the source directory is not modified');
+  // A truncated .xz fails the import instead of producing a short layer.
+  const broken = path.join(work, 'broken.tar.xz');
+  await fsp.writeFile(broken, (await fsp.readFile(xzTar)).subarray(0, 20_000));
+  const bad = await runCli(['mkimage', 'rootfs', broken, '-t', 'broken:1'], { root });
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /^Error: cannot decompress .*broken\.tar\.xz: .*(Unexpected end of input|truncated)/m);
+  assert.equal(await (await ContentStore.open(root)).resolveTag('docker.io/library/broken:1'), undefined);
   await assert.rejects(fsp.lstat(path.join(src, 'etc/timezone')));
   await assertNoScratch(root);
 });

@@ -119,7 +119,7 @@ The temporary root filesystem lives under $DRYDOCK_ROOT/tmp and is removed on su
 
   addCommonOptions(
     mkimage.command('rootfs')
-      .description('Image from a prepared root filesystem: a directory or a tarball (.tar, .tar.gz, .tar.zst), e.g. an Alpine minirootfs')
+      .description('Image from a prepared root filesystem: a directory or a tarball (.tar, .tar.gz, .tar.zst, .tar.xz), e.g. an Alpine minirootfs')
       .argument('<source>', 'directory or tarball'),
     '(required)',
   )
