@@ -10,7 +10,8 @@ import { ContentStore } from '../store/content-store.js';
 import { UserError } from '../util/errors.js';
 import { buildBusyboxRootfs, DEFAULT_BUSYBOX } from './busybox-rootfs.js';
 import { runDebootstrap, slimDebianRootfs, DEFAULT_SUITE, DEFAULT_VARIANT, type DebootstrapOptions } from './debootstrap.js';
-import { hostDebianMirror } from './mirror.js';
+import { hostAptSources, debianMirrorFrom, debianSecurityMirrorFrom, FALLBACK_MIRROR } from './mirror.js';
+import { writeAptSources, securityMirrorFor } from './apt-sources.js';
 import { countPackages, scanRootfsTarball, type PackageCount } from './packages.js';
 import { withScratchDir } from './scratch.js';
 import { setTimezone } from './timezone.js';
@@ -20,7 +21,8 @@ const run = promisify(execFile);
 
 export { buildBusyboxRootfs, busyboxApplets, DEFAULT_BUSYBOX } from './busybox-rootfs.js';
 export { debootstrapArgs, runDebootstrap, slimDebianRootfs, packageList } from './debootstrap.js';
-export { hostDebianMirror, debianMirrorFrom, parseDeb822Sources, parseOneLineSources, FALLBACK_MIRROR } from './mirror.js';
+export { hostDebianMirror, hostAptSources, debianMirrorFrom, debianSecurityMirrorFrom, parseDeb822Sources, parseOneLineSources, FALLBACK_MIRROR } from './mirror.js';
+export { aptSourcesFor, writeAptSources, securityMirrorFor } from './apt-sources.js';
 export { countPackages, countDpkgStatus, countApkInstalled, scanRootfsTarball, type PackageCount, type TarballScan } from './packages.js';
 export { importPreparedRootfs, removeDeviceNodes, DEFAULT_PATH_ENV } from './import.js';
 export { withScratchDir, removeScratch, mountsUnder } from './scratch.js';
@@ -86,13 +88,20 @@ export interface MkimageDebianOptions extends MkimageCommonOptions, Omit<Deboots
 /** `drydock mkimage debian`: debootstrap into a scratch dir, slim it, import it. */
 export async function mkimageDebian(opts: MkimageDebianOptions): Promise<MkimageResult> {
   const started = Date.now();
-  const mirror = opts.mirror ?? (await hostDebianMirror());
+  const hostSources = await hostAptSources();
+  const mirror = opts.mirror ?? debianMirrorFrom(hostSources) ?? FALLBACK_MIRROR;
   const suite = opts.suite ?? DEFAULT_SUITE;
   const store = await ContentStore.open(opts.root);
   return withScratchDir(store.tmpDir, 'mkimage-debian-', async (scratch) => {
     opts.onProgress?.(`debootstrap ${suite} (${opts.variant ?? DEFAULT_VARIANT}) from ${mirror}`);
     const rootfs = await runDebootstrap(scratch, { ...opts, suite, mirror, onProgress: opts.onProgress });
     await slimDebianRootfs(rootfs);
+    await writeAptSources(rootfs, {
+      suite,
+      mirror,
+      components: (opts.components ?? []).flatMap((c) => c.split(',')).filter(Boolean),
+      securityMirror: securityMirrorFor(mirror, debianSecurityMirrorFrom(hostSources)),
+    });
     if (opts.timezone) await setTimezone(rootfs, opts.timezone);
     const packages = await countPackages(rootfs);
     const imported = await importPreparedRootfs(store, rootfs, {

@@ -68,8 +68,18 @@ export function debianMirrorFrom(sources: AptSource[]): string | undefined {
   return undefined;
 }
 
-/** Reads /etc/apt/sources.list and sources.list.d; falls back to deb.debian.org. */
-export async function hostDebianMirror(aptDir = '/etc/apt'): Promise<string> {
+/** The host's Debian security archive URL (a URI ending in /debian-security), if configured. */
+export function debianSecurityMirrorFrom(sources: AptSource[]): string | undefined {
+  for (const s of sources) {
+    if (!s.types.includes('deb')) continue;
+    const uri = s.uris.find((u) => /^https?:\/\/.*\/debian-security\/?$/.test(u));
+    if (uri) return uri.replace(/\/+$/, '');
+  }
+  return undefined;
+}
+
+/** Every apt source the host has configured (sources.list and sources.list.d). */
+export async function hostAptSources(aptDir = '/etc/apt'): Promise<AptSource[]> {
   const sources: AptSource[] = [];
   const main = await fsp.readFile(path.join(aptDir, 'sources.list'), 'utf8').catch(() => '');
   sources.push(...parseOneLineSources(main));
@@ -80,5 +90,10 @@ export async function hostDebianMirror(aptDir = '/etc/apt'): Promise<string> {
     if (name.endsWith('.sources')) sources.push(...parseDeb822Sources(text));
     else if (name.endsWith('.list')) sources.push(...parseOneLineSources(text));
   }
-  return debianMirrorFrom(sources) ?? FALLBACK_MIRROR;
+  return sources;
+}
+
+/** The host's Debian mirror; falls back to deb.debian.org. */
+export async function hostDebianMirror(aptDir = '/etc/apt'): Promise<string> {
+  return debianMirrorFrom(await hostAptSources(aptDir)) ?? FALLBACK_MIRROR;
 }

@@ -42,6 +42,10 @@ test('mkimage debian bookworm minbase: slim, no device nodes, runs in runc', {
   await assert.rejects(fsp.lstat(path.join(dir, 'etc/resolv.conf')), 'host resolv.conf is not baked in');
   await assert.rejects(fsp.lstat(path.join(dir, 'debootstrap')));
   assert.ok((await fsp.stat(path.join(dir, 'etc/apt/apt.conf.d/docker-clean'))).isFile());
+  const sources = await fsp.readFile(path.join(dir, 'etc/apt/sources.list.d/debian.sources'), 'utf8');
+  assert.match(sources, /^Suites: bookworm bookworm-updates$/m);
+  assert.match(sources, /^Suites: bookworm-security$/m);
+  await assert.rejects(fsp.lstat(path.join(dir, 'etc/apt/sources.list')));
   assert.equal((await fsp.stat(path.join(dir, 'usr/sbin/policy-rc.d'))).mode & 0o111, 0o111);
 
   const lowers = await ensureLayersUnpacked(store, image.manifest.layers.map((l, i) => ({ digest: l.digest, mediaType: l.mediaType, diffID: image.config.rootfs.diff_ids[i]! })));

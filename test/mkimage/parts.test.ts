@@ -7,7 +7,8 @@ import { promises as fsp } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { tempDir, requireRoot, requireTool } from '../helpers/env.js';
-import { debianMirrorFrom, parseDeb822Sources, parseOneLineSources, hostDebianMirror, FALLBACK_MIRROR } from '../../src/mkimage/mirror.js';
+import { debianMirrorFrom, debianSecurityMirrorFrom, parseDeb822Sources, parseOneLineSources, hostDebianMirror, FALLBACK_MIRROR } from '../../src/mkimage/mirror.js';
+import { aptSourcesFor, securityMirrorFor, writeAptSources } from '../../src/mkimage/apt-sources.js';
 import { countDpkgStatus, countApkInstalled, countPackages } from '../../src/mkimage/packages.js';
 import { debootstrapArgs, slimDebianRootfs } from '../../src/mkimage/debootstrap.js';
 import { setTimezone } from '../../src/mkimage/timezone.js';
@@ -49,6 +50,50 @@ test('host Debian mirror from apt sources (both formats)', async (t) => {
       assert.equal(await hostDebianMirror(apt), c.want ?? FALLBACK_MIRROR);
     });
   }
+});
+
+test('the image\'s apt sources: updates and security like the official images', async (t) => {
+  const K = 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg';
+  const cases: { name: string; opts: Parameters<typeof aptSourcesFor>[0]; file: string; content: string }[] = [
+    {
+      name: 'bookworm from deb.debian.org: deb822 with updates and security',
+      opts: { suite: 'bookworm', mirror: 'http://deb.debian.org/debian/', securityMirror: securityMirrorFor('http://deb.debian.org/debian/', undefined) },
+      file: 'etc/apt/sources.list.d/debian.sources',
+      content: `Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\n${K}\n\n`
+        + `Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\nComponents: main\n${K}\n`,
+    },
+    {
+      name: 'private mirror without a known security archive: no security source',
+      opts: { suite: 'trixie', mirror: 'http://mirror.internal/debian', components: ['main', 'contrib'], securityMirror: securityMirrorFor('http://mirror.internal/debian', undefined) },
+      file: 'etc/apt/sources.list.d/debian.sources',
+      content: `Types: deb\nURIs: http://mirror.internal/debian\nSuites: trixie trixie-updates\nComponents: main contrib\n${K}\n`,
+    },
+    {
+      name: 'sid has no updates or security suites',
+      opts: { suite: 'sid', mirror: 'http://deb.debian.org/debian', securityMirror: 'http://deb.debian.org/debian-security' },
+      file: 'etc/apt/sources.list.d/debian.sources',
+      content: `Types: deb\nURIs: http://deb.debian.org/debian\nSuites: sid\nComponents: main\n${K}\n`,
+    },
+    {
+      name: 'buster: one-line sources.list, old security suite name',
+      opts: { suite: 'buster', mirror: 'http://archive.debian.org/debian', securityMirror: 'http://sec.local/debian-security' },
+      file: 'etc/apt/sources.list',
+      content: 'deb http://archive.debian.org/debian buster main\ndeb http://archive.debian.org/debian buster-updates main\ndeb http://sec.local/debian-security buster/updates main\n',
+    },
+  ];
+  for (const c of cases) {
+    await t.test(c.name, () => assert.deepEqual(aptSourcesFor(c.opts), { file: c.file, content: c.content }));
+  }
+  // The host's own security source wins over the deb.debian.org default.
+  const host = parseDeb822Sources('Types: deb\nURIs: http://sec.mirror.internal/debian-security/\nSuites: bookworm-security\nComponents: main\n');
+  assert.equal(securityMirrorFor('http://mirror.internal/debian', debianSecurityMirrorFrom(host)), 'http://sec.mirror.internal/debian-security');
+  // debootstrap's sources.list is replaced by the deb822 file.
+  const root = path.join(work, 'aptroot');
+  await fsp.mkdir(path.join(root, 'etc/apt'), { recursive: true });
+  await fsp.writeFile(path.join(root, 'etc/apt/sources.list'), 'deb http://deb.debian.org/debian bookworm main\n');
+  await writeAptSources(root, cases[0]!.opts);
+  await assert.rejects(fsp.lstat(path.join(root, 'etc/apt/sources.list')));
+  assert.equal(await fsp.readFile(path.join(root, 'etc/apt/sources.list.d/debian.sources'), 'utf8'), cases[0]!.content);
 });
 
 test('package counting from dpkg status and apk db', async () => {
