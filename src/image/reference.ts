@@ -82,7 +82,12 @@ export function parseReference(input: string, opts: { defaultTag?: boolean } = {
   }
   if (registry === 'index.docker.io' || registry === 'registry-1.docker.io') registry = DEFAULT_REGISTRY;
   if (registry === DEFAULT_REGISTRY && !repository.includes('/')) repository = `library/${repository}`;
-  validateRepository(repository);
+  try {
+    validateRepository(repository);
+  } catch (e) {
+    // Name what the user typed, not the normalised "library/..." form.
+    throw new ReferenceError((e as Error).message.replace(`"${repository}"`, `"${input}"`));
+  }
   if (registry.length + 1 + repository.length > MAX_NAME_LENGTH) {
     throw new ReferenceError(`invalid reference "${input}": name is longer than ${MAX_NAME_LENGTH} characters`);
   }

@@ -156,8 +156,19 @@ Examples:
       const store = await openStore();
       const out: unknown[] = [];
       for (const name of names) {
-        const img = await resolveImage(store, name);
-        const tags = img.names.length ? img.names : (await store.listTags()).filter((t) => t.descriptor.digest === (img.index?.descriptor.digest ?? img.manifestDescriptor.digest)).map((t) => t.name);
+        let img;
+        try {
+          img = await resolveImage(store, name);
+        } catch (e) {
+          // Like `docker inspect`: a name that is no image may be a container.
+          const { NotFoundError } = await import('../../util/errors.js');
+          if (!(e instanceof NotFoundError)) throw e;
+          const { inspectContainer } = await import('../../runtime/lifecycle.js');
+          out.push(await inspectContainer(name).catch(() => { throw e; }));
+          continue;
+        }
+        // Every name of the image, not only the one typed, as docker inspect shows RepoTags.
+        const tags = (await store.listTags()).filter((t) => t.descriptor.digest === (img.index?.descriptor.digest ?? img.manifestDescriptor.digest)).map((t) => t.name);
         const repoTags = await Promise.all(tags.map(async (t) => (await displayName(t)).familiar));
         const topDigest = img.index?.descriptor.digest ?? img.manifestDescriptor.digest;
         const repoDigests = [...new Set(tags.map((t) => `${familiarName(parseReference(t))}@${topDigest}`))];
