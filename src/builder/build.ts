@@ -272,6 +272,10 @@ class Builder {
       };
       state.config.config ??= {};
       state.config.history ??= [];
+      // Like BuildKit and buildah: an image without PATH gets the default one, so RUN and the
+      // final container find their binaries.
+      const env = state.config.config.Env ?? [];
+      if (!env.some((e) => e.startsWith('PATH='))) state.config.config.Env = [DEFAULT_PATH_ENV, ...env];
     }
     this.log(` ---> ${fromStage ? `stage ${fromStage.name ?? fromStage.index}` : shortId(`sha256:${state.key}`)}\n`);
     this.steps.push({ step: this.stepNo, instruction: stage.from.original, cached: true, key: state.key });

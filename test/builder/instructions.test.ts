@@ -45,7 +45,7 @@ ONBUILD RUN echo triggered > /tmp/onbuild.txt
   const c = r.config.config!;
   assert.equal(r.config.author, 'Jane <jane@example.com>');
   assert.deepEqual(c.Labels, { 'org.opencontainers.image.title': 'demo app', version: '1.0' });
-  assert.deepEqual(c.Env, ['A=1', 'B=two words', 'LEGACY=value with spaces']);
+  assert.deepEqual(c.Env, ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'A=1', 'B=two words', 'LEGACY=value with spaces']);
   assert.deepEqual(Object.keys(c.ExposedPorts!).sort(), ['53/udp', '80/tcp', '8000/tcp', '8001/tcp']);
   assert.equal(c.User, '1000:1000');
   assert.equal(c.WorkingDir, '/srv/app');

@@ -21,6 +21,8 @@ export interface Podman {
   run(args: string[], opts?: { timeoutMs?: number }): Promise<{ stdout: string; stderr: string }>;
   /** Removes containers and storage (podman's overlay mounts included). */
   cleanup(): Promise<void>;
+  /** The --root/--runroot/--storage-driver flags, so buildah can share this storage. */
+  readonly storageArgs: string[];
 }
 
 export async function podman(prefix = 'drydock-podman-'): Promise<Podman> {
@@ -37,6 +39,7 @@ export async function podman(prefix = 'drydock-podman-'): Promise<Podman> {
   });
   return {
     run,
+    storageArgs: base.slice(0, 6),
     cleanup: async () => {
       await run(['rm', '-a', '-f']).catch(() => undefined);
       // `system reset` unmounts podman's overlay layers before the dir is deleted.

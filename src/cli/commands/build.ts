@@ -130,7 +130,7 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
         compression: flags.compression,
         store,
       });
-      if (output) await writeOutput(store, result.manifestDigest, result.names, output);
+      if (output) await writeOutput(store, result.imageId, result.names, output);
       if (flags.iidfile) {
         const { writeFileAtomic } = await import('../../util/fs.js');
         await writeFileAtomic(flags.iidfile, result.imageId);
@@ -149,11 +149,8 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** --output: the save/copy machinery of src/archive (skopeo-compatible archives). */
-async function writeOutput(store: unknown, manifestDigest: string, names: string[], output: { type: string; dest: string }): Promise<void> {
-  const archiveModule = '../../archive/index.js';
-  const archive = (await import(archiveModule)) as Record<string, unknown>;
-  const save = archive.saveImages as ((store: unknown, refs: string[], opts: { format: string; output: string }) => Promise<unknown>) | undefined;
-  if (typeof save !== 'function') throw new UserError('--output needs `drydock save` support (src/archive saveImages), which is not available in this build');
-  await save(store, [names[0] ?? manifestDigest], { format: output.type === 'oci' ? 'oci-archive' : 'docker-archive', output: output.dest });
+/** --output: the same archive writers as `drydock save` (skopeo/podman-compatible). */
+async function writeOutput(store: import('../../store/index.js').ContentStore, imageId: string, names: string[], output: { type: string; dest: string }): Promise<void> {
+  const { saveImages } = await import('../../archive/index.js');
+  await saveImages(store, [names[0] ?? imageId], output.dest, { format: output.type === 'oci' ? 'oci-archive' : 'docker-archive' });
 }
