@@ -24,7 +24,7 @@ const digests: { input: string; ok?: string; error?: RegExp }[] = [
 for (const c of digests) {
   test(`parseDigest(${JSON.stringify(c.input.slice(0, 30))}${c.input.length > 30 ? '…' : ''})`, () => {
     if (c.ok) assert.equal(parseDigest(c.input).value, c.ok);
-    else assert.throws(() => parseDigest(c.input), c.error);
+    else assert.throws(() => parseDigest(c.input), c.error!);
     assert.equal(isDigest(c.input), Boolean(c.ok));
   });
 }
