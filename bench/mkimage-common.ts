@@ -12,6 +12,8 @@ export const PROJECT_ROOT = fromSource ? path.resolve(here, '..') : path.resolve
 
 /** argv prefix that runs the drydock CLI. */
 export function drydockCommand(): string[] {
+  // A compiled CLI elsewhere (e.g. `tsc --outDir /tmp/build`), so startup is not tsx's.
+  if (process.env.DRYDOCK_CLI) return [process.execPath, process.env.DRYDOCK_CLI];
   const compiled = path.join(PROJECT_ROOT, 'dist/src/cli/main.js');
   if (!fromSource && existsSync(compiled)) return [process.execPath, compiled];
   return [process.execPath, '--import', 'tsx', path.join(PROJECT_ROOT, 'src/cli/main.ts')];
@@ -25,6 +27,25 @@ export function sh(cmd: string[], opts: SpawnSyncOptions = {}): string {
 
 export function shell(script: string, opts: SpawnSyncOptions = {}): string {
   return sh(['bash', '-o', 'pipefail', '-c', script], opts);
+}
+
+export interface Timing { wall: number; cpu: number }
+
+/**
+ * Runs a shell script under GNU time: wall seconds and CPU seconds (user + sys of the script
+ * and every child it waited for). CPU time is the fair number on a shared, loaded machine.
+ */
+export function measure(script: string): Timing {
+  const out = path.join(os.tmpdir(), `drydock-bench-time-${process.pid}`);
+  sh(['/usr/bin/time', '-f', '%e %U %S', '-o', out, 'bash', '-o', 'pipefail', '-c', script]);
+  const [wall, user, sys] = readFileSync(out, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+  rmSync(out, { force: true });
+  return { wall: wall!, cpu: user! + sys! };
+}
+
+/** Shell-quotes argv for measure(). */
+export function quote(argv: string[]): string {
+  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
 }
 
 /** Seconds a function takes. */
