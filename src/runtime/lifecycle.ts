@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pipeline } from 'node:stream/promises';
+import { PassThrough, type Readable } from 'node:stream';
 import { UserError } from '../util/errors.js';
 import { readJsonIfExists } from '../util/fs.js';
 import {
@@ -242,7 +243,7 @@ export async function copy(src: string, dst: string, o: { stdout?: NodeJS.Writab
     if (!st) throw new UserError(`Could not find the file ${from.path} in container ${from.ref}`);
     const name = path.posix.basename(from.path.replace(/\/+$/, '')) || '.';
     if (dst === '-') {
-      const child = spawn('tar', ['-C', path.dirname(hostSrc), '-cf', '-', '--', path.basename(hostSrc), ...(name !== path.basename(hostSrc) ? ['--transform', `s|^${escapeRe(path.basename(hostSrc))}|${name}|`] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn('tar', [...(name !== path.basename(hostSrc) ? ['--transform', `s|^${escapeRe(path.basename(hostSrc))}|${escapeRe(name)}|`] : []), '-C', path.dirname(hostSrc), '-cf', '-', '--', path.basename(hostSrc)], { stdio: ['ignore', 'pipe', 'inherit'] });
       await pipeline(child.stdout, o.stdout ?? process.stdout, { end: false });
       return;
     }
@@ -260,11 +261,10 @@ export async function copy(src: string, dst: string, o: { stdout?: NodeJS.Writab
   const c = await findContainer(to!.ref);
   const rootfs = await ensureMounted(c);
   const { applyLayer } = await import('../layer/index.js');
-  const { Readable } = await import('node:stream');
   if (src === '-') {
     const dir = await resolveInRoot(rootfs, to!.path);
     if (!(await fsp.stat(dir).catch(() => undefined))?.isDirectory()) throw new UserError(`destination ${to!.path} must be a directory when copying a tar stream from stdin`);
-    await applyLayer(dir, (o.stdin ?? process.stdin) as unknown as InstanceType<typeof Readable>, { compression: 'auto' });
+    await applyLayer(dir, (o.stdin ?? process.stdin) as unknown as Readable, { compression: 'auto' });
     return;
   }
   const hostSrc = path.resolve(src);
@@ -282,11 +282,13 @@ export async function copy(src: string, dst: string, o: { stdout?: NodeJS.Writab
     if (!(await fsp.stat(dir).catch(() => undefined))?.isDirectory()) throw new UserError(`destination directory ${path.posix.dirname(to!.path)} does not exist in the container`);
   }
   const tarArgs = ['-C', name === '.' ? hostSrc : path.dirname(hostSrc), '-cf', '-', '--', name === '.' ? '.' : path.basename(hostSrc)];
-  if (name !== '.' && name !== path.basename(hostSrc)) tarArgs.splice(3, 0, '--transform', `s|^${escapeRe(path.basename(hostSrc))}|${name}|`);
+  if (name !== '.' && name !== path.basename(hostSrc)) tarArgs.unshift('--transform', `s|^${escapeRe(path.basename(hostSrc))}|${escapeRe(name)}|`);
   const child = spawn('tar', tarArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr.on('data', (d) => (err += d));
-  await applyLayer(dir, child.stdout, { compression: 'none' });
+  // Attach a reader at once: Node discards a child's unread stdout when the child exits.
+  const tarStream = child.stdout.pipe(new PassThrough({ highWaterMark: 1 << 20 }));
+  await applyLayer(dir, tarStream, { compression: 'none' });
   const code = await new Promise<number>((r) => child.on('close', (c2) => r(c2 ?? 1)));
   if (code !== 0) throw new UserError(`tar: ${err.trim()}`);
 }
