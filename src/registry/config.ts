@@ -10,7 +10,8 @@ export interface RegistryConfig {
   version?: string;
   log?: { level?: string; accesslog?: { disabled?: boolean } };
   storage: {
-    filesystem: { rootdirectory: string };
+    /** fsync: drydock extension (default true); false behaves like distribution (no fsync). */
+    filesystem: { rootdirectory: string; fsync?: boolean };
     delete?: { enabled?: boolean };
     maintenance?: {
       uploadpurging?: { enabled?: boolean; age?: string; interval?: string; dryrun?: boolean };
@@ -86,11 +87,12 @@ export function normalizeConfig(doc: Partial<RegistryConfig> & Record<string, un
   const drivers = Object.keys(storage).filter((k) => !['delete', 'maintenance', 'cache', 'redirect'].includes(k));
   const unsupported = drivers.filter((d) => d !== 'filesystem' && d !== 'inmemory');
   if (unsupported.length > 0) throw new UserError(`storage driver "${unsupported[0]}" is not supported (drydock has: filesystem)`);
-  const fsRoot = (storage.filesystem as { rootdirectory?: string } | undefined)?.rootdirectory ?? '/var/lib/registry';
+  const fsCfg = (storage.filesystem ?? {}) as { rootdirectory?: string; fsync?: boolean };
+  const fsRoot = fsCfg.rootdirectory ?? '/var/lib/registry';
   const resolve = (p: string | undefined) => (p ? path.resolve(baseDir, p) : p);
   const cfg: RegistryConfig = {
     ...doc,
-    storage: { ...(doc.storage ?? {}), filesystem: { rootdirectory: path.resolve(baseDir, fsRoot) } } as RegistryConfig['storage'],
+    storage: { ...(doc.storage ?? {}), filesystem: { ...fsCfg, rootdirectory: path.resolve(baseDir, fsRoot) } } as RegistryConfig['storage'],
     http: { addr: '127.0.0.1:5000', ...(doc.http ?? {}) },
   };
   if (cfg.http.tls) cfg.http.tls = { certificate: resolve(cfg.http.tls.certificate), key: resolve(cfg.http.tls.key) };

@@ -147,7 +147,7 @@ class Metrics {
 }
 
 export function createRegistryServer(config: RegistryConfig, opts: CreateServerOptions = {}): RegistryServer {
-  const driver = opts.driver ?? new FilesystemDriver(config.storage.filesystem.rootdirectory);
+  const driver = opts.driver ?? new FilesystemDriver(config.storage.filesystem.rootdirectory, { fsync: config.storage.filesystem.fsync });
   const storage = new RegistryStorage(driver, {
     cacheTtlMs: parseDuration(config.storage.cache?.ttl, 5000),
     deleteEnabled: config.storage.delete?.enabled ?? false,

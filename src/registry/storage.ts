@@ -155,7 +155,9 @@ export class RegistryStorage {
   }
 
   async linkBlob(name: string, digest: Digest): Promise<void> {
-    await this.driver.putContent(paths.layerLink(name, digest), digest.value);
+    // Only the link's existence matters, and a lost link costs the client one re-push, so it
+    // skips the fsyncs that the blob data itself gets.
+    await this.driver.putContent(paths.layerLink(name, digest), digest.value, { sync: false });
   }
 
   /** Cross-repository mount: links the blob when `from` has it; false means "start an upload". */
@@ -184,7 +186,7 @@ export class RegistryStorage {
 
   async startUpload(name: string): Promise<string> {
     const id = randomUUID();
-    await this.driver.putContent(paths.uploadStartedAt(name, id), new Date().toISOString());
+    await this.driver.putContent(paths.uploadStartedAt(name, id), new Date().toISOString(), { sync: false });
     const w = await this.driver.writer(paths.uploadData(name, id), false);
     await w.close();
     this.uploads.set(id, { hash: createHash('sha256'), hashedBytes: 0, busy: false });
@@ -207,7 +209,7 @@ export class RegistryStorage {
    * current offset or the chunk is refused with 416. A client that disconnects leaves the bytes
    * it did send in place, so it can ask for the offset and resume.
    */
-  async appendUpload(name: string, id: string, body: Readable, start?: number, maxBytes = Number.MAX_SAFE_INTEGER): Promise<number> {
+  async appendUpload(name: string, id: string, body: Readable, start?: number, maxBytes = Number.MAX_SAFE_INTEGER, sync = false): Promise<number> {
     const offset = await this.uploadOffset(name, id);
     let state = this.uploads.get(id);
     if (!state) {
@@ -234,7 +236,8 @@ export class RegistryStorage {
       ok = true;
     } finally {
       try {
-        await writer.close();
+        if (ok && sync) await writer.commit();
+        else await writer.close();
         state.hashedBytes = state.hash && ok ? writer.size : -1;
         if (!ok) state.hash = undefined;
       } finally {
@@ -246,7 +249,7 @@ export class RegistryStorage {
 
   /** Verifies digest (and size when known) and moves the upload into the blob store. */
   async commitUpload(name: string, id: string, digest: Digest, body?: Readable, start?: number, maxBytes?: number): Promise<BlobInfo> {
-    if (body) await this.appendUpload(name, id, body, start, maxBytes);
+    if (body) await this.appendUpload(name, id, body, start, maxBytes, true);
     const size = await this.uploadOffset(name, id);
     const state = this.uploads.get(id);
     let actual: string;
@@ -260,9 +263,11 @@ export class RegistryStorage {
       await this.cancelUpload(name, id);
       throw new RegistryError('DIGEST_INVALID', `digest mismatch: content is ${actual}, request said ${digest.value}`, { digest: digest.value });
     }
-    // fsync before the rename, so a crash never exposes a blob path with torn content.
-    const w = await this.driver.writer(paths.uploadData(name, id), true);
-    await w.commit();
+    // fsync before the rename, so even a power loss never exposes a blob path with torn content.
+    if (!body) {
+      const w = await this.driver.writer(paths.uploadData(name, id), true);
+      await w.commit();
+    }
     if (await this.blobExistsGlobally(digest)) {
       await this.driver.delete(paths.uploadDir(name, id));
     } else {

@@ -9,7 +9,7 @@ export function sha256(data: Buffer | string): string {
 export interface Req { method?: string; headers?: Record<string, string>; body?: Buffer | string; redirect?: 'manual' }
 
 export async function http(url: string, opts: Req = {}): Promise<{ status: number; headers: Headers; body: Buffer; json: () => any }> {
-  const r = await fetch(url, { method: opts.method ?? 'GET', headers: opts.headers, body: opts.body, redirect: 'manual' });
+  const r = await fetch(url, { method: opts.method ?? 'GET', headers: opts.headers, body: opts.body as BodyInit | undefined, redirect: 'manual' });
   const body = Buffer.from(await r.arrayBuffer());
   return { status: r.status, headers: r.headers, body, json: () => JSON.parse(body.toString('utf8')) };
 }

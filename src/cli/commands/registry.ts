@@ -25,6 +25,7 @@ interface ServeFlags {
   proxyUsername?: string;
   proxyPassword?: string;
   accessLog?: boolean;
+  fsync?: boolean;
   quiet?: boolean;
 }
 
@@ -56,6 +57,7 @@ function addServeCommand(parent: Command, name: string): Command {
     .option('--proxy-username <user>', 'upstream user (proxy.username)')
     .option('--proxy-password <password>', 'upstream password (proxy.password)')
     .option('--no-access-log', 'do not write the JSON access log to stdout')
+    .option('--no-fsync', "skip fsync of blob data (distribution's behaviour: faster, not power-loss safe)")
     .option('-q, --quiet', 'print only the listening URL')
     .addHelpText('after', `
 Examples:
@@ -75,6 +77,7 @@ The server stops gracefully on SIGINT/SIGTERM: in-flight requests finish, interr
       if (flags.addr) config.http.addr = flags.addr;
       if (flags.tlsCert || flags.tlsKey) config.http.tls = { certificate: flags.tlsCert, key: flags.tlsKey };
       if (flags.delete === false) config.storage.delete = { enabled: false };
+      if (flags.fsync === false) config.storage.filesystem.fsync = false;
       if (flags.readOnly) config.storage.maintenance = { ...config.storage.maintenance, readonly: { enabled: true } };
       if (flags.htpasswd || flags.token || flags.tokenRealm || flags.anonymousRead) config.auth ??= {};
       if (flags.htpasswd) config.auth!.htpasswd = { realm: flags.realm ?? config.auth!.htpasswd?.realm ?? 'drydock registry', path: flags.htpasswd };

@@ -29,8 +29,12 @@ export interface StorageDriver {
   readonly name: string;
   /** Whole small object; throws PathNotFoundError. */
   getContent(path: string): Promise<Buffer>;
-  /** Atomic replace (readers see old or new, never torn). */
-  putContent(path: string, content: Buffer | string): Promise<void>;
+  /**
+   * Atomic replace (readers see old or new, never torn). `sync: false` skips the fsyncs: still
+   * atomic against a crashed process, not guaranteed durable across a power loss. Used for
+   * bookkeeping that can be recreated (upload start times, layer links a client re-pushes).
+   */
+  putContent(path: string, content: Buffer | string, opts?: { sync?: boolean }): Promise<void>;
   /** Streams from `offset` (to `end` inclusive, if given). */
   reader(path: string, offset?: number, end?: number): Promise<Readable>;
   writer(path: string, append: boolean): Promise<FileWriter>;

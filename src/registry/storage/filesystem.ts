@@ -3,12 +3,24 @@
 import { createReadStream, promises as fsp, type Dirent } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { STREAM_CHUNK, fsyncDir, writeFileAtomic } from '../../util/fs.js';
+import { STREAM_CHUNK, fsyncDir, tempName, writeFileAtomic } from '../../util/fs.js';
 import { PathNotFoundError, type FileInfo, type FileWriter, type StorageDriver } from './driver.js';
+
+export interface FilesystemDriverOptions {
+  /**
+   * fsync blob data and directories before renames (default true). false matches distribution's
+   * filesystem driver, which never fsyncs: still atomic against a crashed server, but the last
+   * writes may be lost on a power failure.
+   */
+  fsync?: boolean;
+}
 
 export class FilesystemDriver implements StorageDriver {
   readonly name = 'filesystem';
-  constructor(readonly rootDirectory: string) {}
+  private readonly fsync: boolean;
+  constructor(readonly rootDirectory: string, opts: FilesystemDriverOptions = {}) {
+    this.fsync = opts.fsync ?? true;
+  }
 
   private full(p: string): string {
     if (!p.startsWith('/') || p.split('/').includes('..')) throw new Error(`invalid storage path ${p}`);
@@ -23,8 +35,18 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
-  async putContent(p: string, content: Buffer | string): Promise<void> {
-    await writeFileAtomic(this.full(p), content);
+  async putContent(p: string, content: Buffer | string, opts: { sync?: boolean } = {}): Promise<void> {
+    const full = this.full(p);
+    if (opts.sync !== false && this.fsync) return writeFileAtomic(full, content);
+    await fsp.mkdir(path.dirname(full), { recursive: true });
+    const tmp = tempName(full);
+    await fsp.writeFile(tmp, content, { flag: 'wx' });
+    try {
+      await fsp.rename(tmp, full);
+    } catch (e) {
+      await fsp.rm(tmp, { force: true });
+      throw e;
+    }
   }
 
   async reader(p: string, offset = 0, end?: number): Promise<Readable> {
@@ -44,7 +66,7 @@ export class FilesystemDriver implements StorageDriver {
     await fsp.mkdir(path.dirname(full), { recursive: true });
     const fh = await fsp.open(full, append ? 'a' : 'w');
     const size = append ? (await fh.stat()).size : 0;
-    return new FsWriter(fh, full, size);
+    return new FsWriter(fh, full, size, this.fsync);
   }
 
   async stat(p: string): Promise<FileInfo> {
@@ -75,7 +97,7 @@ export class FilesystemDriver implements StorageDriver {
     } catch (e) {
       throw mapError(e, source);
     }
-    await fsyncDir(path.dirname(to));
+    if (this.fsync) await fsyncDir(path.dirname(to));
   }
 
   async delete(p: string): Promise<void> {
@@ -114,38 +136,58 @@ class FsWriter implements FileWriter {
   private pendingBytes = 0;
   private written: number;
   private closed = false;
-  constructor(private readonly fh: fsp.FileHandle, private readonly full: string, size: number) {
+  // One 1 MiB write may be in flight while the next MiB arrives from the socket, so network
+  // receive and disk write overlap; memory stays bounded at two chunks per writer.
+  private inflight: Promise<void> | undefined;
+  private inflightBytes = 0;
+  constructor(private readonly fh: fsp.FileHandle, private readonly full: string, size: number, private readonly fsync: boolean) {
     this.written = size;
   }
 
   get size(): number {
-    return this.written + this.pendingBytes;
+    return this.written + this.inflightBytes + this.pendingBytes;
   }
 
   // Coalesce socket-sized chunks (16-64 KiB) into >= 1 MiB writes.
   async write(chunk: Buffer): Promise<void> {
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
-    if (this.pendingBytes >= STREAM_CHUNK) await this.flush();
+    if (this.pendingBytes >= STREAM_CHUNK) {
+      await this.drain();
+      this.inflight = this.writeOut();
+      this.inflight.catch(() => {}); // surfaced by the next drain()
+    }
   }
 
-  private async flush(): Promise<void> {
-    if (this.pendingBytes === 0) return;
+  private async writeOut(): Promise<void> {
     const bufs = this.pending;
     const n = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
+    this.inflightBytes = n;
     let off = 0;
     while (off < n) {
       const { bytesWritten } = await this.fh.writev(off === 0 ? bufs : [Buffer.concat(bufs).subarray(off)]);
       off += bytesWritten;
     }
+    this.inflightBytes = 0;
     this.written += n;
+  }
+
+  private async drain(): Promise<void> {
+    const p = this.inflight;
+    this.inflight = undefined;
+    if (p) await p;
+  }
+
+  private async flush(): Promise<void> {
+    await this.drain();
+    if (this.pendingBytes > 0) await this.writeOut();
   }
 
   async commit(): Promise<void> {
     await this.flush();
-    await this.fh.sync();
+    if (this.fsync) await this.fh.sync();
     await this.close();
   }
 

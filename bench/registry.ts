@@ -1,0 +1,225 @@
+// Registry server benchmark: drydock serve vs distribution 2.8 (/usr/bin/docker-registry), side by
+// side in one run, both as child processes with access logs off and filesystem storage in /tmp.
+//   manifest GET requests/s (autocannon) at 1, 8, 32 connections
+//   blob push+pull MB/s (undici, monolithic POST+PUT then GET) at 1, 8, 32 clients
+//   peak RSS of each server (VmHWM)
+// Run: node --import tsx bench/registry.ts [--seconds 5] [--blob-mib 8] [--total-mib 256]
+// Prints a table and the drydock/distribution ratio per row; --json prints machine-readable results.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import { Pool } from 'undici';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const fromSource = import.meta.url.endsWith('.ts');
+const projectRoot = fromSource ? path.resolve(here, '..') : path.resolve(here, '../..');
+const cliMain = fromSource ? path.join(projectRoot, 'src/cli/main.ts') : path.join(projectRoot, 'dist/src/cli/main.js');
+
+interface Server { name: string; url: string; proc: ChildProcess; dir: string }
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
+  });
+}
+
+async function waitReady(url: string, proc: ChildProcess, stderr: () => string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`server exited: ${stderr()}`);
+    try {
+      const r = await fetch(`${url}/v2/`);
+      await r.arrayBuffer();
+      return;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`server did not start: ${stderr()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+async function startDistribution(): Promise<Server> {
+  const bin = '/usr/bin/docker-registry';
+  if (spawnSync('test', ['-x', bin]).status !== 0) throw new Error('docker-registry (distribution 2.8) is not installed: apt-get install docker-registry');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'drydock-bench-distribution-'));
+  const port = await freePort();
+  writeFileSync(path.join(dir, 'config.yml'), `version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: ${dir}/data
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:${port}
+`);
+  let err = '';
+  const proc = spawn(bin, ['serve', path.join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  proc.stderr!.on('data', (d) => (err += d));
+  const url = `http://127.0.0.1:${port}`;
+  await waitReady(url, proc, () => err);
+  return { name: 'distribution', url, proc, dir };
+}
+
+async function startDrydock(fsync: boolean): Promise<Server> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'drydock-bench-drydock-'));
+  const port = await freePort();
+  let err = '';
+  const args = ['serve', '--root', `${dir}/data`, '--addr', `127.0.0.1:${port}`, '--no-access-log', ...(fsync ? [] : ['--no-fsync'])];
+  const proc = spawn(process.execPath, [...(fromSource ? ['--import', 'tsx'] : []), cliMain, ...args], { cwd: projectRoot, stdio: ['ignore', 'ignore', 'pipe'] });
+  proc.stderr!.on('data', (d) => (err += d));
+  const url = `http://127.0.0.1:${port}`;
+  await waitReady(url, proc, () => err);
+  return { name: fsync ? 'drydock' : 'drydock --no-fsync', url, proc, dir };
+}
+
+function vmHwmKiB(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : 0;
+}
+
+function digestOf(b: Buffer): string {
+  return `sha256:${createHash('sha256').update(b).digest('hex')}`;
+}
+
+async function pushBlob(pool: Pool, repo: string, data: Buffer, digest: string): Promise<void> {
+  const post = await pool.request({ path: `/v2/${repo}/blobs/uploads/`, method: 'POST' });
+  await post.body.dump();
+  if (post.statusCode !== 202) throw new Error(`POST upload: HTTP ${post.statusCode}`);
+  const loc = new URL(String(post.headers.location), 'http://x');
+  loc.searchParams.set('digest', digest);
+  const put = await pool.request({ path: `${loc.pathname}${loc.search}`, method: 'PUT', body: data, headers: { 'content-type': 'application/octet-stream', 'content-length': String(data.length) } });
+  await put.body.dump();
+  if (put.statusCode !== 201) throw new Error(`PUT upload: HTTP ${put.statusCode}`);
+}
+
+async function seedImage(url: string): Promise<void> {
+  const pool = new Pool(url, { connections: 1 });
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
+  const layer = randomBytes(4096);
+  await pushBlob(pool, 'bench/app', config, digestOf(config));
+  await pushBlob(pool, 'bench/app', layer, digestOf(layer));
+  const manifest = JSON.stringify({
+    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digestOf(layer), size: layer.length }],
+  });
+  const r = await pool.request({ path: '/v2/bench/app/manifests/latest', method: 'PUT', body: manifest, headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' } });
+  await r.body.dump();
+  if (r.statusCode !== 201) throw new Error(`seed manifest: HTTP ${r.statusCode}`);
+  await pool.close();
+}
+
+async function manifestGets(url: string, connections: number, seconds: number): Promise<number> {
+  const result = await autocannon({
+    url: `${url}/v2/bench/app/manifests/latest`,
+    connections,
+    duration: seconds,
+    headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+  });
+  if (result.non2xx > 0 || result.errors > 0) throw new Error(`manifest GET: ${result.non2xx} non-2xx, ${result.errors} errors`);
+  return result.requests.average;
+}
+
+async function blobThroughput(url: string, clients: number, blobMiB: number, totalMiB: number, round: number): Promise<number> {
+  const perClient = Math.max(1, Math.round(totalMiB / blobMiB / clients));
+  const base = randomBytes(blobMiB * 1024 * 1024);
+  // Distinct blobs (no dedup shortcuts), digests computed before the clock starts.
+  const blobs: { data: Buffer; digest: string }[][] = [];
+  for (let c = 0; c < clients; c++) {
+    blobs.push([]);
+    for (let i = 0; i < perClient; i++) {
+      const data = Buffer.from(base);
+      data.writeUInt32BE(round, 0); data.writeUInt32BE(c, 4); data.writeUInt32BE(i, 8);
+      blobs[c]!.push({ data, digest: digestOf(data) });
+    }
+  }
+  const pool = new Pool(url, { connections: clients, pipelining: 1 });
+  const started = process.hrtime.bigint();
+  let bytes = 0;
+  await Promise.all(blobs.map(async (list, c) => {
+    for (const b of list) {
+      await pushBlob(pool, `bench/blobs${c}`, b.data, b.digest);
+      const r = await pool.request({ path: `/v2/bench/blobs${c}/blobs/${b.digest}`, method: 'GET' });
+      const h = createHash('sha256');
+      for await (const chunk of r.body) h.update(chunk as Buffer);
+      if (`sha256:${h.digest('hex')}` !== b.digest) throw new Error('blob GET returned different content');
+      bytes += 2 * b.data.length;
+    }
+  }));
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  await pool.close();
+  return bytes / 1024 / 1024 / seconds;
+}
+
+export async function main(): Promise<void> {
+  const seconds = arg('seconds', 5);
+  const blobMiB = arg('blob-mib', 8);
+  const totalMiB = arg('total-mib', 256);
+  const levels = [1, 8, 32];
+  const servers = [await startDistribution(), await startDrydock(true), await startDrydock(false)];
+  const rows: { metric: string; values: Record<string, number> }[] = [];
+  try {
+    for (const s of servers) await seedImage(s.url);
+    // Warm-up (JIT, page cache) for both.
+    for (const s of servers) await manifestGets(s.url, 8, 1);
+    for (const c of levels) {
+      const values: Record<string, number> = {};
+      for (const s of servers) values[s.name] = await manifestGets(s.url, c, seconds);
+      rows.push({ metric: `manifest GET req/s, ${c} conn`, values });
+    }
+    let round = 0;
+    for (const c of levels) {
+      const values: Record<string, number> = {};
+      for (const s of servers) values[s.name] = await blobThroughput(s.url, c, blobMiB, totalMiB, round++);
+      rows.push({ metric: `blob push+pull MB/s, ${c} clients`, values });
+    }
+    const rss: Record<string, number> = {};
+    for (const s of servers) rss[s.name] = vmHwmKiB(s.proc.pid!) / 1024;
+    rows.push({ metric: 'peak RSS MiB (lower is better)', values: rss });
+  } finally {
+    for (const s of servers) {
+      s.proc.kill('SIGTERM');
+      await new Promise((r) => (s.proc.exitCode !== null ? r(null) : s.proc.once('exit', r)));
+      rmSync(s.dir, { recursive: true, force: true });
+    }
+  }
+  if (process.argv.includes('--json')) {
+    process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+    return;
+  }
+  const w = Math.max(...rows.map((r) => r.metric.length));
+  const names = servers.map((s) => s.name);
+  const others = names.slice(1);
+  process.stdout.write(`${'metric'.padEnd(w)}  ${names.map((n) => n.padStart(18)).join('  ')}  ${others.map((n) => `ratio ${n}/distribution`).join('  ')}\n`);
+  for (const r of rows) {
+    const d = r.values.distribution!;
+    const cells = names.map((n) => r.values[n]!.toFixed(1).padStart(18)).join('  ');
+    const ratios = others.map((n) => `${(r.values[n]! / d).toFixed(2)}x`.padStart(`ratio ${n}/distribution`.length)).join('  ');
+    process.stdout.write(`${r.metric.padEnd(w)}  ${cells}  ${ratios}\n`);
+  }
+  process.stdout.write(`(${os.cpus().length} CPUs, load ${os.loadavg()[0]!.toFixed(1)}; manifest GETs ${seconds}s per level; blobs ${blobMiB} MiB, ~${totalMiB} MiB pushed per level)\n`);
+}
+
+const invokedDirectly = process.argv[1] && /bench[\\/]registry\.[jt]s$/.test(process.argv[1]);
+if (invokedDirectly) {
+  main().catch((e) => { process.stderr.write(`${(e as Error).stack ?? e}\n`); process.exitCode = 1; });
+}
