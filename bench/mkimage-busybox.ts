@@ -11,7 +11,7 @@ import { drydockCommand, measure, quote, median, scratchDir, isolatedPodman, pri
 
 export async function main(runs = Number(process.argv[2] ?? 5)): Promise<void> {
   const dir = scratchDir('drydock-bench-mkimage-bb-');
-  const podman = isolatedPodman(dir);
+  const podman = await isolatedPodman(dir);
   const drydock = drydockCommand();
   const rootfs = path.join(dir, 'rootfs');
   await fsp.mkdir(rootfs);

@@ -1,7 +1,8 @@
 // Shared plumbing for the mkimage benchmarks: how to invoke drydock (compiled CLI when built,
 // else from source through tsx), an isolated podman as the peer, timing and the result table.
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync, readFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import { ensurePodmanConf, podmanStorageArgs } from '../test/helpers/podman.js';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -66,14 +67,9 @@ export function scratchDir(prefix: string): string {
 }
 
 /** podman with private storage, the sandbox's containers.conf written when missing. */
-export function isolatedPodman(dir: string): { argv: string[]; cleanup(): void } {
-  const conf = '/etc/containers/containers.conf';
-  const text = existsSync(conf) ? readFileSync(conf, 'utf8') : '';
-  if (!/default_ulimits\s*=\s*\[\]/.test(text) || !/runtime\s*=\s*"runc"/.test(text)) {
-    mkdirSync(path.dirname(conf), { recursive: true });
-    writeFileSync(conf, '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\n');
-  }
-  const argv = ['podman', '--root', path.join(dir, 'proot'), '--runroot', path.join(dir, 'prun'), '--storage-driver', 'overlay', '--cgroup-manager', 'cgroupfs', '--events-backend', 'none'];
+export async function isolatedPodman(dir: string): Promise<{ argv: string[]; cleanup(): void }> {
+  await ensurePodmanConf();
+  const argv = ['podman', ...podmanStorageArgs(dir)];
   return {
     argv,
     cleanup: () => { spawnSync(argv[0]!, [...argv.slice(1), 'system', 'reset', '-f'], { stdio: 'ignore' }); },

@@ -17,7 +17,7 @@ export async function main(): Promise<void> {
   const suite = flag('suite', 'bookworm')!;
   const mirror = flag('mirror') ?? (await hostDebianMirror());
   const dir = scratchDir('drydock-bench-mkimage-deb-');
-  const podman = isolatedPodman(dir);
+  const podman = await isolatedPodman(dir);
   const drydock = drydockCommand();
   try {
     const ours = timed(() => JSON.parse(sh([...drydock, '--root', path.join(dir, 'store'), 'mkimage', 'debian', '--suite', suite, '--mirror', mirror, '--format', 'json', '-t', `debian:${suite}`])) as

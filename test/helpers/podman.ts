@@ -16,6 +16,11 @@ export async function ensurePodmanConf(): Promise<void> {
   await fsp.writeFile(CONF, CONF_TEXT);
 }
 
+/** Global flags that give podman private storage under `dir` (and no systemd/journald needs). */
+export function podmanStorageArgs(dir: string): string[] {
+  return ['--root', path.join(dir, 'root'), '--runroot', path.join(dir, 'runroot'), '--storage-driver', 'overlay', '--cgroup-manager', 'cgroupfs', '--events-backend', 'none'];
+}
+
 export interface Podman {
   /** Runs podman with this instance's storage; rejects with stderr on a non-zero exit. */
   run(args: string[], opts?: { timeoutMs?: number }): Promise<{ stdout: string; stderr: string }>;
@@ -30,7 +35,7 @@ export async function podman(prefix = 'drydock-podman-'): Promise<Podman> {
   requireTool('runc');
   await ensurePodmanConf();
   const dir = tempDir(prefix);
-  const base = ['--root', path.join(dir, 'root'), '--runroot', path.join(dir, 'runroot'), '--storage-driver', 'overlay', '--cgroup-manager', 'cgroupfs', '--events-backend', 'none'];
+  const base = podmanStorageArgs(dir);
   const run = (args: string[], opts: { timeoutMs?: number } = {}) => new Promise<{ stdout: string; stderr: string }>((resolve, reject) => {
     execFile('podman', [...base, ...args], { timeout: opts.timeoutMs ?? 120_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`podman ${args.join(' ')} failed: ${stderr || err.message}`));

@@ -3,20 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { tempDir, requireRoot, requireTool, CLI_MAIN, PROJECT_ROOT } from '../helpers/env.js';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../helpers/docker-registry.js';
 
 test('scripts/demo.sh: mkimage busybox → build examples/hello → run -p → curl', { timeout: 300_000 }, async () => {
   requireRoot();
