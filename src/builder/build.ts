@@ -48,6 +48,8 @@ export interface BuildOptions {
   sourceDateEpoch?: number;
   compression?: Compression;
   labels?: Record<string, string>;
+  /** Always pull base images, even when the store has them (docker build --pull). */
+  pull?: boolean;
   store?: ContentStore;
 }
 
@@ -283,20 +285,21 @@ class Builder {
   }
 
   private async resolveBase(name: string, platform: Platform, inst: Instruction): Promise<LocalImage> {
+    if (!this.opts.pull) {
+      try {
+        return await resolveImage(this.store, name, platform);
+      } catch (e) {
+        if (!(e instanceof NotFoundError)) throw this.wrap(inst, e);
+      }
+    }
+    // Not in the store (or --pull): fetch it with the registry client, honouring auth and mirrors.
+    const { pullImage } = await import('../client/index.js');
+    this.log(`Pulling ${name} (${formatPlatform(platform)})...\n`);
     try {
-      return await resolveImage(this.store, name, platform);
+      return await pullImage(this.store, name, { platform, pullPolicy: this.opts.pull ? 'always' : 'missing' });
     } catch (e) {
-      if (!(e instanceof NotFoundError)) throw this.wrap(inst, e);
+      throw this.err(inst, `base image "${name}" not found locally and could not be pulled (${(e as Error).message}); run drydock pull ${name}, or create it with drydock import/mkimage`);
     }
-    // The registry client may provide a pull; until it does, say what to run.
-    const clientModule = '../client/index.js';
-    const client = (await import(clientModule).catch(() => undefined)) as { pull?: (...a: unknown[]) => Promise<unknown> } | undefined;
-    if (client?.pull) {
-      this.log(`Pulling ${name}...\n`);
-      await client.pull(this.store, name, { platform });
-      return resolveImage(this.store, name, platform);
-    }
-    throw new DockerfileError(this.df.file, inst.start, `base image "${name}" not found locally; run drydock pull ${name} (or drydock import/mkimage) first`);
   }
 
   // ---- one step -----------------------------------------------------------------------------
@@ -532,15 +535,24 @@ class Builder {
         const ociMounts = [];
         for (const m of mounts) ociMounts.push(ociMount(m, await this.mountSource(inst, m, workDir)));
         const spec = await createRuntimeSpec({
-          rootfs, args: argv, env: [...(c.Env ?? []), ...argEnv, ...proxyEnv], cwd, user: c.User || 'root',
+          rootfs, args: argv, env: [...(c.Env ?? []), ...argEnv, ...proxyEnv], cwd, user: c.User || '0:0',
           network: network === 'none' ? 'none' : 'host', mounts: ociMounts, hostFilesDir: path.join(workDir, 'hostfiles'),
         });
         const id = `drydock-build-${randomBytes(6).toString('hex')}`;
         const sink = this.out ?? new Writable({ write: (_c, _e, cb) => cb() });
+        // Keep the tail of stderr: runc's init reports exec failures there, not in its log.
+        let stderrTail = '';
+        const stderr = new Writable({
+          write: (chunk: Buffer, _e, cb) => { stderrTail = (stderrTail + chunk.toString('utf8')).slice(-4096); sink.write(chunk, cb); },
+        });
         const result = await runOnce({
           id, bundleDir: path.join(workDir, 'bundle'), spec, architecture: state.config.architecture,
-          stdio: { stdout: sink, stderr: sink, ...(stdin !== undefined ? { stdin: Readable.from([stdin]) } : {}) },
+          stdio: { stdout: sink, stderr, ...(stdin !== undefined ? { stdin: Readable.from([stdin]) } : {}) },
         }).catch((e: Error) => { throw this.err(inst, e.message); });
+        if (result.exitCode !== 0 && /exec [^\n]*: exec format error\s*$/.test(stderrTail)) {
+          const host = hostPlatform().architecture;
+          throw this.err(inst, `the image is for ${state.config.architecture} but this host is ${host}; install qemu-user-static/binfmt or build for linux/${host} (${argv[0]}: exec format error)`);
+        }
         if (result.exitCode !== 0) {
           throw new UserError(`${this.df.file}:${inst.start.line}: step ${this.stepNo}/${this.totalSteps} "${inst.original}": process "${argv.join(' ')}" did not complete successfully: exit code: ${result.exitCode}`, result.exitCode);
         }

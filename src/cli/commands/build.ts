@@ -10,6 +10,7 @@ interface BuildFlags {
   buildArg?: string[];
   target?: string;
   cache: boolean;
+  pull?: boolean;
   output?: string;
   iidfile?: string;
   platform?: string;
@@ -58,6 +59,7 @@ export function register(program: Command): void {
     .option('--build-arg <key=value>', 'set a build-time variable (repeatable)', collect)
     .option('--target <stage>', 'build only up to this stage')
     .option('--no-cache', 'do not use the build cache')
+    .option('--pull', 'always pull base images, even when they are in the store')
     .option('-o, --output <spec>', 'also write the image as an archive: type=oci|docker,dest=FILE')
     .option('--iidfile <file>', 'write the image ID to this file')
     .option('--platform <os/arch>', 'target platform (default: the host)')
@@ -122,6 +124,7 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
         labels: parseKeyValue(flags.label, '--label'),
         target: flags.target,
         noCache: !flags.cache,
+        pull: flags.pull,
         platform: flags.platform,
         network: flags.network === 'none' ? 'none' : 'host',
         secrets,

@@ -1,0 +1,96 @@
+// `drydock build` through the CLI: Docker-compatible flags, stdin Dockerfiles, errors that name
+// file:line:column, archives with --output, and the wrong-architecture explanation.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { tempDir, requireRoot, requireTool, runCli } from '../helpers/env.js';
+import { busyboxImage } from '../helpers/images.js';
+
+const base = tempDir('drydock-builder-cli-');
+const root = path.join(base, 'store');
+
+async function context(name: string, files: Record<string, string>): Promise<string> {
+  const dir = path.join(base, name);
+  for (const [p, v] of Object.entries(files)) {
+    await fsp.mkdir(path.dirname(path.join(dir, p)), { recursive: true });
+    await fsp.writeFile(path.join(dir, p), v);
+  }
+  await fsp.mkdir(dir, { recursive: true });
+  return dir;
+}
+
+before(async () => {
+  requireRoot();
+  requireTool('runc');
+  await busyboxImage(root);
+});
+
+test('-f - reads the Dockerfile from stdin; -f may point outside the context; --format json', async () => {
+  const dir = await context('stdin', { 'x.txt': 'x\n' });
+  const r = await runCli(['build', '-q', '-f', '-', '-t', 'from-stdin', dir], { root, input: 'FROM busybox\nCOPY x.txt /\n' });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^sha256:[a-f0-9]{64}\n$/);
+
+  const outside = path.join(base, 'elsewhere.Dockerfile');
+  await fsp.writeFile(outside, 'FROM busybox\nLABEL from=outside\n');
+  const j = await runCli(['build', '--format', 'json', '-f', outside, dir], { root });
+  assert.equal(j.code, 0, j.stderr);
+  const parsed = JSON.parse(j.stdout) as { id: string; steps: { step: number; cached: boolean }[] };
+  assert.match(parsed.id, /^sha256:/);
+  assert.equal(parsed.steps.length, 2);
+});
+
+const failures: { name: string; dockerfile: string; stderr: RegExp; code?: number; args?: string[] }[] = [
+  { name: 'unknown instruction', dockerfile: 'FROM busybox\n\n  RUNN echo\n', stderr: /^Error: Dockerfile:3:3: unknown instruction: RUNN \(did you mean RUN\?\)\n$/ },
+  { name: 'bad substitution', dockerfile: 'FROM busybox\nENV A=${B\n', stderr: /^Error: Dockerfile:2:1: missing '}'/ },
+  { name: 'missing base image', dockerfile: 'FROM nosuchimage:1\n', stderr: /Dockerfile:1:1: base image "nosuchimage:1" not found locally and could not be pulled \(.+\); run drydock pull nosuchimage:1/ },
+  { name: 'failing RUN exits with its code', dockerfile: 'FROM busybox\nRUN exit 42\n', stderr: /step 2\/2 "RUN exit 42": process "\/bin\/sh -c exit 42" did not complete successfully: exit code: 42/, code: 42 },
+  { name: 'missing COPY source', dockerfile: 'FROM busybox\nCOPY nothere /x\n', stderr: /Dockerfile:2:1: COPY failed: file not found in build context: stat nothere: file does not exist/ },
+  { name: 'unknown target', dockerfile: 'FROM busybox AS a\n', stderr: /target stage "b" could not be found \(stages: a\)/, args: ['--target', 'b'] },
+  { name: 'SHELL needs JSON', dockerfile: 'FROM busybox\nSHELL /bin/bash -c\n', stderr: /Dockerfile:2:1: SHELL requires the arguments to be in JSON form/ },
+];
+for (const f of failures) {
+  test(`error: ${f.name}`, async () => {
+    const dir = await context(`fail-${f.name.replace(/\W+/g, '-')}`, { Dockerfile: f.dockerfile });
+    const r = await runCli(['build', ...(f.args ?? []), dir], { root });
+    assert.equal(r.code, f.code ?? 1, r.stderr);
+    assert.match(r.stderr, f.stderr);
+  });
+}
+
+test('--output type=docker and type=oci write archives that skopeo reads', async () => {
+  requireTool('skopeo');
+  const dir = await context('output', { Dockerfile: 'FROM busybox\nCMD ["echo", "archived"]\n' });
+  const docker = path.join(base, 'out-docker.tar');
+  const oci = path.join(base, 'out-oci.tar');
+  assert.equal((await runCli(['build', '-q', '-t', 'archived:1', '-o', `type=docker,dest=${docker}`, dir], { root })).code, 0);
+  assert.equal((await runCli(['build', '-q', '-t', 'archived:1', '--output', `type=oci,dest=${oci}`, dir], { root })).code, 0);
+  const a = JSON.parse(execFileSync('skopeo', ['inspect', '--config', `docker-archive:${docker}`], { encoding: 'utf8' }));
+  const b = JSON.parse(execFileSync('skopeo', ['inspect', '--config', `oci-archive:${oci}`], { encoding: 'utf8' }));
+  assert.deepEqual(a.config.Cmd, ['echo', 'archived']);
+  assert.deepEqual(b.config.Cmd, ['echo', 'archived']);
+});
+
+test('RUN of a foreign-architecture binary explains exec format error', async () => {
+  // A minimal aarch64 ELF header: the kernel refuses it with ENOEXEC on this amd64 host.
+  const elf = Buffer.alloc(64);
+  elf.write('\x7fELF', 0, 'latin1');
+  elf[4] = 2; elf[5] = 1; elf[6] = 1; // 64-bit, little endian, version 1
+  elf.writeUInt16LE(2, 16); // ET_EXEC
+  elf.writeUInt16LE(183, 18); // EM_AARCH64
+  elf.writeUInt32LE(1, 20);
+  const dir = await context('arch', { Dockerfile: 'FROM scratch\nCOPY --chmod=755 hello-arm64 /hello\nRUN ["/hello"]\n' });
+  await fsp.writeFile(path.join(dir, 'hello-arm64'), elf);
+  const r = await runCli(['build', '--platform', 'linux/arm64', dir], { root });
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /the image is for arm64 but this host is amd64; install qemu-user-static\/binfmt or build for linux\/amd64/);
+});
+
+test('--help shows examples', async () => {
+  const r = await runCli(['build', '--help']);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /drydock build -t myapp:1\.0 \./);
+  assert.match(r.stdout, /--build-arg/);
+});
