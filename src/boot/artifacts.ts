@@ -56,6 +56,8 @@ export function bootLabel(source: BootSource, opts: BootOptions): string {
 
 export async function mksquashfs(dir: string, out: string, compression: SquashfsCompression, opts: { allRoot?: boolean } = {}): Promise<void> {
   const args = [dir, out, '-noappend', '-no-progress', '-quiet', '-comp', compression, '-b', '1M'];
+  // zstd level 3: mksquashfs's default 15 is ~18x slower for ~7% smaller output.
+  if (compression === 'zstd') args.push('-Xcompression-level', '3');
   if (compression === 'xz') args.push('-Xbcj', 'x86');
   if (opts.allRoot) args.push('-all-root');
   const epoch = sourceDateEpoch();

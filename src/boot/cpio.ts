@@ -84,7 +84,8 @@ export async function writeGzipCpio(target: string, entries: CpioEntry[], mtime 
   const tmp = tempName(target);
   try {
     const out = createWriteStream(tmp, { highWaterMark: STREAM_CHUNK });
-    await pipeline(Readable.from(cpioStream(entries, mtime)), createGzip({ level: 9, chunkSize: 256 * 1024 }), out);
+    // Level 6: -9 is ~10x slower on kernel modules for ~1% less.
+    await pipeline(Readable.from(cpioStream(entries, mtime)), createGzip({ level: 6, chunkSize: 256 * 1024 }), out);
     const fh = await fsp.open(tmp, 'r');
     try { await fh.sync(); } finally { await fh.close(); }
     await fsp.rename(tmp, target);

@@ -114,28 +114,16 @@ export async function writeDisk(a: BootArtifacts, output: string, opts: { size?:
   );
   const work = path.join(a.dir, '..', 'disk');
   await fsp.mkdir(work, { recursive: true });
-
-  // Partition 1: FAT with syslinux, kernel and initramfs.
-  const bootImg = path.join(work, 'boot.fat');
-  await runTool('mkfs.vfat', ['-C', '-n', 'DRYDOCKBOOT', '-i', a.label.slice(2), bootImg, String(layout.bootSize / 1024)]);
   const cfg = path.join(work, 'syslinux.cfg');
   await fsp.writeFile(cfg, syslinuxConfig(a, '/vmlinuz', '/initrd.img'));
-  await runTool('mcopy', ['-i', bootImg, a.vmlinuz, '::/vmlinuz']);
-  await runTool('mcopy', ['-i', bootImg, a.initrd, '::/initrd.img']);
-  await runTool('mcopy', ['-i', bootImg, cfg, '::/syslinux.cfg']);
-  await runTool('syslinux', ['--install', bootImg]);
-
-  // Partition 2: ext4 holding the squashfs images, labelled for the initramfs.
   const dataDir = path.join(work, 'data');
   await fsp.mkdir(path.join(dataDir, 'drydock'), { recursive: true });
   await fsp.rename(a.rootfsSquashfs, path.join(dataDir, 'drydock/rootfs.squashfs'));
   await fsp.rename(a.topSquashfs, path.join(dataDir, 'drydock/top.squashfs'));
-  const dataImg = path.join(work, 'data.ext4');
   const epoch = sourceDateEpoch();
-  await runTool('mkfs.ext4', ['-q', '-F', '-L', a.label, '-d', dataDir, '-E', 'root_owner=0:0', dataImg, `${layout.dataSize / 1024}k`],
-    { env: epoch !== undefined ? { E2FSPROGS_FAKE_TIME: String(epoch) } : {} });
 
-  // The disk: sparse file, MBR partition table, syslinux MBR code, then both filesystems.
+  // Both filesystems are made in place at their partition offsets of one sparse file: no
+  // intermediate images, so the image data is written once.
   const raw = opts.format === 'raw' ? tempName(path.resolve(output)) : path.join(work, 'disk.raw');
   try {
     const fh = await fsp.open(raw, 'w');
@@ -149,9 +137,19 @@ export async function writeDisk(a: BootArtifacts, output: string, opts: { size?:
     ].join('\n') + '\n';
     await runSfdisk(raw, table);
     await runTool('dd', [`if=${SYSLINUX_FILES.mbr}`, `of=${raw}`, 'bs=440', 'count=1', 'conv=notrunc', 'status=none']);
-    for (const [img, start] of [[bootImg, layout.bootStart], [dataImg, layout.dataStart]] as const) {
-      await runTool('dd', [`if=${img}`, `of=${raw}`, 'bs=1M', `seek=${start}`, 'oflag=seek_bytes', 'conv=notrunc,sparse', 'status=none']);
-    }
+
+    // Partition 1: FAT with syslinux, kernel and initramfs.
+    await runTool('mkfs.vfat', [`--offset=${layout.bootStart / 512}`, '-n', 'DRYDOCKBOOT', '-i', a.label.slice(2), raw, String(layout.bootSize / 1024)]);
+    const fat = `${raw}@@${layout.bootStart}`;
+    await runTool('mcopy', ['-i', fat, a.vmlinuz, '::/vmlinuz']);
+    await runTool('mcopy', ['-i', fat, a.initrd, '::/initrd.img']);
+    await runTool('mcopy', ['-i', fat, cfg, '::/syslinux.cfg']);
+    await runTool('syslinux', ['--offset', String(layout.bootStart), '--install', raw]);
+
+    // Partition 2: ext4 holding the squashfs images, labelled for the initramfs.
+    await runTool('mkfs.ext4', ['-q', '-F', '-L', a.label, '-d', dataDir, '-E', `offset=${layout.dataStart},root_owner=0:0`, raw, `${layout.dataSize / 1024}k`],
+      { env: epoch !== undefined ? { E2FSPROGS_FAKE_TIME: String(epoch) } : {} });
+
     if (opts.format === 'qcow2') {
       const tmp = tempName(path.resolve(output));
       try {

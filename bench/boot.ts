@@ -1,0 +1,111 @@
+// Benchmark: `drydock iso` / `drydock disk` on a ~200 MB image, and QEMU (TCG) boot to the
+// service's first output. Reported beside LinuxKit-style targets (ISO <= 30 s, boot <= 10 s) and
+// the floor: the same rootfs through bare mksquashfs + xorriso, which any ISO builder must pay.
+//
+//   scripts/fetch-kernel.sh && node --import tsx bench/boot.ts [runs] [MB]   (default 2 runs, 200 MB)
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { ContentStore } from '../src/store/index.js';
+import { buildBusyboxRootfs } from '../src/mkimage/busybox-rootfs.js';
+import { importRootfs } from '../src/archive/index.js';
+import { drydockCommand, sh, shell, timed, median, scratchDir, printTable, cleanupDir, PROJECT_ROOT } from './mkimage-common.js';
+
+const MB = 1024 * 1024;
+
+/** Half incompressible (binaries, media), half text-like (scripts, docs): a realistic mix. */
+async function synthesize(rootfs: string, totalMB: number): Promise<void> {
+  await buildBusyboxRootfs(rootfs);
+  const words = 'the quick brown fox jumps over lazy dog container image layer kernel module overlay squashfs boot init service'.split(' ');
+  let written = 0;
+  for (let d = 0; written < totalMB * MB; d++) {
+    const dir = path.join(rootfs, 'usr/share/bench', `d${d}`);
+    await fsp.mkdir(dir, { recursive: true });
+    for (let f = 0; f < 50 && written < totalMB * MB; f++) {
+      const size = 64 * 1024 + (f * 7919) % (256 * 1024);
+      let data: Buffer;
+      if (f % 2) data = randomBytes(size);
+      else {
+        const parts: string[] = [];
+        let len = 0;
+        while (len < size) { const w = words[(len * 31 + f) % words.length]!; parts.push(w); len += w.length + 1; }
+        data = Buffer.from(parts.join(' ').slice(0, size));
+      }
+      await fsp.writeFile(path.join(dir, `f${f}.dat`), data);
+      written += size;
+    }
+  }
+}
+
+/** Seconds from spawning QEMU until `marker` appears on the serial console. */
+function bootToMarker(args: string[], marker: string, timeoutMs = 180_000): Promise<{ seconds: number; initSeconds?: number }> {
+  const started = process.hrtime.bigint();
+  const accel = existsSync('/dev/kvm') ? ['-accel', 'kvm'] : ['-accel', 'tcg'];
+  const child = spawn('qemu-system-x86_64', [...accel, '-m', '512', '-nographic', '-no-reboot', '-monitor', 'none', '-serial', 'stdio', ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`no ${marker} within ${timeoutMs} ms:\n${out.slice(-3000)}`)); }, timeoutMs);
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (d: string) => {
+      out += d;
+      if (out.includes(marker)) {
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        clearTimeout(timer);
+        child.kill('SIGKILL');
+        const init = /\[\s*(\d+\.\d+)\] Run \/init as init process/.exec(out);
+        resolve({ seconds, initSeconds: init ? Number(init[1]) : undefined });
+      }
+    });
+    child.on('error', reject);
+  });
+}
+
+export async function main(runs = Number(process.argv[2] ?? 2), sizeMB = Number(process.argv[3] ?? 200)): Promise<void> {
+  const kernel = sh(['bash', path.join(PROJECT_ROOT, 'scripts/fetch-kernel.sh')]).trim().split('\n').pop()!;
+  const dir = scratchDir('drydock-bench-boot-');
+  const drydock = drydockCommand();
+  try {
+    const store = path.join(dir, 'store');
+    const rootfs = path.join(dir, 'rootfs');
+    await fsp.mkdir(rootfs);
+    await synthesize(rootfs, sizeMB);
+    const imageBytes = Number(shell(`du -sb ${rootfs} | cut -f1`).trim());
+    await importRootfs(await ContentStore.open(store), rootfs, {
+      tag: 'bench-boot:latest', changes: ['CMD ["sh","-c","echo BENCH-MARKER; poweroff -f"]'],
+    });
+
+    const t: Record<string, number[]> = { iso: [], disk: [], floor: [], bootIso: [], bootDisk: [], initIso: [] };
+    const iso = path.join(dir, 'bench.iso');
+    const img = path.join(dir, 'bench.img');
+    for (let i = 0; i < runs; i++) {
+      t.iso!.push(timed(() => sh([...drydock, '--root', store, 'iso', 'bench-boot', '-o', iso, '--kernel', kernel, '-q'])).seconds);
+      t.disk!.push(timed(() => sh([...drydock, '--root', store, 'disk', 'bench-boot', '-o', img, '--kernel', kernel, '-q'])).seconds);
+      // The floor: squashfs of the same tree and an ISO around it, nothing else.
+      const floorDir = path.join(dir, `floor${i}`);
+      await fsp.mkdir(floorDir);
+      t.floor!.push(timed(() => shell(`mksquashfs ${rootfs} ${floorDir}/rootfs.squashfs -noappend -no-progress -quiet -comp zstd -b 1M `
+        + `&& xorriso -as mkisofs -quiet -o ${floorDir}.iso ${floorDir}`)).seconds);
+      await fsp.rm(floorDir, { recursive: true, force: true });
+      await fsp.rm(`${floorDir}.iso`, { force: true });
+      const b = await bootToMarker(['-cdrom', iso], 'BENCH-MARKER');
+      t.bootIso!.push(b.seconds);
+      if (b.initSeconds !== undefined) t.initIso!.push(b.initSeconds);
+      t.bootDisk!.push((await bootToMarker(['-drive', `file=${img},format=raw`], 'BENCH-MARKER')).seconds);
+    }
+    const isoSize = (await fsp.stat(iso)).size;
+    const f = (s: number) => `${s.toFixed(1)} s`;
+    const accel = existsSync('/dev/kvm') ? 'KVM' : 'TCG';
+    printTable(`boot media from a ${(imageBytes / 1e6).toFixed(0)} MB image (ISO ${(isoSize / 1e6).toFixed(0)} MB), median of ${runs} runs, QEMU ${accel}`, [
+      ['drydock iso (unpack, squashfs, initramfs, xorriso)', f(median(t.iso!)), '<= 30 s', `${(median(t.iso!) / median(t.floor!)).toFixed(2)}x floor`],
+      ['drydock disk (… FAT + syslinux, ext4, MBR)', f(median(t.disk!)), '<= 30 s', `${(median(t.disk!) / median(t.floor!)).toFixed(2)}x floor`],
+      ['floor: mksquashfs + xorriso of the same tree', f(median(t.floor!)), '', '1.00x'],
+      ['boot ISO: QEMU start → service output', f(median(t.bootIso!)), '<= 10 s', t.initIso!.length ? `kernel reached /init at ${median(t.initIso!).toFixed(1)} s (guest clock)` : ''],
+      ['boot disk: QEMU start → service output', f(median(t.bootDisk!)), '<= 10 s', ''],
+    ], ['step', 'time', 'target', 'note']);
+  } finally {
+    cleanupDir(dir);
+  }
+}
+
+if (process.argv[1]?.endsWith('boot.ts') || process.argv[1]?.endsWith('boot.js')) await main();
