@@ -11,7 +11,7 @@ import type { ContentStore } from '../store/content-store.js';
 import { writeImage } from '../store/write-image.js';
 import { applyConfigChanges } from '../image/config-changes.js';
 import { hostPlatform } from '../image/platform.js';
-import type { ImageConfig } from '../image/types.js';
+import type { ImageConfig, Platform } from '../image/types.js';
 import { createLayer, type LayerInfo } from '../layer/create.js';
 import { applyLayer } from '../layer/apply.js';
 import { importLayerStream } from '../archive/import.js';
@@ -28,6 +28,27 @@ export interface PreparedImportOptions {
   sourceDateEpoch?: number;
   /** History entry: what made the layer. Must not contain temp paths (reproducibility). */
   createdBy: string;
+  /** Platform of the rootfs (default: the host's). */
+  platform?: Platform;
+}
+
+/** Debian architecture names → OCI platform (architecture, variant). */
+const DEBIAN_ARCH: Record<string, Omit<Platform, 'os'>> = {
+  amd64: { architecture: 'amd64' },
+  arm64: { architecture: 'arm64', variant: 'v8' },
+  armhf: { architecture: 'arm', variant: 'v7' },
+  armel: { architecture: 'arm', variant: 'v5' },
+  i386: { architecture: '386' },
+  ppc64el: { architecture: 'ppc64le' },
+  s390x: { architecture: 's390x' },
+  riscv64: { architecture: 'riscv64' },
+  mips64el: { architecture: 'mips64le' },
+};
+
+export function platformForDebianArch(arch: string): Platform {
+  const p = DEBIAN_ARCH[arch];
+  if (!p) throw new UserError(`unknown Debian architecture "${arch}" (one of ${Object.keys(DEBIAN_ARCH).join(', ')})`);
+  return { os: 'linux', ...p };
 }
 
 export interface ImportedImage {
@@ -47,7 +68,7 @@ export async function importPreparedRootfs(store: ContentStore, source: string, 
     ? await createLayer(store, { dir: source }, { sourceDateEpoch: opts.sourceDateEpoch })
     : await importLayerStream(store, await openRootfsTarball(source));
   const created = (opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000) : new Date()).toISOString();
-  const platform = hostPlatform();
+  const platform = opts.platform ?? hostPlatform();
   const config: ImageConfig = {
     created,
     architecture: platform.architecture,

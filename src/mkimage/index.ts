@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import path from 'node:path';
 import { ContentStore } from '../store/content-store.js';
 import { UserError } from '../util/errors.js';
+import type { Platform } from '../image/types.js';
 import { buildBusyboxRootfs, DEFAULT_BUSYBOX } from './busybox-rootfs.js';
 import { runDebootstrap, slimDebianRootfs, DEFAULT_SUITE, DEFAULT_VARIANT, type DebootstrapOptions } from './debootstrap.js';
 import { hostAptSources, debianMirrorFrom, debianSecurityMirrorFrom, FALLBACK_MIRROR } from './mirror.js';
@@ -15,7 +16,7 @@ import { writeAptSources, securityMirrorFor } from './apt-sources.js';
 import { countPackages, scanRootfsTarball, type PackageCount } from './packages.js';
 import { withScratchDir } from './scratch.js';
 import { setTimezone } from './timezone.js';
-import { importPreparedRootfs, extractTarball, removeDeviceNodes, hasDeviceNodes, DEFAULT_PATH_ENV, type ImportedImage } from './import.js';
+import { importPreparedRootfs, platformForDebianArch, extractTarball, removeDeviceNodes, hasDeviceNodes, DEFAULT_PATH_ENV, type ImportedImage } from './import.js';
 
 const run = promisify(execFile);
 
@@ -24,7 +25,7 @@ export { debootstrapArgs, runDebootstrap, slimDebianRootfs, packageList } from '
 export { hostDebianMirror, hostAptSources, debianMirrorFrom, debianSecurityMirrorFrom, parseDeb822Sources, parseOneLineSources, FALLBACK_MIRROR } from './mirror.js';
 export { aptSourcesFor, writeAptSources, securityMirrorFor } from './apt-sources.js';
 export { countPackages, countDpkgStatus, countApkInstalled, scanRootfsTarball, type PackageCount, type TarballScan } from './packages.js';
-export { importPreparedRootfs, removeDeviceNodes, DEFAULT_PATH_ENV } from './import.js';
+export { importPreparedRootfs, removeDeviceNodes, platformForDebianArch, openRootfsTarball, DEFAULT_PATH_ENV } from './import.js';
 export { withScratchDir, removeScratch, mountsUnder } from './scratch.js';
 export { setTimezone, validateTimezone } from './timezone.js';
 
@@ -88,6 +89,8 @@ export interface MkimageDebianOptions extends MkimageCommonOptions, Omit<Deboots
 /** `drydock mkimage debian`: debootstrap into a scratch dir, slim it, import it. */
 export async function mkimageDebian(opts: MkimageDebianOptions): Promise<MkimageResult> {
   const started = Date.now();
+  // Checked before anything is downloaded; the config must name the rootfs's real architecture.
+  const platform = opts.arch ? platformForDebianArch(opts.arch) : undefined;
   const hostSources = await hostAptSources();
   const mirror = opts.mirror ?? debianMirrorFrom(hostSources) ?? FALLBACK_MIRROR;
   const suite = opts.suite ?? DEFAULT_SUITE;
@@ -107,6 +110,7 @@ export async function mkimageDebian(opts: MkimageDebianOptions): Promise<Mkimage
     const imported = await importPreparedRootfs(store, rootfs, {
       ...opts,
       baseChanges: [`ENV ${DEFAULT_PATH_ENV}`, 'CMD ["bash"]'],
+      platform,
       createdBy: `drydock mkimage debian --suite ${suite} --variant ${opts.variant ?? DEFAULT_VARIANT}`
         + (opts.include?.length ? ` --include ${opts.include.join(',')}` : ''),
     });
@@ -119,7 +123,7 @@ export async function mkimageDebian(opts: MkimageDebianOptions): Promise<Mkimage
  * streamed straight into a layer; a directory is never modified. Only when something must
  * change (--timezone, device nodes to drop) does the rootfs go through a scratch copy.
  */
-export async function mkimageRootfs(source: string, opts: MkimageCommonOptions): Promise<MkimageResult> {
+export async function mkimageRootfs(source: string, opts: MkimageCommonOptions & { platform?: Platform }): Promise<MkimageResult> {
   const started = Date.now();
   if (!opts.tags.length) throw new UserError('mkimage rootfs needs a name (-t NAME[:TAG])');
   const st = await fsp.stat(source).catch(() => undefined);

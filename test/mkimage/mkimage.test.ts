@@ -136,6 +136,11 @@ test('mkimage rootfs: directory and tarball, package count, device nodes dropped
     assert.deepEqual((await imageConfig(root, c.name)).config?.Cmd, ['/bin/sh']);
   }
   assert.ok((await fsp.lstat(path.join(src, 'dev/null'))).isCharacterDevice(), 'the source directory is not modified');
+  // A foreign rootfs is labelled with the platform it was built for.
+  const arm = await runCli(['mkimage', 'rootfs', plainTar, '-t', 'arm:1', '--platform', 'linux/arm64/v8', '--format', 'json'], { root });
+  assert.equal(arm.code, 0, arm.stderr);
+  const armConfig = await imageConfig(root, 'arm:1');
+  assert.deepEqual([armConfig.os, armConfig.architecture, armConfig.variant], ['linux', 'arm64', 'v8']);
   // A truncated .xz fails the import instead of producing a short layer.
   const broken = path.join(work, 'broken.tar.xz');
   await fsp.writeFile(broken, (await fsp.readFile(xzTar)).subarray(0, 20_000));
@@ -159,6 +164,8 @@ test('bad input: clear errors, nothing tagged, nothing left behind', async () =>
     { args: ['mkimage', 'busybox', '-t', 'x:1', '--busybox', '/bin/true'], error: /not statically linked/ },
     { args: ['mkimage', 'debian', '-t', 'x:1', '--suite', 'bookworm;rm'], error: /invalid suite/ },
     { args: ['mkimage', 'debian', '-t', 'x:1', '--include', 'curl,--foo'], error: /invalid package name "--foo"/ },
+    { args: ['mkimage', 'debian', '-t', 'x:1', '--arch', 'vax'], error: /unknown Debian architecture "vax"/ },
+    { args: ['mkimage', 'rootfs', work, '-t', 'x:1', '--platform', 'arm64'], error: /invalid platform "arm64"/ },
   ];
   for (const c of cases) {
     const r = await runCli(c.args, { root, env: c.env });

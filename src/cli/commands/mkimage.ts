@@ -120,16 +120,19 @@ The temporary root filesystem lives under $DRYDOCK_ROOT/tmp and is removed on su
   addCommonOptions(
     mkimage.command('rootfs')
       .description('Image from a prepared root filesystem: a directory or a tarball (.tar, .tar.gz, .tar.zst, .tar.xz), e.g. an Alpine minirootfs')
-      .argument('<source>', 'directory or tarball'),
+      .argument('<source>', 'directory or tarball')
+      .option('--platform <os/arch[/variant]>', "platform the rootfs is built for, e.g. linux/arm64 (default: the host's)"),
     '(required)',
   )
     .addHelpText('after', `
 Examples:
   drydock mkimage rootfs ./alpine-minirootfs-3.20.3-x86_64.tar.gz -t alpine:3.20 -c 'CMD ["/bin/sh"]'
-  drydock mkimage rootfs /srv/rootfs -t myapp:base -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin'`)
-    .action(async (source: string, flags: CommonFlags) => {
+  drydock mkimage rootfs /srv/rootfs -t myapp:base -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin'
+  drydock mkimage rootfs alpine-minirootfs-3.20.3-aarch64.tar.gz --platform linux/arm64/v8 -t alpine:3.20-arm64`)
+    .action(async (source: string, flags: CommonFlags & { platform?: string }) => {
       if (!flags.tag?.length) throw new UserError('mkimage rootfs needs a name: -t NAME[:TAG]');
       const { mkimageRootfs } = await import('../../mkimage/index.js');
-      report(await mkimageRootfs(source, commonOptions(flags, '')), flags);
+      const { parsePlatform } = await import('../../image/platform.js');
+      report(await mkimageRootfs(source, { ...commonOptions(flags, ''), platform: flags.platform ? parsePlatform(flags.platform) : undefined }), flags);
     });
 }
