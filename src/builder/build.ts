@@ -24,7 +24,6 @@ import { NotFoundError, UserError } from '../util/errors.js';
 import { STREAM_CHUNK } from '../util/fs.js';
 import { BuildCache, stepKey, type CacheEntry, type CachedLayer } from './cache.js';
 import { SourceTree, hashSources } from './context.js';
-import { copyEntries, mkdirInRoot, writeFileInRoot } from './copy.js';
 import { parseKeyValues, parsePorts, parseHealthcheck, parseChmod, validateSignal, expandOrThrow, splitRawWords } from './instructions.js';
 import { parseMountFlag, cacheMountDir, ociMount, removeMountpoints, type MountRequest } from './mounts.js';
 
@@ -531,6 +530,7 @@ class Builder {
       execute: () => this.withRootfs(state, async (rootfs, lowers, upper, workDir) => {
         const { createRuntimeSpec, runOnce } = await import('../runtime/index.js');
         const cwd = c.WorkingDir || '/';
+        const { mkdirInRoot } = await import('./copy.js');
         await mkdirInRoot(rootfs, cwd, { uid: 0, gid: 0 });
         const ociMounts = [];
         for (const m of mounts) ociMounts.push(ociMount(m, await this.mountSource(inst, m, workDir)));
@@ -658,6 +658,7 @@ class Builder {
       execute: async () => {
         try {
           return await this.withRootfs(state, async (rootfs, _lowers, _upper, workDir) => {
+            const { copyEntries, writeFileInRoot } = await import('./copy.js');
             const owner = chown ? await this.resolveChown(inst, rootfs, chown) : { uid: 0, gid: 0 };
             const copyOpts = { ...owner, chmod, extractArchives: isAdd, instruction: inst.keyword };
             const many = srcs.length > 1;

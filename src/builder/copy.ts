@@ -6,7 +6,7 @@ import { createReadStream, promises as fsp } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
 import path from 'node:path';
-import { resolveInRoot } from '../runtime/index.js';
+import { resolveInRoot } from '../runtime/rootfs-path.js';
 import { applyLayer } from '../layer/apply.js';
 import { decompress, peekStream } from '../layer/compression.js';
 import { UserError } from '../util/errors.js';

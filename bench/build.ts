@@ -1,0 +1,122 @@
+// Benchmark: the same Dockerfiles built with `buildah bud` and `drydock build` in one run —
+// cold build (no cache), rebuild with one late line changed, fully cached rebuild — printing
+// medians and drydock/buildah ratios. Targets: cold <= 0.8x buildah; fully cached <= 0.3 s wall.
+//
+//   npx tsc -p . --outDir /tmp/drydock-bench-build    # optional: a compiled CLI (no tsx startup)
+//   DRYDOCK_CLI=/tmp/drydock-bench-build/src/cli/main.js node --import tsx bench/build.ts [rounds]
+//
+// Both tools share one busybox base (drydock's, loaded into buildah's private storage), run
+// RUN steps through runc with host networking, and build from the same context directories.
+import { promises as fsp } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { busyboxImage } from '../test/helpers/images.js';
+import { requireTool, requireRoot } from '../test/helpers/env.js';
+import { drydockCommand, isolatedPodman, measure, quote, median, scratchDir, printTable, cleanupDir, sh } from './mkimage-common.js';
+import { podmanStorageArgs } from '../test/helpers/podman.js';
+
+const ROUNDS = Number(process.argv[2] ?? process.env.DRYDOCK_BENCH_ROUNDS ?? 3);
+
+interface Case {
+  name: string;
+  /** Dockerfile text; LATE marks the line the "edit" changes. */
+  dockerfile: (late: string) => string;
+  prepare(ctx: string): Promise<void>;
+}
+
+const cases: Case[] = [
+  {
+    name: 'seed-004 style (ADD tarball, 3 RUN, metadata)',
+    dockerfile: (late) => `FROM docker.io/library/busybox:latest
+ENV APP_HOME=/opt/app
+ADD site.tar.gz /opt/app/
+RUN mkdir -p /var/lib/app && echo built > /var/lib/app/state
+RUN echo 'app:x:1001:1001::/opt/app:/bin/sh' >> /etc/passwd
+EXPOSE 8080
+VOLUME /var/lib/app
+WORKDIR /opt/app
+USER app
+RUN echo ${late} > /tmp/late
+CMD ["sh"]
+`,
+    async prepare(ctx) {
+      const site = path.join(ctx, '..', `site-${randomBytes(3).toString('hex')}`);
+      await fsp.mkdir(site, { recursive: true });
+      for (let i = 0; i < 200; i++) await fsp.writeFile(path.join(site, `page${i}.html`), `<h1>${i}</h1>\n`.repeat(200));
+      sh(['tar', '-C', site, '-czf', path.join(ctx, 'site.tar.gz'), '.']);
+    },
+  },
+  {
+    name: 'COPY 40 MB context + RUN',
+    dockerfile: (late) => `FROM docker.io/library/busybox:latest
+COPY data /data
+RUN du -s /data > /du.txt
+RUN echo ${late} > /late
+`,
+    async prepare(ctx) {
+      for (let d = 0; d < 40; d++) {
+        const dir = path.join(ctx, 'data', `d${d}`);
+        await fsp.mkdir(dir, { recursive: true });
+        for (let f = 0; f < 8; f++) await fsp.writeFile(path.join(dir, `f${f}.bin`), randomBytes(128 * 1024));
+      }
+    },
+  },
+];
+
+async function main(): Promise<void> {
+  requireRoot();
+  requireTool('buildah');
+  requireTool('runc');
+  const work = scratchDir('drydock-bench-build-');
+  const root = path.join(work, 'store');
+  const pmDir = path.join(work, 'podman');
+  const pm = await isolatedPodman(pmDir);
+  const dd = drydockCommand();
+  const env = `DRYDOCK_ROOT=${root}`;
+  const buildah = ['buildah', ...podmanStorageArgs(pmDir).slice(0, 6)];
+  try {
+    await busyboxImage(root);
+    const archive = path.join(work, 'busybox.tar');
+    sh([...dd, 'save', '-o', archive, 'busybox:latest'], { env: { ...process.env, DRYDOCK_ROOT: root } });
+    sh([...pm.argv, 'load', '-i', archive]);
+
+    const rows: [string, ...string[]][] = [];
+    let cachedWorst = 0;
+    for (const [i, c] of cases.entries()) {
+      const ctx = path.join(work, `ctx${i}`);
+      await fsp.mkdir(ctx, { recursive: true });
+      await c.prepare(ctx);
+      const df = path.join(ctx, 'Dockerfile');
+      const results: Record<string, { dd: number[]; bh: number[] }> = { cold: { dd: [], bh: [] }, edit: { dd: [], bh: [] }, cached: { dd: [], bh: [] } };
+      for (let r = 0; r < ROUNDS; r++) {
+        await fsp.writeFile(df, c.dockerfile(`round${r}`));
+        const ddBuild = (extra: string[]) => `${env} ${quote([...dd, 'build', '-q', ...extra, '-t', `bench${i}:latest`, ctx])} > /dev/null`;
+        const bhBuild = (extra: string[]) => `${quote([...buildah, 'bud', '-q', '--layers', '--network', 'host', '--isolation', 'oci', ...extra, '-t', `localhost/bench${i}:latest`, ctx])} > /dev/null`;
+        results.cold!.dd.push(measure(ddBuild(['--no-cache'])).wall);
+        results.cold!.bh.push(measure(bhBuild(['--no-cache'])).wall);
+        await fsp.writeFile(df, c.dockerfile(`round${r}-edited`));
+        results.edit!.dd.push(measure(ddBuild([])).wall);
+        results.edit!.bh.push(measure(bhBuild([])).wall);
+        results.cached!.dd.push(measure(ddBuild([])).wall);
+        results.cached!.bh.push(measure(bhBuild([])).wall);
+      }
+      for (const phase of ['cold', 'edit', 'cached'] as const) {
+        const d = median(results[phase]!.dd);
+        const b = median(results[phase]!.bh);
+        if (phase === 'cached') cachedWorst = Math.max(cachedWorst, d);
+        const label = { cold: 'cold build', edit: 'one late line changed', cached: 'fully cached rebuild' }[phase];
+        rows.push([c.name, label, `${d.toFixed(2)} s`, `${b.toFixed(2)} s`, `${(d / b).toFixed(2)}x`]);
+      }
+    }
+    printTable(`drydock build vs buildah bud (median of ${ROUNDS}, wall clock; CLI: ${dd.slice(1).join(' ')})`, rows, ['Dockerfile', 'phase', 'drydock', 'buildah', 'ratio']);
+    const cold = rows.filter((r) => r[1] === 'cold build').map((r) => Number(r[4].replace('x', '')));
+    console.log(`\ntargets: cold <= 0.8x buildah -> ${cold.every((x) => x <= 0.8) ? 'met' : 'NOT met'} (${cold.map((x) => `${x}x`).join(', ')}); fully cached <= 0.3 s -> ${cachedWorst <= 0.3 ? 'met' : 'NOT met'} (${cachedWorst.toFixed(2)} s)`);
+  } finally {
+    pm.cleanup();
+    try { execFileSync('umount', ['-R', path.join(pmDir, 'root', 'overlay')], { stdio: 'ignore' }); } catch { /* not mounted */ }
+    cleanupDir(work);
+  }
+}
+
+await main();
