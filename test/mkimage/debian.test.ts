@@ -1,4 +1,4 @@
-// The full debian variant: real debootstrap from the host's Debian mirror (~40 MB download,
+// The full debian variant: real debootstrap from the host's Debian mirror (~50 MB download,
 // a few minutes), so it only runs when asked for: DRYDOCK_TEST_DEBIAN=1. The failure and Ctrl-C
 // paths run in every CI run (mkimage.test.ts, against a local fake mirror).
 import { test } from 'node:test';
@@ -15,7 +15,7 @@ import { mountsUnder } from '../../src/mkimage/scratch.js';
 const enabled = process.env.DRYDOCK_TEST_DEBIAN === '1';
 
 test('mkimage debian bookworm minbase: slim, no device nodes, runs in runc', {
-  skip: enabled ? false : 'opt-in: set DRYDOCK_TEST_DEBIAN=1 (downloads ~40 MB from the Debian mirror)',
+  skip: enabled ? false : 'opt-in: set DRYDOCK_TEST_DEBIAN=1 (downloads ~50 MB from the Debian mirror)',
   timeout: 20 * 60_000,
 }, async () => {
   requireRoot();

@@ -86,7 +86,7 @@ Examples:
 
   addCommonOptions(
     mkimage.command('debian')
-      .description('Debian image with debootstrap: caches, lists and logs removed, apt tuned for containers (downloads ~40 MB for minbase)')
+      .description('Debian image with debootstrap: caches, lists and logs removed, apt tuned for containers (downloads ~50 MB for minbase)')
       .option('--suite <suite>', 'Debian suite or codename', 'bookworm')
       .addOption(new Option('--variant <variant>', 'debootstrap variant ("standard" for debootstrap\'s default)').choices(['minbase', 'buildd', 'fakechroot', 'standard']).default('minbase'))
       .option('--include <packages>', 'extra packages, comma separated (repeatable)', collect)
