@@ -50,23 +50,27 @@ export async function mountRootfs(opts: MountRootfsOptions): Promise<MountedRoot
   };
 }
 
-/** Mounts overlayfs at `merged`; overlay lists lowerdirs top-first, so the order is reversed. */
+/**
+ * Mounts overlayfs at `merged`; overlay lists lowerdirs top-first, so the order is reversed.
+ * When the options would exceed a page, the layers are named through short symlinks
+ * (`<dir of merged>/l/<n>`, like podman) and every path is given relative to that dir, which
+ * the mounting process uses as its cwd.
+ */
 export async function mountOverlay(lowersBottomUp: string[], upperDir: string, work: string, merged: string): Promise<void> {
   const top = [...lowersBottomUp].reverse();
   let cwd: string | undefined;
-  let lowerOpt = top.join(':');
-  const fixed = `,upperdir=${upperDir},workdir=${work}`;
-  if (`lowerdir=${lowerOpt}${fixed}`.length > MOUNT_DATA_LIMIT) {
-    // Relative paths are resolved against the mounting process's cwd: use the common parent
-    // (the layer cache) so each entry is only its 64-hex name.
-    const parents = new Set(top.map((d) => path.dirname(d)));
-    if (parents.size !== 1) throw new UserError(`too many layers (${top.length}) for one overlay mount`);
-    cwd = [...parents][0];
-    lowerOpt = top.map((d) => path.basename(d)).join(':');
-    if (`lowerdir=${lowerOpt}${fixed}`.length > MOUNT_DATA_LIMIT) throw new UserError(`too many layers (${top.length}) for one overlay mount (kernel limit on mount options)`);
+  let data = `lowerdir=${top.join(':')},upperdir=${upperDir},workdir=${work}`;
+  if (data.length > MOUNT_DATA_LIMIT) {
+    cwd = path.dirname(merged);
+    const links = path.join(cwd, 'l');
+    await fsp.rm(links, { recursive: true, force: true });
+    await fsp.mkdir(links);
+    await Promise.all(top.map((d, i) => fsp.symlink(d, path.join(links, String(i)))));
+    data = `lowerdir=${top.map((_, i) => `l/${i}`).join(':')},upperdir=${path.relative(cwd, upperDir)},workdir=${path.relative(cwd, work)}`;
+    if (data.length > MOUNT_DATA_LIMIT) throw new UserError(`too many layers (${top.length}) for one overlay mount`);
   }
   try {
-    await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lowerOpt}${fixed}`, merged], { cwd });
+    await run('mount', ['-t', 'overlay', 'overlay', '-o', data, merged], { cwd });
   } catch (e) {
     const err = e as { stderr?: string; message: string };
     throw new UserError(`cannot mount the container rootfs (overlayfs): ${(err.stderr || err.message).trim()}${process.getuid?.() !== 0 ? ' (drydock run needs root)' : ''}`);

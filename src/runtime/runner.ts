@@ -72,6 +72,13 @@ async function waitForPid(pidFile: string, exited: () => boolean): Promise<numbe
   }
 }
 
+/** Running containers on the same bridge (name, address, hosts file). */
+async function bridgePeers(self: string, bridge: string): Promise<{ name: string; ip: string; hostsFile: string }[]> {
+  const { listContainers } = await import('./containers.js');
+  return (await listContainers()).filter((c) => c.record.Id !== self && c.state.Status === 'running' && c.state.Network?.bridge === bridge)
+    .map((c) => ({ name: c.record.Name, ip: c.state.Network!.ipAddress, hostsFile: path.join(c.paths.dir, 'hostfiles/hosts') }));
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs the container until it exits for good; returns its last exit code. */
@@ -84,6 +91,7 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
   const reportReady = (e?: Error) => { if (!readyReported && io.mode === 'monitor') { readyReported = true; io.ready(e); } };
   for (let attempt = 0; ; attempt++) {
     let net: ContainerNetwork | undefined;
+    let peers: { name: string; ip: string; hostsFile: string }[] = [];
     let proxy: RunningProxy | undefined;
     let logs: JsonLogWriter | undefined;
     let startError: Error | undefined;
@@ -95,7 +103,9 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
       if (rec.HostConfig.NetworkMode === 'bridge') {
         net = await setupBridgeNetwork(id);
         network = { netnsPath: net.netnsPath };
-        extraHosts.push(`${net.ipAddress}\t${rec.Config.Hostname}`);
+        extraHosts.push(`${net.ipAddress}\t${rec.Config.Hostname} ${rec.Name}`);
+        peers = await bridgePeers(id, net.bridge);
+        for (const p of peers) extraHosts.push(`${p.ip}\t${p.name}`);
       }
       const spec = await createRuntimeSpec({
         rootfs,
@@ -115,6 +125,9 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
         extraHosts,
         ...(rec.HostConfig.Dns.length ? { dns: rec.HostConfig.Dns } : {}),
       });
+      // Containers on one bridge find each other by name: the newcomer's /etc/hosts lists the
+      // running peers, and the peers' hosts files (bind mounts, so appended in place) learn it.
+      if (net) for (const p of peers) await fsp.appendFile(p.hostsFile, `${net.ipAddress}\t${rec.Name}\n`).catch(() => {});
       if (net && rec.HostConfig.PortBindings.length) proxy = await startPortProxy(rec.HostConfig.PortBindings, net.ipAddress);
 
       const tee = io.mode === 'foreground' && io.log && !rec.Config.Tty;

@@ -7,7 +7,9 @@ import { PassThrough } from 'node:stream';
 import path from 'node:path';
 import { tempDir, requireRoot, requireTool } from '../helpers/env.js';
 import { buildBusyboxRootfs } from '../../src/mkimage/busybox-rootfs.js';
-import { mountRootfs, createRuntimeSpec, runOnce, isMountPoint, resolveInRoot, type MountedRootfs, type RuntimeSpecOptions } from '../../src/runtime/index.js';
+import { busyboxImage } from '../helpers/images.js';
+import { ContentStore } from '../../src/store/index.js';
+import { ensureLayersUnpacked, mountRootfs, createRuntimeSpec, runOnce, isMountPoint, resolveInRoot, type MountedRootfs, type RuntimeSpecOptions } from '../../src/runtime/index.js';
 
 const root = tempDir('drydock-runtime-contract-');
 process.env.DRYDOCK_ROOT = path.join(root, 'store');
@@ -52,6 +54,23 @@ test('overlay rootfs: writes land in the upper dir, lower stays untouched; exit 
     await m.unmount();
   }
   assert.equal(await isMountPoint(path.join(root, 'c1/merged')), false);
+});
+
+test('more lower dirs than fit in one page of mount options still mount (relative names)', async () => {
+  const cache = path.join(root, 'many-layers');
+  const dirs: string[] = [];
+  for (let i = 0; i < 70; i++) {
+    const d = path.join(cache, i.toString(16).padStart(64, '0'));
+    await fsp.mkdir(d, { recursive: true });
+    await fsp.writeFile(path.join(d, `f${i}`), String(i));
+    await fsp.writeFile(path.join(d, 'top'), String(i));
+    dirs.push(d);
+  }
+  const m = await mountRootfs({ lowerDirs: dirs, workDir: path.join(root, 'c-many') });
+  try {
+    assert.equal((await fsp.readdir(m.rootfs)).length, 71);
+    assert.equal(await fsp.readFile(path.join(m.rootfs, 'top'), 'utf8'), '69', 'the last dir is the top layer');
+  } finally { await m.unmount(); }
 });
 
 test('empty lower list (FROM scratch) mounts', async () => {
@@ -107,4 +126,24 @@ test('resolveInRoot never leaves the rootfs', async () => {
   assert.equal(await resolveInRoot(lower, '../../etc/passwd'), path.join(lower, 'etc/passwd'));
 });
 
-after(async () => { /* unmounts are done per test */ });
+test('ensureLayersUnpacked unpacks once (also concurrently) and verifies the diffID', async () => {
+  const img = await busyboxImage(process.env.DRYDOCK_ROOT!);
+  const store = await ContentStore.open(process.env.DRYDOCK_ROOT!);
+  const layers = img.manifest.layers.map((l, i) => ({ digest: l.digest, mediaType: l.mediaType, diffID: img.config.rootfs.diff_ids[i]! }));
+  const [a, b] = await Promise.all([ensureLayersUnpacked(store, layers), ensureLayersUnpacked(store, layers)]);
+  assert.deepEqual(a, b);
+  assert.equal(a[0], path.join(process.env.DRYDOCK_ROOT!, 'layers', layers[0]!.diffID.slice(7)));
+  const inode = (await fsp.stat(path.join(a[0]!, 'bin/busybox'))).ino;
+  await ensureLayersUnpacked(store, layers);
+  assert.equal((await fsp.stat(path.join(a[0]!, 'bin/busybox'))).ino, inode, 'the second call reuses the cache');
+  assert.deepEqual((await fsp.readdir(path.join(process.env.DRYDOCK_ROOT!, 'layers'))).filter((n) => n.startsWith('.tmp')), []);
+  const wrong = [{ ...layers[0]!, diffID: `sha256:${'0'.repeat(64)}` }];
+  await assert.rejects(ensureLayersUnpacked(store, wrong), /corrupt: its content hashes to/);
+  // The image runs from the cached layers.
+  const m = await mountRootfs({ lowerDirs: a, workDir: path.join(root, 'c-image') });
+  try {
+    const r = await runIn(m, { args: ['busybox', 'echo', 'from-layers'] });
+    assert.equal(r.out, 'from-layers\n');
+  } finally { await m.unmount(); }
+});
+

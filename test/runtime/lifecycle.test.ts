@@ -149,3 +149,26 @@ test('rm refuses a running container without -f', async () => {
   await fx.ok(['rm', '-f', 'busy']);
   assert.equal((await fx.ok(['ps', '-aq'])).trim(), '');
 });
+
+test('seed workflow: install, commit with EXPOSE/CMD, run -d -P; containers on the bridge resolve each other by name', async () => {
+  await fx.ok(['run', '--name', 'builder', 'busybox', 'sh', '-c', 'mkdir -p /www && echo committed-site > /www/index.html']);
+  await fx.ok(['commit', '-c', 'EXPOSE 80', '-c', 'CMD ["httpd", "-f", "-p", "80", "-h", "/www"]', 'builder', 'site:1']);
+  await fx.ok(['rm', 'builder']);
+  await fx.ok(['run', '-d', '--init', '--name', 'site', '-P', 'site:1']);
+  const mapping = (await fx.ok(['port', 'site'])).trim();
+  const m = mapping.match(/^80\/tcp -> 0\.0\.0\.0:(\d+)$/);
+  assert.ok(m, mapping);
+  const body = await waitFor('HTTP on the -P port', async () => {
+    const res = await fetch(`http://127.0.0.1:${m![1]}/`);
+    return res.ok ? res.text() : undefined;
+  });
+  assert.equal(body, 'committed-site\n');
+  // A second container reaches the first by name over the bridge.
+  assert.equal(await fx.ok(['run', '--rm', 'busybox', 'wget', '-q', '-O', '-', 'http://site/']), 'committed-site\n');
+  await fx.ok(['stop', 'site']);
+  // start brings it back with its port mapping.
+  await fx.ok(['start', 'site']);
+  const again = (await fx.ok(['port', 'site'])).trim().match(/:(\d+)$/)![1];
+  assert.equal(await waitFor('HTTP after start', async () => { const r = await fetch(`http://127.0.0.1:${again}/`); return r.ok ? r.text() : undefined; }), 'committed-site\n');
+  await fx.ok(['rm', '-f', 'site']);
+});
