@@ -8,7 +8,9 @@ import type { ContainerConfig } from '../image/types.js';
 import { UserError } from '../util/errors.js';
 import { busyboxApplets, DEFAULT_BUSYBOX } from '../mkimage/busybox-rootfs.js';
 import type { BootOptions } from './config.js';
-import { DRYDOCK_INIT, serviceConf, shQuote, type ServiceSpec } from './scripts.js';
+import { DRYDOCK_INIT, RUN_SERVICE, serviceConf, shQuote, type ServiceSpec } from './scripts.js';
+
+const INTERACTIVE_SHELLS = new Set(['sh', 'ash', 'bash', 'dash', 'zsh', 'ksh', 'mksh']);
 import { runTool } from './exec.js';
 import { resolveInRoot, readFileInRoot } from '../runtime/rootfs-path.js';
 
@@ -191,8 +193,12 @@ export async function buildTopLayer(layer: string, rootfs: string, config: Conta
     if (opts.hostname && !env.some((e) => e.startsWith('HOSTNAME='))) env.push(`HOSTNAME=${opts.hostname}`);
     // boot2docker semantics: the proxy applies to the service too.
     for (const [k, v] of proxy) if (!env.some((e) => e.startsWith(`${k}=`))) env.push(`${k}=${v}`);
-    service = { argv, env, workdir: config.WorkingDir || '/', uid: user?.uid, gid: user?.gid, startup };
+    // No command, or a bare shell (busybox's CMD ["sh"]): a console shell, respawned like a getty.
+    const console = argv.length === 0 || (argv.length <= 2 && INTERACTIVE_SHELLS.has(path.posix.basename(argv[0]!)) && argv.slice(1).every((a) => a === '-l' || a === '-i'));
+    if (argv.length === 0) argv.push((await inImage(rootfs, '/bin/sh')) ? '/bin/sh' : '/.drydock/bin/sh');
+    service = { argv, env, workdir: config.WorkingDir || '/', uid: user?.uid, gid: user?.gid, startup, console };
     await fsp.writeFile(path.join(dd, 'service.conf'), serviceConf(service), { mode: 0o644 });
+    await fsp.writeFile(path.join(dd, 'run-service'), RUN_SERVICE, { mode: 0o755 });
     await fsp.writeFile(path.join(dd, 'init'), DRYDOCK_INIT, { mode: 0o755 });
   } else if (startup) {
     await hookStartupIntoImageInit(layer, rootfs, startup);

@@ -15,6 +15,7 @@ import { buildBusyboxRootfs } from '../../src/mkimage/busybox-rootfs.js';
 import { importRootfs } from '../../src/archive/index.js';
 import { fetchKernel } from './kernel.js';
 import { bootVm } from './qemu.js';
+import { busyboxImage } from '../helpers/images.js';
 
 const work = tempDir('drydock-boot-');
 const root = path.join(work, 'store');
@@ -160,6 +161,22 @@ test('drydock disk: raw boots from a hard disk; persist= keeps the writable laye
   const second = await bootVm(['-drive', `file=${qcow},format=qcow2`, ...extraDisks(), '-drive', `file=${persist},format=raw,if=virtio`], { until: /ALL-DONE/ });
   assertBootedService(second.console, 4);
   assert.doesNotMatch(second.console, /SERVICE-RUN-1 /);
+});
+
+test('a shell image (CMD ["sh"]) gets an interactive console; poweroff stops it cleanly', async () => {
+  await busyboxImage(root);
+  const iso = path.join(work, 'shell.iso');
+  const r = await runCli(['iso', 'busybox', '-o', iso, '--kernel', kernel, '--hostname', 'shellbox'], { root, timeoutMs: 300_000 });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /Init: \/\.drydock\/init/);
+  const run = await bootVm(['-cdrom', iso], {
+    type: [[/drydock: service started/, 'echo CONSOLE-$((6*7)) on $(hostname) tty=$(tty)\n'], [/CONSOLE-42 on shellbox/, 'poweroff\n']],
+  });
+  assert.ok(run.poweredOff, 'the VM powered itself off');
+  const c = run.console.replace(/\r/g, '');
+  assert.match(c, /^CONSOLE-42 on shellbox tty=\/dev\/ttyS0$/m);
+  assert.match(c, /drydock: poweroff: stopping the service/);
+  assert.match(c, /reboot: Power down/);
 });
 
 test('bad input: clear errors, nothing written', async () => {

@@ -13,13 +13,15 @@ export interface BootRun {
   elapsedMs: number;
 }
 
-export function bootVm(args: string[], opts: { until?: RegExp; timeoutMs?: number; memory?: number } = {}): Promise<BootRun> {
+/** `type`: when the console matches a pattern (checked in order), type the text once. */
+export function bootVm(args: string[], opts: { until?: RegExp; timeoutMs?: number; memory?: number; type?: [RegExp, string][] } = {}): Promise<BootRun> {
   requireTool('qemu-system-x86_64', 'apt-get install qemu-system-x86');
   const accel = existsSync('/dev/kvm') ? ['-accel', 'kvm', '-accel', 'tcg'] : ['-accel', 'tcg'];
   const started = Date.now();
   const child = spawn('qemu-system-x86_64', [
     ...accel, '-m', String(opts.memory ?? 512), '-nographic', '-no-reboot', '-monitor', 'none', '-serial', 'stdio', ...args,
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  ], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const typing = [...(opts.type ?? [])];
   let console = '';
   let stderr = '';
   return new Promise((resolve, reject) => {
@@ -40,9 +42,11 @@ export function bootVm(args: string[], opts: { until?: RegExp; timeoutMs?: numbe
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (d: string) => {
       console += d;
+      while (typing[0] && typing[0][0].test(console)) child.stdin.write(typing.shift()![1]);
       if (opts.until?.test(console)) finish(false);
     });
     child.stderr.on('data', (d) => (stderr += d));
+    child.stdin.on('error', () => { /* the VM may exit while we type */ });
     child.on('error', (e) => { if (!settled) { settled = true; clearTimeout(timer); reject(e); } });
     child.on('close', (code) => {
       if (settled) return;
