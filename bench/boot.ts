@@ -73,7 +73,7 @@ export async function main(runs = Number(process.argv[2] ?? 2), sizeMB = Number(
     await synthesize(rootfs, sizeMB);
     const imageBytes = Number(shell(`du -sb ${rootfs} | cut -f1`).trim());
     await importRootfs(await ContentStore.open(store), rootfs, {
-      tag: 'bench-boot:latest', changes: ['CMD ["sh","-c","echo BENCH-MARKER $(cut -d\\  -f1 /proc/uptime) END; poweroff -f"]'],
+      tag: 'bench-boot:latest', changes: ['CMD ["sh","-c","read up idle < /proc/uptime; echo BENCH-MARKER $up END; poweroff -f"]'],
     });
 
     const t: Record<string, number[]> = { iso: [], disk: [], floor: [], bootIso: [], bootDisk: [], initIso: [], guestIso: [], guestDisk: [] };

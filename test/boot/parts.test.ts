@@ -281,3 +281,42 @@ test('disk layout: aligned partitions, explicit sizes checked', () => {
   assert.equal(big.dataStart + big.dataSize, big.total);
   assert.throws(() => diskLayout(40 * MiB, 100 * MiB, 64 * MiB), /--size 64M is too small for this image: it needs at least \d+M/);
 });
+
+test('kernel from the image: /boot/vmlinuz-<ver> with /lib/modules/<ver> wins when no --kernel is given', async () => {
+  const kernel = fetchKernel();
+  const version = (await fsp.readFile(path.join(kernel, 'version'), 'utf8')).trim();
+  const rootfs = path.join(work, 'with-kernel');
+  await fsp.mkdir(path.join(rootfs, 'boot'), { recursive: true });
+  await fsp.mkdir(path.join(rootfs, 'lib/modules'), { recursive: true });
+  await fsp.copyFile(path.join(kernel, 'vmlinuz'), path.join(rootfs, `boot/vmlinuz-${version}`));
+  await fsp.symlink(path.join(kernel, 'modules'), path.join(rootfs, 'lib/modules', version));
+  const k = await resolveKernel(rootfs, {});
+  assert.equal(k.origin, 'image');
+  assert.equal(k.version, version);
+  assert.equal(k.modulesDir, path.join(rootfs, 'lib/modules', version));
+  // --modules of another version is caught before anything is built.
+  const wrong = path.join(work, 'lib-wrong/lib/modules/5.10.0-99-amd64');
+  await fsp.mkdir(wrong, { recursive: true });
+  await fsp.writeFile(path.join(wrong, 'modules.dep'), '');
+  await assert.rejects(resolveKernel(rootfs, { kernel: path.join(kernel, 'vmlinuz'), modules: wrong }), /modules .* are for 5\.10\.0-99-amd64/);
+});
+
+test('startup script with the image\'s own init: hooked into busybox init\'s rcS and systemd', async () => {
+  const rootfs = path.join(work, 'own-init');
+  await fsp.mkdir(rootfs);
+  await buildBusyboxRootfs(rootfs);
+  await fsp.mkdir(path.join(rootfs, 'lib/systemd'), { recursive: true });
+  await fsp.writeFile(path.join(rootfs, 'lib/systemd/systemd'), 'not busybox');
+  await fsp.rm(path.join(rootfs, 'sbin/init'), { force: true });
+  await fsp.symlink('/lib/systemd/systemd', path.join(rootfs, 'sbin/init'));
+  const script = path.join(work, 'own-start.sh');
+  await fsp.writeFile(script, '#!/bin/sh\necho started\n');
+  const layer = path.join(work, 'own-layer');
+  const r = await buildTopLayer(layer, rootfs, { Cmd: ['/bin/sh'] }, await validateBootOptions({ 'startup-script': script }));
+  assert.equal(r.init.path, '/sbin/init');
+  assert.equal(r.service, undefined);
+  assert.match(await fsp.readFile(path.join(layer, 'etc/systemd/system/drydock-startup.service'), 'utf8'), /^ExecStart=\/\.drydock\/startup$/m);
+  assert.equal(await fsp.readlink(path.join(layer, 'etc/systemd/system/multi-user.target.wants/drydock-startup.service')), '../drydock-startup.service');
+  assert.match(await fsp.readFile(path.join(layer, 'etc/init.d/rcS'), 'utf8'), /^'\/\.drydock\/startup'$/m);
+  await assert.rejects(fsp.stat(path.join(layer, '.drydock/init')));
+});
