@@ -2,7 +2,9 @@
 // they touch the filesystem; every parent directory is walked with lstat so a symlink planted
 // earlier in the same archive (or by a lower layer) is never followed; files are created with
 // O_EXCL after unlinking, so writes never go through a symlink either.
-import { createWriteStream, promises as fsp, constants as fsc } from 'node:fs';
+import {
+  createWriteStream, promises as fsp, constants as fsc, lstatSync, mkdirSync, lchownSync, chmodSync, lutimesSync, writeFileSync, type Stats,
+} from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Readable, Writable } from 'node:stream';
@@ -12,7 +14,7 @@ import tar, { type Header } from 'tar-stream';
 
 /** tar-stream's header with the PAX records it parses (missing from @types/tar-stream). */
 export type EntryHeader = Omit<Header, 'pax' | 'type'> & { type: string; pax?: Record<string, string> | null };
-import { setAttribute } from '@napi-rs/xattr';
+import { setAttribute, setAttributeSync } from '@napi-rs/xattr';
 import { HashingTransform } from '../store/content-store.js';
 import { UserError } from '../util/errors.js';
 import { STREAM_CHUNK } from '../util/fs.js';
@@ -72,26 +74,47 @@ export function normalizeEntryPath(name: string, what = 'entry'): string {
   return parts.join('/');
 }
 
+function lstatOrUndefined(p: string): Stats | undefined {
+  try { return lstatSync(p); } catch { return undefined; }
+}
+
 /**
  * Makes sure every parent of `rel` is a real directory inside `root`, creating missing ones.
- * A symlink (or any non-directory) in the way is refused, never followed.
+ * A symlink (or any non-directory) in the way is refused, never followed. `known` caches
+ * directories already checked in this layer (callers forget paths they replace), so a deep
+ * tree costs one lstat per directory instead of one per directory per entry. Metadata calls
+ * are synchronous: one fast syscall each, where a libuv round trip made small files slow.
  */
-async function ensureParents(root: string, rel: string, entryName: string): Promise<string> {
+function ensureParents(root: string, rel: string, entryName: string, known: Set<string>): string {
   const parts = rel.split('/');
   let current = root;
   for (let i = 0; i < parts.length - 1; i++) {
     current = path.join(current, parts[i]!);
-    const st = await fsp.lstat(current).catch(() => undefined);
+    const relDir = parts.slice(0, i + 1).join('/');
+    if (known.has(relDir)) continue;
+    const st = lstatOrUndefined(current);
     if (!st) {
-      await fsp.mkdir(current, { mode: 0o755 });
+      mkdirSync(current, { mode: 0o755 });
     } else if (st.isSymbolicLink()) {
-      throw new LayerError(`entry "${entryName}": parent "${parts.slice(0, i + 1).join('/')}" is a symlink; refusing to follow it (could escape the root)`);
+      throw new LayerError(`entry "${entryName}": parent "${relDir}" is a symlink; refusing to follow it (could escape the root)`);
     } else if (!st.isDirectory()) {
-      throw new LayerError(`entry "${entryName}": parent "${parts.slice(0, i + 1).join('/')}" is not a directory`);
+      throw new LayerError(`entry "${entryName}": parent "${relDir}" is not a directory`);
     }
+    known.add(relDir);
   }
   return path.join(root, rel);
 }
+
+/** Drops `rel` and everything below it from the checked-directories cache. */
+function forget(known: Set<string>, rel: string): void {
+  known.delete(rel);
+  const prefix = `${rel}/`;
+  for (const d of known) if (d.startsWith(prefix)) known.delete(d);
+}
+
+/** Files up to this size are collected and written in one call instead of streamed. */
+const SMALL_FILE = 256 * 1024;
+const CREATE_FLAGS = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
 
 /** Removes whatever is at `abs` (file, symlink or tree) without following symlinks. */
 async function removeExisting(abs: string): Promise<void> {
@@ -116,13 +139,16 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
   const whiteoutMode = opts.whiteouts ?? 'apply';
   /** Paths this layer wrote: an opaque marker only clears what lower layers left. */
   const touched = new Set<string>();
+  const known = new Set<string>();
   const dirTimes: { abs: string; mtime: Date }[] = [];
   let entries = 0;
   let expanded = 0;
 
   const applyMetadata = async (abs: string, h: EntryHeader, isLink: boolean) => {
-    if (preserveOwners) await fsp.lchown(abs, h.uid ?? 0, h.gid ?? 0).catch((e) => { if (process.getuid?.() === 0) throw e; });
-    if (!isLink) await fsp.chmod(abs, (h.mode ?? 0o644) & 0o7777);
+    if (preserveOwners) {
+      try { lchownSync(abs, h.uid ?? 0, h.gid ?? 0); } catch (e) { if (process.getuid?.() === 0) throw e; }
+    }
+    if (!isLink) chmodSync(abs, (h.mode ?? 0o644) & 0o7777);
     const pax = h.pax ?? {};
     for (const [key, value] of Object.entries(pax)) {
       if (!key.startsWith('SCHILY.xattr.')) continue;
@@ -132,13 +158,17 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
       // mangled; skipping it beats writing a corrupt capability set. Known limitation.
       if (String(value).includes('\uFFFD')) continue;
       // Non-root cannot set trusted.*/security.*; a missing xattr is better than a failed unpack.
-      await setAttribute(abs, name, Buffer.from(String(value), 'utf8')).catch((e) => {
+      try {
+        setAttributeSync(abs, name, Buffer.from(String(value), 'utf8'));
+      } catch (e) {
         if (process.getuid?.() === 0 && !/not supported/i.test(String(e))) throw new LayerError(`entry "${h.name}": cannot set xattr ${name}: ${(e as Error).message}`);
-      });
+      }
     }
     const mtime = h.mtime ?? new Date(0);
     if (h.type === 'directory') dirTimes.push({ abs, mtime });
-    else await fsp.lutimes(abs, mtime, mtime).catch(() => {});
+    else {
+      try { lutimesSync(abs, mtime, mtime); } catch { /* symlink times are best effort */ }
+    }
   };
 
   /** Removes everything under `dirRel` this layer did not write (opaque directory). */
@@ -147,7 +177,7 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
     const names = await fsp.readdir(abs).catch(() => [] as string[]);
     for (const name of names) {
       const rel = dirRel ? `${dirRel}/${name}` : name;
-      if (!touched.has(rel)) { await removeExisting(path.join(abs, name)); continue; }
+      if (!touched.has(rel)) { await removeExisting(path.join(abs, name)); forget(known, rel); continue; }
       const st = await fsp.lstat(path.join(abs, name));
       if (st.isDirectory()) await clearLower(rel);
     }
@@ -164,7 +194,7 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
 
     if (base.startsWith(WHITEOUT_PREFIX)) {
       body.resume();
-      const abs = await ensureParents(root, rel, h.name);
+      const abs = ensureParents(root, rel, h.name, known);
       const dirAbs = path.dirname(abs);
       if (base === OPAQUE_WHITEOUT) {
         if (whiteoutMode === 'overlay') {
@@ -182,19 +212,23 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
       }
       const victimAbs = path.join(dirAbs, victim);
       await removeExisting(victimAbs);
+      forget(known, dirRel ? `${dirRel}/${victim}` : victim);
       if (whiteoutMode === 'overlay') await mknod(victimAbs, 'c', 0, 0);
       return;
     }
 
-    const abs = await ensureParents(root, rel, h.name);
+    const abs = ensureParents(root, rel, h.name, known);
     for (let i = rel.indexOf('/'); i >= 0; i = rel.indexOf('/', i + 1)) touched.add(rel.slice(0, i));
     touched.add(rel);
-    const existing = await fsp.lstat(abs).catch(() => undefined);
+    const existing = lstatOrUndefined(abs);
+    // Whatever replaces an existing path may no longer be the directory the cache remembers.
+    if (existing && !(h.type === 'directory' && existing.isDirectory())) forget(known, rel);
     switch (h.type) {
       case 'directory': {
         body.resume();
         if (existing && !existing.isDirectory()) await removeExisting(abs);
-        if (!existing || !existing.isDirectory()) await fsp.mkdir(abs, { mode: 0o700 });
+        if (!existing || !existing.isDirectory()) mkdirSync(abs, { mode: 0o700 });
+        known.add(rel);
         await applyMetadata(abs, h, false);
         return;
       }
@@ -205,8 +239,14 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
         expanded += size;
         if (existing) await removeExisting(abs);
         // O_EXCL|O_NOFOLLOW: never write through something that appeared in the meantime.
-        const out = createWriteStream(abs, { flags: (fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW) as unknown as string, mode: 0o600, highWaterMark: STREAM_CHUNK });
-        await pipeline(body, out);
+        if (size <= SMALL_FILE) {
+          const chunks: Buffer[] = [];
+          for await (const c of body) chunks.push(c as Buffer);
+          writeFileSync(abs, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), { flag: CREATE_FLAGS as unknown as string, mode: 0o600 });
+        } else {
+          const out = createWriteStream(abs, { flags: CREATE_FLAGS as unknown as string, mode: 0o600, highWaterMark: STREAM_CHUNK });
+          await pipeline(body, out);
+        }
         await applyMetadata(abs, h, false);
         return;
       }
@@ -228,8 +268,8 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
         if (linkname.startsWith('/')) throw new LayerError(`entry "${h.name}": hardlink to absolute path "${linkname}" is refused (would escape the root)`);
         const targetRel = normalizeEntryPath(linkname, `hardlink "${h.name}" target`);
         if (!targetRel) throw new LayerError(`entry "${h.name}": hardlink to the root directory`);
-        const targetAbs = await ensureParents(root, targetRel, h.name);
-        const tst = await fsp.lstat(targetAbs).catch(() => undefined);
+        const targetAbs = ensureParents(root, targetRel, h.name, known);
+        const tst = lstatOrUndefined(targetAbs);
         if (!tst) throw new LayerError(`entry "${h.name}": hardlink target "${linkname}" does not exist in the layer stack`);
         if (tst.isDirectory()) throw new LayerError(`entry "${h.name}": hardlink target "${linkname}" is a directory`);
         if (targetAbs === abs) return;

@@ -1,12 +1,14 @@
-// Layer compression: gzip through node's zlib (runs on the libuv thread pool, so it overlaps with
-// hashing on the main thread) and zstd through the `zstd` binary, because Node 20 has no zstd.
+// Layer compression: gzip through node's zlib, block-parallel on the libuv thread pool (see
+// parallel-gzip.ts) so it overlaps with hashing on the main thread, and zstd through the `zstd`
+// binary, because Node 20 has no zstd.
 // Every helper is streaming; nothing here holds more than one chunk of a layer in memory.
 import { spawn } from 'node:child_process';
-import { Duplex, PassThrough, Readable, pipeline } from 'node:stream';
+import { Duplex, PassThrough, Readable, Writable, pipeline } from 'node:stream';
 import zlib from 'node:zlib';
 import type { Compression } from '../image/media-types.js';
 import { STREAM_CHUNK } from '../util/fs.js';
 import { UserError } from '../util/errors.js';
+import { ParallelGzip } from './parallel-gzip.js';
 
 export type CompressionOption = Compression | 'auto';
 
@@ -99,16 +101,34 @@ function processFilter(cmd: string, args: string[], what: string): Duplex {
   });
   // A consumer that stops early (error elsewhere) must not leave the process behind.
   out.on('close', () => { if (!exited) child.kill('SIGKILL'); });
-  // EPIPE when the child died early is reported through the exit status instead.
-  child.stdin.on('error', () => {});
-  return Duplex.from({ writable: child.stdin, readable: out });
+  // Writes go through a wrapper: EPIPE after the child died early must not win over the exit
+  // status error, which says what was wrong with the data.
+  let waiting: (() => void) | undefined;
+  child.stdin.on('error', () => { waiting?.(); waiting = undefined; });
+  child.on('close', () => { waiting?.(); waiting = undefined; });
+  const input = new Writable({
+    highWaterMark: STREAM_CHUNK,
+    write(chunk: Buffer, _enc, cb) {
+      if (exited || child.stdin.destroyed) { cb(); return; }
+      if (child.stdin.write(chunk)) cb();
+      else {
+        let called = false;
+        const done = () => { if (!called) { called = true; waiting = undefined; cb(); } };
+        waiting = done;
+        child.stdin.once('drain', done);
+      }
+    },
+    final(cb) { child.stdin.end(); cb(); },
+  });
+  return Duplex.from({ writable: input, readable: out });
 }
 
 /** A compressing Duplex for `compression` (identity for 'none'). */
 export function compressor(compression: Compression, opts: { level?: number } = {}): Duplex {
   switch (compression) {
     case 'gzip':
-      return zlib.createGzip({ level: opts.level ?? zlib.constants.Z_DEFAULT_COMPRESSION, chunkSize: STREAM_CHUNK });
+      // Blocks compressed concurrently on the thread pool: gzip is the slowest stage of import.
+      return new ParallelGzip(opts.level ?? zlib.constants.Z_DEFAULT_COMPRESSION);
     case 'zstd':
       return processFilter('zstd', ['-c', '-q', '--no-progress', `-${opts.level ?? 3}`, '-T0'], 'zstd compression');
     case 'none':

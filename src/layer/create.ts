@@ -1,10 +1,10 @@
 // Layer creation: walk a directory in sorted order and stream a deterministic tar through the
 // diffID hasher and the compressor straight into the content store. Digest (compressed) and
 // diffID (uncompressed) come out of the same single pass; no layer is ever held in memory.
-import { createReadStream, promises as fsp, type Stats } from 'node:fs';
+import { createReadStream, lstatSync, readdirSync, readlinkSync, readFileSync, statSync, type Stats } from 'node:fs';
 import { Readable, pipeline } from 'node:stream';
 import path from 'node:path';
-import { listAttributes, getAttribute } from '@napi-rs/xattr';
+import { listAttributesSync, getAttributeSync } from '@napi-rs/xattr';
 import type { ContentStore } from '../store/content-store.js';
 import { HashingTransform } from '../store/content-store.js';
 import { ociLayerMediaType, type Compression } from '../image/media-types.js';
@@ -37,6 +37,8 @@ export interface CreateLayerOptions {
 }
 
 export const WHITEOUT_PREFIX = '.wh.';
+/** Files up to this size are read in one call; larger ones stream in STREAM_CHUNK pieces. */
+const SMALL_FILE = 256 * 1024;
 export const OPAQUE_WHITEOUT = '.wh..wh..opq';
 const OVERLAY_OPAQUE_XATTRS = ['trusted.overlay.opaque', 'user.overlay.opaque'];
 /** xattrs that describe the host, not the image: overlay bookkeeping and SELinux labels. */
@@ -62,22 +64,27 @@ class ChunkBatcher {
   }
 }
 
-async function readXattrs(file: string): Promise<Map<string, Buffer> | undefined> {
+// Metadata calls are synchronous on purpose: each is one fast syscall, and an async round trip
+// through the libuv pool per lstat/listxattr made small-file trees several times slower.
+function readXattrs(file: string): Map<string, Buffer> | undefined {
   let names: string[];
-  try { names = await listAttributes(file); } catch { return undefined; }
+  try { names = listAttributesSync(file); } catch { return undefined; }
+  if (names.length === 0) return undefined;
   const out = new Map<string, Buffer>();
   for (const name of names) {
     if (skipXattr(name)) continue;
-    const value = await getAttribute(file, name).catch(() => null);
+    let value: Buffer | null = null;
+    try { value = getAttributeSync(file, name); } catch { /* vanished or not permitted */ }
     if (value) out.set(name, value);
   }
   return out.size ? out : undefined;
 }
 
-async function isOverlayOpaque(dir: string): Promise<boolean> {
+function isOverlayOpaque(dir: string): boolean {
   for (const name of OVERLAY_OPAQUE_XATTRS) {
-    const v = await getAttribute(dir, name).catch(() => null);
-    if (v && v.toString() === 'y') return true;
+    try {
+      if (getAttributeSync(dir, name)?.toString() === 'y') return true;
+    } catch { /* not set */ }
   }
   return false;
 }
@@ -99,16 +106,16 @@ export async function* tarDirectory(root: string, opts: CreateLayerOptions = {})
 
   async function* walk(dirAbs: string, dirRel: string): AsyncGenerator<Buffer> {
     let names: string[];
-    try { names = await fsp.readdir(dirAbs); } catch (e) { throw new UserError(`cannot read ${dirAbs}: ${(e as Error).message}`); }
+    try { names = readdirSync(dirAbs); } catch (e) { throw new UserError(`cannot read ${dirAbs}: ${(e as Error).message}`); }
     for (const name of sortNames(names)) {
       const abs = path.join(dirAbs, name);
       const rel = dirRel ? `${dirRel}/${name}` : name;
-      const st = await fsp.lstat(abs);
+      const st = lstatSync(abs);
       const base: Omit<TarHeader, 'type' | 'name'> = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: 0, mtime: clamp(st) };
       if (st.isDirectory()) {
-        const xattrs = await readXattrs(abs);
+        const xattrs = readXattrs(abs);
         yield* emit(encodeHeader({ ...base, name: `${rel}/`, type: 'directory', xattrs }));
-        if (opts.overlayUpper && (await isOverlayOpaque(abs))) {
+        if (opts.overlayUpper && isOverlayOpaque(abs)) {
           yield* emit(encodeHeader({ ...base, mode: 0, name: `${rel}/${OPAQUE_WHITEOUT}`, type: 'file' }));
         }
         yield* walk(abs, rel);
@@ -120,10 +127,14 @@ export async function* tarDirectory(root: string, opts: CreateLayerOptions = {})
           continue;
         }
         if (st.nlink > 1) hardlinks.set(key, rel);
-        const xattrs = await readXattrs(abs);
+        const xattrs = readXattrs(abs);
         yield* emit(encodeHeader({ ...base, name: rel, type: 'file', size: st.size, xattrs }));
         let written = 0;
-        if (st.size > 0) {
+        if (st.size > 0 && st.size <= SMALL_FILE) {
+          const data = readFileSync(abs);
+          written = data.length;
+          yield* emit(data);
+        } else if (st.size > 0) {
           for await (const chunk of createReadStream(abs, { highWaterMark: STREAM_CHUNK, end: st.size - 1 })) {
             written += (chunk as Buffer).length;
             yield* emit(chunk as Buffer);
@@ -133,7 +144,7 @@ export async function* tarDirectory(root: string, opts: CreateLayerOptions = {})
         const pad = paddingFor(st.size);
         if (pad) yield* emit(Buffer.alloc(pad));
       } else if (st.isSymbolicLink()) {
-        const target = await fsp.readlink(abs);
+        const target = readlinkSync(abs);
         yield* emit(encodeHeader({ ...base, name: rel, type: 'symlink', linkname: target }));
       } else if (st.isCharacterDevice() || st.isBlockDevice()) {
         const major = Math.floor(st.rdev / 256) & 0xfff;
@@ -151,7 +162,8 @@ export async function* tarDirectory(root: string, opts: CreateLayerOptions = {})
     }
   }
 
-  const st = await fsp.stat(root).catch(() => undefined);
+  let st: Stats | undefined;
+  try { st = statSync(root); } catch { st = undefined; }
   if (!st?.isDirectory()) throw new UserError(`${root} is not a directory`);
   yield* walk(root, '');
   yield* emit(END_OF_ARCHIVE);

@@ -9,3 +9,4 @@ export { decompress, decompressor, compressor, detectCompression, peekStream, ex
 export type { CompressionOption } from './compression.js';
 export { encodeHeader, paddingFor, END_OF_ARCHIVE } from './tar-writer.js';
 export type { TarHeader, TarEntryType } from './tar-writer.js';
+export { ParallelGzip } from './parallel-gzip.js';

@@ -1,0 +1,83 @@
+// Parallel gzip, the pigz way: the input is cut into fixed 1 MiB blocks, each block is raw-
+// deflated on the libuv thread pool with the previous block's last 32 KiB as its dictionary
+// (so the ratio matches single-stream gzip), blocks end with a sync flush so they concatenate
+// into one valid deflate stream, and the CRC is computed on the main thread. Output is
+// deterministic for a given level: block boundaries do not depend on timing.
+import { Transform, type TransformCallback } from 'node:stream';
+import os from 'node:os';
+import zlib from 'node:zlib';
+import { promisify } from 'node:util';
+import { STREAM_CHUNK } from '../util/fs.js';
+
+const deflateRaw = promisify(zlib.deflateRaw) as (buf: Buffer, opts: zlib.ZlibOptions) => Promise<Buffer>;
+const BLOCK = STREAM_CHUNK;
+const WINDOW = 32 * 1024;
+// ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL=0 OS=3 (unix), as node's and GNU gzip's headers.
+const HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0x03]);
+
+export class ParallelGzip extends Transform {
+  private pending: Buffer[] = [];
+  private pendingLength = 0;
+  private dictionary: Buffer | undefined;
+  private crc = 0;
+  private total = 0;
+  private headerSent = false;
+  /** Compressions in flight, oldest first; output is pushed strictly in this order. */
+  private readonly inFlight: Promise<Buffer>[] = [];
+  private readonly maxInFlight: number;
+
+  constructor(private readonly level = zlib.constants.Z_DEFAULT_COMPRESSION, parallelism = Math.max(1, (os.availableParallelism?.() ?? os.cpus().length))) {
+    super({ highWaterMark: STREAM_CHUNK });
+    this.maxInFlight = Math.max(2, parallelism);
+  }
+
+  private startBlock(block: Buffer, last: boolean): void {
+    this.crc = zlib.crc32(block, this.crc);
+    this.total += block.length;
+    const opts: zlib.ZlibOptions = { level: this.level, finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH };
+    if (this.dictionary) opts.dictionary = this.dictionary;
+    const p = deflateRaw(block, opts);
+    p.catch(() => { /* awaited in drainTo */ });
+    this.inFlight.push(p);
+    this.dictionary = block.length >= WINDOW ? block.subarray(block.length - WINDOW) : Buffer.concat([this.dictionary ?? Buffer.alloc(0), block]).subarray(-WINDOW);
+  }
+
+  /** Pushes finished blocks until at most `limit` are still in flight. */
+  private async drainTo(limit: number): Promise<void> {
+    if (!this.headerSent) { this.push(HEADER); this.headerSent = true; }
+    while (this.inFlight.length > limit) this.push(await this.inFlight.shift()!);
+  }
+
+  private takeBlock(): Buffer {
+    const all = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingLength);
+    const block = all.subarray(0, BLOCK);
+    const rest = all.subarray(BLOCK);
+    this.pending = rest.length ? [rest] : [];
+    this.pendingLength = rest.length;
+    return block;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.pending.push(chunk);
+    this.pendingLength += chunk.length;
+    (async () => {
+      // Keep one full block back so the last block (the one with the final flag) is known.
+      while (this.pendingLength > BLOCK) {
+        this.startBlock(this.takeBlock(), false);
+        await this.drainTo(this.maxInFlight - 1);
+      }
+    })().then(() => cb(), cb);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    (async () => {
+      const last = this.pendingLength ? this.takeBlock() : Buffer.alloc(0);
+      this.startBlock(last, true);
+      await this.drainTo(0);
+      const trailer = Buffer.alloc(8);
+      trailer.writeUInt32LE(this.crc >>> 0, 0);
+      trailer.writeUInt32LE(this.total % 0x1_0000_0000, 4);
+      this.push(trailer);
+    })().then(() => cb(), cb);
+  }
+}

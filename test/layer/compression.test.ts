@@ -1,0 +1,66 @@
+// Compression helpers: parallel gzip is valid, deterministic and independent of input chunking;
+// detection by magic bytes; zstd through the binary with failures surfaced.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { randomBytes } from 'node:crypto';
+import { ParallelGzip, decompress, detectCompression, compressor } from '../../src/layer/index.js';
+import { requireTool } from '../helpers/env.js';
+
+async function collect(r: NodeJS.ReadableStream): Promise<Buffer> {
+  const out: Buffer[] = [];
+  for await (const c of r) out.push(c as Buffer);
+  return Buffer.concat(out);
+}
+
+function pieces(buf: Buffer, size: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < buf.length; i += size) out.push(buf.subarray(i, i + size));
+  return out;
+}
+
+const inputs: [string, Buffer][] = [
+  ['empty', Buffer.alloc(0)],
+  ['tiny', Buffer.from('hello')],
+  ['exactly one block', Buffer.alloc(1 << 20, 3)],
+  ['random 3 MiB + 5 bytes', randomBytes((3 << 20) + 5)],
+  ['text 5 MiB', Buffer.from('lorem ipsum dolor sit amet '.repeat(200_000))],
+];
+for (const [name, input] of inputs) {
+  test(`ParallelGzip round trip: ${name}`, async () => {
+    const a = await collect(Readable.from(pieces(input, 4096 + 7)).pipe(new ParallelGzip()));
+    const b = await collect(Readable.from(pieces(input, 1 << 20)).pipe(new ParallelGzip()));
+    assert.ok(gunzipSync(a).equals(input));
+    assert.ok(a.equals(b), 'output does not depend on how the input was chunked');
+    // The shared dictionary keeps the ratio within 1% of single-stream gzip.
+    assert.ok(a.length <= gzipSync(input).length * 1.01 + 64);
+  });
+}
+
+const magics: [string, number[], string][] = [
+  ['gzip', [0x1f, 0x8b, 8, 0, 0, 0], 'gzip'],
+  ['zstd', [0x28, 0xb5, 0x2f, 0xfd, 0, 0], 'zstd'],
+  ['tar', [0x62, 0x69, 0x6e, 0x2f, 0, 0], 'none'],
+  ['empty', [], 'none'],
+];
+for (const [name, bytes, want] of magics) {
+  test(`detectCompression: ${name}`, () => assert.equal(detectCompression(Buffer.from(bytes)), want));
+}
+test('detectCompression refuses xz and bzip2 with a hint', () => {
+  assert.throws(() => detectCompression(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0])), /xz-compressed input is not supported/);
+  assert.throws(() => detectCompression(Buffer.from('BZh91AY')), /bzip2-compressed input is not supported/);
+});
+
+test('zstd compress and auto-detected decompress; corrupt zstd is a clear error', async () => {
+  requireTool('zstd');
+  const input = randomBytes(2 << 20);
+  const z = await collect(Readable.from([input]).pipe(compressor('zstd')));
+  const { stream, compression } = await decompress(Readable.from([z]), 'auto');
+  assert.equal(compression, 'zstd');
+  assert.ok((await collect(stream)).equals(input));
+  const bad = Buffer.from(z);
+  bad.fill(0, 8, 200);
+  const r = await decompress(Readable.from([bad]), 'auto');
+  await assert.rejects(collect(r.stream), /zstd decompression failed/);
+});
