@@ -153,8 +153,6 @@ export class RemoteImageSource implements ImageSource {
     let received = 0;
     let res: Dispatcher.ResponseData | undefined = firstRes;
     let failures = 0;
-    let batch: Buffer[] = [];
-    let batched = 0;
     for (;;) {
       try {
         if (!res) res = await this.getBlob(t, repo, desc.digest, received);
@@ -165,8 +163,8 @@ export class RemoteImageSource implements ImageSource {
           else if (res.statusCode === 200) skip = received; // server ignored Range: re-read and drop
           else throw new RegistryError(`GET blob ${desc.digest}: unexpected resume response ${res.statusCode}`, res.statusCode);
         }
-        // Sockets deliver ~64 KiB reads; batching them to >= 1 MiB cuts the per-chunk cost of
-        // hashing and file writes (each write is a thread-pool round trip) by an order of magnitude.
+        // Chunks pass straight through: the store's write stream coalesces them into writev calls
+        // while a write is in flight, so copying them into bigger buffers here only costs memcpy.
         for await (const chunk of res.body as AsyncIterable<Buffer>) {
           let c = chunk;
           if (skip > 0) {
@@ -174,21 +172,8 @@ export class RemoteImageSource implements ImageSource {
             c = c.subarray(skip);
             skip = 0;
           }
-          batch.push(c);
-          batched += c.length;
-          if (batched >= STREAM_CHUNK) {
-            received += batched;
-            const out = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batched);
-            batch = [];
-            batched = 0;
-            yield out;
-          }
-        }
-        if (batched > 0) {
-          received += batched;
-          yield batch.length === 1 ? batch[0]! : Buffer.concat(batch, batched);
-          batch = [];
-          batched = 0;
+          received += c.length;
+          yield c;
         }
         if (received < desc.size) {
           throw Object.assign(new Error(`connection closed after ${received} of ${desc.size} bytes`), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
@@ -197,14 +182,6 @@ export class RemoteImageSource implements ImageSource {
       } catch (e) {
         res?.body.destroy();
         res = undefined;
-        // Bytes that arrived before the cut are good (TCP keeps order): pass them on, resume after them.
-        if (batched > 0) {
-          received += batched;
-          const out = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batched);
-          batch = [];
-          batched = 0;
-          yield out;
-        }
         if (!isTransientNetworkError(e) || failures >= this.ctx.retries) {
           if (e instanceof UserError) throw e;
           throw new UserError(`downloading ${desc.digest} from ${t.host}/${repo} failed after ${received} of ${desc.size} bytes: ${describeNetworkError(e)}`);
