@@ -4,12 +4,11 @@
 // deleted, and if a mount cannot be removed the directory is left alone (rm -rf through a live
 // proc or bind mount would damage the host) and the user is told where it is.
 import { promises as fsp } from 'node:fs';
-import { execFile, type ChildProcess } from 'node:child_process';
-import { promisify } from 'node:util';
+import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { unmountPath } from '../runtime/overlay.js';
 
-const run = promisify(execFile);
 
 /** Decodes the octal escapes (\040 for space) mountinfo uses in paths. */
 function unescapeMountPath(s: string): string {
@@ -30,14 +29,12 @@ export async function mountsUnder(dir: string): Promise<string[]> {
   return out.sort((a, b) => b.length - a.length);
 }
 
-/** Unmounts everything under `dir`; lazy unmount is the fallback for busy mounts. */
+/** Unmounts everything under `dir` (the runtime's unmountPath falls back to a lazy unmount). */
 export async function unmountUnder(dir: string): Promise<void> {
   for (let attempt = 0; attempt < 3; attempt++) {
     const mounts = await mountsUnder(dir);
     if (mounts.length === 0) return;
-    for (const mp of mounts) {
-      await run('umount', [mp]).catch(() => run('umount', ['-l', mp])).catch(() => undefined);
-    }
+    for (const mp of mounts) await unmountPath(mp).catch(() => undefined);
   }
   const left = await mountsUnder(dir);
   if (left.length) throw new Error(`cannot unmount ${left.join(', ')}; left ${dir} in place`);
