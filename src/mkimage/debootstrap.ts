@@ -159,3 +159,25 @@ async function removeLogFiles(dir: string): Promise<void> {
     else await fsp.rm(p, { force: true });
   }
 }
+
+/**
+ * For SOURCE_DATE_EPOCH builds: the "last password change" field of /etc/shadow is the day
+ * debootstrap ran, which alone would make two builds of the same packages differ. It is set to
+ * the epoch's day, as debuerreotype does. (File times are clamped by the layer writer.)
+ */
+export async function pinShadowDates(rootfs: string, sourceDateEpoch: number): Promise<void> {
+  const day = String(Math.floor(sourceDateEpoch / 86400));
+  for (const rel of ['etc/shadow', 'etc/shadow-']) {
+    const p = await insideRootfs(rootfs, rel);
+    const text = await fsp.readFile(p, 'utf8').catch(() => undefined);
+    if (text === undefined) continue;
+    const pinned = text.split('\n').map((line) => {
+      const f = line.split(':');
+      if (f.length < 3 || f[2] === '') return line;
+      f[2] = day;
+      return f.join(':');
+    }).join('\n');
+    if (pinned !== text) await fsp.writeFile(p, pinned);
+  }
+}
+

@@ -10,7 +10,7 @@ import { ContentStore } from '../store/content-store.js';
 import { UserError } from '../util/errors.js';
 import type { Platform } from '../image/types.js';
 import { buildBusyboxRootfs, DEFAULT_BUSYBOX } from './busybox-rootfs.js';
-import { runDebootstrap, slimDebianRootfs, DEFAULT_SUITE, DEFAULT_VARIANT, type DebootstrapOptions } from './debootstrap.js';
+import { runDebootstrap, slimDebianRootfs, pinShadowDates, DEFAULT_SUITE, DEFAULT_VARIANT, type DebootstrapOptions } from './debootstrap.js';
 import { hostAptSources, debianMirrorFrom, debianSecurityMirrorFrom, FALLBACK_MIRROR } from './mirror.js';
 import { writeAptSources, securityMirrorFor } from './apt-sources.js';
 import { countPackages, scanRootfsTarball, type PackageCount } from './packages.js';
@@ -21,7 +21,7 @@ import { importPreparedRootfs, platformForDebianArch, extractTarball, removeDevi
 const run = promisify(execFile);
 
 export { buildBusyboxRootfs, busyboxApplets, DEFAULT_BUSYBOX } from './busybox-rootfs.js';
-export { debootstrapArgs, runDebootstrap, slimDebianRootfs, packageList } from './debootstrap.js';
+export { debootstrapArgs, runDebootstrap, slimDebianRootfs, pinShadowDates, packageList } from './debootstrap.js';
 export { hostDebianMirror, hostAptSources, debianMirrorFrom, debianSecurityMirrorFrom, parseDeb822Sources, parseOneLineSources, FALLBACK_MIRROR } from './mirror.js';
 export { aptSourcesFor, writeAptSources, securityMirrorFor } from './apt-sources.js';
 export { countPackages, countDpkgStatus, countApkInstalled, scanRootfsTarball, type PackageCount, type TarballScan } from './packages.js';
@@ -99,6 +99,7 @@ export async function mkimageDebian(opts: MkimageDebianOptions): Promise<Mkimage
     opts.onProgress?.(`debootstrap ${suite} (${opts.variant ?? DEFAULT_VARIANT}) from ${mirror}`);
     const rootfs = await runDebootstrap(scratch, { ...opts, suite, mirror, onProgress: opts.onProgress });
     await slimDebianRootfs(rootfs);
+    if (opts.sourceDateEpoch !== undefined) await pinShadowDates(rootfs, opts.sourceDateEpoch);
     await writeAptSources(rootfs, {
       suite,
       mirror,

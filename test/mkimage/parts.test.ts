@@ -10,7 +10,7 @@ import { tempDir, requireRoot, requireTool } from '../helpers/env.js';
 import { debianMirrorFrom, debianSecurityMirrorFrom, parseDeb822Sources, parseOneLineSources, hostDebianMirror, FALLBACK_MIRROR } from '../../src/mkimage/mirror.js';
 import { aptSourcesFor, securityMirrorFor, writeAptSources } from '../../src/mkimage/apt-sources.js';
 import { countDpkgStatus, countApkInstalled, countPackages } from '../../src/mkimage/packages.js';
-import { debootstrapArgs, slimDebianRootfs } from '../../src/mkimage/debootstrap.js';
+import { debootstrapArgs, slimDebianRootfs, pinShadowDates } from '../../src/mkimage/debootstrap.js';
 import { setTimezone } from '../../src/mkimage/timezone.js';
 import { withScratchDir, mountsUnder } from '../../src/mkimage/scratch.js';
 import { buildBusyboxRootfs } from '../../src/mkimage/busybox-rootfs.js';
@@ -185,6 +185,15 @@ test('debian slimming: caches, lists, logs, device nodes and host files go; apt 
   assert.match(await fsp.readFile(path.join(root, 'etc/apt/apt.conf.d/docker-clean'), 'utf8'), /pkgcache ""/);
   assert.equal((await fsp.stat(path.join(root, 'usr/sbin/policy-rc.d'))).mode & 0o777, 0o755);
   assert.equal(await fsp.readFile(path.join(root, 'var/lib/dpkg/status'), 'utf8'), 'x');
+});
+
+test('SOURCE_DATE_EPOCH pins the password-change day in /etc/shadow', async () => {
+  const root = path.join(work, 'shadowroot');
+  await fsp.mkdir(path.join(root, 'etc'), { recursive: true });
+  await fsp.writeFile(path.join(root, 'etc/shadow'), 'root:*:20412:0:99999:7:::\ndaemon:*:20412:0:99999:7:::\nnolast:*::0:99999:7:::\n', { mode: 0o640 });
+  await pinShadowDates(root, 1700000000);
+  assert.equal(await fsp.readFile(path.join(root, 'etc/shadow'), 'utf8'), 'root:*:19675:0:99999:7:::\ndaemon:*:19675:0:99999:7:::\nnolast:*::0:99999:7:::\n');
+  assert.equal((await fsp.stat(path.join(root, 'etc/shadow'))).mode & 0o777, 0o640, 'mode kept');
 });
 
 test('scratch dir: removed after success and failure, mounts inside are unmounted first', async () => {
