@@ -483,7 +483,16 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
     }
     if (p === '/token' && auth?.tokenEndpoint) {
       ctx.route = 'token';
-      const r = await auth.tokenEndpoint(ctx.req, ctx.url.searchParams);
+      let params = ctx.url.searchParams;
+      let form = false;
+      if (ctx.req.method === 'POST') {
+        // OAuth2 password grant (docker login tries this first): form-encoded body.
+        params = new URLSearchParams((await readBody(ctx.req, 64 * 1024)).toString('utf8'));
+        form = true;
+      } else if (ctx.req.method !== 'GET') {
+        throw new RegistryError('UNSUPPORTED', `${ctx.req.method} is not supported on /token`);
+      }
+      const r = await auth.tokenEndpoint(ctx.req, params, form);
       return sendJson(ctx, r.status, r.body, r.headers ?? {});
     }
     if (p === '/healthz' || p === '/debug/health') {

@@ -149,6 +149,16 @@ describe('built-in token endpoint', () => {
     assert.equal(other.status, 401);
   });
 
+  test('OAuth2 password grant (POST /token, as docker login tries first)', async () => {
+    const post = (form: Record<string, string>) => http(`${reg.url}/token`, { method: 'POST', body: new URLSearchParams(form).toString(), headers: { 'Content-Type': 'application/x-www-form-urlencoded' } });
+    const ok = await post({ grant_type: 'password', username: 'alice', password: 's3cret', service: 'drydock-registry', scope: 'repository:pub/y:pull,push', client_id: 'docker' });
+    assert.equal(ok.status, 200);
+    assert.equal((await http(`${reg.url}/v2/pub/y/blobs/uploads/`, { method: 'POST', headers: bearer(ok.json().access_token) })).status, 202);
+    assert.equal((await post({ grant_type: 'password', username: 'alice', password: 'nope', service: 'drydock-registry' })).status, 401);
+    assert.equal((await post({ grant_type: 'password', username: 'ghost', password: 'nope', service: 'drydock-registry' })).status, 401);
+    assert.equal((await post({ grant_type: 'refresh_token', refresh_token: 'x', service: 'drydock-registry' })).status, 400);
+  });
+
   test('wrong credentials at the token endpoint are 401', async () => {
     assert.equal((await token('repository:pub/x:pull', basic('alice', 'bad'))).status, 401);
     assert.equal((await token('repository:pub/x:pull', basic('ghost', 'bad'))).status, 401);

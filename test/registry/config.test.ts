@@ -153,6 +153,37 @@ auth:
   });
 });
 
+describe('serve --workers', () => {
+  test('two worker processes share the port, serve pushes and pulls, and stop together', async () => {
+    const root = tempDir('drydock-registry-workers-');
+    const fromSource = CLI_MAIN.endsWith('.ts');
+    const proc = spawn(process.execPath, [...(fromSource ? ['--import', 'tsx'] : []), CLI_MAIN, 'serve', '--root', root, '--addr', '127.0.0.1:0', '--workers', '2', '-q'], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let err = '';
+      proc.stderr.on('data', (d) => (err += d));
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        proc.stdout.on('data', (d) => {
+          out += d;
+          const m = /^(http:\/\/\S+)\n/m.exec(out);
+          if (m) resolve(m[1]!);
+        });
+        proc.on('exit', (c) => reject(new Error(`exited ${c}: ${err}`)));
+      });
+      const imgs = await Promise.all([0, 1, 2, 3].map((i) => pushImage(url, `w/app${i}`, 'v1')));
+      for (const [i, img] of imgs.entries()) {
+        const r = await http(`${url}/v2/w/app${i}/manifests/v1`);
+        assert.equal(r.status, 200);
+        assert.equal(r.headers.get('docker-content-digest'), img.digest);
+      }
+    } finally {
+      proc.kill('SIGTERM');
+    }
+    const code = await new Promise((r) => (proc.exitCode !== null ? r(proc.exitCode) : proc.once('exit', r)));
+    assert.equal(code, 0);
+  });
+});
+
 describe('pull-through cache (proxy.remoteurl)', () => {
   let upstream: DistributionRegistry | undefined;
   let tokenUpstream: StartedRegistry | undefined;

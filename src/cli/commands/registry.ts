@@ -26,7 +26,47 @@ interface ServeFlags {
   proxyPassword?: string;
   accessLog?: boolean;
   fsync?: boolean;
+  workers?: string;
   quiet?: boolean;
+}
+
+/**
+ * --workers N: N server processes sharing the listening socket (node:cluster), so hashing and
+ * request handling use every core. Storage is shared; each worker caches manifests for
+ * storage.cache.ttl, so a re-pointed tag may be served stale by another worker for that long.
+ */
+async function runPrimary(cluster: typeof import('node:cluster').default, workers: number, flags: ServeFlags, root: string): Promise<void> {
+  let announced = false;
+  let stopping = false;
+  const exited = new Promise<void>((resolve) => {
+    let alive = workers;
+    cluster.on('exit', (w, code) => {
+      alive--;
+      if (!stopping) {
+        process.stderr.write(`registry worker ${w.process.pid} exited (${code}); stopping\n`);
+        stop();
+      }
+      if (alive === 0) resolve();
+    });
+  });
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    if (!flags.quiet) process.stderr.write('shutting down: waiting for in-flight requests\n');
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+  };
+  cluster.on('message', (_w, msg: { listening?: string }) => {
+    if (!msg?.listening || announced) return;
+    announced = true;
+    if (flags.quiet) process.stdout.write(`${msg.listening}\n`);
+    else process.stderr.write(`drydock registry listening on ${msg.listening} (storage ${root}, ${workers} workers)\n`);
+  });
+  for (let i = 0; i < workers; i++) cluster.fork();
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  await exited;
+  process.off('SIGINT', stop);
+  process.off('SIGTERM', stop);
 }
 
 function defaultRegistryRoot(): string {
@@ -58,6 +98,7 @@ function addServeCommand(parent: Command, name: string): Command {
     .option('--proxy-password <password>', 'upstream password (proxy.password)')
     .option('--no-access-log', 'do not write the JSON access log to stdout')
     .option('--no-fsync', "skip fsync of blob data (distribution's behaviour: faster, not power-loss safe)")
+    .option('--workers <n>', 'server processes sharing the port (use the cores; default 1)')
     .option('-q, --quiet', 'print only the listening URL')
     .addHelpText('after', `
 Examples:
@@ -95,16 +136,22 @@ The server stops gracefully on SIGINT/SIGTERM: in-flight requests finish, interr
       if (flags.proxy) config.proxy = { remoteurl: flags.proxy, username: flags.proxyUsername, password: flags.proxyPassword };
       if (flags.accessLog === false || flags.quiet) config.log = { ...config.log, accesslog: { disabled: true } };
       reg.normalizeConfig(config as never);
+      const workers = Number(flags.workers ?? 1);
+      if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new UserError('--workers must be an integer between 1 and 64');
+      const cluster = (await import('node:cluster')).default;
+      if (workers > 1 && cluster.isPrimary) return runPrimary(cluster, workers, flags, config.storage.filesystem.rootdirectory);
       const server = reg.createRegistryServer(config);
       const { url } = await server.listen();
-      if (flags.quiet) process.stdout.write(`${url}\n`);
+      if (cluster.isWorker) process.send?.({ listening: url });
+      else if (flags.quiet) process.stdout.write(`${url}\n`);
       else process.stderr.write(`drydock registry listening on ${url} (storage ${config.storage.filesystem.rootdirectory})\n`);
       await new Promise<void>((resolve) => {
         const stop = () => {
           process.off('SIGINT', stop);
           process.off('SIGTERM', stop);
-          if (!flags.quiet) process.stderr.write('shutting down: waiting for in-flight requests\n');
-          server.close().then(resolve, resolve);
+          if (!flags.quiet && !cluster.isWorker) process.stderr.write('shutting down: waiting for in-flight requests\n');
+          // A worker's IPC channel to the primary would keep it alive after close.
+          server.close().then(resolve, resolve).finally(() => { if (cluster.isWorker) process.disconnect?.(); });
         };
         process.on('SIGINT', stop);
         process.on('SIGTERM', stop);

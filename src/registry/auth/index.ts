@@ -29,7 +29,7 @@ export interface AuthController {
   /** Throws 401 (with challenge) or 403. `baseUrl` builds the built-in token realm. */
   authorize(req: IncomingMessage, access: Access[], baseUrl: string): Promise<Grant>;
   /** The built-in token endpoint (GET /token); undefined when tokens come from elsewhere. */
-  tokenEndpoint?(req: IncomingMessage, query: URLSearchParams): Promise<{ status: number; body: unknown; headers?: Record<string, string> }>;
+  tokenEndpoint?(req: IncomingMessage, query: URLSearchParams, form?: boolean): Promise<{ status: number; body: unknown; headers?: Record<string, string> }>;
 }
 
 const OPEN: Grant = { can: () => true };
@@ -121,7 +121,7 @@ class TokenAuth implements AuthController {
   }
 
   /** Docker's token protocol: Basic credentials (optional with anonymous read) + scope → JWT. */
-  async tokenEndpoint(req: IncomingMessage, query: URLSearchParams): Promise<{ status: number; body: unknown; headers?: Record<string, string> }> {
+  async tokenEndpoint(req: IncomingMessage, query: URLSearchParams, form = false): Promise<{ status: number; body: unknown; headers?: Record<string, string> }> {
     if (!this.issuer || !this.htpasswd || !this.rules) {
       return { status: 404, body: { errors: [{ code: 'UNSUPPORTED', message: 'this registry uses an external token issuer' }] } };
     }
@@ -129,7 +129,14 @@ class TokenAuth implements AuthController {
     if (service && service !== this.service) {
       return { status: 400, body: { errors: [{ code: 'UNSUPPORTED', message: `unknown service "${service}"` }] } };
     }
-    const creds = basicCredentials(req);
+    let creds = basicCredentials(req);
+    if (form) {
+      const grant = query.get('grant_type');
+      if (grant !== 'password') {
+        return { status: 400, body: { error: 'unsupported_grant_type', error_description: 'only grant_type=password is supported' } };
+      }
+      creds = { user: query.get('username') ?? '', password: query.get('password') ?? '' };
+    }
     let user: string | undefined;
     if (creds) {
       user = await this.htpasswd.verify(creds.user, creds.password);
