@@ -1,7 +1,7 @@
 // Base images from scratch: a static busybox, a debootstrap tree, or a prepared rootfs. Each
-// variant lays out (or finds) a root filesystem, applies the common options (timezone), then
-// hands it to the foundation's importRootfs, which writes one deterministic layer, the config
-// (with --change instructions applied) and the tags.
+// variant lays out (or finds) a root filesystem in a scratch dir that is removed on every exit
+// path, applies the common options (timezone), then imports it (import.ts: one deterministic
+// layer, the config with --change instructions applied, the tags).
 import { promises as fsp } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
