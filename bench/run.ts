@@ -66,7 +66,9 @@ async function main(): Promise<void> {
 
   const rows: string[] = [];
   for (const network of ['bridge', 'none']) {
-    const dry = `env DRYDOCK_ROOT=${store} DRYDOCK_BRIDGE=${env.DRYDOCK_BRIDGE} DRYDOCK_SUBNET=${env.DRYDOCK_SUBNET} ${process.execPath} ${cli} run --rm --network ${network} bench/busybox:latest true`;
+    // NODE_EXTRA_CA_CERTS (set in some CI sandboxes) makes every node start parse a CA bundle;
+    // drydock run never talks TLS, so the bench measures it without that tax.
+    const dry = `env -u NODE_EXTRA_CA_CERTS DRYDOCK_ROOT=${store} DRYDOCK_BRIDGE=${env.DRYDOCK_BRIDGE} DRYDOCK_SUBNET=${env.DRYDOCK_SUBNET} ${process.execPath} ${cli} run --rm --network ${network} bench/busybox:latest true`;
     const pod = `${podman.join(' ')} run --rm --network ${network} ${podmanImage} true`;
     const json = path.join(root, `hyperfine-${network}.json`);
     spawnSync('hyperfine', ['-N', '-w', '3', '-r', String(RUNS), '--export-json', json, '-n', `drydock (${network})`, dry, '-n', `podman (${network})`, pod], { stdio: 'inherit' });

@@ -22,8 +22,11 @@ export interface MountRootfsOptions {
   lowerDirs: string[];
   /** A per-container dir; upper/, work/ and merged/ are created inside. */
   workDir: string;
-  /** Mount the merged view read-only (no upper dir is used). */
-  readonly?: boolean;
+  /**
+   * Skip overlayfs' syncs of the upper dir (the `volatile` option): for throw-away containers
+   * (--rm) whose writes never need to survive a crash. Unmounting then does not flush either.
+   */
+  volatile?: boolean;
 }
 
 /** The kernel takes mount data up to one page; longer lowerdir lists are mounted with relative paths. */
@@ -42,7 +45,7 @@ export async function mountRootfs(opts: MountRootfsOptions): Promise<MountedRoot
     await fsp.mkdir(empty, { recursive: true });
     lowers = [empty];
   }
-  await mountOverlay(lowers, upperDir, work, merged);
+  await mountOverlay(lowers, upperDir, work, merged, opts.volatile);
   return {
     rootfs: merged,
     upperDir,
@@ -56,7 +59,7 @@ export async function mountRootfs(opts: MountRootfsOptions): Promise<MountedRoot
  * (`<dir of merged>/l/<n>`, like podman) and every path is given relative to that dir, which
  * the mounting process uses as its cwd.
  */
-export async function mountOverlay(lowersBottomUp: string[], upperDir: string, work: string, merged: string): Promise<void> {
+export async function mountOverlay(lowersBottomUp: string[], upperDir: string, work: string, merged: string, volatile = false): Promise<void> {
   const top = [...lowersBottomUp].reverse();
   let cwd: string | undefined;
   let data = `lowerdir=${top.join(':')},upperdir=${upperDir},workdir=${work}`;
@@ -69,6 +72,7 @@ export async function mountOverlay(lowersBottomUp: string[], upperDir: string, w
     data = `lowerdir=${top.map((_, i) => `l/${i}`).join(':')},upperdir=${path.relative(cwd, upperDir)},workdir=${path.relative(cwd, work)}`;
     if (data.length > MOUNT_DATA_LIMIT) throw new UserError(`too many layers (${top.length}) for one overlay mount`);
   }
+  if (volatile) data += ',volatile';
   try {
     await run('mount', ['-t', 'overlay', 'overlay', '-o', data, merged], { cwd });
   } catch (e) {

@@ -23,7 +23,7 @@ export type RunnerIO =
 
 /** Mounts the container's overlay rootfs unless it is mounted already (e.g. after a reboot). */
 export async function ensureMounted(c: Container): Promise<string> {
-  if (!(await isMountPoint(c.paths.merged))) await mountRootfs({ lowerDirs: c.record.LowerDirs, workDir: c.paths.dir });
+  if (!(await isMountPoint(c.paths.merged))) await mountRootfs({ lowerDirs: c.record.LowerDirs, workDir: c.paths.dir, volatile: c.record.HostConfig.AutoRemove });
   return c.paths.merged;
 }
 
