@@ -7,7 +7,7 @@ import { promises as fsp, createWriteStream } from 'node:fs';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, createHash } from 'node:crypto';
 import {
   parseDockerfile, splitStages, parseLine, Lexer, DockerfileError,
   type Instruction, type Stage, type StagedDockerfile,
@@ -23,7 +23,7 @@ import type { Compression } from '../image/media-types.js';
 import { NotFoundError, UserError } from '../util/errors.js';
 import { STREAM_CHUNK } from '../util/fs.js';
 import { BuildCache, stepKey, type CacheEntry, type CachedLayer } from './cache.js';
-import { SourceTree, hashSources } from './context.js';
+import { SourceTree, HashCache, hashSources } from './context.js';
 import { parseKeyValues, parsePorts, parseHealthcheck, parseChmod, validateSignal, expandOrThrow, splitRawWords } from './instructions.js';
 import { parseMountFlag, cacheMountDir, ociMount, removeMountpoints, type MountRequest } from './mounts.js';
 
@@ -132,12 +132,14 @@ class Builder {
     this.df = splitStages(parseDockerfile(text, { file }));
     this.lex = new Lexer(this.df.escape);
     this.context = await SourceTree.openContext(this.opts.context, this.opts.dockerfileText === undefined ? dfPath : undefined);
+    this.context.hashCache = await HashCache.load(path.join(this.store.root, 'cache', 'context', `${createHash('sha256').update(this.context.root).digest('hex').slice(0, 32)}.json`));
     this.globalArgs = this.evalMetaArgs();
 
     const target = this.pickTarget();
     const order = this.stagesNeeded(target);
     this.totalSteps = order.reduce((n, s) => n + 1 + s.commands.length, 0);
     for (const stage of order) this.stageResults.set(stage.index, await this.buildStage(stage));
+    await this.context.hashCache.save();
     const final = this.stageResults.get(target.index)!;
     this.warnUnusedArgs();
     return this.finish(final);
@@ -728,7 +730,7 @@ class Builder {
     }
     const { ensureLayersUnpacked, mountRootfs } = await import('../runtime/index.js');
     const lowers = await ensureLayersUnpacked(this.store, layers);
-    const m = await mountRootfs({ lowerDirs: lowers, workDir: path.join(workDir, `from-${randomBytes(4).toString('hex')}`), readonly: true });
+    const m = await mountRootfs({ lowerDirs: lowers, workDir: path.join(workDir, `from-${randomBytes(4).toString('hex')}`), volatile: true });
     this.cleanups.push(() => m.unmount());
     return new SourceTree(m.rootfs, undefined, label, true);
   }
@@ -747,7 +749,8 @@ class Builder {
     await fsp.mkdir(workDir, { recursive: true });
     let mounted: Awaited<ReturnType<typeof mountRootfs>> | undefined;
     try {
-      mounted = await mountRootfs({ lowerDirs: lowers, workDir });
+      // volatile: the upper dir is turned into a layer (fsynced blob) and then thrown away.
+      mounted = await mountRootfs({ lowerDirs: lowers, workDir, volatile: true });
       await fn(mounted.rootfs, lowers, mounted.upperDir, workDir);
       const layer = await createLayer(this.store, { dir: mounted.upperDir }, {
         overlayUpper: true, sourceDateEpoch: this.opts.sourceDateEpoch, compression: this.opts.compression,

@@ -6,7 +6,7 @@ import { createHash, type Hash } from 'node:crypto';
 import path from 'node:path';
 import { PatternMatcher, readIgnoreFile } from '../dockerfile/index.js';
 import { UserError } from '../util/errors.js';
-import { STREAM_CHUNK } from '../util/fs.js';
+import { STREAM_CHUNK, readJsonIfExists, writeJsonAtomic } from '../util/fs.js';
 
 /** One resolved source: where it is on the host and the name it is known by. */
 export interface SourceEntry {
@@ -19,8 +19,44 @@ export interface SourceEntry {
 
 const GLOB = /[*?[\\]/;
 
+/**
+ * Remembers file content hashes by (inode, size, mtime, ctime), like BuildKit's content-hash
+ * cache and git's index: an unchanged file is not re-read on the next build. Any write or
+ * metadata change moves ctime, so the content is hashed again.
+ */
+export class HashCache {
+  private entries = new Map<string, [string, string]>();
+  dirty = false;
+  constructor(readonly file?: string) {}
+
+  static async load(file: string): Promise<HashCache> {
+    const c = new HashCache(file);
+    const data = await readJsonIfExists<Record<string, [string, string]>>(file).catch(() => undefined);
+    if (data) c.entries = new Map(Object.entries(data));
+    return c;
+  }
+
+  get(hostPath: string, stamp: string): string | undefined {
+    const e = this.entries.get(hostPath);
+    return e && e[0] === stamp ? e[1] : undefined;
+  }
+
+  set(hostPath: string, stamp: string, hash: string): void {
+    this.entries.set(hostPath, [stamp, hash]);
+    this.dirty = true;
+  }
+
+  async save(): Promise<void> {
+    if (!this.file || !this.dirty) return;
+    await writeJsonAtomic(this.file, Object.fromEntries(this.entries));
+    this.dirty = false;
+  }
+}
+
 /** A tree COPY can read from: the build context, another stage's rootfs, or an image's. */
 export class SourceTree {
+  hashCache = new HashCache();
+
   constructor(
     readonly root: string,
     readonly matcher?: PatternMatcher,
@@ -179,20 +215,27 @@ export async function hashSources(tree: SourceTree, entries: SourceEntry[]): Pro
   const h = createHash('sha256');
   for (const e of entries) {
     h.update(`source ${e.rel}\0`);
-    await hashEntry(h, e, '.');
+    await hashEntry(h, e, '.', tree.hashCache);
     if (e.stat.isDirectory()) {
-      for await (const child of tree.walk(e)) await hashEntry(h, child, path.posix.relative(e.rel, child.rel));
+      for await (const child of tree.walk(e)) await hashEntry(h, child, path.posix.relative(e.rel, child.rel), tree.hashCache);
     }
   }
   return h.digest('hex');
 }
 
-async function hashEntry(h: Hash, e: SourceEntry, name: string): Promise<void> {
+async function hashEntry(h: Hash, e: SourceEntry, name: string, cache: HashCache): Promise<void> {
   const st = e.stat;
   h.update(`${name}\0${st.mode.toString(8)}\0`);
   if (st.isSymbolicLink()) h.update(`link ${await fsp.readlink(e.hostPath)}\0`);
   else if (st.isFile()) {
-    h.update(`file ${st.size}\0`);
-    for await (const chunk of createReadStream(e.hostPath, { highWaterMark: STREAM_CHUNK })) h.update(chunk as Buffer);
+    const stamp = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+    let fileHash = cache.get(e.hostPath, stamp);
+    if (!fileHash) {
+      const fh = createHash('sha256');
+      for await (const chunk of createReadStream(e.hostPath, { highWaterMark: STREAM_CHUNK })) fh.update(chunk as Buffer);
+      fileHash = fh.digest('hex');
+      cache.set(e.hostPath, stamp, fileHash);
+    }
+    h.update(`file ${st.size} ${fileHash}\0`);
   }
 }

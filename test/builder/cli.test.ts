@@ -33,6 +33,11 @@ test('-f - reads the Dockerfile from stdin; -f may point outside the context; --
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^sha256:[a-f0-9]{64}\n$/);
 
+  const noContext = await runCli(['build', '-q', '-t', 'no-context', '-'], { root, input: 'FROM busybox\nRUN echo no context > /n\n' });
+  assert.equal(noContext.code, 0, noContext.stderr);
+  const empty = await runCli(['build', '-'], { root, input: '' });
+  assert.match(empty.stderr, /the Dockerfile read from stdin is empty/);
+
   const outside = path.join(base, 'elsewhere.Dockerfile');
   await fsp.writeFile(outside, 'FROM busybox\nLABEL from=outside\n');
   const j = await runCli(['build', '--format', 'json', '-f', outside, dir], { root });

@@ -53,7 +53,7 @@ export function register(program: Command): void {
   program
     .command('build')
     .description('Build an image from a Dockerfile (daemonless; RUN steps execute in runc)')
-    .argument('<context>', 'build context directory (read in place, .dockerignore honoured)')
+    .argument('<context>', 'build context directory (read in place, .dockerignore honoured), or - for a Dockerfile on stdin and no context')
     .option('-t, --tag <name>', 'name[:tag] for the image (repeatable)', collect)
     .option('-f, --file <path>', 'Dockerfile path (default CONTEXT/Dockerfile); - reads it from stdin')
     .option('--build-arg <key=value>', 'set a build-time variable (repeatable)', collect)
@@ -78,6 +78,7 @@ Examples:
   drydock build --secret id=npmrc,src=$HOME/.npmrc -t web .
   drydock build -t app -o type=docker,dest=app.tar . && podman load -i app.tar
   echo 'FROM busybox' | drydock build -f - .
+  drydock build -t tools - < Dockerfile.tools        # no context: the Dockerfile alone
 
 SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
     .action(async (context: string, flags: BuildFlags) => {
@@ -115,10 +116,22 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
       if (epoch !== undefined && epoch !== '' && !/^\d+$/.test(epoch)) throw new UserError(`SOURCE_DATE_EPOCH must be a whole number of seconds, got "${epoch}"`);
       const quiet = flags.quiet || flags.progress === 'quiet' || flags.format === 'json';
       const store = await ContentStore.open();
+      // `drydock build - < Dockerfile`: the Dockerfile on stdin and an empty context, like Docker.
+      let dockerfileText = flags.file === '-' || context === '-' ? await readStdin() : undefined;
+      if (context === '-') {
+        if (flags.file && flags.file !== '-') throw new UserError('with CONTEXT "-" the Dockerfile is read from stdin; -f cannot be used');
+        const os = await import('node:os');
+        const path = await import('node:path');
+        context = await fsp.mkdtemp(path.join(os.tmpdir(), 'drydock-empty-context-'));
+        const { rmSync } = await import('node:fs');
+        const empty = context;
+        process.on('exit', () => { try { rmSync(empty, { recursive: true }); } catch { /* best effort */ } });
+      }
+      if (dockerfileText !== undefined && dockerfileText.trim() === '') throw new UserError('the Dockerfile read from stdin is empty');
       const result = await build({
         context,
         dockerfile: flags.file && flags.file !== '-' ? flags.file : undefined,
-        dockerfileText: flags.file === '-' ? await readStdin() : undefined,
+        dockerfileText,
         tags: flags.tag,
         buildArgs: parseKeyValue(flags.buildArg, '--build-arg'),
         labels: parseKeyValue(flags.label, '--label'),
