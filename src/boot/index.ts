@@ -9,6 +9,7 @@ import { resolveImage } from '../store/images.js';
 import { unpackImage } from '../layer/unpack.js';
 import { UserError } from '../util/errors.js';
 import { buildArtifacts, type BootArtifacts, type BootSource } from './artifacts.js';
+import { bzImageVersion, resolveKernel } from './kernel.js';
 import type { BootOptions } from './config.js';
 import { writeDisk, writeIso, type DiskLayout } from './media.js';
 
@@ -52,13 +53,27 @@ async function withWorkDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   }
 }
 
-/** Builds from a rootfs directory (the library entry point; the CLI goes through buildFromStore). */
-export async function buildBootMedium(kind: 'iso' | 'disk', source: BootSource, opts: BootOptions, output: string): Promise<BootBuildResult> {
-  const started = Date.now();
+async function checkOutputDir(output: string): Promise<string> {
   const out = path.resolve(output);
   if (!(await fsp.stat(path.dirname(out)).catch(() => undefined))?.isDirectory()) {
     throw new UserError(`output directory ${path.dirname(out)} does not exist`);
   }
+  return out;
+}
+
+/** A bad --kernel fails before the image is unpacked. Modules may still come from the image. */
+async function precheckKernel(opts: BootOptions): Promise<void> {
+  const kernel = opts.kernel ?? process.env.DRYDOCK_KERNEL;
+  if (!kernel) return;
+  const st = await fsp.stat(kernel).catch(() => undefined);
+  if (st?.isDirectory() || opts.modules) await resolveKernel('/nonexistent', opts);
+  else if (st?.isFile() && !(await bzImageVersion(kernel))) throw new UserError(`${kernel} is not an x86 Linux kernel image (bzImage)`);
+}
+
+/** Builds from a rootfs directory (the library entry point; the CLI goes through buildFromStore). */
+export async function buildBootMedium(kind: 'iso' | 'disk', source: BootSource, opts: BootOptions, output: string): Promise<BootBuildResult> {
+  const started = Date.now();
+  const out = await checkOutputDir(output);
   return withWorkDir(async (work) => {
     const stage = path.join(work, 'stage');
     await fsp.mkdir(stage);
@@ -80,6 +95,8 @@ export async function buildFromStore(store: ContentStore, image: string, kind: '
   if (img.config.architecture && img.config.architecture !== 'amd64') {
     throw new UserError(`${image} is a ${img.config.architecture} image; drydock ${kind} boots x86-64 (amd64) images`);
   }
+  await checkOutputDir(output);
+  await precheckKernel(opts);
   return withWorkDir(async (work) => {
     const rootfs = path.join(work, 'rootfs');
     await fsp.mkdir(rootfs, { mode: 0o755 });
