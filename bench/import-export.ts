@@ -56,7 +56,7 @@ export async function makeTree(dir: string, totalMB: number): Promise<number> {
 
 export async function main(runs = Number(process.argv[2] ?? 3), sizeMB = Number(process.argv[3] ?? 200)): Promise<void> {
   const dir = scratchDir('drydock-bench-import-export-');
-  const podman = isolatedPodman(dir);
+  const podman = await isolatedPodman(dir);
   const pm = podman.argv.join(' ');
   const drydock = drydockCommand();
   const store = path.join(dir, 'store');

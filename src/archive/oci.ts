@@ -237,6 +237,8 @@ export class OciLayoutDestination implements ImageDestination {
     this.tops.push(top);
   }
 
+  private committed = false;
+
   async commit(): Promise<void> {
     if (this.tops.length === 0 && this.lastManifest) this.tops.push({ manifest: this.lastManifest, ref: this.defaultRef });
     const entries = this.tops.map((t) => {
@@ -252,9 +254,13 @@ export class OciLayoutDestination implements ImageDestination {
       } as Descriptor;
     });
     await this.sink.finish(entries);
+    this.committed = true;
   }
 
-  async close(): Promise<void> { /* commit() finished the output; nothing to release */ }
+  /** After commit() nothing to release; without it (a failed copy) the partial output goes. */
+  async close(): Promise<void> {
+    if (!this.committed) await this.abort();
+  }
 
   /** Discards a partial archive (no-op for directories, whose blobs are verified and harmless). */
   async abort(): Promise<void> { await this.sink.abort(); }
