@@ -85,7 +85,7 @@ function lstatOrUndefined(p: string): Stats | undefined {
  * tree costs one lstat per directory instead of one per directory per entry. Metadata calls
  * are synchronous: one fast syscall each, where a libuv round trip made small files slow.
  */
-function ensureParents(root: string, rel: string, entryName: string, known: Set<string>): string {
+function ensureParents(root: string, rel: string, entryName: string, known: Set<string>, create = true): string | undefined {
   const parts = rel.split('/');
   let current = root;
   for (let i = 0; i < parts.length - 1; i++) {
@@ -94,6 +94,7 @@ function ensureParents(root: string, rel: string, entryName: string, known: Set<
     if (known.has(relDir)) continue;
     const st = lstatOrUndefined(current);
     if (!st) {
+      if (!create) return undefined;
       mkdirSync(current, { mode: 0o755 });
     } else if (st.isSymbolicLink()) {
       throw new LayerError(`entry "${entryName}": parent "${relDir}" is a symlink; refusing to follow it (could escape the root)`);
@@ -194,7 +195,9 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
 
     if (base.startsWith(WHITEOUT_PREFIX)) {
       body.resume();
-      const abs = ensureParents(root, rel, h.name, known);
+      // Applying a whiteout under a directory that does not exist deletes nothing: do not create it.
+      const abs = ensureParents(root, rel, h.name, known, whiteoutMode === 'overlay');
+      if (!abs) return;
       const dirAbs = path.dirname(abs);
       if (base === OPAQUE_WHITEOUT) {
         if (whiteoutMode === 'overlay') {
@@ -217,7 +220,7 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
       return;
     }
 
-    const abs = ensureParents(root, rel, h.name, known);
+    const abs = ensureParents(root, rel, h.name, known)!;
     for (let i = rel.indexOf('/'); i >= 0; i = rel.indexOf('/', i + 1)) touched.add(rel.slice(0, i));
     touched.add(rel);
     const existing = lstatOrUndefined(abs);
@@ -268,7 +271,8 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
         if (linkname.startsWith('/')) throw new LayerError(`entry "${h.name}": hardlink to absolute path "${linkname}" is refused (would escape the root)`);
         const targetRel = normalizeEntryPath(linkname, `hardlink "${h.name}" target`);
         if (!targetRel) throw new LayerError(`entry "${h.name}": hardlink to the root directory`);
-        const targetAbs = ensureParents(root, targetRel, h.name, known);
+        const targetAbs = ensureParents(root, targetRel, h.name, known, false);
+        if (!targetAbs) throw new LayerError(`entry "${h.name}": hardlink target "${linkname}" does not exist in the layer stack`);
         const tst = lstatOrUndefined(targetAbs);
         if (!tst) throw new LayerError(`entry "${h.name}": hardlink target "${linkname}" does not exist in the layer stack`);
         if (tst.isDirectory()) throw new LayerError(`entry "${h.name}": hardlink target "${linkname}" is a directory`);

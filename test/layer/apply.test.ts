@@ -145,6 +145,12 @@ test('OCI whiteouts delete lower files; opaque dirs keep only this layer\'s entr
   assert.deepEqual(await listTree(target), ['a', 'a/fresh', 'a/sub', 'a/sub/new', 'b', 'b/stays']);
 });
 
+test('a whiteout under a missing directory deletes nothing and creates nothing', async () => {
+  const { target } = await sandbox();
+  await applyLayer(target, stream(makeTar([{ name: 'never/made/.wh.x' }, { name: 'nope/.wh..wh..opq' }])));
+  assert.deepEqual(await listTree(target), []);
+});
+
 test('whiteouts: "overlay" mode writes overlayfs markers for lower dirs', async () => {
   requireRoot();
   const { target } = await sandbox();
