@@ -138,12 +138,26 @@ class Builder {
     const target = this.pickTarget();
     const order = this.stagesNeeded(target);
     this.totalSteps = order.reduce((n, s) => n + 1 + s.commands.length, 0);
-    for (const stage of order) this.stageResults.set(stage.index, await this.buildStage(stage));
+    // Ctrl-C: runc gets the signal (runOnce forwards it), the running step fails, its mounts and
+    // work dir are cleaned up in `finally`, and the build stops before the next step.
+    const onSignal = () => { this.interrupted = true; };
+    const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+    for (const sig of signals) process.on(sig, onSignal);
+    try {
+      for (const stage of order) this.stageResults.set(stage.index, await this.buildStage(stage));
+    } catch (e) {
+      if (this.interrupted) throw new UserError('build interrupted', 130);
+      throw e;
+    } finally {
+      for (const sig of signals) process.off(sig, onSignal);
+    }
     await this.context.hashCache.save();
     const final = this.stageResults.get(target.index)!;
     this.warnUnusedArgs();
     return this.finish(final);
   }
+
+  private interrupted = false;
 
   // ---- stages and the build graph -------------------------------------------------------
 
@@ -315,6 +329,7 @@ class Builder {
   }
 
   private async step(stage: Stage, parent: StageState, inst: Instruction, trigger: boolean): Promise<StageState> {
+    if (this.interrupted) throw new UserError('build interrupted', 130);
     if (!trigger) this.stepNo++;
     this.log(trigger ? `Trigger : ${inst.original}\n` : `Step ${this.stepNo}/${this.totalSteps} : ${inst.original}\n`);
     const state: StageState = { ...parent, config: structuredClone(parent.config), args: new Map(parent.args) };
@@ -752,6 +767,7 @@ class Builder {
       // volatile: the upper dir is turned into a layer (fsynced blob) and then thrown away.
       mounted = await mountRootfs({ lowerDirs: lowers, workDir, volatile: true });
       await fn(mounted.rootfs, lowers, mounted.upperDir, workDir);
+      if (this.interrupted) throw new UserError('build interrupted', 130);
       const layer = await createLayer(this.store, { dir: mounted.upperDir }, {
         overlayUpper: true, sourceDateEpoch: this.opts.sourceDateEpoch, compression: this.opts.compression,
       });

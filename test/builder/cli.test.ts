@@ -2,10 +2,10 @@
 // file:line:column, archives with --output, and the wrong-architecture explanation.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { tempDir, requireRoot, requireTool, runCli } from '../helpers/env.js';
+import { tempDir, requireRoot, requireTool, runCli, CLI_MAIN } from '../helpers/env.js';
 import { busyboxImage } from '../helpers/images.js';
 
 const base = tempDir('drydock-builder-cli-');
@@ -91,6 +91,24 @@ test('RUN of a foreign-architecture binary explains exec format error', async ()
   const r = await runCli(['build', '--platform', 'linux/arm64', dir], { root });
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /the image is for arm64 but this host is amd64; install qemu-user-static\/binfmt or build for linux\/amd64/);
+});
+
+test('Ctrl-C stops the build: exit 130, no mounts or work dirs left', async () => {
+  const dir = await context('interrupt', { Dockerfile: 'FROM busybox\nRUN echo started; sleep 60\nRUN echo never\n' });
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI_MAIN, 'build', dir], { env: { ...process.env, DRYDOCK_ROOT: root }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => {
+    out += d;
+    if (out.includes('started') && !child.killed) child.kill('SIGINT');
+  });
+  child.stderr.on('data', (d) => (out += d));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  assert.equal(code, 130, out);
+  assert.match(out, /build interrupted/);
+  assert.doesNotMatch(out, /echo never/);
+  const mounts = await fsp.readFile('/proc/self/mounts', 'utf8');
+  assert.ok(!mounts.includes(path.join(root, 'builder')), 'no overlay mount left');
+  assert.deepEqual(await fsp.readdir(path.join(root, 'builder')), []);
 });
 
 test('--help shows examples', async () => {
