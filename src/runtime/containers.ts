@@ -2,7 +2,7 @@
 // at create), state.json (written by whoever runs the container: the foreground `drydock run` or
 // the detached monitor), container.log (json-file lines), bundle/ (OCI spec) and the overlay dirs.
 // Any drydock process can read them; a runner that died is detected by pid + start time.
-import { promises as fsp, readFileSync } from 'node:fs';
+import { promises as fsp, readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import lockfile from 'proper-lockfile';
@@ -208,6 +208,8 @@ export async function writeState(paths: ContainerPaths, state: ContainerState, d
 export async function updateState(paths: ContainerPaths, fn: (s: ContainerState) => void): Promise<ContainerState> {
   const state = (await readJsonIfExists<ContainerState>(paths.state)) ?? initialState();
   fn(state);
+  // A container removed meanwhile (rm -f) must not be resurrected as a bare state file.
+  if (!existsSync(paths.config)) return state;
   await writeState(paths, state);
   return state;
 }

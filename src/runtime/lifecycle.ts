@@ -72,14 +72,28 @@ export async function startExisting(ref: string): Promise<Container> {
   return c;
 }
 
+/**
+ * Waits until the container's process is gone. The runner records the exit a moment later;
+ * give it a short grace so a following `ps` is consistent, without depending on it.
+ */
 async function waitUntilStopped(id: string, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
+  let goneAt = 0;
   for (;;) {
     const c = await loadContainer(id);
     if (!c || (c.state.Status !== 'running' && c.state.Status !== 'restarting')) return true;
+    const pid = c.state.Pid || Number((await fsp.readFile(c.paths.pidFile, 'utf8').catch(() => '0')).trim());
+    if (c.state.Status === 'running' && pid && !pidAlive(pid)) {
+      goneAt ||= Date.now();
+      if (Date.now() - goneAt > 3000) return true;
+    }
     if (Date.now() >= deadline) return false;
     await sleep(50);
   }
+}
+
+function pidAlive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
 }
 
 /** StopSignal, then SIGKILL after `timeoutSec` (Docker's default 10). */

@@ -130,10 +130,17 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
       if (net) for (const p of peers) await fsp.appendFile(p.hostsFile, `${net.ipAddress}\t${rec.Name}\n`).catch(() => {});
       if (net && rec.HostConfig.PortBindings.length) proxy = await startPortProxy(rec.HostConfig.PortBindings, net.ipAddress);
 
-      const tee = io.mode === 'foreground' && io.log && !rec.Config.Tty;
+      // -t without a terminal of ours (the monitor, or CI): `script` provides the pty. Its stdin
+      // is then a pipe we never end, so it does not pass an EOF to the container.
+      const ptyWrapper = rec.Config.Tty && (io.mode === 'monitor' || !process.stdin.isTTY);
+      // A real terminal is handed to runc as is (no log); otherwise output is teed into the log.
+      const tee = io.mode === 'foreground' && io.log && (!rec.Config.Tty || ptyWrapper);
       const capture = io.mode === 'monitor' || tee;
       let stdio: StdioOptions;
-      if (io.mode === 'foreground') stdio = tee ? [rec.Config.OpenStdin ? 'inherit' : 'ignore', 'pipe', 'pipe'] : [rec.Config.OpenStdin || rec.Config.Tty ? 'inherit' : 'ignore', 'inherit', 'inherit'];
+      if (io.mode === 'foreground') {
+        const stdin = rec.Config.OpenStdin ? 'inherit' : ptyWrapper ? 'pipe' : rec.Config.Tty ? 'inherit' : 'ignore';
+        stdio = tee ? [stdin, 'pipe', 'pipe'] : [stdin, 'inherit', 'inherit'];
+      }
       // The monitor keeps stdin open (never written) for -i, so shells do not see EOF and exit.
       else stdio = [rec.Config.OpenStdin || rec.Config.Tty ? 'pipe' : 'ignore', 'pipe', 'pipe'];
 
@@ -145,7 +152,7 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
         Ports: proxy?.bindings ?? [], ...(net ? { Network: net } : { Network: undefined }), StopRequested: false,
       };
       await writeState(c.paths, state, !rec.HostConfig.AutoRemove);
-      const h = await startRuncRun({ id, bundleDir: c.paths.bundle, spec, stdio, pidFile: c.paths.pidFile, runtime: rec.HostConfig.Runtime, architecture: rec.Architecture, ptyWrapper: io.mode === 'monitor' && rec.Config.Tty });
+      const h = await startRuncRun({ id, bundleDir: c.paths.bundle, spec, stdio, pidFile: c.paths.pidFile, runtime: rec.HostConfig.Runtime, architecture: rec.Architecture, ptyWrapper });
       if (capture) {
         logs = new JsonLogWriter(c.paths.log);
         h.child.stdout!.pipe(logs.stream('stdout', tee ? process.stdout : undefined));
