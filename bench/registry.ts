@@ -8,12 +8,13 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
+import { digestOf } from '../src/image/digest.js';
+import { freePort } from '../test/helpers/docker-registry.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fromSource = import.meta.url.endsWith('.ts');
@@ -25,14 +26,6 @@ interface Server { name: string; url: string; proc: ChildProcess; dir: string }
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
-  });
 }
 
 async function waitReady(url: string, proc: ChildProcess, stderr: () => string): Promise<void> {
@@ -105,9 +98,6 @@ function childPids(pid: number): number[] {
   }
 }
 
-function digestOf(b: Buffer): string {
-  return `sha256:${createHash('sha256').update(b).digest('hex')}`;
-}
 
 async function pushBlob(pool: Pool, repo: string, data: Buffer, digest: string): Promise<void> {
   const post = await pool.request({ path: `/v2/${repo}/blobs/uploads/`, method: 'POST' });

@@ -336,17 +336,15 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       if (range && declared !== undefined && Number(declared) !== range.end - range.start + 1) {
         throw new RegistryError('SIZE_INVALID', `Content-Length ${declared} does not match Content-Range ${range.start}-${range.end}`);
       }
-      const before = await storage.uploadOffset(name, id);
-      const size = await withUploadSlot(() => storage.appendUpload(name, id, ctx.req, range?.start, maxUpload));
-      ctx.bytesIn += size - before;
+      const { size, appended } = await withUploadSlot(() => storage.appendUpload(name, id, ctx.req, range?.start, maxUpload));
+      ctx.bytesIn += appended;
       return send(ctx, 202, uploadHeaders(name, id, size));
     }
     if (method === 'PUT') {
       const digest = parseDigestParam(q.get('digest'));
       const range = parseContentRange(ctx.req.headers['content-range']);
-      const before = await storage.uploadOffset(name, id);
       const info = await withUploadSlot(() => storage.commitUpload(name, id, digest, hasBody(ctx.req) ? ctx.req : undefined, range?.start, maxUpload));
-      ctx.bytesIn += info.size - before;
+      ctx.bytesIn += info.appended;
       return send(ctx, 201, { Location: `/v2/${name}/blobs/${info.digest}`, 'Docker-Content-Digest': info.digest });
     }
     throw new RegistryError('UNSUPPORTED', `${method} is not supported on uploads`);

@@ -70,12 +70,13 @@ export function validateName(name: string): void {
   if (!isValidRepository(name)) throw new RegistryError('NAME_INVALID', `invalid repository name "${name.slice(0, 300)}"`, { name: name.slice(0, 300) });
 }
 
-export function parseDigestParam(value: string | undefined | null, code: 'DIGEST_INVALID' | 'BLOB_UNKNOWN' | 'MANIFEST_UNKNOWN' = 'DIGEST_INVALID'): Digest {
+/** A digest from a URL or query; malformed or unsupported ones are DIGEST_INVALID (400). */
+export function parseDigestParam(value: string | undefined | null): Digest {
   if (!value) throw new RegistryError('DIGEST_INVALID', 'digest parameter is missing');
   try {
     return parseDigest(value);
   } catch (e) {
-    if (e instanceof DigestError) throw new RegistryError(code === 'DIGEST_INVALID' ? 'DIGEST_INVALID' : 'DIGEST_INVALID', e.message, { digest: value.slice(0, 200) });
+    if (e instanceof DigestError) throw new RegistryError('DIGEST_INVALID', e.message, { digest: value.slice(0, 200) });
     throw e;
   }
 }
@@ -186,9 +187,8 @@ export class RegistryStorage {
 
   async startUpload(name: string): Promise<string> {
     const id = randomUUID();
+    // The data file appears with the first byte; until then the upload is at offset 0.
     await this.driver.putContent(paths.uploadStartedAt(name, id), new Date().toISOString(), { sync: false });
-    const w = await this.driver.writer(paths.uploadData(name, id), false);
-    await w.close();
     this.uploads.set(id, { hash: createHash('sha256'), hashedBytes: 0, busy: false });
     return id;
   }
@@ -198,6 +198,12 @@ export class RegistryStorage {
     this.checkUploadId(id);
     try {
       return (await this.driver.stat(paths.uploadData(name, id))).size;
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+    try {
+      await this.driver.stat(paths.uploadStartedAt(name, id));
+      return 0;
     } catch (e) {
       if (isNotFound(e)) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { uuid: id });
       throw e;
@@ -209,7 +215,7 @@ export class RegistryStorage {
    * current offset or the chunk is refused with 416. A client that disconnects leaves the bytes
    * it did send in place, so it can ask for the offset and resume.
    */
-  async appendUpload(name: string, id: string, body: Readable, start?: number, maxBytes = Number.MAX_SAFE_INTEGER, sync = false): Promise<number> {
+  async appendUpload(name: string, id: string, body: Readable, start?: number, maxBytes = Number.MAX_SAFE_INTEGER, sync = false): Promise<{ size: number; appended: number }> {
     const offset = await this.uploadOffset(name, id);
     let state = this.uploads.get(id);
     if (!state) {
@@ -244,13 +250,15 @@ export class RegistryStorage {
         state.busy = false;
       }
     }
-    return writer.size;
+    return { size: writer.size, appended: received };
   }
 
   /** Verifies digest (and size when known) and moves the upload into the blob store. */
-  async commitUpload(name: string, id: string, digest: Digest, body?: Readable, start?: number, maxBytes?: number): Promise<BlobInfo> {
-    if (body) await this.appendUpload(name, id, body, start, maxBytes, true);
-    const size = await this.uploadOffset(name, id);
+  async commitUpload(name: string, id: string, digest: Digest, body?: Readable, start?: number, maxBytes?: number): Promise<BlobInfo & { appended: number }> {
+    let size: number;
+    let appended = 0;
+    if (body) ({ size, appended } = await this.appendUpload(name, id, body, start, maxBytes, true));
+    else size = await this.uploadOffset(name, id);
     const state = this.uploads.get(id);
     let actual: string;
     if (state?.hash && state.hashedBytes === size && digest.algorithm === 'sha256') {
@@ -264,7 +272,7 @@ export class RegistryStorage {
       throw new RegistryError('DIGEST_INVALID', `digest mismatch: content is ${actual}, request said ${digest.value}`, { digest: digest.value });
     }
     // fsync before the rename, so even a power loss never exposes a blob path with torn content.
-    if (!body) {
+    if (!body || appended === 0) {
       const w = await this.driver.writer(paths.uploadData(name, id), true);
       await w.commit();
     }
@@ -276,7 +284,7 @@ export class RegistryStorage {
     }
     this.uploads.delete(id);
     await this.linkBlob(name, digest);
-    return { digest: digest.value, size };
+    return { digest: digest.value, size, appended };
   }
 
   async cancelUpload(name: string, id: string): Promise<void> {

@@ -300,6 +300,20 @@ describe('manifests', () => {
     assertError(await http(`${base}/v2/m/del/manifests/${img.digest}`, { method: 'DELETE' }), 404, 'MANIFEST_UNKNOWN');
   });
 
+  test('a stored manifest over 4 MiB is refused on pull too (413)', async () => {
+    // Planted behind the server's back (e.g. by another registry sharing the root).
+    const big = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [], annotations: { pad: 'x'.repeat(4 * 1024 * 1024 + 10) } }));
+    const d = sha256(big);
+    const { parseDigest } = await import('../../src/image/digest.js');
+    const { paths } = await import('../../src/registry/storage/paths.js');
+    const dg = parseDigest(d);
+    await reg.storage.driver.putContent(paths.blobData(dg), big);
+    await reg.storage.driver.putContent(paths.revisionLink('m/huge', dg), d);
+    await reg.storage.driver.putContent(paths.tagCurrent('m/huge', 'big'), d);
+    assertError(await http(`${base}/v2/m/huge/manifests/big`), 413, 'SIZE_INVALID');
+    assertError(await http(`${base}/v2/m/huge/manifests/${d}`), 413, 'SIZE_INVALID');
+  });
+
   test('If-None-Match gives 304', async () => {
     const img = await pushImage(base, 'm/etag', 'v1');
     const r = await http(`${base}/v2/m/etag/manifests/v1`, { headers: { 'If-None-Match': `"${img.digest}"` } });

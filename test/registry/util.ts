@@ -1,9 +1,10 @@
 // Small HTTP helpers for the registry tests: push blobs and manifests the way clients do.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { digestOf } from '../../src/image/digest.js';
 import assert from 'node:assert/strict';
 
 export function sha256(data: Buffer | string): string {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+  return digestOf(data);
 }
 
 export interface Req { method?: string; headers?: Record<string, string>; body?: Buffer | string; redirect?: 'manual' }

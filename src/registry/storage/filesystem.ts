@@ -63,8 +63,15 @@ export class FilesystemDriver implements StorageDriver {
 
   async writer(p: string, append: boolean): Promise<FileWriter> {
     const full = this.full(p);
-    await fsp.mkdir(path.dirname(full), { recursive: true });
-    const fh = await fsp.open(full, append ? 'a' : 'w');
+    const flags = append ? 'a' : 'w';
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(full, flags);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      await fsp.mkdir(path.dirname(full), { recursive: true });
+      fh = await fsp.open(full, flags);
+    }
     const size = append ? (await fh.stat()).size : 0;
     return new FsWriter(fh, full, size, this.fsync);
   }
