@@ -1,5 +1,5 @@
 // The registry client: pull, push, copy between transports, login/logout, auth config, mirrors.
-import { parseReference, formatReference, familiarString, type Reference } from '../image/reference.js';
+import { parseReference, formatReference, type Reference } from '../image/reference.js';
 import type { Platform } from '../image/types.js';
 import { ContentStore, resolveImage, type LocalImage } from '../store/index.js';
 import { UserError } from '../util/errors.js';
@@ -134,5 +134,4 @@ export async function logout(registry: string | undefined, opts: { auth?: AuthCo
   return removeCredentials(loginRegistry(registry), opts.auth);
 }
 
-export { familiarString };
 export type { ProgressEvent };

@@ -12,7 +12,7 @@ import { STREAM_CHUNK } from '../util/fs.js';
 import type { RegistryContext } from './context.js';
 import { repositoryOn, type Endpoint, type RegistryHostConfig } from './registries-config.js';
 import {
-  RegistryError, isTransientNetworkError, backoffMs, sleep, describeNetworkError, readBodyLimited, type RegistryTransport,
+  RegistryHttpError, isTransientNetworkError, backoffMs, sleep, describeNetworkError, readBodyLimited, type RegistryTransport,
 } from './transport.js';
 
 /** Manifests larger than this are refused (the limit distribution and containerd use). */
@@ -161,7 +161,7 @@ export class RemoteImageSource implements ImageSource {
           const range = /^bytes (\d+)-/.exec(String(res.headers['content-range'] ?? ''));
           if (res.statusCode === 206 && range && Number(range[1]) === received) skip = 0;
           else if (res.statusCode === 200) skip = received; // server ignored Range: re-read and drop
-          else throw new RegistryError(`GET blob ${desc.digest}: unexpected resume response ${res.statusCode}`, res.statusCode);
+          else throw new RegistryHttpError(`GET blob ${desc.digest}: unexpected resume response ${res.statusCode}`, res.statusCode);
         }
         // Chunks pass straight through: the store's write stream coalesces them into writev calls
         // while a write is in flight, so copying them into bigger buffers here only costs memcpy.
@@ -259,7 +259,7 @@ export class RemoteImageDestination implements ImageDestination {
     const loc = start.headers.location;
     if (typeof loc !== 'string' || !loc) {
       content.destroy();
-      throw new RegistryError(`start upload to ${t.host}/${repo}: no Location header`, start.statusCode);
+      throw new RegistryHttpError(`start upload to ${t.host}/${repo}: no Location header`, start.statusCode);
     }
     const url = t.url(loc);
     url.searchParams.set('digest', digest);

@@ -13,8 +13,8 @@ const MAX_ERROR_BODY = 64 * 1024;
 const MAX_TOKEN_BODY = 1 << 20;
 
 /** A registry answered with an error status; `code` is the distribution error code when given. */
-export class RegistryError extends UserError {
-  override name = 'RegistryError';
+export class RegistryHttpError extends UserError {
+  override name = 'RegistryHttpError';
   constructor(message: string, readonly status: number, readonly code?: string) {
     super(message);
   }
@@ -104,7 +104,7 @@ export async function readBodyLimited(body: Readable, limit: number, what: strin
   return Buffer.concat(chunks);
 }
 
-async function errorFromResponse(res: Dispatcher.ResponseData, what: string): Promise<RegistryError> {
+async function errorFromResponse(res: Dispatcher.ResponseData, what: string): Promise<RegistryHttpError> {
   let text = '';
   try { text = (await readBodyLimited(res.body, MAX_ERROR_BODY, 'error body')).toString('utf8'); } catch { /* keep status */ }
   let code: string | undefined;
@@ -116,7 +116,7 @@ async function errorFromResponse(res: Dispatcher.ResponseData, what: string): Pr
       detail = doc.errors.map((e) => [e.code?.toLowerCase().replace(/_/g, ' '), e.message].filter(Boolean).join(': ')).join('; ');
     }
   } catch { /* not JSON: keep text */ }
-  return new RegistryError(`${what}: ${res.statusCode}${detail ? ` ${detail}` : ''}`, res.statusCode, code);
+  return new RegistryHttpError(`${what}: ${res.statusCode}${detail ? ` ${detail}` : ''}`, res.statusCode, code);
 }
 
 export interface TransportOptions {
@@ -152,7 +152,6 @@ interface CachedToken { token: string; expires: number }
 
 export class RegistryTransport {
   private readonly agent: Agent;
-  private readonly insecureAgent?: Agent;
   private base?: URL;
   private pinging?: Promise<void>;
   private challenge?: Challenge;
@@ -257,7 +256,7 @@ export class RegistryTransport {
     }
     if (res.statusCode === 401 || res.statusCode === 403) {
       await res.body.dump().catch(() => {});
-      throw new RegistryError(`authentication to ${this.endpoint.host} failed: ${creds ? 'incorrect username or password' : 'no credentials (run `drydock login ' + (this.opts.credentialsHost ?? this.endpoint.host) + '`)'}`, res.statusCode, 'UNAUTHORIZED');
+      throw new RegistryHttpError(`authentication to ${this.endpoint.host} failed: ${creds ? 'incorrect username or password' : 'no credentials (run `drydock login ' + (this.opts.credentialsHost ?? this.endpoint.host) + '`)'}`, res.statusCode, 'UNAUTHORIZED');
     }
     if (res.statusCode !== 200) throw await errorFromResponse(res, `token endpoint ${url.origin}${url.pathname}`);
     const text = (await readBodyLimited(res.body, MAX_TOKEN_BODY, 'token response')).toString('utf8');
@@ -330,7 +329,7 @@ export class RegistryTransport {
         const streamed = typeof o.body === 'object' && !Buffer.isBuffer(o.body);
         if (authRetried || !ch || streamed) {
           const creds = await this.credentials();
-          throw new RegistryError(`${o.what}: unauthorized${creds ? ' (credentials were rejected or lack access)' : ` (authentication required: run \`drydock login ${this.opts.credentialsHost ?? this.endpoint.host}\`)`}`, 401, 'UNAUTHORIZED');
+          throw new RegistryHttpError(`${o.what}: unauthorized${creds ? ' (credentials were rejected or lack access)' : ` (authentication required: run \`drydock login ${this.opts.credentialsHost ?? this.endpoint.host}\`)`}`, 401, 'UNAUTHORIZED');
         }
         this.challenge = ch;
         authRetried = true;
@@ -340,10 +339,10 @@ export class RegistryTransport {
       if (o.followRedirects && [301, 302, 303, 307, 308].includes(status)) {
         const loc = res.headers.location;
         await res.body.dump().catch(() => {});
-        if (typeof loc !== 'string' || !loc) throw new RegistryError(`${o.what}: redirect without a Location`, status);
-        if (++redirects > MAX_REDIRECTS) throw new RegistryError(`${o.what}: too many redirects`, status);
+        if (typeof loc !== 'string' || !loc) throw new RegistryHttpError(`${o.what}: redirect without a Location`, status);
+        if (++redirects > MAX_REDIRECTS) throw new RegistryHttpError(`${o.what}: too many redirects`, status);
         url = new URL(loc, url);
-        if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new RegistryError(`${o.what}: redirect to unsupported URL ${url.protocol}`, status);
+        if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new RegistryHttpError(`${o.what}: redirect to unsupported URL ${url.protocol}`, status);
         continue;
       }
       if (status >= 200 && status < 300) return res;
@@ -361,7 +360,7 @@ export class RegistryTransport {
     const res = await request(url, { method: 'GET', headers: { 'user-agent': USER_AGENT }, dispatcher: this.agent });
     if (res.statusCode !== 200) {
       await res.body.dump().catch(() => {});
-      throw new RegistryError(`GET ${url}: ${res.statusCode}`, res.statusCode);
+      throw new RegistryHttpError(`GET ${url}: ${res.statusCode}`, res.statusCode);
     }
     return res;
   }
