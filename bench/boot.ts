@@ -80,7 +80,9 @@ export async function main(runs = Number(process.argv[2] ?? 2), sizeMB = Number(
     const iso = path.join(dir, 'bench.iso');
     const img = path.join(dir, 'bench.img');
     for (let i = 0; i < runs; i++) {
-      t.iso!.push(timed(() => sh([...drydock, '--root', store, 'iso', 'bench-boot', '-o', iso, '--kernel', kernel, '-q'])).seconds);
+      const isoRun = timed(() => JSON.parse(sh([...drydock, '--root', store, 'iso', 'bench-boot', '-o', iso, '--kernel', kernel, '--json'])));
+      t.iso!.push(isoRun.seconds);
+      for (const [k, v] of Object.entries(isoRun.value.phases as Record<string, number>)) (t[`iso-${k}`] ??= []).push(v);
       t.disk!.push(timed(() => sh([...drydock, '--root', store, 'disk', 'bench-boot', '-o', img, '--kernel', kernel, '-q'])).seconds);
       // The floor: squashfs of the same tree and an ISO around it, nothing else.
       const floorDir = path.join(dir, `floor${i}`);
@@ -102,6 +104,9 @@ export async function main(runs = Number(process.argv[2] ?? 2), sizeMB = Number(
     const accel = existsSync('/dev/kvm') ? 'KVM' : 'TCG';
     printTable(`boot media from a ${(imageBytes / 1e6).toFixed(0)} MB image (ISO ${(isoSize / 1e6).toFixed(0)} MB), median of ${runs} runs, QEMU ${accel}`, [
       ['drydock iso (unpack, squashfs, initramfs, xorriso)', f(median(t.iso!)), '<= 30 s', `${(median(t.iso!) / median(t.floor!)).toFixed(2)}x floor`],
+      ['  of which: unpack layers', f(median(t['iso-unpack']!)), '', ''],
+      ['  of which: squashfs + initramfs + top layer', f(median(t['iso-artifacts']!)), '', ''],
+      ['  of which: xorriso', f(median(t['iso-media']!)), '', ''],
       ['drydock disk (… FAT + syslinux, ext4, MBR)', f(median(t.disk!)), '<= 30 s', `${(median(t.disk!) / median(t.floor!)).toFixed(2)}x floor`],
       ['floor: mksquashfs + xorriso of the same tree', f(median(t.floor!)), '', '1.00x'],
       ['boot ISO: QEMU start → service output', f(median(t.bootIso!)), '<= 10 s', `guest uptime at service ${median(t.guestIso!).toFixed(1)} s, /init at ${median(t.initIso!).toFixed(1)} s`],

@@ -60,8 +60,8 @@ export async function mksquashfs(dir: string, out: string, compression: Squashfs
   if (compression === 'zstd') args.push('-Xcompression-level', '3');
   if (compression === 'xz') args.push('-Xbcj', 'x86');
   if (opts.allRoot) args.push('-all-root');
-  const epoch = sourceDateEpoch();
-  if (epoch !== undefined) args.push('-mkfs-time', String(epoch), '-all-time', String(epoch));
+  // SOURCE_DATE_EPOCH, when set, is read by mksquashfs itself (file and filesystem times) and
+  // it refuses -mkfs-time/-all-time beside it.
   await runTool('mksquashfs', args);
 }
 
@@ -123,11 +123,14 @@ export async function buildArtifacts(source: BootSource, opts: BootOptions, dir:
   const topSquashfs = path.join(media, 'drydock/top.squashfs');
   await fsp.copyFile(kernel.vmlinuz, vmlinuz);
   // The image squashfs is the slow part; build the rest while it runs.
-  const [modules] = await Promise.all([
+  // allSettled: on a failure the others must finish before the work dir is removed under them.
+  const settled = await Promise.allSettled([
     buildInitramfs(initrd, kernel, dir, bootConf, busybox),
     mksquashfs(source.rootfs, rootfsSquashfs, opts.compression),
     mksquashfs(topDir, topSquashfs, opts.compression),
   ]);
+  for (const r of settled) if (r.status === 'rejected') throw r.reason;
+  const modules = (settled[0] as PromiseFulfilledResult<string[]>).value;
   await fsp.rm(topDir, { recursive: true, force: true });
   await fsp.rm(path.join(dir, 'initramfs-modules'), { recursive: true, force: true });
   return {

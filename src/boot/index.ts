@@ -34,6 +34,8 @@ export interface BootBuildResult {
   cmdline: string;
   layout?: DiskLayout;
   seconds: number;
+  /** Seconds per phase: unpack (image → rootfs dir), artifacts (squashfs, initramfs, top layer), media (ISO/disk). */
+  phases: { unpack?: number; artifacts: number; media: number };
 }
 
 /** A private work dir, removed afterwards (even on failure or Ctrl-C). */
@@ -49,7 +51,8 @@ async function withWorkDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    await fsp.rm(dir, { recursive: true, force: true });
+    // Never let cleanup hide the error that got us here.
+    await fsp.rm(dir, { recursive: true, force: true, maxRetries: 3 }).catch((e) => process.stderr.write(`warning: could not remove ${dir}: ${(e as Error).message}\n`));
   }
 }
 
@@ -78,13 +81,15 @@ export async function buildBootMedium(kind: 'iso' | 'disk', source: BootSource, 
     const stage = path.join(work, 'stage');
     await fsp.mkdir(stage);
     const a = await buildArtifacts(source, opts, stage);
+    const artifactsDone = Date.now();
     let layout: DiskLayout | undefined;
     if (kind === 'iso') await writeIso(a, out);
     else layout = await writeDisk(a, out, { size: opts.size, format: opts.format });
+    const phases = { artifacts: (artifactsDone - started) / 1000, media: (Date.now() - artifactsDone) / 1000 };
     return {
       output: out, kind, size: (await fsp.stat(out)).size, label: a.label, kernelVersion: a.kernel.version,
       kernelOrigin: a.kernel.origin, init: a.init, modules: a.modules.length, cmdline: a.cmdline, layout,
-      seconds: (Date.now() - started) / 1000,
+      seconds: (Date.now() - started) / 1000, phases,
     };
   });
 }
@@ -100,8 +105,11 @@ export async function buildFromStore(store: ContentStore, image: string, kind: '
   return withWorkDir(async (work) => {
     const rootfs = path.join(work, 'rootfs');
     await fsp.mkdir(rootfs, { mode: 0o755 });
+    const started = Date.now();
     await unpackImage(store, img, rootfs, { allowDevices: process.getuid?.() === 0 });
+    const unpack = (Date.now() - started) / 1000;
     const config = img.config.config ?? {};
-    return buildBootMedium(kind, { rootfs, config, id: img.manifestDescriptor.digest }, opts, output);
+    const r = await buildBootMedium(kind, { rootfs, config, id: img.manifestDescriptor.digest }, opts, output);
+    return { ...r, seconds: r.seconds + unpack, phases: { unpack, ...r.phases } };
   });
 }

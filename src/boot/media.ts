@@ -5,6 +5,7 @@
 //    partition 2 ext4 labelled with the boot label (the squashfs images, room to grow).
 // Neither needs loop devices or mounts: xorriso, mkfs.vfat + mtools + `syslinux --install` and
 // `mkfs.ext4 -d` all work on plain files, so builds run unprivileged and in parallel.
+import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../util/errors.js';
@@ -121,6 +122,12 @@ export async function writeDisk(a: BootArtifacts, output: string, opts: { size?:
   await fsp.rename(a.rootfsSquashfs, path.join(dataDir, 'drydock/rootfs.squashfs'));
   await fsp.rename(a.topSquashfs, path.join(dataDir, 'drydock/top.squashfs'));
   const epoch = sourceDateEpoch();
+  if (epoch !== undefined) {
+    // mcopy -m and mkfs.ext4 -d copy file times; pin them for reproducible disks.
+    for (const p of [a.vmlinuz, a.initrd, cfg, dataDir, path.join(dataDir, 'drydock'), path.join(dataDir, 'drydock/rootfs.squashfs'), path.join(dataDir, 'drydock/top.squashfs')]) {
+      await fsp.utimes(p, epoch, epoch);
+    }
+  }
 
   // Both filesystems are made in place at their partition offsets of one sparse file: no
   // intermediate images, so the image data is written once.
@@ -141,13 +148,17 @@ export async function writeDisk(a: BootArtifacts, output: string, opts: { size?:
     // Partition 1: FAT with syslinux, kernel and initramfs.
     await runTool('mkfs.vfat', [`--offset=${layout.bootStart / 512}`, '-n', 'DRYDOCKBOOT', '-i', a.label.slice(2), raw, String(layout.bootSize / 1024)]);
     const fat = `${raw}@@${layout.bootStart}`;
-    await runTool('mcopy', ['-i', fat, a.vmlinuz, '::/vmlinuz']);
-    await runTool('mcopy', ['-i', fat, a.initrd, '::/initrd.img']);
-    await runTool('mcopy', ['-i', fat, cfg, '::/syslinux.cfg']);
+    await runTool('mcopy', ['-m', '-i', fat, a.vmlinuz, '::/vmlinuz']);
+    await runTool('mcopy', ['-m', '-i', fat, a.initrd, '::/initrd.img']);
+    await runTool('mcopy', ['-m', '-i', fat, cfg, '::/syslinux.cfg']);
     await runTool('syslinux', ['--offset', String(layout.bootStart), '--install', raw]);
 
     // Partition 2: ext4 holding the squashfs images, labelled for the initramfs.
-    await runTool('mkfs.ext4', ['-q', '-F', '-L', a.label, '-d', dataDir, '-E', `offset=${layout.dataStart},root_owner=0:0`, raw, `${layout.dataSize / 1024}k`],
+    // UUID and hash seed from the label (itself from image + options): reproducible disks.
+    const h = createHash('sha256').update(a.label).digest('hex');
+    const uuid = `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
+    await runTool('mkfs.ext4', ['-q', '-F', '-L', a.label, '-U', uuid, '-d', dataDir,
+      '-E', `offset=${layout.dataStart},root_owner=0:0,hash_seed=${uuid}`, raw, `${layout.dataSize / 1024}k`],
       { env: epoch !== undefined ? { E2FSPROGS_FAKE_TIME: String(epoch) } : {} });
 
     if (opts.format === 'qcow2') {

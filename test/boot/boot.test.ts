@@ -179,6 +179,18 @@ test('a shell image (CMD ["sh"]) gets an interactive console; poweroff stops it 
   assert.match(c, /reboot: Power down/);
 });
 
+test('SOURCE_DATE_EPOCH: the same image and options give a byte-identical ISO', async () => {
+  const sums: string[] = [];
+  for (const n of [1, 2]) {
+    const iso = path.join(work, `repro${n}.iso`);
+    const r = await runCli(['iso', 'boot-test', '-o', iso, '--kernel', kernel, '--timezone', 'UTC', '-q'], { root, env: { SOURCE_DATE_EPOCH: '1700000000' }, timeoutMs: 300_000 });
+    assert.equal(r.code, 0, r.stderr);
+    sums.push(execFileSync('sha256sum', [iso], { encoding: 'utf8' }).split(' ')[0]!);
+    await fsp.rm(iso);
+  }
+  assert.equal(sums[0], sums[1]);
+});
+
 test('bad input: clear errors, nothing written', async () => {
   const out = path.join(work, 'never.iso');
   const cases: [string[], RegExp][] = [
