@@ -1,49 +1,97 @@
 // `drydock export`: the flattened filesystem of an image as one plain tar (docker export writes
 // a container's filesystem; an image's is the same thing before anything ran).
-import { createWriteStream, promises as fsp } from 'node:fs';
+//
+// Streamed, without touching the disk: layers are read top to bottom, each entry is written
+// the first time its path is seen (upper layers win), and an entry is dropped when an upper
+// layer deleted it (.wh.name), made its directory opaque (.wh..wh..opq), or replaced a parent
+// directory with a non-directory. Each layer is decompressed once; whiteouts never reach the
+// output. Entry names are checked like extraction checks them, so no escaping name passes.
 import { Readable, type Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
+import tar from 'tar-stream';
 import type { ContentStore } from '../store/content-store.js';
 import type { LocalImage } from '../store/images.js';
-import { unpackImage } from '../layer/unpack.js';
-import { tarDirectory } from '../layer/create.js';
-import { STREAM_CHUNK, tempName, fsyncDir } from '../util/fs.js';
+import { layerCompression } from '../image/media-types.js';
+import { decompress, explainCompressionError } from '../layer/compression.js';
+import { normalizeEntryPath, LayerError, type EntryHeader } from '../layer/apply.js';
+import { WHITEOUT_PREFIX, OPAQUE_WHITEOUT } from '../layer/create.js';
+import type { TarEntryType } from '../layer/tar-writer.js';
+import { TarWriter } from './tar-file.js';
+import { describeTarError } from './import.js';
 
-export interface ExportResult { bytes: number }
+export interface ExportResult { bytes: number; entries: number }
 
-/**
- * Writes the image's flattened rootfs as a tar to `out` (a path, written atomically, or a
- * stream such as stdout). The layers are applied to a scratch directory next to the store,
- * then archived with the same deterministic writer layers use.
- */
+const TYPES = new Set<string>(['file', 'link', 'symlink', 'character-device', 'block-device', 'directory', 'fifo']);
+
 export async function exportImage(store: ContentStore, image: LocalImage, out: string | Writable): Promise<ExportResult> {
-  const scratch = await fsp.mkdtemp(path.join(store.tmpDir, 'export-'));
-  const isRoot = process.getuid?.() === 0;
-  try {
-    await unpackImage(store, image, path.join(scratch, 'rootfs'), { allowDevices: isRoot });
-    let bytes = 0;
-    const counted = Readable.from((async function* () {
-      for await (const chunk of tarDirectory(path.join(scratch, 'rootfs'))) { bytes += chunk.length; yield chunk; }
-    })(), { objectMode: false, highWaterMark: STREAM_CHUNK });
-    if (typeof out === 'string') {
-      const tmp = tempName(path.resolve(out));
-      try {
-        await pipeline(counted, createWriteStream(tmp, { flags: 'wx', highWaterMark: STREAM_CHUNK }));
-        const fh = await fsp.open(tmp, 'r');
-        try { await fh.sync(); } finally { await fh.close(); }
-        await fsp.rename(tmp, out);
-        await fsyncDir(path.dirname(path.resolve(out)));
-      } catch (e) {
-        await fsp.rm(tmp, { force: true });
-        throw e;
-      }
-    } else {
-      await pipeline(counted, out, { end: out !== process.stdout });
-    }
-    return { bytes };
-  } finally {
-    await fsp.rm(scratch, { recursive: true, force: true });
-  }
-}
+  const writer = new TarWriter(out);
+  /** Paths written so far -> whether they are directories. */
+  const seen = new Map<string, boolean>();
+  /** Whiteouts and opaque directories from the layers above the one being read. */
+  const deleted = new Set<string>();
+  const opaque = new Set<string>();
+  let entries = 0;
 
+  const hidden = (rel: string): boolean => {
+    if (deleted.has(rel)) return true;
+    for (let i = rel.indexOf('/'); i >= 0; i = rel.indexOf('/', i + 1)) {
+      const parent = rel.slice(0, i);
+      if (deleted.has(parent) || opaque.has(parent) || seen.get(parent) === false) return true;
+    }
+    return false;
+  };
+
+  try {
+    for (let i = image.manifest.layers.length - 1; i >= 0; i--) {
+      const layer = image.manifest.layers[i]!;
+      if (!(await store.hasBlob(layer.digest))) throw new LayerError(`layer ${layer.digest} is not in the store (pull the image again)`);
+      const compression = layerCompression(layer.mediaType);
+      const { stream } = await decompress(store.openBlob(layer.digest), compression === 'none' ? 'auto' : compression);
+      const layerDeleted: string[] = [];
+      const layerOpaque: string[] = [];
+      const extract = tar.extract();
+      let current: Readable | undefined;
+      stream.on('error', (e) => extract.destroy(e));
+      // A truncated layer fails the extractor; the entry being copied must fail with it.
+      extract.on('error', (e: Error) => current?.destroy(e));
+      stream.pipe(extract as unknown as NodeJS.WritableStream);
+      for await (const entry of extract) {
+        current = entry as unknown as Readable;
+        const h = entry.header as EntryHeader;
+        const rel = normalizeEntryPath(h.name);
+        const base = path.posix.basename(rel);
+        const dir = path.posix.dirname(rel) === '.' ? '' : path.posix.dirname(rel);
+        if (rel === '' || !TYPES.has(h.type) || hidden(rel) || seen.has(rel)) { entry.resume(); continue; }
+        if (base === OPAQUE_WHITEOUT) { layerOpaque.push(dir); entry.resume(); continue; }
+        if (base.startsWith(WHITEOUT_PREFIX)) { layerDeleted.push(dir ? `${dir}/${base.slice(WHITEOUT_PREFIX.length)}` : base.slice(WHITEOUT_PREFIX.length)); entry.resume(); continue; }
+        const isDir = h.type === 'directory';
+        seen.set(rel, isDir);
+        const pax = h.pax ?? {};
+        const xattrs = new Map<string, Buffer>();
+        for (const [k, v] of Object.entries(pax)) if (k.startsWith('SCHILY.xattr.')) xattrs.set(k.slice('SCHILY.xattr.'.length), Buffer.from(String(v), 'utf8'));
+        await writer.addEntry({
+          name: isDir ? `${rel}/` : rel,
+          type: (h.type === 'contiguous-file' ? 'file' : h.type) as TarEntryType,
+          mode: h.mode ?? 0o644,
+          uid: h.uid ?? 0,
+          gid: h.gid ?? 0,
+          size: h.type === 'file' ? h.size ?? 0 : 0,
+          mtime: Math.floor((h.mtime?.getTime() ?? 0) / 1000),
+          linkname: h.type === 'link' ? normalizeEntryPath(h.linkname ?? '', `hardlink "${h.name}" target`) : h.linkname ?? undefined,
+          devmajor: h.devmajor,
+          devminor: h.devminor,
+          xattrs: xattrs.size ? xattrs : undefined,
+        }, h.type === 'file' ? (entry as unknown as Readable) : undefined);
+        if (h.type !== 'file') entry.resume();
+        entries++;
+      }
+      for (const d of layerDeleted) deleted.add(d);
+      for (const d of layerOpaque) opaque.add(d);
+    }
+    await writer.finish();
+  } catch (e) {
+    await writer.abort();
+    throw describeTarError(explainCompressionError(e));
+  }
+  return { bytes: writer.size, entries };
+}

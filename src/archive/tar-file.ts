@@ -9,7 +9,7 @@ import { Readable, type Writable } from 'node:stream';
 import path from 'node:path';
 import { STREAM_CHUNK, tempName, fsyncDir } from '../util/fs.js';
 import { UserError } from '../util/errors.js';
-import { encodeHeader, paddingFor, END_OF_ARCHIVE, BLOCK } from '../layer/tar-writer.js';
+import { encodeHeader, paddingFor, END_OF_ARCHIVE, BLOCK, type TarHeader } from '../layer/tar-writer.js';
 import { normalizeEntryPath } from '../layer/apply.js';
 
 export class ArchiveError extends UserError {
@@ -222,6 +222,23 @@ export class TarWriter {
       this.dirs.add(dir);
       await this.write(encodeHeader({ name: `${dir}/`, type: 'directory', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: this.mtime }));
     }
+  }
+
+  /** Writes a header as given (any type) and, for files, exactly `header.size` bytes of body. */
+  async addEntry(header: TarHeader, body?: AsyncIterable<Buffer>): Promise<void> {
+    await this.write(encodeHeader(header));
+    if (header.type !== 'file') return;
+    let n = 0;
+    if (body) {
+      for await (const chunk of body) {
+        n += chunk.length;
+        if (n > header.size) throw new ArchiveError(`"${header.name}" is longer than its ${header.size}-byte header says`);
+        await this.write(chunk);
+      }
+    }
+    if (n !== header.size) throw new ArchiveError(`"${header.name}" is ${n} bytes, its header says ${header.size}`);
+    const pad = paddingFor(header.size);
+    if (pad) await this.write(Buffer.alloc(pad));
   }
 
   async addBuffer(name: string, data: Buffer, mode = 0o644): Promise<void> {

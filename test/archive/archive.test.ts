@@ -272,3 +272,39 @@ test('oci: layout source serves manifests and blobs with digests checked', async
   assert.equal(digestOf(m.bytes), r.manifestDigest);
   await assert.rejects(new OciLayoutSource(new DirLayoutFiles(dir), 'nope').getManifest(), /no image named "nope" \(available: 1\)/);
 });
+
+test('export of a layer stack matches unpacking it: whiteouts, opaque dirs, replaced parents', async () => {
+  const { unpackImage, tarDirectory } = await import('../../src/layer/index.js');
+  const { writeImage } = await import('../../src/store/index.js');
+  const store = await ContentStore.open(tempDir('drydock-archive-export-'));
+  const layerFiles = [
+    makeTar([
+      { name: 'a/', type: 'directory' }, { name: 'a/keep', body: '1' }, { name: 'a/drop', body: '2' },
+      { name: 'o/', type: 'directory', mode: 0o700 }, { name: 'o/lower', body: 'l' },
+      { name: 'p/', type: 'directory' }, { name: 'p/child', body: 'c' }, { name: 'hl', body: 'h' }, { name: 'hl2', type: 'link', linkname: 'hl' },
+    ]),
+    makeTar([
+      { name: 'a/.wh.drop' }, { name: 'a/new', body: 'n' },
+      { name: 'o/', type: 'directory', mode: 0o755 }, { name: 'o/.wh..wh..opq' }, { name: 'o/upper', body: 'u' },
+      { name: 'p', type: 'symlink', linkname: 'a' },
+    ]),
+    makeTar([{ name: 'a/keep', body: 'overwritten' }]),
+  ];
+  const layers = [];
+  for (const t of layerFiles) {
+    const { importLayerStream } = await import('../../src/archive/index.js');
+    layers.push(await importLayerStream(store, Readable.from([t])));
+  }
+  await writeImage(store, { config: { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }, layers, tag: 'stack:1' });
+  const img = await resolveImage(store, 'stack:1');
+  const streamed = path.join(tempDir(), 'streamed.tar');
+  await exportImage(store, img, streamed);
+  const dir = path.join(tempDir(), 'unpacked');
+  await unpackImage(store, img, dir);
+  const walked = path.join(tempDir(), 'walked.tar');
+  const chunks: Buffer[] = [];
+  for await (const c of tarDirectory(dir)) chunks.push(c);
+  await fsp.writeFile(walked, Buffer.concat(chunks));
+  assert.deepEqual(await tarManifest(streamed), await tarManifest(walked));
+  assert.deepEqual([...(await tarManifest(streamed)).keys()].sort(), ['a', 'a/keep', 'a/new', 'hl', 'hl2', 'o', 'o/upper', 'p']);
+});
