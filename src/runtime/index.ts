@@ -6,6 +6,6 @@ export {
   createRuntimeSpec, withDefaultPath, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, DEFAULT_PATH,
   type OciSpec, type OciMount, type OciResources, type RuntimeSpecOptions, type NetworkSpec,
 } from './spec.js';
-export { runOnce, runcStateRoot, containerState, killContainer, deleteContainer, type RunOnceOptions, type RunResult } from './runc.js';
+export { runOnce, runOnceCaptured, runcStateRoot, containerState, killContainer, deleteContainer, type RunOnceOptions, type RunResult } from './runc.js';
 export { resolveUser, type ResolvedUser } from './user.js';
 export { resolveInRoot, readFileInRoot } from './rootfs-path.js';

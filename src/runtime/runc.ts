@@ -109,6 +109,18 @@ export async function runOnce(opts: RunOnceOptions): Promise<RunResult> {
   }
 }
 
+/** runOnce with stdout and stderr collected as strings (small outputs: tests, probes). */
+export async function runOnceCaptured(opts: Omit<RunOnceOptions, 'stdio'>): Promise<RunResult & { stdout: string; stderr: string }> {
+  const { PassThrough } = await import('node:stream');
+  const out = new PassThrough();
+  const err = new PassThrough();
+  const chunks: Record<'out' | 'err', Buffer[]> = { out: [], err: [] };
+  out.on('data', (d: Buffer) => chunks.out.push(d));
+  err.on('data', (d: Buffer) => chunks.err.push(d));
+  const r = await runOnce({ ...opts, stdio: { stdout: out, stderr: err } });
+  return { ...r, stdout: Buffer.concat(chunks.out).toString('utf8'), stderr: Buffer.concat(chunks.err).toString('utf8') };
+}
+
 function shellQuote(s: string): string {
   return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }

@@ -3,13 +3,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
-import { PassThrough } from 'node:stream';
 import path from 'node:path';
 import { tempDir, requireRoot, requireTool } from '../helpers/env.js';
 import { buildBusyboxRootfs } from '../../src/mkimage/busybox-rootfs.js';
 import { busyboxImage } from '../helpers/images.js';
 import { ContentStore } from '../../src/store/index.js';
-import { ensureLayersUnpacked, mountRootfs, createRuntimeSpec, runOnce, isMountPoint, resolveInRoot, type MountedRootfs, type RuntimeSpecOptions } from '../../src/runtime/index.js';
+import { ensureLayersUnpacked, mountRootfs, createRuntimeSpec, runOnceCaptured, isMountPoint, resolveInRoot, type MountedRootfs, type RuntimeSpecOptions } from '../../src/runtime/index.js';
 
 const root = tempDir('drydock-runtime-contract-');
 process.env.DRYDOCK_ROOT = path.join(root, 'store');
@@ -27,15 +26,9 @@ before(async () => {
 
 async function runIn(rootfs: MountedRootfs, opts: Partial<RuntimeSpecOptions> & { args: string[] }): Promise<{ code: number; out: string; err: string }> {
   const spec = await createRuntimeSpec({ rootfs: rootfs.rootfs, env: [], cwd: '/', user: '', network: 'none', ...opts });
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d) => (out += d));
-  stderr.on('data', (d) => (err += d));
   const id = `runtime-contract-${process.pid}-${n++}`;
-  const r = await runOnce({ id, bundleDir: path.join(root, 'bundles', id), spec, stdio: { stdout, stderr } });
-  return { code: r.exitCode, out, err };
+  const r = await runOnceCaptured({ id, bundleDir: path.join(root, 'bundles', id), spec });
+  return { code: r.exitCode, out: r.stdout, err: r.stderr };
 }
 
 test('overlay rootfs: writes land in the upper dir, lower stays untouched; exit code propagates', async () => {
