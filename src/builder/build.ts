@@ -13,7 +13,7 @@ import {
   type Instruction, type Stage, type StagedDockerfile,
 } from '../dockerfile/index.js';
 import { ContentStore } from '../store/content-store.js';
-import { resolveImage, type LocalImage } from '../store/images.js';
+import { resolveImage, canonicalName, type LocalImage } from '../store/images.js';
 import { writeImage } from '../store/write-image.js';
 import { hostPlatform, parsePlatform, formatPlatform } from '../image/platform.js';
 import { Digester, shortId } from '../image/digest.js';
@@ -786,7 +786,14 @@ class Builder {
     if (this.opts.labels && Object.keys(this.opts.labels).length) {
       config.config = { ...config.config, Labels: { ...(config.config?.Labels ?? {}), ...this.opts.labels } } as ContainerConfig;
     }
-    const written = await writeImage(this.store, { config, layers: state.layers, tag: this.opts.tags ?? [] });
+    const written = await writeImage(this.store, { config, layers: state.layers });
+    // Tags are set only when they move: a fully cached rebuild then writes nothing at all
+    // (index.json's lock, write and fsyncs are the slowest part of a no-op build on a busy disk).
+    const names = (this.opts.tags ?? []).map((t) => this.at(this.df.stages[0]!.from, () => canonicalName(t)));
+    for (const n of names) {
+      if ((await this.store.resolveTag(n))?.digest !== written.manifestDigest) await this.store.setTag(n, written.manifest);
+    }
+    written.names = names;
     this.log(`Successfully built ${shortId(written.configDigest)}\n`);
     for (const n of written.names) this.log(`Successfully tagged ${familiarString(parseReference(n))}\n`);
     return {
