@@ -67,8 +67,9 @@ export async function startPortProxy(bindings: PortBinding[], targetIp: string):
   try {
     for (const b of bindings) {
       if (b.protocol === 'tcp') {
-        const server = net.createServer((client) => {
-          const upstream = net.connect({ host: targetIp, port: b.containerPort });
+        // Half-open on both legs: a client that shuts down its sending side still gets the reply.
+        const server = net.createServer({ allowHalfOpen: true }, (client) => {
+          const upstream = net.connect({ host: targetIp, port: b.containerPort, allowHalfOpen: true });
           client.pipe(upstream).pipe(client);
           const end = () => { client.destroy(); upstream.destroy(); };
           client.on('error', end);
