@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ -z "${DRYDOCK:-}" ]; then
-  [ -f dist/src/cli/main.js ] || npm run --silent build
+  # A fresh machine gets its packages, npm dependencies and the compiled CLI here.
+  bash scripts/setup.sh
   DRYDOCK="node bin/drydock.js"
 fi
 read -r -a drydock <<<"$DRYDOCK"

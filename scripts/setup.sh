@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   # runtime and image tools drydock drives
-  runc busybox-static zstd xz-utils file ca-certificates iproute2 iptables kmod
+  runc busybox-static zstd xz-utils file ca-certificates curl iproute2 iptables kmod
   # mkimage
   debootstrap
   # boot: squashfs, ISO, disk images, initramfs, emulator for the boot tests
