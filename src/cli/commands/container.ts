@@ -81,7 +81,7 @@ applies --restart.
 
 Examples:
   drydock run --rm busybox echo hello
-  drydock run -d --name web -p 127.0.0.1:8080:80 -v ./site:/var/www:ro busybox httpd -f -h /var/www
+  drydock run -d --init --name web -p 127.0.0.1:8080:80 -v ./site:/var/www:ro busybox httpd -f -h /var/www
   drydock run -it --rm -v data:/data -w /data busybox sh
   drydock run --rm --network none --read-only --tmpfs /tmp busybox sh -c 'ls /sys/class/net'`)
     .action(async (image: string, command: string[], f: RunFlags) => {
