@@ -112,7 +112,8 @@ Examples:
         return;
       }
       const full = result.name ?? `${ref.registry}/${ref.repository}@${ref.digest ?? result.digest}`;
-      reporter.line(`Digest: ${result.digest}`);
+      // Docker's line, with the transferred size appended (awk '/Digest:/{print $2}' still works).
+      reporter.line(`Digest: ${result.digest} (${formatSize(result.bytes)} downloaded, ${result.blobsSkipped} blobs already present)`);
       reporter.line(before?.digest === result.digest
         ? `Status: Image is up to date for ${familiarString(ref)}`
         : `Status: Downloaded newer image for ${familiarString(ref)}`);
