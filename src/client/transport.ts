@@ -4,6 +4,7 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import type { Readable } from 'node:stream';
 import { UserError } from '../util/errors.js';
+import { STREAM_CHUNK } from '../util/fs.js';
 import type { Credentials } from './auth-config.js';
 import type { Endpoint } from './registries-config.js';
 
@@ -321,7 +322,9 @@ export class RegistryTransport {
         const auth = await this.authorization(o.scopes, fresh);
         if (auth) headers.authorization = auth;
       }
-      const res = await request(url, { method: o.method, headers, body: o.body, dispatcher: this.agent });
+      // A 1 MiB body buffer lets undici keep reading the socket while the consumer hashes and
+      // writes, instead of pausing it every 64 KiB.
+      const res = await request(url, { method: o.method, headers, body: o.body, dispatcher: this.agent, highWaterMark: STREAM_CHUNK });
       const status = res.statusCode;
       if (status === 401 && sameOrigin) {
         const ch = parseChallenges(res.headers['www-authenticate'])[0];
