@@ -4,7 +4,7 @@
 import { createReadStream, promises as fsp, type Stats } from 'node:fs';
 import { createHash, type Hash } from 'node:crypto';
 import path from 'node:path';
-import { PatternMatcher, readIgnoreFile } from '../dockerfile/index.js';
+import { PatternMatcher, readIgnoreFile, compileGlob } from '../dockerfile/index.js';
 import { UserError } from '../util/errors.js';
 import { STREAM_CHUNK, readJsonIfExists, writeJsonAtomic } from '../util/fs.js';
 
@@ -163,7 +163,7 @@ export class SourceTree {
       const next: string[] = [];
       for (const dir of current) {
         if (!GLOB.test(part)) { next.push(dir === '.' ? part : `${dir}/${part}`); continue; }
-        const re = componentRegex(part);
+        const re = compileGlob(part);
         const names = await fsp.readdir(path.join(this.root, dir)).catch(() => [] as string[]);
         for (const n of names.sort()) if (re.test(n)) next.push(dir === '.' ? n : `${dir}/${n}`);
       }
@@ -187,24 +187,6 @@ export class SourceTree {
       if (stat.isDirectory()) yield* this.walk({ hostPath, rel, stat });
     }
   }
-}
-
-function componentRegex(glob: string): RegExp {
-  let re = '^';
-  for (let i = 0; i < glob.length; i++) {
-    const c = glob[i]!;
-    if (c === '*') re += '[^/]*';
-    else if (c === '?') re += '[^/]';
-    else if (c === '\\' && i + 1 < glob.length) re += `\\${glob[++i]}`;
-    else if (c === '[') {
-      const end = glob.indexOf(']', i + 1);
-      if (end < 0) { re += '\\['; continue; }
-      const cls = glob.slice(i + 1, end);
-      re += `[${cls.startsWith('^') || cls.startsWith('!') ? `^${cls.slice(1)}` : cls}]`;
-      i = end;
-    } else re += c.replace(/[.+^${}()|\]\\/]/g, '\\$&');
-  }
-  return new RegExp(`${re}$`);
 }
 
 /**

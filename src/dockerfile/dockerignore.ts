@@ -52,7 +52,7 @@ export class PatternMatcher {
         p = p.slice(1);
       }
       p = cleanPath(p);
-      this.patterns.push({ pattern: p, exclusion, regex: compile(p), dirs: p.split('/').length });
+      this.patterns.push({ pattern: p, exclusion, regex: compileGlob(p), dirs: p.split('/').length });
     }
     this.hasExclusions = this.patterns.some((p) => p.exclusion);
   }
@@ -90,7 +90,11 @@ function cleanPath(p: string): string {
   return c === '' ? '.' : c;
 }
 
-function compile(pattern: string): RegExp {
+/**
+ * Compiles a Go filepath.Match-style pattern (plus "**") to a RegExp: "*" and "?" never match
+ * "/". Shared with COPY/ADD source globs.
+ */
+export function compileGlob(pattern: string): RegExp {
   let re = '^';
   for (let i = 0; i < pattern.length; i++) {
     const c = pattern[i]!;
