@@ -12,7 +12,7 @@ import tar from 'tar-stream';
 import type { ContentStore } from '../store/content-store.js';
 import type { LocalImage } from '../store/images.js';
 import { layerCompression } from '../image/media-types.js';
-import { decompress, explainCompressionError } from '../layer/compression.js';
+import { decompress } from '../layer/compression.js';
 import { normalizeEntryPath, LayerError, type EntryHeader } from '../layer/apply.js';
 import { WHITEOUT_PREFIX, OPAQUE_WHITEOUT } from '../layer/create.js';
 import type { TarEntryType } from '../layer/tar-writer.js';
@@ -91,7 +91,7 @@ export async function exportImage(store: ContentStore, image: LocalImage, out: s
     await writer.finish();
   } catch (e) {
     await writer.abort();
-    throw describeTarError(explainCompressionError(e));
+    throw describeTarError(e);
   }
   return { bytes: writer.size, entries };
 }

@@ -11,8 +11,10 @@ import { hostPlatform } from '../image/platform.js';
 import type { ImageConfig, Platform } from '../image/types.js';
 import type { Compression } from '../image/media-types.js';
 import { createLayer, storeLayerStream, type LayerInfo } from '../layer/create.js';
-import { decompress, explainCompressionError } from '../layer/compression.js';
-import { LayerError, normalizeEntryPath, MAX_PAX_BYTES, type EntryHeader } from '../layer/apply.js';
+import { decompress } from '../layer/compression.js';
+import { LayerError, normalizeEntryPath, checkPaxSize, describeTarError, type EntryHeader } from '../layer/apply.js';
+
+export { describeTarError };
 import { STREAM_CHUNK } from '../util/fs.js';
 import { UserError } from '../util/errors.js';
 
@@ -79,24 +81,13 @@ export class TarValidator extends Transform {
 }
 
 function checkHeader(h: EntryHeader): string {
-  const paxBytes = Object.entries(h.pax ?? {}).reduce((n, [k, v]) => n + k.length + String(v).length + 16, 0);
-  if (paxBytes > MAX_PAX_BYTES) throw new LayerError(`entry "${h.name.slice(0, 200)}": PAX header of ${paxBytes} bytes exceeds the ${MAX_PAX_BYTES}-byte cap`);
+  checkPaxSize(h);
   const rel = normalizeEntryPath(h.name);
   if (h.type === 'link') {
     if ((h.linkname ?? '').startsWith('/')) throw new LayerError(`entry "${h.name}": hardlink to absolute path "${h.linkname}" is refused (would escape the root)`);
     normalizeEntryPath(h.linkname ?? '', `hardlink "${h.name}" target`);
   }
   return rel;
-}
-
-export function describeTarError(e: unknown): unknown {
-  const x = explainCompressionError(e);
-  if (x instanceof UserError) return x;
-  const msg = (x as Error)?.message ?? String(x);
-  if (/Unexpected end of data/i.test(msg)) return new LayerError('truncated tar archive (unexpected end of data)');
-  if (/Invalid tar header|unknown format/i.test(msg)) return new LayerError(`not a valid tar archive: ${msg}`);
-  if (/Header exceeds max size/i.test(msg)) return new LayerError('tar extended header exceeds the size cap');
-  return x;
 }
 
 /** Stores an existing tar stream (any compression) as a layer, validating it on the way. */

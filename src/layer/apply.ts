@@ -57,6 +57,12 @@ export const MAX_PATH_LENGTH = 4096;
 /** Cap on one entry's PAX records: real archives use a few hundred bytes. */
 export const MAX_PAX_BYTES = 1 << 20;
 
+/** Refuses an entry whose PAX records exceed MAX_PAX_BYTES. */
+export function checkPaxSize(h: EntryHeader): void {
+  const paxBytes = Object.entries(h.pax ?? {}).reduce((n, [k, v]) => n + k.length + String(v).length + 16, 0);
+  if (paxBytes > MAX_PAX_BYTES) throw new LayerError(`entry "${h.name.slice(0, 200)}": PAX header of ${paxBytes} bytes exceeds the ${MAX_PAX_BYTES}-byte cap`);
+}
+
 /**
  * Normalises an archive path to a clean relative one ("./a//b/" -> "a/b"), or throws naming the
  * entry when it is absolute or climbs out of the root. Returns "" for the root itself.
@@ -186,8 +192,7 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
 
   const handleEntry = async (h: EntryHeader, body: Readable) => {
     entries++;
-    const paxBytes = Object.entries(h.pax ?? {}).reduce((n, [k, v]) => n + k.length + String(v).length + 16, 0);
-    if (paxBytes > MAX_PAX_BYTES) throw new LayerError(`entry "${h.name.slice(0, 200)}": PAX header of ${paxBytes} bytes exceeds the ${MAX_PAX_BYTES}-byte cap`);
+    checkPaxSize(h);
     const rel = normalizeEntryPath(h.name);
     if (rel === '') { body.resume(); return; } // "./": the root keeps its own metadata
     const base = path.posix.basename(rel);
@@ -326,14 +331,16 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
   } catch (e) {
     extract.destroy();
     compressedStream.destroy();
-    throw describeTarError(explainCompressionError(e));
+    throw describeTarError(e);
   }
   // Directory times last: creating their children would have changed them.
   for (const { abs, mtime } of dirTimes.reverse()) await fsp.utimes(abs, mtime, mtime).catch(() => {});
   return { entries, bytes: diffHasher.digester.size, diffID: diffHasher.digester.digest() };
 }
 
-function describeTarError(e: unknown): unknown {
+/** Turns zlib and tar-stream failures into errors that say what was wrong with the input. */
+export function describeTarError(e: unknown): unknown {
+  e = explainCompressionError(e);
   if (e instanceof UserError) return e;
   const msg = (e as Error)?.message ?? String(e);
   if (/Unexpected end of data/i.test(msg)) return new LayerError('truncated tar archive (unexpected end of data)');
