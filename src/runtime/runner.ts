@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { StdioOptions } from 'node:child_process';
 import { UserError } from '../util/errors.js';
 import { type Container, type ContainerState, processStartTime, updateState, writeState, ZERO_TIME, loadContainer } from './containers.js';
-import { mountRootfs, isMountPoint } from './overlay.js';
+import { mountRootfs, isMountPoint, unmountPath } from './overlay.js';
 import { createRuntimeSpec, type OciMount, type OciResources, type NetworkSpec } from './spec.js';
 import { startRuncRun, deleteContainer, type RunResult } from './runc.js';
 import { setupBridgeNetwork, teardownBridgeNetwork, type ContainerNetwork } from './network.js';
@@ -209,6 +209,8 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
     if (!reloaded || reloaded.state.StopRequested) break;
     c = reloaded;
   }
+  // Like Docker, a stopped container's rootfs is not kept mounted; cp/commit/start remount it.
+  if (!rec.HostConfig.AutoRemove) await unmountPath(c.paths.merged).catch(() => {});
   await finish(c);
   return exitCode;
 }
