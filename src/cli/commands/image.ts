@@ -17,6 +17,19 @@ async function displayName(full: string): Promise<{ repository: string; tag: str
   return { repository, tag: ref.tag ?? '<none>', familiar: `${repository}:${ref.tag ?? '<none>'}` };
 }
 
+/**
+ * Runs a command that streams an archive to stdout: a reader that stops early (`| head`)
+ * ends it quietly with status 141, as SIGPIPE ends tar or docker save, not with an error.
+ */
+async function streamingToStdout(fn: () => Promise<unknown>): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException)?.code === 'EPIPE') { process.exitCode = 141; return; }
+    throw e;
+  }
+}
+
 function parseEpoch(raw: string | undefined): number | undefined {
   const v = raw ?? process.env.SOURCE_DATE_EPOCH;
   if (v === undefined || v === '') return undefined;
@@ -260,7 +273,7 @@ Examples:
       const { saveImages } = await import('../../archive/index.js');
       if (!flags.output && process.stdout.isTTY) throw new UserError('cowardly refusing to write a tar archive to a terminal: use -o FILE or redirect');
       const store = await openStore();
-      await saveImages(store, names, flags.output ?? process.stdout, { format: flags.format });
+      await streamingToStdout(() => saveImages(store, names, flags.output ?? process.stdout, { format: flags.format }));
     });
 
   program
@@ -300,7 +313,7 @@ Examples:
       const store = await openStore();
       const img = await resolveImage(store, name);
       if (!flags.output && process.stdout.isTTY) throw new UserError('cowardly refusing to write a tar archive to a terminal: use -o FILE or redirect');
-      await exportImage(store, img, flags.output ?? process.stdout);
+      await streamingToStdout(() => exportImage(store, img, flags.output ?? process.stdout));
     });
 
   program
