@@ -17,6 +17,7 @@ import { normalizeEntryPath, LayerError, type EntryHeader } from '../layer/apply
 import { WHITEOUT_PREFIX, OPAQUE_WHITEOUT } from '../layer/create.js';
 import type { TarEntryType } from '../layer/tar-writer.js';
 import { TarWriter } from './tar-file.js';
+import { RawXattrTap } from '../layer/pax-tap.js';
 import { describeTarError } from './import.js';
 
 export interface ExportResult { bytes: number; entries: number }
@@ -54,10 +55,15 @@ export async function exportImage(store: ContentStore, image: LocalImage, out: s
       stream.on('error', (e) => extract.destroy(e));
       // A truncated layer fails the extractor; the entry being copied must fail with it.
       extract.on('error', (e: Error) => current?.destroy(e));
+      // Raw xattr bytes ride alongside tar-stream (which would UTF-8-decode them).
+      const tap = new RawXattrTap();
+      let index = 0;
+      stream.on('data', (chunk: Buffer) => tap.feed(chunk));
       stream.pipe(extract as unknown as NodeJS.WritableStream);
       for await (const entry of extract) {
         current = entry as unknown as Readable;
         const h = entry.header as EntryHeader;
+        const xattrs = tap.entries[index++];
         const rel = normalizeEntryPath(h.name);
         const base = path.posix.basename(rel);
         const dir = path.posix.dirname(rel) === '.' ? '' : path.posix.dirname(rel);
@@ -66,9 +72,6 @@ export async function exportImage(store: ContentStore, image: LocalImage, out: s
         if (base.startsWith(WHITEOUT_PREFIX)) { layerDeleted.push(dir ? `${dir}/${base.slice(WHITEOUT_PREFIX.length)}` : base.slice(WHITEOUT_PREFIX.length)); entry.resume(); continue; }
         const isDir = h.type === 'directory';
         seen.set(rel, isDir);
-        const pax = h.pax ?? {};
-        const xattrs = new Map<string, Buffer>();
-        for (const [k, v] of Object.entries(pax)) if (k.startsWith('SCHILY.xattr.')) xattrs.set(k.slice('SCHILY.xattr.'.length), Buffer.from(String(v), 'utf8'));
         await writer.addEntry({
           name: isDir ? `${rel}/` : rel,
           type: (h.type === 'contiguous-file' ? 'file' : h.type) as TarEntryType,
@@ -80,7 +83,7 @@ export async function exportImage(store: ContentStore, image: LocalImage, out: s
           linkname: h.type === 'link' ? normalizeEntryPath(h.linkname ?? '', `hardlink "${h.name}" target`) : h.linkname ?? undefined,
           devmajor: h.devmajor,
           devminor: h.devminor,
-          xattrs: xattrs.size ? xattrs : undefined,
+          xattrs,
         }, h.type === 'file' ? (entry as unknown as Readable) : undefined);
         if (h.type !== 'file') entry.resume();
         entries++;

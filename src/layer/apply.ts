@@ -13,13 +13,19 @@ import path from 'node:path';
 import tar, { type Header } from 'tar-stream';
 
 /** tar-stream's header with the PAX records it parses (missing from @types/tar-stream). */
-export type EntryHeader = Omit<Header, 'pax' | 'type'> & { type: string; pax?: Record<string, string> | null };
+export type EntryHeader = Omit<Header, 'pax' | 'type'> & {
+  type: string;
+  pax?: Record<string, string> | null;
+  /** SCHILY.xattr.* values as raw bytes, from RawXattrTap (tar-stream's are UTF-8 decoded). */
+  rawXattrs?: Map<string, Buffer>;
+};
 import { setAttribute, setAttributeSync } from '@napi-rs/xattr';
 import { HashingTransform } from '../store/content-store.js';
 import { UserError } from '../util/errors.js';
 import { STREAM_CHUNK } from '../util/fs.js';
 import { decompress, explainCompressionError, type CompressionOption } from './compression.js';
 import { WHITEOUT_PREFIX, OPAQUE_WHITEOUT } from './create.js';
+import { RawXattrTap } from './pax-tap.js';
 
 const run = promisify(execFile);
 
@@ -156,17 +162,11 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
       try { lchownSync(abs, h.uid ?? 0, h.gid ?? 0); } catch (e) { if (process.getuid?.() === 0) throw e; }
     }
     if (!isLink) chmodSync(abs, (h.mode ?? 0o644) & 0o7777);
-    const pax = h.pax ?? {};
-    for (const [key, value] of Object.entries(pax)) {
-      if (!key.startsWith('SCHILY.xattr.')) continue;
-      const name = key.slice('SCHILY.xattr.'.length);
-      if (isLink) continue;
-      // tar-stream decodes PAX values as UTF-8, so a binary value (security.capability) arrives
-      // mangled; skipping it beats writing a corrupt capability set. Known limitation.
-      if (String(value).includes('\uFFFD')) continue;
+    // Raw bytes from the PAX tap, so binary values (security.capability) survive.
+    for (const [name, value] of isLink ? [] : h.rawXattrs ?? []) {
       // Non-root cannot set trusted.*/security.*; a missing xattr is better than a failed unpack.
       try {
-        setAttributeSync(abs, name, Buffer.from(String(value), 'utf8'));
+        setAttributeSync(abs, name, value);
       } catch (e) {
         if (process.getuid?.() === 0 && !/not supported/i.test(String(e))) throw new LayerError(`entry "${h.name}": cannot set xattr ${name}: ${(e as Error).message}`);
       }
@@ -310,9 +310,14 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
 
   const diffHasher = new HashingTransform('sha256');
   const extract = tar.extract();
+  const tap = new RawXattrTap();
+  let index = 0;
   const consumer = new Writable({
     highWaterMark: STREAM_CHUNK,
-    write(chunk, _enc, cb) { if (extract.write(chunk)) cb(); else extract.once('drain', () => cb(null)); },
+    write(chunk: Buffer, _enc, cb) {
+      tap.feed(chunk);
+      if (extract.write(chunk)) cb(); else extract.once('drain', () => cb(null));
+    },
     final(cb) { (extract as unknown as { end(): void }).end(); cb(); },
   });
   let current: Readable | undefined;
@@ -322,7 +327,9 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
   const done = (async () => {
     for await (const entry of extract) {
       current = entry as unknown as Readable;
-      await handleEntry(entry.header as EntryHeader, current);
+      const header = entry.header as EntryHeader;
+      header.rawXattrs = tap.entries[index++];
+      await handleEntry(header, current);
     }
   })();
   try {

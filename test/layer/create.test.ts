@@ -157,3 +157,26 @@ test('a missing source directory is a clear error and stores nothing', async () 
   assert.deepEqual(await fsp.readdir(path.join(root, 'blobs/sha256')), []);
   assert.deepEqual(await fsp.readdir(store.tmpDir), []);
 });
+
+test('binary xattr values (security.capability-like) survive create, apply and export byte for byte', async () => {
+  requireRoot();
+  const { importRootfs, exportImage } = await import('../../src/archive/index.js');
+  const { resolveImage } = await import('../../src/store/index.js');
+  const root = tempDir('drydock-layer-xattr-');
+  const store = await ContentStore.open(root);
+  const dir = tempDir('drydock-layer-tree-');
+  const value = Buffer.from([0x01, 0x00, 0x00, 0x02, 0xff, 0x80, 0x00, 0x00, 0xc3, 0x28]);
+  await fsp.writeFile(path.join(dir, 'ping'), 'binary');
+  await setAttribute(path.join(dir, 'ping'), 'trusted.drydock-test', value);
+  await importRootfs(store, dir, { tag: 'xattr:1' });
+  const out = tempDir('drydock-layer-out-');
+  const img = await resolveImage(store, 'xattr:1');
+  const { unpackImage } = await import('../../src/layer/index.js');
+  await unpackImage(store, img, out);
+  assert.deepEqual(await getAttribute(path.join(out, 'ping'), 'trusted.drydock-test'), value);
+  const flat = path.join(tempDir(), 'flat.tar');
+  await exportImage(store, img, flat);
+  const again = tempDir('drydock-layer-out-');
+  await applyLayer(again, createReadStream(flat));
+  assert.deepEqual(await getAttribute(path.join(again, 'ping'), 'trusted.drydock-test'), value);
+});
