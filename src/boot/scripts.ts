@@ -23,6 +23,9 @@ export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
+# /run is a tmpfs that moves into the system: the medium, image, writable layer and persist disk
+# stay visible under /run/drydock, so shutdown can remount them read-only.
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 . /etc/drydock/boot.conf
 
 log() { echo "drydock: $*"; }
@@ -117,7 +120,7 @@ done
 [ -s /newroot/etc/hostname ] && hostname "$(head -n1 /newroot/etc/hostname)"
 [ -n "$BREAK" ] && rescue "drydock.shell: the system is at /newroot"
 
-for d in dev proc sys; do mkdir -p /newroot/$d && mount --move /$d /newroot/$d; done
+for d in dev proc sys run; do mkdir -p /newroot/$d && mount --move /$d /newroot/$d; done
 log "starting $DRYDOCK_INIT"
 exec switch_root /newroot "$DRYDOCK_INIT"
 `;
