@@ -87,6 +87,8 @@ A
 second
 B
 RUN echo 'app:x:1234:1234::/home/app:/bin/sh' >> /etc/passwd
+RUN echo x > /w/deleteme
+RUN rm /w/deleteme
 USER app
 RUN id -u > /tmp/uid.txt
 `,
@@ -97,6 +99,11 @@ RUN id -u > /tmp/uid.txt
   const out = await sh('runs', 'cat /w/shell.txt /w/exec.txt /w/heredoc.txt /w/two.txt /tmp/uid.txt');
   assert.equal(out, 'shell 2.0\nexec\nheredoc line 1\nheredoc 2.0\nfirst\nsecond\n1234\n');
   assert.ok(r.config.history!.some((h) => h.created_by?.startsWith('RUN |1 VERSION=2.0 /bin/sh -c echo "shell $VERSION"')));
+  // A deletion in RUN becomes an OCI whiteout in that step's layer.
+  const rmLayer = r.layers[r.layers.length - 2]!;
+  const listing = execFileSync('sh', ['-c', `zcat ${fx.store.blobPath(rmLayer.digest)} | tar t`], { encoding: 'utf8' });
+  assert.match(listing, /^w\/\.wh\.deleteme$/m);
+  assert.equal(await sh('runs', 'test -e /w/deleteme && echo present || echo gone'), 'gone\n');
 
   const bad = await fx.context({ Dockerfile: 'FROM busybox\nRUN echo before\nRUN echo failing; exit 3\n' });
   await assert.rejects(fx.build(bad), (e: Error & { exitCode?: number }) => {
