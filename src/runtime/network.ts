@@ -8,7 +8,8 @@ import { promisify } from 'node:util';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { UserError } from '../util/errors.js';
-import { writeJsonAtomic, readJsonIfExists } from '../util/fs.js';
+import { readJsonIfExists } from '../util/fs.js';
+import { writeJson } from './containers.js';
 
 const run = promisify(execFile);
 
@@ -92,7 +93,9 @@ async function linkExists(name: string): Promise<boolean> {
   try { await fsp.access(`/sys/class/net/${name}`); return true; } catch { return false; }
 }
 
-type Allocations = Record<string, string>; // ip -> container id
+// ip -> container id. Atomic (rename) but not fsynced: the file describes namespaces that do not
+// survive a reboot either.
+type Allocations = Record<string, string>;
 
 async function allocate(cfg: BridgeConfig, containerId: string): Promise<string> {
   const file = path.join(RUN_DIR, `${cfg.name}.json`);
@@ -102,7 +105,7 @@ async function allocate(cfg: BridgeConfig, containerId: string): Promise<string>
       const addr = `${prefix(cfg.subnet)}.${host}`;
       if (used[addr]) continue;
       used[addr] = containerId;
-      await writeJsonAtomic(file, used);
+      await writeJson(file, used, false);
       return addr;
     }
     throw new UserError(`no free address left on ${cfg.name} (${cfg.subnet}/24); remove stopped containers`);
@@ -113,7 +116,7 @@ async function release(bridge: string, addr: string, containerId: string): Promi
   const file = path.join(RUN_DIR, `${bridge}.json`);
   await withLock(path.join(RUN_DIR, `${bridge}.lock`), async () => {
     const used = (await readJsonIfExists<Allocations>(file)) ?? {};
-    if (used[addr] === containerId) { delete used[addr]; await writeJsonAtomic(file, used); }
+    if (used[addr] === containerId) { delete used[addr]; await writeJson(file, used, false); }
   });
 }
 
