@@ -71,6 +71,20 @@ describe('copy across transports', () => {
     assert.match(last, new RegExp(`^Copied ${img.descriptor.digest} \\(manifest ${img.descriptor.size} bytes, .* transferred, \\d+ blobs skipped\\)$`));
   });
 
+  it('pullImage (the builder\'s FROM) uses the local copy, or pulls what is missing', async () => {
+    const store = await ContentStore.open(root);
+    // docker.io is unreachable here: a local hit must not touch the network.
+    const local = await client.pullImage(store, 'app:1');
+    assert.equal(local.configDigest, img.config.descriptor.digest);
+    const fresh = await ContentStore.open(tempDir());
+    await client.push(store, 'app:1', `${reg.host}/team/from:1`);
+    const pulled = await client.pullImage(fresh, `${reg.host}/team/from:1`);
+    assert.equal(pulled.manifestDescriptor.digest, img.descriptor.digest);
+    assert.deepEqual(pulled.names, [`${reg.host}/team/from:1`]);
+    const byDigest = await client.pullImage(await ContentStore.open(tempDir()), `${reg.host}/team/from@${img.descriptor.digest}`);
+    assert.equal(byDigest.configDigest, img.config.descriptor.digest);
+  });
+
   it('a missing source image is a clear error', async () => {
     const r = await runCli(['copy', 'nope:1', `oci:${path.join(work, 'x')}`], { root });
     assert.equal(r.code, 1);
