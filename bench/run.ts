@@ -71,9 +71,14 @@ async function main(): Promise<void> {
     const dry = `env -u NODE_EXTRA_CA_CERTS DRYDOCK_ROOT=${store} DRYDOCK_BRIDGE=${env.DRYDOCK_BRIDGE} DRYDOCK_SUBNET=${env.DRYDOCK_SUBNET} ${process.execPath} ${cli} run --rm --network ${network} bench/busybox:latest true`;
     const pod = `${podman.join(' ')} run --rm --network ${network} ${podmanImage} true`;
     const json = path.join(root, `hyperfine-${network}.json`);
-    spawnSync('hyperfine', ['-N', '-w', '3', '-r', String(RUNS), '--export-json', json, '-n', `drydock (${network})`, dry, '-n', `podman (${network})`, pod], { stdio: 'inherit' });
-    const res = JSON.parse(readFileSync(json, 'utf8')) as HyperfineResult;
-    const [d, p] = res.results as [HyperfineResult['results'][0], HyperfineResult['results'][0]];
+    const hf = spawnSync('hyperfine', ['-N', '-w', '3', '-r', String(RUNS), '--export-json', json, '-n', `drydock (${network})`, dry, '-n', `podman (${network})`, pod], { stdio: 'inherit' });
+    const res = existsSync(json) ? JSON.parse(readFileSync(json, 'utf8')) as HyperfineResult : { results: [] };
+    const [d, p] = res.results;
+    if (hf.status !== 0 || !d || !p) {
+      // A failed run (either tool) is reported, not turned into a number.
+      rows.push(`| ${network} | ${d ? `${(d.mean * 1000).toFixed(0)} ms` : 'failed'} | ${p ? `${(p.mean * 1000).toFixed(0)} ms` : 'failed'} | n/a (hyperfine exit ${hf.status}) |`);
+      continue;
+    }
     const ratio = d.mean / p.mean;
     rows.push(`| ${network} | ${(d.mean * 1000).toFixed(0)} ± ${(d.stddev * 1000).toFixed(0)} ms | ${(p.mean * 1000).toFixed(0)} ± ${(p.stddev * 1000).toFixed(0)} ms | ${ratio.toFixed(2)}x ${ratio <= 0.8 ? '(target <= 0.8x met)' : '(target <= 0.8x NOT met)'} |`);
   }
