@@ -13,10 +13,21 @@ export const PROJECT_ROOT = fromSource ? path.resolve(here, '../..') : path.reso
 export const CLI_MAIN = fromSource ? path.join(PROJECT_ROOT, 'src/cli/main.ts') : path.join(PROJECT_ROOT, 'dist/src/cli/main.js');
 export const FIXTURES = path.join(PROJECT_ROOT, 'test/fixtures');
 
-/** A fresh temp dir, removed when the process exits. */
+const tempDirs = new Set<string>();
+let cleanupRegistered = false;
+
+/** A fresh temp dir, removed when the process exits (one exit listener for all of them). */
 export function tempDir(prefix = 'drydock-test-'): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
-  process.on('exit', () => { try { rmSync(dir, { recursive: true, force: true }); } catch { /* mounts may linger */ } });
+  tempDirs.add(dir);
+  if (!cleanupRegistered) {
+    cleanupRegistered = true;
+    process.on('exit', () => {
+      for (const d of tempDirs) {
+        try { rmSync(d, { recursive: true, force: true }); } catch { /* mounts may linger */ }
+      }
+    });
+  }
   return dir;
 }
 
