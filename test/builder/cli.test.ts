@@ -111,6 +111,17 @@ test('Ctrl-C stops the build: exit 130, no mounts or work dirs left', async () =
   assert.deepEqual(await fsp.readdir(path.join(root, 'builder')), []);
 });
 
+test('builder prune drops the cache: the next build reruns its steps', async () => {
+  const dir = await context('prune', { Dockerfile: 'FROM busybox\nRUN echo prune > /p\n' });
+  assert.equal((await runCli(['build', dir], { root })).code, 0);
+  assert.match((await runCli(['build', dir], { root })).stdout, /Using cache/);
+  const pruned = await runCli(['builder', 'prune', '-f', '--format', 'json'], { root });
+  assert.equal(pruned.code, 0, pruned.stderr);
+  assert.ok((JSON.parse(pruned.stdout) as { removed: number }).removed >= 1);
+  const after = await runCli(['build', dir], { root });
+  assert.doesNotMatch(after.stdout, /Using cache/);
+});
+
 test('--help shows examples', async () => {
   const r = await runCli(['build', '--help']);
   assert.equal(r.code, 0);

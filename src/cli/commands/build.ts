@@ -50,6 +50,7 @@ function parseCsv(text: string): Record<string, string> {
 }
 
 export function register(program: Command): void {
+  registerBuilderPrune(program);
   program
     .command('build')
     .description('Build an image from a Dockerfile (daemonless; RUN steps execute in runc)')
@@ -156,6 +157,25 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
       } else if (quiet) {
         process.stdout.write(`${result.imageId}\n`);
       }
+    });
+}
+
+function registerBuilderPrune(program: Command): void {
+  const builder = program.command('builder').description('Manage the build cache');
+  builder
+    .command('prune')
+    .description('Remove build cache entries (their layers become collectable by `drydock gc`)')
+    .option('-f, --force', 'do not prompt (accepted for Docker compatibility; drydock never prompts)')
+    .addOption(new Option('--format <format>', 'print the result as JSON').choices(['json']))
+    .addHelpText('after', `
+Examples:
+  drydock builder prune && drydock gc     # drop the build cache, then free the blobs it kept`)
+    .action(async (flags: { format?: string }) => {
+      const { BuildCache } = await import('../../builder/index.js');
+      const { ContentStore } = await import('../../store/index.js');
+      const removed = await new BuildCache(await ContentStore.open()).prune();
+      if (flags.format === 'json') printJson({ removed });
+      else process.stdout.write(`Deleted ${removed} build cache entr${removed === 1 ? 'y' : 'ies'}; run drydock gc to free their blobs\n`);
     });
 }
 
