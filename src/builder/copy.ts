@@ -3,12 +3,11 @@
 // the host; existing entries are unlinked before files are created, so no write goes through a
 // symlink either. ADD's local archives go through the foundation's checked extractor.
 import { createReadStream, promises as fsp } from 'node:fs';
-import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
 import path from 'node:path';
 import { resolveInRoot } from '../runtime/rootfs-path.js';
 import { applyLayer } from '../layer/apply.js';
-import { decompress, peekStream } from '../layer/compression.js';
+import { decompress, openWithExternalDecompressor, peekStream } from '../layer/compression.js';
 import { UserError } from '../util/errors.js';
 import { STREAM_CHUNK } from '../util/fs.js';
 import type { SourceEntry, SourceTree } from './context.js';
@@ -120,25 +119,9 @@ export async function writeFileInRoot(rootfs: string, inner: string, content: Re
   await fsp.chmod(target, opts.chmod ?? mode);
 }
 
-const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
-const BZIP2_MAGIC = Buffer.from('BZh');
-
-/** Opens a possibly compressed file as a plain stream (gzip/zstd by the foundation, xz/bzip2 by their binaries). */
+/** Opens a possibly compressed file as a plain stream (gzip, zstd, xz, bzip2). */
 async function openDecompressed(file: string): Promise<Readable> {
-  const fh = await fsp.open(file, 'r');
-  const head = Buffer.alloc(6);
-  await fh.read(head, 0, 6, 0);
-  await fh.close();
-  const program = head.subarray(0, 6).equals(XZ_MAGIC) ? 'xz' : head.subarray(0, 3).equals(BZIP2_MAGIC) ? 'bzip2' : undefined;
-  if (program) {
-    const child = spawn(program, ['-dc', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', (e) => child.stdout.destroy(new UserError(`ADD needs ${program} to extract ${path.basename(file)}: ${e.message}`)));
-    child.on('close', (code) => { if (code) child.stdout.destroy(new UserError(`${program}: ${err.trim() || `exit code ${code}`}`)); });
-    return child.stdout;
-  }
-  return (await decompress(createReadStream(file, { highWaterMark: STREAM_CHUNK }))).stream;
+  return (await decompress(await openWithExternalDecompressor(file))).stream;
 }
 
 /** True for a (possibly compressed) tar archive: "ustar" magic at offset 257 of the tar stream. */

@@ -3,6 +3,7 @@
 // binary, because Node 20 has no zstd.
 // Every helper is streaming; nothing here holds more than one chunk of a layer in memory.
 import { spawn } from 'node:child_process';
+import { createReadStream, promises as fsp } from 'node:fs';
 import { Duplex, PassThrough, Readable, Writable, pipeline } from 'node:stream';
 import zlib from 'node:zlib';
 import type { Compression } from '../image/media-types.js';
@@ -177,4 +178,20 @@ export function explainCompressionError(e: unknown): unknown {
     return new CompressionError(msg);
   }
   return e;
+}
+
+/**
+ * Opens a file users hand to ADD or `mkimage rootfs`. Node has no xz or bzip2, so those are
+ * decompressed here by their binaries (xz-utils, bzip2), with the same exit-status checks as
+ * zstd; anything else comes back as the raw file, for decompress() or the layer code to detect.
+ */
+export async function openWithExternalDecompressor(file: string): Promise<Readable> {
+  const fh = await fsp.open(file, 'r');
+  const head = Buffer.alloc(XZ_MAGIC.length);
+  try { await fh.read(head, 0, head.length, 0); } finally { await fh.close(); }
+  const program = startsWith(head, XZ_MAGIC) ? 'xz' : startsWith(head, BZIP2_MAGIC) ? 'bzip2' : undefined;
+  const input = createReadStream(file, { highWaterMark: STREAM_CHUNK });
+  if (!program) return input;
+  const filter = processFilter(program, ['-dc'], `${program} decompression of ${file}`);
+  return pipeline(input, filter, () => { /* errors reach the consumer through the filter */ }) as unknown as Readable;
 }

@@ -5,7 +5,7 @@ export { applyLayer, normalizeEntryPath, LayerError, MAX_PATH_LENGTH, MAX_PAX_BY
 export type { ApplyLayerOptions, ApplyLayerResult } from './apply.js';
 export { unpackImage } from './unpack.js';
 export type { UnpackResult } from './unpack.js';
-export { decompress, decompressor, compressor, detectCompression, peekStream, explainCompressionError, CompressionError } from './compression.js';
+export { decompress, decompressor, compressor, detectCompression, peekStream, explainCompressionError, CompressionError, openWithExternalDecompressor } from './compression.js';
 export type { CompressionOption } from './compression.js';
 export { encodeHeader, paddingFor, END_OF_ARCHIVE } from './tar-writer.js';
 export type { TarHeader, TarEntryType } from './tar-writer.js';

@@ -14,6 +14,7 @@ import { hostPlatform } from '../image/platform.js';
 import type { ImageConfig, Platform } from '../image/types.js';
 import { createLayer, type LayerInfo } from '../layer/create.js';
 import { applyLayer } from '../layer/apply.js';
+import { openWithExternalDecompressor } from '../layer/compression.js';
 import { importLayerStream } from '../archive/import.js';
 import { STREAM_CHUNK } from '../util/fs.js';
 import { UserError } from '../util/errors.js';
@@ -88,37 +89,12 @@ export async function importPreparedRootfs(store: ContentStore, source: string, 
   };
 }
 
-const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
-
 /**
  * Opens a rootfs tarball for streaming. The layer code reads plain, gzip and zstd tars itself;
- * xz, which Debian's and Ubuntu's published rootfs tarballs use, is decompressed here by the
- * `xz` binary (Node has no xz), so `mkimage rootfs foo.tar.xz` works like `docker import`.
+ * xz, which Debian's and Ubuntu's published rootfs tarballs use, and bzip2 are decompressed by
+ * their binaries (Node has neither), so `mkimage rootfs foo.tar.xz` works like `docker import`.
  */
-export async function openRootfsTarball(file: string): Promise<Readable> {
-  const fh = await fsp.open(file, 'r');
-  const head = Buffer.alloc(XZ_MAGIC.length);
-  try { await fh.read(head, 0, head.length, 0); } finally { await fh.close(); }
-  if (!head.equals(XZ_MAGIC)) return createReadStream(file, { highWaterMark: STREAM_CHUNK });
-  const child = spawn('xz', ['-dc', '--', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const out = new PassThrough({ highWaterMark: STREAM_CHUNK });
-  let stderr = '';
-  let exited = false;
-  child.stderr.on('data', (d: Buffer) => { if (stderr.length < 4096) stderr += d.toString(); });
-  child.stdout.pipe(out, { end: false });
-  child.on('error', (e: NodeJS.ErrnoException) => {
-    exited = true;
-    out.destroy(e.code === 'ENOENT' ? new UserError('xz is not installed (apt-get install xz-utils)') : e);
-  });
-  // Only a clean exit ends the stream: a corrupt .xz must fail the import, not truncate it.
-  child.on('close', (code, signal) => {
-    exited = true;
-    if (code === 0) out.end();
-    else out.destroy(new UserError(`cannot decompress ${file}: ${stderr.trim() || `xz exited ${code ?? signal}`}`));
-  });
-  out.on('close', () => { if (!exited) child.kill('SIGKILL'); });
-  return out;
-}
+export const openRootfsTarball = openWithExternalDecompressor;
 
 /** Unpacks a rootfs tarball (plain, gzip, zstd, xz) into `dir` with the layer extractor's safety checks. */
 export async function extractTarball(tarball: string, dir: string): Promise<void> {
