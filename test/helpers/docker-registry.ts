@@ -86,7 +86,7 @@ ${auth}`);
     url,
     dir,
     stop: () => new Promise<void>((resolve) => {
-      if (child.exitCode !== null) { resolve(); return; }
+      if (child.exitCode !== null || child.signalCode !== null) { resolve(); return; }
       child.once('exit', () => resolve());
       child.kill('SIGTERM');
     }),
