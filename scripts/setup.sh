@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   # runtime and image tools drydock drives
-  runc busybox-static zstd xz-utils file ca-certificates curl iproute2 iptables kmod
+  runc tini busybox-static zstd xz-utils bzip2 file ca-certificates curl iproute2 iptables kmod util-linux
   # mkimage
   debootstrap
   # boot: squashfs, ISO, disk images, initramfs, emulator for the boot tests
