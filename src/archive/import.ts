@@ -7,8 +7,8 @@ import tar from 'tar-stream';
 import type { ContentStore } from '../store/content-store.js';
 import { writeImage } from '../store/write-image.js';
 import { applyConfigChanges } from '../image/config-changes.js';
-import { hostPlatform } from '../image/platform.js';
-import type { ImageConfig, Platform } from '../image/types.js';
+import { singleLayerConfig } from '../image/config.js';
+import type { Platform } from '../image/types.js';
 import type { Compression } from '../image/media-types.js';
 import { createLayer, storeLayerStream, type LayerInfo } from '../layer/create.js';
 import { decompress } from '../layer/compression.js';
@@ -118,17 +118,13 @@ export async function importRootfs(store: ContentStore, source: string | Readabl
     from = '-';
     layer = await importLayerStream(store, source, { compression: opts.compression });
   }
-  const created = (opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000) : new Date()).toISOString();
-  const platform = opts.platform ?? hostPlatform();
-  const config: ImageConfig = {
-    created,
-    architecture: platform.architecture,
-    os: platform.os,
-    ...(platform.variant ? { variant: platform.variant } : {}),
+  const config = singleLayerConfig({
+    diffID: layer.diffID,
     config: applyConfigChanges({}, opts.changes ?? []),
-    rootfs: { type: 'layers', diff_ids: [layer.diffID] },
-    history: [{ created, created_by: `drydock import`, comment: opts.message ?? `Imported from ${from}` }],
-  };
+    platform: opts.platform,
+    sourceDateEpoch: opts.sourceDateEpoch,
+    history: { created_by: 'drydock import', comment: opts.message ?? `Imported from ${from}` },
+  });
   const written = await writeImage(store, { config, layers: [layer], tag: opts.tag });
   return { manifestDigest: written.manifestDigest, configDigest: written.configDigest, layer, names: written.names };
 }

@@ -2,14 +2,13 @@
 // semantics (src/runtime resolveInRoot), so a symlink in the image can never redirect a write to
 // the host; existing entries are unlinked before files are created, so no write goes through a
 // symlink either. ADD's local archives go through the foundation's checked extractor.
-import { createReadStream, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import { Readable } from 'node:stream';
 import path from 'node:path';
 import { resolveInRoot } from '../runtime/rootfs-path.js';
 import { applyLayer } from '../layer/apply.js';
 import { decompress, openWithExternalDecompressor, peekStream } from '../layer/compression.js';
 import { UserError } from '../util/errors.js';
-import { STREAM_CHUNK } from '../util/fs.js';
 import type { SourceEntry, SourceTree } from './context.js';
 
 export interface CopyOptions {

@@ -3,20 +3,17 @@
 // foundation's pieces (createLayer / importLayerStream, applyConfigChanges, writeImage) rather
 // than importRootfs because mkimage controls the history entry: importRootfs records the source
 // path, and a scratch dir's random name there would make SOURCE_DATE_EPOCH builds differ.
-import { createReadStream, promises as fsp } from 'node:fs';
-import { spawn } from 'node:child_process';
-import { PassThrough, type Readable } from 'node:stream';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { ContentStore } from '../store/content-store.js';
 import { writeImage } from '../store/write-image.js';
 import { applyConfigChanges } from '../image/config-changes.js';
-import { hostPlatform } from '../image/platform.js';
-import type { ImageConfig, Platform } from '../image/types.js';
+import { singleLayerConfig } from '../image/config.js';
+import type { Platform } from '../image/types.js';
 import { createLayer, type LayerInfo } from '../layer/create.js';
 import { applyLayer } from '../layer/apply.js';
 import { openWithExternalDecompressor } from '../layer/compression.js';
 import { importLayerStream } from '../archive/import.js';
-import { STREAM_CHUNK } from '../util/fs.js';
 import { UserError } from '../util/errors.js';
 
 export const DEFAULT_PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -68,17 +65,13 @@ export async function importPreparedRootfs(store: ContentStore, source: string, 
   const layer: LayerInfo = st.isDirectory()
     ? await createLayer(store, { dir: source }, { sourceDateEpoch: opts.sourceDateEpoch })
     : await importLayerStream(store, await openRootfsTarball(source));
-  const created = (opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000) : new Date()).toISOString();
-  const platform = opts.platform ?? hostPlatform();
-  const config: ImageConfig = {
-    created,
-    architecture: platform.architecture,
-    os: platform.os,
-    ...(platform.variant ? { variant: platform.variant } : {}),
+  const config = singleLayerConfig({
+    diffID: layer.diffID,
     config: containerConfig,
-    rootfs: { type: 'layers', diff_ids: [layer.diffID] },
-    history: [{ created, created_by: opts.createdBy }],
-  };
+    platform: opts.platform,
+    sourceDateEpoch: opts.sourceDateEpoch,
+    history: { created_by: opts.createdBy },
+  });
   const written = await writeImage(store, { config, layers: [layer], tag: opts.tags });
   return {
     id: written.configDigest,

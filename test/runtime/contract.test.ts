@@ -1,6 +1,6 @@
 // The runtime ↔ builder contract on real runc and real overlayfs: a busybox rootfs as the lower
 // dir, a container writes into the upper dir, users resolve from the image's /etc/passwd.
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
