@@ -2,7 +2,7 @@
 // imports its subsystem lazily inside the action, so `drydock --help` and quick commands start fast.
 import { Command, CommanderError } from 'commander';
 import { UserError } from '../util/errors.js';
-import { COMMANDS } from './commands/index.js';
+import { modulesFor } from './commands/index.js';
 
 export async function main(argv: string[] = process.argv): Promise<number> {
   const program = new Command('drydock')
@@ -10,13 +10,15 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     .version(process.env.npm_package_version ?? '0.1.0', '-v, --version')
     .option('--root <dir>', 'store root (default $DRYDOCK_ROOT or ~/.local/share/drydock)')
     .showHelpAfterError('(run with --help for usage)')
+    // Options after a subcommand belong to it (`run IMAGE cmd --flag` passes --flag through).
+    .enablePositionalOptions()
     .exitOverride();
   program.hook('preAction', (cmd) => {
     const root = cmd.opts().root as string | undefined;
     if (root) process.env.DRYDOCK_ROOT = root;
   });
-  for (const register of COMMANDS) register(program);
   try {
+    for (const mod of await Promise.all(modulesFor(argv.slice(2)).map((m) => m.load()))) mod.register(program);
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {

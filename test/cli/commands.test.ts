@@ -1,0 +1,46 @@
+// The CLI loads only the module that owns the command being run; this keeps the name table in
+// src/cli/commands/index.ts true to what each module registers, and checks the dispatch.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Command } from 'commander';
+import { COMMAND_MODULES, commandWord, modulesFor } from '../../src/cli/commands/index.js';
+import { runCli } from '../helpers/env.js';
+
+test('each module registers exactly the names the table lists', async () => {
+  const seen = new Set<string>();
+  for (const m of COMMAND_MODULES) {
+    const program = new Command();
+    (await m.load()).register(program);
+    const names = program.commands.flatMap((c) => [c.name(), ...c.aliases()]);
+    assert.deepEqual([...names].sort(), [...m.names].sort());
+    for (const n of names) {
+      assert.ok(!seen.has(n), `"${n}" is registered by two modules`);
+      seen.add(n);
+    }
+  }
+});
+
+const cases: { args: string[]; word: string | undefined; modules: number }[] = [
+  { args: ['run', '--rm', 'busybox', 'true'], word: 'run', modules: 1 },
+  { args: ['--root', '/tmp/x', 'images'], word: 'images', modules: 1 },
+  { args: ['--root=/tmp/x', 'build', '.'], word: 'build', modules: 1 },
+  { args: ['--help'], word: undefined, modules: COMMAND_MODULES.length },
+  { args: ['help', 'build'], word: 'help', modules: COMMAND_MODULES.length },
+  { args: ['no-such-command'], word: 'no-such-command', modules: COMMAND_MODULES.length },
+];
+
+for (const c of cases) {
+  test(`dispatch: drydock ${c.args.join(' ')}`, () => {
+    assert.equal(commandWord(c.args), c.word);
+    assert.equal(modulesFor(c.args).length, c.modules);
+  });
+}
+
+test('help lists every command; an unknown command is an error with a suggestion', async () => {
+  const help = await runCli(['--help']);
+  assert.equal(help.code, 0);
+  for (const m of COMMAND_MODULES) assert.match(help.stdout, new RegExp(`\\n  ${m.names.at(-1)}\\b`));
+  const bad = await runCli(['imagse']);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /unknown command 'imagse'.*\n?.*images/s);
+});
