@@ -5,16 +5,16 @@
 //   peak RSS of each server (VmHWM)
 // Run: node --import tsx bench/registry.ts [--seconds 5] [--blob-mib 8] [--total-mib 256]
 // Prints a table and the drydock/distribution ratio per row; --json prints machine-readable results.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
 import { digestOf } from '../src/image/digest.js';
-import { freePort } from '../test/helpers/docker-registry.js';
+import { freePort, startDistribution as startDistributionRegistry } from '../test/helpers/docker-registry.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fromSource = import.meta.url.endsWith('.ts');
@@ -44,34 +44,8 @@ async function waitReady(url: string, proc: ChildProcess, stderr: () => string):
 }
 
 async function startDistribution(): Promise<Server> {
-  const bin = '/usr/bin/docker-registry';
-  if (spawnSync('test', ['-x', bin]).status !== 0) throw new Error('docker-registry (distribution 2.8) is not installed: apt-get install docker-registry');
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'drydock-bench-distribution-'));
-  const port = await freePort();
-  writeFileSync(path.join(dir, 'config.yml'), `version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  cache:
-    blobdescriptor: inmemory
-  filesystem:
-    rootdirectory: ${dir}/data
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: 127.0.0.1:${port}
-`);
-  let err = '';
-  const proc = spawn(bin, ['serve', path.join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  proc.stderr!.on('data', (d) => (err += d));
-  const url = `http://127.0.0.1:${port}`;
-  await waitReady(url, proc, () => err);
-  return { name: 'distribution', url, proc, dir };
+  const r = await startDistributionRegistry({ blobDescriptorCache: true });
+  return { name: 'distribution', url: r.url, proc: r.process, dir: r.dir };
 }
 
 async function startDrydock(variant: string[]): Promise<Server> {

@@ -12,6 +12,8 @@ export interface DistributionRegistry {
   host: string;
   url: string;
   dir: string;
+  /** The registry process (benchmarks read its peak RSS). */
+  process: ChildProcess;
   stop(): Promise<void>;
 }
 
@@ -34,7 +36,13 @@ export function htpasswdLine(user: string, password: string): string {
   return r.stdout.trim();
 }
 
-export async function startDistribution(opts: { users?: Record<string, string> } = {}): Promise<DistributionRegistry> {
+export interface DistributionOptions {
+  users?: Record<string, string>;
+  /** storage.cache.blobdescriptor: inmemory, as production configs (and the benchmark) use. */
+  blobDescriptorCache?: boolean;
+}
+
+export async function startDistribution(opts: DistributionOptions = {}): Promise<DistributionRegistry> {
   const bin = requireTool('docker-registry', 'apt-get install docker-registry');
   const dir = tempDir('drydock-distribution-');
   const storage = path.join(dir, 'storage');
@@ -53,7 +61,7 @@ log:
   accesslog:
     disabled: true
 storage:
-  filesystem:
+${opts.blobDescriptorCache ? '  cache:\n    blobdescriptor: inmemory\n' : ''}  filesystem:
     rootdirectory: ${storage}
   delete:
     enabled: true
@@ -85,6 +93,7 @@ ${auth}`);
     host: `127.0.0.1:${port}`,
     url,
     dir,
+    process: child,
     stop: () => new Promise<void>((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) { resolve(); return; }
       child.once('exit', () => resolve());
