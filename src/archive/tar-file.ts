@@ -9,7 +9,7 @@ import { Readable, type Writable } from 'node:stream';
 import path from 'node:path';
 import { STREAM_CHUNK, tempName, fsyncDir } from '../util/fs.js';
 import { UserError } from '../util/errors.js';
-import { encodeHeader, paddingFor, END_OF_ARCHIVE, BLOCK, type TarHeader } from '../layer/tar-writer.js';
+import { encodeHeader, paddingFor, parseTarNumber, END_OF_ARCHIVE, BLOCK, type TarHeader } from '../layer/tar-writer.js';
 import { normalizeEntryPath } from '../layer/apply.js';
 
 export class ArchiveError extends UserError {
@@ -26,17 +26,6 @@ export interface TarIndexEntry {
 }
 
 const MAX_META_ENTRY = 1 << 20;
-
-function parseOctal(buf: Buffer, off: number, len: number): number {
-  if (buf[off]! & 0x80) {
-    // GNU base-256 for values beyond the octal field.
-    let v = 0;
-    for (let i = off + 1; i < off + len; i++) v = v * 256 + buf[i]!;
-    return v;
-  }
-  const s = buf.toString('ascii', off, off + len).replace(/[\0 ]+.*$/s, '').trim();
-  return s ? parseInt(s, 8) : 0;
-}
 
 function cstring(buf: Buffer, off: number, len: number): string {
   const end = buf.indexOf(0, off);
@@ -87,9 +76,9 @@ export class TarFile {
         if (header.every((b) => b === 0)) break;
         let sum = 0;
         for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : header[i]!;
-        if (sum !== parseOctal(header, 148, 8)) throw new ArchiveError(`${file}: not a tar archive or corrupt (bad header checksum at offset ${pos})`);
+        if (sum !== parseTarNumber(header, 148, 8)) throw new ArchiveError(`${file}: not a tar archive or corrupt (bad header checksum at offset ${pos})`);
         const typeflag = String.fromCharCode(header[156] || 0x30);
-        let size = parseOctal(header, 124, 12);
+        let size = parseTarNumber(header, 124, 12);
         const dataAt = pos + BLOCK;
         if (typeflag === 'x' || typeflag === 'g' || typeflag === 'L' || typeflag === 'K') {
           const meta = await readMeta(dataAt, size);

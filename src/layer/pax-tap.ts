@@ -4,19 +4,10 @@
 // numbered in archive order, the order tar-stream emits them in; the tap sees every header
 // before tar-stream does (it is fed each chunk first), so entry n's xattrs are ready when
 // tar-stream hands out entry n.
-const BLOCK = 512;
+import { BLOCK, parseTarNumber } from './tar-writer.js';
+
 const XATTR_PREFIX = 'SCHILY.xattr.';
 const MAX_META = 1 << 20;
-
-function parseNumber(buf: Buffer, off: number, len: number): number {
-  if (buf[off]! & 0x80) {
-    let v = 0;
-    for (let i = off + 1; i < off + len; i++) v = v * 256 + buf[i]!;
-    return v;
-  }
-  const s = buf.toString('ascii', off, off + len).replace(/[\0 ].*$/s, '').trim();
-  return s ? parseInt(s, 8) : 0;
-}
 
 /** Binary-safe PAX record parser: keys are ASCII, values stay bytes. */
 export function parsePaxRecords(data: Buffer): Map<string, Buffer> {
@@ -73,7 +64,7 @@ export class RawXattrTap {
   private onHeader(block: Buffer): void {
     if (block.every((b) => b === 0)) return; // end-of-archive blocks
     const type = String.fromCharCode(block[156] || 0x30);
-    let size = parseNumber(block, 124, 12);
+    let size = parseTarNumber(block, 124, 12);
     if (type === 'x' || type === 'g' || type === 'L' || type === 'K') {
       if (type === 'x' && size <= MAX_META) { this.capture = []; this.captureSize = size; }
       this.remaining = size + ((BLOCK - (size % BLOCK)) % BLOCK);
