@@ -1,11 +1,10 @@
 // Runs a stored image's default command (or given args) in real runc through src/runtime, the
 // way `docker run IMAGE` would, and captures its output. For tests that check what a build made.
-import { PassThrough } from 'node:stream';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { ContentStore, resolveImage } from '../../src/store/index.js';
-import { ensureLayersUnpacked, mountRootfs, createRuntimeSpec, runOnce } from '../../src/runtime/index.js';
+import { ensureLayersUnpacked, mountRootfs, createRuntimeSpec, runOnceCaptured } from '../../src/runtime/index.js';
 
 export async function runImage(root: string, image: string, opts: { args?: string[]; network?: 'none' | 'host' } = {}): Promise<{ code: number; out: string; err: string }> {
   const store = await ContentStore.open(root);
@@ -18,14 +17,8 @@ export async function runImage(root: string, image: string, opts: { args?: strin
   try {
     const args = [...(c.Entrypoint ?? []), ...(opts.args ?? c.Cmd ?? [])];
     const spec = await createRuntimeSpec({ rootfs: m.rootfs, args, env: c.Env ?? [], cwd: c.WorkingDir || '/', user: c.User ?? '', network: opts.network ?? 'none', hostFilesDir: path.join(work, 'hostfiles') });
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    let out = '';
-    let err = '';
-    stdout.on('data', (d) => (out += d));
-    stderr.on('data', (d) => (err += d));
-    const r = await runOnce({ id, bundleDir: path.join(work, 'bundle'), spec, stdio: { stdout, stderr } });
-    return { code: r.exitCode, out, err };
+    const r = await runOnceCaptured({ id, bundleDir: path.join(work, 'bundle'), spec });
+    return { code: r.exitCode, out: r.stdout, err: r.stderr };
   } finally {
     await m.unmount();
     await fsp.rm(work, { recursive: true, force: true });

@@ -1,7 +1,6 @@
 // Shared setup for the runtime CLI tests: a private store, a private bridge + subnet (so parallel
 // test files and other engineers' containers never share addresses), and cleanup of everything.
 import { execFileSync } from 'node:child_process';
-import net from 'node:net';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { tempDir, requireRoot, requireTool, runCli, type CliResult } from '../helpers/env.js';
@@ -47,13 +46,7 @@ export async function runtimeFixture(label: string): Promise<RuntimeFixture> {
   };
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
-    s.on('error', reject);
-  });
-}
+export { freePort } from '../helpers/docker-registry.js';
 
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 15_000): Promise<T> {
   const deadline = Date.now() + ms;
