@@ -16,7 +16,7 @@ import { parseReference, formatReference } from '../image/reference.js';
 import type { Descriptor, ImageIndex, ImageManifest } from '../image/types.js';
 import { decompress, decompressor, detectCompression, peekStream } from '../layer/compression.js';
 import { storeLayerStream } from '../layer/create.js';
-import { STREAM_CHUNK } from '../util/fs.js';
+import { STREAM_CHUNK, discardStreamedFile } from '../util/fs.js';
 import { ArchiveError, TarFile } from './tar-file.js';
 import { readDockerArchive, digestFromBlobPath } from './docker.js';
 import { TarLayoutFiles, readLayoutIndex, blobEntryName } from './oci.js';
@@ -59,11 +59,12 @@ async function materialise(store: ContentStore, input: string | Readable): Promi
   }
   const tmp = path.join(store.tmpDir, `load-${process.pid}-${randomBytes(6).toString('hex')}.tar`);
   const cleanup = () => fsp.rm(tmp, { force: true });
+  const out = createWriteStream(tmp, { flags: 'wx', highWaterMark: STREAM_CHUNK });
   try {
     const { stream } = await decompress(input, 'auto');
-    await pipeline(stream, createWriteStream(tmp, { flags: 'wx', highWaterMark: STREAM_CHUNK }));
+    await pipeline(stream, out);
   } catch (e) {
-    await cleanup();
+    await discardStreamedFile(out, tmp);
     throw describeTarError(e);
   }
   return { file: tmp, cleanup };

@@ -7,7 +7,7 @@ import { createReadStream, createWriteStream, promises as fsp, type WriteStream 
 import { once } from 'node:events';
 import { Readable, type Writable } from 'node:stream';
 import path from 'node:path';
-import { STREAM_CHUNK, tempName, fsyncDir } from '../util/fs.js';
+import { STREAM_CHUNK, tempName, fsyncDir, discardStreamedFile } from '../util/fs.js';
 import { UserError } from '../util/errors.js';
 import { encodeHeader, paddingFor, parseTarNumber, END_OF_ARCHIVE, BLOCK, type TarHeader } from '../layer/tar-writer.js';
 import { normalizeEntryPath } from '../layer/apply.js';
@@ -269,9 +269,6 @@ export class TarWriter {
   }
 
   async abort(): Promise<void> {
-    if (this.tmp) {
-      this.out.destroy();
-      await fsp.rm(this.tmp, { force: true });
-    }
+    if (this.tmp) await discardStreamedFile(this.out as WriteStream, this.tmp);
   }
 }

@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import path from 'node:path';
-import { STREAM_CHUNK, tempName, fsyncDir } from '../util/fs.js';
+import { STREAM_CHUNK, tempName, fsyncDir, discardStreamedFile } from '../util/fs.js';
 
 export type CpioEntry =
   | { type: 'dir'; name: string; mode?: number }
@@ -82,8 +82,8 @@ export async function entriesFromDir(dir: string, prefix = ''): Promise<CpioEntr
 /** Writes a gzip-compressed newc archive atomically (temp file, fsync, rename). */
 export async function writeGzipCpio(target: string, entries: CpioEntry[], mtime = 0): Promise<void> {
   const tmp = tempName(target);
+  const out = createWriteStream(tmp, { highWaterMark: STREAM_CHUNK });
   try {
-    const out = createWriteStream(tmp, { highWaterMark: STREAM_CHUNK });
     // Level 6: -9 is ~10x slower on kernel modules for ~1% less.
     await pipeline(Readable.from(cpioStream(entries, mtime)), createGzip({ level: 6, chunkSize: 256 * 1024 }), out);
     const fh = await fsp.open(tmp, 'r');
@@ -91,7 +91,7 @@ export async function writeGzipCpio(target: string, entries: CpioEntry[], mtime 
     await fsp.rename(tmp, target);
     await fsyncDir(path.dirname(target));
   } catch (e) {
-    await fsp.rm(tmp, { force: true });
+    await discardStreamedFile(out, tmp);
     throw e;
   }
 }

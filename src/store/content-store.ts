@@ -11,7 +11,7 @@ import lockfile from 'proper-lockfile';
 import { Digester, parseDigest, digestOf, type DigestAlgorithm } from '../image/digest.js';
 import type { Descriptor, ImageIndex } from '../image/types.js';
 import { MediaType } from '../image/media-types.js';
-import { fsyncDir, readJsonIfExists, writeJsonAtomic, writeFileAtomic, STREAM_CHUNK } from '../util/fs.js';
+import { fsyncDir, discardStreamedFile, readJsonIfExists, writeJsonAtomic, writeFileAtomic, STREAM_CHUNK } from '../util/fs.js';
 
 export const REF_NAME_ANNOTATION = 'io.containerd.image.name';
 export const OCI_REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
@@ -155,7 +155,7 @@ export class ContentStore {
       await fsyncDir(path.dirname(target));
       return { digest, size, created: !existed };
     } catch (e) {
-      await fsp.rm(tmp, { force: true });
+      await discardStreamedFile(out, tmp);
       throw e;
     }
   }

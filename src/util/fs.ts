@@ -1,6 +1,6 @@
 // Crash-safe file writes: temp file in the same directory, fsync, rename, fsync the directory.
 // A reader therefore sees either the old file or the complete new one, never a torn write.
-import { promises as fsp, constants } from 'node:fs';
+import { promises as fsp, constants, type WriteStream } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 
@@ -18,6 +18,20 @@ export async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await fh?.close();
   }
+}
+
+/**
+ * Removes the temp file of a failed streamed write. pipeline() rejects as soon as the source
+ * fails, possibly while the write stream is still opening its file; removing it before the stream
+ * has closed would race with that open and leave the temp file behind.
+ */
+export async function discardStreamedFile(out: WriteStream, file: string): Promise<void> {
+  if (!out.closed) {
+    const closed = new Promise<void>((resolve) => out.once('close', () => resolve()));
+    out.destroy();
+    await closed;
+  }
+  await fsp.rm(file, { force: true });
 }
 
 export async function writeFileAtomic(target: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
