@@ -1,7 +1,6 @@
 // A repository in a registry as an ImageSource (pull side: mirrors first, then upstream) and an
 // ImageDestination (push side: HEAD to skip, cross-repository mount, monolithic streamed PUT).
 import { Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
 import { digestOf, parseDigest } from '../image/digest.js';
 import { MANIFEST_MEDIA_TYPES, MediaType } from '../image/media-types.js';
 import { formatReference, type Reference } from '../image/reference.js';
@@ -14,6 +13,7 @@ import { repositoryOn, type Endpoint, type RegistryHostConfig } from './registri
 import {
   RegistryHttpError, isTransientNetworkError, backoffMs, sleep, describeNetworkError, readBodyLimited, type RegistryTransport,
 } from './transport.js';
+import type { HttpResponse } from './http.js';
 
 /** Manifests larger than this are refused (the limit distribution and containerd use). */
 export const MAX_MANIFEST_SIZE = 4 * 1024 * 1024;
@@ -25,7 +25,7 @@ export class ManifestTooLargeError extends UserError {
 }
 
 /** Reads a manifest response: size-capped, media type from the document or the header. */
-async function readManifest(res: Dispatcher.ResponseData, what: string): Promise<RawManifest> {
+async function readManifest(res: HttpResponse, what: string): Promise<RawManifest> {
   const declared = Number(res.headers['content-length']);
   if (Number.isFinite(declared) && declared > MAX_MANIFEST_SIZE) {
     res.body.destroy();
@@ -137,7 +137,7 @@ export class RemoteImageSource implements ImageSource {
     return Readable.from(this.resumingBody(first.t, first.repo, desc, first.res), { objectMode: false, highWaterMark: STREAM_CHUNK });
   }
 
-  private async getBlob(t: RegistryTransport, repo: string, digest: string, offset: number): Promise<Dispatcher.ResponseData> {
+  private async getBlob(t: RegistryTransport, repo: string, digest: string, offset: number): Promise<HttpResponse> {
     const res = await t.send({
       method: 'GET', path: `/v2/${repo}/blobs/${digest}`, headers: offset > 0 ? { range: `bytes=${offset}-` } : {},
       scopes: [scopePull(repo)], followRedirects: true, what: `GET blob ${t.host}/${repo}@${digest}`, allow: [404],
@@ -149,9 +149,9 @@ export class RemoteImageSource implements ImageSource {
     return res;
   }
 
-  private async *resumingBody(t: RegistryTransport, repo: string, desc: Descriptor, firstRes: Dispatcher.ResponseData): AsyncGenerator<Buffer> {
+  private async *resumingBody(t: RegistryTransport, repo: string, desc: Descriptor, firstRes: HttpResponse): AsyncGenerator<Buffer> {
     let received = 0;
-    let res: Dispatcher.ResponseData | undefined = firstRes;
+    let res: HttpResponse | undefined = firstRes;
     let failures = 0;
     for (;;) {
       try {

@@ -1,10 +1,9 @@
 // HTTP to one registry endpoint: scheme detection (HTTPS, or HTTP for insecure registries),
 // Basic and Bearer challenges with per-scope token caching, manual redirects that never carry
 // credentials to another origin, and retries with backoff for transient failures.
-import { Agent, request, type Dispatcher } from 'undici';
 import type { Readable } from 'node:stream';
 import { UserError } from '../util/errors.js';
-import { STREAM_CHUNK } from '../util/fs.js';
+import { HttpPool, type HttpResponse } from './http.js';
 import type { Credentials } from './auth-config.js';
 import type { Endpoint } from './registries-config.js';
 
@@ -105,7 +104,7 @@ export async function readBodyLimited(body: Readable, limit: number, what: strin
   return Buffer.concat(chunks);
 }
 
-async function errorFromResponse(res: Dispatcher.ResponseData, what: string): Promise<RegistryHttpError> {
+async function errorFromResponse(res: HttpResponse, what: string): Promise<RegistryHttpError> {
   let text = '';
   try { text = (await readBodyLimited(res.body, MAX_ERROR_BODY, 'error body')).toString('utf8'); } catch { /* keep status */ }
   let code: string | undefined;
@@ -152,7 +151,7 @@ export interface SendOptions {
 interface CachedToken { token: string; expires: number }
 
 export class RegistryTransport {
-  private readonly agent: Agent;
+  private readonly pool: HttpPool;
   private base?: URL;
   private pinging?: Promise<void>;
   private challenge?: Challenge;
@@ -162,17 +161,13 @@ export class RegistryTransport {
 
   constructor(readonly endpoint: Endpoint, private readonly opts: TransportOptions = {}) {
     const tls = opts.tls ?? {};
-    this.agent = new Agent({
-      connections: opts.connections ?? 8,
-      connect: { ca: tls.ca && tls.ca.length ? tls.ca : undefined, cert: tls.cert, key: tls.key, rejectUnauthorized: !endpoint.insecure },
-      keepAliveTimeout: 30_000,
-    });
+    this.pool = new HttpPool({ connections: opts.connections ?? 8, tls: { ...tls, rejectUnauthorized: !endpoint.insecure } });
   }
 
   get host(): string { return this.endpoint.host; }
 
   async close(): Promise<void> {
-    await this.agent.close().catch(() => {});
+    this.pool.close();
   }
 
   private async credentials(): Promise<Credentials | undefined> {
@@ -198,7 +193,7 @@ export class RegistryTransport {
       const base = new URL(`${scheme}://${this.endpoint.host}`);
       for (let attempt = 0; ; attempt++) {
         try {
-          const res = await request(new URL('/v2/', base), { method: 'GET', dispatcher: this.agent, headers: { 'user-agent': USER_AGENT } });
+          const res = await this.pool.request(new URL('/v2/', base), { method: 'GET', headers: { 'user-agent': USER_AGENT } });
           await res.body.dump().catch(() => {});
           if (res.statusCode === 401) this.challenge = parseChallenges(res.headers['www-authenticate'])[0];
           else if (res.statusCode >= 500 || res.statusCode === 429) throw new TransientError(`${this.endpoint.host}: /v2/ answered ${res.statusCode}`);
@@ -249,9 +244,9 @@ export class RegistryTransport {
     } else if (creds) {
       headers.authorization = `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
     }
-    let res: Dispatcher.ResponseData;
+    let res: HttpResponse;
     try {
-      res = await request(url, { method, headers, body, dispatcher: this.agent });
+      res = await this.pool.request(url, { method, headers, body });
     } catch (e) {
       throw new UserError(`token endpoint ${url.origin}${url.pathname} is unreachable: ${describeNetworkError(e)}`);
     }
@@ -294,7 +289,7 @@ export class RegistryTransport {
    * (no loop). Redirects are followed by hand: the Authorization header goes only to this
    * endpoint's own origin. Requests with a stream body are never retried here.
    */
-  async send(o: SendOptions): Promise<Dispatcher.ResponseData> {
+  async send(o: SendOptions): Promise<HttpResponse> {
     await this.ping();
     const retries = typeof o.body === 'object' && !Buffer.isBuffer(o.body) ? 0 : o.retries ?? this.opts.retries ?? 3;
     for (let attempt = 0; ; attempt++) {
@@ -310,7 +305,7 @@ export class RegistryTransport {
     }
   }
 
-  private async sendOnce(o: SendOptions): Promise<Dispatcher.ResponseData> {
+  private async sendOnce(o: SendOptions): Promise<HttpResponse> {
     let url = this.url(o.path);
     let authRetried = false;
     let redirects = 0;
@@ -322,9 +317,7 @@ export class RegistryTransport {
         const auth = await this.authorization(o.scopes, fresh);
         if (auth) headers.authorization = auth;
       }
-      // A 1 MiB body buffer lets undici keep reading the socket while the consumer hashes and
-      // writes, instead of pausing it every 64 KiB.
-      const res = await request(url, { method: o.method, headers, body: o.body, dispatcher: this.agent, highWaterMark: STREAM_CHUNK });
+      const res = await this.pool.request(url, { method: o.method, headers, body: o.body });
       const status = res.statusCode;
       if (status === 401 && sameOrigin) {
         const ch = parseChallenges(res.headers['www-authenticate'])[0];
@@ -359,8 +352,8 @@ export class RegistryTransport {
   }
 
   /** Plain GET of a URL on another origin (foreign layers): never carries credentials. */
-  async fetchForeign(url: string): Promise<Dispatcher.ResponseData> {
-    const res = await request(url, { method: 'GET', headers: { 'user-agent': USER_AGENT }, dispatcher: this.agent });
+  async fetchForeign(url: string): Promise<HttpResponse> {
+    const res = await this.pool.request(new URL(url), { method: 'GET', headers: { 'user-agent': USER_AGENT } });
     if (res.statusCode !== 200) {
       await res.body.dump().catch(() => {});
       throw new RegistryHttpError(`GET ${url}: ${res.statusCode}`, res.statusCode);
