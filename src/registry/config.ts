@@ -5,6 +5,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { UserError } from '../util/errors.js';
 import type { AccessRule } from './auth/access.js';
+import { s3OptionsFromConfig, type S3StorageConfig } from './storage/s3.js';
 
 export interface RegistryConfig {
   version?: string;
@@ -12,6 +13,8 @@ export interface RegistryConfig {
   storage: {
     /** fsync: drydock extension (default true); false behaves like distribution (no fsync). */
     filesystem: { rootdirectory: string; fsync?: boolean };
+    /** distribution's s3 driver parameters; when present, the registry stores everything in the bucket. */
+    s3?: S3StorageConfig;
     delete?: { enabled?: boolean };
     maintenance?: {
       uploadpurging?: { enabled?: boolean; age?: string; interval?: string; dryrun?: boolean };
@@ -85,8 +88,13 @@ export async function loadConfigFile(file: string): Promise<RegistryConfig> {
 export function normalizeConfig(doc: Partial<RegistryConfig> & Record<string, unknown>, baseDir = process.cwd()): RegistryConfig {
   const storage = (doc.storage ?? {}) as Record<string, unknown>;
   const drivers = Object.keys(storage).filter((k) => !['delete', 'maintenance', 'cache', 'redirect'].includes(k));
-  const unsupported = drivers.filter((d) => d !== 'filesystem' && d !== 'inmemory');
-  if (unsupported.length > 0) throw new UserError(`storage driver "${unsupported[0]}" is not supported (drydock has: filesystem)`);
+  const unsupported = drivers.filter((d) => d !== 'filesystem' && d !== 'inmemory' && d !== 's3');
+  if (unsupported.length > 0) throw new UserError(`storage driver "${unsupported[0]}" is not supported (drydock has: filesystem, s3)`);
+  if (storage.s3 !== undefined) {
+    if (!storage.s3 || typeof storage.s3 !== 'object') throw new UserError('storage.s3 needs parameters (bucket, region or regionendpoint, ...)');
+    // When s3 is configured it is the store; storage.filesystem (always filled in below) is unused.
+    s3OptionsFromConfig(storage.s3 as Record<string, unknown>);
+  }
   const fsCfg = (storage.filesystem ?? {}) as { rootdirectory?: string; fsync?: boolean };
   const fsRoot = fsCfg.rootdirectory ?? '/var/lib/registry';
   const resolve = (p: string | undefined) => (p ? path.resolve(baseDir, p) : p);

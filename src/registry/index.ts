@@ -14,17 +14,18 @@ import { createRegistryServer, type CreateServerOptions, type RegistryServer } f
 import { normalizeConfig, type RegistryConfig } from './config.js';
 import type { AccessRule } from './auth/access.js';
 
-export { createRegistryServer, type RegistryServer, type CreateServerOptions } from './server.js';
+export { createRegistryServer, createStorageDriver, storageLocation, type RegistryServer, type CreateServerOptions } from './server.js';
 export { loadConfigFile, normalizeConfig, defaultConfig, parseDuration, splitAddr, type RegistryConfig } from './config.js';
 export { gcRegistry, type GcOptions, type GcResult } from './gc.js';
 export { RegistryStorage, MAX_MANIFEST_BYTES, parseManifest } from './storage.js';
 export { RegistryError, ErrorCodes, type ErrorCode } from './errors.js';
 export { FilesystemDriver } from './storage/filesystem.js';
+export { S3Driver, s3OptionsFromConfig, type S3DriverOptions, type S3StorageConfig } from './storage/s3.js';
 export { PathNotFoundError, type StorageDriver, type FileInfo, type FileWriter } from './storage/driver.js';
 export { htpasswdLine, parseHtpasswd, TokenIssuer, TokenVerifier, AccessRules, type AccessRule } from './auth/index.js';
 
 export interface StartRegistryOptions {
-  /** Storage root (storage.filesystem.rootdirectory). */
+  /** Storage root (storage.filesystem.rootdirectory); ignored when config.storage.s3 is given. */
   root: string;
   /** Default 127.0.0.1:0 (ephemeral port). */
   addr?: string;

@@ -15,6 +15,7 @@ import { parseDuration, splitAddr, type RegistryConfig } from './config.js';
 import { RegistryError } from './errors.js';
 import { FilesystemDriver } from './storage/filesystem.js';
 import type { StorageDriver } from './storage/driver.js';
+import { S3Driver, s3Location, s3OptionsFromConfig } from './storage/s3.js';
 import { MAX_MANIFEST_BYTES, RegistryStorage, parseDigestParam, validateName } from './storage.js';
 import { ProxyUpstream } from './proxy.js';
 
@@ -39,7 +40,7 @@ export interface RegistryServer {
 }
 
 export interface CreateServerOptions {
-  /** Swap the storage driver (tests, future object-store drivers). Default: filesystem at storage.filesystem.rootdirectory. */
+  /** Swap the storage driver (tests). Default: createStorageDriver(config). */
   driver?: StorageDriver;
   /** Access log destination; default stdout. `false` disables. */
   logger?: Logger | false;
@@ -146,8 +147,20 @@ class Metrics {
   }
 }
 
+/** The driver a config selects: storage.s3 when present (the SDK loads on first use), else the filesystem. */
+export function createStorageDriver(config: RegistryConfig): StorageDriver {
+  if (config.storage.s3) return new S3Driver(s3OptionsFromConfig(config.storage.s3 as unknown as Record<string, unknown>));
+  return new FilesystemDriver(config.storage.filesystem.rootdirectory, { fsync: config.storage.filesystem.fsync });
+}
+
+/** Where a config stores things, for messages: a directory or "s3://bucket/root at endpoint". */
+export function storageLocation(config: RegistryConfig): string {
+  if (config.storage.s3) return s3Location(s3OptionsFromConfig(config.storage.s3 as unknown as Record<string, unknown>));
+  return config.storage.filesystem.rootdirectory;
+}
+
 export function createRegistryServer(config: RegistryConfig, opts: CreateServerOptions = {}): RegistryServer {
-  const driver = opts.driver ?? new FilesystemDriver(config.storage.filesystem.rootdirectory, { fsync: config.storage.filesystem.fsync });
+  const driver = opts.driver ?? createStorageDriver(config);
   const storage = new RegistryStorage(driver, {
     cacheTtlMs: parseDuration(config.storage.cache?.ttl, 5000),
     deleteEnabled: config.storage.delete?.enabled ?? false,
@@ -589,6 +602,8 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       });
       const { host, port } = splitAddr(config.http.addr);
       const tls = config.http.tls;
+      // A missing bucket or refused credentials should stop the start, not fail every request.
+      if (driver instanceof S3Driver) await driver.checkBucket();
       const onRequest = (req: IncomingMessage, res: ServerResponse) => { void handle(req, res); };
       if (tls?.certificate && tls.key) {
         const [cert, key] = await Promise.all([fsp.readFile(tls.certificate), fsp.readFile(tls.key)]);
@@ -612,7 +627,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       const interval = parseDuration(config.storage.maintenance?.uploadpurging?.interval, 24 * 3_600_000);
       purgeTimer = setInterval(() => { void purgeUploads(); }, interval);
       purgeTimer.unref();
-      log?.info({ addr: `${shownHost}:${addr.port}`, root: config.storage.filesystem.rootdirectory, auth: auth.kind, tls: !!tls?.certificate }, 'listening');
+      log?.info({ addr: `${shownHost}:${addr.port}`, storage: opts.driver ? opts.driver.name : storageLocation(config), auth: auth.kind, tls: !!tls?.certificate }, 'listening');
       return { url: `${proto}://${shownHost}:${addr.port}`, host: addr.address, port: addr.port };
     },
     async close() {

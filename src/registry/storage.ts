@@ -259,6 +259,13 @@ export class RegistryStorage {
     let appended = 0;
     if (body) ({ size, appended } = await this.appendUpload(name, id, body, start, maxBytes, true));
     else size = await this.uploadOffset(name, id);
+    // Durable (fsync) before the rename below, so even a power loss never exposes a blob path with
+    // torn content; and before hashing, because an object store's upload is readable only once
+    // committed (the S3 driver's multipart upload).
+    if (!body || appended === 0) {
+      const w = await this.driver.writer(paths.uploadData(name, id), true);
+      await w.commit();
+    }
     const state = this.uploads.get(id);
     let actual: string;
     if (state?.hash && state.hashedBytes === size && digest.algorithm === 'sha256') {
@@ -270,11 +277,6 @@ export class RegistryStorage {
     if (actual !== digest.value) {
       await this.cancelUpload(name, id);
       throw new RegistryError('DIGEST_INVALID', `digest mismatch: content is ${actual}, request said ${digest.value}`, { digest: digest.value });
-    }
-    // fsync before the rename, so even a power loss never exposes a blob path with torn content.
-    if (!body || appended === 0) {
-      const w = await this.driver.writer(paths.uploadData(name, id), true);
-      await w.commit();
     }
     if (await this.blobExistsGlobally(digest)) {
       await this.driver.delete(paths.uploadDir(name, id));

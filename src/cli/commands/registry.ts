@@ -28,6 +28,10 @@ interface ServeFlags {
   fsync?: boolean;
   workers?: string;
   quiet?: boolean;
+  s3Bucket?: string;
+  s3Endpoint?: string;
+  s3Region?: string;
+  s3Rootdirectory?: string;
 }
 
 /**
@@ -99,6 +103,10 @@ function addServeCommand(parent: Command, name: string): Command {
     .option('--no-access-log', 'do not write the JSON access log to stdout')
     .option('--no-fsync', "skip fsync of blob data (distribution's behaviour: faster, not power-loss safe)")
     .option('--workers <n>', 'server processes sharing the port (use the cores; default 1)')
+    .option('--s3-bucket <bucket>', 'store in this S3 bucket instead of --root (storage.s3.bucket; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)')
+    .option('--s3-endpoint <url>', 'S3-compatible server, e.g. http://minio:9000 (storage.s3.regionendpoint)')
+    .option('--s3-region <region>', 'S3 region (storage.s3.region)')
+    .option('--s3-rootdirectory <prefix>', 'key prefix in the bucket (storage.s3.rootdirectory)')
     .option('-q, --quiet', 'print only the listening URL')
     .addHelpText('after', `
 Examples:
@@ -107,6 +115,7 @@ Examples:
   drydock serve --htpasswd auth/htpasswd --tls-cert certs/domain.crt --tls-key certs/domain.key --addr :443
   drydock serve --config /etc/docker/registry/config.yml
   drydock serve --proxy https://registry.example.com --addr 127.0.0.1:5001   # pull-through cache
+  AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... drydock serve --s3-bucket registry --s3-endpoint http://minio:9000
 
 The server stops gracefully on SIGINT/SIGTERM: in-flight requests finish, interrupted uploads stay resumable.`)
     .action(async (flags: ServeFlags, cmd: Command) => {
@@ -135,16 +144,25 @@ The server stops gracefully on SIGINT/SIGTERM: in-flight requests finish, interr
       }
       if (flags.proxy) config.proxy = { remoteurl: flags.proxy, username: flags.proxyUsername, password: flags.proxyPassword };
       if (flags.accessLog === false || flags.quiet) config.log = { ...config.log, accesslog: { disabled: true } };
+      if (flags.s3Bucket || flags.s3Endpoint || flags.s3Region || flags.s3Rootdirectory) {
+        const s3 = { ...config.storage.s3 } as NonNullable<typeof config.storage.s3>;
+        if (flags.s3Bucket) s3.bucket = flags.s3Bucket;
+        if (flags.s3Endpoint) s3.regionendpoint = flags.s3Endpoint;
+        if (flags.s3Region) s3.region = flags.s3Region;
+        if (flags.s3Rootdirectory) s3.rootdirectory = flags.s3Rootdirectory;
+        config.storage.s3 = s3;
+      }
       reg.normalizeConfig(config as never);
+      const location = reg.storageLocation(config);
       const workers = Number(flags.workers ?? 1);
       if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new UserError('--workers must be an integer between 1 and 64');
       const cluster = (await import('node:cluster')).default;
-      if (workers > 1 && cluster.isPrimary) return runPrimary(cluster, workers, flags, config.storage.filesystem.rootdirectory);
+      if (workers > 1 && cluster.isPrimary) return runPrimary(cluster, workers, flags, location);
       const server = reg.createRegistryServer(config);
       const { url } = await server.listen();
       if (cluster.isWorker) process.send?.({ listening: url });
       else if (flags.quiet) process.stdout.write(`${url}\n`);
-      else process.stderr.write(`drydock registry listening on ${url} (storage ${config.storage.filesystem.rootdirectory})\n`);
+      else process.stderr.write(`drydock registry listening on ${url} (storage ${location})\n`);
       await new Promise<void>((resolve) => {
         const stop = () => {
           process.off('SIGINT', stop);
@@ -166,7 +184,7 @@ export function register(program: Command): void {
 
   registry.command('gc')
     .description('Delete blobs no manifest references (mark and sweep)')
-    .option('-c, --config <file>', 'YAML config (storage root is read from it)')
+    .option('-c, --config <file>', 'YAML config (its storage: filesystem root or s3 bucket)')
     .option('--root <dir>', 'storage root (default $DRYDOCK_ROOT/registry)')
     .option('-n, --dry-run', 'only report what would be deleted')
     .option('-m, --delete-untagged', 'also delete manifests no tag reaches')
@@ -177,19 +195,22 @@ export function register(program: Command): void {
 Examples:
   drydock registry gc --root /srv/registry --dry-run
   drydock registry gc --config /etc/docker/registry/config.yml --delete-untagged
+  drydock registry gc --config s3-config.yml --dry-run     # storage: s3: bucket: ...
 
 Safe next to a running server: blobs younger than the grace period are kept, so a push whose
 manifest has not arrived yet loses nothing.`)
     .action(async (flags: { config?: string; root?: string; dryRun?: boolean; deleteUntagged?: boolean; gracePeriod: string; format: string; quiet?: boolean }, cmd: Command) => {
       const reg = await import('../../registry/index.js');
       const root = flags.root ?? (cmd.optsWithGlobals().root as string | undefined);
-      let dir: string;
-      if (root) dir = root;
-      else if (flags.config) dir = (await reg.loadConfigFile(flags.config)).storage.filesystem.rootdirectory;
-      else dir = defaultRegistryRoot();
+      let driver: import('../../registry/index.js').StorageDriver;
+      if (root) driver = new reg.FilesystemDriver(root);
+      else if (flags.config) {
+        driver = reg.createStorageDriver(await reg.loadConfigFile(flags.config));
+        if (driver instanceof reg.S3Driver) await driver.checkBucket();
+      } else driver = new reg.FilesystemDriver(defaultRegistryRoot());
       if (flags.format !== 'text' && flags.format !== 'json') throw new UserError(`--format must be text or json, got "${flags.format}"`);
       const text = flags.format === 'text' && !flags.quiet;
-      const result = await reg.gcRegistry(new reg.FilesystemDriver(dir), {
+      const result = await reg.gcRegistry(driver, {
         dryRun: flags.dryRun,
         deleteUntagged: flags.deleteUntagged,
         gracePeriodMs: reg.parseDuration(flags.gracePeriod, 3_600_000),

@@ -632,3 +632,87 @@ function mapError(e: unknown, p: string): Error {
   }
   return e as Error;
 }
+
+/** distribution's storage.s3 parameters that drydock reads. */
+export interface S3StorageConfig {
+  bucket: string;
+  region?: string;
+  regionendpoint?: string;
+  accesskey?: string;
+  secretkey?: string;
+  sessiontoken?: string;
+  rootdirectory?: string;
+  secure?: boolean;
+  skipverify?: boolean;
+  forcepathstyle?: boolean;
+  chunksize?: number;
+  encrypt?: boolean;
+  keyid?: string;
+  storageclass?: string;
+}
+
+const S3_KEYS = new Set(['bucket', 'region', 'regionendpoint', 'accesskey', 'secretkey', 'sessiontoken', 'rootdirectory', 'secure', 'skipverify', 'forcepathstyle', 'chunksize', 'encrypt', 'keyid', 'storageclass']);
+// Accepted so a registry:2 config.yml loads unchanged, but without effect: SigV4 is always used,
+// copies above 5 GiB always go multipart, and logging/ACLs are the bucket's business.
+const S3_IGNORED_KEYS = new Set(['v4auth', 'useragent', 'usedualstack', 'accelerate', 'loglevel', 'objectacl', 'multipartcopychunksize', 'multipartcopymaxconcurrency', 'multipartcopythresholdsize', 'maxrequestspersecond', 'maxretries', 'checksumdisabled', 'checksumalgorithm']);
+
+function configBool(value: unknown, key: string): boolean | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value === 'boolean') return value;
+  if (value === 'true' || value === 'false') return value === 'true';
+  throw new UserError(`storage.s3.${key} must be true or false, got ${JSON.stringify(value)}`);
+}
+
+function configString(value: unknown, key: string): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value !== 'string' && typeof value !== 'number') throw new UserError(`storage.s3.${key} must be a string`);
+  return String(value);
+}
+
+/**
+ * Checks a `storage: s3:` section and maps it to driver options. Credentials may be left out:
+ * the SDK then reads AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and ~/.aws, instance roles),
+ * which is what distribution does too.
+ */
+export function s3OptionsFromConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): S3DriverOptions {
+  for (const k of Object.keys(raw)) {
+    if (!S3_KEYS.has(k) && !S3_IGNORED_KEYS.has(k)) throw new UserError(`storage.s3.${k}: unknown parameter (drydock reads ${[...S3_KEYS].join(', ')})`);
+  }
+  const bucket = configString(raw.bucket, 'bucket');
+  if (!bucket) throw new UserError('storage.s3.bucket is required');
+  const regionEndpoint = configString(raw.regionendpoint, 'regionendpoint');
+  const region = configString(raw.region, 'region') ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? (regionEndpoint ? 'us-east-1' : undefined);
+  if (!region) throw new UserError('storage.s3.region is required (or set regionendpoint for an S3-compatible server)');
+  let chunkSize: number | undefined;
+  if (raw.chunksize !== undefined && raw.chunksize !== '') {
+    chunkSize = Number(raw.chunksize);
+    if (!Number.isSafeInteger(chunkSize) || chunkSize < MIN_CHUNK_SIZE) {
+      throw new UserError(`storage.s3.chunksize must be an integer of at least ${MIN_CHUNK_SIZE} (5 MiB, S3's minimum part size), got ${JSON.stringify(raw.chunksize)}`);
+    }
+  }
+  const accessKey = configString(raw.accesskey, 'accesskey');
+  const secretKey = configString(raw.secretkey, 'secretkey');
+  if (!!accessKey !== !!secretKey) throw new UserError('storage.s3: give both accesskey and secretkey, or neither (then AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an instance role are used)');
+  return {
+    bucket,
+    region,
+    regionEndpoint,
+    accessKey,
+    secretKey,
+    sessionToken: configString(raw.sessiontoken, 'sessiontoken'),
+    rootDirectory: configString(raw.rootdirectory, 'rootdirectory'),
+    secure: configBool(raw.secure, 'secure'),
+    skipVerify: configBool(raw.skipverify, 'skipverify'),
+    forcePathStyle: configBool(raw.forcepathstyle, 'forcepathstyle'),
+    chunkSize,
+    encrypt: configBool(raw.encrypt, 'encrypt'),
+    keyId: configString(raw.keyid, 'keyid'),
+    storageClass: configString(raw.storageclass, 'storageclass'),
+  };
+}
+
+/** "s3://bucket/rootdirectory", for logs and messages. */
+export function s3Location(o: S3DriverOptions): string {
+  const root = (o.rootDirectory ?? '').replace(/^\/+|\/+$/g, '');
+  return `s3://${o.bucket}${root ? `/${root}` : ''}${o.regionEndpoint ? ` at ${o.regionEndpoint}` : ''}`;
+}
