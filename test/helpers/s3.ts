@@ -22,8 +22,28 @@ export interface S3Server {
 const require = createRequire(import.meta.url);
 
 // Started with `node -e`: s3rver is CommonJS, listens on an ephemeral port, and reports it on stdout.
+// One correction: s3rver 3.7's delimiter listing does not descend into directories below the
+// prefix, so "a/" is missing from the common prefixes of a bucket that only has "a/b/c". Real S3
+// (and MinIO) report it, and the registry layout is all such keys, so the launcher derives
+// delimiter listings from s3rver's own flat listing, as S3 defines them.
 const LAUNCHER = `
 const S3rver = require(process.env.S3RVER_MODULE);
+const FilesystemStore = require(process.env.S3RVER_MODULE + '/lib/stores/filesystem.js');
+const flatList = FilesystemStore.prototype.listObjects;
+FilesystemStore.prototype.listObjects = async function (bucket, options) {
+  if (!options.delimiter) return flatList.call(this, bucket, options);
+  const { delimiter, prefix = '', startAfter = '', maxKeys = Infinity } = options;
+  const all = await flatList.call(this, bucket, { prefix, startAfter, maxKeys: Infinity });
+  const objects = [];
+  const commonPrefixes = new Set();
+  let isTruncated = false;
+  for (const obj of all.objects) {
+    const idx = obj.key.slice(prefix.length).indexOf(delimiter);
+    if (idx !== -1) { commonPrefixes.add(obj.key.slice(0, prefix.length + idx + 1)); continue; }
+    if (objects.length < maxKeys) objects.push(obj); else { isTruncated = true; break; }
+  }
+  return { objects, commonPrefixes: [...commonPrefixes].sort(), isTruncated };
+};
 new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: process.env.S3RVER_DIR,
   configureBuckets: [{ name: process.env.S3RVER_BUCKET }] })
   .run()

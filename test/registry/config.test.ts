@@ -58,7 +58,8 @@ health:
   });
 
   const invalid: [string, string, RegExp][] = [
-    ['s3 storage', 'storage:\n  s3:\n    bucket: x\n', /storage driver "s3" is not supported/],
+    ['unknown storage driver', 'storage:\n  azure:\n    accountname: x\n', /storage driver "azure" is not supported/],
+    ['s3 without bucket', 'storage:\n  s3:\n    region: us-east-1\n', /storage\.s3\.bucket is required/],
     ['bad YAML', 'storage: [\n', /invalid YAML/],
     ['half TLS', 'http:\n  addr: 127.0.0.1:1\n  tls:\n    certificate: a.crt\n', /both certificate and key/],
     ['bad addr', 'http:\n  addr: nowhere\n', /host:port/],

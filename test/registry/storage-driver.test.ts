@@ -82,8 +82,9 @@ for (const dc of drivers) {
     });
 
     test('list returns direct children, sorted, as full paths', async () => {
-      for (const f of ['b', 'a', 'c/x', 'c/y/z', 'd-e', 'f', 'g', 'h']) await d.putContent(`/ls/${f}`, f);
-      assert.deepEqual(await d.list('/ls'), ['a', 'b', 'c', 'd-e', 'f', 'g', 'h'].map((n) => `/ls/${n}`));
+      // "k" only has a grandchild: a directory all the same (the registry's tags/<tag>/current/link)
+      for (const f of ['b', 'a', 'c/x', 'c/y/z', 'd-e', 'f', 'g', 'h', 'k/l/m']) await d.putContent(`/ls/${f}`, f);
+      assert.deepEqual(await d.list('/ls'), ['a', 'b', 'c', 'd-e', 'f', 'g', 'h', 'k'].map((n) => `/ls/${n}`));
       assert.deepEqual(await d.list('/ls/c/'), ['/ls/c/x', '/ls/c/y']);
     });
 
