@@ -64,14 +64,99 @@ async function unpackLayer(store: ContentStore, layer: LayerRef, dir: string): P
   }
 }
 
-/** Removes cached layer dirs whose diffID is not in `keep` (and stale temp dirs). Returns how many. */
-export async function pruneLayerCache(store: ContentStore, keep: Set<string>): Promise<number> {
+export interface LayerCacheGcResult {
+  /** diffIDs of the unpacked layers removed (or that would be, with dryRun). */
+  removed: string[];
+  bytes: number;
+  kept: number;
+}
+
+/**
+ * Sweeps the unpacked-layer cache. A layer stays when any tagged or rooted image (build cache,
+ * pulls, loads, containers) lists its diffID, when a container record names its dir (running
+ * `--rm` containers hold no store root), when a live overlay mount uses it as a lower dir (a build
+ * step or a container right now), or when it was unpacked within the grace period (a build or
+ * run that has unpacked but not mounted yet). Anything else is re-unpacked from its blob on use.
+ */
+export async function gcLayerCache(store: ContentStore, opts: { dryRun?: boolean; graceMs?: number } = {}): Promise<LayerCacheGcResult> {
+  const grace = opts.graceMs ?? 10 * 60_000;
   const root = layerCacheDir(store);
-  let removed = 0;
-  for (const name of await fsp.readdir(root).catch(() => [] as string[])) {
-    if (keep.has(`sha256:${name}`)) continue;
-    await fsp.rm(path.join(root, name), { recursive: true, force: true });
-    removed++;
+  const names = await fsp.readdir(root).catch(() => [] as string[]);
+  if (names.length === 0) return { removed: [], bytes: 0, kept: 0 };
+  const keep = await liveLayerDirs(store);
+  const result: LayerCacheGcResult = { removed: [], bytes: 0, kept: 0 };
+  const now = Date.now();
+  for (const name of names.sort()) {
+    const dir = path.join(root, name);
+    const st = await fsp.lstat(dir).catch(() => undefined);
+    if (!st) continue;
+    const temp = name.startsWith('.tmp-');
+    if (!temp && keep.has(name)) { result.kept++; continue; }
+    if (now - st.mtimeMs < grace) { result.kept++; continue; }
+    if (!temp) result.removed.push(`sha256:${name}`);
+    result.bytes += await treeSize(dir);
+    if (!opts.dryRun) await fsp.rm(dir, { recursive: true, force: true });
   }
-  return removed;
+  return result;
+}
+
+/** Hex names of the layer dirs something still uses (see gcLayerCache). */
+async function liveLayerDirs(store: ContentStore): Promise<Set<string>> {
+  const { reachableFrom } = await import('../store/images.js');
+  const { listContainers } = await import('./containers.js');
+  const keep = new Set<string>();
+  const manifests = new Set<string>();
+  for (const t of await store.listTags()) await reachableFrom(store, t.descriptor.digest, manifests);
+  for (const d of await store.listRoots()) await reachableFrom(store, d, manifests);
+  // reachableFrom collects manifests, configs and layers alike; configs are the ones with diff_ids.
+  for (const digest of manifests) {
+    const config = await readSmallJson(store, digest) as { rootfs?: { diff_ids?: unknown } } | undefined;
+    const ids = config?.rootfs?.diff_ids;
+    if (Array.isArray(ids)) for (const id of ids) if (typeof id === 'string') keep.add(id.replace(/^sha256:/, ''));
+  }
+  const cacheRoot = layerCacheDir(store) + path.sep;
+  const addDir = (dir: string) => { if (dir.startsWith(cacheRoot)) keep.add(dir.slice(cacheRoot.length).split(path.sep)[0]!); };
+  for (const c of await listContainers(store.root).catch(() => [])) for (const d of c.record.LowerDirs ?? []) addDir(d);
+  for (const d of await overlayLowerDirs()) addDir(d);
+  return keep;
+}
+
+async function readSmallJson(store: ContentStore, digest: string): Promise<unknown> {
+  try {
+    const st = await fsp.stat(store.blobPath(digest));
+    if (st.size > 4 * 1024 * 1024) return undefined;
+    const bytes = await store.readBlob(digest);
+    return bytes[0] === 0x7b ? JSON.parse(bytes.toString('utf8')) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Lower dirs of every overlay mounted on the host right now (from /proc/self/mountinfo). */
+export async function overlayLowerDirs(): Promise<string[]> {
+  const text = await fsp.readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  const dirs: string[] = [];
+  for (const line of text.split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const [fstype, , superOpts = ''] = line.slice(sep + 3).split(' ');
+    if (fstype !== 'overlay') continue;
+    const m = /(?:^|,)lowerdir=([^,]*)/.exec(superOpts);
+    // mountinfo escapes space, tab, newline and backslash as \ooo octal.
+    if (m) for (const d of m[1]!.split(':')) dirs.push(d.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+  }
+  return dirs;
+}
+
+async function treeSize(dir: string): Promise<number> {
+  let total = 0;
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await fsp.readdir(d, { withFileTypes: true }).catch(() => [])) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.isFile()) total += (await fsp.lstat(p).catch(() => ({ size: 0 }))).size;
+    }
+  };
+  await walk(dir);
+  return total;
 }

@@ -318,7 +318,7 @@ Examples:
 
   program
     .command('gc')
-    .description('Delete blobs that no tag, build cache entry or container references')
+    .description('Delete blobs and unpacked layers that no tag, build cache entry or container references')
     .option('--dry-run', 'only list what would be deleted')
     .option('--grace <seconds>', 'keep unreferenced blobs younger than this (protects pulls and builds in progress)', '600')
     .option('-q, --quiet', 'print only the summary')
@@ -330,8 +330,15 @@ Examples:
       const { gcStore } = await import('../../store/index.js');
       if (!/^\d+$/.test(flags.grace)) throw new UserError(`--grace must be a whole number of seconds, got "${flags.grace}"`);
       const store = await openStore();
-      const r = await gcStore(store, { dryRun: flags.dryRun, graceMs: Number(flags.grace) * 1000 });
-      if (!flags.quiet) for (const d of r.removed) process.stdout.write(`${flags.dryRun ? 'Would delete' : 'Deleted'}: ${d}\n`);
-      process.stdout.write(`${flags.dryRun ? 'Would reclaim' : 'Total reclaimed space'}: ${formatSize(r.bytes)} (${r.removed.length} blobs${flags.dryRun ? '' : ' removed'}, ${r.kept} kept)\n`);
+      const opts = { dryRun: flags.dryRun, graceMs: Number(flags.grace) * 1000 };
+      const r = await gcStore(store, opts);
+      // Unpacked layers second: the sweep above decides which images still exist.
+      const { gcLayerCache } = await import('../../runtime/layers.js');
+      const l = await gcLayerCache(store, opts);
+      if (!flags.quiet) {
+        for (const d of r.removed) process.stdout.write(`${flags.dryRun ? 'Would delete' : 'Deleted'}: ${d}\n`);
+        for (const d of l.removed) process.stdout.write(`${flags.dryRun ? 'Would delete' : 'Deleted'} unpacked layer: ${d}\n`);
+      }
+      process.stdout.write(`${flags.dryRun ? 'Would reclaim' : 'Total reclaimed space'}: ${formatSize(r.bytes + l.bytes)} (${r.removed.length} blobs and ${l.removed.length} unpacked layers${flags.dryRun ? '' : ' removed'}, ${r.kept + l.kept} kept)\n`);
     });
 }
