@@ -47,7 +47,11 @@ function drydockCommand(): string[] {
 function run(cmd: string[], env: NodeJS.ProcessEnv = {}): Promise<number> {
   const t0 = process.hrtime.bigint();
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+    const childEnv = { ...process.env, ...env };
+    // NODE_EXTRA_CA_CERTS (set globally on some CI machines) makes every Node start parse a CA
+    // bundle (~50 ms here) although these registries are plain HTTP; skopeo pays nothing similar.
+    if (cmd[0] === process.execPath) delete childEnv.NODE_EXTRA_CA_CERTS;
+    const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], env: childEnv });
     let err = '';
     child.stderr.on('data', (d) => (err += d));
     child.on('error', reject);

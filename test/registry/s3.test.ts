@@ -142,6 +142,22 @@ describe('S3 driver on s3rver', () => {
     assert.deepEqual(await bucketKeys(d, `${d.options.rootDirectory}/`), []);
   });
 
+  test('DeleteObjects carries a Content-MD5 of its body (S3-compatible servers require it)', async () => {
+    const d = new S3Driver(driverOptions());
+    const { client } = await d.s3();
+    const seen: { md5?: string; body: string }[] = [];
+    client.middlewareStack.add((next, context) => async (args) => {
+      const req = args.request as { headers: Record<string, string>; body: string };
+      if (context.commandName === 'DeleteObjectsCommand') seen.push({ md5: req.headers['content-md5'], body: String(req.body) });
+      return next(args);
+    }, { step: 'finalizeRequest', name: 'seeDeleteObjects' });
+    await d.putContent('/md5/a', 'x');
+    await d.delete('/md5');
+    assert.ok(seen.length >= 1);
+    for (const s of seen) assert.equal(s.md5, createHash('md5').update(s.body).digest('base64'));
+    await assert.rejects(d.stat('/md5/a'), /path not found/);
+  });
+
   test('a missing bucket and wrong credentials are clear errors; env credentials work', async () => {
     await assert.rejects(new S3Driver(driverOptions({ bucket: 'no-such-bucket' })).checkBucket(), /S3 bucket "no-such-bucket" does not exist/);
     await assert.rejects(new S3Driver(driverOptions({ accessKey: 'WRONG', secretKey: 'WRONG' })).checkBucket(), /not usable: InvalidAccessKeyId/);

@@ -18,6 +18,7 @@
 // start a multipart upload at all: commit is one PutObject.
 //
 // The AWS SDK is imported on first use, so a filesystem-backed `drydock serve` never loads it.
+import { createHash } from 'node:crypto';
 import https from 'node:https';
 import http from 'node:http';
 import { Readable } from 'node:stream';
@@ -96,7 +97,17 @@ export class S3Driver implements StorageDriver {
       // its SDK version and supports Node 20, so the operator has nothing to act on.
       process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
       const sdk = await import('@aws-sdk/client-s3');
-      return { sdk, client: new sdk.S3Client(this.clientConfig()) };
+      const client = new sdk.S3Client(this.clientConfig());
+      // DeleteObjects must carry a body checksum. The SDK now sends CRC32, which AWS takes but
+      // several S3-compatible servers (Ceph RGW, older MinIO) answer with MissingContentMD5.
+      client.middlewareStack.add((next, context) => async (args) => {
+        const req = args.request as { headers?: Record<string, string>; body?: unknown };
+        if (context.commandName === 'DeleteObjectsCommand' && req.headers && (typeof req.body === 'string' || req.body instanceof Uint8Array)) {
+          req.headers['content-md5'] = createHash('md5').update(req.body).digest('base64');
+        }
+        return next(args);
+      }, { step: 'build', name: 'drydockDeleteObjectsContentMd5' });
+      return { sdk, client };
     })();
     return this.clientPromise;
   }
@@ -288,7 +299,10 @@ export class S3Driver implements StorageDriver {
     await client.send(new sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: from }));
   }
 
-  /** Server-side copy of an object over CopyObject's 5 GiB limit, in chunk-size-aligned 1 GiB ranges. */
+  /**
+   * Server-side copy of an object over CopyObject's 5 GiB limit, in 1 GiB UploadPartCopy ranges.
+   * Not exercised by the tests: s3rver has no UploadPartCopy (AWS, MinIO and Ceph do).
+   */
   private async multipartCopy(from: string, to: string, size: number): Promise<void> {
     const { sdk, client } = await this.s3();
     const partSize = 1024 ** 3;
@@ -493,6 +507,10 @@ class S3Writer implements FileWriter {
   private committedSize: number | undefined;
   private dirty = false;
   private done = false;
+  // One part may be uploading while the next chunk arrives from the client, so receiving and
+  // sending overlap; memory stays bounded at two chunks per writer.
+  private inflight: Promise<void> | undefined;
+  private inflightBytes = 0;
 
   /** Set once content of a finished object moved into this writer: the old object must go at close. */
   private replacesObject = false;
@@ -509,7 +527,7 @@ class S3Writer implements FileWriter {
   }
 
   get size(): number {
-    return this.committedSize ?? this.partBytes + this.bufBytes;
+    return this.committedSize ?? this.partBytes + this.inflightBytes + this.bufBytes;
   }
 
   async write(chunk: Buffer): Promise<void> {
@@ -519,7 +537,7 @@ class S3Writer implements FileWriter {
     this.dirty = true;
     this.buf.push(chunk);
     this.bufBytes += chunk.length;
-    if (this.bufBytes >= this.driver.chunkSize) await this.uploadPart();
+    if (this.bufBytes >= this.driver.chunkSize) await this.startPart();
   }
 
   /**
@@ -534,25 +552,41 @@ class S3Writer implements FileWriter {
     for await (const chunk of body as AsyncIterable<Buffer>) {
       this.buf.push(chunk);
       this.bufBytes += chunk.length;
-      if (this.bufBytes >= this.driver.chunkSize) await this.uploadPart();
+      if (this.bufBytes >= this.driver.chunkSize) await this.startPart();
     }
   }
 
-  private async uploadPart(): Promise<void> {
+  /** Waits for the part in flight (and surfaces its error), then starts uploading the buffer as the next part. */
+  private async startPart(): Promise<void> {
+    await this.drain();
+    const bufs = this.buf;
+    const bytes = this.bufBytes;
+    this.buf = [];
+    this.bufBytes = 0;
+    this.inflightBytes = bytes;
+    this.inflight = this.uploadPart(bufs, bytes).finally(() => { this.inflightBytes = 0; });
+    this.inflight.catch(() => {}); // reported by the next drain()
+  }
+
+  private async drain(): Promise<void> {
+    const p = this.inflight;
+    this.inflight = undefined;
+    if (p) await p;
+  }
+
+  private async uploadPart(bufs: Buffer[], bytes: number): Promise<void> {
     const { sdk, client } = await this.driver.s3();
     if (!this.uploadId) {
       const out = await client.send(new sdk.CreateMultipartUploadCommand({ Bucket: this.driver.bucket, Key: this.key, ...this.driver.putExtras() }));
       this.uploadId = out.UploadId!;
     }
-    const body = this.buf.length === 1 ? this.buf[0]! : Buffer.concat(this.buf, this.bufBytes);
+    const body = bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs, bytes);
     const n = this.parts.length + 1;
     const out = await client.send(new sdk.UploadPartCommand({
       Bucket: this.driver.bucket, Key: this.key, UploadId: this.uploadId, PartNumber: n, Body: body, ContentLength: body.length,
     }));
     this.parts.push({ n, etag: out.ETag!, size: body.length });
     this.partBytes += body.length;
-    this.buf = [];
-    this.bufBytes = 0;
   }
 
   /** Makes the object visible at its key: one PutObject for a small file, else the final part and CompleteMultipartUpload. */
@@ -560,6 +594,7 @@ class S3Writer implements FileWriter {
     if (this.done) throw new Error('commit after close');
     this.done = true;
     if (this.committedSize !== undefined) return; // already a finished object, nothing appended
+    await this.drain();
     const { sdk, client } = await this.driver.s3();
     const body = this.buf.length === 1 ? this.buf[0]! : Buffer.concat(this.buf, this.bufBytes);
     if (!this.uploadId) {
@@ -587,6 +622,7 @@ class S3Writer implements FileWriter {
 
   async cancel(): Promise<void> {
     this.done = true;
+    await this.drain().catch(() => {}); // the upload is being thrown away either way
     const { sdk, client } = await this.driver.s3();
     if (this.uploadId) await this.driver.abortUpload(this.key, this.uploadId);
     await client.send(new sdk.DeleteObjectsCommand({
@@ -601,6 +637,7 @@ class S3Writer implements FileWriter {
     if (this.done) return;
     this.done = true;
     if (!this.dirty) return;
+    await this.drain();
     const tail = this.buf.length === 1 ? this.buf[0]! : Buffer.concat(this.buf, this.bufBytes);
     await this.driver.writeState(this.stateKey, { v: 1, uploadId: this.uploadId, parts: this.parts }, tail, this.size);
     this.buf = []; // bufBytes stays: size still counts the tail, which now lives in the state object
