@@ -249,6 +249,43 @@ describe('registry API on S3', () => {
   });
 });
 
+describe('S3 wiring', () => {
+  // The SDK is ~13 CommonJS modules; a filesystem registry must not pay for loading them.
+  const script = `
+    import { createRequire } from 'node:module';
+    const r = await import(process.env.REG_INDEX);
+    const s3 = process.env.S3_ENDPOINT ? { s3: { bucket: 'registry', regionendpoint: process.env.S3_ENDPOINT, accesskey: 'S3RVER', secretkey: 'S3RVER' } } : {};
+    const reg = await r.startRegistry({ root: process.env.ROOT, config: { storage: s3 } });
+    await (await fetch(reg.url + '/v2/')).arrayBuffer();
+    await reg.close();
+    const cache = createRequire(import.meta.url).cache;
+    process.stdout.write(String(Object.keys(cache).filter((k) => k.includes('@aws-sdk')).length));
+  `;
+  const sdkModulesLoaded = (extraEnv: Record<string, string>) => new Promise<number>((resolve, reject) => {
+    const file = path.join(tempDir('drydock-s3-lazy-'), 'probe.mjs');
+    writeFileSync(file, script);
+    execFile(process.execPath, ['--import', 'tsx', file], {
+      cwd: PROJECT_ROOT,
+      env: { ...process.env, REG_INDEX: path.join(PROJECT_ROOT, 'src/registry/index.ts'), ROOT: tempDir('drydock-s3-lazy-root-'), ...extraEnv },
+    }, (err, stdout, stderr) => (err ? reject(new Error(stderr)) : resolve(Number(stdout))));
+  });
+
+  test('a filesystem registry never loads the AWS SDK; an S3 one does', async () => {
+    assert.equal(await sdkModulesLoaded({}), 0);
+    assert.ok(await sdkModulesLoaded({ S3_ENDPOINT: s3.endpoint }) > 0);
+  });
+
+  test('serve --s3-bucket with a missing bucket stops with a clear error', async () => {
+    const r = await runCli(['serve', '--addr', '127.0.0.1:0', '--s3-bucket', 'no-such-bucket', '--s3-endpoint', s3.endpoint], {
+      env: { AWS_ACCESS_KEY_ID: s3.accessKey, AWS_SECRET_ACCESS_KEY: s3.secretKey }, timeoutMs: 60_000,
+    });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /Error: S3 bucket "no-such-bucket" does not exist/);
+    const help = await runCli(['serve', '--help']);
+    assert.match(help.stdout, /--s3-bucket <bucket>/);
+  });
+});
+
 function run(cmd: string, args: string[], timeoutMs = 180_000): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
