@@ -23,7 +23,7 @@ async function pushPull(reg: StartedRegistry, blob: Buffer, digest: string): Pro
   const t0 = performance.now();
   const post = await fetch(`${reg.url}/v2/bench/blob/blobs/uploads/`, { method: 'POST' });
   await post.arrayBuffer();
-  const patch = await fetch(new URL(post.headers.get('location')!, reg.url), { method: 'PATCH', body: blob, headers: { 'content-type': 'application/octet-stream' } });
+  const patch = await fetch(new URL(post.headers.get('location')!, reg.url), { method: 'PATCH', body: blob as unknown as BodyInit, headers: { 'content-type': 'application/octet-stream' } });
   await patch.arrayBuffer();
   const put = new URL(patch.headers.get('location')!, reg.url);
   put.searchParams.set('digest', digest);
