@@ -351,10 +351,17 @@ export class S3Driver implements StorageDriver {
       token = out.IsTruncated ? out.NextContinuationToken : undefined;
     } while (token);
     await flush();
-    // In-progress files last: their multipart uploads are aborted before the state goes.
+    // In-progress files last: their multipart uploads are aborted before the state goes. The
+    // upload id is in the state's metadata, so a HEAD does (no need to fetch the buffered tail).
     for (const sk of states) {
-      const st = await this.readStateKey(sk);
-      if (st) await this.dropState(sk, st.state);
+      let uploadId: string | undefined;
+      try {
+        uploadId = (await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: sk }))).Metadata?.uploadid || undefined;
+      } catch (e) {
+        if (mapError(e, sk) instanceof PathNotFoundError) continue;
+        throw e;
+      }
+      await this.dropState(sk, { v: 1, uploadId, parts: [] });
     }
   }
 
@@ -470,7 +477,10 @@ export class S3Driver implements StorageDriver {
 
   async dropState(stateKey: string, state: InProgressState): Promise<void> {
     const { sdk, client } = await this.s3();
-    if (state.uploadId) await this.abortUpload(stateKey.replace(HIDDEN_PREFIX, ''), state.uploadId);
+    if (state.uploadId) {
+      const slash = stateKey.lastIndexOf('/');
+      await this.abortUpload(stateKey.slice(0, slash + 1) + stateKey.slice(slash + 1 + HIDDEN_PREFIX.length), state.uploadId);
+    }
     await client.send(new sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: stateKey }));
   }
 
