@@ -35,6 +35,8 @@ export const DEFAULT_CHUNK_SIZE = 10 << 20;
 /** CopyObject's limit; larger objects need a multipart copy (UploadPartCopy). */
 export const MAX_COPY_SIZE = 5 * 1024 ** 3;
 const MAX_DELETE_BATCH = 1000;
+/** S3's limit on parts per multipart upload: with 10 MiB parts, files up to ~100 GiB. */
+const MAX_PARTS = 10_000;
 const HIDDEN_PREFIX = '.drydock-inprogress.';
 
 export interface S3DriverOptions {
@@ -569,6 +571,10 @@ class S3Writer implements FileWriter {
   /** Waits for the part in flight (and surfaces its error), then starts uploading the buffer as the next part. */
   private async startPart(): Promise<void> {
     await this.drain();
+    if (this.parts.length >= MAX_PARTS - 1) {
+      // The last part number is kept for commit's final part.
+      throw new UserError(`upload exceeds S3's ${MAX_PARTS} parts of ${this.driver.chunkSize} bytes; raise storage.s3.chunksize`);
+    }
     const bufs = this.buf;
     const bytes = this.bufBytes;
     this.buf = [];
