@@ -286,9 +286,10 @@ describe('S3 wiring', () => {
   const sdkModulesLoaded = (extraEnv: Record<string, string>) => new Promise<number>((resolve, reject) => {
     const file = path.join(tempDir('drydock-s3-lazy-'), 'probe.mjs');
     writeFileSync(file, script);
-    execFile(process.execPath, ['--import', 'tsx', file], {
+    const fromSource = CLI_MAIN.endsWith('.ts'); // tsx from source, else the compiled dist/
+    execFile(process.execPath, [...(fromSource ? ['--import', 'tsx'] : []), file], {
       cwd: PROJECT_ROOT,
-      env: { ...process.env, REG_INDEX: path.join(PROJECT_ROOT, 'src/registry/index.ts'), ROOT: tempDir('drydock-s3-lazy-root-'), ...extraEnv },
+      env: { ...process.env, REG_INDEX: path.join(PROJECT_ROOT, fromSource ? 'src/registry/index.ts' : 'dist/src/registry/index.js'), ROOT: tempDir('drydock-s3-lazy-root-'), ...extraEnv },
     }, (err, stdout, stderr) => (err ? reject(new Error(stderr)) : resolve(Number(stdout))));
   });
 
