@@ -122,6 +122,21 @@ describe('S3 driver on s3rver', () => {
     await assert.rejects(other.stat('/r'), /path not found/, 'another rootdirectory sees nothing');
   });
 
+  test('a state left behind by a commit that died before removing it loses to the finished object', async () => {
+    const d = new S3Driver(driverOptions());
+    const w = await d.writer('/crash/data', true);
+    await w.write(Buffer.from('partial'));
+    await w.close();
+    // the crash: CompleteMultipartUpload/PutObject happened, the state's DeleteObject did not
+    await d.putContent('/crash/data', 'the finished content');
+    assert.equal((await d.stat('/crash/data')).size, 20);
+    const again = await d.writer('/crash/data', true);
+    assert.equal(again.size, 20);
+    await again.commit();
+    assert.equal((await d.getContent('/crash/data')).toString(), 'the finished content');
+    assert.deepEqual(await bucketKeys(d, `${d.options.rootDirectory}/`), [`${d.options.rootDirectory}/crash/data`]);
+  });
+
   test('list and walk page through results (page size 2) and walk jumps over skipped directories', async () => {
     const d = new S3Driver(driverOptions({ listPageSize: 2 }));
     const calls = await recordCalls(d);

@@ -217,21 +217,32 @@ export class S3Driver implements StorageDriver {
     const { sdk, client } = await this.s3();
     const key = this.key(p);
     const stateKey = this.stateKey(p);
-    const state = await this.readState(p);
+    let [state, object] = await Promise.all([this.readState(p), this.headObject(key, p)]);
     if (!append) {
       // Truncate, like open(O_TRUNC): drop an unfinished upload and the old content.
       if (state) await this.dropState(stateKey, state.state);
-      await client.send(new sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+      if (object) await client.send(new sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
       return new S3Writer(this, p, key, stateKey, { parts: [], tail: Buffer.alloc(0) });
     }
+    if (state && object && object.modTime >= state.modTime) {
+      // A commit completed the upload but died before removing its state: the object is the truth.
+      await this.dropState(stateKey, state.state);
+      state = undefined;
+    }
     if (state) return new S3Writer(this, p, key, stateKey, { uploadId: state.state.uploadId, parts: state.state.parts, tail: state.tail });
+    if (object) return new S3Writer(this, p, key, stateKey, { parts: [], tail: Buffer.alloc(0), committedSize: object.size });
+    return new S3Writer(this, p, key, stateKey, { parts: [], tail: Buffer.alloc(0) });
+  }
+
+  private async headObject(key: string, p: string): Promise<{ size: number; modTime: Date } | undefined> {
+    const { sdk, client } = await this.s3();
     try {
       const head = await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      return new S3Writer(this, p, key, stateKey, { parts: [], tail: Buffer.alloc(0), committedSize: head.ContentLength ?? 0 });
+      return { size: head.ContentLength ?? 0, modTime: head.LastModified ?? new Date(0) };
     } catch (e) {
-      if (!(mapError(e, p) instanceof PathNotFoundError)) throw e;
+      if (mapError(e, p) instanceof PathNotFoundError) return undefined;
+      throw e;
     }
-    return new S3Writer(this, p, key, stateKey, { parts: [], tail: Buffer.alloc(0) });
   }
 
   async stat(p: string): Promise<FileInfo> {
@@ -449,23 +460,22 @@ export class S3Driver implements StorageDriver {
     }
   }
 
-  private async readState(p: string): Promise<{ state: InProgressState; tail: Buffer } | undefined> {
-    return this.readStateKey(this.stateKey(p));
-  }
-
-  private async readStateKey(stateKey: string): Promise<{ state: InProgressState; tail: Buffer } | undefined> {
+  private async readState(p: string): Promise<{ state: InProgressState; tail: Buffer; modTime: Date } | undefined> {
+    const stateKey = this.stateKey(p);
     const { sdk, client } = await this.s3();
     let bytes: Buffer;
+    let modTime: Date;
     try {
       const out = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: stateKey }));
       bytes = Buffer.from(await out.Body!.transformToByteArray());
+      modTime = out.LastModified ?? new Date(0);
     } catch (e) {
       if (mapError(e, stateKey) instanceof PathNotFoundError) return undefined;
       throw e;
     }
     const nl = bytes.indexOf(0x0a);
     if (nl < 0) throw new Error(`corrupt in-progress state ${stateKey}`);
-    return { state: JSON.parse(bytes.subarray(0, nl).toString('utf8')) as InProgressState, tail: bytes.subarray(nl + 1) };
+    return { state: JSON.parse(bytes.subarray(0, nl).toString('utf8')) as InProgressState, tail: bytes.subarray(nl + 1), modTime };
   }
 
   async writeState(stateKey: string, state: InProgressState, tail: Buffer, size: number): Promise<void> {
@@ -631,8 +641,8 @@ class S3Writer implements FileWriter {
     this.committedSize = this.uploadId ? this.partBytes : body.length;
     this.buf = [];
     this.bufBytes = 0;
-    // The state goes after the object exists: a crash in between leaves a stale state that stat
-    // never reads (the object wins) and the next non-append writer or delete removes.
+    // The state goes after the object exists: a crash in between leaves a stale state, older than
+    // the object, which stat never reads and the next writer or delete removes.
     await client.send(new sdk.DeleteObjectCommand({ Bucket: this.driver.bucket, Key: this.stateKey }));
   }
 
