@@ -126,5 +126,7 @@ export async function importRootfs(store: ContentStore, source: string | Readabl
     history: { created_by: 'drydock import', comment: opts.message ?? `Imported from ${from}` },
   });
   const written = await writeImage(store, { config, layers: [layer], tag: opts.tag });
+  // Like `docker import` without a name: kept, listed as <none>, until rmi or image prune.
+  if (written.names.length === 0) await store.setRoot(`imported/${written.manifestDigest}`, [written.manifestDigest]);
   return { manifestDigest: written.manifestDigest, configDigest: written.configDigest, layer, names: written.names };
 }

@@ -793,6 +793,8 @@ class Builder {
     for (const n of names) {
       if ((await this.store.resolveTag(n))?.digest !== written.manifestDigest) await this.store.setTag(n, written.manifest);
     }
+    // Untagged, it is kept like Docker's dangling images: listed as <none>, removed by rmi or image prune.
+    if (names.length === 0) await this.store.setRoot(`built/${written.manifestDigest}`, [written.manifestDigest]);
     written.names = names;
     this.log(`Successfully built ${shortId(written.configDigest)}\n`);
     for (const n of written.names) this.log(`Successfully tagged ${familiarString(parseReference(n))}\n`);

@@ -252,13 +252,20 @@ export class ContentStore {
   }
 
   async listRoots(): Promise<string[]> {
+    return (await this.listRootEntries()).flatMap((r) => r.digests);
+  }
+
+  /** Every root with its owner ("buildcache/<key>", "container/<id>", "pulled/<digest>", ...). */
+  async listRootEntries(): Promise<{ owner: string; digests: string[] }[]> {
     let files: string[];
     try { files = await fsp.readdir(this.rootsDir); } catch { return []; }
-    const out: string[] = [];
-    for (const f of files) {
+    const out: { owner: string; digests: string[] }[] = [];
+    for (const f of files.sort()) {
       if (f.startsWith('.tmp-')) continue;
       const text = await fsp.readFile(path.join(this.rootsDir, f), 'utf8').catch(() => '');
-      out.push(...text.split('\n').filter(Boolean));
+      let owner = f;
+      try { owner = decodeURIComponent(f); } catch { /* written by hand: keep the file name */ }
+      out.push({ owner, digests: text.split('\n').filter(Boolean) });
     }
     return out;
   }

@@ -80,6 +80,12 @@ export async function resolveImage(store: ContentStore, nameOrId: string, platfo
       if (prev) prev.names.push(t.name); else matches.set(img.configDigest, { ...img, names: [t.name] });
     }
   }
+  for (const u of await untaggedImages(store)) {
+    const img = await describeBlob(store, u.digest).then((d) => loadManifest(store, d, platform)).then((m) => finish(store, [], m)).catch(() => undefined);
+    if (img && !matches.has(img.configDigest) && (img.configDigest.slice(7).startsWith(prefix) || u.digest.slice(7).startsWith(prefix))) {
+      matches.set(img.configDigest, img);
+    }
+  }
   if (matches.size === 0) {
     if (isDigest(nameOrId) && (await store.hasBlob(nameOrId))) {
       return finish(store, [], await loadManifest(store, await describeBlob(store, nameOrId), platform));
@@ -129,6 +135,61 @@ export async function listImages(store: ContentStore): Promise<ImageSummary[]> {
       out.push({ name: t.name, repository: t.name.slice(0, colon), tag: t.name.slice(colon + 1), manifestDigest: t.descriptor.digest, id: '', size: 0 });
     }
   }
+  for (const u of await untaggedImages(store)) {
+    try {
+      const img = await finish(store, [], await loadManifest(store, await describeBlob(store, u.digest)));
+      out.push({
+        name: '<none>:<none>', repository: '<none>', tag: '<none>', manifestDigest: u.digest, id: img.configDigest,
+        created: img.config.created, size: img.manifest.layers.reduce((n, l) => n + l.size, 0) + img.manifest.config.size,
+      });
+    } catch { /* incomplete (a pull for another platform): nothing to show or run */ }
+  }
+  return out;
+}
+
+/** Root owners that hold a whole image nobody tagged: a build or import without a name, a pull by digest, a load of an untagged archive. */
+const UNTAGGED_ROOT_KINDS = ['built/', 'imported/', 'pulled/', 'loaded/'];
+
+/**
+ * Images kept by a root but by no tag: `docker images` shows these as <none>:<none>, they
+ * resolve by ID, `rmi` removes them and `image prune` removes them all.
+ */
+export async function untaggedImages(store: ContentStore): Promise<{ owner: string; digest: string }[]> {
+  const tagged = new Set((await store.listTags()).map((t) => t.descriptor.digest));
+  const out: { owner: string; digest: string }[] = [];
+  const seen = new Set<string>();
+  for (const r of await store.listRootEntries()) {
+    if (!UNTAGGED_ROOT_KINDS.some((k) => r.owner.startsWith(k))) continue;
+    for (const d of r.digests) {
+      if (tagged.has(d) || seen.has(d) || !(await store.hasBlob(d))) continue;
+      seen.add(d);
+      out.push({ owner: r.owner, digest: d });
+    }
+  }
+  return out;
+}
+
+/** Drops the untagged-image roots that keep `manifestDigest` (its blobs then go with gc or rmi). */
+async function removeUntaggedRoots(store: ContentStore, manifestDigest: string): Promise<boolean> {
+  let removed = false;
+  for (const r of await store.listRootEntries()) {
+    if (UNTAGGED_ROOT_KINDS.some((k) => r.owner.startsWith(k)) && r.digests.includes(manifestDigest)) {
+      await store.removeRoot(r.owner);
+      removed = true;
+    }
+  }
+  return removed;
+}
+
+/** `image prune`: forgets every untagged image and deletes the blobs only they used. */
+export async function pruneUntaggedImages(store: ContentStore): Promise<{ images: string[]; deleted: string[]; bytes: number }> {
+  const out = { images: [] as string[], deleted: [] as string[], bytes: 0 };
+  for (const u of await untaggedImages(store)) {
+    const r = await removeImage(store, u.digest, { force: true });
+    out.images.push(u.digest);
+    out.deleted.push(...r.deleted);
+    out.bytes += r.bytes;
+  }
   return out;
 }
 
@@ -154,6 +215,8 @@ export interface RemoveImageResult {
   untagged: string[];
   /** Blobs deleted because nothing else reaches them (manifest, config, layers). */
   deleted: string[];
+  /** Their total size. */
+  bytes: number;
 }
 
 /**
@@ -183,8 +246,10 @@ export async function removeImage(store: ContentStore, nameOrId: string, opts: {
     }
   }
   for (const t of untag) await store.removeTag(t.name);
+  if (!named) await removeUntaggedRoots(store, rootDigest);
   const remaining = await store.listTags();
   const deleted: string[] = [];
+  let bytes = 0;
   if (!remaining.some((t) => t.descriptor.digest === rootDigest)) {
     const live = new Set<string>();
     for (const t of remaining) await reachableFrom(store, t.descriptor.digest, live);
@@ -192,12 +257,15 @@ export async function removeImage(store: ContentStore, nameOrId: string, opts: {
     const mine = new Set<string>();
     await reachableFrom(store, rootDigest, mine);
     for (const d of mine) {
-      if (live.has(d) || !(await store.hasBlob(d))) continue;
+      if (live.has(d)) continue;
+      const st = await fsp.stat(store.blobPath(d)).catch(() => undefined);
+      if (!st) continue;
       await fsp.rm(store.blobPath(d), { force: true });
       deleted.push(d);
+      bytes += st.size;
     }
   }
-  return { untagged: untag.map((t) => t.name), deleted };
+  return { untagged: untag.map((t) => t.name), deleted, bytes };
 }
 
 export interface GcResult { removed: string[]; bytes: number; kept: number }

@@ -124,3 +124,35 @@ test('--help shows examples', async () => {
     assert.match(r.stdout, /Examples:\n  drydock /, cmd);
   }
 });
+
+test('untagged images (import without a name, a build without -t) list as <none>, resolve by ID, go with rmi and image prune', async () => {
+  const root = tempDir('drydock-cli-store-');
+  const imported = (await ok(['import', rootfsTar, '-q'], root)).stdout.trim();
+  await ok(['import', rootfsTar, 'named:1', '-c', 'ENV NAMED=1', '-q'], root);
+  const ctx = tempDir('drydock-cli-untagged-ctx-');
+  await fsp.writeFile(path.join(ctx, 'Dockerfile'), 'FROM named:1\nLABEL built=yes\n');
+  const built = (await ok(['build', '-q', ctx], root)).stdout.trim();
+  assert.match(built, /^sha256:[a-f0-9]{64}$/);
+
+  const rows = (await ok(['images', '--format', 'json'], root)).stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const none = rows.filter((r) => r.Repository === '<none>');
+  assert.deepEqual(none.map((r) => r.Tag), ['<none>', '<none>']);
+  assert.deepEqual(new Set(none.map((r) => r.ID)), new Set([imported.slice(7, 19), built.slice(7, 19)]));
+  assert.match((await ok(['images'], root)).stdout, new RegExp(`<none>\\s+<none>\\s+${built.slice(7, 19)}`));
+
+  // Both resolve by short ID; gc keeps them (they are images, not garbage).
+  const inspected = JSON.parse((await ok(['inspect', built.slice(7, 19)], root)).stdout)[0];
+  assert.equal(inspected.Config.Labels.built, 'yes');
+  await ok(['gc', '--grace', '0'], root);
+  assert.equal(JSON.parse((await ok(['inspect', imported.slice(7, 19)], root)).stdout).length, 1);
+
+  const rmi = await ok(['rmi', imported.slice(7, 19)], root);
+  assert.match(rmi.stdout, /^(Deleted: sha256:[a-f0-9]{64}\n)+$/);
+  assert.doesNotMatch((await ok(['images'], root)).stdout, new RegExp(imported.slice(7, 19)));
+
+  const prune = await ok(['image', 'prune', '-f'], root);
+  assert.match(prune.stdout, new RegExp(`^Deleted Images:\\nuntagged: sha256:[a-f0-9]{64}\\n(deleted: sha256:[a-f0-9]{64}\\n)+\\nTotal reclaimed space: \\d`));
+  const left = (await ok(['images', '--format', 'json'], root)).stdout.trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(left.map((r) => `${r.Repository}:${r.Tag}`), ['named:1']);
+  assert.equal(JSON.parse((await ok(['inspect', 'named:1'], root)).stdout)[0].Config.Env.includes('NAMED=1'), true);
+});

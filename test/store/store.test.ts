@@ -98,10 +98,11 @@ test('removeImage: untag a name; delete blobs nothing else uses; ID with several
   await store.setTag(canonicalName('a:2'), a.manifest);
   await tinyImage(store, "other-layer", "b:1");
   const r1 = await removeImage(store, 'a:1');
-  assert.deepEqual(r1, { untagged: ['docker.io/library/a:1'], deleted: [] });
+  assert.deepEqual(r1, { untagged: ['docker.io/library/a:1'], deleted: [], bytes: 0 });
   const before = await blobNames(store);
   const r2 = await removeImage(store, 'a:2');
   assert.equal(r2.deleted.length, 3);
+  assert.ok(r2.bytes > 0);
   assert.ok(!(await store.hasBlob(a.manifestDigest)));
   assert.ok(before.length > (await blobNames(store)).length);
   const c = await tinyImage(store, 'c-layer', 'c:1');

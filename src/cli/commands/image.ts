@@ -11,6 +11,7 @@ async function openStore() {
 
 /** "docker.io/library/busybox:latest" -> { repo: "busybox", tag: "latest" }, as Docker shows names. */
 async function displayName(full: string): Promise<{ repository: string; tag: string; familiar: string }> {
+  if (full === '<none>:<none>') return { repository: '<none>', tag: '<none>', familiar: '<none>:<none>' };
   const { parseReference, familiarName } = await import('../../image/index.js');
   const ref = parseReference(full);
   const repository = familiarName(ref);
@@ -314,6 +315,33 @@ Examples:
       const img = await resolveImage(store, name);
       if (!flags.output && process.stdout.isTTY) throw new UserError('cowardly refusing to write a tar archive to a terminal: use -o FILE or redirect');
       await streamingToStdout(() => exportImage(store, img, flags.output ?? process.stdout));
+    });
+
+  program
+    .command('image')
+    .description('Manage images (see also: images, rmi, tag, inspect)')
+    .command('prune')
+    .description('Remove untagged images (<none>:<none>: builds without -t, pulls by digest, untagged loads)')
+    .option('-f, --force', 'do not prompt for confirmation')
+    .addHelpText('after', `
+Examples:
+  drydock image prune -f
+  drydock image prune -f && drydock gc     # then sweep what nothing references any more`)
+    .action(async (flags: { force?: boolean }) => {
+      const { pruneUntaggedImages } = await import('../../store/index.js');
+      if (!flags.force && process.stdin.isTTY) {
+        const { createInterface } = await import('node:readline/promises');
+        const rl = createInterface({ input: process.stdin, output: process.stderr });
+        const answer = await rl.question('WARNING! This will remove all dangling images.\nAre you sure you want to continue? [y/N] ');
+        rl.close();
+        if (!/^y(es)?$/i.test(answer.trim())) return;
+      }
+      const store = await openStore();
+      const r = await pruneUntaggedImages(store);
+      if (r.images.length) process.stdout.write('Deleted Images:\n');
+      for (const d of r.images) process.stdout.write(`untagged: ${d}\n`);
+      for (const d of r.deleted) process.stdout.write(`deleted: ${d}\n`);
+      process.stdout.write(`\nTotal reclaimed space: ${formatSize(r.bytes)}\n`);
     });
 
   program
