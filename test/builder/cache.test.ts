@@ -60,7 +60,7 @@ test('build args in effect are part of RUN keys; --no-cache reruns everything', 
   assert.deepEqual(reran(await fx.build(dir, { noCache: true })), [2, 3, 4]);
 });
 
-test('a fully cached rebuild does no filesystem work: no mounts, no layers, fast', async () => {
+test('a fully cached rebuild does no filesystem work: no mounts, no layers, no blobs', async () => {
   const dir = await fx.context({ 'app.txt': 'v1\n', Dockerfile: dockerfile('fast') });
   await fx.build(dir, { tags: ['fast'] });
   const builderDir = path.join(fx.root, 'builder');
@@ -68,11 +68,9 @@ test('a fully cached rebuild does no filesystem work: no mounts, no layers, fast
   const blobsBefore = (await fsp.readdir(path.join(fx.root, 'blobs/sha256'))).length;
   // Creating or removing a step work dir would change the builder dir's mtime.
   const builderMtime = (await fsp.stat(builderDir)).mtimeMs;
-  const t0 = performance.now();
+  // Its speed is measured in bench/build.ts, not asserted here (a loaded CI host would flake).
   const r = await fx.build(dir, { tags: ['fast'] });
-  const ms = performance.now() - t0;
   assert.deepEqual(reran(r), []);
-  assert.ok(ms < 300, `fully cached rebuild took ${ms.toFixed(0)} ms (limit 300)`);
   assert.equal((await fsp.stat(builderDir)).mtimeMs, builderMtime, 'no step work dir was created');
   assert.equal((await fsp.readdir(path.join(fx.root, 'layers'))).length, layersBefore, 'nothing was unpacked');
   assert.equal((await fsp.readdir(path.join(fx.root, 'blobs/sha256'))).length, blobsBefore, 'no new blobs');
