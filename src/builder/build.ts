@@ -757,7 +757,7 @@ class Builder {
    * a layer. Everything is unmounted and removed afterwards, also on failure.
    */
   private async withRootfs(state: StageState, fn: (rootfs: string, lowers: string[], upper: string, workDir: string) => Promise<void>): Promise<CachedLayer> {
-    const { ensureLayersUnpacked, mountRootfs } = await import('../runtime/index.js');
+    const { ensureLayersUnpacked, mountRootfs, adoptUnpackedLayer } = await import('../runtime/index.js');
     const { createLayer } = await import('../layer/create.js');
     const lowers = await ensureLayersUnpacked(this.store, state.layers);
     const workDir = path.join(this.store.root, 'builder', `step-${process.pid}-${randomBytes(6).toString('hex')}`);
@@ -771,6 +771,16 @@ class Builder {
       const layer = await createLayer(this.store, { dir: mounted.upperDir }, {
         overlayUpper: true, sourceDateEpoch: this.opts.sourceDateEpoch, compression: this.opts.compression,
       });
+      // The upper dir is the new layer unpacked (overlay whiteouts and all): keep it as the layer
+      // cache entry, so the next step mounts it instead of unpacking the blob just written. Not
+      // with SOURCE_DATE_EPOCH, where the blob's clamped mtimes differ from the files'.
+      if (this.opts.sourceDateEpoch === undefined) {
+        const upper = mounted.upperDir;
+        for (const c of this.cleanups.splice(0)) await c().catch(() => {});
+        await mounted.unmount();
+        mounted = undefined;
+        await adoptUnpackedLayer(this.store, upper, layer.diffID);
+      }
       return { digest: layer.digest, size: layer.size, mediaType: layer.mediaType, diffID: layer.diffID };
     } finally {
       for (const c of this.cleanups.splice(0)) await c().catch(() => {});

@@ -33,6 +33,27 @@ export async function ensureLayersUnpacked(store: ContentStore, layers: LayerRef
   return dirs;
 }
 
+/**
+ * Makes `dir` the cache entry of layer `diffID` (a rename, so `dir` must be on the store's
+ * filesystem). The builder hands over a step's overlay upper dir after tarring it: it already is
+ * the layer unpacked with overlay whiteouts, so the next step does not unpack the blob again.
+ * Returns false (and removes `dir`) when the layer is already cached.
+ */
+export async function adoptUnpackedLayer(store: ContentStore, dir: string, diffID: string): Promise<boolean> {
+  const target = unpackedLayerDir(store, diffID);
+  await fsp.mkdir(path.dirname(target), { recursive: true });
+  try {
+    await fsp.rename(dir, target);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
+    await fsp.rm(dir, { recursive: true, force: true });
+    return false;
+  }
+  await fsyncDir(path.dirname(target));
+  return true;
+}
+
 async function isDir(p: string): Promise<boolean> {
   try { return (await fsp.stat(p)).isDirectory(); } catch { return false; }
 }

@@ -86,3 +86,62 @@ test('cache entries are gc roots: gc keeps their layers; a missing blob is a cac
   assert.deepEqual(reran(again), [2], 'the step reran because its blob was gone');
   assert.ok(await fx.store.hasBlob(again.layers[1]!.digest));
 });
+
+/** Every entry below `root`: type, mode, owner, size, content hash, link target, whiteout and opaque marks. */
+async function treeListing(root: string): Promise<string[]> {
+  const { createHash } = await import('node:crypto');
+  const { getAttributeSync } = await import('@napi-rs/xattr');
+  const out: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    for (const name of (await fsp.readdir(dir)).sort()) {
+      const abs = path.join(dir, name);
+      const rel = path.relative(root, abs);
+      const st = await fsp.lstat(abs);
+      const mode = (st.mode & 0o7777).toString(8);
+      if (st.isDirectory()) {
+        let opaque = '';
+        try { opaque = getAttributeSync(abs, 'trusted.overlay.opaque')?.toString() ?? ''; } catch { /* none */ }
+        out.push(`d ${rel} ${mode} ${st.uid}:${st.gid} opaque=${opaque}`);
+        await walk(abs);
+      } else if (st.isSymbolicLink()) {
+        out.push(`l ${rel} -> ${await fsp.readlink(abs)}`);
+      } else if (st.isCharacterDevice()) {
+        out.push(`c ${rel} ${st.rdev}`);
+      } else {
+        const hash = createHash('sha256').update(await fsp.readFile(abs)).digest('hex').slice(0, 16);
+        out.push(`f ${rel} ${mode} ${st.uid}:${st.gid} ${st.size} ${hash} links=${st.nlink}`);
+      }
+    }
+  };
+  await walk(root);
+  return out;
+}
+
+test("a step's upper dir becomes its layer cache entry: the same tree as unpacking the blob, whiteouts included", async () => {
+  const dir = await fx.context({
+    'a.txt': 'a\n',
+    Dockerfile: 'FROM busybox\nCOPY a.txt /srv/a.txt\n'
+      + 'RUN rm /bin/ls && mkdir -p /srv/sub && echo b > /srv/sub/b && ln /srv/a.txt /srv/hard && chown 1:2 /srv/sub/b\n'
+      + 'RUN rm -rf /srv && mkdir /srv && echo c > /srv/c\n',
+  });
+  const r = await fx.build(dir);
+  const { unpackedLayerDir } = await import('../../src/runtime/index.js');
+  const { applyLayer } = await import('../../src/layer/index.js');
+  const built = r.layers.slice(-3);
+  assert.equal(built.length, 3);
+  for (const layer of built) {
+    const cached = unpackedLayerDir(fx.store, layer.diffID);
+    const fromBlob = path.join(fx.root, `check-${layer.diffID.slice(7, 19)}`);
+    await applyLayer(fromBlob, fx.store.openBlob(layer.digest), { whiteouts: 'overlay' });
+    assert.deepEqual(await treeListing(cached), await treeListing(fromBlob), `layer ${layer.diffID}`);
+    await fsp.rm(fromBlob, { recursive: true, force: true });
+  }
+  // The tree really has the interesting parts: a whiteout for /bin/ls, an opaque /srv.
+  const listings = await Promise.all(built.map((l) => treeListing(unpackedLayerDir(fx.store, l.diffID))));
+  assert.ok(listings[1]!.includes('c bin/ls 0'), listings[1]!.join('\n'));
+  assert.ok(listings[2]!.some((l) => l.startsWith('d srv ') && l.endsWith('opaque=y')), listings[2]!.join('\n'));
+  // And the next build step ran on top of them: the image has /srv/c only.
+  const { runImage } = await import('../helpers/run-image.js');
+  const ran = await runImage(fx.root, r.imageId, { args: ['sh', '-c', 'ls /srv; ls /bin/ls 2>&1 || true'] });
+  assert.match(ran.out, /^c\n.*No such file/s);
+});
