@@ -27,6 +27,9 @@ const cases: { args: string[]; word: string | undefined; modules: number }[] = [
   { args: ['--help'], word: undefined, modules: COMMAND_MODULES.length },
   { args: ['help', 'build'], word: 'help', modules: COMMAND_MODULES.length },
   { args: ['no-such-command'], word: 'no-such-command', modules: COMMAND_MODULES.length },
+  { args: ['--version'], word: undefined, modules: 0 },
+  { args: ['-v'], word: undefined, modules: 0 },
+  { args: ['build', '-v', '/x:/y'], word: 'build', modules: 1 },
 ];
 
 for (const c of cases) {
@@ -35,6 +38,12 @@ for (const c of cases) {
     assert.equal(modulesFor(c.args).length, c.modules);
   });
 }
+
+test('--version prints the version without loading any command', async () => {
+  const r = await runCli(['--version']);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /^\d+\.\d+\.\d+\n$/);
+});
 
 test('help lists every command; an unknown command is an error with a suggestion', async () => {
   const help = await runCli(['--help']);

@@ -36,6 +36,8 @@ export function commandWord(args: readonly string[]): string | undefined {
 /** The modules needed to run `args`: the owner of its command, or every module. */
 export function modulesFor(args: readonly string[]): readonly CommandModule[] {
   const word = commandWord(args);
+  // `drydock --version` needs no command at all.
+  if (word === undefined && args.some((a) => a === '-v' || a === '--version')) return [];
   const owner = word === undefined || word === 'help' ? undefined : COMMAND_MODULES.find((m) => m.names.includes(word));
   return owner ? [owner] : COMMAND_MODULES;
 }
