@@ -255,16 +255,21 @@ export class ContentStore {
     return (await this.listRootEntries()).flatMap((r) => r.digests);
   }
 
-  /** Every root with its owner ("buildcache/<key>", "container/<id>", "pulled/<digest>", ...). */
-  async listRootEntries(): Promise<{ owner: string; digests: string[] }[]> {
+  /**
+   * Roots with their owners ("buildcache/<key>", "container/<id>", "pulled/<digest>", ...),
+   * optionally only those whose owner starts with one of `ownerPrefixes` (the others' files are
+   * not read: the build cache alone can hold thousands).
+   */
+  async listRootEntries(ownerPrefixes?: readonly string[]): Promise<{ owner: string; digests: string[] }[]> {
     let files: string[];
     try { files = await fsp.readdir(this.rootsDir); } catch { return []; }
     const out: { owner: string; digests: string[] }[] = [];
     for (const f of files.sort()) {
       if (f.startsWith('.tmp-')) continue;
-      const text = await fsp.readFile(path.join(this.rootsDir, f), 'utf8').catch(() => '');
       let owner = f;
       try { owner = decodeURIComponent(f); } catch { /* written by hand: keep the file name */ }
+      if (ownerPrefixes && !ownerPrefixes.some((p) => owner.startsWith(p))) continue;
+      const text = await fsp.readFile(path.join(this.rootsDir, f), 'utf8').catch(() => '');
       out.push({ owner, digests: text.split('\n').filter(Boolean) });
     }
     return out;

@@ -158,8 +158,7 @@ export async function untaggedImages(store: ContentStore): Promise<{ owner: stri
   const tagged = new Set((await store.listTags()).map((t) => t.descriptor.digest));
   const out: { owner: string; digest: string }[] = [];
   const seen = new Set<string>();
-  for (const r of await store.listRootEntries()) {
-    if (!UNTAGGED_ROOT_KINDS.some((k) => r.owner.startsWith(k))) continue;
+  for (const r of await store.listRootEntries(UNTAGGED_ROOT_KINDS)) {
     for (const d of r.digests) {
       if (tagged.has(d) || seen.has(d) || !(await store.hasBlob(d))) continue;
       seen.add(d);
@@ -172,8 +171,8 @@ export async function untaggedImages(store: ContentStore): Promise<{ owner: stri
 /** Drops the untagged-image roots that keep `manifestDigest` (its blobs then go with gc or rmi). */
 async function removeUntaggedRoots(store: ContentStore, manifestDigest: string): Promise<boolean> {
   let removed = false;
-  for (const r of await store.listRootEntries()) {
-    if (UNTAGGED_ROOT_KINDS.some((k) => r.owner.startsWith(k)) && r.digests.includes(manifestDigest)) {
+  for (const r of await store.listRootEntries(UNTAGGED_ROOT_KINDS)) {
+    if (r.digests.includes(manifestDigest)) {
       await store.removeRoot(r.owner);
       removed = true;
     }
