@@ -123,18 +123,24 @@ export async function gcLayerCache(store: ContentStore, opts: { dryRun?: boolean
 
 /** Hex names of the layer dirs something still uses (see gcLayerCache). */
 async function liveLayerDirs(store: ContentStore): Promise<Set<string>> {
-  const { reachableFrom } = await import('../store/images.js');
   const { listContainers } = await import('./containers.js');
   const keep = new Set<string>();
-  const manifests = new Set<string>();
-  for (const t of await store.listTags()) await reachableFrom(store, t.descriptor.digest, manifests);
-  for (const d of await store.listRoots()) await reachableFrom(store, d, manifests);
-  // reachableFrom collects manifests, configs and layers alike; configs are the ones with diff_ids.
-  for (const digest of manifests) {
-    const config = await readSmallJson(store, digest) as { rootfs?: { diff_ids?: unknown } } | undefined;
-    const ids = config?.rootfs?.diff_ids;
-    if (Array.isArray(ids)) for (const id of ids) if (typeof id === 'string') keep.add(id.replace(/^sha256:/, ''));
-  }
+  // Manifests and indexes from every tag and root, down to their configs' diff_ids. Roots may
+  // name a layer blob directly (build cache entries); those are not JSON and are skipped unread.
+  const seen = new Set<string>();
+  const visit = async (digest: string): Promise<void> => {
+    if (seen.has(digest)) return;
+    seen.add(digest);
+    const doc = await readSmallJson(store, digest) as { manifests?: { digest?: unknown }[]; config?: { digest?: unknown } } | undefined;
+    if (Array.isArray(doc?.manifests)) for (const m of doc.manifests) if (typeof m?.digest === 'string') await visit(m.digest);
+    if (typeof doc?.config?.digest === 'string') {
+      const config = await readSmallJson(store, doc.config.digest) as { rootfs?: { diff_ids?: unknown } } | undefined;
+      const ids = config?.rootfs?.diff_ids;
+      if (Array.isArray(ids)) for (const id of ids) if (typeof id === 'string') keep.add(id.replace(/^sha256:/, ''));
+    }
+  };
+  for (const t of await store.listTags()) await visit(t.descriptor.digest);
+  for (const d of await store.listRoots()) await visit(d);
   const cacheRoot = layerCacheDir(store) + path.sep;
   const addDir = (dir: string) => { if (dir.startsWith(cacheRoot)) keep.add(dir.slice(cacheRoot.length).split(path.sep)[0]!); };
   for (const c of await listContainers(store.root).catch(() => [])) for (const d of c.record.LowerDirs ?? []) addDir(d);
@@ -142,14 +148,21 @@ async function liveLayerDirs(store: ContentStore): Promise<Set<string>> {
   return keep;
 }
 
+/** A manifest, index or config blob as JSON; undefined for layers (checked by their first byte, not read whole) and missing blobs. */
 async function readSmallJson(store: ContentStore, digest: string): Promise<unknown> {
+  let fh: fsp.FileHandle | undefined;
   try {
-    const st = await fsp.stat(store.blobPath(digest));
-    if (st.size > 4 * 1024 * 1024) return undefined;
-    const bytes = await store.readBlob(digest);
-    return bytes[0] === 0x7b ? JSON.parse(bytes.toString('utf8')) : undefined;
+    fh = await fsp.open(store.blobPath(digest), 'r');
+    const st = await fh.stat();
+    if (st.size > 4 * 1024 * 1024 || st.size === 0) return undefined;
+    const first = Buffer.alloc(1);
+    await fh.read(first, 0, 1, 0);
+    if (first[0] !== 0x7b) return undefined;
+    return JSON.parse((await fh.readFile()).toString('utf8'));
   } catch {
     return undefined;
+  } finally {
+    await fh?.close();
   }
 }
 
