@@ -21,7 +21,7 @@ import { parseReference, familiarString } from '../image/reference.js';
 import type { Descriptor, ImageConfig, Platform, ContainerConfig } from '../image/types.js';
 import type { Compression } from '../image/media-types.js';
 import { NotFoundError, UserError } from '../util/errors.js';
-import { STREAM_CHUNK } from '../util/fs.js';
+import { STREAM_CHUNK, discardStreamedFile } from '../util/fs.js';
 import { BuildCache, stepKey, type CacheEntry, type CachedLayer } from './cache.js';
 import { SourceTree, HashCache, hashSources } from './context.js';
 import { parseKeyValues, parsePorts, parseHealthcheck, parseChmod, validateSignal, expandOrThrow, splitRawWords } from './instructions.js';
@@ -721,7 +721,13 @@ class Builder {
       throw this.err(inst, `ADD ${url}: server answered ${res.status} ${res.statusText}`);
     }
     const digester = new Digester('sha256');
-    await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>), async function* (src: AsyncIterable<Buffer>) { for await (const chunk of src) { digester.update(chunk); yield chunk; } }, createWriteStream(file));
+    const out = createWriteStream(file);
+    try {
+      await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>), async function* (src: AsyncIterable<Buffer>) { for await (const chunk of src) { digester.update(chunk); yield chunk; } }, out);
+    } catch (e) {
+      await discardStreamedFile(out, file);
+      throw this.err(inst, `ADD ${url}: download failed: ${(e as Error).message}`);
+    }
     const digest = digester.digest();
     if (checksum && checksum !== digest) {
       await fsp.rm(file, { force: true });

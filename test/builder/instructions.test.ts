@@ -186,6 +186,24 @@ ADD --chmod=644 http://127.0.0.1:${port}/file.txt /dl2.txt
   assert.equal(out, 'from tar\nfrom tar\nfrom tar\nfrom tar\nnotatar\ndownloaded\n600\n644\n');
 });
 
+test('ADD of a URL whose connection is cut mid-body fails the step with a clear error and leaves no temp file', async () => {
+  // Announces 1 MiB, sends 64 KiB, then drops the connection.
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-length': String(1 << 20) });
+    res.write(Buffer.alloc(64 * 1024, 1), () => res.socket?.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const dir = await fx.context({ Dockerfile: `FROM busybox\nADD http://127.0.0.1:${port}/big.bin /big.bin\n` });
+  try {
+    await assert.rejects(fx.build(dir), /ADD http:\/\/127\.0\.0\.1:\d+\/big\.bin: download failed/);
+  } finally {
+    server.close();
+  }
+  const leftovers = (await fsp.readdir(path.join(fx.root, 'tmp')).catch(() => [] as string[])).filter((f) => f.startsWith('add-'));
+  assert.deepEqual(leftovers, []);
+});
+
 test('RUN --mount: cache persists across builds, bind reads the context, secret stays out of layers, tmpfs; --network=none', async () => {
   const secretFile = path.join(tempDir('drydock-secret-'), 's');
   await fsp.writeFile(secretFile, 'TOPSECRET');
