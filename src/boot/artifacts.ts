@@ -50,7 +50,7 @@ export function sourceDateEpoch(): number | undefined {
  * attached to one machine do not confuse the initramfs.
  */
 export function bootLabel(source: BootSource, opts: BootOptions): string {
-  const h = createHash('sha256').update(source.id).update(JSON.stringify({ ...opts, size: undefined, format: undefined })).digest('hex');
+  const h = createHash('sha256').update(source.id).update(JSON.stringify({ ...opts, size: undefined, format: undefined, firmware: undefined })).digest('hex');
   return `DD${h.slice(0, 8).toUpperCase()}`;
 }
 

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { UserError } from '../util/errors.js';
 import { validateTimezone } from '../mkimage/timezone.js';
+import { FIRMWARES, type Firmware } from './uefi.js';
 
 export type InitMode = 'auto' | 'image' | 'drydock';
 export type SquashfsCompression = 'zstd' | 'xz' | 'gzip' | 'lz4';
@@ -31,6 +32,8 @@ export interface BootOptions {
   kernel?: string;
   modules?: string;
   compression: SquashfsCompression;
+  /** ISO only: which firmware boots it (default both: isolinux for BIOS, GRUB for UEFI). */
+  firmware?: Firmware;
   /** Disk only. */
   size?: number;
   format: DiskFormat;
@@ -41,7 +44,7 @@ export type RawBootOptions = Record<string, unknown>;
 
 const KEYS = [
   'timezone', 'proxy', 'no-proxy', 'motd', 'startup-script', 'hostname', 'ssh-key', 'kernel-args',
-  'mount', 'top-layer', 'init', 'kernel', 'modules', 'compression', 'size', 'format',
+  'mount', 'top-layer', 'init', 'kernel', 'modules', 'compression', 'firmware', 'size', 'format',
 ] as const;
 const PATH_KEYS = new Set(['startup-script', 'top-layer', 'kernel', 'modules']);
 const LIST_KEYS = new Set(['ssh-key', 'mount']);
@@ -211,6 +214,12 @@ export async function validateBootOptions(raw: RawBootOptions, zoneinfo = '/usr/
   const comp = str(raw, 'compression') ?? 'zstd';
   if (!['zstd', 'xz', 'gzip', 'lz4'].includes(comp)) throw new UserError(`invalid --compression "${comp}": zstd, xz, gzip or lz4`);
   opts.compression = comp as SquashfsCompression;
+
+  const firmware = str(raw, 'firmware');
+  if (firmware !== undefined) {
+    if (!(FIRMWARES as readonly string[]).includes(firmware)) throw new UserError(`invalid --firmware "${firmware}": bios, uefi or both`);
+    opts.firmware = firmware as Firmware;
+  }
 
   const size = str(raw, 'size');
   if (size) opts.size = parseSize(size);

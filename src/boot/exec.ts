@@ -17,6 +17,8 @@ const PACKAGE_OF: Record<string, string> = {
   xz: 'xz-utils',
   zstd: 'zstd',
   dd: 'coreutils',
+  tar: 'tar',
+  'grub-mkimage': 'grub-common',
 };
 
 export interface RunResult { stdout: string; stderr: string }

@@ -12,6 +12,7 @@ import { buildArtifacts, type BootArtifacts, type BootSource } from './artifacts
 import { bzImageVersion, resolveKernel } from './kernel.js';
 import type { BootOptions } from './config.js';
 import { writeDisk, writeIso, type DiskLayout } from './media.js';
+import type { Firmware } from './uefi.js';
 
 export { loadBootConfigFile, mergeRaw, validateBootOptions, parseSize, parseMount } from './config.js';
 export type { BootOptions, RawBootOptions, BootMount, InitMode } from './config.js';
@@ -21,10 +22,14 @@ export { buildArtifacts, bootLabel } from './artifacts.js';
 export type { BootArtifacts, BootSource } from './artifacts.js';
 export { chooseInit, buildTopLayer } from './toplayer.js';
 export { writeIso, writeDisk, diskLayout } from './media.js';
+export { grubConfig, FIRMWARES } from './uefi.js';
+export type { Firmware } from './uefi.js';
 
 export interface BootBuildResult {
   output: string;
   kind: 'iso' | 'disk';
+  /** Firmware the medium boots with. */
+  firmware: Firmware;
   size: number;
   label: string;
   kernelVersion?: string;
@@ -64,6 +69,13 @@ async function checkOutputDir(output: string): Promise<string> {
   return out;
 }
 
+/** Disk images boot with syslinux from the MBR: BIOS only, so asking for UEFI is an error, not a surprise at boot. */
+function checkFirmware(kind: 'iso' | 'disk', opts: BootOptions): void {
+  if (kind === 'disk' && opts.firmware !== undefined && opts.firmware !== 'bios') {
+    throw new UserError(`drydock disk boots with BIOS only (MBR + syslinux); for UEFI use drydock iso (written to a disk or USB stick it boots both)`);
+  }
+}
+
 /** A bad --kernel fails before the image is unpacked. Modules may still come from the image. */
 async function precheckKernel(opts: BootOptions): Promise<void> {
   const kernel = opts.kernel ?? process.env.DRYDOCK_KERNEL;
@@ -77,17 +89,18 @@ async function precheckKernel(opts: BootOptions): Promise<void> {
 export async function buildBootMedium(kind: 'iso' | 'disk', source: BootSource, opts: BootOptions, output: string): Promise<BootBuildResult> {
   const started = Date.now();
   const out = await checkOutputDir(output);
+  checkFirmware(kind, opts);
   return withWorkDir(async (work) => {
     const stage = path.join(work, 'stage');
     await fsp.mkdir(stage);
     const a = await buildArtifacts(source, opts, stage);
     const artifactsDone = Date.now();
     let layout: DiskLayout | undefined;
-    if (kind === 'iso') await writeIso(a, out);
+    if (kind === 'iso') await writeIso(a, out, { firmware: opts.firmware });
     else layout = await writeDisk(a, out, { size: opts.size, format: opts.format });
     const phases = { artifacts: (artifactsDone - started) / 1000, media: (Date.now() - artifactsDone) / 1000 };
     return {
-      output: out, kind, size: (await fsp.stat(out)).size, label: a.label, kernelVersion: a.kernel.version,
+      output: out, kind, firmware: kind === 'iso' ? opts.firmware ?? 'both' : 'bios', size: (await fsp.stat(out)).size, label: a.label, kernelVersion: a.kernel.version,
       kernelOrigin: a.kernel.origin, init: a.init, modules: a.modules.length, cmdline: a.cmdline, layout,
       seconds: (Date.now() - started) / 1000, phases,
     };
@@ -101,6 +114,7 @@ export async function buildFromStore(store: ContentStore, image: string, kind: '
     throw new UserError(`${image} is a ${img.config.architecture} image; drydock ${kind} boots x86-64 (amd64) images`);
   }
   await checkOutputDir(output);
+  checkFirmware(kind, opts);
   await precheckKernel(opts);
   return withWorkDir(async (work) => {
     const rootfs = path.join(work, 'rootfs');

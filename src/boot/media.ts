@@ -14,6 +14,7 @@ import type { BootArtifacts } from './artifacts.js';
 import { sourceDateEpoch } from './artifacts.js';
 import type { DiskFormat } from './config.js';
 import { runTool } from './exec.js';
+import { EFI_IMAGE_PATH, requireGrubEfi, writeEfiBootImage, type Firmware } from './uefi.js';
 
 export const SYSLINUX_FILES = {
   isolinuxBin: '/usr/lib/ISOLINUX/isolinux.bin',
@@ -51,24 +52,46 @@ async function commit(tmp: string, target: string): Promise<void> {
   await fsyncDir(path.dirname(target));
 }
 
-export async function writeIso(a: BootArtifacts, output: string): Promise<void> {
-  await requireFiles([SYSLINUX_FILES.isolinuxBin, SYSLINUX_FILES.isohybridMbr, SYSLINUX_FILES.ldlinux]);
-  const iso = path.join(a.dir, 'isolinux');
-  await fsp.mkdir(iso, { recursive: true });
-  await fsp.copyFile(SYSLINUX_FILES.isolinuxBin, path.join(iso, 'isolinux.bin'));
-  await fsp.copyFile(SYSLINUX_FILES.ldlinux, path.join(iso, 'ldlinux.c32'));
-  await fsp.writeFile(path.join(iso, 'isolinux.cfg'), syslinuxConfig(a, '/boot/vmlinuz', '/boot/initrd.img'));
-  const tmp = tempName(path.resolve(output));
-  const env: NodeJS.ProcessEnv = {};
+/**
+ * Writes the ISO. BIOS: isolinux from the El Torito catalogue (CD) and the isohdpfx MBR (USB).
+ * UEFI: an alternate El Torito entry for the FAT image with GRUB's BOOTX64.EFI, which the
+ * hybrid GPT also lists as a partition so firmware finds it on a USB stick.
+ */
+export async function writeIso(a: BootArtifacts, output: string, opts: { firmware?: Firmware } = {}): Promise<void> {
+  const firmware = opts.firmware ?? 'both';
+  const bios = firmware !== 'uefi';
+  const uefi = firmware !== 'bios';
+  if (bios) await requireFiles([SYSLINUX_FILES.isolinuxBin, SYSLINUX_FILES.isohybridMbr, SYSLINUX_FILES.ldlinux]);
+  if (uefi) await requireGrubEfi();
   const epoch = sourceDateEpoch();
+  const biosArgs: string[] = [];
+  if (bios) {
+    const iso = path.join(a.dir, 'isolinux');
+    await fsp.mkdir(iso, { recursive: true });
+    await fsp.copyFile(SYSLINUX_FILES.isolinuxBin, path.join(iso, 'isolinux.bin'));
+    await fsp.copyFile(SYSLINUX_FILES.ldlinux, path.join(iso, 'ldlinux.c32'));
+    await fsp.writeFile(path.join(iso, 'isolinux.cfg'), syslinuxConfig(a, '/boot/vmlinuz', '/boot/initrd.img'));
+    biosArgs.push('-isohybrid-mbr', SYSLINUX_FILES.isohybridMbr,
+      '-c', 'isolinux/boot.cat', '-b', 'isolinux/isolinux.bin', '-no-emul-boot', '-boot-load-size', '4', '-boot-info-table');
+  }
+  const uefiArgs: string[] = [];
+  if (uefi) {
+    const efiWork = path.join(a.dir, '..', 'efi');
+    await fsp.mkdir(efiWork, { recursive: true });
+    await writeEfiBootImage(a, efiWork, path.join(a.dir, EFI_IMAGE_PATH), epoch ?? Math.floor(Date.now() / 1000));
+    // With isolinux this is the second El Torito entry; -isohybrid-gpt-basdat (which needs the
+    // isohybrid MBR) lists it in a GPT. UEFI-only ISOs get that GPT from -efi-boot-part.
+    uefiArgs.push(...(bios ? ['-eltorito-alt-boot'] : ['-c', 'boot/boot.cat']), '-e', EFI_IMAGE_PATH, '-no-emul-boot',
+      ...(bios ? ['-isohybrid-gpt-basdat'] : ['-efi-boot-part', '--efi-boot-image']));
+  }
+  const tmp = tempName(path.resolve(output));
   try {
     await runTool('xorriso', [
       '-as', 'mkisofs', '-quiet', '-o', tmp, '-V', a.label, '-R', '-J', '-joliet-long',
-      '-isohybrid-mbr', SYSLINUX_FILES.isohybridMbr,
-      '-c', 'isolinux/boot.cat', '-b', 'isolinux/isolinux.bin', '-no-emul-boot', '-boot-load-size', '4', '-boot-info-table',
+      ...biosArgs, ...uefiArgs,
       ...(epoch !== undefined ? ['--set_all_file_dates', `=${epoch}`, '--modification-date=' + isoDate(epoch)] : []),
       a.dir,
-    ], { env });
+    ]);
     await commit(tmp, output);
   } catch (e) {
     await fsp.rm(tmp, { force: true });

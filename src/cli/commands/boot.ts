@@ -17,7 +17,7 @@ interface BootFlags {
 const FLAG_KEYS: Record<string, string> = {
   timezone: 'timezone', proxy: 'proxy', noProxy: 'no-proxy', motd: 'motd', startupScript: 'startup-script',
   hostname: 'hostname', sshKey: 'ssh-key', kernelArgs: 'kernel-args', mount: 'mount', topLayer: 'top-layer',
-  init: 'init', kernel: 'kernel', modules: 'modules', compression: 'compression', size: 'size',
+  init: 'init', kernel: 'kernel', modules: 'modules', compression: 'compression', size: 'size', firmware: 'firmware',
 };
 
 function addBootOptions(cmd: Command): Command {
@@ -53,6 +53,7 @@ function report(r: BootBuildResult, flags: BootFlags): void {
     `Kernel: ${r.kernelVersion ?? 'unknown'} (${r.kernelOrigin === 'image' ? 'from the image' : 'from --kernel'}), ${r.modules} modules in the initramfs`,
     `Init: ${r.init.path} (${r.init.reason})`,
     `Boot label: ${r.label}`,
+    ...(r.kind === 'iso' ? [`Firmware: ${r.firmware === 'both' ? 'BIOS (isolinux) and UEFI (GRUB)' : r.firmware === 'uefi' ? 'UEFI (GRUB)' : 'BIOS (isolinux)'}`] : []),
     `Kernel command line: ${r.cmdline}`,
   ].join('\n') + '\n');
 }
@@ -79,11 +80,12 @@ export function register(program: Command): void {
   addBootOptions(
     program.command('iso')
       .argument('<image>', 'image name or ID in the local store')
-      .description('Make a bootable hybrid ISO (BIOS, CD or USB) that boots the image as a machine')
+      .description('Make a bootable hybrid ISO (BIOS and UEFI, CD or USB) that boots the image as a machine')
+      .addOption(new Option('--firmware <firmware>', 'firmware the ISO boots with: bios (isolinux), uefi (GRUB) or both (default both)').choices(['bios', 'uefi', 'both']))
       .addOption(new Option('--format <format>', 'print the result as JSON (same as --json)').choices(['json'])),
   )
     .addHelpText('after', `
-Boot flow: isolinux loads the kernel and a drydock initramfs, which mounts the image (squashfs,
+Boot flow: isolinux (BIOS) or GRUB (UEFI, EFI/BOOT/BOOTX64.EFI) loads the kernel and a drydock initramfs, which mounts the image (squashfs,
 read-only) under a tmpfs writable layer with overlayfs, applies the top layer, and switches root.
 Images with their own init (systemd, OpenRC) boot it; container images run their ENTRYPOINT/CMD
 as a supervised service (restarted on exit; log in /var/log/drydock-service.log).
@@ -98,7 +100,9 @@ Examples:
       --no-proxy localhost,10.0.0.0/8 --motd 'Welcome to myapp' --startup-script start.sh
   drydock iso desktop:latest -o desk.iso --kernel-args 'toplayer=LABEL=machine toplayer_path=/files'
   drydock iso myapp:1.0 -o myapp.iso --config boot.yml
-  qemu-system-x86_64 -m 512 -nographic -cdrom myapp.iso`)
+  qemu-system-x86_64 -m 512 -nographic -cdrom myapp.iso
+  qemu-system-x86_64 -m 512 -nographic -bios /usr/share/ovmf/OVMF.fd -cdrom myapp.iso   # UEFI
+  drydock iso myapp:1.0 -o myapp.iso --firmware bios      # BIOS only (no grub-efi-amd64-bin needed)`)
     .action((image: string, flags: BootFlags) => action('iso', image, flags));
 
   addBootOptions(
