@@ -12,7 +12,7 @@ APT_PACKAGES=(
   # mkimage
   debootstrap
   # boot: squashfs, ISO, disk images, initramfs, emulator for the boot tests
-  squashfs-tools xorriso isolinux syslinux syslinux-common syslinux-utils grub-pc-bin grub-common
+  squashfs-tools xorriso isolinux syslinux syslinux-common syslinux-utils grub-pc-bin grub-common grub-efi-amd64-bin ovmf
   mtools cpio e2fsprogs btrfs-progs dosfstools fdisk qemu-system-x86 qemu-utils
   # peers for interop tests and benchmarks
   skopeo podman buildah umoci docker-registry apache2-utils openssl uidmap fuse-overlayfs hyperfine

@@ -12,7 +12,7 @@ import { buildArtifacts, type BootArtifacts, type BootSource } from './artifacts
 import { bzImageVersion, resolveKernel } from './kernel.js';
 import type { BootOptions } from './config.js';
 import { writeDisk, writeIso, type DiskLayout } from './media.js';
-import type { Firmware } from './uefi.js';
+import { grubUnsafeArgs, type Firmware } from './uefi.js';
 
 export { loadBootConfigFile, mergeRaw, validateBootOptions, parseSize, parseMount } from './config.js';
 export type { BootOptions, RawBootOptions, BootMount, InitMode } from './config.js';
@@ -69,8 +69,15 @@ async function checkOutputDir(output: string): Promise<string> {
   return out;
 }
 
-/** Disk images boot with syslinux from the MBR: BIOS only, so asking for UEFI is an error, not a surprise at boot. */
+/**
+ * Disk images boot with syslinux from the MBR: BIOS only, so asking for UEFI is an error, not a
+ * surprise at boot. Likewise kernel arguments GRUB would alter, before any work is done.
+ */
 function checkFirmware(kind: 'iso' | 'disk', opts: BootOptions): void {
+  const unsafe = opts.kernelArgs !== undefined ? grubUnsafeArgs(opts.kernelArgs) : undefined;
+  if (kind === 'iso' && opts.firmware !== 'bios' && unsafe) {
+    throw new UserError(`--kernel-args ${JSON.stringify(opts.kernelArgs)}: ${unsafe}; drop the quotes (they only group words with spaces) or build a BIOS-only ISO with --firmware bios`);
+  }
   if (kind === 'disk' && opts.firmware !== undefined && opts.firmware !== 'bios') {
     throw new UserError(`drydock disk boots with BIOS only (MBR + syslinux); for UEFI use drydock iso (written to a disk or USB stick it boots both)`);
   }

@@ -41,12 +41,19 @@ export function grubQuote(word: string): string {
 }
 
 /**
- * GRUB's linux command joins its arguments with single spaces and wraps any argument that
- * contains a space in double quotes. Quoting each space-separated word on its own therefore
- * gives the kernel the command line exactly as isolinux's APPEND line does.
+ * GRUB's linux command joins its arguments with single spaces, so quoting each space-separated
+ * word on its own keeps $, ; and friends intact. It also puts a backslash before every ", ' and
+ * \ it passes on (grub-core/lib/cmdline.c), which the kernel does not undo: command lines with
+ * those characters are refused for UEFI (see grubUnsafeArgs) rather than booted altered.
  */
 export function grubKernelArgs(cmdline: string): string {
   return cmdline.split(/\s+/).filter(Boolean).map(grubQuote).join(' ');
+}
+
+/** Why `cmdline` cannot reach the kernel unchanged through GRUB, or undefined when it can. */
+export function grubUnsafeArgs(cmdline: string): string | undefined {
+  const bad = [...new Set(cmdline.match(/["'\\]/g) ?? [])];
+  return bad.length ? `GRUB (the UEFI boot loader) escapes ${bad.join(' ')} in kernel arguments with a backslash, so the kernel would see different arguments` : undefined;
 }
 
 /** grub.cfg embedded in BOOTX64.EFI: serial + screen console, no menu delay, boot by label. */
@@ -69,10 +76,10 @@ export function grubConfig(boot: { label: string; cmdline: string }, kernelPath:
 }
 
 /** Fails with the Debian package (and the BIOS-only way out) when GRUB's EFI modules are missing. */
-export async function requireGrubEfi(): Promise<void> {
-  const ok = await fsp.stat(path.join(GRUB_EFI_DIR, 'moddep.lst')).then(() => true, () => false);
+export async function requireGrubEfi(dir = GRUB_EFI_DIR): Promise<void> {
+  const ok = await fsp.stat(path.join(dir, 'moddep.lst')).then(() => true, () => false);
   if (!ok) {
-    throw new UserError(`UEFI boot needs GRUB's x86_64-efi modules (${GRUB_EFI_DIR} is missing): apt-get install grub-efi-amd64-bin, or build a BIOS-only ISO with --firmware bios`);
+    throw new UserError(`UEFI boot needs GRUB's x86_64-efi modules (${dir} is missing): apt-get install grub-efi-amd64-bin, or build a BIOS-only ISO with --firmware bios`);
   }
 }
 

@@ -17,7 +17,9 @@ import { loadBootConfigFile, mergeRaw, parseMount, parseSize, validateBootOption
 import { bzImageVersion, resolveKernel } from '../../src/boot/kernel.js';
 import { chooseInit, buildTopLayer, resolveUser } from '../../src/boot/toplayer.js';
 import { serviceConf } from '../../src/boot/scripts.js';
-import { diskLayout } from '../../src/boot/media.js';
+import { diskLayout, syslinuxConfig, writeIso } from '../../src/boot/media.js';
+import { grubConfig, grubKernelArgs, grubUnsafeArgs, requireGrubEfi, writeEfiBootImage, type Firmware } from '../../src/boot/uefi.js';
+import type { BootArtifacts } from '../../src/boot/artifacts.js';
 import { buildBusyboxRootfs } from '../../src/mkimage/busybox-rootfs.js';
 
 const work = tempDir('drydock-boot-parts-');
@@ -161,6 +163,7 @@ test('option validation: good values pass, bad ones name the option', async () =
     [{ size: 'lots' }, /invalid size/],
     [{ format: 'vmdk' }, /invalid --format/],
     [{ 'kernel-args': 'a\nb' }, /one line/],
+    [{ firmware: 'coreboot' }, /invalid --firmware "coreboot": bios, uefi or both/],
   ];
   for (const [raw, err] of cases) await assert.rejects(validateBootOptions(raw), err, JSON.stringify(raw));
 });
@@ -319,4 +322,93 @@ test('startup script with the image\'s own init: hooked into busybox init\'s rcS
   assert.equal(await fsp.readlink(path.join(layer, 'etc/systemd/system/multi-user.target.wants/drydock-startup.service')), '../drydock-startup.service');
   assert.match(await fsp.readFile(path.join(layer, 'etc/init.d/rcS'), 'utf8'), /^'\/\.drydock\/startup'$/m);
   await assert.rejects(fsp.stat(path.join(layer, '.drydock/init')));
+});
+
+test('grub.cfg: serial console, no delay, finds the ISO by label, kernel args as isolinux passes them', () => {
+  const cases: { label: string; cmdline: string; linux: string }[] = [
+    { label: 'DD0123ABCD', cmdline: 'console=ttyS0,115200 drydock.label=DD0123ABCD', linux: 'linux /boot/vmlinuz console=ttyS0,115200 drydock.label=DD0123ABCD' },
+    { label: 'DDFFFFFFFF', cmdline: 'a=1  b=2 ', linux: 'linux /boot/vmlinuz a=1 b=2' },
+    { label: 'DD00000000', cmdline: 'x.q="a b" y=$HOME;z', linux: `linux /boot/vmlinuz 'x.q="a' 'b"' 'y=$HOME;z'` },
+    { label: 'DD00000001', cmdline: "s=it's t=$x", linux: `linux /boot/vmlinuz "s=it's" 't=$x'` },
+    { label: 'DD00000002', cmdline: `m=it's$"x\\`, linux: `linux /boot/vmlinuz "m=it's\\$\\"x\\\\"` },
+  ];
+  for (const c of cases) {
+    const cfg = grubConfig(c, '/boot/vmlinuz', '/boot/initrd.img');
+    const lines = cfg.split('\n').map((l) => l.trim());
+    assert.ok(lines.includes(c.linux), `${c.cmdline}: ${cfg}`);
+    assert.ok(lines.includes(`search --no-floppy --set=root --label ${c.label}`), c.label);
+    for (const l of ['serial --unit=0 --speed=115200', 'terminal_input console serial', 'terminal_output console serial', 'set timeout=0', 'initrd /boot/initrd.img']) {
+      assert.ok(lines.includes(l), l);
+    }
+  }
+  // GRUB's own parser accepts every generated config.
+  requireTool('grub-script-check', 'apt-get install grub-common');
+  for (const c of cases) {
+    const r = spawnSync('grub-script-check', [], { input: grubConfig(c, '/boot/vmlinuz', '/boot/initrd.img'), encoding: 'utf8' });
+    assert.equal(r.status, 0, `${c.cmdline}: ${r.stderr}`);
+  }
+  assert.equal(grubKernelArgs('a  b\tc'), 'a b c');
+  assert.equal(grubUnsafeArgs('console=ttyS0 a=$b;c'), undefined);
+  assert.match(grubUnsafeArgs(`x="a b" y=it's`)!, /escapes " ' in kernel arguments/);
+  assert.throws(() => grubConfig({ label: 'bad label', cmdline: '' }, '/k', '/i'));
+});
+
+test('GRUB EFI modules missing: the error names the package and --firmware bios', async () => {
+  await assert.rejects(requireGrubEfi(path.join(work, 'no-grub')), /apt-get install grub-efi-amd64-bin, or build a BIOS-only ISO with --firmware bios/);
+});
+
+test('ISO boot entries per --firmware, reproducible EFI image and ISO', async () => {
+  for (const t of ['xorriso', 'grub-mkimage', 'mkfs.vfat', 'mcopy', 'mdir']) requireTool(t);
+  /** Stand-in artifacts: the boot entries do not look inside the kernel or initramfs. */
+  async function artifacts(name: string): Promise<BootArtifacts> {
+    const dir = path.join(work, `iso-${name}`, 'media');
+    await fsp.mkdir(path.join(dir, 'boot'), { recursive: true });
+    await fsp.writeFile(path.join(dir, 'boot/vmlinuz'), 'kernel');
+    await fsp.writeFile(path.join(dir, 'boot/initrd.img'), 'initrd');
+    const label = 'DD12AB34CD';
+    return { dir, vmlinuz: path.join(dir, 'boot/vmlinuz'), initrd: path.join(dir, 'boot/initrd.img'), rootfsSquashfs: '', topSquashfs: '', label,
+      kernel: { vmlinuz: '', origin: 'user' } as unknown as BootArtifacts['kernel'], init: { path: '/sbin/init', reason: 'test' } as unknown as BootArtifacts['init'], modules: [],
+      cmdline: `console=ttyS0,115200 drydock.label=${label}` };
+  }
+  const cases: [Firmware, string[], string[]][] = [
+    ['both', ['BIOS', 'UEFI'], ['/isolinux/isolinux.bin', '/boot/efiboot.img']],
+    ['bios', ['BIOS'], ['/isolinux/isolinux.bin']],
+    ['uefi', ['UEFI'], ['/boot/efiboot.img']],
+  ];
+  const prev = process.env.SOURCE_DATE_EPOCH;
+  process.env.SOURCE_DATE_EPOCH = '1700000000';
+  try {
+    for (const [firmware, platforms, images] of cases) {
+      const sums: string[] = [];
+      for (const n of [1, 2]) {
+        const a = await artifacts(`${firmware}${n}`);
+        const iso = path.join(work, `${firmware}${n}.iso`);
+        await writeIso(a, iso, { firmware });
+        sums.push(execFileSync('sha256sum', [iso], { encoding: 'utf8' }).split(' ')[0]!);
+        if (n === 2) continue;
+        const report = execFileSync('xorriso', ['-indev', iso, '-report_el_torito', 'plain'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+        const found = [...report.matchAll(/^El Torito boot img :\s+\d+\s+(\w+)/gm)].map((m) => m[1]);
+        assert.deepEqual(found, platforms, firmware);
+        const paths = [...report.matchAll(/^El Torito img path :\s+\d+\s+(\S+)/gm)].map((m) => m[1]);
+        assert.deepEqual(paths, images, firmware);
+        if (firmware !== 'bios') {
+          const efiImg = path.join(a.dir, 'boot/efiboot.img');
+          assert.match(execFileSync('mdir', ['-i', efiImg, '::/EFI/BOOT'], { encoding: 'utf8' }), /BOOTX64\s+EFI/);
+          assert.match(syslinuxConfig(a, '/boot/vmlinuz', '/boot/initrd.img'), new RegExp(`APPEND ${a.cmdline}`));
+        }
+      }
+      assert.equal(sums[0], sums[1], `${firmware}: byte-identical with SOURCE_DATE_EPOCH`);
+    }
+    // The EFI image alone, too: GRUB core + memdisk + FAT with pinned times.
+    const efiSums: string[] = [];
+    for (const n of [1, 2]) {
+      const dir = path.join(work, `efi${n}`);
+      await fsp.mkdir(dir);
+      await writeEfiBootImage({ label: 'DD00000000', cmdline: 'quiet' }, dir, path.join(dir, 'efiboot.img'), 1700000000);
+      efiSums.push(execFileSync('sha256sum', [path.join(dir, 'efiboot.img')], { encoding: 'utf8' }).split(' ')[0]!);
+    }
+    assert.equal(efiSums[0], efiSums[1]);
+  } finally {
+    if (prev === undefined) delete process.env.SOURCE_DATE_EPOCH; else process.env.SOURCE_DATE_EPOCH = prev;
+  }
 });
