@@ -69,17 +69,12 @@ async function checkOutputDir(output: string): Promise<string> {
   return out;
 }
 
-/**
- * Disk images boot with syslinux from the MBR: BIOS only, so asking for UEFI is an error, not a
- * surprise at boot. Likewise kernel arguments GRUB would alter, before any work is done.
- */
+/** Kernel arguments GRUB (UEFI) would alter are refused before any work is done. */
 function checkFirmware(kind: 'iso' | 'disk', opts: BootOptions): void {
+  const firmware = opts.firmware ?? (kind === 'iso' ? 'both' : 'bios');
   const unsafe = opts.kernelArgs !== undefined ? grubUnsafeArgs(opts.kernelArgs) : undefined;
-  if (kind === 'iso' && opts.firmware !== 'bios' && unsafe) {
-    throw new UserError(`--kernel-args ${JSON.stringify(opts.kernelArgs)}: ${unsafe}; drop the quotes (they only group words with spaces) or build a BIOS-only ISO with --firmware bios`);
-  }
-  if (kind === 'disk' && opts.firmware !== undefined && opts.firmware !== 'bios') {
-    throw new UserError(`drydock disk boots with BIOS only (MBR + syslinux); for UEFI use drydock iso (written to a disk or USB stick it boots both)`);
+  if (firmware !== 'bios' && unsafe) {
+    throw new UserError(`--kernel-args ${JSON.stringify(opts.kernelArgs)}: ${unsafe}; drop the quotes (they only group words with spaces) or build a BIOS-only ${kind === 'iso' ? 'ISO' : 'disk'} with --firmware bios`);
   }
 }
 
@@ -104,10 +99,10 @@ export async function buildBootMedium(kind: 'iso' | 'disk', source: BootSource, 
     const artifactsDone = Date.now();
     let layout: DiskLayout | undefined;
     if (kind === 'iso') await writeIso(a, out, { firmware: opts.firmware });
-    else layout = await writeDisk(a, out, { size: opts.size, format: opts.format });
+    else layout = await writeDisk(a, out, { size: opts.size, format: opts.format, firmware: opts.firmware });
     const phases = { artifacts: (artifactsDone - started) / 1000, media: (Date.now() - artifactsDone) / 1000 };
     return {
-      output: out, kind, firmware: kind === 'iso' ? opts.firmware ?? 'both' : 'bios', size: (await fsp.stat(out)).size, label: a.label, kernelVersion: a.kernel.version,
+      output: out, kind, firmware: opts.firmware ?? (kind === 'iso' ? 'both' : 'bios'), size: (await fsp.stat(out)).size, label: a.label, kernelVersion: a.kernel.version,
       kernelOrigin: a.kernel.origin, init: a.init, modules: a.modules.length, cmdline: a.cmdline, layout,
       seconds: (Date.now() - started) / 1000, phases,
     };

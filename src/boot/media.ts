@@ -14,14 +14,18 @@ import type { BootArtifacts } from './artifacts.js';
 import { sourceDateEpoch } from './artifacts.js';
 import type { DiskFormat } from './config.js';
 import { runTool } from './exec.js';
-import { EFI_IMAGE_PATH, requireGrubEfi, writeEfiBootImage, type Firmware } from './uefi.js';
+import { buildBootx64, EFI_IMAGE_PATH, grubConfig, requireGrubEfi, writeEfiBootImage, type Firmware } from './uefi.js';
 
 export const SYSLINUX_FILES = {
   isolinuxBin: '/usr/lib/ISOLINUX/isolinux.bin',
   isohybridMbr: '/usr/lib/ISOLINUX/isohdpfx.bin',
   ldlinux: '/usr/lib/syslinux/modules/bios/ldlinux.c32',
   mbr: '/usr/lib/syslinux/mbr/mbr.bin',
+  gptMbr: '/usr/lib/syslinux/mbr/gptmbr.bin',
 };
+
+/** GPT partition type GUIDs (UEFI spec; the Discoverable Partitions spec for Linux data). */
+const GPT_TYPE = { esp: 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B', linux: '0FC63DAF-8483-4772-8E79-3D69D8477DE4' };
 
 /** Boot loader config shared by isolinux and syslinux: serial + VGA console, no prompt. */
 export function syslinuxConfig(a: BootArtifacts, kernelPath: string, initrdPath: string): string {
@@ -113,28 +117,47 @@ async function fileSize(p: string): Promise<number> {
 
 export interface DiskLayout { total: number; bootStart: number; bootSize: number; dataStart: number; dataSize: number }
 
-/** 1 MiB aligned partitions: FAT boot sized for kernel + initramfs, ext4 data gets the rest. */
-export function diskLayout(kernelAndInitrd: number, squashfs: number, requested?: number): DiskLayout {
+/**
+ * 1 MiB aligned partitions: FAT boot sized for kernel + initramfs, ext4 data gets the rest, less
+ * `reserveEnd` (1 MiB for GPT's backup header and table).
+ */
+export function diskLayout(kernelAndInitrd: number, squashfs: number, requested?: number, reserveEnd = 0): DiskLayout {
   const bootStart = MiB;
   const bootSize = alignUp(Math.max(32 * MiB, kernelAndInitrd * 1.5 + 8 * MiB), MiB);
   const dataStart = bootStart + bootSize;
   // ext4 metadata (inode tables, journal) plus headroom for persist/data use.
   const minData = alignUp(squashfs * 1.1 + 48 * MiB, MiB);
-  const total = requested ?? alignUp(dataStart + minData, MiB);
-  const dataSize = Math.floor((total - dataStart) / MiB) * MiB;
+  const total = requested ?? alignUp(dataStart + minData + reserveEnd, MiB);
+  const dataSize = Math.floor((total - dataStart - reserveEnd) / MiB) * MiB;
   if (dataSize < minData) {
-    const need = Math.ceil((dataStart + minData) / MiB);
+    const need = Math.ceil((dataStart + minData + reserveEnd) / MiB);
     throw new UserError(`--size ${Math.floor(total / MiB)}M is too small for this image: it needs at least ${need}M`);
   }
   return { total, bootStart, bootSize, dataStart, dataSize };
 }
 
-export async function writeDisk(a: BootArtifacts, output: string, opts: { size?: number; format: DiskFormat }): Promise<DiskLayout> {
-  await requireFiles([SYSLINUX_FILES.mbr, SYSLINUX_FILES.ldlinux]);
+/** A GUID derived from the boot label and a role: stable across rebuilds, unique per image. */
+function stableGuid(label: string, role: string): string {
+  const h = createHash('sha256').update(label).update(role).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`.toUpperCase();
+}
+
+/**
+ * Writes the disk. BIOS (default): MBR with syslinux's mbr.bin, FAT partition marked active.
+ * UEFI or both: GPT; partition 1 is the EFI system partition with GRUB's BOOTX64.EFI (and, for
+ * both, syslinux, with gptmbr.bin in the boot sector and the LegacyBIOSBootable attribute).
+ */
+export async function writeDisk(a: BootArtifacts, output: string, opts: { size?: number; format: DiskFormat; firmware?: Firmware }): Promise<DiskLayout> {
+  const firmware = opts.firmware ?? 'bios';
+  const bios = firmware !== 'uefi';
+  const gpt = firmware !== 'bios';
+  if (bios) await requireFiles([gpt ? SYSLINUX_FILES.gptMbr : SYSLINUX_FILES.mbr, SYSLINUX_FILES.ldlinux]);
+  if (gpt) await requireGrubEfi();
   const layout = diskLayout(
     (await fileSize(a.vmlinuz)) + (await fileSize(a.initrd)),
     (await fileSize(a.rootfsSquashfs)) + (await fileSize(a.topSquashfs)),
     opts.size,
+    gpt ? MiB : 0,
   );
   const work = path.join(a.dir, '..', 'disk');
   await fsp.mkdir(work, { recursive: true });
@@ -159,22 +182,36 @@ export async function writeDisk(a: BootArtifacts, output: string, opts: { size?:
     const fh = await fsp.open(raw, 'w');
     await fh.truncate(layout.total);
     await fh.close();
-    const table = [
+    const table = (gpt ? [
+      'label: gpt',
+      `label-id: ${stableGuid(a.label, 'disk')}`,
+      `start=${layout.bootStart / 512}, size=${layout.bootSize / 512}, type=${GPT_TYPE.esp}, uuid=${stableGuid(a.label, 'esp')}, name="EFI system partition"${bios ? ', attrs="LegacyBIOSBootable"' : ''}`,
+      `start=${layout.dataStart / 512}, size=${layout.dataSize / 512}, type=${GPT_TYPE.linux}, uuid=${stableGuid(a.label, 'data')}, name="drydock"`,
+    ] : [
       'label: dos',
       `label-id: 0x${a.label.slice(2).toLowerCase()}`,
       `start=${layout.bootStart / 512}, size=${layout.bootSize / 512}, type=c, bootable`,
       `start=${layout.dataStart / 512}, size=${layout.dataSize / 512}, type=83`,
-    ].join('\n') + '\n';
+    ]).join('\n') + '\n';
     await runSfdisk(raw, table);
-    await runTool('dd', [`if=${SYSLINUX_FILES.mbr}`, `of=${raw}`, 'bs=440', 'count=1', 'conv=notrunc', 'status=none']);
+    if (bios) await runTool('dd', [`if=${gpt ? SYSLINUX_FILES.gptMbr : SYSLINUX_FILES.mbr}`, `of=${raw}`, 'bs=440', 'count=1', 'conv=notrunc', 'status=none']);
 
     // Partition 1: FAT with syslinux, kernel and initramfs.
     await runTool('mkfs.vfat', [`--offset=${layout.bootStart / 512}`, '-n', 'DRYDOCKBOOT', '-i', a.label.slice(2), raw, String(layout.bootSize / 1024)]);
     const fat = `${raw}@@${layout.bootStart}`;
     await runTool('mcopy', ['-m', '-i', fat, a.vmlinuz, '::/vmlinuz']);
     await runTool('mcopy', ['-m', '-i', fat, a.initrd, '::/initrd.img']);
-    await runTool('mcopy', ['-m', '-i', fat, cfg, '::/syslinux.cfg']);
-    await runTool('syslinux', ['--offset', String(layout.bootStart), '--install', raw]);
+    if (bios) {
+      await runTool('mcopy', ['-m', '-i', fat, cfg, '::/syslinux.cfg']);
+      await runTool('syslinux', ['--offset', String(layout.bootStart), '--install', raw]);
+    }
+    if (gpt) {
+      // GRUB finds this FAT partition by the volume id given to mkfs.vfat above (as GRUB prints it).
+      const volId = a.label.slice(2).toLowerCase();
+      const grubCfg = grubConfig(a, '/vmlinuz', '/initrd.img', { fsUuid: `${volId.slice(0, 4)}-${volId.slice(4)}` });
+      const { espDir } = await buildBootx64(grubCfg, path.join(work, 'efi'), epoch ?? Math.floor(Date.now() / 1000));
+      await runTool('mcopy', ['-s', '-m', '-i', fat, path.join(espDir, 'EFI'), '::/']);
+    }
 
     // Partition 2: ext4 holding the squashfs images, labelled for the initramfs.
     // UUID and hash seed from the label (itself from image + options): reproducible disks.

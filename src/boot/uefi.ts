@@ -20,13 +20,13 @@ export const GRUB_EFI_DIR = '/usr/lib/grub/x86_64-efi';
 
 /**
  * Linked into BOOTX64.EFI: memdisk + tar read the embedded grub.cfg, normal runs it, iso9660 and
- * search_label find the ISO (on a CD drive, or a USB stick through its GPT/MBR), linux boots the
- * kernel through the EFI handover, serial + terminal give the console, efi_gop/efi_uga a
- * framebuffer for the kernel's efifb on real screens.
+ * search_label find the ISO (on a CD drive, or a USB stick through its GPT/MBR), fat finds a
+ * disk's ESP by volume id, linux boots the kernel through the EFI handover, serial + terminal
+ * give the console, efi_gop/efi_uga a framebuffer for the kernel's efifb on real screens.
  */
 export const GRUB_EFI_MODULES = [
   'memdisk', 'tar', 'normal', 'configfile', 'echo', 'test', 'search', 'search_label', 'iso9660',
-  'part_gpt', 'part_msdos', 'linux', 'serial', 'terminal', 'efi_gop', 'efi_uga', 'video',
+  'part_gpt', 'part_msdos', 'fat', 'linux', 'serial', 'terminal', 'efi_gop', 'efi_uga', 'video',
 ];
 
 /** The ISO path of the El Torito EFI image (a FAT filesystem holding EFI/BOOT/BOOTX64.EFI). */
@@ -56,17 +56,22 @@ export function grubUnsafeArgs(cmdline: string): string | undefined {
   return bad.length ? `GRUB (the UEFI boot loader) escapes ${bad.join(' ')} in kernel arguments with a backslash, so the kernel would see different arguments` : undefined;
 }
 
+/** How GRUB finds the filesystem with the kernel: the ISO's volume label, or a FAT volume id. */
+export type GrubFind = { label: string } | { fsUuid: string };
+
 /** grub.cfg embedded in BOOTX64.EFI: serial + screen console, no menu delay, boot by label. */
-export function grubConfig(boot: { label: string; cmdline: string }, kernelPath: string, initrdPath: string): string {
+export function grubConfig(boot: { label: string; cmdline: string }, kernelPath: string, initrdPath: string, find: GrubFind = { label: boot.label }): string {
   if (!/^[A-Za-z0-9_-]{1,32}$/.test(boot.label)) throw new Error(`boot label ${boot.label} is not a plain ISO volume id`);
+  const search = 'label' in find ? `--label ${find.label}` : `--fs-uuid ${find.fsUuid}`;
+  const what = 'label' in find ? `volume labelled ${find.label}` : `filesystem with UUID ${find.fsUuid}`;
   return [
     'serial --unit=0 --speed=115200',
     'terminal_input console serial',
     'terminal_output console serial',
     'set default=0',
     'set timeout=0',
-    `search --no-floppy --set=root --label ${boot.label}`,
-    `if [ -z "$root" ]; then echo "drydock: no volume labelled ${boot.label}; is the boot medium attached?"; fi`,
+    `search --no-floppy --set=root ${search}`,
+    `if [ -z "$root" ]; then echo "drydock: no ${what}; is the boot medium attached?"; fi`,
     "menuentry 'drydock' {",
     `  linux ${kernelPath} ${grubKernelArgs(boot.cmdline)}`,
     `  initrd ${initrdPath}`,
@@ -86,29 +91,36 @@ export async function requireGrubEfi(dir = GRUB_EFI_DIR): Promise<void> {
 const KiB = 1024;
 
 /**
- * Writes the El Torito EFI image: a FAT filesystem made to measure around BOOTX64.EFI.
- * `mtime` pins every timestamp (FAT entries and the memdisk tar), and the volume id comes from
- * the boot label, so the image is reproducible.
+ * Builds <dir>/EFI/BOOT/BOOTX64.EFI with `cfg` as its embedded grub.cfg; every timestamp (the
+ * memdisk tar, the files) is `mtime`, so the same config gives the same bytes.
  */
-export async function writeEfiBootImage(boot: { label: string; cmdline: string }, work: string, target: string, mtime: number): Promise<void> {
+export async function buildBootx64(cfg: string, work: string, mtime: number): Promise<{ espDir: string; efi: string }> {
   await requireGrubEfi();
   const memdisk = path.join(work, 'memdisk');
   await fsp.mkdir(path.join(memdisk, 'boot/grub'), { recursive: true });
-  await fsp.writeFile(path.join(memdisk, 'boot/grub/grub.cfg'), grubConfig(boot, '/boot/vmlinuz', '/boot/initrd.img'));
+  await fsp.writeFile(path.join(memdisk, 'boot/grub/grub.cfg'), cfg);
   const tar = path.join(work, 'memdisk.tar');
   await runTool('tar', ['--format=ustar', '--sort=name', `--mtime=@${mtime}`, '--owner=0', '--group=0', '--numeric-owner', '-C', memdisk, '-cf', tar, 'boot']);
 
-  const esp = path.join(work, 'esp');
-  const bootDir = path.join(esp, 'EFI/BOOT');
+  const espDir = path.join(work, 'esp');
+  const bootDir = path.join(espDir, 'EFI/BOOT');
   await fsp.mkdir(bootDir, { recursive: true });
   const efi = path.join(bootDir, 'BOOTX64.EFI');
   await runTool('grub-mkimage', ['-O', 'x86_64-efi', '-d', GRUB_EFI_DIR, '-o', efi, '-p', '(memdisk)/boot/grub', '-m', tar, ...GRUB_EFI_MODULES]);
   for (const p of [efi, bootDir, path.dirname(bootDir)]) await fsp.utimes(p, mtime, mtime);
+  return { espDir, efi };
+}
 
+/**
+ * Writes the El Torito EFI image: a FAT filesystem made to measure around BOOTX64.EFI, whose
+ * GRUB finds the ISO by label. The volume id comes from the boot label: reproducible.
+ */
+export async function writeEfiBootImage(boot: { label: string; cmdline: string }, work: string, target: string, mtime: number): Promise<void> {
+  const { espDir, efi } = await buildBootx64(grubConfig(boot, '/boot/vmlinuz', '/boot/initrd.img'), work, mtime);
   // FAT12/16 overhead (boot sector, two FATs, root dir) stays well under 128 KiB at these sizes.
   const efiKiB = Math.ceil((await fsp.stat(efi)).size / KiB);
   const sizeKiB = Math.ceil((efiKiB + 256) / 64) * 64;
   await fsp.rm(target, { force: true });
   await runTool('mkfs.vfat', ['--invariant', '-i', boot.label.slice(-8), '-n', 'EFIBOOT', '-C', target, String(sizeKiB)]);
-  await runTool('mcopy', ['-s', '-m', '-i', target, path.join(esp, 'EFI'), '::/']);
+  await runTool('mcopy', ['-s', '-m', '-i', target, path.join(espDir, 'EFI'), '::/']);
 }

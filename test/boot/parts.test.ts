@@ -283,6 +283,10 @@ test('disk layout: aligned partitions, explicit sizes checked', () => {
   assert.equal(big.total, 2 * 1024 * MiB);
   assert.equal(big.dataStart + big.dataSize, big.total);
   assert.throws(() => diskLayout(40 * MiB, 100 * MiB, 64 * MiB), /--size 64M is too small for this image: it needs at least \d+M/);
+  // GPT keeps its backup table in the last MiB: the data partition stops short of it.
+  const gpt = diskLayout(40 * MiB, 100 * MiB, 2 * 1024 * MiB, MiB);
+  assert.equal(gpt.dataStart + gpt.dataSize, 2 * 1024 * MiB - MiB);
+  assert.equal(diskLayout(40 * MiB, 100 * MiB, undefined, MiB).total, l.total + MiB);
 });
 
 test('kernel from the image: /boot/vmlinuz-<ver> with /lib/modules/<ver> wins when no --kernel is given', async () => {

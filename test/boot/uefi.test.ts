@@ -1,6 +1,7 @@
 // UEFI end to end: one ISO (default --firmware both) boots under OVMF from a CD drive and, the
 // same file, under SeaBIOS; a --firmware uefi ISO attached as a hard disk (the `dd` to a USB
-// stick case) boots under OVMF through its GPT. The service reports which firmware the kernel
+// stick case) boots under OVMF through its GPT; a --firmware both disk (GPT + ESP) boots under
+// both firmwares. The service reports which firmware the kernel
 // came up on (/sys/firmware/efi) and its /proc/cmdline, which must match between GRUB and
 // isolinux, quotes and all. Missing OVMF or GRUB fails the test.
 import { test, before } from 'node:test';
@@ -31,7 +32,7 @@ sleep 600
 const KERNEL_ARGS = 'ddtest.d=$HOME;x ddtest.p=a%b{c}&d ddtest.e=';
 
 before(async () => {
-  for (const t of ['xorriso', 'mksquashfs', 'mkfs.vfat', 'mcopy', 'grub-mkimage', 'qemu-system-x86_64']) requireTool(t, t === 'grub-mkimage' ? 'apt-get install grub-common grub-efi-amd64-bin' : undefined);
+  for (const t of ['xorriso', 'mksquashfs', 'mkfs.vfat', 'mcopy', 'mdir', 'sfdisk', 'syslinux', 'mkfs.ext4', 'grub-mkimage', 'qemu-system-x86_64']) requireTool(t, t === 'grub-mkimage' ? 'apt-get install grub-common grub-efi-amd64-bin' : undefined);
   assert.ok(existsSync(OVMF), `${OVMF} is missing: apt-get install ovmf`);
   assert.ok(existsSync('/usr/lib/grub/x86_64-efi/moddep.lst'), 'GRUB EFI modules missing: apt-get install grub-efi-amd64-bin');
   kernel = fetchKernel();
@@ -84,14 +85,41 @@ test('drydock iso --firmware uefi: no isolinux; written to a disk (USB stick) it
   assert.match(run.console, /^FIRMWARE uefi\r?$/m);
 });
 
-test('--firmware: bad values, UEFI disks and kernel args GRUB would alter are refused before any work', async () => {
+test('drydock disk --firmware both: GPT with an EFI system partition; boots under OVMF (GRUB) and SeaBIOS (syslinux, gptmbr)', async (t) => {
+  const img = path.join(work, 'both.img');
+  const r = await runCli(['disk', 'uefi-test', '-o', img, '--kernel', kernel, '--firmware', 'both', '--kernel-args', KERNEL_ARGS, '--json'], { root, timeoutMs: 300_000 });
+  assert.equal(r.code, 0, r.stderr);
+  const result = JSON.parse(r.stdout);
+  assert.equal(result.firmware, 'both');
+  const table = JSON.parse(execFileSync('sfdisk', ['-J', img], { encoding: 'utf8' })).partitiontable;
+  assert.equal(table.label, 'gpt');
+  assert.equal(table.partitions[0].type, 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B');
+  assert.match(table.partitions[0].attrs, /LegacyBIOSBootable/);
+  assert.equal(table.partitions[1].type, '0FC63DAF-8483-4772-8E79-3D69D8477DE4');
+  const fat = `${img}@@${table.partitions[0].start * 512}`;
+  assert.match(execFileSync('mdir', ['-i', fat, '::/EFI/BOOT'], { encoding: 'utf8' }), /BOOTX64\s+EFI/);
+
+  // Two VMs must not share one writable disk: the BIOS boot gets its own copy.
+  const biosCopy = path.join(work, 'both-bios.img');
+  await fsp.copyFile(img, biosCopy);
+  const uefi = await bootVm(['-bios', OVMF, '-drive', `file=${img},format=raw,if=virtio`], { until: /UEFI-TEST-DONE/, timeoutMs: 240_000 });
+  assert.match(uefi.console, /^FIRMWARE uefi\r?$/m);
+  assert.equal(bootedCmdline(uefi.console), result.cmdline);
+  const bios = await bootVm(['-drive', `file=${biosCopy},format=raw,if=virtio`], { until: /UEFI-TEST-DONE/, timeoutMs: 240_000 });
+  assert.match(bios.console, /^FIRMWARE bios\r?$/m);
+  assert.equal(bootedCmdline(bios.console), result.cmdline);
+  t.diagnostic(`disk, QEMU start to service output (TCG): UEFI/OVMF ${(uefi.elapsedMs / 1000).toFixed(1)} s, BIOS/SeaBIOS ${(bios.elapsedMs / 1000).toFixed(1)} s`);
+});
+
+test('--firmware: bad values and kernel args GRUB would alter are refused before any work', async () => {
   const out = path.join(work, 'never.img');
   const cases: [string[], RegExp][] = [
     [['iso', 'uefi-test', '-o', out, '--kernel', kernel, '--firmware', 'coreboot'], /--firmware.*(bios, uefi, both|choices)/],
     [['iso', 'uefi-test', '-o', out, '--kernel', kernel, '--kernel-args', 'x="a b"'], /GRUB \(the UEFI boot loader\) escapes ".*--firmware bios/],
-    [['disk', 'uefi-test', '-o', out, '--kernel', kernel, '--config', path.join(work, 'uefi.yml')], /drydock disk boots with BIOS only/],
+    [['disk', 'uefi-test', '-o', out, '--kernel', kernel, '--config', path.join(work, 'uefi.yml')], /GRUB \(the UEFI boot loader\) escapes \\ .*BIOS-only disk with --firmware bios/],
   ];
-  await fsp.writeFile(path.join(work, 'uefi.yml'), 'firmware: uefi\n');
+  // The YAML key works as the flag does.
+  await fsp.writeFile(path.join(work, 'uefi.yml'), 'firmware: uefi\nkernel-args: path=C:\\\\boot\n');
   for (const [args, err] of cases) {
     const r = await runCli(args, { root });
     assert.notEqual(r.code, 0, args.join(' '));

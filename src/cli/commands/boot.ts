@@ -46,6 +46,7 @@ function addBootOptions(cmd: Command): Command {
 }
 
 function report(r: BootBuildResult, flags: BootFlags): void {
+  const loader = r.kind === 'iso' ? 'isolinux' : 'syslinux';
   if (flags.json || flags.format === 'json') { printJson(r); return; }
   if (flags.quiet) { process.stdout.write(`${r.output}\n`); return; }
   process.stdout.write([
@@ -53,7 +54,7 @@ function report(r: BootBuildResult, flags: BootFlags): void {
     `Kernel: ${r.kernelVersion ?? 'unknown'} (${r.kernelOrigin === 'image' ? 'from the image' : 'from --kernel'}), ${r.modules} modules in the initramfs`,
     `Init: ${r.init.path} (${r.init.reason})`,
     `Boot label: ${r.label}`,
-    ...(r.kind === 'iso' ? [`Firmware: ${r.firmware === 'both' ? 'BIOS (isolinux) and UEFI (GRUB)' : r.firmware === 'uefi' ? 'UEFI (GRUB)' : 'BIOS (isolinux)'}`] : []),
+    `Firmware: ${r.firmware === 'both' ? `BIOS (${loader}) and UEFI (GRUB)` : r.firmware === 'uefi' ? 'UEFI (GRUB)' : `BIOS (${loader})`}`,
     `Kernel command line: ${r.cmdline}`,
   ].join('\n') + '\n');
 }
@@ -108,18 +109,22 @@ Examples:
   addBootOptions(
     program.command('disk')
       .argument('<image>', 'image name or ID in the local store')
-      .description('Make a bootable partitioned disk image (MBR, syslinux) that boots the image as a machine')
+      .description('Make a bootable partitioned disk image (BIOS: MBR + syslinux; UEFI: GPT + ESP with GRUB) that boots the image as a machine')
+      .addOption(new Option('--firmware <firmware>', 'firmware the disk boots with: bios (MBR, syslinux; the default), uefi (GPT, ESP with GRUB) or both (GPT, ESP with GRUB and syslinux)').choices(['bios', 'uefi', 'both']))
       .option('--size <size>', 'disk size, e.g. 2G (default: just large enough, plus 48 MiB of free space)')
       .addOption(new Option('--format <format>', 'disk image format (default raw; qcow2 when the output ends in .qcow2)').choices(['raw', 'qcow2'])),
   )
     .addHelpText('after', `
 Layout: partition 1 is FAT (syslinux, kernel, initramfs), partition 2 is ext4 holding the
-image squashfs; the boot flow and options are those of "drydock iso".
+image squashfs; the boot flow and options are those of "drydock iso". With --firmware uefi or
+both the table is GPT and partition 1 is the EFI system partition (EFI/BOOT/BOOTX64.EFI).
 --json prints the result as JSON (--format is the disk format here).
 
 Examples:
   drydock disk busybox -o busybox.img --kernel test/.cache/kernel
   drydock disk myapp:1.0 -o myapp.qcow2 --format qcow2 --size 2G --hostname app1
+  drydock disk myapp:1.0 -o myapp.img --firmware both     # GPT: boots on UEFI and BIOS
+  qemu-system-x86_64 -m 512 -nographic -bios /usr/share/ovmf/OVMF.fd -drive file=myapp.img,format=raw
   qemu-system-x86_64 -m 512 -nographic -drive file=myapp.img,format=raw
   dd if=myapp.img of=/dev/sdX bs=4M conv=fsync   # bare metal`)
     .action((image: string, flags: BootFlags) => action('disk', image, flags));
