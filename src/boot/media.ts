@@ -136,10 +136,10 @@ export function diskLayout(kernelAndInitrd: number, squashfs: number, requested?
   return { total, bootStart, bootSize, dataStart, dataSize };
 }
 
-/** A GUID derived from the boot label and a role: stable across rebuilds, unique per image. */
-function stableGuid(label: string, role: string): string {
-  const h = createHash('sha256').update(label).update(role).digest('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`.toUpperCase();
+/** A version-4-shaped UUID derived from a seed: stable across rebuilds, unique per boot label. */
+function stableUuid(seed: string): string {
+  const h = createHash('sha256').update(seed).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
 /**
@@ -184,9 +184,9 @@ export async function writeDisk(a: BootArtifacts, output: string, opts: { size?:
     await fh.close();
     const table = (gpt ? [
       'label: gpt',
-      `label-id: ${stableGuid(a.label, 'disk')}`,
-      `start=${layout.bootStart / 512}, size=${layout.bootSize / 512}, type=${GPT_TYPE.esp}, uuid=${stableGuid(a.label, 'esp')}, name="EFI system partition"${bios ? ', attrs="LegacyBIOSBootable"' : ''}`,
-      `start=${layout.dataStart / 512}, size=${layout.dataSize / 512}, type=${GPT_TYPE.linux}, uuid=${stableGuid(a.label, 'data')}, name="drydock"`,
+      `label-id: ${stableUuid(`${a.label}:disk`)}`,
+      `start=${layout.bootStart / 512}, size=${layout.bootSize / 512}, type=${GPT_TYPE.esp}, uuid=${stableUuid(`${a.label}:esp`)}, name="EFI system partition"${bios ? ', attrs="LegacyBIOSBootable"' : ''}`,
+      `start=${layout.dataStart / 512}, size=${layout.dataSize / 512}, type=${GPT_TYPE.linux}, uuid=${stableUuid(`${a.label}:data`)}, name="drydock"`,
     ] : [
       'label: dos',
       `label-id: 0x${a.label.slice(2).toLowerCase()}`,
@@ -215,8 +215,7 @@ export async function writeDisk(a: BootArtifacts, output: string, opts: { size?:
 
     // Partition 2: ext4 holding the squashfs images, labelled for the initramfs.
     // UUID and hash seed from the label (itself from image + options): reproducible disks.
-    const h = createHash('sha256').update(a.label).digest('hex');
-    const uuid = `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
+    const uuid = stableUuid(a.label);
     await runTool('mkfs.ext4', ['-q', '-F', '-L', a.label, '-U', uuid, '-d', dataDir,
       '-E', `offset=${layout.dataStart},root_owner=0:0,hash_seed=${uuid}`, raw, `${layout.dataSize / 1024}k`],
       { env: epoch !== undefined ? { E2FSPROGS_FAKE_TIME: String(epoch) } : {} });

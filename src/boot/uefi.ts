@@ -70,6 +70,8 @@ export function grubConfig(boot: { label: string; cmdline: string }, kernelPath:
     'terminal_output console serial',
     'set default=0',
     'set timeout=0',
+    // root starts as (memdisk); cleared, it tells whether search found the medium.
+    'set root=',
     `search --no-floppy --set=root ${search}`,
     `if [ -z "$root" ]; then echo "drydock: no ${what}; is the boot medium attached?"; fi`,
     "menuentry 'drydock' {",
