@@ -1,7 +1,7 @@
 // UEFI end to end: one ISO (default --firmware both) boots under OVMF from a CD drive and, the
 // same file, under SeaBIOS; a --firmware uefi ISO attached as a hard disk (the `dd` to a USB
 // stick case) boots under OVMF through its GPT; a --firmware both disk (GPT + ESP) boots under
-// both firmwares. The service reports which firmware the kernel
+// both firmwares, a --firmware uefi qcow2 disk under OVMF. The service reports which firmware the kernel
 // came up on (/sys/firmware/efi) and its /proc/cmdline, which must match between GRUB and
 // isolinux, quotes and all. Missing OVMF or GRUB fails the test.
 import { test, before } from 'node:test';
@@ -32,7 +32,7 @@ sleep 600
 const KERNEL_ARGS = 'ddtest.d=$HOME;x ddtest.p=a%b{c}&d ddtest.e=';
 
 before(async () => {
-  for (const t of ['xorriso', 'mksquashfs', 'mkfs.vfat', 'mcopy', 'mdir', 'sfdisk', 'syslinux', 'mkfs.ext4', 'grub-mkimage', 'qemu-system-x86_64']) requireTool(t, t === 'grub-mkimage' ? 'apt-get install grub-common grub-efi-amd64-bin' : undefined);
+  for (const t of ['xorriso', 'mksquashfs', 'mkfs.vfat', 'mcopy', 'mdir', 'sfdisk', 'syslinux', 'mkfs.ext4', 'qemu-img', 'grub-mkimage', 'qemu-system-x86_64']) requireTool(t, t === 'grub-mkimage' ? 'apt-get install grub-common grub-efi-amd64-bin' : undefined);
   assert.ok(existsSync(OVMF), `${OVMF} is missing: apt-get install ovmf`);
   assert.ok(existsSync('/usr/lib/grub/x86_64-efi/moddep.lst'), 'GRUB EFI modules missing: apt-get install grub-efi-amd64-bin');
   kernel = fetchKernel();
@@ -109,6 +109,29 @@ test('drydock disk --firmware both: GPT with an EFI system partition; boots unde
   assert.match(bios.console, /^FIRMWARE bios\r?$/m);
   assert.equal(bootedCmdline(bios.console), result.cmdline);
   t.diagnostic(`disk, QEMU start to service output (TCG): UEFI/OVMF ${(uefi.elapsedMs / 1000).toFixed(1)} s, BIOS/SeaBIOS ${(bios.elapsedMs / 1000).toFixed(1)} s`);
+});
+
+test('drydock disk --firmware uefi (qcow2): GPT, no BIOS boot code or syslinux; boots under OVMF', async () => {
+  const qcow = path.join(work, 'uefi.qcow2');
+  const r = await runCli(['disk', 'uefi-test', '-o', qcow, '--kernel', kernel, '--firmware', 'uefi', '--quiet'], { root, timeoutMs: 300_000 });
+  assert.equal(r.code, 0, r.stderr);
+  const raw = path.join(work, 'uefi-check.raw');
+  execFileSync('qemu-img', ['convert', '-O', 'raw', qcow, raw]);
+  const table = JSON.parse(execFileSync('sfdisk', ['-J', raw], { encoding: 'utf8' })).partitiontable;
+  assert.equal(table.label, 'gpt');
+  assert.equal(table.partitions[0].attrs, undefined, 'no LegacyBIOSBootable');
+  const fat = `${raw}@@${table.partitions[0].start * 512}`;
+  const files = execFileSync('mdir', ['-i', fat, '-b', '::/'], { encoding: 'utf8' });
+  assert.doesNotMatch(files, /ldlinux|syslinux/i);
+  const head = Buffer.alloc(440);
+  const fh = await fsp.open(raw, 'r');
+  await fh.read(head, 0, 440, 0);
+  await fh.close();
+  assert.ok(head.every((b) => b === 0), 'no BIOS boot code in the protective MBR');
+  await fsp.rm(raw);
+
+  const run = await bootVm(['-bios', OVMF, '-drive', `file=${qcow},format=qcow2,if=virtio`], { until: /UEFI-TEST-DONE/, timeoutMs: 240_000 });
+  assert.match(run.console, /^FIRMWARE uefi\r?$/m);
 });
 
 test('--firmware: bad values and kernel args GRUB would alter are refused before any work', async () => {
