@@ -69,16 +69,8 @@ async function unpackLayer(store: ContentStore, layer: LayerRef, dir: string): P
     if (applied.diffID !== layer.diffID) {
       throw new UserError(`layer ${layer.digest} is corrupt: its content hashes to ${applied.diffID}, the image config says ${layer.diffID}`);
     }
-    try {
-      await fsp.rename(tmp, dir);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      // Another process unpacked the same layer first; theirs is identical.
-      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
-      await fsp.rm(tmp, { recursive: true, force: true });
-      return;
-    }
-    await fsyncDir(parent);
+    // If another process unpacked the same layer first, theirs is identical and ours goes.
+    await adoptUnpackedLayer(store, tmp, layer.diffID);
   } catch (e) {
     await fsp.rm(tmp, { recursive: true, force: true });
     throw e;
