@@ -80,20 +80,25 @@ export async function resolveImage(store: ContentStore, nameOrId: string, platfo
       if (prev) prev.names.push(t.name); else matches.set(img.configDigest, { ...img, names: [t.name] });
     }
   }
-  for (const u of await untaggedImages(store)) {
-    const img = await describeBlob(store, u.digest).then((d) => loadManifest(store, d, platform)).then((m) => finish(store, [], m)).catch(() => undefined);
+  for (const u of await untaggedImages(store, tags)) {
+    const img = await unnamedImage(store, u.digest, platform).catch(() => undefined);
     if (img && !matches.has(img.configDigest) && (img.configDigest.slice(7).startsWith(prefix) || u.digest.slice(7).startsWith(prefix))) {
       matches.set(img.configDigest, img);
     }
   }
   if (matches.size === 0) {
     if (isDigest(nameOrId) && (await store.hasBlob(nameOrId))) {
-      return finish(store, [], await loadManifest(store, await describeBlob(store, nameOrId), platform));
+      return unnamedImage(store, nameOrId, platform);
     }
     throw new NotFoundError(`image "${nameOrId}" not found in the store`);
   }
   if (matches.size > 1) throw new UserError(`image ID prefix "${nameOrId}" is ambiguous (${matches.size} images)`);
   return [...matches.values()][0]!;
+}
+
+/** The image a manifest or index digest names, with no names attached. */
+async function unnamedImage(store: ContentStore, digest: string, platform?: Platform): Promise<LocalImage> {
+  return finish(store, [], await loadManifest(store, await describeBlob(store, digest), platform));
 }
 
 async function describeBlob(store: ContentStore, digest: string): Promise<Descriptor> {
@@ -116,7 +121,8 @@ export interface ImageSummary {
 
 export async function listImages(store: ContentStore): Promise<ImageSummary[]> {
   const out: ImageSummary[] = [];
-  for (const t of await store.listTags()) {
+  const tags = await store.listTags();
+  for (const t of tags) {
     try {
       const img = await finish(store, [t.name], await loadManifest(store, t.descriptor));
       const colon = t.name.lastIndexOf(':');
@@ -135,9 +141,9 @@ export async function listImages(store: ContentStore): Promise<ImageSummary[]> {
       out.push({ name: t.name, repository: t.name.slice(0, colon), tag: t.name.slice(colon + 1), manifestDigest: t.descriptor.digest, id: '', size: 0 });
     }
   }
-  for (const u of await untaggedImages(store)) {
+  for (const u of await untaggedImages(store, tags)) {
     try {
-      const img = await finish(store, [], await loadManifest(store, await describeBlob(store, u.digest)));
+      const img = await unnamedImage(store, u.digest);
       out.push({
         name: '<none>:<none>', repository: '<none>', tag: '<none>', manifestDigest: u.digest, id: img.configDigest,
         created: img.config.created, size: img.manifest.layers.reduce((n, l) => n + l.size, 0) + img.manifest.config.size,
@@ -154,8 +160,8 @@ const UNTAGGED_ROOT_KINDS = ['built/', 'imported/', 'pulled/', 'loaded/'];
  * Images kept by a root but by no tag: `docker images` shows these as <none>:<none>, they
  * resolve by ID, `rmi` removes them and `image prune` removes them all.
  */
-export async function untaggedImages(store: ContentStore): Promise<{ owner: string; digest: string }[]> {
-  const tagged = new Set((await store.listTags()).map((t) => t.descriptor.digest));
+export async function untaggedImages(store: ContentStore, tags?: { descriptor: Descriptor }[]): Promise<{ owner: string; digest: string }[]> {
+  const tagged = new Set((tags ?? await store.listTags()).map((t) => t.descriptor.digest));
   const out: { owner: string; digest: string }[] = [];
   const seen = new Set<string>();
   for (const r of await store.listRootEntries(UNTAGGED_ROOT_KINDS)) {
@@ -169,15 +175,10 @@ export async function untaggedImages(store: ContentStore): Promise<{ owner: stri
 }
 
 /** Drops the untagged-image roots that keep `manifestDigest` (its blobs then go with gc or rmi). */
-async function removeUntaggedRoots(store: ContentStore, manifestDigest: string): Promise<boolean> {
-  let removed = false;
+async function removeUntaggedRoots(store: ContentStore, manifestDigest: string): Promise<void> {
   for (const r of await store.listRootEntries(UNTAGGED_ROOT_KINDS)) {
-    if (r.digests.includes(manifestDigest)) {
-      await store.removeRoot(r.owner);
-      removed = true;
-    }
+    if (r.digests.includes(manifestDigest)) await store.removeRoot(r.owner);
   }
-  return removed;
 }
 
 /** `image prune`: forgets every untagged image and deletes the blobs only they used. */
