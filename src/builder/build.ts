@@ -769,8 +769,14 @@ class Builder {
     const workDir = path.join(this.store.root, 'builder', `step-${process.pid}-${randomBytes(6).toString('hex')}`);
     await fsp.mkdir(workDir, { recursive: true });
     let mounted: Awaited<ReturnType<typeof mountRootfs>> | undefined;
+    // COPY --from sources first, then the step's own overlay; `mounted` clears only once unmounted.
+    const unmountAll = async () => {
+      for (const c of this.cleanups.splice(0)) await c().catch(() => {});
+      await mounted?.unmount();
+      mounted = undefined;
+    };
     try {
-      // volatile: the upper dir is turned into a layer (fsynced blob) and then thrown away.
+      // volatile: the layer's durable form is its fsynced blob; the upper dir is at most a cache entry.
       mounted = await mountRootfs({ lowerDirs: lowers, workDir, volatile: true });
       await fn(mounted.rootfs, lowers, mounted.upperDir, workDir);
       if (this.interrupted) throw new UserError('build interrupted', 130);
@@ -782,15 +788,12 @@ class Builder {
       // with SOURCE_DATE_EPOCH, where the blob's clamped mtimes differ from the files'.
       if (this.opts.sourceDateEpoch === undefined) {
         const upper = mounted.upperDir;
-        for (const c of this.cleanups.splice(0)) await c().catch(() => {});
-        await mounted.unmount();
-        mounted = undefined;
+        await unmountAll();
         await adoptUnpackedLayer(this.store, upper, layer.diffID);
       }
       return { digest: layer.digest, size: layer.size, mediaType: layer.mediaType, diffID: layer.diffID };
     } finally {
-      for (const c of this.cleanups.splice(0)) await c().catch(() => {});
-      await mounted?.unmount().catch(() => {});
+      await unmountAll().catch(() => {});
       await fsp.rm(workDir, { recursive: true, force: true }).catch(() => {});
     }
   }
