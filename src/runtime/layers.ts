@@ -133,10 +133,18 @@ async function liveLayerDirs(store: ContentStore): Promise<Set<string>> {
   };
   for (const t of await store.listTags()) await visit(t.descriptor.digest);
   for (const d of await store.listRoots()) await visit(d);
-  const cacheRoot = layerCacheDir(store) + path.sep;
-  const addDir = (dir: string) => { if (dir.startsWith(cacheRoot)) keep.add(dir.slice(cacheRoot.length).split(path.sep)[0]!); };
-  for (const c of await listContainers(store.root).catch(() => [])) for (const d of c.record.LowerDirs ?? []) addDir(d);
-  for (const d of await overlayLowerDirs()) addDir(d);
+  // Compared as real paths: a store root reached through a symlink, and the `l/N` symlinks that
+  // mountOverlay uses for long lower-dir lists, must still match.
+  const real = (p: string) => fsp.realpath(p).catch(() => p);
+  const cacheRoots = [...new Set([layerCacheDir(store), await real(layerCacheDir(store))])].map((r) => r + path.sep);
+  const addDir = async (dir: string) => {
+    for (const d of new Set([dir, await real(dir)])) {
+      const root = cacheRoots.find((r) => d.startsWith(r));
+      if (root) keep.add(d.slice(root.length).split(path.sep)[0]!);
+    }
+  };
+  for (const c of await listContainers(store.root).catch(() => [])) for (const d of c.record.LowerDirs ?? []) await addDir(d);
+  for (const d of await overlayLowerDirs()) await addDir(d);
   return keep;
 }
 
@@ -158,9 +166,15 @@ async function readSmallJson(store: ContentStore, digest: string): Promise<unkno
   }
 }
 
-/** Lower dirs of every overlay mounted on the host right now (from /proc/self/mountinfo). */
+/**
+ * Lower dirs of every overlay mounted on the host right now (from /proc/self/mountinfo), as
+ * absolute paths. The kernel shows lowerdir as it was given; mountOverlay gives long lists as
+ * paths relative to the mount point's parent (its cwd for the mount), so those resolve there.
+ */
 export async function overlayLowerDirs(): Promise<string[]> {
   const text = await fsp.readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  // mountinfo escapes space, tab, newline and backslash as \ooo octal.
+  const unescape = (f: string) => f.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
   const dirs: string[] = [];
   for (const line of text.split('\n')) {
     const sep = line.indexOf(' - ');
@@ -168,8 +182,9 @@ export async function overlayLowerDirs(): Promise<string[]> {
     const [fstype, , superOpts = ''] = line.slice(sep + 3).split(' ');
     if (fstype !== 'overlay') continue;
     const m = /(?:^|,)lowerdir=([^,]*)/.exec(superOpts);
-    // mountinfo escapes space, tab, newline and backslash as \ooo octal.
-    if (m) for (const d of m[1]!.split(':')) dirs.push(d.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+    if (!m) continue;
+    const mountParent = path.dirname(unescape(line.split(' ')[4] ?? '/'));
+    for (const d of m[1]!.split(':')) dirs.push(path.resolve(mountParent, unescape(d)));
   }
   return dirs;
 }

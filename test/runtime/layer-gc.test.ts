@@ -67,3 +67,28 @@ test('gc keeps a layer that a live overlay mount uses, and recent ones within th
   const out = await fx.ok(['gc', '--grace', '0']);
   assert.ok(!existsSync(lower), out);
 });
+
+test('gc keeps a layer that an overlay names through a relative l/N symlink (long lower-dir lists)', async () => {
+  const { busyboxImage } = await import('../helpers/images.js');
+  await busyboxImage(fx.root);
+  await fx.ok(['create', '--name', 'rel', '--network', 'none', 'busybox', 'true']);
+  const [layer] = await layerDirs();
+  await fx.ok(['rm', 'rel']);
+  await fx.ok(['rmi', '-f', 'busybox']);
+  // The way mountOverlay mounts when the options would exceed a page: cwd is the mount point's
+  // parent, lower dirs are l/0, l/1 ... symlinks to the layer dirs.
+  const work = tempDir('drydock-lgc-rel-');
+  for (const d of ['l', 'upper', 'work', 'merged']) await fsp.mkdir(path.join(work, d));
+  const lower = path.join(fx.root, 'layers', layer!);
+  await fsp.symlink(lower, path.join(work, 'l', '0'));
+  execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', 'lowerdir=l/0,upperdir=upper,workdir=work', 'merged'], { cwd: work });
+  try {
+    assert.ok((await overlayLowerDirs()).includes(path.join(work, 'l', '0')));
+    await fx.ok(['gc', '--grace', '0']);
+    assert.ok(existsSync(lower), 'a layer in use through a relative lower dir was swept');
+  } finally {
+    execFileSync('umount', [`${work}/merged`]);
+  }
+  await fx.ok(['gc', '--grace', '0']);
+  assert.ok(!existsSync(lower));
+});
