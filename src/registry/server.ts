@@ -147,16 +147,22 @@ class Metrics {
   }
 }
 
+/** The S3 driver options of a config that has `storage.s3`, else undefined. */
+function s3Options(config: RegistryConfig) {
+  return config.storage.s3 ? s3OptionsFromConfig(config.storage.s3 as unknown as Record<string, unknown>) : undefined;
+}
+
 /** The driver a config selects: storage.s3 when present (the SDK loads on first use), else the filesystem. */
 export function createStorageDriver(config: RegistryConfig): StorageDriver {
-  if (config.storage.s3) return new S3Driver(s3OptionsFromConfig(config.storage.s3 as unknown as Record<string, unknown>));
+  const s3 = s3Options(config);
+  if (s3) return new S3Driver(s3);
   return new FilesystemDriver(config.storage.filesystem.rootdirectory, { fsync: config.storage.filesystem.fsync });
 }
 
 /** Where a config stores things, for messages: a directory or "s3://bucket/root at endpoint". */
 export function storageLocation(config: RegistryConfig): string {
-  if (config.storage.s3) return s3Location(s3OptionsFromConfig(config.storage.s3 as unknown as Record<string, unknown>));
-  return config.storage.filesystem.rootdirectory;
+  const s3 = s3Options(config);
+  return s3 ? s3Location(s3) : config.storage.filesystem.rootdirectory;
 }
 
 export function createRegistryServer(config: RegistryConfig, opts: CreateServerOptions = {}): RegistryServer {
