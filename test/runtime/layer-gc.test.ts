@@ -40,13 +40,19 @@ test('gc keeps layers of tagged images and of containers, removes them once noth
   assert.deepEqual(await layerDirs(), []);
 });
 
-test('gc keeps a layer that a live overlay mount uses, and recent ones within the grace period', async () => {
+/** Imports busybox, unpacks its layer through a container, then drops both: an unpacked layer nothing references. */
+async function orphanedBusyboxLayer(name: string): Promise<string> {
   const { busyboxImage } = await import('../helpers/images.js');
   await busyboxImage(fx.root);
-  await fx.ok(['create', '--name', 'temp', '--network', 'none', 'busybox', 'true']);
+  await fx.ok(['create', '--name', name, '--network', 'none', 'busybox', 'true']);
   const [layer] = await layerDirs();
-  await fx.ok(['rm', 'temp']);
+  await fx.ok(['rm', name]);
   await fx.ok(['rmi', '-f', 'busybox']);
+  return layer!;
+}
+
+test('gc keeps a layer that a live overlay mount uses, and recent ones within the grace period', async () => {
+  const layer = await orphanedBusyboxLayer('temp');
 
   // Default grace (10 minutes): just unpacked, so kept.
   await fx.ok(['gc']);
@@ -55,7 +61,7 @@ test('gc keeps a layer that a live overlay mount uses, and recent ones within th
   // A build step or container of another store mounted on it: kept even with no grace.
   const work = tempDir('drydock-lgc-mnt-');
   for (const d of ['upper', 'work', 'merged']) await fsp.mkdir(path.join(work, d));
-  const lower = path.join(fx.root, 'layers', layer!);
+  const lower = path.join(fx.root, 'layers', layer);
   execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${work}/upper,workdir=${work}/work`, `${work}/merged`]);
   try {
     assert.ok((await overlayLowerDirs()).includes(lower));
@@ -69,17 +75,12 @@ test('gc keeps a layer that a live overlay mount uses, and recent ones within th
 });
 
 test('gc keeps a layer that an overlay names through a relative l/N symlink (long lower-dir lists)', async () => {
-  const { busyboxImage } = await import('../helpers/images.js');
-  await busyboxImage(fx.root);
-  await fx.ok(['create', '--name', 'rel', '--network', 'none', 'busybox', 'true']);
-  const [layer] = await layerDirs();
-  await fx.ok(['rm', 'rel']);
-  await fx.ok(['rmi', '-f', 'busybox']);
+  const layer = await orphanedBusyboxLayer('rel');
   // The way mountOverlay mounts when the options would exceed a page: cwd is the mount point's
   // parent, lower dirs are l/0, l/1 ... symlinks to the layer dirs.
   const work = tempDir('drydock-lgc-rel-');
   for (const d of ['l', 'upper', 'work', 'merged']) await fsp.mkdir(path.join(work, d));
-  const lower = path.join(fx.root, 'layers', layer!);
+  const lower = path.join(fx.root, 'layers', layer);
   await fsp.symlink(lower, path.join(work, 'l', '0'));
   execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', 'lowerdir=l/0,upperdir=upper,workdir=work', 'merged'], { cwd: work });
   try {
