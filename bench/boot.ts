@@ -5,11 +5,12 @@
 //   scripts/fetch-kernel.sh && node --import tsx bench/boot.ts [runs] [MB]   (default 2 runs, 200 MB)
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { ContentStore } from '../src/store/index.js';
 import { buildBusyboxRootfs } from '../src/mkimage/busybox-rootfs.js';
 import { importRootfs } from '../src/archive/index.js';
+import { accelArgs, chooseQemuAccel, type QemuAccel } from '../src/boot/qemu-accel.js';
 import { drydockCommand, sh, shell, timed, median, scratchDir, printTable, cleanupDir, PROJECT_ROOT } from './mkimage-common.js';
 
 const MB = 1024 * 1024;
@@ -39,10 +40,9 @@ async function synthesize(rootfs: string, totalMB: number): Promise<void> {
 }
 
 /** Seconds from spawning QEMU until `marker` appears on the serial console. */
-function bootToMarker(args: string[], marker: string, timeoutMs = 180_000): Promise<{ seconds: number; initSeconds?: number; guestSeconds?: number }> {
+function bootToMarker(accel: QemuAccel, args: string[], marker: string, timeoutMs = 180_000): Promise<{ seconds: number; initSeconds?: number; guestSeconds?: number }> {
   const started = process.hrtime.bigint();
-  const accel = existsSync('/dev/kvm') ? ['-accel', 'kvm'] : ['-accel', 'tcg'];
-  const child = spawn('qemu-system-x86_64', [...accel, '-m', '512', '-nographic', '-no-reboot', '-monitor', 'none', '-serial', 'stdio', ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const child = spawn('qemu-system-x86_64', [...accelArgs(accel), '-m', '512', '-nographic', '-no-reboot', '-monitor', 'none', '-serial', 'stdio', ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`no ${marker} within ${timeoutMs} ms:\n${out.slice(-3000)}`)); }, timeoutMs);
@@ -59,11 +59,14 @@ function bootToMarker(args: string[], marker: string, timeoutMs = 180_000): Prom
       }
     });
     child.on('error', reject);
+    // A VM must never outlive the bench, whatever ends it.
+    process.once('exit', () => child.kill('SIGKILL'));
   });
 }
 
 export async function main(runs = Number(process.argv[2] ?? 2), sizeMB = Number(process.argv[3] ?? 200)): Promise<void> {
   const kernel = sh(['bash', path.join(PROJECT_ROOT, 'scripts/fetch-kernel.sh')]).trim().split('\n').pop()!;
+  const accel = await chooseQemuAccel(path.join(kernel, 'vmlinuz'));
   const dir = scratchDir('drydock-bench-boot-');
   const drydock = drydockCommand();
   try {
@@ -91,23 +94,22 @@ export async function main(runs = Number(process.argv[2] ?? 2), sizeMB = Number(
         + `&& xorriso -as mkisofs -quiet -o ${floorDir}.iso ${floorDir}`)).seconds);
       await fsp.rm(floorDir, { recursive: true, force: true });
       await fsp.rm(`${floorDir}.iso`, { force: true });
-      const b = await bootToMarker(['-cdrom', iso], 'BENCH-MARKER');
+      const b = await bootToMarker(accel, ['-cdrom', iso], 'BENCH-MARKER');
       t.bootIso!.push(b.seconds);
       if (b.initSeconds !== undefined) t.initIso!.push(b.initSeconds);
       if (b.guestSeconds !== undefined) t.guestIso!.push(b.guestSeconds);
-      const d = await bootToMarker(['-drive', `file=${img},format=raw`], 'BENCH-MARKER');
+      const d = await bootToMarker(accel, ['-drive', `file=${img},format=raw`], 'BENCH-MARKER');
       t.bootDisk!.push(d.seconds);
       if (d.guestSeconds !== undefined) t.guestDisk!.push(d.guestSeconds);
       // The same disk as virtio-blk: SeaBIOS and syslinux then read the kernel and initramfs
       // without the emulated IDE port I/O that dominates the default (IDE) boot under TCG.
-      const v = await bootToMarker(['-drive', `file=${img},format=raw,if=virtio`], 'BENCH-MARKER');
+      const v = await bootToMarker(accel, ['-drive', `file=${img},format=raw,if=virtio`], 'BENCH-MARKER');
       (t.bootDiskVirtio ??= []).push(v.seconds);
       if (v.guestSeconds !== undefined) (t.guestDiskVirtio ??= []).push(v.guestSeconds);
     }
     const isoSize = (await fsp.stat(iso)).size;
     const f = (s: number) => `${s.toFixed(1)} s`;
-    const accel = existsSync('/dev/kvm') ? 'KVM' : 'TCG';
-    printTable(`boot media from a ${(imageBytes / 1e6).toFixed(0)} MB image (ISO ${(isoSize / 1e6).toFixed(0)} MB), median of ${runs} runs, QEMU ${accel}`, [
+    printTable(`boot media from a ${(imageBytes / 1e6).toFixed(0)} MB image (ISO ${(isoSize / 1e6).toFixed(0)} MB), median of ${runs} runs, QEMU ${accel.toUpperCase()}`, [
       ['drydock iso (unpack, squashfs, initramfs, xorriso)', f(median(t.iso!)), '<= 30 s', `${(median(t.iso!) / median(t.floor!)).toFixed(2)}x floor`],
       ['  of which: unpack layers', f(median(t['iso-unpack']!)), '', ''],
       ['  of which: squashfs + initramfs + top layer', f(median(t['iso-artifacts']!)), '', ''],
