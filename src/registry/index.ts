@@ -15,7 +15,8 @@ import { normalizeConfig, type RegistryConfig } from './config.js';
 import type { AccessRule } from './auth/access.js';
 
 export { createRegistryServer, createStorageDriver, storageLocation, type RegistryServer, type CreateServerOptions } from './server.js';
-export { loadConfigFile, normalizeConfig, defaultConfig, parseDuration, splitAddr, type RegistryConfig } from './config.js';
+export { loadConfigFile, configFromEnv, normalizeConfig, defaultConfig, parseDuration, splitAddr, type RegistryConfig, type LoadConfigOptions, type AccessLogFormat } from './config.js';
+export { applyEnvOverrides, CONFIG_SCHEMA } from './config-env.js';
 export { gcRegistry, type GcOptions, type GcResult } from './gc.js';
 export { RegistryStorage, MAX_MANIFEST_BYTES, parseManifest } from './storage.js';
 export { RegistryError, ErrorCodes, type ErrorCode } from './errors.js';

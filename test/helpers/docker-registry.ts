@@ -14,6 +14,8 @@ export interface DistributionRegistry {
   dir: string;
   /** The registry process (benchmarks read its peak RSS). */
   process: ChildProcess;
+  /** stdout + stderr so far (access log lines, warnings). */
+  output(): string;
   stop(): Promise<void>;
 }
 
@@ -40,6 +42,10 @@ export interface DistributionOptions {
   users?: Record<string, string>;
   /** storage.cache.blobdescriptor: inmemory, as production configs (and the benchmark) use. */
   blobDescriptorCache?: boolean;
+  /** Extra environment (REGISTRY_* overrides over the generated config.yml). */
+  env?: NodeJS.ProcessEnv;
+  /** Keep the access log (combined format, on stdout), readable through output(). */
+  accessLog?: boolean;
 }
 
 export async function startDistribution(opts: DistributionOptions = {}): Promise<DistributionRegistry> {
@@ -59,7 +65,7 @@ export async function startDistribution(opts: DistributionOptions = {}): Promise
 log:
   level: error
   accesslog:
-    disabled: true
+    disabled: ${opts.accessLog ? 'false' : 'true'}
 storage:
 ${opts.blobDescriptorCache ? '  cache:\n    blobdescriptor: inmemory\n' : ''}  filesystem:
     rootdirectory: ${storage}
@@ -73,9 +79,10 @@ http:
   debug:
     addr: ""
 ${auth}`);
-  const child: ChildProcess = spawn(bin, ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn(bin, ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   let stderr = '';
   child.stderr!.on('data', (d) => { stderr += d; });
+  child.stdout!.on('data', (d) => { stderr += d; });
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 15_000;
   for (;;) {
@@ -94,6 +101,7 @@ ${auth}`);
     url,
     dir,
     process: child,
+    output: () => stderr,
     stop: () => new Promise<void>((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) { resolve(); return; }
       child.once('exit', () => resolve());

@@ -64,7 +64,7 @@ health:
     ['half TLS', 'http:\n  addr: 127.0.0.1:1\n  tls:\n    certificate: a.crt\n', /both certificate and key/],
     ['bad addr', 'http:\n  addr: nowhere\n', /host:port/],
     ['external token without realm', 'auth:\n  token:\n    rootcertbundle: x.pem\n', /realm is required/],
-    ['bad access action', 'auth:\n  access:\n    - users: [a]\n      repositories: ["*"]\n      actions: [write]\n', /unknown action "write"/],
+    ['bad access action', 'auth:\n  htpasswd:\n    path: htpasswd\n  access:\n    - users: [a]\n      repositories: ["*"]\n      actions: [write]\n', /unknown action "write"/],
   ];
   for (const [what, yaml, re] of invalid) {
     test(`config error: ${what}`, async () => {

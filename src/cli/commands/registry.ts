@@ -25,6 +25,7 @@ interface ServeFlags {
   proxyUsername?: string;
   proxyPassword?: string;
   accessLog?: boolean;
+  accessLogFormat?: string;
   fsync?: boolean;
   workers?: string;
   quiet?: boolean;
@@ -100,7 +101,8 @@ function addServeCommand(parent: Command, name: string): Command {
     .option('--proxy <url>', 'pull-through cache of this upstream registry (proxy.remoteurl)')
     .option('--proxy-username <user>', 'upstream user (proxy.username)')
     .option('--proxy-password <password>', 'upstream password (proxy.password)')
-    .option('--no-access-log', 'do not write the JSON access log to stdout')
+    .option('--no-access-log', 'do not write the access log to stdout')
+    .option('--access-log-format <format>', 'access log lines: json or combined (log.accesslog.format; default json)')
     .option('--no-fsync', "skip fsync of blob data (distribution's behaviour: faster, not power-loss safe)")
     .option('--workers <n>', 'server processes sharing the port (use the cores; default 1)')
     .option('--s3-bucket <bucket>', 'store in this S3 bucket instead of --root (storage.s3.bucket; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)')
@@ -114,15 +116,22 @@ Examples:
   htpasswd -Bbn alice s3cret > auth/htpasswd
   drydock serve --htpasswd auth/htpasswd --tls-cert certs/domain.crt --tls-key certs/domain.key --addr :443
   drydock serve --config /etc/docker/registry/config.yml
+  REGISTRY_AUTH=htpasswd REGISTRY_AUTH_HTPASSWD_REALM="Registry Realm" \\
+    REGISTRY_AUTH_HTPASSWD_PATH=/auth/htpasswd drydock serve --addr :5000
   drydock serve --proxy https://registry.example.com --addr 127.0.0.1:5001   # pull-through cache
   AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... drydock serve --s3-bucket registry --s3-endpoint http://minio:9000
 
+REGISTRY_* variables override config keys as in registry:2 (REGISTRY_ + the key path in upper
+case, e.g. REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY); flags override both.
 The server stops gracefully on SIGINT/SIGTERM: in-flight requests finish, interrupted uploads stay resumable.`)
     .action(async (flags: ServeFlags, cmd: Command) => {
       const reg = await import('../../registry/index.js');
       // --root is also the global store flag; read it from wherever commander put it.
       const root = flags.root ?? (cmd.optsWithGlobals().root as string | undefined);
-      const config = flags.config ? await reg.loadConfigFile(flags.config) : reg.defaultConfig(root ? root : defaultRegistryRoot());
+      // Workers re-run this action: the primary alone warns about unknown REGISTRY_* variables.
+      const cluster = (await import('node:cluster')).default;
+      const envOpts = { env: process.env, warn: cluster.isWorker ? undefined : (m: string) => process.stderr.write(`warning: ${m}\n`) };
+      const config = flags.config ? await reg.loadConfigFile(flags.config, envOpts) : reg.configFromEnv(root ? root : defaultRegistryRoot(), envOpts);
       if (root) config.storage.filesystem.rootdirectory = (await import('node:path')).resolve(root);
       if (flags.addr) config.http.addr = flags.addr;
       if (flags.tlsCert || flags.tlsKey) config.http.tls = { certificate: flags.tlsCert, key: flags.tlsKey };
@@ -143,7 +152,8 @@ The server stops gracefully on SIGINT/SIGTERM: in-flight requests finish, interr
         };
       }
       if (flags.proxy) config.proxy = { remoteurl: flags.proxy, username: flags.proxyUsername, password: flags.proxyPassword };
-      if (flags.accessLog === false || flags.quiet) config.log = { ...config.log, accesslog: { disabled: true } };
+      if (flags.accessLogFormat) config.log = { ...config.log, accesslog: { ...config.log?.accesslog, format: flags.accessLogFormat as never } };
+      if (flags.accessLog === false || flags.quiet) config.log = { ...config.log, accesslog: { ...config.log?.accesslog, disabled: true } };
       if (flags.s3Bucket || flags.s3Endpoint || flags.s3Region || flags.s3Rootdirectory) {
         const s3 = { ...config.storage.s3 } as NonNullable<typeof config.storage.s3>;
         if (flags.s3Bucket) s3.bucket = flags.s3Bucket;
@@ -156,7 +166,6 @@ The server stops gracefully on SIGINT/SIGTERM: in-flight requests finish, interr
       const location = reg.storageLocation(config);
       const workers = Number(flags.workers ?? 1);
       if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new UserError('--workers must be an integer between 1 and 64');
-      const cluster = (await import('node:cluster')).default;
       if (workers > 1 && cluster.isPrimary) return runPrimary(cluster, workers, flags, location);
       const server = reg.createRegistryServer(config);
       const { url } = await server.listen();

@@ -38,7 +38,10 @@ export class Htpasswd {
 
   async load(): Promise<void> {
     const st = await fsp.stat(this.file).catch(() => { throw new UserError(`htpasswd file ${this.file} not found`); });
-    this.users = parseHtpasswd(await fsp.readFile(this.file, 'utf8'), this.file);
+    const text = await fsp.readFile(this.file, 'utf8').catch((e: NodeJS.ErrnoException) => {
+      throw new UserError(`htpasswd file ${this.file} cannot be read: ${e.code === 'EISDIR' ? 'it is a directory' : e.message}`);
+    });
+    this.users = parseHtpasswd(text, this.file);
     this.mtimeMs = st.mtimeMs;
     this.cache.clear();
     const first = this.users.values().next().value as string | undefined;
@@ -52,7 +55,8 @@ export class Htpasswd {
     if (now - this.lastCheck < RELOAD_CHECK_MS) return;
     this.lastCheck = now;
     const st = await fsp.stat(this.file).catch(() => undefined);
-    if (st && st.mtimeMs !== this.mtimeMs) await this.load();
+    // A file caught mid-edit keeps the users loaded before; the next check tries again.
+    if (st && st.mtimeMs !== this.mtimeMs) await this.load().catch(() => {});
   }
 
   /** Returns the user name when the password is right, undefined otherwise. */

@@ -34,6 +34,16 @@ export interface AuthController {
 
 const OPEN: Grant = { can: () => true };
 
+/**
+ * The `detail` of a 401 as distribution 2.8 writes it: one {Type, Class, Name, Action} per
+ * requested action (`[{"Type":"registry","Class":"","Name":"catalog","Action":"*"}]` for
+ * _catalog), null for the /v2/ ping.
+ */
+export function challengeDetail(access: Access[]): { Type: string; Class: string; Name: string; Action: string }[] | null {
+  if (access.length === 0) return null;
+  return access.flatMap((a) => a.actions.map((action) => ({ Type: a.type, Class: '', Name: a.name, Action: action })));
+}
+
 function basicCredentials(req: IncomingMessage): { user: string; password: string } | undefined {
   const h = req.headers.authorization;
   if (!h || !/^basic /i.test(h)) return undefined;
@@ -59,8 +69,9 @@ class HtpasswdAuth implements AuthController {
   readonly kind = 'htpasswd' as const;
   constructor(private readonly htpasswd: Htpasswd, private readonly realm: string, private readonly rules: AccessRules) {}
 
-  private challenge(message = 'authentication required'): RegistryError {
-    return new RegistryError('UNAUTHORIZED', message).withHeaders({ 'WWW-Authenticate': `Basic realm="${this.realm}"` });
+  private challenge(access: Access[]): RegistryError {
+    // Wrong credentials get the same answer as none, as in distribution: nothing tells a prober which part was wrong.
+    return new RegistryError('UNAUTHORIZED', 'authentication required', challengeDetail(access)).withHeaders({ 'WWW-Authenticate': `Basic realm="${this.realm}"` });
   }
 
   async authorize(req: IncomingMessage, access: Access[]): Promise<Grant> {
@@ -68,10 +79,10 @@ class HtpasswdAuth implements AuthController {
     let user: string | undefined;
     if (creds) {
       user = await this.htpasswd.verify(creds.user, creds.password);
-      if (!user) throw this.challenge('invalid username or password');
+      if (!user) throw this.challenge(access);
     } else if (access.length === 0 || !needs(access, (n, a) => this.rules.allowed(undefined, n, a), undefined)) {
       // The /v2/ ping always challenges, so `login` has something to answer.
-      throw this.challenge();
+      throw this.challenge(access);
     }
     const u = user;
     const grant: Grant = { user: u, can: (n, a) => this.rules.allowed(u, n, a) };
@@ -100,7 +111,7 @@ class TokenAuth implements AuthController {
     let h = `Bearer realm="${realm}",service="${this.service}"`;
     if (access.length > 0) h += `,scope="${formatScope(access)}"`;
     if (error) h += `,error="${error}"`;
-    return new RegistryError(error === 'insufficient_scope' ? 'DENIED' : 'UNAUTHORIZED', error === 'insufficient_scope' ? 'insufficient scope' : 'authentication required', access, 401)
+    return new RegistryError(error === 'insufficient_scope' ? 'DENIED' : 'UNAUTHORIZED', error === 'insufficient_scope' ? 'insufficient scope' : 'authentication required', challengeDetail(access), 401)
       .withHeaders({ 'WWW-Authenticate': h });
   }
 
