@@ -9,8 +9,8 @@ import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 import {
-  parseDockerfile, splitStages, parseLine, Lexer, DockerfileError, ExpansionError,
-  type Instruction, type Stage, type StagedDockerfile,
+  parseDockerfile, splitStages, parseLine, parseHeredocWord, Lexer, DockerfileError, ExpansionError,
+  type Instruction, type Stage, type StagedDockerfile, type DockerfileWarning,
 } from '../dockerfile/index.js';
 import { ContentStore } from '../store/content-store.js';
 import { resolveImage, canonicalName, type LocalImage } from '../store/images.js';
@@ -129,7 +129,12 @@ class Builder {
       });
     }
     const file = this.opts.dockerfileText !== undefined ? 'Dockerfile' : path.basename(dfPath);
-    this.df = splitStages(parseDockerfile(text, { file }));
+    const parsed = parseDockerfile(text, { file });
+    this.df = splitStages(parsed);
+    if (parsed.directives.syntax !== undefined) {
+      this.log(`# syntax=${parsed.directives.syntax}: using drydock's built-in Dockerfile frontend (the frontend image is not pulled)\n`);
+    }
+    this.printWarnings(parsed.warnings);
     this.lex = new Lexer(this.df.escape);
     this.context = await SourceTree.openContext(this.opts.context, this.opts.dockerfileText === undefined ? dfPath : undefined);
     this.context.hashCache = await HashCache.load(path.join(this.store.root, 'cache', 'context', `${createHash('sha256').update(this.context.root).digest('hex').slice(0, 32)}.json`));
@@ -158,6 +163,13 @@ class Builder {
   }
 
   private interrupted = false;
+
+  /** BuildKit's lint warnings, once per build, before the first step. */
+  private printWarnings(warnings: DockerfileWarning[]): void {
+    if (warnings.length === 0) return;
+    this.log(`${warnings.length} warning${warnings.length === 1 ? '' : 's'} found:\n`);
+    for (const w of warnings) this.log(` - ${w.rule}: ${w.message} (line ${w.line})\n`);
+  }
 
   // ---- stages and the build graph -------------------------------------------------------
 
@@ -512,7 +524,7 @@ class Builder {
     const heredoc = inst.heredocs[0];
     if (inst.json) {
       argv = inst.json;
-    } else if (heredoc && inst.heredocs.length === 1 && /^<<-?["']?[^\s"']+["']?$/.test(inst.args.trim())) {
+    } else if (heredoc && inst.heredocs.length === 1 && parseHeredocWord(inst.args.trim())) {
       // `RUN <<EOF` alone: the body is the script (the shell expands variables in it); a #!
       // line picks the interpreter, like BuildKit.
       const body = heredoc.content;

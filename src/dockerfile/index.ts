@@ -3,3 +3,4 @@ export * from './parser.js';
 export * from './expand.js';
 export * from './stages.js';
 export * from './dockerignore.js';
+export * from './dump.js';
