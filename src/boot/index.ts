@@ -15,7 +15,7 @@ import { writeDisk, writeIso, type DiskLayout } from './media.js';
 import { grubUnsafeArgs, type Firmware } from './uefi.js';
 
 export { loadBootConfigFile, mergeRaw, validateBootOptions, parseSize, parseMount } from './config.js';
-export type { BootOptions, RawBootOptions, BootMount, InitMode } from './config.js';
+export type { BootOptions, RawBootOptions, BootMount, InitMode, NetworkConfig } from './config.js';
 export { resolveModules, loadModuleIndex, parseModulesDep, parseSoftdeps, BOOT_MODULES } from './modules.js';
 export { resolveKernel, bzImageVersion } from './kernel.js';
 export { buildArtifacts, bootLabel } from './artifacts.js';
