@@ -16,6 +16,8 @@ APT_PACKAGES=(
   mtools cpio e2fsprogs btrfs-progs dosfstools fdisk qemu-system-x86 qemu-utils
   # boot: the sshd a booted image without its own gets (--ssh-key)
   dropbear-bin
+  # boot: runc carried on the medium for --service containers, with its libraries (patchelf)
+  patchelf
   # peers for interop tests and benchmarks
   skopeo podman buildah umoci docker-registry apache2-utils openssl uidmap fuse-overlayfs hyperfine openssh-client
 )

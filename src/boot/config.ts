@@ -6,6 +6,7 @@ import { parse as parseYaml } from 'yaml';
 import { UserError } from '../util/errors.js';
 import { validateTimezone } from '../mkimage/timezone.js';
 import { FIRMWARES, type Firmware } from './uefi.js';
+import { checkUniqueNames, parseServiceEntry, parseServiceFlag, type BootService } from './services.js';
 
 export type InitMode = 'auto' | 'image' | 'drydock';
 export type SquashfsCompression = 'zstd' | 'xz' | 'gzip' | 'lz4';
@@ -37,6 +38,8 @@ export interface BootOptions {
   kernelArgs?: string;
   mounts: BootMount[];
   network: NetworkConfig;
+  /** Containers started at boot (--service, services:). */
+  services: BootService[];
   /** Directory baked over the image (per-machine files). */
   topLayer?: string;
   init: InitMode;
@@ -55,10 +58,12 @@ export type RawBootOptions = Record<string, unknown>;
 
 const KEYS = [
   'timezone', 'proxy', 'no-proxy', 'motd', 'startup-script', 'hostname', 'ssh-key', 'kernel-args',
-  'mount', 'network', 'top-layer', 'init', 'kernel', 'modules', 'compression', 'firmware', 'size', 'format',
+  'mount', 'network', 'service', 'top-layer', 'init', 'kernel', 'modules', 'compression', 'firmware', 'size', 'format',
 ] as const;
 const PATH_KEYS = new Set(['startup-script', 'top-layer', 'kernel', 'modules']);
-const LIST_KEYS = new Set(['ssh-key', 'mount']);
+const LIST_KEYS = new Set(['ssh-key', 'mount', 'service']);
+/** YAML spellings beside the flag names. */
+const ALIASES: Record<string, string> = { services: 'service', mounts: 'mount' };
 
 const camel = (k: string): string => k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
@@ -77,10 +82,12 @@ export async function loadBootConfigFile(file: string): Promise<RawBootOptions> 
   const out: RawBootOptions = {};
   const base = path.dirname(path.resolve(file));
   for (const [k, v] of Object.entries(doc as Record<string, unknown>)) {
-    const key = KEYS.find((known) => known === k || camel(known) === k || known.replace(/-/g, '_') === k);
+    const key = KEYS.find((known) => known === k || camel(known) === k || known.replace(/-/g, '_') === k || ALIASES[k] === known);
     if (!key) throw new UserError(`${file}: unknown key "${k}" (known: ${KEYS.join(', ')})`);
     let value = v;
-    if (LIST_KEYS.has(key)) value = Array.isArray(v) ? v.map(String) : [String(v)];
+    // services: entries may be mappings (image, name, command, env, volumes, restart), checked later.
+    if (key === 'service') value = Array.isArray(v) ? v : [v];
+    else if (LIST_KEYS.has(key)) value = Array.isArray(v) ? v.map(String) : [String(v)];
     else if (v !== null && typeof v === 'object') throw new UserError(`${file}: "${k}" must be a single value`);
     // Paths in the file are relative to the file, as in docker-compose.
     if (PATH_KEYS.has(key) && typeof value === 'string') value = path.resolve(base, value);
@@ -201,7 +208,7 @@ async function requireFile(p: string, what: string, kind: 'file' | 'dir' | 'any'
 
 /** Validates merged raw options; every problem is a UserError naming the option. */
 export async function validateBootOptions(raw: RawBootOptions, zoneinfo = '/usr/share/zoneinfo'): Promise<BootOptions> {
-  const opts: BootOptions = { sshKeys: [], mounts: [], network: { mode: 'dhcp' }, init: 'auto', compression: 'zstd', format: 'raw' };
+  const opts: BootOptions = { sshKeys: [], mounts: [], network: { mode: 'dhcp' }, services: [], init: 'auto', compression: 'zstd', format: 'raw' };
 
   const tz = str(raw, 'timezone');
   if (tz) {
@@ -254,6 +261,8 @@ export async function validateBootOptions(raw: RawBootOptions, zoneinfo = '/usr/
   opts.mounts = ((raw.mount as string[] | undefined) ?? []).map(parseMount);
   const network = str(raw, 'network');
   if (network) opts.network = parseNetwork(network);
+  opts.services = ((raw.service as unknown[] | undefined) ?? []).map((v) => (typeof v === 'string' ? parseServiceFlag(v) : parseServiceEntry(v, 'services:')));
+  checkUniqueNames(opts.services);
   const top = str(raw, 'top-layer');
   if (top) opts.topLayer = await requireFile(top, '--top-layer', 'dir');
 

@@ -268,6 +268,14 @@ if [ -n "$HAS_STARTUP" ]; then
   /.drydock/run-service startup < /dev/null 2>&1 | tee -a /var/log/drydock-startup.log > /dev/console
 fi
 
+# Containers at boot (--service), after the network and the startup script.
+if [ -x /.drydock/drydock-service ]; then
+  touch /etc/hosts /etc/resolv.conf; [ -s /etc/hostname ] || hostname > /etc/hostname
+  for d in /var/lib/drydock/services/*; do
+    [ -f "$d/config.json" ] && /.drydock/drydock-service start "\${d##*/}" > /dev/null
+  done
+fi
+
 LOG=/var/log/drydock-service.log
 FIFO=/run/drydock-service.fifo
 rm -f $FIFO; mkfifo $FIFO

@@ -11,6 +11,7 @@ import type { BootOptions } from './config.js';
 import { networkConf } from './config.js';
 import { DRYDOCK_INIT, NETLIB, NETWORK_UP, RUN_SERVICE, UDHCPC_SCRIPT, serviceConf, shQuote, type ServiceSpec } from './scripts.js';
 import { installSshd } from './sshd.js';
+import { DRYDOCK_SERVICE, installRunc, SERVICES_DIR } from './services.js';
 
 const INTERACTIVE_SHELLS = new Set(['sh', 'ash', 'bash', 'dash', 'zsh', 'ksh', 'mksh']);
 import { runTool } from './exec.js';
@@ -143,7 +144,7 @@ export function proxyEnv(opts: Pick<BootOptions, 'proxy' | 'noProxy'>): [string,
 export interface TopLayerResult { init: InitChoice; service?: ServiceSpec }
 
 export async function buildTopLayer(layer: string, rootfs: string, config: ContainerConfig, opts: BootOptions,
-  tools: { busybox?: string; zoneinfo?: string } = {}): Promise<TopLayerResult> {
+  tools: { busybox?: string; zoneinfo?: string; servicesDir?: string } = {}): Promise<TopLayerResult> {
   const busybox = tools.busybox ?? DEFAULT_BUSYBOX;
   const zoneinfo = tools.zoneinfo ?? '/usr/share/zoneinfo';
   await fsp.mkdir(layer, { recursive: true });
@@ -195,6 +196,18 @@ export async function buildTopLayer(layer: string, rootfs: string, config: Conta
   await fsp.writeFile(path.join(dd, 'udhcpc.script'), UDHCPC_SCRIPT, { mode: 0o755 });
   await fsp.writeFile(path.join(dd, 'network-up'), NETWORK_UP, { mode: 0o755 });
   if (opts.sshKeys.length) await installSshd(dd, rootfs);
+
+  // Containers at boot: runc, the bundles and drydock-service (also on the PATH for startup scripts).
+  if (tools.servicesDir) {
+    await installRunc(path.join(dd, 'runc'));
+    await fsp.writeFile(path.join(dd, 'drydock-service'), DRYDOCK_SERVICE, { mode: 0o755 });
+    const rel = await resolvedInImage(rootfs, SERVICES_DIR);
+    await mkdirLike(layer, rootfs, path.posix.dirname(rel));
+    await fsp.rename(tools.servicesDir, path.join(layer, rel)).catch(() => runTool('cp', ['-a', tools.servicesDir!, path.join(layer, rel)]));
+    const link = await resolvedInImage(rootfs, 'sbin/drydock-service');
+    await mkdirLike(layer, rootfs, path.posix.dirname(link));
+    await fsp.symlink('/.drydock/drydock-service', path.join(layer, link)).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EEXIST') throw e; });
+  }
 
   // poweroff, reboot and halt on the PATH of every image (busybox's signal PID 1).
   for (const name of ['poweroff', 'reboot', 'halt']) {

@@ -5,6 +5,8 @@
 // with `ssh -i key root@127.0.0.1 true`; the two boots must show different SSH host keys.
 // A second ISO with Debian's generic kernel boots on QEMU's default NIC (e1000) with a 9p
 // shared folder, which the cloud kernel lacks (there the missing share is logged and skipped).
+// The cloud ISO also runs two --service containers (services: in YAML) through runc: one the
+// host reaches over HTTP, one whose command does not exist and is reported as failed.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
@@ -91,16 +93,30 @@ before(async () => {
   await fsp.writeFile(path.join(rootfs, 'www/index.html'), 'hello from the booted machine\n');
   const store = await ContentStore.open(root);
   await importRootfs(store, rootfs, { tag: 'web:latest', changes: [`CMD ${JSON.stringify(['sh', '-c', SERVICE])}`, 'EXPOSE 80'] });
+  // The --service container image: httpd on 8080 (host networking), its environment served too.
+  await fsp.mkdir(path.join(rootfs, 'srv'), { recursive: true });
+  await importRootfs(store, rootfs, { tag: 'svc:latest', changes: [`CMD ${JSON.stringify(['sh', '-c', 'echo container > /srv/index.html; env > /srv/env.txt; exec httpd -f -p 8080 -h /srv'])}`] });
+  await fsp.writeFile(path.join(work, 'services.yml'), [
+    'services:',
+    '  - image: svc',
+    '    name: web2',
+    '    env: [ROLE=second]',
+    '  - image: svc',
+    '    name: broken',
+    '    command: [/no/such/binary]',
+    '    restart: "no"',
+    '',
+  ].join('\n'));
   await fsp.mkdir(share);
   await fsp.writeFile(path.join(share, 'hello.txt'), 'hello through 9p\n');
 });
 
 test('virtio-net: DHCP, then ip= static; the CMD is reachable over HTTP, ssh logs in, each boot has its own host key', { timeout: 900_000 }, async () => {
-  const { iso, cmdline } = await buildIso('cloud', fetchKernel());
-  const [http, sshPort] = [await freePort(), await freePort()];
+  const { iso, cmdline } = await buildIso('cloud', fetchKernel(), ['--config', path.join(work, 'services.yml')]);
+  const [http, sshPort, svcPort] = [await freePort(), await freePort(), await freePort()];
   const hostKeys: string[] = [];
 
-  const dhcp = await bootVm(['-cdrom', iso, '-nic', `user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:${http}-:80,hostfwd=tcp:127.0.0.1:${sshPort}-:22`], {
+  const dhcp = await bootVm(['-cdrom', iso, '-nic', `user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:${http}-:80,hostfwd=tcp:127.0.0.1:${sshPort}-:22,hostfwd=tcp:127.0.0.1:${svcPort}-:8080`], {
     until: /drydock: service started/, timeoutMs: 240_000,
     whileRunning: async () => {
       assert.equal(await httpGet(http, 'index.html'), 'hello from the booted machine\n');
@@ -110,11 +126,21 @@ test('virtio-net: DHCP, then ip= static; the CMD is reachable over HTTP, ssh log
       assert.match(await httpGet(http, 'lsmod.txt'), /^virtio_net$/m);
       assert.match(await httpGet(http, 'modules.txt'), /^\/lib\/modules\/[^/]+\/modules\.dep$/m);
       hostKeys.push((await ssh(sshPort, path.join(work, 'known1'))).hostKey);
+      // The --service container: reachable through hostfwd, with its env and the proxy; listed by drydock-service.
+      assert.equal(await httpGet(svcPort, 'index.html'), 'container\n');
+      const env = await httpGet(svcPort, 'env.txt');
+      assert.match(env, /^ROLE=second$/m);
+      assert.match(env, /^http_proxy=http:\/\/proxy\.example:3128$/m);
+      const status = (await ssh(sshPort, path.join(work, 'known1'), 'drydock-service status')).stdout;
+      assert.match(status, /^web2\s+running$/m);
+      assert.match(status, /^broken\s+failed \(status \d+/m);
     },
   });
   assert.match(dhcp.console, /drydock: network: eth0 10\.0\.2\.15\/24 \(dhcp\), gateway 10\.0\.2\.2, dns 10\.0\.2\.3/);
   assert.match(dhcp.console, /drydock: 9p share hostshare: this kernel has no 9p support; continuing without \/srv\/share/);
   assert.match(dhcp.console, /drydock: ssh: dropbear listening on port 22, host key SHA256:/);
+  assert.match(dhcp.console, /drydock: service web2 started/);
+  assert.match(dhcp.console, /drydock: service broken failed to start \(status \d+\)/);
 
   // The same ISO's kernel and initramfs, with ip= on the command line.
   const boot = path.join(work, 'cloud-boot');
