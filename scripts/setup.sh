@@ -14,8 +14,12 @@ APT_PACKAGES=(
   # boot: squashfs, ISO, disk images, initramfs, emulator for the boot tests
   squashfs-tools xorriso isolinux syslinux syslinux-common syslinux-utils grub-pc-bin grub-common grub-efi-amd64-bin ovmf
   mtools cpio e2fsprogs btrfs-progs dosfstools fdisk qemu-system-x86 qemu-utils
+  # boot: the sshd a booted image without its own gets (--ssh-key)
+  dropbear-bin
+  # boot: runc carried on the medium for --service containers, with its libraries (patchelf)
+  patchelf
   # peers for interop tests and benchmarks
-  skopeo podman buildah umoci docker-registry apache2-utils openssl uidmap fuse-overlayfs hyperfine
+  skopeo podman buildah umoci docker-registry apache2-utils openssl uidmap fuse-overlayfs hyperfine openssh-client
   # foreign fixtures: static binaries FROM scratch (gcc -static); unit files checked by systemd-analyze
   gcc libc6-dev systemd
 )

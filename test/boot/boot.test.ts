@@ -170,11 +170,11 @@ test('a shell image (CMD ["sh"]) gets an interactive console; poweroff stops it 
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /Init: \/\.drydock\/init/);
   const run = await bootVm(['-cdrom', iso], {
-    type: [[/drydock: service started/, 'echo CONSOLE-$((6*7)) on $(hostname) tty=$(tty) run=$(ls /run/drydock | tr "\\n" ,)\n'], [/CONSOLE-42 on shellbox/, 'poweroff\n']],
+    type: [[/drydock: service started/, 'echo CONSOLE-$((6*7)) on $(hostname) tty=$(tty) run=$(ls /run/drydock | tr "\\n" ,) term=$TERM\n'], [/CONSOLE-42 on shellbox/, 'poweroff\n']],
   });
   assert.ok(run.poweredOff, 'the VM powered itself off');
   const c = run.console.replace(/\r/g, '');
-  assert.match(c, /^CONSOLE-42 on shellbox tty=\/dev\/ttyS0 run=image,medium,rw,top,toplayer,$/m);
+  assert.match(c, /^CONSOLE-42 on shellbox tty=\/dev\/ttyS0 run=image,medium,modules,network,rw,top,toplayer, term=linux$/m);
   assert.match(c, /drydock: poweroff: stopping the service/);
   assert.match(c, /reboot: Power down/);
 });
