@@ -1,8 +1,9 @@
 // The storage driver interface, after distribution's storagedriver.StorageDriver: a tiny
 // path-keyed object store. Everything above it (blobs, links, uploads, tags) is layout logic in
-// registry-storage.ts, so an object-store driver (S3 and friends) only has to implement these
-// methods. Paths are absolute, '/'-separated, and never contain '..' (callers build them from
-// validated names and digests).
+// storage.ts, so an object-store driver (S3 and friends) only has to implement these methods.
+// Paths are absolute, '/'-separated, and never contain '..': callers build them from validated
+// names and digests, and checkedDriver() (checked.ts) refuses anything else before a driver
+// sees it.
 import type { Readable } from 'node:stream';
 
 export interface FileInfo {
