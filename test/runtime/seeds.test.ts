@@ -8,6 +8,7 @@ import path from 'node:path';
 import { runtimeFixture, type RuntimeFixture } from './helpers.js';
 import { ContentStore, resolveImage } from '../../src/store/index.js';
 import { FIXTURES, requireTool, runCli, tempDir } from '../helpers/env.js';
+import { startDistribution } from '../helpers/docker-registry.js';
 
 let fx: RuntimeFixture;
 before(async () => { fx = await runtimeFixture('seeds'); });
@@ -138,3 +139,38 @@ for (const [i, p] of packers.entries()) {
     assert.match(dev.stdout, /No such file or directory[\s\S]*null-ok\n$/);
   });
 }
+
+test('run and create pull a missing image like Docker: --pull missing (default), always, never', async () => {
+  const reg = await startDistribution();
+  try {
+    const name = `${reg.host}/seed/busybox:1`;
+    await fx.ok(['push', 'busybox', name]);
+    const never = await fx.cli(['run', '--rm', '--pull', 'never', name, 'echo', 'hi']);
+    assert.equal(never.code, 125, never.stderr);
+    assert.equal(never.stderr, `Error: No such image: ${name}\n`);
+
+    const first = await fx.cli(['run', '--rm', '--network', 'none', name, 'echo', 'hi']);
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(first.stdout, 'hi\n', 'pull progress stays off stdout');
+    assert.ok(first.stderr.startsWith(`Unable to find image '${name}' locally\n1: Pulling from ${reg.host}/seed/busybox\n`), first.stderr);
+    assert.match(first.stderr, /\nDigest: sha256:[0-9a-f]{64} \(/);
+    assert.ok(first.stderr.endsWith(`Status: Downloaded newer image for ${name}\n`), first.stderr);
+
+    const present = await fx.cli(['run', '--rm', '--network', 'none', name, 'echo', 'hi']);
+    assert.equal(present.stderr, '', 'a present image is not pulled again');
+    const always = await fx.cli(['run', '--rm', '--network', 'none', '--pull', 'always', name, 'echo', 'hi']);
+    assert.equal(always.code, 0, always.stderr);
+    assert.ok(!always.stderr.includes('Unable to find image'), always.stderr);
+    assert.ok(always.stderr.endsWith(`Status: Image is up to date for ${name}\n`), always.stderr);
+
+    const other = `${reg.host}/seed/other:2`;
+    await fx.ok(['push', 'busybox', other]);
+    const created = await fx.cli(['create', '--network', 'none', other, 'true']);
+    assert.equal(created.code, 0, created.stderr);
+    assert.match(created.stdout, /^[0-9a-f]{64}\n$/, 'create prints only the ID on stdout');
+    assert.ok(created.stderr.includes(`Unable to find image '${other}' locally\n`), created.stderr);
+    await fx.ok(['rm', created.stdout.trim()]);
+  } finally {
+    await reg.stop();
+  }
+});
