@@ -125,7 +125,7 @@ export async function buildFromStore(store: ContentStore, image: string, kind: '
     const rootfs = path.join(work, 'rootfs');
     await fsp.mkdir(rootfs, { mode: 0o755 });
     const started = Date.now();
-    await unpackImage(store, img, rootfs, { allowDevices: process.getuid?.() === 0 });
+    await unpackImage(store, img, rootfs);
     const unpack = (Date.now() - started) / 1000;
     const config = img.config.config ?? {};
     let servicesDir: string | undefined;

@@ -13,6 +13,7 @@ import {
 import { writeJson } from '../util/fs.js';
 import { parsePublish, publishAll, type PortBinding } from './ports.js';
 import { validateVolumeName } from './volumes.js';
+import { formatPlatform, hostPlatform, parsePlatform } from '../image/platform.js';
 
 export interface CreateOptions {
   image: string;
@@ -44,6 +45,19 @@ export interface CreateOptions {
   dns?: string[];
   labels?: string[];
   stopSignal?: string;
+  /** --platform: the image variant to pick from an index; also silences the mismatch warning. */
+  platform?: string;
+}
+
+/**
+ * Docker's warning when the image was built for another platform than this host's and the user
+ * did not ask for one (the container may then fail with "exec format error").
+ */
+export function platformMismatchWarning(image: { os?: string; architecture?: string; variant?: string }): string | undefined {
+  const host = hostPlatform();
+  if (!image.architecture || ((image.os ?? 'linux') === host.os && image.architecture === host.architecture)) return undefined;
+  const wanted = formatPlatform({ os: image.os ?? 'linux', architecture: image.architecture, ...(image.variant ? { variant: image.variant } : {}) });
+  return `WARNING: The requested image's platform (${wanted}) does not match the detected host platform (${formatPlatform(host)}) and no specific platform was requested`;
 }
 
 /** Parses Docker memory sizes: 512m, 1g, 100k, 1048576 (bytes). */
@@ -127,7 +141,15 @@ export function mergeEnv(...lists: string[][]): string[] {
 
 export async function createContainer(o: CreateOptions): Promise<ContainerRecord> {
   const store = await ContentStore.open();
-  const image = await resolveImage(store, o.image);
+  let platform;
+  if (o.platform) {
+    try { platform = parsePlatform(o.platform); } catch (e) { throw new UserError((e as Error).message); }
+  }
+  const image = await resolveImage(store, o.image, platform);
+  if (!platform) {
+    const warning = platformMismatchWarning(image.config);
+    if (warning) process.stderr.write(`${warning}\n`);
+  }
   const cfg = image.config.config ?? {};
   const diffIds = image.config.rootfs?.diff_ids ?? [];
   if (diffIds.length !== image.manifest.layers.length) throw new UserError(`image ${o.image} is inconsistent: ${image.manifest.layers.length} layers but ${diffIds.length} diff_ids`);

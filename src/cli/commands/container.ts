@@ -12,6 +12,7 @@ interface RunFlags {
   user?: string; workdir?: string; entrypoint?: string; volume?: string[]; tmpfs?: string[]; publish?: string[]; publishAll?: boolean;
   network?: string; net?: string; hostname?: string; readOnly?: boolean; memory?: string; cpus?: string; restart?: string; init?: boolean;
   runtime?: string; groupAdd?: string[]; addHost?: string[]; dns?: string[]; label?: string[]; stopSignal?: string; quiet?: boolean;
+  pull: 'missing' | 'always' | 'never'; platform?: string;
 }
 
 function addRunOptions(cmd: Command): Command {
@@ -44,6 +45,8 @@ function addRunOptions(cmd: Command): Command {
     .option('--dns <ip>', 'nameserver for /etc/resolv.conf (repeatable)', collect)
     .option('-l, --label <key=value>', 'set a label (repeatable)', collect)
     .option('--stop-signal <signal>', 'signal sent by `drydock stop` (default: the image STOPSIGNAL or SIGTERM)')
+    .addOption(new Option('--pull <policy>', 'pull the image before running: missing (when not in the store), always, never').choices(['missing', 'always', 'never']).default('missing'))
+    .option('--platform <os/arch[/variant]>', "platform to pull and run (default: the host's)")
     .passThroughOptions();
 }
 
@@ -53,7 +56,35 @@ function createOptions(image: string, command: string[], f: RunFlags) {
     volumes: f.volume, tmpfs: f.tmpfs, publish: f.publish, publishAll: f.publishAll, network: f.net ?? f.network, hostname: f.hostname,
     readOnly: f.readOnly, memory: f.memory, cpus: f.cpus, restart: f.restart, init: f.init, runtime: f.runtime, autoRemove: f.rm,
     tty: f.tty, interactive: f.interactive, groupAdd: f.groupAdd, addHost: f.addHost, dns: f.dns, labels: f.label, stopSignal: f.stopSignal,
+    platform: f.platform,
   };
+}
+
+/**
+ * Docker's --pull for run/create: "missing" pulls an image the store does not have (after
+ * "Unable to find image 'NAME' locally"), "always" pulls first, "never" fails like Docker.
+ * Progress is `drydock pull`'s, on stderr: stdout belongs to the container (or the new ID).
+ */
+async function ensureImage(image: string, f: RunFlags): Promise<void> {
+  const { ContentStore, resolveImage } = await import('../../store/index.js');
+  const { NotFoundError } = await import('../../util/errors.js');
+  const { parseReference, familiarString } = await import('../../image/reference.js');
+  if (f.pull !== 'always') {
+    try {
+      await resolveImage(await ContentStore.open(), image);
+      return;
+    } catch (e) {
+      if (!(e instanceof NotFoundError)) throw e;
+    }
+  }
+  let ref;
+  try { ref = parseReference(image); } catch { ref = undefined; }
+  // An image ID (or a digest the store lacks) names nothing a registry could serve under that name.
+  if (!ref || /^(sha256:)?[a-f0-9]{64}$/.test(image)) throw new UserError(`No such image: ${image}`, 125);
+  if (f.pull === 'never') throw new UserError(`No such image: ${familiarString(ref)}`, 125);
+  if (f.pull === 'missing') process.stderr.write(`Unable to find image '${familiarString(ref)}' locally\n`);
+  const { pullWithProgress } = await import('./registry-client.js');
+  await pullWithProgress(image, { progress: 'auto', platform: f.platform }, process.stderr);
 }
 
 function formatPorts(ports: { hostIp: string; hostPort: number; containerPort: number; protocol: string }[]): string {
@@ -88,7 +119,7 @@ Examples:
       const { runNew } = await rt();
       if (f.detach && f.rm && f.restart && f.restart !== 'no') throw new UserError('conflicting options: --restart and --rm');
       // Docker's convention: 125 when drydock itself fails (126/127 come from the runtime).
-      const r = await runNew({ ...createOptions(image, command, f), detach: f.detach }).catch((e) => {
+      const r = await ensureImage(image, f).then(() => runNew({ ...createOptions(image, command, f), detach: f.detach })).catch((e) => {
         if (e instanceof UserError && e.exitCode === 1) throw new UserError(e.message, 125);
         throw e;
       });
@@ -102,6 +133,7 @@ Examples:
     .argument('[command...]', 'command and arguments')
     .action(async (image: string, command: string[], f: RunFlags) => {
       const { createContainer } = await import('../../runtime/create.js');
+      await ensureImage(image, f);
       const rec = await createContainer(createOptions(image, command, f));
       process.stdout.write(`${rec.Id}\n`);
     });
