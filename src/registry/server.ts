@@ -10,6 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import pino, { type Logger } from 'pino';
 import { Counter, Histogram, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { MediaType } from '../image/media-types.js';
+import { combinedLine } from './access-log.js';
 import { createAuth, type Access, type AuthController, type Grant } from './auth/index.js';
 import { parseDuration, splitAddr, type RegistryConfig } from './config.js';
 import { RegistryError } from './errors.js';
@@ -42,8 +43,10 @@ export interface RegistryServer {
 export interface CreateServerOptions {
   /** Swap the storage driver (tests). Default: createStorageDriver(config). */
   driver?: StorageDriver;
-  /** Access log destination; default stdout. `false` disables. */
+  /** Event and JSON access log destination; default stdout. `false` disables. */
   logger?: Logger | false;
+  /** Where combined-format access lines go (log.accesslog.format: combined); default stdout. */
+  accessLogWriter?: (line: string) => void;
 }
 
 interface Ctx {
@@ -172,9 +175,15 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
     deleteEnabled: config.storage.delete?.enabled ?? false,
   });
   const readOnly = config.storage.maintenance?.readonly?.enabled ?? false;
-  const log: Logger | undefined = opts.logger === false || config.log?.accesslog?.disabled
-    ? undefined
-    : opts.logger ?? pino({ level: config.log?.level ?? 'info', base: { service: 'drydock-registry' } }, pino.destination({ sync: false }));
+  const accessFormat = config.log?.accesslog?.disabled ? 'off' : config.log?.accesslog?.format ?? 'json';
+  // With the JSON access log, events share its stream (stdout) as before; otherwise they go to
+  // stderr, so stdout holds only combined lines (or, with -q, only the URL). With no access log
+  // at all, only warnings and errors are logged.
+  const log: Logger | undefined = opts.logger === false ? undefined : opts.logger ?? (accessFormat === 'json'
+    ? pino({ level: config.log?.level ?? 'info', base: { service: 'drydock-registry' } }, pino.destination({ sync: false }))
+    : pino({ level: accessFormat === 'off' ? 'warn' : config.log?.level ?? 'info', base: { service: 'drydock-registry' } }, pino.destination({ fd: 2, sync: false })));
+  const accessOut = accessFormat === 'combined' && !opts.accessLogWriter ? pino.destination({ sync: false }) : undefined;
+  const writeCombined = accessFormat !== 'combined' ? undefined : opts.accessLogWriter ?? ((line: string) => { accessOut!.write(line); });
   const metricsEnabled = config.metrics?.enabled ?? true;
   const metrics = metricsEnabled ? new Metrics() : undefined;
   const limits = config.limits ?? {};
@@ -550,6 +559,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = process.hrtime.bigint();
+    const startedAt = new Date();
     inFlight++;
     const ctx: Ctx = { req, res, url: new URL(req.url ?? '/', 'http://registry'), route: 'unknown', bytesIn: 0, bytesOut: 0 };
     res.setHeader('Docker-Distribution-API-Version', API_VERSION);
@@ -568,11 +578,19 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
         if (ctx.bytesIn) metrics.bytesIn.inc(ctx.bytesIn);
         if (ctx.bytesOut) metrics.bytesOut.inc(ctx.bytesOut);
       }
-      log?.info({
-        method: req.method, path: ctx.url.pathname, route: ctx.route, status: res.statusCode,
-        duration_ms: Math.round(seconds * 1e6) / 1e3, bytes_in: ctx.bytesIn, bytes_out: ctx.bytesOut,
-        remote: req.socket.remoteAddress, user: ctx.user, user_agent: req.headers['user-agent'],
-      }, 'request');
+      if (accessFormat === 'json') {
+        log?.info({
+          method: req.method, path: ctx.url.pathname, route: ctx.route, status: res.statusCode,
+          duration_ms: Math.round(seconds * 1e6) / 1e3, bytes_in: ctx.bytesIn, bytes_out: ctx.bytesOut,
+          remote: req.socket.remoteAddress, user: ctx.user, user_agent: req.headers['user-agent'],
+        }, 'request');
+      } else if (writeCombined) {
+        writeCombined(combinedLine({
+          remote: req.socket.remoteAddress, user: ctx.user, time: startedAt, method: req.method, url: req.url,
+          httpVersion: req.httpVersion, status: res.statusCode, bytes: ctx.bytesOut,
+          referer: req.headers.referer, userAgent: req.headers['user-agent'],
+        }));
+      }
       if (closing && inFlight === 0) drained?.();
     }
   }
@@ -654,6 +672,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       for (const sock of sockets) sock.destroy();
       await closed;
       if (log && opts.logger === undefined) log.flush();
+      accessOut?.flush();
       server = undefined;
     },
   };
