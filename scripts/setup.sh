@@ -16,6 +16,8 @@ APT_PACKAGES=(
   mtools cpio e2fsprogs btrfs-progs dosfstools fdisk qemu-system-x86 qemu-utils
   # peers for interop tests and benchmarks
   skopeo podman buildah umoci docker-registry apache2-utils openssl uidmap fuse-overlayfs hyperfine
+  # foreign fixtures: static binaries FROM scratch (gcc -static); unit files checked by systemd-analyze
+  gcc libc6-dev systemd
 )
 
 missing=()

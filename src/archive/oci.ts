@@ -9,12 +9,12 @@ import { parseDigest, digestOf } from '../image/digest.js';
 import { MediaType } from '../image/media-types.js';
 import type { Descriptor, ImageIndex } from '../image/types.js';
 import type { ImageDestination, ImageSource, RawManifest } from '../image/source.js';
+import { MAX_MANIFEST_BYTES, manifestMediaType } from '../image/partial.js';
 import { readJsonIfExists, writeJsonAtomic, STREAM_CHUNK } from '../util/fs.js';
 import { ArchiveError, TarFile, TarWriter } from './tar-file.js';
 
 export const OCI_LAYOUT_FILE = 'oci-layout';
 export const OCI_LAYOUT_VERSION = { imageLayoutVersion: '1.0.0' };
-const MAX_MANIFEST_BYTES = 4 << 20;
 
 /** "blobs/sha256/<hex>" for a validated digest. */
 export function blobEntryName(digest: string): string {
@@ -59,12 +59,11 @@ export class TarLayoutFiles implements LayoutFiles {
   open(name: string): Readable { return this.tar.open(name); }
 }
 
-function mediaTypeOf(bytes: Buffer, fallback?: string): string {
+function mediaTypeOf(bytes: Buffer, declared?: string): string {
   try {
-    const doc = JSON.parse(bytes.toString('utf8')) as { mediaType?: string; manifests?: unknown };
-    return doc.mediaType ?? fallback ?? (Array.isArray(doc.manifests) ? MediaType.OciIndex : MediaType.OciManifest);
-  } catch {
-    throw new ArchiveError('manifest is not valid JSON');
+    return manifestMediaType(bytes, declared);
+  } catch (e) {
+    throw new ArchiveError('manifest is not valid JSON', { cause: e });
   }
 }
 

@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 import {
-  parseDockerfile, splitStages, parseLine, Lexer, DockerfileError,
+  parseDockerfile, splitStages, parseLine, Lexer, DockerfileError, ExpansionError,
   type Instruction, type Stage, type StagedDockerfile,
 } from '../dockerfile/index.js';
 import { ContentStore } from '../store/content-store.js';
@@ -830,13 +830,13 @@ class Builder {
 
   // ---- errors -------------------------------------------------------------------------------
 
-  private err(inst: Instruction, message: string): DockerfileError {
-    return new DockerfileError(this.df.file, inst.start, message);
+  private err(inst: Instruction, message: string, cause?: unknown): DockerfileError {
+    return new DockerfileError(this.df.file, inst.start, message, { cause });
   }
 
   private wrap(inst: Instruction, e: unknown): Error {
     if (e instanceof DockerfileError) return e;
-    if (e instanceof UserError || (e as Error)?.name === 'ExpansionError') return this.err(inst, (e as Error).message);
+    if (e instanceof UserError || e instanceof ExpansionError) return this.err(inst, e.message, e);
     return e as Error;
   }
 

@@ -1,15 +1,8 @@
 // Docker-like human output: sizes in decimal units, "2 hours ago", aligned tables.
 
-/** Docker's units: decimal, 3 significant digits ("4.26MB", "1.2GB"). */
-export function formatSize(bytes: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let v = bytes;
-  let i = 0;
-  while (v >= 1000 && i < units.length - 1) { v /= 1000; i++; }
-  const s = i === 0 ? String(v) : v.toPrecision(3).replace(/\.0+$/, '').replace(/(\.\d*?)0+$/, '$1');
-  return `${s}${units[i]}`;
-}
+export { formatSize } from '../util/format.js';
 
+/** Docker's units: decimal, 3 significant digits ("4.26MB", "1.2GB"). */
 export function timeAgo(iso: string | undefined, now = Date.now()): string {
   if (!iso) return 'N/A';
   const t = Date.parse(iso);

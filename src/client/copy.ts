@@ -9,7 +9,8 @@ import type { ImageDestination, ImageSource, RawManifest } from '../image/source
 import type { Descriptor, ImageIndex, ImageManifest, Platform } from '../image/types.js';
 import { UserError } from '../util/errors.js';
 import { STREAM_CHUNK } from '../util/fs.js';
-import { MAX_MANIFEST_SIZE, ManifestTooLargeError, RemoteImageDestination, RemoteImageSource } from './remote.js';
+import { MAX_MANIFEST_BYTES } from '../image/partial.js';
+import { ManifestTooLargeError } from './remote.js';
 import { backoffMs, isTransientNetworkError, sleep } from './transport.js';
 
 export type BlobStatus = 'waiting' | 'exists' | 'mounted' | 'transferring' | 'verifying' | 'done' | 'retrying';
@@ -46,7 +47,7 @@ export interface CopyResult {
 }
 
 function parseManifestJson(m: RawManifest, where: string): ImageManifest | ImageIndex {
-  if (m.bytes.length > MAX_MANIFEST_SIZE) throw new ManifestTooLargeError(`${where}: manifest is ${m.bytes.length} bytes, over the ${MAX_MANIFEST_SIZE} byte limit`);
+  if (m.bytes.length > MAX_MANIFEST_BYTES) throw new ManifestTooLargeError(`${where}: manifest is ${m.bytes.length} bytes, over the ${MAX_MANIFEST_BYTES} byte limit`);
   let doc: ImageManifest | ImageIndex;
   try { doc = JSON.parse(m.bytes.toString('utf8')); } catch { throw new UserError(`${where}: manifest ${m.digest} is not valid JSON`); }
   if (!doc || typeof doc !== 'object') throw new UserError(`${where}: manifest ${m.digest} is not a JSON object`);
@@ -91,12 +92,11 @@ class ProgressCounter extends Transform {
 export async function copyImage(src: ImageSource, dest: ImageDestination, opts: CopyOptions = {}): Promise<CopyResult> {
   const emit = opts.onProgress ?? (() => {});
   const retries = opts.retries ?? 3;
-  const concurrency = opts.concurrency ?? (dest instanceof RemoteImageDestination ? 5 : 3);
+  const concurrency = opts.concurrency ?? dest.concurrency ?? 3;
   const stats = { bytes: 0, copied: 0, skipped: 0 };
   // Blob digests already handled in this copy (indexes share layers between platforms).
   const inFlight = new Map<string, Promise<void>>();
-  const canMount = src instanceof RemoteImageSource && dest instanceof RemoteImageDestination
-    && src.registry === dest.registry && src.repository !== dest.repository;
+  const origin = src.blobOrigin;
 
   const copyBlob = async (desc: Descriptor): Promise<void> => {
     const base = { type: 'blob' as const, digest: desc.digest, size: desc.size, mediaType: desc.mediaType };
@@ -105,9 +105,9 @@ export async function copyImage(src: ImageSource, dest: ImageDestination, opts: 
       emit({ ...base, status: 'exists' });
       return;
     }
-    if (canMount && (await (dest as RemoteImageDestination).mountBlob(desc, (src as RemoteImageSource).repository))) {
+    if (origin && dest.mountBlob && (await dest.mountBlob(desc, origin))) {
       stats.skipped++;
-      emit({ ...base, status: 'mounted', from: (src as RemoteImageSource).repository });
+      emit({ ...base, status: 'mounted', from: origin.repository });
       return;
     }
     for (let attempt = 0; ; attempt++) {

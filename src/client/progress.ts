@@ -2,7 +2,7 @@
 // (redrawn in place), one plain line per status change otherwise, or one JSON object per event
 // (--progress=json) for CI. Writing is the caller's concern; this only renders.
 import { isLayerMediaType } from '../image/media-types.js';
-import { formatSize } from '../cli/output.js';
+import { formatSize } from '../util/format.js';
 import type { ProgressEvent } from './copy.js';
 
 export type ProgressMode = 'auto' | 'tty' | 'plain' | 'json' | 'quiet';

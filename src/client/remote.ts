@@ -4,7 +4,8 @@ import { Readable } from 'node:stream';
 import { digestOf, parseDigest } from '../image/digest.js';
 import { MANIFEST_MEDIA_TYPES, MediaType } from '../image/media-types.js';
 import { formatReference, type Reference } from '../image/reference.js';
-import type { ImageDestination, ImageSource, RawManifest } from '../image/source.js';
+import type { BlobOrigin, ImageDestination, ImageSource, RawManifest } from '../image/source.js';
+import { MAX_MANIFEST_BYTES } from '../image/partial.js';
 import type { Descriptor } from '../image/types.js';
 import { UserError, NotFoundError } from '../util/errors.js';
 import { STREAM_CHUNK } from '../util/fs.js';
@@ -15,8 +16,6 @@ import {
 } from './transport.js';
 import type { HttpResponse } from './http.js';
 
-/** Manifests larger than this are refused (the limit distribution and containerd use). */
-export const MAX_MANIFEST_SIZE = 4 * 1024 * 1024;
 
 const ACCEPT = [...MANIFEST_MEDIA_TYPES, MediaType.DockerSchema1Signed].join(', ');
 
@@ -27,15 +26,15 @@ export class ManifestTooLargeError extends UserError {
 /** Reads a manifest response: size-capped, media type from the document or the header. */
 async function readManifest(res: HttpResponse, what: string): Promise<RawManifest> {
   const declared = Number(res.headers['content-length']);
-  if (Number.isFinite(declared) && declared > MAX_MANIFEST_SIZE) {
+  if (Number.isFinite(declared) && declared > MAX_MANIFEST_BYTES) {
     res.body.destroy();
-    throw new ManifestTooLargeError(`${what}: manifest is ${declared} bytes, over the ${MAX_MANIFEST_SIZE} byte limit`);
+    throw new ManifestTooLargeError(`${what}: manifest is ${declared} bytes, over the ${MAX_MANIFEST_BYTES} byte limit`);
   }
   let bytes: Buffer;
   try {
-    bytes = await readBodyLimited(res.body, MAX_MANIFEST_SIZE, `${what}: manifest`);
+    bytes = await readBodyLimited(res.body, MAX_MANIFEST_BYTES, `${what}: manifest`);
   } catch (e) {
-    if (e instanceof UserError) throw new ManifestTooLargeError(`${what}: manifest is over the ${MAX_MANIFEST_SIZE} byte limit`);
+    if (e instanceof UserError) throw new ManifestTooLargeError(`${what}: manifest is over the ${MAX_MANIFEST_BYTES} byte limit`);
     throw e;
   }
   let doc: { mediaType?: unknown; manifests?: unknown; schemaVersion?: unknown };
@@ -67,6 +66,7 @@ export class RemoteImageSource implements ImageSource {
 
   get registry(): string { return this.ref.registry; }
   get repository(): string { return this.ref.repository; }
+  get blobOrigin(): BlobOrigin { return { registry: this.ref.registry, repository: this.ref.repository }; }
 
   private async onEndpoints<T>(from: number, what: string, fn: (t: RegistryTransport, repo: string, ep: Endpoint) => Promise<T>): Promise<T> {
     const eps = this.hostConfig.pullEndpoints;
@@ -227,8 +227,13 @@ export class RemoteImageDestination implements ImageDestination {
     return res.statusCode === 200;
   }
 
+  /** Registries take several uploads at once; five keeps a push busy without tripping limits. */
+  readonly concurrency = 5;
+
   /** Cross-repository mount (same registry): true when the registry linked the blob without a copy. */
-  async mountBlob(desc: Descriptor, fromRepository: string): Promise<boolean> {
+  async mountBlob(desc: Descriptor, from: BlobOrigin): Promise<boolean> {
+    if (from.registry !== this.ref.registry || from.repository === this.ref.repository) return false;
+    const fromRepository = from.repository;
     const t = await this.transport();
     const repo = this.ref.repository;
     const q = new URLSearchParams({ mount: parseDigest(desc.digest).value, from: fromRepository });

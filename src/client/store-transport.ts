@@ -4,20 +4,11 @@
 // and manifest is in, so a failed copy never leaves a tag pointing at a partial image.
 import type { Readable } from 'node:stream';
 import { ContentStore, canonicalName } from '../store/index.js';
-import { MediaType } from '../image/media-types.js';
+import { manifestMediaType } from '../image/partial.js';
 import type { ImageDestination, ImageSource, RawManifest } from '../image/source.js';
 import type { Descriptor } from '../image/types.js';
 import { isDigest, parseDigest } from '../image/digest.js';
 import { NotFoundError } from '../util/errors.js';
-
-function mediaTypeOf(bytes: Buffer, fallback?: string): string {
-  try {
-    const doc = JSON.parse(bytes.toString('utf8')) as { mediaType?: string; manifests?: unknown };
-    return doc.mediaType ?? fallback ?? (Array.isArray(doc.manifests) ? MediaType.OciIndex : MediaType.OciManifest);
-  } catch {
-    return fallback ?? MediaType.OciManifest;
-  }
-}
 
 export class StoreImageSource implements ImageSource {
   readonly description: string;
@@ -34,7 +25,7 @@ export class StoreImageSource implements ImageSource {
     if (isDigest(this.name)) {
       if (!(await this.store.hasBlob(this.name))) throw new NotFoundError(`image ${this.name} not found in the store`);
       const bytes = await this.store.readBlob(this.name);
-      this.top = { digest: this.name, size: bytes.length, mediaType: mediaTypeOf(bytes) };
+      this.top = { digest: this.name, size: bytes.length, mediaType: manifestMediaType(bytes) };
       return this.top;
     }
     const full = canonicalName(this.name);
@@ -47,12 +38,12 @@ export class StoreImageSource implements ImageSource {
   async getManifest(): Promise<RawManifest> {
     const d = await this.resolve();
     const bytes = await this.store.readBlob(d.digest);
-    return { bytes, mediaType: mediaTypeOf(bytes, d.mediaType), digest: d.digest };
+    return { bytes, mediaType: manifestMediaType(bytes, d.mediaType), digest: d.digest };
   }
 
   async getManifestByDigest(digest: string): Promise<RawManifest> {
     const bytes = await this.store.readBlob(parseDigest(digest).value);
-    return { bytes, mediaType: mediaTypeOf(bytes), digest };
+    return { bytes, mediaType: manifestMediaType(bytes), digest };
   }
 
   async openBlob(desc: Descriptor): Promise<Readable> {

@@ -12,11 +12,34 @@ const MAX_REDIRECTS = 5;
 const MAX_ERROR_BODY = 64 * 1024;
 const MAX_TOKEN_BODY = 1 << 20;
 
-/** A registry answered with an error status; `code` is the distribution error code when given. */
+/** One entry of a registry's `{"errors": [...]}` body, as the distribution spec defines it. */
+export interface RegistryDiagnostic {
+  code: string;
+  message?: string;
+  detail?: unknown;
+}
+
+/** Statuses worth another try whatever the body says (ggcr's temporaryStatusCodes, minus 500). */
+const TEMPORARY_STATUS = new Set([408, 429, 502, 503, 504]);
+/** Error codes that mean "try again" (ggcr's temporaryErrorCodes). */
+const TEMPORARY_CODES = new Set(['BLOB_UPLOAD_INVALID', 'TOOMANYREQUESTS', 'UNAVAILABLE']);
+
+/**
+ * A registry answered with an error status. Every diagnostic it sent is kept, typed, and
+ * `temporary` decides retries from the status and codes, never from message text.
+ */
 export class RegistryHttpError extends UserError {
   override name = 'RegistryHttpError';
-  constructor(message: string, readonly status: number, readonly code?: string) {
+  constructor(message: string, readonly status: number, readonly errors: RegistryDiagnostic[] = []) {
     super(message);
+  }
+
+  /** The first diagnostic's code (what most callers branch on). */
+  get code(): string | undefined { return this.errors[0]?.code; }
+
+  get temporary(): boolean {
+    if (TEMPORARY_STATUS.has(this.status)) return true;
+    return this.errors.length > 0 && this.errors.every((d) => TEMPORARY_CODES.has(d.code));
   }
 }
 
@@ -73,6 +96,7 @@ export function parseChallenges(header: string | string[] | undefined): Challeng
 
 export function isTransientNetworkError(e: unknown): boolean {
   if (e instanceof TransientError) return true;
+  if (e instanceof RegistryHttpError) return e.temporary;
   const code = (e as { code?: string })?.code ?? '';
   return ['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH',
     'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED',
@@ -107,16 +131,17 @@ export async function readBodyLimited(body: Readable, limit: number, what: strin
 async function errorFromResponse(res: HttpResponse, what: string): Promise<RegistryHttpError> {
   let text = '';
   try { text = (await readBodyLimited(res.body, MAX_ERROR_BODY, 'error body')).toString('utf8'); } catch { /* keep status */ }
-  let code: string | undefined;
+  let errors: RegistryDiagnostic[] = [];
   let detail = text.trim().slice(0, 300);
   try {
-    const doc = JSON.parse(text) as { errors?: { code?: string; message?: string; detail?: unknown }[] };
-    if (Array.isArray(doc.errors) && doc.errors.length) {
-      code = doc.errors[0]!.code;
-      detail = doc.errors.map((e) => [e.code?.toLowerCase().replace(/_/g, ' '), e.message].filter(Boolean).join(': ')).join('; ');
+    const doc = JSON.parse(text) as { errors?: unknown };
+    if (Array.isArray(doc.errors)) {
+      errors = doc.errors.filter((e): e is RegistryDiagnostic => typeof e?.code === 'string')
+        .map((e) => ({ code: e.code, ...(typeof e.message === 'string' ? { message: e.message } : {}), ...(e.detail !== undefined ? { detail: e.detail } : {}) }));
+      if (errors.length) detail = errors.map((e) => [e.code.toLowerCase().replace(/_/g, ' '), e.message].filter(Boolean).join(': ')).join('; ');
     }
   } catch { /* not JSON: keep text */ }
-  return new RegistryHttpError(`${what}: ${res.statusCode}${detail ? ` ${detail}` : ''}`, res.statusCode, code);
+  return new RegistryHttpError(`${what}: ${res.statusCode}${detail ? ` ${detail}` : ''}`, res.statusCode, errors);
 }
 
 export interface TransportOptions {
@@ -252,7 +277,7 @@ export class RegistryTransport {
     }
     if (res.statusCode === 401 || res.statusCode === 403) {
       await res.body.dump().catch(() => {});
-      throw new RegistryHttpError(`authentication to ${this.endpoint.host} failed: ${creds ? 'incorrect username or password' : 'no credentials (run `drydock login ' + (this.opts.credentialsHost ?? this.endpoint.host) + '`)'}`, res.statusCode, 'UNAUTHORIZED');
+      throw new RegistryHttpError(`authentication to ${this.endpoint.host} failed: ${creds ? 'incorrect username or password' : 'no credentials (run `drydock login ' + (this.opts.credentialsHost ?? this.endpoint.host) + '`)'}`, res.statusCode, [{ code: 'UNAUTHORIZED' }]);
     }
     if (res.statusCode !== 200) throw await errorFromResponse(res, `token endpoint ${url.origin}${url.pathname}`);
     const text = (await readBodyLimited(res.body, MAX_TOKEN_BODY, 'token response')).toString('utf8');
@@ -325,7 +350,7 @@ export class RegistryTransport {
         const streamed = typeof o.body === 'object' && !Buffer.isBuffer(o.body);
         if (authRetried || !ch || streamed) {
           const creds = await this.credentials();
-          throw new RegistryHttpError(`${o.what}: unauthorized${creds ? ' (credentials were rejected or lack access)' : ` (authentication required: run \`drydock login ${this.opts.credentialsHost ?? this.endpoint.host}\`)`}`, 401, 'UNAUTHORIZED');
+          throw new RegistryHttpError(`${o.what}: unauthorized${creds ? ' (credentials were rejected or lack access)' : ` (authentication required: run \`drydock login ${this.opts.credentialsHost ?? this.endpoint.host}\`)`}`, 401, [{ code: 'UNAUTHORIZED' }]);
         }
         this.challenge = ch;
         authRetried = true;
@@ -343,10 +368,7 @@ export class RegistryTransport {
       }
       if (status >= 200 && status < 300) return res;
       if (o.allow?.includes(status)) return res;
-      if (status === 429 || status === 502 || status === 503 || status === 504) {
-        await res.body.dump().catch(() => {});
-        throw new TransientError(`${o.what}: registry answered ${status}`);
-      }
+      // The body is read even for 502/503: a mirror whose upstream is down says why there.
       throw await errorFromResponse(res, o.what);
     }
   }

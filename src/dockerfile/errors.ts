@@ -10,7 +10,7 @@ export interface Position {
 
 export class DockerfileError extends UserError {
   override name = 'DockerfileError';
-  constructor(readonly file: string, readonly position: Position, readonly detail: string) {
-    super(`${file}:${position.line}:${position.column}: ${detail}`);
+  constructor(readonly file: string, readonly position: Position, readonly detail: string, opts: { cause?: unknown } = {}) {
+    super(`${file}:${position.line}:${position.column}: ${detail}`, { cause: opts.cause });
   }
 }

@@ -3,6 +3,7 @@ export * from './media-types.js';
 export * from './types.js';
 export * from './reference.js';
 export * from './source.js';
+export * from './partial.js';
 export * from './platform.js';
 export * from './config-changes.js';
 export * from './config.js';

@@ -96,6 +96,14 @@ function parseContentRange(h: string | undefined): { start: number; end: number 
   return { start, end };
 }
 
+/** A declared Content-Length must be the Content-Range's length (the body itself is counted in appendUpload). */
+function checkRangeLength(req: IncomingMessage, range: { start: number; end: number } | undefined): void {
+  const declared = req.headers['content-length'];
+  if (range && declared !== undefined && Number(declared) !== range.end - range.start + 1) {
+    throw new RegistryError('RANGE_INVALID', `Content-Length ${declared} does not match Content-Range ${range.start}-${range.end}`);
+  }
+}
+
 /** bytes=a-b | a- | -n, single range only. Returns undefined for "whole blob". */
 function parseRange(h: string | undefined, size: number): { start: number; end: number } | undefined {
   if (!h) return undefined;
@@ -360,18 +368,16 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
     }
     if (method === 'PATCH') {
       const range = parseContentRange(ctx.req.headers['content-range']);
-      const declared = ctx.req.headers['content-length'];
-      if (range && declared !== undefined && Number(declared) !== range.end - range.start + 1) {
-        throw new RegistryError('SIZE_INVALID', `Content-Length ${declared} does not match Content-Range ${range.start}-${range.end}`);
-      }
-      const { size, appended } = await withUploadSlot(() => storage.appendUpload(name, id, ctx.req, range?.start, maxUpload));
+      checkRangeLength(ctx.req, range);
+      const { size, appended } = await withUploadSlot(() => storage.appendUpload(name, id, ctx.req, range, maxUpload));
       ctx.bytesIn += appended;
       return send(ctx, 202, uploadHeaders(name, id, size));
     }
     if (method === 'PUT') {
       const digest = parseDigestParam(q.get('digest'));
       const range = parseContentRange(ctx.req.headers['content-range']);
-      const info = await withUploadSlot(() => storage.commitUpload(name, id, digest, hasBody(ctx.req) ? ctx.req : undefined, range?.start, maxUpload));
+      if (hasBody(ctx.req)) checkRangeLength(ctx.req, range);
+      const info = await withUploadSlot(() => storage.commitUpload(name, id, digest, hasBody(ctx.req) ? ctx.req : undefined, hasBody(ctx.req) ? range : undefined, maxUpload));
       ctx.bytesIn += info.appended;
       return send(ctx, 201, { Location: `/v2/${name}/blobs/${info.digest}`, 'Docker-Content-Digest': info.digest });
     }

@@ -33,7 +33,15 @@ export interface BlobInfo {
 interface UploadState {
   hash?: Hash;
   hashedBytes: number;
-  busy: boolean;
+}
+
+/** A chunk's Content-Range: first and last byte offsets, inclusive. */
+export interface ChunkRange { start: number; end: number }
+
+function rangeMismatch(range: ChunkRange, received: number, more: boolean): RegistryError {
+  return new RegistryError('RANGE_INVALID',
+    `Content-Range ${range.start}-${range.end} announces ${range.end - range.start + 1} bytes but the body has ${more ? 'more' : received}`,
+    { range: `${range.start}-${range.end}` });
 }
 
 interface CacheEntry<T> { value: T; expires: number }
@@ -88,6 +96,8 @@ function mediaTypeOnly(contentType: string | undefined): string | undefined {
 
 export class RegistryStorage {
   private readonly uploads = new Map<string, UploadState>();
+  /** Upload ids a request in this process is writing, committing or cancelling. */
+  private readonly uploadOwners = new Set<string>();
   private readonly manifestCache: TtlCache<StoredManifest>;
   readonly deleteEnabled: boolean;
 
@@ -180,16 +190,32 @@ export class RegistryStorage {
   }
 
   // ---- uploads ----
+  //
+  // The upload state machine. An upload is a data file under _uploads/<id>/ that only grows
+  // while exactly one request owns it: a PATCH (append), a PUT (optional last chunk, then
+  // commit) or a DELETE. A request that finds the upload owned is refused with 416 at once,
+  // before it reads a byte, so two writers never share the file and a commit never moves a file
+  // that a PATCH is still appending to. The commit keeps ownership until the upload directory
+  // is gone: of N concurrent PUTs one gets 201, the others 416 (still committing) or 404 (done).
+  // Ownership is held in this process; two server processes on one root are not serialized
+  // against each other (docs/registry.md, "Upload state machine").
 
   private checkUploadId(id: string): void {
     if (!UPLOAD_ID.test(id)) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { uuid: id.slice(0, 64) });
+  }
+
+  /** Makes the caller the upload's only writer until the returned release() runs; 416 if another request is. */
+  private ownUpload(id: string): () => void {
+    if (this.uploadOwners.has(id)) throw new RegistryError('RANGE_INVALID', 'another request is writing to this upload; retry when it has finished', { uuid: id });
+    this.uploadOwners.add(id);
+    return () => { this.uploadOwners.delete(id); };
   }
 
   async startUpload(name: string): Promise<string> {
     const id = randomUUID();
     // The data file appears with the first byte; until then the upload is at offset 0.
     await this.driver.putContent(paths.uploadStartedAt(name, id), new Date().toISOString(), { sync: false });
-    this.uploads.set(id, { hash: createHash('sha256'), hashedBytes: 0, busy: false });
+    this.uploads.set(id, { hash: createHash('sha256'), hashedBytes: 0 });
     return id;
   }
 
@@ -211,24 +237,35 @@ export class RegistryStorage {
   }
 
   /**
-   * Appends a request body to an upload. `start`, when given (Content-Range), must equal the
-   * current offset or the chunk is refused with 416. A client that disconnects leaves the bytes
-   * it did send in place, so it can ask for the offset and resume.
+   * Appends a request body to an upload. With `range` (Content-Range) the chunk must start at
+   * the current offset and the body must be exactly range.end - range.start + 1 bytes, or it is
+   * refused with 416 and the upload is left as it was. A body without a range that breaks off
+   * (client disconnect) keeps the bytes it did send, so the client can ask for the offset and
+   * resume.
    */
-  async appendUpload(name: string, id: string, body: Readable, start?: number, maxBytes = Number.MAX_SAFE_INTEGER, sync = false): Promise<{ size: number; appended: number }> {
+  async appendUpload(name: string, id: string, body: Readable, range?: ChunkRange, maxBytes = Number.MAX_SAFE_INTEGER, sync = false): Promise<{ size: number; appended: number }> {
+    this.checkUploadId(id);
+    const release = this.ownUpload(id);
+    try {
+      return await this.append(name, id, body, range, maxBytes, sync);
+    } finally {
+      release();
+    }
+  }
+
+  private async append(name: string, id: string, body: Readable, range: ChunkRange | undefined, maxBytes: number, sync: boolean): Promise<{ size: number; appended: number }> {
     const offset = await this.uploadOffset(name, id);
+    if (range && range.start !== offset) {
+      throw new RegistryError('BLOB_UPLOAD_INVALID', `chunk starts at ${range.start} but the upload is at ${offset}`, { offset }, 416);
+    }
     let state = this.uploads.get(id);
     if (!state) {
       // Server restarted since the upload began: the hash is rebuilt from disk at commit.
-      state = { hash: undefined, hashedBytes: -1, busy: false };
+      state = { hash: undefined, hashedBytes: -1 };
       this.uploads.set(id, state);
     }
-    if (state.busy) throw new RegistryError('BLOB_UPLOAD_INVALID', 'another request is writing to this upload', { uuid: id }, 416);
-    if (start !== undefined && start !== offset) {
-      throw new RegistryError('BLOB_UPLOAD_INVALID', `chunk starts at ${start} but the upload is at ${offset}`, { offset }, 416);
-    }
-    state.busy = true;
     if (state.hashedBytes !== offset) state.hash = undefined;
+    const expected = range ? range.end - range.start + 1 : undefined;
     const writer = await this.driver.writer(paths.uploadData(name, id), true);
     let received = 0;
     let ok = false;
@@ -236,63 +273,84 @@ export class RegistryStorage {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         received += chunk.length;
         if (received > maxBytes) throw new RegistryError('SIZE_INVALID', `upload exceeds ${maxBytes} bytes`, undefined, 413);
+        if (expected !== undefined && received > expected) throw rangeMismatch(range!, received, true);
         state.hash?.update(chunk);
         await writer.write(chunk);
       }
+      if (expected !== undefined && received !== expected) throw rangeMismatch(range!, received, false);
       ok = true;
-    } finally {
-      try {
-        if (ok && sync) await writer.commit();
-        else await writer.close();
-        state.hashedBytes = state.hash && ok ? writer.size : -1;
-        if (!ok) state.hash = undefined;
-      } finally {
-        state.busy = false;
+    } catch (e) {
+      // A chunk that does not match its Content-Range is all or nothing.
+      if (e instanceof RegistryError && e.status === 416) {
+        state.hash = undefined;
+        state.hashedBytes = -1;
+        await writer.discard();
       }
+      throw e;
+    } finally {
+      if (ok && sync) await writer.commit();
+      else await writer.close();
+      state.hashedBytes = state.hash && ok ? writer.size : -1;
+      if (!ok) state.hash = undefined;
     }
     return { size: writer.size, appended: received };
   }
 
-  /** Verifies digest (and size when known) and moves the upload into the blob store. */
-  async commitUpload(name: string, id: string, digest: Digest, body?: Readable, start?: number, maxBytes?: number): Promise<BlobInfo & { appended: number }> {
-    let size: number;
-    let appended = 0;
-    if (body) ({ size, appended } = await this.appendUpload(name, id, body, start, maxBytes, true));
-    else size = await this.uploadOffset(name, id);
-    // Durable (fsync) before the rename below, so even a power loss never exposes a blob path with
-    // torn content; and before hashing, because an object store's upload is readable only once
-    // committed (the S3 driver's multipart upload).
-    if (!body || appended === 0) {
-      const w = await this.driver.writer(paths.uploadData(name, id), true);
-      await w.commit();
-    }
-    const state = this.uploads.get(id);
-    let actual: string;
-    if (state?.hash && state.hashedBytes === size && digest.algorithm === 'sha256') {
-      actual = `sha256:${state.hash.digest('hex')}`;
-      state.hash = undefined;
-    } else {
-      actual = await this.hashFile(paths.uploadData(name, id), digest.algorithm);
-    }
-    if (actual !== digest.value) {
-      await this.cancelUpload(name, id);
-      throw new RegistryError('DIGEST_INVALID', `digest mismatch: content is ${actual}, request said ${digest.value}`, { digest: digest.value });
-    }
-    if (await this.blobExistsGlobally(digest)) {
+  /**
+   * Ends an upload: appends the optional last chunk, syncs the file (closed for good: this
+   * request is its only writer), verifies the digest, links the blob into the repository and
+   * only then moves the file into the blob store. The link comes before the existence check so
+   * a concurrent gc either sees the fresh link or has already removed the blob, which is then
+   * moved in again (gc.ts, "Sweeping next to live pushes").
+   */
+  async commitUpload(name: string, id: string, digest: Digest, body?: Readable, range?: ChunkRange, maxBytes = Number.MAX_SAFE_INTEGER): Promise<BlobInfo & { appended: number }> {
+    this.checkUploadId(id);
+    const release = this.ownUpload(id);
+    try {
+      let size: number;
+      let appended = 0;
+      if (body) ({ size, appended } = await this.append(name, id, body, range, maxBytes, true));
+      else size = await this.uploadOffset(name, id);
+      // Durable (fsync) before the move below, so even a power loss never exposes a blob path with
+      // torn content; and before hashing, because an object store's upload is readable only once
+      // committed (the S3 driver's multipart upload).
+      if (!body || appended === 0) {
+        const w = await this.driver.writer(paths.uploadData(name, id), true);
+        await w.commit();
+      }
+      const state = this.uploads.get(id);
+      let actual: string;
+      if (state?.hash && state.hashedBytes === size && digest.algorithm === 'sha256') {
+        actual = `sha256:${state.hash.digest('hex')}`;
+        state.hash = undefined;
+      } else {
+        actual = await this.hashFile(paths.uploadData(name, id), digest.algorithm);
+      }
+      if (actual !== digest.value) {
+        this.uploads.delete(id);
+        await this.driver.delete(paths.uploadDir(name, id));
+        throw new RegistryError('DIGEST_INVALID', `digest mismatch: content is ${actual}, request said ${digest.value}`, { digest: digest.value });
+      }
+      await this.linkBlob(name, digest);
+      if (!(await this.blobExistsGlobally(digest))) await this.driver.move(paths.uploadData(name, id), paths.blobData(digest));
       await this.driver.delete(paths.uploadDir(name, id));
-    } else {
-      await this.driver.move(paths.uploadData(name, id), paths.blobData(digest));
-      await this.driver.delete(paths.uploadDir(name, id));
+      this.uploads.delete(id);
+      return { digest: digest.value, size, appended };
+    } finally {
+      release();
     }
-    this.uploads.delete(id);
-    await this.linkBlob(name, digest);
-    return { digest: digest.value, size, appended };
   }
 
   async cancelUpload(name: string, id: string): Promise<void> {
-    await this.uploadOffset(name, id);
-    this.uploads.delete(id);
-    await this.driver.delete(paths.uploadDir(name, id));
+    this.checkUploadId(id);
+    const release = this.ownUpload(id);
+    try {
+      await this.uploadOffset(name, id);
+      this.uploads.delete(id);
+      await this.driver.delete(paths.uploadDir(name, id));
+    } finally {
+      release();
+    }
   }
 
   private async hashFile(p: string, algorithm: string): Promise<string> {
@@ -317,7 +375,7 @@ export class RegistryStorage {
     });
     for (const dir of uploadDirs) {
       const id = dir.slice(dir.lastIndexOf('/') + 1);
-      if (this.uploads.get(id)?.busy) continue;
+      if (this.uploadOwners.has(id)) continue;
       let started: Date;
       try {
         started = new Date((await this.driver.getContent(`${dir}/startedat`)).toString('utf8'));

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import lockfile from 'proper-lockfile';
 import { defaultRoot } from '../store/content-store.js';
-import { readJsonIfExists, writeJsonAtomic, tempName } from '../util/fs.js';
+import { readJsonIfExists, writeJson } from '../util/fs.js';
 import { NotFoundError, UserError } from '../util/errors.js';
 import type { ContainerConfig } from '../image/types.js';
 import type { PortBinding } from './ports.js';
@@ -187,17 +187,6 @@ export async function nameInUse(name: string, root = defaultRoot()): Promise<str
     if (rec?.Name === name) return id;
   }
   return undefined;
-}
-
-/**
- * Atomic (rename) always; fsync only when `durable` — a --rm container's files vanish with it,
- * so the foreground fast path skips the flushes.
- */
-export async function writeJson(file: string, value: unknown, durable = true): Promise<void> {
-  if (durable) return writeJsonAtomic(file, value);
-  const tmp = tempName(file);
-  await fsp.writeFile(tmp, JSON.stringify(value, null, 2) + '\n');
-  await fsp.rename(tmp, file);
 }
 
 export async function writeState(paths: ContainerPaths, state: ContainerState, durable = true): Promise<void> {

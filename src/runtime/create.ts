@@ -8,8 +8,9 @@ import { UserError } from '../util/errors.js';
 import { ensureLayersUnpacked } from './layers.js';
 import {
   type ContainerRecord, type HostConfig, type MountSpec, initialState, newContainerId, nameInUse, pathsFor, randomName,
-  validateName, withContainersLock, writeState, writeJson,
+  validateName, withContainersLock, writeState,
 } from './containers.js';
+import { writeJson } from '../util/fs.js';
 import { parsePublish, publishAll, type PortBinding } from './ports.js';
 import { validateVolumeName } from './volumes.js';
 

@@ -14,10 +14,9 @@ import {
 } from './containers.js';
 import { createContainer, type CreateOptions, mergeEnv, parseEnvList } from './create.js';
 import { runContainer, ensureMounted } from './runner.js';
-import { killContainer, deleteContainer, containerState, execInContainer } from './runc.js';
-import { unmountPath } from './overlay.js';
-import { teardownBridgeNetwork } from './network.js';
-import { removeVolume, inspectVolume } from './volumes.js';
+import { destroyContainer } from './destroy.js';
+import { killContainer, containerState, execInContainer } from './runc.js';
+import { inspectVolume } from './volumes.js';
 import { resolveUser } from './user.js';
 import { resolveInRoot } from './rootfs-path.js';
 import type { OciSpec } from './spec.js';
@@ -131,27 +130,6 @@ export async function removeContainer(ref: string, o: { force?: boolean; volumes
   }
   await destroyContainer((await loadContainer(id)) ?? c, o);
   return c;
-}
-
-/**
- * Removes everything a stopped container owns. Every step is idempotent, so a runner that is
- * still finishing (the foreground --rm path) and `rm -f` may both run it.
- */
-export async function destroyContainer(c: Container, o: { volumes?: boolean } = {}): Promise<void> {
-  const id = c.record.Id;
-  await deleteContainer(id, { force: true, runtime: c.record.HostConfig.Runtime });
-  if (c.state.Network) await teardownBridgeNetwork(c.state.Network, id);
-  await unmountPath(c.paths.merged);
-  if (o.volumes) {
-    for (const m of c.record.HostConfig.Mounts) {
-      if (m.Type === 'volume' && m.Anonymous && m.Source && (await inspectVolume(m.Source))) await removeVolume(m.Source, { force: true }).catch(() => {});
-    }
-  }
-  await fsp.rm(c.paths.dir, { recursive: true, force: true });
-  if (!c.record.HostConfig.AutoRemove) {
-    const { ContentStore } = await import('../store/content-store.js');
-    await (await ContentStore.open()).removeRoot(`container/${id}`);
-  }
 }
 
 export interface ExecOpts { interactive?: boolean; tty?: boolean; env?: string[]; user?: string; workdir?: string; detach?: boolean }

@@ -8,8 +8,7 @@ import { promisify } from 'node:util';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { UserError } from '../util/errors.js';
-import { readJsonIfExists } from '../util/fs.js';
-import { writeJson } from './containers.js';
+import { readJsonIfExists, writeJson } from '../util/fs.js';
 
 const run = promisify(execFile);
 

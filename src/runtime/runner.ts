@@ -14,6 +14,7 @@ import { startPortProxy, type RunningProxy } from './ports.js';
 import { JsonLogWriter } from './logs.js';
 import { createVolume, seedVolume } from './volumes.js';
 import { resolveInRoot } from './rootfs-path.js';
+import { destroyContainer } from './destroy.js';
 
 export type RunnerIO =
   /** Foreground: attach to our terminal. `log` tees output into the container log (no tty). */
@@ -225,7 +226,6 @@ function once(stream: NodeJS.ReadableStream): Promise<void> {
 
 async function finish(c: Container): Promise<void> {
   if (c.record.HostConfig.AutoRemove) {
-    const { destroyContainer } = await import('./lifecycle.js');
     await destroyContainer(c, { volumes: true });
   }
 }

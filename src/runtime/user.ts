@@ -28,19 +28,29 @@ export function parseGroup(text: string): GroupEntry[] {
 
 const isNumeric = (s: string) => /^\d+$/.test(s);
 
+/**
+ * Resolves a USER spec the way runc's libcontainer (and so Docker) does: an empty spec is uid 0,
+ * gid 0, home "/" (no passwd file needed, e.g. FROM scratch); a numeric uid or gid needs no entry;
+ * a name must be in the image's file, else Docker's "no matching entries" error.
+ */
 export async function resolveUser(rootfs: string, spec: string | undefined, extraGroups: string[] = []): Promise<ResolvedUser> {
-  const value = (spec ?? '').trim() || 'root';
-  const [userPart, groupPart] = value.split(':', 2) as [string, string | undefined];
+  const value = (spec ?? '').trim();
+  const colon = value.indexOf(':');
+  const userPart = colon < 0 ? value : value.slice(0, colon);
+  const groupPart = colon < 0 ? undefined : value.slice(colon + 1);
   const passwd = parsePasswd((await readFileInRoot(rootfs, '/etc/passwd')) ?? '');
   const groups = parseGroup((await readFileInRoot(rootfs, '/etc/group')) ?? '');
   let entry: PasswdEntry | undefined;
   let uid: number;
-  if (isNumeric(userPart)) {
+  if (userPart === '') {
+    uid = 0;
+    entry = passwd.find((e) => e.uid === 0);
+  } else if (isNumeric(userPart)) {
     uid = Number(userPart);
     entry = passwd.find((e) => e.uid === uid);
   } else {
     entry = passwd.find((e) => e.name === userPart);
-    if (!entry) throw new UserError(`unable to find user ${userPart}: no matching entries in the image's /etc/passwd`);
+    if (!entry) throw new UserError(`unable to find user ${userPart}: no matching entries in passwd file`);
     uid = entry.uid;
   }
   let gid = entry?.gid ?? 0;
@@ -48,7 +58,7 @@ export async function resolveUser(rootfs: string, spec: string | undefined, extr
   const additional = new Set<number>();
   // Supplementary groups come from /etc/group membership only when no explicit group was given,
   // like Docker (an explicit group replaces the user's group set).
-  if (entry && groupPart === undefined) {
+  if (entry && (groupPart === undefined || groupPart === '')) {
     for (const g of groups) if (g.members.includes(entry.name) && g.gid !== gid) additional.add(g.gid);
   }
   for (const g of extraGroups) additional.add(lookupGroup(groups, g));
@@ -58,6 +68,6 @@ export async function resolveUser(rootfs: string, spec: string | undefined, extr
 function lookupGroup(groups: GroupEntry[], g: string): number {
   if (isNumeric(g)) return Number(g);
   const found = groups.find((e) => e.name === g);
-  if (!found) throw new UserError(`unable to find group ${g}: no matching entries in the image's /etc/group`);
+  if (!found) throw new UserError(`unable to find group ${g}: no matching entries in group file`);
   return found.gid;
 }

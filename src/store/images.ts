@@ -5,6 +5,7 @@ import { ContentStore, REF_NAME_ANNOTATION } from './content-store.js';
 import { parseReference, formatReference, ReferenceError } from '../image/reference.js';
 import { isDigest } from '../image/digest.js';
 import { isIndexMediaType } from '../image/media-types.js';
+import { manifestMediaType } from '../image/partial.js';
 import { selectPlatform } from '../image/platform.js';
 import type { Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform } from '../image/types.js';
 import { NotFoundError, UserError } from '../util/errors.js';
@@ -103,9 +104,7 @@ async function unnamedImage(store: ContentStore, digest: string, platform?: Plat
 
 async function describeBlob(store: ContentStore, digest: string): Promise<Descriptor> {
   const bytes = await store.readBlob(digest);
-  const doc = JSON.parse(bytes.toString('utf8')) as { mediaType?: string; manifests?: unknown };
-  const mediaType = doc.mediaType ?? (doc.manifests ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json');
-  return { mediaType, digest, size: bytes.length };
+  return { mediaType: manifestMediaType(bytes), digest, size: bytes.length };
 }
 
 export interface ImageSummary {

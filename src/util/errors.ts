@@ -1,8 +1,13 @@
 // A user-facing error: the CLI prints its message without a stack trace and exits with `exitCode`.
+// A wrapped error keeps what caused it (`{ cause }`), so a message can be rewritten for the user
+// without losing the original's code and stack for --debug output and instanceof checks.
 export class UserError extends Error {
   override name = 'UserError';
-  constructor(message: string, readonly exitCode = 1) {
-    super(message);
+  readonly exitCode: number;
+  constructor(message: string, opts: number | { exitCode?: number; cause?: unknown } = 1) {
+    const o = typeof opts === 'number' ? { exitCode: opts } : opts;
+    super(message, o.cause === undefined ? undefined : { cause: o.cause });
+    this.exitCode = o.exitCode ?? 1;
   }
 }
 

@@ -79,3 +79,14 @@ export async function exists(p: string): Promise<boolean> {
 
 /** Large chunks keep hashing and syscalls off the profile (the brief asks for >= 1 MiB). */
 export const STREAM_CHUNK = 1 << 20;
+
+/**
+ * Atomic (rename) always; fsync only when `durable`: state that vanishes with its owner (a --rm
+ * container's files, a bridge's address map under /run) skips the flushes.
+ */
+export async function writeJson(file: string, value: unknown, durable = true): Promise<void> {
+  if (durable) return writeJsonAtomic(file, value);
+  const tmp = tempName(file);
+  await fsp.writeFile(tmp, JSON.stringify(value, null, 2) + '\n');
+  await fsp.rename(tmp, file);
+}

@@ -217,4 +217,51 @@ describe('registry client faults', () => {
       assert.equal(hits[0]!.headers.authorization, undefined);
     } finally { reg.handlers.length = 0; other.handlers.length = 0; }
   });
+  // Retries follow the registry's status and error codes (RegistryHttpError.temporary), and the
+  // registry's own diagnostics reach the user and the caller, typed.
+  const statusCases: { name: string; status: number; body: object; failures: number; retried: boolean }[] = [
+    { name: '503 UNAVAILABLE twice, then the manifest', status: 503, body: { errors: [{ code: 'UNAVAILABLE', message: 'upstream registry-1.example is down' }] }, failures: 2, retried: true },
+    { name: '429 TOOMANYREQUESTS once', status: 429, body: { errors: [{ code: 'TOOMANYREQUESTS', message: 'slow down' }] }, failures: 1, retried: true },
+    { name: '400 with a temporary code (BLOB_UPLOAD_INVALID)', status: 400, body: { errors: [{ code: 'BLOB_UPLOAD_INVALID', message: 'try again' }] }, failures: 1, retried: true },
+    { name: '403 DENIED is final', status: 403, body: { errors: [{ code: 'DENIED', message: 'requested access to the resource is denied', detail: [{ Type: 'repository', Name: 'app', Action: 'pull' }] }] }, failures: 1, retried: false },
+  ];
+  for (const c of statusCases) {
+    it(`registry errors: ${c.name}`, async () => {
+      let failed = 0;
+      reg.handlers.push((req, res) => {
+        if (!(req.method === 'GET' && req.url === '/v2/app/manifests/1') || failed >= c.failures) return false;
+        failed++;
+        res.writeHead(c.status, { 'content-type': 'application/json' }).end(JSON.stringify(c.body));
+        return true;
+      });
+      const store = await ContentStore.open(tempDir());
+      try {
+        const pulled = client.pull(store, `${reg.host}/app:1`, { retries: 3 });
+        if (c.retried) {
+          await pulled;
+          assert.equal(failed, c.failures);
+        } else {
+          const err = await pulled.then(() => undefined, (e: unknown) => e);
+          assert.ok(err instanceof client.RegistryHttpError, `a typed registry error, got ${String(err)}`);
+          assert.equal(err.status, c.status);
+          assert.deepEqual(err.errors, (c.body as { errors: unknown[] }).errors);
+          assert.equal(err.temporary, false);
+          assert.match(err.message, /denied: requested access to the resource is denied/);
+          assert.equal(failed, 1, 'a final error is not retried');
+        }
+      } finally { reg.handlers.length = 0; }
+    });
+  }
+
+  it('a registry that keeps answering 503 shows its own message, not just the status', async () => {
+    reg.handlers.push((req, res) => {
+      if (!req.url!.startsWith('/v2/app/manifests/')) return false;
+      res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: 'upstream registry-1.example is down' }] }));
+      return true;
+    });
+    const store = await ContentStore.open(tempDir());
+    try {
+      await assert.rejects(client.pull(store, `${reg.host}/app:1`, { retries: 1 }), /503 unavailable: upstream registry-1\.example is down/);
+    } finally { reg.handlers.length = 0; }
+  });
 });

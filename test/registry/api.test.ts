@@ -91,9 +91,9 @@ describe('blob uploads', () => {
     assert.deepEqual((await http(`${base}/v2/chunked/blobs/${d}`)).body, data);
   });
 
-  test('Content-Length that disagrees with Content-Range is SIZE_INVALID', async () => {
+  test('Content-Length that disagrees with Content-Range is 416 RANGE_INVALID', async () => {
     const loc = (await http(`${base}/v2/sizes/blobs/uploads/`, { method: 'POST' })).headers.get('location')!;
-    assertError(await http(`${base}${loc}`, { method: 'PATCH', body: 'abcd', headers: { 'Content-Range': '0-9' } }), 400, 'SIZE_INVALID');
+    assertError(await http(`${base}${loc}`, { method: 'PATCH', body: 'abcd', headers: { 'Content-Range': '0-9' } }), 416, 'RANGE_INVALID');
   });
 
   test('wrong digest on PUT is DIGEST_INVALID and nothing becomes visible', async () => {

@@ -23,6 +23,8 @@ export interface FileWriter {
   cancel(): Promise<void>;
   /** Releases resources without committing durability (content written so far stays). */
   close(): Promise<void>;
+  /** Drops everything written through this writer and releases it: the file is as it was when the writer opened. */
+  discard(): Promise<void>;
 }
 
 export interface StorageDriver {

@@ -147,8 +147,8 @@ class FsWriter implements FileWriter {
   // receive and disk write overlap; memory stays bounded at two chunks per writer.
   private inflight: Promise<void> | undefined;
   private inflightBytes = 0;
-  constructor(private readonly fh: fsp.FileHandle, private readonly full: string, size: number, private readonly fsync: boolean) {
-    this.written = size;
+  constructor(private readonly fh: fsp.FileHandle, private readonly full: string, private readonly openedSize: number, private readonly fsync: boolean) {
+    this.written = openedSize;
   }
 
   get size(): number {
@@ -201,6 +201,20 @@ class FsWriter implements FileWriter {
   async cancel(): Promise<void> {
     await this.close();
     await fsp.rm(this.full, { force: true });
+  }
+
+  async discard(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.pending = [];
+    this.pendingBytes = 0;
+    try {
+      await this.drain().catch(() => {}); // its bytes are cut off below either way
+      await this.fh.truncate(this.openedSize);
+      this.written = this.openedSize;
+    } finally {
+      await this.fh.close();
+    }
   }
 
   async close(): Promise<void> {

@@ -537,8 +537,11 @@ class S3Writer implements FileWriter {
   /** Set once content of a finished object moved into this writer: the old object must go at close. */
   private replacesObject = false;
 
+  private readonly openedUploadId: string | undefined;
+
   constructor(private readonly driver: S3Driver, private readonly path: string, private readonly key: string, private readonly stateKey: string, start: WriterStart) {
     this.uploadId = start.uploadId;
+    this.openedUploadId = start.uploadId;
     this.parts = [...start.parts];
     this.partBytes = this.parts.reduce((n, part) => n + part.size, 0);
     this.buf = start.tail.length > 0 ? [start.tail] : [];
@@ -654,6 +657,20 @@ class S3Writer implements FileWriter {
     await client.send(new sdk.DeleteObjectsCommand({
       Bucket: this.driver.bucket, Delete: { Objects: [{ Key: this.key }, { Key: this.stateKey }], Quiet: true },
     }));
+    this.buf = [];
+    this.bufBytes = 0;
+  }
+
+  /**
+   * Leaves the state object as this writer found it, so the file reads as it did at open. Parts
+   * this writer uploaded are not in that state; the next writer reuses their part numbers, and
+   * a multipart upload this writer started is aborted.
+   */
+  async discard(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    await this.drain().catch(() => {});
+    if (this.uploadId && this.uploadId !== this.openedUploadId) await this.driver.abortUpload(this.key, this.uploadId).catch(() => {});
     this.buf = [];
     this.bufBytes = 0;
   }
