@@ -198,6 +198,11 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
   const maxUpload = limits.maxuploadbytes && limits.maxuploadbytes > 0 ? limits.maxuploadbytes : Number.MAX_SAFE_INTEGER;
   const maxConcurrentUploads = limits.maxconcurrentuploads && limits.maxconcurrentuploads > 0 ? limits.maxconcurrentuploads : Infinity;
   let activeUploads = 0;
+  const timeouts = config.http.timeout ?? {};
+  const idleTimeoutMs = parseDuration(timeouts.idle, 120_000);
+  const headerTimeoutMs = parseDuration(timeouts.header, 60_000);
+  const bodyTimeoutMs = parseDuration(timeouts.body, 60_000);
+  const minBodyRate = timeouts.minbodyrate && timeouts.minbodyrate > 0 ? timeouts.minbodyrate : 1024;
   const extraHeaders = Object.entries(config.http.headers ?? {}).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : String(v)] as const);
   const proxy = config.proxy ? new ProxyUpstream(config.proxy, storage) : undefined;
 
@@ -563,6 +568,38 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
     sendJson(ctx, err.status, JSON.parse(err.body()), err.headers ?? {});
   }
 
+  /**
+   * Slow-body cut-off (Apache mod_reqtimeout's body=…,MinRate=…): a request body gets
+   * http.timeout.body, plus one second per minbodyrate bytes received, to arrive. A PATCH that
+   * dribbles a byte every few seconds would otherwise hold its upload slot forever.
+   */
+  function watchBody(ctx: Ctx): NodeJS.Timeout {
+    const { req, res } = ctx;
+    const sock = req.socket;
+    const t0 = Date.now();
+    const bytes0 = sock.bytesRead;
+    const timer = setInterval(() => {
+      if (req.complete || sock.destroyed) { clearInterval(timer); return; }
+      const received = sock.bytesRead - bytes0;
+      if (Date.now() - t0 <= bodyTimeoutMs + (received / minBodyRate) * 1000) return;
+      clearInterval(timer);
+      log?.warn({ remote: sock.remoteAddress, method: req.method, path: ctx.url.pathname, received, seconds: Math.round((Date.now() - t0) / 1000) }, 'request body too slow: connection closed');
+      if (!res.headersSent) {
+        const err = new RegistryError('BLOB_UPLOAD_INVALID', `request body too slow: ${received} bytes in ${Math.round((Date.now() - t0) / 1000)}s (http.timeout.body, http.timeout.minbodyrate)`, undefined, 408);
+        res.writeHead(408, { 'Content-Type': 'application/json', Connection: 'close' });
+        res.end(err.body(), () => sock.destroy());
+        setTimeout(() => sock.destroy(), 1000).unref();
+      } else {
+        sock.destroy();
+      }
+      // Once the response has ended, node no longer aborts the request when its socket closes:
+      // end the body here, so the handler reading it fails and gives back its upload slot.
+      req.destroy(new RegistryError('BLOB_UPLOAD_INVALID', 'request body too slow', undefined, 408));
+    }, Math.min(1000, Math.max(100, bodyTimeoutMs / 4)));
+    timer.unref();
+    return timer;
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = process.hrtime.bigint();
     const startedAt = new Date();
@@ -570,12 +607,14 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
     const ctx: Ctx = { req, res, url: new URL(req.url ?? '/', 'http://registry'), route: 'unknown', bytesIn: 0, bytesOut: 0 };
     res.setHeader('Docker-Distribution-API-Version', API_VERSION);
     for (const [k, v] of extraHeaders) res.setHeader(k, v);
+    const watchdog = hasBody(req) ? watchBody(ctx) : undefined;
     try {
       if (!auth) throw new RegistryError('UNAVAILABLE', 'registry is starting');
       await route(ctx);
     } catch (e) {
       sendError(ctx, e);
     } finally {
+      if (watchdog) clearInterval(watchdog);
       inFlight--;
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       if (metrics) {
@@ -641,10 +680,12 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       } else {
         server = createHttpServer(onRequest);
       }
-      server.keepAliveTimeout = 65_000;
-      server.headersTimeout = 66_000;
-      // Uploads of large layers may legitimately take long; idle sockets are still reaped.
+      server.keepAliveTimeout = Math.min(65_000, idleTimeoutMs);
+      server.headersTimeout = headerTimeoutMs;
+      // Uploads of large layers may legitimately take long: a body is bounded by its rate
+      // (watchBody), a connection by its silence (server.timeout destroys idle sockets).
       server.requestTimeout = 0;
+      server.timeout = idleTimeoutMs;
       server.on('connection', (s: Socket) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
       await new Promise<void>((resolve, reject) => {
         server!.once('error', reject);
