@@ -10,6 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import pino, { type Logger } from 'pino';
 import { Counter, Histogram, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { MediaType } from '../image/media-types.js';
+import { combinedLine } from './access-log.js';
 import { createAuth, type Access, type AuthController, type Grant } from './auth/index.js';
 import { parseDuration, splitAddr, type RegistryConfig } from './config.js';
 import { RegistryError } from './errors.js';
@@ -43,8 +44,10 @@ export interface RegistryServer {
 export interface CreateServerOptions {
   /** Swap the storage driver (tests). Default: createStorageDriver(config). */
   driver?: StorageDriver;
-  /** Access log destination; default stdout. `false` disables. */
+  /** Event and JSON access log destination; default stdout. `false` disables. */
   logger?: Logger | false;
+  /** Where combined-format access lines go (log.accesslog.format: combined); default stdout. */
+  accessLogWriter?: (line: string) => void;
 }
 
 interface Ctx {
@@ -182,15 +185,26 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
     deleteEnabled: config.storage.delete?.enabled ?? false,
   });
   const readOnly = config.storage.maintenance?.readonly?.enabled ?? false;
-  const log: Logger | undefined = opts.logger === false || config.log?.accesslog?.disabled
-    ? undefined
-    : opts.logger ?? pino({ level: config.log?.level ?? 'info', base: { service: 'drydock-registry' } }, pino.destination({ sync: false }));
+  const accessFormat = config.log?.accesslog?.disabled ? 'off' : config.log?.accesslog?.format ?? 'json';
+  // With the JSON access log, events share its stream (stdout) as before; otherwise they go to
+  // stderr, so stdout holds only combined lines (or, with -q, only the URL). With no access log
+  // at all, only warnings and errors are logged.
+  const log: Logger | undefined = opts.logger === false ? undefined : opts.logger ?? (accessFormat === 'json'
+    ? pino({ level: config.log?.level ?? 'info', base: { service: 'drydock-registry' } }, pino.destination({ sync: false }))
+    : pino({ level: accessFormat === 'off' ? 'warn' : config.log?.level ?? 'info', base: { service: 'drydock-registry' } }, pino.destination({ fd: 2, sync: false })));
+  const accessOut = accessFormat === 'combined' && !opts.accessLogWriter ? pino.destination({ sync: false }) : undefined;
+  const writeCombined = accessFormat !== 'combined' ? undefined : opts.accessLogWriter ?? ((line: string) => { accessOut!.write(line); });
   const metricsEnabled = config.metrics?.enabled ?? true;
   const metrics = metricsEnabled ? new Metrics() : undefined;
   const limits = config.limits ?? {};
   const maxUpload = limits.maxuploadbytes && limits.maxuploadbytes > 0 ? limits.maxuploadbytes : Number.MAX_SAFE_INTEGER;
   const maxConcurrentUploads = limits.maxconcurrentuploads && limits.maxconcurrentuploads > 0 ? limits.maxconcurrentuploads : Infinity;
   let activeUploads = 0;
+  const timeouts = config.http.timeout ?? {};
+  const idleTimeoutMs = parseDuration(timeouts.idle, 120_000);
+  const headerTimeoutMs = parseDuration(timeouts.header, 60_000);
+  const bodyTimeoutMs = parseDuration(timeouts.body, 60_000);
+  const minBodyRate = timeouts.minbodyrate && timeouts.minbodyrate > 0 ? timeouts.minbodyrate : 1024;
   const extraHeaders = Object.entries(config.http.headers ?? {}).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : String(v)] as const);
   const proxy = config.proxy ? new ProxyUpstream(config.proxy, storage) : undefined;
 
@@ -556,18 +570,53 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
     sendJson(ctx, err.status, JSON.parse(err.body()), err.headers ?? {});
   }
 
+  /**
+   * Slow-body cut-off (Apache mod_reqtimeout's body=…,MinRate=…): a request body gets
+   * http.timeout.body, plus one second per minbodyrate bytes received, to arrive. A PATCH that
+   * dribbles a byte every few seconds would otherwise hold its upload slot forever.
+   */
+  function watchBody(ctx: Ctx): NodeJS.Timeout {
+    const { req, res } = ctx;
+    const sock = req.socket;
+    const t0 = Date.now();
+    const bytes0 = sock.bytesRead;
+    const timer = setInterval(() => {
+      if (req.complete || sock.destroyed) { clearInterval(timer); return; }
+      const received = sock.bytesRead - bytes0;
+      if (Date.now() - t0 <= bodyTimeoutMs + (received / minBodyRate) * 1000) return;
+      clearInterval(timer);
+      log?.warn({ remote: sock.remoteAddress, method: req.method, path: ctx.url.pathname, received, seconds: Math.round((Date.now() - t0) / 1000) }, 'request body too slow: connection closed');
+      if (!res.headersSent) {
+        const err = new RegistryError('BLOB_UPLOAD_INVALID', `request body too slow: ${received} bytes in ${Math.round((Date.now() - t0) / 1000)}s (http.timeout.body, http.timeout.minbodyrate)`, undefined, 408);
+        res.writeHead(408, { 'Content-Type': 'application/json', Connection: 'close' });
+        res.end(err.body(), () => sock.destroy());
+        setTimeout(() => sock.destroy(), 1000).unref();
+      } else {
+        sock.destroy();
+      }
+      // Once the response has ended, node no longer aborts the request when its socket closes:
+      // end the body here, so the handler reading it fails and gives back its upload slot.
+      req.destroy(new RegistryError('BLOB_UPLOAD_INVALID', 'request body too slow', undefined, 408));
+    }, Math.min(1000, Math.max(100, bodyTimeoutMs / 4)));
+    timer.unref();
+    return timer;
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = process.hrtime.bigint();
+    const startedAt = new Date();
     inFlight++;
     const ctx: Ctx = { req, res, url: new URL(req.url ?? '/', 'http://registry'), route: 'unknown', bytesIn: 0, bytesOut: 0 };
     res.setHeader('Docker-Distribution-API-Version', API_VERSION);
     for (const [k, v] of extraHeaders) res.setHeader(k, v);
+    const watchdog = hasBody(req) ? watchBody(ctx) : undefined;
     try {
       if (!auth) throw new RegistryError('UNAVAILABLE', 'registry is starting');
       await route(ctx);
     } catch (e) {
       sendError(ctx, e);
     } finally {
+      if (watchdog) clearInterval(watchdog);
       inFlight--;
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       if (metrics) {
@@ -576,11 +625,19 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
         if (ctx.bytesIn) metrics.bytesIn.inc(ctx.bytesIn);
         if (ctx.bytesOut) metrics.bytesOut.inc(ctx.bytesOut);
       }
-      log?.info({
-        method: req.method, path: ctx.url.pathname, route: ctx.route, status: res.statusCode,
-        duration_ms: Math.round(seconds * 1e6) / 1e3, bytes_in: ctx.bytesIn, bytes_out: ctx.bytesOut,
-        remote: req.socket.remoteAddress, user: ctx.user, user_agent: req.headers['user-agent'],
-      }, 'request');
+      if (accessFormat === 'json') {
+        log?.info({
+          method: req.method, path: ctx.url.pathname, route: ctx.route, status: res.statusCode,
+          duration_ms: Math.round(seconds * 1e6) / 1e3, bytes_in: ctx.bytesIn, bytes_out: ctx.bytesOut,
+          remote: req.socket.remoteAddress, user: ctx.user, user_agent: req.headers['user-agent'],
+        }, 'request');
+      } else if (writeCombined) {
+        writeCombined(combinedLine({
+          remote: req.socket.remoteAddress, user: ctx.user, time: startedAt, method: req.method, url: req.url,
+          httpVersion: req.httpVersion, status: res.statusCode, bytes: ctx.bytesOut,
+          referer: req.headers.referer, userAgent: req.headers['user-agent'],
+        }));
+      }
       if (closing && inFlight === 0) drained?.();
     }
   }
@@ -625,10 +682,12 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       } else {
         server = createHttpServer(onRequest);
       }
-      server.keepAliveTimeout = 65_000;
-      server.headersTimeout = 66_000;
-      // Uploads of large layers may legitimately take long; idle sockets are still reaped.
+      server.keepAliveTimeout = Math.min(65_000, idleTimeoutMs);
+      server.headersTimeout = headerTimeoutMs;
+      // Uploads of large layers may legitimately take long: a body is bounded by its rate
+      // (watchBody), a connection by its silence (server.timeout destroys idle sockets).
       server.requestTimeout = 0;
+      server.timeout = idleTimeoutMs;
       server.on('connection', (s: Socket) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
       await new Promise<void>((resolve, reject) => {
         server!.once('error', reject);
@@ -662,6 +721,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       for (const sock of sockets) sock.destroy();
       await closed;
       if (log && opts.logger === undefined) log.flush();
+      accessOut?.flush();
       server = undefined;
     },
   };

@@ -272,7 +272,8 @@ export class RegistryStorage {
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         received += chunk.length;
-        if (received > maxBytes) throw new RegistryError('SIZE_INVALID', `upload exceeds ${maxBytes} bytes`, undefined, 413);
+        // The limit is on the blob: chunks that each fit must not add up past it.
+        if (offset + received > maxBytes) throw new RegistryError('SIZE_INVALID', `blob exceeds ${maxBytes} bytes (limits.maxuploadbytes)`, { limit: maxBytes }, 413);
         if (expected !== undefined && received > expected) throw rangeMismatch(range!, received, true);
         state.hash?.update(chunk);
         await writer.write(chunk);
@@ -595,8 +596,31 @@ export function manifestMediaType(bytes: Buffer): string {
   }
 }
 
+/** Manifests are a few levels deep; distribution's JSON decoder stops at 10000, drydock far sooner. */
+export const MAX_MANIFEST_NESTING = 64;
+
+/** Refuses JSON nested deeper than `max` before it is parsed (a linear scan that skips strings). */
+function checkNesting(bytes: Buffer, max: number): void {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i]!;
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) throw new RegistryError('MANIFEST_INVALID', `manifest JSON is nested deeper than ${max} levels`);
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--;
+    }
+  }
+}
+
 /** Structural validation of a pushed manifest (what distribution's schema2/ocischema handlers check, plus OCI 1.1 rules). */
 export function parseManifest(bytes: Buffer, contentType: string | undefined): ParsedManifest {
+  checkNesting(bytes, MAX_MANIFEST_NESTING);
   let m: Record<string, unknown>;
   try {
     m = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
