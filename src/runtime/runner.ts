@@ -13,7 +13,7 @@ import { setupBridgeNetwork, teardownBridgeNetwork, type ContainerNetwork } from
 import { startPortProxy, type RunningProxy } from './ports.js';
 import { JsonLogWriter } from './logs.js';
 import { createVolume, seedVolume } from './volumes.js';
-import { resolveInRoot } from './rootfs-path.js';
+import { resolveInRoot, checkWorkdir } from './rootfs-path.js';
 
 export type RunnerIO =
   /** Foreground: attach to our terminal. `log` tees output into the container log (no tty). */
@@ -98,6 +98,7 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
     let result: RunResult | undefined;
     try {
       const rootfs = await ensureMounted(c);
+      await checkWorkdir(rootfs, rec.Config.WorkingDir || '/');
       let network: NetworkSpec = rec.HostConfig.NetworkMode === 'bridge' ? 'none' : rec.HostConfig.NetworkMode;
       const extraHosts = [...rec.HostConfig.ExtraHosts];
       if (rec.HostConfig.NetworkMode === 'bridge') {
