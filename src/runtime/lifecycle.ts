@@ -274,6 +274,10 @@ export async function inspectContainer(ref: string): Promise<Record<string, unkn
       GroupAdd: r.HostConfig.GroupAdd,
       ExtraHosts: r.HostConfig.ExtraHosts,
       Dns: r.HostConfig.Dns,
+      Privileged: !!r.HostConfig.Privileged,
+      CapAdd: r.HostConfig.CapAdd?.length ? r.HostConfig.CapAdd : null,
+      CapDrop: r.HostConfig.CapDrop?.length ? r.HostConfig.CapDrop : null,
+      SecurityOpt: r.HostConfig.SecurityOpt?.length ? r.HostConfig.SecurityOpt : null,
     },
     GraphDriver: {
       Name: 'overlay',

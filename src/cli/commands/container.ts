@@ -12,6 +12,7 @@ interface RunFlags {
   user?: string; workdir?: string; entrypoint?: string; volume?: string[]; tmpfs?: string[]; publish?: string[]; publishAll?: boolean;
   network?: string; net?: string; hostname?: string; readOnly?: boolean; memory?: string; cpus?: string; restart?: string; init?: boolean;
   runtime?: string; groupAdd?: string[]; addHost?: string[]; dns?: string[]; label?: string[]; stopSignal?: string; quiet?: boolean;
+  privileged?: boolean; capAdd?: string[]; capDrop?: string[]; securityOpt?: string[];
 }
 
 function addRunOptions(cmd: Command): Command {
@@ -44,6 +45,10 @@ function addRunOptions(cmd: Command): Command {
     .option('--dns <ip>', 'nameserver for /etc/resolv.conf (repeatable)', collect)
     .option('-l, --label <key=value>', 'set a label (repeatable)', collect)
     .option('--stop-signal <signal>', 'signal sent by `drydock stop` (default: the image STOPSIGNAL or SIGTERM)')
+    .option('--privileged', 'every capability, no seccomp filter, the host\'s devices, writable /sys')
+    .option('--cap-add <cap>', 'add a Linux capability, e.g. NET_ADMIN, or ALL (repeatable)', collect)
+    .option('--cap-drop <cap>', 'drop a Linux capability, or ALL (repeatable)', collect)
+    .option('--security-opt <opt>', 'seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges (repeatable)', collect)
     .passThroughOptions();
 }
 
@@ -53,6 +58,7 @@ function createOptions(image: string, command: string[], f: RunFlags) {
     volumes: f.volume, tmpfs: f.tmpfs, publish: f.publish, publishAll: f.publishAll, network: f.net ?? f.network, hostname: f.hostname,
     readOnly: f.readOnly, memory: f.memory, cpus: f.cpus, restart: f.restart, init: f.init, runtime: f.runtime, autoRemove: f.rm,
     tty: f.tty, interactive: f.interactive, groupAdd: f.groupAdd, addHost: f.addHost, dns: f.dns, labels: f.label, stopSignal: f.stopSignal,
+    privileged: f.privileged, capAdd: f.capAdd, capDrop: f.capDrop, securityOpt: f.securityOpt,
   };
 }
 
