@@ -103,7 +103,7 @@ export async function prepareServiceBundles(store: ContentStore, services: BootS
     const bundle = path.join(dir, s.name);
     const rootfs = path.join(bundle, 'rootfs');
     await fsp.mkdir(rootfs, { recursive: true, mode: 0o755 });
-    await unpackImage(store, img, rootfs, { allowDevices: process.getuid?.() === 0 });
+    await unpackImage(store, img, rootfs);
     const c = img.config.config ?? {};
     const args = [...(c.Entrypoint ?? []), ...(s.command ?? c.Cmd ?? [])];
     if (!args.length) throw new UserError(`--service ${s.image}: the image has no ENTRYPOINT or CMD; give a command`);

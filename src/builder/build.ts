@@ -557,8 +557,9 @@ class Builder {
       history,
       keyParts: ['RUN', argv, argEnv, mountKeys, network === 'none' ? 'none' : 'host', stdin ?? ''],
       execute: () => this.withRootfs(state, async (rootfs, lowers, upper, workDir) => {
-        const { createRuntimeSpec, runOnce } = await import('../runtime/index.js');
+        const { createRuntimeSpec, runOnce, checkWorkdir } = await import('../runtime/index.js');
         const cwd = c.WorkingDir || '/';
+        await checkWorkdir(rootfs, cwd).catch((e: Error) => { throw this.err(inst, e.message); });
         const { mkdirInRoot } = await import('./copy.js');
         await mkdirInRoot(rootfs, cwd, { uid: 0, gid: 0 });
         const ociMounts = [];

@@ -14,6 +14,8 @@ import { writeJson } from '../util/fs.js';
 import { parsePublish, publishAll, type PortBinding } from './ports.js';
 import { validateVolumeName } from './volumes.js';
 import { formatPlatform, hostPlatform, parsePlatform } from '../image/platform.js';
+import { normalizeCapability, parseSecurityOpts } from './capabilities.js';
+import { seccompFor } from './seccomp.js';
 
 export interface CreateOptions {
   image: string;
@@ -47,6 +49,10 @@ export interface CreateOptions {
   stopSignal?: string;
   /** --platform: the image variant to pick from an index; also silences the mismatch warning. */
   platform?: string;
+  privileged?: boolean;
+  capAdd?: string[];
+  capDrop?: string[];
+  securityOpt?: string[];
 }
 
 /**
@@ -196,6 +202,13 @@ export async function createContainer(o: CreateOptions): Promise<ContainerRecord
   const restart = parseRestart(o.restart);
   if (o.autoRemove && restart.Name !== 'no') throw new UserError('conflicting options: --restart and --rm');
 
+  const capAdd = (o.capAdd ?? []).map(normalizeCapability);
+  const capDrop = (o.capDrop ?? []).map(normalizeCapability);
+  const security = parseSecurityOpts(o.securityOpt);
+  // A bad profile fails now, not at every start.
+  if (security.seccomp !== 'default' && security.seccomp !== 'unconfined') await seccompFor(security.seccomp, []);
+  const securityOpt = [...(security.seccomp !== 'default' ? [`seccomp=${security.seccomp}`] : []), ...(security.noNewPrivileges ? ['no-new-privileges'] : [])];
+
   const id = newContainerId();
   const record: ContainerRecord = {
     Id: id,
@@ -236,6 +249,10 @@ export async function createContainer(o: CreateOptions): Promise<ContainerRecord
       GroupAdd: o.groupAdd ?? [],
       ExtraHosts: (o.addHost ?? []).map((h) => { const i = h.lastIndexOf(':'); if (i < 0) throw new UserError(`invalid --add-host ${h}: use host:ip`); return `${h.slice(i + 1)}\t${h.slice(0, i)}`; }),
       Dns: o.dns ?? [],
+      Privileged: !!o.privileged,
+      CapAdd: capAdd,
+      CapDrop: capDrop,
+      SecurityOpt: securityOpt,
     },
     LowerDirs: lowerDirs,
   };

@@ -13,6 +13,7 @@ interface RunFlags {
   network?: string; net?: string; hostname?: string; readOnly?: boolean; memory?: string; cpus?: string; restart?: string; init?: boolean;
   runtime?: string; groupAdd?: string[]; addHost?: string[]; dns?: string[]; label?: string[]; stopSignal?: string; quiet?: boolean;
   pull: 'missing' | 'always' | 'never'; platform?: string;
+  privileged?: boolean; capAdd?: string[]; capDrop?: string[]; securityOpt?: string[];
 }
 
 function addRunOptions(cmd: Command): Command {
@@ -47,6 +48,10 @@ function addRunOptions(cmd: Command): Command {
     .option('--stop-signal <signal>', 'signal sent by `drydock stop` (default: the image STOPSIGNAL or SIGTERM)')
     .addOption(new Option('--pull <policy>', 'pull the image before running: missing (when not in the store), always, never').choices(['missing', 'always', 'never']).default('missing'))
     .option('--platform <os/arch[/variant]>', "platform to pull and run (default: the host's)")
+    .option('--privileged', 'every capability, no seccomp filter, the host\'s devices, writable /sys')
+    .option('--cap-add <cap>', 'add a Linux capability, e.g. NET_ADMIN, or ALL (repeatable)', collect)
+    .option('--cap-drop <cap>', 'drop a Linux capability, or ALL (repeatable)', collect)
+    .option('--security-opt <opt>', 'seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges (repeatable)', collect)
     .passThroughOptions();
 }
 
@@ -57,6 +62,7 @@ function createOptions(image: string, command: string[], f: RunFlags) {
     readOnly: f.readOnly, memory: f.memory, cpus: f.cpus, restart: f.restart, init: f.init, runtime: f.runtime, autoRemove: f.rm,
     tty: f.tty, interactive: f.interactive, groupAdd: f.groupAdd, addHost: f.addHost, dns: f.dns, labels: f.label, stopSignal: f.stopSignal,
     platform: f.platform,
+    privileged: f.privileged, capAdd: f.capAdd, capDrop: f.capDrop, securityOpt: f.securityOpt,
   };
 }
 
