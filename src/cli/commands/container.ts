@@ -93,6 +93,11 @@ async function ensureImage(image: string, f: RunFlags): Promise<void> {
   await pullWithProgress(image, { progress: 'auto', platform: f.platform }, process.stderr);
 }
 
+const PS_HEADERS = {
+  Command: 'COMMAND', CreatedAt: 'CREATED AT', ID: 'CONTAINER ID', Image: 'IMAGE', Labels: 'LABELS', LocalVolumes: 'LOCAL VOLUMES', Mounts: 'MOUNTS',
+  Names: 'NAMES', Networks: 'NETWORKS', Ports: 'PORTS', RunningFor: 'CREATED', Size: 'SIZE', State: 'STATE', Status: 'STATUS',
+};
+
 function formatPorts(ports: { hostIp: string; hostPort: number; containerPort: number; protocol: string }[]): string {
   return ports.map((p) => `${p.hostIp}:${p.hostPort}->${p.containerPort}/${p.protocol}`).join(', ');
 }
@@ -187,27 +192,29 @@ Examples:
       }
       if (f.last !== undefined) list = list.slice(0, Number(f.last));
       if (f.quiet) { for (const c of list) process.stdout.write(`${f.trunc ? c.record.Id.slice(0, 12) : c.record.Id}\n`); return; }
-      const rows = list.map((c) => ({
+      const { goStruct } = await import('../../util/gotemplate/index.js');
+      const { dockerTime, formatRows } = await import('../output.js');
+      // Docker's ContainerContext fields, in the order `{{json .}}` prints them (sorted keys).
+      const rows = list.map((c) => goStruct('*formatter.ContainerContext', {
+        Command: truncateCommand([c.record.Path, ...c.record.Args].join(' '), !f.trunc),
+        CreatedAt: dockerTime(c.record.Created),
         ID: f.trunc ? c.record.Id.slice(0, 12) : c.record.Id,
         Image: c.record.Image,
-        Command: [c.record.Path, ...c.record.Args].join(' '),
-        CreatedAt: c.record.Created,
-        RunningFor: timeAgo(c.record.Created),
-        Status: describeStatus(c.state),
-        State: c.state.Status,
-        ExitCode: c.state.ExitCode,
-        Ports: formatPorts(c.state.Status === 'running' ? c.state.Ports : []),
+        Labels: Object.entries(c.record.Config.Labels ?? {}).map(([k, v]) => `${k}=${v}`).join(','),
+        LocalVolumes: '0',
+        Mounts: '',
         Names: c.record.Name,
-        Labels: c.record.Config.Labels ?? {},
+        Networks: c.record.HostConfig?.NetworkMode ?? '',
+        Ports: formatPorts(c.state.Status === 'running' ? c.state.Ports : []),
+        RunningFor: timeAgo(c.record.Created),
+        Size: 'N/A',
+        State: c.state.Status,
+        Status: describeStatus(c.state),
       }));
-      if (f.format === 'json') { for (const r of rows) process.stdout.write(`${JSON.stringify(r)}\n`); return; }
-      if (f.format) {
-        const { renderTemplate } = await import('./image.js');
-        for (const r of rows) process.stdout.write(`${renderTemplate(f.format, r)}\n`);
-        return;
-      }
-      process.stdout.write(table(['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'],
-        rows.map((r) => [r.ID, r.Image, truncateCommand(r.Command, !f.trunc), r.RunningFor, r.Status, r.Ports, r.Names])));
+      process.stdout.write(await formatRows(f.format, rows, {
+        defaultFormat: 'table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}',
+        headers: PS_HEADERS,
+      }, 'failed to execute template'));
     });
   psCmd(program.command('ps'));
 
@@ -309,8 +316,8 @@ Examples:
       const out = [];
       for (const ref of refs) out.push(await inspectContainer(ref));
       if (f.format) {
-        const { renderTemplate } = await import('./image.js');
-        for (const o of out) process.stdout.write(`${renderTemplate(f.format, o)}\n`);
+        const { formatEach } = await import('../output.js');
+        process.stdout.write(await formatEach(f.format, out));
       } else printJson(out);
     });
 
