@@ -4,5 +4,4 @@ export * from './types.js';
 export * from './reference.js';
 export * from './source.js';
 export * from './platform.js';
-export * from './config-changes.js';
 export * from './config.js';
