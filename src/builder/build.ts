@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 import {
-  parseDockerfile, splitStages, parseLine, parseHeredocWord, Lexer, DockerfileError, isMetadataKeyword, metadataCommand,
+  parseDockerfile, splitStages, parseLine, parseHeredocWord, Lexer, DockerfileError, isMetadataKeyword, metadataCommand, PatternMatcher,
   type Instruction, type Stage, type StagedDockerfile, type DockerfileWarning,
 } from '../dockerfile/index.js';
 import { ContentStore } from '../store/content-store.js';
@@ -566,7 +566,10 @@ class Builder {
       else if (isAdd && /^git@|\.git(#.*)?$/.test(s)) throw this.err(inst, `ADD of git repositories is not supported: ${s}`);
       else local.push(s);
     }
-    const keyParts: unknown[] = [inst.keyword, dest, chown ?? '', chmod ?? '', flags.has('link'), inline];
+    const parents = flags.has('parents') && flags.get('parents') !== 'false';
+    const excludes = inst.flags.filter((f) => f.name === 'exclude').map((f) => this.lex.processWord(f.value ?? '', env));
+    const exclude = excludes.length ? this.at(inst, () => new PatternMatcher(excludes)) : undefined;
+    const keyParts: unknown[] = [inst.keyword, dest, chown ?? '', chmod ?? '', flags.has('link'), inline, ...(parents ? ['parents'] : []), ...(excludes.length ? [['exclude', excludes]] : [])];
     let sourceTree: SourceTree | undefined;
     let release: (() => Promise<void>) | undefined;
     if (local.length) {
@@ -585,7 +588,7 @@ class Builder {
       downloads.push(d);
       keyParts.push(['url', url, d.digest]);
     }
-    const history = `${inst.keyword} ${[...inst.flags.filter((f) => f.name !== 'link').map((f) => `--${f.name}=${f.value}`), ...srcs, dest].join(' ')} # buildkit`;
+    const history = `${inst.keyword} ${[...inst.flags.filter((f) => f.name !== 'link').map((f) => (f.value === undefined ? `--${f.name}` : `--${f.name}=${f.value}`)), ...srcs, dest].join(' ')} # buildkit`;
 
     return {
       history,
@@ -595,7 +598,7 @@ class Builder {
           return await this.withRootfs(state, async (rootfs, _lowers, _upper, workDir) => {
             const { copyEntries, writeFileInRoot } = await import('./copy.js');
             const owner = chown ? await this.resolveChown(inst, rootfs, chown) : { uid: 0, gid: 0 };
-            const copyOpts = { ...owner, chmod, extractArchives: isAdd, instruction: inst.keyword };
+            const copyOpts = { ...owner, chmod, extractArchives: isAdd, instruction: inst.keyword, parents, exclude };
             const many = srcs.length > 1;
             if (many && !dest.endsWith('/')) throw this.err(inst, `When using ${inst.keyword} with more than one source file, the destination must be a directory and end with a /`);
             if (local.length) {

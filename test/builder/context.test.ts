@@ -60,3 +60,34 @@ test('COPY source globs use the same Go filepath.Match classes and escapes', asy
 test('a malformed .dockerignore pattern is an error naming the file', async () => {
   await assert.rejects(context({ 'a': '1', '.dockerignore': 'ok\n[-]\n' }), /\.dockerignore: syntax error in pattern "\[-\]"/);
 });
+
+test('COPY --parents keeps source paths; --exclude drops matching entries (copyEntries into a plain directory)', async () => {
+  const { copyEntries } = await import('../../src/builder/copy.js');
+  const { PatternMatcher } = await import('../../src/dockerfile/index.js');
+  const tree = await context({ 'x/a.txt': 'xa', 'y/a.txt': 'ya', 'y/b.md': 'yb', 'dir/keep.txt': 'k', 'dir/sub/drop.log': 'd', 'dir/sub/ok.txt': 'o' });
+  const copy = async (srcs: string[], dest: string, opts: { parents?: boolean; exclude?: string[] }) => {
+    const root = tempDir('drydock-copy-');
+    const entries = await tree.resolve(srcs, 'COPY');
+    await copyEntries(tree, entries, root, dest, {
+      uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, instruction: 'COPY',
+      parents: opts.parents, exclude: opts.exclude ? new PatternMatcher(opts.exclude) : undefined,
+    });
+    const out: string[] = [];
+    const walk = async (d: string, rel: string) => {
+      for (const n of (await fsp.readdir(d)).sort()) {
+        const st = await fsp.stat(path.join(d, n));
+        if (st.isDirectory()) await walk(path.join(d, n), `${rel}${n}/`); else out.push(`${rel}${n}`);
+      }
+    };
+    await walk(root, '/');
+    return out;
+  };
+  assert.deepEqual(await copy(['x/a.txt', 'y/a.txt'], '/parents/', { parents: true }), ['/parents/x/a.txt', '/parents/y/a.txt']);
+  assert.deepEqual(await copy(['*/a.txt'], '/p/', { parents: true }), ['/p/x/a.txt', '/p/y/a.txt']);
+  assert.deepEqual(await copy(['dir'], '/d/', { parents: true }), ['/d/dir/keep.txt', '/d/dir/sub/drop.log', '/d/dir/sub/ok.txt']);
+  // .dockerignore syntax: "*.log" does not cross "/", "**/*.log" does.
+  assert.deepEqual(await copy(['dir'], '/d/', { exclude: ['*.log'] }), ['/d/keep.txt', '/d/sub/drop.log', '/d/sub/ok.txt']);
+  assert.deepEqual(await copy(['dir'], '/d/', { exclude: ['**/*.log'] }), ['/d/keep.txt', '/d/sub/ok.txt']);
+  assert.deepEqual(await copy(['dir'], '/d/', { exclude: ['sub'] }), ['/d/keep.txt']);
+  assert.deepEqual(await copy(['y/*'], '/e/', { exclude: ['*.md'] }), ['/e/a.txt']);
+});
