@@ -4,3 +4,4 @@ export * from './expand.js';
 export * from './stages.js';
 export * from './dockerignore.js';
 export * from './dump.js';
+export * from './commands.js';

@@ -7,7 +7,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { ContentStore } from '../store/content-store.js';
 import { writeImage } from '../store/write-image.js';
-import { applyConfigChanges } from '../image/config-changes.js';
+import { applyConfigChanges } from '../builder/changes.js';
 import { singleLayerConfig } from '../image/config.js';
 import type { Platform } from '../image/types.js';
 import { createLayer, type LayerInfo } from '../layer/create.js';

@@ -179,7 +179,7 @@ export async function commitContainer(ref: string, o: CommitOptions = {}): Promi
   const base = parent.config;
   let config = { ...(base.config ?? {}) };
   if (o.changes?.length) {
-    const { applyConfigChanges } = await import('../image/config-changes.js');
+    const { applyConfigChanges } = await import('../builder/changes.js');
     config = applyConfigChanges(config, o.changes);
   }
   const created = new Date().toISOString();
