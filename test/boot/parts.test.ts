@@ -219,6 +219,10 @@ test('YAML config: same keys as the flags, paths relative to the file, flags win
     'startup-script: start.sh',
     'topLayer: machine',
     'mount: [data:/data]',
+    'network: static=10.0.2.50/24,gw=10.0.2.2,dns=10.0.2.3',
+    'services:',
+    '  - web',
+    '  - { image: redis, name: cache, restart: on-failure }',
     'motd: |',
     '  Welcome',
   ].join('\n'));
@@ -231,6 +235,8 @@ test('YAML config: same keys as the flags, paths relative to the file, flags win
   assert.equal(opts.topLayer, path.join(dir, 'machine'));
   assert.equal(opts.motd, 'Welcome\n');
   assert.deepEqual(opts.mounts.map((m) => m.label), ['data', 'logs']);
+  assert.deepEqual(opts.network, { mode: 'static', address: '10.0.2.50', prefix: 24, gateway: '10.0.2.2', dns: ['10.0.2.3'] });
+  assert.deepEqual(opts.services.map((x) => `${x.name}:${x.image}:${x.restart}`), ['web:web:always', 'cache:redis:on-failure']);
   await fsp.writeFile(path.join(dir, 'bad.yml'), 'timezon: UTC\n');
   await assert.rejects(loadBootConfigFile(path.join(dir, 'bad.yml')), /unknown key "timezon"/);
   await fsp.writeFile(path.join(dir, 'bad2.yml'), 'timezone: [a\n');
