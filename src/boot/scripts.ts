@@ -297,10 +297,18 @@ while :; do
   svc=
   ran=$(( $(cut -d. -f1 /proc/uptime) - started ))
   if [ $ran -ge 30 ]; then delay=1; fi
-  case "$rc:$ran" in
-    126:0|127:0|126:1|127:1) say "service failed to start (status $rc: $( [ $rc = 127 ] && echo 'command or its loader not found' || echo 'not executable')); retrying in \${delay}s" ;;
-    *) say "service exited with status $rc after \${ran}s; restarting in \${delay}s" ;;
+  # The exec itself failed (no such command, a missing dynamic loader, not executable) when
+  # run-service's shell says so as the last thing logged: the service never ran.
+  failed=
+  case "$rc" in 126|127)
+    if [ -n "$SVC_CONSOLE" ]; then [ $ran -le 1 ] && failed=1
+    else usleep 200000; tail -n 1 $LOG | grep -q '^/.drydock/run-service: exec: ' && failed=1; fi ;;
   esac
+  if [ -n "$failed" ]; then
+    say "service failed to start (status $rc: $( [ $rc = 127 ] && echo 'command or its loader not found' || echo 'not executable')); retrying in \${delay}s"
+  else
+    say "service exited with status $rc after \${ran}s; restarting in \${delay}s"
+  fi
   sleep $delay & wait $!
   delay=$((delay * 2)); [ $delay -gt 30 ] && delay=30
 done

@@ -5,12 +5,14 @@
 // with `ssh -i key root@127.0.0.1 true`; the two boots must show different SSH host keys.
 // A second ISO with Debian's generic kernel boots on QEMU's default NIC (e1000) with a 9p
 // shared folder, which the cloud kernel lacks (there the missing share is logged and skipped).
+// The cloud kernel's boot mounts a virtiofs share (QEMU's virtiofsd); the second boot has no
+// such device, and the missing share is logged and skipped.
 // The cloud ISO also runs two --service containers (services: in YAML) through runc: one the
 // host reaches over HTTP, one whose command does not exist and is reported as failed.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { tempDir, runCli, requireTool } from '../helpers/env.js';
@@ -24,6 +26,20 @@ const work = tempDir('drydock-machine-');
 const root = path.join(work, 'store');
 const key = path.join(work, 'id_ed25519');
 const share = path.join(work, 'share');
+const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
+
+/** QEMU's virtiofsd sharing `dir` on a socket, and the QEMU arguments for it (shared guest memory). */
+async function virtiofs(dir: string, tag: string, memoryMB = 512): Promise<{ args: string[]; stop: () => void }> {
+  const sock = path.join(work, `${tag}.sock`);
+  const child = spawn(VIRTIOFSD, [`--socket-path=${sock}`, '-o', `source=${dir}`, '-o', 'cache=none'], { stdio: 'ignore' });
+  process.once('exit', () => child.kill('SIGKILL')); // never outlives the test, whatever ends it
+  for (let i = 0; i < 100 && !(await fsp.stat(sock).catch(() => undefined)); i++) await new Promise((r) => setTimeout(r, 100));
+  return {
+    args: ['-object', `memory-backend-memfd,id=mem,size=${memoryMB}M,share=on`, '-numa', 'node,memdev=mem',
+      '-chardev', `socket,id=vfs,path=${sock}`, '-device', `vhost-user-fs-pci,chardev=vfs,tag=${tag}`],
+    stop: () => { child.kill('SIGKILL'); },
+  };
+}
 
 // The service: what it saw at start goes to files httpd serves, then httpd runs in the foreground.
 const SERVICE = [
@@ -33,6 +49,7 @@ const SERVICE = [
   'cut -d" " -f1 /proc/modules > /www/lsmod.txt',
   'ls /lib/modules/$(uname -r)/modules.dep > /www/modules.txt 2>&1',
   'cat /srv/share/hello.txt > /www/share.txt 2>&1',
+  'cat /srv/vfs/hello.txt > /www/vfs.txt 2>&1',
   'exec httpd -f -p 80 -h /www',
 ].join('; ');
 
@@ -84,6 +101,7 @@ async function buildIso(name: string, kernel: string, extra: string[] = []): Pro
 
 before(async () => {
   for (const t of ['xorriso', 'mksquashfs', 'qemu-system-x86_64', 'ssh', 'ssh-keygen', 'depmod']) requireTool(t);
+  requireTool(VIRTIOFSD, 'apt-get install qemu-system-x86 (it ships /usr/lib/qemu/virtiofsd)');
   requireTool('dropbear', 'apt-get install dropbear-bin');
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
   const rootfs = path.join(work, 'rootfs');
@@ -112,11 +130,12 @@ before(async () => {
 });
 
 test('virtio-net: DHCP, then ip= static; the CMD is reachable over HTTP, ssh logs in, each boot has its own host key', { timeout: 900_000 }, async () => {
-  const { iso, cmdline } = await buildIso('cloud', fetchKernel(), ['--config', path.join(work, 'services.yml')]);
+  const { iso, cmdline } = await buildIso('cloud', fetchKernel(), ['--config', path.join(work, 'services.yml'), '--mount', 'virtiofs:hostfs:/srv/vfs']);
+  const vfs = await virtiofs(share, 'hostfs');
   const [http, sshPort, svcPort] = [await freePort(), await freePort(), await freePort()];
   const hostKeys: string[] = [];
 
-  const dhcp = await bootVm(['-cdrom', iso, '-nic', `user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:${http}-:80,hostfwd=tcp:127.0.0.1:${sshPort}-:22,hostfwd=tcp:127.0.0.1:${svcPort}-:8080`], {
+  const dhcp = await bootVm([...vfs.args, '-cdrom', iso, '-nic', `user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:${http}-:80,hostfwd=tcp:127.0.0.1:${sshPort}-:22,hostfwd=tcp:127.0.0.1:${svcPort}-:8080`], {
     until: /drydock: service started/, timeoutMs: 240_000,
     whileRunning: async () => {
       assert.equal(await httpGet(http, 'index.html'), 'hello from the booted machine\n');
@@ -125,6 +144,7 @@ test('virtio-net: DHCP, then ip= static; the CMD is reachable over HTTP, ssh log
       assert.match(await httpGet(http, 'resolv.txt'), /^nameserver 10\.0\.2\.3$/m);
       assert.match(await httpGet(http, 'lsmod.txt'), /^virtio_net$/m);
       assert.match(await httpGet(http, 'modules.txt'), /^\/lib\/modules\/[^/]+\/modules\.dep$/m);
+      assert.equal(await httpGet(http, 'vfs.txt'), 'hello through 9p\n', 'the virtiofs share is mounted');
       hostKeys.push((await ssh(sshPort, path.join(work, 'known1'))).hostKey);
       // The --service container: reachable through hostfwd, with its env and the proxy; listed by drydock-service.
       assert.equal(await httpGet(svcPort, 'index.html'), 'container\n');
@@ -136,6 +156,8 @@ test('virtio-net: DHCP, then ip= static; the CMD is reachable over HTTP, ssh log
       assert.match(status, /^broken\s+failed \(status \d+/m);
     },
   });
+  vfs.stop();
+  assert.match(dhcp.console, /drydock: mounted virtiofs share hostfs on \/srv\/vfs/);
   assert.match(dhcp.console, /drydock: network: eth0 10\.0\.2\.15\/24 \(dhcp\), gateway 10\.0\.2\.2, dns 10\.0\.2\.3/);
   assert.match(dhcp.console, /drydock: 9p share hostshare: this kernel has no 9p support; continuing without \/srv\/share/);
   assert.match(dhcp.console, /drydock: ssh: dropbear listening on port 22, host key SHA256:/);
@@ -156,6 +178,7 @@ test('virtio-net: DHCP, then ip= static; the CMD is reachable over HTTP, ssh log
       hostKeys.push((await ssh(sshPort, path.join(work, 'known2'))).hostKey);
     },
   });
+  assert.match(staticRun.console, /drydock: virtiofs share hostfs not found \(no virtiofs device with that tag\); continuing without \/srv\/vfs/);
   assert.match(staticRun.console, /drydock: network: eth0 10\.0\.2\.50\/24 \(static\), gateway 10\.0\.2\.2, dns 10\.0\.2\.3/);
   assert.match(hostKeys[0]!, /^ssh-ed25519 \S+$/);
   assert.notEqual(hostKeys[0], hostKeys[1], 'two machines booted from one ISO have different host keys');

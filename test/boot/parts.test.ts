@@ -16,6 +16,7 @@ import { cpioStream, writeGzipCpio, type CpioEntry } from '../../src/boot/cpio.j
 import { loadBootConfigFile, mergeRaw, networkConf, parseMount, parseNetwork, parseSize, validateBootOptions, type NetworkConfig } from '../../src/boot/config.js';
 import { bzImageVersion, resolveKernel } from '../../src/boot/kernel.js';
 import { chooseInit, buildTopLayer, refuseSymlinkReplacement, resolveUser } from '../../src/boot/toplayer.js';
+import { checkUniqueNames, parseServiceEntry, parseServiceFlag, type BootService } from '../../src/boot/services.js';
 import { serviceConf } from '../../src/boot/scripts.js';
 import { diskLayout, syslinuxConfig, writeIso } from '../../src/boot/media.js';
 import { grubConfig, grubKernelArgs, grubUnsafeArgs, requireGrubEfi, writeEfiBootImage, type Firmware } from '../../src/boot/uefi.js';
@@ -218,6 +219,10 @@ test('YAML config: same keys as the flags, paths relative to the file, flags win
     'startup-script: start.sh',
     'topLayer: machine',
     'mount: [data:/data]',
+    'network: static=10.0.2.50/24,gw=10.0.2.2,dns=10.0.2.3',
+    'services:',
+    '  - web',
+    '  - { image: redis, name: cache, restart: on-failure }',
     'motd: |',
     '  Welcome',
   ].join('\n'));
@@ -230,6 +235,8 @@ test('YAML config: same keys as the flags, paths relative to the file, flags win
   assert.equal(opts.topLayer, path.join(dir, 'machine'));
   assert.equal(opts.motd, 'Welcome\n');
   assert.deepEqual(opts.mounts.map((m) => m.label), ['data', 'logs']);
+  assert.deepEqual(opts.network, { mode: 'static', address: '10.0.2.50', prefix: 24, gateway: '10.0.2.2', dns: ['10.0.2.3'] });
+  assert.deepEqual(opts.services.map((x) => `${x.name}:${x.image}:${x.restart}`), ['web:web:always', 'cache:redis:on-failure']);
   await fsp.writeFile(path.join(dir, 'bad.yml'), 'timezon: UTC\n');
   await assert.rejects(loadBootConfigFile(path.join(dir, 'bad.yml')), /unknown key "timezon"/);
   await fsp.writeFile(path.join(dir, 'bad2.yml'), 'timezone: [a\n');
@@ -448,4 +455,44 @@ test('ISO boot entries per --firmware, reproducible EFI image and ISO', async ()
   } finally {
     if (prev === undefined) delete process.env.SOURCE_DATE_EPOCH; else process.env.SOURCE_DATE_EPOCH = prev;
   }
+});
+
+test('merged-/usr image without poweroff: links land in usr/sbin through the symlink, no real sbin/ hides it', async () => {
+  const rootfs = path.join(work, 'no-poweroff');
+  await fsp.mkdir(path.join(rootfs, 'usr/sbin'), { recursive: true });
+  await fsp.mkdir(path.join(rootfs, 'usr/bin'), { recursive: true });
+  await fsp.symlink('usr/sbin', path.join(rootfs, 'sbin'));
+  await fsp.symlink('usr/bin', path.join(rootfs, 'bin'));
+  await fsp.copyFile('/bin/busybox', path.join(rootfs, 'usr/bin/busybox'));
+  const layer = path.join(work, 'no-poweroff-layer');
+  await buildTopLayer(layer, rootfs, { Cmd: ['/usr/bin/busybox', 'httpd', '-f'] }, await validateBootOptions({}));
+  for (const name of ['poweroff', 'reboot', 'halt']) assert.equal(await fsp.readlink(path.join(layer, 'usr/sbin', name)), '/.drydock/busybox', name);
+  await assert.rejects(fsp.lstat(path.join(layer, 'sbin')), 'the layer must not carry a sbin/ that would hide the image symlink');
+  // The network scripts are there whatever the options; DHCP by default.
+  assert.match(await fsp.readFile(path.join(layer, '.drydock/network.conf'), 'utf8'), /^NET_MODE=dhcp$/m);
+  for (const f of ['network-up', 'udhcpc.script']) assert.equal(((await fsp.stat(path.join(layer, '.drydock', f))).mode & 0o111) !== 0, true, f);
+});
+
+test('--service and services: entries parse to bundles-to-be; bad ones name the entry', () => {
+  const cases: [unknown, Partial<BootService>][] = [
+    ['nginx', { image: 'nginx', name: 'nginx', restart: 'always', env: [], volumes: [] }],
+    ['registry.example:5000/team/web:1.2=front', { image: 'registry.example:5000/team/web:1.2', name: 'front' }],
+    ['docker.io/library/redis:7@sha256:' + 'a'.repeat(64), { name: 'redis' }],
+    [{ image: 'redis:7', command: 'redis-server --save ""', env: { A: 1 }, restart: 'on-failure' },
+      { name: 'redis', command: ['/bin/sh', '-c', 'redis-server --save ""'], env: ['A=1'], restart: 'on-failure' }],
+    [{ image: 'web', name: 'w2', command: ['httpd', '-f'], volumes: ['/srv/shared:/www:ro'] }, { name: 'w2', command: ['httpd', '-f'], volumes: ['/srv/shared:/www:ro'] }],
+  ];
+  for (const [raw, want] of cases) {
+    const got = typeof raw === 'string' ? parseServiceFlag(raw) : parseServiceEntry(raw, 'services:');
+    for (const [k, v] of Object.entries(want)) assert.deepEqual(got[k as keyof BootService], v, `${JSON.stringify(raw)} ${k}`);
+  }
+  const bad: [unknown, RegExp][] = [
+    ['web=bad name', /invalid service name/],
+    [{ image: 'web', restart: 'sometimes' }, /invalid restart policy "sometimes"/],
+    [{ image: 'web', volumes: ['relative:/x'] }, /volume "relative:\/x" is not/],
+    [{ image: 'web', ports: ['80:80'] }, /unknown key "ports"/],
+    [{ image: 'web', env: ['1BAD=x'] }, /env "1BAD=x" is not NAME=VALUE/],
+  ];
+  for (const [raw, err] of bad) assert.throws(() => (typeof raw === 'string' ? parseServiceFlag(raw) : parseServiceEntry(raw, 'services:')), err, JSON.stringify(raw));
+  assert.throws(() => checkUniqueNames([parseServiceFlag('web'), parseServiceFlag('other/web')]), /two services are named "web"/);
 });

@@ -96,6 +96,7 @@ as a supervised service (restarted on exit; log in /var/log/drydock-service.log)
 Kernel arguments understood at boot:
   persist=LABEL=x                      use that ext4/btrfs filesystem as the writable layer
   toplayer=LABEL=x toplayer_path=dir   copy dir from that disk over the system at every boot
+  ip=ADDR::GW:MASK:HOST:IFACE:off[:DNS0]   static network config (the kernel's format; ip=dhcp, ip=off)
 
 Examples:
   drydock iso busybox -o busybox.iso --kernel test/.cache/kernel
