@@ -674,7 +674,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       const { host, port } = splitAddr(config.http.addr);
       const tls = config.http.tls;
       // A missing bucket or refused credentials should stop the start, not fail every request.
-      if (driver instanceof S3Driver) await driver.checkBucket();
+      await driver.checkReady?.();
       const onRequest = (req: IncomingMessage, res: ServerResponse) => { void handle(req, res); };
       if (tls?.certificate && tls.key) {
         const [cert, key] = await Promise.all([fsp.readFile(tls.certificate), fsp.readFile(tls.key)]);

@@ -319,6 +319,12 @@ describe('S3 wiring', () => {
     });
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /Error: S3 bucket "no-such-bucket" does not exist/);
+    // gc goes through the same driver factory and readiness check
+    const config = path.join(tempDir(), 'config.yml');
+    writeFileSync(config, `version: 0.1\nstorage:\n  s3:\n    bucket: no-such-bucket\n    regionendpoint: ${s3.endpoint}\n    accesskey: ${s3.accessKey}\n    secretkey: ${s3.secretKey}\n`);
+    const gc = await runCli(['registry', 'gc', '--config', config, '--dry-run'], { timeoutMs: 60_000 });
+    assert.equal(gc.code, 1, gc.stderr);
+    assert.match(gc.stderr, /Error: S3 bucket "no-such-bucket" does not exist/);
     const help = await runCli(['serve', '--help']);
     assert.match(help.stdout, /--s3-bucket <bucket>/);
   });

@@ -212,11 +212,10 @@ manifest has not arrived yet loses nothing.`)
       const reg = await import('../../registry/index.js');
       const root = flags.root ?? (cmd.optsWithGlobals().root as string | undefined);
       let driver: import('../../registry/index.js').StorageDriver;
-      if (root) driver = new reg.FilesystemDriver(root);
-      else if (flags.config) {
-        driver = reg.createStorageDriver(await reg.loadConfigFile(flags.config));
-        if (driver instanceof reg.S3Driver) await driver.checkBucket();
-      } else driver = new reg.FilesystemDriver(defaultRegistryRoot());
+      if (root) driver = reg.checkedDriver(new reg.FilesystemDriver(root));
+      else if (flags.config) driver = reg.createStorageDriver(await reg.loadConfigFile(flags.config));
+      else driver = reg.checkedDriver(new reg.FilesystemDriver(defaultRegistryRoot()));
+      await driver.checkReady?.();
       if (flags.format !== 'text' && flags.format !== 'json') throw new UserError(`--format must be text or json, got "${flags.format}"`);
       const text = flags.format === 'text' && !flags.quiet;
       const result = await reg.gcRegistry(driver, {

@@ -36,6 +36,9 @@ class CheckedDriver implements StorageDriver {
     return p;
   }
 
+  async checkReady(): Promise<void> {
+    await this.d.checkReady?.();
+  }
   async getContent(p: string): Promise<Buffer> {
     return this.d.getContent(this.check(p));
   }

@@ -138,6 +138,10 @@ export class S3Driver implements StorageDriver {
     };
   }
 
+  checkReady(): Promise<void> {
+    return this.checkBucket();
+  }
+
   /** Fails with a clear message when the bucket is missing or the credentials are refused. */
   async checkBucket(): Promise<void> {
     const { sdk, client } = await this.s3();
