@@ -115,6 +115,7 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
         user: rec.Config.User ?? '',
         groupAdd: rec.HostConfig.GroupAdd,
         hostname: rec.HostConfig.NetworkMode === 'host' ? undefined : rec.Config.Hostname,
+        hostnameEnv: true,
         network,
         mounts: await ociMounts(c, rootfs),
         readonlyRootfs: rec.HostConfig.ReadonlyRootfs,

@@ -61,6 +61,17 @@ function createOptions(image: string, command: string[], f: RunFlags) {
 }
 
 /**
+ * `-i -t` needs a terminal on stdin to hand to the container. Docker's CLI refuses it with
+ * exactly this line and exit status 1 (a pipe cannot carry terminal modes or Ctrl-C).
+ */
+function notATty(f: { interactive?: boolean; tty?: boolean; detach?: boolean }): boolean {
+  if (!f.interactive || !f.tty || f.detach || process.stdin.isTTY) return false;
+  process.stderr.write('the input device is not a TTY\n');
+  process.exitCode = 1;
+  return true;
+}
+
+/**
  * Docker's --pull for run/create: "missing" pulls an image the store does not have (after
  * "Unable to find image 'NAME' locally"), "always" pulls first, "never" fails like Docker.
  * Progress is `drydock pull`'s, on stderr: stdout belongs to the container (or the new ID).
@@ -116,6 +127,7 @@ Examples:
   drydock run -it --rm -v data:/data -w /data busybox sh
   drydock run --rm --network none --read-only --tmpfs /tmp busybox sh -c 'ls /sys/class/net'`)
     .action(async (image: string, command: string[], f: RunFlags) => {
+      if (notATty(f)) return;
       const { runNew } = await rt();
       if (f.detach && f.rm && f.restart && f.restart !== 'no') throw new UserError('conflicting options: --restart and --rm');
       // Docker's convention: 125 when drydock itself fails (126/127 come from the runtime).
@@ -290,6 +302,7 @@ Examples:
   drydock exec web ls /var/www
   drydock exec -it -u www-data web sh`)
     .action(async (ref: string, command: string[], f: { interactive?: boolean; tty?: boolean; env?: string[]; user?: string; workdir?: string }) => {
+      if (notATty(f)) return;
       const { execIn } = await rt();
       process.exitCode = await execIn(ref, command, f);
     });
