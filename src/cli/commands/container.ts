@@ -366,6 +366,41 @@ Examples:
   const container = program.command('container').description('Manage containers');
   inspect(container.command('inspect'));
   psCmd(container.command('ls'));
+  container.command('restore')
+    .description('Start every container whose restart policy says it should run (always; unless-stopped unless stopped; on-failure after a failure): run at boot by drydock-restore.service')
+    .addHelpText('after', `
+A restart policy is applied by the container's monitor process, which a reboot (or kill -9)
+ends. contrib/systemd/drydock-restore.service runs this command at boot.`)
+    .action(async () => {
+      const { restoreContainers } = await rt();
+      const { started, failed } = await restoreContainers();
+      for (const name of started) process.stdout.write(`${name}\n`);
+      for (const f of failed) process.stderr.write(`Error: ${f.name}: ${f.error}\n`);
+      if (failed.length) process.exitCode = 1;
+    });
+
+  program.command('generate').description('Generate files for other tools (systemd units)')
+    .command('systemd')
+    .description('Print a systemd unit that starts the container at boot and stops it with the unit (like podman generate systemd)')
+    .argument('<container>', 'container name or ID')
+    .option('-t, --time <seconds>', 'stop timeout in seconds', '10')
+    .addHelpText('after', `
+Examples:
+  drydock generate systemd registry > /etc/systemd/system/drydock-registry-ctr.service
+  systemctl daemon-reload && systemctl enable --now drydock-registry-ctr.service`)
+    .action(async (ref: string, f: { time: string }) => {
+      const { findContainer } = await containers();
+      const { containerUnit } = await import('../../runtime/systemd.js');
+      const { defaultRoot } = await import('../../store/content-store.js');
+      const path = await import('node:path');
+      const t = Number(f.time);
+      if (!Number.isInteger(t) || t < 0) throw new UserError(`invalid --time ${f.time}`);
+      const c = await findContainer(ref);
+      const env: Record<string, string> = { DRYDOCK_ROOT: defaultRoot() };
+      for (const k of ['DRYDOCK_BRIDGE', 'DRYDOCK_SUBNET']) if (process.env[k]) env[k] = process.env[k]!;
+      // The unit runs this very drydock (node and its entry script), whatever PATH holds at boot.
+      process.stdout.write(containerUnit(c, { drydock: [process.execPath, path.resolve(process.argv[1]!)], env, stopTimeout: t }));
+    });
 
   const volume = program.command('volume').description('Manage named volumes ($DRYDOCK_ROOT/volumes/NAME/_data)');
   volume.command('create')
