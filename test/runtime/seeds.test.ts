@@ -237,3 +237,21 @@ for (const c of defaultsCases) {
     if (c.stderr !== undefined) assert.equal(r.stderr, c.stderr);
   });
 }
+
+test('ADD of a GNU tar holding mknod\'ed device nodes: the build keeps them in the layer (Docker\'s policy), and the image runs', async () => {
+  const target = await debootstrapStyleTree();
+  const ctx = tempDir('drydock-seed004-add-');
+  execFileSync('tar', ['--numeric-owner', '-cf', path.join(ctx, 'rootfs.tar'), '-C', target, '.']);
+  await fsp.writeFile(path.join(ctx, 'Dockerfile'), 'FROM scratch\nADD rootfs.tar /\nCMD ["echo", "success"]\n');
+  const b = await runCli(['build', '-t', 'added:1', '.'], { root: fx.root, env: fx.env, cwd: ctx });
+  assert.equal(b.code, 0, b.stderr);
+  const store = await ContentStore.open(fx.root);
+  const img = await resolveImage(store, 'added:1');
+  const file = path.join(tempDir('drydock-seed004-add-layer-'), 'layer');
+  await fsp.writeFile(file, await readAll(store.openBlob(img.manifest.layers.at(-1)!.digest)));
+  const listing = execFileSync('tar', ['--numeric-owner', '-tvf', file]).toString();
+  assert.match(listing, /^crw------- 0\/0 +5,1 .* dev\/console$/m);
+  assert.match(listing, /^prw------- 0\/0 .* dev\/initctl$/m);
+  const r = await fx.cli(['run', '--rm', 'added:1']);
+  assert.deepEqual([r.code, r.stdout], [0, 'success\n'], r.stderr);
+});
