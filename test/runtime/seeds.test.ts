@@ -255,3 +255,28 @@ test('ADD of a GNU tar holding mknod\'ed device nodes: the build keeps them in t
   const r = await fx.cli(['run', '--rm', 'added:1']);
   assert.deepEqual([r.code, r.stdout], [0, 'success\n'], r.stderr);
 });
+
+test('an image whose layer holds device nodes goes through push, pull (by run) and save | load, and runs', async () => {
+  const target = await debootstrapStyleTree();
+  const tarball = execFileSync('tar', ['--numeric-owner', '-c', '-C', target, '.'], { maxBuffer: 64 << 20 });
+  assert.equal((await fx.cli(['import', '-', 'devs:1'], { input: tarball })).code, 0);
+  const reg = await startDistribution();
+  try {
+    const name = `${reg.host}/seed/devs:1`;
+    await fx.ok(['push', 'devs:1', name]);
+    // A second store: the pull and the unpack there start from nothing.
+    const other = tempDir('drydock-seed004-pull-');
+    const env = { ...fx.env, DRYDOCK_ROOT: other };
+    const pulled = await runCli(['run', '--rm', '--network', 'none', name, 'echo', 'success'], { root: other, env });
+    assert.deepEqual([pulled.code, pulled.stdout], [0, 'success\n'], pulled.stderr);
+    const saved = path.join(tempDir('drydock-seed004-save-'), 'devs.tar');
+    await fx.ok(['save', '-o', saved, 'devs:1']);
+    const third = tempDir('drydock-seed004-load-');
+    const loaded = await runCli(['load', '-i', saved], { root: third, env: { ...fx.env, DRYDOCK_ROOT: third } });
+    assert.equal(loaded.code, 0, loaded.stderr);
+    const ran = await runCli(['run', '--rm', '--network', 'none', 'devs:1', 'echo', 'success'], { root: third, env: { ...fx.env, DRYDOCK_ROOT: third } });
+    assert.deepEqual([ran.code, ran.stdout], [0, 'success\n'], ran.stderr);
+  } finally {
+    await reg.stop();
+  }
+});
