@@ -70,6 +70,28 @@ export async function startExisting(ref: string): Promise<Container> {
 }
 
 /**
+ * `drydock container restore`: starts every container whose restart policy says it should run
+ * (after a reboot, or after its monitor was killed). Returns the names started and the failures;
+ * one container that cannot start does not keep the others down.
+ */
+export async function restoreContainers(): Promise<{ started: string[]; failed: { name: string; error: string }[] }> {
+  const { listContainers } = await import('./containers.js');
+  const { shouldRestore } = await import('./systemd.js');
+  const started: string[] = [];
+  const failed: { name: string; error: string }[] = [];
+  for (const c of await listContainers()) {
+    if (!shouldRestore(c)) continue;
+    try {
+      await startExisting(c.record.Id);
+      started.push(c.record.Name);
+    } catch (e) {
+      failed.push({ name: c.record.Name, error: (e as Error).message });
+    }
+  }
+  return { started, failed };
+}
+
+/**
  * Waits until the container's process is gone. The runner records the exit a moment later;
  * give it a short grace so a following `ps` is consistent, without depending on it.
  */

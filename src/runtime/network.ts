@@ -119,6 +119,15 @@ async function release(bridge: string, addr: string, containerId: string): Promi
   });
 }
 
+/**
+ * Deletes a container's network namespace left by a runner that was killed (kill -9 of the
+ * monitor, a crash) before it could tear down: `ip netns add` would fail with "File exists".
+ */
+export async function removeStaleNetns(containerId: string): Promise<void> {
+  const netns = `drydock-${containerId.slice(0, 12)}`;
+  if (await fsp.access(path.join('/run/netns', netns)).then(() => true, () => false)) await run('ip', ['netns', 'del', netns]).catch(() => {});
+}
+
 /** A network namespace on the bridge with an address, default route and loopback. */
 export async function setupBridgeNetwork(containerId: string, cfg: BridgeConfig = bridgeConfig()): Promise<ContainerNetwork> {
   await ensureBridge(cfg);

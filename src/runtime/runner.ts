@@ -9,7 +9,7 @@ import { type Container, type ContainerState, processStartTime, updateState, wri
 import { mountRootfs, isMountPoint, unmountPath } from './overlay.js';
 import { createRuntimeSpec, type OciMount, type OciResources, type NetworkSpec } from './spec.js';
 import { startRuncRun, deleteContainer, type RunResult } from './runc.js';
-import { setupBridgeNetwork, teardownBridgeNetwork, type ContainerNetwork } from './network.js';
+import { setupBridgeNetwork, teardownBridgeNetwork, removeStaleNetns, type ContainerNetwork } from './network.js';
 import { startPortProxy, type RunningProxy } from './ports.js';
 import { JsonLogWriter } from './logs.js';
 import { createVolume, seedVolume } from './volumes.js';
@@ -94,9 +94,24 @@ async function bridgePeers(self: string, bridge: string): Promise<{ name: string
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * What a runner that died without cleaning up (kill -9 of the monitor, a crash, a reboot) leaves:
+ * its network (netns, veth, address; the state still names it) and runc's state for the ID.
+ * Left in place, the next start fails with "Cannot create namespace file … File exists".
+ */
+async function clearStaleRun(c: Container): Promise<void> {
+  if (c.state.Network) {
+    await teardownBridgeNetwork(c.state.Network, c.record.Id);
+    await updateState(c.paths, (s) => { delete s.Network; });
+  }
+  await removeStaleNetns(c.record.Id);
+  await deleteContainer(c.record.Id, { force: true, runtime: c.record.HostConfig.Runtime });
+}
+
 /** Runs the container until it exits for good; returns its last exit code. */
 export async function runContainer(initial: Container, io: RunnerIO): Promise<number> {
   let c = initial;
+  await clearStaleRun(c);
   const rec = c.record;
   const id = rec.Id;
   let exitCode = 0;
@@ -129,6 +144,7 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
         user: rec.Config.User ?? '',
         groupAdd: rec.HostConfig.GroupAdd,
         hostname: rec.HostConfig.NetworkMode === 'host' ? undefined : rec.Config.Hostname,
+        hostnameEnv: true,
         network,
         mounts: await ociMounts(c, rootfs),
         readonlyRootfs: rec.HostConfig.ReadonlyRootfs,

@@ -72,6 +72,8 @@ export interface RuntimeSpecOptions {
   /** Extra supplementary groups (--group-add). */
   groupAdd?: string[];
   hostname?: string;
+  /** Put HOSTNAME=<the container's hostname> in the environment, as `docker run` does (unless set). */
+  hostnameEnv?: boolean;
   network: NetworkSpec;
   mounts?: OciMount[];
   readonlyRootfs?: boolean;
@@ -121,6 +123,11 @@ export async function createRuntimeSpec(opts: RuntimeSpecOptions): Promise<OciSp
   if (!env.some((e) => e.startsWith('HOME='))) env = [...env, `HOME=${user.home}`];
   if (opts.terminal && !env.some((e) => e.startsWith('TERM='))) env = [...env, 'TERM=xterm'];
   const hostname = opts.hostname ?? (opts.network === 'host' ? (await fsp.readFile('/etc/hostname', 'utf8').catch(() => 'localhost')).trim() : 'drydock');
+  // Docker's order: PATH, HOSTNAME, then the image's and the user's variables.
+  if (opts.hostnameEnv && !env.some((e) => e.startsWith('HOSTNAME='))) {
+    const at = env.findIndex((e) => e.startsWith('PATH=')) + 1;
+    env = [...env.slice(0, at), `HOSTNAME=${hostname}`, ...env.slice(at)];
+  }
   const caps = opts.privileged ? allCapabilities() : opts.capabilities ?? DEFAULT_CAPABILITIES;
   const namespaces: { type: string; path?: string }[] = [
     { type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' },

@@ -2,12 +2,12 @@
 // (seed 003), run as Docker runs it (0:0 without any /etc/passwd in the image).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { runtimeFixture, type RuntimeFixture } from './helpers.js';
 import { ContentStore, resolveImage } from '../../src/store/index.js';
-import { FIXTURES, requireTool, runCli, tempDir } from '../helpers/env.js';
+import { CLI_MAIN, FIXTURES, requireTool, runCli, tempDir } from '../helpers/env.js';
 import { startDistribution } from '../helpers/docker-registry.js';
 
 let fx: RuntimeFixture;
@@ -170,6 +170,112 @@ test('run and create pull a missing image like Docker: --pull missing (default),
     assert.match(created.stdout, /^[0-9a-f]{64}\n$/, 'create prints only the ID on stdout');
     assert.ok(created.stderr.includes(`Unable to find image '${other}' locally\n`), created.stderr);
     await fx.ok(['rm', created.stdout.trim()]);
+  } finally {
+    await reg.stop();
+  }
+});
+
+test('seed 004 verbatim: tar --numeric-owner -c -C "$target" . | drydock import - name:version; drydock run -i -t name:version echo success', async () => {
+  requireTool('script', 'apt-get install util-linux');
+  const target = await debootstrapStyleTree();
+  const tarball = execFileSync('tar', ['--numeric-owner', '-c', '-C', target, '.'], { maxBuffer: 64 << 20 });
+  const imported = await runCli(['import', '-', 'name:version'], { root: fx.root, env: fx.env, input: tarball });
+  assert.equal(imported.code, 0, imported.stderr);
+  assert.match(imported.stdout, /^sha256:[0-9a-f]{64}\n$/);
+  // -i -t wants a terminal on stdin, as in the post's shell: script(1) provides one.
+  const cli = [process.execPath, CLI_MAIN, 'run', '-i', '-t', 'name:version', 'echo', 'success'].map((a) => `'${a}'`).join(' ');
+  const r = spawnSync('script', ['-qec', cli, '/dev/null'], { env: { ...process.env, ...fx.env }, encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+  // The pty echoes what script(1) forwards from its own (empty) stdin, shown as ^@ or ^D.
+  assert.equal(r.stdout.replace(/\r/g, '').replace(/\^[@D]/g, ''), 'success\n');
+  // Without a terminal, Docker's CLI refuses -i -t with exactly this line and status 1.
+  const piped = await fx.cli(['run', '-i', '-t', 'name:version', 'echo', 'success']);
+  assert.deepEqual([piped.code, piped.stdout, piped.stderr], [1, '', 'the input device is not a TTY\n']);
+  const execPiped = await fx.cli(['exec', '-i', '-t', 'nosuch', 'true']);
+  assert.deepEqual([execPiped.code, execPiped.stderr], [1, 'the input device is not a TTY\n']);
+});
+
+/** An image whose passwd/group give users supplementary groups (a foreign tree, GNU tar, import). */
+async function groupsImage(name: string, platform?: string): Promise<void> {
+  const target = await debootstrapStyleTree();
+  for (const applet of ['id', 'env', 'hostname']) await fsp.symlink('busybox', path.join(target, 'bin', applet));
+  await fsp.writeFile(path.join(target, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n');
+  await fsp.writeFile(path.join(target, 'etc/group'), 'root:x:0:\nwheel:x:10:root\naudio:x:29:app\nvideo:x:44:app,other\napp:x:1000:\n');
+  const tarball = execFileSync('tar', ['--numeric-owner', '-c', '-C', target, '.'], { maxBuffer: 64 << 20 });
+  const r = await fx.cli(['import', ...(platform ? ['--platform', platform] : []), '-', name], { input: tarball });
+  assert.equal(r.code, 0, r.stderr);
+}
+
+interface DefaultsCase { name: string; args: string[]; stdout: string | RegExp; stderr?: string }
+
+const defaultsCases: DefaultsCase[] = [
+  { name: 'supplementary groups of the default user (root) from /etc/group', args: ['groups:1', 'id', '-G'], stdout: '0 10\n' },
+  { name: 'supplementary groups of a named user', args: ['-u', 'app', 'groups:1', 'id', '-G'], stdout: '1000 29 44\n' },
+  { name: 'supplementary groups of a numeric uid that has a passwd entry', args: ['-u', '1000', 'groups:1', 'id', '-G'], stdout: '1000 29 44\n' },
+  { name: 'an explicit group replaces the group set', args: ['-u', 'app:audio', 'groups:1', 'id', '-G'], stdout: '29\n' },
+  { name: '--group-add adds to them', args: ['--group-add', 'video', 'groups:1', 'id', '-G'], stdout: '0 10 44\n' },
+  { name: 'HOSTNAME is the container hostname, right after PATH', args: ['--hostname', 'box1', 'groups:1', 'env'], stdout: /^PATH=[^\n]+\nHOSTNAME=box1\n/ },
+  { name: 'HOSTNAME defaults to the short ID, as hostname(1) says', args: ['groups:1', 'sh', '-c', 'echo $HOSTNAME; hostname'], stdout: /^([0-9a-f]{12})\n\1\n$/ },
+  { name: '-e HOSTNAME wins', args: ['-e', 'HOSTNAME=mine', 'groups:1', 'sh', '-c', 'echo $HOSTNAME'], stdout: 'mine\n' },
+  {
+    name: 'an image for another platform runs with Docker\'s warning',
+    args: ['armish:1', 'echo', 'ran'], stdout: 'ran\n',
+    stderr: 'WARNING: The requested image\'s platform (linux/arm64) does not match the detected host platform (linux/amd64) and no specific platform was requested\n',
+  },
+  { name: 'no warning when the platform was requested', args: ['--platform', 'linux/arm64', 'armish:1', 'echo', 'ran'], stdout: 'ran\n', stderr: '' },
+  { name: 'no warning for the host platform', args: ['groups:1', 'echo', 'ran'], stdout: 'ran\n', stderr: '' },
+];
+
+let defaultsImages: Promise<void> | undefined;
+for (const c of defaultsCases) {
+  test(`run defaults like Docker: ${c.name}`, async () => {
+    defaultsImages ??= groupsImage('groups:1').then(() => groupsImage('armish:1', 'linux/arm64'));
+    await defaultsImages;
+    const r = await fx.cli(['run', '--rm', ...c.args]);
+    assert.equal(r.code, 0, r.stderr);
+    if (typeof c.stdout === 'string') assert.equal(r.stdout, c.stdout); else assert.match(r.stdout, c.stdout);
+    if (c.stderr !== undefined) assert.equal(r.stderr, c.stderr);
+  });
+}
+
+test('ADD of a GNU tar holding mknod\'ed device nodes: the build keeps them in the layer (Docker\'s policy), and the image runs', async () => {
+  const target = await debootstrapStyleTree();
+  const ctx = tempDir('drydock-seed004-add-');
+  execFileSync('tar', ['--numeric-owner', '-cf', path.join(ctx, 'rootfs.tar'), '-C', target, '.']);
+  await fsp.writeFile(path.join(ctx, 'Dockerfile'), 'FROM scratch\nADD rootfs.tar /\nCMD ["echo", "success"]\n');
+  const b = await runCli(['build', '-t', 'added:1', '.'], { root: fx.root, env: fx.env, cwd: ctx });
+  assert.equal(b.code, 0, b.stderr);
+  const store = await ContentStore.open(fx.root);
+  const img = await resolveImage(store, 'added:1');
+  const file = path.join(tempDir('drydock-seed004-add-layer-'), 'layer');
+  await fsp.writeFile(file, await readAll(store.openBlob(img.manifest.layers.at(-1)!.digest)));
+  const listing = execFileSync('tar', ['--numeric-owner', '-tvf', file]).toString();
+  assert.match(listing, /^crw------- 0\/0 +5,1 .* dev\/console$/m);
+  assert.match(listing, /^prw------- 0\/0 .* dev\/initctl$/m);
+  const r = await fx.cli(['run', '--rm', 'added:1']);
+  assert.deepEqual([r.code, r.stdout], [0, 'success\n'], r.stderr);
+});
+
+test('an image whose layer holds device nodes goes through push, pull (by run) and save | load, and runs', async () => {
+  const target = await debootstrapStyleTree();
+  const tarball = execFileSync('tar', ['--numeric-owner', '-c', '-C', target, '.'], { maxBuffer: 64 << 20 });
+  assert.equal((await fx.cli(['import', '-', 'devs:1'], { input: tarball })).code, 0);
+  const reg = await startDistribution();
+  try {
+    const name = `${reg.host}/seed/devs:1`;
+    await fx.ok(['push', 'devs:1', name]);
+    // A second store: the pull and the unpack there start from nothing.
+    const other = tempDir('drydock-seed004-pull-');
+    const env = { ...fx.env, DRYDOCK_ROOT: other };
+    const pulled = await runCli(['run', '--rm', '--network', 'none', name, 'echo', 'success'], { root: other, env });
+    assert.deepEqual([pulled.code, pulled.stdout], [0, 'success\n'], pulled.stderr);
+    const saved = path.join(tempDir('drydock-seed004-save-'), 'devs.tar');
+    await fx.ok(['save', '-o', saved, 'devs:1']);
+    const third = tempDir('drydock-seed004-load-');
+    const loaded = await runCli(['load', '-i', saved], { root: third, env: { ...fx.env, DRYDOCK_ROOT: third } });
+    assert.equal(loaded.code, 0, loaded.stderr);
+    const ran = await runCli(['run', '--rm', '--network', 'none', 'devs:1', 'echo', 'success'], { root: third, env: { ...fx.env, DRYDOCK_ROOT: third } });
+    assert.deepEqual([ran.code, ran.stdout], [0, 'success\n'], ran.stderr);
   } finally {
     await reg.stop();
   }

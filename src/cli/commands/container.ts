@@ -67,6 +67,17 @@ function createOptions(image: string, command: string[], f: RunFlags) {
 }
 
 /**
+ * `-i -t` needs a terminal on stdin to hand to the container. Docker's CLI refuses it with
+ * exactly this line and exit status 1 (a pipe cannot carry terminal modes or Ctrl-C).
+ */
+function notATty(f: { interactive?: boolean; tty?: boolean; detach?: boolean }): boolean {
+  if (!f.interactive || !f.tty || f.detach || process.stdin.isTTY) return false;
+  process.stderr.write('the input device is not a TTY\n');
+  process.exitCode = 1;
+  return true;
+}
+
+/**
  * Docker's --pull for run/create: "missing" pulls an image the store does not have (after
  * "Unable to find image 'NAME' locally"), "always" pulls first, "never" fails like Docker.
  * Progress is `drydock pull`'s, on stderr: stdout belongs to the container (or the new ID).
@@ -127,6 +138,7 @@ Examples:
   drydock run -it --rm -v data:/data -w /data busybox sh
   drydock run --rm --network none --read-only --tmpfs /tmp busybox sh -c 'ls /sys/class/net'`)
     .action(async (image: string, command: string[], f: RunFlags) => {
+      if (notATty(f)) return;
       const { runNew } = await rt();
       if (f.detach && f.rm && f.restart && f.restart !== 'no') throw new UserError('conflicting options: --restart and --rm');
       // Docker's convention: 125 when drydock itself fails (126/127 come from the runtime).
@@ -303,6 +315,7 @@ Examples:
   drydock exec web ls /var/www
   drydock exec -it -u www-data web sh`)
     .action(async (ref: string, command: string[], f: { interactive?: boolean; tty?: boolean; env?: string[]; user?: string; workdir?: string }) => {
+      if (notATty(f)) return;
       const { execIn } = await rt();
       process.exitCode = await execIn(ref, command, f);
     });
@@ -366,6 +379,41 @@ Examples:
   const container = program.command('container').description('Manage containers');
   inspect(container.command('inspect'));
   psCmd(container.command('ls'));
+  container.command('restore')
+    .description('Start every container whose restart policy says it should run (always; unless-stopped unless stopped; on-failure after a failure): run at boot by drydock-restore.service')
+    .addHelpText('after', `
+A restart policy is applied by the container's monitor process, which a reboot (or kill -9)
+ends. contrib/systemd/drydock-restore.service runs this command at boot.`)
+    .action(async () => {
+      const { restoreContainers } = await rt();
+      const { started, failed } = await restoreContainers();
+      for (const name of started) process.stdout.write(`${name}\n`);
+      for (const f of failed) process.stderr.write(`Error: ${f.name}: ${f.error}\n`);
+      if (failed.length) process.exitCode = 1;
+    });
+
+  program.command('generate').description('Generate files for other tools (systemd units)')
+    .command('systemd')
+    .description('Print a systemd unit that starts the container at boot and stops it with the unit (like podman generate systemd)')
+    .argument('<container>', 'container name or ID')
+    .option('-t, --time <seconds>', 'stop timeout in seconds', '10')
+    .addHelpText('after', `
+Examples:
+  drydock generate systemd registry > /etc/systemd/system/drydock-registry-ctr.service
+  systemctl daemon-reload && systemctl enable --now drydock-registry-ctr.service`)
+    .action(async (ref: string, f: { time: string }) => {
+      const { findContainer } = await containers();
+      const { containerUnit } = await import('../../runtime/systemd.js');
+      const { defaultRoot } = await import('../../store/content-store.js');
+      const path = await import('node:path');
+      const t = Number(f.time);
+      if (!Number.isInteger(t) || t < 0) throw new UserError(`invalid --time ${f.time}`);
+      const c = await findContainer(ref);
+      const env: Record<string, string> = { DRYDOCK_ROOT: defaultRoot() };
+      for (const k of ['DRYDOCK_BRIDGE', 'DRYDOCK_SUBNET']) if (process.env[k]) env[k] = process.env[k]!;
+      // The unit runs this very drydock (node and its entry script), whatever PATH holds at boot.
+      process.stdout.write(containerUnit(c, { drydock: [process.execPath, path.resolve(process.argv[1]!)], env, stopTimeout: t }));
+    });
 
   const volume = program.command('volume').description('Manage named volumes ($DRYDOCK_ROOT/volumes/NAME/_data)');
   volume.command('create')
