@@ -16,6 +16,8 @@ APT_PACKAGES=(
   mtools cpio e2fsprogs btrfs-progs dosfstools fdisk qemu-system-x86 qemu-utils
   # peers for interop tests and benchmarks
   skopeo podman buildah umoci docker-registry apache2-utils openssl uidmap fuse-overlayfs hyperfine
+  # hostile-tar fixtures (Python's tarfile writes what GNU tar refuses to)
+  python3
 )
 
 missing=()
