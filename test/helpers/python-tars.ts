@@ -4,6 +4,7 @@
 // archive formats `load` reads, wrapped around such a layer.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { makeTar, gzip } from './tars.js';
 
@@ -75,9 +76,10 @@ export function patchSizeField(tar: Buffer, offset: number, field: Buffer): Buff
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** A legacy docker-archive (podman's shape) holding one image with `layer` as its only layer. */
-export function dockerArchive(layer: Buffer, opts: { tag?: string; compress?: boolean } = {}): Buffer {
+export function dockerArchive(layer: Buffer, opts: { tag?: string; compress?: boolean; gzipped?: { diffID: string } } = {}): Buffer {
+  // `gzipped`: `layer` is already compressed and uncompresses to `diffID`.
   const config = Buffer.from(JSON.stringify({
-    architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [sha256(layer)] },
+    architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [opts.gzipped?.diffID ?? sha256(layer)] },
   }));
   const blob = opts.compress ? gzip(layer) : layer;
   const manifest = [{ Config: 'config.json', RepoTags: [opts.tag ?? 'hostile:1'], Layers: ['layer/layer.tar'] }];
@@ -112,4 +114,17 @@ export function ociArchive(layer: Buffer, opts: { tag?: string } = {}): Buffer {
     { name: 'index.json', body: JSON.stringify(index) },
     blobEntry(config), blobEntry(manifest), blobEntry(blob),
   ]);
+}
+
+/**
+ * A gzip bomb: a tar (header by Python's tarfile) holding one file of `bytes` zeros, gzip'd as
+ * concatenated gzip members (one per MiB of zeros, compressed once), which every gunzip reads
+ * as one stream. 1 GiB of zeros comes to about 1 MiB and takes milliseconds to make.
+ */
+export function gzipBomb(bytes: number, name = 'zeros'): Buffer {
+  const MiB = 1 << 20;
+  if (bytes % MiB !== 0) throw new Error('gzipBomb: a whole number of MiB');
+  const header = patchSizeField(pythonTar([{ name }]).subarray(0, 512), 0, Buffer.from(`${bytes.toString(8).padStart(11, '0')}\0`));
+  const zeros = gzipSync(Buffer.alloc(MiB), { level: 9 });
+  return Buffer.concat([gzipSync(header), ...Array.from({ length: bytes / MiB }, () => zeros), gzipSync(Buffer.alloc(1024))]);
 }
