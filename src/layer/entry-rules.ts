@@ -71,8 +71,15 @@ export interface CheckedEntry {
   linkTarget?: string;
 }
 
+interface TreeNode { kind: EntryKind; children?: Map<string, TreeNode> }
+
 export class LayerEntryRules {
-  private readonly kinds = new Map<string, EntryKind>();
+  /**
+   * The tree this layer builds. A tree rather than a map of paths, so replacing or whiting out
+   * a directory drops its subtree in one step: a layer of many directories, each later
+   * replaced, must not cost a scan of every path per entry.
+   */
+  private readonly root: TreeNode = { kind: 'directory', children: new Map() };
 
   /**
    * @param lower 'none' when the layer must stand alone (import, load: it is unpacked into
@@ -101,13 +108,9 @@ export class LayerEntryRules {
       return { rel, whiteout: { victim } };
     }
 
-    for (let i = rel.indexOf('/'); i >= 0; i = rel.indexOf('/', i + 1)) {
-      const parent = rel.slice(0, i);
-      if (!this.kinds.has(parent)) this.kinds.set(parent, 'directory');
-    }
     switch (h.type) {
       case 'directory':
-        if (this.kinds.get(rel) !== 'directory') this.replace(rel, 'directory');
+        if (this.lookup(rel)?.kind !== 'directory') this.replace(rel, 'directory');
         return { rel };
       case 'symlink': {
         const target = h.linkname ?? '';
@@ -122,7 +125,7 @@ export class LayerEntryRules {
         const linkTarget = normalizeEntryPath(linkname, `hardlink "${h.name}" target`);
         if (!linkTarget) throw new LayerError(`entry "${h.name}": hardlink to the root directory`);
         this.checkParents(linkTarget, h.name);
-        const kind = this.kinds.get(linkTarget);
+        const kind = this.lookup(linkTarget)?.kind;
         if (kind === 'directory') throw refuse.linkTargetDirectory(h.name, linkname);
         if (!kind && this.lower === 'none') throw refuse.linkTargetMissing(h.name, linkname);
         // link(2) does not follow a symlink: a hardlink to one is another symlink.
@@ -137,25 +140,43 @@ export class LayerEntryRules {
 
   /** Refuses a path beneath a symlink or a non-directory this layer put in the way. */
   private checkParents(rel: string, entry: string): void {
-    for (let i = rel.indexOf('/'); i >= 0; i = rel.indexOf('/', i + 1)) {
-      const parent = rel.slice(0, i);
-      const kind = this.kinds.get(parent);
-      if (kind === 'symlink') throw refuse.parentSymlink(entry, parent);
-      if (kind === 'other') throw refuse.parentNotDirectory(entry, parent);
+    const parts = rel.split('/');
+    let node = this.root;
+    for (let i = 0; i < parts.length - 1; i++) {
+      const next = node.children!.get(parts[i]!);
+      if (!next) return; // not in this layer: nothing of ours beneath it either
+      if (next.kind === 'symlink') throw refuse.parentSymlink(entry, parts.slice(0, i + 1).join('/'));
+      if (next.kind === 'other') throw refuse.parentNotDirectory(entry, parts.slice(0, i + 1).join('/'));
+      node = next;
     }
   }
 
-  private replace(rel: string, kind: EntryKind): void {
-    this.remove(rel);
-    this.kinds.set(rel, kind);
+  private lookup(rel: string): TreeNode | undefined {
+    let node: TreeNode | undefined = this.root;
+    for (const part of rel.split('/')) {
+      node = node.children?.get(part);
+      if (!node) return undefined;
+    }
+    return node;
   }
 
-  /** Forgets `rel` and, when it was a directory, everything beneath it. */
+  /** Sets `rel` to a fresh node of `kind` (dropping what was there), creating parent directories. */
+  private replace(rel: string, kind: EntryKind): void {
+    const parts = rel.split('/');
+    let node = this.root;
+    for (const part of parts.slice(0, -1)) {
+      let next = node.children!.get(part);
+      // checkParents ran first: an existing parent here is a directory.
+      if (!next) node.children!.set(part, next = { kind: 'directory', children: new Map() });
+      node = next;
+    }
+    node.children!.set(parts.at(-1)!, kind === 'directory' ? { kind, children: new Map() } : { kind });
+  }
+
+  /** Forgets `rel` and everything beneath it. */
   private remove(rel: string): void {
-    const was = this.kinds.get(rel);
-    this.kinds.delete(rel);
-    if (was !== 'directory') return;
-    const prefix = `${rel}/`;
-    for (const p of this.kinds.keys()) if (p.startsWith(prefix)) this.kinds.delete(p);
+    const slash = rel.lastIndexOf('/');
+    const parent = slash < 0 ? this.root : this.lookup(rel.slice(0, slash));
+    parent?.children?.delete(rel.slice(slash + 1));
   }
 }
