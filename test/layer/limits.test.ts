@@ -1,5 +1,5 @@
 // The expanded-size cap (issue 12, item 7): a gzip bomb (1 GiB of zeros in about 1 MiB) is
-// refused by import, load, run's unpack, ADD and export when DRYDOCK_MAX_LAYER_SIZE is below
+// refused by import, load, run's unpack (also after a push and pull), ADD and export when DRYDOCK_MAX_LAYER_SIZE is below
 // it, and by the ratio check (DRYDOCK_MAX_LAYER_RATIO) with no size cap at all, each quickly
 // (the size cap stops at the entry's header, the ratio within ~100 MiB) and leaving the
 // store as it was. The cap is set low through the environment so the test stays small.
@@ -13,6 +13,7 @@ import { writeImage } from '../../src/store/write-image.js';
 import { singleLayerConfig } from '../../src/image/config.js';
 import { MediaType } from '../../src/image/media-types.js';
 import { layerLimits, DEFAULT_MAX_LAYER_SIZE } from '../../src/layer/index.js';
+import { startRegistry } from '../../src/registry/index.js';
 import { tempDir, runCli, requireRoot, requireTool } from '../helpers/env.js';
 import { storeSnapshot } from '../helpers/store-snapshot.js';
 import { gzipBomb, dockerArchive, pythonTar } from '../helpers/python-tars.js';
@@ -88,6 +89,27 @@ test('run refuses to unpack a pulled bomb and leaves no layer dir', async () => 
   await refusedQuickly(['run', '--rm', '--network', 'none', bombImage], RATIO, RATIO_ERROR, { storeUnchanged: false });
   const cache = await fsp.readdir(path.join(root, 'layers')).catch(() => [] as string[]);
   assert.deepEqual(cache.filter((n) => n.startsWith('.tmp-') || n.length === 64), []);
+});
+
+test('a bomb pushed to a registry and pulled from it is refused when the puller runs it', async () => {
+  const reg = await startRegistry({ root: path.join(tempDir('drydock-limits-reg-'), 'data') });
+  try {
+    const name = `${reg.host}/team/bomb:1`;
+    for (const args of [['tag', bombImage, name], ['push', name]]) {
+      const r = await runCli(args, { root });
+      assert.equal(r.code, 0, `${args[0]}: ${r.stderr}`);
+    }
+    // Pull stores the layer as the registry served it (digest-verified, not decompressed) ...
+    const puller = tempDir('drydock-limits-puller-');
+    const pulled = await runCli(['pull', name], { root: puller, env: CAP });
+    assert.equal(pulled.code, 0, pulled.stderr);
+    // ... and the cap meets it at the first unpack.
+    const r = await runCli(['run', '--rm', '--network', 'none', name], { root: puller, env: CAP, timeoutMs: BOUND_MS });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, CAP_ERROR);
+  } finally {
+    await reg.close();
+  }
 });
 
 test('export refuses to flatten a pulled bomb', async () => {
