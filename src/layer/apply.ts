@@ -1,7 +1,9 @@
 // Layer extraction that refuses every escape. Entry names are normalised and checked before
 // they touch the filesystem; every parent directory is walked with lstat so a symlink planted
 // earlier in the same archive (or by a lower layer) is never followed; files are created with
-// O_EXCL after unlinking, so writes never go through a symlink either.
+// O_EXCL after unlinking, so writes never go through a symlink either. What the archive alone
+// can show (names, links, whiteouts) is checked by LayerEntryRules, the same code import and
+// load run before a layer is stored; sizes and the expanded-size cap by the header tap.
 import {
   createWriteStream, promises as fsp, constants as fsc, lstatSync, mkdirSync, lchownSync, chmodSync, lutimesSync, writeFileSync, type Stats,
 } from 'node:fs';
