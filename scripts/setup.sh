@@ -23,6 +23,8 @@ APT_PACKAGES=(
   skopeo podman buildah umoci docker-registry apache2-utils openssl uidmap fuse-overlayfs hyperfine openssh-client
   # foreign fixtures: static binaries FROM scratch (gcc -static); unit files checked by systemd-analyze
   gcc libc6-dev systemd
+  # hostile-tar fixtures (Python's tarfile writes what GNU tar refuses to)
+  python3
 )
 
 missing=()

@@ -17,7 +17,8 @@ import { normalizeEntryPath, LayerError, type EntryHeader } from '../layer/apply
 import { WHITEOUT_PREFIX, OPAQUE_WHITEOUT } from '../layer/create.js';
 import type { TarEntryType } from '../layer/tar-writer.js';
 import { TarWriter } from './tar-file.js';
-import { RawXattrTap } from '../layer/pax-tap.js';
+import { TarHeaderTap } from '../layer/pax-tap.js';
+import { ExpansionBudget } from '../layer/limits.js';
 import { describeTarError } from './import.js';
 
 export interface ExportResult { bytes: number; entries: number }
@@ -56,9 +57,10 @@ export async function exportImage(store: ContentStore, image: LocalImage, out: s
       // A truncated layer fails the extractor; the entry being copied must fail with it.
       extract.on('error', (e: Error) => current?.destroy(e));
       // Raw xattr bytes ride alongside tar-stream (which would UTF-8-decode them).
-      const tap = new RawXattrTap();
+      // It also refuses bad sizes and caps the layer's expansion (limits.ts) before tar-stream reads.
+      const tap = new TarHeaderTap(new ExpansionBudget());
       let index = 0;
-      stream.on('data', (chunk: Buffer) => tap.feed(chunk));
+      stream.on('data', (chunk: Buffer) => { try { tap.feed(chunk); } catch (e) { stream.destroy(e as Error); } });
       stream.pipe(extract as unknown as NodeJS.WritableStream);
       for await (const entry of extract) {
         current = entry as unknown as Readable;

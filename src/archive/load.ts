@@ -3,7 +3,7 @@
 // blobs are verified while they stream in, tags are set last, and a failure deletes the blobs
 // this load added, so the store is left as it was.
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
-import { Readable, Transform, Writable, type TransformCallback } from 'node:stream';
+import { PassThrough, Readable, Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -11,16 +11,18 @@ import type { ContentStore } from '../store/content-store.js';
 import { OCI_REF_NAME_ANNOTATION, REF_NAME_ANNOTATION, HashingTransform } from '../store/content-store.js';
 import { canonicalName } from '../store/images.js';
 import { digestOf, parseDigest } from '../image/digest.js';
-import { MediaType, isIndexMediaType, ociLayerMediaType } from '../image/media-types.js';
+import { MediaType, isIndexMediaType, isLayerMediaType, layerCompression, ociLayerMediaType, type Compression } from '../image/media-types.js';
 import { parseReference, formatReference } from '../image/reference.js';
 import type { Descriptor, ImageIndex, ImageManifest } from '../image/types.js';
 import { decompress, decompressor, detectCompression, peekStream } from '../layer/compression.js';
 import { storeLayerStream } from '../layer/create.js';
+import { ExpansionBudget, countCompressed } from '../layer/limits.js';
+import { TarValidator } from '../layer/validate.js';
 import { STREAM_CHUNK, discardStreamedFile } from '../util/fs.js';
 import { ArchiveError, TarFile } from './tar-file.js';
 import { readDockerArchive, digestFromBlobPath } from './docker.js';
 import { TarLayoutFiles, readLayoutIndex, blobEntryName } from './oci.js';
-import { describeTarError } from './import.js';
+import { describeTarError } from '../layer/validate.js';
 
 export type ArchiveFormat = 'docker-archive' | 'oci-archive';
 
@@ -93,19 +95,30 @@ class SideTee extends Transform {
 }
 
 /**
- * Stores a layer that is already compressed as it is, checking on the side that it
- * decompresses to `diffID`.
+ * Stores a layer blob as it is (compressed or not), decompressing it on the side to check it
+ * with the same rules and expansion cap as extraction (layer/validate.ts) and, when `diffID` is
+ * given, that it decompresses to it. A blob written before a check failed is noted in `added`,
+ * so the rollback removes it.
  */
-async function storeCompressedLayer(store: ContentStore, stream: Readable, compression: 'gzip' | 'zstd', diffID: string, what: string) {
-  const d = decompressor(compression);
-  const diffHasher = new HashingTransform(parseDigest(diffID).algorithm);
-  const verify = pipeline(d, diffHasher, new Writable({ write(_c, _e, cb) { cb(); } }));
+async function storeVerifiedLayer(store: ContentStore, stream: Readable, compression: Compression, expect: { diffID?: string; digest?: string; size?: number },
+  what: string, added: Added) {
+  const budget = new ExpansionBudget();
+  const d = compression === 'none' ? new PassThrough({ highWaterMark: STREAM_CHUNK }) : decompressor(compression);
+  const diffHasher = new HashingTransform(expect.diffID ? parseDigest(expect.diffID).algorithm : 'sha256');
+  const verify = pipeline(d, new TarValidator(budget), diffHasher, new Writable({ write(_c, _e, cb) { cb(); } }));
   const tee = new SideTee(d);
-  stream.on('error', (e) => tee.destroy(e));
-  const [written] = await Promise.all([store.writeBlob(stream.pipe(tee)), verify]);
+  const counted = countCompressed(stream, budget);
+  counted.on('error', (e) => tee.destroy(e));
+  const [written, verified] = await Promise.allSettled([
+    store.writeBlob(counted.pipe(tee), expect.digest ? { digest: expect.digest, size: expect.size } : undefined),
+    verify,
+  ]);
+  if (written.status === 'fulfilled') added.note(written.value);
+  if (verified.status === 'rejected') throw describeTarError(verified.reason);
+  if (written.status === 'rejected') throw written.reason;
   const got = diffHasher.digester.digest();
-  if (got !== diffID) throw new ArchiveError(`${what}: layer decompresses to ${got}, but the config expects ${diffID}`);
-  return written;
+  if (expect.diffID && got !== expect.diffID) throw new ArchiveError(`${what}: layer decompresses to ${got}, but the config expects ${expect.diffID}`);
+  return written.value;
 }
 
 async function loadDocker(store: ContentStore, tar: TarFile, added: Added): Promise<{ image: LoadedImage; platform: Descriptor['platform']; manifest: Descriptor }[]> {
@@ -120,14 +133,16 @@ async function loadDocker(store: ContentStore, tar: TarFile, added: Added): Prom
       const { head, stream } = await peekStream(tar.open(p), 6);
       const compression = detectCompression(head);
       if (compression === 'none') {
-        const layer = await storeLayerStream(store, stream, { compression: 'gzip' });
+        const budget = new ExpansionBudget();
+        const validator = new TarValidator(budget);
+        stream.on('error', (e) => validator.destroy(e));
+        const layer = await storeLayerStream(store, stream.pipe(validator), { compression: 'gzip' });
         added.note(layer);
         if (layer.diffID !== diffID) throw new ArchiveError(`${tar.file}: layer ${p} hashes to ${layer.diffID}, but the config expects ${diffID}`);
         layers.push({ mediaType: layer.mediaType, digest: layer.digest, size: layer.size });
       } else {
         const expect = digestFromBlobPath(p);
-        const w = await storeCompressedLayer(store, stream, compression, diffID, `${tar.file}: ${p}`);
-        added.note(w);
+        const w = await storeVerifiedLayer(store, stream, compression, { diffID }, `${tar.file}: ${p}`, added);
         if (expect && expect !== w.digest) throw new ArchiveError(`${tar.file}: ${p} does not match its digest (content hashes to ${w.digest})`);
         layers.push({ mediaType: ociLayerMediaType(compression), digest: w.digest, size: w.size });
       }
@@ -205,7 +220,12 @@ async function loadOci(store: ContentStore, tar: TarFile, added: Added): Promise
     for (const c of plan.children) {
       for (const b of [c.doc.config, ...c.doc.layers]) {
         if ((await store.statBlob(b.digest)) === b.size) continue;
-        added.note(await store.writeBlob(tar.open(blobEntryName(b.digest)), { digest: b.digest, size: b.size }));
+        const stream = tar.open(blobEntryName(b.digest));
+        if (b !== c.doc.config && isLayerMediaType(b.mediaType)) {
+          await storeVerifiedLayer(store, stream, layerCompression(b.mediaType), { digest: b.digest, size: b.size }, `${tar.file}: layer ${b.digest}`, added);
+        } else {
+          added.note(await store.writeBlob(stream, { digest: b.digest, size: b.size }));
+        }
       }
       if (c.bytes !== plan.bytes) added.note(await store.writeBlob(c.bytes, { digest: c.desc.digest, size: c.bytes.length }));
     }

@@ -9,7 +9,10 @@ import { Readable, type Writable } from 'node:stream';
 import path from 'node:path';
 import { STREAM_CHUNK, tempName, fsyncDir, discardStreamedFile } from '../util/fs.js';
 import { UserError } from '../util/errors.js';
-import { encodeHeader, paddingFor, parseTarNumber, END_OF_ARCHIVE, BLOCK, type TarHeader } from '../layer/tar-writer.js';
+import { encodeHeader, paddingFor, END_OF_ARCHIVE, BLOCK, type TarHeader } from '../layer/tar-writer.js';
+import { checksumMatches, headerBlockName, headerSize, paxSize } from '../layer/tar-fields.js';
+import { MAX_META, parsePaxRecords } from '../layer/pax-tap.js';
+import { LayerError } from '../layer/errors.js';
 import { normalizeEntryPath } from '../layer/apply.js';
 
 export class ArchiveError extends UserError {
@@ -25,27 +28,9 @@ export interface TarIndexEntry {
   linkname?: string;
 }
 
-const MAX_META_ENTRY = 1 << 20;
-
 function cstring(buf: Buffer, off: number, len: number): string {
   const end = buf.indexOf(0, off);
   return buf.toString('utf8', off, end < 0 || end > off + len ? off + len : end);
-}
-
-function parsePax(data: Buffer): Record<string, string> {
-  const out: Record<string, string> = {};
-  let pos = 0;
-  while (pos < data.length) {
-    const sp = data.indexOf(0x20, pos);
-    if (sp < 0) break;
-    const len = parseInt(data.toString('ascii', pos, sp), 10);
-    if (!len || pos + len > data.length) break;
-    const rec = data.toString('utf8', sp + 1, pos + len - 1);
-    const eq = rec.indexOf('=');
-    if (eq > 0) out[rec.slice(0, eq)] = rec.slice(eq + 1);
-    pos += len;
-  }
-  return out;
 }
 
 /** An uncompressed tar file with an index of its entries by normalised name. */
@@ -53,6 +38,16 @@ export class TarFile {
   private constructor(readonly file: string, readonly entries: Map<string, TarIndexEntry>) {}
 
   static async open(file: string): Promise<TarFile> {
+    try {
+      return await TarFile.index(file);
+    } catch (e) {
+      // Size and record refusals name the entry; say which archive too.
+      if (e instanceof LayerError) throw new ArchiveError(`${file}: ${e.message}`);
+      throw e;
+    }
+  }
+
+  private static async index(file: string): Promise<TarFile> {
     const fh = await fsp.open(file, 'r');
     const entries = new Map<string, TarIndexEntry>();
     try {
@@ -61,9 +56,9 @@ export class TarFile {
       let pos = 0;
       let longName: string | undefined;
       let longLink: string | undefined;
-      let pax: Record<string, string> = {};
+      let pax = new Map<string, Buffer>();
       const readMeta = async (at: number, size: number) => {
-        if (size > MAX_META_ENTRY) throw new ArchiveError(`tar extended header at offset ${at} is ${size} bytes (cap ${MAX_META_ENTRY})`);
+        if (size > MAX_META) throw new ArchiveError(`tar extended header at offset ${at} is ${size} bytes (cap ${MAX_META})`);
         const buf = Buffer.alloc(size);
         const { bytesRead } = await fh.read(buf, 0, size, at);
         if (bytesRead !== size) throw new ArchiveError(`${file}: truncated tar archive`);
@@ -74,27 +69,26 @@ export class TarFile {
         if (bytesRead === 0) break; // no end-of-archive marker: tolerated, as GNU tar does
         if (bytesRead < BLOCK) throw new ArchiveError(`${file}: truncated tar archive (partial header at offset ${pos})`);
         if (header.every((b) => b === 0)) break;
-        let sum = 0;
-        for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : header[i]!;
-        if (sum !== parseTarNumber(header, 148, 8)) throw new ArchiveError(`${file}: not a tar archive or corrupt (bad header checksum at offset ${pos})`);
+        if (!checksumMatches(header)) throw new ArchiveError(`${file}: not a tar archive or corrupt (bad header checksum at offset ${pos})`);
         const typeflag = String.fromCharCode(header[156] || 0x30);
-        let size = parseTarNumber(header, 124, 12);
+        const blockName = headerBlockName(header);
         const dataAt = pos + BLOCK;
         if (typeflag === 'x' || typeflag === 'g' || typeflag === 'L' || typeflag === 'K') {
+          const size = headerSize(header, blockName);
           const meta = await readMeta(dataAt, size);
-          if (typeflag === 'x') pax = parsePax(meta);
+          if (typeflag === 'x') pax = parsePaxRecords(meta, blockName);
           else if (typeflag === 'L') longName = cstring(meta, 0, meta.length);
           else if (typeflag === 'K') longLink = cstring(meta, 0, meta.length);
           pos = dataAt + size + paddingFor(size);
           continue;
         }
-        let name = cstring(header, 0, 100);
-        const magic = header.toString('ascii', 257, 262);
-        if (magic === 'ustar' && header[345]) name = `${cstring(header, 345, 155)}/${name}`;
+        let name = blockName;
         if (longName !== undefined) name = longName;
-        if (pax.path !== undefined) name = pax.path;
-        if (pax.size !== undefined) size = Number(pax.size);
-        const linkname = pax.linkpath ?? longLink ?? (header[157] ? cstring(header, 157, 100) : undefined);
+        if (pax.has('path')) name = pax.get('path')!.toString('utf8');
+        // Strict sizes (tar-fields.ts): a negative one would move `pos` backwards, forever.
+        let size = headerSize(header, name);
+        if (pax.has('size')) size = paxSize(pax.get('size')!.toString('latin1'), name);
+        const linkname = pax.get('linkpath')?.toString('utf8') ?? longLink ?? (header[157] ? cstring(header, 157, 100) : undefined);
         if (dataAt + (typeflag === '0' || typeflag === '\0' || typeflag === '7' ? size : 0) > fileSize) {
           throw new ArchiveError(`${file}: truncated tar archive (entry "${name}" needs ${size} bytes)`);
         }
@@ -105,7 +99,7 @@ export class TarFile {
         const dataSize = '123456'.includes(typeflag) ? 0 : size;
         pos = dataAt + dataSize + paddingFor(dataSize);
         longName = longLink = undefined;
-        pax = {};
+        pax = new Map();
       }
     } finally {
       await fh.close();

@@ -1,7 +1,9 @@
 // Layer extraction that refuses every escape. Entry names are normalised and checked before
 // they touch the filesystem; every parent directory is walked with lstat so a symlink planted
 // earlier in the same archive (or by a lower layer) is never followed; files are created with
-// O_EXCL after unlinking, so writes never go through a symlink either.
+// O_EXCL after unlinking, so writes never go through a symlink either. What the archive alone
+// can show (names, links, whiteouts) is checked by LayerEntryRules, the same code import and
+// load run before a layer is stored; sizes and the expanded-size cap by the header tap.
 import {
   createWriteStream, promises as fsp, constants as fsc, lstatSync, mkdirSync, lchownSync, chmodSync, lutimesSync, writeFileSync, type Stats,
 } from 'node:fs';
@@ -10,29 +12,22 @@ import { promisify } from 'node:util';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
-import tar, { type Header } from 'tar-stream';
-
-/** tar-stream's header with the PAX records it parses (missing from @types/tar-stream). */
-export type EntryHeader = Omit<Header, 'pax' | 'type'> & {
-  type: string;
-  pax?: Record<string, string> | null;
-  /** SCHILY.xattr.* values as raw bytes, from RawXattrTap (tar-stream's are UTF-8 decoded). */
-  rawXattrs?: Map<string, Buffer>;
-};
+import tar from 'tar-stream';
 import { setAttribute, setAttributeSync } from '@napi-rs/xattr';
 import { HashingTransform } from '../store/content-store.js';
-import { UserError } from '../util/errors.js';
 import { STREAM_CHUNK } from '../util/fs.js';
-import { decompress, explainCompressionError, type CompressionOption } from './compression.js';
-import { WHITEOUT_PREFIX, OPAQUE_WHITEOUT } from './create.js';
-import { RawXattrTap } from './pax-tap.js';
+import { decompress, type CompressionOption } from './compression.js';
+import { LayerError } from './errors.js';
+import { LayerEntryRules, refuse, type EntryHeader } from './entry-rules.js';
+import { ExpansionBudget, countCompressed, layerLimits, type LayerLimits } from './limits.js';
+import { TarHeaderTap } from './pax-tap.js';
+import { describeTarError } from './validate.js';
+
+export { LayerError, describeTarError };
+export { normalizeEntryPath, checkPaxSize, MAX_PATH_LENGTH, MAX_PAX_BYTES } from './entry-rules.js';
+export type { EntryHeader } from './entry-rules.js';
 
 const run = promisify(execFile);
-
-/** A refused or unreadable layer entry; the message names the entry. */
-export class LayerError extends UserError {
-  override name = 'LayerError';
-}
 
 export interface ApplyLayerOptions {
   compression?: CompressionOption;
@@ -42,8 +37,8 @@ export interface ApplyLayerOptions {
    * warning per layer, like containers/storage, because the runtime's own /dev covers them.
    */
   warn?: (message: string) => void;
-  /** Refuse the layer once its entries expand beyond this many bytes. */
-  maxBytes?: number;
+  /** Caps on the uncompressed size (default: layerLimits(), from DRYDOCK_MAX_LAYER_SIZE/RATIO). */
+  limits?: Partial<LayerLimits>;
   /**
    * 'apply' (default): OCI whiteouts delete what lower layers put in `targetDir`.
    * 'overlay': write overlayfs whiteouts instead (0/0 char device, opaque xattr), so the
@@ -60,34 +55,6 @@ export interface ApplyLayerResult {
   bytes: number;
   /** Digest of the uncompressed stream: compare with the config's rootfs.diff_ids. */
   diffID: string;
-}
-
-/** Longest entry name or link target accepted (Linux PATH_MAX). */
-export const MAX_PATH_LENGTH = 4096;
-/** Cap on one entry's PAX records: real archives use a few hundred bytes. */
-export const MAX_PAX_BYTES = 1 << 20;
-
-/** Refuses an entry whose PAX records exceed MAX_PAX_BYTES. */
-export function checkPaxSize(h: EntryHeader): void {
-  const paxBytes = Object.entries(h.pax ?? {}).reduce((n, [k, v]) => n + k.length + String(v).length + 16, 0);
-  if (paxBytes > MAX_PAX_BYTES) throw new LayerError(`entry "${h.name.slice(0, 200)}": PAX header of ${paxBytes} bytes exceeds the ${MAX_PAX_BYTES}-byte cap`);
-}
-
-/**
- * Normalises an archive path to a clean relative one ("./a//b/" -> "a/b"), or throws naming the
- * entry when it is absolute or climbs out of the root. Returns "" for the root itself.
- */
-export function normalizeEntryPath(name: string, what = 'entry'): string {
-  if (name.length > MAX_PATH_LENGTH) throw new LayerError(`${what} "${name.slice(0, 80)}...": path longer than ${MAX_PATH_LENGTH} bytes`);
-  if (name.includes('\0')) throw new LayerError(`${what} "${name}": path contains a NUL byte`);
-  if (name.startsWith('/')) throw new LayerError(`${what} "${name}": absolute paths are refused (would escape the root)`);
-  const parts: string[] = [];
-  for (const part of name.split('/')) {
-    if (part === '' || part === '.') continue;
-    if (part === '..') throw new LayerError(`${what} "${name}": ".." path components are refused (would escape the root)`);
-    parts.push(part);
-  }
-  return parts.join('/');
 }
 
 function lstatOrUndefined(p: string): Stats | undefined {
@@ -113,9 +80,9 @@ function ensureParents(root: string, rel: string, entryName: string, known: Set<
       if (!create) return undefined;
       mkdirSync(current, { mode: 0o755 });
     } else if (st.isSymbolicLink()) {
-      throw new LayerError(`entry "${entryName}": parent "${relDir}" is a symlink; refusing to follow it (could escape the root)`);
+      throw refuse.parentSymlink(entryName, relDir);
     } else if (!st.isDirectory()) {
-      throw new LayerError(`entry "${entryName}": parent "${relDir}" is not a directory`);
+      throw refuse.parentNotDirectory(entryName, relDir);
     }
     known.add(relDir);
   }
@@ -160,7 +127,9 @@ function skippedDevicesWarning(names: string[]): string {
 export async function applyLayer(targetDir: string, compressedStream: Readable, opts: ApplyLayerOptions = {}): Promise<ApplyLayerResult> {
   const root = path.resolve(targetDir);
   await fsp.mkdir(root, { recursive: true });
-  const maxBytes = opts.maxBytes ?? Number.POSITIVE_INFINITY;
+  const budget = new ExpansionBudget({ ...layerLimits(), ...opts.limits });
+  // The same rules import and load checked; what they cannot see (lower layers) is lstat-checked here.
+  const rules = new LayerEntryRules('unknown');
   const preserveOwners = opts.preserveOwners ?? process.getuid?.() === 0;
   const whiteoutMode = opts.whiteouts ?? 'apply';
   /** Paths this layer wrote: an opaque marker only clears what lower layers left. */
@@ -168,7 +137,6 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
   const known = new Set<string>();
   const dirTimes: { abs: string; mtime: Date }[] = [];
   let entries = 0;
-  let expanded = 0;
   const skippedDevices: string[] = [];
 
   const applyMetadata = async (abs: string, h: EntryHeader, isLink: boolean) => {
@@ -206,19 +174,19 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
 
   const handleEntry = async (h: EntryHeader, body: Readable) => {
     entries++;
-    checkPaxSize(h);
-    const rel = normalizeEntryPath(h.name);
+    const checked = rules.check(h);
+    const rel = checked.rel;
     if (rel === '') { body.resume(); return; } // "./": the root keeps its own metadata
-    const base = path.posix.basename(rel);
     const dirRel = path.posix.dirname(rel) === '.' ? '' : path.posix.dirname(rel);
 
-    if (base.startsWith(WHITEOUT_PREFIX)) {
+    if (checked.whiteout) {
       body.resume();
       // Applying a whiteout under a directory that does not exist deletes nothing: do not create it.
       const abs = ensureParents(root, rel, h.name, known, whiteoutMode === 'overlay');
       if (!abs) return;
       const dirAbs = path.dirname(abs);
-      if (base === OPAQUE_WHITEOUT) {
+      const { victim } = checked.whiteout;
+      if (!victim) {
         if (whiteoutMode === 'overlay') {
           await setAttribute(dirAbs, 'trusted.overlay.opaque', 'y').catch((e) => {
             throw new LayerError(`entry "${h.name}": cannot mark ${dirRel || '/'} opaque: ${(e as Error).message}`);
@@ -227,10 +195,6 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
           await clearLower(dirRel);
         }
         return;
-      }
-      const victim = base.slice(WHITEOUT_PREFIX.length);
-      if (!victim || victim === '.' || victim === '..' || base.startsWith(`${WHITEOUT_PREFIX}${WHITEOUT_PREFIX}`)) {
-        throw new LayerError(`entry "${h.name}": invalid whiteout name`);
       }
       const victimAbs = path.join(dirAbs, victim);
       await removeExisting(victimAbs);
@@ -256,9 +220,8 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
       }
       case 'file':
       case 'contiguous-file': {
+        // Sizes were checked by the header tap: an integer within the layer's cap.
         const size = h.size ?? 0;
-        if (expanded + size > maxBytes) throw new LayerError(`entry "${h.name}": layer expands beyond the ${maxBytes}-byte limit`);
-        expanded += size;
         if (existing) await removeExisting(abs);
         // O_EXCL|O_NOFOLLOW: never write through something that appeared in the meantime.
         if (size <= SMALL_FILE) {
@@ -274,9 +237,7 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
       }
       case 'symlink': {
         body.resume();
-        const target = h.linkname ?? '';
-        if (!target) throw new LayerError(`entry "${h.name}": symlink without a target`);
-        if (target.length > MAX_PATH_LENGTH) throw new LayerError(`entry "${h.name}": symlink target longer than ${MAX_PATH_LENGTH} bytes`);
+        const target = h.linkname!;
         // The target is stored verbatim and resolved inside the container's root at run time;
         // extraction never follows it (parents are lstat-checked, files opened O_NOFOLLOW).
         if (existing) await removeExisting(abs);
@@ -287,14 +248,12 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
       case 'link': {
         body.resume();
         const linkname = h.linkname ?? '';
-        if (linkname.startsWith('/')) throw new LayerError(`entry "${h.name}": hardlink to absolute path "${linkname}" is refused (would escape the root)`);
-        const targetRel = normalizeEntryPath(linkname, `hardlink "${h.name}" target`);
-        if (!targetRel) throw new LayerError(`entry "${h.name}": hardlink to the root directory`);
+        const targetRel = checked.linkTarget!;
         const targetAbs = ensureParents(root, targetRel, h.name, known, false);
-        if (!targetAbs) throw new LayerError(`entry "${h.name}": hardlink target "${linkname}" does not exist in the layer stack`);
+        if (!targetAbs) throw refuse.linkTargetMissing(h.name, linkname);
         const tst = lstatOrUndefined(targetAbs);
-        if (!tst) throw new LayerError(`entry "${h.name}": hardlink target "${linkname}" does not exist in the layer stack`);
-        if (tst.isDirectory()) throw new LayerError(`entry "${h.name}": hardlink target "${linkname}" is a directory`);
+        if (!tst) throw refuse.linkTargetMissing(h.name, linkname);
+        if (tst.isDirectory()) throw refuse.linkTargetDirectory(h.name, linkname);
         if (targetAbs === abs) return;
         if (existing) await removeExisting(abs);
         await fsp.link(targetAbs, abs);
@@ -321,7 +280,7 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
         await applyMetadata(abs, h, false);
         return;
       }
-      default:
+      default: // LayerEntryRules refused every other type
         body.resume();
         throw new LayerError(`entry "${h.name}": unsupported tar entry type "${h.type}"`);
     }
@@ -329,12 +288,13 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
 
   const diffHasher = new HashingTransform('sha256');
   const extract = tar.extract();
-  const tap = new RawXattrTap();
+  const tap = new TarHeaderTap(budget);
   let index = 0;
   const consumer = new Writable({
     highWaterMark: STREAM_CHUNK,
     write(chunk: Buffer, _enc, cb) {
-      tap.feed(chunk);
+      // The tap refuses bad sizes and enforces the cap before tar-stream sees the bytes.
+      try { tap.feed(chunk); } catch (e) { cb(e as Error); return; }
       if (extract.write(chunk)) cb(); else extract.once('drain', () => cb(null));
     },
     final(cb) { (extract as unknown as { end(): void }).end(); cb(); },
@@ -352,7 +312,7 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
     }
   })();
   try {
-    const { stream } = await decompress(compressedStream, opts.compression ?? 'auto');
+    const { stream } = await decompress(countCompressed(compressedStream, budget), opts.compression ?? 'auto');
     await Promise.race([Promise.all([pipeline(stream, diffHasher, consumer), done]), extractFailed]);
   } catch (e) {
     extract.destroy();
@@ -363,15 +323,4 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
   for (const { abs, mtime } of dirTimes.reverse()) await fsp.utimes(abs, mtime, mtime).catch(() => {});
   if (skippedDevices.length) (opts.warn ?? ((m: string) => process.stderr.write(`${m}\n`)))(skippedDevicesWarning(skippedDevices));
   return { entries, bytes: diffHasher.digester.size, diffID: diffHasher.digester.digest() };
-}
-
-/** Turns zlib and tar-stream failures into errors that say what was wrong with the input. */
-export function describeTarError(e: unknown): unknown {
-  e = explainCompressionError(e);
-  if (e instanceof UserError) return e;
-  const msg = (e as Error)?.message ?? String(e);
-  if (/Unexpected end of data/i.test(msg)) return new LayerError('truncated tar archive (unexpected end of data)');
-  if (/Invalid tar header|unknown format/i.test(msg)) return new LayerError(`not a valid tar archive: ${msg}`);
-  if (/Header exceeds max size/i.test(msg)) return new LayerError('tar extended header exceeds the size cap');
-  return e;
 }

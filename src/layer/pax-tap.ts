@@ -1,32 +1,49 @@
-// tar-stream decodes PAX values as UTF-8 strings, which destroys binary xattr values such as
-// security.capability. This tap follows the same byte stream alongside tar-stream, tracking
-// only header structure, and keeps each entry's SCHILY.xattr.* values as raw bytes. Entries are
-// numbered in archive order, the order tar-stream emits them in; the tap sees every header
-// before tar-stream does (it is fed each chunk first), so entry n's xattrs are ready when
-// tar-stream hands out entry n.
-import { BLOCK, parseTarNumber } from './tar-writer.js';
+// The header tap: a strict tar header reader that sees every byte of a tar stream just before
+// tar-stream does (it is fed each chunk first), tracking only header structure. It does three
+// things tar-stream cannot:
+// - keeps each entry's SCHILY.xattr.* values as raw bytes (tar-stream decodes PAX values as
+//   UTF-8, which destroys binary values such as security.capability). Entries are numbered in
+//   archive order, the order tar-stream emits them in, so entry n's xattrs are ready when
+//   tar-stream hands out entry n;
+// - refuses negative, fractional, NaN and oversized sizes (tar-fields.ts), malformed PAX records
+//   and oversized extended headers, naming the entry, before tar-stream can misread them;
+// - counts the uncompressed bytes against the layer's ExpansionBudget (limits.ts), checking a
+//   file's declared size when its header arrives.
+// Extraction, import/load validation and export all read tars through it.
+import { BLOCK } from './tar-writer.js';
+import { checksumMatches, headerBlockName, headerSize, paxSize } from './tar-fields.js';
+import { LayerError } from './errors.js';
+import type { ExpansionBudget } from './limits.js';
 
 const XATTR_PREFIX = 'SCHILY.xattr.';
-const MAX_META = 1 << 20;
+/** Cap on one extended header (PAX records, GNU long name): real ones are a few hundred bytes. */
+export const MAX_META = 1 << 20;
 
-/** Binary-safe PAX record parser: keys are ASCII, values stay bytes. */
-export function parsePaxRecords(data: Buffer): Map<string, Buffer> {
+/**
+ * Binary-safe PAX record parser: keys are UTF-8, values stay bytes. A record whose length
+ * field is not a number, overruns the data or lacks "=" is refused, so no reader of the same
+ * bytes can find records this one skipped.
+ */
+export function parsePaxRecords(data: Buffer, entry = 'PAX header'): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
   let pos = 0;
   while (pos < data.length) {
+    // Some writers pad the records with NULs.
+    if (data[pos] === 0) { if (data.subarray(pos).every((b) => b === 0)) break; }
     const sp = data.indexOf(0x20, pos);
-    if (sp < 0) break;
-    const len = parseInt(data.toString('ascii', pos, sp), 10);
-    if (!(len > 0) || pos + len > data.length) break;
-    const eq = data.indexOf(0x3d, sp + 1);
-    if (eq < 0 || eq >= pos + len) break;
+    const lenText = sp < 0 ? '' : data.toString('latin1', pos, sp);
+    const len = /^[0-9]{1,7}$/.test(lenText) ? Number(lenText) : NaN;
+    const eq = sp < 0 ? -1 : data.indexOf(0x3d, sp + 1);
+    if (!(len > 0) || pos + len > data.length || eq < 0 || eq >= pos + len || data[pos + len - 1] !== 0x0a) {
+      throw new LayerError(`entry ${JSON.stringify(entry)}: malformed PAX record at byte ${pos} of its extended header`);
+    }
     out.set(data.toString('utf8', sp + 1, eq), data.subarray(eq + 1, pos + len - 1));
     pos += len;
   }
   return out;
 }
 
-export class RawXattrTap {
+export class TarHeaderTap {
   /** Per entry (archive order): its xattrs with raw values, or undefined. */
   readonly entries: (Map<string, Buffer> | undefined)[] = [];
   private header: Buffer[] = [];
@@ -35,13 +52,32 @@ export class RawXattrTap {
   private remaining = 0;
   private capture: Buffer[] | undefined;
   private captureSize = 0;
+  private captureType = '';
+  private captureName = '';
   private pending: Map<string, Buffer> | undefined;
+  private longName: string | undefined;
+  /** The entry whose data is being read, for errors. */
+  private current = '';
+  /** Bytes followed so far (header offsets for errors). */
+  private offset = 0;
 
+  constructor(private readonly budget?: ExpansionBudget) {}
+
+  /** Follows `chunk`; throws a LayerError naming the entry when a header is refused. */
   feed(chunk: Buffer): void {
+    try {
+      this.follow(chunk);
+    } finally {
+      this.offset += chunk.length;
+    }
+  }
+
+  private follow(chunk: Buffer): void {
     let off = 0;
     while (off < chunk.length) {
       if (this.remaining > 0) {
         const n = Math.min(this.remaining, chunk.length - off);
+        this.budget?.expand(n, this.current);
         if (this.capture) this.capture.push(chunk.subarray(off, off + n));
         this.remaining -= n;
         off += n;
@@ -56,37 +92,60 @@ export class RawXattrTap {
         const block = Buffer.concat(this.header, BLOCK);
         this.header = [];
         this.headerLength = 0;
-        this.onHeader(block);
+        this.budget?.expand(BLOCK, this.current);
+        this.onHeader(block, this.offset + off - BLOCK);
       }
     }
   }
 
-  private onHeader(block: Buffer): void {
+  private onHeader(block: Buffer, at: number): void {
     if (block.every((b) => b === 0)) return; // end-of-archive blocks
+    // As tar-stream would: a block that is not a header says nothing about sizes.
+    if (!checksumMatches(block)) throw new LayerError(`not a valid tar archive: bad header checksum at byte ${at} (corrupt, or compressed with something drydock does not read)`);
     const type = String.fromCharCode(block[156] || 0x30);
-    let size = parseTarNumber(block, 124, 12);
+    const blockName = headerBlockName(block);
     if (type === 'x' || type === 'g' || type === 'L' || type === 'K') {
-      if (type === 'x' && size <= MAX_META) { this.capture = []; this.captureSize = size; }
+      const size = headerSize(block, blockName);
+      if (size > MAX_META) throw new LayerError(`entry ${JSON.stringify(blockName)}: extended header of ${size} bytes exceeds the ${MAX_META}-byte cap`);
+      if (type !== 'K') { this.capture = []; this.captureSize = size; this.captureType = type; this.captureName = blockName; }
+      this.current = blockName;
       this.remaining = size + ((BLOCK - (size % BLOCK)) % BLOCK);
       if (this.remaining === 0 && this.capture) this.finishMeta();
       return;
     }
+    const paxPath = this.pending?.get('path');
+    const name = paxPath ? paxPath.toString('utf8') : this.longName ?? blockName;
+    this.current = name;
+    let size = headerSize(block, name);
     const sizeOverride = this.pending?.get('size');
-    if (sizeOverride) size = Number(sizeOverride.toString('ascii'));
+    if (sizeOverride) size = paxSize(sizeOverride.toString('latin1'), name);
     let xattrs: Map<string, Buffer> | undefined;
     for (const [k, v] of this.pending ?? []) {
       if (k.startsWith(XATTR_PREFIX)) (xattrs ??= new Map()).set(k.slice(XATTR_PREFIX.length), v);
     }
     this.entries.push(xattrs);
     this.pending = undefined;
+    this.longName = undefined;
     // Like tar-stream: every type but a directory carries `size` bytes of data.
     const data = type === '5' ? 0 : size;
+    this.budget?.declare(data, name);
     this.remaining = data + ((BLOCK - (data % BLOCK)) % BLOCK);
   }
 
   private finishMeta(): void {
     const data = Buffer.concat(this.capture!).subarray(0, this.captureSize);
     this.capture = undefined;
-    this.pending = parsePaxRecords(data);
+    if (this.captureType === 'L') {
+      const end = data.indexOf(0);
+      this.longName = data.toString('utf8', 0, end < 0 ? data.length : end);
+      return;
+    }
+    const records = parsePaxRecords(data, this.captureName);
+    if (this.captureType === 'g') {
+      // tar-stream would apply a global size only to entries that also have their own PAX header.
+      if (records.has('size')) throw new LayerError(`entry ${JSON.stringify(this.captureName)}: a global PAX header may not set "size"`);
+      return;
+    }
+    this.pending = records;
   }
 }

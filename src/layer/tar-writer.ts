@@ -29,17 +29,6 @@ export const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK);
 const MAX_OCTAL_7 = 0o7777777;
 const MAX_OCTAL_11 = 0o77777777777;
 
-/** Reads a numeric header field: octal text, or GNU base-256 for values past the octal range. */
-export function parseTarNumber(buf: Buffer, off: number, len: number): number {
-  if (buf[off]! & 0x80) {
-    let v = 0;
-    for (let i = off + 1; i < off + len; i++) v = v * 256 + buf[i]!;
-    return v;
-  }
-  const s = buf.toString('ascii', off, off + len).replace(/[\0 ].*$/s, '').trim();
-  return s ? parseInt(s, 8) : 0;
-}
-
 /** Bytes of zero padding after `size` bytes of content. */
 export function paddingFor(size: number): number {
   const rem = size % BLOCK;

@@ -110,10 +110,10 @@ for (const c of corrupt) {
   });
 }
 
-test('maxBytes caps the expanded size', async () => {
+test('limits.maxBytes caps the expanded size, naming the entry that crosses it', async () => {
   const { target } = await sandbox();
-  await assert.rejects(applyLayer(target, stream(makeTar([{ name: 'a', body: 'x'.repeat(600) }, { name: 'b', body: 'y'.repeat(600) }])), { maxBytes: 1000 }),
-    /entry "b": layer expands beyond the 1000-byte limit/);
+  await assert.rejects(applyLayer(target, stream(makeTar([{ name: 'a', body: 'x'.repeat(600) }, { name: 'b', body: 'y'.repeat(600) }])), { limits: { maxBytes: 2500 } }),
+    /entry "b": layer expands beyond the 2.44 KiB cap/);
 });
 
 test('compression is detected from magic bytes: plain, gzip, zstd', async () => {
