@@ -18,6 +18,7 @@ import { teardownBridgeNetwork } from './network.js';
 import { removeVolume, inspectVolume } from './volumes.js';
 import { resolveUser } from './user.js';
 import { checkWorkdir } from './rootfs-path.js';
+import { sweepOrphans } from './orphans.js';
 import type { OciSpec } from './spec.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -26,6 +27,8 @@ export interface RunOptions extends CreateOptions { detach?: boolean }
 
 /** `drydock run`: create, then run in the foreground (returns the exit code) or via the monitor. */
 export async function runNew(o: RunOptions): Promise<{ id: string; exitCode: number }> {
+  // Build steps whose drydock was killed leave a runc container and mounts; sweep them first.
+  await sweepOrphans();
   const rec = await createContainer(o);
   const c = (await loadContainer(rec.Id))!;
   if (o.detach) {
