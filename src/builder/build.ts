@@ -121,6 +121,9 @@ class Builder {
   async run(): Promise<BuildResult> {
     this.store = this.opts.store ?? (await ContentStore.open());
     this.cache = new BuildCache(this.store);
+    // Steps of builds killed before they could clean up (their runc containers and mounts).
+    const { sweepOrphans, scratchRoot } = await import('../runtime/index.js');
+    await sweepOrphans(scratchRoot(this.store.root));
     const dfPath = this.opts.dockerfile ?? path.join(this.opts.context, 'Dockerfile');
     let text = this.opts.dockerfileText;
     if (text === undefined) {
@@ -475,6 +478,8 @@ class Builder {
           network: network === 'none' ? 'none' : 'host', mounts: ociMounts, hostFilesDir: path.join(workDir, 'hostfiles'),
         });
         const id = `drydock-build-${randomBytes(6).toString('hex')}`;
+        const { addOwnedContainer } = await import('../runtime/index.js');
+        await addOwnedContainer(workDir, id);
         const sink = this.out ?? new Writable({ write: (_c, _e, cb) => cb() });
         // Keep the tail of stderr: runc's init reports exec failures there, not in its log.
         let stderrTail = '';
@@ -685,11 +690,12 @@ class Builder {
    * a layer. Everything is unmounted and removed afterwards, also on failure.
    */
   private async withRootfs(state: StageState, fn: (rootfs: string, lowers: string[], upper: string, workDir: string) => Promise<void>): Promise<CachedLayer> {
-    const { ensureLayersUnpacked, mountRootfs, adoptUnpackedLayer } = await import('../runtime/index.js');
+    const { ensureLayersUnpacked, mountRootfs, adoptUnpackedLayer, createOwnedDir, scratchRoot } = await import('../runtime/index.js');
     const { createLayer } = await import('../layer/create.js');
     const lowers = await ensureLayersUnpacked(this.store, state.layers);
-    const workDir = path.join(this.store.root, 'builder', `step-${process.pid}-${randomBytes(6).toString('hex')}`);
-    await fsp.mkdir(workDir, { recursive: true });
+    const workDir = path.join(scratchRoot(this.store.root), `step-${process.pid}-${randomBytes(6).toString('hex')}`);
+    // Owned by this process: if it is killed, the next build, run or gc sweeps mounts and container.
+    await createOwnedDir(workDir);
     let mounted: Awaited<ReturnType<typeof mountRootfs>> | undefined;
     // COPY --from sources first, then the step's own overlay; `mounted` clears only once unmounted.
     const unmountAll = async () => {

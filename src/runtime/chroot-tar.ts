@@ -93,6 +93,24 @@ def create(src, arcname):
     out.close()
     sys.stdout.buffer.flush()
 
+class ExclusiveTarFile(tarfile.TarFile):
+    # Files are created with O_EXCL|O_NOFOLLOW: a device node or symlink the container plants at
+    # the name after it was cleared makes the copy fail instead of being written through (this
+    # process is outside the container's device cgroup, so a planted disk node would be writable).
+    def makefile(self, tarinfo, targetpath):
+        source = self.fileobj
+        source.seek(tarinfo.offset_data)
+        fd = os.open(targetpath, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NOCTTY, 0o600)
+        with os.fdopen(fd, 'wb') as target:
+            if tarinfo.sparse is not None:
+                for offset, size in tarinfo.sparse:
+                    target.seek(offset)
+                    tarfile.copyfileobj(source, target, size, tarfile.ReadError, self.copybufsize)
+                target.seek(tarinfo.size)
+                target.truncate()
+            else:
+                tarfile.copyfileobj(source, target, tarinfo.size, tarfile.ReadError, self.copybufsize)
+
 def inside(name, what):
     n = posixpath.normpath(name.lstrip('/')) if name.strip('/') else '.'
     if n == '..' or n.startswith('../'):
@@ -104,7 +122,7 @@ def extract(dest):
         os.chdir(dest)
     except OSError:
         fail('destination ' + dest + ' must be a directory in the container', 2)
-    tar = tarfile.open(fileobj=sys.stdin.buffer, mode='r|*')
+    tar = ExclusiveTarFile.open(fileobj=sys.stdin.buffer, mode='r|*')
     def members():
         for m in tar:
             m.name = inside(m.name, 'archive entry')

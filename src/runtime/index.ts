@@ -16,3 +16,4 @@ export { listContainers, findContainer, type Container, type ContainerRecord, ty
 export { copy, splitContainerPath } from './cp.js';
 export { createVolume, listVolumes, removeVolume, inspectVolume, type VolumeInfo } from './volumes.js';
 export { parsePublish, startPortProxy, type PortBinding } from './ports.js';
+export { sweepOrphans, createOwnedDir, addOwnedContainer, scratchRoot, type SweepResult } from './orphans.js';

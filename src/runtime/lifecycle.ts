@@ -17,6 +17,7 @@ import { killContainer, containerState, execInContainer } from './runc.js';
 import { inspectVolume } from './volumes.js';
 import { resolveUser } from './user.js';
 import { checkWorkdir } from './rootfs-path.js';
+import { sweepOrphans } from './orphans.js';
 import type { OciSpec } from './spec.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -25,6 +26,8 @@ export interface RunOptions extends CreateOptions { detach?: boolean }
 
 /** `drydock run`: create, then run in the foreground (returns the exit code) or via the monitor. */
 export async function runNew(o: RunOptions): Promise<{ id: string; exitCode: number }> {
+  // Build steps whose drydock was killed leave a runc container and mounts; sweep them first.
+  await sweepOrphans();
   const rec = await createContainer(o);
   const c = (await loadContainer(rec.Id))!;
   if (o.detach) {

@@ -350,6 +350,9 @@ Examples:
       if (!/^\d+$/.test(flags.grace)) throw new UserError(`--grace must be a whole number of seconds, got "${flags.grace}"`);
       const store = await openStore();
       const opts = { dryRun: flags.dryRun, graceMs: Number(flags.grace) * 1000 };
+      // First the build steps of killed drydock processes: their mounts hold layers in use.
+      const { sweepOrphans, scratchRoot } = await import('../../runtime/orphans.js');
+      const orphans = flags.dryRun ? undefined : await sweepOrphans(scratchRoot(store.root));
       const r = await gcStore(store, opts);
       // Unpacked layers second: the sweep above decides which images still exist.
       const { gcLayerCache } = await import('../../runtime/layers.js');
@@ -357,6 +360,7 @@ Examples:
       if (!flags.quiet) {
         for (const d of r.removed) process.stdout.write(`${flags.dryRun ? 'Would delete' : 'Deleted'}: ${d}\n`);
         for (const d of l.removed) process.stdout.write(`${flags.dryRun ? 'Would delete' : 'Deleted'} unpacked layer: ${d}\n`);
+        for (const d of orphans?.dirs ?? []) process.stdout.write(`Removed the leftovers of a killed build step: ${d}\n`);
       }
       process.stdout.write(`${flags.dryRun ? 'Would reclaim' : 'Total reclaimed space'}: ${formatSize(r.bytes + l.bytes)} (${r.removed.length} blobs and ${l.removed.length} unpacked layers${flags.dryRun ? '' : ' removed'}, ${r.kept + l.kept} kept)\n`);
     });

@@ -1,0 +1,88 @@
+// Scratch directories owned by one drydock process: a build step's overlay mounts and its runc
+// container. A process killed with SIGKILL cannot clean up, so each such directory records its
+// owner (pid + the process's start time from /proc/PID/stat, which a reused pid does not share)
+// and the runc containers it starts; the next build, run or gc sweeps the directories whose
+// owner is gone: kill and delete the containers, unmount what is mounted beneath, remove.
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { defaultRoot } from '../store/content-store.js';
+import { processStartTime } from './containers.js';
+import { killContainer, deleteContainer, runcStateRoot } from './runc.js';
+import { unmountPath } from './overlay.js';
+
+const OWNER_FILE = 'owner.json';
+
+interface Owner { pid: number; start: string; containers: { id: string; stateRoot: string }[] }
+
+/** Where build steps keep their scratch dirs (one per step, swept when orphaned). */
+export function scratchRoot(root = defaultRoot()): string {
+  return path.join(root, 'builder');
+}
+
+/**
+ * Creates `dir` owned by this process. Write before mounting or starting anything in it, so a
+ * kill at any later point leaves a record behind.
+ */
+export async function createOwnedDir(dir: string): Promise<void> {
+  await fsp.mkdir(dir, { recursive: true });
+  const owner: Owner = { pid: process.pid, start: processStartTime(process.pid) ?? '', containers: [] };
+  const tmp = path.join(dir, `.${OWNER_FILE}.tmp`);
+  await fsp.writeFile(tmp, JSON.stringify(owner));
+  await fsp.rename(tmp, path.join(dir, OWNER_FILE));
+}
+
+/** Records one more runc container started from `dir` (before it is started). */
+export async function addOwnedContainer(dir: string, id: string, stateRoot = runcStateRoot()): Promise<void> {
+  const owner = await readOwner(dir);
+  if (!owner) return;
+  owner.containers = [...owner.containers.filter((c) => c.id !== id), { id, stateRoot }];
+  const tmp = path.join(dir, `.${OWNER_FILE}.tmp`);
+  await fsp.writeFile(tmp, JSON.stringify(owner));
+  await fsp.rename(tmp, path.join(dir, OWNER_FILE));
+}
+
+async function readOwner(dir: string): Promise<Owner | undefined> {
+  try { return JSON.parse(await fsp.readFile(path.join(dir, OWNER_FILE), 'utf8')) as Owner; } catch { return undefined; }
+}
+
+function ownerAlive(o: Owner): boolean {
+  return processStartTime(o.pid) === o.start && !!o.start;
+}
+
+export interface SweepResult { dirs: string[]; containers: string[]; unmounted: string[] }
+
+/** Sweeps every scratch dir under `parent` whose owner process is gone. Safe to run concurrently. */
+export async function sweepOrphans(parent = scratchRoot()): Promise<SweepResult> {
+  const result: SweepResult = { dirs: [], containers: [], unmounted: [] };
+  const names = await fsp.readdir(parent).catch(() => [] as string[]);
+  if (!names.length) return result;
+  for (const name of names) {
+    const dir = path.join(parent, name);
+    let owner = await readOwner(dir);
+    if (!owner) {
+      // Written before the owner file existed, or a step dir just created: the pid in its name
+      // decides, and a live (or reused) pid keeps it.
+      const pid = Number(name.match(/^step-(\d+)-/)?.[1]);
+      if (!pid || processStartTime(pid)) continue;
+      owner = { pid, start: '', containers: [] };
+    } else if (ownerAlive(owner)) continue;
+    await sweepDir(dir, owner, result);
+  }
+  return result;
+}
+
+async function sweepDir(dir: string, owner: Owner, result: SweepResult): Promise<void> {
+  for (const { id, stateRoot } of owner.containers) {
+    await killContainer(id, 'SIGKILL', { all: true, stateRoot }).catch(() => {});
+    await deleteContainer(id, { force: true, stateRoot });
+    result.containers.push(id);
+  }
+  const mounts = (await fsp.readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => !!m);
+  // Deepest first: an overlay mounted inside another step's dir comes off before its parent.
+  for (const m of mounts.filter((p) => p === dir || p.startsWith(`${dir}/`)).sort((a, b) => b.length - a.length)) {
+    await unmountPath(m).catch(() => {});
+    result.unmounted.push(m);
+  }
+  await fsp.rm(dir, { recursive: true, force: true }).catch(() => {});
+  result.dirs.push(dir);
+}
