@@ -7,15 +7,14 @@ import path from 'node:path';
 import type { ContainerConfig } from '../image/types.js';
 import { UserError } from '../util/errors.js';
 import { busyboxApplets, DEFAULT_BUSYBOX } from '../mkimage/busybox-rootfs.js';
-import type { BootOptions } from './config.js';
-import { networkConf } from './config.js';
+import { networkConf, type BootOptions } from './config.js';
 import { DRYDOCK_INIT, NETLIB, NETWORK_UP, RUN_SERVICE, UDHCPC_SCRIPT, serviceConf, shQuote, type ServiceSpec } from './scripts.js';
 import { installSshd } from './sshd.js';
 import { DRYDOCK_SERVICE, installRunc, SERVICES_DIR } from './services.js';
-
-const INTERACTIVE_SHELLS = new Set(['sh', 'ash', 'bash', 'dash', 'zsh', 'ksh', 'mksh']);
 import { runTool } from './exec.js';
 import { resolveInRoot, readFileInRoot } from '../runtime/rootfs-path.js';
+
+const INTERACTIVE_SHELLS = new Set(['sh', 'ash', 'bash', 'dash', 'zsh', 'ksh', 'mksh']);
 
 /** The host path of `p` inside the image when it exists (symlinks resolved within the rootfs). */
 export async function inImage(rootfs: string, p: string): Promise<string | undefined> {
