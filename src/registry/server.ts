@@ -453,7 +453,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
     if (ctx.req.method !== 'GET' && ctx.req.method !== 'HEAD') throw new RegistryError('UNSUPPORTED', `${ctx.req.method} is not supported on _catalog`);
     const grant = await authorize(ctx, [{ type: 'registry', name: 'catalog', actions: ['*'] }]);
     const n = parsePageSize(ctx.url);
-    const all = (await storage.repositories()).filter((r) => auth!.kind !== 'htpasswd' || grant.can(r, 'pull'));
+    const all = (await storage.repositories()).filter((r) => auth!.kind === 'none' || (grant.listable ? grant.listable(r) : grant.can(r, 'pull')));
     const { page, next } = paginate(all, n, ctx.url.searchParams.get('last'));
     const headers: Record<string, string> = {};
     if (next !== undefined) headers.Link = `</v2/_catalog?last=${encodeURIComponent(next)}&n=${n ?? MAX_PAGE}>; rel="next"`;
@@ -668,6 +668,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
         } : undefined,
         access: config.auth?.access,
         anonymousRead: config.auth?.anonymousread,
+        rateLimit: { failures: config.auth?.ratelimit?.failures, windowMs: parseDuration(config.auth?.ratelimit?.window, 60_000) },
       });
       const { host, port } = splitAddr(config.http.addr);
       const tls = config.http.tls;
