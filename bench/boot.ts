@@ -1,11 +1,14 @@
 // Benchmark: `drydock iso` / `drydock disk` on a ~200 MB image, and QEMU (TCG) boot to the
 // service's first output. Reported beside LinuxKit-style targets (ISO <= 30 s, boot <= 10 s) and
 // the floor: the same rootfs through bare mksquashfs + xorriso, which any ISO builder must pay.
+// A second, small ISO whose CMD is busybox httpd boots on virtio-net with hostfwd: time to the
+// first console output, and to the first HTTP answer from the service through the network.
 //
 //   scripts/fetch-kernel.sh && node --import tsx bench/boot.ts [runs] [MB]   (default 2 runs, 200 MB)
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { ContentStore } from '../src/store/index.js';
 import { buildBusyboxRootfs } from '../src/mkimage/busybox-rootfs.js';
@@ -64,6 +67,35 @@ function bootToMarker(accel: QemuAccel, args: string[], marker: string, timeoutM
   });
 }
 
+/** Seconds from spawning QEMU to its first console byte and to the first HTTP 200 from 127.0.0.1:port. */
+async function bootToHttp(accel: QemuAccel, args: string[], port: number, timeoutMs = 180_000): Promise<{ firstOutput: number; reachable: number }> {
+  const started = process.hrtime.bigint();
+  const since = () => Number(process.hrtime.bigint() - started) / 1e9;
+  const child = spawn('qemu-system-x86_64', [...accelArgs(accel), '-m', '512', '-nographic', '-no-reboot', '-monitor', 'none', '-serial', 'stdio', ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
+  process.once('exit', () => child.kill('SIGKILL'));
+  let firstOutput = 0;
+  child.stdout.once('data', () => { firstOutput = since(); });
+  child.stdout.resume();
+  try {
+    while (since() * 1000 < timeoutMs) {
+      const ok = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) }).then((r) => r.ok, () => false);
+      if (ok) return { firstOutput, reachable: since() };
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`the service on 127.0.0.1:${port} was not reachable within ${timeoutMs} ms`);
+  } finally {
+    child.kill('SIGKILL');
+  }
+}
+
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
 export async function main(runs = Number(process.argv[2] ?? 2), sizeMB = Number(process.argv[3] ?? 200)): Promise<void> {
   const kernel = sh(['bash', path.join(PROJECT_ROOT, 'scripts/fetch-kernel.sh')]).trim().split('\n').pop()!;
   const accel = await chooseQemuAccel(path.join(kernel, 'vmlinuz'));
@@ -78,6 +110,15 @@ export async function main(runs = Number(process.argv[2] ?? 2), sizeMB = Number(
     await importRootfs(await ContentStore.open(store), rootfs, {
       tag: 'bench-boot:latest', changes: ['CMD ["sh","-c","read up idle < /proc/uptime; echo BENCH-MARKER $up END; poweroff -f"]'],
     });
+
+    const webRoot = path.join(dir, 'web-rootfs');
+    await fsp.mkdir(webRoot);
+    await buildBusyboxRootfs(webRoot);
+    await fsp.mkdir(path.join(webRoot, 'www'));
+    await fsp.writeFile(path.join(webRoot, 'www/index.html'), 'bench\n');
+    await importRootfs(await ContentStore.open(store), webRoot, { tag: 'bench-web:latest', changes: ['CMD ["httpd","-f","-p","80","-h","/www"]'] });
+    const webIso = path.join(dir, 'web.iso');
+    sh([...drydock, '--root', store, 'iso', 'bench-web', '-o', webIso, '--kernel', kernel, '--firmware', 'bios', '-q']);
 
     const t: Record<string, number[]> = { iso: [], disk: [], floor: [], bootIso: [], bootDisk: [], initIso: [], guestIso: [], guestDisk: [] };
     const iso = path.join(dir, 'bench.iso');
@@ -106,6 +147,10 @@ export async function main(runs = Number(process.argv[2] ?? 2), sizeMB = Number(
       const v = await bootToMarker(accel, ['-drive', `file=${img},format=raw,if=virtio`], 'BENCH-MARKER');
       (t.bootDiskVirtio ??= []).push(v.seconds);
       if (v.guestSeconds !== undefined) (t.guestDiskVirtio ??= []).push(v.guestSeconds);
+      const port = await freePort();
+      const w = await bootToHttp(accel, ['-cdrom', webIso, '-nic', `user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:${port}-:80`], port);
+      (t.webFirstOutput ??= []).push(w.firstOutput);
+      (t.webReachable ??= []).push(w.reachable);
     }
     const isoSize = (await fsp.stat(iso)).size;
     const f = (s: number) => `${s.toFixed(1)} s`;
@@ -119,6 +164,8 @@ export async function main(runs = Number(process.argv[2] ?? 2), sizeMB = Number(
       ['boot ISO: QEMU start → service output', f(median(t.bootIso!)), '<= 10 s', `guest uptime at service ${median(t.guestIso!).toFixed(1)} s, /init at ${median(t.initIso!).toFixed(1)} s`],
       ['boot disk (IDE): QEMU start → service output', f(median(t.bootDisk!)), '<= 10 s', `guest uptime at service ${median(t.guestDisk!).toFixed(1)} s`],
       ['boot disk (if=virtio): QEMU start → service output', f(median(t.bootDiskVirtio!)), '<= 10 s', `guest uptime at service ${median(t.guestDiskVirtio!).toFixed(1)} s`],
+      ['boot ISO, virtio-net: QEMU start → first console output', f(median(t.webFirstOutput!)), '', 'busybox httpd as CMD'],
+      ['boot ISO, virtio-net: QEMU start → service reachable (HTTP via hostfwd)', f(median(t.webReachable!)), '<= 10 s', 'DHCP included'],
     ], ['step', 'time', 'target', 'note']);
   } finally {
     cleanupDir(dir);

@@ -1,24 +1,35 @@
 #!/usr/bin/env bash
-# Fetches a Debian cloud kernel (vmlinuz + modules) for drydock's boot tests and benchmarks.
+# Fetches a Debian kernel (vmlinuz + modules) for drydock's boot tests and benchmarks.
 # Idempotent: re-running with a populated cache does nothing. Prints the cache dir on stdout.
 #
-#   scripts/fetch-kernel.sh [CACHE_DIR]      (default: $DRYDOCK_KERNEL_CACHE or test/.cache/kernel)
+#   scripts/fetch-kernel.sh [CACHE_DIR]            the cloud kernel (linux-image-cloud-amd64): small,
+#                                                  virtio only (default: $DRYDOCK_KERNEL_CACHE or test/.cache/kernel)
+#   scripts/fetch-kernel.sh --generic [CACHE_DIR]  the generic kernel (linux-image-amd64): also e1000,
+#                                                  9p and real hardware (default: $DRYDOCK_GENERIC_KERNEL_CACHE
+#                                                  or test/.cache/kernel-generic)
 #
 # Result: CACHE_DIR/vmlinuz and CACHE_DIR/modules (= lib/modules/<version>), CACHE_DIR/version.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
-cache="${1:-${DRYDOCK_KERNEL_CACHE:-$here/test/.cache/kernel}}"
+meta=linux-image-cloud-amd64
+if [[ "${1:-}" == --generic ]]; then
+  shift
+  meta=linux-image-amd64
+  cache="${1:-${DRYDOCK_GENERIC_KERNEL_CACHE:-$here/test/.cache/kernel-generic}}"
+else
+  cache="${1:-${DRYDOCK_KERNEL_CACHE:-$here/test/.cache/kernel}}"
+fi
 if [[ -s "$cache/vmlinuz" && -f "$cache/modules/modules.dep" && -s "$cache/version" ]]; then
   echo "$cache"
   exit 0
 fi
 # The unversioned metapackage names the current kernel; resolve it so we fetch a real package.
-pkg="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')"
+pkg="$(apt-cache depends "$meta" 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')"
 if [[ -z "$pkg" ]]; then
   apt-get update -qq >&2
-  pkg="$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')"
+  pkg="$(apt-cache depends "$meta" | awk '/Depends: linux-image-/ {print $2; exit}')"
 fi
-[[ -n "$pkg" ]] || { echo "fetch-kernel: cannot resolve linux-image-cloud-amd64" >&2; exit 1; }
+[[ -n "$pkg" ]] || { echo "fetch-kernel: cannot resolve $meta" >&2; exit 1; }
 work="$(mktemp -d "${TMPDIR:-/tmp}/drydock-kernel.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 (cd "$work" && apt-get download -q "$pkg" >&2)

@@ -7,15 +7,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-  # runtime and image tools drydock drives
-  runc tini busybox-static zstd xz-utils bzip2 file ca-certificates curl iproute2 iptables kmod util-linux
+  # runtime and image tools drydock drives (python3: `drydock cp` does its tar work chrooted into the container;
+  # golang-github-containers-common: the default seccomp profile, /usr/share/containers/seccomp.json)
+  runc tini busybox-static python3 golang-github-containers-common zstd xz-utils bzip2 file ca-certificates curl iproute2 iptables kmod util-linux
   # mkimage
   debootstrap
   # boot: squashfs, ISO, disk images, initramfs, emulator for the boot tests
   squashfs-tools xorriso isolinux syslinux syslinux-common syslinux-utils grub-pc-bin grub-common grub-efi-amd64-bin ovmf
   mtools cpio e2fsprogs btrfs-progs dosfstools fdisk qemu-system-x86 qemu-utils
+  # boot: the sshd a booted image without its own gets (--ssh-key)
+  dropbear-bin
+  # boot: runc carried on the medium for --service containers, with its libraries (patchelf)
+  patchelf
   # peers for interop tests and benchmarks
-  skopeo podman buildah umoci docker-registry apache2-utils openssl uidmap fuse-overlayfs hyperfine
+  skopeo podman buildah umoci docker-registry apache2-utils openssl uidmap fuse-overlayfs hyperfine openssh-client
   # foreign fixtures: static binaries FROM scratch (gcc -static); unit files checked by systemd-analyze
   gcc libc6-dev systemd
 )

@@ -6,7 +6,7 @@ import path from 'node:path';
 import tar from 'tar-stream';
 import type { ContentStore } from '../store/content-store.js';
 import { writeImage } from '../store/write-image.js';
-import { applyConfigChanges } from '../image/config-changes.js';
+import { applyConfigChanges } from '../builder/changes.js';
 import { singleLayerConfig } from '../image/config.js';
 import type { Platform } from '../image/types.js';
 import type { Compression } from '../image/media-types.js';

@@ -6,12 +6,23 @@ import { parse as parseYaml } from 'yaml';
 import { UserError } from '../util/errors.js';
 import { validateTimezone } from '../mkimage/timezone.js';
 import { FIRMWARES, type Firmware } from './uefi.js';
+import { checkUniqueNames, parseServiceEntry, parseServiceFlag, type BootService } from './services.js';
 
 export type InitMode = 'auto' | 'image' | 'drydock';
 export type SquashfsCompression = 'zstd' | 'xz' | 'gzip' | 'lz4';
 export type DiskFormat = 'raw' | 'qcow2';
 
-export interface BootMount { label: string; path: string }
+/**
+ * A filesystem mounted at boot: a labelled disk (`LABEL:/path`) or a host folder shared with
+ * the VM by tag (`9p:TAG:/path`, `virtiofs:TAG:/path`). `label` is the label or the tag.
+ */
+export interface BootMount { type: 'label' | '9p' | 'virtiofs'; label: string; path: string }
+
+/** --network: DHCP on every wired NIC (default), nothing, or one static address. */
+export type NetworkConfig =
+  | { mode: 'dhcp' }
+  | { mode: 'none' }
+  | { mode: 'static'; address: string; prefix: number; gateway?: string; dns: string[]; iface?: string };
 
 /** Validated options. Paths are absolute; file-valued options are already read where noted. */
 export interface BootOptions {
@@ -26,6 +37,9 @@ export interface BootOptions {
   sshKeys: string[];
   kernelArgs?: string;
   mounts: BootMount[];
+  network: NetworkConfig;
+  /** Containers started at boot (--service, services:). */
+  services: BootService[];
   /** Directory baked over the image (per-machine files). */
   topLayer?: string;
   init: InitMode;
@@ -44,10 +58,12 @@ export type RawBootOptions = Record<string, unknown>;
 
 const KEYS = [
   'timezone', 'proxy', 'no-proxy', 'motd', 'startup-script', 'hostname', 'ssh-key', 'kernel-args',
-  'mount', 'top-layer', 'init', 'kernel', 'modules', 'compression', 'firmware', 'size', 'format',
+  'mount', 'network', 'service', 'top-layer', 'init', 'kernel', 'modules', 'compression', 'firmware', 'size', 'format',
 ] as const;
 const PATH_KEYS = new Set(['startup-script', 'top-layer', 'kernel', 'modules']);
-const LIST_KEYS = new Set(['ssh-key', 'mount']);
+const LIST_KEYS = new Set(['ssh-key', 'mount', 'service']);
+/** YAML spellings beside the flag names. */
+const ALIASES: Record<string, string> = { services: 'service', mounts: 'mount' };
 
 const camel = (k: string): string => k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
@@ -66,10 +82,12 @@ export async function loadBootConfigFile(file: string): Promise<RawBootOptions> 
   const out: RawBootOptions = {};
   const base = path.dirname(path.resolve(file));
   for (const [k, v] of Object.entries(doc as Record<string, unknown>)) {
-    const key = KEYS.find((known) => known === k || camel(known) === k || known.replace(/-/g, '_') === k);
+    const key = KEYS.find((known) => known === k || camel(known) === k || known.replace(/-/g, '_') === k || ALIASES[k] === known);
     if (!key) throw new UserError(`${file}: unknown key "${k}" (known: ${KEYS.join(', ')})`);
     let value = v;
-    if (LIST_KEYS.has(key)) value = Array.isArray(v) ? v.map(String) : [String(v)];
+    // services: entries may be mappings (image, name, command, env, volumes, restart), checked later.
+    if (key === 'service') value = Array.isArray(v) ? v : [v];
+    else if (LIST_KEYS.has(key)) value = Array.isArray(v) ? v.map(String) : [String(v)];
     else if (v !== null && typeof v === 'object') throw new UserError(`${file}: "${k}" must be a single value`);
     // Paths in the file are relative to the file, as in docker-compose.
     if (PATH_KEYS.has(key) && typeof value === 'string') value = path.resolve(base, value);
@@ -102,14 +120,56 @@ export function parseSize(s: string): number {
   return Math.round(Number(m[1]) * mult);
 }
 
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+/** "dhcp", "none", or "static=ADDR/PREFIX[,gw=GW][,dns=DNS[,dns=DNS2]][,iface=eth0]". */
+export function parseNetwork(spec: string): NetworkConfig {
+  const s = spec.trim();
+  if (s === 'dhcp') return { mode: 'dhcp' };
+  if (s === 'none') return { mode: 'none' };
+  const bad = (why: string): never => {
+    throw new UserError(`invalid --network "${spec}": ${why} (expected dhcp, none or static=ADDR/PREFIX,gw=GW,dns=DNS, e.g. static=192.168.1.10/24,gw=192.168.1.1,dns=1.1.1.1)`);
+  };
+  if (!s.startsWith('static=')) bad('unknown mode');
+  const [cidr, ...parts] = s.slice('static='.length).split(',');
+  const m = /^([^/]+)\/(\d{1,2})$/.exec(cidr ?? '');
+  if (!m || !IPV4.test(m[1]!) || Number(m[2]) > 32 || Number(m[2]) < 1) bad('the address must be IPv4 ADDR/PREFIX');
+  const out: NetworkConfig = { mode: 'static', address: m![1]!, prefix: Number(m![2]), dns: [] };
+  for (const p of parts) {
+    const [k, v = ''] = p.split('=', 2) as [string, string | undefined];
+    if ((k === 'gw' || k === 'gateway') && IPV4.test(v)) out.gateway = v;
+    else if (k === 'dns' && IPV4.test(v)) out.dns.push(v);
+    else if (k === 'iface' && /^[A-Za-z0-9_.-]{1,15}$/.test(v)) out.iface = v;
+    else bad(`"${p}" is not gw=IPV4, dns=IPV4 or iface=NAME`);
+  }
+  return out;
+}
+
+/** The /.drydock/network.conf the network-up script sources. */
+export function networkConf(n: NetworkConfig): string {
+  const lines = ['# generated by drydock (--network); ip= on the kernel command line wins', `NET_MODE=${n.mode}`];
+  if (n.mode === 'static') {
+    lines.push(`NET_ADDR=${n.address}`, `NET_PREFIX=${n.prefix}`, `NET_GW=${n.gateway ?? ''}`, `NET_DNS='${n.dns.join(' ')}'`, `NET_IFACE=${n.iface ?? ''}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
 export function parseMount(spec: string): BootMount {
+  const share = /^(9p|virtiofs):([^:]*):(.*)$/.exec(spec);
+  if (share) {
+    const [, type, tag, target] = share as unknown as [string, '9p' | 'virtiofs', string, string];
+    if (!/^[A-Za-z0-9_.-]{1,31}$/.test(tag) || !target.startsWith('/') || /[\s:]/.test(target) || target.split('/').includes('..') || target === '/') {
+      throw new UserError(`invalid --mount "${spec}": expected ${type}:TAG:/absolute/path (e.g. ${type}:share:/srv/share)`);
+    }
+    return { type, label: tag, path: path.posix.normalize(target) };
+  }
   const i = spec.indexOf(':');
   const label = i > 0 ? spec.slice(0, i).replace(/^LABEL=/, '') : '';
   const target = i > 0 ? spec.slice(i + 1) : '';
-  if (!/^[A-Za-z0-9_.-]{1,32}$/.test(label) || !target.startsWith('/') || /\s/.test(target) || target.split('/').includes('..') || target === '/') {
-    throw new UserError(`invalid --mount "${spec}": expected LABEL:/absolute/path (e.g. data:/var/lib/data)`);
+  if (!/^[A-Za-z0-9_.-]{1,32}$/.test(label) || !target.startsWith('/') || /[\s:]/.test(target) || target.split('/').includes('..') || target === '/') {
+    throw new UserError(`invalid --mount "${spec}": expected LABEL:/absolute/path, 9p:TAG:/path or virtiofs:TAG:/path (e.g. data:/var/lib/data)`);
   }
-  return { label, path: path.posix.normalize(target) };
+  return { type: 'label', label, path: path.posix.normalize(target) };
 }
 
 const str = (raw: RawBootOptions, k: string): string | undefined => {
@@ -148,7 +208,7 @@ async function requireFile(p: string, what: string, kind: 'file' | 'dir' | 'any'
 
 /** Validates merged raw options; every problem is a UserError naming the option. */
 export async function validateBootOptions(raw: RawBootOptions, zoneinfo = '/usr/share/zoneinfo'): Promise<BootOptions> {
-  const opts: BootOptions = { sshKeys: [], mounts: [], init: 'auto', compression: 'zstd', format: 'raw' };
+  const opts: BootOptions = { sshKeys: [], mounts: [], network: { mode: 'dhcp' }, services: [], init: 'auto', compression: 'zstd', format: 'raw' };
 
   const tz = str(raw, 'timezone');
   if (tz) {
@@ -199,6 +259,10 @@ export async function validateBootOptions(raw: RawBootOptions, zoneinfo = '/usr/
   }
 
   opts.mounts = ((raw.mount as string[] | undefined) ?? []).map(parseMount);
+  const network = str(raw, 'network');
+  if (network) opts.network = parseNetwork(network);
+  opts.services = ((raw.service as unknown[] | undefined) ?? []).map((v) => (typeof v === 'string' ? parseServiceFlag(v) : parseServiceEntry(v, 'services:')));
+  checkUniqueNames(opts.services);
   const top = str(raw, 'top-layer');
   if (top) opts.topLayer = await requireFile(top, '--top-layer', 'dir');
 

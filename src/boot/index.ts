@@ -13,9 +13,12 @@ import { bzImageVersion, resolveKernel } from './kernel.js';
 import type { BootOptions } from './config.js';
 import { writeDisk, writeIso, type DiskLayout } from './media.js';
 import { grubUnsafeArgs, type Firmware } from './uefi.js';
+import { prepareServiceBundles } from './services.js';
+import { proxyEnv } from './toplayer.js';
 
 export { loadBootConfigFile, mergeRaw, validateBootOptions, parseSize, parseMount } from './config.js';
-export type { BootOptions, RawBootOptions, BootMount, InitMode } from './config.js';
+export type { BootOptions, RawBootOptions, BootMount, InitMode, NetworkConfig } from './config.js';
+export type { BootService, RestartPolicy } from './services.js';
 export { resolveModules, loadModuleIndex, parseModulesDep, parseSoftdeps, BOOT_MODULES } from './modules.js';
 export { resolveKernel, bzImageVersion } from './kernel.js';
 export { buildArtifacts, bootLabel } from './artifacts.js';
@@ -122,10 +125,15 @@ export async function buildFromStore(store: ContentStore, image: string, kind: '
     const rootfs = path.join(work, 'rootfs');
     await fsp.mkdir(rootfs, { mode: 0o755 });
     const started = Date.now();
-    await unpackImage(store, img, rootfs, { allowDevices: process.getuid?.() === 0 });
+    await unpackImage(store, img, rootfs);
     const unpack = (Date.now() - started) / 1000;
     const config = img.config.config ?? {};
-    const r = await buildBootMedium(kind, { rootfs, config, id: img.manifestDescriptor.digest }, opts, output);
+    let servicesDir: string | undefined;
+    if (opts.services.length) {
+      servicesDir = path.join(work, 'services');
+      await prepareServiceBundles(store, opts.services, servicesDir, proxyEnv(opts));
+    }
+    const r = await buildBootMedium(kind, { rootfs, config, id: img.manifestDescriptor.digest, servicesDir }, opts, output);
     return { ...r, seconds: r.seconds + unpack, phases: { unpack, ...r.phases } };
   });
 }

@@ -155,7 +155,7 @@ export async function writeDisk(a: BootArtifacts, output: string, opts: { size?:
   if (gpt) await requireGrubEfi();
   const layout = diskLayout(
     (await fileSize(a.vmlinuz)) + (await fileSize(a.initrd)),
-    (await fileSize(a.rootfsSquashfs)) + (await fileSize(a.topSquashfs)),
+    (await fileSize(a.rootfsSquashfs)) + (await fileSize(a.topSquashfs)) + (await fileSize(a.modulesSquashfs)),
     opts.size,
     gpt ? MiB : 0,
   );
@@ -167,10 +167,11 @@ export async function writeDisk(a: BootArtifacts, output: string, opts: { size?:
   await fsp.mkdir(path.join(dataDir, 'drydock'), { recursive: true });
   await fsp.rename(a.rootfsSquashfs, path.join(dataDir, 'drydock/rootfs.squashfs'));
   await fsp.rename(a.topSquashfs, path.join(dataDir, 'drydock/top.squashfs'));
+  await fsp.rename(a.modulesSquashfs, path.join(dataDir, 'drydock/modules.squashfs'));
   const epoch = sourceDateEpoch();
   if (epoch !== undefined) {
     // mcopy -m and mkfs.ext4 -d copy file times; pin them for reproducible disks.
-    for (const p of [a.vmlinuz, a.initrd, cfg, dataDir, path.join(dataDir, 'drydock'), path.join(dataDir, 'drydock/rootfs.squashfs'), path.join(dataDir, 'drydock/top.squashfs')]) {
+    for (const p of [a.vmlinuz, a.initrd, cfg, dataDir, path.join(dataDir, 'drydock'), path.join(dataDir, 'drydock/rootfs.squashfs'), path.join(dataDir, 'drydock/top.squashfs'), path.join(dataDir, 'drydock/modules.squashfs')]) {
       await fsp.utimes(p, epoch, epoch);
     }
   }

@@ -9,6 +9,7 @@ import { createGunzip } from 'node:zlib';
 import path from 'node:path';
 import { UserError } from '../util/errors.js';
 import { STREAM_CHUNK } from '../util/fs.js';
+import { runTool } from './exec.js';
 
 /**
  * What the boot flow needs: block devices (IDE/SATA/SCSI CD-ROM and disks, virtio), the
@@ -160,4 +161,25 @@ export async function installModules(index: ModuleIndex, modules: ModuleInfo[], 
     list.push(file);
   }
   return list;
+}
+
+/**
+ * The module tree the booted system gets at /lib/modules/<version>: `dir` itself when its
+ * modules are plain .ko (busybox modprobe reads only those), else a decompressed copy in `work`
+ * re-indexed by depmod. Returns the directory to put in modules.squashfs.
+ */
+export async function buildModulesTree(dir: string, work: string): Promise<string> {
+  const dep = await fsp.readFile(path.join(dir, 'modules.dep'), 'utf8').catch(() => '');
+  if (!/\.ko\.(xz|zst|gz):/m.test(dep)) return dir;
+  const version = path.basename(dir);
+  const root = path.join(work, 'root');
+  const tree = path.join(root, 'lib/modules', version);
+  for (const m of parseModulesDep(dep).values()) {
+    await copyModule(path.join(dir, m.file), path.join(tree, m.file.replace(/\.(xz|zst|gz)$/, '')));
+  }
+  for (const f of ['modules.builtin', 'modules.builtin.modinfo', 'modules.order']) {
+    await fsp.copyFile(path.join(dir, f), path.join(tree, f)).catch(() => {});
+  }
+  await runTool('depmod', ['-b', root, version]);
+  return tree;
 }

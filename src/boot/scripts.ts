@@ -3,13 +3,30 @@
 //  - INITRAMFS_INIT (/init in the initramfs): load modules, find the boot medium by label,
 //    stack top layer + image squashfs under a tmpfs (or persist=) upper with overlayfs, copy a
 //    per-machine top layer from a labelled disk, mount data volumes, switch_root.
-//  - DRYDOCK_INIT (/.drydock/init in the image): PID 1 for images without their own init; runs
-//    the startup script, then supervises ENTRYPOINT/CMD, restarting it with backoff.
+//  - DRYDOCK_INIT (/.drydock/init in the image): PID 1 for images without their own init; brings
+//    up the network (NETWORK_UP, UDHCPC_SCRIPT), starts sshd, runs the startup script, then
+//    supervises ENTRYPOINT/CMD, restarting it with backoff.
 
 /** Single-quotes a value for POSIX sh. */
 export function shQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
+
+/**
+ * NIC drivers from the hardware, not a fixed list: the modalias of every PCI network controller
+ * (class 02) and virtio network device, resolved by modprobe through modules.alias. Shared by the
+ * initramfs and the drydock init (hot-plugged or late devices get their driver there).
+ */
+const LOAD_NIC_DRIVERS = `load_nic_drivers() {
+  set --
+  for f in /sys/bus/pci/devices/*/modalias /sys/bus/virtio/devices/*/modalias; do
+    [ -r "$f" ] || continue
+    a="$(cat "$f")"
+    case "$a" in pci:*bc02sc*|virtio:d00000001v*) set -- "$@" "$a" ;; esac
+  done
+  [ $# -gt 0 ] && modprobe -q -b -a "$@"
+  return 0
+}`;
 
 export const INITRAMFS_INIT = `#!/bin/busybox sh
 # drydock initramfs init. Kernel arguments it reads:
@@ -55,6 +72,7 @@ load_modules() {
   done < "$1"
 }
 load_modules /etc/drydock/modules
+${LOAD_NIC_DRIVERS}
 # btrfs, vfat, nls: only for the extra disks (persist=, toplayer=, --mount).
 [ -n "$PERSIST$TOPLAYER$DRYDOCK_MOUNTS" ] && load_modules /etc/drydock/modules.extra
 
@@ -74,11 +92,22 @@ find_dev() {
 }
 
 R=/run/drydock
-mkdir -p $R/medium $R/image $R/top $R/rw $R/toplayer
+mkdir -p $R/medium $R/image $R/top $R/rw $R/toplayer $R/modules
 until medium="$(find_dev "LABEL=$DRYDOCK_LABEL" "$WAIT")"; do rescue "boot medium LABEL=$DRYDOCK_LABEL not found"; done
 until mount -o ro "$medium" $R/medium; do rescue "cannot mount $medium"; done
 until mount -t squashfs -o loop,ro $R/medium/drydock/rootfs.squashfs $R/image; do rescue "cannot mount the image squashfs"; done
 until mount -t squashfs -o loop,ro $R/medium/drydock/top.squashfs $R/top; do rescue "cannot mount the top layer squashfs"; done
+# The kernel's whole module tree (modules.squashfs, made at build time with depmod's indexes):
+# modprobe works here (NIC drivers, 9p, virtiofs) and in the system at /lib/modules/<version>.
+KVER="$(uname -r)"
+MODULES=
+if [ -f $R/medium/drydock/modules.squashfs ] && mount -t squashfs -o loop,ro $R/medium/drydock/modules.squashfs $R/modules \
+    && mkdir -p /lib/modules/$KVER && mount --bind $R/modules /lib/modules/$KVER; then
+  MODULES=1
+  load_nic_drivers
+else
+  log "the medium has no kernel modules for $KVER; only the initramfs modules are loaded"
+fi
 
 if [ -n "$PERSIST" ]; then
   if dev="$(find_dev "$PERSIST" 10)" && mount -o rw "$dev" $R/rw; then
@@ -108,14 +137,34 @@ if [ -n "$TOPLAYER" ]; then
   fi
 fi
 
+# TYPE:SOURCE:TARGET, TYPE label (a labelled disk), 9p or virtiofs (a host folder shared by tag).
 for m in $DRYDOCK_MOUNTS; do
-  label="\${m%%:*}"; target="\${m#*:}"
-  if dev="$(find_dev "LABEL=$label" 10)" && mkdir -p "/newroot$target" && mount "$dev" "/newroot$target"; then
-    log "mounted LABEL=$label on $target"
-  else
-    log "mount LABEL=$label on $target failed; continuing without it"
-  fi
+  type="\${m%%:*}"; rest="\${m#*:}"; src="\${rest%%:*}"; target="\${rest#*:}"
+  case "$type" in
+    label)
+      if dev="$(find_dev "LABEL=$src" 10)" && mkdir -p "/newroot$target" && mount "$dev" "/newroot$target"; then
+        log "mounted LABEL=$src on $target"
+      else
+        log "mount LABEL=$src on $target failed; continuing without it"
+      fi ;;
+    9p|virtiofs)
+      if [ "$type" = 9p ]; then mods="9pnet_virtio 9p"; opts="-o trans=virtio,version=9p2000.L,msize=262144"; else mods=virtiofs; opts=; fi
+      if ! modprobe -q -a $mods 2>/dev/null && ! grep -qw "$type" /proc/filesystems; then
+        log "$type share $src: this kernel has no $type support; continuing without $target"
+      elif mkdir -p "/newroot$target" && mount -t $type $opts "$src" "/newroot$target" 2>/dev/null; then
+        log "mounted $type share $src on $target"
+      else
+        log "$type share $src not found (no $type device with that tag); continuing without $target"
+      fi ;;
+  esac
 done
+
+# /lib/modules/<version> in the system, resolved inside it (merged-/usr: /lib -> usr/lib).
+if [ -n "$MODULES" ]; then
+  moddir="$(chroot /newroot /.drydock/busybox sh -c "/.drydock/busybox mkdir -p /lib/modules/$KVER && /.drydock/busybox readlink -f /lib/modules/$KVER" 2>/dev/null)"
+  if [ -n "$moddir" ] && mount --bind $R/modules "/newroot$moddir"; then :; else log "cannot mount the kernel modules on /lib/modules/$KVER"; fi
+  umount /lib/modules/$KVER
+fi
 
 [ -s /newroot/etc/hostname ] && hostname "$(head -n1 /newroot/etc/hostname)"
 [ -n "$BREAK" ] && rescue "drydock.shell: the system is at /newroot"
@@ -187,9 +236,14 @@ say() { echo "drydock: $*" > /dev/console; }
 mkdir -p /dev/pts /dev/shm /run /tmp /var/log
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts 2>/dev/null
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm 2>/dev/null
+mkdir -p /sys/fs/cgroup && mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup 2>/dev/null
 ip link set lo up 2>/dev/null
 [ -s /etc/hostname ] && hostname "$(head -n1 /etc/hostname)"
 . /.drydock/service.conf
+${LOAD_NIC_DRIVERS}
+[ -d "/lib/modules/$(uname -r)" ] && load_nic_drivers
+/.drydock/network-up
+[ -x /.drydock/sshd-up ] && /.drydock/sshd-up
 
 svc=
 stop_all() {
@@ -214,6 +268,14 @@ if [ -n "$HAS_STARTUP" ]; then
   /.drydock/run-service startup < /dev/null 2>&1 | tee -a /var/log/drydock-startup.log > /dev/console
 fi
 
+# Containers at boot (--service), after the network and the startup script.
+if [ -x /.drydock/drydock-service ]; then
+  touch /etc/hosts /etc/resolv.conf; [ -s /etc/hostname ] || hostname > /etc/hostname
+  for d in /var/lib/drydock/services/*; do
+    [ -f "$d/config.json" ] && /.drydock/drydock-service start "\${d##*/}" > /dev/null
+  done
+fi
+
 LOG=/var/log/drydock-service.log
 FIFO=/run/drydock-service.fifo
 rm -f $FIFO; mkfifo $FIFO
@@ -228,14 +290,128 @@ while :; do
     /.drydock/run-service < /dev/null > $FIFO 2>&1 &
   fi
   svc=$!
-  say "service started (pid $svc)"
+  # "started" once it has run for a second; one that cannot even be executed is "failed".
+  ( sleep 1; kill -0 $svc 2>/dev/null && say "service started (pid $svc)" ) &
   wait $svc
   rc=$?
   svc=
   ran=$(( $(cut -d. -f1 /proc/uptime) - started ))
   if [ $ran -ge 30 ]; then delay=1; fi
-  say "service exited with status $rc after \${ran}s; restarting in \${delay}s"
+  # The exec itself failed (no such command, a missing dynamic loader, not executable) when
+  # run-service's shell says so as the last thing logged: the service never ran.
+  failed=
+  case "$rc" in 126|127)
+    if [ -n "$SVC_CONSOLE" ]; then [ $ran -le 1 ] && failed=1
+    else usleep 200000; tail -n 1 $LOG | grep -q '^/.drydock/run-service: exec: ' && failed=1; fi ;;
+  esac
+  if [ -n "$failed" ]; then
+    say "service failed to start (status $rc: $( [ $rc = 127 ] && echo 'command or its loader not found' || echo 'not executable')); retrying in \${delay}s"
+  else
+    say "service exited with status $rc after \${ran}s; restarting in \${delay}s"
+  fi
   sleep $delay & wait $!
   delay=$((delay * 2)); [ $delay -gt 30 ] && delay=30
 done
+`;
+
+/** Shell functions shared by network-up and the udhcpc script: /run/drydock/network, resolv.conf. */
+export const NETLIB = `# drydock network helpers (sourced)
+export PATH=/.drydock/bin
+R=/run/drydock
+say() { echo "drydock: $*" > /dev/console; }
+# record IFACE TEXT: one line per NIC in /run/drydock/network.
+record() {
+  mkdir -p $R
+  { grep -v "^$1 " $R/network 2>/dev/null; echo "$*"; } > $R/network.tmp
+  mv $R/network.tmp $R/network
+}
+# set_dns IFACE "SERVERS" [DOMAIN]: /etc/resolv.conf from every NIC's servers.
+set_dns() {
+  mkdir -p $R/resolv
+  { [ -n "$3" ] && echo "search $3"; for s in $2; do echo "nameserver $s"; done; } > $R/resolv/$1
+  { echo "# written by drydock from the network configuration"; cat $R/resolv/*; } > /etc/resolv.conf.drydock
+  mv /etc/resolv.conf.drydock /etc/resolv.conf
+}
+`;
+
+/** busybox udhcpc's event script: applies the lease (address, default route, DNS) and reports it. */
+export const UDHCPC_SCRIPT = `#!/.drydock/busybox sh
+. /.drydock/netlib.sh
+[ -n "$mask" ] || eval "$(ipcalc -p "$ip" "\${subnet:-255.255.255.0}")" && mask="\${mask:-$PREFIX}"
+gw="\${router%% *}"
+case "$1" in
+  deconfig)
+    ip link set "$interface" up
+    ip -4 addr flush dev "$interface" ;;
+  bound|renew)
+    if ! ip -4 addr show dev "$interface" | grep -q "inet $ip/$mask "; then
+      ip -4 addr flush dev "$interface"
+      ip addr add "$ip/$mask" dev "$interface"
+    fi
+    [ -n "$gw" ] && ip route replace default via "$gw" dev "$interface"
+    [ -n "$dns" ] && set_dns "$interface" "$dns" "$domain"
+    record "$interface" "$ip/$mask dhcp gateway=\${gw:-none} dns=$(echo $dns | tr ' ' ,)"
+    [ "$1" = bound ] && say "network: $interface $ip/$mask (dhcp), gateway \${gw:-none}, dns \${dns:-none}" ;;
+  leasefail)
+    grep -q "^$interface " $R/network 2>/dev/null || record "$interface" "none dhcp no-lease-yet" ;;
+esac
+exit 0
+`;
+
+/**
+ * /.drydock/network-up: every wired NIC (a device behind it, Ethernet, not wireless) gets DHCP,
+ * unless /.drydock/network.conf (--network) or the kernel's ip= argument says static or none.
+ * ip=ADDR::GW:MASK:HOST:IFACE:off[:DNS0[:DNS1]] is the kernel's own format (nfsroot.rst).
+ */
+export const NETWORK_UP = `#!/.drydock/busybox sh
+. /.drydock/netlib.sh
+NET_MODE=dhcp NET_ADDR= NET_PREFIX= NET_GW= NET_DNS= NET_IFACE=
+[ -f /.drydock/network.conf ] && . /.drydock/network.conf
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    ip=dhcp|ip=on|ip=any|ip=both) NET_MODE=dhcp ;;
+    ip=off|ip=none) NET_MODE=none ;;
+    ip=*)
+      old="$IFS"; IFS=:; set -- \${arg#ip=}; IFS="$old"
+      if [ -n "$1" ]; then
+        NET_MODE=static NET_ADDR="$1" NET_GW="$3" NET_IFACE="$6" NET_DNS="$8 $9"
+        NET_PREFIX=24; [ -n "$4" ] && eval "$(ipcalc -p "$1" "$4")" && NET_PREFIX="$PREFIX"
+        [ -n "$5" ] && hostname "$5"
+      else
+        case "$7" in off|none) NET_MODE=none ;; *) NET_MODE=dhcp NET_IFACE="$6" ;; esac
+      fi ;;
+  esac
+done
+mkdir -p $R; : > $R/network
+nics=
+for d in /sys/class/net/*; do
+  n="\${d##*/}"
+  [ "$n" = lo ] || [ ! -e "$d/device" ] || [ -d "$d/wireless" ] || [ "$(cat "$d/type")" != 1 ] && continue
+  [ -z "$NET_IFACE" ] || [ "$NET_IFACE" = "$n" ] || [ "$NET_MODE" != dhcp ] || continue
+  nics="$nics $n"
+done
+if [ -z "$nics" ]; then say "network: no wired network interface found"; exit 0; fi
+case "$NET_MODE" in
+  none)
+    say "network: none (interfaces left down:$nics)"
+    for n in $nics; do record "$n" "none"; done ;;
+  static)
+    n="\${NET_IFACE:-\${nics# }}"; n="\${n%% *}"
+    ip link set "$n" up
+    ip addr add "$NET_ADDR/$NET_PREFIX" dev "$n"
+    [ -n "$NET_GW" ] && ip route replace default via "$NET_GW" dev "$n"
+    dns="$(echo $NET_DNS)"
+    [ -n "$dns" ] && set_dns "$n" "$dns"
+    record "$n" "$NET_ADDR/$NET_PREFIX static gateway=\${NET_GW:-none} dns=$(echo $dns | tr ' ' ,)"
+    say "network: $n $NET_ADDR/$NET_PREFIX (static), gateway \${NET_GW:-none}, dns \${dns:-none}" ;;
+  *)
+    mkdir -p /var/log
+    for n in $nics; do
+      # Foreground until the first lease (then it stays as a daemon and renews), else background.
+      udhcpc -i "$n" -s /.drydock/udhcpc.script -t 5 -T 1 -A 10 -b -p /run/udhcpc.$n.pid >> /var/log/drydock-network.log 2>&1 &
+    done
+    wait
+    for n in $nics; do grep -q "^$n .* dhcp gateway" $R/network || say "network: $n has no DHCP lease yet; udhcpc keeps trying"; done ;;
+esac
+exit 0
 `;

@@ -8,7 +8,10 @@ import type { ContainerConfig } from '../image/types.js';
 import { UserError } from '../util/errors.js';
 import { busyboxApplets, DEFAULT_BUSYBOX } from '../mkimage/busybox-rootfs.js';
 import type { BootOptions } from './config.js';
-import { DRYDOCK_INIT, RUN_SERVICE, serviceConf, shQuote, type ServiceSpec } from './scripts.js';
+import { networkConf } from './config.js';
+import { DRYDOCK_INIT, NETLIB, NETWORK_UP, RUN_SERVICE, UDHCPC_SCRIPT, serviceConf, shQuote, type ServiceSpec } from './scripts.js';
+import { installSshd } from './sshd.js';
+import { DRYDOCK_SERVICE, installRunc, SERVICES_DIR } from './services.js';
 
 const INTERACTIVE_SHELLS = new Set(['sh', 'ash', 'bash', 'dash', 'zsh', 'ksh', 'mksh']);
 import { runTool } from './exec.js';
@@ -106,7 +109,19 @@ async function mkdirLike(layer: string, rootfs: string, rel: string, fallbackMod
   return path.join(layer, ...parts);
 }
 
-async function writeLayerFile(layer: string, rootfs: string, rel: string, data: string | Buffer, mode = 0o644): Promise<void> {
+/**
+ * `rel` with its directories resolved through the image's symlinks, so a file meant for
+ * /sbin lands in usr/sbin on merged-/usr images instead of a real sbin/ hiding the symlink.
+ */
+export async function resolvedInImage(rootfs: string, rel: string): Promise<string> {
+  const dir = path.posix.dirname(rel);
+  if (dir === '.' || dir === '/') return rel;
+  const real = await resolveInRoot(rootfs, dir).catch(() => path.join(rootfs, dir));
+  return path.posix.join(path.relative(rootfs, real).split(path.sep).join('/'), path.posix.basename(rel));
+}
+
+export async function writeLayerFile(layer: string, rootfs: string, relIn: string, data: string | Buffer, mode = 0o644): Promise<void> {
+  const rel = await resolvedInImage(rootfs, relIn);
   await mkdirLike(layer, rootfs, path.posix.dirname(rel));
   const dest = path.join(layer, rel);
   await fsp.rm(dest, { force: true });
@@ -129,7 +144,7 @@ export function proxyEnv(opts: Pick<BootOptions, 'proxy' | 'noProxy'>): [string,
 export interface TopLayerResult { init: InitChoice; service?: ServiceSpec }
 
 export async function buildTopLayer(layer: string, rootfs: string, config: ContainerConfig, opts: BootOptions,
-  tools: { busybox?: string; zoneinfo?: string } = {}): Promise<TopLayerResult> {
+  tools: { busybox?: string; zoneinfo?: string; servicesDir?: string } = {}): Promise<TopLayerResult> {
   const busybox = tools.busybox ?? DEFAULT_BUSYBOX;
   const zoneinfo = tools.zoneinfo ?? '/usr/share/zoneinfo';
   await fsp.mkdir(layer, { recursive: true });
@@ -175,6 +190,35 @@ export async function buildTopLayer(layer: string, rootfs: string, config: Conta
     await fsp.symlink('../busybox', path.join(dd, 'bin', name)).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EEXIST') throw e; });
   }
 
+  // The network: DHCP on every wired NIC unless --network / ip= say otherwise.
+  await fsp.writeFile(path.join(dd, 'network.conf'), networkConf(opts.network), { mode: 0o644 });
+  await fsp.writeFile(path.join(dd, 'netlib.sh'), NETLIB, { mode: 0o644 });
+  await fsp.writeFile(path.join(dd, 'udhcpc.script'), UDHCPC_SCRIPT, { mode: 0o755 });
+  await fsp.writeFile(path.join(dd, 'network-up'), NETWORK_UP, { mode: 0o755 });
+  if (opts.sshKeys.length) await installSshd(dd, rootfs);
+
+  // Containers at boot: runc, the bundles and drydock-service (also on the PATH for startup scripts).
+  if (tools.servicesDir) {
+    await installRunc(path.join(dd, 'runc'));
+    await fsp.writeFile(path.join(dd, 'drydock-service'), DRYDOCK_SERVICE, { mode: 0o755 });
+    const rel = await resolvedInImage(rootfs, SERVICES_DIR);
+    await mkdirLike(layer, rootfs, path.posix.dirname(rel));
+    await fsp.rename(tools.servicesDir, path.join(layer, rel)).catch(() => runTool('cp', ['-a', tools.servicesDir!, path.join(layer, rel)]));
+    const link = await resolvedInImage(rootfs, 'sbin/drydock-service');
+    await mkdirLike(layer, rootfs, path.posix.dirname(link));
+    await fsp.symlink('/.drydock/drydock-service', path.join(layer, link)).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EEXIST') throw e; });
+  }
+
+  // poweroff, reboot and halt on the PATH of every image (busybox's signal PID 1).
+  for (const name of ['poweroff', 'reboot', 'halt']) {
+    let present = false;
+    for (const dir of ['sbin', 'usr/sbin', 'bin', 'usr/bin']) if (await inImage(rootfs, `${dir}/${name}`)) present = true;
+    if (present) continue;
+    const rel = await resolvedInImage(rootfs, `sbin/${name}`);
+    await mkdirLike(layer, rootfs, path.posix.dirname(rel));
+    await fsp.symlink('/.drydock/busybox', path.join(layer, rel)).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EEXIST') throw e; });
+  }
+
   let startup: string[] | undefined;
   if (opts.startupScript) {
     await fsp.copyFile(opts.startupScript, path.join(dd, 'startup'));
@@ -196,6 +240,8 @@ export async function buildTopLayer(layer: string, rootfs: string, config: Conta
     // No command, or a bare shell (busybox's CMD ["sh"]): a console shell, respawned like a getty.
     const console = argv.length === 0 || (argv.length <= 2 && INTERACTIVE_SHELLS.has(path.posix.basename(argv[0]!)) && argv.slice(1).every((a) => a === '-l' || a === '-i'));
     if (argv.length === 0) argv.push((await inImage(rootfs, '/bin/sh')) ? '/bin/sh' : '/.drydock/bin/sh');
+    // The console shell is on a terminal: TERM as a getty would set it.
+    if (console && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=linux');
     service = { argv, env, workdir: config.WorkingDir || '/', uid: user?.uid, gid: user?.gid, startup, console };
     await fsp.writeFile(path.join(dd, 'service.conf'), serviceConf(service), { mode: 0o644 });
     await fsp.writeFile(path.join(dd, 'run-service'), RUN_SERVICE, { mode: 0o755 });
@@ -204,7 +250,10 @@ export async function buildTopLayer(layer: string, rootfs: string, config: Conta
     await hookStartupIntoImageInit(layer, rootfs, startup);
   }
 
-  if (opts.topLayer) await runTool('cp', ['-a', `${opts.topLayer}/.`, `${layer}/`]);
+  if (opts.topLayer) {
+    await refuseSymlinkReplacement(opts.topLayer, rootfs);
+    await runTool('cp', ['-a', `${opts.topLayer}/.`, `${layer}/`]);
+  }
   return { init, service };
 }
 
@@ -234,4 +283,21 @@ async function hookStartupIntoImageInit(layer: string, rootfs: string, startup: 
   // busybox init without an inittab runs /etc/init.d/rcS; sysvinit runs /etc/rc.local.
   const rcS = await imageText(rootfs, 'etc/init.d/rcS');
   await writeLayerFile(layer, rootfs, 'etc/init.d/rcS', `${rcS || '#!/bin/sh\n'}${rcS.endsWith('\n') || !rcS ? '' : '\n'}${call}\n`, 0o755);
+}
+
+/**
+ * A --top-layer directory where the image has a symlink (lib/ over merged-/usr's /lib -> usr/lib)
+ * would hide the symlink and everything behind it (the dynamic loader). Refused, naming the path.
+ */
+export async function refuseSymlinkReplacement(topLayer: string, rootfs: string, rel = ''): Promise<void> {
+  for (const entry of await fsp.readdir(path.join(topLayer, rel), { withFileTypes: true })) {
+    const sub = rel ? `${rel}/${entry.name}` : entry.name;
+    const inImg = await fsp.lstat(path.join(rootfs, sub)).catch(() => undefined);
+    if (!inImg) continue;
+    if (inImg.isSymbolicLink() && !entry.isSymbolicLink()) {
+      const target = await fsp.readlink(path.join(rootfs, sub));
+      throw new UserError(`--top-layer ${topLayer}: ${sub}${entry.isDirectory() ? '/' : ''} would replace the image's symlink /${sub} -> ${target}; put the files under ${path.posix.join(path.posix.dirname('/' + sub), target).replace(/^\/+/, '')}/ in the top layer instead`);
+    }
+    if (entry.isDirectory() && inImg.isDirectory()) await refuseSymlinkReplacement(topLayer, rootfs, sub);
+  }
 }

@@ -9,8 +9,8 @@ import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 import {
-  parseDockerfile, splitStages, parseLine, Lexer, DockerfileError, ExpansionError,
-  type Instruction, type Stage, type StagedDockerfile,
+  parseDockerfile, splitStages, parseLine, parseHeredocWord, Lexer, DockerfileError, ExpansionError, isMetadataKeyword, metadataCommand, PatternMatcher,
+  type Instruction, type Stage, type StagedDockerfile, type DockerfileWarning,
 } from '../dockerfile/index.js';
 import { ContentStore } from '../store/content-store.js';
 import { resolveImage, canonicalName, type LocalImage } from '../store/images.js';
@@ -24,7 +24,8 @@ import { NotFoundError, UserError } from '../util/errors.js';
 import { STREAM_CHUNK, discardStreamedFile } from '../util/fs.js';
 import { BuildCache, stepKey, type CacheEntry, type CachedLayer } from './cache.js';
 import { SourceTree, HashCache, hashSources } from './context.js';
-import { parseKeyValues, parsePorts, parseHealthcheck, parseChmod, validateSignal, expandOrThrow, splitRawWords } from './instructions.js';
+import { parseChmod, expandOrThrow, splitRawWords } from './instructions.js';
+import { dispatchMetadata, configEnv, DEFAULT_SHELL } from './dispatch.js';
 import { parseMountFlag, cacheMountDir, ociMount, removeMountpoints, type MountRequest } from './mounts.js';
 
 export interface BuildOptions {
@@ -83,7 +84,6 @@ interface StageState {
   created: string;
 }
 
-const DEFAULT_SHELL = ['/bin/sh', '-c'];
 const DEFAULT_PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 /** Build args that every build accepts without an ARG and that never enter cache keys or history. */
 const PROXY_ARGS = new Set(['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy']);
@@ -129,7 +129,12 @@ class Builder {
       });
     }
     const file = this.opts.dockerfileText !== undefined ? 'Dockerfile' : path.basename(dfPath);
-    this.df = splitStages(parseDockerfile(text, { file }));
+    const parsed = parseDockerfile(text, { file });
+    this.df = splitStages(parsed);
+    if (parsed.directives.syntax !== undefined) {
+      this.log(`# syntax=${parsed.directives.syntax}: using drydock's built-in Dockerfile frontend (the frontend image is not pulled)\n`);
+    }
+    this.printWarnings(parsed.warnings);
     this.lex = new Lexer(this.df.escape);
     this.context = await SourceTree.openContext(this.opts.context, this.opts.dockerfileText === undefined ? dfPath : undefined);
     this.context.hashCache = await HashCache.load(path.join(this.store.root, 'cache', 'context', `${createHash('sha256').update(this.context.root).digest('hex').slice(0, 32)}.json`));
@@ -158,6 +163,13 @@ class Builder {
   }
 
   private interrupted = false;
+
+  /** BuildKit's lint warnings, once per build, before the first step. */
+  private printWarnings(warnings: DockerfileWarning[]): void {
+    if (warnings.length === 0) return;
+    this.log(`${warnings.length} warning${warnings.length === 1 ? '' : 's'} found:\n`);
+    for (const w of warnings) this.log(` - ${w.rule}: ${w.message} (line ${w.line})\n`);
+  }
 
   // ---- stages and the build graph -------------------------------------------------------
 
@@ -320,12 +332,7 @@ class Builder {
   // ---- one step -----------------------------------------------------------------------------
 
   private stageEnv(state: StageState): Map<string, string> {
-    const env = new Map(state.args);
-    for (const e of state.config.config?.Env ?? []) {
-      const eq = e.indexOf('=');
-      if (eq > 0) env.set(e.slice(0, eq), e.slice(eq + 1));
-    }
-    return env;
+    return configEnv(state.config.config ?? {}, state.args);
   }
 
   private async step(stage: Stage, parent: StageState, inst: Instruction, trigger: boolean): Promise<StageState> {
@@ -337,24 +344,12 @@ class Builder {
     const env = this.stageEnv(state);
     const c = state.config.config;
     const flags = new Map(inst.flags.map((f) => [f.name, f.value]));
-    const x = (s: string) => this.at(inst, () => this.lex.processWord(s, env));
-    const xs = (s: string) => this.at(inst, () => this.lex.processWords(s, env));
     let historyText = inst.original;
     /** Inputs of the cache key besides the parent's key. */
     let keyParts: unknown[];
     let execute: (() => Promise<CachedLayer | undefined>) | undefined;
 
     switch (inst.keyword) {
-      case 'ENV': {
-        const pairs = this.at(inst, () => parseKeyValues(inst.args, this.lex, env, 'ENV'));
-        for (const [k, v] of pairs) {
-          c.Env = (c.Env ?? []).filter((e) => !e.startsWith(`${k}=`));
-          c.Env.push(`${k}=${v}`);
-        }
-        historyText = `ENV ${pairs.map(([k, v]) => `${k}=${v}`).join(' ')}`;
-        keyParts = ['ENV', pairs];
-        break;
-      }
       case 'ARG': {
         const decls = this.parseArgDecls(inst, env);
         for (const [name, def] of decls) {
@@ -365,91 +360,6 @@ class Builder {
         }
         historyText = `ARG ${decls.map(([n, d]) => (d === undefined ? n : `${n}=${d}`)).join(' ')}`;
         keyParts = ['ARG', decls.map(([n]) => [n, state.args.get(n)])];
-        break;
-      }
-      case 'LABEL': {
-        const pairs = this.at(inst, () => parseKeyValues(inst.args, this.lex, env, 'LABEL'));
-        c.Labels = { ...(c.Labels ?? {}) };
-        for (const [k, v] of pairs) c.Labels[k] = v;
-        historyText = `LABEL ${pairs.map(([k, v]) => `${k}=${v}`).join(' ')}`;
-        keyParts = ['LABEL', pairs];
-        break;
-      }
-      case 'MAINTAINER': {
-        state.config.author = x(inst.args);
-        keyParts = ['MAINTAINER', state.config.author];
-        break;
-      }
-      case 'EXPOSE': {
-        const ports = this.at(inst, () => parsePorts(xs(inst.args)));
-        c.ExposedPorts = { ...(c.ExposedPorts ?? {}) };
-        for (const p of ports) c.ExposedPorts[p] = {};
-        historyText = `EXPOSE map[${ports.map((p) => `${p}:{}`).join(' ')}]`;
-        keyParts = ['EXPOSE', ports];
-        break;
-      }
-      case 'USER': {
-        c.User = x(inst.args);
-        historyText = `USER ${c.User}`;
-        keyParts = ['USER', c.User];
-        break;
-      }
-      case 'WORKDIR': {
-        const dir = x(inst.args);
-        const next = path.posix.resolve(c.WorkingDir || '/', dir);
-        if (next === '/proc' || next.startsWith('/proc/')) {
-          throw this.err(inst, `WORKDIR ${dir}: a working directory under /proc is refused (it could expose host file descriptors, CVE-2024-21626)`);
-        }
-        c.WorkingDir = next;
-        historyText = `WORKDIR ${next}`;
-        keyParts = ['WORKDIR', next];
-        break;
-      }
-      case 'VOLUME': {
-        const vols = inst.json ?? xs(inst.args);
-        if (vols.length === 0 || vols.some((v) => v.trim() === '')) throw this.err(inst, 'VOLUME specified can not be an empty string');
-        c.Volumes = { ...(c.Volumes ?? {}) };
-        for (const v of vols) c.Volumes[v] = {};
-        historyText = `VOLUME [${vols.join(' ')}]`;
-        keyParts = ['VOLUME', vols];
-        break;
-      }
-      case 'STOPSIGNAL': {
-        c.StopSignal = this.at(inst, () => validateSignal(x(inst.args)));
-        keyParts = ['STOPSIGNAL', c.StopSignal];
-        break;
-      }
-      case 'SHELL': {
-        if (!inst.json || inst.json.length === 0) throw this.err(inst, 'SHELL requires the arguments to be in JSON form, e.g. SHELL ["/bin/bash", "-c"]');
-        c.Shell = inst.json;
-        keyParts = ['SHELL', inst.json];
-        break;
-      }
-      case 'CMD': {
-        c.Cmd = inst.json ?? [...(c.Shell ?? DEFAULT_SHELL), inst.args];
-        state.cmdSet = true;
-        historyText = `CMD ${JSON.stringify(c.Cmd)}`;
-        keyParts = ['CMD', c.Cmd];
-        break;
-      }
-      case 'ENTRYPOINT': {
-        c.Entrypoint = inst.json ?? [...(c.Shell ?? DEFAULT_SHELL), inst.args];
-        // Like Docker: a new ENTRYPOINT drops the CMD inherited from the base image.
-        if (!state.cmdSet) c.Cmd = null;
-        historyText = `ENTRYPOINT ${JSON.stringify(c.Entrypoint)}`;
-        keyParts = ['ENTRYPOINT', c.Entrypoint];
-        break;
-      }
-      case 'HEALTHCHECK': {
-        c.Healthcheck = this.at(inst, () => parseHealthcheck(inst.args, inst.json, flags));
-        keyParts = ['HEALTHCHECK', c.Healthcheck];
-        break;
-      }
-      case 'ONBUILD': {
-        const nested = this.at(inst, () => parseLine(inst.args.trim(), this.df.file, inst.argsPosition, this.df.escape));
-        if (['ONBUILD', 'FROM', 'MAINTAINER'].includes(nested.keyword)) throw this.err(inst, `${nested.keyword} isn't allowed as an ONBUILD trigger`);
-        c.OnBuild = [...(c.OnBuild ?? []), nested.original];
-        keyParts = ['ONBUILD', nested.original];
         break;
       }
       case 'RUN': {
@@ -467,8 +377,16 @@ class Builder {
         execute = plan.execute;
         break;
       }
-      default:
-        throw this.err(inst, `unsupported instruction ${inst.keyword}`);
+      default: {
+        if (!isMetadataKeyword(inst.keyword)) throw this.err(inst, `unsupported instruction ${inst.keyword}`);
+        const cmd = metadataCommand(this.df.file, inst, this.df.escape);
+        const d = this.at(inst, () => dispatchMetadata({ config: c, author: state.config.author, cmdSet: state.cmdSet }, cmd, this.lex, env));
+        state.config.config = d.state.config;
+        if (d.state.author !== undefined) state.config.author = d.state.author;
+        state.cmdSet = d.state.cmdSet;
+        historyText = d.history;
+        keyParts = d.keyParts;
+      }
     }
 
     const key = stepKey(parent.key, keyParts);
@@ -512,7 +430,7 @@ class Builder {
     const heredoc = inst.heredocs[0];
     if (inst.json) {
       argv = inst.json;
-    } else if (heredoc && inst.heredocs.length === 1 && /^<<-?["']?[^\s"']+["']?$/.test(inst.args.trim())) {
+    } else if (heredoc && inst.heredocs.length === 1 && parseHeredocWord(inst.args.trim())) {
       // `RUN <<EOF` alone: the body is the script (the shell expands variables in it); a #!
       // line picks the interpreter, like BuildKit.
       const body = heredoc.content;
@@ -545,8 +463,9 @@ class Builder {
       history,
       keyParts: ['RUN', argv, argEnv, mountKeys, network === 'none' ? 'none' : 'host', stdin ?? ''],
       execute: () => this.withRootfs(state, async (rootfs, lowers, upper, workDir) => {
-        const { createRuntimeSpec, runOnce } = await import('../runtime/index.js');
+        const { createRuntimeSpec, runOnce, checkWorkdir } = await import('../runtime/index.js');
         const cwd = c.WorkingDir || '/';
+        await checkWorkdir(rootfs, cwd).catch((e: Error) => { throw this.err(inst, e.message); });
         const { mkdirInRoot } = await import('./copy.js');
         await mkdirInRoot(rootfs, cwd, { uid: 0, gid: 0 });
         const ociMounts = [];
@@ -648,7 +567,10 @@ class Builder {
       else if (isAdd && /^git@|\.git(#.*)?$/.test(s)) throw this.err(inst, `ADD of git repositories is not supported: ${s}`);
       else local.push(s);
     }
-    const keyParts: unknown[] = [inst.keyword, dest, chown ?? '', chmod ?? '', flags.has('link'), inline];
+    const parents = flags.has('parents') && flags.get('parents') !== 'false';
+    const excludes = inst.flags.filter((f) => f.name === 'exclude').map((f) => this.lex.processWord(f.value ?? '', env));
+    const exclude = excludes.length ? this.at(inst, () => new PatternMatcher(excludes)) : undefined;
+    const keyParts: unknown[] = [inst.keyword, dest, chown ?? '', chmod ?? '', flags.has('link'), inline, ...(parents ? ['parents'] : []), ...(excludes.length ? [['exclude', excludes]] : [])];
     let sourceTree: SourceTree | undefined;
     let release: (() => Promise<void>) | undefined;
     if (local.length) {
@@ -667,7 +589,7 @@ class Builder {
       downloads.push(d);
       keyParts.push(['url', url, d.digest]);
     }
-    const history = `${inst.keyword} ${[...inst.flags.filter((f) => f.name !== 'link').map((f) => `--${f.name}=${f.value}`), ...srcs, dest].join(' ')} # buildkit`;
+    const history = `${inst.keyword} ${[...inst.flags.filter((f) => f.name !== 'link').map((f) => (f.value === undefined ? `--${f.name}` : `--${f.name}=${f.value}`)), ...srcs, dest].join(' ')} # buildkit`;
 
     return {
       history,
@@ -677,7 +599,7 @@ class Builder {
           return await this.withRootfs(state, async (rootfs, _lowers, _upper, workDir) => {
             const { copyEntries, writeFileInRoot } = await import('./copy.js');
             const owner = chown ? await this.resolveChown(inst, rootfs, chown) : { uid: 0, gid: 0 };
-            const copyOpts = { ...owner, chmod, extractArchives: isAdd, instruction: inst.keyword };
+            const copyOpts = { ...owner, chmod, extractArchives: isAdd, instruction: inst.keyword, parents, exclude };
             const many = srcs.length > 1;
             if (many && !dest.endsWith('/')) throw this.err(inst, `When using ${inst.keyword} with more than one source file, the destination must be a directory and end with a /`);
             if (local.length) {

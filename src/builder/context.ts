@@ -4,7 +4,7 @@
 import { createReadStream, promises as fsp, type Stats } from 'node:fs';
 import { createHash, type Hash } from 'node:crypto';
 import path from 'node:path';
-import { PatternMatcher, readIgnoreFile, compileGlob } from '../dockerfile/index.js';
+import { PatternMatcher, readIgnoreFile, compileComponentGlob } from '../dockerfile/index.js';
 import { UserError } from '../util/errors.js';
 import { STREAM_CHUNK, readJsonIfExists, writeJsonAtomic } from '../util/fs.js';
 
@@ -163,7 +163,7 @@ export class SourceTree {
       const next: string[] = [];
       for (const dir of current) {
         if (!GLOB.test(part)) { next.push(dir === '.' ? part : `${dir}/${part}`); continue; }
-        const re = compileGlob(part);
+        const re = compileComponentGlob(part);
         const names = await fsp.readdir(path.join(this.root, dir)).catch(() => [] as string[]);
         for (const n of names.sort()) if (re.test(n)) next.push(dir === '.' ? n : `${dir}/${n}`);
       }

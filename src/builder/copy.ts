@@ -10,6 +10,7 @@ import { applyLayer } from '../layer/apply.js';
 import { decompress, openWithExternalDecompressor, peekStream } from '../layer/compression.js';
 import { UserError } from '../util/errors.js';
 import type { SourceEntry, SourceTree } from './context.js';
+import type { PatternMatcher } from '../dockerfile/index.js';
 
 export interface CopyOptions {
   uid: number;
@@ -19,6 +20,13 @@ export interface CopyOptions {
   /** ADD: extract local tar archives instead of copying them. */
   extractArchives?: boolean;
   instruction: string;
+  /** --parents: keep each source's path (relative to the context) under the destination. */
+  parents?: boolean;
+  /**
+   * --exclude patterns (.dockerignore syntax), matched against paths relative to each source:
+   * a directory source's entries below it, a file source's base name.
+   */
+  exclude?: PatternMatcher;
 }
 
 /**
@@ -35,19 +43,25 @@ export async function copyEntries(tree: SourceTree, entries: SourceEntry[], root
   const destStat = await fsp.stat(destHost).catch(() => undefined);
   const destIsDir = trailing || (destStat?.isDirectory() ?? false);
   for (const e of entries) {
+    if (opts.exclude?.matches(path.posix.basename(e.rel)) && !e.stat.isDirectory()) continue;
     if (e.stat.isDirectory()) {
-      await mkdirInRoot(rootfs, dest, opts);
-      const dirHost = await resolveInRoot(rootfs, dest);
-      if (opts.chmod !== undefined || dest !== '/') await setMeta(dirHost, e.stat, opts, false);
+      const base = opts.parents && e.rel !== '.' ? path.posix.join(dest, e.rel) : dest;
+      await mkdirInRoot(rootfs, base, opts);
+      const dirHost = await resolveInRoot(rootfs, base);
+      if (opts.chmod !== undefined || base !== '/') await setMeta(dirHost, e.stat, opts, false);
       for await (const child of tree.walk(e)) {
-        const inner = path.posix.join(dest, path.posix.relative(e.rel === '.' ? '' : e.rel, child.rel));
+        const rel = path.posix.relative(e.rel === '.' ? '' : e.rel, child.rel);
+        if (opts.exclude?.matches(rel)) continue;
+        const inner = path.posix.join(base, rel);
+        // A "!" re-included entry may sit below an excluded directory that was not copied.
+        if (opts.exclude) await mkdirInRoot(rootfs, path.posix.dirname(inner), opts);
         await copyOne(rootfs, child, inner, opts);
       }
     } else if (opts.extractArchives && e.stat.isFile() && (await isArchive(e.hostPath))) {
       await mkdirInRoot(rootfs, dest, opts);
       await extractArchive(e.hostPath, await resolveInRoot(rootfs, dest));
     } else {
-      const inner = destIsDir ? path.posix.join(dest, path.posix.basename(e.rel)) : dest;
+      const inner = opts.parents ? path.posix.join(dest, e.rel) : destIsDir ? path.posix.join(dest, path.posix.basename(e.rel)) : dest;
       await mkdirInRoot(rootfs, path.posix.dirname(inner), opts);
       await copyOne(rootfs, e, inner, opts);
     }

@@ -1,7 +1,7 @@
 // The drydock CLI: a thin shell over the library. Each command module registers its flags and
 // imports its subsystem lazily inside the action, so `drydock --help` and quick commands start fast.
 import { Command, CommanderError } from 'commander';
-import { UserError } from '../util/errors.js';
+import { UserError, VerbatimError } from '../util/errors.js';
 import { modulesFor } from './commands/index.js';
 
 export async function main(argv: string[] = process.argv): Promise<number> {
@@ -31,6 +31,10 @@ export function reportError(e: unknown): number {
     // commander already printed the message (or help/version, which exit 0).
     return e.exitCode;
   }
+  if (e instanceof VerbatimError) {
+    process.stderr.write(`${e.message}\n`);
+    return e.exitCode;
+  }
   if (e instanceof UserError) {
     process.stderr.write(`Error: ${e.message}\n`);
     return e.exitCode;
@@ -41,7 +45,19 @@ export function reportError(e: unknown): number {
   return 1;
 }
 
+/**
+ * A reader that went away (`drydock images | head -1`) ends the CLI quietly, as SIGPIPE ends
+ * docker: no EPIPE stack, status 141 like a shell reports a process killed by SIGPIPE.
+ */
+export function exitQuietlyOnEpipe(stream: NodeJS.WriteStream = process.stdout): void {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(141);
+    throw e;
+  });
+}
+
 const invokedDirectly = process.argv[1] && /(?:[\\/]cli[\\/]main\.[jt]s|[\\/]drydock(?:\.js)?)$/.test(process.argv[1]);
 if (invokedDirectly) {
+  exitQuietlyOnEpipe();
   main().then((code) => { process.exitCode = code; });
 }

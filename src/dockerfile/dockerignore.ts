@@ -1,8 +1,10 @@
 // .dockerignore with moby/patternmatcher semantics: patterns are path-cleaned and a leading "/"
-// dropped; "*" and "?" never cross "/", "**" crosses any number of directories; patterns are
-// evaluated in order, so a later "!pattern" re-includes what an earlier one excluded; a pattern
-// that matches a parent directory matches everything below it.
+// dropped; "*" and "?" never cross "/", "**" crosses any number of directories; character
+// classes and escapes follow Go's filepath.Match; patterns are evaluated in order, so a later
+// "!pattern" re-includes what an earlier one excluded; a pattern that matches any parent
+// directory matches everything below it. The same compiler serves COPY/ADD source globs.
 import path from 'node:path/posix';
+import { UserError } from '../util/errors.js';
 
 export interface IgnorePattern {
   /** The cleaned pattern text (without "!"). */
@@ -12,7 +14,7 @@ export interface IgnorePattern {
   dirs: number;
 }
 
-export class PatternError extends Error {
+export class PatternError extends UserError {
   override name = 'PatternError';
 }
 
@@ -57,16 +59,21 @@ export class PatternMatcher {
     this.hasExclusions = this.patterns.some((p) => p.exclusion);
   }
 
-  /** True when `file` (slash-separated, relative to the context) is excluded. */
+  /**
+   * True when `file` (slash-separated, relative to the context) is excluded: patterns apply in
+   * order, each to the path and to every parent directory of it (patternmatcher's
+   * MatchesOrParentMatches), so `**\/node_modules` excludes everything below any node_modules.
+   */
   matches(file: string): boolean {
     file = cleanPath(file);
-    const parentDirs = path.dirname(file) === '.' ? [] : path.dirname(file).split('/');
+    const parent = path.dirname(file);
+    const parentDirs = parent === '.' ? [] : parent.split('/');
     let matched = false;
     for (const p of this.patterns) {
+      // An inclusion cannot change a match, nor an exclusion a non-match.
+      if (p.exclusion !== matched) continue;
       let match = p.regex.test(file);
-      if (!match && parentDirs.length > 0 && p.dirs <= parentDirs.length) {
-        match = p.regex.test(parentDirs.slice(0, p.dirs).join('/'));
-      }
+      for (let i = 1; !match && i <= parentDirs.length; i++) match = p.regex.test(parentDirs.slice(0, i).join('/'));
       if (match) matched = !p.exclusion;
     }
     return matched;
@@ -74,12 +81,13 @@ export class PatternMatcher {
 
   /**
    * True when nothing below the excluded directory `dir` can be re-included, so a walker may
-   * skip it entirely (the common case: no "!" patterns).
+   * skip it entirely (the common case: no "!" patterns). Like fsutil, an exclusion with
+   * wildcards may match anywhere, so it keeps the walk going.
    */
   canSkipDir(dir: string): boolean {
     if (!this.hasExclusions) return true;
     dir = cleanPath(dir);
-    return !this.patterns.some((p) => p.exclusion && (p.pattern.startsWith(`${dir}/`) || p.pattern.includes('*') || p.pattern.includes('?') || p.pattern.includes('[')));
+    return !this.patterns.some((p) => p.exclusion && (`${p.pattern}/`.startsWith(`${dir}/`) || /[*?[\\]/.test(p.pattern)));
   }
 }
 
@@ -90,9 +98,47 @@ function cleanPath(p: string): string {
   return c === '' ? '.' : c;
 }
 
+const syntaxError = (pattern: string) => new PatternError(`syntax error in pattern "${pattern}"`);
+
 /**
- * Compiles a Go filepath.Match-style pattern (plus "**") to a RegExp: "*" and "?" never match
- * "/". Shared with COPY/ADD source globs.
+ * A Go filepath.Match character class starting at pattern[i] ("["): `^` negates, `\` escapes,
+ * `lo-hi` ranges; empty classes, a bare `-` or `]`, and dangling ranges are errors, as in Go.
+ * Returns the RegExp class and the index after "]".
+ */
+function charClass(pattern: string, i: number): { re: string; end: number } {
+  const chars = pattern;
+  let j = i + 1;
+  let negated = false;
+  if (chars[j] === '^') { negated = true; j++; }
+  const getEsc = (): string => {
+    let c = chars[j];
+    if (c === undefined || c === '-' || c === ']') throw syntaxError(pattern);
+    if (c === '\\') { j++; c = chars[j]; if (c === undefined) throw syntaxError(pattern); }
+    const cp = String.fromCodePoint(chars.codePointAt(j)!);
+    j += cp.length;
+    if (j >= chars.length) throw syntaxError(pattern);
+    return cp;
+  };
+  const esc = (c: string) => (/[\\\]\[^-]/.test(c) ? `\\${c}` : c);
+  let body = '';
+  let ranges = 0;
+  for (;;) {
+    if (chars[j] === ']' && ranges > 0) { j++; break; }
+    const lo = getEsc();
+    let hi = lo;
+    if (chars[j] === '-') { j++; hi = getEsc(); }
+    // Go accepts lo > hi (it never matches); a RegExp would not compile.
+    if (lo.codePointAt(0)! <= hi.codePointAt(0)!) body += lo === hi ? esc(lo) : `${esc(lo)}-${esc(hi)}`;
+    ranges++;
+  }
+  if (body === '') return { re: negated ? '[\\s\\S]' : '(?!)', end: j };
+  return { re: `[${negated ? '^' : ''}${body}]`, end: j };
+}
+
+/**
+ * Compiles a .dockerignore pattern like moby/patternmatcher: Go filepath.Match syntax (checked
+ * in full, so malformed classes and a trailing `\` are errors) plus `**`, which crosses any
+ * number of directories. "*" and "?" never match "/".
  */
 export function compileGlob(pattern: string): RegExp {
   let re = '^';
@@ -110,23 +156,26 @@ export function compileGlob(pattern: string): RegExp {
     } else if (c === '?') {
       re += '[^/]';
     } else if (c === '\\') {
-      if (i + 1 < pattern.length) { i++; re += escapeRegex(pattern[i]!); } else re += '\\\\';
+      if (i + 1 >= pattern.length) throw syntaxError(pattern);
+      i++;
+      re += escapeRegex(pattern[i]!);
     } else if (c === '[') {
-      const end = pattern.indexOf(']', i + 1);
-      if (end < 0) throw new PatternError(`syntax error in pattern "${pattern}"`);
-      let cls = pattern.slice(i + 1, end);
-      if (cls.startsWith('^') || cls.startsWith('!')) cls = `^${cls.slice(1)}`;
-      re += `[${cls.replace(/\\/g, '\\\\')}]`;
-      i = end;
+      const cls = charClass(pattern, i);
+      re += cls.re;
+      i = cls.end - 1;
     } else {
       re += escapeRegex(c);
     }
   }
-  try {
-    return new RegExp(re + '$');
-  } catch {
-    throw new PatternError(`syntax error in pattern "${pattern}"`);
-  }
+  return new RegExp(re + '$', 's');
+}
+
+/**
+ * One path component of a COPY/ADD source glob, with Go's filepath.Match semantics (no `**`;
+ * "*" and "?" never match "/").
+ */
+export function compileComponentGlob(pattern: string): RegExp {
+  return compileGlob(pattern.replace(/\*\*+/g, (m) => (m.length > 1 ? '*' : m)));
 }
 
 function escapeRegex(c: string): string {

@@ -5,8 +5,10 @@
 // We evaluated `dockerfile-ast` (rcjsuen, used by VS Code): it is an editor AST — heredoc bodies
 // come back as ordinary whitespace-split arguments and exec form is not decoded — so the build
 // semantics would have to be re-derived from its text anyway. The grammar below follows
-// moby/buildkit's frontend/dockerfile/parser and is tested against a table of tricky cases.
+// moby/buildkit's frontend/dockerfile/parser (parser.go, line_parsers.go, split_command.go) and
+// is tested by the cases in test/dockerfile/testfiles.
 import { DockerfileError, type Position } from './errors.js';
+import { Lexer } from './expand.js';
 
 export interface Flag {
   name: string;
@@ -17,6 +19,8 @@ export interface Flag {
 
 export interface Heredoc {
   name: string;
+  /** The opener as written (`<<-'EOF'`). */
+  word: string;
   /** Body with a trailing newline, like BuildKit. */
   content: string;
   /** False when the delimiter is quoted (`<<'EOF'`): no variable expansion in the body. */
@@ -48,6 +52,8 @@ export interface Dockerfile {
   directives: Record<string, string>;
   escape: string;
   instructions: Instruction[];
+  /** Lint warnings (BuildKit's rule names), in file order. */
+  warnings: DockerfileWarning[];
 }
 
 export const KEYWORDS = new Set([
@@ -64,9 +70,26 @@ export interface ParseOptions {
   file?: string;
 }
 
+/** A BuildKit-style lint warning: rule name, message, 1-based line. */
+export interface DockerfileWarning {
+  rule: string;
+  message: string;
+  line: number;
+}
+
+/** bufio.Scanner's limit in BuildKit's parser: a line must be shorter than 64 KiB. */
+const MAX_LINE_BYTES = 64 * 1024;
+const NOT_STRING_ARRAY = 'when using JSON array syntax, arrays must be comprised of strings only';
+
 export function parseDockerfile(text: string, opts: ParseOptions = {}): Dockerfile {
   const file = opts.file ?? 'Dockerfile';
   const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    // The newline counts towards the limit, as in bufio.Scanner's buffer.
+    if (Buffer.byteLength(lines[i]!) + 1 > MAX_LINE_BYTES) {
+      throw new DockerfileError(file, { line: i + 1, column: 1 }, `dockerfile line greater than max allowed size of ${MAX_LINE_BYTES - 1}`);
+    }
+  }
   const directives: Record<string, string> = {};
   for (let i = 0; i < lines.length; i++) {
     const m = DIRECTIVE.exec(lines[i]!);
@@ -76,34 +99,44 @@ export function parseDockerfile(text: string, opts: ParseOptions = {}): Dockerfi
     if (name in directives) throw new DockerfileError(file, { line: i + 1, column: 1 }, `only one ${name} parser directive can be used`);
     directives[name] = m[2]!;
   }
+  if (directives.syntax !== undefined) checkSyntax(file, directives.syntax, lines);
   const escape = directives.escape ?? '\\';
   if (escape !== '\\' && escape !== '`') {
     throw new DockerfileError(file, { line: 1, column: 1 }, `invalid escape token '${escape}' does not match ${'`'} or \\`);
   }
-  const continuation = new RegExp(`${escape === '\\' ? '\\\\' : '`'}[ \\t]*$`);
+  // The escape character ends a continued line unless it is itself escaped ("a\\" is not
+  // continued); alone on a line it continues (BuildKit's lineContinuationRegex).
+  const e = escape === '\\' ? '\\\\' : '`';
+  const continuation = new RegExp(`([^${e}])${e}[ \\t]*$|^${e}[ \\t]*$`);
+  const trimContinuation = (line: string): [string, boolean] =>
+    continuation.test(line) ? [line.replace(continuation, '$1'), false] : [line, true];
   const instructions: Instruction[] = [];
+  const warnings: DockerfileWarning[] = [];
   let i = 0;
   while (i < lines.length) {
     const raw = lines[i]!;
-    const trimmed = raw.replace(/^[ \t]+/, '');
+    const trimmed = raw.replace(/^\s+/, '');
     if (trimmed === '' || trimmed.startsWith('#')) { i++; continue; }
     const start = { line: i + 1, column: raw.length - trimmed.length + 1 };
-    let logical = trimmed;
-    let done = !continuation.test(logical);
-    if (!done) logical = logical.replace(continuation, '');
+    let [logical, done] = trimContinuation(trimmed);
+    let emptyContinuation = false;
     while (!done && i + 1 < lines.length) {
       i++;
       const next = lines[i]!;
-      const nextTrim = next.replace(/^[ \t]+/, '');
+      const nextTrim = next.replace(/^\s+/, '');
       if (nextTrim.startsWith('#')) continue; // comments inside a continuation are dropped
-      if (nextTrim === '') continue; // empty continuation lines are tolerated, like Docker
-      done = !continuation.test(next);
-      logical += done ? next : next.replace(continuation, '');
+      if (nextTrim === '') { emptyContinuation = true; continue; }
+      let part: string;
+      [part, done] = trimContinuation(next);
+      logical += part;
     }
     i++;
+    if (emptyContinuation) warnings.push({ rule: 'NoEmptyContinuation', message: 'Empty continuation line', line: start.line });
     const inst = parseLine(logical, file, start, escape);
-    if (HEREDOC_KEYWORDS.has(inst.keyword)) {
-      for (const h of findHeredocs(inst.args)) {
+    if (HEREDOC_KEYWORDS.has(inst.keyword) && !inst.json && inst.args.includes('<<')) {
+      let found: Omit<Heredoc, 'content'>[];
+      try { found = heredocsFromArgs(inst.args); } catch (err) { throw new DockerfileError(file, start, (err as Error).message); }
+      for (const h of found) {
         const body: string[] = [];
         let closed = false;
         while (i < lines.length) {
@@ -113,14 +146,43 @@ export function parseDockerfile(text: string, opts: ParseOptions = {}): Dockerfi
           if (line === h.name) { closed = true; break; }
           body.push(line);
         }
-        if (!closed) throw new DockerfileError(file, start, `unterminated heredoc: no line "${h.name}" closes <<${h.chomp ? '-' : ''}${h.name}`);
+        if (!closed) throw new DockerfileError(file, start, `unterminated heredoc: no line "${h.name}" closes ${h.word}`);
         inst.heredocs.push({ ...h, content: body.length ? body.join('\n') + '\n' : '' });
       }
     }
     inst.endLine = i;
+    lint(inst, warnings);
     instructions.push(inst);
   }
-  return { file, directives, escape, instructions };
+  return { file, directives, escape, instructions, warnings };
+}
+
+/**
+ * `# syntax=` names a frontend image. drydock is its own frontend; it accepts the standard one
+ * (docker/dockerfile, any 1.x tag or -labs, with or without docker.io/ and a digest) since its
+ * syntax is what drydock implements, and refuses any other (its syntax is unknown).
+ */
+export const STANDARD_FRONTEND = /^(?:docker\.io\/)?docker\/dockerfile(?:-upstream)?(?::(?:latest|labs|1(?:\.\d+){0,2}(?:-labs)?))?(?:@sha256:[0-9a-f]{64})?$/;
+
+function checkSyntax(file: string, syntax: string, lines: string[]): void {
+  if (STANDARD_FRONTEND.test(syntax)) return;
+  const line = lines.findIndex((l) => /^#\s*syntax\s*=/i.test(l)) + 1;
+  throw new DockerfileError(file, { line: line || 1, column: 1 }, `unsupported frontend "${syntax}": drydock builds with its own Dockerfile frontend and accepts only # syntax=docker/dockerfile[:1[.N]] (with or without docker.io/)`);
+}
+
+/** BuildKit's lint rules that need only the syntax tree. */
+function lint(inst: Instruction, warnings: DockerfileWarning[]): void {
+  const line = inst.start.line;
+  if (inst.keyword === 'MAINTAINER') {
+    warnings.push({ rule: 'MaintainerDeprecated', message: 'Maintainer instruction is deprecated in favor of using label', line });
+  }
+  const platform = inst.keyword === 'FROM' ? inst.flags.find((f) => f.name === 'platform') : undefined;
+  if (platform?.value !== undefined && !platform.value.includes('$')) {
+    warnings.push({ rule: 'FromPlatformFlagConstDisallowed', message: `FROM --platform flag should not use constant value ${JSON.stringify(platform.value)}`, line });
+  }
+  if ((inst.keyword === 'CMD' || inst.keyword === 'ENTRYPOINT') && !inst.json && inst.args.startsWith('[')) {
+    warnings.push({ rule: 'JSONArgsRecommended', message: `JSON arguments recommended for ${inst.keyword} to prevent unintended behavior related to OS signals`, line });
+  }
 }
 
 /** Parses one logical line (also used for the instruction inside ONBUILD). */
@@ -134,13 +196,16 @@ export function parseLine(logical: string, file: string, start: Position, escape
   let pos = word.length;
   const flags: Flag[] = [];
   for (;;) {
-    while (pos < logical.length && /[ \t]/.test(logical[pos]!)) pos++;
+    while (pos < logical.length && /\s/.test(logical[pos]!)) pos++;
     if (!logical.startsWith('--', pos)) break;
     const tokenStart = pos;
     const token = readToken(logical, pos, escape);
     pos = token.end;
     const text = token.text.slice(2);
-    if (text === '') { break; } // a bare "--" ends flags
+    if (text === '') { // a bare "--" ends the flags
+      while (pos < logical.length && /\s/.test(logical[pos]!)) pos++;
+      break;
+    }
     const eq = text.indexOf('=');
     const name = eq < 0 ? text : text.slice(0, eq);
     if (!/^[a-zA-Z][a-zA-Z0-9-]*$/.test(name)) {
@@ -148,24 +213,26 @@ export function parseLine(logical: string, file: string, start: Position, escape
     }
     flags.push({ name, value: eq < 0 ? undefined : unquote(text.slice(eq + 1)), position: { line: start.line, column: start.column + tokenStart } });
   }
-  const args = logical.slice(pos).replace(/[ \t]+$/, '');
+  const args = logical.slice(pos).replace(/\s+$/, '');
   const inst: Instruction = {
-    keyword, original: logical.replace(/[ \t]+$/, ''), flags, args, heredocs: [], start, endLine: start.line,
+    keyword, original: logical.replace(/\s+$/, ''), flags, args, heredocs: [], start, endLine: start.line,
     argsPosition: { line: start.line, column: start.column + pos },
   };
-  if (JSON_KEYWORDS.has(keyword) && args.startsWith('[')) {
-    const json = parseJsonArray(args);
-    if (json) inst.json = json;
+  const jsonText = JSON_KEYWORDS.has(keyword) ? args : keyword === 'HEALTHCHECK' ? args.replace(/^\S+\s*/, '') : '';
+  if (jsonText.startsWith('[')) {
+    const json = parseJsonArray(jsonText);
+    if (json === 'not-strings') throw new DockerfileError(file, start, NOT_STRING_ARRAY);
+    if (json && keyword !== 'HEALTHCHECK') inst.json = json;
   }
   return inst;
 }
 
-function parseJsonArray(text: string): string[] | undefined {
-  try {
-    const v = JSON.parse(text) as unknown;
-    if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
-  } catch { /* not JSON: shell form, like Docker */ }
-  return undefined;
+/** BuildKit's parseJSON: an array of strings is exec form; other JSON values are an error. */
+function parseJsonArray(text: string): string[] | 'not-strings' | undefined {
+  let v: unknown;
+  try { v = JSON.parse(text); } catch { return undefined; /* not JSON: shell form, like Docker */ }
+  if (!Array.isArray(v)) return undefined;
+  return v.every((x) => typeof x === 'string') ? (v as string[]) : 'not-strings';
 }
 
 /** Reads one whitespace-delimited token, keeping quoted whitespace inside it. */
@@ -187,20 +254,37 @@ function unquote(v: string): string {
   return v;
 }
 
-/** Heredoc openers among the words of an instruction's arguments, outside quotes. */
-export function findHeredocs(args: string): Omit<Heredoc, 'content'>[] {
+const HEREDOC_WORD = /^(\d*)<<(-?)\s*([^<]*)$/;
+
+/**
+ * One word as a heredoc opener (`<<EOF`, `<<-EOF`, `<< EOF`, `3<<EOF`, `<<'one two'`,
+ * `<<eo'f'`), like BuildKit's ParseHeredoc: the name is the word lexed without quotes; any
+ * quoting at all (counted by lexing with and without raw quotes) turns expansion off.
+ */
+export function parseHeredocWord(word: string): Omit<Heredoc, 'content'> | undefined {
+  const m = HEREDOC_WORD.exec(word);
+  if (!m || m[3] === '') return undefined;
+  const rest = m[3]!;
+  const env = new Map<string, string>();
+  const words = new Lexer('\\', { skipUnsetEnv: true }).processWords(rest, env);
+  if (words.length !== 1) return undefined;
+  const raw = new Lexer('\\', { skipUnsetEnv: true, rawQuotes: true }).processWords(rest, env);
+  const quotes = (s: string) => (s.match(/['"]/g) ?? []).length;
+  return { name: words[0]!, word, chomp: m[2] === '-', expand: quotes(words[0]!) === quotes(raw[0] ?? '') };
+}
+
+/** Heredoc openers among the words of an instruction's arguments (BuildKit's heredocsFromLine). */
+export function heredocsFromArgs(args: string): Omit<Heredoc, 'content'>[] {
+  let words: string[];
+  try {
+    words = new Lexer('\\', { rawQuotes: true, rawEscapes: true, skipUnsetEnv: true, heredocWords: true }).processWords(args, new Map());
+  } catch {
+    return []; // a line the lexer cannot split has no heredocs, as in BuildKit
+  }
   const out: Omit<Heredoc, 'content'>[] = [];
-  let quote = '';
-  for (let i = 0; i < args.length; i++) {
-    const c = args[i]!;
-    if (quote) { if (c === quote) quote = ''; continue; }
-    if (c === '"' || c === "'") { quote = c; continue; }
-    if (c !== '<' || args[i + 1] !== '<' || args[i + 2] === '<' || (i > 0 && args[i - 1] === '<')) continue;
-    const m = /^<<(-?)(?:"([^"\s]+)"|'([^'\s]+)'|([A-Za-z0-9_][A-Za-z0-9_.-]*))/.exec(args.slice(i));
-    if (!m) continue;
-    const quoted = m[2] ?? m[3];
-    out.push({ name: quoted ?? m[4]!, chomp: m[1] === '-', expand: quoted === undefined });
-    i += m[0].length - 1;
+  for (const w of words) {
+    const h = parseHeredocWord(w);
+    if (h) out.push(h);
   }
   return out;
 }

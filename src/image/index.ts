@@ -5,5 +5,4 @@ export * from './reference.js';
 export * from './source.js';
 export * from './partial.js';
 export * from './platform.js';
-export * from './config-changes.js';
 export * from './config.js';

@@ -36,8 +36,12 @@ export class LayerError extends UserError {
 
 export interface ApplyLayerOptions {
   compression?: CompressionOption;
-  /** Create block/char device nodes (needs root); refused otherwise. */
-  allowDevices?: boolean;
+  /**
+   * Where a warning goes (default: stderr). Device nodes are kept as the layer has them, like
+   * Docker; when mknod is not permitted (rootless, no CAP_MKNOD) they are skipped with one
+   * warning per layer, like containers/storage, because the runtime's own /dev covers them.
+   */
+  warn?: (message: string) => void;
   /** Refuse the layer once its entries expand beyond this many bytes. */
   maxBytes?: number;
   /**
@@ -134,6 +138,9 @@ async function removeExisting(abs: string): Promise<void> {
   await fsp.rm(abs, { recursive: true, force: true });
 }
 
+/** mknod(1)'s complaint when the caller lacks CAP_MKNOD (or is in a user namespace). */
+const NOT_PERMITTED = /Operation not permitted/;
+
 async function mknod(abs: string, type: 'c' | 'b' | 'p', major = 0, minor = 0): Promise<void> {
   const args = type === 'p' ? [abs, 'p'] : [abs, type, String(major), String(minor)];
   try {
@@ -141,6 +148,12 @@ async function mknod(abs: string, type: 'c' | 'b' | 'p', major = 0, minor = 0): 
   } catch (e) {
     throw new LayerError(`cannot create ${type === 'p' ? 'fifo' : 'device node'} ${abs}: ${((e as { stderr?: string }).stderr || (e as Error).message).trim()}`);
   }
+}
+
+/** Names the device nodes a layer had to skip, once per layer. */
+function skippedDevicesWarning(names: string[]): string {
+  const shown = names.slice(0, 5).join(', ') + (names.length > 5 ? `, … (${names.length - 5} more)` : '');
+  return `WARNING: skipped ${names.length} device node${names.length === 1 ? '' : 's'} of the layer (mknod is not permitted here; the container's /dev provides devices): ${shown}`;
 }
 
 /** Extracts one layer into `targetDir`, applying OCI whiteouts. See ApplyLayerOptions. */
@@ -156,6 +169,7 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
   const dirTimes: { abs: string; mtime: Date }[] = [];
   let entries = 0;
   let expanded = 0;
+  const skippedDevices: string[] = [];
 
   const applyMetadata = async (abs: string, h: EntryHeader, isLink: boolean) => {
     if (preserveOwners) {
@@ -289,9 +303,14 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
       case 'character-device':
       case 'block-device': {
         body.resume();
-        if (!opts.allowDevices) throw new LayerError(`entry "${h.name}": device nodes are refused (allowDevices is off)`);
         if (existing) await removeExisting(abs);
-        await mknod(abs, h.type === 'character-device' ? 'c' : 'b', h.devmajor ?? 0, h.devminor ?? 0);
+        try {
+          await mknod(abs, h.type === 'character-device' ? 'c' : 'b', h.devmajor ?? 0, h.devminor ?? 0);
+        } catch (e) {
+          if (!NOT_PERMITTED.test((e as Error).message)) throw e;
+          skippedDevices.push(rel);
+          return;
+        }
         await applyMetadata(abs, h, false);
         return;
       }
@@ -342,6 +361,7 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
   }
   // Directory times last: creating their children would have changed them.
   for (const { abs, mtime } of dirTimes.reverse()) await fsp.utimes(abs, mtime, mtime).catch(() => {});
+  if (skippedDevices.length) (opts.warn ?? ((m: string) => process.stderr.write(`${m}\n`)))(skippedDevicesWarning(skippedDevices));
   return { entries, bytes: diffHasher.digester.size, diffID: diffHasher.digester.digest() };
 }
 

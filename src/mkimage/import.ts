@@ -7,7 +7,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { ContentStore } from '../store/content-store.js';
 import { writeImage } from '../store/write-image.js';
-import { applyConfigChanges } from '../image/config-changes.js';
+import { applyConfigChanges } from '../builder/changes.js';
 import { singleLayerConfig } from '../image/config.js';
 import type { Platform } from '../image/types.js';
 import { createLayer, type LayerInfo } from '../layer/create.js';
@@ -91,34 +91,5 @@ export const openRootfsTarball = openWithExternalDecompressor;
 
 /** Unpacks a rootfs tarball (plain, gzip, zstd, xz) into `dir` with the layer extractor's safety checks. */
 export async function extractTarball(tarball: string, dir: string): Promise<void> {
-  await applyLayer(dir, await openRootfsTarball(tarball), {
-    compression: 'auto',
-    // Nodes are extracted only to be deleted again (removeDeviceNodes); as non-root they are refused.
-    allowDevices: process.getuid?.() === 0,
-  });
-}
-
-/**
- * Deletes block and character device nodes anywhere in the tree: images never carry them
- * (runtimes create /dev), and nodes in layers need privileges to extract. Returns how many.
- */
-export async function removeDeviceNodes(dir: string): Promise<number> {
-  let removed = 0;
-  const entries = await fsp.readdir(dir, { withFileTypes: true });
-  for (const e of entries) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) removed += await removeDeviceNodes(p);
-    else if (e.isCharacterDevice() || e.isBlockDevice()) { await fsp.rm(p); removed++; }
-  }
-  return removed;
-}
-
-/** True when the tree holds a device node (the caller then works on a copy). */
-export async function hasDeviceNodes(dir: string): Promise<boolean> {
-  const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => []);
-  for (const e of entries) {
-    if (e.isCharacterDevice() || e.isBlockDevice()) return true;
-    if (e.isDirectory() && (await hasDeviceNodes(path.join(dir, e.name)))) return true;
-  }
-  return false;
+  await applyLayer(dir, await openRootfsTarball(tarball), { compression: 'auto' });
 }

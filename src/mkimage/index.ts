@@ -2,7 +2,8 @@
 // variant lays out (or finds) a root filesystem in a scratch dir that is removed on every exit
 // path, applies the common options (timezone), then imports it (import.ts: one deterministic
 // layer, the config with --change instructions applied, the tags).
-import { promises as fsp } from 'node:fs';
+import { createWriteStream, promises as fsp } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import path from 'node:path';
@@ -16,7 +17,7 @@ import { writeAptSources, securityMirrorFor } from './apt-sources.js';
 import { countPackages, scanRootfsTarball, type PackageCount } from './packages.js';
 import { withScratchDir } from './scratch.js';
 import { setTimezone } from './timezone.js';
-import { importPreparedRootfs, platformForDebianArch, extractTarball, removeDeviceNodes, hasDeviceNodes, DEFAULT_PATH_ENV, type ImportedImage } from './import.js';
+import { importPreparedRootfs, platformForDebianArch, extractTarball, DEFAULT_PATH_ENV, type ImportedImage } from './import.js';
 
 const run = promisify(execFile);
 
@@ -25,7 +26,7 @@ export { debootstrapArgs, runDebootstrap, slimDebianRootfs, pinShadowDates, pack
 export { hostDebianMirror, hostAptSources, debianMirrorFrom, debianSecurityMirrorFrom, parseDeb822Sources, parseOneLineSources, FALLBACK_MIRROR } from './mirror.js';
 export { aptSourcesFor, writeAptSources, securityMirrorFor } from './apt-sources.js';
 export { countPackages, countDpkgStatus, countApkInstalled, scanRootfsTarball, type PackageCount, type TarballScan } from './packages.js';
-export { importPreparedRootfs, removeDeviceNodes, platformForDebianArch, openRootfsTarball, DEFAULT_PATH_ENV } from './import.js';
+export { importPreparedRootfs, platformForDebianArch, openRootfsTarball, DEFAULT_PATH_ENV } from './import.js';
 export { withScratchDir, removeScratch, mountsUnder } from './scratch.js';
 export { setTimezone, validateTimezone } from './timezone.js';
 
@@ -120,41 +121,50 @@ export async function mkimageDebian(opts: MkimageDebianOptions): Promise<Mkimage
 }
 
 /**
- * `drydock mkimage rootfs DIR|TARBALL`: imports what the user prepared. A plain tarball is
- * streamed straight into a layer; a directory is never modified. Only when something must
- * change (--timezone, device nodes to drop) does the rootfs go through a scratch copy.
+ * `drydock mkimage rootfs DIR|TARBALL|-`: imports what the user prepared. A tarball is streamed
+ * straight into a layer (`-` is first spooled from stdin into the store's tmp, so the package
+ * scan can read it too); a directory is never modified. Device nodes are kept as they are, like
+ * `docker import`; only --timezone sends the rootfs through a scratch copy.
  */
-export async function mkimageRootfs(source: string, opts: MkimageCommonOptions & { platform?: Platform }): Promise<MkimageResult> {
+export async function mkimageRootfs(source: string, opts: MkimageCommonOptions & { platform?: Platform; stdin?: NodeJS.ReadableStream }): Promise<MkimageResult> {
   const started = Date.now();
   if (!opts.tags.length) throw new UserError('mkimage rootfs needs a name (-t NAME[:TAG])');
+  const store = await ContentStore.open(opts.root);
+  if (source === '-') {
+    return withScratchDir(store.tmpDir, 'mkimage-stdin-', async (scratch) => {
+      const spooled = path.join(scratch.dir, 'rootfs.tar');
+      await pipeline(opts.stdin ?? process.stdin, createWriteStream(spooled));
+      return { ...(await importRootfsSource(store, spooled, '-', opts)), seconds: (Date.now() - started) / 1000 };
+    });
+  }
+  return { ...(await importRootfsSource(store, source, path.basename(path.resolve(source)), opts)), seconds: (Date.now() - started) / 1000 };
+}
+
+async function importRootfsSource(store: ContentStore, source: string, label: string, opts: MkimageCommonOptions & { platform?: Platform }): Promise<Omit<MkimageResult, 'seconds'>> {
   const st = await fsp.stat(source).catch(() => undefined);
   if (!st) throw new UserError(`${source}: no such file or directory`);
   if (!st.isDirectory() && !st.isFile()) throw new UserError(`${source}: not a directory or a tarball`);
-  const store = await ContentStore.open(opts.root);
-  const common = { ...opts, createdBy: `drydock mkimage rootfs ${path.basename(path.resolve(source))}`, baseChanges: [] };
-  const finish = (imported: ImportedImage, packages: PackageCount | undefined): MkimageResult =>
-    ({ ...imported, ...(packages ? { packages } : {}), seconds: (Date.now() - started) / 1000 });
+  const common = { ...opts, createdBy: `drydock mkimage rootfs ${label}`, baseChanges: [] };
+  const finish = (imported: ImportedImage, packages: PackageCount | undefined) => ({ ...imported, ...(packages ? { packages } : {}) });
 
   if (st.isFile()) {
     const scan = await scanRootfsTarball(source);
-    if (!opts.timezone && scan.deviceNodes === 0) return finish(await importPreparedRootfs(store, source, common), scan.packages);
+    if (!opts.timezone) return finish(await importPreparedRootfs(store, source, common), scan.packages);
     return withScratchDir(store.tmpDir, 'mkimage-rootfs-', async (scratch) => {
       const rootfs = path.join(scratch.dir, 'rootfs');
       await fsp.mkdir(rootfs, { mode: 0o755 });
       await extractTarball(source, rootfs);
-      await removeDeviceNodes(rootfs);
-      if (opts.timezone) await setTimezone(rootfs, opts.timezone);
+      await setTimezone(rootfs, opts.timezone!);
       return finish(await importPreparedRootfs(store, rootfs, common), scan.packages);
     });
   }
   const packages = await countPackages(source);
-  if (!opts.timezone && !(await hasDeviceNodes(source))) return finish(await importPreparedRootfs(store, source, common), packages);
+  if (!opts.timezone) return finish(await importPreparedRootfs(store, source, common), packages);
   return withScratchDir(store.tmpDir, 'mkimage-rootfs-', async (scratch) => {
     const rootfs = path.join(scratch.dir, 'rootfs');
     // --reflink=auto: a copy-on-write clone where the filesystem supports it.
     await run('cp', ['-a', '--reflink=auto', path.resolve(source), rootfs]);
-    await removeDeviceNodes(rootfs);
-    if (opts.timezone) await setTimezone(rootfs, opts.timezone);
+    await setTimezone(rootfs, opts.timezone!);
     return finish(await importPreparedRootfs(store, rootfs, common), packages);
   });
 }

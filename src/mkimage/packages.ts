@@ -40,25 +40,21 @@ const DB_PATHS: Record<string, PackageCount['manager']> = { 'var/lib/dpkg/status
 
 export interface TarballScan {
   packages?: PackageCount;
-  /** Block/char device entries: the tarball then goes through an unpack-and-clean path. */
-  deviceNodes: number;
 }
 
 /**
  * Reads a rootfs tarball (plain, gzip, zstd or xz) in one streaming pass: counts packages (only the
- * package database entry is held in memory) and device node entries.
+ * package database entry is held in memory).
  */
 export async function scanRootfsTarball(file: string): Promise<TarballScan> {
   const { stream } = await decompress(await openRootfsTarball(file));
   const extract = tarStream.extract();
   let found: PackageCount | undefined;
-  let deviceNodes = 0;
   const done = new Promise<void>((resolve, reject) => {
     extract.on('entry', (header, body, next) => {
       // A broken archive fails the pipeline below; the entry's own error needs a listener too.
       body.on('error', () => {});
       const name = header.name.replace(/^(\.\/|\/)+/, '');
-      if (header.type === 'character-device' || header.type === 'block-device') deviceNodes++;
       const manager = DB_PATHS[name];
       if (!manager || header.type !== 'file' || (header.size ?? 0) > 256 * 1024 * 1024) {
         body.on('end', next).resume();
@@ -76,5 +72,5 @@ export async function scanRootfsTarball(file: string): Promise<TarballScan> {
     extract.on('error', reject);
   });
   await Promise.all([pipeline(stream, extract), done]);
-  return { packages: found, deviceNodes };
+  return { packages: found };
 }

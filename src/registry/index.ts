@@ -23,6 +23,7 @@ export { RegistryError, ErrorCodes, type ErrorCode } from './errors.js';
 export { FilesystemDriver } from './storage/filesystem.js';
 export { S3Driver, s3OptionsFromConfig, type S3DriverOptions, type S3StorageConfig } from './storage/s3.js';
 export { PathNotFoundError, type StorageDriver, type FileInfo, type FileWriter } from './storage/driver.js';
+export { checkedDriver, InvalidPathError, isValidPath } from './storage/checked.js';
 export { htpasswdLine, parseHtpasswd, TokenIssuer, TokenVerifier, AccessRules, type AccessRule } from './auth/index.js';
 
 export interface StartRegistryOptions {

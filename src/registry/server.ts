@@ -16,6 +16,7 @@ import { parseDuration, splitAddr, type RegistryConfig } from './config.js';
 import { RegistryError } from './errors.js';
 import { FilesystemDriver } from './storage/filesystem.js';
 import type { StorageDriver } from './storage/driver.js';
+import { checkedDriver } from './storage/checked.js';
 import { S3Driver, s3Location, s3OptionsFromConfig } from './storage/s3.js';
 import { MAX_MANIFEST_BYTES, RegistryStorage, parseDigestParam, validateName } from './storage.js';
 import { ProxyUpstream } from './proxy.js';
@@ -164,10 +165,11 @@ function s3Options(config: RegistryConfig) {
 }
 
 /** The driver a config selects: storage.s3 when present (the SDK loads on first use), else the filesystem. */
+/** The configured driver, behind the path check every driver goes through. */
 export function createStorageDriver(config: RegistryConfig): StorageDriver {
   const s3 = s3Options(config);
-  if (s3) return new S3Driver(s3);
-  return new FilesystemDriver(config.storage.filesystem.rootdirectory, { fsync: config.storage.filesystem.fsync });
+  if (s3) return checkedDriver(new S3Driver(s3));
+  return checkedDriver(new FilesystemDriver(config.storage.filesystem.rootdirectory, { fsync: config.storage.filesystem.fsync }));
 }
 
 /** Where a config stores things, for messages: a directory or "s3://bucket/root at endpoint". */
@@ -177,7 +179,7 @@ export function storageLocation(config: RegistryConfig): string {
 }
 
 export function createRegistryServer(config: RegistryConfig, opts: CreateServerOptions = {}): RegistryServer {
-  const driver = opts.driver ?? createStorageDriver(config);
+  const driver = opts.driver ? checkedDriver(opts.driver) : createStorageDriver(config);
   const storage = new RegistryStorage(driver, {
     cacheTtlMs: parseDuration(config.storage.cache?.ttl, 5000),
     deleteEnabled: config.storage.delete?.enabled ?? false,

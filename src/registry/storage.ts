@@ -171,16 +171,36 @@ export class RegistryStorage {
     await this.driver.putContent(paths.layerLink(name, digest), digest.value, { sync: false });
   }
 
-  /** Cross-repository mount: links the blob when `from` has it; false means "start an upload". */
+  /**
+   * Cross-repository mount: links the blob when `from` has it; false means "start an upload".
+   * The link is written before the blob's existence is checked, so a concurrent gc either sees
+   * the fresh link or has removed the blob, which this check then sees (gc.ts).
+   */
   async mountBlob(name: string, from: string, digest: Digest): Promise<boolean> {
     try {
-      await this.statBlob(from, digest);
+      await this.driver.stat(paths.layerLink(from, digest));
     } catch (e) {
-      if (e instanceof RegistryError && e.code === 'BLOB_UNKNOWN') return false;
+      if (isNotFound(e)) return false;
       throw e;
     }
     await this.linkBlob(name, digest);
-    return true;
+    return this.blobExistsGlobally(digest);
+  }
+
+  /**
+   * For a manifest PUT: the blob must be linked in this repository; the link is rewritten (a
+   * fresh "last referenced" time for gc) and only then is the blob's data checked, so a manifest
+   * accepted while gc runs never loses a layer (gc.ts).
+   */
+  private async relinkBlob(name: string, digest: Digest): Promise<boolean> {
+    try {
+      await this.driver.stat(paths.layerLink(name, digest));
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw e;
+    }
+    await this.linkBlob(name, digest);
+    return this.blobExistsGlobally(digest);
   }
 
   async deleteBlob(name: string, digest: Digest): Promise<void> {
@@ -204,11 +224,33 @@ export class RegistryStorage {
     if (!UPLOAD_ID.test(id)) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { uuid: id.slice(0, 64) });
   }
 
-  /** Makes the caller the upload's only writer until the returned release() runs; 416 if another request is. */
-  private ownUpload(id: string): () => void {
-    if (this.uploadOwners.has(id)) throw new RegistryError('RANGE_INVALID', 'another request is writing to this upload; retry when it has finished', { uuid: id });
+  /**
+   * Makes the caller the upload's only writer until the returned release() runs; 416 if another
+   * request is. Within this process by a set of ids; between processes (several `serve` on one
+   * root, --workers) by the driver's lock file where it has one (the filesystem's).
+   */
+  private async ownUpload(name: string, id: string): Promise<() => Promise<void>> {
+    const busy = () => new RegistryError('RANGE_INVALID', 'another request is writing to this upload; retry when it has finished', { uuid: id });
+    if (this.uploadOwners.has(id)) throw busy();
     this.uploadOwners.add(id);
-    return () => { this.uploadOwners.delete(id); };
+    let unlock: (() => Promise<void>) | undefined;
+    try {
+      if (this.driver.lockFile) {
+        unlock = await this.driver.lockFile(paths.uploadLock(name, id));
+        if (!unlock) throw busy();
+      }
+    } catch (e) {
+      this.uploadOwners.delete(id);
+      if (isNotFound(e)) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { uuid: id });
+      throw e;
+    }
+    return async () => {
+      try {
+        await unlock?.();
+      } finally {
+        this.uploadOwners.delete(id);
+      }
+    };
   }
 
   async startUpload(name: string): Promise<string> {
@@ -245,11 +287,11 @@ export class RegistryStorage {
    */
   async appendUpload(name: string, id: string, body: Readable, range?: ChunkRange, maxBytes = Number.MAX_SAFE_INTEGER, sync = false): Promise<{ size: number; appended: number }> {
     this.checkUploadId(id);
-    const release = this.ownUpload(id);
+    const release = await this.ownUpload(name, id);
     try {
       return await this.append(name, id, body, range, maxBytes, sync);
     } finally {
-      release();
+      await release();
     }
   }
 
@@ -306,7 +348,7 @@ export class RegistryStorage {
    */
   async commitUpload(name: string, id: string, digest: Digest, body?: Readable, range?: ChunkRange, maxBytes = Number.MAX_SAFE_INTEGER): Promise<BlobInfo & { appended: number }> {
     this.checkUploadId(id);
-    const release = this.ownUpload(id);
+    const release = await this.ownUpload(name, id);
     try {
       let size: number;
       let appended = 0;
@@ -338,19 +380,19 @@ export class RegistryStorage {
       this.uploads.delete(id);
       return { digest: digest.value, size, appended };
     } finally {
-      release();
+      await release();
     }
   }
 
   async cancelUpload(name: string, id: string): Promise<void> {
     this.checkUploadId(id);
-    const release = this.ownUpload(id);
+    const release = await this.ownUpload(name, id);
     try {
       await this.uploadOffset(name, id);
       this.uploads.delete(id);
       await this.driver.delete(paths.uploadDir(name, id));
     } finally {
-      release();
+      await release();
     }
   }
 
@@ -460,24 +502,27 @@ export class RegistryStorage {
     }
 
     // Every blob and child manifest must already be in this repository (a pull-through cache
-    // fetches them lazily instead).
+    // fetches them lazily instead). Each check rewrites the link before it looks at the data (relinkBlob).
     for (const d of opts.skipReferenceCheck ? [] : parsed.blobs) {
       if (d.urls && d.urls.length > 0) continue; // foreign layers live elsewhere by definition
-      try {
-        await this.statBlob(name, parseDigest(d.digest));
-      } catch (e) {
-        if (e instanceof RegistryError) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob unknown to registry: ${d.digest}`, { digest: d.digest });
-        throw e;
+      if (!(await this.relinkBlob(name, parseDigest(d.digest)))) {
+        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob unknown to registry: ${d.digest}`, { digest: d.digest });
       }
     }
     for (const d of opts.skipReferenceCheck ? [] : parsed.manifests) {
-      if (!(await this.readLink(paths.revisionLink(name, parseDigest(d.digest))))) {
+      const child = parseDigest(d.digest);
+      if (!(await this.readLink(paths.revisionLink(name, child)))) {
+        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest unknown to registry: ${d.digest}`, { digest: d.digest });
+      }
+      await this.driver.putContent(paths.revisionLink(name, child), child.value);
+      if (!(await this.blobExistsGlobally(child))) {
         throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest unknown to registry: ${d.digest}`, { digest: d.digest });
       }
     }
 
-    if (!(await this.blobExistsGlobally(digest))) await this.driver.putContent(paths.blobData(digest), bytes);
+    // Revision link first, then the content: the same order as for blobs, for the same reason.
     await this.driver.putContent(paths.revisionLink(name, digest), digest.value);
+    if (!(await this.blobExistsGlobally(digest))) await this.driver.putContent(paths.blobData(digest), bytes);
     if (parsed.subject) {
       const subject = parseDigest(parsed.subject.digest);
       const desc: Descriptor = { mediaType: parsed.mediaType, digest: digest.value, size: bytes.length };

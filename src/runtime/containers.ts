@@ -41,6 +41,12 @@ export interface HostConfig {
   GroupAdd: string[];
   ExtraHosts: string[];
   Dns: string[];
+  /** Security settings; absent in records written before they existed (= Docker's defaults). */
+  Privileged?: boolean;
+  CapAdd?: string[];
+  CapDrop?: string[];
+  /** As given: seccomp=unconfined|FILE (FILE made absolute), no-new-privileges. */
+  SecurityOpt?: string[];
 }
 
 export interface ContainerRecord {

@@ -13,6 +13,9 @@ import {
 import { writeJson } from '../util/fs.js';
 import { parsePublish, publishAll, type PortBinding } from './ports.js';
 import { validateVolumeName } from './volumes.js';
+import { formatPlatform, hostPlatform, parsePlatform } from '../image/platform.js';
+import { normalizeCapability, parseSecurityOpts } from './capabilities.js';
+import { seccompFor } from './seccomp.js';
 
 export interface CreateOptions {
   image: string;
@@ -44,6 +47,23 @@ export interface CreateOptions {
   dns?: string[];
   labels?: string[];
   stopSignal?: string;
+  /** --platform: the image variant to pick from an index; also silences the mismatch warning. */
+  platform?: string;
+  privileged?: boolean;
+  capAdd?: string[];
+  capDrop?: string[];
+  securityOpt?: string[];
+}
+
+/**
+ * Docker's warning when the image was built for another platform than this host's and the user
+ * did not ask for one (the container may then fail with "exec format error").
+ */
+export function platformMismatchWarning(image: { os?: string; architecture?: string; variant?: string }): string | undefined {
+  const host = hostPlatform();
+  if (!image.architecture || ((image.os ?? 'linux') === host.os && image.architecture === host.architecture)) return undefined;
+  const wanted = formatPlatform({ os: image.os ?? 'linux', architecture: image.architecture, ...(image.variant ? { variant: image.variant } : {}) });
+  return `WARNING: The requested image's platform (${wanted}) does not match the detected host platform (${formatPlatform(host)}) and no specific platform was requested`;
 }
 
 /** Parses Docker memory sizes: 512m, 1g, 100k, 1048576 (bytes). */
@@ -127,7 +147,15 @@ export function mergeEnv(...lists: string[][]): string[] {
 
 export async function createContainer(o: CreateOptions): Promise<ContainerRecord> {
   const store = await ContentStore.open();
-  const image = await resolveImage(store, o.image);
+  let platform;
+  if (o.platform) {
+    try { platform = parsePlatform(o.platform); } catch (e) { throw new UserError((e as Error).message); }
+  }
+  const image = await resolveImage(store, o.image, platform);
+  if (!platform) {
+    const warning = platformMismatchWarning(image.config);
+    if (warning) process.stderr.write(`${warning}\n`);
+  }
   const cfg = image.config.config ?? {};
   const diffIds = image.config.rootfs?.diff_ids ?? [];
   if (diffIds.length !== image.manifest.layers.length) throw new UserError(`image ${o.image} is inconsistent: ${image.manifest.layers.length} layers but ${diffIds.length} diff_ids`);
@@ -174,6 +202,13 @@ export async function createContainer(o: CreateOptions): Promise<ContainerRecord
   const restart = parseRestart(o.restart);
   if (o.autoRemove && restart.Name !== 'no') throw new UserError('conflicting options: --restart and --rm');
 
+  const capAdd = (o.capAdd ?? []).map(normalizeCapability);
+  const capDrop = (o.capDrop ?? []).map(normalizeCapability);
+  const security = parseSecurityOpts(o.securityOpt);
+  // A bad profile fails now, not at every start.
+  if (security.seccomp !== 'default' && security.seccomp !== 'unconfined') await seccompFor(security.seccomp, []);
+  const securityOpt = [...(security.seccomp !== 'default' ? [`seccomp=${security.seccomp}`] : []), ...(security.noNewPrivileges ? ['no-new-privileges'] : [])];
+
   const id = newContainerId();
   const record: ContainerRecord = {
     Id: id,
@@ -214,6 +249,10 @@ export async function createContainer(o: CreateOptions): Promise<ContainerRecord
       GroupAdd: o.groupAdd ?? [],
       ExtraHosts: (o.addHost ?? []).map((h) => { const i = h.lastIndexOf(':'); if (i < 0) throw new UserError(`invalid --add-host ${h}: use host:ip`); return `${h.slice(i + 1)}\t${h.slice(0, i)}`; }),
       Dns: o.dns ?? [],
+      Privileged: !!o.privileged,
+      CapAdd: capAdd,
+      CapDrop: capDrop,
+      SecurityOpt: securityOpt,
     },
     LowerDirs: lowerDirs,
   };

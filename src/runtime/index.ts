@@ -8,10 +8,11 @@ export {
 } from './spec.js';
 export { runOnce, runOnceCaptured, runcStateRoot, containerState, killContainer, deleteContainer, type RunOnceOptions, type RunResult } from './runc.js';
 export { resolveUser, type ResolvedUser } from './user.js';
-export { resolveInRoot, readFileInRoot } from './rootfs-path.js';
+export { resolveInRoot, readFileInRoot, checkWorkdir } from './rootfs-path.js';
 // Container lifecycle (what the CLI's container commands call).
 export { createContainer, type CreateOptions } from './create.js';
-export { runNew, startExisting, stopContainer, killCtr, removeContainer, execIn, commitContainer, copy, inspectContainer, type RunOptions } from './lifecycle.js';
+export { runNew, startExisting, stopContainer, killCtr, removeContainer, execIn, commitContainer, inspectContainer, type RunOptions } from './lifecycle.js';
 export { listContainers, findContainer, type Container, type ContainerRecord, type ContainerState } from './containers.js';
+export { copy, splitContainerPath } from './cp.js';
 export { createVolume, listVolumes, removeVolume, inspectVolume, type VolumeInfo } from './volumes.js';
 export { parsePublish, startPortProxy, type PortBinding } from './ports.js';

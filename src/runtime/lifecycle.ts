@@ -1,24 +1,22 @@
 // Container lifecycle operations used by the CLI: run (foreground or detached via the monitor),
-// stop, kill, rm, exec, commit, cp, inspect.
+// stop, kill, rm, exec, commit, inspect (cp is in cp.ts).
 import { spawn } from 'node:child_process';
 import { promises as fsp, openSync, closeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pipeline } from 'node:stream/promises';
-import { PassThrough, type Readable } from 'node:stream';
 import { UserError } from '../util/errors.js';
 import { readJsonIfExists } from '../util/fs.js';
 import {
   type Container, findContainer, loadContainer, updateState, runnerAlive,
 } from './containers.js';
 import { createContainer, type CreateOptions, mergeEnv, parseEnvList } from './create.js';
-import { runContainer, ensureMounted } from './runner.js';
+import { runContainer } from './runner.js';
 import { destroyContainer } from './destroy.js';
 import { killContainer, containerState, execInContainer } from './runc.js';
 import { inspectVolume } from './volumes.js';
 import { resolveUser } from './user.js';
-import { resolveInRoot } from './rootfs-path.js';
+import { checkWorkdir } from './rootfs-path.js';
 import type { OciSpec } from './spec.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -140,6 +138,7 @@ export async function execIn(ref: string, args: string[], o: ExecOpts = {}): Pro
   if (!args.length) throw new UserError('exec needs a command');
   const spec = await readJsonIfExists<OciSpec>(path.join(c.paths.bundle, 'config.json'));
   if (!spec) throw new UserError(`container ${c.record.Name} has no runtime spec (was it started by this drydock?)`);
+  if (o.workdir) await checkWorkdir(c.paths.merged, o.workdir);
   const user = o.user ? await resolveUser(c.paths.merged, o.user) : undefined;
   let env = mergeEnv(spec.process.env, parseEnvList(o.env ?? []));
   if (user) env = mergeEnv(env, [`HOME=${user.home}`]);
@@ -180,7 +179,7 @@ export async function commitContainer(ref: string, o: CommitOptions = {}): Promi
   const base = parent.config;
   let config = { ...(base.config ?? {}) };
   if (o.changes?.length) {
-    const { applyConfigChanges } = await import('../image/config-changes.js');
+    const { applyConfigChanges } = await import('../builder/changes.js');
     config = applyConfigChanges(config, o.changes);
   }
   const created = new Date().toISOString();
@@ -204,89 +203,6 @@ async function runcSimple(args: string[], c: Container): Promise<void> {
   const { promisify } = await import('node:util');
   const { runcStateRoot } = await import('./runc.js');
   await promisify(execFile)(c.record.HostConfig.Runtime || 'runc', ['--root', runcStateRoot(), ...args]);
-}
-
-/** `CTR:path` → container ref and path, else undefined (a host path). */
-export function splitContainerPath(arg: string): { ref: string; path: string } | undefined {
-  const m = arg.match(/^([a-zA-Z0-9][a-zA-Z0-9_.-]*):(.*)$/);
-  if (!m || arg.startsWith('/') || arg.startsWith('.')) return undefined;
-  return { ref: m[1]!, path: m[2] || '/' };
-}
-
-/**
- * docker cp. Out of the container: the source is resolved inside the rootfs (symlinks cannot
- * leave it) and copied with symlinks kept as links. Into the container: the host files go through
- * a tar stream into the foundation's escape-checked extractor, so a symlink planted in the
- * container cannot redirect the write onto the host.
- */
-export async function copy(src: string, dst: string, o: { stdout?: NodeJS.WritableStream; stdin?: NodeJS.ReadableStream } = {}): Promise<void> {
-  const from = splitContainerPath(src);
-  const to = splitContainerPath(dst);
-  if (from && to) throw new UserError('copying between containers is not supported; copy to the host first');
-  if (!from && !to) throw new UserError('one of source or destination must be a container path (CTR:PATH)');
-  const { execFile } = await import('node:child_process');
-  const { promisify } = await import('node:util');
-  const run = promisify(execFile);
-  if (from) {
-    const c = await findContainer(from.ref);
-    const rootfs = await ensureMounted(c);
-    const hostSrc = await resolveInRoot(rootfs, from.path);
-    const st = await fsp.lstat(hostSrc).catch(() => undefined);
-    if (!st) throw new UserError(`Could not find the file ${from.path} in container ${from.ref}`);
-    const name = path.posix.basename(from.path.replace(/\/+$/, '')) || '.';
-    if (dst === '-') {
-      const child = spawn('tar', [...(name !== path.basename(hostSrc) ? ['--transform', `s|^${escapeRe(path.basename(hostSrc))}|${escapeRe(name)}|`] : []), '-C', path.dirname(hostSrc), '-cf', '-', '--', path.basename(hostSrc)], { stdio: ['ignore', 'pipe', 'inherit'] });
-      await pipeline(child.stdout, o.stdout ?? process.stdout, { end: false });
-      return;
-    }
-    const dstStat = await fsp.stat(dst).catch(() => undefined);
-    if (dst.endsWith('/') && !dstStat) throw new UserError(`destination directory ${dst} does not exist`);
-    const target = dstStat?.isDirectory() ? path.join(dst, name) : dst;
-    if (st.isDirectory() && from.path.endsWith('/.')) {
-      await fsp.mkdir(target, { recursive: true });
-      await run('cp', ['-a', '--', `${hostSrc}/.`, target]);
-    } else {
-      await run('cp', ['-a', '--no-target-directory', '--', hostSrc, target]).catch((e) => { throw new UserError(`cp: ${String(e.stderr ?? e.message).trim()}`); });
-    }
-    return;
-  }
-  const c = await findContainer(to!.ref);
-  const rootfs = await ensureMounted(c);
-  const { applyLayer } = await import('../layer/index.js');
-  if (src === '-') {
-    const dir = await resolveInRoot(rootfs, to!.path);
-    if (!(await fsp.stat(dir).catch(() => undefined))?.isDirectory()) throw new UserError(`destination ${to!.path} must be a directory when copying a tar stream from stdin`);
-    await applyLayer(dir, (o.stdin ?? process.stdin) as unknown as Readable, { compression: 'auto' });
-    return;
-  }
-  const hostSrc = path.resolve(src);
-  const srcStat = await fsp.lstat(hostSrc).catch(() => undefined);
-  if (!srcStat) throw new UserError(`no such file or directory: ${src}`);
-  const innerTarget = await resolveInRoot(rootfs, to!.path);
-  const targetStat = await fsp.stat(innerTarget).catch(() => undefined);
-  let dir: string;
-  let name: string;
-  if (targetStat?.isDirectory() && !(srcStat.isDirectory() && src.endsWith('/.'))) { dir = innerTarget; name = path.basename(hostSrc); }
-  else if (srcStat.isDirectory() && src.endsWith('/.')) { dir = innerTarget; name = '.'; await fsp.mkdir(dir, { recursive: true }); }
-  else {
-    if (to!.path.endsWith('/')) throw new UserError(`destination directory ${to!.path} does not exist in the container`);
-    dir = path.dirname(innerTarget); name = path.basename(innerTarget);
-    if (!(await fsp.stat(dir).catch(() => undefined))?.isDirectory()) throw new UserError(`destination directory ${path.posix.dirname(to!.path)} does not exist in the container`);
-  }
-  const tarArgs = ['-C', name === '.' ? hostSrc : path.dirname(hostSrc), '-cf', '-', '--', name === '.' ? '.' : path.basename(hostSrc)];
-  if (name !== '.' && name !== path.basename(hostSrc)) tarArgs.unshift('--transform', `s|^${escapeRe(path.basename(hostSrc))}|${escapeRe(name)}|`);
-  const child = spawn('tar', tarArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (d) => (err += d));
-  // Attach a reader at once: Node discards a child's unread stdout when the child exits.
-  const tarStream = child.stdout.pipe(new PassThrough({ highWaterMark: 1 << 20 }));
-  await applyLayer(dir, tarStream, { compression: 'none' });
-  const code = await new Promise<number>((r) => child.on('close', (c2) => r(c2 ?? 1)));
-  if (code !== 0) throw new UserError(`tar: ${err.trim()}`);
-}
-
-function escapeRe(s: string): string {
-  return s.replace(/[|\\^$.*+?()[\]{}]/g, '\\$&');
 }
 
 /** `docker inspect`-shaped JSON for a container. */
@@ -336,6 +252,10 @@ export async function inspectContainer(ref: string): Promise<Record<string, unkn
       GroupAdd: r.HostConfig.GroupAdd,
       ExtraHosts: r.HostConfig.ExtraHosts,
       Dns: r.HostConfig.Dns,
+      Privileged: !!r.HostConfig.Privileged,
+      CapAdd: r.HostConfig.CapAdd?.length ? r.HostConfig.CapAdd : null,
+      CapDrop: r.HostConfig.CapDrop?.length ? r.HostConfig.CapDrop : null,
+      SecurityOpt: r.HostConfig.SecurityOpt?.length ? r.HostConfig.SecurityOpt : null,
     },
     GraphDriver: {
       Name: 'overlay',
@@ -364,3 +284,4 @@ export async function inspectContainer(ref: string): Promise<Record<string, unkn
 }
 
 export { runnerAlive, containerState };
+export { copy, splitContainerPath } from './cp.js';

@@ -49,3 +49,19 @@ export async function readFileInRoot(root: string, inner: string): Promise<strin
     throw e;
   }
 }
+
+/** Where a working directory must not lead: procfs and the /dev links runc points into it. */
+const REFUSED_WORKDIRS = ['/proc', '/dev/fd', '/dev/stdin', '/dev/stdout', '/dev/stderr'];
+
+/**
+ * Checks a working directory (WORKDIR, -w) by what it resolves to inside the rootfs, not by its
+ * text: `/app` may be a symlink to /proc/self/fd/7, which in runc before 1.1.12 is a directory
+ * of the host (CVE-2024-21626). Returns the resolved path inside the container.
+ */
+export async function checkWorkdir(root: string, cwd: string): Promise<string> {
+  const inner = `/${path.relative(root, await resolveInRoot(root, path.posix.resolve('/', cwd)))}`.replace(/\/+$/, '') || '/';
+  if (REFUSED_WORKDIRS.some((p) => inner === p || inner.startsWith(`${p}/`))) {
+    throw new UserError(`working directory ${cwd} resolves to ${inner} in the container: a working directory under ${REFUSED_WORKDIRS.find((p) => inner === p || inner.startsWith(`${p}/`))} is refused (it could expose host file descriptors, CVE-2024-21626)`);
+  }
+  return inner;
+}

@@ -13,8 +13,9 @@ import { setupBridgeNetwork, teardownBridgeNetwork, type ContainerNetwork } from
 import { startPortProxy, type RunningProxy } from './ports.js';
 import { JsonLogWriter } from './logs.js';
 import { createVolume, seedVolume } from './volumes.js';
-import { resolveInRoot } from './rootfs-path.js';
+import { resolveInRoot, checkWorkdir } from './rootfs-path.js';
 import { destroyContainer } from './destroy.js';
+import { effectiveCapabilities, parseSecurityOpts } from './capabilities.js';
 
 export type RunnerIO =
   /** Foreground: attach to our terminal. `log` tees output into the container log (no tty). */
@@ -53,6 +54,17 @@ async function ociMounts(c: Container, rootfs: string): Promise<OciMount[]> {
     out.push({ destination: m.Destination, type: 'bind', source, options: ['rbind', propagation, ...(m.RW ? [] : ['ro'])] });
   }
   return out;
+}
+
+/** The spec's security fields from the record (records without them get Docker's defaults). */
+function securitySpec(h: Container['record']['HostConfig']): { privileged: boolean; capabilities: string[]; seccomp: string; noNewPrivileges: boolean } {
+  const sec = parseSecurityOpts(h.SecurityOpt);
+  return {
+    privileged: !!h.Privileged,
+    capabilities: effectiveCapabilities({ capAdd: h.CapAdd, capDrop: h.CapDrop, privileged: h.Privileged }),
+    seccomp: sec.seccomp,
+    noNewPrivileges: sec.noNewPrivileges,
+  };
 }
 
 function resources(c: Container): OciResources | undefined {
@@ -99,6 +111,7 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
     let result: RunResult | undefined;
     try {
       const rootfs = await ensureMounted(c);
+      await checkWorkdir(rootfs, rec.Config.WorkingDir || '/');
       let network: NetworkSpec = rec.HostConfig.NetworkMode === 'bridge' ? 'none' : rec.HostConfig.NetworkMode;
       const extraHosts = [...rec.HostConfig.ExtraHosts];
       if (rec.HostConfig.NetworkMode === 'bridge') {
@@ -122,6 +135,7 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
         terminal: rec.Config.Tty,
         resources: resources(c),
         init: rec.HostConfig.Init,
+        ...securitySpec(rec.HostConfig),
         hostFilesDir: path.join(c.paths.dir, 'hostfiles'),
         extraHosts,
         ...(rec.HostConfig.Dns.length ? { dns: rec.HostConfig.Dns } : {}),

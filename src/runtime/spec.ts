@@ -3,6 +3,8 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { resolveUser } from './user.js';
+import { DEFAULT_CAPABILITIES, allCapabilities } from './capabilities.js';
+import { seccompFor, type OciSeccomp } from './seccomp.js';
 
 export interface OciMount {
   destination: string;
@@ -35,6 +37,8 @@ export interface OciSpec {
   linux: {
     namespaces: { type: string; path?: string }[];
     resources?: OciResources & { devices?: unknown[] };
+    devices?: OciDevice[];
+    seccomp?: OciSeccomp;
     maskedPaths?: string[];
     readonlyPaths?: string[];
     cgroupsPath?: string;
@@ -42,11 +46,7 @@ export interface OciSpec {
   annotations?: Record<string, string>;
 }
 
-/** Docker's default capability set (moby/oci/caps/defaults.go). */
-export const DEFAULT_CAPABILITIES = [
-  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID',
-  'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
-];
+export { DEFAULT_CAPABILITIES } from './capabilities.js';
 
 export const DEFAULT_MASKED_PATHS = [
   '/proc/asound', '/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
@@ -54,6 +54,8 @@ export const DEFAULT_MASKED_PATHS = [
 ];
 
 export const DEFAULT_READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+
+export interface OciDevice { path: string; type: 'c' | 'b'; major: number; minor: number; fileMode: number; uid: number; gid: number }
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -74,8 +76,14 @@ export interface RuntimeSpecOptions {
   mounts?: OciMount[];
   readonlyRootfs?: boolean;
   terminal?: boolean;
-  /** Replaces the default capability set. */
+  /** Replaces the default capability set (Docker's 14). */
   capabilities?: string[];
+  /** --privileged: every capability, no seccomp, no masked paths, the host's devices, rw /sys. */
+  privileged?: boolean;
+  /** "default" (the containers-common profile), "unconfined" or a profile file. */
+  seccomp?: string;
+  /** --security-opt no-new-privileges (off by default, as in Docker: setuid programs work). */
+  noNewPrivileges?: boolean;
   maskedPaths?: string[];
   readonlyPaths?: string[];
   resources?: OciResources;
@@ -113,7 +121,7 @@ export async function createRuntimeSpec(opts: RuntimeSpecOptions): Promise<OciSp
   if (!env.some((e) => e.startsWith('HOME='))) env = [...env, `HOME=${user.home}`];
   if (opts.terminal && !env.some((e) => e.startsWith('TERM='))) env = [...env, 'TERM=xterm'];
   const hostname = opts.hostname ?? (opts.network === 'host' ? (await fsp.readFile('/etc/hostname', 'utf8').catch(() => 'localhost')).trim() : 'drydock');
-  const caps = opts.capabilities ?? DEFAULT_CAPABILITIES;
+  const caps = opts.privileged ? allCapabilities() : opts.capabilities ?? DEFAULT_CAPABILITIES;
   const namespaces: { type: string; path?: string }[] = [
     { type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' },
   ];
@@ -142,12 +150,16 @@ export async function createRuntimeSpec(opts: RuntimeSpecOptions): Promise<OciSp
     { destination: '/etc/resolv.conf', type: 'bind', source: hostFiles.resolv, options: ['rbind', 'rprivate'] },
   ];
   if (opts.network === 'host') defaults.splice(defaults.findIndex((m) => m.destination === '/sys/fs/cgroup'), 1);
+  // Privileged containers may write /sys and the cgroup tree (a daemon inside manages both).
+  if (opts.privileged) for (const m of defaults) if (m.destination === '/sys' || m.destination === '/sys/fs/cgroup') m.options = m.options!.filter((o) => o !== 'ro');
   const mounts = [...defaults.filter((m) => !userDest.has(m.destination)), ...userMounts];
   let args = opts.args;
   if (opts.init) {
     mounts.push({ destination: INIT_PATH, type: 'bind', source: await findInit(), options: ['bind', 'ro'] });
     args = [INIT_PATH, '--', ...args];
   }
+  // The profile's capability conditions are resolved against the final bounding set.
+  const seccomp = opts.privileged ? undefined : await seccompFor(opts.seccomp, caps);
   const spec: OciSpec = {
     ociVersion: '1.0.2',
     process: {
@@ -157,20 +169,45 @@ export async function createRuntimeSpec(opts: RuntimeSpecOptions): Promise<OciSp
       env,
       cwd: opts.cwd || '/',
       capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
-      noNewPrivileges: true,
+      noNewPrivileges: !!opts.noNewPrivileges,
     },
     root: { path: opts.rootfs, readonly: !!opts.readonlyRootfs },
     hostname: namespaces.some((n) => n.type === 'uts') ? hostname : undefined,
     mounts,
     linux: {
       namespaces,
-      ...(opts.resources ? { resources: opts.resources } : {}),
-      maskedPaths: opts.maskedPaths ?? DEFAULT_MASKED_PATHS,
-      readonlyPaths: opts.readonlyPaths ?? DEFAULT_READONLY_PATHS,
+      ...(opts.resources || opts.privileged ? { resources: { ...opts.resources, ...(opts.privileged ? { devices: [{ allow: true, access: 'rwm' }] } : {}) } } : {}),
+      ...(opts.privileged ? { devices: await hostDevices() } : {}),
+      ...(seccomp ? { seccomp } : {}),
+      maskedPaths: opts.privileged ? [] : opts.maskedPaths ?? DEFAULT_MASKED_PATHS,
+      readonlyPaths: opts.privileged ? [] : opts.readonlyPaths ?? DEFAULT_READONLY_PATHS,
     },
     ...(opts.annotations ? { annotations: opts.annotations } : {}),
   };
   return spec;
+}
+
+/** The host's device nodes under /dev, for --privileged (like Docker, minus the pty/shm/mqueue mounts). */
+export async function hostDevices(dir = '/dev'): Promise<OciDevice[]> {
+  const out: OciDevice[] = [];
+  const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => []);
+  for (const e of entries) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) {
+      if (!['/dev/pts', '/dev/shm', '/dev/mqueue'].includes(p)) out.push(...await hostDevices(p));
+      continue;
+    }
+    if (!e.isCharacterDevice() && !e.isBlockDevice()) continue;
+    // /dev/console and the tty the command runs on belong to the runtime's own setup.
+    if (p === '/dev/console' || p === '/dev/ptmx') continue;
+    const st = await fsp.stat(p, { bigint: true }).catch(() => undefined);
+    if (!st) continue;
+    const rdev = st.rdev;
+    const major = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
+    const minor = Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
+    out.push({ path: p, type: e.isCharacterDevice() ? 'c' : 'b', major, minor, fileMode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid) });
+  }
+  return out;
 }
 
 async function writeHostFiles(dir: string, hostname: string, opts: RuntimeSpecOptions): Promise<{ hosts: string; hostname: string; resolv: string }> {

@@ -114,8 +114,16 @@ export interface ImageSummary {
   manifestDigest: string;
   id: string;
   created?: string;
-  /** Sum of compressed layer sizes plus config, like `docker images` on a registry image. */
+  /** The unpacked size of the layers' files, as `docker images` shows SIZE. */
   size: number;
+  /** The config's labels (for `images --filter label=`). */
+  labels?: Record<string, string>;
+}
+
+/** The layers' unpacked size; the compressed size when a layer cannot be read. */
+async function unpackedSize(store: ContentStore, layers: readonly Descriptor[]): Promise<number> {
+  const { imageContentSize } = await import('./layer-size.js');
+  return imageContentSize(store, layers).catch(() => layers.reduce((n, l) => n + l.size, 0));
 }
 
 export async function listImages(store: ContentStore): Promise<ImageSummary[]> {
@@ -132,7 +140,8 @@ export async function listImages(store: ContentStore): Promise<ImageSummary[]> {
         manifestDigest: t.descriptor.digest,
         id: img.configDigest,
         created: img.config.created,
-        size: img.manifest.layers.reduce((n, l) => n + l.size, 0) + img.manifest.config.size,
+        size: await unpackedSize(store, img.manifest.layers),
+        labels: img.config.config?.Labels ?? undefined,
       });
     } catch {
       // A tag whose blobs are incomplete still shows, so the user can rmi it.
@@ -145,7 +154,8 @@ export async function listImages(store: ContentStore): Promise<ImageSummary[]> {
       const img = await unnamedImage(store, u.digest);
       out.push({
         name: '<none>:<none>', repository: '<none>', tag: '<none>', manifestDigest: u.digest, id: img.configDigest,
-        created: img.config.created, size: img.manifest.layers.reduce((n, l) => n + l.size, 0) + img.manifest.config.size,
+        created: img.config.created, size: await unpackedSize(store, img.manifest.layers),
+        labels: img.config.config?.Labels ?? undefined,
       });
     } catch { /* incomplete (a pull for another platform): nothing to show or run */ }
   }

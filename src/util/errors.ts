@@ -14,3 +14,8 @@ export class UserError extends Error {
 export class NotFoundError extends UserError {
   override name = 'NotFoundError';
 }
+
+/** A user error printed as it is, without "Error: ", where Docker's text has no such prefix. */
+export class VerbatimError extends UserError {
+  override name = 'VerbatimError';
+}

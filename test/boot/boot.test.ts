@@ -170,13 +170,28 @@ test('a shell image (CMD ["sh"]) gets an interactive console; poweroff stops it 
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /Init: \/\.drydock\/init/);
   const run = await bootVm(['-cdrom', iso], {
-    type: [[/drydock: service started/, 'echo CONSOLE-$((6*7)) on $(hostname) tty=$(tty) run=$(ls /run/drydock | tr "\\n" ,)\n'], [/CONSOLE-42 on shellbox/, 'poweroff\n']],
+    type: [[/drydock: service started/, 'echo CONSOLE-$((6*7)) on $(hostname) tty=$(tty) run=$(ls /run/drydock | tr "\\n" ,) term=$TERM\n'], [/CONSOLE-42 on shellbox/, 'poweroff\n']],
   });
   assert.ok(run.poweredOff, 'the VM powered itself off');
   const c = run.console.replace(/\r/g, '');
-  assert.match(c, /^CONSOLE-42 on shellbox tty=\/dev\/ttyS0 run=image,medium,rw,top,toplayer,$/m);
+  assert.match(c, /^CONSOLE-42 on shellbox tty=\/dev\/ttyS0 run=image,medium,modules,network,rw,top,toplayer, term=linux$/m);
   assert.match(c, /drydock: poweroff: stopping the service/);
   assert.match(c, /reboot: Power down/);
+});
+
+test('a CMD that cannot even be executed is reported as failed, not started', async () => {
+  const rootfs = path.join(work, 'broken-rootfs');
+  await fsp.mkdir(rootfs);
+  await buildBusyboxRootfs(rootfs);
+  const store = await ContentStore.open(root);
+  await importRootfs(store, rootfs, { tag: 'broken-cmd:latest', changes: ['CMD ["/no/such/binary"]'] });
+  const iso = path.join(work, 'broken.iso');
+  const r = await runCli(['iso', 'broken-cmd', '-o', iso, '--kernel', kernel, '--firmware', 'bios', '-q'], { root, timeoutMs: 300_000 });
+  assert.equal(r.code, 0, r.stderr);
+  const run = await bootVm(['-cdrom', iso], { until: /drydock: service failed to start[^\n]*\n[^]*drydock: service failed to start/, timeoutMs: 240_000 });
+  const c = run.console.replace(/\r/g, '');
+  assert.match(c, /drydock: service failed to start \(status 127: command or its loader not found\); retrying in 1s/);
+  assert.doesNotMatch(c, /drydock: service started/);
 });
 
 test('SOURCE_DATE_EPOCH: the same image and options give a byte-identical ISO', async () => {

@@ -1,18 +1,25 @@
-// The test kernel: Debian's linux-image-*-cloud-amd64, fetched once with apt-get download by
+// The test kernels: Debian's linux-image-*-cloud-amd64 (and linux-image-*-amd64), fetched once with apt-get download by
 // scripts/fetch-kernel.sh into test/.cache/kernel (or $DRYDOCK_KERNEL_CACHE). A failure fails
 // the test: the boot tests cannot run without a kernel.
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { PROJECT_ROOT, requireTool } from '../helpers/env.js';
 
-let cached: string | undefined;
+const cached = new Map<string, string>();
 
-export function fetchKernel(): string {
-  if (cached) return cached;
+/**
+ * 'cloud' (default): linux-image-cloud-amd64, small, virtio only. 'generic': linux-image-amd64
+ * (test/.cache/kernel-generic or $DRYDOCK_GENERIC_KERNEL_CACHE), for e1000 and 9p.
+ */
+export function fetchKernel(flavor: 'cloud' | 'generic' = 'cloud'): string {
+  const hit = cached.get(flavor);
+  if (hit) return hit;
   requireTool('apt-get');
   requireTool('dpkg-deb');
   requireTool('depmod', 'apt-get install kmod');
-  const out = execFileSync('bash', [path.join(PROJECT_ROOT, 'scripts/fetch-kernel.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-  cached = out.trim().split('\n').pop()!;
-  return cached;
+  const args = [path.join(PROJECT_ROOT, 'scripts/fetch-kernel.sh'), ...(flavor === 'generic' ? ['--generic'] : [])];
+  const out = execFileSync('bash', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const dir = out.trim().split('\n').pop()!;
+  cached.set(flavor, dir);
+  return dir;
 }

@@ -13,9 +13,10 @@ import {
   parseModulesDep, parseSoftdeps, resolveModules, loadModuleIndex, moduleName, copyModule, BOOT_MODULES, EXTRA_MODULES,
 } from '../../src/boot/modules.js';
 import { cpioStream, writeGzipCpio, type CpioEntry } from '../../src/boot/cpio.js';
-import { loadBootConfigFile, mergeRaw, parseMount, parseSize, validateBootOptions } from '../../src/boot/config.js';
+import { loadBootConfigFile, mergeRaw, networkConf, parseMount, parseNetwork, parseSize, validateBootOptions, type NetworkConfig } from '../../src/boot/config.js';
 import { bzImageVersion, resolveKernel } from '../../src/boot/kernel.js';
-import { chooseInit, buildTopLayer, resolveUser } from '../../src/boot/toplayer.js';
+import { chooseInit, buildTopLayer, refuseSymlinkReplacement, resolveUser } from '../../src/boot/toplayer.js';
+import { checkUniqueNames, parseServiceEntry, parseServiceFlag, type BootService } from '../../src/boot/services.js';
 import { serviceConf } from '../../src/boot/scripts.js';
 import { diskLayout, syslinuxConfig, writeIso } from '../../src/boot/media.js';
 import { grubConfig, grubKernelArgs, grubUnsafeArgs, requireGrubEfi, writeEfiBootImage, type Firmware } from '../../src/boot/uefi.js';
@@ -139,7 +140,7 @@ test('option validation: good values pass, bad ones name the option', async () =
     'kernel-args': 'quiet', mount: ['data:/srv/data'], size: '2G', format: 'qcow2',
   });
   assert.equal(ok.motd, 'hi\nthere\n');
-  assert.deepEqual(ok.mounts, [{ label: 'data', path: '/srv/data' }]);
+  assert.deepEqual(ok.mounts, [{ type: 'label', label: 'data', path: '/srv/data' }]);
   assert.equal(ok.size, 2 * 1024 * MiB);
   assert.equal(ok.init, 'auto');
   assert.equal(ok.compression, 'zstd');
@@ -172,7 +173,39 @@ test('sizes and mounts parse like the examples in --help', () => {
   for (const [s, n] of [['2G', 2 * 1024 ** 3], ['512M', 512 * MiB], ['1.5GiB', 1.5 * 1024 ** 3], ['4096', 4096], ['64k', 65536]] as const) {
     assert.equal(parseSize(s), n, s);
   }
-  assert.deepEqual(parseMount('LABEL=shared:/mnt/shared/'), { label: 'shared', path: '/mnt/shared/' });
+  assert.deepEqual(parseMount('LABEL=shared:/mnt/shared/'), { type: 'label', label: 'shared', path: '/mnt/shared/' });
+  assert.deepEqual(parseMount('9p:hostshare:/srv/share'), { type: '9p', label: 'hostshare', path: '/srv/share' });
+  assert.deepEqual(parseMount('virtiofs:fs0:/mnt/fs/'), { type: 'virtiofs', label: 'fs0', path: '/mnt/fs/' });
+  for (const bad of ['9p::/x', '9p:tag:relative', 'virtiofs:tag:/', '9p:a b:/x', 'data:/a:b']) assert.throws(() => parseMount(bad), /invalid --mount/, bad);
+});
+
+test('--network: dhcp, none, static=ADDR/PREFIX,gw=,dns=; bad values name the option', () => {
+  const cases: [string, NetworkConfig][] = [
+    ['dhcp', { mode: 'dhcp' }],
+    ['none', { mode: 'none' }],
+    ['static=10.0.2.50/24,gw=10.0.2.2,dns=10.0.2.3', { mode: 'static', address: '10.0.2.50', prefix: 24, gateway: '10.0.2.2', dns: ['10.0.2.3'] }],
+    ['static=192.168.1.9/16,dns=1.1.1.1,dns=8.8.8.8,iface=eth1', { mode: 'static', address: '192.168.1.9', prefix: 16, dns: ['1.1.1.1', '8.8.8.8'], iface: 'eth1' }],
+  ];
+  for (const [spec, want] of cases) assert.deepEqual(parseNetwork(spec), want, spec);
+  for (const bad of ['static', 'static=10.0.2.50', 'static=10.0.2.300/24', 'static=10.0.2.5/33', 'static=10.0.2.5/24,gw=x', 'bridge']) {
+    assert.throws(() => parseNetwork(bad), /invalid --network/, bad);
+  }
+  assert.match(networkConf(parseNetwork('static=10.0.2.50/24,gw=10.0.2.2,dns=10.0.2.3')), /^NET_MODE=static\nNET_ADDR=10\.0\.2\.50\nNET_PREFIX=24\nNET_GW=10\.0\.2\.2\nNET_DNS='10\.0\.2\.3'/m);
+});
+
+test('--top-layer that would replace a symlink of the image is refused, naming the path', async () => {
+  const rootfs = path.join(work, 'merged-usr');
+  await fsp.mkdir(path.join(rootfs, 'usr/lib'), { recursive: true });
+  await fsp.mkdir(path.join(rootfs, 'etc'), { recursive: true });
+  await fsp.symlink('usr/lib', path.join(rootfs, 'lib'));
+  const top = path.join(work, 'top-over-symlink');
+  await fsp.mkdir(path.join(top, 'lib/firmware'), { recursive: true });
+  await fsp.mkdir(path.join(top, 'etc'), { recursive: true });
+  await assert.rejects(refuseSymlinkReplacement(top, rootfs), /--top-layer .*: lib\/ would replace the image's symlink \/lib -> usr\/lib; put the files under usr\/lib\/ /);
+  const fine = path.join(work, 'top-fine');
+  await fsp.mkdir(path.join(fine, 'usr/lib/firmware'), { recursive: true });
+  await fsp.mkdir(path.join(fine, 'etc'), { recursive: true });
+  await refuseSymlinkReplacement(fine, rootfs);
 });
 
 test('YAML config: same keys as the flags, paths relative to the file, flags win, lists add up', async () => {
@@ -186,6 +219,10 @@ test('YAML config: same keys as the flags, paths relative to the file, flags win
     'startup-script: start.sh',
     'topLayer: machine',
     'mount: [data:/data]',
+    'network: static=10.0.2.50/24,gw=10.0.2.2,dns=10.0.2.3',
+    'services:',
+    '  - web',
+    '  - { image: redis, name: cache, restart: on-failure }',
     'motd: |',
     '  Welcome',
   ].join('\n'));
@@ -198,6 +235,8 @@ test('YAML config: same keys as the flags, paths relative to the file, flags win
   assert.equal(opts.topLayer, path.join(dir, 'machine'));
   assert.equal(opts.motd, 'Welcome\n');
   assert.deepEqual(opts.mounts.map((m) => m.label), ['data', 'logs']);
+  assert.deepEqual(opts.network, { mode: 'static', address: '10.0.2.50', prefix: 24, gateway: '10.0.2.2', dns: ['10.0.2.3'] });
+  assert.deepEqual(opts.services.map((x) => `${x.name}:${x.image}:${x.restart}`), ['web:web:always', 'cache:redis:on-failure']);
   await fsp.writeFile(path.join(dir, 'bad.yml'), 'timezon: UTC\n');
   await assert.rejects(loadBootConfigFile(path.join(dir, 'bad.yml')), /unknown key "timezon"/);
   await fsp.writeFile(path.join(dir, 'bad2.yml'), 'timezone: [a\n');
@@ -371,7 +410,7 @@ test('ISO boot entries per --firmware, reproducible EFI image and ISO', async ()
     await fsp.writeFile(path.join(dir, 'boot/vmlinuz'), 'kernel');
     await fsp.writeFile(path.join(dir, 'boot/initrd.img'), 'initrd');
     const label = 'DD12AB34CD';
-    return { dir, vmlinuz: path.join(dir, 'boot/vmlinuz'), initrd: path.join(dir, 'boot/initrd.img'), rootfsSquashfs: '', topSquashfs: '', label,
+    return { dir, vmlinuz: path.join(dir, 'boot/vmlinuz'), initrd: path.join(dir, 'boot/initrd.img'), rootfsSquashfs: '', topSquashfs: '', modulesSquashfs: '', label,
       kernel: { vmlinuz: '', origin: 'user' } as unknown as BootArtifacts['kernel'], init: { path: '/sbin/init', reason: 'test' } as unknown as BootArtifacts['init'], modules: [],
       cmdline: `console=ttyS0,115200 drydock.label=${label}` };
   }
@@ -416,4 +455,44 @@ test('ISO boot entries per --firmware, reproducible EFI image and ISO', async ()
   } finally {
     if (prev === undefined) delete process.env.SOURCE_DATE_EPOCH; else process.env.SOURCE_DATE_EPOCH = prev;
   }
+});
+
+test('merged-/usr image without poweroff: links land in usr/sbin through the symlink, no real sbin/ hides it', async () => {
+  const rootfs = path.join(work, 'no-poweroff');
+  await fsp.mkdir(path.join(rootfs, 'usr/sbin'), { recursive: true });
+  await fsp.mkdir(path.join(rootfs, 'usr/bin'), { recursive: true });
+  await fsp.symlink('usr/sbin', path.join(rootfs, 'sbin'));
+  await fsp.symlink('usr/bin', path.join(rootfs, 'bin'));
+  await fsp.copyFile('/bin/busybox', path.join(rootfs, 'usr/bin/busybox'));
+  const layer = path.join(work, 'no-poweroff-layer');
+  await buildTopLayer(layer, rootfs, { Cmd: ['/usr/bin/busybox', 'httpd', '-f'] }, await validateBootOptions({}));
+  for (const name of ['poweroff', 'reboot', 'halt']) assert.equal(await fsp.readlink(path.join(layer, 'usr/sbin', name)), '/.drydock/busybox', name);
+  await assert.rejects(fsp.lstat(path.join(layer, 'sbin')), 'the layer must not carry a sbin/ that would hide the image symlink');
+  // The network scripts are there whatever the options; DHCP by default.
+  assert.match(await fsp.readFile(path.join(layer, '.drydock/network.conf'), 'utf8'), /^NET_MODE=dhcp$/m);
+  for (const f of ['network-up', 'udhcpc.script']) assert.equal(((await fsp.stat(path.join(layer, '.drydock', f))).mode & 0o111) !== 0, true, f);
+});
+
+test('--service and services: entries parse to bundles-to-be; bad ones name the entry', () => {
+  const cases: [unknown, Partial<BootService>][] = [
+    ['nginx', { image: 'nginx', name: 'nginx', restart: 'always', env: [], volumes: [] }],
+    ['registry.example:5000/team/web:1.2=front', { image: 'registry.example:5000/team/web:1.2', name: 'front' }],
+    ['docker.io/library/redis:7@sha256:' + 'a'.repeat(64), { name: 'redis' }],
+    [{ image: 'redis:7', command: 'redis-server --save ""', env: { A: 1 }, restart: 'on-failure' },
+      { name: 'redis', command: ['/bin/sh', '-c', 'redis-server --save ""'], env: ['A=1'], restart: 'on-failure' }],
+    [{ image: 'web', name: 'w2', command: ['httpd', '-f'], volumes: ['/srv/shared:/www:ro'] }, { name: 'w2', command: ['httpd', '-f'], volumes: ['/srv/shared:/www:ro'] }],
+  ];
+  for (const [raw, want] of cases) {
+    const got = typeof raw === 'string' ? parseServiceFlag(raw) : parseServiceEntry(raw, 'services:');
+    for (const [k, v] of Object.entries(want)) assert.deepEqual(got[k as keyof BootService], v, `${JSON.stringify(raw)} ${k}`);
+  }
+  const bad: [unknown, RegExp][] = [
+    ['web=bad name', /invalid service name/],
+    [{ image: 'web', restart: 'sometimes' }, /invalid restart policy "sometimes"/],
+    [{ image: 'web', volumes: ['relative:/x'] }, /volume "relative:\/x" is not/],
+    [{ image: 'web', ports: ['80:80'] }, /unknown key "ports"/],
+    [{ image: 'web', env: ['1BAD=x'] }, /env "1BAD=x" is not NAME=VALUE/],
+  ];
+  for (const [raw, err] of bad) assert.throws(() => (typeof raw === 'string' ? parseServiceFlag(raw) : parseServiceEntry(raw, 'services:')), err, JSON.stringify(raw));
+  assert.throws(() => checkUniqueNames([parseServiceFlag('web'), parseServiceFlag('other/web')]), /two services are named "web"/);
 });

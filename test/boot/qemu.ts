@@ -21,7 +21,11 @@ export interface BootRun {
   accel: QemuAccel;
 }
 
-export interface BootOpts { until?: RegExp; timeoutMs?: number; memory?: number; type?: [RegExp, string][] }
+export interface BootOpts {
+  until?: RegExp; timeoutMs?: number; memory?: number; type?: [RegExp, string][];
+  /** Once `until` matched: runs while the VM keeps running (talk to it over the network); the VM is killed when it settles. */
+  whileRunning?: (console: () => string) => Promise<void>;
+}
 
 const live = new Set<ChildProcess>();
 let exitHookInstalled = false;
@@ -71,6 +75,7 @@ function bootOnce(accel: QemuAccel, args: string[], opts: BootOpts): Promise<Boo
   let stderr = '';
   return new Promise((resolve, reject) => {
     let settled = false;
+    let reached = false;
     const settle = (fn: () => void) => {
       if (settled) return;
       settled = true;
@@ -84,7 +89,13 @@ function bootOnce(accel: QemuAccel, args: string[], opts: BootOpts): Promise<Boo
     child.stdout!.on('data', (d: string) => {
       console += d;
       while (typing[0] && typing[0][0].test(console)) child.stdin!.write(typing.shift()![1]);
-      if (opts.until?.test(console)) settle(() => resolve({ console, poweredOff: false, elapsedMs: Date.now() - started, accel }));
+      if (!opts.until?.test(console) || reached) return;
+      reached = true;
+      const elapsedMs = Date.now() - started;
+      if (!opts.whileRunning) { settle(() => resolve({ console, poweredOff: false, elapsedMs, accel })); return; }
+      opts.whileRunning(() => console).then(
+        () => settle(() => resolve({ console, poweredOff: false, elapsedMs, accel })),
+        (e: Error) => settle(() => reject(Object.assign(e, { message: `${e.message}\nconsole:\n${console.slice(-6000)}` }))));
     });
     child.stderr!.on('data', (d) => {
       stderr += d;

@@ -97,3 +97,20 @@ test('a failing build leaves no mounts or work dirs behind', async () => {
   assert.ok(!mounts.includes(path.join(fx.root, 'builder')), 'no overlay mount left');
   assert.deepEqual(await fsp.readdir(path.join(fx.root, 'builder')), []);
 });
+
+test('RUN gets Docker\'s builder defaults: the default seccomp profile and the 14 capabilities', async () => {
+  const dir = await fx.context({ Dockerfile: "FROM busybox\nRUN grep -E '^(Seccomp|CapEff|NoNewPrivs):' /proc/self/status\n" });
+  const r = await fx.build(dir);
+  assert.match(r.log, /^Seccomp:\s+2$/m);
+  assert.match(r.log, /^CapEff:\s+00000000a80425fb$/m);
+  assert.match(r.log, /^NoNewPrivs:\s+0$/m);
+});
+
+test('a WORKDIR that is a symlink into /proc is refused by what it resolves to, not by its text', async () => {
+  const dir = await fx.context({ Dockerfile: 'FROM busybox\nRUN ln -s /proc/self/fd/7 /app\nWORKDIR /app\nRUN pwd\n' });
+  await assert.rejects(fx.build(dir), /working directory \/app resolves to \/proc\/self\/fd\/7 in the container: a working directory under \/proc is refused/);
+  // Through an image symlink to an absolute host path, WORKDIR is created inside the rootfs.
+  const dir2 = await fx.context({ Dockerfile: 'FROM evil-base\nWORKDIR /abs-escape/made-by-workdir\nRUN pwd\n' });
+  await fx.build(dir2);
+  await hostTargetIsEmpty();
+});

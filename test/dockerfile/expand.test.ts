@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lexer } from '../../src/dockerfile/index.js';
 
-const env = new Map([['A', 'apple'], ['EMPTY', ''], ['SP', 'x y'], ['PATHV', '/usr/local/bin:/usr/bin'], ['FILE', 'archive.tar.gz']]);
+const env = new Map([['A', 'apple'], ['EMPTY', ''], ['SP', 'x y'], ['PATHV', '/usr/local/bin:/usr/bin'], ['FILE', 'archive.tar.gz'], ['STARS', 'a**'], ['PAT', 'a*b*'], ['Q', 'what?']]);
 
 const words: [string, string | RegExp, string?][] = [
   ['$A', 'apple'],
@@ -36,6 +36,18 @@ const words: [string, string | RegExp, string?][] = [
   ['${A', /missing '}'/],
   ["'open", /single-quote/],
   ['${}', /bad substitution/],
+  // Special parameters are never set in a Dockerfile (BuildKit's isSpecialParam).
+  ['$@', ''], ['$*', ''], ['$#', ''], ['$?', ''], ['$-', ''], ['$$', ''], ['$!', ''], ['$0', ''], ['$1', ''],
+  ['a$@b$#c', 'abc'], ['${@}', ''], ['${*}', ''], ['${#}', ''], ['${?}', ''], ['${-}', ''], ['${$}', ''], ['${!}', ''],
+  ['${#:-dflt}', 'dflt'], ['${#A}', /unsupported modifier \(A\) in substitution/],
+  // An escape at the end of a word is dropped, as in BuildKit's lexer.
+  ['hello\\', 'hello'], ['hello\\\\', 'hello\\'],
+  // Escaped glob characters in patterns are literal.
+  ['${STARS%\\*}', 'a*'], ['${STARS%%*}', ''], ['${STARS#a\\*}', '*'], ['${STARS##*\\*}', ''],
+  ['${PAT/\\*/x}', 'axb*'], ['${PAT//\\*/x}', 'axbx'], ['${PAT//*/x}', 'x'], ['${Q%\\?}', 'what'], ['${Q%?}', 'what'],
+  ['${PATHV/\\/usr/X}', 'X/local/bin:/usr/bin'], ['${FILE%.*}', 'archive.tar'], ['${FILE%\\q}', /invalid escape '\\q'/],
+  ['${EMPTY:?}', /EMPTY: is not allowed to be empty/], ['${UNSET?}', /UNSET: is not allowed to be unset/],
+  ['${A:#x}', /unsupported modifier \(:#\) in substitution/], ['${A', /missing '}'/], ['${A:-x', /missing '}'/],
 ];
 
 for (const [input, want, escape] of words) {

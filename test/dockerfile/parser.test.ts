@@ -1,64 +1,45 @@
-// Table of tricky Dockerfile syntax cases, checked against what Docker/BuildKit produce.
+// The parser's cases are data, like BuildKit's parser/testfiles: each folder under
+// test/dockerfile/testfiles holds a Dockerfile and either `result` (the dump, see
+// src/dockerfile/dump.ts) or `error` (the exact message parsing and stage splitting give).
+// DRYDOCK_UPDATE_TESTFILES=1 writes missing `result` files, to be reviewed before committing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseDockerfile, splitStages, DockerfileError } from '../../src/dockerfile/index.js';
+import { readdirSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { PROJECT_ROOT } from '../helpers/env.js';
+import { parseDockerfile, splitStages, dumpDockerfile, DockerfileError } from '../../src/dockerfile/index.js';
 
-interface Case {
-  name: string;
-  src: string;
-  /** Expected [keyword, args] per instruction. */
-  want?: [string, string][];
-  json?: (string[] | undefined)[];
-  heredocs?: { index: number; name: string; content: string; expand: boolean }[];
-  error?: RegExp;
-}
+const TESTFILES = path.join(PROJECT_ROOT, 'test/dockerfile/testfiles');
+const cases = readdirSync(TESTFILES).sort();
 
-const cases: Case[] = [
-  { name: 'comments and blank lines', src: '# hello\n\nFROM busybox\n  # indented comment\nRUN true\n', want: [['FROM', 'busybox'], ['RUN', 'true']] },
-  { name: 'backslash continuation', src: 'FROM busybox\nRUN echo a \\\n  b\n', want: [['FROM', 'busybox'], ['RUN', 'echo a   b']] },
-  { name: 'continuation with comment inside', src: 'FROM busybox\nRUN echo a \\\n# not part of it\n  b \\\n\n  c\n', want: [['FROM', 'busybox'], ['RUN', 'echo a   b   c']] },
-  { name: 'continuation with trailing spaces after escape', src: 'FROM busybox\nRUN echo a \\   \n b\n', want: [['FROM', 'busybox'], ['RUN', 'echo a  b']] },
-  { name: 'escape directive backtick', src: '# escape=`\nFROM busybox\nRUN echo c:\\dir `\n  next\n', want: [['FROM', 'busybox'], ['RUN', 'echo c:\\dir   next']] },
-  { name: 'escape directive not at top is a comment', src: 'FROM busybox\n# escape=`\nRUN echo a `\n', want: [['FROM', 'busybox'], ['RUN', 'echo a `']] },
-  { name: 'syntax directive', src: '# syntax=docker/dockerfile:1\nFROM busybox\n', want: [['FROM', 'busybox']] },
-  { name: 'exec form', src: 'FROM busybox\nCMD ["echo", "a b"]\n', want: [['FROM', 'busybox'], ['CMD', '["echo", "a b"]']], json: [undefined, ['echo', 'a b']] },
-  { name: 'invalid JSON falls back to shell form', src: 'FROM busybox\nCMD [echo, hi]\n', want: [['FROM', 'busybox'], ['CMD', '[echo, hi]']], json: [undefined, undefined] },
-  { name: 'JSON with non-strings is shell form', src: 'FROM busybox\nENTRYPOINT ["a", 1]\n', json: [undefined, undefined] },
-  { name: 'lower-case keywords', src: 'from busybox\nrun true\n', want: [['FROM', 'busybox'], ['RUN', 'true']] },
-  { name: 'flags', src: 'FROM --platform=linux/amd64 busybox AS b\nCOPY --from=b --chown=1:2 --link a /b\n', want: [['FROM', 'busybox AS b'], ['COPY', 'a /b']] },
-  {
-    name: 'heredoc', src: 'FROM busybox\nRUN <<EOF\necho $HOME\nexit 0\nEOF\nCMD true\n',
-    want: [['FROM', 'busybox'], ['RUN', '<<EOF'], ['CMD', 'true']], heredocs: [{ index: 1, name: 'EOF', content: 'echo $HOME\nexit 0\n', expand: true }],
-  },
-  {
-    name: 'quoted heredoc, chomp', src: "FROM busybox\nCOPY <<-'EOT' /etc/x\n\tline1\n\t\tline2\n\tEOT\n",
-    heredocs: [{ index: 1, name: 'EOT', content: 'line1\nline2\n', expand: false }],
-  },
-  {
-    name: 'two heredocs on one line', src: 'FROM busybox\nRUN cat <<A <<B > /x\na\nA\nb\nB\n',
-    heredocs: [{ index: 1, name: 'A', content: 'a\n', expand: true }, { index: 1, name: 'B', content: 'b\n', expand: true }],
-  },
-  { name: 'quoted << is not a heredoc', src: 'FROM busybox\nRUN echo "<<EOF"\n', want: [['FROM', 'busybox'], ['RUN', 'echo "<<EOF"']], heredocs: [] },
-  { name: 'heredoc not recognised in CMD', src: 'FROM busybox\nCMD cat <<EOF\n', want: [['FROM', 'busybox'], ['CMD', 'cat <<EOF']] },
-  { name: 'unterminated heredoc', src: 'FROM busybox\nRUN <<EOF\necho\n', error: /Dockerfile:2:1: unterminated heredoc/ },
-  { name: 'unknown instruction names position', src: 'FROM busybox\n  RUNN true\n', error: /^Dockerfile:2:3: unknown instruction: RUNN \(did you mean RUN\?\)/ },
-  { name: 'invalid escape', src: '# escape=x\nFROM busybox\n', error: /invalid escape token/ },
-  { name: 'CRLF line endings', src: 'FROM busybox\r\nRUN a \\\r\n b\r\n', want: [['FROM', 'busybox'], ['RUN', 'a  b']] },
-];
+test('testfiles: every case has a result or an error', () => {
+  assert.ok(cases.length >= 40, `only ${cases.length} cases`);
+  for (const c of cases) {
+    const dir = path.join(TESTFILES, c);
+    const has = ['result', 'error'].filter((f) => existsSync(path.join(dir, f)));
+    if (has.length === 0 && process.env.DRYDOCK_UPDATE_TESTFILES) continue;
+    assert.equal(has.length, 1, `${c}: needs exactly one of result, error`);
+  }
+});
 
 for (const c of cases) {
-  test(`parser: ${c.name}`, () => {
-    if (c.error) {
-      assert.throws(() => parseDockerfile(c.src), (e: Error) => e instanceof DockerfileError && c.error!.test(e.message));
+  test(`parser testfile ${c}`, () => {
+    const dir = path.join(TESTFILES, c);
+    const text = readFileSync(path.join(dir, 'Dockerfile'), 'utf8');
+    const errorFile = path.join(dir, 'error');
+    if (existsSync(errorFile)) {
+      const want = readFileSync(errorFile, 'utf8').trim();
+      assert.throws(() => splitStages(parseDockerfile(text)), (e: Error) => {
+        assert.ok(e instanceof DockerfileError, `${e}`);
+        assert.equal(e.message, want);
+        return true;
+      });
       return;
     }
-    const df = parseDockerfile(c.src);
-    if (c.want) assert.deepEqual(df.instructions.map((i) => [i.keyword, i.args]), c.want);
-    if (c.json) assert.deepEqual(df.instructions.map((i) => i.json), c.json);
-    if (c.heredocs) {
-      const got = df.instructions.flatMap((inst, index) => inst.heredocs.map((h) => ({ index, name: h.name, content: h.content, expand: h.expand })));
-      assert.deepEqual(got, c.heredocs);
-    }
+    const got = dumpDockerfile(parseDockerfile(text));
+    const resultFile = path.join(dir, 'result');
+    if (!existsSync(resultFile) && process.env.DRYDOCK_UPDATE_TESTFILES) writeFileSync(resultFile, got);
+    assert.equal(got, readFileSync(resultFile, 'utf8'));
   });
 }
 
@@ -70,23 +51,17 @@ test('parser: flags and positions', () => {
   assert.equal(copy.argsPosition.column, 36);
 });
 
-const stageCases: { name: string; src: string; error?: RegExp; stages?: (string | undefined)[]; metaArgs?: number }[] = [
-  { name: 'meta args and named stages', src: 'ARG V=1\nFROM busybox:${V} AS Build\nRUN true\nFROM scratch\nCOPY --from=build /a /a\n', stages: ['build', undefined], metaArgs: 1 },
-  { name: 'instruction before FROM', src: 'RUN true\nFROM busybox\n', error: /Dockerfile:1:1: no build stage/ },
-  { name: 'unknown flag', src: 'FROM busybox\nCOPY --frm=a b c\n', error: /Dockerfile:2:6: unknown flag: --frm/ },
-  { name: 'duplicate stage name', src: 'FROM busybox AS a\nFROM busybox AS a\n', error: /duplicate stage name/ },
-  { name: 'FROM with two words', src: 'FROM busybox foo\n', error: /FROM requires either one or three/ },
-  { name: 'missing arguments', src: 'FROM busybox\nWORKDIR\n', error: /Dockerfile:2:1: WORKDIR requires at least one argument/ },
-  { name: 'no FROM', src: 'ARG A\n', error: /no FROM/ },
-];
-for (const c of stageCases) {
-  test(`stages: ${c.name}`, () => {
-    if (c.error) {
-      assert.throws(() => splitStages(parseDockerfile(c.src)), (e: Error) => c.error!.test(e.message));
-      return;
-    }
-    const s = splitStages(parseDockerfile(c.src));
-    assert.deepEqual(s.stages.map((x) => x.name), c.stages);
-    assert.equal(s.metaArgs.length, c.metaArgs);
-  });
-}
+test('parser: a line of 64 KiB or more is refused with BuildKit\'s message', () => {
+  const longest = `FROM busybox\nRUN ${'x'.repeat(65535 - 4)}\n`;
+  assert.equal(parseDockerfile(longest).instructions.length, 2);
+  const tooLong = `FROM busybox\nRUN ${'x'.repeat(65536 - 4)}\nRUN true\n`;
+  assert.throws(() => parseDockerfile(tooLong), (e: Error) => e.message === 'Dockerfile:2:1: dockerfile line greater than max allowed size of 65535');
+  // Bytes count, not characters: 21846 three-byte characters are 65538 bytes.
+  assert.throws(() => parseDockerfile(`FROM busybox\nLABEL a=${'€'.repeat(21846)}\n`), /max allowed size of 65535/);
+});
+
+test('parser: stages and meta args', () => {
+  const s = splitStages(parseDockerfile('ARG V=1\nFROM busybox:${V} AS Build\nRUN true\nFROM scratch\nCOPY --from=build /a /a\n'));
+  assert.deepEqual(s.stages.map((x) => x.name), ['build', undefined]);
+  assert.equal(s.metaArgs.length, 1);
+});

@@ -1,9 +1,10 @@
-// The image model: digests and references (table-driven), media types, config changes.
+// The image model: digests and references (table-driven), media types. Config changes
+// (--change) are tested beside the builder's dispatch: test/builder/dispatch.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   parseDigest, digestOf, shortId, isDigest, parseReference, formatReference, familiarString, parsePlatform,
-  layerCompression, applyConfigChanges, splitWords,
+  layerCompression,
 } from '../../src/image/index.js';
 
 const HEX64 = 'a'.repeat(64);
@@ -77,36 +78,4 @@ test('parsePlatform and layerCompression', () => {
     ['application/vnd.oci.image.layer.v1.tar', 'none'], ['application/vnd.docker.image.rootfs.diff.tar.gzip', 'gzip'],
   ];
   for (const [mt, c] of cases) assert.equal(layerCompression(mt), c, mt);
-});
-
-const changes: { changes: string[]; want?: object; error?: RegExp }[] = [
-  { changes: ['CMD ["/bin/sh"]'], want: { Cmd: ['/bin/sh'] } },
-  { changes: ['CMD echo hi'], want: { Cmd: ['/bin/sh', '-c', 'echo hi'] } },
-  { changes: ['ENTRYPOINT ["/init", "--verbose"]'], want: { Entrypoint: ['/init', '--verbose'] } },
-  { changes: ['ENV A=1 B="two words"', 'ENV A=3'], want: { Env: ['A=3', 'B=two words'] } },
-  { changes: ['ENV LEGACY some value'], want: { Env: ['LEGACY=some value'] } },
-  { changes: ['LABEL org.opencontainers.image.title="My app" tier=web'], want: { Labels: { 'org.opencontainers.image.title': 'My app', tier: 'web' } } },
-  { changes: ['EXPOSE 80 53/udp 8000-8001'], want: { ExposedPorts: { '80/tcp': {}, '53/udp': {}, '8000-8001/tcp': {} } } },
-  { changes: ['VOLUME ["/data", "/logs"]'], want: { Volumes: { '/data': {}, '/logs': {} } } },
-  { changes: ['WORKDIR /srv', 'WORKDIR app'], want: { WorkingDir: '/srv/app' } },
-  { changes: ['USER 1000:1000', 'STOPSIGNAL SIGTERM'], want: { User: '1000:1000', StopSignal: 'SIGTERM' } },
-  { changes: ['ONBUILD RUN make'], want: { OnBuild: ['RUN make'] } },
-  { changes: ['cmd ["x"]'], want: { Cmd: ['x'] } },
-  { changes: ['RUN rm -rf /'], error: /RUN is not allowed/ },
-  { changes: ['EXPOSE http'], error: /"http" is not a port/ },
-  { changes: ['ENV'], error: /ENV needs an argument/ },
-  { changes: ['ENV A="unterminated'], error: /unterminated " quote/ },
-];
-for (const c of changes) {
-  test(`applyConfigChanges(${JSON.stringify(c.changes)})`, () => {
-    if (c.error) { assert.throws(() => applyConfigChanges({}, c.changes), c.error); return; }
-    assert.deepEqual(applyConfigChanges({}, c.changes), c.want);
-  });
-}
-
-test('applyConfigChanges does not modify its input', () => {
-  const base = { Env: ['A=1'] };
-  applyConfigChanges(base, ['ENV A=2']);
-  assert.deepEqual(base, { Env: ['A=1'] });
-  assert.deepEqual(splitWords(`a 'b c' "d\\"e" f\\ g`), ['a', 'b c', 'd"e', 'f g']);
 });

@@ -3,11 +3,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp, lstatSync } from 'node:fs';
 import { Readable } from 'node:stream';
+import { execFileSync, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { getAttribute } from '@napi-rs/xattr';
 import { applyLayer, normalizeEntryPath } from '../../src/layer/index.js';
-import { tempDir, requireRoot, requireTool } from '../helpers/env.js';
+import { tempDir, requireRoot, requireTool, PROJECT_ROOT } from '../helpers/env.js';
 import { makeTar, gzip, zstd, type TarSpec } from '../helpers/tars.js';
 
 const stream = (b: Buffer) => Readable.from([b]);
@@ -55,7 +56,6 @@ const escapes: { name: string; entries: TarSpec[]; error: RegExp }[] = [
     error: /entry "x": parent "out" is a symlink/,
   },
   { name: 'hardlink to a missing file', entries: [{ name: 'x', type: 'link', linkname: 'nope' }], error: /hardlink target "nope" does not exist/ },
-  { name: 'device node when not allowed', entries: [{ name: 'dev/sda', type: 'block-device', devmajor: 8, devminor: 0 }], error: /entry "dev\/sda": device nodes are refused/ },
   { name: 'NUL in name', entries: [{ name: 'a\u0000b', body: 'x' }], error: /NUL byte|"\.\." path|a/ },
 ];
 
@@ -184,13 +184,46 @@ test('owners, modes, mtimes and xattrs are applied', async () => {
   assert.equal((await getAttribute(path.join(target, 'srv/app'), 'user.comment'))?.toString(), 'hello');
 });
 
-test('device nodes are created when allowed', async () => {
+test('device nodes are kept as the layer has them: char, block and fifo entries are created', async () => {
   requireRoot();
   const { target } = await sandbox();
-  await applyLayer(target, stream(makeTar([{ name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 }])), { allowDevices: true });
+  await applyLayer(target, stream(makeTar([
+    { name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 },
+    { name: 'dev/sda', type: 'block-device', devmajor: 8, devminor: 0, mode: 0o660 },
+    { name: 'dev/initctl', type: 'fifo', mode: 0o600 },
+  ])));
   const st = lstatSync(path.join(target, 'dev/null'));
   assert.ok(st.isCharacterDevice());
   assert.equal(st.rdev, (1 << 8) | 3);
+  assert.equal(st.mode & 0o7777, 0o666);
+  assert.ok(lstatSync(path.join(target, 'dev/sda')).isBlockDevice());
+  assert.ok(lstatSync(path.join(target, 'dev/initctl')).isFIFO());
+});
+
+test('where mknod is not permitted (a user namespace), device nodes are skipped with one warning; the rest lands', async () => {
+  requireRoot();
+  requireTool('unshare', 'apt-get install util-linux');
+  requireTool('python3');
+  const { target } = await sandbox();
+  // A foreign fixture: nodes made by mknod(1), packed by Python's tarfile.
+  const tree = tempDir('drydock-layer-nodes-');
+  await fsp.mkdir(path.join(tree, 'dev'));
+  execFileSync('mknod', ['-m', '666', path.join(tree, 'dev/null'), 'c', '1', '3']);
+  execFileSync('mknod', ['-m', '600', path.join(tree, 'dev/console'), 'c', '5', '1']);
+  execFileSync('mknod', ['-m', '600', path.join(tree, 'dev/initctl'), 'p']);
+  await fsp.writeFile(path.join(tree, 'hello'), 'hi\n');
+  const tarFile = path.join(tempDir('drydock-layer-nodes-tar-'), 'nodes.tar');
+  execFileSync('python3', ['-c', 'import sys, tarfile\nwith tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as t: t.add(sys.argv[2], arcname=".")', tarFile, tree]);
+  const applyModule = path.join(PROJECT_ROOT, import.meta.url.endsWith('.ts') ? 'src/layer/apply.ts' : 'dist/src/layer/apply.js');
+  const script = `import { applyLayer } from ${JSON.stringify(applyModule)}; import { createReadStream } from 'node:fs';
+    await applyLayer(${JSON.stringify(target)}, createReadStream(${JSON.stringify(tarFile)}));`;
+  const r = spawnSync('unshare', ['--user', '--map-root-user', process.execPath, ...(import.meta.url.endsWith('.ts') ? ['--import', 'tsx'] : []), '--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, /^WARNING: skipped 2 device nodes of the layer \(mknod is not permitted here; the container's \/dev provides devices\): dev\/(console|null), dev\/(console|null)\n$/);
+  assert.deepEqual(await listTree(target), ['dev', 'dev/initctl', 'hello']);
+  assert.ok(lstatSync(path.join(target, 'dev/initctl')).isFIFO());
+  assert.equal(await fsp.readFile(path.join(target, 'hello'), 'utf8'), 'hi\n');
 });
 
 const normalise: [string, string][] = [

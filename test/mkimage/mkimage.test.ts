@@ -103,7 +103,7 @@ test('--change and --timezone', async () => {
   assert.equal(out.trim(), '09 JST');
 });
 
-test('mkimage rootfs: directory and tarball, package count, device nodes dropped, source untouched', async () => {
+test('mkimage rootfs: directory, tarball and stdin, package count, device nodes kept as in the source, source untouched', async () => {
   requireRoot();
   const src = path.join(work, 'alpine-like');
   await fsp.mkdir(src);
@@ -119,19 +119,23 @@ test('mkimage rootfs: directory and tarball, package count, device nodes dropped
   execFileSync('tar', ['--numeric-owner', '-cf', devTar, '-C', src, '.']);
 
   const root = newRoot();
-  const cases = [
-    { name: 'dir:1', source: src },
-    { name: 'plaintar:1', source: plainTar },
-    { name: 'xztar:1', source: xzTar },
-    { name: 'devtar:1', source: devTar },
-    { name: 'dirtz:1', source: src, extra: ['--timezone', 'UTC'] },
+  // Like `docker import`, device nodes stay in the layer; the runtime's /dev covers them at run time.
+  const cases: { name: string; source: string; input?: Buffer; extra?: string[]; dev: string[] }[] = [
+    { name: 'dir:1', source: src, dev: ['null'] },
+    { name: 'plaintar:1', source: plainTar, dev: [] },
+    { name: 'xztar:1', source: xzTar, dev: [] },
+    { name: 'devtar:1', source: devTar, dev: ['null'] },
+    { name: 'stdin:1', source: '-', input: await fsp.readFile(devTar), dev: ['null'] },
+    { name: 'stdinxz:1', source: '-', input: await fsp.readFile(xzTar), dev: [] },
+    { name: 'dirtz:1', source: src, extra: ['--timezone', 'UTC'], dev: ['null'] },
   ];
   for (const c of cases) {
-    const r = await runCli(['mkimage', 'rootfs', c.source, '-t', c.name, '-c', 'CMD ["/bin/sh"]', ...(c.extra ?? [])], { root });
+    const r = await runCli(['mkimage', 'rootfs', c.source, '-t', c.name, '-c', 'CMD ["/bin/sh"]', ...(c.extra ?? [])], { root, input: c.input });
     assert.equal(r.code, 0, `${c.name}: ${r.stderr}`);
     assert.match(r.stdout, /, 3 apk packages\n$/, c.name);
     const dir = await unpacked(root, c.name);
-    assert.deepEqual(await fsp.readdir(path.join(dir, 'dev')), [], `${c.name}: no device nodes in the image`);
+    assert.deepEqual(await fsp.readdir(path.join(dir, 'dev')), c.dev, `${c.name}: device nodes as in the source`);
+    for (const d of c.dev) assert.equal((await fsp.lstat(path.join(dir, 'dev', d))).rdev, (1 << 8) | 3, `${c.name}: /dev/${d} is 1:3`);
     assert.equal(await fsp.readlink(path.join(dir, 'bin/sh')), '../bin/busybox', c.name);
     assert.deepEqual((await imageConfig(root, c.name)).config?.Cmd, ['/bin/sh']);
   }

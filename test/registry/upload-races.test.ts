@@ -12,7 +12,8 @@ import { requireTool, tempDir } from '../helpers/env.js';
 import { startS3Server, type S3Server } from '../helpers/s3.js';
 import { startRegistry, type RegistryConfig, type StartedRegistry } from '../../src/registry/index.js';
 import { MIN_CHUNK_SIZE } from '../../src/registry/storage/s3.js';
-import { assertError, http, pushBlob, sha256 } from './util.js';
+import type { ChildProcess } from 'node:child_process';
+import { assertError, http, pushBlob, serveProcess, sha256 } from './util.js';
 
 interface RawResponse { status: number; headers: nodeHttp.IncomingHttpHeaders; body: Buffer }
 
@@ -52,7 +53,7 @@ function run(cmd: string, args: string[]): Promise<{ code: number; stderr: strin
  * The final check of every attack: each acknowledged digest serves content with that digest, and
  * an image made of them copies out with skopeo, which verifies every blob.
  */
-async function assertAcknowledgedBlobsIntact(reg: StartedRegistry, repo: string, digests: Map<string, number>): Promise<void> {
+async function assertAcknowledgedBlobsIntact(reg: { url: string; host: string }, repo: string, digests: Map<string, number>): Promise<void> {
   for (const d of digests.keys()) {
     const g = await http(`${reg.url}/v2/${repo}/blobs/${d}`);
     assert.equal(g.status, 200, `GET ${d}`);
@@ -72,7 +73,7 @@ async function assertAcknowledgedBlobsIntact(reg: StartedRegistry, repo: string,
   assert.equal(r.code, 0, `skopeo copy: ${r.stderr}`);
 }
 
-async function startUpload(reg: StartedRegistry, repo: string): Promise<string> {
+async function startUpload(reg: { url: string }, repo: string): Promise<string> {
   const post = await http(`${reg.url}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
   assert.equal(post.status, 202);
   return post.headers.get('location')!;
@@ -223,3 +224,31 @@ for (const backend of backends) {
     });
   });
 }
+
+describe('upload state machine across two server processes on one root (filesystem)', () => {
+  const children = new Set<ChildProcess>();
+  after(() => { for (const c of children) c.kill('SIGKILL'); });
+
+  test('a PUT on server B while server A streams a PATCH of the same upload is refused with 416', async () => {
+    const root = tempDir('drydock-upload-races-2proc-');
+    const [a, b] = [await serveProcess(['--root', root, '--no-access-log'], children), await serveProcess(['--root', root, '--no-access-log'], children)];
+    const repo = 'race/two-servers';
+    const head = randomBytes(1024 * 1024);
+    const tail = randomBytes(300_000);
+    const loc = await startUpload(a, repo);
+    let onB: RawResponse | undefined;
+    const patched = await raw(a.url, 'PATCH', loc, { 'Content-Length': head.length + tail.length }, async (req) => {
+      await write(req, head);
+      await sleep(400);
+      onB = await raw(b.url, 'PUT', withDigest(loc, sha256(head)), {});
+      await write(req, tail);
+    });
+    const acknowledged = new Map<string, number>();
+    if (onB!.status === 201) acknowledged.set(sha256(head), head.length);
+    const whole = Buffer.concat([head, tail]);
+    if (patched.status === 202 && (await raw(b.url, 'PUT', withDigest(loc, sha256(whole)), {})).status === 201) acknowledged.set(sha256(whole), whole.length);
+    await assertAcknowledgedBlobsIntact(a, repo, acknowledged);
+    assert.equal(onB!.status, 416, `PUT on the other server: ${onB!.status} ${onB!.body.toString()}`);
+    assert.equal(acknowledged.size, 1);
+  });
+});

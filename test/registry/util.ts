@@ -62,3 +62,25 @@ export async function pushImage(base: string, repo: string, tag: string, opts: {
   assert.equal(r.status, 201, r.body.toString());
   return { manifest, digest: sha256(manifest), config: configDigest, layers };
 }
+
+/** `drydock serve ARGS --addr 127.0.0.1:0 --quiet` as a child process; resolves with its URL once it listens. */
+export async function serveProcess(args: string[], children: Set<import('node:child_process').ChildProcess>): Promise<{ url: string; host: string; proc: import('node:child_process').ChildProcess }> {
+  const { spawn } = await import('node:child_process');
+  const { CLI_MAIN, PROJECT_ROOT } = await import('../helpers/env.js');
+  const fromSource = CLI_MAIN.endsWith('.ts');
+  const proc = spawn(process.execPath, [...(fromSource ? ['--import', 'tsx'] : []), CLI_MAIN, 'serve', '--addr', '127.0.0.1:0', '--quiet', ...args], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(proc);
+  proc.on('exit', () => children.delete(proc));
+  let err = '';
+  proc.stderr!.on('data', (d) => (err += d));
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    proc.stdout!.on('data', (d) => {
+      out += d;
+      const m = /^(https?:\/\/\S+)\n/m.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    proc.on('exit', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
+  });
+  return { url, host: new URL(url).host, proc };
+}

@@ -9,9 +9,9 @@ import { busyboxImage } from '../helpers/images.js';
 export interface RuntimeFixture {
   root: string;
   env: NodeJS.ProcessEnv;
-  cli(args: string[], opts?: { input?: string; timeoutMs?: number }): Promise<CliResult>;
+  cli(args: string[], opts?: { input?: string | Buffer; timeoutMs?: number }): Promise<CliResult>;
   /** Like cli, but fails the test with stderr when the exit code is not 0. */
-  ok(args: string[], opts?: { input?: string; timeoutMs?: number }): Promise<string>;
+  ok(args: string[], opts?: { input?: string | Buffer; timeoutMs?: number }): Promise<string>;
   cleanup(): Promise<void>;
 }
 
@@ -24,8 +24,8 @@ export async function runtimeFixture(label: string): Promise<RuntimeFixture> {
   const env = { DRYDOCK_ROOT: root, DRYDOCK_BRIDGE: bridge, DRYDOCK_SUBNET: `10.89.${n}.0` };
   process.env.DRYDOCK_ROOT = root;
   await busyboxImage(root);
-  const cli = (args: string[], opts: { input?: string; timeoutMs?: number } = {}) => runCli(args, { root, env, ...opts });
-  const ok = async (args: string[], opts: { input?: string; timeoutMs?: number } = {}) => {
+  const cli = (args: string[], opts: { input?: string | Buffer; timeoutMs?: number } = {}) => runCli(args, { root, env, ...opts });
+  const ok = async (args: string[], opts: { input?: string | Buffer; timeoutMs?: number } = {}) => {
     const r = await cli(args, opts);
     if (r.code !== 0) throw new Error(`drydock ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
     return r.stdout;

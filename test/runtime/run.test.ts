@@ -26,7 +26,7 @@ const cases: Case[] = [
   { name: '--init runs tini as pid 1', args: ['--init', 'busybox', 'cat', '/proc/1/cmdline'], stdout: /drydock-init/ },
   { name: '--memory and --cpus reach the cgroup', args: ['-m', '64m', '--cpus', '0.5', 'busybox', 'sh', '-c', 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max'], stdout: /^(67108864\n50000\n|67108864\n50000 100000\n)$/ },
   { name: 'missing executable: 127 and a clear error', args: ['busybox', '/no/such/binary'], code: 127, stderr: /executable file not found/ },
-  { name: 'unknown image: 125', args: ['no-such-image:1'], code: 125, stderr: /not found/ },
+  { name: 'unknown image with --pull never: 125, Docker\'s message', args: ['--pull', 'never', 'no-such-image:1'], code: 125, stderr: /No such image: no-such-image:1/ },
   { name: 'bad -p: 125', args: ['-p', '1:2:3:4', 'busybox', 'true'], code: 125, stderr: /invalid -p/ },
 ];
 

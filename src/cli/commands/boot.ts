@@ -16,7 +16,7 @@ interface BootFlags {
 /** commander camelCase attribute → the shared kebab-case key of flags and YAML. */
 const FLAG_KEYS: Record<string, string> = {
   timezone: 'timezone', proxy: 'proxy', noProxy: 'no-proxy', motd: 'motd', startupScript: 'startup-script',
-  hostname: 'hostname', sshKey: 'ssh-key', kernelArgs: 'kernel-args', mount: 'mount', topLayer: 'top-layer',
+  hostname: 'hostname', sshKey: 'ssh-key', kernelArgs: 'kernel-args', mount: 'mount', network: 'network', service: 'service', topLayer: 'top-layer',
   init: 'init', kernel: 'kernel', modules: 'modules', compression: 'compression', size: 'size', firmware: 'firmware',
 };
 
@@ -37,7 +37,9 @@ function addBootOptions(cmd: Command): Command {
     .option('--hostname <name>', 'host name (/etc/hostname, /etc/hosts)')
     .option('--ssh-key <key|file>', "public key for root's authorized_keys (repeatable)", collect)
     .option('--kernel-args <args>', 'extra kernel command line, e.g. "persist=LABEL=data toplayer=LABEL=machine toplayer_path=/etc-files"')
-    .option('--mount <LABEL:/path>', 'mount the filesystem with this label at /path at boot (repeatable)', collect)
+    .option('--mount <LABEL:/path>', 'at boot, mount the filesystem with this label, or a host folder shared as 9p:TAG:/path or virtiofs:TAG:/path (repeatable)', collect)
+    .option('--service <IMAGE[=NAME]>', 'run IMAGE from the local store as a container (runc, host network, restart always) in the booted machine; repeatable', collect)
+    .option('--network <mode>', 'wired NICs at boot: dhcp (default, every NIC), none, or static=ADDR/PREFIX,gw=GW,dns=DNS; the kernel argument ip= overrides it')
     .option('--top-layer <dir>', 'directory copied over the image (per-machine files: fstab, passwd, xorg.conf, …)')
     .addOption(new Option('--init <mode>', "what runs as PID 1: the image's own init, or drydock's service supervisor").choices(['auto', 'image', 'drydock']))
     .addOption(new Option('--compression <alg>', 'squashfs compression (default zstd)').choices(['zstd', 'xz', 'gzip', 'lz4']))
@@ -94,6 +96,7 @@ as a supervised service (restarted on exit; log in /var/log/drydock-service.log)
 Kernel arguments understood at boot:
   persist=LABEL=x                      use that ext4/btrfs filesystem as the writable layer
   toplayer=LABEL=x toplayer_path=dir   copy dir from that disk over the system at every boot
+  ip=ADDR::GW:MASK:HOST:IFACE:off[:DNS0]   static network config (the kernel's format; ip=dhcp, ip=off)
 
 Examples:
   drydock iso busybox -o busybox.iso --kernel test/.cache/kernel

@@ -12,6 +12,8 @@ interface RunFlags {
   user?: string; workdir?: string; entrypoint?: string; volume?: string[]; tmpfs?: string[]; publish?: string[]; publishAll?: boolean;
   network?: string; net?: string; hostname?: string; readOnly?: boolean; memory?: string; cpus?: string; restart?: string; init?: boolean;
   runtime?: string; groupAdd?: string[]; addHost?: string[]; dns?: string[]; label?: string[]; stopSignal?: string; quiet?: boolean;
+  pull: 'missing' | 'always' | 'never'; platform?: string;
+  privileged?: boolean; capAdd?: string[]; capDrop?: string[]; securityOpt?: string[];
 }
 
 function addRunOptions(cmd: Command): Command {
@@ -44,6 +46,12 @@ function addRunOptions(cmd: Command): Command {
     .option('--dns <ip>', 'nameserver for /etc/resolv.conf (repeatable)', collect)
     .option('-l, --label <key=value>', 'set a label (repeatable)', collect)
     .option('--stop-signal <signal>', 'signal sent by `drydock stop` (default: the image STOPSIGNAL or SIGTERM)')
+    .addOption(new Option('--pull <policy>', 'pull the image before running: missing (when not in the store), always, never').choices(['missing', 'always', 'never']).default('missing'))
+    .option('--platform <os/arch[/variant]>', "platform to pull and run (default: the host's)")
+    .option('--privileged', 'every capability, no seccomp filter, the host\'s devices, writable /sys')
+    .option('--cap-add <cap>', 'add a Linux capability, e.g. NET_ADMIN, or ALL (repeatable)', collect)
+    .option('--cap-drop <cap>', 'drop a Linux capability, or ALL (repeatable)', collect)
+    .option('--security-opt <opt>', 'seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges (repeatable)', collect)
     .passThroughOptions();
 }
 
@@ -53,8 +61,42 @@ function createOptions(image: string, command: string[], f: RunFlags) {
     volumes: f.volume, tmpfs: f.tmpfs, publish: f.publish, publishAll: f.publishAll, network: f.net ?? f.network, hostname: f.hostname,
     readOnly: f.readOnly, memory: f.memory, cpus: f.cpus, restart: f.restart, init: f.init, runtime: f.runtime, autoRemove: f.rm,
     tty: f.tty, interactive: f.interactive, groupAdd: f.groupAdd, addHost: f.addHost, dns: f.dns, labels: f.label, stopSignal: f.stopSignal,
+    platform: f.platform,
+    privileged: f.privileged, capAdd: f.capAdd, capDrop: f.capDrop, securityOpt: f.securityOpt,
   };
 }
+
+/**
+ * Docker's --pull for run/create: "missing" pulls an image the store does not have (after
+ * "Unable to find image 'NAME' locally"), "always" pulls first, "never" fails like Docker.
+ * Progress is `drydock pull`'s, on stderr: stdout belongs to the container (or the new ID).
+ */
+async function ensureImage(image: string, f: RunFlags): Promise<void> {
+  const { ContentStore, resolveImage } = await import('../../store/index.js');
+  const { NotFoundError } = await import('../../util/errors.js');
+  const { parseReference, familiarString } = await import('../../image/reference.js');
+  if (f.pull !== 'always') {
+    try {
+      await resolveImage(await ContentStore.open(), image);
+      return;
+    } catch (e) {
+      if (!(e instanceof NotFoundError)) throw e;
+    }
+  }
+  let ref;
+  try { ref = parseReference(image); } catch { ref = undefined; }
+  // An image ID (or a digest the store lacks) names nothing a registry could serve under that name.
+  if (!ref || /^(sha256:)?[a-f0-9]{64}$/.test(image)) throw new UserError(`No such image: ${image}`, 125);
+  if (f.pull === 'never') throw new UserError(`No such image: ${familiarString(ref)}`, 125);
+  if (f.pull === 'missing') process.stderr.write(`Unable to find image '${familiarString(ref)}' locally\n`);
+  const { pullWithProgress } = await import('./registry-client.js');
+  await pullWithProgress(image, { progress: 'auto', platform: f.platform }, process.stderr);
+}
+
+const PS_HEADERS = {
+  Command: 'COMMAND', CreatedAt: 'CREATED AT', ID: 'CONTAINER ID', Image: 'IMAGE', Labels: 'LABELS', LocalVolumes: 'LOCAL VOLUMES', Mounts: 'MOUNTS',
+  Names: 'NAMES', Networks: 'NETWORKS', Ports: 'PORTS', RunningFor: 'CREATED', Size: 'SIZE', State: 'STATE', Status: 'STATUS',
+};
 
 function formatPorts(ports: { hostIp: string; hostPort: number; containerPort: number; protocol: string }[]): string {
   return ports.map((p) => `${p.hostIp}:${p.hostPort}->${p.containerPort}/${p.protocol}`).join(', ');
@@ -88,7 +130,7 @@ Examples:
       const { runNew } = await rt();
       if (f.detach && f.rm && f.restart && f.restart !== 'no') throw new UserError('conflicting options: --restart and --rm');
       // Docker's convention: 125 when drydock itself fails (126/127 come from the runtime).
-      const r = await runNew({ ...createOptions(image, command, f), detach: f.detach }).catch((e) => {
+      const r = await ensureImage(image, f).then(() => runNew({ ...createOptions(image, command, f), detach: f.detach })).catch((e) => {
         if (e instanceof UserError && e.exitCode === 1) throw new UserError(e.message, 125);
         throw e;
       });
@@ -102,6 +144,7 @@ Examples:
     .argument('[command...]', 'command and arguments')
     .action(async (image: string, command: string[], f: RunFlags) => {
       const { createContainer } = await import('../../runtime/create.js');
+      await ensureImage(image, f);
       const rec = await createContainer(createOptions(image, command, f));
       process.stdout.write(`${rec.Id}\n`);
     });
@@ -149,27 +192,29 @@ Examples:
       }
       if (f.last !== undefined) list = list.slice(0, Number(f.last));
       if (f.quiet) { for (const c of list) process.stdout.write(`${f.trunc ? c.record.Id.slice(0, 12) : c.record.Id}\n`); return; }
-      const rows = list.map((c) => ({
+      const { goStruct } = await import('../../util/gotemplate/index.js');
+      const { dockerTime, formatRows } = await import('../output.js');
+      // Docker's ContainerContext fields, in the order `{{json .}}` prints them (sorted keys).
+      const rows = list.map((c) => goStruct('*formatter.ContainerContext', {
+        Command: truncateCommand([c.record.Path, ...c.record.Args].join(' '), !f.trunc),
+        CreatedAt: dockerTime(c.record.Created),
         ID: f.trunc ? c.record.Id.slice(0, 12) : c.record.Id,
         Image: c.record.Image,
-        Command: [c.record.Path, ...c.record.Args].join(' '),
-        CreatedAt: c.record.Created,
-        RunningFor: timeAgo(c.record.Created),
-        Status: describeStatus(c.state),
-        State: c.state.Status,
-        ExitCode: c.state.ExitCode,
-        Ports: formatPorts(c.state.Status === 'running' ? c.state.Ports : []),
+        Labels: Object.entries(c.record.Config.Labels ?? {}).map(([k, v]) => `${k}=${v}`).join(','),
+        LocalVolumes: '0',
+        Mounts: '',
         Names: c.record.Name,
-        Labels: c.record.Config.Labels ?? {},
+        Networks: c.record.HostConfig?.NetworkMode ?? '',
+        Ports: formatPorts(c.state.Status === 'running' ? c.state.Ports : []),
+        RunningFor: timeAgo(c.record.Created),
+        Size: 'N/A',
+        State: c.state.Status,
+        Status: describeStatus(c.state),
       }));
-      if (f.format === 'json') { for (const r of rows) process.stdout.write(`${JSON.stringify(r)}\n`); return; }
-      if (f.format) {
-        const { renderTemplate } = await import('./image.js');
-        for (const r of rows) process.stdout.write(`${renderTemplate(f.format, r)}\n`);
-        return;
-      }
-      process.stdout.write(table(['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'],
-        rows.map((r) => [r.ID, r.Image, truncateCommand(r.Command, !f.trunc), r.RunningFor, r.Status, r.Ports, r.Names])));
+      process.stdout.write(await formatRows(f.format, rows, {
+        defaultFormat: 'table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}',
+        headers: PS_HEADERS,
+      }, 'failed to execute template'));
     });
   psCmd(program.command('ps'));
 
@@ -271,8 +316,8 @@ Examples:
       const out = [];
       for (const ref of refs) out.push(await inspectContainer(ref));
       if (f.format) {
-        const { renderTemplate } = await import('./image.js');
-        for (const o of out) process.stdout.write(`${renderTemplate(f.format, o)}\n`);
+        const { formatEach } = await import('../output.js');
+        process.stdout.write(await formatEach(f.format, out));
       } else printJson(out);
     });
 

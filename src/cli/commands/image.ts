@@ -1,7 +1,7 @@
 // Image commands: import, images, inspect, tag, rmi, save, load, export, gc. Thin: flags and
 // Docker-compatible output here; the work lives in src/store, src/layer and src/archive.
 import { Command, Option } from 'commander';
-import { collect, formatSize, printJson, table, timeAgo } from '../output.js';
+import { collect, dockerTime, formatEach, formatRows, formatSize, printJson, timeAgo } from '../output.js';
 import { UserError } from '../../util/errors.js';
 
 async function openStore() {
@@ -38,18 +38,10 @@ function parseEpoch(raw: string | undefined): number | undefined {
   return Number(v);
 }
 
-/** Go-template subset for --format: "{{.Id}}", "{{.Config.Cmd}}", "{{json .Config}}". */
-export function renderTemplate(template: string, value: unknown): string {
-  return template.replace(/\{\{\s*(json\s+)?\.([\w.]*)\s*\}\}/g, (_m, json: string | undefined, pathExpr: string) => {
-    let v: unknown = value;
-    for (const key of pathExpr.split('.').filter(Boolean)) v = v && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined;
-    if (json) return JSON.stringify(v ?? null);
-    if (v === undefined || v === null) return '<no value>';
-    if (Array.isArray(v)) return `[${v.join(' ')}]`;
-    if (typeof v === 'object') return `map[${Object.entries(v).map(([k, x]) => `${k}:${typeof x === 'object' ? JSON.stringify(x) : String(x)}`).join(' ')}]`;
-    return String(v);
-  }).replace(/\\n/g, '\n').replace(/\\t/g, '\t');
-}
+const IMAGE_HEADERS = {
+  Containers: 'CONTAINERS', CreatedAt: 'CREATED AT', CreatedSince: 'CREATED', Digest: 'DIGEST', ID: 'IMAGE ID', Repository: 'REPOSITORY',
+  SharedSize: 'SHARED SIZE', Size: 'SIZE', Tag: 'TAG', UniqueSize: 'UNIQUE SIZE', VirtualSize: 'VIRTUAL SIZE',
+};
 
 export function register(program: Command): void {
   program
@@ -93,24 +85,26 @@ Examples:
       }
     });
 
-  program
-    .command('images')
-    .alias('image-ls')
-    .description('List images in the local store')
+  const images = (cmd: Command) => cmd
+    .description('List images in the local store, newest first')
     .argument('[repository]', 'only show images of this repository (e.g. busybox, localhost:5000/app)')
+    .option('-a, --all', 'show all images (accepted: a daemonless store keeps no intermediate images)')
     .option('-q, --quiet', 'only show image IDs')
     .option('--digests', 'show manifest digests')
     .option('--no-trunc', "don't truncate IDs")
-    .option('--format <format>', '"json" for one JSON object per line, or a Go-style template like "{{.Repository}}:{{.Tag}}"')
+    .option('-f, --filter <key=value>', 'filter: dangling=true|false, reference=PATTERN, label=KEY[=VALUE], before=IMAGE, since=IMAGE (repeatable)', collect)
+    .option('--format <format>', '"table", "json" (one object per line) or a Go template like "{{.Repository}}:{{.Tag}}"')
     .addHelpText('after', `
 Examples:
   drydock images
   drydock images busybox --digests
+  drydock images -f dangling=true -q
   drydock images --format json | jq -r .Repository
-  drydock images -q`)
-    .action(async (repository: string | undefined, flags: { quiet?: boolean; digests?: boolean; trunc: boolean; format?: string }) => {
+  drydock images --format 'table {{.Repository}}\\t{{.Tag}}\\t{{.Size}}'`)
+    .action(async (repository: string | undefined, flags: { quiet?: boolean; digests?: boolean; trunc: boolean; filter?: string[]; format?: string }) => {
       const { listImages } = await import('../../store/index.js');
       const { shortId, parseReference, fullName } = await import('../../image/index.js');
+      const { filterImages } = await import('./image-filters.js');
       const store = await openStore();
       let images = await listImages(store);
       if (repository) {
@@ -118,17 +112,21 @@ Examples:
         const wantTag = parseReference(repository, { defaultTag: false }).tag;
         images = images.filter((i) => i.repository === want && (!wantTag || i.tag === wantTag));
       }
+      images = await filterImages(store, images, flags.filter ?? []);
+      // Docker lists newest first; images of the same age by name.
+      images.sort((a, b) => (Date.parse(b.created ?? '') || 0) - (Date.parse(a.created ?? '') || 0) || a.name.localeCompare(b.name));
       const id = (d: string) => (flags.trunc ? shortId(d) : d);
       if (flags.quiet) {
         const seen = new Set<string>();
         for (const i of images) if (i.id && !seen.has(i.id)) { seen.add(i.id); process.stdout.write(`${id(i.id)}\n`); }
         return;
       }
+      const { goStruct } = await import('../../util/gotemplate/index.js');
       const rows = await Promise.all(images.map(async (i) => {
         const d = await displayName(i.name);
-        return {
+        return goStruct('*formatter.imageContext', {
           Containers: 'N/A',
-          CreatedAt: i.created ? i.created.replace('T', ' ').replace(/\.\d+Z$|Z$/, ' +0000 UTC') : '',
+          CreatedAt: dockerTime(i.created),
           CreatedSince: timeAgo(i.created),
           Digest: i.manifestDigest,
           ID: i.id ? id(i.id) : '<missing>',
@@ -138,21 +136,14 @@ Examples:
           Tag: d.tag,
           UniqueSize: 'N/A',
           VirtualSize: formatSize(i.size),
-        };
+        });
       }));
-      if (flags.format === 'json') {
-        for (const r of rows) process.stdout.write(`${JSON.stringify(r)}\n`);
-        return;
-      }
-      if (flags.format) {
-        for (const r of rows) process.stdout.write(`${renderTemplate(flags.format, r)}\n`);
-        return;
-      }
-      const headers = flags.digests ? ['REPOSITORY', 'TAG', 'DIGEST', 'IMAGE ID', 'CREATED', 'SIZE'] : ['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'];
-      process.stdout.write(table(headers, rows.map((r) => flags.digests
-        ? [r.Repository, r.Tag, r.Digest, r.ID, r.CreatedSince, r.Size]
-        : [r.Repository, r.Tag, r.ID, r.CreatedSince, r.Size])));
+      const defaultFormat = flags.digests
+        ? 'table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}'
+        : 'table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}';
+      process.stdout.write(await formatRows(flags.format, rows, { defaultFormat, headers: IMAGE_HEADERS }));
     });
+  images(program.command('images').alias('image-ls'));
 
   program
     .command('inspect')
@@ -208,7 +199,7 @@ Examples:
         });
       }
       if (flags.format) {
-        for (const o of out) process.stdout.write(`${renderTemplate(flags.format, o)}\n`);
+        process.stdout.write(await formatEach(flags.format, out));
       } else {
         printJson(out);
       }

@@ -66,7 +66,8 @@ Examples:
   drydock mkimage rootfs alpine-minirootfs-3.20.3-x86_64.tar.gz -t alpine:3.20 -c 'CMD ["/bin/sh"]'
 
 Reproducible output: with SOURCE_DATE_EPOCH set (or --source-date-epoch), the same inputs give
-the same image digest. Device nodes are never stored in images; runtimes create /dev.`);
+the same image digest. Device nodes in a prepared rootfs are kept as they are (like docker
+import); at run time the runtime's own /dev covers them.`);
 
   addCommonOptions(
     mkimage.command('busybox')
@@ -120,7 +121,7 @@ The temporary root filesystem lives under $DRYDOCK_ROOT/tmp and is removed on su
   addCommonOptions(
     mkimage.command('rootfs')
       .description('Image from a prepared root filesystem: a directory or a tarball (.tar, .tar.gz, .tar.zst, .tar.xz), e.g. an Alpine minirootfs')
-      .argument('<source>', 'directory or tarball')
+      .argument('<source>', 'directory, tarball, or - for a tarball on stdin')
       .option('--platform <os/arch[/variant]>', "platform the rootfs is built for, e.g. linux/arm64 (default: the host's)"),
     '(required)',
   )
@@ -128,6 +129,7 @@ The temporary root filesystem lives under $DRYDOCK_ROOT/tmp and is removed on su
 Examples:
   drydock mkimage rootfs ./alpine-minirootfs-3.20.3-x86_64.tar.gz -t alpine:3.20 -c 'CMD ["/bin/sh"]'
   drydock mkimage rootfs /srv/rootfs -t myapp:base -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin'
+  tar --numeric-owner -c -C "$target" . | drydock mkimage rootfs - -t centos:7
   drydock mkimage rootfs alpine-minirootfs-3.20.3-aarch64.tar.gz --platform linux/arm64/v8 -t alpine:3.20-arm64`)
     .action(async (source: string, flags: CommonFlags & { platform?: string }) => {
       if (!flags.tag?.length) throw new UserError('mkimage rootfs needs a name: -t NAME[:TAG]');

@@ -38,11 +38,11 @@ function positiveInt(v: string | undefined, flag: string): number | undefined {
   return Number(v);
 }
 
-async function transferOptions(flags: TransferFlags, kind: TransferKind): Promise<{ opts: TransferOptions; reporter: ProgressReporter }> {
+async function transferOptions(flags: TransferFlags, kind: TransferKind, out?: NodeJS.WriteStream): Promise<{ opts: TransferOptions; reporter: ProgressReporter }> {
   const client = await import('../../client/index.js');
   const { parsePlatform } = await import('../../image/platform.js');
   const mode = flags.quiet || flags.format === 'json' ? (flags.progress === 'json' ? 'json' : 'quiet') : (flags.progress as 'auto' | 'tty' | 'plain' | 'json');
-  const reporter = client.createProgressReporter(mode, kind);
+  const reporter = client.createProgressReporter(mode, kind, out);
   let platform;
   if (flags.platform) {
     try { platform = parsePlatform(flags.platform); } catch (e) { throw new UserError((e as Error).message); }
@@ -84,6 +84,35 @@ async function prompt(question: string, secret: boolean): Promise<string> {
   }
 }
 
+/**
+ * `drydock pull`'s work and progress (Docker's "Pulling from", layer lines, "Digest:", "Status:"),
+ * written to `out`: stdout for `pull`, stderr for `run`/`create`, whose stdout is the container's.
+ */
+export async function pullWithProgress(image: string, flags: TransferFlags, out: NodeJS.WriteStream) {
+  const client = await import('../../client/index.js');
+  const { parseReference, familiarString } = await import('../../image/reference.js');
+  const { ContentStore } = await import('../../store/index.js');
+  const { opts, reporter } = await transferOptions(flags, 'pull', out);
+  let ref;
+  try { ref = parseReference(image); } catch (e) { throw new UserError((e as Error).message); }
+  if (!image.includes('@') && !/:[\w][\w.-]*$/.test(image.slice(image.lastIndexOf('/') + 1))) reporter.line('Using default tag: latest');
+  reporter.line(`${ref.tag ?? ref.digest}: Pulling from ${ref.registry === 'docker.io' ? ref.repository : `${ref.registry}/${ref.repository}`}`);
+  const store = await ContentStore.open();
+  const before = ref.tag ? await store.resolveTag(`${ref.registry}/${ref.repository}:${ref.tag}`) : undefined;
+  const result = await client.pull(store, ref, opts);
+  reporter.finish();
+  if (flags.format !== 'json') {
+    // Docker's line, with the transferred size appended (awk '/Digest:/{print $2}' still works).
+    reporter.line(`Digest: ${result.digest} (${formatSize(result.bytes)} downloaded, ${result.blobsSkipped} blobs already present)`);
+    reporter.line(before?.digest === result.digest
+      ? `Status: Image is up to date for ${familiarString(ref)}`
+      : `Status: Downloaded newer image for ${familiarString(ref)}`);
+  }
+  return { result, ref };
+}
+
+export type { TransferFlags };
+
 export function register(program: Command): void {
   addTransferOptions(program.command('pull')
     .description('Download an image from a registry into the local store')
@@ -95,29 +124,12 @@ Examples:
   drydock pull --registry-mirror https://mirror.example.com alpine:3.20
   drydock pull -q --progress=json registry.example.com/app@sha256:<digest>`)
     .action(async (image: string, flags: TransferFlags) => {
-      const client = await import('../../client/index.js');
-      const { parseReference, familiarString } = await import('../../image/reference.js');
-      const { ContentStore } = await import('../../store/index.js');
-      const { opts, reporter } = await transferOptions(flags, 'pull');
-      let ref;
-      try { ref = parseReference(image); } catch (e) { throw new UserError((e as Error).message); }
-      if (!image.includes('@') && !/:[\w][\w.-]*$/.test(image.slice(image.lastIndexOf('/') + 1))) reporter.line('Using default tag: latest');
-      reporter.line(`${ref.tag ?? ref.digest}: Pulling from ${ref.registry === 'docker.io' ? ref.repository : `${ref.registry}/${ref.repository}`}`);
-      const store = await ContentStore.open();
-      const before = ref.tag ? await store.resolveTag(`${ref.registry}/${ref.repository}:${ref.tag}`) : undefined;
-      const result = await client.pull(store, ref, opts);
-      reporter.finish();
+      const { result, ref } = await pullWithProgress(image, flags, process.stdout);
       if (flags.format === 'json') {
         printJson({ reference: result.name ?? `${ref.registry}/${ref.repository}@${result.digest}`, digest: result.digest, mediaType: result.mediaType, size: result.size, bytes: result.bytes, blobsCopied: result.blobsCopied, blobsSkipped: result.blobsSkipped });
         return;
       }
-      const full = result.name ?? `${ref.registry}/${ref.repository}@${ref.digest ?? result.digest}`;
-      // Docker's line, with the transferred size appended (awk '/Digest:/{print $2}' still works).
-      reporter.line(`Digest: ${result.digest} (${formatSize(result.bytes)} downloaded, ${result.blobsSkipped} blobs already present)`);
-      reporter.line(before?.digest === result.digest
-        ? `Status: Image is up to date for ${familiarString(ref)}`
-        : `Status: Downloaded newer image for ${familiarString(ref)}`);
-      process.stdout.write(`${full}\n`);
+      process.stdout.write(`${result.name ?? `${ref.registry}/${ref.repository}@${ref.digest ?? result.digest}`}\n`);
     });
 
   addTransferOptions(program.command('push')

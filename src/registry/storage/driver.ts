@@ -1,8 +1,9 @@
 // The storage driver interface, after distribution's storagedriver.StorageDriver: a tiny
 // path-keyed object store. Everything above it (blobs, links, uploads, tags) is layout logic in
-// registry-storage.ts, so an object-store driver (S3 and friends) only has to implement these
-// methods. Paths are absolute, '/'-separated, and never contain '..' (callers build them from
-// validated names and digests).
+// storage.ts, so an object-store driver (S3 and friends) only has to implement these methods.
+// Paths are absolute, '/'-separated, and never contain '..': callers build them from validated
+// names and digests, and checkedDriver() (checked.ts) refuses anything else before a driver
+// sees it.
 import type { Readable } from 'node:stream';
 
 export interface FileInfo {
@@ -49,6 +50,13 @@ export interface StorageDriver {
   delete(path: string): Promise<void>;
   /** Depth-first over every file and directory below `path`; return 'skip' to not descend. */
   walk(path: string, fn: (info: FileInfo) => Promise<void | 'skip'> | void | 'skip'): Promise<void>;
+  /**
+   * Optional: an exclusive lock between processes, as a file created at `path` in an existing
+   * directory. Resolves to its release function, or to undefined while another live holder has
+   * it; throws PathNotFoundError when the directory does not exist. Drivers without it (S3)
+   * serialize only within one process.
+   */
+  lockFile?(path: string): Promise<(() => Promise<void>) | undefined>;
 }
 
 export class PathNotFoundError extends Error {

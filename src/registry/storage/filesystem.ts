@@ -1,6 +1,7 @@
 // The embedded default driver: a directory tree. putContent is temp+fsync+rename
 // (writeFileAtomic), moves are rename(2), readers use 1 MiB chunks.
 import { createReadStream, promises as fsp, type Dirent } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { STREAM_CHUNK, fsyncDir, tempName, writeFileAtomic } from '../../util/fs.js';
@@ -109,6 +110,37 @@ export class FilesystemDriver implements StorageDriver {
 
   async delete(p: string): Promise<void> {
     await fsp.rm(this.full(p), { recursive: true, force: true });
+  }
+
+  /**
+   * O_EXCL creation of a file naming its holder (host and pid). A lock whose holder is a dead
+   * process on this host (a server killed mid-request) is taken over; one held on another host
+   * (a shared network filesystem) is left alone, and goes with its upload when uploads are purged.
+   */
+  async lockFile(p: string): Promise<(() => Promise<void>) | undefined> {
+    const full = this.full(p);
+    const me = `${os.hostname()} ${process.pid}`;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await fsp.writeFile(full, me, { flag: 'wx' });
+        return async () => { await fsp.rm(full, { force: true }); };
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR') throw new PathNotFoundError(p);
+        if (code !== 'EEXIST') throw e;
+      }
+      const holder = await fsp.readFile(full, 'utf8').catch(() => '');
+      const [host, pid] = holder.split(' ');
+      if (!pid) {
+        // Created but not written yet by its holder, or left empty by a crash long ago.
+        const st = await fsp.stat(full).catch(() => undefined);
+        if (st && Date.now() - st.mtimeMs < 10_000) return undefined;
+      } else if (host !== os.hostname() || processAlive(Number(pid))) {
+        return undefined;
+      }
+      await fsp.rm(full, { force: true }); // its holder is gone (or it was never written out)
+    }
+    return undefined;
   }
 
   async walk(p: string, fn: (info: FileInfo) => Promise<void | 'skip'> | void | 'skip'): Promise<void> {
@@ -225,6 +257,16 @@ class FsWriter implements FileWriter {
       this.closed = true;
       await this.fh.close();
     }
+  }
+}
+
+function processAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -6,6 +6,8 @@ import type { Digest } from '../../image/digest.js';
 export const ROOT = '/docker/registry/v2';
 export const BLOBS = `${ROOT}/blobs`;
 export const REPOSITORIES = `${ROOT}/repositories`;
+/** Not in distribution: one folder per running gc (its start stamp and the blobs it holds back). */
+export const GC_RUNS = `${ROOT}/_drydock/gc`;
 
 export const paths = {
   blobDir: (d: Digest) => `${BLOBS}/${d.algorithm}/${d.hex.slice(0, 2)}/${d.hex}`,
@@ -28,4 +30,12 @@ export const paths = {
   uploadDir: (name: string, id: string) => `${REPOSITORIES}/${name}/_uploads/${id}`,
   uploadData: (name: string, id: string) => `${REPOSITORIES}/${name}/_uploads/${id}/data`,
   uploadStartedAt: (name: string, id: string) => `${REPOSITORIES}/${name}/_uploads/${id}/startedat`,
+  // Not in distribution: held by the one request writing the upload (filesystem driver only).
+  uploadLock: (name: string, id: string) => `${REPOSITORIES}/${name}/_uploads/${id}/writer.lock`,
+  gcRun: (id: string) => `${GC_RUNS}/${id}`,
+  gcStamp: (id: string) => `${GC_RUNS}/${id}/startedat`,
+  gcHeldBlobs: (id: string) => `${GC_RUNS}/${id}/blobs`,
+  gcHeldBlob: (id: string, d: Digest) => `${GC_RUNS}/${id}/blobs/${d.algorithm}-${d.hex}`,
+  gcHeldLinks: (id: string) => `${GC_RUNS}/${id}/links`,
+  gcHeldLink: (id: string, name: string, d: Digest) => `${GC_RUNS}/${id}/links/${name}/${d.algorithm}-${d.hex}`,
 };

@@ -1,0 +1,40 @@
+// The size `docker images` shows: the bytes of the files an image's layers unpack to (regular
+// files' contents plus symlink targets), not the compressed blobs. Reading a layer's tar headers
+// costs one decompression, so each layer's size is kept in <root>/sizes/<hex> once known.
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Writable } from 'node:stream';
+import tar from 'tar-stream';
+import type { ContentStore } from './content-store.js';
+
+/** The unpacked content size of the layer blob `digest` (cached per blob). */
+export async function layerContentSize(store: ContentStore, digest: string): Promise<number> {
+  const cacheFile = path.join(store.root, 'sizes', digest.replace(/^sha256:/, ''));
+  const cached = await fsp.readFile(cacheFile, 'utf8').catch(() => undefined);
+  if (cached !== undefined && /^\d+$/.test(cached.trim())) return Number(cached.trim());
+  const { decompress } = await import('../layer/index.js');
+  const { stream } = await decompress(store.openBlob(digest));
+  let size = 0;
+  const extract = tar.extract();
+  extract.on('entry', (header, body, next) => {
+    if (header.type === 'file' || header.type === 'contiguous-file') size += header.size ?? 0;
+    else if (header.type === 'symlink') size += Buffer.byteLength(header.linkname ?? '');
+    body.on('end', next);
+    body.resume();
+  });
+  await pipeline(stream, extract as unknown as Writable);
+  // Atomic: a reader never sees a half-written number.
+  await fsp.mkdir(path.dirname(cacheFile), { recursive: true });
+  const tmp = `${cacheFile}.${process.pid}.tmp`;
+  await fsp.writeFile(tmp, String(size));
+  await fsp.rename(tmp, cacheFile);
+  return size;
+}
+
+/** The unpacked size of an image: its layers' content sizes added up. */
+export async function imageContentSize(store: ContentStore, layers: readonly { digest: string }[]): Promise<number> {
+  let total = 0;
+  for (const l of layers) total += await layerContentSize(store, l.digest);
+  return total;
+}

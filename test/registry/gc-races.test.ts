@@ -1,0 +1,207 @@
+// gc racing live pushes, with grace period 0 so only the sweep protocol protects anything: in
+// each round an image's manifest is deleted (its blobs become garbage, written long before the
+// gc starts), then a gc starts while a client brings the same blobs back: re-uploads them, mounts
+// them into another repository, or only PUTs the manifest again (what a client does after a HEAD
+// said the blobs exist). Afterwards every manifest that got 201 must have all its blobs, with the
+// right digest. Runs in-process (gcRegistry next to startRegistry) and online (`drydock registry
+// gc` next to a `drydock serve` child on the same root).
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { runCli, tempDir } from '../helpers/env.js';
+import { FilesystemDriver, gcRegistry, startRegistry } from '../../src/registry/index.js';
+import { http, pushBlob, serveProcess, sha256 } from './util.js';
+
+const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json';
+
+interface Image { config: Buffer; layer: Buffer; manifest: Buffer; digest: string }
+interface Accepted { repo: string; image: Image; how: string }
+
+function makeImage(): Image {
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, nonce: randomBytes(8).toString('hex') }));
+  const layer = randomBytes(20_000);
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: MANIFEST_TYPE,
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha256(layer), size: layer.length }],
+  }));
+  return { config, layer, manifest, digest: sha256(manifest) };
+}
+
+async function putManifest(base: string, repo: string, image: Image): Promise<number> {
+  return (await http(`${base}/v2/${repo}/manifests/v1`, { method: 'PUT', body: image.manifest, headers: { 'Content-Type': MANIFEST_TYPE } })).status;
+}
+
+/** Pushes an image, then deletes its manifest: its blobs are now unreferenced and older than the gc about to start. */
+async function garbageImage(base: string, repo: string): Promise<Image> {
+  const image = makeImage();
+  await pushBlob(base, repo, image.config);
+  await pushBlob(base, repo, image.layer);
+  assert.equal(await putManifest(base, repo, image), 201);
+  assert.equal((await http(`${base}/v2/${repo}/manifests/${image.digest}`, { method: 'DELETE' })).status, 202);
+  return image;
+}
+
+/** Ways a client brings the garbage back while gc runs; each returns the manifests that got 201. */
+const comebacks: { name: string; run: (base: string, repo: string, image: Image) => Promise<Accepted[]> }[] = [
+  {
+    name: 're-push',
+    run: async (base, repo, image) => {
+      await pushBlob(base, repo, image.config);
+      await pushBlob(base, repo, image.layer);
+      return (await putManifest(base, repo, image)) === 201 ? [{ repo, image, how: 're-push' }] : [];
+    },
+  },
+  {
+    name: 'mount',
+    run: async (base, repo, image) => {
+      const to = `${repo}-mounted`;
+      for (const blob of [image.config, image.layer]) {
+        const r = await http(`${base}/v2/${to}/blobs/uploads/?mount=${sha256(blob)}&from=${repo}`, { method: 'POST' });
+        if (r.status === 202) {
+          // not mountable (gc got there first): upload it, as clients do
+          const loc = new URL(r.headers.get('location')!, base);
+          loc.searchParams.set('digest', sha256(blob));
+          assert.equal((await http(loc.toString(), { method: 'PUT', body: blob })).status, 201);
+        } else {
+          assert.equal(r.status, 201, r.body.toString());
+        }
+      }
+      return (await putManifest(base, to, image)) === 201 ? [{ repo: to, image, how: 'mount' }] : [];
+    },
+  },
+  {
+    name: 'manifest PUT only',
+    run: async (base, repo, image) => ((await putManifest(base, repo, image)) === 201 ? [{ repo, image, how: 'manifest PUT only' }] : []),
+  },
+];
+
+async function assertIntact(base: string, accepted: Accepted[]): Promise<void> {
+  for (const { repo, image, how } of accepted) {
+    const m = await http(`${base}/v2/${repo}/manifests/${image.digest}`);
+    assert.equal(m.status, 200, `${how}: manifest ${repo}@${image.digest} got 201 but is gone`);
+    for (const blob of [image.config, image.layer]) {
+      const g = await http(`${base}/v2/${repo}/blobs/${sha256(blob)}`);
+      assert.equal(g.status, 200, `${how}: ${repo}@${image.digest} got 201, but its blob ${sha256(blob)} is gone`);
+      assert.equal(sha256(g.body), sha256(blob));
+    }
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('gc racing pushes (in-process)', () => {
+  test('30 rounds of delete, gc with grace 0 and a concurrent re-push / mount / manifest PUT: every 201 manifest keeps its blobs', async () => {
+    const root = tempDir('drydock-gc-races-');
+    const reg = await startRegistry({ root, config: { storage: { cache: { ttl: '0s' } } } as never });
+    const driver = new FilesystemDriver(root);
+    let swept = 0;
+    let restored = 0;
+    const accepted: Accepted[] = [];
+    try {
+      for (let i = 0; i < 30; i++) {
+        const c = comebacks[i % comebacks.length]!;
+        const repo = `races/r${i}`;
+        const image = await garbageImage(reg.url, repo);
+        const doomed = await pushBlob(reg.url, repo, randomBytes(500)); // garbage nobody brings back
+        await sleep(10); // past the filesystem's coarse timestamp tick: all of this is older than the gc
+        const [gc, got] = await Promise.all([
+          gcRegistry(driver, { gracePeriodMs: 0 }),
+          (async () => { await sleep((i * 7) % 23); return c.run(reg.url, repo, image); })(),
+        ]);
+        accepted.push(...got);
+        await assertIntact(reg.url, got);
+        if (gc.blobsDeleted.includes(doomed)) swept++;
+        restored += gc.blobsRestored;
+      }
+    } finally {
+      await reg.close();
+    }
+    assert.ok(swept >= 25, `gc swept the untouched garbage in only ${swept} of 30 rounds`);
+    assert.ok(accepted.length >= 10, `only ${accepted.length} manifests were accepted`);
+    // After everything settled, once more (a later gc must not take what the earlier left).
+    const again = await startRegistry({ root, config: { storage: { cache: { ttl: '0s' } } } as never });
+    try {
+      await gcRegistry(driver, { gracePeriodMs: 0 });
+      await assertIntact(again.url, accepted);
+    } finally {
+      await again.close();
+    }
+    process.stdout.write(`# in-process: ${accepted.length} manifests accepted, ${restored} blobs put back by the sweep\n`);
+  });
+
+  test('a blob re-linked after its last manifest was deleted survives the grace period check (link time, not data time)', async () => {
+    const root = tempDir('drydock-gc-relink-');
+    const reg = await startRegistry({ root, config: { storage: { cache: { ttl: '0s' } } } as never });
+    const driver = new FilesystemDriver(root);
+    try {
+      const image = await garbageImage(reg.url, 'relink/a');
+      await sleep(2100);
+      // mounted into another repository and re-uploaded, both after the data was written: within the grace period
+      assert.equal((await http(`${reg.url}/v2/relink/b/blobs/uploads/?mount=${sha256(image.layer)}&from=relink/a`, { method: 'POST' })).status, 201);
+      await pushBlob(reg.url, 'relink/c', image.config);
+      const res = await gcRegistry(driver, { gracePeriodMs: 2000 });
+      assert.ok(!res.blobsDeleted.includes(sha256(image.layer)), 'mounted blob swept');
+      assert.ok(!res.blobsDeleted.includes(sha256(image.config)), 're-uploaded blob swept');
+      assert.equal((await http(`${reg.url}/v2/relink/b/blobs/${sha256(image.layer)}`)).status, 200);
+      assert.equal((await http(`${reg.url}/v2/relink/c/blobs/${sha256(image.config)}`)).status, 200);
+    } finally {
+      await reg.close();
+    }
+  });
+});
+
+describe('gc racing pushes (drydock registry gc next to drydock serve)', () => {
+  const children = new Set<ChildProcess>();
+  after(() => { for (const c of children) c.kill('SIGKILL'); });
+
+  async function serve(root: string): Promise<string> {
+    const config = path.join(tempDir('drydock-gc-races-config-'), 'config.yml');
+    writeFileSync(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${root}\n  delete:\n    enabled: true\n  cache:\n    ttl: 0s\n`);
+    return (await serveProcess(['--config', config, '--no-access-log'], children)).url;
+  }
+
+  test('drydock registry gc keeps what a running server mounted or re-uploaded within the grace period', async () => {
+    const root = tempDir('drydock-gc-relink-online-');
+    const base = await serve(root);
+    const image = await garbageImage(base, 'relink/a');
+    // The data becomes older than the grace period; the links written next stay younger, even
+    // with the CLI's start-up time (seconds on a loaded machine) in between.
+    await sleep(8500);
+    assert.equal((await http(`${base}/v2/relink/b/blobs/uploads/?mount=${sha256(image.layer)}&from=relink/a`, { method: 'POST' })).status, 201);
+    await pushBlob(base, 'relink/c', image.config);
+    const gc = await runCli(['registry', 'gc', '--root', root, '--grace-period', '8s', '--format', 'json']);
+    assert.equal(gc.code, 0, gc.stderr);
+    assert.deepEqual((JSON.parse(gc.stdout) as { blobsDeleted: string[] }).blobsDeleted, [image.digest]);
+    assert.equal((await http(`${base}/v2/relink/b/blobs/${sha256(image.layer)}`)).status, 200, 'mounted blob swept');
+    assert.equal((await http(`${base}/v2/relink/c/blobs/${sha256(image.config)}`)).status, 200, 're-uploaded blob swept');
+  });
+
+  test('15 rounds against a separate server process: every 201 manifest keeps its blobs', async () => {
+    const root = tempDir('drydock-gc-races-online-');
+    const base = await serve(root);
+    const accepted: Accepted[] = [];
+    let swept = 0;
+    for (let i = 0; i < 15; i++) {
+      const c = comebacks[i % comebacks.length]!;
+      const repo = `online/r${i}`;
+      const image = await garbageImage(base, repo);
+      const doomed = await pushBlob(base, repo, randomBytes(500));
+      // The CLI needs a few hundred ms to start: spread the comeback over that and the sweep.
+      const [gc, got] = await Promise.all([
+        runCli(['registry', 'gc', '--root', root, '--grace-period', '0s', '--format', 'json']),
+        (async () => { await sleep(300 + ((i * 97) % 900)); return c.run(base, repo, image); })(),
+      ]);
+      assert.equal(gc.code, 0, gc.stderr);
+      if ((JSON.parse(gc.stdout) as { blobsDeleted: string[] }).blobsDeleted.includes(doomed)) swept++;
+      accepted.push(...got);
+      await assertIntact(base, got);
+    }
+    assert.ok(swept >= 12, `gc swept the untouched garbage in only ${swept} of 15 rounds`);
+    assert.ok(accepted.length >= 5, `only ${accepted.length} manifests were accepted`);
+    await assertIntact(base, accepted);
+  });
+});
