@@ -70,6 +70,7 @@ export async function startRegistry(opts: StartRegistryOptions, serverOpts: Crea
       token,
       access: opts.access,
       anonymousread: opts.anonymousRead,
+      ratelimit: opts.config?.auth?.ratelimit,
     } : undefined,
     proxy: opts.proxy,
     limits: opts.config?.limits,

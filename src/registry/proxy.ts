@@ -26,8 +26,39 @@ export class ProxyUpstream {
   private readonly tokens = new Map<string, { token: string; expires: number }>();
   private readonly inflight = new Map<string, Promise<BlobInfo>>();
 
-  constructor(private readonly cfg: { remoteurl: string; username?: string; password?: string }, private readonly storage: RegistryStorage) {
+  constructor(
+    private readonly cfg: { remoteurl: string; username?: string; password?: string },
+    private readonly storage: RegistryStorage,
+    /** Told about every upstream failure (the server logs it as a warning). */
+    private readonly warn: (message: string) => void = () => {},
+  ) {
     this.remote = cfg.remoteurl.replace(/\/+$/, '');
+  }
+
+  /**
+   * An upstream error answer as the mirror's own 502, carrying what the upstream said (its spec
+   * error codes and messages, or the start of a non-JSON body), so the client sees the cause.
+   */
+  private async upstreamError(r: Dispatcher.ResponseData, what: string): Promise<RegistryError> {
+    let said = '';
+    try {
+      const chunks: Buffer[] = [];
+      let n = 0;
+      for await (const c of r.body as AsyncIterable<Buffer>) {
+        if (n < 64 * 1024) chunks.push(c);
+        n += c.length;
+      }
+      const text = Buffer.concat(chunks).toString('utf8');
+      try {
+        const doc = JSON.parse(text) as { errors?: { code?: string; message?: string }[] };
+        said = (doc.errors ?? []).map((e) => [e.code, e.message].filter(Boolean).join(': ')).filter(Boolean).join('; ');
+      } catch {
+        said = text.replace(/\s+/g, ' ').trim().slice(0, 200);
+      }
+    } catch { /* the body broke off: the status is all there is */ }
+    const message = `upstream ${this.remote} answered ${r.statusCode} for ${what}${said ? `: ${said}` : ''}`;
+    this.warn(message);
+    return new RegistryError('UNAVAILABLE', message, undefined, 502);
   }
 
   private basic(): string | undefined {
@@ -46,8 +77,8 @@ export class ProxyUpstream {
     const b = this.basic();
     if (b) headers.authorization = b;
     const r = await request(url, { headers });
+    if (r.statusCode !== 200) throw await this.upstreamError(r, `a token (${scope})`);
     const body = (await r.body.json()) as { token?: string; access_token?: string; expires_in?: number };
-    if (r.statusCode !== 200) throw new RegistryError('UNAVAILABLE', `upstream token request failed: HTTP ${r.statusCode}`, undefined, 502);
     const token = body.token ?? body.access_token ?? '';
     this.tokens.set(key, { token, expires: Date.now() + Math.max(30, (body.expires_in ?? 60) - 10) * 1000 });
     return token;
@@ -75,7 +106,9 @@ export class ProxyUpstream {
       }
     } catch (e) {
       if (e instanceof RegistryError) throw e;
-      throw new RegistryError('UNAVAILABLE', `upstream ${this.remote} unreachable: ${(e as Error).message}`, undefined, 502);
+      const message = `upstream ${this.remote} unreachable: ${(e as Error).message}`;
+      this.warn(message);
+      throw new RegistryError('UNAVAILABLE', message, undefined, 502);
     }
     return r;
   }
@@ -86,10 +119,7 @@ export class ProxyUpstream {
       await r.body.dump();
       throw new RegistryError('MANIFEST_UNKNOWN', `manifest unknown upstream: ${reference}`, { reference });
     }
-    if (r.statusCode !== 200) {
-      await r.body.dump();
-      throw new RegistryError('UNAVAILABLE', `upstream returned HTTP ${r.statusCode} for ${name}:${reference}`, undefined, 502);
-    }
+    if (r.statusCode !== 200) throw await this.upstreamError(r, `${name}:${reference}`);
     const bytes = Buffer.from(await r.body.arrayBuffer());
     const contentType = String(r.headers['content-type'] ?? '');
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -107,11 +137,11 @@ export class ProxyUpstream {
     if (!p) {
       p = (async () => {
         const r = await this.get(name, `blobs/${digest.value}`);
-        if (r.statusCode !== 200) {
+        if (r.statusCode === 404) {
           await r.body.dump();
-          if (r.statusCode === 404) throw new RegistryError('BLOB_UNKNOWN', undefined, { digest: digest.value });
-          throw new RegistryError('UNAVAILABLE', `upstream returned HTTP ${r.statusCode} for blob ${digest.value}`, undefined, 502);
+          throw new RegistryError('BLOB_UNKNOWN', undefined, { digest: digest.value });
         }
+        if (r.statusCode !== 200) throw await this.upstreamError(r, `blob ${digest.value}`);
         const id = await this.storage.startUpload(name);
         try {
           return await this.storage.commitUpload(name, id, digest, Readable.from(r.body));
@@ -131,10 +161,7 @@ export class ProxyUpstream {
       await r.body.dump();
       throw new RegistryError('NAME_UNKNOWN', undefined, { name });
     }
-    if (r.statusCode !== 200) {
-      await r.body.dump();
-      throw new RegistryError('UNAVAILABLE', `upstream returned HTTP ${r.statusCode} for tags of ${name}`, undefined, 502);
-    }
+    if (r.statusCode !== 200) throw await this.upstreamError(r, `tags of ${name}`);
     const body = (await r.body.json()) as { tags?: string[] };
     return (body.tags ?? []).sort();
   }

@@ -206,7 +206,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
   const bodyTimeoutMs = parseDuration(timeouts.body, 60_000);
   const minBodyRate = timeouts.minbodyrate && timeouts.minbodyrate > 0 ? timeouts.minbodyrate : 1024;
   const extraHeaders = Object.entries(config.http.headers ?? {}).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : String(v)] as const);
-  const proxy = config.proxy ? new ProxyUpstream(config.proxy, storage) : undefined;
+  const proxy = config.proxy ? new ProxyUpstream(config.proxy, storage, (message) => log?.warn({ upstream: config.proxy!.remoteurl }, message)) : undefined;
 
   let auth: AuthController | undefined;
   let server: Server | undefined;
@@ -396,18 +396,23 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
     if (method === 'GET' || method === 'HEAD') {
       await authorize(ctx, repoAccess(name, 'pull'));
       let m;
+      let upstreamDown: RegistryError | undefined;
       if (proxy && !ref.includes(':')) {
         // Tags follow the upstream; the local copy serves when the upstream is down.
         try {
           m = await proxy.fetchManifest(name, ref);
         } catch (e) {
           if (!(e instanceof RegistryError && e.code === 'UNAVAILABLE')) throw e;
+          upstreamDown = e;
         }
       }
       try {
         m ??= await storage.getManifest(name, ref);
+        if (upstreamDown) log?.warn({ repository: name, tag: ref }, 'upstream unavailable: serving the cached copy');
       } catch (e) {
         if (!(proxy && e instanceof RegistryError && (e.code === 'MANIFEST_UNKNOWN' || e.code === 'NAME_UNKNOWN'))) throw e;
+        // Not cached: the client gets the upstream's own error, not a bare "not found".
+        if (upstreamDown) throw upstreamDown;
         m = await proxy.fetchManifest(name, ref);
       }
       const etag = `"${m.digest}"`;
@@ -455,7 +460,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
     if (ctx.req.method !== 'GET' && ctx.req.method !== 'HEAD') throw new RegistryError('UNSUPPORTED', `${ctx.req.method} is not supported on _catalog`);
     const grant = await authorize(ctx, [{ type: 'registry', name: 'catalog', actions: ['*'] }]);
     const n = parsePageSize(ctx.url);
-    const all = (await storage.repositories()).filter((r) => auth!.kind !== 'htpasswd' || grant.can(r, 'pull'));
+    const all = (await storage.repositories()).filter((r) => auth!.kind === 'none' || (grant.listable ? grant.listable(r) : grant.can(r, 'pull')));
     const { page, next } = paginate(all, n, ctx.url.searchParams.get('last'));
     const headers: Record<string, string> = {};
     if (next !== undefined) headers.Link = `</v2/_catalog?last=${encodeURIComponent(next)}&n=${n ?? MAX_PAGE}>; rel="next"`;
@@ -670,6 +675,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
         } : undefined,
         access: config.auth?.access,
         anonymousRead: config.auth?.anonymousread,
+        rateLimit: { failures: config.auth?.ratelimit?.failures, windowMs: parseDuration(config.auth?.ratelimit?.window, 60_000) },
       });
       const { host, port } = splitAddr(config.http.addr);
       const tls = config.http.tls;

@@ -686,6 +686,12 @@ export function parseManifest(bytes: Buffer, contentType: string | undefined): P
   if (bodyType && contentType && contentType !== bodyType) {
     throw new RegistryError('MANIFEST_INVALID', `Content-Type ${contentType} does not match the manifest's mediaType ${bodyType}`);
   }
+  // Docker's schema2 types require the field (only OCI's is optional): stored without it, the
+  // bytes would read back as OCI. Refused with distribution's message.
+  if (!bodyType && (contentType === MediaType.DockerManifest || contentType === MediaType.DockerManifestList)) {
+    const what = contentType === MediaType.DockerManifest ? 'manifest' : 'manifest list';
+    throw new RegistryError('MANIFEST_INVALID', `mediaType in ${what} should be '${contentType}' not ''`);
+  }
   const mediaType = bodyType ?? (contentType && MANIFEST_MEDIA_TYPES.includes(contentType) ? contentType : (hasManifests ? MediaType.OciIndex : MediaType.OciManifest));
   if (!MANIFEST_MEDIA_TYPES.includes(mediaType)) throw new RegistryError('MANIFEST_INVALID', `unsupported manifest media type ${mediaType}`);
   const isIndex = isIndexMediaType(mediaType);

@@ -54,6 +54,7 @@ describe('slow request bodies', () => {
       assert.match(r.response, /request body too slow/);
       assert.ok(r.closedAfterMs >= 1900 && r.closedAfterMs < 6000, `closed after ${r.closedAfterMs} ms`);
     }
+    process.stderr.write(`# slow PATCHes closed after ${results.map((r) => r.closedAfterMs).join(', ')} ms\n`);
     const img = await pushImage(reg.url, 'slow/app', 'v1');
     assert.equal((await http(`${reg.url}/v2/slow/app/manifests/v1`)).headers.get('docker-content-digest'), img.digest);
   });

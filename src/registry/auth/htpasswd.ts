@@ -11,6 +11,11 @@ const DUMMY_HASH = bcrypt.hashSync('drydock-dummy-password', 5);
 const CACHE_TTL_MS = 5 * 60 * 1000;
 const RELOAD_CHECK_MS = 2000;
 
+/** The cost field of "$2y$10$...". */
+function costOf(hash: string): number {
+  return Number(hash.slice(hash.indexOf('$', 1) + 1, hash.indexOf('$', 1) + 3));
+}
+
 export function parseHtpasswd(text: string, file = 'htpasswd'): Map<string, string> {
   const users = new Map<string, string>();
   text.split(/\r?\n/).forEach((raw, i) => {
@@ -31,8 +36,9 @@ export class Htpasswd {
   private lastCheck = 0;
   private readonly cache = new Map<string, { user: string; expires: number }>();
   private readonly secret = randomBytes(32);
-  /** Costs of the dummy hash and real hashes should match; we use the cost of the first user's hash. */
+  /** A hash at the file's highest cost: every failure takes at least as long as checking it. */
   private dummy = DUMMY_HASH;
+  private maxCost = 5;
 
   constructor(readonly file: string) {}
 
@@ -44,9 +50,12 @@ export class Htpasswd {
     this.users = parseHtpasswd(text, this.file);
     this.mtimeMs = st.mtimeMs;
     this.cache.clear();
-    const first = this.users.values().next().value as string | undefined;
-    const cost = first ? Number(first.slice(4, 6)) : 5;
-    this.dummy = bcrypt.hashSync('drydock-dummy-password', Math.min(Math.max(cost, 4), 14));
+    // Files mix costs (an old cost-5 line next to cost-10 ones): an unknown user must not answer
+    // faster than a wrong password for the slowest user, so the dummy has the highest cost.
+    let cost = 4;
+    for (const h of this.users.values()) cost = Math.max(cost, costOf(h));
+    this.maxCost = Math.min(cost, 14);
+    if (costOf(this.dummy) !== this.maxCost) this.dummy = bcrypt.hashSync('drydock-dummy-password', this.maxCost);
   }
 
   /** Picks up edits to the file (users added with htpasswd while the server runs). */
@@ -67,7 +76,12 @@ export class Htpasswd {
     if (hit && hit.expires > Date.now() && this.users.has(user)) return hit.user;
     const hash = this.users.get(user);
     const ok = await bcrypt.compare(password, hash ?? this.dummy);
-    if (!ok || !hash) return undefined;
+    if (!ok || !hash) {
+      // A wrong password for a cheaper hash also pays for the dummy, so no failure is faster
+      // than the unknown-user one and the time does not tell which users exist.
+      if (hash && costOf(hash) < this.maxCost) await bcrypt.compare(password, this.dummy);
+      return undefined;
+    }
     if (this.cache.size > 10_000) this.cache.clear();
     this.cache.set(key, { user, expires: Date.now() + CACHE_TTL_MS });
     return user;

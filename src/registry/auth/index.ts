@@ -5,16 +5,20 @@ import type { IncomingMessage } from 'node:http';
 import { RegistryError } from '../errors.js';
 import { AccessRules, formatScope, parseScopes, type Access, type AccessRule } from './access.js';
 import { Htpasswd } from './htpasswd.js';
+import { LoginLimiter, type RateLimitOptions } from './ratelimit.js';
 import { TokenIssuer, TokenVerifier, loadKeySet, type TokenClaims } from './token.js';
 
 export { AccessRules, parseScopes, formatScope, type Access, type AccessRule } from './access.js';
 export { Htpasswd, htpasswdLine, parseHtpasswd } from './htpasswd.js';
+export { LoginLimiter, type RateLimitOptions } from './ratelimit.js';
 export { TokenIssuer, TokenVerifier, loadKeySet, type TokenClaims } from './token.js';
 
 /** What an authorized request may do; used for catalog filtering and cross-repo mounts. */
 export interface Grant {
   user?: string;
   can(name: string, action: string): boolean;
+  /** May _catalog show this repository (the caller may pull it)? Default: can(name, 'pull'). */
+  listable?(name: string): boolean;
 }
 
 export interface AuthOptions {
@@ -22,6 +26,7 @@ export interface AuthOptions {
   token?: { realm?: string; service: string; issuer: string; rootcertbundle?: string; jwks?: string; signingkey?: string; expiration?: number };
   access?: AccessRule[];
   anonymousRead?: boolean;
+  rateLimit?: RateLimitOptions;
 }
 
 export interface AuthController {
@@ -33,6 +38,16 @@ export interface AuthController {
 }
 
 const OPEN: Grant = { can: () => true };
+
+/** Checks a password with the failed-login limiter around it: 429 while blocked. */
+async function verifyLimited(htpasswd: Htpasswd, limiter: LoginLimiter, req: IncomingMessage, user: string, password: string): Promise<string | undefined> {
+  const address = req.socket.remoteAddress;
+  limiter.check(address, user);
+  const ok = await htpasswd.verify(user, password);
+  if (ok) limiter.succeed(address, user);
+  else limiter.fail(address, user);
+  return ok;
+}
 
 /**
  * The `detail` of a 401 as distribution 2.8 writes it: one {Type, Class, Name, Action} per
@@ -67,7 +82,7 @@ class NoAuth implements AuthController {
 
 class HtpasswdAuth implements AuthController {
   readonly kind = 'htpasswd' as const;
-  constructor(private readonly htpasswd: Htpasswd, private readonly realm: string, private readonly rules: AccessRules) {}
+  constructor(private readonly htpasswd: Htpasswd, private readonly realm: string, private readonly rules: AccessRules, private readonly limiter: LoginLimiter) {}
 
   private challenge(access: Access[]): RegistryError {
     // Wrong credentials get the same answer as none, as in distribution: nothing tells a prober which part was wrong.
@@ -78,7 +93,7 @@ class HtpasswdAuth implements AuthController {
     const creds = basicCredentials(req);
     let user: string | undefined;
     if (creds) {
-      user = await this.htpasswd.verify(creds.user, creds.password);
+      user = await verifyLimited(this.htpasswd, this.limiter, req, creds.user, creds.password);
       if (!user) throw this.challenge(access);
     } else if (access.length === 0 || !needs(access, (n, a) => this.rules.allowed(undefined, n, a), undefined)) {
       // The /v2/ ping always challenges, so `login` has something to answer.
@@ -104,6 +119,7 @@ class TokenAuth implements AuthController {
     private readonly issuer?: TokenIssuer,
     private readonly htpasswd?: Htpasswd,
     private readonly rules?: AccessRules,
+    private readonly limiter = new LoginLimiter(),
   ) {}
 
   private challenge(access: Access[], baseUrl: string, error?: string): RegistryError {
@@ -128,7 +144,10 @@ class TokenAuth implements AuthController {
       ? granted.some((g) => g.type === 'registry' && g.name === a.name)
       : a.actions.every((act) => can(a.name, act)));
     if (!ok) throw this.challenge(access, baseUrl, 'insufficient_scope');
-    return { user, can };
+    // _catalog: with the built-in issuer, what the rules let this user pull; else what the token grants.
+    const rules = this.rules;
+    const listable = (name: string) => can(name, 'pull') || (rules !== undefined && rules.allowed(user, name, 'pull'));
+    return { user, can, listable };
   }
 
   /** Docker's token protocol: Basic credentials (optional with anonymous read) + scope → JWT. */
@@ -150,7 +169,12 @@ class TokenAuth implements AuthController {
     }
     let user: string | undefined;
     if (creds) {
-      user = await this.htpasswd.verify(creds.user, creds.password);
+      try {
+        user = await verifyLimited(this.htpasswd, this.limiter, req, creds.user, creds.password);
+      } catch (e) {
+        if (!(e instanceof RegistryError)) throw e;
+        return { status: e.status, body: JSON.parse(e.body()), headers: e.headers };
+      }
       if (!user) {
         return { status: 401, body: { errors: [{ code: 'UNAUTHORIZED', message: 'invalid username or password' }] }, headers: { 'WWW-Authenticate': 'Basic realm="drydock token"' } };
       }
@@ -164,6 +188,7 @@ class TokenAuth implements AuthController {
 
 export async function createAuth(opts: AuthOptions): Promise<AuthController> {
   const rules = new AccessRules(opts.access, opts.anonymousRead ?? false);
+  const limiter = new LoginLimiter(opts.rateLimit);
   if (opts.token) {
     const t = opts.token;
     if (t.rootcertbundle || t.jwks) {
@@ -178,12 +203,12 @@ export async function createAuth(opts: AuthOptions): Promise<AuthController> {
     const htpasswd = new Htpasswd(opts.htpasswd.path);
     await htpasswd.load();
     const issuer = await TokenIssuer.create({ signingKeyFile: t.signingkey, issuer: t.issuer, service: t.service, ttlSeconds: t.expiration });
-    return new TokenAuth(issuer.verifier(), t.realm, t.service, issuer, htpasswd, rules);
+    return new TokenAuth(issuer.verifier(), t.realm, t.service, issuer, htpasswd, rules, limiter);
   }
   if (opts.htpasswd) {
     const htpasswd = new Htpasswd(opts.htpasswd.path);
     await htpasswd.load();
-    return new HtpasswdAuth(htpasswd, opts.htpasswd.realm, rules);
+    return new HtpasswdAuth(htpasswd, opts.htpasswd.realm, rules, limiter);
   }
   return new NoAuth();
 }
