@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   # runtime and image tools drydock drives
   runc tini busybox-static zstd xz-utils bzip2 file ca-certificates curl iproute2 iptables kmod util-linux
+  # ADD of git repositories (the client, and git daemon for its test)
+  git
   # mkimage
   debootstrap
   # boot: squashfs, ISO, disk images, initramfs, emulator for the boot tests
