@@ -561,8 +561,10 @@ class Builder {
     const urls: string[] = [];
     const gits: GitSource[] = [];
     const local: string[] = [];
-    for (const s of srcs) {
-      const hd = s.startsWith('<<') ? heredocs.get(s.replace(/^<<-?["']?|["']?$/g, '')) : undefined;
+    // A heredoc source is the word the parser opened it with (`<<$EOF` is not expanded first).
+    const rawWords = inst.json ? [] : splitRawWords(inst.args, this.df.escape);
+    for (const [i, s] of srcs.entries()) {
+      const hd = inst.heredocs.find((h) => h.word === rawWords[i]) ?? (s.startsWith('<<') ? heredocs.get(s.replace(/^<<-?["']?|["']?$/g, '')) : undefined);
       if (hd) inline.push({ name: hd.name, content: hd.expand ? this.at(inst, () => expandHeredoc(this.lex, hd.content, env)) : hd.content });
       else if (isAdd && this.at(inst, () => parseGitSource(s))) gits.push(parseGitSource(s)!);
       else if (isAdd && /^https?:\/\//i.test(s)) urls.push(s);

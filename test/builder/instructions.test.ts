@@ -240,7 +240,7 @@ test('FROM scratch with COPY; SOURCE_DATE_EPOCH makes the image reproducible', a
   assert.deepEqual(list.trim().split('\n'), ['hello.txt']);
 });
 
-test('COPY --parents and --exclude (BuildKit 1.7 labs, stable since 1.14); # syntax= of the standard frontend is noted; warnings once', async () => {
+test('COPY --parents and --exclude (BuildKit 1.7 labs, stable since 1.14); heredoc openers <<eo\'f\' and << EOF; # syntax= of the standard frontend is noted; warnings once', async () => {
   const dir = await fx.context({
     'x/a.txt': 'xa\n', 'y/a.txt': 'ya\n', 'y/b.md': 'yb\n', 'dir/keep.txt': 'k\n', 'dir/sub/drop.log': 'd\n',
     Dockerfile: `# syntax=docker/dockerfile:1.14
@@ -248,13 +248,19 @@ FROM busybox
 MAINTAINER someone
 COPY --parents */a.txt /p/
 COPY --exclude=**/*.log --exclude=*.md dir y /e/
+COPY <<eo'f' /h/quoted.txt
+$HOME stays
+eof
+RUN << EOF
+echo spaced > /h/spaced
+EOF
 `,
   });
   const r = await fx.build(dir, { tags: ['parents-exclude'] });
   assert.match(r.log, /# syntax=docker\/dockerfile:1\.14: using drydock's built-in Dockerfile frontend/);
   assert.equal(r.log.match(/MaintainerDeprecated: Maintainer instruction is deprecated in favor of using label \(line 3\)/g)?.length, 1, r.log);
-  const out = await sh('parents-exclude', 'cd / && find p e -type f | sort | tr "\\n" " "');
-  assert.equal(out, 'e/a.txt e/keep.txt p/x/a.txt p/y/a.txt ');
+  const out = await sh('parents-exclude', 'cd / && find p e -type f | sort | tr "\\n" " "; cat /h/quoted.txt /h/spaced');
+  assert.equal(out, 'e/a.txt e/keep.txt p/x/a.txt p/y/a.txt $HOME stays\nspaced\n');
 });
 
 test('ADD of a git repository: default branch, #tag:subdir, --keep-git-dir, through git daemon on 127.0.0.1', async () => {
