@@ -10,6 +10,8 @@ APT_PACKAGES=(
   # runtime and image tools drydock drives (python3: `drydock cp` does its tar work chrooted into the container;
   # golang-github-containers-common: the default seccomp profile, /usr/share/containers/seccomp.json)
   runc tini busybox-static python3 golang-github-containers-common zstd xz-utils bzip2 file ca-certificates curl iproute2 iptables kmod util-linux
+  # ADD of git repositories (the client, and git daemon for its test)
+  git
   # mkimage
   debootstrap
   # boot: squashfs, ISO, disk images, initramfs, emulator for the boot tests

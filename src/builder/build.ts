@@ -26,6 +26,7 @@ import { BuildCache, stepKey, type CacheEntry, type CachedLayer } from './cache.
 import { SourceTree, HashCache, hashSources } from './context.js';
 import { parseChmod, expandOrThrow, splitRawWords } from './instructions.js';
 import { dispatchMetadata, configEnv, DEFAULT_SHELL } from './dispatch.js';
+import { parseGitSource, resolveGitCommit, checkoutGit, type GitSource } from './git.js';
 import { parseMountFlag, cacheMountDir, ociMount, removeMountpoints, type MountRequest } from './mounts.js';
 
 export interface BuildOptions {
@@ -564,14 +565,18 @@ class Builder {
     // Sources and their content hashes, computed without touching the image.
     const inline: { name: string; content: string }[] = [];
     const urls: string[] = [];
+    const gits: GitSource[] = [];
     const local: string[] = [];
-    for (const s of srcs) {
-      const hd = s.startsWith('<<') ? heredocs.get(s.replace(/^<<-?["']?|["']?$/g, '')) : undefined;
+    // A heredoc source is the word the parser opened it with (`<<$EOF` is not expanded first).
+    const rawWords = inst.json ? [] : splitRawWords(inst.args, this.df.escape);
+    for (const [i, s] of srcs.entries()) {
+      const hd = inst.heredocs.find((h) => h.word === rawWords[i]) ?? (s.startsWith('<<') ? heredocs.get(s.replace(/^<<-?["']?|["']?$/g, '')) : undefined);
       if (hd) inline.push({ name: hd.name, content: hd.expand ? this.at(inst, () => expandHeredoc(this.lex, hd.content, env)) : hd.content });
+      else if (isAdd && this.at(inst, () => parseGitSource(s))) gits.push(parseGitSource(s)!);
       else if (isAdd && /^https?:\/\//i.test(s)) urls.push(s);
-      else if (isAdd && /^git@|\.git(#.*)?$/.test(s)) throw this.err(inst, `ADD of git repositories is not supported: ${s}`);
       else local.push(s);
     }
+    const keepGitDir = flags.has('keep-git-dir') && flags.get('keep-git-dir') !== 'false';
     const parents = flags.has('parents') && flags.get('parents') !== 'false';
     const excludes = inst.flags.filter((f) => f.name === 'exclude').map((f) => this.lex.processWord(f.value ?? '', env));
     const exclude = excludes.length ? this.at(inst, () => new PatternMatcher(excludes)) : undefined;
@@ -594,6 +599,11 @@ class Builder {
       downloads.push(d);
       keyParts.push(['url', url, d.digest]);
     }
+    const commits: string[] = [];
+    for (const g of gits) {
+      commits.push(await this.at(inst, () => resolveGitCommit(g)));
+      keyParts.push(['git', g.url, commits[commits.length - 1], g.subdir ?? '', keepGitDir]);
+    }
     const history = `${inst.keyword} ${[...inst.flags.filter((f) => f.name !== 'link').map((f) => (f.value === undefined ? `--${f.name}` : `--${f.name}=${f.value}`)), ...srcs, dest].join(' ')} # buildkit`;
 
     return {
@@ -612,6 +622,16 @@ class Builder {
               if (!tree) tree = await this.treeFor(inst, from!, workDir);
               const entries = await this.at(inst, () => tree!.resolve(local, inst.keyword));
               await this.at(inst, () => copyEntries(tree!, entries, rootfs, dest, copyOpts));
+            }
+            for (const [i, g] of gits.entries()) {
+              const checkout = path.join(this.store.tmpDir, `git-${randomBytes(8).toString('hex')}`);
+              try {
+                const root = await this.at(inst, () => checkoutGit(g, commits[i]!, checkout, keepGitDir));
+                const tree = new SourceTree(root, undefined, `git repository ${g.url}`);
+                await this.at(inst, async () => copyEntries(tree, await tree.resolve(['.'], inst.keyword), rootfs, dest.endsWith('/') ? dest : `${dest}/`, { ...copyOpts, extractArchives: false }));
+              } finally {
+                await fsp.rm(checkout, { recursive: true, force: true });
+              }
             }
             for (const h of inline) {
               const target = dest.endsWith('/') ? path.posix.join(dest, h.name) : dest;

@@ -49,7 +49,7 @@ test('-f - reads the Dockerfile from stdin; -f may point outside the context; --
 
 const failures: { name: string; dockerfile: string; stderr: RegExp; code?: number; args?: string[] }[] = [
   { name: 'unknown instruction', dockerfile: 'FROM busybox\n\n  RUNN echo\n', stderr: /^Error: Dockerfile:3:3: unknown instruction: RUNN \(did you mean RUN\?\)\n$/ },
-  { name: 'bad substitution', dockerfile: 'FROM busybox\nENV A=${B\n', stderr: /^Error: Dockerfile:2:1: missing '}'/ },
+  { name: 'bad substitution', dockerfile: 'FROM busybox\nENV A=${B\n', stderr: /^Error: Dockerfile:2:1: syntax error: missing '}'/ },
   { name: 'missing base image', dockerfile: 'FROM nosuchimage:1\n', stderr: /Dockerfile:1:1: base image "nosuchimage:1" not found locally and could not be pulled \(.+\); run drydock pull nosuchimage:1/ },
   { name: 'failing RUN exits with its code', dockerfile: 'FROM busybox\nRUN exit 42\n', stderr: /step 2\/2 "RUN exit 42": process "\/bin\/sh -c exit 42" did not complete successfully: exit code: 42/, code: 42 },
   { name: 'missing COPY source', dockerfile: 'FROM busybox\nCOPY nothere /x\n', stderr: /Dockerfile:2:1: COPY failed: file not found in build context: stat nothere: file does not exist/ },

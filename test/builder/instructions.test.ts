@@ -240,7 +240,7 @@ test('FROM scratch with COPY; SOURCE_DATE_EPOCH makes the image reproducible', a
   assert.deepEqual(list.trim().split('\n'), ['hello.txt']);
 });
 
-test('COPY --parents and --exclude (BuildKit 1.7 labs, stable since 1.14); # syntax= of the standard frontend is noted; warnings once', async () => {
+test('COPY --parents and --exclude (BuildKit 1.7 labs, stable since 1.14); heredoc openers <<eo\'f\' and << EOF; # syntax= of the standard frontend is noted; warnings once', async () => {
   const dir = await fx.context({
     'x/a.txt': 'xa\n', 'y/a.txt': 'ya\n', 'y/b.md': 'yb\n', 'dir/keep.txt': 'k\n', 'dir/sub/drop.log': 'd\n',
     Dockerfile: `# syntax=docker/dockerfile:1.14
@@ -248,11 +248,64 @@ FROM busybox
 MAINTAINER someone
 COPY --parents */a.txt /p/
 COPY --exclude=**/*.log --exclude=*.md dir y /e/
+COPY <<eo'f' /h/quoted.txt
+$HOME stays
+eof
+RUN << EOF
+echo spaced > /h/spaced
+EOF
 `,
   });
   const r = await fx.build(dir, { tags: ['parents-exclude'] });
   assert.match(r.log, /# syntax=docker\/dockerfile:1\.14: using drydock's built-in Dockerfile frontend/);
   assert.equal(r.log.match(/MaintainerDeprecated: Maintainer instruction is deprecated in favor of using label \(line 3\)/g)?.length, 1, r.log);
-  const out = await sh('parents-exclude', 'cd / && find p e -type f | sort | tr "\\n" " "');
-  assert.equal(out, 'e/a.txt e/keep.txt p/x/a.txt p/y/a.txt ');
+  const out = await sh('parents-exclude', 'cd / && find p e -type f | sort | tr "\\n" " "; cat /h/quoted.txt /h/spaced');
+  assert.equal(out, 'e/a.txt e/keep.txt p/x/a.txt p/y/a.txt $HOME stays\nspaced\n');
+});
+
+test('ADD of a git repository: default branch, #tag:subdir, --keep-git-dir, through git daemon on 127.0.0.1', async () => {
+  requireTool('git');
+  const { spawn } = await import('node:child_process');
+  const { createServer: netServer } = await import('node:net');
+  const base = tempDir('drydock-git-');
+  const work = path.join(base, 'work');
+  const g = (args: string[], cwd = work) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], { cwd, stdio: 'pipe' });
+  await fsp.mkdir(path.join(work, 'sub'), { recursive: true });
+  g(['init', '-q', '-b', 'main', work], base);
+  await fsp.writeFile(path.join(work, 'README'), 'one\n');
+  await fsp.writeFile(path.join(work, 'sub/a.txt'), 'a1\n');
+  g(['add', '-A']); g(['commit', '-q', '-m', 'one']); g(['tag', '-a', '-m', 'v1', 'v1']);
+  await fsp.writeFile(path.join(work, 'README'), 'two\n');
+  await fsp.writeFile(path.join(work, 'sub/a.txt'), 'a2\n');
+  g(['commit', '-q', '-am', 'two']);
+  await fsp.mkdir(path.join(base, 'srv'));
+  g(['clone', '-q', '--bare', work, path.join(base, 'srv/repo.git')], base);
+  const port = await new Promise<number>((resolve) => {
+    const s = netServer().listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); });
+  });
+  const daemon = spawn('git', ['daemon', '--reuseaddr', '--export-all', `--base-path=${path.join(base, 'srv')}`, '--listen=127.0.0.1', `--port=${port}`, path.join(base, 'srv')], { stdio: 'ignore' });
+  const url = `git://127.0.0.1:${port}/repo.git`;
+  try {
+    for (let i = 0; ; i++) {
+      try { execFileSync('git', ['ls-remote', url], { stdio: 'pipe' }); break; } catch (e) { if (i > 50) throw e; await new Promise((r) => setTimeout(r, 100)); }
+    }
+    const dir = await fx.context({
+      Dockerfile: `FROM busybox\nADD ${url} /all\nADD ${url}#v1:sub /sub/\nADD --keep-git-dir=true ${url}#main /kept\n`,
+    });
+    await fx.build(dir, { tags: ['from-git'] });
+    const out = await sh('from-git', 'cat /all/README /all/sub/a.txt /sub/a.txt; test -e /all/.git && echo git-dir || echo no-git-dir; ls /sub; test -d /kept/.git && echo kept');
+    assert.equal(out, 'two\na2\na1\nno-git-dir\na.txt\nkept\n');
+    // The resolved commit is in the cache key: a rebuild is cached; a new commit on main reruns
+    // the ADD that follows main (and, keys being chained, the steps after it).
+    const again = await fx.build(dir, { tags: ['from-git'] });
+    assert.equal(again.steps.filter((s) => s.cached).length, again.steps.length, again.log);
+    await fsp.writeFile(path.join(work, 'README'), 'three\n');
+    g(['commit', '-q', '-am', 'three']);
+    g(['push', '-q', path.join(base, 'srv/repo.git'), 'main']);
+    const moved = await fx.build(dir, { tags: ['from-git'] });
+    assert.deepEqual(moved.steps.map((s) => s.cached), [true, false, false, false], moved.log);
+    assert.equal(await sh('from-git', 'cat /all/README'), 'three\n');
+  } finally {
+    daemon.kill();
+  }
 });
