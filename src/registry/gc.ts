@@ -5,7 +5,7 @@
 // many), without a lock between them:
 //
 // - Recent means linked, not written. Every way a blob enters a repository writes its link
-//   there (upload commit, mount, and every manifest PUT that references it rewrites the links of
+//   there (upload commit, mount, and every manifest PUT that references it refreshes the links of
 //   its blobs and its own revision link), so a blob is kept when its data or any link to it in
 //   any repository is younger than the grace period before this run's start stamp, or was
 //   written during the run. The stamp is a file the run writes, so its time and the links'
