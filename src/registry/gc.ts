@@ -5,7 +5,7 @@
 // many), without a lock between them:
 //
 // - Recent means linked, not written. Every way a blob enters a repository writes its link
-//   there (upload commit, mount, and every manifest PUT that references it rewrites the links of
+//   there (upload commit, mount, and every manifest PUT that references it refreshes the links of
 //   its blobs and its own revision link), so a blob is kept when its data or any link to it in
 //   any repository is younger than the grace period before this run's start stamp, or was
 //   written during the run. The stamp is a file the run writes, so its time and the links'
@@ -165,7 +165,7 @@ export async function gcRegistry(driver: StorageDriver, opts: GcOptions = {}): P
     const swept = new Set<string>();
     for (const blob of held) {
       if (linkedDuring.has(blob.digest.value)) {
-        await driver.move(paths.gcHeldBlob(run, blob.digest), paths.blobData(blob.digest));
+        await moveIfPresent(driver, paths.gcHeldBlob(run, blob.digest), paths.blobData(blob.digest));
         result.blobsKeptByGrace++;
         result.blobsRestored++;
         log(`keeping blob ${blob.digest.value}: linked while gc ran`);
@@ -192,14 +192,19 @@ export async function gcRegistry(driver: StorageDriver, opts: GcOptions = {}): P
             if (isNotFound(e)) continue;
             throw e;
           }
-          if (await exists(driver, paths.blobData(d))) await driver.move(paths.gcHeldLink(run, repo, d), paths.layerLink(repo, d));
+          if (await exists(driver, paths.blobData(d))) await moveIfPresent(driver, paths.gcHeldLink(run, repo, d), paths.layerLink(repo, d));
           else await driver.delete(paths.layerLinkDir(repo, d));
         }
       }
     }
     return result;
   } finally {
-    if (!opts.dryRun) await driver.delete(paths.gcRun(run));
+    // After an error mid-sweep, what is still held goes back; if even that fails, the folder
+    // stays for the next run to restore.
+    if (!opts.dryRun) {
+      await restoreRun(driver, run, log);
+      await driver.delete(paths.gcRun(run));
+    }
   }
 }
 
@@ -250,22 +255,34 @@ async function recentlyLinked(driver: StorageDriver, digests: Digest[], since: n
 /** Puts back the blobs and links that runs which died mid-sweep (or are sweeping now) hold: keeping garbage is always safe. */
 async function restoreHeld(driver: StorageDriver, log: (line: string) => void): Promise<void> {
   for (const runDir of await driver.list(GC_RUNS).catch(() => [] as string[])) {
-    const id = runDir.slice(runDir.lastIndexOf('/') + 1);
-    for (const entry of await driver.list(paths.gcHeldBlobs(id)).catch(() => [] as string[])) {
-      const d = heldDigest(entry);
-      if (!d) continue;
-      await driver.move(entry, paths.blobData(d)).catch((e: unknown) => { if (!isNotFound(e)) throw e; });
-      log(`restored blob ${d.value} held by an earlier gc`);
-    }
-    const linksDir = paths.gcHeldLinks(id);
-    const links: string[] = [];
-    await driver.walk(linksDir, (info) => { if (!info.isDir) links.push(info.path); });
-    for (const entry of links) {
-      const d = heldDigest(entry);
-      if (!d) continue;
-      const repo = entry.slice(linksDir.length + 1, entry.lastIndexOf('/'));
-      await driver.move(entry, paths.layerLink(repo, d)).catch((e: unknown) => { if (!isNotFound(e)) throw e; });
-    }
+    await restoreRun(driver, runDir.slice(runDir.lastIndexOf('/') + 1), log);
+  }
+}
+
+async function restoreRun(driver: StorageDriver, id: string, log: (line: string) => void): Promise<void> {
+  for (const entry of await driver.list(paths.gcHeldBlobs(id)).catch(() => [] as string[])) {
+    const d = heldDigest(entry);
+    if (!d) continue;
+    if (await moveIfPresent(driver, entry, paths.blobData(d))) log(`restored blob ${d.value} held by gc run ${id}`);
+  }
+  const linksDir = paths.gcHeldLinks(id);
+  const links: string[] = [];
+  await driver.walk(linksDir, (info) => { if (!info.isDir) links.push(info.path); });
+  for (const entry of links) {
+    const d = heldDigest(entry);
+    if (!d) continue;
+    await moveIfPresent(driver, entry, paths.layerLink(entry.slice(linksDir.length + 1, entry.lastIndexOf('/')), d));
+  }
+}
+
+/** False when the source is gone: another gc run restored or deleted it first. */
+async function moveIfPresent(driver: StorageDriver, from: string, to: string): Promise<boolean> {
+  try {
+    await driver.move(from, to);
+    return true;
+  } catch (e) {
+    if (isNotFound(e)) return false;
+    throw e;
   }
 }
 

@@ -193,14 +193,23 @@ export class RegistryStorage {
    * accepted while gc runs never loses a layer (gc.ts).
    */
   private async relinkBlob(name: string, digest: Digest): Promise<boolean> {
+    return (await this.refreshLink(paths.layerLink(name, digest), digest)) && this.blobExistsGlobally(digest);
+  }
+
+  /** A fresh modification time for an existing link (touch, or a rewrite where the driver cannot); false when it is missing. */
+  private async refreshLink(p: string, digest: Digest): Promise<boolean> {
     try {
-      await this.driver.stat(paths.layerLink(name, digest));
+      if (this.driver.touch) {
+        await this.driver.touch(p);
+      } else {
+        await this.driver.stat(p);
+        await this.driver.putContent(p, digest.value, { sync: false });
+      }
+      return true;
     } catch (e) {
       if (isNotFound(e)) return false;
       throw e;
     }
-    await this.linkBlob(name, digest);
-    return this.blobExistsGlobally(digest);
   }
 
   async deleteBlob(name: string, digest: Digest): Promise<void> {
@@ -217,8 +226,9 @@ export class RegistryStorage {
   // before it reads a byte, so two writers never share the file and a commit never moves a file
   // that a PATCH is still appending to. The commit keeps ownership until the upload directory
   // is gone: of N concurrent PUTs one gets 201, the others 416 (still committing) or 404 (done).
-  // Ownership is held in this process; two server processes on one root are not serialized
-  // against each other (docs/registry.md, "Upload state machine").
+  // Ownership is held in this process and, on the filesystem, between processes by a lock file
+  // (ownUpload); S3 instances sharing a bucket are serialized only within each instance
+  // (docs/registry.md, "Upload state machine").
 
   private checkUploadId(id: string): void {
     if (!UPLOAD_ID.test(id)) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { uuid: id.slice(0, 64) });
@@ -503,21 +513,20 @@ export class RegistryStorage {
 
     // Every blob and child manifest must already be in this repository (a pull-through cache
     // fetches them lazily instead). Each check rewrites the link before it looks at the data (relinkBlob).
-    for (const d of opts.skipReferenceCheck ? [] : parsed.blobs) {
-      if (d.urls && d.urls.length > 0) continue; // foreign layers live elsewhere by definition
-      if (!(await this.relinkBlob(name, parseDigest(d.digest)))) {
-        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob unknown to registry: ${d.digest}`, { digest: d.digest });
-      }
-    }
-    for (const d of opts.skipReferenceCheck ? [] : parsed.manifests) {
-      const child = parseDigest(d.digest);
-      if (!(await this.readLink(paths.revisionLink(name, child)))) {
-        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest unknown to registry: ${d.digest}`, { digest: d.digest });
-      }
-      await this.driver.putContent(paths.revisionLink(name, child), child.value);
-      if (!(await this.blobExistsGlobally(child))) {
-        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest unknown to registry: ${d.digest}`, { digest: d.digest });
-      }
+    if (!opts.skipReferenceCheck) {
+      await Promise.all([
+        ...parsed.blobs.filter((d) => !(d.urls && d.urls.length > 0)).map(async (d) => { // foreign layers live elsewhere by definition
+          if (!(await this.relinkBlob(name, parseDigest(d.digest)))) {
+            throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob unknown to registry: ${d.digest}`, { digest: d.digest });
+          }
+        }),
+        ...parsed.manifests.map(async (d) => {
+          const child = parseDigest(d.digest);
+          if (!(await this.refreshLink(paths.revisionLink(name, child), child)) || !(await this.blobExistsGlobally(child))) {
+            throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest unknown to registry: ${d.digest}`, { digest: d.digest });
+          }
+        }),
+      ]);
     }
 
     // Revision link first, then the content: the same order as for blobs, for the same reason.

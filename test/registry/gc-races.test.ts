@@ -9,7 +9,7 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { promises as fsp, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCli, tempDir } from '../helpers/env.js';
 import { FilesystemDriver, gcRegistry, startRegistry } from '../../src/registry/index.js';
@@ -148,6 +148,31 @@ describe('gc racing pushes (in-process)', () => {
       assert.ok(!res.blobsDeleted.includes(sha256(image.config)), 're-uploaded blob swept');
       assert.equal((await http(`${reg.url}/v2/relink/b/blobs/${sha256(image.layer)}`)).status, 200);
       assert.equal((await http(`${reg.url}/v2/relink/c/blobs/${sha256(image.config)}`)).status, 200);
+    } finally {
+      await reg.close();
+    }
+  });
+});
+
+describe('gc killed mid-sweep', () => {
+  test('a blob a dead gc run held aside is put back by the next run', async () => {
+    const root = tempDir('drydock-gc-killed-');
+    const reg = await startRegistry({ root, config: { storage: { cache: { ttl: '0s' } } } as never });
+    try {
+      const image = makeImage();
+      await pushBlob(reg.url, 'killed/app', image.config);
+      await pushBlob(reg.url, 'killed/app', image.layer);
+      assert.equal(await putManifest(reg.url, 'killed/app', image), 201);
+      // What a gc run leaves when it is killed between holding a blob and deciding about it.
+      const hex = sha256(image.layer).slice('sha256:'.length);
+      const held = path.join(root, 'docker/registry/v2/_drydock/gc/0b5e4c8e-dead-4e11-9c3a-5d1f00000000/blobs');
+      await fsp.mkdir(held, { recursive: true });
+      await fsp.rename(path.join(root, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data'), path.join(held, `sha256-${hex}`));
+      assert.equal((await http(`${reg.url}/v2/killed/app/blobs/${sha256(image.layer)}`)).status, 404);
+      const res = await gcRegistry(new FilesystemDriver(root), { gracePeriodMs: 0 });
+      assert.deepEqual(res.blobsDeleted, []);
+      await assertIntact(reg.url, [{ repo: 'killed/app', image, how: 'held by a dead gc' }]);
+      assert.deepEqual(await fsp.readdir(path.join(root, 'docker/registry/v2/_drydock/gc/0b5e4c8e-dead-4e11-9c3a-5d1f00000000/blobs')), []);
     } finally {
       await reg.close();
     }

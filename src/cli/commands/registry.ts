@@ -197,7 +197,7 @@ export function register(program: Command): void {
     .option('--root <dir>', 'storage root (default $DRYDOCK_ROOT/registry)')
     .option('-n, --dry-run', 'only report what would be deleted')
     .option('-m, --delete-untagged', 'also delete manifests no tag reaches')
-    .option('--grace-period <duration>', 'keep blobs written within this time (uploads in progress)', '1h')
+    .option('--grace-period <duration>', 'keep blobs written, uploaded, mounted or referenced within this time', '1h')
     .option('--format <format>', 'output format: text or json', 'text')
     .option('-q, --quiet', 'print nothing but errors')
     .addHelpText('after', `
@@ -206,8 +206,9 @@ Examples:
   drydock registry gc --config /etc/docker/registry/config.yml --delete-untagged
   drydock registry gc --config s3-config.yml --dry-run     # storage: s3: bucket: ...
 
-Safe next to a running server: blobs younger than the grace period are kept, so a push whose
-manifest has not arrived yet loses nothing.`)
+Safe next to running servers on the same storage: a blob uploaded, mounted or linked by a manifest
+within the grace period, or while gc runs, is kept, and a manifest accepted while gc runs keeps all
+its blobs.`)
     .action(async (flags: { config?: string; root?: string; dryRun?: boolean; deleteUntagged?: boolean; gracePeriod: string; format: string; quiet?: boolean }, cmd: Command) => {
       const reg = await import('../../registry/index.js');
       const root = flags.root ?? (cmd.optsWithGlobals().root as string | undefined);

@@ -59,6 +59,8 @@ export interface StorageDriver {
    * serialize only within one process.
    */
   lockFile?(path: string): Promise<(() => Promise<void>) | undefined>;
+  /** Optional: sets a file's modification time to now (PathNotFoundError when it is missing); else callers rewrite it. */
+  touch?(path: string): Promise<void>;
 }
 
 export class PathNotFoundError extends Error {

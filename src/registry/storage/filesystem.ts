@@ -112,6 +112,15 @@ export class FilesystemDriver implements StorageDriver {
     await fsp.rm(this.full(p), { recursive: true, force: true });
   }
 
+  async touch(p: string): Promise<void> {
+    const now = new Date();
+    try {
+      await fsp.utimes(this.full(p), now, now);
+    } catch (e) {
+      throw mapError(e, p);
+    }
+  }
+
   /**
    * O_EXCL creation of a file naming its holder (host and pid). A lock whose holder is a dead
    * process on this host (a server killed mid-request) is taken over; one held on another host
