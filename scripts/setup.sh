@@ -16,6 +16,8 @@ APT_PACKAGES=(
   mtools cpio e2fsprogs btrfs-progs dosfstools fdisk qemu-system-x86 qemu-utils
   # peers for interop tests and benchmarks
   skopeo podman buildah umoci docker-registry apache2-utils openssl uidmap fuse-overlayfs hyperfine
+  # the Docker Engine test/compat/ compares against (a private dockerd per test file; containerd comes with it)
+  docker.io
 )
 
 missing=()

@@ -38,6 +38,27 @@ function parseEpoch(raw: string | undefined): number | undefined {
   return Number(v);
 }
 
+/**
+ * An image config's `config` as Docker's inspect shows it: every field of Docker's
+ * container.Config that has no omitempty, in Docker's order (so `{{.Config.Entrypoint}}` is
+ * <nil>, not a missing key), then whatever else the image carries.
+ */
+function dockerContainerConfig(c: Record<string, unknown>, { nilMap, nilSlice }: { nilMap: unknown; nilSlice: unknown }): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    Hostname: '', Domainname: '', User: c.User ?? '', AttachStdin: false, AttachStdout: false, AttachStderr: false,
+    ...(c.ExposedPorts ? { ExposedPorts: c.ExposedPorts } : {}),
+    Tty: false, OpenStdin: false, StdinOnce: false, Env: c.Env ?? nilSlice, Cmd: c.Cmd ?? nilSlice,
+    ...(c.Healthcheck ? { Healthcheck: c.Healthcheck } : {}),
+    ...(c.ArgsEscaped ? { ArgsEscaped: c.ArgsEscaped } : {}),
+    Image: c.Image ?? '', Volumes: c.Volumes ?? nilMap, WorkingDir: c.WorkingDir ?? '', Entrypoint: c.Entrypoint ?? nilSlice,
+    OnBuild: c.OnBuild ?? nilSlice, Labels: c.Labels ?? nilMap,
+    ...(c.StopSignal ? { StopSignal: c.StopSignal } : {}),
+    ...(c.Shell ? { Shell: c.Shell } : {}),
+  };
+  for (const [k, v] of Object.entries(c)) if (!(k in out)) out[k] = v;
+  return out;
+}
+
 const IMAGE_HEADERS = {
   Containers: 'CONTAINERS', CreatedAt: 'CREATED AT', CreatedSince: 'CREATED', Digest: 'DIGEST', ID: 'IMAGE ID', Repository: 'REPOSITORY',
   SharedSize: 'SHARED SIZE', Size: 'SIZE', Tag: 'TAG', UniqueSize: 'UNIQUE SIZE', VirtualSize: 'VIRTUAL SIZE',
@@ -188,7 +209,7 @@ Examples:
           Created: img.config.created ?? '',
           DockerVersion: '',
           Author: img.config.author ?? '',
-          Config: img.config.config ?? {},
+          Config: dockerContainerConfig((img.config.config ?? {}) as Record<string, unknown>, await import('../../util/gotemplate/index.js')),
           Architecture: img.config.architecture,
           ...(img.config.variant ? { Variant: img.config.variant } : {}),
           Os: img.config.os,
