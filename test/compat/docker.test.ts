@@ -114,6 +114,19 @@ const rows: Row[] = [
       assert.deepEqual(Object.keys(JSON.parse(o.stdout)), Object.keys(JSON.parse(d.stdout)));
     },
   },
+  // history
+  { name: 'history sizes', args: ['history', '--format', '{{.Size}}', IMAGE] },
+  { name: 'history -q rows', args: ['history', '-q', IMAGE], compare: (d, o) => { assert.equal(o.code, 0, o.stderr); assert.equal(o.stdout.split('\n').length, d.stdout.split('\n').length); } },
+  {
+    name: 'history table header and json keys',
+    args: ['history', '--format', 'table {{.ID}}\t{{.Size}}', IMAGE],
+    compare: (d, o) => { assert.equal(o.code, 0, o.stderr); assert.equal(o.stdout.split('\n')[0], d.stdout.split('\n')[0]); },
+  },
+  {
+    name: 'history {{json .}} keys',
+    args: ['history', '--format', '{{json .}}', IMAGE],
+    compare: (d, o) => { assert.equal(o.code, 0, o.stderr); assert.deepEqual(Object.keys(JSON.parse(o.stdout.split('\n')[0]!)), Object.keys(JSON.parse(d.stdout.split('\n')[0]!))); },
+  },
   // error messages
   {
     name: 'invalid reference format',
@@ -153,6 +166,35 @@ const rows: Row[] = [
     },
   },
 ];
+
+test('docker and drydock agree: rmi of an image a container uses is a conflict unless -f; ps --format', async () => {
+  const name = 'compat-user';
+  const d = await dockerd.docker(['create', '--network', 'none', '--name', name, IMAGE, 'true']);
+  assert.equal(d.code, 0, d.stderr);
+  const o = await drydock(['create', '--network', 'none', '--name', name, IMAGE, 'true']);
+  assert.equal(o.code, 0, o.stderr);
+  try {
+    const psFormat = ['ps', '-a', '--filter', `name=${name}`, '--format', '{{.Names}}|{{.Image}}|{{.Command}}|{{.State}}|{{.Status}}|{{.Networks}}|{{len .ID}}'];
+    const [dp, op] = [await dockerd.docker(psFormat), await drydock(psFormat)];
+    assert.equal(op.stdout, dp.stdout);
+    const table = ['ps', '-a', '--filter', `name=${name}`, '--format', 'table {{.Names}}\t{{.Image}}\t{{.RunningFor}}'];
+    assert.equal((await drydock(table)).stdout.split('\n')[0], (await dockerd.docker(table)).stdout.split('\n')[0]);
+    const json = ['ps', '-a', '--filter', `name=${name}`, '--format', '{{json .}}'];
+    const [dj, oj] = [JSON.parse((await dockerd.docker(json)).stdout), JSON.parse((await drydock(json)).stdout)];
+    assert.deepEqual(Object.keys(oj), Object.keys(dj));
+    assert.match(oj.CreatedAt, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+0000 UTC$/);
+    assert.match(dj.CreatedAt, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+0000 UTC$/);
+
+    const [dr, or] = [await dockerd.docker(['rmi', IMAGE]), await drydock(['rmi', IMAGE])];
+    assert.equal(or.code, dr.code);
+    const shape = (s: string) => s.replace(/[0-9a-f]{12}/g, 'ID');
+    assert.equal(shape(or.stderr), shape(dr.stderr));
+    assert.match(dr.stderr, /^Error response from daemon: conflict: unable to remove repository reference "compat-bb:1" \(must force\) - container [0-9a-f]{12} is using its referenced image [0-9a-f]{12}\n$/);
+  } finally {
+    await dockerd.docker(['rm', '-f', name]);
+    await drydock(['rm', '-f', name]);
+  }
+});
 
 for (const row of rows) {
   test(`docker and drydock agree: ${row.name}`, async () => {

@@ -10,7 +10,7 @@ export interface CommandModule {
 }
 
 export const COMMAND_MODULES: readonly CommandModule[] = [
-  { names: ['import', 'images', 'image-ls', 'image', 'inspect', 'tag', 'rmi', 'save', 'load', 'export', 'gc'], load: () => import('./image.js') },
+  { names: ['import', 'images', 'image-ls', 'image', 'inspect', 'tag', 'rmi', 'save', 'load', 'export', 'gc', 'history'], load: () => import('./image.js') },
   { names: ['builder', 'build'], load: () => import('./build.js') },
   { names: ['mkimage'], load: () => import('./mkimage.js') },
   { names: ['pull', 'push', 'copy', 'login', 'logout'], load: () => import('./registry-client.js') },
