@@ -27,6 +27,8 @@ APT_PACKAGES=(
   gcc libc6-dev systemd
   # hostile-tar fixtures (Python's tarfile writes what GNU tar refuses to)
   python3
+  # the Docker Engine test/compat/ compares against (a private dockerd per test file; containerd comes with it)
+  docker.io
 )
 
 missing=()

@@ -97,18 +97,19 @@ export async function formatRows(format: string | undefined, rows: object[], spe
 /** Runs a template once per value (inspect's -f), with Docker's missingkey=error on maps. */
 export async function formatEach(format: string, values: unknown[]): Promise<string> {
   const { Template } = await import('../util/gotemplate/index.js');
-  const tmpl = parseTemplate(Template, format);
+  // docker inspect exits 64 (EX_USAGE) on a template that does not parse.
+  const tmpl = parseTemplate(Template, format, 64);
   return values.map((v) => `${runTemplate(tmpl, v, 'error')}\n`).join('');
 }
 
 type Tmpl = import('../util/gotemplate/index.js').Template;
 type TemplateClass = { parse(text: string): Tmpl };
 
-function parseTemplate(T: TemplateClass, f: string): Tmpl {
+function parseTemplate(T: TemplateClass, f: string, exitCode = 1): Tmpl {
   try {
     return T.parse(f);
   } catch (e) {
-    throw new VerbatimError(`template parsing error: ${(e as Error).message}`);
+    throw new VerbatimError(`template parsing error: ${(e as Error).message}`, exitCode);
   }
 }
 

@@ -30,14 +30,14 @@ function looksLikeRegistry(component: string): boolean {
 
 /** Validates a repository path ("a/b/c"); throws a message naming the offending component. */
 export function validateRepository(repository: string): void {
-  if (repository.length === 0) throw new ReferenceError('invalid reference: repository name is empty');
-  if (repository.length > MAX_NAME_LENGTH) throw new ReferenceError(`invalid reference: repository name is longer than ${MAX_NAME_LENGTH} characters`);
+  if (repository.length === 0) throw new ReferenceError('invalid reference format: repository name is empty');
+  if (repository.length > MAX_NAME_LENGTH) throw new ReferenceError(`invalid reference format: repository name is longer than ${MAX_NAME_LENGTH} characters`);
   for (const part of repository.split('/')) {
     if (!PATH_COMPONENT.test(part)) {
       if (part.toLowerCase() !== part && PATH_COMPONENT.test(part.toLowerCase())) {
-        throw new ReferenceError(`invalid reference "${repository}": repository name must be lowercase`);
+        throw new ReferenceError(`invalid reference format: "${repository}": repository name must be lowercase`);
       }
-      throw new ReferenceError(`invalid reference "${repository}": "${part}" is not a valid path component (lowercase letters, digits and single separators . _ __ - only)`);
+      throw new ReferenceError(`invalid reference format: "${repository}": "${part}" is not a valid path component (lowercase letters, digits and single separators . _ __ - only)`);
     }
   }
 }
@@ -52,14 +52,14 @@ export function isValidRepository(repository: string): boolean {
  * unless `defaultTag` is false.
  */
 export function parseReference(input: string, opts: { defaultTag?: boolean } = {}): Reference {
-  if (!input) throw new ReferenceError('invalid reference: empty');
-  if (/\s/.test(input)) throw new ReferenceError(`invalid reference "${input}": contains whitespace`);
+  if (!input) throw new ReferenceError('invalid reference format: empty');
+  if (/\s/.test(input)) throw new ReferenceError(`invalid reference format: "${input}": contains whitespace`);
   let rest = input;
   let digest: string | undefined;
   const at = rest.indexOf('@');
   if (at >= 0) {
     const d = rest.slice(at + 1);
-    try { digest = parseDigest(d).value; } catch (e) { throw new ReferenceError(`invalid reference "${input}": ${(e as Error).message}`); }
+    try { digest = parseDigest(d).value; } catch (e) { throw new ReferenceError(`invalid reference format: "${input}": ${(e as Error).message}`); }
     rest = rest.slice(0, at);
   }
   let tag: string | undefined;
@@ -68,7 +68,7 @@ export function parseReference(input: string, opts: { defaultTag?: boolean } = {
   if (lastColon > lastSlash) {
     tag = rest.slice(lastColon + 1);
     rest = rest.slice(0, lastColon);
-    if (!TAG.test(tag)) throw new ReferenceError(`invalid reference "${input}": invalid tag "${tag}"`);
+    if (!TAG.test(tag)) throw new ReferenceError(`invalid reference format: "${input}": invalid tag "${tag}"`);
   }
   let registry = DEFAULT_REGISTRY;
   let repository = rest;
@@ -76,9 +76,9 @@ export function parseReference(input: string, opts: { defaultTag?: boolean } = {
   if (firstSlash >= 0 && looksLikeRegistry(rest.slice(0, firstSlash))) {
     registry = rest.slice(0, firstSlash);
     repository = rest.slice(firstSlash + 1);
-    if (!DOMAIN.test(registry)) throw new ReferenceError(`invalid reference "${input}": invalid registry "${registry}"`);
+    if (!DOMAIN.test(registry)) throw new ReferenceError(`invalid reference format: "${input}": invalid registry "${registry}"`);
   } else if (looksLikeRegistry(rest) && firstSlash < 0 && rest.includes(':')) {
-    throw new ReferenceError(`invalid reference "${input}": missing repository after registry`);
+    throw new ReferenceError(`invalid reference format: "${input}": missing repository after registry`);
   }
   if (registry === 'index.docker.io' || registry === 'registry-1.docker.io') registry = DEFAULT_REGISTRY;
   if (registry === DEFAULT_REGISTRY && !repository.includes('/')) repository = `library/${repository}`;
@@ -89,7 +89,7 @@ export function parseReference(input: string, opts: { defaultTag?: boolean } = {
     throw new ReferenceError((e as Error).message.replace(`"${repository}"`, `"${input}"`));
   }
   if (registry.length + 1 + repository.length > MAX_NAME_LENGTH) {
-    throw new ReferenceError(`invalid reference "${input}": name is longer than ${MAX_NAME_LENGTH} characters`);
+    throw new ReferenceError(`invalid reference format: "${input}": name is longer than ${MAX_NAME_LENGTH} characters`);
   }
   if (!tag && !digest && opts.defaultTag !== false) tag = DEFAULT_TAG;
   return { registry, repository, tag, digest };

@@ -67,7 +67,7 @@ export async function resolveImage(store: ContentStore, nameOrId: string, platfo
       const key = formatReference(ref);
       const hit = tags.find((t) => t.name === key);
       if (hit) return finish(store, [key], await loadManifest(store, hit.descriptor, platform));
-      if (!idLike) throw new NotFoundError(`image "${nameOrId}" not found in the store (looked for ${key})`);
+      if (!idLike) throw new NotFoundError(`No such image: ${nameOrId} (image "${nameOrId}" not found in the store, looked for ${key})`);
     }
   }
   // ID prefix: match the config digest (Docker's IMAGE ID) or the manifest digest.
@@ -91,7 +91,7 @@ export async function resolveImage(store: ContentStore, nameOrId: string, platfo
     if (isDigest(nameOrId) && (await store.hasBlob(nameOrId))) {
       return unnamedImage(store, nameOrId, platform);
     }
-    throw new NotFoundError(`image "${nameOrId}" not found in the store`);
+    throw new NotFoundError(`No such image: ${nameOrId} (image "${nameOrId}" not found in the store)`);
   }
   if (matches.size > 1) throw new UserError(`image ID prefix "${nameOrId}" is ambiguous (${matches.size} images)`);
   return [...matches.values()][0]!;

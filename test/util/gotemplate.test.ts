@@ -2,7 +2,7 @@
 // outputs recorded from Docker 20.10 (test/compat/ checks the same against a live dockerd).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Template, goStruct, sprintf } from '../../src/util/gotemplate/index.js';
+import { Template, goStruct, nilMap, nilSlice, sprintf } from '../../src/util/gotemplate/index.js';
 import { formatRows, tabwrite, timeAgo, dockerTime } from '../../src/cli/output.js';
 
 const image = () => goStruct('*formatter.imageContext', { ID: 'ebe039ab13e2', Repository: 'bb', Tag: '2', Digest: '<none>' });
@@ -36,6 +36,8 @@ const ok: { t: string; data: unknown; want: string; missingKey?: 'error' }[] = [
   { t: '{{len .}} {{len "héllo"}} {{slice "abcdef" 1 3}} {{slice .}}', data: [1, 2, 3], want: '3 6 bc [1 2 3]' },
   { t: '{{(index .RootFS.Layers 0) | printf "%s!"}} {{(.Config).Cmd}}', data: inspect, want: 'sha256:aa! [/bin/sh]' },
   { t: '{{pad .Tag 1 2}}|{{truncate .Repository 1}}', data: image(), want: ' 2  |b' },
+  // A typed Go field that is nil (Docker's Config.Entrypoint, Config.Labels) prints empty, not <nil>.
+  { t: '{{.E}} {{.L}} {{json .E}} {{len .L}} {{if .E}}x{{else}}empty{{end}} {{range .E}}x{{else}}none{{end}} [{{index .L "a"}}]', data: { E: nilSlice, L: nilMap }, want: '[] map[] null 0 empty none []' },
   { t: '{{define "T"}}[{{.}}]{{end}}{{template "T" .Tag}}', data: image(), want: '[2]' },
   { t: "{{html \"<a&b>\"}} {{urlquery \"a b&c\"}} {{'a'}} {{0x10}} {{1e3}} {{-2}} {{`raw`}}", data: null, want: '&lt;a&amp;b&gt; a+b%26c 97 16 1000 -2 raw' },
 ];
@@ -56,7 +58,7 @@ const errors: { t: string; data: unknown; want: string; missingKey?: 'error' }[]
   { t: '{{end}}', data: null, want: 'template: :1: unexpected {{end}}' },
   { t: 'a\n{{if 1}}', data: null, want: 'template: :2: unexpected EOF' },
   { t: '{{$x}}', data: null, want: 'template: :1: undefined variable "$x"' },
-  { t: '{{index .RootFS.Layers 5}}', data: inspect, want: 'template: :1:2: executing "" at <index .RootFS.Layers...>: error calling index: index out of range: 5' },
+  { t: '{{index .RootFS.Layers 5}}', data: inspect, want: 'template: :1:2: executing "" at <index .RootFS.Layers 5>: error calling index: index out of range: 5' },
   { t: '{{len 3}}', data: null, want: 'template: :1:2: executing "" at <len 3>: error calling len: len of type int' },
   { t: '{{range 1.5}}{{end}}', data: null, want: 'template: :1:8: executing "" at <1.5>: range can\'t iterate over 1.5' },
   { t: '{{template "nope"}}', data: null, want: 'template: :1:11: executing "" at <{{template "nope"}}>: template "nope" not defined' },

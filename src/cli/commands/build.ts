@@ -2,7 +2,7 @@
 // builder ("Step N/M : ...", " ---> Using cache", "Successfully built ..."), -q prints the ID.
 import { Command, Option } from 'commander';
 import { collect, printJson } from '../output.js';
-import { UserError } from '../../util/errors.js';
+import { UserError, VerbatimError } from '../../util/errors.js';
 
 interface BuildFlags {
   tag?: string[];
@@ -129,6 +129,10 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
         process.on('exit', () => { try { rmSync(empty, { recursive: true }); } catch { /* best effort */ } });
       }
       if (dockerfileText !== undefined && dockerfileText.trim() === '') throw new UserError('the Dockerfile read from stdin is empty');
+      // Docker's words for a context that is not there, before anything looks for a Dockerfile.
+      const ctxStat = await fsp.stat(context).catch(() => undefined);
+      if (!ctxStat) throw new VerbatimError(`unable to prepare context: path ${JSON.stringify(context)} not found`);
+      if (!ctxStat.isDirectory()) throw new VerbatimError(`unable to prepare context: context must be a directory: ${context}`);
       const result = await build({
         context,
         dockerfile: flags.file && flags.file !== '-' ? flags.file : undefined,

@@ -415,6 +415,23 @@ Examples:
       process.stdout.write(containerUnit(c, { drydock: [process.execPath, path.resolve(process.argv[1]!)], env, stopTimeout: t }));
     });
 
+  container.command('prune')
+    .description('Remove all stopped containers')
+    .option('-f, --force', 'do not prompt for confirmation')
+    .action(async (f: { force?: boolean }) => {
+      if (!f.force && process.stdin.isTTY) {
+        const { createInterface } = await import('node:readline/promises');
+        const rl = createInterface({ input: process.stdin, output: process.stderr });
+        const answer = await rl.question('WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ');
+        rl.close();
+        if (!/^y(es)?$/i.test(answer.trim())) return;
+      }
+      const { pruneContainers } = await import('./system.js');
+      const removed = await pruneContainers();
+      if (removed.length) process.stdout.write(`Deleted Containers:\n${removed.map((id) => `${id}\n`).join('')}\n`);
+      process.stdout.write('Total reclaimed space: 0B\n');
+    });
+
   const volume = program.command('volume').description('Manage named volumes ($DRYDOCK_ROOT/volumes/NAME/_data)');
   volume.command('create')
     .description('Create a volume')

@@ -38,10 +38,102 @@ function parseEpoch(raw: string | undefined): number | undefined {
   return Number(v);
 }
 
+/**
+ * An image config's `config` as Docker's inspect shows it: every field of Docker's
+ * container.Config that has no omitempty, in Docker's order (so `{{.Config.Entrypoint}}` is
+ * <nil>, not a missing key), then whatever else the image carries.
+ */
+function dockerContainerConfig(c: Record<string, unknown>, { nilMap, nilSlice }: { nilMap: unknown; nilSlice: unknown }): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    Hostname: '', Domainname: '', User: c.User ?? '', AttachStdin: false, AttachStdout: false, AttachStderr: false,
+    ...(c.ExposedPorts ? { ExposedPorts: c.ExposedPorts } : {}),
+    Tty: false, OpenStdin: false, StdinOnce: false, Env: c.Env ?? nilSlice, Cmd: c.Cmd ?? nilSlice,
+    ...(c.Healthcheck ? { Healthcheck: c.Healthcheck } : {}),
+    ...(c.ArgsEscaped ? { ArgsEscaped: c.ArgsEscaped } : {}),
+    Image: c.Image ?? '', Volumes: c.Volumes ?? nilMap, WorkingDir: c.WorkingDir ?? '', Entrypoint: c.Entrypoint ?? nilSlice,
+    OnBuild: c.OnBuild ?? nilSlice, Labels: c.Labels ?? nilMap,
+    ...(c.StopSignal ? { StopSignal: c.StopSignal } : {}),
+    ...(c.Shell ? { Shell: c.Shell } : {}),
+  };
+  for (const [k, v] of Object.entries(c)) if (!(k in out)) out[k] = v;
+  return out;
+}
+
 const IMAGE_HEADERS = {
   Containers: 'CONTAINERS', CreatedAt: 'CREATED AT', CreatedSince: 'CREATED', Digest: 'DIGEST', ID: 'IMAGE ID', Repository: 'REPOSITORY',
   SharedSize: 'SHARED SIZE', Size: 'SIZE', Tag: 'TAG', UniqueSize: 'UNIQUE SIZE', VirtualSize: 'VIRTUAL SIZE',
 };
+
+/** The container (short ID) that keeps `name`'s image in use when `name` is its last reference. */
+async function containerUsing(store: import('../../store/index.js').ContentStore, name: string): Promise<{ container: string; image: string } | undefined> {
+  const { resolveImage } = await import('../../store/index.js');
+  const img = await resolveImage(store, name).catch(() => undefined);
+  if (!img) return undefined;
+  const top = img.index?.descriptor.digest ?? img.manifestDescriptor.digest;
+  const names = (await store.listTags()).filter((t) => t.descriptor.digest === top);
+  const { canonicalName } = await import('../../store/index.js');
+  let byName: string | undefined;
+  try { byName = canonicalName(name); } catch { /* an ID */ }
+  if (byName && names.some((t) => t.name === byName) && names.length > 1) return undefined;
+  const { listContainers } = await import('../../runtime/containers.js');
+  const user = (await listContainers()).find((c) => c.record.ImageID === img.configDigest);
+  return user ? { container: user.record.Id.slice(0, 12), image: img.configDigest.replace(/^sha256:/, '').slice(0, 12) } : undefined;
+}
+
+const HISTORY_HEADERS = { ID: 'IMAGE', CreatedSince: 'CREATED', CreatedAt: 'CREATED AT', CreatedBy: 'CREATED BY', Size: 'SIZE', Comment: 'COMMENT' };
+
+/** `history`: the config's history, newest first, with each layer's unpacked size. */
+function history(cmd: Command): Command {
+  return cmd
+    .description('Show the history of an image (newest first)')
+    .argument('<image>', 'name, ID or digest')
+    .option('-H, --human', 'print sizes and dates in human readable format (default true)', true)
+    .option('--no-human', 'print sizes in bytes and dates as RFC 3339')
+    .option('--no-trunc', "don't truncate output")
+    .option('-q, --quiet', 'only show image IDs')
+    .option('--format <format>', '"table", "json" or a Go template like "{{.CreatedBy}}"')
+    .addHelpText('after', `
+Examples:
+  drydock history busybox
+  drydock history --no-trunc --format '{{.CreatedBy}}' myorg/app:1.0`)
+    .action(async (name: string, flags: { human: boolean; trunc: boolean; quiet?: boolean; format?: string }) => {
+      const { resolveImage, layerContentSize } = await import('../../store/index.js');
+      const { shortId } = await import('../../image/index.js');
+      const { goStruct } = await import('../../util/gotemplate/index.js');
+      const store = await openStore();
+      const img = await resolveImage(store, name);
+      const layers = [...img.manifest.layers];
+      const entries = (img.config.history ?? []).map((h) => {
+        const layer = h.empty_layer ? undefined : layers.shift();
+        return { h, layer };
+      });
+      entries.reverse();
+      const id = flags.trunc ? shortId(img.configDigest) : img.configDigest;
+      if (flags.quiet) {
+        for (let i = 0; i < entries.length; i++) process.stdout.write(`${i === 0 ? id : '<missing>'}\n`);
+        return;
+      }
+      const rows = [];
+      for (let i = 0; i < entries.length; i++) {
+        const { h, layer } = entries[i]!;
+        const size = layer ? await layerContentSize(store, layer.digest).catch(() => layer.size) : 0;
+        const createdBy = h.created_by ?? '';
+        // Fields in the order Docker's {{json .}} prints them (sorted).
+        rows.push(goStruct('*formatter.historyContext', {
+          Comment: h.comment ?? '',
+          CreatedAt: flags.human ? dockerTime(h.created) : (h.created ?? ''),
+          CreatedBy: flags.trunc && [...createdBy].length > 45 ? `${[...createdBy].slice(0, 44).join('')}…` : createdBy,
+          CreatedSince: flags.human ? timeAgo(h.created) : (h.created ?? ''),
+          ID: i === 0 ? id : '<missing>',
+          Size: flags.human ? formatSize(size) : String(size),
+        }));
+      }
+      process.stdout.write(await formatRows(flags.format, rows, {
+        defaultFormat: 'table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}',
+        headers: HISTORY_HEADERS,
+      }));
+    });
+}
 
 export function register(program: Command): void {
   program
@@ -145,8 +237,7 @@ Examples:
     });
   images(program.command('images').alias('image-ls'));
 
-  program
-    .command('inspect')
+  const inspect = (cmd: Command) => cmd
     .description('Show low-level information on images as a JSON array, like docker image inspect')
     .argument('<image...>', 'image names, IDs or digests')
     .option('-f, --format <template>', 'Go-style template, e.g. "{{.Id}}" or "{{json .Config}}"')
@@ -188,7 +279,7 @@ Examples:
           Created: img.config.created ?? '',
           DockerVersion: '',
           Author: img.config.author ?? '',
-          Config: img.config.config ?? {},
+          Config: dockerContainerConfig((img.config.config ?? {}) as Record<string, unknown>, await import('../../util/gotemplate/index.js')),
           Architecture: img.config.architecture,
           ...(img.config.variant ? { Variant: img.config.variant } : {}),
           Os: img.config.os,
@@ -204,6 +295,7 @@ Examples:
         printJson(out);
       }
     });
+  inspect(program.command('inspect'));
 
   program
     .command('tag')
@@ -221,11 +313,10 @@ Examples:
       await store.setTag(name, img.index?.descriptor ?? img.manifestDescriptor);
     });
 
-  program
-    .command('rmi')
+  const rmi = (cmd: Command) => cmd
     .description('Remove one or more images (untag; blobs nothing else uses are deleted)')
     .argument('<image...>', 'names, IDs or digests')
-    .option('-f, --force', 'remove an image ID even when several names refer to it')
+    .option('-f, --force', 'remove an image ID even when several names refer to it, or one a container uses')
     .addHelpText('after', `
 Examples:
   drydock rmi busybox
@@ -236,6 +327,13 @@ Examples:
       let failed: unknown;
       for (const name of names) {
         try {
+          const conflict = flags.force ? undefined : await containerUsing(store, name);
+          if (conflict) {
+            // Docker's words, so scripts that match on them keep working.
+            process.stderr.write(`Error response from daemon: conflict: unable to remove repository reference ${JSON.stringify(name)} (must force) - container ${conflict.container} is using its referenced image ${conflict.image}\n`);
+            failed = true;
+            continue;
+          }
           const r = await removeImage(store, name, { force: flags.force });
           for (const u of r.untagged) process.stdout.write(`Untagged: ${(await displayName(u)).familiar}\n`);
           for (const d of r.deleted) process.stdout.write(`Deleted: ${d}\n`);
@@ -247,6 +345,7 @@ Examples:
       }
       if (failed) process.exitCode = 1;
     });
+  rmi(program.command('rmi'));
 
   program
     .command('save')
@@ -308,9 +407,15 @@ Examples:
       await streamingToStdout(() => exportImage(store, img, flags.output ?? process.stdout));
     });
 
-  program
+  const image = program
     .command('image')
-    .description('Manage images (see also: images, rmi, tag, inspect)')
+    .description('Manage images: ls, inspect, rm, history, prune (see also: images, rmi, tag)');
+  images(image.command('ls'));
+  inspect(image.command('inspect'));
+  rmi(image.command('rm'));
+  history(image.command('history'));
+  history(program.command('history'));
+  image
     .command('prune')
     .description('Remove untagged images (<none>:<none>: builds without -t, pulls by digest, untagged loads)')
     .option('-f, --force', 'do not prompt for confirmation')

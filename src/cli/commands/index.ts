@@ -10,12 +10,14 @@ export interface CommandModule {
 }
 
 export const COMMAND_MODULES: readonly CommandModule[] = [
-  { names: ['import', 'images', 'image-ls', 'image', 'inspect', 'tag', 'rmi', 'save', 'load', 'export', 'gc'], load: () => import('./image.js') },
+  { names: ['import', 'images', 'image-ls', 'image', 'inspect', 'tag', 'rmi', 'save', 'load', 'export', 'gc', 'history'], load: () => import('./image.js') },
   { names: ['builder', 'build'], load: () => import('./build.js') },
   { names: ['mkimage'], load: () => import('./mkimage.js') },
   { names: ['pull', 'push', 'copy', 'login', 'logout'], load: () => import('./registry-client.js') },
   { names: ['serve', 'registry'], load: () => import('./registry.js') },
   { names: ['iso', 'disk'], load: () => import('./boot.js') },
+  { names: ['version', 'info', 'system'], load: () => import('./system.js') },
+  { names: ['wait', 'rename', 'top', 'pause', 'unpause'], load: () => import('./container-extra.js') },
   {
     names: ['run', 'create', 'start', 'ps', 'logs', 'stop', 'restart', 'kill', 'rm', 'exec', 'commit', 'cp', 'port', 'container', 'volume', 'generate'],
     load: () => import('./container.js'),

@@ -2,7 +2,7 @@
 // functions (json, join, split, lower, upper, title, pad, truncate). Errors read like Go's:
 // `template: :1:2: executing "" at <.Foo>: can't evaluate field Foo in type T`.
 import { argString, parse, type ArgNode, type BranchNode, type CommandNode, type ListNode, type Node, type ParsedTemplate, type PipeNode } from './parser.js';
-import { formatValue, goTypeName, isMap, isTrue, structType, toJson } from './values.js';
+import { formatValue, goTypeName, isMap, isTrue, structType, toJson, TypedNil } from './values.js';
 import { goQuote, sprintf } from './printf.js';
 
 export class TemplateExecError extends Error {}
@@ -54,6 +54,10 @@ function index(item: unknown, ...keys: unknown[]): unknown {
   let v = item;
   for (const k of keys) {
     if (v === null || v === undefined) throw new FuncError('index of untyped nil');
+    if (v instanceof TypedNil) {
+      if (v.kind === 'map') { v = ''; continue; }
+      throw new FuncError(`index out of range: ${String(k)}`);
+    }
     if (Array.isArray(v) || typeof v === 'string') {
       const i = int(k);
       if (i < 0 || i >= v.length) throw new FuncError(`index out of range: ${i}`);
@@ -75,6 +79,7 @@ function slice(item: unknown, ...idx: unknown[]): unknown {
 }
 
 function goLen(v: unknown): number {
+  if (v instanceof TypedNil) return 0;
   if (typeof v === 'string') return Buffer.byteLength(v);
   if (Array.isArray(v)) return v.length;
   if (isMap(v)) return Object.keys(v).length;
@@ -178,8 +183,8 @@ class State {
     const before = this.t.text.slice(0, this.node.pos);
     const line = before.split('\n').length;
     const col = this.node.pos - before.lastIndexOf('\n') - 1;
-    let ctx = this.node.text;
-    if (ctx.length > 20) ctx = `${ctx.slice(0, 20)}...`;
+    // Go 1.19 (Docker 20.10's) prints the whole node, not a shortened one.
+    const ctx = this.node.text;
     throw new TemplateExecError(`template: :${line}:${col}: executing "" at <${ctx}>: ${msg}`);
   }
 
@@ -229,7 +234,7 @@ class State {
     // The declared variables were pushed by evalPipeline; range sets them per element.
     this.vars.length = mark;
     let entries: [unknown, unknown][];
-    if (v === undefined || v === null) entries = [];
+    if (v === undefined || v === null || v instanceof TypedNil) entries = [];
     else if (Array.isArray(v)) entries = v.map((x, i) => [i, x]);
     else if (isMap(v)) entries = Object.keys(v).sort().map((k) => [k, v[k]]);
     else if (typeof v === 'number' && Number.isInteger(v)) entries = Array.from({ length: Math.max(0, v) }, (_x, i) => [i, i]);
@@ -352,6 +357,7 @@ class State {
       if (hasArgs) this.errorf(`${name} has arguments but cannot be invoked as function`);
       return v;
     }
+    if (receiver instanceof TypedNil && receiver.kind === 'map') receiver = {};
     if (isMap(receiver)) {
       if (hasArgs) this.errorf(`${name} is not a method but has arguments`);
       if (Object.prototype.hasOwnProperty.call(receiver, name)) return receiver[name];

@@ -3,5 +3,5 @@
 // error texts), so this is a small implementation from Go's documentation: lexer, parser, exec.
 export { Template, TemplateExecError, FUNC_NAMES, type ExecOptions } from './exec.js';
 export { TemplateSyntaxError } from './lexer.js';
-export { goStruct, formatValue, toJson } from './values.js';
+export { goStruct, formatValue, toJson, nilMap, nilSlice, TypedNil } from './values.js';
 export { sprintf } from './printf.js';

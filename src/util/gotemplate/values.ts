@@ -10,12 +10,24 @@ export function goStruct<T extends object>(typeName: string, fields: T): T {
   return fields;
 }
 
+/**
+ * A nil slice or map of a typed Go field: prints as "[]" or "map[]" (where a nil interface{}
+ * prints "<nil>"), encodes to JSON null, and is empty for len, range, if and index.
+ */
+export class TypedNil {
+  constructor(readonly kind: 'slice' | 'map') {}
+  toJSON(): null { return null; }
+}
+
+export const nilSlice = new TypedNil('slice');
+export const nilMap = new TypedNil('map');
+
 export function structType(v: unknown): string | undefined {
   return v !== null && typeof v === 'object' ? (v as { [GO_TYPE]?: string })[GO_TYPE] : undefined;
 }
 
 export function isMap(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v) && structType(v) === undefined;
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof TypedNil) && structType(v) === undefined;
 }
 
 /** The Go type name of a value, for error texts. */
@@ -25,6 +37,7 @@ export function goTypeName(v: unknown): string {
   if (typeof v === 'boolean') return 'bool';
   if (typeof v === 'number') return Number.isInteger(v) ? 'int' : 'float64';
   if (typeof v === 'function') return 'func';
+  if (v instanceof TypedNil) return v.kind === 'slice' ? '[]string' : 'map[string]string';
   if (Array.isArray(v)) return v.length > 0 && v.every((x) => typeof x === 'string') ? '[]string' : '[]interface {}';
   return structType(v) ?? 'map[string]interface {}';
 }
@@ -36,6 +49,7 @@ export function isTrue(v: unknown): boolean {
   if (typeof v === 'number') return v !== 0;
   if (typeof v === 'string') return v.length > 0;
   if (Array.isArray(v)) return v.length > 0;
+  if (v instanceof TypedNil) return false;
   if (typeof v === 'object') return structType(v) !== undefined || Object.keys(v).length > 0;
   return true;
 }
@@ -60,6 +74,7 @@ export function formatValue(v: unknown, top = true): string {
   if (typeof v === 'number') return formatNumber(v);
   if (typeof v === 'boolean') return String(v);
   if (typeof v === 'function') return '0x0';
+  if (v instanceof TypedNil) return v.kind === 'slice' ? '[]' : 'map[]';
   if (Array.isArray(v)) return `[${v.map((x) => formatValue(x, false)).join(' ')}]`;
   if (typeof v === 'object') {
     if (structType(v) !== undefined) return `{${Object.values(v).map((x) => formatValue(x, false)).join(' ')}}`;

@@ -1,0 +1,93 @@
+// Container commands Docker users type that need no runtime changes: wait, rename, top,
+// pause and unpause. They read container records and ask runc, as `ps` and `inspect` do.
+import type { Command } from 'commander';
+import { UserError } from '../../util/errors.js';
+
+async function runc(args: string[]): Promise<string> {
+  const { execFile } = await import('node:child_process');
+  const { runcStateRoot } = await import('../../runtime/runc.js');
+  return new Promise((resolve, reject) => execFile('runc', ['--root', runcStateRoot(), ...args], (err, stdout, stderr) => {
+    if (err) reject(new UserError((stderr || err.message).trim().replace(/^time="[^"]*" level=\w+ msg="?|"$/g, '').replace(/\\n$/, '')));
+    else resolve(stdout);
+  }));
+}
+
+async function running(ref: string) {
+  const { findContainer } = await import('../../runtime/containers.js');
+  const c = await findContainer(ref);
+  if (c.state.Status !== 'running' && c.state.Status !== 'restarting') throw new UserError(`Container ${c.record.Id} is not running`);
+  return c;
+}
+
+export function register(program: Command): void {
+  program.command('wait')
+    .description('Block until one or more containers stop, then print their exit codes')
+    .argument('<container...>', 'container names or IDs')
+    .action(async (refs: string[]) => {
+      const { findContainer, loadContainer } = await import('../../runtime/containers.js');
+      for (const ref of refs) {
+        const id = (await findContainer(ref)).record.Id;
+        for (;;) {
+          const c = await loadContainer(id);
+          if (!c) throw new UserError(`No such container: ${ref}`);
+          if (c.state.Status === 'exited') { process.stdout.write(`${c.state.ExitCode}\n`); break; }
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+    });
+
+  program.command('rename')
+    .description('Rename a container')
+    .argument('<container>', 'container name or ID')
+    .argument('<new-name>', 'new name')
+    .action(async (ref: string, newName: string) => {
+      const { findContainer, nameInUse, validateName, withContainersLock, writeJson } = await import('../../runtime/containers.js');
+      await withContainersLock(async () => {
+        const c = await findContainer(ref);
+        const name = validateName(newName.replace(/^\//, ''));
+        if (name === c.record.Name) throw new UserError(`Renaming a container with the same name as its current name`);
+        const other = await nameInUse(name);
+        if (other) throw new UserError(`Conflict. The container name "/${name}" is already in use by container "${other}". You have to remove (or rename) that container to be able to reuse that name.`);
+        await writeJson(c.paths.config, { ...c.record, Name: name });
+      });
+    });
+
+  program.command('top')
+    .description('Show the processes of a running container (ps -ef columns, or your ps options)')
+    .argument('<container>', 'container name or ID')
+    .argument('[ps-options...]', 'options for ps (default -ef)')
+    .action(async (ref: string, psOptions: string[]) => {
+      const c = await running(ref);
+      const pids = JSON.parse(await runc(['ps', '--format', 'json', c.record.Id])) as number[];
+      if (pids.length === 0) return;
+      const { execFile } = await import('node:child_process');
+      const opts = psOptions.length ? psOptions : ['-f'];
+      const out = await new Promise<string>((resolve, reject) => execFile('ps', [...opts, '-p', pids.join(',')], (err, stdout, stderr) => (err && !stdout ? reject(new UserError(stderr.trim() || err.message)) : resolve(stdout))));
+      // Docker's columns are tab-aligned like its other tables.
+      const { tabwrite } = await import('../output.js');
+      const lines = out.trimEnd().split('\n');
+      const header = lines[0]!.trim().split(/\s+/);
+      const rows = lines.slice(1).map((l) => {
+        const cells = l.trim().split(/\s+/);
+        return [...cells.slice(0, header.length - 1), cells.slice(header.length - 1).join(' ')];
+      });
+      process.stdout.write(`${tabwrite([header, ...rows].map((r) => r.join('\t')).join('\n'))}\n`);
+    });
+
+  for (const [verb, desc] of [['pause', 'Suspend all processes of one or more containers (cgroup freezer)'], ['unpause', 'Resume the processes of paused containers']] as const) {
+    program.command(verb)
+      .description(desc)
+      .argument('<container...>', 'container names or IDs')
+      .action(async (refs: string[]) => {
+        for (const ref of refs) {
+          const c = await running(ref);
+          const state = JSON.parse(await runc(['state', c.record.Id])) as { status: string };
+          if (verb === 'pause' && state.status === 'paused') throw new UserError(`Container ${c.record.Id} is already paused`);
+          if (verb === 'unpause' && state.status !== 'paused') throw new UserError(`Container ${c.record.Id} is not paused`);
+          // runc calls unpausing "resume".
+          await runc([verb === 'pause' ? 'pause' : 'resume', c.record.Id]);
+          process.stdout.write(`${ref}\n`);
+        }
+      });
+  }
+}
