@@ -41,7 +41,8 @@ export function register(program: Command): void {
     .argument('<container>', 'container name or ID')
     .argument('<new-name>', 'new name')
     .action(async (ref: string, newName: string) => {
-      const { findContainer, nameInUse, validateName, withContainersLock, writeJson } = await import('../../runtime/containers.js');
+      const { findContainer, nameInUse, validateName, withContainersLock } = await import('../../runtime/containers.js');
+      const { writeJson } = await import('../../util/fs.js');
       await withContainersLock(async () => {
         const c = await findContainer(ref);
         const name = validateName(newName.replace(/^\//, ''));
