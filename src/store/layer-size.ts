@@ -13,7 +13,8 @@ export async function layerContentSize(store: ContentStore, digest: string): Pro
   const cacheFile = path.join(store.root, 'sizes', digest.replace(/^sha256:/, ''));
   const cached = await fsp.readFile(cacheFile, 'utf8').catch(() => undefined);
   if (cached !== undefined && /^\d+$/.test(cached.trim())) return Number(cached.trim());
-  const { decompress } = await import('../layer/index.js');
+  // compression.js, not the layer index: the index reaches unpack.ts, which imports the store.
+  const { decompress } = await import('../layer/compression.js');
   const { stream } = await decompress(store.openBlob(digest));
   let size = 0;
   const extract = tar.extract();
