@@ -129,3 +129,16 @@ export function printJson(value: unknown): void {
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
+
+/**
+ * Docker's prune prompt. Without a terminal on stdin there is nobody to ask, and Docker's
+ * scripts pass -f anyway, so it counts as yes.
+ */
+export async function confirm(warning: string): Promise<boolean> {
+  if (!process.stdin.isTTY) return true;
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  const answer = await rl.question(`${warning}\nAre you sure you want to continue? [y/N] `);
+  rl.close();
+  return /^y(es)?$/i.test(answer.trim());
+}

@@ -2,35 +2,20 @@
 // killed with SIGKILL mid-upload, gc racing live pushes, stale upload purging, graceful close.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, promises as fsp, readdirSync, writeFileSync } from 'node:fs';
 import nodeHttp from 'node:http';
 import path from 'node:path';
-import { CLI_MAIN, PROJECT_ROOT, runCli, tempDir } from '../helpers/env.js';
+import { runCli, tempDir } from '../helpers/env.js';
 import { FilesystemDriver, gcRegistry, startRegistry, type StartedRegistry } from '../../src/registry/index.js';
-import { assertError, http, pushBlob, pushImage, sha256 } from './util.js';
+import { assertError, http, pushBlob, pushImage, serveProcess, sha256 } from './util.js';
 
-const fromSource = CLI_MAIN.endsWith('.ts');
 const children = new Set<ChildProcess>();
 after(() => { for (const c of children) c.kill('SIGKILL'); });
 
-async function serve(root: string, args: string[] = []): Promise<{ url: string; proc: ChildProcess }> {
-  const proc = spawn(process.execPath, [...(fromSource ? ['--import', 'tsx'] : []), CLI_MAIN, 'serve', '--root', root, '--addr', '127.0.0.1:0', '--quiet', ...args], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(proc);
-  proc.on('exit', () => children.delete(proc));
-  let err = '';
-  proc.stderr!.on('data', (d) => (err += d));
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    proc.stdout!.on('data', (d) => {
-      out += d;
-      const m = /^(https?:\/\/\S+)\n/m.exec(out);
-      if (m) resolve(m[1]!);
-    });
-    proc.on('exit', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
-  });
-  return { url, proc };
+function serve(root: string, args: string[] = []): Promise<{ url: string; proc: ChildProcess }> {
+  return serveProcess(['--root', root, ...args], children);
 }
 
 function blobPath(root: string, digest: string): string {

@@ -1,7 +1,7 @@
 // Container commands: run, create, start, ps, logs, stop, kill, rm, exec, inspect, commit, cp,
 // port, volume. Docker-compatible flags and output; the work lives in src/runtime.
 import { Command, Option } from 'commander';
-import { collect, printJson, table } from '../output.js';
+import { collect, confirm, printJson, table } from '../output.js';
 import { UserError } from '../../util/errors.js';
 
 const rt = () => import('../../runtime/lifecycle.js');
@@ -419,13 +419,7 @@ Examples:
     .description('Remove all stopped containers')
     .option('-f, --force', 'do not prompt for confirmation')
     .action(async (f: { force?: boolean }) => {
-      if (!f.force && process.stdin.isTTY) {
-        const { createInterface } = await import('node:readline/promises');
-        const rl = createInterface({ input: process.stdin, output: process.stderr });
-        const answer = await rl.question('WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ');
-        rl.close();
-        if (!/^y(es)?$/i.test(answer.trim())) return;
-      }
+      if (!f.force && !(await confirm('WARNING! This will remove all stopped containers.'))) return;
       const { pruneContainers } = await import('./system.js');
       const removed = await pruneContainers();
       if (removed.length) process.stdout.write(`Deleted Containers:\n${removed.map((id) => `${id}\n`).join('')}\n`);

@@ -1,7 +1,7 @@
 // Image commands: import, images, inspect, tag, rmi, save, load, export, gc. Thin: flags and
 // Docker-compatible output here; the work lives in src/store, src/layer and src/archive.
 import { Command, Option } from 'commander';
-import { collect, dockerTime, formatEach, formatRows, formatSize, printJson, timeAgo } from '../output.js';
+import { collect, confirm, dockerTime, formatEach, formatRows, formatSize, printJson, timeAgo } from '../output.js';
 import { UserError } from '../../util/errors.js';
 
 async function openStore() {
@@ -425,13 +425,7 @@ Examples:
   drydock image prune -f && drydock gc     # then sweep what nothing references any more`)
     .action(async (flags: { force?: boolean }) => {
       const { pruneUntaggedImages } = await import('../../store/index.js');
-      if (!flags.force && process.stdin.isTTY) {
-        const { createInterface } = await import('node:readline/promises');
-        const rl = createInterface({ input: process.stdin, output: process.stderr });
-        const answer = await rl.question('WARNING! This will remove all dangling images.\nAre you sure you want to continue? [y/N] ');
-        rl.close();
-        if (!/^y(es)?$/i.test(answer.trim())) return;
-      }
+      if (!flags.force && !(await confirm('WARNING! This will remove all dangling images.'))) return;
       const store = await openStore();
       const r = await pruneUntaggedImages(store);
       if (r.images.length) process.stdout.write('Deleted Images:\n');

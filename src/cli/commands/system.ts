@@ -2,7 +2,7 @@
 // system df|info|prune. drydock has no daemon, so "Server" facts describe the local store and
 // the OCI runtime it drives.
 import type { Command } from 'commander';
-import { formatEach, formatRows, formatSize } from '../output.js';
+import { confirm, formatEach, formatRows, formatSize } from '../output.js';
 
 async function runcVersion(): Promise<string> {
   const { execFile } = await import('node:child_process');
@@ -106,15 +106,6 @@ async function printInfo(format?: string): Promise<void> {
     ` Docker Root Dir: ${info.DockerRootDir}`,
     '',
   ].join('\n'));
-}
-
-async function confirm(question: string): Promise<boolean> {
-  if (!process.stdin.isTTY) return true;
-  const { createInterface } = await import('node:readline/promises');
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  const answer = await rl.question(`${question}\nAre you sure you want to continue? [y/N] `);
-  rl.close();
-  return /^y(es)?$/i.test(answer.trim());
 }
 
 /** Removes stopped containers; returns their IDs (Docker's `container prune`). */
