@@ -231,6 +231,10 @@ export class RegistryTransport {
           lastError = e;
           const tlsMismatch = /wrong version number|EPROTO|packet length too long|ECONNRESET|other side closed/i.test(`${(e as Error).message} ${(e as { code?: string }).code}`);
           if (scheme === 'https' && schemes.length > 1 && tlsMismatch) break; // plain-HTTP server: try http
+          // A plain-HTTP registry reached over TLS: say so and name the way out, not OpenSSL's words.
+          if (scheme === 'https' && schemes.length === 1 && /wrong version number|packet length too long|EPROTO/i.test(`${(e as Error).message} ${(e as { code?: string }).code} ${String((e as { cause?: Error }).cause?.message ?? '')}`)) {
+            throw new UserError(`cannot reach registry ${this.endpoint.host}: http: server gave HTTP response to HTTPS client (the registry speaks plain HTTP: pass --insecure-registry ${this.endpoint.host}, or list it under insecure-registries in /etc/docker/daemon.json)`);
+          }
           if (!isTransientNetworkError(e) || attempt >= (this.opts.retries ?? 2)) {
             throw new UserError(`cannot reach registry ${this.endpoint.host}: ${describeNetworkError(e)}${certHint(e, this.endpoint.host)}`);
           }

@@ -5,7 +5,6 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
-import tar from 'tar-stream';
 import type { ContentStore } from './content-store.js';
 
 /** The unpacked content size of the layer blob `digest` (cached per blob). */
@@ -13,6 +12,8 @@ export async function layerContentSize(store: ContentStore, digest: string): Pro
   const cacheFile = path.join(store.root, 'sizes', digest.replace(/^sha256:/, ''));
   const cached = await fsp.readFile(cacheFile, 'utf8').catch(() => undefined);
   if (cached !== undefined && /^\d+$/.test(cached.trim())) return Number(cached.trim());
+  // Loaded only on a cache miss: `drydock images` with known sizes stays quick to start.
+  const { default: tar } = await import('tar-stream');
   // compression.js, not the layer index: the index reaches unpack.ts, which imports the store.
   const { decompress } = await import('../layer/compression.js');
   const { stream } = await decompress(store.openBlob(digest));
