@@ -71,11 +71,11 @@ const camel = (k: string): string => k.replace(/-([a-z])/g, (_, c: string) => c.
 export async function loadBootConfigFile(file: string): Promise<RawBootOptions> {
   let text: string;
   try { text = await fsp.readFile(file, 'utf8'); } catch (e) {
-    throw new UserError(`cannot read boot config ${file}: ${(e as Error).message}`);
+    throw new UserError(`cannot read boot config ${file}: ${(e as Error).message}`, { cause: e });
   }
   let doc: unknown;
   try { doc = parseYaml(text); } catch (e) {
-    throw new UserError(`${file}: invalid YAML: ${(e as Error).message}`);
+    throw new UserError(`${file}: invalid YAML: ${(e as Error).message}`, { cause: e });
   }
   if (doc == null) return {};
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new UserError(`${file}: expected a mapping of options (timezone: …, proxy: …)`);

@@ -245,7 +245,7 @@ async function runSfdisk(file: string, table: string): Promise<void> {
     const child = spawn('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', file], { stdio: ['pipe', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (d) => (err += d));
-    child.on('error', (e) => reject(new UserError(`sfdisk: ${e.message} (apt-get install fdisk)`)));
+    child.on('error', (e) => reject(new UserError(`sfdisk: ${e.message} (apt-get install fdisk)`, { cause: e })));
     child.on('close', (code) => (code === 0 ? resolve() : reject(new UserError(`sfdisk failed: ${err.trim()}`))));
     child.stdin.end(table);
   });

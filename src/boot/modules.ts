@@ -143,7 +143,7 @@ export async function copyModule(src: string, dest: string): Promise<void> {
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise<void>((resolve, reject) => {
-    child.on('error', (e) => reject(new UserError(`cannot decompress ${src}: ${tool}: ${e.message} (apt-get install ${tool === 'xz' ? 'xz-utils' : tool})`)));
+    child.on('error', (e) => reject(new UserError(`cannot decompress ${src}: ${tool}: ${e.message} (apt-get install ${tool === 'xz' ? 'xz-utils' : tool})`, { cause: e })));
     child.on('close', (code) => (code === 0 ? resolve() : reject(new UserError(`cannot decompress ${src}: ${stderr.trim()}`))));
   });
   await Promise.all([pipeline(child.stdout, out), exited]);

@@ -98,7 +98,7 @@ export function checkUniqueNames(services: BootService[]): void {
 export async function prepareServiceBundles(store: ContentStore, services: BootService[], dir: string, extraEnv: [string, string][] = []): Promise<void> {
   for (const s of services) {
     const img = await resolveImage(store, s.image, { os: 'linux', architecture: 'amd64' }).catch((e: Error) => {
-      throw new UserError(`--service ${s.image}: ${e.message}`);
+      throw new UserError(`--service ${s.image}: ${e.message}`, { cause: e });
     });
     const bundle = path.join(dir, s.name);
     const rootfs = path.join(bundle, 'rootfs');

@@ -78,7 +78,7 @@ export class SourceTree {
         try {
           return new SourceTree(root, new PatternMatcher(readIgnoreFile(text)));
         } catch (e) {
-          throw new UserError(`${path.basename(c)}: ${(e as Error).message}`);
+          throw new UserError(`${path.basename(c)}: ${(e as Error).message}`, { cause: e });
         }
       }
     }

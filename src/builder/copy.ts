@@ -156,6 +156,6 @@ async function extractArchive(file: string, destHost: string): Promise<void> {
   try {
     await applyLayer(destHost, stream, { compression: 'none', whiteouts: 'apply' });
   } catch (e) {
-    throw new UserError(`ADD failed: cannot extract ${path.basename(file)}: ${(e as Error).message}`);
+    throw new UserError(`ADD failed: cannot extract ${path.basename(file)}: ${(e as Error).message}`, { cause: e });
   }
 }

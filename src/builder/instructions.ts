@@ -49,7 +49,7 @@ export function expandOrThrow<T>(fn: () => T, where: string): T {
   try {
     return fn();
   } catch (e) {
-    if (e instanceof ExpansionError) throw new UserError(`${where}: ${e.message}`);
+    if (e instanceof ExpansionError) throw new UserError(`${where}: ${e.message}`, { cause: e });
     throw e;
   }
 }

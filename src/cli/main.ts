@@ -37,6 +37,8 @@ export function reportError(e: unknown): number {
   }
   if (e instanceof UserError) {
     process.stderr.write(`Error: ${e.message}\n`);
+    // The wrapped cause (its code and stack) is for whoever debugs, not in the user's message.
+    if (process.env.DRYDOCK_DEBUG && e.cause !== undefined) process.stderr.write(`caused by: ${(e.cause as Error)?.stack ?? String(e.cause)}\n`);
     return e.exitCode;
   }
   const err = e as Error & { code?: string };

@@ -67,7 +67,7 @@ export async function readAuthFile(file: string): Promise<AuthFile> {
     }
     return data ?? {};
   } catch (e) {
-    if (e instanceof SyntaxError) throw new UserError(`${file} is not valid JSON: ${e.message}`);
+    if (e instanceof SyntaxError) throw new UserError(`${file} is not valid JSON: ${e.message}`, { cause: e });
     throw e;
   }
 }
@@ -93,7 +93,7 @@ export function runCredentialHelper(helper: string, action: 'get' | 'store' | 'e
     let err = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (err += d));
-    child.on('error', (e) => reject(new UserError(`credential helper ${exe} could not run: ${(e as Error).message}`)));
+    child.on('error', (e) => reject(new UserError(`credential helper ${exe} could not run: ${(e as Error).message}`, { cause: e })));
     child.on('close', (code) => {
       if (code === 0) resolve(out);
       else reject(Object.assign(new UserError(`credential helper ${exe} ${action} failed: ${(out || err).trim() || `exit ${code}`}`), { helperOutput: out.trim() }));

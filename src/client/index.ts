@@ -31,7 +31,7 @@ async function withContext<T>(opts: ClientOptions, fn: (ctx: RegistryContext) =>
 }
 
 function parseRef(input: string): Reference {
-  try { return parseReference(input); } catch (e) { throw new UserError((e as Error).message); }
+  try { return parseReference(input); } catch (e) { throw new UserError((e as Error).message, { cause: e }); }
 }
 
 export interface PullResult extends CopyResult { reference: Reference; name?: string }

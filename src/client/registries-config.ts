@@ -123,7 +123,7 @@ export class RegistriesConfig {
     try {
       doc = parseToml(text) as Record<string, unknown>;
     } catch (e) {
-      throw new UserError(`${file}: invalid TOML: ${(e as Error).message.split('\n')[0]}`);
+      throw new UserError(`${file}: invalid TOML: ${(e as Error).message.split('\n')[0]}`, { cause: e });
     }
     const regs = doc.registry;
     if (regs !== undefined && !Array.isArray(regs)) throw new UserError(`${file}: "registry" must be an array of tables ([[registry]])`);
@@ -143,7 +143,7 @@ export class RegistriesConfig {
     try {
       doc = JSON.parse(text);
     } catch (e) {
-      throw new UserError(`${file}: invalid JSON: ${(e as Error).message}`);
+      throw new UserError(`${file}: invalid JSON: ${(e as Error).message}`, { cause: e });
     }
     const mirrors = doc['registry-mirrors'] ?? [];
     const insecure = doc['insecure-registries'] ?? [];
@@ -236,6 +236,6 @@ async function readOptional(file: string): Promise<string | undefined> {
     return await fsp.readFile(file, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new UserError(`cannot read ${file}: ${(e as Error).message}`);
+    throw new UserError(`cannot read ${file}: ${(e as Error).message}`, { cause: e });
   }
 }

@@ -106,7 +106,7 @@ export async function* tarDirectory(root: string, opts: CreateLayerOptions = {})
 
   async function* walk(dirAbs: string, dirRel: string): AsyncGenerator<Buffer> {
     let names: string[];
-    try { names = readdirSync(dirAbs); } catch (e) { throw new UserError(`cannot read ${dirAbs}: ${(e as Error).message}`); }
+    try { names = readdirSync(dirAbs); } catch (e) { throw new UserError(`cannot read ${dirAbs}: ${(e as Error).message}`, { cause: e }); }
     for (const name of sortNames(names)) {
       const abs = path.join(dirAbs, name);
       const rel = dirRel ? `${dirRel}/${name}` : name;

@@ -31,7 +31,7 @@ export async function busyboxApplets(busybox = DEFAULT_BUSYBOX): Promise<string[
     const { stdout } = await run(busybox, ['--list-full'], { maxBuffer: 1 << 20 });
     return stdout.split('\n').map((s) => s.trim()).filter((s) => s && !s.includes('..') && !s.startsWith('/'));
   } catch (e) {
-    throw new UserError(`cannot run ${busybox}: ${(e as Error).message} (install Debian's busybox-static)`);
+    throw new UserError(`cannot run ${busybox}: ${(e as Error).message} (install Debian's busybox-static)`, { cause: e });
   }
 }
 

@@ -76,7 +76,7 @@ function convert(name: string, value: string, node: Node): unknown {
     parsed = YAML.parse(value);
   } catch (e) {
     if (node === 'any') return value;
-    throw new UserError(`parsing environment variable ${name}: ${(e as Error).message}`);
+    throw new UserError(`parsing environment variable ${name}: ${(e as Error).message}`, { cause: e });
   }
   if (node === 'any') return parsed ?? value;
   if (node === 'bool') {

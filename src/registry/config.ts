@@ -128,7 +128,7 @@ async function readConfigDocument(file: string): Promise<Record<string, unknown>
   try {
     doc = YAML.parse(text);
   } catch (e) {
-    throw new UserError(`${file}: invalid YAML: ${(e as Error).message}`);
+    throw new UserError(`${file}: invalid YAML: ${(e as Error).message}`, { cause: e });
   }
   if (doc !== null && doc !== undefined && (typeof doc !== 'object' || Array.isArray(doc))) throw new UserError(`${file}: expected a YAML mapping`);
   return (doc ?? {}) as Record<string, unknown>;

@@ -149,7 +149,7 @@ export async function createContainer(o: CreateOptions): Promise<ContainerRecord
   const store = await ContentStore.open();
   let platform;
   if (o.platform) {
-    try { platform = parsePlatform(o.platform); } catch (e) { throw new UserError((e as Error).message); }
+    try { platform = parsePlatform(o.platform); } catch (e) { throw new UserError((e as Error).message, { cause: e }); }
   }
   const image = await resolveImage(store, o.image, platform);
   if (!platform) {
@@ -170,7 +170,7 @@ export async function createContainer(o: CreateOptions): Promise<ContainerRecord
 
   const envFileLines: string[] = [];
   for (const f of o.envFiles ?? []) {
-    const text = await fsp.readFile(f, 'utf8').catch((e) => { throw new UserError(`cannot read --env-file ${f}: ${(e as Error).message}`); });
+    const text = await fsp.readFile(f, 'utf8').catch((e) => { throw new UserError(`cannot read --env-file ${f}: ${(e as Error).message}`, { cause: e }); });
     envFileLines.push(...text.split('\n'));
   }
   const env = mergeEnv(cfg.Env ?? [], parseEnvList(envFileLines), parseEnvList(o.env ?? []));

@@ -48,7 +48,7 @@ async function ipBatch(lines: string[], netns?: string): Promise<void> {
     const child = spawn('ip', args, { stdio: ['pipe', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (d) => (err += d));
-    child.on('error', (e) => reject(new UserError(`cannot run ip (apt-get install iproute2): ${e.message}`)));
+    child.on('error', (e) => reject(new UserError(`cannot run ip (apt-get install iproute2): ${e.message}`, { cause: e })));
     child.on('close', (code) => (code === 0 ? resolve() : reject(new UserError(`network setup failed: ${err.trim()}`))));
     child.stdin.end(lines.join('\n') + '\n');
   });
@@ -74,7 +74,7 @@ export async function ensureBridge(cfg: BridgeConfig = bridgeConfig()): Promise<
       await run('iptables', ['-w', ...rule.slice(0, 2), '-C', ...rule.slice(2)]);
     } catch {
       await run('iptables', ['-w', ...rule.slice(0, 2), '-A', ...rule.slice(2)]).catch((e) => {
-        throw new UserError(`cannot add the NAT rule for ${cfg.name} (iptables): ${String(e.stderr ?? e.message).trim()}`);
+        throw new UserError(`cannot add the NAT rule for ${cfg.name} (iptables): ${String(e.stderr ?? e.message).trim()}`, { cause: e });
       });
     }
   });

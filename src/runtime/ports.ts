@@ -76,7 +76,7 @@ export async function startPortProxy(bindings: PortBinding[], targetIp: string):
           upstream.on('error', end);
         });
         await new Promise<void>((resolve, reject) => {
-          server.once('error', (e) => reject(new UserError(`cannot publish ${b.hostIp}:${b.hostPort}/tcp: ${(e as NodeJS.ErrnoException).code === 'EADDRINUSE' ? 'port is already allocated' : e.message}`)));
+          server.once('error', (e) => reject(new UserError(`cannot publish ${b.hostIp}:${b.hostPort}/tcp: ${(e as NodeJS.ErrnoException).code === 'EADDRINUSE' ? 'port is already allocated' : e.message}`, { cause: e })));
           server.listen({ host: b.hostIp, port: b.hostPort, exclusive: true }, resolve);
         });
         actual.push({ ...b, hostPort: (server.address() as net.AddressInfo).port });
@@ -96,7 +96,7 @@ export async function startPortProxy(bindings: PortBinding[], targetIp: string):
           up.send(msg, b.containerPort, targetIp);
         });
         await new Promise<void>((resolve, reject) => {
-          sock.once('error', (e) => reject(new UserError(`cannot publish ${b.hostIp}:${b.hostPort}/udp: ${e.message}`)));
+          sock.once('error', (e) => reject(new UserError(`cannot publish ${b.hostIp}:${b.hostPort}/udp: ${e.message}`, { cause: e })));
           sock.bind(b.hostPort, b.hostIp, resolve);
         });
         actual.push({ ...b, hostPort: sock.address().port });

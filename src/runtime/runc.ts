@@ -172,7 +172,7 @@ export async function killContainer(id: string, signal: string, o: RuncOptions &
   } catch (e) {
     const stderr = String((e as { stderr?: string }).stderr ?? '');
     if (/not running|does not exist|process already finished/.test(stderr)) return;
-    throw new UserError(`cannot signal container: ${stderr.trim() || (e as Error).message}`);
+    throw new UserError(`cannot signal container: ${stderr.trim() || (e as Error).message}`, { cause: e });
   }
 }
 

@@ -110,10 +110,10 @@ async function readProfile(file: string, isDefault: boolean): Promise<Profile> {
     text = await fsp.readFile(file, 'utf8');
   } catch (e) {
     if (isDefault) throw new UserError(`the default seccomp profile ${file} is missing: apt-get install golang-github-containers-common (or run with --security-opt seccomp=unconfined)`);
-    throw new UserError(`cannot read seccomp profile ${file}: ${(e as Error).message}`);
+    throw new UserError(`cannot read seccomp profile ${file}: ${(e as Error).message}`, { cause: e });
   }
   let profile: Profile;
-  try { profile = JSON.parse(text) as Profile; } catch (e) { throw new UserError(`decoding seccomp profile ${file} failed: ${(e as Error).message}`); }
+  try { profile = JSON.parse(text) as Profile; } catch (e) { throw new UserError(`decoding seccomp profile ${file} failed: ${(e as Error).message}`, { cause: e }); }
   if (typeof profile !== 'object' || profile === null || typeof profile.defaultAction !== 'string') throw new UserError(`seccomp profile ${file} has no defaultAction`);
   profileCache.set(file, profile);
   return profile;

@@ -80,6 +80,6 @@ export async function seedVolume(mountpoint: string, imagePath: string): Promise
   const entries = await fsp.readdir(mountpoint);
   if (entries.length) return;
   await run('cp', ['-a', '--', `${imagePath}/.`, mountpoint]).catch((e) => {
-    throw new UserError(`cannot copy image content into the new volume: ${String(e.stderr ?? e.message).trim()}`);
+    throw new UserError(`cannot copy image content into the new volume: ${String(e.stderr ?? e.message).trim()}`, { cause: e });
   });
 }

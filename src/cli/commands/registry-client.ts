@@ -45,7 +45,7 @@ async function transferOptions(flags: TransferFlags, kind: TransferKind, out?: N
   const reporter = client.createProgressReporter(mode, kind, out);
   let platform;
   if (flags.platform) {
-    try { platform = parsePlatform(flags.platform); } catch (e) { throw new UserError((e as Error).message); }
+    try { platform = parsePlatform(flags.platform); } catch (e) { throw new UserError((e as Error).message, { cause: e }); }
   }
   return {
     reporter,
@@ -94,7 +94,7 @@ export async function pullWithProgress(image: string, flags: TransferFlags, out:
   const { ContentStore } = await import('../../store/index.js');
   const { opts, reporter } = await transferOptions(flags, 'pull', out);
   let ref;
-  try { ref = parseReference(image); } catch (e) { throw new UserError((e as Error).message); }
+  try { ref = parseReference(image); } catch (e) { throw new UserError((e as Error).message, { cause: e }); }
   if (!image.includes('@') && !/:[\w][\w.-]*$/.test(image.slice(image.lastIndexOf('/') + 1))) reporter.line('Using default tag: latest');
   reporter.line(`${ref.tag ?? ref.digest}: Pulling from ${ref.registry === 'docker.io' ? ref.repository : `${ref.registry}/${ref.repository}`}`);
   const store = await ContentStore.open();
@@ -147,7 +147,7 @@ Examples:
       const { ContentStore } = await import('../../store/index.js');
       const { opts, reporter } = await transferOptions(flags, 'push');
       let ref;
-      try { ref = parseReference(destination ?? image); } catch (e) { throw new UserError((e as Error).message); }
+      try { ref = parseReference(destination ?? image); } catch (e) { throw new UserError((e as Error).message, { cause: e }); }
       reporter.line(`The push refers to repository [${ref.registry === 'docker.io' ? `docker.io/${ref.repository}` : `${ref.registry}/${ref.repository}`}]`);
       const store = await ContentStore.open();
       const result = await client.push(store, image, destination, opts);

@@ -45,7 +45,7 @@ export class Htpasswd {
   async load(): Promise<void> {
     const st = await fsp.stat(this.file).catch(() => { throw new UserError(`htpasswd file ${this.file} not found`); });
     const text = await fsp.readFile(this.file, 'utf8').catch((e: NodeJS.ErrnoException) => {
-      throw new UserError(`htpasswd file ${this.file} cannot be read: ${e.code === 'EISDIR' ? 'it is a directory' : e.message}`);
+      throw new UserError(`htpasswd file ${this.file} cannot be read: ${e.code === 'EISDIR' ? 'it is a directory' : e.message}`, { cause: e });
     });
     this.users = parseHtpasswd(text, this.file);
     this.mtimeMs = st.mtimeMs;
