@@ -235,7 +235,15 @@ export function storageDriverSuite(name: string, make: () => StorageDriver | Pro
       { op: 'delete', run: (x, p) => x.delete(p) },
       { op: 'walk', run: (x, p) => x.walk(p, () => {}) },
     ];
-    test('invalid paths are refused before the driver sees them, by every operation', async () => {
+    test('the path check keeps every optional capability the driver has, and adds none', async () => {
+    const inner = await make();
+    const checked = checkedDriver(inner);
+    for (const m of ['checkReady', 'lockFile', 'touch'] as const) {
+      assert.equal(typeof checked[m], typeof inner[m], `${m} is forwarded exactly when the driver has it`);
+    }
+  });
+
+  test('invalid paths are refused before the driver sees them, by every operation', async () => {
       await d.putContent('/inv/ok', 'kept');
       for (const o of ops) {
         for (const p of INVALID_PATHS) {

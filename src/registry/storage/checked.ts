@@ -26,8 +26,19 @@ export function checkedDriver(d: StorageDriver): StorageDriver {
   return new CheckedDriver(d);
 }
 
+// The optional capabilities are forwarded only where the inner driver has them: callers test
+// for them (`if (driver.lockFile)`), and a wrapper that hid one would silently turn a
+// cross-process upload lock into none.
 class CheckedDriver implements StorageDriver {
-  constructor(private readonly d: StorageDriver) {}
+  readonly checkReady?: () => Promise<void>;
+  readonly lockFile?: (p: string) => Promise<(() => Promise<void>) | undefined>;
+  readonly touch?: (p: string) => Promise<void>;
+
+  constructor(private readonly d: StorageDriver) {
+    if (d.checkReady) this.checkReady = () => d.checkReady!();
+    if (d.lockFile) this.lockFile = async (p) => d.lockFile!(this.check(p));
+    if (d.touch) this.touch = async (p) => d.touch!(this.check(p));
+  }
 
   get name(): string { return this.d.name; }
 
@@ -36,9 +47,6 @@ class CheckedDriver implements StorageDriver {
     return p;
   }
 
-  async checkReady(): Promise<void> {
-    await this.d.checkReady?.();
-  }
   async getContent(p: string): Promise<Buffer> {
     return this.d.getContent(this.check(p));
   }
