@@ -57,8 +57,9 @@ test('a directory swapped for a symlink to / during cp never exposes or changes 
     if (await copy(`swapper:/x/swap/${rel}`, '-', { stdout: sink }).then(() => true, () => false)) {
       const tar = Buffer.concat(chunks);
       assert.ok(!tar.includes(secret), `cp CTR:PATH - streamed the host file (attempt ${i})`);
-      assert.ok(tar.includes('container-'), 'the stream holds the container\'s file');
-      ok.streamOut++;
+      // The swap can move the file away between the walk and the read: cp then skips it (with a
+      // warning) and the stream holds only directories. Only a stream with the file counts.
+      if (tar.includes('container-')) ok.streamOut++;
     }
 
     if (await copy(path.join(plantDir, 'planted-by-cp'), `swapper:/x/swap/${rel}/`).then(() => true, () => false)) ok.fileIn++;
