@@ -44,6 +44,16 @@ export interface BuildOptions {
   network?: 'host' | 'none';
   /** --secret id → host file. */
   secrets?: Record<string, string>;
+  /** --ssh id → the SSH agent socket RUN --mount=type=ssh binds. */
+  ssh?: Record<string, string>;
+  /** --add-host: "ip\thost" lines for RUN steps' /etc/hosts. */
+  extraHosts?: string[];
+  /** --shm-size in bytes for RUN steps' /dev/shm. */
+  shmSize?: number;
+  /** --ulimit for RUN steps' processes. */
+  ulimits?: { type: string; soft: number; hard: number }[];
+  /** -m/--memory: RUN steps' cgroup memory limit in bytes. */
+  memory?: number;
   /** Progress output (Step N/M lines and RUN output); undefined = silent. */
   progress?: Writable;
   sourceDateEpoch?: number;
@@ -145,6 +155,7 @@ class Builder {
     this.globalArgs = this.evalMetaArgs();
 
     const target = this.pickTarget();
+    this.finalInst = target.commands[target.commands.length - 1];
     const order = this.stagesNeeded(target);
     this.totalSteps = order.reduce((n, s) => n + 1 + s.commands.length, 0);
     // Ctrl-C: runc gets the signal (runOnce forwards it), the running step fails, its mounts and
@@ -167,6 +178,8 @@ class Builder {
   }
 
   private interrupted = false;
+  /** The target's last instruction: its " ---> " line shows the image ID, printed once written. */
+  private finalInst: Instruction | undefined;
 
   /** BuildKit's lint warnings, once per build, before the first step. */
   private printWarnings(warnings: DockerfileWarning[]): void {
@@ -281,6 +294,7 @@ class Builder {
     this.log(`Step ${this.stepNo}/${this.totalSteps} : ${stage.from.original}\n`);
     const fromStage = this.stageRef(name, stage.index);
     let state: StageState;
+    let baseId: string | undefined;
     if (fromStage) {
       const prev = this.stageResults.get(fromStage.index)!;
       state = { ...prev, config: structuredClone(prev.config), layers: [...prev.layers], args: new Map(), cmdSet: false };
@@ -297,6 +311,7 @@ class Builder {
       const platformFlag = stage.from.flags.find((f) => f.name === 'platform')?.value;
       const platform = platformFlag ? parsePlatform(this.lex.processWord(platformFlag, this.globalArgs)) : this.platform;
       const img = await this.resolveBase(name, platform, stage.from);
+      baseId = img.configDigest;
       state = {
         key: stepKey('', ['FROM', img.manifestDescriptor.digest]),
         config: structuredClone(img.config),
@@ -310,7 +325,8 @@ class Builder {
       const env = state.config.config.Env ?? [];
       if (!env.some((e) => e.startsWith('PATH='))) state.config.config.Env = [DEFAULT_PATH_ENV, ...env];
     }
-    this.log(` ---> ${fromStage ? `stage ${fromStage.name ?? fromStage.index}` : shortId(`sha256:${state.key}`)}\n`);
+    // The base's IMAGE ID as `drydock images` shows it (scratch has none, as in Docker; a stage shows its name).
+    this.log(` ---> ${fromStage ? `stage ${fromStage.name ?? fromStage.index}` : baseId ? shortId(baseId) : ''}\n`);
     this.steps.push({ step: this.stepNo, instruction: stage.from.original, cached: true, key: state.key });
     return state;
   }
@@ -405,7 +421,7 @@ class Builder {
     }
     this.applyEntry(state, entry, historyText, !!execute);
     state.key = key;
-    this.log(` ---> ${shortId(`sha256:${key}`)}\n`);
+    if (inst !== this.finalInst || trigger) this.log(` ---> ${shortId(`sha256:${key}`)}\n`);
     this.steps.push({ step: this.stepNo, instruction: inst.original, cached, key });
     return state;
   }
@@ -473,10 +489,26 @@ class Builder {
         const { mkdirInRoot } = await import('./copy.js');
         await mkdirInRoot(rootfs, cwd, { uid: 0, gid: 0 });
         const ociMounts = [];
-        for (const m of mounts) ociMounts.push(ociMount(m, await this.mountSource(inst, m, workDir)));
+        const sshEnv: string[] = [];
+        for (const m of mounts) {
+          if (m.type === 'ssh') {
+            const sock = this.opts.ssh?.[m.id!];
+            if (!sock) {
+              // Like BuildKit: an agent nobody forwarded is skipped unless the mount requires it.
+              if (m.required) throw this.err(inst, `no SSH key "${m.id}" forwarded from the client (drydock build --ssh ${m.id}[=SOCKET])`);
+              continue;
+            }
+            if (!sshEnv.length) sshEnv.push(`SSH_AUTH_SOCK=${m.target}`);
+            ociMounts.push(ociMount(m, sock));
+            continue;
+          }
+          ociMounts.push(ociMount(m, await this.mountSource(inst, m, workDir)));
+        }
         const spec = await createRuntimeSpec({
-          rootfs, args: argv, env: [...(c.Env ?? []), ...argEnv, ...proxyEnv], cwd, user: c.User || '0:0',
+          rootfs, args: argv, env: [...(c.Env ?? []), ...argEnv, ...proxyEnv, ...sshEnv], cwd, user: c.User || '0:0',
           network: network === 'none' ? 'none' : 'host', mounts: ociMounts, hostFilesDir: path.join(workDir, 'hostfiles'),
+          extraHosts: this.opts.extraHosts, shmSize: this.opts.shmSize, rlimits: this.opts.ulimits,
+          ...(this.opts.memory ? { resources: { memory: { limit: this.opts.memory } } } : {}),
         });
         const id = `drydock-build-${randomBytes(6).toString('hex')}`;
         const { addOwnedContainer } = await import('../runtime/index.js');
@@ -508,7 +540,7 @@ class Builder {
   /** Host path backing a RUN --mount. */
   private async mountSource(inst: Instruction, m: MountRequest, workDir: string): Promise<string | undefined> {
     switch (m.type) {
-      case 'tmpfs': return undefined;
+      case 'tmpfs': case 'ssh': return undefined;
       case 'cache': {
         const dir = cacheMountDir(this.store.root, m);
         await fsp.mkdir(dir, { recursive: true });
@@ -763,6 +795,7 @@ class Builder {
     // Untagged, it is kept like Docker's dangling images: listed as <none>, removed by rmi or image prune.
     if (names.length === 0) await this.store.setRoot(`built/${written.manifestDigest}`, [written.manifestDigest]);
     written.names = names;
+    if (this.finalInst) this.log(` ---> ${shortId(written.configDigest)}\n`);
     this.log(`Successfully built ${shortId(written.configDigest)}\n`);
     for (const n of written.names) this.log(`Successfully tagged ${familiarString(parseReference(n))}\n`);
     return {

@@ -1,4 +1,4 @@
-// RUN --mount=type=cache|bind|secret|tmpfs → OCI mounts. Everything is mounted by runc, which
+// RUN --mount=type=cache|bind|secret|ssh|tmpfs → OCI mounts. Everything is mounted by runc, which
 // creates mount points inside the rootfs only (securejoin); the mount points it had to create
 // are removed from the upper dir afterwards so they never end up in the layer.
 import { promises as fsp } from 'node:fs';
@@ -8,7 +8,7 @@ import type { OciMount } from '../runtime/index.js';
 import { UserError } from '../util/errors.js';
 
 export interface MountRequest {
-  type: 'cache' | 'bind' | 'secret' | 'tmpfs';
+  type: 'cache' | 'bind' | 'secret' | 'ssh' | 'tmpfs';
   target: string;
   source?: string;
   from?: string;
@@ -19,6 +19,9 @@ export interface MountRequest {
   text: string;
 }
 
+/** Where BuildKit binds the first forwarded SSH agent socket (and points SSH_AUTH_SOCK). */
+export const SSH_AGENT_TARGET = '/run/buildkit/ssh_agent.0';
+
 export function parseMountFlag(text: string): MountRequest {
   const fields = new Map<string, string>();
   for (const part of text.split(',')) {
@@ -28,15 +31,17 @@ export function parseMountFlag(text: string): MountRequest {
     fields.set(k, eq < 0 ? 'true' : part.slice(eq + 1));
   }
   const type = (fields.get('type') ?? 'bind') as MountRequest['type'];
-  if (!['cache', 'bind', 'secret', 'tmpfs'].includes(type)) throw new UserError(`unsupported mount type "${type}" (cache, bind, secret, tmpfs)`);
-  const id = fields.get('id');
+  if (!['cache', 'bind', 'secret', 'ssh', 'tmpfs'].includes(type)) throw new UserError(`unsupported mount type "${type}" (cache, bind, secret, ssh, tmpfs)`);
+  // An ssh mount forwards the agent given as --ssh ID (default "default") where BuildKit puts it.
+  const id = fields.get('id') ?? (type === 'ssh' ? 'default' : undefined);
   let target = fields.get('target') ?? fields.get('dst') ?? fields.get('destination');
   if (!target && type === 'secret' && id) target = `/run/secrets/${id}`;
+  if (!target && type === 'ssh') target = SSH_AGENT_TARGET;
   if (!target) throw new UserError(`--mount=${text}: target is required`);
   if (!target.startsWith('/')) target = `/${target}`;
   const ro = fields.get('ro') ?? fields.get('readonly');
   const rw = fields.get('rw') ?? fields.get('readwrite');
-  const readonly = type === 'secret' || (type === 'bind' ? rw !== 'true' : ro === 'true');
+  const readonly = type === 'secret' || type === 'ssh' || (type === 'bind' ? rw !== 'true' : ro === 'true');
   return {
     type, target: path.posix.normalize(target), source: fields.get('source') ?? fields.get('src'), from: fields.get('from'), id, readonly,
     required: fields.get('required') === 'true', text,

@@ -17,3 +17,4 @@ export { copy, splitContainerPath } from './cp.js';
 export { createVolume, listVolumes, removeVolume, inspectVolume, type VolumeInfo } from './volumes.js';
 export { parsePublish, startPortProxy, type PortBinding } from './ports.js';
 export { sweepOrphans, createOwnedDir, addOwnedContainer, scratchRoot, type SweepResult } from './orphans.js';
+export { parseUlimit, checkUlimits, type Rlimit } from './ulimits.js';

@@ -60,7 +60,10 @@ export async function mountRootfs(opts: MountRootfsOptions): Promise<MountedRoot
  * the mounting process uses as its cwd.
  */
 export async function mountOverlay(lowersBottomUp: string[], upperDir: string, work: string, merged: string, volatile = false): Promise<void> {
-  const top = [...lowersBottomUp].reverse();
+  // The same layer twice (two steps that both left an empty layer) makes the kernel refuse the
+  // mount with ELOOP. Only the topmost copy counts: a lower copy of identical content adds
+  // nothing the top one does not already show or hide.
+  const top = [...new Set([...lowersBottomUp].reverse())];
   let cwd: string | undefined;
   let data = `lowerdir=${top.join(':')},upperdir=${upperDir},workdir=${work}`;
   if (data.length > MOUNT_DATA_LIMIT) {

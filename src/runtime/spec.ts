@@ -89,6 +89,10 @@ export interface RuntimeSpecOptions {
   maskedPaths?: string[];
   readonlyPaths?: string[];
   resources?: OciResources;
+  /** Size of the /dev/shm tmpfs in bytes (--shm-size; Docker's default is 64 MiB). */
+  shmSize?: number;
+  /** Process rlimits (--ulimit), e.g. { type: 'RLIMIT_NOFILE', soft: 1024, hard: 2048 }. */
+  rlimits?: { type: string; hard: number; soft: number }[];
   /** Where to write the generated /etc/hosts, /etc/resolv.conf, /etc/hostname (default: next to the rootfs). */
   hostFilesDir?: string;
   /** Extra "ip name" lines for /etc/hosts (--add-host, the container's own address). */
@@ -144,7 +148,7 @@ export async function createRuntimeSpec(opts: RuntimeSpecOptions): Promise<OciSp
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
     { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
-    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', `size=${opts.shmSize ? `${Math.ceil(opts.shmSize / 1024)}k` : '65536k'}`] },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
     // sysfs may only be mounted read-write in a new network namespace; with host networking
     // the kernel refuses a fresh sysfs, so bind the host's read-only like runc's rootless spec.
@@ -177,6 +181,7 @@ export async function createRuntimeSpec(opts: RuntimeSpecOptions): Promise<OciSp
       cwd: opts.cwd || '/',
       capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
       noNewPrivileges: !!opts.noNewPrivileges,
+      ...(opts.rlimits?.length ? { rlimits: opts.rlimits } : {}),
     },
     root: { path: opts.rootfs, readonly: !!opts.readonlyRootfs },
     hostname: namespaces.some((n) => n.type === 'uts') ? hostname : undefined,

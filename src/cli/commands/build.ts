@@ -21,6 +21,11 @@ interface BuildFlags {
   label?: string[];
   compression: 'gzip' | 'zstd' | 'none';
   format?: string;
+  addHost?: string[];
+  shmSize?: string;
+  ulimit?: string[];
+  memory?: string;
+  ssh?: string[];
 }
 
 function parseKeyValue(list: string[] | undefined, what: string): Record<string, string> {
@@ -66,6 +71,13 @@ export function register(program: Command): void {
     .option('--platform <os/arch>', 'target platform (default: the host)')
     .addOption(new Option('--network <mode>', 'network for RUN steps').choices(['host', 'none', 'default']))
     .option('--secret <spec>', 'secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)', collect)
+    .option('--add-host <host:ip>', 'add a line to RUN steps\' /etc/hosts (repeatable)', collect)
+    .option('--shm-size <bytes>', 'size of /dev/shm in RUN steps, e.g. 256m (default 64m)')
+    .option('--ulimit <name=soft[:hard]>', 'ulimit for RUN steps, e.g. nofile=1024:2048 (repeatable; raising a hard limit needs CAP_SYS_RESOURCE)', collect)
+    .option('-m, --memory <bytes>', 'memory limit of RUN steps (their cgroup), e.g. 512m')
+    .option('--ssh <default|id=socket>', 'forward an SSH agent to RUN --mount=type=ssh (default: $SSH_AUTH_SOCK; repeatable)', collect)
+    .option('--rm', 'accepted for Docker compatibility: a daemonless build keeps no intermediate containers')
+    .option('--force-rm', 'accepted for Docker compatibility: a daemonless build keeps no intermediate containers')
     .option('--label <key=value>', 'add a label to the image (repeatable)', collect)
     .addOption(new Option('--compression <alg>', 'layer compression').choices(['gzip', 'zstd', 'none']).default('gzip'))
     .option('-q, --quiet', 'suppress build output and print the image ID')
@@ -77,6 +89,8 @@ Examples:
   drydock build -f docker/Dockerfile.prod --build-arg VERSION=2.1 -t myapp:prod .
   drydock build --target test --no-cache .
   drydock build --secret id=npmrc,src=$HOME/.npmrc -t web .
+  drydock build --ssh default -t app .       # RUN --mount=type=ssh git clone git@host:repo
+  drydock build --add-host mirror.local:10.0.0.5 --shm-size 256m -m 1g --ulimit nofile=1024:1024 .
   drydock build -t app -o type=docker,dest=app.tar . && podman load -i app.tar
   echo 'FROM busybox' | drydock build -f - .
   drydock build -t tools - < Dockerfile.tools        # no context: the Dockerfile alone
@@ -105,6 +119,28 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
           secrets[id] = file;
         } else throw new UserError(`--secret ${spec}: src=FILE or env=VAR is required`);
       }
+      const ssh: Record<string, string> = {};
+      for (const spec of flags.ssh ?? []) {
+        const eq = spec.indexOf('=');
+        const id = eq < 0 ? spec : spec.slice(0, eq);
+        const sock = eq < 0 ? process.env.SSH_AUTH_SOCK : spec.slice(eq + 1);
+        if (!id) throw new UserError(`--ssh ${spec}: expected default|ID[=SOCKET]`);
+        if (!sock) throw new UserError(`--ssh ${spec}: SSH_AUTH_SOCK is not set; start ssh-agent or give ${id}=SOCKET`);
+        const st = await fsp.stat(sock).catch(() => undefined);
+        if (!st?.isSocket()) throw new UserError(`--ssh ${spec}: ${sock} is not an SSH agent socket`);
+        ssh[id] = sock;
+      }
+      const { isIP } = await import('node:net');
+      const extraHosts = (flags.addHost ?? []).map((h) => {
+        const i = h.indexOf(':');
+        if (i <= 0 || !isIP(h.slice(i + 1))) throw new UserError(`invalid argument "${h}" for "--add-host" flag: invalid IP address in add-host: "${h.slice(i + 1)}"`);
+        return `${h.slice(i + 1)}\t${h.slice(0, i)}`;
+      });
+      const { parseUlimit, checkUlimits } = await import('../../runtime/index.js');
+      const { parseMemory } = await import('../../runtime/create.js');
+      const { parseByteSize } = await import('../../layer/limits.js');
+      const ulimits = (flags.ulimit ?? []).map(parseUlimit);
+      await checkUlimits(ulimits);
       let output: { type: string; dest: string } | undefined;
       if (flags.output) {
         const kv = parseCsv(flags.output);
@@ -146,6 +182,11 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
         platform: flags.platform,
         network: flags.network === 'none' ? 'none' : 'host',
         secrets,
+        ssh,
+        extraHosts,
+        shmSize: flags.shmSize !== undefined ? parseByteSize(flags.shmSize, '--shm-size') : undefined,
+        ulimits,
+        memory: flags.memory !== undefined ? parseMemory(flags.memory) : undefined,
         progress: quiet ? undefined : process.stdout,
         sourceDateEpoch: epoch ? Number(epoch) : undefined,
         compression: flags.compression,
