@@ -180,7 +180,7 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
         ...c.state,
         Status: 'running', Pid: 0, RunnerPid: process.pid, RunnerStart: processStartTime(process.pid) ?? '',
         ExitCode: 0, Error: '', StartedAt: now, FinishedAt: ZERO_TIME, 
-        Ports: proxy?.bindings ?? [], ...(net ? { Network: net } : { Network: undefined }), StopRequested: false,
+        Ports: proxy?.bindings ?? [], ...(net ? { Network: net } : { Network: undefined }), StopRequested: false, Paused: false,
       };
       await writeState(c.paths, state, !rec.HostConfig.AutoRemove);
       const h = await startRuncRun({ id, bundleDir: c.paths.bundle, spec, stdio, pidFile: c.paths.pidFile, runtime: rec.HostConfig.Runtime, architecture: rec.Architecture, ptyWrapper });
@@ -219,7 +219,7 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
     }
     const after = await updateState(c.paths, (s) => {
       s.Status = 'exited'; s.Pid = 0; s.ExitCode = exitCode; s.FinishedAt = new Date().toISOString();
-      s.Error = startError ? startError.message : ''; s.Ports = []; delete s.Network;
+      s.Error = startError ? startError.message : ''; s.Ports = []; delete s.Network; s.Paused = false;
     });
     if (startError) {
       reportReady(startError);

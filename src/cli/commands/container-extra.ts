@@ -87,6 +87,8 @@ export function register(program: Command): void {
           if (verb === 'unpause' && state.status !== 'paused') throw new UserError(`Container ${c.record.Id} is not paused`);
           // runc calls unpausing "resume".
           await runc([verb === 'pause' ? 'pause' : 'resume', c.record.Id]);
+          const { updateState } = await import('../../runtime/containers.js');
+          await updateState(c.paths, (s) => { s.Paused = verb === 'pause'; });
           process.stdout.write(`${ref}\n`);
         }
       });
