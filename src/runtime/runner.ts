@@ -12,6 +12,7 @@ import { startRuncRun, deleteContainer, type RunResult } from './runc.js';
 import { setupBridgeNetwork, teardownBridgeNetwork, removeStaleNetns, type ContainerNetwork } from './network.js';
 import { startPortProxy, type RunningProxy } from './ports.js';
 import { JsonLogWriter } from './logs.js';
+import { serveAttach, type AttachServer } from './attach.js';
 import { createVolume, seedVolume } from './volumes.js';
 import { resolveInRoot, checkWorkdir } from './rootfs-path.js';
 import { destroyContainer } from './destroy.js';
@@ -122,6 +123,7 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
     let peers: { name: string; ip: string; hostsFile: string }[] = [];
     let proxy: RunningProxy | undefined;
     let logs: JsonLogWriter | undefined;
+    let attach: AttachServer | undefined;
     let startError: Error | undefined;
     let result: RunResult | undefined;
     try {
@@ -189,6 +191,8 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
         h.child.stdout!.pipe(logs.stream('stdout', tee ? process.stdout : undefined));
         h.child.stderr!.pipe(logs.stream('stderr', tee ? process.stderr : undefined));
       }
+      // `drydock attach` reaches a detached container's stdio through the monitor.
+      if (io.mode === 'monitor') attach = await serveAttach(c.paths.dir, { stdin: rec.Config.OpenStdin ? h.child.stdin : undefined, stdout: h.child.stdout!, stderr: h.child.stderr! });
       let exited = false;
       h.child.on('exit', () => { exited = true; });
       if (io.mode === 'monitor') {
@@ -204,9 +208,12 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
         await Promise.all([once(h.child.stdout!), once(h.child.stderr!)]);
         await logs.close();
       }
+      await attach?.close();
+      attach = undefined;
     } catch (e) {
       startError = e as Error;
     } finally {
+      await attach?.close().catch(() => {});
       await proxy?.close().catch(() => {});
       await deleteContainer(id, { force: true, runtime: rec.HostConfig.Runtime });
       if (net) await teardownBridgeNetwork(net, id);

@@ -1,5 +1,5 @@
-// Container commands Docker users type that need no runtime changes: wait, rename, top,
-// pause and unpause. They read container records and ask runc, as `ps` and `inspect` do.
+// Container commands Docker users type beyond run/ps/exec: wait, rename, top, pause and unpause
+// (they read container records and ask runc, as `ps` and `inspect` do), attach and stats.
 import type { Command } from 'commander';
 import { UserError } from '../../util/errors.js';
 
@@ -20,6 +20,24 @@ async function running(ref: string) {
 }
 
 export function register(program: Command): void {
+  program.command('attach')
+    .description("Attach your terminal to a running detached container's input and output")
+    .argument('<container>', 'container name or ID')
+    .option('--no-stdin', 'do not attach STDIN')
+    .option('--detach-keys <keys>', 'key sequence that detaches (terminal containers)', 'ctrl-p,ctrl-q')
+    .option('--sig-proxy [bool]', 'forward received signals to the container (non-terminal containers)', (v) => v !== 'false', true)
+    .addHelpText('after', `
+Containers started with \`drydock run -d\` (their monitor serves the attach socket). Output from
+before you attach is in \`drydock logs\`. With a terminal (-t), Ctrl-P Ctrl-Q detaches and leaves
+the container running.`)
+    .action(async (ref: string, f: { stdin: boolean; detachKeys: string; sigProxy: boolean }) => {
+      const { findContainer } = await import('../../runtime/containers.js');
+      const { attachContainer, parseDetachKeys } = await import('../../runtime/attach.js');
+      parseDetachKeys(f.detachKeys);
+      const c = await findContainer(ref);
+      process.exitCode = await attachContainer(c, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, noStdin: !f.stdin, detachKeys: f.detachKeys, sigProxy: f.sigProxy });
+    });
+
   program.command('wait')
     .description('Block until one or more containers stop, then print their exit codes')
     .argument('<container...>', 'container names or IDs')
