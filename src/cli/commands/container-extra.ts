@@ -20,6 +20,53 @@ async function running(ref: string) {
 }
 
 export function register(program: Command): void {
+  program.command('stats')
+    .description('Show running containers\' CPU, memory, network, block I/O and pids (from their cgroups)')
+    .argument('[container...]', 'container names or IDs (default: all running)')
+    .option('-a, --all', 'show all containers (default shows just running)')
+    .option('--no-stream', 'print one sample and exit')
+    .option('--no-trunc', 'do not truncate output')
+    .option('--format <format>', 'Go template, "table ..." or "json"')
+    .action(async (refs: string[], f: { all?: boolean; stream: boolean; trunc: boolean; format?: string }) => {
+      const { findContainer, listContainers, loadContainer } = await import('../../runtime/containers.js');
+      const { sampleStats, statsRow, bytesSize } = await import('../../runtime/stats.js');
+      const { formatSize } = await import('../../util/format.js');
+      const { goStruct } = await import('../../util/gotemplate/index.js');
+      const { formatRows } = await import('../output.js');
+      const list = refs.length ? await Promise.all(refs.map((r) => findContainer(r)))
+        : (await listContainers()).filter((c) => f.all || c.state.Status === 'running');
+      const pct = (n: number) => `${n.toFixed(2)}%`;
+      for (;;) {
+        const current = await Promise.all(list.map(async (c) => (await loadContainer(c.record.Id)) ?? c));
+        const before = await Promise.all(current.map(sampleStats));
+        // CPU % needs an interval; Docker's daemon samples once a second.
+        await new Promise((r) => setTimeout(r, 1000));
+        const after = await Promise.all(current.map(sampleStats));
+        const rows = current.map((c, i) => {
+          const { cpuPercent, memPercent, sample: s } = statsRow(before[i]!, after[i]!);
+          const running = c.state.Status === 'running';
+          return goStruct('*formatter.statsContext', {
+            BlockIO: running ? `${formatSize(s.blkRead)} / ${formatSize(s.blkWrite)}` : '0B / 0B',
+            CPUPerc: pct(cpuPercent),
+            Container: refs.length ? refs[i]! : (f.trunc ? c.record.Id.slice(0, 12) : c.record.Id),
+            ID: f.trunc ? c.record.Id.slice(0, 12) : c.record.Id,
+            MemPerc: pct(memPercent),
+            MemUsage: running ? `${bytesSize(s.memUsage)} / ${bytesSize(s.memLimit)}` : '0B / 0B',
+            Name: c.record.Name,
+            NetIO: `${formatSize(s.netRx)} / ${formatSize(s.netTx)}`,
+            PIDs: String(s.pids),
+          });
+        });
+        const out = await formatRows(f.format, rows, {
+          defaultFormat: 'table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}',
+          headers: { BlockIO: 'BLOCK I/O', CPUPerc: 'CPU %', Container: 'CONTAINER', ID: 'CONTAINER ID', MemPerc: 'MEM %', MemUsage: 'MEM USAGE / LIMIT', Name: 'NAME', NetIO: 'NET I/O', PIDs: 'PIDS' },
+        }, 'failed to execute template');
+        // Streaming redraws the screen like docker stats.
+        process.stdout.write(f.stream ? `\x1b[2J\x1b[H${out}` : out);
+        if (!f.stream) return;
+      }
+    });
+
   program.command('attach')
     .description("Attach your terminal to a running detached container's input and output")
     .argument('<container>', 'container name or ID')
