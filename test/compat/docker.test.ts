@@ -151,7 +151,6 @@ const rows: Row[] = [
   },
   { name: 'missing build context', args: ['build', '/nonexistent-context-dir'], compare: sameErr },
   // run: identity, environment and exit status of the container process
-  // (`id` alone differs until run sets supplementary groups: Docker prints groups=...)
   { name: 'run id -u -g', args: ['run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', 'id -u; id -g; id -un'] },
   { name: 'run -u nobody', args: ['run', '--rm', '--network', 'none', '-u', 'nobody', IMAGE, 'sh', '-c', 'id -u; id -g; id -un; id -gn'] },
   { name: 'run -u 1234:5678', args: ['run', '--rm', '--network', 'none', '-u', '1234:5678', IMAGE, 'sh', '-c', 'id -u; id -g'] },
