@@ -85,6 +85,8 @@ export interface ContainerState {
   /** Set by stop/kill so the restart policy does not bring the container back. */
   StopRequested?: boolean;
   OOMKilled?: boolean;
+  /** Set by pause, cleared by unpause and by every start (runc's freezer state, kept for ps). */
+  Paused?: boolean;
 }
 
 export const ZERO_TIME = '0001-01-01T00:00:00Z';
@@ -250,7 +252,7 @@ async function reconcile(paths: ContainerPaths, state: ContainerState): Promise<
 export function describeStatus(state: ContainerState, now = Date.now()): string {
   const ago = (iso: string) => humanDuration(now - Date.parse(iso));
   switch (state.Status) {
-    case 'running': return `Up ${ago(state.StartedAt)}`;
+    case 'running': return `Up ${ago(state.StartedAt)}${state.Paused ? ' (Paused)' : ''}`;
     case 'restarting': return `Restarting (${state.ExitCode}) ${ago(state.FinishedAt)} ago`;
     case 'exited': return `Exited (${state.ExitCode}) ${ago(state.FinishedAt)} ago`;
     case 'removing': return 'Removal In Progress';

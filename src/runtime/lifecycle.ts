@@ -248,7 +248,7 @@ export async function inspectContainer(ref: string): Promise<Record<string, unkn
     Path: r.Path,
     Args: r.Args,
     State: {
-      Status: s.Status, Running: s.Status === 'running', Paused: false, Restarting: s.Status === 'restarting',
+      Status: s.Status, Running: s.Status === 'running', Paused: !!s.Paused && s.Status === 'running', Restarting: s.Status === 'restarting',
       OOMKilled: !!s.OOMKilled, Dead: false, Pid: pid, ExitCode: s.ExitCode, Error: s.Error,
       StartedAt: s.StartedAt, FinishedAt: s.FinishedAt,
     },

@@ -12,6 +12,7 @@ import { startRuncRun, deleteContainer, type RunResult } from './runc.js';
 import { setupBridgeNetwork, teardownBridgeNetwork, removeStaleNetns, type ContainerNetwork } from './network.js';
 import { startPortProxy, type RunningProxy } from './ports.js';
 import { JsonLogWriter } from './logs.js';
+import { serveAttach, type AttachServer } from './attach.js';
 import { createVolume, seedVolume } from './volumes.js';
 import { resolveInRoot, checkWorkdir } from './rootfs-path.js';
 import { destroyContainer } from './destroy.js';
@@ -122,6 +123,7 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
     let peers: { name: string; ip: string; hostsFile: string }[] = [];
     let proxy: RunningProxy | undefined;
     let logs: JsonLogWriter | undefined;
+    let attach: AttachServer | undefined;
     let startError: Error | undefined;
     let result: RunResult | undefined;
     try {
@@ -180,7 +182,7 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
         ...c.state,
         Status: 'running', Pid: 0, RunnerPid: process.pid, RunnerStart: processStartTime(process.pid) ?? '',
         ExitCode: 0, Error: '', StartedAt: now, FinishedAt: ZERO_TIME, 
-        Ports: proxy?.bindings ?? [], ...(net ? { Network: net } : { Network: undefined }), StopRequested: false,
+        Ports: proxy?.bindings ?? [], ...(net ? { Network: net } : { Network: undefined }), StopRequested: false, Paused: false,
       };
       await writeState(c.paths, state, !rec.HostConfig.AutoRemove);
       const h = await startRuncRun({ id, bundleDir: c.paths.bundle, spec, stdio, pidFile: c.paths.pidFile, runtime: rec.HostConfig.Runtime, architecture: rec.Architecture, ptyWrapper });
@@ -189,6 +191,8 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
         h.child.stdout!.pipe(logs.stream('stdout', tee ? process.stdout : undefined));
         h.child.stderr!.pipe(logs.stream('stderr', tee ? process.stderr : undefined));
       }
+      // `drydock attach` reaches a detached container's stdio through the monitor.
+      if (io.mode === 'monitor') attach = await serveAttach(c.paths.dir, { stdin: rec.Config.OpenStdin ? h.child.stdin : undefined, stdout: h.child.stdout!, stderr: h.child.stderr! });
       let exited = false;
       h.child.on('exit', () => { exited = true; });
       if (io.mode === 'monitor') {
@@ -204,9 +208,12 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
         await Promise.all([once(h.child.stdout!), once(h.child.stderr!)]);
         await logs.close();
       }
+      await attach?.close();
+      attach = undefined;
     } catch (e) {
       startError = e as Error;
     } finally {
+      await attach?.close().catch(() => {});
       await proxy?.close().catch(() => {});
       await deleteContainer(id, { force: true, runtime: rec.HostConfig.Runtime });
       if (net) await teardownBridgeNetwork(net, id);
@@ -219,7 +226,7 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
     }
     const after = await updateState(c.paths, (s) => {
       s.Status = 'exited'; s.Pid = 0; s.ExitCode = exitCode; s.FinishedAt = new Date().toISOString();
-      s.Error = startError ? startError.message : ''; s.Ports = []; delete s.Network;
+      s.Error = startError ? startError.message : ''; s.Ports = []; delete s.Network; s.Paused = false;
     });
     if (startError) {
       reportReady(startError);

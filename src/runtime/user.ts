@@ -56,11 +56,13 @@ export async function resolveUser(rootfs: string, spec: string | undefined, extr
   let gid = entry?.gid ?? 0;
   if (groupPart !== undefined && groupPart !== '') gid = lookupGroup(groups, groupPart);
   const additional = new Set<number>();
-  // Supplementary groups come from /etc/group membership only when no explicit group was given,
-  // like Docker (an explicit group replaces the user's group set).
-  if (entry && (groupPart === undefined || groupPart === '')) {
-    for (const g of groups) if (g.members.includes(entry.name) && g.gid !== gid) additional.add(g.gid);
+  // Supplementary groups come from /etc/group only when no explicit group was given, like Docker
+  // (an explicit group replaces the user's group set). Docker's list holds the primary group too
+  // (`id` prints groups=0(root)), in the group file's order, also with an explicit group.
+  if (groupPart === undefined || groupPart === '') {
+    for (const g of groups) if (g.gid === gid || (entry && g.members.includes(entry.name))) additional.add(g.gid);
   }
+  additional.add(gid);
   for (const g of extraGroups) additional.add(lookupGroup(groups, g));
   return { uid, gid, additionalGids: [...additional], home: entry?.home ?? '/' };
 }

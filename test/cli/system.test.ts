@@ -69,7 +69,10 @@ test('wait, rename, top, pause/unpause and container prune on a real container',
     assert.match(await ok(['top', 'sleeper'], root), /^UID +PID +PPID +C +STIME +TTY +TIME +CMD\n\S+ +\d+ .*sleep 60\n$/);
     await ok(['pause', 'sleeper'], root);
     assert.match((await runCli(['pause', 'sleeper'], { root })).stderr, /is already paused/);
+    assert.match(await ok(['ps', '--format', '{{.Status}}'], root), /^Up .* \(Paused\)\n$/);
+    assert.match(await ok(['inspect', '--format', '{{.State.Paused}}', 'sleeper'], root), /^true\n$/);
     await ok(['unpause', 'sleeper'], root);
+    assert.doesNotMatch(await ok(['ps', '--format', '{{.Status}}'], root), /Paused/);
     await ok(['rename', 'sleeper', 'dozer'], root);
     assert.equal(await ok(['ps', '--format', '{{.Names}}'], root), 'dozer\n');
     assert.match((await runCli(['rename', 'dozer', 'dozer'], { root })).stderr, /same name/);

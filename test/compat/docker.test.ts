@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { busyboxRootfsTar, startDockerd, type Dockerd, type DockerResult } from '../helpers/dockerd.js';
-import { requireTool, runCli, tempDir, type CliResult } from '../helpers/env.js';
+import { FIXTURES, requireTool, runCli, tempDir, type CliResult } from '../helpers/env.js';
 
 let dockerd: Dockerd;
 let root: string;
@@ -151,21 +151,27 @@ const rows: Row[] = [
   },
   { name: 'missing build context', args: ['build', '/nonexistent-context-dir'], compare: sameErr },
   // run: identity, environment and exit status of the container process
-  // (`id` alone differs until run sets supplementary groups: Docker prints groups=...)
   { name: 'run id -u -g', args: ['run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', 'id -u; id -g; id -un'] },
   { name: 'run -u nobody', args: ['run', '--rm', '--network', 'none', '-u', 'nobody', IMAGE, 'sh', '-c', 'id -u; id -g; id -un; id -gn'] },
   { name: 'run -u 1234:5678', args: ['run', '--rm', '--network', 'none', '-u', '1234:5678', IMAGE, 'sh', '-c', 'id -u; id -g'] },
   { name: 'run exit code', args: ['run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', 'exit 3'] },
   { name: 'run -w', args: ['run', '--rm', '--network', 'none', '-w', '/bin', IMAGE, 'sh', '-c', 'pwd'] },
   {
-    name: 'run env (without HOSTNAME)',
+    name: 'run env (HOSTNAME is the short container id)',
     args: ['run', '--rm', '--network', 'none', '-e', 'FOO=bar', IMAGE, 'env'],
     compare: (d, o) => {
       assert.equal(o.code, d.code, o.stderr);
-      const env = (s: string) => s.split('\n').filter((l) => l && !l.startsWith('HOSTNAME=')).sort();
+      const env = (s: string) => s.split('\n').filter(Boolean).map((l) => l.replace(/^HOSTNAME=[0-9a-f]{12}$/, 'HOSTNAME=<id>')).sort();
+      assert.ok(env(d.stdout).includes('HOSTNAME=<id>'), d.stdout);
       assert.deepEqual(env(o.stdout), env(d.stdout));
     },
   },
+  { name: 'run id (supplementary groups)', args: ['run', '--rm', '--network', 'none', IMAGE, 'id'] },
+  { name: 'run -u nobody id', args: ['run', '--rm', '--network', 'none', '-u', 'nobody', IMAGE, 'id'] },
+  { name: 'run --group-add id', args: ['run', '--rm', '--network', 'none', '--group-add', '123', IMAGE, 'id'] },
+  { name: 'seccomp mode of the container process', args: ['run', '--rm', '--network', 'none', IMAGE, 'grep', '^Seccomp:', '/proc/self/status'] },
+  { name: 'capability masks (CapEff, CapBnd)', args: ['run', '--rm', '--network', 'none', IMAGE, 'grep', '-E', '^Cap(Eff|Bnd|Prm):', '/proc/self/status'] },
+  { name: 'capability masks with --cap-drop/--cap-add', args: ['run', '--rm', '--network', 'none', '--cap-drop', 'CHOWN', '--cap-add', 'NET_ADMIN', IMAGE, 'grep', '^CapEff:', '/proc/self/status'] },
 ];
 
 test('docker and drydock agree: rmi of an image a container uses is a conflict unless -f; ps --format', async () => {
@@ -195,6 +201,26 @@ test('docker and drydock agree: rmi of an image a container uses is a conflict u
     await dockerd.docker(['rm', '-f', name]);
     await drydock(['rm', '-f', name]);
   }
+});
+
+test('docker and drydock agree: FROM scratch with a gcc -static binary builds and runs as 0:0', async () => {
+  requireTool('gcc');
+  const ctx = tempDir('compat-scratch-');
+  const { execFileSync } = await import('node:child_process');
+  const path = await import('node:path');
+  const { writeFileSync } = await import('node:fs');
+  execFileSync('gcc', ['-static', '-O2', '-o', path.join(ctx, 'hello'), path.join(FIXTURES, 'seed003/hello.c')]);
+  writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY hello /hello\nCMD ["/hello"]\n');
+  const db = await dockerd.docker(['build', '--network', 'host', '-q', '-t', 'compat-scratch:1', ctx]);
+  assert.equal(db.code, 0, db.stderr);
+  const ob = await drydock(['build', '-q', '-t', 'compat-scratch:1', ctx]);
+  assert.equal(ob.code, 0, ob.stderr);
+  for (const args of [['run', '--rm', '--network', 'none', 'compat-scratch:1'], ['run', '--rm', '--network', 'none', '-u', '1000', 'compat-scratch:1'], ['run', '--rm', '--network', 'none', '-u', '1000:1000', 'compat-scratch:1']]) {
+    const [d, o] = [await dockerd.docker(args), await drydock(args)];
+    assert.equal(d.code, 0, d.stderr);
+    sameOut(d, o);
+  }
+  assert.equal((await drydock(['run', '--rm', '--network', 'none', 'compat-scratch:1'])).stdout, 'hello uid=0 gid=0 groups=0 home=/\n');
 });
 
 for (const row of rows) {

@@ -37,9 +37,9 @@ function buildChello(): Promise<void> {
 interface UserCase { name: string; args: string[]; code: number; stdout?: string; stderr?: string }
 
 const userCases: UserCase[] = [
-  { name: 'no USER, no /etc/passwd: 0:0, HOME=/', args: [], code: 0, stdout: 'hello uid=0 gid=0 groups= home=/\n' },
-  { name: 'numeric -u 1000:1000 needs no passwd', args: ['-u', '1000:1000'], code: 0, stdout: 'hello uid=1000 gid=1000 groups= home=/\n' },
-  { name: 'numeric -u 1000 alone: gid 0', args: ['-u', '1000'], code: 0, stdout: 'hello uid=1000 gid=0 groups= home=/\n' },
+  { name: 'no USER, no /etc/passwd: 0:0, HOME=/', args: [], code: 0, stdout: 'hello uid=0 gid=0 groups=0 home=/\n' },
+  { name: 'numeric -u 1000:1000 needs no passwd', args: ['-u', '1000:1000'], code: 0, stdout: 'hello uid=1000 gid=1000 groups=1000 home=/\n' },
+  { name: 'numeric -u 1000 alone: gid 0', args: ['-u', '1000'], code: 0, stdout: 'hello uid=1000 gid=0 groups=0 home=/\n' },
   { name: 'a user name not in passwd: Docker\'s error', args: ['-u', 'nobody'], code: 125, stderr: 'unable to find user nobody: no matching entries in passwd file' },
   { name: 'root by name needs a passwd entry too (as in Docker)', args: ['-u', 'root'], code: 125, stderr: 'unable to find user root: no matching entries in passwd file' },
   { name: 'a group name not in group: Docker\'s error', args: ['-u', '0:staff'], code: 125, stderr: 'unable to find group staff: no matching entries in group file' },
@@ -59,7 +59,7 @@ test('seed 003 verbatim: build -t chello:0.1 . then run chello:0.1 (no --rm)', a
   await buildChello();
   const r = await fx.cli(['run', 'chello:0.1']);
   assert.equal(r.code, 0, r.stderr);
-  assert.equal(r.stdout, 'hello uid=0 gid=0 groups= home=/\n');
+  assert.equal(r.stdout, 'hello uid=0 gid=0 groups=0 home=/\n');
   // The image is just the binary: nothing in it could name uid 0.
   const store = await ContentStore.open(fx.root);
   const img = await resolveImage(store, 'chello:0.1');

@@ -1,5 +1,5 @@
-// Container commands Docker users type that need no runtime changes: wait, rename, top,
-// pause and unpause. They read container records and ask runc, as `ps` and `inspect` do.
+// Container commands Docker users type beyond run/ps/exec: wait, rename, top, pause and unpause
+// (they read container records and ask runc, as `ps` and `inspect` do), attach and stats.
 import type { Command } from 'commander';
 import { UserError } from '../../util/errors.js';
 
@@ -20,6 +20,71 @@ async function running(ref: string) {
 }
 
 export function register(program: Command): void {
+  program.command('stats')
+    .description('Show running containers\' CPU, memory, network, block I/O and pids (from their cgroups)')
+    .argument('[container...]', 'container names or IDs (default: all running)')
+    .option('-a, --all', 'show all containers (default shows just running)')
+    .option('--no-stream', 'print one sample and exit')
+    .option('--no-trunc', 'do not truncate output')
+    .option('--format <format>', 'Go template, "table ..." or "json"')
+    .action(async (refs: string[], f: { all?: boolean; stream: boolean; trunc: boolean; format?: string }) => {
+      const { findContainer, listContainers, loadContainer } = await import('../../runtime/containers.js');
+      const { sampleStats, statsRow, bytesSize } = await import('../../runtime/stats.js');
+      const { formatSize } = await import('../../util/format.js');
+      const { goStruct } = await import('../../util/gotemplate/index.js');
+      const { formatRows } = await import('../output.js');
+      const list = refs.length ? await Promise.all(refs.map((r) => findContainer(r)))
+        : (await listContainers()).filter((c) => f.all || c.state.Status === 'running');
+      const pct = (n: number) => `${n.toFixed(2)}%`;
+      for (;;) {
+        const current = await Promise.all(list.map(async (c) => (await loadContainer(c.record.Id)) ?? c));
+        const before = await Promise.all(current.map(sampleStats));
+        // CPU % needs an interval; Docker's daemon samples once a second.
+        await new Promise((r) => setTimeout(r, 1000));
+        const after = await Promise.all(current.map(sampleStats));
+        const rows = current.map((c, i) => {
+          const { cpuPercent, memPercent, sample: s } = statsRow(before[i]!, after[i]!);
+          const running = c.state.Status === 'running';
+          return goStruct('*formatter.statsContext', {
+            BlockIO: running ? `${formatSize(s.blkRead)} / ${formatSize(s.blkWrite)}` : '0B / 0B',
+            CPUPerc: pct(cpuPercent),
+            Container: refs.length ? refs[i]! : (f.trunc ? c.record.Id.slice(0, 12) : c.record.Id),
+            ID: f.trunc ? c.record.Id.slice(0, 12) : c.record.Id,
+            MemPerc: pct(memPercent),
+            MemUsage: running ? `${bytesSize(s.memUsage)} / ${bytesSize(s.memLimit)}` : '0B / 0B',
+            Name: c.record.Name,
+            NetIO: `${formatSize(s.netRx)} / ${formatSize(s.netTx)}`,
+            PIDs: String(s.pids),
+          });
+        });
+        const out = await formatRows(f.format, rows, {
+          defaultFormat: 'table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}',
+          headers: { BlockIO: 'BLOCK I/O', CPUPerc: 'CPU %', Container: 'CONTAINER', ID: 'CONTAINER ID', MemPerc: 'MEM %', MemUsage: 'MEM USAGE / LIMIT', Name: 'NAME', NetIO: 'NET I/O', PIDs: 'PIDS' },
+        }, 'failed to execute template');
+        // Streaming redraws the screen like docker stats.
+        process.stdout.write(f.stream ? `\x1b[2J\x1b[H${out}` : out);
+        if (!f.stream) return;
+      }
+    });
+
+  program.command('attach')
+    .description("Attach your terminal to a running detached container's input and output")
+    .argument('<container>', 'container name or ID')
+    .option('--no-stdin', 'do not attach STDIN')
+    .option('--detach-keys <keys>', 'key sequence that detaches (terminal containers)', 'ctrl-p,ctrl-q')
+    .option('--sig-proxy [bool]', 'forward received signals to the container (non-terminal containers)', (v) => v !== 'false', true)
+    .addHelpText('after', `
+Containers started with \`drydock run -d\` (their monitor serves the attach socket). Output from
+before you attach is in \`drydock logs\`. With a terminal (-t), Ctrl-P Ctrl-Q detaches and leaves
+the container running.`)
+    .action(async (ref: string, f: { stdin: boolean; detachKeys: string; sigProxy: boolean }) => {
+      const { findContainer } = await import('../../runtime/containers.js');
+      const { attachContainer, parseDetachKeys } = await import('../../runtime/attach.js');
+      parseDetachKeys(f.detachKeys);
+      const c = await findContainer(ref);
+      process.exitCode = await attachContainer(c, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, noStdin: !f.stdin, detachKeys: f.detachKeys, sigProxy: f.sigProxy });
+    });
+
   program.command('wait')
     .description('Block until one or more containers stop, then print their exit codes')
     .argument('<container...>', 'container names or IDs')
@@ -87,6 +152,8 @@ export function register(program: Command): void {
           if (verb === 'unpause' && state.status !== 'paused') throw new UserError(`Container ${c.record.Id} is not paused`);
           // runc calls unpausing "resume".
           await runc([verb === 'pause' ? 'pause' : 'resume', c.record.Id]);
+          const { updateState } = await import('../../runtime/containers.js');
+          await updateState(c.paths, (s) => { s.Paused = verb === 'pause'; });
           process.stdout.write(`${ref}\n`);
         }
       });

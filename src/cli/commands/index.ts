@@ -17,7 +17,7 @@ export const COMMAND_MODULES: readonly CommandModule[] = [
   { names: ['serve', 'registry'], load: () => import('./registry.js') },
   { names: ['iso', 'disk'], load: () => import('./boot.js') },
   { names: ['version', 'info', 'system'], load: () => import('./system.js') },
-  { names: ['wait', 'rename', 'top', 'pause', 'unpause'], load: () => import('./container-extra.js') },
+  { names: ['wait', 'rename', 'top', 'pause', 'unpause', 'attach', 'stats'], load: () => import('./container-extra.js') },
   {
     names: ['run', 'create', 'start', 'ps', 'logs', 'stop', 'restart', 'kill', 'rm', 'exec', 'commit', 'cp', 'port', 'container', 'volume', 'generate'],
     load: () => import('./container.js'),

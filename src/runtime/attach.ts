@@ -1,0 +1,163 @@
+// `drydock attach`: the detached monitor serves the container's stdio on a unix socket in the
+// container's directory (like conmon's attach socket). Output goes to every attached client in
+// Docker's multiplexed stream frames (8-byte header: stream, 0, 0, 0, big-endian length);
+// bytes a client sends go to the container's stdin when it was started with -i. The detach
+// sequence is recognised by the client, so the container never sees it.
+import net from 'node:net';
+import { openSync, closeSync, promises as fsp } from 'node:fs';
+import type { Readable, Writable } from 'node:stream';
+import { UserError } from '../util/errors.js';
+import type { Container } from './containers.js';
+
+const SOCKET = 'attach.sock';
+export const STREAM_STDOUT = 1;
+export const STREAM_STDERR = 2;
+
+/**
+ * Runs `fn` with a short path naming `dir/attach.sock`. The container directory is often longer
+ * than a socket address allows (108 bytes), so the path goes through /proc/self/fd, as conmon does.
+ */
+async function withSocketPath<T>(dir: string, fn: (p: string) => Promise<T>): Promise<T> {
+  const fd = openSync(dir, 'r');
+  try { return await fn(`/proc/self/fd/${fd}/${SOCKET}`); } finally { closeSync(fd); }
+}
+
+export interface AttachServer { close(): Promise<void> }
+
+/** Serves the running container's stdio to attach clients until close(). */
+export async function serveAttach(dir: string, io: { stdin?: Writable | null; stdout: Readable; stderr: Readable }): Promise<AttachServer> {
+  const clients = new Set<net.Socket>();
+  const frame = (stream: number) => (chunk: Buffer) => {
+    const header = Buffer.alloc(8);
+    header[0] = stream;
+    header.writeUInt32BE(chunk.length, 4);
+    for (const s of clients) s.write(Buffer.concat([header, chunk]));
+  };
+  io.stdout.on('data', frame(STREAM_STDOUT));
+  io.stderr.on('data', frame(STREAM_STDERR));
+  const server = net.createServer((socket) => {
+    clients.add(socket);
+    socket.on('data', (d) => { if (io.stdin && !io.stdin.destroyed) io.stdin.write(d); });
+    socket.on('error', () => {});
+    socket.on('close', () => clients.delete(socket));
+  });
+  await fsp.rm(`${dir}/${SOCKET}`, { force: true });
+  await withSocketPath(dir, (p) => new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(p, resolve); }));
+  return {
+    async close() {
+      for (const s of clients) s.end();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await fsp.rm(`${dir}/${SOCKET}`, { force: true });
+    },
+  };
+}
+
+/** Parses Docker's --detach-keys: comma-separated `ctrl-<x>` or single characters. */
+export function parseDetachKeys(spec: string): Buffer {
+  const out: number[] = [];
+  for (const key of spec.split(',')) {
+    const k = key.trim();
+    const ctrl = /^ctrl-(.)$/i.exec(k);
+    if (ctrl) {
+      const c = ctrl[1]!;
+      // Docker's table: ctrl-a..z, ctrl-@, ctrl-[, ctrl-\, ctrl-], ctrl-^, ctrl-_.
+      if (/^[a-z]$/i.test(c)) out.push(c.toLowerCase().charCodeAt(0) - 96);
+      else if ('@[\\]^_'.includes(c)) out.push(c.charCodeAt(0) - 64);
+      else throw new UserError(`Invalid detach keys (${spec}) provided`);
+    } else if (k.length === 1) out.push(k.charCodeAt(0));
+    else throw new UserError(`Invalid detach keys (${spec}) provided`);
+  }
+  return Buffer.from(out);
+}
+
+/** Splits an input stream at the detach sequence: passes the other bytes on, calls onDetach. */
+export class DetachScanner {
+  private matched = 0;
+  constructor(private readonly keys: Buffer, private readonly pass: (b: Buffer) => void, private readonly onDetach: () => void) {}
+  push(chunk: Buffer): void {
+    const out: number[] = [];
+    for (const byte of chunk) {
+      if (byte === this.keys[this.matched]) {
+        this.matched++;
+        if (this.matched === this.keys.length) { if (out.length) this.pass(Buffer.from(out)); this.matched = 0; this.onDetach(); return; }
+        continue;
+      }
+      // A partial match that breaks off was ordinary input after all.
+      for (let i = 0; i < this.matched; i++) out.push(this.keys[i]!);
+      this.matched = 0;
+      if (byte === this.keys[0]) this.matched = 1; else out.push(byte);
+    }
+    if (out.length) this.pass(Buffer.from(out));
+  }
+}
+
+export interface AttachOptions {
+  stdin: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?(raw: boolean): void };
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  noStdin?: boolean;
+  detachKeys?: string;
+  sigProxy?: boolean;
+}
+
+/** Attaches to a running detached container; resolves with its exit code, or 0 on detach. */
+export async function attachContainer(c: Container, o: AttachOptions): Promise<number> {
+  if (c.state.Status !== 'running') throw new UserError('You cannot attach to a stopped container, start it first');
+  if (c.state.Paused) throw new UserError('You cannot attach to a paused container, unpause it first');
+  const keys = parseDetachKeys(o.detachKeys ?? 'ctrl-p,ctrl-q');
+  const socket = await withSocketPath(c.paths.dir, (p) => new Promise<net.Socket>((resolve, reject) => {
+    const s = net.connect(p, () => resolve(s));
+    s.once('error', (e) => reject((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ECONNREFUSED'
+      ? new UserError(`container ${c.record.Id.slice(0, 12)} has no attach socket (it was started in the foreground, or by a drydock without attach)`)
+      : e));
+  }));
+  const tty = !!c.record.Config.Tty;
+  const raw = tty && o.stdin.isTTY && !o.noStdin && c.record.Config.OpenStdin;
+  let detached = false;
+  const cleanup: (() => void)[] = [];
+  const finished = new Promise<void>((resolve) => {
+    let pending = Buffer.alloc(0);
+    socket.on('data', (d: Buffer) => {
+      pending = Buffer.concat([pending, d]);
+      while (pending.length >= 8) {
+        const len = pending.readUInt32BE(4);
+        if (pending.length < 8 + len) break;
+        (pending[0] === STREAM_STDERR ? o.stderr : o.stdout).write(pending.subarray(8, 8 + len));
+        pending = pending.subarray(8 + len);
+      }
+    });
+    socket.on('close', () => resolve());
+    socket.on('error', () => resolve());
+  });
+  const detach = () => { detached = true; socket.destroy(); };
+  if (!o.noStdin && c.record.Config.OpenStdin) {
+    if (raw) { o.stdin.setRawMode!(true); cleanup.push(() => o.stdin.setRawMode!(false)); }
+    // Docker recognises the detach sequence only on a terminal container (otherwise it is data).
+    const scanner = tty ? new DetachScanner(keys, (b) => socket.write(b), detach) : undefined;
+    const onData = (d: Buffer) => (scanner ? scanner.push(d) : socket.write(d));
+    o.stdin.on('data', onData);
+    cleanup.push(() => { o.stdin.off('data', onData); (o.stdin as unknown as { pause(): void }).pause(); });
+  }
+  if (o.sigProxy !== false && !tty) {
+    const { killContainer } = await import('./runc.js');
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) {
+      const h = () => { killContainer(c.record.Id, sig, { runtime: c.record.HostConfig.Runtime }).catch(() => {}); };
+      process.on(sig, h);
+      cleanup.push(() => process.off(sig, h));
+    }
+  }
+  try {
+    await finished;
+  } finally {
+    for (const f of cleanup) f();
+  }
+  if (detached) return 0;
+  // The output ended because the container exited; the monitor records its code a moment later.
+  const { loadContainer } = await import('./containers.js');
+  for (let i = 0; i < 100; i++) {
+    const now = await loadContainer(c.record.Id);
+    if (!now || now.state.Status === 'exited') return now?.state.ExitCode ?? 0;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return 0;
+}

@@ -1,0 +1,85 @@
+// `drydock attach` to real detached busybox containers: a terminal shell that echoes a line and is
+// left running by Ctrl-P Ctrl-Q, and a non-terminal container whose stdout, stderr and exit code
+// reach the attached client. Plus Docker's --detach-keys grammar.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { runtimeFixture, waitFor, type RuntimeFixture } from './helpers.js';
+import { CLI_MAIN } from '../helpers/env.js';
+import { parseDetachKeys, DetachScanner } from '../../src/runtime/attach.js';
+
+let fx: RuntimeFixture;
+before(async () => { fx = await runtimeFixture('attach'); });
+after(async () => { await fx?.cleanup(); });
+
+function attach(args: string[]) {
+  const p = spawn(process.execPath, [CLI_MAIN, 'attach', ...args], { env: { ...process.env, ...fx.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const io = { stdout: '', stderr: '' };
+  p.stdout.on('data', (d) => { io.stdout += d; });
+  p.stderr.on('data', (d) => { io.stderr += d; });
+  const exit = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
+  return { p, io, exit };
+}
+
+test('attach to a -dit shell: a line is echoed, Ctrl-P Ctrl-Q detaches and the container keeps running', async () => {
+  const id = (await fx.ok(['run', '-dit', '--network', 'none', '--name', 'shell', 'busybox', 'sh'])).trim();
+  const a = attach(['shell']);
+  // Keep typing until the attach socket carries the answer (the client may still be connecting).
+  await waitFor('echoed line', async () => {
+    a.p.stdin.write('echo at-$((40+2))\n');
+    await new Promise((r) => setTimeout(r, 300));
+    return a.io.stdout.includes('at-42\r\n');
+  });
+  a.p.stdin.write('\x10\x11');
+  const code = await Promise.race([a.exit, new Promise((r) => setTimeout(() => r('timeout'), 10_000))]);
+  assert.equal(code, 0, a.io.stderr);
+  assert.equal(a.io.stderr, '');
+  assert.match(await fx.ok(['ps', '--format', '{{.Status}}', '--filter', `id=${id}`]), /^Up /);
+  // Attach again with other detach keys: ctrl-a then x.
+  const b = attach(['--detach-keys', 'ctrl-a,x', 'shell']);
+  await waitFor('second echo', async () => {
+    b.p.stdin.write('echo again\n');
+    await new Promise((r) => setTimeout(r, 300));
+    return b.io.stdout.includes('again\r\n');
+  });
+  b.p.stdin.write('\x01x');
+  assert.equal(await b.exit, 0);
+  assert.equal(await fx.ok(['inspect', '--format', '{{.State.Running}}', 'shell']), 'true\n');
+  await fx.ok(['rm', '-f', 'shell']);
+});
+
+test('attach to a non-terminal container: stdout and stderr apart, and its exit code', async () => {
+  await fx.ok(['run', '-d', '-i', '--network', 'none', '--name', 'filter', 'busybox', 'sh', '-c',
+    'read line; echo "got $line"; echo oops >&2; exit 3']);
+  const a = attach(['filter']);
+  // stdin reaches the container only once the client is connected: wait for the socket's client.
+  await new Promise((r) => setTimeout(r, 1500));
+  a.p.stdin.write('hello\n');
+  assert.equal(await a.exit, 3);
+  assert.equal(a.io.stdout, 'got hello\n');
+  assert.equal(a.io.stderr, 'oops\n');
+  await fx.ok(['rm', 'filter']);
+});
+
+test('attach refuses a stopped container like Docker', async () => {
+  await fx.ok(['run', '--network', 'none', '--name', 'done', 'busybox', 'true']);
+  const r = await fx.cli(['attach', 'done']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /You cannot attach to a stopped container, start it first/);
+});
+
+test('--detach-keys grammar and the scanner', () => {
+  for (const [spec, bytes] of [['ctrl-p,ctrl-q', [16, 17]], ['ctrl-a', [1]], ['a,b', [97, 98]], ['ctrl-@,ctrl-_', [0, 31]]] as const) {
+    assert.deepEqual([...parseDetachKeys(spec)], bytes, spec);
+  }
+  for (const bad of ['ctrl-', 'ctrl-1', 'ab']) assert.throws(() => parseDetachKeys(bad), /Invalid detach keys/);
+  const passed: number[] = [];
+  let detached = 0;
+  const s = new DetachScanner(Buffer.from([16, 17]), (b) => passed.push(...b), () => detached++);
+  s.push(Buffer.from([65, 16]));
+  s.push(Buffer.from([66, 16]));
+  assert.deepEqual(passed, [65, 16, 66]);
+  s.push(Buffer.from([17]));
+  assert.equal(detached, 1);
+  assert.deepEqual(passed, [65, 16, 66]);
+});
