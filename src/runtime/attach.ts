@@ -24,6 +24,13 @@ async function withSocketPath<T>(dir: string, fn: (p: string) => Promise<T>): Pr
 
 export interface AttachServer { close(): Promise<void> }
 
+/**
+ * Output queued for one attach client before it is cut off. The container never waits for a
+ * client (its output also goes to the log), so a client that stops reading would otherwise
+ * grow the monitor's memory without limit; cut off, it can attach again and read `logs`.
+ */
+export const MAX_CLIENT_BACKLOG = 8 << 20;
+
 /** Serves the running container's stdio to attach clients until close(). */
 export async function serveAttach(dir: string, io: { stdin?: Writable | null; stdout: Readable; stderr: Readable }): Promise<AttachServer> {
   const clients = new Set<net.Socket>();
@@ -31,7 +38,10 @@ export async function serveAttach(dir: string, io: { stdin?: Writable | null; st
     const header = Buffer.alloc(8);
     header[0] = stream;
     header.writeUInt32BE(chunk.length, 4);
-    for (const s of clients) s.write(Buffer.concat([header, chunk]));
+    for (const s of clients) {
+      if (s.writableLength > MAX_CLIENT_BACKLOG) { s.destroy(); continue; }
+      s.write(Buffer.concat([header, chunk]));
+    }
   };
   io.stdout.on('data', frame(STREAM_STDOUT));
   io.stderr.on('data', frame(STREAM_STDERR));
