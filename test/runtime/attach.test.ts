@@ -5,8 +5,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { runtimeFixture, waitFor, type RuntimeFixture } from './helpers.js';
-import { CLI_MAIN } from '../helpers/env.js';
-import { parseDetachKeys, DetachScanner } from '../../src/runtime/attach.js';
+import { CLI_MAIN, tempDir } from '../helpers/env.js';
+import { parseDetachKeys, DetachScanner, serveAttach, MAX_CLIENT_BACKLOG } from '../../src/runtime/attach.js';
+import net from 'node:net';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
 
 let fx: RuntimeFixture;
 before(async () => { fx = await runtimeFixture('attach'); });
@@ -82,4 +85,32 @@ test('--detach-keys grammar and the scanner', () => {
   s.push(Buffer.from([17]));
   assert.equal(detached, 1);
   assert.deepEqual(passed, [65, 16, 66]);
+});
+
+test('a client that stops reading is cut off at MAX_CLIENT_BACKLOG; the container is never held up', async () => {
+  const dir = tempDir('drydock-attach-backlog-');
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const server = await serveAttach(dir, { stdout, stderr });
+  try {
+    const client = net.connect(path.join(dir, 'attach.sock'));
+    await new Promise<void>((resolve, reject) => { client.once('connect', resolve); client.once('error', reject); });
+    client.pause(); // never reads
+    await new Promise((r) => setTimeout(r, 200)); // the server side has taken the connection
+    const chunk = Buffer.alloc(1 << 20, 0x61);
+    const total = 3 * MAX_CLIENT_BACKLOG;
+    // Writes into the container's output never block on the client: 3x the bound goes through.
+    for (let i = 0; i < total / chunk.length; i++) stdout.write(chunk);
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setTimeout(r, 500));
+    // Now read what the server queued: the connection ends before all of the output arrived.
+    let received = 0;
+    client.on('data', (d: Buffer) => { received += d.length; });
+    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    client.resume();
+    await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('the stalled client was not cut off')), 10_000))]);
+    assert.ok(received < total, `cut off after ${received} of ${total} bytes`);
+  } finally {
+    await server.close();
+  }
 });
