@@ -8,13 +8,13 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { ContentStore } from '../src/store/index.js';
 import { buildBusyboxRootfs } from '../src/mkimage/busybox-rootfs.js';
 import { importRootfs } from '../src/archive/index.js';
 import { accelArgs, chooseQemuAccel, type QemuAccel } from '../src/boot/qemu-accel.js';
 import { drydockCommand, sh, shell, timed, median, scratchDir, printTable, cleanupDir, PROJECT_ROOT } from './mkimage-common.js';
+import { freePort } from '../test/helpers/docker-registry.js';
 
 const MB = 1024 * 1024;
 
@@ -88,13 +88,6 @@ async function bootToHttp(accel: QemuAccel, args: string[], port: number, timeou
   }
 }
 
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
-}
 
 export async function main(runs = Number(process.argv[2] ?? 2), sizeMB = Number(process.argv[3] ?? 200)): Promise<void> {
   const kernel = sh(['bash', path.join(PROJECT_ROOT, 'scripts/fetch-kernel.sh')]).trim().split('\n').pop()!;

@@ -13,7 +13,6 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { tempDir, runCli, requireTool } from '../helpers/env.js';
 import { ContentStore } from '../../src/store/index.js';
@@ -21,6 +20,7 @@ import { buildBusyboxRootfs } from '../../src/mkimage/busybox-rootfs.js';
 import { importRootfs } from '../../src/archive/index.js';
 import { fetchKernel } from './kernel.js';
 import { bootVm } from './qemu.js';
+import { freePort } from '../helpers/docker-registry.js';
 
 const work = tempDir('drydock-machine-');
 const root = path.join(work, 'store');
@@ -53,13 +53,6 @@ const SERVICE = [
   'exec httpd -f -p 80 -h /www',
 ].join('; ');
 
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
-}
 
 /** GET through hostfwd, retried while the guest's service comes up. */
 async function httpGet(port: number, file: string, deadlineMs = 90_000): Promise<string> {
