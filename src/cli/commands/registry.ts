@@ -1,4 +1,4 @@
-// `drydock serve` (alias `drydock registry serve`), `drydock registry gc`, `drydock registry htpasswd`.
+// `drydock serve` (alias `drydock registry serve`), `drydock registry gc`, `drydock registry scrub`, `drydock registry htpasswd`.
 // Flags override the YAML config (registry:2's config.yml keys work), like `registry serve config.yml`.
 import type { Command } from 'commander';
 import { UserError } from '../../util/errors.js';
@@ -77,6 +77,18 @@ async function runPrimary(cluster: typeof import('node:cluster').default, worker
 function defaultRegistryRoot(): string {
   const base = process.env.DRYDOCK_ROOT ?? `${process.env.HOME ?? '/root'}/.local/share/drydock`;
   return `${base}/registry`;
+}
+
+/** The storage `registry gc` and `registry scrub` work on: --root, else the config's (filesystem or S3), else the default root. */
+async function maintenanceDriver(flags: { config?: string; root?: string }, cmd: Command): Promise<import('../../registry/index.js').StorageDriver> {
+  const reg = await import('../../registry/index.js');
+  const root = flags.root ?? (cmd.optsWithGlobals().root as string | undefined);
+  let driver: import('../../registry/index.js').StorageDriver;
+  if (root) driver = reg.checkedDriver(new reg.FilesystemDriver(root));
+  else if (flags.config) driver = reg.createStorageDriver(await reg.loadConfigFile(flags.config));
+  else driver = reg.checkedDriver(new reg.FilesystemDriver(defaultRegistryRoot()));
+  await driver.checkReady?.();
+  return driver;
 }
 
 function addServeCommand(parent: Command, name: string): Command {
@@ -211,12 +223,7 @@ within the grace period, or while gc runs, is kept, and a manifest accepted whil
 its blobs.`)
     .action(async (flags: { config?: string; root?: string; dryRun?: boolean; deleteUntagged?: boolean; gracePeriod: string; format: string; quiet?: boolean }, cmd: Command) => {
       const reg = await import('../../registry/index.js');
-      const root = flags.root ?? (cmd.optsWithGlobals().root as string | undefined);
-      let driver: import('../../registry/index.js').StorageDriver;
-      if (root) driver = reg.checkedDriver(new reg.FilesystemDriver(root));
-      else if (flags.config) driver = reg.createStorageDriver(await reg.loadConfigFile(flags.config));
-      else driver = reg.checkedDriver(new reg.FilesystemDriver(defaultRegistryRoot()));
-      await driver.checkReady?.();
+      const driver = await maintenanceDriver(flags, cmd);
       if (flags.format !== 'text' && flags.format !== 'json') throw new UserError(`--format must be text or json, got "${flags.format}"`);
       const text = flags.format === 'text' && !flags.quiet;
       const result = await reg.gcRegistry(driver, {
@@ -229,6 +236,37 @@ its blobs.`)
       if (text) {
         process.stdout.write(`${flags.dryRun ? 'would free' : 'freed'} ${formatSize(result.bytesFreed)}: ${result.blobsDeleted.length} blobs, ${result.manifestsDeleted.length} manifests deleted; ${result.blobsMarked} blobs marked in ${result.repositories} repositories; ${result.blobsKeptByGrace} kept by grace period\n`);
       }
+    });
+
+  registry.command('scrub')
+    .description('Re-hash every blob and manifest; report corrupt or missing content per repository and tag')
+    .option('-c, --config <file>', 'YAML config (its storage: filesystem root or s3 bucket)')
+    .option('--root <dir>', 'storage root (default $DRYDOCK_ROOT/registry)')
+    .option('--concurrency <n>', 'blobs hashed at once', '4')
+    .option('--format <format>', 'output format: text or json', 'text')
+    .option('-q, --quiet', 'print nothing; the exit status tells (1: problems found)')
+    .addHelpText('after', `
+Examples:
+  drydock registry scrub --root /srv/registry
+  drydock registry scrub --config s3-config.yml --format json
+
+Read-only, safe next to running servers. Exits 1 when anything is corrupt or missing.`)
+    .action(async (flags: { config?: string; root?: string; concurrency: string; format: string; quiet?: boolean }, cmd: Command) => {
+      const reg = await import('../../registry/index.js');
+      if (flags.format !== 'text' && flags.format !== 'json') throw new UserError(`--format must be text or json, got "${flags.format}"`);
+      const concurrency = Number(flags.concurrency);
+      if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UserError('--concurrency must be an integer between 1 and 64');
+      const driver = await maintenanceDriver(flags, cmd);
+      const text = flags.format === 'text' && !flags.quiet;
+      const result = await reg.scrubRegistry(driver, {
+        concurrency,
+        onProblem: text ? (p) => process.stdout.write(`${reg.formatScrubProblem(p)}\n`) : undefined,
+      });
+      if (flags.format === 'json' && !flags.quiet) printJson(result);
+      else if (text) {
+        process.stdout.write(`${result.problems.length === 0 ? 'ok' : `${result.problems.length} problems`}: ${result.blobs} blobs (${formatSize(result.bytesHashed)}) and ${result.manifests} manifests in ${result.repositories} repositories checked\n`);
+      }
+      if (result.problems.length > 0) process.exitCode = 1;
     });
 
   registry.command('htpasswd')
