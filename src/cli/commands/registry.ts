@@ -209,6 +209,7 @@ export function register(program: Command): void {
     .option('--root <dir>', 'storage root (default $DRYDOCK_ROOT/registry)')
     .option('-n, --dry-run', 'only report what would be deleted')
     .option('-m, --delete-untagged', 'also delete manifests no tag reaches')
+    .option('--no-retention', "ignore the config's retention policies (storage.maintenance.retention)")
     .option('--grace-period <duration>', 'keep blobs written, uploaded, mounted or referenced within this time', '1h')
     .option('--format <format>', 'output format: text or json', 'text')
     .option('-q, --quiet', 'print nothing but errors')
@@ -217,16 +218,19 @@ Examples:
   drydock registry gc --root /srv/registry --dry-run
   drydock registry gc --config /etc/docker/registry/config.yml --delete-untagged
   drydock registry gc --config s3-config.yml --dry-run     # storage: s3: bucket: ...
+  drydock registry gc --config config.yml --dry-run        # lists the tags retention policies would delete
 
 Safe next to running servers on the same storage: a blob uploaded, mounted or linked by a manifest
 within the grace period, or while gc runs, is kept, and a manifest accepted while gc runs keeps all
 its blobs.`)
-    .action(async (flags: { config?: string; root?: string; dryRun?: boolean; deleteUntagged?: boolean; gracePeriod: string; format: string; quiet?: boolean }, cmd: Command) => {
+    .action(async (flags: { config?: string; root?: string; retention?: boolean; dryRun?: boolean; deleteUntagged?: boolean; gracePeriod: string; format: string; quiet?: boolean }, cmd: Command) => {
       const reg = await import('../../registry/index.js');
       const driver = await maintenanceDriver(flags, cmd);
       if (flags.format !== 'text' && flags.format !== 'json') throw new UserError(`--format must be text or json, got "${flags.format}"`);
       const text = flags.format === 'text' && !flags.quiet;
+      const retention = flags.config && flags.retention !== false ? (await reg.loadConfigFile(flags.config)).storage.maintenance?.retention : undefined;
       const result = await reg.gcRegistry(driver, {
+        retention,
         dryRun: flags.dryRun,
         deleteUntagged: flags.deleteUntagged,
         gracePeriodMs: reg.parseDuration(flags.gracePeriod, 3_600_000),
@@ -234,7 +238,7 @@ its blobs.`)
       });
       if (flags.format === 'json') return printJson(result);
       if (text) {
-        process.stdout.write(`${flags.dryRun ? 'would free' : 'freed'} ${formatSize(result.bytesFreed)}: ${result.blobsDeleted.length} blobs, ${result.manifestsDeleted.length} manifests deleted; ${result.blobsMarked} blobs marked in ${result.repositories} repositories; ${result.blobsKeptByGrace} kept by grace period\n`);
+        process.stdout.write(`${flags.dryRun ? 'would free' : 'freed'} ${formatSize(result.bytesFreed)}: ${result.blobsDeleted.length} blobs, ${result.manifestsDeleted.length} manifests${result.tagsDeleted.length > 0 ? `, ${result.tagsDeleted.length} tags` : ''} deleted; ${result.blobsMarked} blobs marked in ${result.repositories} repositories; ${result.blobsKeptByGrace} kept by grace period\n`);
       }
     });
 
