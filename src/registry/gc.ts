@@ -89,11 +89,13 @@ export async function gcRegistry(driver: StorageDriver, opts: GcOptions = {}): P
     // Retention decides which tags and manifests go; deleting them only unreferences blobs, so
     // the mark and sweep below (and its protocol) are the same with or without policies.
     const retentionDeleted = new Set<string>();
+    const retentionUntagged = new Set<string>();
     if (opts.retention?.policies?.length) {
       const plan = await retentionPlan(driver, opts.retention);
       const dry = opts.dryRun || opts.retention.dryRun;
       for (const t of plan.tags) {
         result.tagsDeleted.push(`${t.repository}:${t.tag}`);
+        retentionUntagged.add(`${t.repository}:${t.tag}`);
         log(`${dry ? 'would delete' : 'deleting'} tag ${t.repository}:${t.tag} (${t.digest}): retention`);
         if (!dry) await storage.deleteManifest(t.repository, t.tag).catch(() => {});
       }
@@ -116,6 +118,7 @@ export async function gcRegistry(driver: StorageDriver, opts: GcOptions = {}): P
         keep = new Set();
         const queue: string[] = [];
         for (const tag of await storage.tags(repo).catch(() => [] as string[])) {
+          if (retentionUntagged.has(`${repo}:${tag}`)) continue; // a dry run left it in place
           const d = await storage.resolveTag(repo, tag);
           if (d && revisionSet.has(d.value)) queue.push(d.value);
         }

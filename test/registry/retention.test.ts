@@ -7,7 +7,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { runCli, tempDir } from '../helpers/env.js';
+import { execFile } from 'node:child_process';
+import { requireTool, runCli, tempDir } from '../helpers/env.js';
 import { startRegistry, type GcResult, type RetentionConfig } from '../../src/registry/index.js';
 import { http, pushImage, type PushedImage } from './util.js';
 
@@ -168,14 +169,40 @@ describe('retention policies via registry gc', () => {
     try {
       await pushImage(reg.url, 'team/app', 'v1');
       await pushImage(reg.url, 'team/app', 'v2');
+      await pushImage(reg.url, 'team/app', 'v3');
       for (let i = 0; i < 50; i++) assert.equal((await http(`${reg.url}/v2/team/app/manifests/${i % 2 ? 'v1' : 'v2'}`)).status, 200);
+      // A real client's pull (skopeo inspect GETs the manifest by tag) counts too.
+      requireTool('skopeo');
+      // Async: a spawnSync would block this process's registry, which skopeo is talking to.
+      await new Promise<void>((resolve, reject) => execFile('skopeo', ['inspect', '--tls-verify=false', '--raw', `docker://${reg.host}/team/app:v3`], (err, _out, stderr) => (err ? reject(new Error(stderr)) : resolve())));
       await assert.rejects(fsp.stat(file), /ENOENT/, 'nothing written while serving');
     } finally {
       await reg.close();
     }
     const times = JSON.parse(await fsp.readFile(file, 'utf8')) as Record<string, number>;
-    assert.deepEqual(Object.keys(times).sort(), ['v1', 'v2']);
+    assert.deepEqual(Object.keys(times).sort(), ['v1', 'v2', 'v3']);
     for (const t of Object.values(times)) assert.ok(Date.now() - t < 60_000);
+  });
+
+  test('gc --dry-run --delete-untagged counts the tags retention drops as gone', async () => {
+    const root = tempDir('drydock-retention-du-');
+    const reg = await startRegistry({ root });
+    let dropped: PushedImage;
+    try {
+      await pushImage(reg.url, 'tmp/app', 'keep');
+      dropped = await pushImage(reg.url, 'tmp/app', 'drop');
+    } finally {
+      await reg.close();
+    }
+    const config = path.join(tempDir('drydock-retention-du-cfg-'), 'config.yml');
+    writeFileSync(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${root}\n  maintenance:\n    retention: ${JSON.stringify({ policies: [{ repositories: ['tmp/*'], keepTags: [{ patterns: ['keep'] }] }] })}\n`);
+    const args = ['registry', 'gc', '--config', config, '--grace-period', '0', '--delete-untagged', '--format', 'json'];
+    const dry = JSON.parse((await runCli([...args, '--dry-run'])).stdout) as GcResult;
+    const real = JSON.parse((await runCli(args)).stdout) as GcResult;
+    assert.deepEqual(real.manifestsDeleted, [`tmp/app@${dropped.digest}`]);
+    assert.deepEqual(dry.manifestsDeleted, real.manifestsDeleted);
+    assert.deepEqual([...dry.blobsDeleted].sort(), [...real.blobsDeleted].sort());
+    assert.equal(real.blobsDeleted.length, 3, 'manifest, config and layer of the dropped image');
   });
 
   test('a bad policy is refused at config load', async () => {
