@@ -7,6 +7,7 @@ import { UserError } from '../util/errors.js';
 import type { AccessRule } from './auth/access.js';
 import { applyEnvOverrides } from './config-env.js';
 import { s3OptionsFromConfig, type S3StorageConfig } from './storage/s3.js';
+import { checkRetention } from './retention.js';
 
 export interface RegistryConfig {
   version?: string;
@@ -24,6 +25,8 @@ export interface RegistryConfig {
     maintenance?: {
       uploadpurging?: { enabled?: boolean; age?: string; interval?: string; dryrun?: boolean };
       readonly?: { enabled?: boolean };
+      /** drydock: Zot's tag retention policies (storage.retention there), applied by `registry gc`. */
+      retention?: import('./retention.js').RetentionConfig;
     };
     /** drydock: how long manifests/tags stay in memory ("5s"; "0" disables). */
     cache?: { ttl?: string };
@@ -170,6 +173,12 @@ export function normalizeConfig(doc: Partial<RegistryConfig> & Record<string, un
   const storage = (selectorSection(doc.storage) ?? {}) as Record<string, unknown>;
   if ('auth' in doc) doc = { ...doc, auth: checkAuthSection(selectorSection(doc.auth)) };
   const drivers = Object.keys(storage).filter((k) => !['delete', 'maintenance', 'cache', 'redirect'].includes(k));
+  const maintenance = storage.maintenance as { retention?: unknown } | undefined;
+  try {
+    checkRetention(maintenance?.retention);
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
   const unsupported = drivers.filter((d) => d !== 'filesystem' && d !== 'inmemory' && d !== 's3');
   if (unsupported.length > 0) throw new UserError(`storage driver "${unsupported[0]}" is not supported (drydock has: filesystem, s3)`);
   if (storage.s3 !== undefined) {

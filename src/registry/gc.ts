@@ -24,6 +24,7 @@ import { parseDigest, type Digest } from '../image/digest.js';
 import { isNotFound, type StorageDriver } from './storage/driver.js';
 import { BLOBS, GC_RUNS, REPOSITORIES, paths } from './storage/paths.js';
 import { RegistryStorage } from './storage.js';
+import { retentionPlan, type RetentionConfig } from './retention.js';
 
 export interface GcOptions {
   dryRun?: boolean;
@@ -31,6 +32,8 @@ export interface GcOptions {
   /** Blobs written or linked more recently than this are kept. Default 1 hour. */
   gracePeriodMs?: number;
   log?: (line: string) => void;
+  /** Retention policies (storage.maintenance.retention): tags and untagged manifests they drop are deleted before marking. */
+  retention?: RetentionConfig;
 }
 
 export interface GcResult {
@@ -38,6 +41,8 @@ export interface GcResult {
   manifestsMarked: number;
   blobsMarked: number;
   manifestsDeleted: string[];
+  /** "repo:tag" deleted by retention policies. */
+  tagsDeleted: string[];
   blobsDeleted: string[];
   bytesFreed: number;
   /** Unreferenced blobs kept because their data or a link to them is recent (grace period, or during this run). */
@@ -60,7 +65,7 @@ export async function gcRegistry(driver: StorageDriver, opts: GcOptions = {}): P
   const grace = opts.gracePeriodMs ?? 3_600_000;
   const storage = new RegistryStorage(driver, { deleteEnabled: true, cacheTtlMs: 0 });
   const marked = new Set<string>();
-  const result: GcResult = { repositories: 0, manifestsMarked: 0, blobsMarked: 0, manifestsDeleted: [], blobsDeleted: [], bytesFreed: 0, blobsKeptByGrace: 0, blobsRestored: 0 };
+  const result: GcResult = { repositories: 0, manifestsMarked: 0, blobsMarked: 0, manifestsDeleted: [], tagsDeleted: [], blobsDeleted: [], bytesFreed: 0, blobsKeptByGrace: 0, blobsRestored: 0 };
   const readManifest = async (d: Digest): Promise<ManifestJson | undefined> => {
     try {
       return JSON.parse((await driver.getContent(paths.blobData(d))).toString('utf8')) as ManifestJson;
@@ -81,10 +86,31 @@ export async function gcRegistry(driver: StorageDriver, opts: GcOptions = {}): P
     since = (await driver.stat(paths.gcStamp(run))).modTime.getTime() - grace;
   }
   try {
+    // Retention decides which tags and manifests go; deleting them only unreferences blobs, so
+    // the mark and sweep below (and its protocol) are the same with or without policies.
+    const retentionDeleted = new Set<string>();
+    const retentionUntagged = new Set<string>();
+    if (opts.retention?.policies?.length) {
+      const plan = await retentionPlan(driver, opts.retention);
+      const dry = opts.dryRun || opts.retention.dryRun;
+      for (const t of plan.tags) {
+        result.tagsDeleted.push(`${t.repository}:${t.tag}`);
+        retentionUntagged.add(`${t.repository}:${t.tag}`);
+        log(`${dry ? 'would delete' : 'deleting'} tag ${t.repository}:${t.tag} (${t.digest}): retention`);
+        if (!dry) await storage.deleteManifest(t.repository, t.tag).catch(() => {});
+      }
+      for (const m of plan.manifests) {
+        result.manifestsDeleted.push(`${m.repository}@${m.digest}`);
+        retentionDeleted.add(`${m.repository}@${m.digest}`);
+        log(`${dry ? 'would delete' : 'deleting'} manifest ${m.repository}@${m.digest}: retention`);
+        if (!dry) await storage.deleteManifest(m.repository, m.digest).catch(() => {});
+      }
+    }
     const repos = await storage.repositories();
     result.repositories = repos.length;
     for (const repo of repos) {
-      const revisions = await listDigests(driver, paths.revisions(repo));
+      // A dry run deleted nothing: leave out what retention would have deleted.
+      const revisions = (await listDigests(driver, paths.revisions(repo))).filter((d) => !retentionDeleted.has(`${repo}@${d.value}`));
       const revisionSet = new Set(revisions.map((d) => d.value));
       let keep: Set<string>;
       if (opts.deleteUntagged) {
@@ -92,6 +118,7 @@ export async function gcRegistry(driver: StorageDriver, opts: GcOptions = {}): P
         keep = new Set();
         const queue: string[] = [];
         for (const tag of await storage.tags(repo).catch(() => [] as string[])) {
+          if (retentionUntagged.has(`${repo}:${tag}`)) continue; // a dry run left it in place
           const d = await storage.resolveTag(repo, tag);
           if (d && revisionSet.has(d.value)) queue.push(d.value);
         }

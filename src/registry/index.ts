@@ -18,6 +18,8 @@ export { createRegistryServer, createStorageDriver, storageLocation, type Regist
 export { loadConfigFile, configFromEnv, normalizeConfig, defaultConfig, parseDuration, splitAddr, type RegistryConfig, type LoadConfigOptions, type AccessLogFormat } from './config.js';
 export { applyEnvOverrides, CONFIG_SCHEMA } from './config-env.js';
 export { gcRegistry, type GcOptions, type GcResult } from './gc.js';
+export { scrubRegistry, formatScrubProblem, type ScrubOptions, type ScrubResult, type ScrubProblem } from './scrub.js';
+export { retentionPlan, PullRecorder, readPullTimes, type RetentionConfig, type RetentionPolicy, type KeepTagsRule, type RetentionPlan } from './retention.js';
 export { RegistryStorage, MAX_MANIFEST_BYTES, parseManifest } from './storage.js';
 export { RegistryError, ErrorCodes, type ErrorCode } from './errors.js';
 export { FilesystemDriver } from './storage/filesystem.js';

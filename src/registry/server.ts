@@ -2,6 +2,7 @@
 // It is a plain node:http(s) handler rather than a framework route table because repository names
 // contain slashes (/v2/a/b/c/manifests/x), which suffix-anchored regexes match directly, and the
 // manifest GET hot path stays a handful of function calls.
+import { PullRecorder } from './retention.js';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { promises as fsp } from 'node:fs';
@@ -415,6 +416,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
         if (upstreamDown) throw upstreamDown;
         m = await proxy.fetchManifest(name, ref);
       }
+      if (pulls && !ref.includes(':') && method === 'GET') pulls.record(name, ref);
       const etag = `"${m.digest}"`;
       const headers = { 'Content-Type': m.mediaType, 'Docker-Content-Digest': m.digest, ETag: etag };
       if (ctx.req.headers['if-none-match'] === etag) return send(ctx, 304, headers);
@@ -648,6 +650,9 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
   }
 
   let drained: (() => void) | undefined;
+  // Pull times for retention's pulledWithin / mostRecentlyPulledCount, batched off the request path.
+  const retention = config.storage.maintenance?.retention;
+  const pulls = retention?.policies?.length ? new PullRecorder(driver, parseDuration(retention.pullFlushInterval, 10_000)) : undefined;
 
   async function purgeUploads(): Promise<void> {
     const p = config.storage.maintenance?.uploadpurging;
@@ -706,6 +711,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       const interval = parseDuration(config.storage.maintenance?.uploadpurging?.interval, 24 * 3_600_000);
       purgeTimer = setInterval(() => { void purgeUploads(); }, interval);
       purgeTimer.unref();
+      pulls?.start();
       log?.info({ addr: `${shownHost}:${addr.port}`, storage: opts.driver ? opts.driver.name : storageLocation(config), auth: auth.kind, tls: !!tls?.certificate }, 'listening');
       return { url: `${proto}://${shownHost}:${addr.port}`, host: addr.address, port: addr.port };
     },
@@ -726,6 +732,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       // Whatever is still running now is cut; an interrupted upload stays resumable on disk.
       for (const sock of sockets) sock.destroy();
       await closed;
+      await pulls?.stop().catch((e) => log?.warn({ err: e }, 'writing pull times failed'));
       if (log && opts.logger === undefined) log.flush();
       accessOut?.flush();
       server = undefined;

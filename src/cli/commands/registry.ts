@@ -1,4 +1,4 @@
-// `drydock serve` (alias `drydock registry serve`), `drydock registry gc`, `drydock registry htpasswd`.
+// `drydock serve` (alias `drydock registry serve`), `drydock registry gc`, `drydock registry scrub`, `drydock registry htpasswd`.
 // Flags override the YAML config (registry:2's config.yml keys work), like `registry serve config.yml`.
 import type { Command } from 'commander';
 import { UserError } from '../../util/errors.js';
@@ -77,6 +77,18 @@ async function runPrimary(cluster: typeof import('node:cluster').default, worker
 function defaultRegistryRoot(): string {
   const base = process.env.DRYDOCK_ROOT ?? `${process.env.HOME ?? '/root'}/.local/share/drydock`;
   return `${base}/registry`;
+}
+
+/** The storage `registry gc` and `registry scrub` work on: --root, else the config's (filesystem or S3), else the default root. */
+async function maintenanceDriver(flags: { config?: string; root?: string }, cmd: Command): Promise<import('../../registry/index.js').StorageDriver> {
+  const reg = await import('../../registry/index.js');
+  const root = flags.root ?? (cmd.optsWithGlobals().root as string | undefined);
+  let driver: import('../../registry/index.js').StorageDriver;
+  if (root) driver = reg.checkedDriver(new reg.FilesystemDriver(root));
+  else if (flags.config) driver = reg.createStorageDriver(await reg.loadConfigFile(flags.config));
+  else driver = reg.checkedDriver(new reg.FilesystemDriver(defaultRegistryRoot()));
+  await driver.checkReady?.();
+  return driver;
 }
 
 function addServeCommand(parent: Command, name: string): Command {
@@ -197,6 +209,7 @@ export function register(program: Command): void {
     .option('--root <dir>', 'storage root (default $DRYDOCK_ROOT/registry)')
     .option('-n, --dry-run', 'only report what would be deleted')
     .option('-m, --delete-untagged', 'also delete manifests no tag reaches')
+    .option('--no-retention', "ignore the config's retention policies (storage.maintenance.retention)")
     .option('--grace-period <duration>', 'keep blobs written, uploaded, mounted or referenced within this time', '1h')
     .option('--format <format>', 'output format: text or json', 'text')
     .option('-q, --quiet', 'print nothing but errors')
@@ -205,21 +218,19 @@ Examples:
   drydock registry gc --root /srv/registry --dry-run
   drydock registry gc --config /etc/docker/registry/config.yml --delete-untagged
   drydock registry gc --config s3-config.yml --dry-run     # storage: s3: bucket: ...
+  drydock registry gc --config config.yml --dry-run        # lists the tags retention policies would delete
 
 Safe next to running servers on the same storage: a blob uploaded, mounted or linked by a manifest
 within the grace period, or while gc runs, is kept, and a manifest accepted while gc runs keeps all
 its blobs.`)
-    .action(async (flags: { config?: string; root?: string; dryRun?: boolean; deleteUntagged?: boolean; gracePeriod: string; format: string; quiet?: boolean }, cmd: Command) => {
+    .action(async (flags: { config?: string; root?: string; retention?: boolean; dryRun?: boolean; deleteUntagged?: boolean; gracePeriod: string; format: string; quiet?: boolean }, cmd: Command) => {
       const reg = await import('../../registry/index.js');
-      const root = flags.root ?? (cmd.optsWithGlobals().root as string | undefined);
-      let driver: import('../../registry/index.js').StorageDriver;
-      if (root) driver = reg.checkedDriver(new reg.FilesystemDriver(root));
-      else if (flags.config) driver = reg.createStorageDriver(await reg.loadConfigFile(flags.config));
-      else driver = reg.checkedDriver(new reg.FilesystemDriver(defaultRegistryRoot()));
-      await driver.checkReady?.();
+      const driver = await maintenanceDriver(flags, cmd);
       if (flags.format !== 'text' && flags.format !== 'json') throw new UserError(`--format must be text or json, got "${flags.format}"`);
       const text = flags.format === 'text' && !flags.quiet;
+      const retention = flags.config && flags.retention !== false ? (await reg.loadConfigFile(flags.config)).storage.maintenance?.retention : undefined;
       const result = await reg.gcRegistry(driver, {
+        retention,
         dryRun: flags.dryRun,
         deleteUntagged: flags.deleteUntagged,
         gracePeriodMs: reg.parseDuration(flags.gracePeriod, 3_600_000),
@@ -227,8 +238,39 @@ its blobs.`)
       });
       if (flags.format === 'json') return printJson(result);
       if (text) {
-        process.stdout.write(`${flags.dryRun ? 'would free' : 'freed'} ${formatSize(result.bytesFreed)}: ${result.blobsDeleted.length} blobs, ${result.manifestsDeleted.length} manifests deleted; ${result.blobsMarked} blobs marked in ${result.repositories} repositories; ${result.blobsKeptByGrace} kept by grace period\n`);
+        process.stdout.write(`${flags.dryRun ? 'would free' : 'freed'} ${formatSize(result.bytesFreed)}: ${result.blobsDeleted.length} blobs, ${result.manifestsDeleted.length} manifests${result.tagsDeleted.length > 0 ? `, ${result.tagsDeleted.length} tags` : ''} deleted; ${result.blobsMarked} blobs marked in ${result.repositories} repositories; ${result.blobsKeptByGrace} kept by grace period\n`);
       }
+    });
+
+  registry.command('scrub')
+    .description('Re-hash every blob and manifest; report corrupt or missing content per repository and tag')
+    .option('-c, --config <file>', 'YAML config (its storage: filesystem root or s3 bucket)')
+    .option('--root <dir>', 'storage root (default $DRYDOCK_ROOT/registry)')
+    .option('--concurrency <n>', 'blobs hashed at once', '4')
+    .option('--format <format>', 'output format: text or json', 'text')
+    .option('-q, --quiet', 'print nothing; the exit status tells (1: problems found)')
+    .addHelpText('after', `
+Examples:
+  drydock registry scrub --root /srv/registry
+  drydock registry scrub --config s3-config.yml --format json
+
+Read-only, safe next to running servers. Exits 1 when anything is corrupt or missing.`)
+    .action(async (flags: { config?: string; root?: string; concurrency: string; format: string; quiet?: boolean }, cmd: Command) => {
+      const reg = await import('../../registry/index.js');
+      if (flags.format !== 'text' && flags.format !== 'json') throw new UserError(`--format must be text or json, got "${flags.format}"`);
+      const concurrency = Number(flags.concurrency);
+      if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UserError('--concurrency must be an integer between 1 and 64');
+      const driver = await maintenanceDriver(flags, cmd);
+      const text = flags.format === 'text' && !flags.quiet;
+      const result = await reg.scrubRegistry(driver, {
+        concurrency,
+        onProblem: text ? (p) => process.stdout.write(`${reg.formatScrubProblem(p)}\n`) : undefined,
+      });
+      if (flags.format === 'json' && !flags.quiet) printJson(result);
+      else if (text) {
+        process.stdout.write(`${result.problems.length === 0 ? 'ok' : `${result.problems.length} problems`}: ${result.blobs} blobs (${formatSize(result.bytesHashed)}) and ${result.manifests} manifests in ${result.repositories} repositories checked\n`);
+      }
+      if (result.problems.length > 0) process.exitCode = 1;
     });
 
   registry.command('htpasswd')
