@@ -8,6 +8,7 @@ import type { AccessRule } from './auth/access.js';
 import { applyEnvOverrides } from './config-env.js';
 import { s3OptionsFromConfig, type S3StorageConfig } from './storage/s3.js';
 import { checkRetention } from './retention.js';
+export { parseDuration } from './duration.js';
 
 export interface RegistryConfig {
   version?: string;
@@ -66,23 +67,6 @@ export interface RegistryConfig {
 
 export type AccessLogFormat = 'json' | 'combined';
 export const ACCESS_LOG_FORMATS: readonly AccessLogFormat[] = ['json', 'combined'];
-
-/** Go-style durations as distribution writes them: "168h", "30m", "1h30m", "10s", "500ms". */
-export function parseDuration(value: string | number | undefined, fallbackMs: number): number {
-  if (value === undefined || value === '') return fallbackMs;
-  if (typeof value === 'number') return value * 1000;
-  if (/^\d+$/.test(value)) return Number(value) * 1000;
-  const re = /(\d+(?:\.\d+)?)(ms|h|m|s)/g;
-  let total = 0;
-  let consumed = 0;
-  for (const m of value.matchAll(re)) {
-    const n = Number(m[1]);
-    total += m[2] === 'h' ? n * 3_600_000 : m[2] === 'm' ? n * 60_000 : m[2] === 's' ? n * 1000 : n;
-    consumed += m[0].length;
-  }
-  if (consumed !== value.length) throw new UserError(`invalid duration "${value}" (expected e.g. 168h, 30m, 10s)`);
-  return total;
-}
 
 export function defaultConfig(root: string): RegistryConfig {
   return {

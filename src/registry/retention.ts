@@ -8,7 +8,7 @@
 // Pull time comes from PullRecorder: the server notes pulls in memory and writes one small file
 // per repository every few seconds and on shutdown, never on the request path.
 import { parseDigest, type Digest } from '../image/digest.js';
-import { parseDuration } from './config.js';
+import { parseDuration } from './duration.js';
 import { isNotFound, type StorageDriver } from './storage/driver.js';
 import { ROOT, paths } from './storage/paths.js';
 import { RegistryStorage } from './storage.js';
