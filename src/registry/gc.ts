@@ -323,7 +323,8 @@ function heldDigest(p: string): Digest | undefined {
   }
 }
 
-async function listDigests(driver: StorageDriver, dir: string): Promise<Digest[]> {
+/** The digests named by `<dir>/<algorithm>/<hex>` directories (blobs/, _layers/, revisions/). */
+export async function listDigests(driver: StorageDriver, dir: string): Promise<Digest[]> {
   const out: Digest[] = [];
   for (const algDir of await driver.list(dir).catch(() => [] as string[])) {
     const alg = algDir.slice(algDir.lastIndexOf('/') + 1);

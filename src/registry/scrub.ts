@@ -11,6 +11,7 @@ import { parseDigest, type Digest } from '../image/digest.js';
 import { isNotFound, type StorageDriver } from './storage/driver.js';
 import { BLOBS, paths } from './storage/paths.js';
 import { RegistryStorage } from './storage.js';
+import { listDigests } from './gc.js';
 
 export interface ScrubOptions {
   /** Blobs hashed at once. Default 4. */
@@ -193,18 +194,6 @@ async function listBlobs(driver: StorageDriver): Promise<Digest[]> {
   return out;
 }
 
-async function listDigests(driver: StorageDriver, dir: string): Promise<Digest[]> {
-  const out: Digest[] = [];
-  for (const algDir of await driver.list(dir).catch(() => [] as string[])) {
-    const alg = algDir.slice(algDir.lastIndexOf('/') + 1);
-    for (const hexDir of await driver.list(algDir).catch(() => [] as string[])) {
-      try {
-        out.push(parseDigest(`${alg}:${hexDir.slice(hexDir.lastIndexOf('/') + 1)}`));
-      } catch { /* not a digest directory */ }
-    }
-  }
-  return out;
-}
 
 /** One line per problem, e.g. "library/app:v1,latest: layer sha256:… corrupt (content hashes to …) in manifest sha256:…". */
 export function formatScrubProblem(p: ScrubProblem): string {
