@@ -338,7 +338,7 @@ export async function listDigests(driver: StorageDriver, dir: string): Promise<D
 }
 
 /** Blobs with data. A blob directory without data (a crash between mkdir and rename, or a blob swept earlier) holds nothing to sweep. */
-async function listAllBlobs(driver: StorageDriver): Promise<BlobEntry[]> {
+export async function listAllBlobs(driver: StorageDriver): Promise<BlobEntry[]> {
   const out: BlobEntry[] = [];
   for (const algDir of await driver.list(BLOBS).catch(() => [] as string[])) {
     const alg = algDir.slice(algDir.lastIndexOf('/') + 1);

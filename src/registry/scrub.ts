@@ -9,9 +9,9 @@
 import { createHash } from 'node:crypto';
 import { parseDigest, type Digest } from '../image/digest.js';
 import { isNotFound, type StorageDriver } from './storage/driver.js';
-import { BLOBS, paths } from './storage/paths.js';
+import { paths } from './storage/paths.js';
 import { RegistryStorage } from './storage.js';
-import { listDigests } from './gc.js';
+import { listAllBlobs, listDigests } from './gc.js';
 
 export interface ScrubOptions {
   /** Blobs hashed at once. Default 4. */
@@ -64,7 +64,7 @@ export async function scrubRegistry(driver: StorageDriver, opts: ScrubOptions = 
 
   // 1. Every blob in blobs/, hashed once.
   const states = new Map<string, BlobState>();
-  const blobs = await listBlobs(driver);
+  const blobs = (await listAllBlobs(driver)).map((b) => b.digest);
   await pool(blobs, concurrency, async (d) => {
     const st = await hashBlob(driver, d);
     if (st.state === 'ok') result.bytesHashed += st.size;
@@ -176,23 +176,6 @@ async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>): P
   await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
 }
 
-/** Blob directories that have data (a directory without it holds nothing: gc left it, or a crash). */
-async function listBlobs(driver: StorageDriver): Promise<Digest[]> {
-  const out: Digest[] = [];
-  for (const algDir of await driver.list(BLOBS).catch(() => [] as string[])) {
-    const alg = algDir.slice(algDir.lastIndexOf('/') + 1);
-    for (const prefixDir of await driver.list(algDir).catch(() => [] as string[])) {
-      for (const hexDir of await driver.list(prefixDir).catch(() => [] as string[])) {
-        let digest: Digest;
-        try {
-          digest = parseDigest(`${alg}:${hexDir.slice(hexDir.lastIndexOf('/') + 1)}`);
-        } catch { continue; }
-        if (await driver.stat(paths.blobData(digest)).then(() => true, () => false)) out.push(digest);
-      }
-    }
-  }
-  return out;
-}
 
 
 /** One line per problem, e.g. "library/app:v1,latest: layer sha256:… corrupt (content hashes to …) in manifest sha256:…". */
