@@ -10,8 +10,9 @@ import type { Descriptor } from '../image/types.js';
 import { RegistryError } from './errors.js';
 import { isNotFound, PathNotFoundError, type StorageDriver } from './storage/driver.js';
 import { paths, REPOSITORIES } from './storage/paths.js';
+import { MAX_MANIFEST_BYTES, manifestMediaType as declaredOrShapeMediaType } from '../image/partial.js';
 
-export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+export { MAX_MANIFEST_BYTES } from '../image/partial.js';
 const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export interface StoredManifest {
@@ -642,10 +643,9 @@ function checkDescriptor(d: unknown, where: string): Descriptor {
 /** The media type of stored manifest bytes: the body's own field, else inferred from its shape. */
 export function manifestMediaType(bytes: Buffer): string {
   try {
-    const m = JSON.parse(bytes.toString('utf8')) as { mediaType?: string; manifests?: unknown };
-    if (typeof m.mediaType === 'string' && m.mediaType) return m.mediaType;
-    return Array.isArray(m.manifests) ? MediaType.OciIndex : MediaType.OciManifest;
+    return declaredOrShapeMediaType(bytes);
   } catch {
+    // Stored manifests were parsed when pushed; bytes that are not JSON are served as OCI's type.
     return MediaType.OciManifest;
   }
 }
