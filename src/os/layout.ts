@@ -19,6 +19,8 @@ export interface PendingDeployment {
   id: string;
   /** Boots left; the initramfs decrements it each time it boots `id` unconfirmed. */
   triesLeft: number;
+  /** Boots of it so far (the initramfs counts them, for the "abandoned" reason). */
+  attempts?: number;
   /** Seconds a boot has to reach "service started" before it counts as failed. */
   deadlineSeconds: number;
 }
