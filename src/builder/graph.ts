@@ -243,7 +243,9 @@ class Planner {
         out.push(vertex);
       }
     }
+    // Triggers run once: neither the stage nor its image passes them on.
     if (state.config.config) state.config.config.OnBuild = null;
+    if (vertex.config.config) vertex.config.config.OnBuild = null;
     for (const inst of stage.commands) {
       ({ state, vertex } = await this.planStep(stage, state, vertex, inst, false));
       out.push(vertex);
