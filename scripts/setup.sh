@@ -29,6 +29,8 @@ APT_PACKAGES=(
   python3
   # the Docker Engine test/compat/ compares against (a private dockerd per test file; containerd comes with it)
   docker.io
+  # the S3 driver's real object store: a one-node Ceph cluster with a RADOS Gateway (test/helpers/ceph.ts; no mgr needed)
+  ceph-mon ceph-osd radosgw ceph-common
 )
 
 missing=()
