@@ -67,6 +67,7 @@ export const CONFIG_SCHEMA: Section = section({
   proxy: section({ remoteurl: 'string', username: 'string', password: 'string', ttl: 'string' }),
   limits: section({ maxuploadbytes: 'int', maxconcurrentuploads: 'int', chunkminlength: 'int' }),
   metrics: section({ enabled: 'bool' }),
+  ui: section({ enabled: 'bool' }),
 });
 
 function convert(name: string, value: string, node: Node): unknown {

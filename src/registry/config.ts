@@ -63,6 +63,8 @@ export interface RegistryConfig {
   /** drydock: request limits. */
   limits?: { maxuploadbytes?: number; maxconcurrentuploads?: number; chunkminlength?: number };
   metrics?: { enabled?: boolean };
+  /** drydock: the web UI at /ui/ (default on). */
+  ui?: { enabled?: boolean };
 }
 
 export type AccessLogFormat = 'json' | 'combined';

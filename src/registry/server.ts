@@ -21,6 +21,7 @@ import { checkedDriver } from './storage/checked.js';
 import { S3Driver, s3Location, s3OptionsFromConfig } from './storage/s3.js';
 import { MAX_MANIFEST_BYTES, RegistryStorage, parseDigestParam, validateName } from './storage.js';
 import { ProxyUpstream } from './proxy.js';
+import { createUiHandler } from './ui/index.js';
 
 const API_VERSION = 'registry/2.0';
 const MAX_PAGE = 1000;
@@ -210,6 +211,12 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
   const proxy = config.proxy ? new ProxyUpstream(config.proxy, storage, (message) => log?.warn({ upstream: config.proxy!.remoteurl }, message)) : undefined;
 
   let auth: AuthController | undefined;
+  const ui = (config.ui?.enabled ?? true) ? createUiHandler({
+    storage,
+    authorize: (ctx, access) => authorize(ctx as Ctx, access),
+    authKind: () => auth!.kind,
+    deletable: (config.storage.delete?.enabled ?? false) && !readOnly && !proxy,
+  }) : undefined;
   let server: Server | undefined;
   let purgeTimer: NodeJS.Timeout | undefined;
   const sockets = new Set<Socket>();
@@ -526,6 +533,11 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       const name = decode(m[1]!);
       validateName(name);
       return handleReferrers(ctx, name, decode(m[2]!));
+    }
+    // After every /v2/ route, so the UI costs the registry API nothing.
+    if (ui && (p === '/ui' || p.startsWith('/ui/'))) {
+      ctx.route = 'ui';
+      return ui.handle(ctx);
     }
     if (p === '/token' && auth?.tokenEndpoint) {
       ctx.route = 'token';
