@@ -286,8 +286,8 @@ function deleteButton(name: string, tag: string): HTMLButtonElement {
   return b;
 }
 
-function commandText(argv: string[] | null | undefined): string {
-  return argv && argv.length > 0 ? JSON.stringify(argv) : '';
+function commandText(argv: string[] | null | undefined): HTMLElement | null {
+  return argv && argv.length > 0 ? h('code', {}, JSON.stringify(argv)) : null;
 }
 
 async function manifestView(name: string, ref: string): Promise<void> {
@@ -330,8 +330,8 @@ async function manifestView(name: string, ref: string): Promise<void> {
   if (c?.config) {
     const cc = c.config;
     sections.push(h('h2', {}, 'Config'), kv([
-      ['Entrypoint', h('code', {}, commandText(cc.Entrypoint))],
-      ['Cmd', h('code', {}, commandText(cc.Cmd))],
+      ['Entrypoint', commandText(cc.Entrypoint)],
+      ['Cmd', commandText(cc.Cmd)],
       ['Working dir', cc.WorkingDir ? h('code', {}, cc.WorkingDir) : null],
       ['User', cc.User ? h('code', {}, cc.User) : null],
       ['Exposed ports', cc.ExposedPorts ? Object.keys(cc.ExposedPorts).join(', ') : null],
