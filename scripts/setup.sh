@@ -27,6 +27,8 @@ APT_PACKAGES=(
   gcc libc6-dev systemd
   # hostile-tar fixtures (Python's tarfile writes what GNU tar refuses to)
   python3
+  # the registry web UI's tests drive Debian's Chromium headless (puppeteer-core)
+  chromium
   # the Docker Engine test/compat/ compares against (a private dockerd per test file; containerd comes with it)
   docker.io
   # the S3 driver's real object store: a one-node Ceph cluster with a RADOS Gateway (test/helpers/ceph.ts; no mgr needed)

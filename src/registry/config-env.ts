@@ -64,9 +64,16 @@ export const CONFIG_SCHEMA: Section = section({
     anonymousread: 'bool',
     ratelimit: section({ failures: 'int', window: 'string' }),
   }, { open: params, selector: true }),
+  // Repository globs ("team/**") cannot be variable names: REGISTRY_ACCESSCONTROL_REPOSITORIES takes the whole map as YAML.
+  accessControl: section({
+    repositories: 'any',
+    groups: 'any',
+    adminPolicy: section({ users: 'any', groups: 'any', actions: 'any' }),
+  }),
   proxy: section({ remoteurl: 'string', username: 'string', password: 'string', ttl: 'string' }),
   limits: section({ maxuploadbytes: 'int', maxconcurrentuploads: 'int', chunkminlength: 'int' }),
   metrics: section({ enabled: 'bool' }),
+  ui: section({ enabled: 'bool' }),
 });
 
 function convert(name: string, value: string, node: Node): unknown {

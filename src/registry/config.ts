@@ -5,6 +5,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { UserError } from '../util/errors.js';
 import type { AccessRule } from './auth/access.js';
+import { AccessPolicy, type AccessControlConfig } from './auth/access-control.js';
 import { applyEnvOverrides } from './config-env.js';
 import { s3OptionsFromConfig, type S3StorageConfig } from './storage/s3.js';
 import { checkRetention } from './retention.js';
@@ -59,10 +60,14 @@ export interface RegistryConfig {
     /** drydock: failed logins per client address and user name within `window` before 429 (default 10 in 1m; 0 disables). */
     ratelimit?: { failures?: number; window?: string };
   };
+  /** Zot's per-repository access control (http.accessControl there); reloaded on SIGHUP. */
+  accessControl?: AccessControlConfig;
   proxy?: { remoteurl: string; username?: string; password?: string; ttl?: string };
   /** drydock: request limits. */
   limits?: { maxuploadbytes?: number; maxconcurrentuploads?: number; chunkminlength?: number };
   metrics?: { enabled?: boolean };
+  /** drydock: the web UI at /ui/ (default on). */
+  ui?: { enabled?: boolean };
 }
 
 export type AccessLogFormat = 'json' | 'combined';
@@ -203,6 +208,14 @@ export function validateConfig(cfg: RegistryConfig): void {
       throw new UserError(`auth.access[${i}]: needs users, repositories and actions lists`);
     }
     for (const a of r.actions) if (!['pull', 'push', 'delete', '*'].includes(a)) throw new UserError(`auth.access[${i}]: unknown action "${a}" (pull, push, delete, *)`);
+  }
+  if ((cfg.http as Record<string, unknown>).accessControl !== undefined) {
+    throw new UserError('http.accessControl: drydock reads accessControl at the top level of config.yml (Zot nests it under http)');
+  }
+  if (cfg.accessControl !== undefined && cfg.accessControl !== null) {
+    if (!cfg.auth?.htpasswd && !cfg.auth?.token) throw new UserError('accessControl is set but auth names no method (htpasswd or token): users cannot be identified, refusing to start');
+    if (cfg.auth.access?.length) throw new UserError('auth.access and accessControl both set: use one (accessControl is the Zot-style form)');
+    AccessPolicy.parse(cfg.accessControl);
   }
   const format = cfg.log?.accesslog?.format;
   if (format !== undefined && !ACCESS_LOG_FORMATS.includes(format)) throw new UserError(`log.accesslog.format "${format}" is not supported (${ACCESS_LOG_FORMATS.join(', ')})`);

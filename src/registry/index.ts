@@ -77,6 +77,7 @@ export async function startRegistry(opts: StartRegistryOptions, serverOpts: Crea
     proxy: opts.proxy,
     limits: opts.config?.limits,
     metrics: opts.config?.metrics,
+    ui: opts.config?.ui,
     log: opts.accessLog ? undefined : { accesslog: { disabled: true } },
   } as RegistryConfig & Record<string, unknown>);
   const server = createRegistryServer(config, serverOpts);

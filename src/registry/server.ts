@@ -12,7 +12,7 @@ import pino, { type Logger } from 'pino';
 import { Counter, Histogram, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { MediaType } from '../image/media-types.js';
 import { combinedLine } from './access-log.js';
-import { createAuth, type Access, type AuthController, type Grant } from './auth/index.js';
+import { createAuth, type Access, type AuthController, type AuthOptions, type Grant, type Identity, type Policy } from './auth/index.js';
 import { parseDuration, splitAddr, type RegistryConfig } from './config.js';
 import { RegistryError } from './errors.js';
 import { FilesystemDriver } from './storage/filesystem.js';
@@ -21,6 +21,7 @@ import { checkedDriver } from './storage/checked.js';
 import { S3Driver, s3Location, s3OptionsFromConfig } from './storage/s3.js';
 import { MAX_MANIFEST_BYTES, RegistryStorage, parseDigestParam, validateName } from './storage.js';
 import { ProxyUpstream } from './proxy.js';
+import { createUiHandler } from './ui/index.js';
 
 const API_VERSION = 'registry/2.0';
 const MAX_PAGE = 1000;
@@ -40,6 +41,16 @@ export interface RegistryServer {
   close(): Promise<void>;
   /** The underlying node server, once listening. */
   readonly server: Server | undefined;
+  /**
+   * SIGHUP: re-reads the htpasswd file and swaps in `next`'s access control (accessControl,
+   * auth.access, auth.anonymousread) for requests that start from now on; open connections and
+   * in-flight uploads are untouched. On an error the old settings stay and it throws.
+   */
+  reload(next: RegistryConfig): Promise<void>;
+  /** The access policy in force (undefined without auth): can(identity, action, repo), filterRepos(identity, repos). */
+  policy(): Policy | undefined;
+  /** Who sent `req` ({} = anonymous); throws a 401 RegistryError for wrong credentials. */
+  identify(req: IncomingMessage): Promise<Identity>;
 }
 
 export interface CreateServerOptions {
@@ -210,6 +221,12 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
   const proxy = config.proxy ? new ProxyUpstream(config.proxy, storage, (message) => log?.warn({ upstream: config.proxy!.remoteurl }, message)) : undefined;
 
   let auth: AuthController | undefined;
+  const ui = (config.ui?.enabled ?? true) ? createUiHandler({
+    storage,
+    authorize: (ctx, access) => authorize(ctx as Ctx, access),
+    authKind: () => auth!.kind,
+    deletable: (config.storage.delete?.enabled ?? false) && !readOnly && !proxy,
+  }) : undefined;
   let server: Server | undefined;
   let purgeTimer: NodeJS.Timeout | undefined;
   const sockets = new Set<Socket>();
@@ -219,6 +236,21 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
   function baseUrl(req: IncomingMessage): string {
     const proto = config.http.tls?.certificate ? 'https' : 'http';
     return `${proto}://${req.headers.host ?? config.http.addr}`;
+  }
+
+  function authOptions(c: RegistryConfig): AuthOptions {
+    return {
+      htpasswd: c.auth?.htpasswd ? { realm: c.auth.htpasswd.realm ?? 'drydock registry', path: c.auth.htpasswd.path } : undefined,
+      token: c.auth?.token ? {
+        ...c.auth.token,
+        service: c.auth.token.service ?? 'drydock-registry',
+        issuer: c.auth.token.issuer ?? 'drydock',
+      } : undefined,
+      access: c.auth?.access,
+      accessControl: c.accessControl ?? undefined,
+      anonymousRead: c.auth?.anonymousread,
+      rateLimit: { failures: c.auth?.ratelimit?.failures, windowMs: parseDuration(c.auth?.ratelimit?.window, 60_000) },
+    };
   }
 
   async function authorize(ctx: Ctx, access: Access[]): Promise<Grant> {
@@ -326,7 +358,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
   async function handleUpload(ctx: Ctx, name: string, id: string): Promise<void> {
     const method = ctx.req.method;
     const q = ctx.url.searchParams;
-    await authorize(ctx, repoAccess(name, 'pull', 'push'));
+    const grant = await authorize(ctx, repoAccess(name, 'pull', 'push'));
     checkWritable();
     if (method === 'POST' && id === '') {
       const mount = q.get('mount');
@@ -335,11 +367,8 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
         const digest = parseDigestParam(mount);
         if (from) {
           validateName(from);
-          let allowed = false;
-          try {
-            allowed = (await auth!.authorize(ctx.req, repoAccess(from, 'pull'), baseUrl(ctx.req))).can(from, 'pull');
-          } catch { allowed = false; }
-          if (allowed && await storage.mountBlob(name, from, digest)) {
+          // Mounting needs pull on the source; without it, a normal upload (distribution does the same).
+          if (grant.can(from, 'pull') && await storage.mountBlob(name, from, digest)) {
             return send(ctx, 201, { Location: `/v2/${name}/blobs/${digest.value}`, 'Docker-Content-Digest': digest.value });
           }
         }
@@ -527,6 +556,11 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       validateName(name);
       return handleReferrers(ctx, name, decode(m[2]!));
     }
+    // After every /v2/ route, so the UI costs the registry API nothing.
+    if (ui && (p === '/ui' || p.startsWith('/ui/'))) {
+      ctx.route = 'ui';
+      return ui.handle(ctx);
+    }
     if (p === '/token' && auth?.tokenEndpoint) {
       ctx.route = 'token';
       let params = ctx.url.searchParams;
@@ -670,18 +704,25 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
     config,
     storage,
     get server() { return server; },
+    policy() { return auth?.policy(); },
+    async identify(req) {
+      if (!auth) throw new RegistryError('UNAVAILABLE', 'registry is starting');
+      return auth.identify(req, baseUrl(req));
+    },
+    async reload(next) {
+      if (!auth) throw new Error('reload before listen');
+      const kind = next.auth?.token ? 'token' : next.auth?.htpasswd ? 'htpasswd' : 'none';
+      try {
+        if (kind !== auth.kind) throw new Error(`the auth method changed (${auth.kind} to ${kind}): that needs a restart`);
+        await auth.reload(authOptions(next));
+        log?.info({ auth: auth.kind, accessControl: next.accessControl ? 'accessControl' : next.auth?.access?.length ? 'auth.access' : 'none' }, 'access control reloaded');
+      } catch (e) {
+        log?.error({ err: e }, 'reload failed: keeping the previous access control and htpasswd file');
+        throw e;
+      }
+    },
     async listen() {
-      auth = await createAuth({
-        htpasswd: config.auth?.htpasswd ? { realm: config.auth.htpasswd.realm ?? 'drydock registry', path: config.auth.htpasswd.path } : undefined,
-        token: config.auth?.token ? {
-          ...config.auth.token,
-          service: config.auth.token.service ?? 'drydock-registry',
-          issuer: config.auth.token.issuer ?? 'drydock',
-        } : undefined,
-        access: config.auth?.access,
-        anonymousRead: config.auth?.anonymousread,
-        rateLimit: { failures: config.auth?.ratelimit?.failures, windowMs: parseDuration(config.auth?.ratelimit?.window, 60_000) },
-      });
+      auth = await createAuth(authOptions(config));
       const { host, port } = splitAddr(config.http.addr);
       const tls = config.http.tls;
       // A missing bucket or refused credentials should stop the start, not fail every request.

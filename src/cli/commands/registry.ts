@@ -33,6 +33,7 @@ interface ServeFlags {
   s3Endpoint?: string;
   s3Region?: string;
   s3Rootdirectory?: string;
+  ui?: boolean;
 }
 
 /**
@@ -115,6 +116,7 @@ function addServeCommand(parent: Command, name: string): Command {
     .option('--proxy-password <password>', 'upstream password (proxy.password)')
     .option('--no-access-log', 'do not write the access log to stdout')
     .option('--access-log-format <format>', 'access log lines: json or combined (log.accesslog.format; default json)')
+    .option('--no-ui', 'do not serve the web UI at /ui/ (ui.enabled=false)')
     .option('--no-fsync', "skip fsync of blob data (distribution's behaviour: faster, not power-loss safe)")
     .option('--workers <n>', 'server processes sharing the port (use the cores; default 1)')
     .option('--s3-bucket <bucket>', 'store in this S3 bucket instead of --root (storage.s3.bucket; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)')
@@ -149,6 +151,7 @@ The server stops gracefully on SIGINT/SIGTERM: in-flight requests finish, interr
       if (flags.tlsCert || flags.tlsKey) config.http.tls = { certificate: flags.tlsCert, key: flags.tlsKey };
       if (flags.delete === false) config.storage.delete = { enabled: false };
       if (flags.fsync === false) config.storage.filesystem.fsync = false;
+      if (flags.ui === false) config.ui = { enabled: false };
       if (flags.readOnly) config.storage.maintenance = { ...config.storage.maintenance, readonly: { enabled: true } };
       if (flags.htpasswd || flags.token || flags.tokenRealm || flags.anonymousRead) config.auth ??= {};
       if (flags.htpasswd) config.auth!.htpasswd = { realm: flags.realm ?? config.auth!.htpasswd?.realm ?? 'drydock registry', path: flags.htpasswd };

@@ -1,6 +1,9 @@
 // What a request needs ("repository:team/app:pull,push") and who may do it. Rules are a
-// drydock extension to distribution's config (auth.access); without rules every authenticated
-// user may do everything, which is what registry:2's htpasswd mode does.
+// drydock extension to distribution's config (auth.access), the older and flatter form of
+// accessControl (access-control.ts); without either, every authenticated user may do everything,
+// which is what registry:2's htpasswd mode does.
+import { grantFrom, type Identity, type Policy } from './access-control.js';
+
 export type Action = 'pull' | 'push' | 'delete' | '*';
 
 export interface Access {
@@ -24,7 +27,7 @@ function globToRegExp(glob: string): RegExp {
 
 interface CompiledRule { users: Set<string>; repos: RegExp[]; actions: Set<string> }
 
-export class AccessRules {
+export class AccessRules implements Policy {
   private readonly rules: CompiledRule[];
   constructor(rules: AccessRule[] | undefined, private readonly anonymousRead: boolean) {
     this.rules = (rules ?? []).map((r) => ({
@@ -35,6 +38,16 @@ export class AccessRules {
     this.hasRules = this.rules.length > 0;
   }
   private readonly hasRules: boolean;
+  /** As before accessControl existed: _catalog needs a user even with anonymous read. */
+  readonly anonymousCatalog = false;
+
+  can(identity: Identity | undefined, action: string, repo: string): boolean {
+    return this.allowed(identity?.user, repo, action);
+  }
+
+  filterRepos(identity: Identity | undefined, repos: readonly string[]): string[] {
+    return repos.filter((r) => this.allowed(identity?.user, r, 'pull'));
+  }
 
   /** May `user` (undefined = anonymous) perform `action` on repository `name`? */
   allowed(user: string | undefined, name: string, action: string): boolean {
@@ -50,18 +63,8 @@ export class AccessRules {
   }
 
   /** Grants the subset of `requested` this user holds (used by the token endpoint). */
-  grant(user: string | undefined, requested: Access[]): Access[] {
-    const out: Access[] = [];
-    for (const a of requested) {
-      if (a.type === 'registry') {
-        if (a.name === 'catalog' && user !== undefined) out.push({ type: 'registry', name: 'catalog', actions: ['*'] });
-        continue;
-      }
-      const want = a.actions.includes('*') ? ['pull', 'push', 'delete'] : a.actions;
-      const actions = want.filter((act) => this.allowed(user, a.name, act));
-      if (actions.length > 0) out.push({ type: 'repository', name: a.name, actions });
-    }
-    return out;
+  grant(identity: Identity | undefined, requested: Access[]): Access[] {
+    return grantFrom(this, identity, requested);
   }
 }
 

@@ -68,6 +68,11 @@ export class Htpasswd {
     if (st && st.mtimeMs !== this.mtimeMs) await this.load().catch(() => {});
   }
 
+  /** Is this user in the file as last loaded? (Tokens of removed users stop working.) */
+  has(user: string): boolean {
+    return this.users.has(user);
+  }
+
   /** Returns the user name when the password is right, undefined otherwise. */
   async verify(user: string, password: string): Promise<string | undefined> {
     await this.maybeReload();

@@ -1,0 +1,316 @@
+// The web UI at /ui/ in a real headless Chromium (Debian's chromium, driven by puppeteer-core):
+// the repository list, tags, a manifest of an image built by umoci and pushed by skopeo (layers,
+// config, labels, history, referrers), an index with two platforms, search, login with htpasswd
+// credentials, a refused password, a repository the user may not pull staying absent, and a tag
+// deleted from the page being gone from the registry API. Screenshots of the main pages go to
+// $DRYDOCK_UI_SCREENSHOTS (docs/img to refresh the ones in docs/registry.md), else a temp dir.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import puppeteer, { type Browser, type Page } from 'puppeteer-core';
+import { PROJECT_ROOT, requireTool, tempDir } from '../helpers/env.js';
+import { htpasswdLine } from '../helpers/docker-registry.js';
+import { configFromEnv, createRegistryServer, startRegistry, type StartedRegistry } from '../../src/registry/index.js';
+import { UI_CSP } from '../../src/registry/ui/index.js';
+import { http, pushBlob, serveProcess, sha256 } from './util.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const basic = (u: string, p: string) => ({ Authorization: `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}` });
+const ALICE = basic('alice', 's3cret');
+
+function run(cmd: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { timeout: 120_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${cmd} ${args.join(' ')}: ${stderr || err.message}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** An OCI layout made by umoci: two layers, a label, env, cmd and the history umoci writes. */
+async function umociImage(): Promise<string> {
+  const dir = tempDir('drydock-ui-umoci-');
+  const layout = path.join(dir, 'layout');
+  await run('umoci', ['init', '--layout', layout]);
+  await run('umoci', ['new', '--image', `${layout}:v1`]);
+  // A repack builds on the image its bundle was unpacked from: one bundle per layer.
+  const layers: [string, string, string][] = [['hello.txt', 'hello from umoci\n', 'COPY hello.txt /'], ['etc/motd', 'x'.repeat(20_000), 'COPY motd /etc/']];
+  for (const [i, [file, content, createdBy]] of layers.entries()) {
+    const bundle = path.join(dir, `bundle${i}`);
+    await run('umoci', ['unpack', '--image', `${layout}:v1`, bundle]);
+    mkdirSync(path.dirname(path.join(bundle, 'rootfs', file)), { recursive: true });
+    writeFileSync(path.join(bundle, 'rootfs', file), content);
+    await run('umoci', ['repack', '--image', `${layout}:v1`, '--history.created_by', createdBy, bundle]);
+  }
+  await run('umoci', ['config', '--image', `${layout}:v1`, '--config.label', 'org.opencontainers.image.title=demo app',
+    '--config.label', 'team=platform', '--config.env', 'GREETING=hello', '--config.cmd', '/bin/sh', '--os', 'linux', '--architecture', 'amd64',
+    '--history.created_by', 'LABEL team=platform']);
+  return layout;
+}
+
+async function putManifest(base: string, repo: string, ref: string, doc: unknown, mediaType: string): Promise<{ digest: string; size: number; mediaType: string }> {
+  const body = Buffer.from(JSON.stringify(doc));
+  const r = await http(`${base}/v2/${repo}/manifests/${ref}`, { method: 'PUT', body, headers: { 'Content-Type': mediaType, ...ALICE } });
+  assert.equal(r.status, 201, r.body.toString());
+  return { digest: sha256(body), size: body.length, mediaType };
+}
+
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+
+/** team/multi:latest, an OCI index of linux/amd64 and linux/arm64 images. */
+async function pushIndex(base: string): Promise<void> {
+  const children = [];
+  for (const architecture of ['amd64', 'arm64']) {
+    const config = Buffer.from(JSON.stringify({ architecture, os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, config: { Cmd: ['sh'] } }));
+    const layer = Buffer.from(`layer for ${architecture}`.repeat(100));
+    const configDigest = await pushBlob(base, 'team/multi', config, ALICE);
+    const layerDigest = await pushBlob(base, 'team/multi', layer, ALICE);
+    const m = await putManifest(base, 'team/multi', `sha256-${architecture}`, {
+      schemaVersion: 2, mediaType: OCI_MANIFEST,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layerDigest, size: layer.length }],
+    }, OCI_MANIFEST);
+    children.push({ ...m, platform: { os: 'linux', architecture } });
+  }
+  await putManifest(base, 'team/multi', 'latest', { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: children }, 'application/vnd.oci.image.index.v1+json');
+}
+
+/** An SBOM and a signature whose subject is `subject`, pushed by digest as ORAS and notation do. */
+async function pushReferrers(base: string, repo: string, subject: { digest: string; size: number; mediaType: string }): Promise<void> {
+  const empty = await pushBlob(base, repo, '{}', ALICE);
+  for (const [artifactType, payload] of [['application/spdx+json', '{"spdxVersion":"SPDX-2.3"}'], ['application/vnd.cncf.notary.signature', 'signature bytes']] as const) {
+    const blob = await pushBlob(base, repo, payload, ALICE);
+    const doc = {
+      schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType,
+      config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: empty, size: 2 },
+      layers: [{ mediaType: artifactType, digest: blob, size: Buffer.byteLength(payload) }],
+      subject, annotations: { 'org.opencontainers.image.created': '2026-01-02T03:04:05Z' },
+    };
+    const d = sha256(JSON.stringify(doc));
+    await putManifest(base, repo, d, doc, OCI_MANIFEST);
+  }
+}
+
+let reg: StartedRegistry;
+let browser: Browser;
+let shots: string;
+const problems: string[] = [];
+
+async function newPage(): Promise<Page> {
+  const context = await browser.createBrowserContext();
+  const page = await context.newPage();
+  await page.setViewport({ width: 1000, height: 720 });
+  // A CSP violation or a script error shows up here; the page must have none.
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  page.on('pageerror', (e) => problems.push(`pageerror: ${(e as Error).message}`));
+  return page;
+}
+
+async function login(page: Page, user: string, password: string): Promise<void> {
+  await page.goto(`${reg.url}/ui/#/login`);
+  await page.waitForSelector('#login');
+  await page.type('input[name=username]', user);
+  await page.type('input[name=password]', password);
+  await page.click('#login button[type=submit]');
+}
+
+const texts = (page: Page, selector: string) => page.$$eval(selector, (els) => els.map((e) => (e.textContent ?? '').trim()));
+
+async function shot(page: Page, name: string, fullPage = false): Promise<void> {
+  await page.screenshot({ path: path.join(shots, `ui-${name}.png`) as `${string}.png`, fullPage });
+}
+
+before(async () => {
+  requireTool('chromium', 'apt-get install chromium');
+  requireTool('skopeo');
+  requireTool('umoci');
+  requireTool('htpasswd', 'apt-get install apache2-utils');
+  shots = process.env.DRYDOCK_UI_SCREENSHOTS ? path.resolve(PROJECT_ROOT, process.env.DRYDOCK_UI_SCREENSHOTS) : tempDir('drydock-ui-shots-');
+  mkdirSync(shots, { recursive: true });
+  const auth = tempDir('drydock-ui-auth-');
+  const htpasswd = path.join(auth, 'htpasswd');
+  writeFileSync(htpasswd, `${htpasswdLine('alice', 's3cret')}\n${htpasswdLine('bob', 'hunter2')}\n`);
+  reg = await startRegistry({ root: tempDir('drydock-ui-root-'), htpasswd, config: { auth: { ratelimit: { failures: 0 } } } as never, access: [
+    { users: ['alice'], repositories: ['*'], actions: ['*'] },
+    { users: ['bob'], repositories: ['team/*'], actions: ['pull'] },
+  ] });
+  const layout = await umociImage();
+  for (const tag of ['v1', 'old']) {
+    await run('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', 'alice:s3cret', `oci:${layout}:v1`, `docker://${reg.host}/team/app:${tag}`]);
+  }
+  await run('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', 'alice:s3cret', `oci:${layout}:v1`, `docker://${reg.host}/secret/keys:v1`]);
+  const v1 = await http(`${reg.url}/v2/team/app/manifests/v1`, { headers: { ...ALICE, Accept: OCI_MANIFEST } });
+  await pushReferrers(reg.url, 'team/app', { mediaType: v1.headers.get('content-type')!, digest: v1.headers.get('docker-content-digest')!, size: v1.body.length });
+  await pushIndex(reg.url);
+  browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+});
+
+after(async () => {
+  await browser?.close();
+  await reg?.close();
+});
+
+describe('web UI', () => {
+  test('the page is served with a CSP and loads nothing from elsewhere', async () => {
+    const r = await http(`${reg.url}/ui/`);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('content-security-policy'), UI_CSP);
+    assert.match(UI_CSP, /script-src 'self'/);
+    assert.doesNotMatch(UI_CSP, /unsafe-(inline|eval)/);
+    assert.doesNotMatch(r.body.toString(), /https?:\/\//, 'no absolute URLs (no CDN)');
+    assert.equal((await http(`${reg.url}/ui`)).headers.get('location'), '/ui/');
+    const js = await http(`${reg.url}/ui/app.js`);
+    assert.equal(js.status, 200);
+    assert.match(js.headers.get('content-type')!, /javascript/);
+    assert.doesNotMatch(js.body.toString(), /\beval\(|new Function\(|innerHTML/);
+  });
+
+  test('anonymous with auth on: a login form and no repositories', async () => {
+    const page = await newPage();
+    await page.goto(`${reg.url}/ui/`);
+    await page.waitForSelector('#login');
+    assert.equal(await page.$('#repos'), null);
+    assert.ok(!(await page.content()).includes('team/app'));
+    await shot(page, 'login');
+    // The JSON behind the page says the same.
+    assert.equal((await http(`${reg.url}/ui/api/repositories`)).status, 401);
+    assert.equal((await http(`${reg.url}/ui/api/repositories/team/app/tags`)).status, 401);
+    await page.browserContext().close();
+  });
+
+  test('a wrong password is refused', async () => {
+    const page = await newPage();
+    await login(page, 'alice', 'wrong');
+    await page.waitForFunction(() => document.getElementById('login-error')?.textContent !== '');
+    assert.equal((await texts(page, '#login-error'))[0], 'Invalid username or password.');
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('drydock.credentials')), null, 'refused credentials are not kept');
+    assert.equal(await page.$('#repos'), null);
+    await page.browserContext().close();
+  });
+
+  test('alice: repositories, search, tags, manifest with layers/config/labels/history/referrers, an index', async () => {
+    const page = await newPage();
+    await login(page, 'alice', 's3cret');
+    await page.waitForSelector('#repos table');
+    assert.equal((await texts(page, '#user'))[0], 'alice');
+    assert.deepEqual(await texts(page, '#repos tbody td:first-child'), ['secret/keys', 'team/app', 'team/multi']);
+    assert.deepEqual(await texts(page, '#repos tbody td:nth-child(2)'), ['1', '2', '3']);
+    await shot(page, 'repositories');
+
+    await page.type('#search', 'MULTI');
+    assert.deepEqual(await texts(page, '#repos tbody td:first-child'), ['team/multi']);
+    await page.evaluate(() => { const s = document.getElementById('search') as HTMLInputElement; s.value = 'nothing-like-this'; s.dispatchEvent(new Event('input')); });
+    assert.deepEqual(await texts(page, '#repos p'), ['No repository matches.']);
+
+    await page.goto(`${reg.url}/ui/#/r/team%2Fapp`);
+    await page.waitForSelector('#tags table');
+    assert.deepEqual(await texts(page, '#tags tbody td:first-child'), ['old', 'v1']);
+    assert.equal((await page.$$('#tags button[data-delete]')).length, 2, 'alice may delete');
+    await page.type('#search', 'v');
+    assert.deepEqual(await texts(page, '#tags tbody td:first-child'), ['v1']);
+    await page.evaluate(() => { const s = document.getElementById('search') as HTMLInputElement; s.value = ''; s.dispatchEvent(new Event('input')); });
+    await shot(page, 'tags');
+
+    await page.click('#tags a[href$="/m/v1"]');
+    await page.waitForSelector('#layers');
+    await page.waitForFunction(() => !document.getElementById('referrers')?.textContent?.includes('Loading'));
+    const manifest = await http(`${reg.url}/v2/team/app/manifests/v1`, { headers: { ...ALICE, Accept: OCI_MANIFEST } });
+    const m = manifest.json() as { layers: { digest: string; size: number }[] };
+    assert.equal((await texts(page, '#digest'))[0], manifest.headers.get('docker-content-digest'));
+    const layerRows = await page.$$eval('#layers tbody tr', (rows) => rows.map((r) => [...r.querySelectorAll('td')].map((td) => td.getAttribute('title') ?? td.querySelector('[title]')?.getAttribute('title') ?? td.textContent)));
+    assert.equal(layerRows.length, 2);
+    assert.deepEqual(layerRows.map((r) => r[1]), m.layers.map((l) => l.digest));
+    assert.ok(m.layers.every((l) => l.size > 0));
+    const labels = await page.$$eval('#labels tbody tr', (rows) => rows.map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent)));
+    assert.deepEqual(labels, [['org.opencontainers.image.title', 'demo app'], ['team', 'platform']]);
+    const history = await texts(page, '#history tbody td:nth-child(2)');
+    assert.ok(history.includes('COPY hello.txt /') && history.includes('COPY motd /etc/') && history.includes('LABEL team=platform'), history.join(' | '));
+    const body = await page.$eval('main', (e) => e.textContent ?? '');
+    assert.match(body, /GREETING=hello/);
+    assert.match(body, /\["\/bin\/sh"\]/);
+    const pulls = await texts(page, '#pull code');
+    assert.deepEqual(pulls.slice(0, 2), [`drydock pull ${reg.host}/team/app:v1`, `docker pull ${reg.host}/team/app:v1`]);
+    assert.equal(pulls[2], `docker pull ${reg.host}/team/app@${manifest.headers.get('docker-content-digest')}`);
+    assert.deepEqual((await texts(page, '#referrers tbody td:first-child')).sort(), ['application/spdx+json', 'application/vnd.cncf.notary.signature']);
+    await shot(page, 'manifest', true);
+
+    await page.goto(`${reg.url}/ui/#/r/team%2Fmulti/m/latest`);
+    await page.waitForSelector('#platforms');
+    assert.deepEqual(await texts(page, '#platforms tbody td:first-child'), ['linux/amd64', 'linux/arm64']);
+    await shot(page, 'index');
+    await page.click('#platforms tbody tr:nth-child(2) a');
+    await page.waitForSelector('#layers');
+    assert.match(await page.$eval('main', (e) => e.textContent ?? ''), /Platformlinux\/arm64/);
+    await page.browserContext().close();
+  });
+
+  test('bob: a repository he may not pull is absent, and there is no delete button', async () => {
+    const page = await newPage();
+    await login(page, 'bob', 'hunter2');
+    await page.waitForSelector('#repos table');
+    assert.deepEqual(await texts(page, '#repos tbody td:first-child'), ['team/app', 'team/multi']);
+    assert.ok(!(await page.content()).includes('secret/keys'));
+    await page.goto(`${reg.url}/ui/#/r/team%2Fapp`);
+    await page.waitForSelector('#tags table');
+    assert.equal((await page.$$('#tags button[data-delete]')).length, 0);
+    await page.goto(`${reg.url}/ui/#/r/team%2Fapp/m/v1`);
+    await page.waitForSelector('#layers');
+    assert.ok(!(await page.content()).includes('Delete tag'));
+    await page.goto(`${reg.url}/ui/#/r/secret%2Fkeys`);
+    await page.waitForSelector('#error');
+    assert.equal((await texts(page, '#error'))[0], 'You may not see this repository.');
+    assert.equal(await page.$('#tags'), null);
+    const bob = basic('bob', 'hunter2');
+    assert.deepEqual((await http(`${reg.url}/ui/api/repositories`, { headers: bob })).json().repositories.map((r: { name: string }) => r.name), ['team/app', 'team/multi']);
+    assert.equal((await http(`${reg.url}/ui/api/repositories/secret/keys/tags`, { headers: bob })).status, 403);
+    assert.equal((await http(`${reg.url}/ui/api/repositories/secret/keys/manifests/v1`, { headers: bob })).status, 403);
+    await page.browserContext().close();
+  });
+
+  test('alice deletes a tag from the page; the registry API no longer has it', async () => {
+    const page = await newPage();
+    await login(page, 'alice', 's3cret');
+    await page.waitForSelector('#repos table');
+    await page.goto(`${reg.url}/ui/#/r/team%2Fapp`);
+    await page.waitForSelector('#tags button[data-delete="old"]');
+    page.once('dialog', (d) => { void d.accept(); });
+    await page.click('#tags button[data-delete="old"]');
+    await page.waitForFunction(() => !document.querySelector('#tags button[data-delete="old"]') && document.querySelector('#tags table'));
+    assert.deepEqual(await texts(page, '#tags tbody td:first-child'), ['v1']);
+    assert.deepEqual((await http(`${reg.url}/v2/team/app/tags/list`, { headers: ALICE })).json().tags, ['v1']);
+    assert.equal((await http(`${reg.url}/v2/team/app/manifests/old`, { headers: ALICE })).status, 404);
+    await page.browserContext().close();
+  });
+
+  test('no script errors or CSP violations on any page', () => {
+    assert.deepEqual(problems.filter((p) => !/401|403|Unauthorized|Forbidden/.test(p)), []);
+  });
+});
+
+describe('turning the UI off', () => {
+  test('--no-ui', async () => {
+    const children = new Set<import('node:child_process').ChildProcess>();
+    const { url, proc } = await serveProcess(['--root', tempDir('drydock-ui-off-'), '--no-ui'], children);
+    try {
+      assert.equal((await http(`${url}/ui/`)).status, 404);
+      assert.equal((await http(`${url}/v2/`)).status, 200);
+    } finally {
+      proc.kill('SIGTERM');
+    }
+  });
+
+  test('REGISTRY_UI_ENABLED=false, and on by default', async () => {
+    for (const [env, status] of [[{ REGISTRY_UI_ENABLED: 'false' }, 404], [{}, 200]] as const) {
+      const config = configFromEnv(tempDir('drydock-ui-env-'), { env: { ...env, REGISTRY_HTTP_ADDR: '127.0.0.1:0' } });
+      const server = createRegistryServer(config, { logger: false });
+      const { url } = await server.listen();
+      try {
+        assert.equal((await http(`${url}/ui/`)).status, status, JSON.stringify(env));
+      } finally {
+        await server.close();
+      }
+    }
+  });
+});
