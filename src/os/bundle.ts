@@ -13,7 +13,7 @@ import { UserError } from '../util/errors.js';
 
 export interface BundleRuntimeOptions {
   /**
-   * The absolute path the bundle has on the machine (default "/.drydock/runtime"): an ELF
+   * The absolute path the bundle has on the machine (default "/.drydock/drydock", where the drydock init looks for it): an ELF
    * interpreter and a #! line cannot be relative, so the binaries are patched for that place.
    */
   installedAt?: string;
@@ -99,11 +99,11 @@ async function copyXattrAddon(modulesDir: string): Promise<string[]> {
 
 /**
  * Writes the runtime bundle into `destDir` (which must not exist or be empty). Put its contents
- * at `opts.installedAt` (default /.drydock/runtime) on the boot medium or in the top layer; then
+ * at `opts.installedAt` (default /.drydock/drydock) on the boot medium or in the top layer; then
  * `<installedAt>/bin/drydock os …` runs with no Node, libc or squashfs-tools in the image.
  */
 export async function bundleRuntime(destDir: string, opts: BundleRuntimeOptions = {}): Promise<RuntimeBundle> {
-  const at = opts.installedAt ?? '/.drydock/runtime';
+  const at = opts.installedAt ?? '/.drydock/drydock';
   if (!path.isAbsolute(at)) throw new UserError(`bundleRuntime: installedAt must be absolute, got "${at}"`);
   const bin = path.join(destDir, 'bin');
   const lib = path.join(destDir, 'lib');
