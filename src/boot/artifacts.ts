@@ -13,6 +13,7 @@ import { runTool } from './exec.js';
 import { resolveKernel, type KernelSource } from './kernel.js';
 import { BOOT_MODULES, buildModulesTree, EXTRA_MODULES, installModules, loadModuleIndex, resolveModules } from './modules.js';
 import { INITRAMFS_INIT } from './scripts.js';
+import { OS_FILES, OS_LIB, OS_STATE_AWK } from './osstate.js';
 import { buildTopLayer, type InitChoice } from './toplayer.js';
 
 export interface BootSource {
@@ -23,14 +24,22 @@ export interface BootSource {
   id: string;
   /** Bundles of the --service containers (dir/NAME/{rootfs,config.json,service.conf}), prepared from the store. */
   servicesDir?: string;
+  /**
+   * An updatable disk: no rootfs.squashfs (the layers are converted one by one) and the top
+   * layer stays a directory (os/top), left at BootArtifacts.topDir.
+   */
+  updatable?: boolean;
 }
 
 export interface BootArtifacts {
   dir: string;
   vmlinuz: string;
   initrd: string;
-  rootfsSquashfs: string;
-  topSquashfs: string;
+  /** Absent on an updatable disk (one squashfs per layer instead). */
+  rootfsSquashfs?: string;
+  topSquashfs?: string;
+  /** An updatable disk's top layer directory (becomes os/top). */
+  topDir?: string;
   /** The kernel's whole module tree, mounted at /lib/modules/<version> in the system. */
   modulesSquashfs: string;
   /** Filesystem label of the boot medium the initramfs looks for. */
@@ -94,6 +103,8 @@ async function buildInitramfs(target: string, kernel: KernelSource, work: string
     { type: 'data', name: 'etc/drydock/boot.conf', data: Buffer.from(bootConf) },
     { type: 'data', name: 'etc/drydock/modules', data: Buffer.from(list.map((f) => `${f}\n`).join('')) },
     { type: 'data', name: 'etc/drydock/modules.extra', data: Buffer.from(extraList.map((f) => `${f}\n`).join('')) },
+    { type: 'data', name: `etc/drydock/${OS_FILES.awk}`, data: Buffer.from(OS_STATE_AWK) },
+    { type: 'data', name: `etc/drydock/${OS_FILES.lib}`, data: Buffer.from(OS_LIB) },
     ...(await entriesFromDir(modRoot)),
   ];
   await writeGzipCpio(target, entries, sourceDateEpoch() ?? 0);
@@ -123,25 +134,25 @@ export async function buildArtifacts(source: BootSource, opts: BootOptions, dir:
   await fsp.mkdir(path.join(media, 'drydock'), { recursive: true });
   const vmlinuz = path.join(media, 'boot/vmlinuz');
   const initrd = path.join(media, 'boot/initrd.img');
-  const rootfsSquashfs = path.join(media, 'drydock/rootfs.squashfs');
-  const topSquashfs = path.join(media, 'drydock/top.squashfs');
+  const rootfsSquashfs = source.updatable ? undefined : path.join(media, 'drydock/rootfs.squashfs');
+  const topSquashfs = source.updatable ? undefined : path.join(media, 'drydock/top.squashfs');
   const modulesSquashfs = path.join(media, 'drydock/modules.squashfs');
   await fsp.copyFile(kernel.vmlinuz, vmlinuz);
   // The image squashfs is the slow part; build the rest while it runs.
   // allSettled: on a failure the others must finish before the work dir is removed under them.
   const settled = await Promise.allSettled([
     buildInitramfs(initrd, kernel, dir, bootConf, busybox),
-    mksquashfs(source.rootfs, rootfsSquashfs, opts.compression),
-    mksquashfs(topDir, topSquashfs, opts.compression),
+    rootfsSquashfs && mksquashfs(source.rootfs, rootfsSquashfs, opts.compression),
+    topSquashfs && mksquashfs(topDir, topSquashfs, opts.compression),
     buildModulesTree(kernel.modulesDir, path.join(dir, 'modules-tree')).then((tree) => mksquashfs(tree, modulesSquashfs, opts.compression, { allRoot: true })),
   ]);
   for (const r of settled) if (r.status === 'rejected') throw r.reason;
   const modules = (settled[0] as PromiseFulfilledResult<string[]>).value;
-  await fsp.rm(topDir, { recursive: true, force: true });
+  if (!source.updatable) await fsp.rm(topDir, { recursive: true, force: true });
   await fsp.rm(path.join(dir, 'initramfs-modules'), { recursive: true, force: true });
   await fsp.rm(path.join(dir, 'modules-tree'), { recursive: true, force: true });
   return {
-    dir: media, vmlinuz, initrd, rootfsSquashfs, topSquashfs, modulesSquashfs, label, kernel, init: top.init, modules,
+    dir: media, vmlinuz, initrd, rootfsSquashfs, topSquashfs, topDir: source.updatable ? topDir : undefined, modulesSquashfs, label, kernel, init: top.init, modules,
     cmdline: kernelCmdline(label, top.init, opts),
   };
 }

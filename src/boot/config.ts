@@ -5,6 +5,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { UserError } from '../util/errors.js';
 import { validateTimezone } from '../mkimage/timezone.js';
+import { parseReference } from '../image/reference.js';
 import { FIRMWARES, type Firmware } from './uefi.js';
 import { checkUniqueNames, parseServiceEntry, parseServiceFlag, type BootService } from './services.js';
 
@@ -51,6 +52,16 @@ export interface BootOptions {
   /** Disk only. */
   size?: number;
   format: DiskFormat;
+  /** Disk only: an updatable disk tracking this reference ('' = the image's own name; docs/boot.md). */
+  updatesFrom?: string;
+  /** Registries the machine reaches over plain HTTP (HOST:PORT). */
+  insecureRegistries: string[];
+  /** Registry credentials (docker config.json) the machine pulls with. */
+  authfile?: string;
+  /** Boots a new deployment gets to reach "service started" before it is abandoned. */
+  bootTries: number;
+  /** Seconds after boot by which a new deployment must reach "service started" (0: no limit). */
+  bootDeadline: number;
 }
 
 /** Raw, unvalidated values as they come from commander or YAML (kebab-case keys, as the flags). */
@@ -59,11 +70,12 @@ export type RawBootOptions = Record<string, unknown>;
 const KEYS = [
   'timezone', 'proxy', 'no-proxy', 'motd', 'startup-script', 'hostname', 'ssh-key', 'kernel-args',
   'mount', 'network', 'service', 'top-layer', 'init', 'kernel', 'modules', 'compression', 'firmware', 'size', 'format',
+  'updates-from', 'insecure-registry', 'authfile', 'boot-tries', 'boot-deadline',
 ] as const;
-const PATH_KEYS = new Set(['startup-script', 'top-layer', 'kernel', 'modules']);
-const LIST_KEYS = new Set(['ssh-key', 'mount', 'service']);
+const PATH_KEYS = new Set(['startup-script', 'top-layer', 'kernel', 'modules', 'authfile']);
+const LIST_KEYS = new Set(['ssh-key', 'mount', 'service', 'insecure-registry']);
 /** YAML spellings beside the flag names. */
-const ALIASES: Record<string, string> = { services: 'service', mounts: 'mount' };
+const ALIASES: Record<string, string> = { services: 'service', mounts: 'mount', 'insecure-registries': 'insecure-registry', insecureRegistries: 'insecure-registry' };
 
 const camel = (k: string): string => k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
@@ -208,7 +220,10 @@ async function requireFile(p: string, what: string, kind: 'file' | 'dir' | 'any'
 
 /** Validates merged raw options; every problem is a UserError naming the option. */
 export async function validateBootOptions(raw: RawBootOptions, zoneinfo = '/usr/share/zoneinfo'): Promise<BootOptions> {
-  const opts: BootOptions = { sshKeys: [], mounts: [], network: { mode: 'dhcp' }, services: [], init: 'auto', compression: 'zstd', format: 'raw' };
+  const opts: BootOptions = {
+    sshKeys: [], mounts: [], network: { mode: 'dhcp' }, services: [], init: 'auto', compression: 'zstd', format: 'raw',
+    insecureRegistries: [], bootTries: 3, bootDeadline: 300,
+  };
 
   const tz = str(raw, 'timezone');
   if (tz) {
@@ -290,5 +305,35 @@ export async function validateBootOptions(raw: RawBootOptions, zoneinfo = '/usr/
   const format = str(raw, 'format') ?? 'raw';
   if (format !== 'raw' && format !== 'qcow2') throw new UserError(`invalid --format "${format}": raw or qcow2`);
   opts.format = format;
+
+  // A bare --updates-from (true) tracks the image's own name, filled in once the image is known.
+  const updatesFrom = raw['updates-from'] === true ? '' : str(raw, 'updates-from');
+  if (updatesFrom) {
+    try { parseReference(updatesFrom); } catch (e) {
+      throw new UserError(`invalid --updates-from "${updatesFrom}": ${(e as Error).message} (example: 10.0.2.2:5000/os/desktop:stable)`, { cause: e });
+    }
+  }
+  if (updatesFrom !== undefined) opts.updatesFrom = updatesFrom;
+  for (const r of (raw['insecure-registry'] as string[] | undefined) ?? []) {
+    if (!/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9a-fA-F:]+\](:\d{1,5})?$/.test(r)) throw new UserError(`invalid --insecure-registry "${r}": expected HOST[:PORT] (e.g. 10.0.2.2:5000)`);
+    opts.insecureRegistries.push(r);
+  }
+  const authfile = str(raw, 'authfile');
+  if (authfile) {
+    opts.authfile = await requireFile(authfile, '--authfile');
+    try { JSON.parse(await fsp.readFile(opts.authfile, 'utf8')); } catch {
+      throw new UserError(`--authfile ${authfile} is not JSON (expected a docker config.json with "auths")`);
+    }
+  }
+  const int = (k: string, min: number, fallback: number): number => {
+    const v = str(raw, k);
+    if (v === undefined) return fallback;
+    if (!/^\d+$/.test(v.trim()) || Number(v) < min) throw new UserError(`invalid --${k} "${v}": a whole number, at least ${min}`);
+    return Number(v);
+  };
+  opts.bootTries = int('boot-tries', 1, opts.bootTries);
+  opts.bootDeadline = int('boot-deadline', 0, opts.bootDeadline);
+  const updateOnly = ['insecure-registry', 'authfile', 'boot-tries', 'boot-deadline'].filter((k) => raw[k] !== undefined && !(Array.isArray(raw[k]) && !(raw[k] as unknown[]).length));
+  if (!opts.updatesFrom && updateOnly.length) throw new UserError(`--${updateOnly[0]} only applies to an updatable disk (add --updates-from REF)`);
   return opts;
 }

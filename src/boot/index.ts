@@ -5,7 +5,7 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ContentStore } from '../store/content-store.js';
-import { resolveImage } from '../store/images.js';
+import { resolveImage, type LocalImage } from '../store/images.js';
 import { unpackImage } from '../layer/unpack.js';
 import { UserError } from '../util/errors.js';
 import { buildArtifacts, type BootArtifacts, type BootSource } from './artifacts.js';
@@ -15,6 +15,7 @@ import { writeDisk, writeIso, type DiskLayout } from './media.js';
 import { grubUnsafeArgs, type Firmware } from './uefi.js';
 import { prepareServiceBundles } from './services.js';
 import { proxyEnv } from './toplayer.js';
+import { buildOsTree, type Deployment } from './updatable.js';
 
 export { loadBootConfigFile, mergeRaw, validateBootOptions, parseSize, parseMount } from './config.js';
 export type { BootOptions, RawBootOptions, BootMount, InitMode, NetworkConfig } from './config.js';
@@ -26,6 +27,9 @@ export type { BootArtifacts, BootSource } from './artifacts.js';
 export { chooseInit, buildTopLayer } from './toplayer.js';
 export { writeIso, writeDisk, diskLayout } from './media.js';
 export { grubConfig, FIRMWARES } from './uefi.js';
+export { buildOsTree, addDeployment, writeOsState, deploymentId } from './updatable.js';
+export type { Deployment, OsState, UpdatableOptions } from './updatable.js';
+export { OS_STATE_AWK, OS_LIB, DEPLOYMENT_MENU } from './osstate.js';
 export type { Firmware } from './uefi.js';
 
 export interface BootBuildResult {
@@ -42,8 +46,10 @@ export interface BootBuildResult {
   cmdline: string;
   layout?: DiskLayout;
   seconds: number;
-  /** Seconds per phase: unpack (image → rootfs dir), artifacts (squashfs, initramfs, top layer), media (ISO/disk). */
-  phases: { unpack?: number; artifacts: number; media: number };
+  /** Seconds per phase: unpack (image → rootfs dir), artifacts (squashfs, initramfs, top layer), layers (updatable disks), media (ISO/disk). */
+  phases: { unpack?: number; artifacts: number; layers?: number; media: number };
+  /** Updatable disks: the reference the machine updates from, and its first deployment. */
+  updates?: { ref: string; deployment: Deployment };
 }
 
 /** A private work dir, removed afterwards (even on failure or Ctrl-C). */
@@ -112,6 +118,32 @@ export async function buildBootMedium(kind: 'iso' | 'disk', source: BootSource, 
   });
 }
 
+/** An updatable disk: the artifacts without the flattened squashfs, then one squashfs per layer. */
+async function buildUpdatableDisk(store: ContentStore, img: LocalImage, source: BootSource, opts: BootOptions, ref: string, output: string, work: string): Promise<BootBuildResult> {
+  const started = Date.now();
+  const out = await checkOutputDir(output);
+  const stage = path.join(work, 'stage');
+  await fsp.mkdir(stage);
+  const a = await buildArtifacts(source, opts, stage);
+  const artifactsDone = Date.now();
+  const data = path.join(work, 'data');
+  await fsp.mkdir(data);
+  const layerWork = path.join(work, 'layers');
+  await fsp.mkdir(layerWork);
+  const { deployment } = await buildOsTree(store, img, source.rootfs, a.topDir!, {
+    ref, insecureRegistries: opts.insecureRegistries, authfile: opts.authfile, bootTries: opts.bootTries, bootDeadline: opts.bootDeadline,
+  }, data, layerWork);
+  const layersDone = Date.now();
+  const layout = await writeDisk(a, out, { size: opts.size, format: opts.format, firmware: opts.firmware, osTree: data });
+  return {
+    output: out, kind: 'disk', firmware: opts.firmware ?? 'bios', size: (await fsp.stat(out)).size, label: a.label, kernelVersion: a.kernel.version,
+    kernelOrigin: a.kernel.origin, init: a.init, modules: a.modules.length, cmdline: a.cmdline, layout,
+    seconds: (Date.now() - started) / 1000,
+    phases: { artifacts: (artifactsDone - started) / 1000, layers: (layersDone - artifactsDone) / 1000, media: (Date.now() - layersDone) / 1000 },
+    updates: { ref, deployment },
+  };
+}
+
 /** Resolves IMAGE in the store, flattens it, and builds the medium. */
 export async function buildFromStore(store: ContentStore, image: string, kind: 'iso' | 'disk', opts: BootOptions, output: string): Promise<BootBuildResult> {
   const img = await resolveImage(store, image, { os: 'linux', architecture: 'amd64' });
@@ -121,6 +153,7 @@ export async function buildFromStore(store: ContentStore, image: string, kind: '
   await checkOutputDir(output);
   checkFirmware(kind, opts);
   await precheckKernel(opts);
+  if (kind === 'iso' && opts.updatesFrom !== undefined) throw new UserError('--updates-from makes an updatable disk; use drydock disk');
   return withWorkDir(async (work) => {
     const rootfs = path.join(work, 'rootfs');
     await fsp.mkdir(rootfs, { mode: 0o755 });
@@ -132,6 +165,13 @@ export async function buildFromStore(store: ContentStore, image: string, kind: '
     if (opts.services.length) {
       servicesDir = path.join(work, 'services');
       await prepareServiceBundles(store, opts.services, servicesDir, proxyEnv(opts));
+    }
+    if (opts.updatesFrom !== undefined) {
+      // The machine pulls the name it was made from unless told otherwise; a bare ID has none.
+      const ref = opts.updatesFrom || img.names[0];
+      if (!ref) throw new UserError(`${image} has no name to update from; pass --updates-from REF`);
+      const r = await buildUpdatableDisk(store, img, { rootfs, config, id: img.manifestDescriptor.digest, servicesDir, updatable: true }, opts, ref, output, work);
+      return { ...r, seconds: r.seconds + unpack, phases: { unpack, ...r.phases } };
     }
     const r = await buildBootMedium(kind, { rootfs, config, id: img.manifestDescriptor.digest, servicesDir }, opts, output);
     return { ...r, seconds: r.seconds + unpack, phases: { unpack, ...r.phases } };

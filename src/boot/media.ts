@@ -14,6 +14,7 @@ import type { BootArtifacts } from './artifacts.js';
 import { sourceDateEpoch } from './artifacts.js';
 import type { DiskFormat } from './config.js';
 import { runTool } from './exec.js';
+import { DEPLOYMENT_MENU, MENU_TIMEOUT } from './osstate.js';
 import { buildBootx64, EFI_IMAGE_PATH, grubConfig, requireGrubEfi, writeEfiBootImage, type Firmware } from './uefi.js';
 
 export const SYSLINUX_FILES = {
@@ -27,8 +28,27 @@ export const SYSLINUX_FILES = {
 /** GPT partition type GUIDs (UEFI spec; the Discoverable Partitions spec for Linux data). */
 const GPT_TYPE = { esp: 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B', linux: '0FC63DAF-8483-4772-8E79-3D69D8477DE4' };
 
-/** Boot loader config shared by isolinux and syslinux: serial + VGA console, no prompt. */
-export function syslinuxConfig(a: BootArtifacts, kernelPath: string, initrdPath: string): string {
+/**
+ * Boot loader config shared by isolinux and syslinux: serial + VGA console, no prompt; with
+ * `menu`, a boot: prompt offering the default and the rollback deployment.
+ */
+export function syslinuxConfig(a: BootArtifacts, kernelPath: string, initrdPath: string, opts: { menu?: boolean } = {}): string {
+  if (opts.menu) {
+    return [
+      'SERIAL 0 115200',
+      'DEFAULT drydock',
+      'PROMPT 1',
+      `TIMEOUT ${MENU_TIMEOUT}`,
+      `SAY drydock: type ${DEPLOYMENT_MENU.map((m) => `"${m.label}" (${m.title})`).join(' or ')}; default in ${MENU_TIMEOUT / 10}s`,
+      ...DEPLOYMENT_MENU.flatMap((m) => [
+        `LABEL ${m.label}`,
+        `  KERNEL ${kernelPath}`,
+        `  INITRD ${initrdPath}`,
+        `  APPEND ${[a.cmdline, m.arg].filter(Boolean).join(' ')}`,
+      ]),
+      '',
+    ].join('\n');
+  }
   return [
     'SERIAL 0 115200',
     'DEFAULT drydock',
@@ -147,7 +167,7 @@ function stableUuid(seed: string): string {
  * UEFI or both: GPT; partition 1 is the EFI system partition with GRUB's BOOTX64.EFI (and, for
  * both, syslinux, with gptmbr.bin in the boot sector and the LegacyBIOSBootable attribute).
  */
-export async function writeDisk(a: BootArtifacts, output: string, opts: { size?: number; format: DiskFormat; firmware?: Firmware }): Promise<DiskLayout> {
+export async function writeDisk(a: BootArtifacts, output: string, opts: { size?: number; format: DiskFormat; firmware?: Firmware; osTree?: string }): Promise<DiskLayout> {
   const firmware = opts.firmware ?? 'bios';
   const bios = firmware !== 'uefi';
   const gpt = firmware !== 'bios';
@@ -155,21 +175,24 @@ export async function writeDisk(a: BootArtifacts, output: string, opts: { size?:
   if (gpt) await requireGrubEfi();
   const layout = diskLayout(
     (await fileSize(a.vmlinuz)) + (await fileSize(a.initrd)),
-    (await fileSize(a.rootfsSquashfs)) + (await fileSize(a.topSquashfs)) + (await fileSize(a.modulesSquashfs)),
+    (opts.osTree ? await treeSize(opts.osTree) : (await fileSize(a.rootfsSquashfs!)) + (await fileSize(a.topSquashfs!))) + (await fileSize(a.modulesSquashfs)),
     opts.size,
     gpt ? MiB : 0,
   );
   const work = path.join(a.dir, '..', 'disk');
   await fsp.mkdir(work, { recursive: true });
   const cfg = path.join(work, 'syslinux.cfg');
-  await fsp.writeFile(cfg, syslinuxConfig(a, '/vmlinuz', '/initrd.img'));
-  const dataDir = path.join(work, 'data');
+  await fsp.writeFile(cfg, syslinuxConfig(a, '/vmlinuz', '/initrd.img', { menu: !!opts.osTree }));
+  // An updatable disk's data partition is the os/ tree (src/boot/updatable.ts) plus the modules.
+  const dataDir = opts.osTree ?? path.join(work, 'data');
   await fsp.mkdir(path.join(dataDir, 'drydock'), { recursive: true });
-  await fsp.rename(a.rootfsSquashfs, path.join(dataDir, 'drydock/rootfs.squashfs'));
-  await fsp.rename(a.topSquashfs, path.join(dataDir, 'drydock/top.squashfs'));
+  if (!opts.osTree) {
+    await fsp.rename(a.rootfsSquashfs!, path.join(dataDir, 'drydock/rootfs.squashfs'));
+    await fsp.rename(a.topSquashfs!, path.join(dataDir, 'drydock/top.squashfs'));
+  }
   await fsp.rename(a.modulesSquashfs, path.join(dataDir, 'drydock/modules.squashfs'));
   const epoch = sourceDateEpoch();
-  if (epoch !== undefined) {
+  if (epoch !== undefined && !opts.osTree) {
     // mcopy -m and mkfs.ext4 -d copy file times; pin them for reproducible disks.
     for (const p of [a.vmlinuz, a.initrd, cfg, dataDir, path.join(dataDir, 'drydock'), path.join(dataDir, 'drydock/rootfs.squashfs'), path.join(dataDir, 'drydock/top.squashfs'), path.join(dataDir, 'drydock/modules.squashfs')]) {
       await fsp.utimes(p, epoch, epoch);
@@ -209,7 +232,7 @@ export async function writeDisk(a: BootArtifacts, output: string, opts: { size?:
     if (gpt) {
       // GRUB finds this FAT partition by the volume id given to mkfs.vfat above (as GRUB prints it).
       const volId = a.label.slice(2).toLowerCase();
-      const grubCfg = grubConfig(a, '/vmlinuz', '/initrd.img', { fsUuid: `${volId.slice(0, 4)}-${volId.slice(4)}` });
+      const grubCfg = grubConfig(a, '/vmlinuz', '/initrd.img', { fsUuid: `${volId.slice(0, 4)}-${volId.slice(4)}` }, { menu: !!opts.osTree });
       const { espDir } = await buildBootx64(grubCfg, path.join(work, 'efi'), epoch ?? Math.floor(Date.now() / 1000));
       await runTool('mcopy', ['-s', '-m', '-i', fat, path.join(espDir, 'EFI'), '::/']);
     }
@@ -237,6 +260,17 @@ export async function writeDisk(a: BootArtifacts, output: string, opts: { size?:
     await fsp.rm(raw, { force: true });
   }
   return layout;
+}
+
+/** Bytes of a directory tree (apparent sizes, as mkfs.ext4 -d will store them, roughly). */
+async function treeSize(dir: string): Promise<number> {
+  let total = 0;
+  for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) total += 4096 + (await treeSize(p));
+    else total += Math.max(4096, (await fsp.lstat(p)).size);
+  }
+  return total;
 }
 
 async function runSfdisk(file: string, table: string): Promise<void> {

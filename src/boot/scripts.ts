@@ -33,6 +33,7 @@ export const INITRAMFS_INIT = `#!/bin/busybox sh
 #   persist=LABEL=x            labelled ext4/btrfs fs used as the writable layer (default tmpfs)
 #   toplayer=LABEL=x toplayer_path=dir   copy dir from that fs over the system at every boot
 #   drydock.label=L drydock.init=PATH   set by the boot loader config drydock writes
+#   drydock.deployment=ID|default|rollback   updatable disks: boot that deployment (boot menu)
 #   drydock.debug (trace)  drydock.shell (shell before switch_root)  rootdelay=SECONDS
 /bin/busybox mkdir -p /bin /sbin /usr/bin /usr/sbin /proc /sys /dev /run /newroot
 /bin/busybox --install -s
@@ -60,6 +61,7 @@ for arg in $(cat /proc/cmdline); do
     toplayer_path=*) TOPLAYER_PATH="\${arg#toplayer_path=}" ;;
     drydock.label=*) DRYDOCK_LABEL="\${arg#drydock.label=}" ;;
     drydock.init=*) DRYDOCK_INIT="\${arg#drydock.init=}" ;;
+    drydock.deployment=*) WANT_DEPLOYMENT="\${arg#drydock.deployment=}" ;;
     drydock.debug) set -x ;;
     drydock.shell) BREAK=1 ;;
     rootdelay=*) WAIT="\${arg#rootdelay=}" ;;
@@ -95,13 +97,43 @@ R=/run/drydock
 mkdir -p $R/medium $R/image $R/top $R/rw $R/toplayer $R/modules
 until medium="$(find_dev "LABEL=$DRYDOCK_LABEL" "$WAIT")"; do rescue "boot medium LABEL=$DRYDOCK_LABEL not found"; done
 until mount -o ro "$medium" $R/medium; do rescue "cannot mount $medium"; done
-until mount -t squashfs -o loop,ro $R/medium/drydock/rootfs.squashfs $R/image; do rescue "cannot mount the image squashfs"; done
-until mount -t squashfs -o loop,ro $R/medium/drydock/top.squashfs $R/top; do rescue "cannot mount the top layer squashfs"; done
+# An updatable disk (os/state.json): its data partition is mounted read-write at /run/drydock/os
+# and the deployment os/state.json picks is stacked from one squashfs per layer, under os/top.
+OS=
+MEDIUM=$R/medium
+if [ -f $R/medium/os/state.json ]; then
+  OS=$R/os MEDIUM=$R/os
+  mkdir -p $OS
+  umount $R/medium
+  until mount -o rw "$medium" $OS; do rescue "cannot mount $medium read-write"; done
+  . /etc/drydock/os.sh
+  until os_select $OS "$WANT_DEPLOYMENT" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"; do rescue "no deployment to boot in $OS/os/state.json"; done
+  log "deployment $OS_DEPLOYMENT: $OS_NOTE"
+  dep="$(os_flat $OS/os/deployments/$OS_DEPLOYMENT.json)"
+  n="$(os_field "$dep" layers.length)"
+  LOWER= i=0
+  while [ "$i" -lt "\${n:-0}" ]; do
+    hex="$(os_field "$dep" layers.$i)"; hex="\${hex#sha256:}"
+    mkdir -p $R/layers/$i
+    if [ -f $OS/os/layers/$hex.erofs ]; then f=$OS/os/layers/$hex.erofs t=erofs; else f=$OS/os/layers/$hex.squashfs t=squashfs; fi
+    until mount -t $t -o loop,ro $f $R/layers/$i; do rescue "cannot mount layer $hex of deployment $OS_DEPLOYMENT ($f)"; done
+    LOWER="$R/layers/$i\${LOWER:+:$LOWER}"
+    i=$((i + 1))
+  done
+  [ -n "$LOWER" ] || rescue "deployment $OS_DEPLOYMENT has no layers"
+  LOWER="$OS/os/top:$LOWER"
+  # What the system needs to know (the drydock init's watchdog and confirm step).
+  { echo "OS_DEPLOYMENT='$OS_DEPLOYMENT'"; echo "OS_PENDING='$OS_PENDING'"; echo "OS_DEADLINE='$OS_DEADLINE'"; } > $R/os-boot.conf
+else
+  until mount -t squashfs -o loop,ro $R/medium/drydock/rootfs.squashfs $R/image; do rescue "cannot mount the image squashfs"; done
+  until mount -t squashfs -o loop,ro $R/medium/drydock/top.squashfs $R/top; do rescue "cannot mount the top layer squashfs"; done
+  LOWER=$R/top:$R/image
+fi
 # The kernel's whole module tree (modules.squashfs, made at build time with depmod's indexes):
 # modprobe works here (NIC drivers, 9p, virtiofs) and in the system at /lib/modules/<version>.
 KVER="$(uname -r)"
 MODULES=
-if [ -f $R/medium/drydock/modules.squashfs ] && mount -t squashfs -o loop,ro $R/medium/drydock/modules.squashfs $R/modules \
+if [ -f $MEDIUM/drydock/modules.squashfs ] && mount -t squashfs -o loop,ro $MEDIUM/drydock/modules.squashfs $R/modules \
     && mkdir -p /lib/modules/$KVER && mount --bind $R/modules /lib/modules/$KVER; then
   MODULES=1
   load_nic_drivers
@@ -119,9 +151,17 @@ if [ -n "$PERSIST" ]; then
 fi
 [ -n "$PERSIST" ] || mount -t tmpfs -o mode=0755 tmpfs $R/rw
 mkdir -p $R/rw/drydock/upper $R/rw/drydock/work
-until mount -t overlay overlay -o lowerdir=$R/top:$R/image,upperdir=$R/rw/drydock/upper,workdir=$R/rw/drydock/work /newroot; do
+until mount -t overlay overlay -o lowerdir=$LOWER,upperdir=$R/rw/drydock/upper,workdir=$R/rw/drydock/work /newroot; do
   rescue "cannot mount the overlay root"
 done
+if [ -n "$OS" ]; then
+  # Persistent /var, and /etc's changes kept as an upper layer over whatever the deployment has.
+  mkdir -p $OS/os/var $OS/os/etc $OS/os/.etc-work /newroot/var
+  mount --bind $OS/os/var /newroot/var || log "cannot bind $OS/os/var on /var"
+  if [ -d /newroot/etc ] && [ ! -L /newroot/etc ]; then
+    mount -t overlay overlay -o lowerdir=/newroot/etc,upperdir=$OS/os/etc,workdir=$OS/os/.etc-work /newroot/etc || log "cannot keep /etc's changes in $OS/os/etc"
+  fi
+fi
 
 if [ -n "$TOPLAYER" ]; then
   if dev="$(find_dev "$TOPLAYER" 10)" && mount -o ro "$dev" $R/toplayer; then
@@ -262,6 +302,8 @@ trap 'stop_all reboot' TERM
 trap 'stop_all halt' USR1
 
 [ -s /etc/motd ] && cat /etc/motd > /dev/console
+# Updatable disks: a pending deployment must reach "service started" in time, or it is rebooted.
+[ -x /.drydock/os-boot ] && /.drydock/os-boot watch &
 
 if [ -n "$HAS_STARTUP" ]; then
   say "running the startup script"
@@ -291,7 +333,7 @@ while :; do
   fi
   svc=$!
   # "started" once it has run for a second; one that cannot even be executed is "failed".
-  ( sleep 1; kill -0 $svc 2>/dev/null && say "service started (pid $svc)" ) &
+  ( sleep 1; kill -0 $svc 2>/dev/null && say "service started (pid $svc)" && [ -x /.drydock/os-boot ] && /.drydock/os-boot confirm ) &
   wait $svc
   rc=$?
   svc=
@@ -414,4 +456,37 @@ case "$NET_MODE" in
     for n in $nics; do grep -q "^$n .* dhcp gateway" $R/network || say "network: $n has no DHCP lease yet; udhcpc keeps trying"; done ;;
 esac
 exit 0
+`;
+
+/**
+ * /.drydock/os-boot on updatable disks, run by the drydock init. \`watch\`: on a try of a pending
+ * deployment, reboot when it has not reached "service started" by its deadline (the next boot
+ * tries again or falls back). \`confirm\`: the service started; \`drydock os confirm\` (when a
+ * Node runtime is on the medium) or the same state.json rewrite in sh makes it the default.
+ */
+export const OS_BOOT = `#!/.drydock/busybox sh
+export PATH=/.drydock/bin:$PATH
+say() { echo "drydock: $*" > /dev/console; }
+log() { say "$*"; }
+R=/run/drydock
+[ -f $R/os-boot.conf ] || exit 0
+. $R/os-boot.conf
+OS_AWK=/.drydock/osstate.awk
+. /.drydock/os.sh
+case "$1" in
+  watch)
+    [ -n "$OS_PENDING" ] && [ "\${OS_DEADLINE:-0}" -gt 0 ] || exit 0
+    up=$(cut -d. -f1 /proc/uptime)
+    [ "$up" -lt "$OS_DEADLINE" ] && sleep $((OS_DEADLINE - up))
+    [ -e $R/os-confirmed ] && exit 0
+    say "deployment $OS_DEPLOYMENT did not reach service started within \${OS_DEADLINE}s; rebooting"
+    reboot ;;
+  confirm)
+    [ -n "$OS_PENDING" ] && [ ! -e $R/os-confirmed ] || exit 0
+    if [ -x /.drydock/drydock/bin/drydock ] && /.drydock/drydock/bin/drydock os confirm --root $R/os > /dev/null 2>&1; then :
+    else os_confirm $R/os || { say "deployment $OS_DEPLOYMENT reached service started but cannot be confirmed"; exit 1; }; fi
+    # Only now: the watchdog reboots unless this exists, and scripts may wait for it.
+    : > $R/os-confirmed
+    say "deployment $OS_DEPLOYMENT reached service started; it is now the default" ;;
+esac
 `;

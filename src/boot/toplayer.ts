@@ -8,7 +8,8 @@ import type { ContainerConfig } from '../image/types.js';
 import { UserError } from '../util/errors.js';
 import { busyboxApplets, DEFAULT_BUSYBOX } from '../mkimage/busybox-rootfs.js';
 import { networkConf, type BootOptions } from './config.js';
-import { DRYDOCK_INIT, NETLIB, NETWORK_UP, RUN_SERVICE, UDHCPC_SCRIPT, serviceConf, shQuote, type ServiceSpec } from './scripts.js';
+import { DRYDOCK_INIT, NETLIB, NETWORK_UP, OS_BOOT, RUN_SERVICE, UDHCPC_SCRIPT, serviceConf, shQuote, type ServiceSpec } from './scripts.js';
+import { OS_FILES, OS_LIB, OS_STATE_AWK } from './osstate.js';
 import { installSshd } from './sshd.js';
 import { DRYDOCK_SERVICE, installRunc, SERVICES_DIR } from './services.js';
 import { runTool } from './exec.js';
@@ -195,6 +196,13 @@ export async function buildTopLayer(layer: string, rootfs: string, config: Conta
   await fsp.writeFile(path.join(dd, 'udhcpc.script'), UDHCPC_SCRIPT, { mode: 0o755 });
   await fsp.writeFile(path.join(dd, 'network-up'), NETWORK_UP, { mode: 0o755 });
   if (opts.sshKeys.length) await installSshd(dd, rootfs);
+
+  // Updatable disks: the watchdog and confirm step of a new deployment (src/boot/osstate.ts).
+  if (opts.updatesFrom !== undefined) {
+    await fsp.writeFile(path.join(dd, OS_FILES.awk), OS_STATE_AWK, { mode: 0o644 });
+    await fsp.writeFile(path.join(dd, OS_FILES.lib), OS_LIB, { mode: 0o644 });
+    await fsp.writeFile(path.join(dd, 'os-boot'), OS_BOOT, { mode: 0o755 });
+  }
 
   // Containers at boot: runc, the bundles and drydock-service (also on the PATH for startup scripts).
   if (tools.servicesDir) {

@@ -12,6 +12,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../util/errors.js';
 import { runTool } from './exec.js';
+import { DEPLOYMENT_MENU, MENU_TIMEOUT } from './osstate.js';
 
 export type Firmware = 'bios' | 'uefi' | 'both';
 export const FIRMWARES: readonly Firmware[] = ['bios', 'uefi', 'both'];
@@ -60,7 +61,8 @@ export function grubUnsafeArgs(cmdline: string): string | undefined {
 export type GrubFind = { label: string } | { fsUuid: string };
 
 /** grub.cfg embedded in BOOTX64.EFI: serial + screen console, no menu delay, boot by label. */
-export function grubConfig(boot: { label: string; cmdline: string }, kernelPath: string, initrdPath: string, find: GrubFind = { label: boot.label }): string {
+export function grubConfig(boot: { label: string; cmdline: string }, kernelPath: string, initrdPath: string, find: GrubFind = { label: boot.label },
+  opts: { menu?: boolean } = {}): string {
   if (!/^[A-Za-z0-9_-]{1,32}$/.test(boot.label)) throw new Error(`boot label ${boot.label} is not a plain ISO volume id`);
   const search = 'label' in find ? `--label ${find.label}` : `--fs-uuid ${find.fsUuid}`;
   const what = 'label' in find ? `volume labelled ${find.label}` : `filesystem with UUID ${find.fsUuid}`;
@@ -74,10 +76,20 @@ export function grubConfig(boot: { label: string; cmdline: string }, kernelPath:
     'set root=',
     `search --no-floppy --set=root ${search}`,
     `if [ -z "$root" ]; then echo "drydock: no ${what}; is the boot medium attached?"; fi`,
-    "menuentry 'drydock' {",
-    `  linux ${kernelPath} ${grubKernelArgs(boot.cmdline)}`,
-    `  initrd ${initrdPath}`,
-    '}',
+    ...(opts.menu
+      // Updatable disks: default and rollback deployment (the initramfs resolves "rollback").
+      ? [`set timeout=${MENU_TIMEOUT / 10}`, ...DEPLOYMENT_MENU.flatMap((m) => [
+        `menuentry 'drydock: ${m.title}' --id ${m.label} {`,
+        `  linux ${kernelPath} ${grubKernelArgs([boot.cmdline, m.arg].filter(Boolean).join(' '))}`,
+        `  initrd ${initrdPath}`,
+        '}',
+      ])]
+      : [
+        "menuentry 'drydock' {",
+        `  linux ${kernelPath} ${grubKernelArgs(boot.cmdline)}`,
+        `  initrd ${initrdPath}`,
+        '}',
+      ]),
     '',
   ].join('\n');
 }

@@ -18,6 +18,7 @@ const FLAG_KEYS: Record<string, string> = {
   timezone: 'timezone', proxy: 'proxy', noProxy: 'no-proxy', motd: 'motd', startupScript: 'startup-script',
   hostname: 'hostname', sshKey: 'ssh-key', kernelArgs: 'kernel-args', mount: 'mount', network: 'network', service: 'service', topLayer: 'top-layer',
   init: 'init', kernel: 'kernel', modules: 'modules', compression: 'compression', size: 'size', firmware: 'firmware',
+  updatesFrom: 'updates-from', insecureRegistry: 'insecure-registry', authfile: 'authfile', bootTries: 'boot-tries', bootDeadline: 'boot-deadline',
 };
 
 function addBootOptions(cmd: Command): Command {
@@ -58,6 +59,7 @@ function report(r: BootBuildResult, flags: BootFlags): void {
     `Boot label: ${r.label}`,
     `Firmware: ${r.firmware === 'both' ? `BIOS (${loader}) and UEFI (GRUB)` : r.firmware === 'uefi' ? 'UEFI (GRUB)' : `BIOS (${loader})`}`,
     `Kernel command line: ${r.cmdline}`,
+    ...(r.updates ? [`Updates from: ${r.updates.ref} (deployment ${r.updates.deployment.id}, ${r.updates.deployment.layers.length} layers; drydock os upgrade in the machine)`] : []),
   ].join('\n') + '\n');
 }
 
@@ -115,7 +117,12 @@ Examples:
       .description('Make a bootable partitioned disk image (BIOS: MBR + syslinux; UEFI: GPT + ESP with GRUB) that boots the image as a machine')
       .addOption(new Option('--firmware <firmware>', 'firmware the disk boots with: bios (MBR, syslinux; the default), uefi (GPT, ESP with GRUB) or both (GPT, ESP with GRUB and syslinux)').choices(['bios', 'uefi', 'both']))
       .option('--size <size>', 'disk size, e.g. 2G (default: just large enough, plus 48 MiB of free space)')
-      .addOption(new Option('--format <format>', 'disk image format (default raw; qcow2 when the output ends in .qcow2)').choices(['raw', 'qcow2'])),
+      .addOption(new Option('--format <format>', 'disk image format (default raw; qcow2 when the output ends in .qcow2)').choices(['raw', 'qcow2']))
+      .option('--updates-from [ref]', 'make an updatable disk: one squashfs per layer, and the machine pulls updates of REF (as it reaches the registry, e.g. 10.0.2.2:5000/os:stable; default: the image\'s own name) with drydock os upgrade')
+      .option('--insecure-registry <host:port>', 'registry the machine reaches over plain HTTP (repeatable; updatable disks)', collect)
+      .option('--authfile <file>', 'registry credentials (docker config.json) the machine pulls with (updatable disks)')
+      .option('--boot-tries <n>', 'boots a new deployment gets to reach "service started" before it is abandoned (default 3)')
+      .option('--boot-deadline <seconds>', 'seconds after boot by which a new deployment must reach "service started", else the machine reboots (default 300; 0: no limit)'),
   )
     .addHelpText('after', `
 Layout: partition 1 is FAT (syslinux, kernel, initramfs), partition 2 is ext4 holding the
@@ -129,6 +136,7 @@ Examples:
   drydock disk myapp:1.0 -o myapp.img --firmware both     # GPT: boots on UEFI and BIOS
   qemu-system-x86_64 -m 512 -nographic -bios /usr/share/ovmf/OVMF.fd -drive file=myapp.img,format=raw
   qemu-system-x86_64 -m 512 -nographic -drive file=myapp.img,format=raw
-  dd if=myapp.img of=/dev/sdX bs=4M conv=fsync   # bare metal`)
+  dd if=myapp.img of=/dev/sdX bs=4M conv=fsync   # bare metal
+  drydock disk 10.0.2.2:5000/os/app:stable -o app.img --updates-from --insecure-registry 10.0.2.2:5000   # updatable`)
     .action((image: string, flags: BootFlags) => action('disk', image, flags));
 }

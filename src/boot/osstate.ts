@@ -1,0 +1,225 @@
+// The boot side of an updatable disk's os/state.json (docs/boot.md, "machines that update
+// themselves"), in busybox sh + awk so the initramfs and the drydock init can use it whatever
+// the image holds:
+//  - OS_STATE_AWK: a small JSON tokenizer. `awk -f osstate.awk FILE get` prints every scalar as
+//    path=value (pending.id=abc, abandoned.0.reason=…); `… FILE set path=RAWJSON … +path=RAWJSON`
+//    prints the document with those values replaced (or added) and array items appended.
+//    Parsing real JSON instead of grepping lines keeps it independent of how drydock (or a
+//    person) formatted the file.
+//  - OS_LIB: os_select (which deployment this boot runs; counts tries, abandons a pending
+//    deployment that used them all) and os_confirm (a boot reached "service started": the
+//    pending deployment becomes the default, the old default the rollback). Every change is
+//    state.json.tmp, fsync, rename, fsync of the directory.
+
+/** The awk program (no `${` inside: it is embedded as is). */
+export const OS_STATE_AWK = String.raw`# drydock: read or rewrite a JSON file (os/state.json, os/deployments/*.json)
+function fail(msg) { if (!err) err = msg }
+function tokenize(s,   i, L, c, j, q) {
+  n = 0; i = 1; L = length(s)
+  while (i <= L) {
+    c = substr(s, i, 1)
+    if (c == " " || c == "\t" || c == "\r" || c == "\n") { i++; continue }
+    if (c == "{" || c == "}" || c == "[" || c == "]" || c == ":" || c == ",") { tok[++n] = c; i++; continue }
+    if (c == "\"") {
+      j = i + 1
+      while (j <= L) { q = substr(s, j, 1); if (q == "\\") { j += 2; continue }; if (q == "\"") break; j++ }
+      if (j > L) { fail("unterminated string"); return }
+      tok[++n] = substr(s, i, j - i + 1); i = j + 1; continue
+    }
+    j = i
+    while (j <= L && substr(s, j, 1) ~ /[-+.0-9A-Za-z]/) j++
+    if (j == i) { fail("unexpected character " c); return }
+    tok[++n] = substr(s, i, j - i); i = j
+  }
+}
+function unq(t) { return substr(t, 2, length(t) - 2) }
+function parentOf(k) { if (k !~ /\./) return ""; sub(/\.[^.]*$/, "", k); return k }
+function lastOf(k) { sub(/^.*\./, "", k); return k }
+# Parses the value at tok[p] (its path is "path") and returns its text, with SET/APPEND applied.
+function value(path,   t, out, first, key, kp, v, seen, idx) {
+  if (p > n) { fail("unexpected end"); return "" }
+  t = tok[p]
+  if (t == "{") {
+    p++; out = "{"; first = 1; seen = "|"
+    while (!err && tok[p] != "}") {
+      if (p > n) { fail("unterminated object"); return "" }
+      if (!first) { if (tok[p] != ",") { fail("expected , in object"); return "" }; p++ }
+      key = tok[p]
+      if (substr(key, 1, 1) != "\"" || tok[p + 1] != ":") { fail("expected a key"); return "" }
+      p += 2
+      kp = (path == "" ? "" : path ".") unq(key)
+      v = value(kp)
+      seen = seen unq(key) "|"
+      out = out (first ? "" : ",") key ":" v; first = 0
+    }
+    p++
+    for (kp in setv) if (parentOf(kp) == path && index(seen, "|" lastOf(kp) "|") == 0) {
+      out = out (first ? "" : ",") "\"" lastOf(kp) "\":" setv[kp]; first = 0
+    }
+    out = out "}"
+  } else if (t == "[") {
+    p++; out = "["; first = 1; idx = 0
+    while (!err && tok[p] != "]") {
+      if (p > n) { fail("unterminated array"); return "" }
+      if (!first) { if (tok[p] != ",") { fail("expected , in array"); return "" }; p++ }
+      v = value(path "." idx); idx++
+      out = out (first ? "" : ",") v; first = 0
+    }
+    p++
+    if (path in appendv) out = out (first ? "" : ",") appendv[path]
+    if (mode == "get") print path ".length=" idx
+    out = out "]"
+  } else {
+    if (t == "," || t == ":" || t == "}" || t == "]") { fail("unexpected " t); return "" }
+    p++; out = t
+    if (mode == "get") print path "=" (substr(t, 1, 1) == "\"" ? unq(t) : t)
+  }
+  if (path in setv) return setv[path]
+  return out
+}
+BEGIN {
+  file = ARGV[1]; mode = ARGV[2]
+  for (i = 3; i < ARGC; i++) {
+    a = ARGV[i]; eq = index(a, "=")
+    if (substr(a, 1, 1) == "+") appendv[substr(a, 2, eq - 2)] = substr(a, eq + 1)
+    else setv[substr(a, 1, eq - 1)] = substr(a, eq + 1)
+  }
+  s = ""
+  while ((r = (getline line < file)) > 0) s = s line "\n"
+  if (r < 0) { print "cannot read " file > "/dev/stderr"; exit 2 }
+  tokenize(s)
+  p = 1
+  if (!err && n == 0) fail("empty file")
+  if (!err && tok[1] != "{") fail("not a JSON object")
+  if (!err) doc = value("")
+  if (!err && p <= n) fail("trailing data")
+  if (err) { print file ": invalid JSON: " err > "/dev/stderr"; exit 1 }
+  if (mode == "set") print doc
+  exit 0
+}
+`;
+
+/** Shell functions (sourced). OS_AWK names the awk program; log() may be defined by the caller. */
+export const OS_LIB = `# drydock: deployments of an updatable disk (sourced by the initramfs and the drydock init)
+OS_AWK="\${OS_AWK:-/etc/drydock/osstate.awk}"
+command -v log > /dev/null 2>&1 || log() { echo "drydock: $*"; }
+# os_flat FILE: path=value lines.
+os_flat() { awk -f "$OS_AWK" "$1" get; }
+# os_field FLAT KEY: the value of KEY ("" when absent or null).
+os_field() {
+  v="$(printf '%s\\n' "$1" | sed -n "s/^$2=//p" | head -n 1)"
+  [ "$v" = null ] && v=
+  printf '%s' "$v"
+}
+# os_write FILE PATH=RAWJSON... [+ARRAY=RAWJSON]: temp file, fsync, rename, fsync the directory.
+# FILE.lock (a directory: mkdir is atomic) keeps two writers (the confirm step, a startup script)
+# from truncating each other's temp file; one left by a killed writer is taken after 10 s.
+os_write() {
+  f="$1"; shift
+  w=0
+  until mkdir "$f.lock" 2> /dev/null; do
+    w=$((w + 1)); [ "$w" -ge 100 ] && { log "taking the stale lock $f.lock"; break; }
+    usleep 100000
+  done
+  if awk -f "$OS_AWK" "$f" set "$@" > "$f.tmp" && [ -s "$f.tmp" ] && sync "$f.tmp" && mv -f "$f.tmp" "$f" && sync "\${f%/*}"; then
+    rmdir "$f.lock" 2> /dev/null
+    return 0
+  fi
+  rm -f "$f.tmp"; rmdir "$f.lock" 2> /dev/null
+  log "cannot rewrite $f"
+  return 1
+}
+# os_jstr TEXT: TEXT as a JSON string (quotes and backslashes escaped; no control characters expected).
+os_jstr() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\\\/\\\\\\\\/g; s/"/\\\\"/g')"; }
+
+# os_select ROOT WANTED NOW: which deployment this boot runs. ROOT holds os/state.json; WANTED is
+# drydock.deployment= from the boot menu (an id, "default" or "rollback", or empty); NOW is the
+# time for "abandoned" (ISO 8601). Sets OS_DEPLOYMENT, OS_PENDING (1 on a try of the pending
+# deployment), OS_DEADLINE (seconds to reach "service started"), OS_NOTE (why). Returns 1 when no
+# deployment can be booted.
+os_select() {
+  st="$1/os/state.json"; dd="$1/os/deployments"
+  OS_DEPLOYMENT= OS_PENDING= OS_DEADLINE= OS_NOTE=
+  # At boot nothing else writes: a lock left by a writer killed with the machine is stale.
+  rmdir "$st.lock" 2> /dev/null
+  flat="$(os_flat "$st")" || { log "$st is unreadable or not JSON"; return 1; }
+  def="$(os_field "$flat" default)"; rb="$(os_field "$flat" rollback)"
+  pid="$(os_field "$flat" pending.id)"; left="$(os_field "$flat" pending.triesLeft)"
+  dl="$(os_field "$flat" pending.deadlineSeconds)"; att="$(os_field "$flat" pending.attempts)"
+  case "$left" in ''|*[!0-9]*) left=0 ;; esac
+  case "$att" in ''|*[!0-9]*) att=0 ;; esac
+  case "$dl" in ''|*[!0-9]*) dl=0 ;; esac
+  case "$2" in
+    default|'') ;;
+    rollback)
+      if [ -n "$rb" ] && [ -f "$dd/$rb.json" ]; then
+        OS_DEPLOYMENT="$rb" OS_NOTE="the rollback deployment, picked at boot"
+        os_write "$st" "booted=$(os_jstr "$rb")"; return 0
+      fi
+      log "drydock.deployment=rollback: this disk has no rollback deployment; booting the default" ;;
+    *)
+      if [ -f "$dd/$2.json" ]; then
+        OS_DEPLOYMENT="$2" OS_NOTE="picked at boot (drydock.deployment=$2)"
+        os_write "$st" "booted=$(os_jstr "$2")"; return 0
+      fi
+      log "drydock.deployment=$2: no such deployment; booting the default" ;;
+  esac
+  drop=
+  if [ -n "$pid" ]; then
+    if [ ! -f "$dd/$pid.json" ]; then
+      drop="its deployment file os/deployments/$pid.json is missing"
+    elif [ "$left" -gt 0 ]; then
+      OS_DEPLOYMENT="$pid" OS_PENDING=1 OS_DEADLINE="$dl"
+      OS_NOTE="pending deployment, try $((att + 1)) ($((left - 1)) left after this one)"
+      os_write "$st" "pending.triesLeft=$((left - 1))" "pending.attempts=$((att + 1))" "booted=$(os_jstr "$pid")"
+      return 0
+    else
+      drop="did not reach service started within \${dl}s on $att boot$([ "$att" = 1 ] || echo s)"
+    fi
+  fi
+  boot="$def"
+  if [ -z "$boot" ] || [ ! -f "$dd/$boot.json" ]; then
+    if [ -n "$rb" ] && [ -f "$dd/$rb.json" ]; then
+      log "the default deployment \${def:-(none)} is missing; booting the rollback $rb"; boot="$rb"
+    else
+      log "no bootable deployment in $st (default \${def:-none}, rollback \${rb:-none})"; return 1
+    fi
+  fi
+  OS_DEPLOYMENT="$boot" OS_NOTE="the default deployment"
+  if [ -n "$drop" ]; then
+    log "abandoning deployment $pid: $drop"
+    OS_NOTE="the default deployment (pending $pid abandoned: $drop)"
+    os_write "$st" pending=null "booted=$(os_jstr "$boot")" \\
+      "+abandoned={\\"id\\":$(os_jstr "$pid"),\\"reason\\":$(os_jstr "$drop"),\\"at\\":$(os_jstr "$3")}"
+  else
+    os_write "$st" "booted=$(os_jstr "$boot")"
+  fi
+}
+
+# os_confirm ROOT: this boot reached "service started". When it runs the pending deployment,
+# that becomes the default and the old default the rollback. (drydock os confirm does the same
+# and also deletes what nothing references; this is the fallback without a Node runtime.)
+os_confirm() {
+  st="$1/os/state.json"
+  flat="$(os_flat "$st")" || return 1
+  pid="$(os_field "$flat" pending.id)"; booted="$(os_field "$flat" booted)"; def="$(os_field "$flat" default)"
+  [ -n "$pid" ] && [ "$pid" = "$booted" ] || return 0
+  if [ "$pid" = "$def" ]; then os_write "$st" pending=null; return; fi
+  os_write "$st" "default=$(os_jstr "$pid")" "rollback=$(os_jstr "$def")" pending=null
+}
+`;
+
+/**
+ * The boot menu of an updatable disk: the default deployment, and the rollback one (resolved
+ * from os/state.json by the initramfs, so the menu never needs rewriting after an upgrade).
+ */
+export const DEPLOYMENT_MENU = [
+  { label: 'drydock', title: 'default deployment', arg: '' },
+  { label: 'rollback', title: 'rollback deployment (the one before)', arg: 'drydock.deployment=rollback' },
+] as const;
+
+/** Tenths of a second the updatable disk's boot: prompt waits for a choice. */
+export const MENU_TIMEOUT = 30;
+
+/** Names of the files in the initramfs and in the top layer (/.drydock/...). */
+export const OS_FILES = { awk: 'osstate.awk', lib: 'os.sh' };

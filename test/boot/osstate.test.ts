@@ -1,0 +1,211 @@
+// The initramfs's deployment choice on an updatable disk, without QEMU: the same awk and sh the
+// initramfs runs (src/boot/osstate.ts), run by the host's busybox (its sh, awk, sed, sync and
+// mv only: a directory of applet links is the whole PATH) against fixture state files. Each
+// case is a state.json, the deployments present and the boot menu's choice; the expected
+// result is the deployment booted and the state.json the next boot finds.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { tempDir, requireTool } from '../helpers/env.js';
+import { OS_LIB, OS_STATE_AWK, DEPLOYMENT_MENU } from '../../src/boot/osstate.js';
+import { syslinuxConfig } from '../../src/boot/media.js';
+import { grubConfig } from '../../src/boot/uefi.js';
+import type { BootArtifacts } from '../../src/boot/artifacts.js';
+
+const work = tempDir('drydock-osstate-');
+const bin = path.join(work, 'bin');
+const NOW = '2026-12-01T10:00:00Z';
+
+before(async () => {
+  const busybox = requireTool('busybox', 'apt-get install busybox-static');
+  await fsp.mkdir(bin);
+  execFileSync(busybox, ['--install', '-s', bin]);
+  await fsp.writeFile(path.join(work, 'osstate.awk'), OS_STATE_AWK);
+  await fsp.writeFile(path.join(work, 'os.sh'), OS_LIB);
+});
+
+/** Runs `script` after sourcing os.sh under busybox sh with only busybox on the PATH. */
+function sh(script: string, ...args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(path.join(bin, 'sh'), ['-c', `. ${work}/os.sh; ${script}`, 'sh', ...args], {
+    encoding: 'utf8', env: { PATH: bin, OS_AWK: path.join(work, 'osstate.awk') },
+  });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+let n = 0;
+async function fixture(state: string, deployments: string[]): Promise<string> {
+  const root = path.join(work, `case-${n++}`);
+  await fsp.mkdir(path.join(root, 'os/deployments'), { recursive: true });
+  for (const d of deployments) await fsp.writeFile(path.join(root, 'os/deployments', `${d}.json`), JSON.stringify({ id: d, layers: [] }));
+  await fsp.writeFile(path.join(root, 'os/state.json'), state);
+  return root;
+}
+
+function select(root: string, want = ''): { code: number; deployment: string; pending: string; deadline: string; note: string; log: string } {
+  const r = sh('os_select "$1" "$2" "$3"; rc=$?; echo "rc=$rc"; echo "dep=$OS_DEPLOYMENT"; echo "pending=$OS_PENDING"; echo "deadline=$OS_DEADLINE"; echo "note=$OS_NOTE"', root, want, NOW);
+  const get = (k: string) => /^(.*)$/m.exec(r.stdout.split('\n').find((l) => l.startsWith(`${k}=`))?.slice(k.length + 1) ?? '')![1]!;
+  assert.equal(r.stderr, '', r.stderr);
+  return { code: Number(get('rc')), deployment: get('dep'), pending: get('pending'), deadline: get('deadline'), note: get('note'), log: r.stdout };
+}
+
+const base = { version: 1, ref: '10.0.2.2:5000/os/app:stable', default: 'aaa', rollback: 'rrr', pending: null, abandoned: [], insecureRegistries: ['10.0.2.2:5000'], authfile: null };
+const pretty = (o: unknown) => JSON.stringify(o, null, 2) + '\n';
+
+interface Case {
+  name: string;
+  state: string;
+  deployments: string[];
+  want?: string;
+  boots: string;
+  pending?: boolean;
+  /** What state.json holds afterwards (parsed). */
+  after: (s: Record<string, any>) => void;
+  note?: RegExp;
+}
+
+const CASES: Case[] = [
+  {
+    name: 'no pending: the default', state: pretty(base), deployments: ['aaa', 'rrr'], boots: 'aaa',
+    after: (s) => { assert.equal(s.booted, 'aaa'); assert.equal(s.pending, null); assert.deepEqual(s.insecureRegistries, ['10.0.2.2:5000']); },
+  },
+  {
+    name: 'pending with tries left: tried, one try used', deployments: ['aaa', 'rrr', 'ppp'], boots: 'ppp', pending: true,
+    state: pretty({ ...base, pending: { id: 'ppp', triesLeft: 2, deadlineSeconds: 45 } }),
+    after: (s) => { assert.deepEqual(s.pending, { id: 'ppp', triesLeft: 1, deadlineSeconds: 45, attempts: 1 }); assert.equal(s.booted, 'ppp'); assert.equal(s.default, 'aaa'); },
+  },
+  {
+    name: 'pending with no tries left: abandoned with the reason, default booted', deployments: ['aaa', 'rrr', 'ppp'], boots: 'aaa',
+    state: pretty({ ...base, pending: { id: 'ppp', triesLeft: 0, deadlineSeconds: 45, attempts: 2 }, abandoned: [{ id: 'old', reason: 'x', at: NOW }] }),
+    note: /pending ppp abandoned: did not reach service started within 45s on 2 boots/,
+    after: (s) => {
+      assert.equal(s.pending, null);
+      assert.deepEqual(s.abandoned, [{ id: 'old', reason: 'x', at: NOW }, { id: 'ppp', reason: 'did not reach service started within 45s on 2 boots', at: NOW }]);
+      assert.equal(s.booted, 'aaa'); assert.equal(s.default, 'aaa'); assert.equal(s.rollback, 'rrr');
+    },
+  },
+  {
+    name: 'pending whose deployment file never got written (killed mid-upgrade): abandoned', deployments: ['aaa'], boots: 'aaa',
+    state: pretty({ ...base, rollback: null, pending: { id: 'ppp', triesLeft: 3, deadlineSeconds: 60 } }),
+    after: (s) => { assert.equal(s.pending, null); assert.match(s.abandoned[0].reason, /os\/deployments\/ppp.json is missing/); },
+  },
+  {
+    name: 'menu: rollback', deployments: ['aaa', 'rrr'], want: 'rollback', boots: 'rrr', state: pretty(base), note: /rollback/,
+    after: (s) => { assert.equal(s.booted, 'rrr'); assert.equal(s.default, 'aaa'); },
+  },
+  {
+    name: 'menu: rollback without one: the default', deployments: ['aaa'], want: 'rollback', boots: 'aaa', state: pretty({ ...base, rollback: null }),
+    after: (s) => assert.equal(s.booted, 'aaa'),
+  },
+  {
+    name: 'menu: rollback leaves a pending deployment and its tries alone', deployments: ['aaa', 'rrr', 'ppp'], want: 'rollback', boots: 'rrr',
+    state: pretty({ ...base, pending: { id: 'ppp', triesLeft: 2, deadlineSeconds: 45 } }),
+    after: (s) => assert.deepEqual(s.pending, { id: 'ppp', triesLeft: 2, deadlineSeconds: 45 }),
+  },
+  {
+    name: 'menu: an id', deployments: ['aaa', 'rrr'], want: 'rrr', boots: 'rrr', state: pretty(base), after: (s) => assert.equal(s.booted, 'rrr'),
+  },
+  {
+    name: 'menu: an unknown id: the default', deployments: ['aaa'], want: 'zzz', boots: 'aaa', state: pretty(base), after: (s) => assert.equal(s.booted, 'aaa'),
+  },
+  {
+    name: 'default missing: the rollback', deployments: ['rrr'], boots: 'rrr', state: pretty(base), after: (s) => assert.equal(s.booted, 'rrr'),
+  },
+  {
+    name: 'compact JSON, other key order, escapes and nested values kept', deployments: ['aaa'], boots: 'aaa',
+    state: '{"abandoned":[],"default":"aaa","note":"say \\"hi\\" \\\\ [x]: {y}","x":{"a":[1,{"b":true}]},"pending":null,"rollback":null}',
+    after: (s) => { assert.equal(s.note, 'say "hi" \\ [x]: {y}'); assert.deepEqual(s.x, { a: [1, { b: true }] }); assert.equal(s.booted, 'aaa'); },
+  },
+  {
+    name: 'a second boot after booted was written replaces it', deployments: ['aaa', 'rrr'], boots: 'aaa', state: pretty({ ...base, booted: 'rrr' }),
+    after: (s) => assert.equal(s.booted, 'aaa'),
+  },
+];
+
+for (const c of CASES) {
+  test(`os_select: ${c.name}`, async () => {
+    const root = await fixture(c.state, c.deployments);
+    const r = select(root, c.want);
+    assert.equal(r.code, 0, r.log);
+    assert.equal(r.deployment, c.boots, r.log);
+    assert.equal(r.pending, c.pending ? '1' : '', r.log);
+    if (c.note) assert.match(r.note, c.note);
+    const after = JSON.parse(await fsp.readFile(path.join(root, 'os/state.json'), 'utf8'));
+    c.after(after);
+    assert.deepEqual((await fsp.readdir(path.join(root, 'os'))).sort(), ['deployments', 'state.json'], 'no temp file left');
+  });
+}
+
+test('os_select: a pending deployment that never confirms is abandoned after its tries, then the default boots for good', async () => {
+  const root = await fixture(pretty({ ...base, pending: { id: 'ppp', triesLeft: 2, deadlineSeconds: 30 } }), ['aaa', 'rrr', 'ppp']);
+  assert.deepEqual([1, 2, 3, 4].map(() => select(root).deployment), ['ppp', 'ppp', 'aaa', 'aaa']);
+  const s = JSON.parse(await fsp.readFile(path.join(root, 'os/state.json'), 'utf8'));
+  assert.equal(s.abandoned.length, 1);
+  assert.equal(s.abandoned[0].reason, 'did not reach service started within 30s on 2 boots');
+});
+
+for (const [name, state] of [
+  ['not JSON', 'default=aaa\n'], ['truncated', '{"default":"aaa","pending":{"id":'], ['empty', ''], ['trailing garbage', '{"default":"aaa"} x'],
+] as const) {
+  test(`os_select: a state.json that is ${name} is refused and left as it was`, async () => {
+    const root = await fixture(state, ['aaa']);
+    const r = sh('os_select "$1" "" "$2"; echo "rc=$?"', root, NOW);
+    assert.match(r.stdout, /rc=1/);
+    assert.match(r.stdout, /unreadable or not JSON/);
+    assert.equal(await fsp.readFile(path.join(root, 'os/state.json'), 'utf8'), state);
+  });
+}
+
+test('os_confirm: the booted pending deployment becomes the default, the old default the rollback', async () => {
+  const root = await fixture(pretty({ ...base, pending: { id: 'ppp', triesLeft: 1, deadlineSeconds: 30, attempts: 2 } }), ['aaa', 'rrr', 'ppp']);
+  assert.equal(select(root).deployment, 'ppp');
+  assert.equal(sh('os_confirm "$1"; echo "rc=$?"', root).stdout.trim(), 'rc=0');
+  const s = JSON.parse(await fsp.readFile(path.join(root, 'os/state.json'), 'utf8'));
+  assert.deepEqual([s.default, s.rollback, s.pending, s.booted], ['ppp', 'aaa', null, 'ppp']);
+  // Not the pending deployment booted (the menu's rollback): nothing changes.
+  const root2 = await fixture(pretty({ ...base, pending: { id: 'ppp', triesLeft: 1, deadlineSeconds: 30 } }), ['aaa', 'rrr', 'ppp']);
+  assert.equal(select(root2, 'rollback').deployment, 'rrr');
+  const before2 = await fsp.readFile(path.join(root2, 'os/state.json'), 'utf8');
+  sh('os_confirm "$1"', root2);
+  assert.equal(await fsp.readFile(path.join(root2, 'os/state.json'), 'utf8'), before2);
+});
+
+test('the awk reader flattens what the initramfs needs from a deployment', async () => {
+  const file = path.join(work, 'dep.json');
+  await fsp.writeFile(file, pretty({ id: 'aaa', layers: ['sha256:11', 'sha256:22', 'sha256:33'], imageConfig: { Cmd: ['sh', '-c', 'echo "a,b"'] } }));
+  const r = sh('f="$(os_flat "$1")"; echo "n=$(os_field "$f" layers.length) top=$(os_field "$f" layers.2) cmd=$(os_field "$f" imageConfig.Cmd.2)"', file);
+  assert.equal(r.stdout.trim(), 'n=3 top=sha256:33 cmd=echo \\"a,b\\"');
+});
+
+test('boot menus of an updatable disk list the default and the rollback deployment', () => {
+  const a = { label: 'DD12345678', cmdline: 'console=ttyS0,115200 drydock.label=DD12345678' } as BootArtifacts;
+  const sys = syslinuxConfig(a, '/vmlinuz', '/initrd.img', { menu: true });
+  assert.match(sys, /^PROMPT 1$/m);
+  assert.match(sys, /^LABEL drydock\n {2}KERNEL \/vmlinuz\n {2}INITRD \/initrd.img\n {2}APPEND console=ttyS0,115200 drydock.label=DD12345678$/m);
+  assert.match(sys, /^LABEL rollback\n.*\n.*\n {2}APPEND console=ttyS0,115200 drydock.label=DD12345678 drydock.deployment=rollback$/m);
+  assert.match(sys, /^SAY drydock: type "drydock" \(default deployment\) or "rollback"/m);
+  assert.doesNotMatch(syslinuxConfig(a, '/vmlinuz', '/initrd.img'), /rollback/);
+  const grub = grubConfig(a, '/vmlinuz', '/initrd.img', { fsUuid: '1234-5678' }, { menu: true });
+  assert.equal(grub.match(/^menuentry /gm)?.length, DEPLOYMENT_MENU.length);
+  assert.match(grub, /^menuentry 'drydock: rollback deployment \(the one before\)' --id rollback \{\n {2}linux \/vmlinuz .*drydock\.deployment=rollback\n/m);
+  assert.match(grub, /^set timeout=3$/m);
+});
+
+test('os_write: two writers at once (the confirm step and a startup script) both land, nothing is truncated', async () => {
+  const root = await fixture(pretty({ ...base, pending: { id: 'ppp', triesLeft: 1, deadlineSeconds: 30 }, booted: 'ppp' }), ['aaa', 'rrr', 'ppp']);
+  const st = path.join(root, 'os/state.json');
+  const r = sh('for i in 1 2 3 4 5 6 7 8; do os_write "$1" "a$i=$i" & done; wait; os_confirm "${1%/os/state.json}"; echo done', st);
+  assert.match(r.stdout, /done/);
+  assert.doesNotMatch(r.stdout + r.stderr, /cannot rewrite|invalid JSON/);
+  const s = JSON.parse(await fsp.readFile(st, 'utf8'));
+  for (let i = 1; i <= 8; i++) assert.equal(s[`a${i}`], i, `write ${i} kept`);
+  assert.deepEqual([s.default, s.rollback, s.pending], ['ppp', 'aaa', null]);
+});
+
+test('os_write: a lock left by a writer killed with the machine does not block the next boot', async () => {
+  const root = await fixture(pretty(base), ['aaa', 'rrr']);
+  await fsp.mkdir(path.join(root, 'os/state.json.lock'));
+  assert.equal(select(root).deployment, 'aaa');
+  assert.equal(JSON.parse(await fsp.readFile(path.join(root, 'os/state.json'), 'utf8')).booted, 'aaa');
+});
