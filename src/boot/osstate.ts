@@ -112,10 +112,20 @@ os_field() {
   printf '%s' "$v"
 }
 # os_write FILE PATH=RAWJSON... [+ARRAY=RAWJSON]: temp file, fsync, rename, fsync the directory.
+# FILE.lock (a directory: mkdir is atomic) keeps two writers (the confirm step, a startup script)
+# from truncating each other's temp file; one left by a killed writer is taken after 10 s.
 os_write() {
   f="$1"; shift
-  awk -f "$OS_AWK" "$f" set "$@" > "$f.tmp" && [ -s "$f.tmp" ] && sync "$f.tmp" && mv -f "$f.tmp" "$f" && sync "\${f%/*}" && return 0
-  rm -f "$f.tmp"
+  w=0
+  until mkdir "$f.lock" 2> /dev/null; do
+    w=$((w + 1)); [ "$w" -ge 100 ] && { log "taking the stale lock $f.lock"; break; }
+    usleep 100000
+  done
+  if awk -f "$OS_AWK" "$f" set "$@" > "$f.tmp" && [ -s "$f.tmp" ] && sync "$f.tmp" && mv -f "$f.tmp" "$f" && sync "\${f%/*}"; then
+    rmdir "$f.lock" 2> /dev/null
+    return 0
+  fi
+  rm -f "$f.tmp"; rmdir "$f.lock" 2> /dev/null
   log "cannot rewrite $f"
   return 1
 }
@@ -130,6 +140,8 @@ os_jstr() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\\\/\\\\\\\\/g; s/"/\\\\
 os_select() {
   st="$1/os/state.json"; dd="$1/os/deployments"
   OS_DEPLOYMENT= OS_PENDING= OS_DEADLINE= OS_NOTE=
+  # At boot nothing else writes: a lock left by a writer killed with the machine is stale.
+  rmdir "$st.lock" 2> /dev/null
   flat="$(os_flat "$st")" || { log "$st is unreadable or not JSON"; return 1; }
   def="$(os_field "$flat" default)"; rb="$(os_field "$flat" rollback)"
   pid="$(os_field "$flat" pending.id)"; left="$(os_field "$flat" pending.triesLeft)"

@@ -483,9 +483,10 @@ case "$1" in
     reboot ;;
   confirm)
     [ -n "$OS_PENDING" ] && [ ! -e $R/os-confirmed ] || exit 0
-    : > $R/os-confirmed
     if [ -x /.drydock/drydock/bin/drydock ] && /.drydock/drydock/bin/drydock os confirm --root $R/os > /dev/null 2>&1; then :
-    else os_confirm $R/os || exit 1; fi
+    else os_confirm $R/os || { say "deployment $OS_DEPLOYMENT reached service started but cannot be confirmed"; exit 1; }; fi
+    # Only now: the watchdog reboots unless this exists, and scripts may wait for it.
+    : > $R/os-confirmed
     say "deployment $OS_DEPLOYMENT reached service started; it is now the default" ;;
 esac
 `;

@@ -5,7 +5,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../util/errors.js';
 import { fsyncDir } from '../util/fs.js';
-import { DEFAULT_DEADLINE_SECONDS, DEFAULT_TRIES, OsLayout, diffHex, type AbandonedDeployment, type Deployment, type OsState, type UpgradeRecord } from './layout.js';
+import { OsLayout, diffHex, newPending, type AbandonedDeployment, type Deployment, type OsState, type UpgradeRecord } from './layout.js';
 import { withLock } from './lock.js';
 
 export interface DeploymentStatus extends Deployment {
@@ -61,23 +61,22 @@ export interface RollbackResult {
 export async function rollback(root: string, opts: { tries?: number; deadlineSeconds?: number } = {}): Promise<RollbackResult> {
   const layout = new OsLayout(root);
   return withLock(layout.lockPath, async () => {
-    const state = await layout.readState();
-    let next: OsState;
-    let action: RollbackResult['action'];
-    if (state.pending && state.booted === state.pending.id && state.pending.id !== state.default) {
-      // This boot runs a new deployment not confirmed yet: the default is the previous one.
-      next = { ...state, rollback: state.pending.id, pending: null };
-      action = 'reverted';
-    } else if (state.pending) {
-      next = { ...state, pending: null };
-      action = 'discarded';
-    } else {
+    let action: RollbackResult['action'] = 'staged';
+    const next = await layout.updateState(async (state) => {
+      if (state.pending && state.booted === state.pending.id && state.pending.id !== state.default) {
+        // This boot runs a new deployment not confirmed yet: the default is the previous one.
+        action = 'reverted';
+        return { ...state, rollback: state.pending.id, pending: null };
+      }
+      if (state.pending) {
+        action = 'discarded';
+        return { ...state, pending: null };
+      }
       if (!state.rollback) throw new UserError('no rollback deployment: this machine has booted only one deployment');
       await layout.readDeployment(state.rollback);
-      next = { ...state, pending: { id: state.rollback, triesLeft: opts.tries ?? DEFAULT_TRIES, deadlineSeconds: opts.deadlineSeconds ?? DEFAULT_DEADLINE_SECONDS } };
       action = 'staged';
-    }
-    await layout.writeState(next);
+      return { ...state, pending: newPending(state, state.rollback, opts) };
+    });
     return { action, next: next.pending?.id ?? next.default, state: next };
   });
 }
@@ -100,11 +99,13 @@ export async function confirm(root: string): Promise<ConfirmResult> {
   return withLock(layout.lockPath, async () => {
     let state = await layout.readState();
     let promoted: string | null = null;
-    const p = state.pending;
-    if (p && state.booted === p.id) {
-      promoted = p.id;
-      state = p.id === state.default ? { ...state, pending: null } : { ...state, default: p.id, rollback: state.default, pending: null };
-      await layout.writeState(state);
+    const booted = (st: OsState) => !!st.pending && st.booted === st.pending.id;
+    if (booted(state)) {
+      state = await layout.updateState((s) => {
+        if (!booted(s)) return s;
+        promoted = s.pending!.id;
+        return s.pending!.id === s.default ? { ...s, pending: null } : { ...s, default: s.pending!.id, rollback: s.default, pending: null };
+      });
     }
     return { promoted, ...(await cleanup(layout, state)), state };
   });

@@ -18,3 +18,5 @@ export type { UpgradeOptions, UpgradeResult, StageEvent, StageOptions, StagedIma
 export { status, rollback, confirm } from './deployments.js';
 export type { OsStatus, DeploymentStatus, RollbackResult, ConfirmResult } from './deployments.js';
 export { withLock } from './lock.js';
+export { bundleRuntime } from './bundle.js';
+export type { BundleRuntimeOptions, RuntimeBundle } from './bundle.js';

@@ -40,6 +40,9 @@ export interface OsState {
   insecureRegistries: string[];
   /** Registry credentials (Docker config.json format), relative to the root. */
   authfile: string | null;
+  /** What `drydock disk --boot-tries/--boot-deadline` set: the defaults for a new pending deployment. */
+  bootTries?: number;
+  bootDeadlineSeconds?: number;
 }
 
 export interface DeploymentKernel { vmlinuz: string; initrd: string; modules?: string }
@@ -117,6 +120,30 @@ export class OsLayout {
     await writeJsonAtomic(this.statePath, state);
   }
 
+  /**
+   * Reads state.json, applies `change` and writes the result, holding state.json.lock: the
+   * directory lock the initramfs and the init's shell writers take too (src/boot/osstate.ts), so
+   * a confirm written by the shell between our read and our write is never lost.
+   */
+  async updateState(change: (s: OsState) => OsState | Promise<OsState>): Promise<OsState> {
+    const lock = `${this.statePath}.lock`;
+    for (let tries = 0; ; tries++) {
+      try { await fsp.mkdir(lock); break; } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        // The shell writers hold it for one awk run; after 10 s it is a killed writer's.
+        if (tries >= 100) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    try {
+      const next = await change(await this.readState());
+      await this.writeState(next);
+      return next;
+    } finally {
+      await fsp.rmdir(lock).catch(() => {});
+    }
+  }
+
   async readDeployment(id: string): Promise<Deployment> {
     const d = await readJsonIfExists<Deployment>(this.deploymentPath(id)).catch((e) => {
       throw new UserError(`deployment ${id}: ${(e as Error).message}`, { cause: e });
@@ -165,6 +192,15 @@ export class OsLayout {
     }
     await fsyncDir(this.root);
   }
+}
+
+/** A pending entry for `id`: tries and deadline from the flags, else from state.json, else 3 and 300 s. */
+export function newPending(state: OsState, id: string, opts: { tries?: number; deadlineSeconds?: number } = {}): PendingDeployment {
+  return {
+    id,
+    triesLeft: opts.tries ?? state.bootTries ?? DEFAULT_TRIES,
+    deadlineSeconds: opts.deadlineSeconds ?? state.bootDeadlineSeconds ?? DEFAULT_DEADLINE_SECONDS,
+  };
 }
 
 /** "sha256:<64 hex>" → the hex; anything else is refused (it becomes a file name). */

@@ -14,7 +14,7 @@ import { RemoteImageSource } from '../client/remote.js';
 import { readBodyLimited } from '../client/transport.js';
 import { UserError } from '../util/errors.js';
 import { convertLayer } from './layers.js';
-import { DEFAULT_DEADLINE_SECONDS, DEFAULT_TRIES, OsLayout, type Deployment, type OsState, type UpgradeRecord } from './layout.js';
+import { OsLayout, newPending, type Deployment, type OsState, type UpgradeRecord } from './layout.js';
 import { withLock } from './lock.js';
 
 const MAX_CONFIG_BYTES = 8 * 1024 * 1024;
@@ -169,20 +169,14 @@ export async function upgrade(root: string, opts: UpgradeOptions = {}): Promise<
       for (const id of current) {
         const d = await layout.readDeployment(id).catch(() => undefined);
         if (d?.manifestDigest === image.manifest.digest) {
-          const next = { ...state, ref };
-          if (ref !== state.ref) await layout.writeState(next);
+          const next = ref === state.ref ? state : await layout.updateState((s) => ({ ...s, ref }));
           const record: UpgradeRecord = { at: new Date().toISOString(), ref, manifestDigest: d.manifestDigest, deployment: null, bytes: image.bytes, layersFetched: 0, layersReused: d.layers.length };
           await layout.writeLastUpgrade(record);
           return { status: 'no-update', deployment: d, state: next, record };
         }
       }
       const staged = await stageResolved(layout, src, image, ref, opts);
-      const next: OsState = {
-        ...state,
-        ref,
-        pending: { id: staged.deployment.id, triesLeft: opts.tries ?? DEFAULT_TRIES, deadlineSeconds: opts.deadlineSeconds ?? DEFAULT_DEADLINE_SECONDS },
-      };
-      await layout.writeState(next);
+      const next = await layout.updateState((s) => ({ ...s, ref, pending: newPending(s, staged.deployment.id, opts) }));
       const record: UpgradeRecord = {
         at: new Date().toISOString(), ref, manifestDigest: staged.deployment.manifestDigest, deployment: staged.deployment.id,
         bytes: staged.bytes, layersFetched: staged.layersFetched, layersReused: staged.layersReused,

@@ -191,3 +191,21 @@ test('boot menus of an updatable disk list the default and the rollback deployme
   assert.match(grub, /^menuentry 'drydock: rollback deployment \(the one before\)' --id rollback \{\n {2}linux \/vmlinuz .*drydock\.deployment=rollback\n/m);
   assert.match(grub, /^set timeout=3$/m);
 });
+
+test('os_write: two writers at once (the confirm step and a startup script) both land, nothing is truncated', async () => {
+  const root = await fixture(pretty({ ...base, pending: { id: 'ppp', triesLeft: 1, deadlineSeconds: 30 }, booted: 'ppp' }), ['aaa', 'rrr', 'ppp']);
+  const st = path.join(root, 'os/state.json');
+  const r = sh('for i in 1 2 3 4 5 6 7 8; do os_write "$1" "a$i=$i" & done; wait; os_confirm "${1%/os/state.json}"; echo done', st);
+  assert.match(r.stdout, /done/);
+  assert.doesNotMatch(r.stdout + r.stderr, /cannot rewrite|invalid JSON/);
+  const s = JSON.parse(await fsp.readFile(st, 'utf8'));
+  for (let i = 1; i <= 8; i++) assert.equal(s[`a${i}`], i, `write ${i} kept`);
+  assert.deepEqual([s.default, s.rollback, s.pending], ['ppp', 'aaa', null]);
+});
+
+test('os_write: a lock left by a writer killed with the machine does not block the next boot', async () => {
+  const root = await fixture(pretty(base), ['aaa', 'rrr']);
+  await fsp.mkdir(path.join(root, 'os/state.json.lock'));
+  assert.equal(select(root).deployment, 'aaa');
+  assert.equal(JSON.parse(await fsp.readFile(path.join(root, 'os/state.json'), 'utf8')).booted, 'aaa');
+});

@@ -145,3 +145,24 @@ test('the lock refuses a second live holder and takes over a dead one', async ()
   assert.equal(await withLock(l.lockPath, async () => 'ran'), 'ran');
   await assert.rejects(fsp.stat(l.lockPath), { code: 'ENOENT' });
 });
+
+test('updateState waits for the shell writers\' state.json.lock and applies its change to what they wrote', async () => {
+  const l = new OsLayout(tempDir('drydock-os-statelock-'));
+  await l.create();
+  await l.writeState(state());
+  // A shell writer (src/boot/osstate.ts os_write) holds the lock and promotes a deployment.
+  await fsp.mkdir(`${l.statePath}.lock`);
+  const update = l.updateState((s) => ({ ...s, ref: 'registry.example/os:testing' }));
+  await new Promise((r) => setTimeout(r, 300));
+  await l.writeState(state({ default: 'bbbbbbbbbbbb', rollback: 'aaaaaaaaaaaa' }));
+  await fsp.rmdir(`${l.statePath}.lock`);
+  const next = await update;
+  assert.deepEqual([next.ref, next.default, next.rollback], ['registry.example/os:testing', 'bbbbbbbbbbbb', 'aaaaaaaaaaaa']);
+  assert.deepEqual(await l.readState(), next);
+  await assert.rejects(fsp.stat(`${l.statePath}.lock`), { code: 'ENOENT' });
+  // A lock left by a killed writer is taken after 10 s (the shell's rule too).
+  await fsp.mkdir(`${l.statePath}.lock`);
+  const t0 = Date.now();
+  await l.updateState((s) => s);
+  assert.ok(Date.now() - t0 >= 9_000, `${Date.now() - t0} ms`);
+});

@@ -147,14 +147,17 @@ describe('drydock os against a registry', () => {
     let s = await statusOf(root);
     assert.deepEqual([s.default, s.rollback, s.staged], [d2, d1, null]);
 
-    // switch: another tag, tracked from then on; v3 shares only the base layer.
+    // switch: another tag, tracked from then on; v3 shares only the base layer. The disk's
+    // --boot-tries/--boot-deadline (in state.json) set the new deployment's tries.
+    const l0 = new OsLayout(root);
+    await l0.writeState({ ...(await l0.readState()), bootTries: 2, bootDeadlineSeconds: 60 });
     pushWithSkopeoAuth(v3, `${repo}:testing`, auth);
     const sw = await os(['switch', `${repo}:testing`], root);
     assert.equal(sw.code, 0, sw.stderr);
     assert.match(sw.stdout, /fetched 1 layer .* reused 1/);
     s = await statusOf(root);
     assert.equal(s.ref, `${repo}:testing`);
-    const d3 = s.staged!.id;
+    assert.deepEqual([s.staged?.triesLeft, s.staged?.deadlineSeconds], [2, 60]);
     // rollback before rebooting drops the staged deployment.
     const rb1 = await os(['rollback'], root);
     assert.match(rb1.stdout, new RegExp(`^Discarded the staged deployment; the default ${d2} boots next`));
