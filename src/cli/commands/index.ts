@@ -16,6 +16,7 @@ export const COMMAND_MODULES: readonly CommandModule[] = [
   { names: ['pull', 'push', 'copy', 'login', 'logout'], load: () => import('./registry-client.js') },
   { names: ['serve', 'registry'], load: () => import('./registry.js') },
   { names: ['iso', 'disk'], load: () => import('./boot.js') },
+  { names: ['os'], load: () => import('./os.js') },
   { names: ['version', 'info', 'system'], load: () => import('./system.js') },
   { names: ['wait', 'rename', 'top', 'pause', 'unpause', 'attach', 'stats'], load: () => import('./container-extra.js') },
   {

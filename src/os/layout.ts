@@ -1,0 +1,237 @@
+// The data partition of an updatable machine (docs/boot.md, "machines that update themselves"):
+// os/state.json says which deployment boots, os/deployments/<id>.json says which layers it
+// stacks, os/layers/<diffid>.squashfs holds each layer once. A deployment file is written once
+// and never changed; state.json is switched only by rename, so a power cut at any moment leaves
+// either the old state or the new one, and the old one only names files that were already there.
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { readJsonIfExists, writeJsonAtomic, fsyncDir } from '../util/fs.js';
+import { UserError } from '../util/errors.js';
+import type { ContainerConfig } from '../image/types.js';
+
+/** Where `drydock os` finds the data partition inside a booted machine. */
+export const DEFAULT_OS_ROOT = '/run/drydock/os';
+/** Boots a new deployment gets to reach "service started" before it is abandoned. */
+export const DEFAULT_TRIES = 3;
+export const DEFAULT_DEADLINE_SECONDS = 300;
+
+export interface PendingDeployment {
+  id: string;
+  /** Boots left; the initramfs decrements it each time it boots `id` unconfirmed. */
+  triesLeft: number;
+  /** Boots of it so far (the initramfs counts them, for the "abandoned" reason). */
+  attempts?: number;
+  /** Seconds a boot has to reach "service started" before it counts as failed. */
+  deadlineSeconds: number;
+}
+
+export interface AbandonedDeployment { id: string; reason: string; at: string }
+
+export interface OsState {
+  version: 1;
+  /** The reference `upgrade` pulls (as the machine reaches the registry). */
+  ref: string;
+  default: string;
+  rollback: string | null;
+  /** Written by the initramfs at every boot: the deployment this boot runs. */
+  booted?: string | null;
+  pending: PendingDeployment | null;
+  abandoned: AbandonedDeployment[];
+  insecureRegistries: string[];
+  /** Registry credentials (Docker config.json format), relative to the root. */
+  authfile: string | null;
+  /** What `drydock disk --boot-tries/--boot-deadline` set: the defaults for a new pending deployment. */
+  bootTries?: number;
+  bootDeadlineSeconds?: number;
+}
+
+export interface DeploymentKernel { vmlinuz: string; initrd: string; modules?: string }
+
+export interface Deployment {
+  id: string;
+  ref: string;
+  manifestDigest: string;
+  configDigest: string;
+  /** "sha256:<diffid>", bottom layer first. */
+  layers: string[];
+  created: string;
+  imageConfig: ContainerConfig;
+  kernel?: DeploymentKernel;
+}
+
+/** What the last `upgrade`/`switch` fetched (os/last-upgrade.json; state.json stays minimal). */
+export interface UpgradeRecord {
+  at: string;
+  ref: string;
+  manifestDigest: string;
+  /** Deployment written, or null for "no update". */
+  deployment: string | null;
+  /** Bytes read from the registry: manifests, config and the layers fetched. */
+  bytes: number;
+  layersFetched: number;
+  layersReused: number;
+}
+
+/** Paths of one data partition, all under `root` (the `--root` of `drydock os`). */
+export class OsLayout {
+  readonly dir: string;
+  readonly statePath: string;
+  readonly deploymentsDir: string;
+  readonly layersDir: string;
+  readonly tmpDir: string;
+  readonly lastUpgradePath: string;
+  readonly lockPath: string;
+
+  constructor(readonly root: string) {
+    this.dir = path.join(root, 'os');
+    this.statePath = path.join(this.dir, 'state.json');
+    this.deploymentsDir = path.join(this.dir, 'deployments');
+    this.layersDir = path.join(this.dir, 'layers');
+    this.tmpDir = path.join(this.dir, 'tmp');
+    this.lastUpgradePath = path.join(this.dir, 'last-upgrade.json');
+    this.lockPath = path.join(this.dir, 'lock');
+  }
+
+  deploymentPath(id: string): string {
+    checkId(id);
+    return path.join(this.deploymentsDir, `${id}.json`);
+  }
+
+  /** os/layers/<hex>.squashfs for a "sha256:<hex>" diffID. */
+  layerPath(diffID: string): string {
+    return path.join(this.layersDir, `${diffHex(diffID)}.squashfs`);
+  }
+
+  /** The state, or a clear error when this root is not an updatable machine's data partition. */
+  async readState(): Promise<OsState> {
+    let state: OsState | undefined;
+    try {
+      state = await readJsonIfExists<OsState>(this.statePath);
+    } catch (e) {
+      throw new UserError(`${this.statePath} is not valid JSON: ${(e as Error).message}`, { cause: e });
+    }
+    if (!state) throw new UserError(`${this.statePath} not found: ${this.root} is not the data partition of a disk made with drydock disk --updates-from`);
+    return checkState(state, this.statePath);
+  }
+
+  /** Replaces state.json atomically (temp, fsync, rename, fsync dir). */
+  async writeState(state: OsState): Promise<void> {
+    checkState(state, 'new state');
+    await writeJsonAtomic(this.statePath, state);
+  }
+
+  /**
+   * Reads state.json, applies `change` and writes the result, holding state.json.lock: the
+   * directory lock the initramfs and the init's shell writers take too (src/boot/osstate.ts), so
+   * a confirm written by the shell between our read and our write is never lost.
+   */
+  async updateState(change: (s: OsState) => OsState | Promise<OsState>): Promise<OsState> {
+    const lock = `${this.statePath}.lock`;
+    for (let tries = 0; ; tries++) {
+      try { await fsp.mkdir(lock); break; } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        // The shell writers hold it for one awk run; after 10 s it is a killed writer's.
+        if (tries >= 100) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    try {
+      const next = await change(await this.readState());
+      await this.writeState(next);
+      return next;
+    } finally {
+      await fsp.rmdir(lock).catch(() => {});
+    }
+  }
+
+  async readDeployment(id: string): Promise<Deployment> {
+    const d = await readJsonIfExists<Deployment>(this.deploymentPath(id)).catch((e) => {
+      throw new UserError(`deployment ${id}: ${(e as Error).message}`, { cause: e });
+    });
+    if (!d) throw new UserError(`deployment ${id} not found in ${this.deploymentsDir}`);
+    return d;
+  }
+
+  /** Writes a new deployment file. Existing ones are never rewritten: their ids are taken. */
+  async writeDeployment(d: Deployment): Promise<void> {
+    const file = this.deploymentPath(d.id);
+    if (await fsp.lstat(file).then(() => true, () => false)) throw new UserError(`deployment ${d.id} already exists`);
+    await writeJsonAtomic(file, d);
+  }
+
+  /** Ids of every complete deployment file (temp files of an interrupted write are not). */
+  async deploymentIds(): Promise<string[]> {
+    const names = await fsp.readdir(this.deploymentsDir).catch(() => [] as string[]);
+    return names.filter((n) => /^[0-9a-f]{12}(-\d+)?\.json$/.test(n)).map((n) => n.slice(0, -5)).sort();
+  }
+
+  /** A fresh id for a manifest: its first 12 hex digits, then -2, -3, … when taken. */
+  async newDeploymentId(manifestDigest: string): Promise<string> {
+    const base = diffHex(manifestDigest).slice(0, 12);
+    const taken = new Set(await this.deploymentIds());
+    if (!taken.has(base)) return base;
+    for (let n = 2; ; n++) if (!taken.has(`${base}-${n}`)) return `${base}-${n}`;
+  }
+
+  async hasLayer(diffID: string): Promise<boolean> {
+    return fsp.stat(this.layerPath(diffID)).then((s) => s.isFile(), () => false);
+  }
+
+  async readLastUpgrade(): Promise<UpgradeRecord | undefined> {
+    return readJsonIfExists<UpgradeRecord>(this.lastUpgradePath).catch(() => undefined);
+  }
+
+  async writeLastUpgrade(r: UpgradeRecord): Promise<void> {
+    await writeJsonAtomic(this.lastUpgradePath, r);
+  }
+
+  /** Creates the directories of an empty data partition. */
+  async create(): Promise<void> {
+    for (const d of [this.dir, this.deploymentsDir, this.layersDir, path.join(this.dir, 'var'), path.join(this.dir, 'top')]) {
+      await fsp.mkdir(d, { recursive: true });
+    }
+    await fsyncDir(this.root);
+  }
+}
+
+/** A pending entry for `id`: tries and deadline from the flags, else from state.json, else 3 and 300 s. */
+export function newPending(state: OsState, id: string, opts: { tries?: number; deadlineSeconds?: number } = {}): PendingDeployment {
+  return {
+    id,
+    triesLeft: opts.tries ?? state.bootTries ?? DEFAULT_TRIES,
+    deadlineSeconds: opts.deadlineSeconds ?? state.bootDeadlineSeconds ?? DEFAULT_DEADLINE_SECONDS,
+  };
+}
+
+/** "sha256:<64 hex>" → the hex; anything else is refused (it becomes a file name). */
+export function diffHex(digest: string): string {
+  const m = /^sha256:([0-9a-f]{64})$/.exec(digest);
+  if (!m) throw new UserError(`"${digest}" is not a sha256 digest`);
+  return m[1]!;
+}
+
+function checkId(id: string): void {
+  if (!/^[0-9a-f]{12}(-\d+)?$/.test(id)) throw new UserError(`"${id}" is not a deployment id`);
+}
+
+function checkState(s: OsState, where: string): OsState {
+  const bad = (what: string) => new UserError(`${where}: ${what}`);
+  if (!s || typeof s !== 'object') throw bad('not a JSON object');
+  if (s.version !== 1) throw bad(`version ${String(s.version)} is not supported (this drydock reads version 1)`);
+  if (typeof s.ref !== 'string' || !s.ref) throw bad('"ref" is missing');
+  if (typeof s.default !== 'string') throw bad('"default" is missing');
+  checkId(s.default);
+  if (s.rollback !== null && s.rollback !== undefined) checkId(s.rollback);
+  if (s.pending) {
+    checkId(s.pending.id);
+    if (!Number.isInteger(s.pending.triesLeft)) throw bad('"pending.triesLeft" is not an integer');
+  }
+  return {
+    ...s,
+    rollback: s.rollback ?? null,
+    pending: s.pending ?? null,
+    abandoned: Array.isArray(s.abandoned) ? s.abandoned : [],
+    insecureRegistries: Array.isArray(s.insecureRegistries) ? s.insecureRegistries : [],
+    authfile: s.authfile ?? null,
+  };
+}

@@ -1,0 +1,67 @@
+// The runtime bundle for machines whose image has no Node: put in a chroot of a busybox-static
+// rootfs (no /lib, no /usr, no node, no squashfs-tools), the bundled drydock must run with the
+// bundled node: `os status`, and a real `os upgrade` from a registry on 127.0.0.1, which needs
+// the bundled mksquashfs, the xattr addon and mknod for a whiteout in the new layer.
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { requireRoot, requireTool, tempDir } from '../helpers/env.js';
+import { startServe, type ServeProcess } from '../registry/serve.js';
+import { RegistryContext } from '../../src/client/context.js';
+import { RemoteImageSource } from '../../src/client/remote.js';
+import { parseReference } from '../../src/image/reference.js';
+import { bundleRuntime, OsLayout, seedOsRoot } from '../../src/os/index.js';
+import { busyboxTree, ociLayout, pushWithSkopeo, tarLayer, writeTree } from './fixture-image.js';
+
+let serve: ServeProcess | undefined;
+const mounts: string[] = [];
+after(async () => {
+  for (const m of mounts.reverse()) spawnSync('umount', ['-l', m]);
+  await serve?.stop();
+});
+
+function chroot(rootfs: string, args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(requireTool('chroot', 'apt-get install coreutils'), [rootfs, ...args], { encoding: 'utf8', env: { PATH: '/bin', HOME: '/' }, timeout: 300_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr || String(r.error ?? '') };
+}
+
+test('bundled node + drydock + mksquashfs run drydock os in a busybox-static chroot', async (t) => {
+  requireRoot();
+  requireTool('patchelf');
+  requireTool('mksquashfs', 'apt-get install squashfs-tools');
+  const dir = tempDir('drydock-os-bundle-');
+  const rootfs = busyboxTree(path.join(dir, 'rootfs'));
+  for (const d of ['proc', 'dev', 'tmp', 'data']) mkdirSync(path.join(rootfs, d), { recursive: true });
+  const bundle = await bundleRuntime(path.join(rootfs, '.drydock/runtime'), { installedAt: '/.drydock/runtime' });
+  t.diagnostic(`bundle: ${(bundle.bytes / 1e6).toFixed(1)} MB, libraries ${bundle.libraries.join(' ')}`);
+  assert.ok(!existsSync(path.join(rootfs, 'lib')) && !existsSync(path.join(rootfs, 'usr')) && !existsSync(path.join(rootfs, 'lib64')), 'nothing but busybox and the bundle');
+  // A machine has /proc and /dev/null (spawn's stdio "ignore" opens it); a bare chroot does not.
+  execFileSync('mknod', ['-m', '666', path.join(rootfs, 'dev/null'), 'c', '1', '3']);
+  execFileSync('mount', ['-t', 'proc', 'proc', path.join(rootfs, 'proc')]);
+  mounts.push(path.join(rootfs, 'proc'));
+
+  serve = await startServe(['--root', path.join(dir, 'registry'), '--addr', '127.0.0.1:0']);
+  const repo = `${new URL(serve.url).host}/os/tiny`;
+  const base = tarLayer(writeTree(path.join(dir, 'base'), { 'etc/motd': 'v1\n', 'opt/old': 'old' }), path.join(dir, 'base.tgz'), 'gzip');
+  const v1 = ociLayout(path.join(dir, 'oci1'), 'v1', [base]);
+  const v2 = ociLayout(path.join(dir, 'oci2'), 'v2', [base, tarLayer(writeTree(path.join(dir, 'top'), { 'etc/motd': 'v2\n', 'opt/.wh.old': '' }), path.join(dir, 'top.tzst'), 'zstd')]);
+  pushWithSkopeo(v1, `${repo}:stable`);
+  const data = path.join(rootfs, 'data');
+  const ctx = await RegistryContext.create({ daemonJson: '/nonexistent', registriesConf: '/nonexistent' });
+  try { await seedOsRoot(data, new RemoteImageSource(ctx, parseReference(`${repo}:stable`)), `${repo}:stable`); } finally { await ctx.close(); }
+  pushWithSkopeo(v2, `${repo}:stable`);
+
+  const st = chroot(rootfs, [bundle.drydock, 'os', 'status', '--root', '/data']);
+  assert.equal(st.status, 0, st.stderr);
+  assert.match(st.stdout, new RegExp(`^Tracking: ${repo}:stable\n`));
+  const up = chroot(rootfs, [bundle.drydock, 'os', 'upgrade', '--root', '/data']);
+  assert.equal(up.status, 0, up.stderr);
+  assert.match(up.stdout, /^Staged deployment [0-9a-f]{12} .*fetched 1 layer/);
+  const layout = new OsLayout(data);
+  assert.ok(await layout.hasLayer(v2.layers[1]!.diffID));
+  // The whiteout made by the bundle's mknod is in the squashfs the machine would stack.
+  const listing = execFileSync('unsquashfs', ['-lls', layout.layerPath(v2.layers[1]!.diffID)], { encoding: 'utf8' });
+  assert.match(listing, /^c\S+ root\/root +0, +0 .*\/opt\/old$/m);
+});
