@@ -28,6 +28,7 @@ import { parseChmod, expandOrThrow, splitRawWords } from './instructions.js';
 import { dispatchMetadata, configEnv, DEFAULT_SHELL } from './dispatch.js';
 import { parseGitSource, resolveGitCommit, checkoutGit, type GitSource } from './git.js';
 import { parseMountFlag, cacheMountDir, ociMount, removeMountpoints, type MountRequest } from './mounts.js';
+import type { StepCacheHooks } from './remote-cache/index.js';
 
 export interface BuildOptions {
   /** The context directory (read in place). */
@@ -62,6 +63,8 @@ export interface BuildOptions {
   /** Always pull base images, even when the store has them (docker build --pull). */
   pull?: boolean;
   store?: ContentStore;
+  /** --cache-from/--cache-to (src/builder/remote-cache): asked after a local miss, told every step. */
+  remoteCache?: StepCacheHooks;
 }
 
 export interface StepReport {
@@ -327,6 +330,7 @@ class Builder {
     }
     // The base's IMAGE ID as `drydock images` shows it (scratch has none, as in Docker; a stage shows its name).
     this.log(` ---> ${fromStage ? `stage ${fromStage.name ?? fromStage.index}` : baseId ? shortId(baseId) : ''}\n`);
+    if (!fromStage) this.opts.remoteCache?.onStep({ key: state.key, entry: { created: state.created }, layers: state.layers });
     this.steps.push({ step: this.stepNo, instruction: stage.from.original, cached: true, key: state.key });
     return state;
   }
@@ -410,7 +414,7 @@ class Builder {
     }
 
     const key = stepKey(parent.key, keyParts);
-    let entry = this.opts.noCache ? undefined : await this.cache.get(key);
+    let entry = this.opts.noCache ? undefined : (await this.cache.get(key)) ?? (await this.opts.remoteCache?.lookup(key, parent.layers));
     const cached = !!entry;
     if (entry) {
       this.log(' ---> Using cache\n');
@@ -421,6 +425,7 @@ class Builder {
     }
     this.applyEntry(state, entry, historyText, !!execute);
     state.key = key;
+    this.opts.remoteCache?.onStep({ key, parent: parent.key, entry, layers: state.layers });
     if (inst !== this.finalInst || trigger) this.log(` ---> ${shortId(`sha256:${key}`)}\n`);
     this.steps.push({ step: this.stepNo, instruction: inst.original, cached, key });
     return state;
@@ -729,6 +734,7 @@ class Builder {
       label = `image ${from}`;
     }
     const { ensureLayersUnpacked, mountRootfs } = await import('../runtime/index.js');
+    await this.opts.remoteCache?.ensureLayers(layers);
     const lowers = await ensureLayersUnpacked(this.store, layers);
     const m = await mountRootfs({ lowerDirs: lowers, workDir: path.join(workDir, `from-${randomBytes(4).toString('hex')}`), volatile: true });
     this.cleanups.push(() => m.unmount());
@@ -744,6 +750,7 @@ class Builder {
   private async withRootfs(state: StageState, fn: (rootfs: string, lowers: string[], upper: string, workDir: string) => Promise<void>): Promise<CachedLayer> {
     const { ensureLayersUnpacked, mountRootfs, adoptUnpackedLayer, createOwnedDir, scratchRoot } = await import('../runtime/index.js');
     const { createLayer } = await import('../layer/create.js');
+    await this.opts.remoteCache?.ensureLayers(state.layers);
     const lowers = await ensureLayersUnpacked(this.store, state.layers);
     const workDir = path.join(scratchRoot(this.store.root), `step-${process.pid}-${randomBytes(6).toString('hex')}`);
     // Owned by this process: if it is killed, the next build, run or gc sweeps mounts and container.
@@ -784,6 +791,11 @@ class Builder {
     const config: ImageConfig = { ...state.config, created: state.created };
     if (this.opts.labels && Object.keys(this.opts.labels).length) {
       config.config = { ...config.config, Labels: { ...(config.config?.Labels ?? {}), ...this.opts.labels } } as ContainerConfig;
+    }
+    // A remote cache hit's blob is fetched only now that the image needs it (and the inline cache joins the config).
+    if (this.opts.remoteCache) {
+      await this.opts.remoteCache.ensureLayers(state.layers);
+      Object.assign(config, this.opts.remoteCache.finalImage(state.key, state.layers));
     }
     const written = await writeImage(this.store, { config, layers: state.layers });
     // Tags are set only when they move: a fully cached rebuild then writes nothing at all
