@@ -50,14 +50,15 @@ export interface RemoteEntry {
 }
 
 /**
- * The cache entry a remote record gives a step whose parent state has `parentLayers`: a new
- * layer when the chain is one longer, none (a metadata step) when it is the same chain, and no
- * hit when the chain does not extend the parent's.
+ * The cache entry a remote record gives a step whose parent state has layers `parentDiffIDs`: a
+ * new layer when the chain is one longer, none (a metadata step) when it is the same chain, and
+ * no hit when the chain does not extend the parent's. diffIDs, since this build's own snapshots
+ * have no compressed digest yet.
  */
-export function entryFor(e: RemoteEntry, parentLayers: CachedLayer[]): CacheEntry | undefined {
-  const n = parentLayers.length;
+export function entryFor(e: RemoteEntry, parentDiffIDs: string[]): CacheEntry | undefined {
+  const n = parentDiffIDs.length;
   if (e.chain.length !== n && e.chain.length !== n + 1) return undefined;
-  for (let i = 0; i < n; i++) if (e.chain[i]!.digest !== parentLayers[i]!.digest) return undefined;
+  for (let i = 0; i < n; i++) if (e.chain[i]!.diffID !== parentDiffIDs[i]) return undefined;
   return e.chain.length === n ? { created: e.created } : { created: e.created, layer: e.chain[n]! };
 }
 

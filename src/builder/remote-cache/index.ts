@@ -20,13 +20,23 @@ export * from './format.js';
 /** What the builder calls; everything is optional work for a build without remote caches. */
 export interface StepCacheHooks {
   /** A step's cache entry from a remote cache, after the local cache missed. */
-  lookup(key: string, parentLayers: CachedLayer[]): Promise<CacheEntry | undefined>;
-  /** Every resolved step (FROM, cached or executed), in build order. */
-  onStep(step: StepRecord): void;
+  lookup(key: string, parentDiffIDs: string[]): Promise<CacheEntry | undefined>;
+  /** Every resolved step (FROM, cached or executed). */
+  onStep(step: SolvedStep): void;
   /** Makes sure these layers' blobs are in the store (fetching remote hits). */
   ensureLayers(layers: CachedLayer[]): Promise<void>;
   /** Extra top-level fields for the final image config (the inline cache). */
-  finalImage(key: string, layers: CachedLayer[]): Record<string, unknown>;
+  finalImage(key: string, layers: CachedLayer[]): Promise<Record<string, unknown>>;
+}
+
+/** A step as the solver reports it: the blobs of its chain are asked for only when exported. */
+export interface SolvedStep {
+  key: string;
+  parent?: string;
+  created: string;
+  /** The step added a layer (the last of `layers`). */
+  hasLayer: boolean;
+  layers(): Promise<CachedLayer[]>;
 }
 
 /** Where a layer that is not in the store can be read from. */
@@ -51,7 +61,7 @@ export interface RemoteCacheOptions {
 export class RemoteCache implements StepCacheHooks {
   private readonly entries = new Map<string, RemoteEntry>();
   readonly origins = new Map<string, LayerOrigin>();
-  readonly steps: StepRecord[] = [];
+  private readonly solved: SolvedStep[] = [];
   private readonly hits = new Map<string, CacheEntry>();
   private final?: { key: string; layers: CachedLayer[] };
   private readonly local: BuildCache;
@@ -87,9 +97,9 @@ export class RemoteCache implements StepCacheHooks {
     else process.stderr.write(`WARNING: ${m}\n`);
   };
 
-  async lookup(key: string, parentLayers: CachedLayer[]): Promise<CacheEntry | undefined> {
+  async lookup(key: string, parentDiffIDs: string[]): Promise<CacheEntry | undefined> {
     const e = this.entries.get(key);
-    const entry = e && entryFor(e, parentLayers);
+    const entry = e && entryFor(e, parentDiffIDs);
     if (!entry) return undefined;
     // Its blob must be reachable: in the store already, or at the cache's origin.
     if (entry.layer && !this.origins.has(entry.layer.digest) && !(await this.store.hasBlob(entry.layer.digest))) return undefined;
@@ -98,8 +108,21 @@ export class RemoteCache implements StepCacheHooks {
     return entry;
   }
 
-  onStep(step: StepRecord): void {
-    this.steps.push({ ...step, layers: [...step.layers] });
+  onStep(step: SolvedStep): void {
+    this.solved.push(step);
+  }
+
+  /** The reported steps with their chains' blobs (compressed now, if this build made them). */
+  async steps(): Promise<StepRecord[]> {
+    // Stages finish in any order when they run concurrently: parents first, then by key, so the
+    // same build always writes the same cache config (BuildKit sorts its config too).
+    const byKey = new Map(this.solved.map((s) => [s.key, s]));
+    const depth = (s: SolvedStep): number => (s.parent !== undefined && byKey.has(s.parent) ? depth(byKey.get(s.parent)!) + 1 : 0);
+    const ordered = [...byKey.values()].map((s) => ({ s, d: depth(s) })).sort((a, b) => a.d - b.d || (a.s.key < b.s.key ? -1 : 1)).map((x) => x.s);
+    return Promise.all(ordered.map(async (s) => {
+      const layers = await s.layers();
+      return { key: s.key, parent: s.parent, layers, entry: { created: s.created, ...(s.hasLayer ? { layer: layers[layers.length - 1]! } : {}) } };
+    }));
   }
 
   async ensureLayers(layers: CachedLayer[]): Promise<void> {
@@ -120,16 +143,17 @@ export class RemoteCache implements StepCacheHooks {
     for (const [key, entry] of this.hits) if (entry.layer?.digest === l.digest) await this.local.put(key, entry);
   }
 
-  finalImage(key: string, layers: CachedLayer[]): Record<string, unknown> {
+  async finalImage(key: string, layers: CachedLayer[]): Promise<Record<string, unknown>> {
     this.final = { key, layers: [...layers] };
     if (!this.opts.to.some((t) => t.type === 'inline')) return {};
-    return inlineConfigField(this.recordsFor('min'), layers);
+    return inlineConfigField(await this.recordsFor('min'), layers);
   }
 
   /** The steps a mode exports: max = every step resolved; min = the final image's chain. */
-  recordsFor(mode: 'min' | 'max'): StepRecord[] {
-    if (mode === 'max' || !this.final) return this.steps;
-    const byKey = new Map(this.steps.map((s) => [s.key, s]));
+  async recordsFor(mode: 'min' | 'max'): Promise<StepRecord[]> {
+    const steps = await this.steps();
+    if (mode === 'max' || !this.final) return steps;
+    const byKey = new Map(steps.map((s) => [s.key, s]));
     const chain: StepRecord[] = [];
     for (let s = byKey.get(this.final.key); s; s = s.parent !== undefined ? byKey.get(s.parent) : undefined) chain.unshift(s);
     return chain;
@@ -140,7 +164,7 @@ export class RemoteCache implements StepCacheHooks {
     for (const spec of this.opts.to) {
       if (spec.type === 'inline') continue;
       try {
-        await exportCache(spec, this.recordsFor(spec.mode), { store: this.store, origins: this.origins, progress: this.opts.progress, client: this.opts.client });
+        await exportCache(spec, await this.recordsFor(spec.mode), { store: this.store, origins: this.origins, progress: this.opts.progress, client: this.opts.client });
       } catch (e) {
         throw Object.assign(e as Error, { message: `failed to export cache to ${spec.type === 'registry' ? spec.ref : spec.dest}: ${(e as Error).message}` });
       }
