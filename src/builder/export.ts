@@ -28,6 +28,8 @@ export async function exportImage(s: BuildSession, graph: BuildGraph, solver: So
   // The manifest must name compressed blobs, so this is where the snapshots' compression (begun
   // as each step ended, in parallel) is awaited.
   const layers = await Promise.all(state.layers.map((l) => solver.blob(l)));
+  // A remote cache hit's blob is fetched only now that the image needs it.
+  await s.opts.remoteCache?.ensureLayers(layers);
   const config: ImageConfig = {
     ...planned, created: state.created,
     rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffID) },
@@ -36,6 +38,8 @@ export async function exportImage(s: BuildSession, graph: BuildGraph, solver: So
   if (s.opts.labels && Object.keys(s.opts.labels).length) {
     config.config = { ...config.config, Labels: { ...(config.config?.Labels ?? {}), ...s.opts.labels } } as ContainerConfig;
   }
+  // type=inline: the cache records join the config (BuildKit's moby.buildkit.cache.v0).
+  if (s.opts.remoteCache) Object.assign(config, await s.opts.remoteCache.finalImage(finalStage.vertices[finalStage.vertices.length - 1]!.key, layers));
   const written = await writeImage(s.store, { config, layers });
   // Tags are set only when they move: a fully cached rebuild then writes nothing at all
   // (index.json's lock, write and fsyncs are the slowest part of a no-op build on a busy disk).

@@ -24,6 +24,7 @@ export async function withRootfs(
   fn: (x: ExecContext) => Promise<void>,
 ): Promise<BuildLayer> {
   const { ensureLayersUnpacked, mountRootfs, adoptUnpackedLayer, createOwnedDir, scratchRoot } = await import('../runtime/index.js');
+  await fetchRemoteLayers(s, layers);
   const lowers = await ensureLayersUnpacked(s.store, layers.map(layerRef));
   const workDir = path.join(scratchRoot(s.store.root), `step-${process.pid}-${randomBytes(6).toString('hex')}`);
   // Owned by this process: if it is killed, the next build, run or gc sweeps mounts and container.
@@ -60,6 +61,11 @@ export async function withRootfs(
     await unmountAll().catch(() => {});
     await fsp.rm(workDir, { recursive: true, force: true }).catch(() => {});
   }
+}
+
+/** Remote cache hits are descriptors only; their blobs come in when a rootfs needs them. */
+async function fetchRemoteLayers(s: BuildSession, layers: BuildLayer[]): Promise<void> {
+  await s.opts.remoteCache?.ensureLayers(layers.flatMap((l) => (l.known ? [l.known] : [])));
 }
 
 function layerRef(l: BuildLayer): { digest: string; diffID: string; mediaType: string } {
@@ -110,6 +116,7 @@ export async function treeFor(s: BuildSession, x: ExecContext, inst: Instruction
     label = `image ${from}`;
   }
   const { ensureLayersUnpacked, mountRootfs } = await import('../runtime/index.js');
+  await fetchRemoteLayers(s, layers);
   const lowers = await ensureLayersUnpacked(s.store, layers.map(layerRef));
   const m = await mountRootfs({ lowerDirs: lowers, workDir: path.join(x.workDir, `from-${randomBytes(4).toString('hex')}`), volatile: true });
   x.defer(() => m.unmount());

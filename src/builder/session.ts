@@ -15,6 +15,7 @@ import type { Compression } from '../image/media-types.js';
 import { NotFoundError, UserError } from '../util/errors.js';
 import type { BuildCache } from './cache.js';
 import type { SourceTree } from './context.js';
+import type { StepCacheHooks } from './remote-cache/index.js';
 
 export interface BuildOptions {
   /** The context directory (read in place). */
@@ -53,6 +54,8 @@ export interface BuildOptions {
   /** How many steps execute at once (default: the core count, at least 2). */
   parallelism?: number;
   store?: ContentStore;
+  /** --cache-from/--cache-to (remote-cache/): asked after a local miss, told every step. */
+  remoteCache?: StepCacheHooks;
 }
 
 /** Build args that every build accepts without an ARG and that never enter cache keys or history. */

@@ -145,9 +145,11 @@ export class Solver {
       const triggers = this.graph.vertices.filter((x) => x.stage === v.stage && x.trigger).length;
       if (triggers) s.log(`${prefix}# Executing ${triggers} build trigger${triggers > 1 ? 's' : ''}\n`);
       this.steps.push({ step: v.step, instruction: v.inst.original, cached: true, key: v.key });
+      if (base.kind !== 'stage') this.report(v, parent, false);
       return parent;
     }
-    let entry: CacheEntry | undefined = s.opts.noCache ? undefined : await s.cache.get(v.key);
+    let entry: CacheEntry | undefined = s.opts.noCache ? undefined
+      : (await s.cache.get(v.key)) ?? (await s.opts.remoteCache?.lookup(v.key, parent.layers.map((l) => l.diffID)));
     const cached = !!entry;
     let layer: BuildLayer | undefined;
     if (entry) {
@@ -185,7 +187,16 @@ export class Solver {
     };
     if (v !== this.finalVertex || v.trigger) s.log(`${prefix} ---> ${shortId(`sha256:${v.key}`)}\n`);
     this.steps.push({ step: v.step, instruction: v.inst.original, cached, key: v.key });
+    this.report(v, state, !!layer);
     return state;
+  }
+
+  /** Tells a remote cache (--cache-to) about a step; its blobs are resolved only if exported. */
+  private report(v: Vertex, state: SolvedState, hasLayer: boolean): void {
+    this.s.opts.remoteCache?.onStep({
+      key: v.key, parent: v.parent?.key, created: state.created, hasLayer,
+      layers: () => Promise.all(state.layers.map((l) => this.blob(l))),
+    });
   }
 
   private async base(v: Vertex): Promise<SolvedState> {

@@ -27,6 +27,8 @@ interface BuildFlags {
   memory?: string;
   ssh?: string[];
   printPlan?: boolean;
+  cacheFrom?: string[];
+  cacheTo?: string[];
 }
 
 function parseKeyValue(list: string[] | undefined, what: string): Record<string, string> {
@@ -77,6 +79,8 @@ export function register(program: Command): void {
     .option('--ulimit <name=soft[:hard]>', 'ulimit for RUN steps, e.g. nofile=1024:2048 (repeatable; raising a hard limit needs CAP_SYS_RESOURCE)', collect)
     .option('-m, --memory <bytes>', 'memory limit of RUN steps (their cgroup), e.g. 512m')
     .option('--ssh <default|id=socket>', 'forward an SSH agent to RUN --mount=type=ssh (default: $SSH_AUTH_SOCK; repeatable)', collect)
+    .option('--cache-from <spec>', 'import build cache: REF, type=registry,ref=REF or type=local,src=DIR[,tag=T] (repeatable)', collect)
+    .option('--cache-to <spec>', 'export build cache: type=registry,ref=REF[,mode=min|max], type=local,dest=DIR[,mode=...] or type=inline (repeatable)', collect)
     .option('--rm', 'accepted for Docker compatibility: a daemonless build keeps no intermediate containers')
     .option('--force-rm', 'accepted for Docker compatibility: a daemonless build keeps no intermediate containers')
     .option('--label <key=value>', 'add a label to the image (repeatable)', collect)
@@ -94,6 +98,7 @@ Examples:
   drydock build --ssh default -t app .       # RUN --mount=type=ssh git clone git@host:repo
   drydock build --add-host mirror.local:10.0.0.5 --shm-size 256m -m 1g --ulimit nofile=1024:1024 .
   drydock build -t app -o type=docker,dest=app.tar . && podman load -i app.tar
+  drydock build --cache-from type=registry,ref=reg:5000/app:cache --cache-to type=registry,ref=reg:5000/app:cache,mode=max .
   echo 'FROM busybox' | drydock build -f - .
   drydock build -t tools - < Dockerfile.tools        # no context: the Dockerfile alone
   drydock build --print-plan --format json .          # the build graph; nothing runs
@@ -155,6 +160,9 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
       const epoch = process.env.SOURCE_DATE_EPOCH;
       if (epoch !== undefined && epoch !== '' && !/^\d+$/.test(epoch)) throw new UserError(`SOURCE_DATE_EPOCH must be a whole number of seconds, got "${epoch}"`);
       const quiet = flags.quiet || flags.progress === 'quiet' || flags.format === 'json';
+      const { parseCacheTo, parseCacheFrom, RemoteCache } = await import('../../builder/remote-cache/index.js');
+      const cacheTo = parseCacheTo(flags.cacheTo ?? []);
+      const cacheFrom = parseCacheFrom(flags.cacheFrom ?? []);
       const store = await ContentStore.open();
       // `drydock build - < Dockerfile`: the Dockerfile on stdin and an empty context, like Docker.
       let dockerfileText = flags.file === '-' || context === '-' ? await readStdin() : undefined;
@@ -202,7 +210,18 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
         else process.stdout.write(formatPlan(document));
         return;
       }
-      const result = await build(buildOptions);
+      const progress = quiet ? undefined : process.stdout;
+      // --no-cache ignores --cache-from too, as in BuildKit; --cache-to still exports.
+      const remoteCache = cacheTo.length || cacheFrom.length
+        ? await RemoteCache.open(store, { from: flags.cache ? cacheFrom : [], to: cacheTo, progress, warn: (m) => process.stderr.write(`WARNING: ${m}\n`) })
+        : undefined;
+      let result: Awaited<ReturnType<typeof build>>;
+      try {
+        result = await build({ ...buildOptions, remoteCache });
+        await remoteCache?.export();
+      } finally {
+        await remoteCache?.close();
+      }
       if (flags.iidfile) {
         const { writeFileAtomic } = await import('../../util/fs.js');
         await writeFileAtomic(flags.iidfile, result.imageId);

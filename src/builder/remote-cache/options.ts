@@ -1,0 +1,139 @@
+// --cache-to / --cache-from values, parsed like buildx (util/buildflags/cache.go): CSV fields
+// "key=value", a bare "REF" meaning type=registry,ref=REF, keys lower-cased. The type and key
+// checks BuildKit's exporters and importers make are done here, before the build starts.
+import { UserError } from '../../util/errors.js';
+
+export type CacheMode = 'min' | 'max';
+
+export type CacheExportSpec =
+  | { type: 'registry'; ref: string; mode: CacheMode }
+  | { type: 'local'; dest: string; tag: string; mode: CacheMode }
+  | { type: 'inline' };
+
+export type CacheImportSpec =
+  | { type: 'registry'; ref: string }
+  | { type: 'local'; src: string; tag: string; digest?: string };
+
+/** Splits one CSV line the way Go's encoding/csv does for a single record (quotes, doubled quotes). */
+export function csvFields(text: string): string[] {
+  const out: string[] = [];
+  let i = 0;
+  for (;;) {
+    let field = '';
+    if (text[i] === '"') {
+      i++;
+      for (;;) {
+        if (i >= text.length) throw new UserError(`parse error on line 1, column ${i + 1}: extraneous or missing " in quoted-field`);
+        if (text[i] === '"') {
+          if (text[i + 1] === '"') { field += '"'; i += 2; continue; }
+          i++;
+          break;
+        }
+        field += text[i++];
+      }
+      if (i < text.length && text[i] !== ',') throw new UserError(`parse error on line 1, column ${i + 1}: extraneous or missing " in quoted-field`);
+    } else {
+      const end = text.indexOf(',', i);
+      field = text.slice(i, end < 0 ? text.length : end);
+      if (field.includes('"')) throw new UserError(`parse error on line 1, column ${i + field.indexOf('"') + 1}: bare " in non-quoted-field`);
+      i = end < 0 ? text.length : end;
+    }
+    out.push(field);
+    if (i >= text.length) return out;
+    i++; // the comma
+  }
+}
+
+interface Entry { type: string; attrs: Map<string, string>; text: string }
+
+/** buildx's ParseCacheEntry: each value is one entry, except a "REF1,REF2" list of bare refs. */
+function parseEntries(values: string[]): Entry[] {
+  const out: Entry[] = [];
+  for (const value of values) {
+    if (value === '') continue;
+    if (!value.includes('=')) {
+      for (const ref of csvFields(value)) out.push({ type: 'registry', attrs: new Map([['ref', ref]]), text: ref });
+      continue;
+    }
+    const attrs = new Map<string, string>();
+    let type = '';
+    for (const field of csvFields(value)) {
+      const eq = field.indexOf('=');
+      if (eq < 0) throw new UserError(`invalid value ${field}`);
+      const key = field.slice(0, eq).toLowerCase();
+      if (key === 'type') type = field.slice(eq + 1);
+      else attrs.set(key, field.slice(eq + 1));
+    }
+    if (!type) throw new UserError(`type required for ${JSON.stringify(value)}`);
+    out.push({ type, attrs, text: value });
+  }
+  return out;
+}
+
+/** Keys each backend takes; BuildKit's compression and media-type knobs are accepted where they are harmless. */
+const EXPORT_KEYS: Record<string, string[]> = {
+  registry: ['ref', 'mode', 'oci-mediatypes', 'image-manifest', 'ignore-error', 'compression', 'compression-level', 'force-compression'],
+  local: ['dest', 'tag', 'mode', 'oci-mediatypes', 'image-manifest', 'ignore-error', 'compression', 'compression-level', 'force-compression'],
+  inline: [],
+};
+const IMPORT_KEYS: Record<string, string[]> = {
+  registry: ['ref'],
+  local: ['src', 'tag', 'digest'],
+};
+
+function checkKeys(e: Entry, allowed: string[], what: string): void {
+  for (const k of e.attrs.keys()) {
+    if (!allowed.includes(k)) throw new UserError(`unknown ${what} attribute "${k}" for type=${e.type} (${allowed.length ? allowed.join(', ') : 'none'})`);
+  }
+}
+
+function parseMode(e: Entry): CacheMode {
+  const mode = e.attrs.get('mode') ?? 'min';
+  if (mode !== 'min' && mode !== 'max') throw new UserError(`invalid mode: ${mode}`);
+  return mode;
+}
+
+/** `--cache-to` values (repeatable). */
+export function parseCacheTo(values: string[]): CacheExportSpec[] {
+  return parseEntries(values).map((e): CacheExportSpec => {
+    const keys = EXPORT_KEYS[e.type];
+    if (!keys) throw new UserError(`unknown cache exporter: ${JSON.stringify(e.type)}`);
+    checkKeys(e, keys, 'cache exporter');
+    for (const b of ['oci-mediatypes', 'image-manifest']) {
+      const v = e.attrs.get(b);
+      // drydock always writes an OCI image manifest (BuildKit's default since v0.21).
+      if (v !== undefined && v !== 'true') throw new UserError(`${b}=${v} is not supported: drydock writes the cache as an OCI image manifest (${b}=true)`);
+    }
+    switch (e.type) {
+      case 'registry': {
+        const ref = e.attrs.get('ref');
+        if (!ref) throw new UserError('ref is required for registry cache exporter');
+        return { type: 'registry', ref, mode: parseMode(e) };
+      }
+      case 'local': {
+        const dest = e.attrs.get('dest');
+        if (!dest) throw new UserError('local cache exporter requires dest');
+        return { type: 'local', dest, tag: e.attrs.get('tag') || 'latest', mode: parseMode(e) };
+      }
+      default: return { type: 'inline' };
+    }
+  });
+}
+
+/** `--cache-from` values (repeatable). */
+export function parseCacheFrom(values: string[]): CacheImportSpec[] {
+  return parseEntries(values).map((e): CacheImportSpec => {
+    const keys = IMPORT_KEYS[e.type];
+    if (!keys) throw new UserError(`unknown cache importer: ${JSON.stringify(e.type)}`);
+    checkKeys(e, keys, 'cache importer');
+    if (e.type === 'registry') {
+      const ref = e.attrs.get('ref');
+      if (!ref) throw new UserError('ref is required for registry cache importer');
+      return { type: 'registry', ref };
+    }
+    const src = e.attrs.get('src');
+    if (!src) throw new UserError('local cache importer requires src');
+    const digest = e.attrs.get('digest');
+    return { type: 'local', src, tag: e.attrs.get('tag') || 'latest', ...(digest ? { digest } : {}) };
+  });
+}

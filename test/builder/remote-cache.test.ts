@@ -1,0 +1,255 @@
+// --cache-to / --cache-from through the CLI against a real `drydock serve` on 127.0.0.1. Every
+// RUN fetches a URL from a marker server, so a RUN that executes is counted; the registry's
+// access log shows which blobs a fresh runner downloads. A fresh runner is a new DRYDOCK_ROOT.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { execFileSync } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { tempDir, requireRoot, requireTool, runCli } from '../helpers/env.js';
+import { busyboxImage } from '../helpers/images.js';
+import { startServe, type ServeProcess } from '../registry/serve.js';
+import { ContentStore, resolveImage } from '../../src/store/index.js';
+import { push } from '../../src/client/index.js';
+import { CACHE_CONFIG_MEDIA_TYPE, INLINE_CACHE_KEY, type CacheConfig } from '../../src/builder/remote-cache/index.js';
+
+const base = tempDir('drydock-remote-cache-');
+const rootA = path.join(base, 'runner-a');
+let serve: ServeProcess;
+let host: string;
+let marker: Server;
+let markerPort: number;
+const hits: string[] = [];
+let fresh = 0;
+
+before(async () => {
+  requireRoot();
+  requireTool('runc');
+  requireTool('skopeo');
+  await busyboxImage(rootA);
+  serve = await startServe(['--root', path.join(base, 'registry'), '--addr', '127.0.0.1:0', '--access-log-format', 'combined']);
+  host = new URL(serve.url).host;
+  await push(await ContentStore.open(rootA), 'busybox:latest', `${host}/library/busybox:latest`);
+  marker = createServer((req, res) => { hits.push(req.url!); res.end(`ran ${req.url}\n`); });
+  await new Promise<void>((r) => marker.listen(0, '127.0.0.1', r));
+  markerPort = (marker.address() as { port: number }).port;
+});
+after(async () => {
+  await serve?.stop();
+  await new Promise((r) => marker?.close(r));
+});
+
+/** A multi-stage Dockerfile: the build stage's layers are not in the final image. */
+function dockerfile(tag: string): string {
+  const url = (p: string) => `http://127.0.0.1:${markerPort}/${tag}/${p}`;
+  return `FROM ${host}/library/busybox:latest AS build
+RUN wget -q -O /built.txt ${url('build')}
+RUN wget -q -O /unused.txt ${url('unused')}
+FROM ${host}/library/busybox:latest
+COPY --from=build /built.txt /app/built.txt
+COPY app.txt /app/
+RUN wget -q -O /app/final.txt ${url('final')}
+CMD ["cat", "/app/built.txt"]
+`;
+}
+
+async function contextDir(tag: string): Promise<string> {
+  const dir = path.join(base, `ctx-${tag}`);
+  await fsp.mkdir(dir, { recursive: true });
+  await fsp.writeFile(path.join(dir, 'Dockerfile'), dockerfile(tag));
+  await fsp.writeFile(path.join(dir, 'app.txt'), `app ${tag}\n`);
+  return dir;
+}
+
+interface Built { id: string; steps: { step: number; cached: boolean; instruction: string }[]; stderr: string; stdout: string; ran: string[]; blobGets: string[] }
+
+/** Runs `drydock build --format json` in `root`; reports RUNs executed and blob GETs made. */
+async function build(root: string, dir: string, args: string[], opts: { quietJson?: boolean } = {}): Promise<Built> {
+  const before = hits.length;
+  const logBefore = serve.stdout().length;
+  const r = await runCli(['build', ...(opts.quietJson === false ? [] : ['--format', 'json']), ...args, dir], { root, timeoutMs: 300_000 });
+  assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  await new Promise((res) => setTimeout(res, 200)); // the access log line is written after the response
+  const log = serve.stdout().slice(logBefore);
+  const blobGets = [...log.matchAll(/"GET \/v2\/[^ ]+\/blobs\/(sha256:[a-f0-9]{64}) HTTP/g)].map((m) => m[1]!);
+  const parsed = opts.quietJson === false ? { id: '', steps: [] } : JSON.parse(r.stdout) as { id: string; steps: Built['steps'] };
+  return { ...parsed, stderr: r.stderr, stdout: r.stdout, ran: hits.slice(before), blobGets };
+}
+
+const freshRoot = () => path.join(base, `fresh-${fresh++}`);
+
+async function imageOf(root: string, id: string) {
+  return resolveImage(await ContentStore.open(root), id);
+}
+
+async function registryManifest(ref: string): Promise<{ mediaType: string; config: { mediaType: string; digest: string }; layers: { digest: string; annotations?: Record<string, string> }[] }> {
+  const [repo, tag] = ref.split(':');
+  const res = await fetch(`${serve.url}/v2/${repo}/manifests/${tag}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  assert.equal(res.status, 200, ref);
+  return res.json() as never;
+}
+
+async function registryBlob<T>(repo: string, digest: string): Promise<T> {
+  const res = await fetch(`${serve.url}/v2/${repo}/blobs/${digest}`);
+  assert.equal(res.status, 200);
+  return res.json() as Promise<T>;
+}
+
+test('registry, mode=max: a fresh runner executes no RUN and downloads only the final image\'s layers', async () => {
+  const dir = await contextDir('max');
+  const first = await build(rootA, dir, ['--cache-to', `type=registry,ref=${host}/cache/app:max,mode=max`]);
+  assert.deepEqual(first.ran.sort(), ['/max/build', '/max/final', '/max/unused']);
+
+  const m = await registryManifest('cache/app:max');
+  assert.equal(m.mediaType, 'application/vnd.oci.image.manifest.v1+json');
+  assert.equal(m.config.mediaType, CACHE_CONFIG_MEDIA_TYPE);
+  for (const l of m.layers) assert.match(l.annotations?.['containerd.io/uncompressed'] ?? '', /^sha256:/);
+  const cfg = await registryBlob<CacheConfig>('cache/app', m.config.digest);
+  // A record per step of both stages; the two FROM lines name the same base, hence one record.
+  assert.equal(cfg.records!.length, 7);
+
+  const root = freshRoot();
+  const second = await build(root, dir, ['--cache-from', `type=registry,ref=${host}/cache/app:max`]);
+  assert.deepEqual(second.ran, [], 'no RUN step executed');
+  assert.ok(second.steps.every((s) => s.cached), JSON.stringify(second.steps));
+  assert.equal(second.id, first.id, 'the same image ID as the runner that built it (history times come from the cache)');
+  const img = await imageOf(root, second.id);
+  const finalLayers = img.manifest.layers.map((l) => l.digest);
+  const aImg = await imageOf(rootA, first.id);
+  assert.deepEqual(finalLayers, aImg.manifest.layers.map((l) => l.digest), 'the same layers as the runner that built it');
+  const layerGets = second.blobGets.filter((d) => m.layers.some((l) => l.digest === d) || finalLayers.includes(d));
+  assert.deepEqual([...new Set(layerGets)].sort(), [...finalLayers].sort(), `layer blobs downloaded: ${second.blobGets.join(' ')}`);
+  assert.equal(layerGets.length, new Set(layerGets).size, 'each layer downloaded once');
+  const buildStageOnly = m.layers.map((l) => l.digest).filter((d) => !finalLayers.includes(d));
+  assert.equal(buildStageOnly.length, 2, 'the build stage\'s two RUN layers are in the cache');
+  for (const d of buildStageOnly) assert.ok(!second.blobGets.includes(d), `build-stage layer ${d} was not downloaded`);
+
+  // The downloaded hits became local cache entries: building again downloads no layer at all.
+  const third = await build(root, dir, ['--cache-from', `type=registry,ref=${host}/cache/app:max`]);
+  assert.deepEqual(third.ran, []);
+  assert.deepEqual(third.blobGets.filter((d) => m.layers.some((l) => l.digest === d)), []);
+});
+
+test('mode=min exports the final image\'s records and layers only; mode=max every stage', async () => {
+  const dir = await contextDir('max'); // the same build as above: all cached in runner A
+  const r = await build(rootA, dir, ['--cache-to', `type=registry,ref=${host}/cache/app:min,mode=min`]);
+  assert.deepEqual(r.ran, []);
+  const min = await registryManifest('cache/app:min');
+  const max = await registryManifest('cache/app:max');
+  const img = await imageOf(rootA, r.id);
+  assert.deepEqual(min.layers.map((l) => l.digest).sort(), img.manifest.layers.map((l) => l.digest).sort(), 'min: exactly the final image\'s layers');
+  assert.equal(max.layers.length, min.layers.length + 2);
+  const minCfg = await registryBlob<CacheConfig>('cache/app', min.config.digest);
+  const maxCfg = await registryBlob<CacheConfig>('cache/app', max.config.digest);
+  // min: FROM, COPY --from, COPY, RUN, CMD of the final stage; max adds the build stage's 2 RUNs.
+  assert.equal(minCfg.records!.length, 5);
+  assert.equal(maxCfg.records!.length, 7);
+
+  // Fresh runner from min: the final stage is cached; the build stage (not in a min cache) runs,
+  // since drydock's builder executes a stage before it looks up the steps that copy from it.
+  const fromMin = await build(freshRoot(), dir, ['--cache-from', `${host}/cache/app:min`]);
+  assert.deepEqual(fromMin.ran.sort(), ['/max/build', '/max/unused']);
+  assert.ok(fromMin.steps.slice(-4).every((s) => s.cached));
+});
+
+test('type=local dest/src is an OCI layout dir; a round trip local -> registry -> fresh runner runs nothing', async () => {
+  const dir = await contextDir('local');
+  const cacheDir = path.join(base, 'local-cache');
+  const first = await build(rootA, dir, ['--cache-to', `type=local,dest=${cacheDir},mode=max`]);
+  assert.equal(first.ran.length, 3);
+  const index = JSON.parse(await fsp.readFile(path.join(cacheDir, 'index.json'), 'utf8')) as { manifests: { digest: string; annotations?: Record<string, string> }[] };
+  assert.equal(index.manifests.length, 1);
+  assert.equal(index.manifests[0]!.annotations?.['org.opencontainers.image.ref.name'], 'latest');
+  assert.ok(JSON.parse(await fsp.readFile(path.join(cacheDir, 'oci-layout'), 'utf8')).imageLayoutVersion);
+
+  // Runner B imports from the directory and exports to the registry without downloading anything.
+  const rootB = freshRoot();
+  const b = await build(rootB, dir, ['--cache-from', `type=local,src=${cacheDir}`, '--cache-to', `type=registry,ref=${host}/cache/app:local,mode=max`]);
+  assert.deepEqual(b.ran, []);
+  const c = await build(freshRoot(), dir, ['--cache-from', `type=registry,ref=${host}/cache/app:local`]);
+  assert.deepEqual(c.ran, []);
+  assert.ok(c.steps.every((s) => s.cached));
+
+  // skopeo copies the cache manifest (a valid OCI image manifest) registry -> OCI layout.
+  const out = path.join(base, 'skopeo-copy');
+  execFileSync('skopeo', ['copy', '--src-tls-verify=false', `docker://${host}/cache/app:local`, `oci:${out}:cache`], { stdio: 'pipe' });
+  const copied = JSON.parse(await fsp.readFile(path.join(out, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+  const raw = JSON.parse(await fsp.readFile(path.join(out, 'blobs', 'sha256', copied.manifests[0]!.digest.slice(7)), 'utf8')) as { config: { mediaType: string } };
+  assert.equal(raw.config.mediaType, CACHE_CONFIG_MEDIA_TYPE);
+  // ... and the copy is itself a cache drydock reads.
+  const d = await build(freshRoot(), dir, ['--cache-from', `type=local,src=${out},tag=cache`]);
+  assert.deepEqual(d.ran, []);
+});
+
+test('type=inline: the records ride in the image config; --cache-from the pushed image', async () => {
+  const dir = await path.join(base, 'ctx-inline');
+  await fsp.mkdir(dir, { recursive: true });
+  await fsp.writeFile(path.join(dir, 'Dockerfile'), `FROM ${host}/library/busybox:latest\nRUN wget -q -O /a.txt http://127.0.0.1:${markerPort}/inline/a\nRUN wget -q -O /b.txt http://127.0.0.1:${markerPort}/inline/b\n`);
+  const first = await build(rootA, dir, ['-t', `${host}/app/inline:1`, '--cache-to', 'type=inline']);
+  assert.equal(first.ran.length, 2);
+  const img = await imageOf(rootA, first.id);
+  const field = (img.config as unknown as Record<string, string>)[INLINE_CACHE_KEY];
+  assert.ok(field, 'the config has moby.buildkit.cache.v0');
+  const records = JSON.parse(Buffer.from(field, 'base64').toString()) as { digest: string; layers?: { layer: number }[] }[];
+  // FROM's result is the base's layer (0), each RUN's the chain up to its own layer.
+  assert.deepEqual(records.flatMap((r) => r.layers?.map((l) => l.layer) ?? []).sort(), [0, 1, 2], 'result indexes count the image\'s layers');
+  await push(await ContentStore.open(rootA), `${host}/app/inline:1`);
+  const second = await build(freshRoot(), dir, ['--cache-from', `${host}/app/inline:1`]);
+  assert.deepEqual(second.ran, []);
+  assert.ok(second.steps.every((s) => s.cached));
+});
+
+test('repeated --cache-from: hits come from every source', async () => {
+  const dir = await contextDir('multi');
+  const buildStage = path.join(base, 'cache-build-stage');
+  // One cache holds the build stage (a --target build), the other the final stage (min).
+  await build(rootA, dir, ['--target', 'build', '--cache-to', `type=local,dest=${buildStage}`]);
+  await build(rootA, dir, ['--cache-to', `type=registry,ref=${host}/cache/app:multi`]);
+  const onlyFinal = await build(freshRoot(), dir, ['--cache-from', `${host}/cache/app:multi`]);
+  assert.deepEqual(onlyFinal.ran.sort(), ['/multi/build', '/multi/unused']);
+  const both = await build(freshRoot(), dir, ['--cache-from', `type=local,src=${buildStage}`, '--cache-from', `${host}/cache/app:multi`]);
+  assert.deepEqual(both.ran, []);
+  assert.ok(both.steps.every((s) => s.cached));
+});
+
+test('a missing or corrupt cache is a warning and the build runs normally', async () => {
+  const dir = await contextDir('bad');
+  const missingDir = path.join(base, 'no-such-cache');
+  const corrupt = path.join(base, 'corrupt-cache');
+  // A layout whose cache config has a looping layer chain.
+  const store = await ContentStore.open(corrupt);
+  const cfg = Buffer.from(JSON.stringify({ layers: [{ blob: 'sha256:' + 'a'.repeat(64), parent: 0 }], records: [{ digest: 'sha256:' + 'b'.repeat(64), layers: [{ layer: 0 }] }] }));
+  const cfgDesc = await store.writeBytes(cfg, CACHE_CONFIG_MEDIA_TYPE);
+  const layer = { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: 'sha256:' + 'a'.repeat(64), size: 1, annotations: { 'containerd.io/uncompressed': 'sha256:' + 'c'.repeat(64) } };
+  const man = await store.writeJson({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: cfgDesc, layers: [layer] }, 'application/vnd.oci.image.manifest.v1+json');
+  await fsp.writeFile(path.join(corrupt, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: man.mediaType, digest: man.digest, size: man.size, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }] }));
+
+  const r = await build(freshRoot(), dir, [
+    '--cache-from', `type=local,src=${missingDir}`,
+    '--cache-from', `${host}/cache/nothing:here`,
+    '--cache-from', `type=local,src=${corrupt}`,
+  ]);
+  assert.equal(r.ran.length, 3, 'every RUN executed');
+  assert.match(r.stderr, new RegExp(`WARNING: local cache import at ${missingDir} not found due to err: could not read ${missingDir}/index.json: open ${missingDir}/index.json: no such file or directory`));
+  assert.match(r.stderr, new RegExp(`WARNING: failed to import cache manifest from ${host}/cache/nothing:here: .*manifest unknown`));
+  assert.match(r.stderr, /WARNING: local cache import at .*corrupt-cache failed: invalid looping layer/);
+});
+
+test('--cache-to / --cache-from values are parsed like buildx', async () => {
+  const cases: [string[], RegExp][] = [
+    [['--cache-to', 'type=s3,ref=x'], /unknown cache exporter: "s3"/],
+    [['--cache-from', 'type=gha'], /unknown cache importer: "gha"/],
+    [['--cache-to', 'ref=x'], /type required for "ref=x"/],
+    [['--cache-to', 'type=registry,ref=x,junk'], /invalid value junk/],
+    [['--cache-to', 'type=registry,ref=x,mode=all'], /invalid mode: all/],
+    [['--cache-to', 'type=local'], /local cache exporter requires dest/],
+    [['--cache-from', 'type=local,dest=/x'], /unknown cache importer attribute "dest" for type=local/],
+    [['--cache-to', 'type=inline,mode=max'], /unknown cache exporter attribute "mode" for type=inline/],
+  ];
+  for (const [args, err] of cases) {
+    const r = await runCli(['build', ...args, base], { root: rootA });
+    assert.notEqual(r.code, 0, args.join(' '));
+    assert.match(r.stderr, err, args.join(' '));
+  }
+});
