@@ -1,13 +1,22 @@
 // The drydock CLI: a thin shell over the library. Each command module registers its flags and
 // imports its subsystem lazily inside the action, so `drydock --help` and quick commands start fast.
-import { Command, CommanderError } from 'commander';
+// commander itself (125 KB, and node:child_process) is imported inside main(), after the
+// `--version` fast path, so printing the version loads nothing but this file.
 import { UserError, VerbatimError } from '../util/errors.js';
 import { modulesFor } from './commands/index.js';
 
+const VERSION = process.env.npm_package_version ?? '0.1.0';
+
 export async function main(argv: string[] = process.argv): Promise<number> {
+  const args = argv.slice(2);
+  if (args.length === 1 && (args[0] === '--version' || args[0] === '-v')) {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  const { Command } = await import('commander');
   const program = new Command('drydock')
     .description('Daemonless, Docker-compatible container image toolkit')
-    .version(process.env.npm_package_version ?? '0.1.0', '-v, --version')
+    .version(VERSION, '-v, --version')
     .option('--root <dir>', 'store root (default $DRYDOCK_ROOT or ~/.local/share/drydock)')
     .showHelpAfterError('(run with --help for usage)')
     // Options after a subcommand belong to it (`run IMAGE cmd --flag` passes --flag through).
@@ -18,7 +27,7 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     if (root) process.env.DRYDOCK_ROOT = root;
   });
   try {
-    for (const mod of await Promise.all(modulesFor(argv.slice(2)).map((m) => m.load()))) mod.register(program);
+    for (const mod of await Promise.all(modulesFor(args).map((m) => m.load()))) mod.register(program);
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
@@ -27,7 +36,7 @@ export async function main(argv: string[] = process.argv): Promise<number> {
 }
 
 export function reportError(e: unknown): number {
-  if (e instanceof CommanderError) {
+  if (isCommanderError(e)) {
     // commander already printed the message (or help/version, which exit 0).
     return e.exitCode;
   }
@@ -45,6 +54,12 @@ export function reportError(e: unknown): number {
   if (process.env.DRYDOCK_DEBUG) process.stderr.write(`${err?.stack ?? String(e)}\n`);
   else process.stderr.write(`Error: ${err?.message ?? String(e)}\n`);
   return 1;
+}
+
+/** commander's errors carry a `commander.*` code; checked by shape so commander need not be loaded. */
+function isCommanderError(e: unknown): e is { exitCode: number } {
+  const err = e as { code?: unknown; exitCode?: unknown } | null;
+  return typeof err?.code === 'string' && err.code.startsWith('commander.') && typeof err.exitCode === 'number';
 }
 
 /**

@@ -5,7 +5,8 @@
 import { promises as fsp, readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import lockfile from 'proper-lockfile';
+// proper-lockfile (with graceful-fs and signal-exit) loads on the first lock, not at CLI start-up.
+const loadLockfile = async () => (await import('proper-lockfile')).default;
 import { defaultRoot } from '../store/content-store.js';
 import { readJsonIfExists, writeJson } from '../util/fs.js';
 import { NotFoundError, UserError } from '../util/errors.js';
@@ -136,7 +137,7 @@ export async function withContainersLock<T>(fn: () => Promise<T>, root = default
   await fsp.mkdir(dir, { recursive: true });
   const lock = path.join(dir, '.lock');
   await fsp.writeFile(lock, '', { flag: 'a' });
-  const release = await lockfile.lock(lock, { retries: { retries: 300, minTimeout: 5, maxTimeout: 50 }, stale: 20_000, realpath: false });
+  const release = await (await loadLockfile()).lock(lock, { retries: { retries: 300, minTimeout: 5, maxTimeout: 50 }, stale: 20_000, realpath: false });
   try { return await fn(); } finally { await release(); }
 }
 

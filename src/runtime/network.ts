@@ -6,7 +6,8 @@ import { promises as fsp } from 'node:fs';
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import path from 'node:path';
-import lockfile from 'proper-lockfile';
+// proper-lockfile (with graceful-fs and signal-exit) loads on the first lock, not at CLI start-up.
+const loadLockfile = async () => (await import('proper-lockfile')).default;
 import { UserError } from '../util/errors.js';
 import { readJsonIfExists, writeJson } from '../util/fs.js';
 
@@ -57,7 +58,7 @@ async function ipBatch(lines: string[], netns?: string): Promise<void> {
 async function withLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
   await fsp.mkdir(path.dirname(file), { recursive: true });
   await fsp.writeFile(file, '', { flag: 'a' });
-  const release = await lockfile.lock(file, { retries: { retries: 300, minTimeout: 5, maxTimeout: 50 }, stale: 20_000, realpath: false });
+  const release = await (await loadLockfile()).lock(file, { retries: { retries: 300, minTimeout: 5, maxTimeout: 50 }, stale: 20_000, realpath: false });
   try { return await fn(); } finally { await release(); }
 }
 

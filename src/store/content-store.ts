@@ -7,7 +7,8 @@ import { pipeline } from 'node:stream/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import lockfile from 'proper-lockfile';
+// proper-lockfile (with graceful-fs and signal-exit) loads on the first lock, not at CLI start-up.
+const loadLockfile = async () => (await import('proper-lockfile')).default;
 import { Digester, parseDigest, digestOf, type DigestAlgorithm } from '../image/digest.js';
 import type { Descriptor, ImageIndex } from '../image/types.js';
 import { MediaType } from '../image/media-types.js';
@@ -181,7 +182,7 @@ export class ContentStore {
 
   /** Serialises read-modify-write of index.json between processes. */
   private async updateIndex<T>(fn: (index: ImageIndex) => T | Promise<T>): Promise<T> {
-    const release = await lockfile.lock(this.indexPath, {
+    const release = await (await loadLockfile()).lock(this.indexPath, {
       retries: { retries: 200, minTimeout: 10, maxTimeout: 100 },
       stale: 30_000,
       realpath: false,
