@@ -227,9 +227,9 @@ export class RegistryStorage {
   // before it reads a byte, so two writers never share the file and a commit never moves a file
   // that a PATCH is still appending to. The commit keeps ownership until the upload directory
   // is gone: of N concurrent PUTs one gets 201, the others 416 (still committing) or 404 (done).
-  // Ownership is held in this process and, on the filesystem, between processes by a lock file
-  // (ownUpload); S3 instances sharing a bucket are serialized only within each instance
-  // (docs/registry.md, "Upload state machine").
+  // Ownership is held in this process and between processes by the driver's lock: a lock file
+  // on the filesystem, a lease object with conditional writes on S3 (ownUpload; docs/registry.md,
+  // "Upload state machine" and "Replicas").
 
   private checkUploadId(id: string): void {
     if (!UPLOAD_ID.test(id)) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { uuid: id.slice(0, 64) });
@@ -238,7 +238,7 @@ export class RegistryStorage {
   /**
    * Makes the caller the upload's only writer until the returned release() runs; 416 if another
    * request is. Within this process by a set of ids; between processes (several `serve` on one
-   * root, --workers) by the driver's lock file where it has one (the filesystem's).
+   * root or bucket, --workers) by the driver's lockFile (the filesystem's O_EXCL file, S3's lease).
    */
   private async ownUpload(name: string, id: string): Promise<() => Promise<void>> {
     const busy = () => new RegistryError('RANGE_INVALID', 'another request is writing to this upload; retry when it has finished', { uuid: id });

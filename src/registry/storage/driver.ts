@@ -55,8 +55,9 @@ export interface StorageDriver {
   /**
    * Optional: an exclusive lock between processes, as a file created at `path` in an existing
    * directory. Resolves to its release function, or to undefined while another live holder has
-   * it; throws PathNotFoundError when the directory does not exist. Drivers without it (S3)
-   * serialize only within one process.
+   * it; throws PathNotFoundError when the directory does not exist. The filesystem creates the
+   * file with O_EXCL; S3 writes a lease object with If-None-Match (storage/s3-lease.ts). Callers
+   * of a driver without it serialize only within one process.
    */
   lockFile?(path: string): Promise<(() => Promise<void>) | undefined>;
   /** Optional: sets a file's modification time to now (PathNotFoundError when it is missing); else callers rewrite it. */

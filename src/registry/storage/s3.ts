@@ -27,6 +27,7 @@ import type {
 } from '@aws-sdk/client-s3';
 import { UserError } from '../../util/errors.js';
 import { PathNotFoundError, type FileInfo, type FileWriter, type StorageDriver } from './driver.js';
+import { acquireLease, LEASE_TTL_MS } from './s3-lease.js';
 
 type Sdk = typeof import('@aws-sdk/client-s3');
 
@@ -67,6 +68,8 @@ export interface S3DriverOptions {
   listPageSize?: number;
   /** Parallel uploads/requests per client; default 50. */
   maxSockets?: number;
+  /** Lifetime of a lockFile lease without renewal (s3-lease.ts); default 30 s. */
+  leaseTtlMs?: number;
 }
 
 interface PartRecord { n: number; etag: string; size: number }
@@ -437,6 +440,20 @@ export class S3Driver implements StorageDriver {
       } else {
         token = out.NextContinuationToken;
       }
+    }
+  }
+
+  /**
+   * A lease object at `p` (s3-lease.ts): conditional writes make it exclusive between every
+   * process on the bucket, where the server honours If-None-Match (AWS, Ceph RGW, MinIO).
+   */
+  async lockFile(p: string): Promise<(() => Promise<void>) | undefined> {
+    const dir = p.slice(0, p.lastIndexOf('/')) || '/';
+    try {
+      return await acquireLease(this, this.key(p), this.dirPrefix(dir), this.options.leaseTtlMs ?? LEASE_TTL_MS);
+    } catch (e) {
+      if (e instanceof PathNotFoundError) throw new PathNotFoundError(p);
+      throw e;
     }
   }
 
