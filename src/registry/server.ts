@@ -225,6 +225,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
     storage,
     authorize: (ctx, access) => authorize(ctx as Ctx, access),
     authKind: () => auth!.kind,
+    policy: () => auth!.policy(),
     deletable: (config.storage.delete?.enabled ?? false) && !readOnly && !proxy,
   }) : undefined;
   let server: Server | undefined;

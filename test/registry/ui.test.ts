@@ -12,9 +12,9 @@ import path from 'node:path';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { PROJECT_ROOT, requireTool, tempDir } from '../helpers/env.js';
 import { htpasswdLine } from '../helpers/docker-registry.js';
-import { configFromEnv, createRegistryServer, startRegistry, type StartedRegistry } from '../../src/registry/index.js';
+import { configFromEnv, createRegistryServer, normalizeConfig, startRegistry, type StartedRegistry } from '../../src/registry/index.js';
 import { UI_CSP } from '../../src/registry/ui/index.js';
-import { http, pushBlob, serveProcess, sha256 } from './util.js';
+import { http, pushBlob, pushImage, serveProcess, sha256 } from './util.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const basic = (u: string, p: string) => ({ Authorization: `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}` });
@@ -93,7 +93,9 @@ async function pushReferrers(base: string, repo: string, subject: { digest: stri
   }
 }
 
-let reg: StartedRegistry;
+let reg: { url: string; host: string; close(): Promise<void> };
+/** htpasswd with no anonymous access at all: the page must show nothing but its login form. */
+let openReg: StartedRegistry;
 let browser: Browser;
 let shots: string;
 const problems: string[] = [];
@@ -132,10 +134,28 @@ before(async () => {
   const auth = tempDir('drydock-ui-auth-');
   const htpasswd = path.join(auth, 'htpasswd');
   writeFileSync(htpasswd, `${htpasswdLine('alice', 's3cret')}\n${htpasswdLine('bob', 'hunter2')}\n`);
-  reg = await startRegistry({ root: tempDir('drydock-ui-root-'), htpasswd, config: { auth: { ratelimit: { failures: 0 } } } as never, access: [
-    { users: ['alice'], repositories: ['*'], actions: ['*'] },
-    { users: ['bob'], repositories: ['team/*'], actions: ['pull'] },
-  ] });
+  // Zot-style accessControl: alice is the admin, bob (group devs) pulls team/**, anyone pulls
+  // public/**, and secret/** has no policy, so only the admin sees it.
+  const config = normalizeConfig({
+    version: '0.1',
+    storage: { filesystem: { rootdirectory: tempDir('drydock-ui-root-') }, delete: { enabled: true } },
+    http: { addr: '127.0.0.1:0' },
+    auth: { htpasswd: { realm: 'drydock ui test', path: htpasswd }, ratelimit: { failures: 0 } },
+    accessControl: {
+      groups: { devs: { users: ['bob'] } },
+      repositories: {
+        'team/**': { policies: [{ groups: ['devs'], actions: ['pull'] }] },
+        'public/**': { anonymousPolicy: ['pull'], defaultPolicy: ['pull'] },
+      },
+      adminPolicy: { users: ['alice'], actions: ['pull', 'push', 'delete'] },
+    },
+    log: { accesslog: { disabled: true } },
+  } as never);
+  const server = createRegistryServer(config, { logger: false });
+  const { url } = await server.listen();
+  reg = { url, host: new URL(url).host, close: () => server.close() };
+  openReg = await startRegistry({ root: tempDir('drydock-ui-plain-'), htpasswd });
+  await pushImage(reg.url, 'public/hello', 'latest', { headers: ALICE });
   const layout = await umociImage();
   for (const tag of ['v1', 'old']) {
     await run('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', 'alice:s3cret', `oci:${layout}:v1`, `docker://${reg.host}/team/app:${tag}`]);
@@ -150,6 +170,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await reg?.close();
+  await openReg?.close();
 });
 
 describe('web UI', () => {
@@ -169,13 +190,23 @@ describe('web UI', () => {
 
   test('anonymous with auth on: a login form and no repositories', async () => {
     const page = await newPage();
-    await page.goto(`${reg.url}/ui/`);
+    await page.goto(`${openReg.url}/ui/`);
     await page.waitForSelector('#login');
     assert.equal(await page.$('#repos'), null);
-    assert.ok(!(await page.content()).includes('team/app'));
     await shot(page, 'login');
     // The JSON behind the page says the same.
-    assert.equal((await http(`${reg.url}/ui/api/repositories`)).status, 401);
+    assert.equal((await http(`${openReg.url}/ui/api/repositories`)).status, 401);
+    await page.browserContext().close();
+  });
+
+  test('anonymous under accessControl: only what the anonymous policy lets anyone pull', async () => {
+    const page = await newPage();
+    await page.goto(`${reg.url}/ui/`);
+    await page.waitForSelector('#repos table');
+    assert.deepEqual(await texts(page, '#repos tbody td:first-child'), ['public/hello']);
+    assert.deepEqual(await texts(page, '#who a'), ['Sign in']);
+    const html = await page.content();
+    assert.ok(!html.includes('team/') && !html.includes('secret/'), 'no other repository shows');
     assert.equal((await http(`${reg.url}/ui/api/repositories/team/app/tags`)).status, 401);
     await page.browserContext().close();
   });
@@ -195,8 +226,8 @@ describe('web UI', () => {
     await login(page, 'alice', 's3cret');
     await page.waitForSelector('#repos table');
     assert.equal((await texts(page, '#user'))[0], 'alice');
-    assert.deepEqual(await texts(page, '#repos tbody td:first-child'), ['secret/keys', 'team/app', 'team/multi']);
-    assert.deepEqual(await texts(page, '#repos tbody td:nth-child(2)'), ['1', '2', '3']);
+    assert.deepEqual(await texts(page, '#repos tbody td:first-child'), ['public/hello', 'secret/keys', 'team/app', 'team/multi']);
+    assert.deepEqual(await texts(page, '#repos tbody td:nth-child(2)'), ['1', '1', '2', '3']);
     await shot(page, 'repositories');
 
     await page.type('#search', 'MULTI');
@@ -246,11 +277,11 @@ describe('web UI', () => {
     await page.browserContext().close();
   });
 
-  test('bob: a repository he may not pull is absent, and there is no delete button', async () => {
+  test('bob (group devs): a repository his policy does not let him pull is absent, and there is no delete button', async () => {
     const page = await newPage();
     await login(page, 'bob', 'hunter2');
     await page.waitForSelector('#repos table');
-    assert.deepEqual(await texts(page, '#repos tbody td:first-child'), ['team/app', 'team/multi']);
+    assert.deepEqual(await texts(page, '#repos tbody td:first-child'), ['public/hello', 'team/app', 'team/multi']);
     assert.ok(!(await page.content()).includes('secret/keys'));
     await page.goto(`${reg.url}/ui/#/r/team%2Fapp`);
     await page.waitForSelector('#tags table');
@@ -263,7 +294,7 @@ describe('web UI', () => {
     assert.equal((await texts(page, '#error'))[0], 'You may not see this repository.');
     assert.equal(await page.$('#tags'), null);
     const bob = basic('bob', 'hunter2');
-    assert.deepEqual((await http(`${reg.url}/ui/api/repositories`, { headers: bob })).json().repositories.map((r: { name: string }) => r.name), ['team/app', 'team/multi']);
+    assert.deepEqual((await http(`${reg.url}/ui/api/repositories`, { headers: bob })).json().repositories.map((r: { name: string }) => r.name), ['public/hello', 'team/app', 'team/multi']);
     assert.equal((await http(`${reg.url}/ui/api/repositories/secret/keys/tags`, { headers: bob })).status, 403);
     assert.equal((await http(`${reg.url}/ui/api/repositories/secret/keys/manifests/v1`, { headers: bob })).status, 403);
     await page.browserContext().close();

@@ -4,7 +4,7 @@
 // /v2/ route it summarizes, through the same authorize(), so the UI can never show what the
 // caller may not pull. Referrers and tag deletion need nothing extra: the page calls /v2/.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Access, Grant } from '../auth/index.js';
+import type { Access, Grant, Policy } from '../auth/index.js';
 import { RegistryError } from '../errors.js';
 import { parseDigestParam, validateName, type RegistryStorage } from '../storage.js';
 
@@ -20,6 +20,8 @@ export interface UiApiDeps {
   /** The server's authorize(): throws 401/403 as RegistryErrors, records the user for the access log. */
   authorize(ctx: UiContext, access: Access[]): Promise<Grant>;
   authKind(): 'none' | 'htpasswd' | 'token';
+  /** The access policy in force (reloaded on SIGHUP); undefined without auth or with an external token issuer alone. */
+  policy(): Policy | undefined;
   /** Deletes are enabled and the registry takes writes (not read-only, not a pull-through cache). */
   deletable: boolean;
 }
@@ -85,8 +87,12 @@ export function createUiApi(deps: UiApiDeps): (ctx: UiContext) => Promise<void> 
 
   async function repositories(ctx: UiContext): Promise<void> {
     const grant = await deps.authorize(ctx, [{ type: 'registry', name: 'catalog', actions: ['*'] }]);
-    const open = deps.authKind() === 'none';
-    const names = (await storage.repositories()).filter((r) => open || (grant.listable ? grant.listable(r) : grant.can(r, 'pull')));
+    const all = await storage.repositories();
+    const policy = deps.policy();
+    // Only what the caller may pull, as for _catalog; an external issuer's tokens alone decide when there is no policy.
+    const names = deps.authKind() === 'none' ? all
+      : policy ? policy.filterRepos(grant.identity, all)
+        : all.filter((r) => (grant.listable ? grant.listable(r) : grant.can(r, 'pull')));
     const repos = await mapLimit(names, async (name) => ({ name, tags: (await storage.tags(name).catch(() => [])).length }));
     sendJson(ctx, 200, { repositories: repos });
   }
