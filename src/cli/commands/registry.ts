@@ -27,7 +27,6 @@ interface ServeFlags {
   accessLog?: boolean;
   accessLogFormat?: string;
   fsync?: boolean;
-  ui?: boolean;
   workers?: string;
   quiet?: boolean;
   s3Bucket?: string;
