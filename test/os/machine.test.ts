@@ -29,10 +29,10 @@ case $n in
   1) $D os upgrade; echo "UPGRADE-EXIT $?" ;;
   2) $D os rollback; echo "ROLLBACK-EXIT $?" ;;
 esac
-echo STATUS-BEGIN; $D os status --json; echo STATUS-END
+echo "STATUS $($D os status --json | tr -d '\n')"; echo STATUS-END
 `;
 
-const statusOf = (console: string) => JSON.parse(/STATUS-BEGIN\r?\n([\s\S]*?)STATUS-END/.exec(console)![1]!.replace(/\r/g, ''));
+const statusOf = (console: string) => JSON.parse(/^STATUS (\{.*\})\r?$/m.exec(console)![1]!);
 
 test('three boots of one disk: upgrade to v2 in boot 1, rollback in boot 2, v1 in boot 3', { timeout: 1_800_000 }, async (t) => {
   requireRoot();
