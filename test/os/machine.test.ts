@@ -6,10 +6,14 @@
 //     tag: only v2's top layer is downloaded (the access log shows that one layer GET).
 //  2. v2 runs; the startup script runs `drydock os rollback`.
 //  3. v1 runs again.
+//  4. v3 (a bigger new layer) was pushed; the startup script's upgrade is under way when QEMU
+//     is SIGKILLed.
+//  5. v1 runs: the deployment booted before the kill, with state.json intact.
 // /var (a boot counter) and the top layer (/etc/top.txt) are the same machine's in all three.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { requireRoot, requireTool, runCli, tempDir } from '../helpers/env.js';
 import { startServe, type ServeProcess } from '../registry/serve.js';
@@ -28,13 +32,14 @@ D=/.drydock/drydock/bin/drydock
 case $n in
   1) $D os upgrade; echo "UPGRADE-EXIT $?" ;;
   2) $D os rollback; echo "ROLLBACK-EXIT $?" ;;
+  4) $D os upgrade; echo "UPGRADE-EXIT $?" ;;
 esac
 echo "STATUS $($D os status --json | tr -d '\n')"; echo STATUS-END
 `;
 
 const statusOf = (console: string) => JSON.parse(/^STATUS (\{.*\})\r?$/m.exec(console)![1]!);
 
-test('three boots of one disk: upgrade to v2 in boot 1, rollback in boot 2, v1 in boot 3', { timeout: 1_800_000 }, async (t) => {
+test('boots of one disk: upgrade to v2 in boot 1, rollback in boot 2, v1 in boot 3; QEMU killed mid-upgrade in boot 4, v1 in boot 5', { timeout: 1_800_000 }, async (t) => {
   requireRoot();
   for (const tool of ['mksquashfs', 'mkfs.ext4', 'syslinux', 'sfdisk', 'skopeo', 'patchelf', 'qemu-system-x86_64']) requireTool(tool);
   const kernel = fetchKernel();
@@ -90,6 +95,19 @@ test('three boots of one disk: upgrade to v2 in boot 1, rollback in boot 2, v1 i
   assert.match(b3.console, /MACHINE boot=3 version=v1 top=machine-7/);
   const s3 = statusOf(b3.console);
   assert.deepEqual([s3.booted, s3.default, s3.rollback, s3.staged], [id(v1.manifestDigest), id(v1.manifestDigest), id(v2.manifestDigest), null]);
-  t.diagnostic(`boots (${b1.accel}): ${[b1, b2, b3].map((b) => `${(b.elapsedMs / 1000).toFixed(0)} s`).join(', ')}; upgrade downloaded ${s1.lastUpgrade.bytes} bytes; runtime bundle ${(bundle.bytes / 1e6).toFixed(0)} MB`);
+
+  // 4 and 5: SIGKILL of QEMU while the machine downloads and converts v3's new layer.
+  const v3 = ociLayout(path.join(dir, 'oci3'), 'v3', [base, tarLayer(writeTree(path.join(dir, 'v3'), { 'etc/version': 'v3\n', 'opt/big': randomBytes(3 << 20).toString('hex') }), path.join(dir, 'v3.tgz'), 'gzip')], cmd);
+  pushWithSkopeo(v3, `${host}/os/app:stable`);
+  // Killed 2 s after the base layer was found present: while v3's new layer is fetched and converted.
+  const b4 = await bootVm(qemu, { until: /MACHINE boot=4[\s\S]*Already exists/, timeoutMs: 900_000, memory: 1024, whileRunning: () => new Promise((r) => setTimeout(r, 2000)) });
+  assert.match(b4.console, /MACHINE boot=4 version=v1/);
+  assert.doesNotMatch(b4.console, /UPGRADE-EXIT/);
+  const b5 = await bootVm(qemu, { until: /STATUS-END/, timeoutMs: 900_000, memory: 1024 });
+  assert.match(b5.console, new RegExp(`deployment ${id(v1.manifestDigest)}: the default deployment`));
+  assert.match(b5.console, /MACHINE boot=5 version=v1 top=machine-7/);
+  const s5 = statusOf(b5.console);
+  assert.deepEqual([s5.booted, s5.default, s5.rollback, s5.staged], [id(v1.manifestDigest), id(v1.manifestDigest), id(v2.manifestDigest), null]);
+  t.diagnostic(`boots (${b1.accel}): ${[b1, b2, b3, b4, b5].map((b) => `${(b.elapsedMs / 1000).toFixed(0)} s`).join(', ')}; upgrade downloaded ${s1.lastUpgrade.bytes} bytes; runtime bundle ${(bundle.bytes / 1e6).toFixed(0)} MB`);
   await fsp.rm(disk, { force: true });
 });

@@ -25,8 +25,8 @@ function addStageOptions(cmd: Command): Command {
   return cmd
     .option('--root <dir>', ROOT_HELP)
     .option('--apply', 'reboot into the new deployment when one was staged')
-    .option('--tries <n>', 'boots the new deployment gets to reach "service started" before it is abandoned (default 3)')
-    .option('--deadline <seconds>', 'seconds each of those boots has to get there (default 300)')
+    .option('--tries <n>', 'boots the new deployment gets to reach "service started" before it is abandoned (default: the disk\'s --boot-tries, else 3)')
+    .option('--deadline <seconds>', 'seconds each of those boots has to get there (default: the disk\'s --boot-deadline, else 300)')
     .option('-q, --quiet', 'print only the result line');
 }
 
@@ -136,8 +136,8 @@ Examples:
     .description('Boot the previous deployment next (or drop a staged one that has not booted)')
     .option('--root <dir>', ROOT_HELP)
     .option('--apply', 'reboot now')
-    .option('--tries <n>', 'boots the rollback deployment gets to reach "service started" (default 3)')
-    .option('--deadline <seconds>', 'seconds each of those boots has to get there (default 300)')
+    .option('--tries <n>', 'boots the rollback deployment gets to reach "service started" (default: the disk\'s --boot-tries, else 3)')
+    .option('--deadline <seconds>', 'seconds each of those boots has to get there (default: the disk\'s --boot-deadline, else 300)')
     .addHelpText('after', `
 Examples:
   drydock os rollback
