@@ -48,7 +48,8 @@ case $n in
   1)
     OS_AWK=/.drydock/osstate.awk; . /.drydock/os.sh
     os_write $R/os/state.json 'pending={"id":"${v2}","triesLeft":1,"deadlineSeconds":${DEADLINE}}'
-    echo "STAGED $(cat $R/os/state.json)" ;;
+    echo "STAGED $(cat $R/os/state.json)"
+    echo STAGED-DONE ;;
   2)
     # An upgrade being written: a layer, a deployment, the next state.json, over and over.
     L=$(ls $R/os/layers | head -n 1)
@@ -137,7 +138,7 @@ test('an updatable disk boots, confirms, falls back, survives a kill mid-upgrade
   const stateOf = (console: string, tag: string) => JSON.parse(new RegExp(`^${tag} (\\{.*\\})\\s*$`, 'm').exec(console)![1]!);
 
   // 1: v1 is tried and confirmed; it then stages v2bad.
-  const b1 = await bootVm(qemu, { until: /^STAGED .*\n/m, timeoutMs: 300_000 });
+  const b1 = await bootVm(qemu, { until: /STAGED-DONE/, timeoutMs: 300_000 });
   assert.match(b1.console, new RegExp(`drydock: deployment ${v1}: pending deployment, try 1`));
   assert.match(b1.console, /APP v1 count=1 top=machine-top note=written-at-boot-1 state-file=\/run\/drydock\/os\/os\/state.json/);
   assert.match(b1.console, new RegExp(`deployment ${v1} reached service started; it is now the default`));
@@ -164,14 +165,14 @@ test('an updatable disk boots, confirms, falls back, survives a kill mid-upgrade
   assert.deepEqual([s3.abandoned[0].id, s3.abandoned[0].reason], [v2, `did not reach service started within ${DEADLINE}s on 1 boot`]);
 
   // 4: after SIGKILL mid-write, the deployment booted before.
-  const b4 = await bootVm(qemu, { until: /^READY/m, timeoutMs: 300_000 });
+  const b4 = await bootVm(qemu, { until: /READY/, timeoutMs: 300_000 });
   assert.match(b4.console, new RegExp(`drydock: deployment ${v1}: the default deployment`));
   assert.match(b4.console, /APP v1 count=3 top=machine-top note=written-at-boot-1/);
   const s4 = stateOf(b4.console, 'STATE');
   assert.deepEqual([s4.default, s4.rollback, s4.pending, s4.abandoned.length], [v1, v0id, null, 1]);
 
   // 5: the boot menu's rollback entry.
-  const b5 = await bootVm(qemu, { until: /^READY/m, timeoutMs: 300_000, type: [[/boot: /, 'rollback\r']] });
+  const b5 = await bootVm(qemu, { until: /READY/, timeoutMs: 300_000, type: [[/boot: /, 'rollback\r']] });
   assert.match(b5.console, /type "drydock" \(default deployment\) or "rollback"/);
   assert.match(b5.console, new RegExp(`drydock: deployment ${v0id}: the rollback deployment, picked at boot`));
   assert.match(b5.console, /APP v0 count=4 top=machine-top note=written-at-boot-1/);
