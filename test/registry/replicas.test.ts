@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp, writeFileSync } from 'node:fs';
 import nodeHttp from 'node:http';
 import path from 'node:path';
+import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { requireTool, runCli, tempDir } from '../helpers/env.js';
 import { startCeph, type CephCluster } from '../helpers/ceph.js';
 import { MIN_CHUNK_SIZE } from '../../src/registry/storage/s3.js';
@@ -46,7 +47,7 @@ after(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A PATCH whose body is sent in two halves with `pause` in between; `during` runs in the pause. */
+/** A PATCH whose body is sent in two halves; `during` runs between them, the request still open. */
 function slowPatch(url: string, head: Buffer, tail: Buffer, during: () => Promise<void>): Promise<{ status: number; body: string }> {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
@@ -57,11 +58,31 @@ function slowPatch(url: string, head: Buffer, tail: Buffer, during: () => Promis
     });
     req.on('error', reject);
     req.write(head, async () => {
-      await sleep(1500);
-      await during();
-      req.end(tail);
+      try {
+        await during();
+      } finally {
+        req.end(tail);
+      }
     });
   });
+}
+
+/** Waits until `key` exists in the bucket (at most 30 s). */
+async function waitForKey(key: string): Promise<void> {
+  const client = new S3Client({ region: 'us-east-1', endpoint: ceph.endpoint, forcePathStyle: true, credentials: { accessKeyId: ceph.accessKey, secretAccessKey: ceph.secretKey } });
+  try {
+    for (const deadline = Date.now() + 30_000; ;) {
+      try {
+        await client.send(new HeadObjectCommand({ Bucket: ceph.bucket, Key: key }));
+        return;
+      } catch (e) {
+        if (Date.now() > deadline) throw new Error(`${key} never appeared: ${(e as Error).name}`);
+        await sleep(100);
+      }
+    }
+  } finally {
+    client.destroy();
+  }
 }
 
 async function assertImageIntact(base: string, repo: string, digest: string): Promise<void> {
@@ -103,7 +124,9 @@ describe('replicas on one RGW bucket', () => {
     const post = await http(`${a.url}/v2/team/race/blobs/uploads/`, { method: 'POST' });
     const loc = post.headers.get('location')!;
     const during: { status: number; what: string }[] = [];
+    const lease = `shared/docker/registry/v2/repositories/team/race/_uploads/${/\/uploads\/([^/?]+)/.exec(loc)![1]}/writer.lock`;
     const patched = await slowPatch(new URL(loc, a.url).toString(), head, tail, async () => {
+      await waitForKey(lease); // replica a owns the upload now
       const commit = new URL(loc, b.url);
       commit.searchParams.set('digest', sha256(head));
       during.push({ what: 'PUT on b', status: (await http(commit.toString(), { method: 'PUT' })).status });
