@@ -2,7 +2,8 @@
 // registry: an upload moves between replicas chunk by chunk and only one replica writes it at a
 // time (the S3 lease, storage/s3-lease.ts); what one replica acknowledged the others serve at
 // once; and `drydock registry gc` running while replicas take pushes never breaks an image whose
-// manifest PUT got 201 — including pushes that skip blobs the gc is sweeping at that moment.
+// manifest PUT got 201 — including pushes that skip blobs the gc is sweeping at that moment; a
+// replica killed mid-PATCH blocks its upload only until its lease goes stale.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -140,6 +141,50 @@ describe('replicas on one RGW bucket', () => {
     assert.equal((await http(put.toString(), { method: 'PUT' })).status, 201, 'the lease is released with the PATCH');
     assert.equal(sha256((await http(`${b.url}/v2/team/race/blobs/${sha256(whole)}`)).body), sha256(whole));
   });
+
+  test('a replica killed mid-PATCH: its lease blocks the upload until stale, then another replica resumes it', async () => {
+    const doomed = await startServe(['--config', configFile, '--no-access-log'], env);
+    try {
+      await crashAndResume(doomed);
+    } finally {
+      if (doomed.process.exitCode === null && doomed.process.signalCode === null) await doomed.stop();
+    }
+  });
+
+  async function crashAndResume(doomed: ServeProcess): Promise<void> {
+    const [a] = replicas as [ServeProcess];
+    const first = randomBytes(MIN_CHUNK_SIZE + 7);
+    const post = await http(`${a.url}/v2/team/crash/blobs/uploads/`, { method: 'POST' });
+    let loc = post.headers.get('location')!;
+    const r1 = await http(new URL(loc, a.url).toString(), { method: 'PATCH', body: first, headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `0-${first.length - 1}` } });
+    assert.equal(r1.status, 202);
+    loc = r1.headers.get('location')!;
+    const lease = `shared/docker/registry/v2/repositories/team/crash/_uploads/${/\/uploads\/([^/?]+)/.exec(loc)![1]}/writer.lock`;
+    const dying = slowPatch(new URL(loc, doomed.url).toString(), randomBytes(MIN_CHUNK_SIZE + 3), Buffer.alloc(0), async () => {
+      await waitForKey(lease);
+      doomed.process.kill('SIGKILL');
+    }).catch(() => undefined);
+    await dying;
+    const killedAt = Date.now();
+    const blocked = await http(new URL(loc, a.url).toString());
+    assert.equal(blocked.headers.get('range'), `0-${first.length - 1}`, 'the offset is what the last finished request left');
+    const second = randomBytes(1000);
+    const patch = () => http(new URL(loc, a.url).toString(), { method: 'PATCH', body: second, headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${first.length}-${first.length + second.length - 1}` } });
+    assert.equal((await patch()).status, 416, 'the dead replica\'s lease is still fresh');
+    let resumed: Awaited<ReturnType<typeof patch>> | undefined;
+    while (Date.now() - killedAt < 60_000) {
+      await sleep(2000);
+      resumed = await patch();
+      if (resumed.status !== 416) break;
+    }
+    assert.equal(resumed?.status, 202, resumed?.body.toString());
+    assert.ok(Date.now() - killedAt >= 25_000, 'taken over only once stale (30 s without renewal)');
+    const put = new URL(resumed!.headers.get('location')!, a.url);
+    const whole = Buffer.concat([first, second]);
+    put.searchParams.set('digest', sha256(whole));
+    assert.equal((await http(put.toString(), { method: 'PUT' })).status, 201);
+    assert.equal(sha256((await http(`${a.url}/v2/team/crash/blobs/${sha256(whole)}`)).body), sha256(whole));
+  }
 
   test('pushes to one replica are pulled from another at once, while they go on', async () => {
     const [a, b, c] = replicas as [ServeProcess, ServeProcess, ServeProcess];
