@@ -727,7 +727,10 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       const { host, port } = splitAddr(config.http.addr);
       const tls = config.http.tls;
       // A missing bucket or refused credentials should stop the start, not fail every request.
-      await driver.checkReady?.();
+      for (const warning of (await driver.checkReady?.()) ?? []) {
+        if (log) log.warn(warning);
+        else process.stderr.write(`warning: ${warning}\n`);
+      }
       const onRequest = (req: IncomingMessage, res: ServerResponse) => { void handle(req, res); };
       if (tls?.certificate && tls.key) {
         const [cert, key] = await Promise.all([fsp.readFile(tls.certificate), fsp.readFile(tls.key)]);

@@ -2,7 +2,8 @@
 // registry: an upload moves between replicas chunk by chunk and only one replica writes it at a
 // time (the S3 lease, storage/s3-lease.ts); what one replica acknowledged the others serve at
 // once; and `drydock registry gc` running while replicas take pushes never breaks an image whose
-// manifest PUT got 201 — including pushes that skip blobs the gc is sweeping at that moment.
+// manifest PUT got 201 — including pushes that skip blobs the gc is sweeping at that moment; a
+// replica killed mid-PATCH blocks its upload only until its lease goes stale.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -10,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp, writeFileSync } from 'node:fs';
 import nodeHttp from 'node:http';
 import path from 'node:path';
+import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { requireTool, runCli, tempDir } from '../helpers/env.js';
 import { startCeph, type CephCluster } from '../helpers/ceph.js';
 import { MIN_CHUNK_SIZE } from '../../src/registry/storage/s3.js';
@@ -46,7 +48,7 @@ after(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A PATCH whose body is sent in two halves with `pause` in between; `during` runs in the pause. */
+/** A PATCH whose body is sent in two halves; `during` runs between them, the request still open. */
 function slowPatch(url: string, head: Buffer, tail: Buffer, during: () => Promise<void>): Promise<{ status: number; body: string }> {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
@@ -57,11 +59,31 @@ function slowPatch(url: string, head: Buffer, tail: Buffer, during: () => Promis
     });
     req.on('error', reject);
     req.write(head, async () => {
-      await sleep(1500);
-      await during();
-      req.end(tail);
+      try {
+        await during();
+      } finally {
+        req.end(tail);
+      }
     });
   });
+}
+
+/** Waits until `key` exists in the bucket (at most 30 s). */
+async function waitForKey(key: string): Promise<void> {
+  const client = new S3Client({ region: 'us-east-1', endpoint: ceph.endpoint, forcePathStyle: true, credentials: { accessKeyId: ceph.accessKey, secretAccessKey: ceph.secretKey } });
+  try {
+    for (const deadline = Date.now() + 30_000; ;) {
+      try {
+        await client.send(new HeadObjectCommand({ Bucket: ceph.bucket, Key: key }));
+        return;
+      } catch (e) {
+        if (Date.now() > deadline) throw new Error(`${key} never appeared: ${(e as Error).name}`);
+        await sleep(100);
+      }
+    }
+  } finally {
+    client.destroy();
+  }
 }
 
 async function assertImageIntact(base: string, repo: string, digest: string): Promise<void> {
@@ -103,7 +125,9 @@ describe('replicas on one RGW bucket', () => {
     const post = await http(`${a.url}/v2/team/race/blobs/uploads/`, { method: 'POST' });
     const loc = post.headers.get('location')!;
     const during: { status: number; what: string }[] = [];
+    const lease = `shared/docker/registry/v2/repositories/team/race/_uploads/${/\/uploads\/([^/?]+)/.exec(loc)![1]}/writer.lock`;
     const patched = await slowPatch(new URL(loc, a.url).toString(), head, tail, async () => {
+      await waitForKey(lease); // replica a owns the upload now
       const commit = new URL(loc, b.url);
       commit.searchParams.set('digest', sha256(head));
       during.push({ what: 'PUT on b', status: (await http(commit.toString(), { method: 'PUT' })).status });
@@ -117,6 +141,50 @@ describe('replicas on one RGW bucket', () => {
     assert.equal((await http(put.toString(), { method: 'PUT' })).status, 201, 'the lease is released with the PATCH');
     assert.equal(sha256((await http(`${b.url}/v2/team/race/blobs/${sha256(whole)}`)).body), sha256(whole));
   });
+
+  test('a replica killed mid-PATCH: its lease blocks the upload until stale, then another replica resumes it', async () => {
+    const doomed = await startServe(['--config', configFile, '--no-access-log'], env);
+    try {
+      await crashAndResume(doomed);
+    } finally {
+      if (doomed.process.exitCode === null && doomed.process.signalCode === null) await doomed.stop();
+    }
+  });
+
+  async function crashAndResume(doomed: ServeProcess): Promise<void> {
+    const [a] = replicas as [ServeProcess];
+    const first = randomBytes(MIN_CHUNK_SIZE + 7);
+    const post = await http(`${a.url}/v2/team/crash/blobs/uploads/`, { method: 'POST' });
+    let loc = post.headers.get('location')!;
+    const r1 = await http(new URL(loc, a.url).toString(), { method: 'PATCH', body: first, headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `0-${first.length - 1}` } });
+    assert.equal(r1.status, 202);
+    loc = r1.headers.get('location')!;
+    const lease = `shared/docker/registry/v2/repositories/team/crash/_uploads/${/\/uploads\/([^/?]+)/.exec(loc)![1]}/writer.lock`;
+    const dying = slowPatch(new URL(loc, doomed.url).toString(), randomBytes(MIN_CHUNK_SIZE + 3), Buffer.alloc(0), async () => {
+      await waitForKey(lease);
+      doomed.process.kill('SIGKILL');
+    }).catch(() => undefined);
+    await dying;
+    const killedAt = Date.now();
+    const blocked = await http(new URL(loc, a.url).toString());
+    assert.equal(blocked.headers.get('range'), `0-${first.length - 1}`, 'the offset is what the last finished request left');
+    const second = randomBytes(1000);
+    const patch = () => http(new URL(loc, a.url).toString(), { method: 'PATCH', body: second, headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${first.length}-${first.length + second.length - 1}` } });
+    assert.equal((await patch()).status, 416, 'the dead replica\'s lease is still fresh');
+    let resumed: Awaited<ReturnType<typeof patch>> | undefined;
+    while (Date.now() - killedAt < 60_000) {
+      await sleep(2000);
+      resumed = await patch();
+      if (resumed.status !== 416) break;
+    }
+    assert.equal(resumed?.status, 202, resumed?.body.toString());
+    assert.ok(Date.now() - killedAt >= 25_000, 'taken over only once stale (30 s without renewal)');
+    const put = new URL(resumed!.headers.get('location')!, a.url);
+    const whole = Buffer.concat([first, second]);
+    put.searchParams.set('digest', sha256(whole));
+    assert.equal((await http(put.toString(), { method: 'PUT' })).status, 201);
+    assert.equal(sha256((await http(`${a.url}/v2/team/crash/blobs/${sha256(whole)}`)).body), sha256(whole));
+  }
 
   test('pushes to one replica are pulled from another at once, while they go on', async () => {
     const [a, b, c] = replicas as [ServeProcess, ServeProcess, ServeProcess];

@@ -211,6 +211,7 @@ http:
       const inspect = JSON.parse((await run('skopeo', ['inspect', '--tls-verify=false', dest])).stdout) as { Layers: string[] };
       for (const layer of inspect.Layers) assert.equal(sha256(await fsp.readFile(path.join(out, layer.slice('sha256:'.length)))), layer);
       assert.equal((await http(`${serve.url}/v2/scratch/junk/blobs/${junk.layers[0]}`)).status, 404);
+      assert.doesNotMatch(serve.stderr(), /If-None-Match/, 'RGW honours conditional writes: no warning');
     } finally {
       await serve.stop();
     }

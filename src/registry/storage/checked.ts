@@ -30,7 +30,7 @@ export function checkedDriver(d: StorageDriver): StorageDriver {
 // for them (`if (driver.lockFile)`), and a wrapper that hid one would silently turn a
 // cross-process upload lock into none.
 class CheckedDriver implements StorageDriver {
-  readonly checkReady?: () => Promise<void>;
+  readonly checkReady?: () => Promise<string[] | void>;
   readonly lockFile?: (p: string) => Promise<(() => Promise<void>) | undefined>;
   readonly touch?: (p: string) => Promise<void>;
 

@@ -48,8 +48,8 @@ export interface StorageDriver {
   move(source: string, dest: string): Promise<void>;
   /** Recursive; a missing path is not an error. */
   delete(path: string): Promise<void>;
-  /** Verifies the backing store is reachable and usable (S3: the bucket and credentials); throws a clear error. */
-  checkReady?(): Promise<void>;
+  /** Verifies the backing store is reachable and usable (S3: the bucket and credentials); throws a clear error, returns warnings. */
+  checkReady?(): Promise<string[] | void>;
   /** Depth-first over every file and directory below `path`; return 'skip' to not descend. */
   walk(path: string, fn: (info: FileInfo) => Promise<void | 'skip'> | void | 'skip'): Promise<void>;
   /**

@@ -119,3 +119,25 @@ export async function acquireLease(t: LeaseTarget, key: string, dirPrefix: strin
     if (!lost) await client.send(new sdk.DeleteObjectCommand({ Bucket: t.bucket, Key: key }));
   };
 }
+
+/**
+ * Whether the server refuses a second create-if-absent of one key: two conditional PUTs of a
+ * fresh key, then its delete. False for servers that ignore If-None-Match (s3rver), where leases
+ * cannot exclude other processes.
+ */
+export async function conditionalWritesHonoured(t: LeaseTarget, key: string): Promise<boolean> {
+  const { sdk, client } = await t.s3();
+  const put = () => client.send(new sdk.PutObjectCommand({ Bucket: t.bucket, Key: key, Body: 'probe', IfNoneMatch: '*' }));
+  try {
+    await put();
+    try {
+      await put();
+      return false;
+    } catch (e) {
+      if (status(e) === 412 || status(e) === 409) return true;
+      throw e;
+    }
+  } finally {
+    await client.send(new sdk.DeleteObjectCommand({ Bucket: t.bucket, Key: key }));
+  }
+}

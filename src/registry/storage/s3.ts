@@ -27,7 +27,8 @@ import type {
 } from '@aws-sdk/client-s3';
 import { UserError } from '../../util/errors.js';
 import { PathNotFoundError, type FileInfo, type FileWriter, type StorageDriver } from './driver.js';
-import { acquireLease, LEASE_TTL_MS } from './s3-lease.js';
+import { acquireLease, conditionalWritesHonoured, LEASE_TTL_MS } from './s3-lease.js';
+import { randomUUID } from 'node:crypto';
 
 type Sdk = typeof import('@aws-sdk/client-s3');
 
@@ -141,8 +142,11 @@ export class S3Driver implements StorageDriver {
     };
   }
 
-  checkReady(): Promise<void> {
-    return this.checkBucket();
+  /** The bucket and credentials; warns when the server ignores conditional writes (replicas then share uploads unserialized). */
+  async checkReady(): Promise<string[]> {
+    await this.checkBucket();
+    if (await conditionalWritesHonoured(this, this.key(`/docker/registry/v2/_drydock/lease-probe-${randomUUID()}`))) return [];
+    return [`${s3Location(this.options)} ignores If-None-Match on PutObject: uploads are serialized within this process only, so do not run several replicas on this bucket`];
   }
 
   /** Fails with a clear message when the bucket is missing or the credentials are refused. */
