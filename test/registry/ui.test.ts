@@ -320,6 +320,53 @@ describe('web UI', () => {
   });
 });
 
+describe('web UI with bearer tokens (the built-in /token issuer)', () => {
+  let tokenReg: StartedRegistry;
+  before(async () => {
+    const htpasswd = path.join(tempDir('drydock-ui-token-auth-'), 'htpasswd');
+    writeFileSync(htpasswd, `${htpasswdLine('alice', 's3cret')}\n${htpasswdLine('bob', 'hunter2')}\n`);
+    tokenReg = await startRegistry({ root: tempDir('drydock-ui-token-'), htpasswd, token: true, access: [
+      { users: ['alice'], repositories: ['*'], actions: ['*'] },
+      { users: ['bob'], repositories: ['team/*'], actions: ['pull'] },
+    ] });
+    const layout = await umociImage();
+    for (const repo of ['team/app', 'secret/keys']) {
+      await run('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', 'alice:s3cret', `oci:${layout}:v1`, `docker://${tokenReg.host}/${repo}:v1`]);
+    }
+  });
+  after(async () => { await tokenReg?.close(); });
+
+  for (const [user, password, repos, canDelete] of [['alice', 's3cret', ['secret/keys', 'team/app'], true], ['bob', 'hunter2', ['team/app'], false]] as const) {
+    test(`${user} signs in through /token and sees ${repos.join(', ')}`, async () => {
+      const page = await newPage();
+      await page.goto(`${tokenReg.url}/ui/#/login`);
+      await page.waitForSelector('#login');
+      await page.type('input[name=username]', user);
+      await page.type('input[name=password]', password);
+      await page.click('#login button[type=submit]');
+      await page.waitForSelector('#repos table');
+      assert.deepEqual(await texts(page, '#repos tbody td:first-child'), repos);
+      await page.goto(`${tokenReg.url}/ui/#/r/team%2Fapp/m/v1`);
+      await page.waitForSelector('#layers');
+      await page.waitForFunction(() => !document.getElementById('referrers')?.textContent?.includes('Loading'));
+      assert.equal((await page.$$('button[data-delete]')).length, canDelete ? 1 : 0);
+      await page.browserContext().close();
+    });
+  }
+
+  test('a wrong password is refused by the token endpoint', async () => {
+    const page = await newPage();
+    await page.goto(`${tokenReg.url}/ui/#/login`);
+    await page.waitForSelector('#login');
+    await page.type('input[name=username]', 'alice');
+    await page.type('input[name=password]', 'nope');
+    await page.click('#login button[type=submit]');
+    await page.waitForFunction(() => document.getElementById('login-error')?.textContent !== '');
+    assert.equal((await texts(page, '#login-error'))[0], 'Invalid username or password.');
+    await page.browserContext().close();
+  });
+});
+
 describe('turning the UI off', () => {
   test('--no-ui', async () => {
     const children = new Set<import('node:child_process').ChildProcess>();
