@@ -5,9 +5,11 @@
 //   peak RSS of each server (VmHWM)
 // Run: node --import tsx bench/registry.ts [--seconds 5] [--blob-mib 8] [--total-mib 256]
 // Prints a table and the drydock/distribution ratio per row; --json prints machine-readable results.
+// --access-control instead measures what accessControl costs the manifest GET hot path: drydock
+// with htpasswd auth alone vs the same with a team accessControl policy, Basic auth on every request.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -75,40 +77,40 @@ function childPids(pid: number): number[] {
 }
 
 
-async function pushBlob(pool: Pool, repo: string, data: Buffer, digest: string): Promise<void> {
-  const post = await pool.request({ path: `/v2/${repo}/blobs/uploads/`, method: 'POST' });
+async function pushBlob(pool: Pool, repo: string, data: Buffer, digest: string, auth: Record<string, string> = {}): Promise<void> {
+  const post = await pool.request({ path: `/v2/${repo}/blobs/uploads/`, method: 'POST', headers: auth });
   await post.body.dump();
   if (post.statusCode !== 202) throw new Error(`POST upload: HTTP ${post.statusCode}`);
   const loc = new URL(String(post.headers.location), 'http://x');
   loc.searchParams.set('digest', digest);
-  const put = await pool.request({ path: `${loc.pathname}${loc.search}`, method: 'PUT', body: data, headers: { 'content-type': 'application/octet-stream', 'content-length': String(data.length) } });
+  const put = await pool.request({ path: `${loc.pathname}${loc.search}`, method: 'PUT', body: data, headers: { ...auth, 'content-type': 'application/octet-stream', 'content-length': String(data.length) } });
   await put.body.dump();
   if (put.statusCode !== 201) throw new Error(`PUT upload: HTTP ${put.statusCode}`);
 }
 
-async function seedImage(url: string): Promise<void> {
+async function seedImage(url: string, auth: Record<string, string> = {}): Promise<void> {
   const pool = new Pool(url, { connections: 1 });
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
   const layer = randomBytes(4096);
-  await pushBlob(pool, 'bench/app', config, digestOf(config));
-  await pushBlob(pool, 'bench/app', layer, digestOf(layer));
+  await pushBlob(pool, 'bench/app', config, digestOf(config), auth);
+  await pushBlob(pool, 'bench/app', layer, digestOf(layer), auth);
   const manifest = JSON.stringify({
     schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
     config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length },
     layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digestOf(layer), size: layer.length }],
   });
-  const r = await pool.request({ path: '/v2/bench/app/manifests/latest', method: 'PUT', body: manifest, headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' } });
+  const r = await pool.request({ path: '/v2/bench/app/manifests/latest', method: 'PUT', body: manifest, headers: { ...auth, 'content-type': 'application/vnd.oci.image.manifest.v1+json' } });
   await r.body.dump();
   if (r.statusCode !== 201) throw new Error(`seed manifest: HTTP ${r.statusCode}`);
   await pool.close();
 }
 
-async function manifestGets(url: string, connections: number, seconds: number): Promise<number> {
+async function manifestGets(url: string, connections: number, seconds: number, auth: Record<string, string> = {}): Promise<number> {
   const result = await autocannon({
     url: `${url}/v2/bench/app/manifests/latest`,
     connections,
     duration: seconds,
-    headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+    headers: { ...auth, accept: 'application/vnd.oci.image.manifest.v1+json' },
   });
   if (result.non2xx > 0 || result.errors > 0) throw new Error(`manifest GET: ${result.non2xx} non-2xx, ${result.errors} errors`);
   return result.requests.average;
@@ -145,8 +147,69 @@ async function blobThroughput(url: string, clients: number, blobMiB: number, tot
   return bytes / 1024 / 1024 / seconds;
 }
 
+/**
+ * The price of accessControl on the hot path: the same server with htpasswd alone and with a team
+ * policy (groups, several globs, the longest one matching bench/app), measured in alternating
+ * rounds so load on a shared machine hits both alike.
+ */
+async function accessControlCost(seconds: number, rounds: number): Promise<void> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'drydock-bench-acl-'));
+  const htpasswd = path.join(dir, 'htpasswd');
+  // bcrypt cost 5: the first request per connection pays it once, then the verified-credentials cache answers.
+  const { default: bcrypt } = await import('bcryptjs');
+  writeFileSync(htpasswd, `bench:${bcrypt.hashSync('bench', 5)}\nother:${bcrypt.hashSync('other', 5)}\n`);
+  const cfg = path.join(dir, 'config.yml');
+  writeFileSync(cfg, [
+    'version: 0.1',
+    `auth: { htpasswd: { realm: bench, path: ${htpasswd} } }`,
+    'accessControl:',
+    '  groups: { devs: { users: [bench, alice, bob] }, ops: { users: [olga] } }',
+    '  repositories:',
+    '    "**": { defaultPolicy: [pull] }',
+    '    "bench/**": { policies: [{ groups: [devs], actions: [pull, push] }, { users: [carol], actions: [pull] }] }',
+    '    "bench/secret/*": { policies: [{ users: [alice], actions: [pull] }] }',
+    '    "public/**": { anonymousPolicy: [pull], defaultPolicy: [pull] }',
+    '  adminPolicy: { groups: [ops], actions: [pull, push, delete] }',
+    '',
+  ].join('\n'));
+  const auth = { authorization: `Basic ${Buffer.from('bench:bench').toString('base64')}` };
+  const plain = await startDrydock(['--htpasswd', htpasswd]);
+  const policy = await startDrydock(['--config', cfg]);
+  plain.name = 'htpasswd only';
+  policy.name = 'htpasswd + accessControl';
+  const servers = [plain, policy];
+  const sums: Record<string, Record<number, number[]>> = { [plain.name]: {}, [policy.name]: {} };
+  try {
+    for (const s of servers) await seedImage(s.url, auth);
+    for (const s of servers) await manifestGets(s.url, 8, 1, auth);
+    for (let r = 0; r < rounds; r++) {
+      for (const c of [1, 8, 32]) {
+        // Alternate which goes first, so neither always runs on the warmer or quieter half.
+        for (const s of r % 2 === 0 ? servers : [...servers].reverse()) (sums[s.name]![c] ??= []).push(await manifestGets(s.url, c, seconds, auth));
+      }
+    }
+  } finally {
+    for (const s of [...servers]) {
+      s.proc.kill('SIGTERM');
+      await new Promise((r) => (s.proc.exitCode !== null ? r(null) : s.proc.once('exit', r)));
+      rmSync(s.dir, { recursive: true, force: true });
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  process.stdout.write(`manifest GET req/s (median of ${rounds} rounds of ${seconds}s), Basic auth on every request\n`);
+  process.stdout.write(`${'conns'.padEnd(6)}${plain.name.padStart(16)}${policy.name.padStart(28)}  cost\n`);
+  for (const c of [1, 8, 32]) {
+    const a = median(sums[plain.name]![c]!);
+    const b = median(sums[policy.name]![c]!);
+    process.stdout.write(`${String(c).padEnd(6)}${a.toFixed(0).padStart(16)}${b.toFixed(0).padStart(28)}  ${(((a - b) / a) * 100).toFixed(1)}%\n`);
+  }
+  process.stdout.write(`(${os.cpus().length} CPUs, load ${os.loadavg()[0]!.toFixed(1)})\n`);
+}
+
 export async function main(): Promise<void> {
   const seconds = arg('seconds', 5);
+  if (process.argv.includes('--access-control')) return accessControlCost(seconds, arg('rounds', 3));
   const blobMiB = arg('blob-mib', 8);
   const totalMiB = arg('total-mib', 256);
   const levels = [1, 8, 32];

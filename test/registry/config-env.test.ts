@@ -38,6 +38,9 @@ describe('applyEnvOverrides', () => {
       { REGISTRY_PORT: 'tcp://10.0.0.1:5000', REGISTRY_PORT_5000_TCP_ADDR: '10.0.0.1', REGISTRY_SERVICE_HOST: '10.0.0.1', REGISTRY_HTTP_ADDR_X: '1', REGISTRY_: 'x' },
       {}, ['REGISTRY_', 'REGISTRY_HTTP_ADDR_X', 'REGISTRY_PORT', 'REGISTRY_PORT_5000_TCP_ADDR', 'REGISTRY_SERVICE_HOST']],
     ['an unknown auth kind is kept (and refused later)', {}, { REGISTRY_AUTH: 'silly' }, { auth: { silly: {} } }, []],
+    ['accessControl: the repository map as YAML, admin users as a list', {},
+      { REGISTRY_ACCESSCONTROL_REPOSITORIES: '{"team/**": {defaultPolicy: [pull]}}', REGISTRY_ACCESSCONTROL_ADMINPOLICY_USERS: '[root]', REGISTRY_ACCESSCONTROL_ADMINPOLICY_ACTIONS: '[pull, push, delete]' },
+      { accessControl: { repositories: { 'team/**': { defaultPolicy: ['pull'] } }, adminPolicy: { users: ['root'], actions: ['pull', 'push', 'delete'] } } }, []],
     ['other prefixes are not ours', {}, { DOCKER_REGISTRY: 'x', REGISTRYX: 'y' }, {}, []],
   ];
   for (const [what, doc, env, want, unknown] of cases) {

@@ -64,6 +64,10 @@ health:
     ['half TLS', 'http:\n  addr: 127.0.0.1:1\n  tls:\n    certificate: a.crt\n', /both certificate and key/],
     ['bad addr', 'http:\n  addr: nowhere\n', /host:port/],
     ['external token without realm', 'auth:\n  token:\n    rootcertbundle: x.pem\n', /realm is required/],
+    ['accessControl without auth', 'accessControl:\n  repositories:\n    "**": { defaultPolicy: [pull] }\n', /accessControl is set but auth names no method/],
+    ['accessControl under http (Zot\'s place)', 'http:\n  addr: 127.0.0.1:1\n  accessControl: {}\n', /drydock reads accessControl at the top level/],
+    ['accessControl and auth.access', 'auth:\n  htpasswd:\n    path: htpasswd\n  access:\n    - { users: [a], repositories: ["*"], actions: [pull] }\naccessControl:\n  repositories: {}\n', /auth\.access and accessControl both set/],
+    ['accessControl bad action', 'auth:\n  htpasswd:\n    path: htpasswd\naccessControl:\n  repositories:\n    "team/**":\n      policies:\n        - { users: [a], actions: [write] }\n', /accessControl\.repositories\["team\/\*\*"\]\.policies\[0\]\.actions: unknown action "write"/],
     ['bad access action', 'auth:\n  htpasswd:\n    path: htpasswd\n  access:\n    - users: [a]\n      repositories: ["*"]\n      actions: [write]\n', /unknown action "write"/],
   ];
   for (const [what, yaml, re] of invalid) {

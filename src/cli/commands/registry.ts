@@ -68,11 +68,14 @@ async function runPrimary(cluster: typeof import('node:cluster').default, worker
     else process.stderr.write(`drydock registry listening on ${msg.listening} (storage ${root}, ${workers} workers)\n`);
   });
   for (let i = 0; i < workers; i++) cluster.fork();
+  const reload = () => { for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP'); };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  process.on('SIGHUP', reload);
   await exited;
   process.off('SIGINT', stop);
   process.off('SIGTERM', stop);
+  process.off('SIGHUP', reload);
 }
 
 function defaultRegistryRoot(): string {
@@ -90,6 +93,45 @@ async function maintenanceDriver(flags: { config?: string; root?: string }, cmd:
   else driver = reg.checkedDriver(new reg.FilesystemDriver(defaultRegistryRoot()));
   await driver.checkReady?.();
   return driver;
+}
+
+/** The config `serve` runs with: the file (or defaults) with REGISTRY_* and then flags over it. Re-run on SIGHUP. */
+async function serveConfig(flags: ServeFlags, root: string | undefined, envOpts: import('../../registry/index.js').LoadConfigOptions): Promise<import('../../registry/index.js').RegistryConfig> {
+  const reg = await import('../../registry/index.js');
+  const config = flags.config ? await reg.loadConfigFile(flags.config, envOpts) : reg.configFromEnv(root ? root : defaultRegistryRoot(), envOpts);
+  if (root) config.storage.filesystem.rootdirectory = (await import('node:path')).resolve(root);
+  if (flags.addr) config.http.addr = flags.addr;
+  if (flags.tlsCert || flags.tlsKey) config.http.tls = { certificate: flags.tlsCert, key: flags.tlsKey };
+  if (flags.delete === false) config.storage.delete = { enabled: false };
+  if (flags.fsync === false) config.storage.filesystem.fsync = false;
+  if (flags.ui === false) config.ui = { enabled: false };
+  if (flags.readOnly) config.storage.maintenance = { ...config.storage.maintenance, readonly: { enabled: true } };
+  if (flags.htpasswd || flags.token || flags.tokenRealm || flags.anonymousRead) config.auth ??= {};
+  if (flags.htpasswd) config.auth!.htpasswd = { realm: flags.realm ?? config.auth!.htpasswd?.realm ?? 'drydock registry', path: flags.htpasswd };
+  if (flags.anonymousRead) config.auth!.anonymousread = true;
+  if (flags.token || flags.tokenRealm || flags.tokenRootcertbundle) {
+    config.auth!.token = {
+      ...config.auth!.token,
+      ...(flags.tokenRealm ? { realm: flags.tokenRealm } : {}),
+      ...(flags.tokenService ? { service: flags.tokenService } : {}),
+      ...(flags.tokenIssuer ? { issuer: flags.tokenIssuer } : {}),
+      ...(flags.tokenRootcertbundle ? { rootcertbundle: flags.tokenRootcertbundle } : {}),
+      ...(flags.tokenSigningKey ? { signingkey: flags.tokenSigningKey } : {}),
+    };
+  }
+  if (flags.proxy) config.proxy = { remoteurl: flags.proxy, username: flags.proxyUsername, password: flags.proxyPassword };
+  if (flags.accessLogFormat) config.log = { ...config.log, accesslog: { ...config.log?.accesslog, format: flags.accessLogFormat as never } };
+  if (flags.accessLog === false || flags.quiet) config.log = { ...config.log, accesslog: { ...config.log?.accesslog, disabled: true } };
+  if (flags.s3Bucket || flags.s3Endpoint || flags.s3Region || flags.s3Rootdirectory) {
+    const s3 = { ...config.storage.s3 } as NonNullable<typeof config.storage.s3>;
+    if (flags.s3Bucket) s3.bucket = flags.s3Bucket;
+    if (flags.s3Endpoint) s3.regionendpoint = flags.s3Endpoint;
+    if (flags.s3Region) s3.region = flags.s3Region;
+    if (flags.s3Rootdirectory) s3.rootdirectory = flags.s3Rootdirectory;
+    config.storage.s3 = s3;
+  }
+  reg.normalizeConfig(config as never);
+  return config;
 }
 
 function addServeCommand(parent: Command, name: string): Command {
@@ -137,7 +179,9 @@ Examples:
 
 REGISTRY_* variables override config keys as in registry:2 (REGISTRY_ + the key path in upper
 case, e.g. REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY); flags override both.
-The server stops gracefully on SIGINT/SIGTERM: in-flight requests finish, interrupted uploads stay resumable.`)
+The server stops gracefully on SIGINT/SIGTERM: in-flight requests finish, interrupted uploads stay resumable.
+SIGHUP reloads accessControl (and auth.access, auth.anonymousread) and the htpasswd file without
+dropping connections; a config that does not load keeps the previous one and prints the error.`)
     .action(async (flags: ServeFlags, cmd: Command) => {
       const reg = await import('../../registry/index.js');
       // --root is also the global store flag; read it from wherever commander put it.
@@ -145,39 +189,7 @@ The server stops gracefully on SIGINT/SIGTERM: in-flight requests finish, interr
       // Workers re-run this action: the primary alone warns about unknown REGISTRY_* variables.
       const cluster = (await import('node:cluster')).default;
       const envOpts = { env: process.env, warn: cluster.isWorker ? undefined : (m: string) => process.stderr.write(`warning: ${m}\n`) };
-      const config = flags.config ? await reg.loadConfigFile(flags.config, envOpts) : reg.configFromEnv(root ? root : defaultRegistryRoot(), envOpts);
-      if (root) config.storage.filesystem.rootdirectory = (await import('node:path')).resolve(root);
-      if (flags.addr) config.http.addr = flags.addr;
-      if (flags.tlsCert || flags.tlsKey) config.http.tls = { certificate: flags.tlsCert, key: flags.tlsKey };
-      if (flags.delete === false) config.storage.delete = { enabled: false };
-      if (flags.fsync === false) config.storage.filesystem.fsync = false;
-      if (flags.ui === false) config.ui = { enabled: false };
-      if (flags.readOnly) config.storage.maintenance = { ...config.storage.maintenance, readonly: { enabled: true } };
-      if (flags.htpasswd || flags.token || flags.tokenRealm || flags.anonymousRead) config.auth ??= {};
-      if (flags.htpasswd) config.auth!.htpasswd = { realm: flags.realm ?? config.auth!.htpasswd?.realm ?? 'drydock registry', path: flags.htpasswd };
-      if (flags.anonymousRead) config.auth!.anonymousread = true;
-      if (flags.token || flags.tokenRealm || flags.tokenRootcertbundle) {
-        config.auth!.token = {
-          ...config.auth!.token,
-          ...(flags.tokenRealm ? { realm: flags.tokenRealm } : {}),
-          ...(flags.tokenService ? { service: flags.tokenService } : {}),
-          ...(flags.tokenIssuer ? { issuer: flags.tokenIssuer } : {}),
-          ...(flags.tokenRootcertbundle ? { rootcertbundle: flags.tokenRootcertbundle } : {}),
-          ...(flags.tokenSigningKey ? { signingkey: flags.tokenSigningKey } : {}),
-        };
-      }
-      if (flags.proxy) config.proxy = { remoteurl: flags.proxy, username: flags.proxyUsername, password: flags.proxyPassword };
-      if (flags.accessLogFormat) config.log = { ...config.log, accesslog: { ...config.log?.accesslog, format: flags.accessLogFormat as never } };
-      if (flags.accessLog === false || flags.quiet) config.log = { ...config.log, accesslog: { ...config.log?.accesslog, disabled: true } };
-      if (flags.s3Bucket || flags.s3Endpoint || flags.s3Region || flags.s3Rootdirectory) {
-        const s3 = { ...config.storage.s3 } as NonNullable<typeof config.storage.s3>;
-        if (flags.s3Bucket) s3.bucket = flags.s3Bucket;
-        if (flags.s3Endpoint) s3.regionendpoint = flags.s3Endpoint;
-        if (flags.s3Region) s3.region = flags.s3Region;
-        if (flags.s3Rootdirectory) s3.rootdirectory = flags.s3Rootdirectory;
-        config.storage.s3 = s3;
-      }
-      reg.normalizeConfig(config as never);
+      const config = await serveConfig(flags, root, envOpts);
       const location = reg.storageLocation(config);
       const workers = Number(flags.workers ?? 1);
       if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new UserError('--workers must be an integer between 1 and 64');
@@ -187,10 +199,19 @@ The server stops gracefully on SIGINT/SIGTERM: in-flight requests finish, interr
       if (cluster.isWorker) process.send?.({ listening: url });
       else if (flags.quiet) process.stdout.write(`${url}\n`);
       else process.stderr.write(`drydock registry listening on ${url} (storage ${location})\n`);
+      // SIGHUP (as nginx and sshd): re-read the config and the htpasswd file; keep the old ones on an error.
+      const reload = () => {
+        serveConfig(flags, root, { env: process.env }).then((next) => server.reload(next)).then(
+          () => { if (!flags.quiet && !cluster.isWorker) process.stderr.write('reloaded access control and htpasswd file\n'); },
+          (e: Error) => process.stderr.write(`error: reload failed, keeping the previous access control: ${e.message}\n`),
+        );
+      };
+      process.on('SIGHUP', reload);
       await new Promise<void>((resolve) => {
         const stop = () => {
           process.off('SIGINT', stop);
           process.off('SIGTERM', stop);
+          process.off('SIGHUP', reload);
           if (!flags.quiet && !cluster.isWorker) process.stderr.write('shutting down: waiting for in-flight requests\n');
           // A worker's IPC channel to the primary would keep it alive after close.
           server.close().then(resolve, resolve).finally(() => { if (cluster.isWorker) process.disconnect?.(); });
