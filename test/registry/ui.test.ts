@@ -12,7 +12,7 @@ import path from 'node:path';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { PROJECT_ROOT, requireTool, tempDir } from '../helpers/env.js';
 import { htpasswdLine } from '../helpers/docker-registry.js';
-import { configFromEnv, createRegistryServer, normalizeConfig, startRegistry, type StartedRegistry } from '../../src/registry/index.js';
+import { configFromEnv, createRegistryServer, normalizeConfig, startRegistry, type RegistryConfig, type StartedRegistry } from '../../src/registry/index.js';
 import { UI_CSP } from '../../src/registry/ui/index.js';
 import { http, pushBlob, pushImage, serveProcess, sha256 } from './util.js';
 
@@ -93,7 +93,8 @@ async function pushReferrers(base: string, repo: string, subject: { digest: stri
   }
 }
 
-let reg: { url: string; host: string; close(): Promise<void> };
+let reg: { url: string; host: string; close(): Promise<void>; reload(next: RegistryConfig): Promise<void> };
+let regConfig: RegistryConfig;
 /** htpasswd with no anonymous access at all: the page must show nothing but its login form. */
 let openReg: StartedRegistry;
 let browser: Browser;
@@ -153,7 +154,8 @@ before(async () => {
   } as never);
   const server = createRegistryServer(config, { logger: false });
   const { url } = await server.listen();
-  reg = { url, host: new URL(url).host, close: () => server.close() };
+  reg = { url, host: new URL(url).host, close: () => server.close(), reload: (next) => server.reload(next) };
+  regConfig = config;
   openReg = await startRegistry({ root: tempDir('drydock-ui-plain-'), htpasswd });
   await pushImage(reg.url, 'public/hello', 'latest', { headers: ALICE });
   const layout = await umociImage();
@@ -313,6 +315,24 @@ describe('web UI', () => {
     assert.deepEqual((await http(`${reg.url}/v2/team/app/tags/list`, { headers: ALICE })).json().tags, ['v1']);
     assert.equal((await http(`${reg.url}/v2/team/app/manifests/old`, { headers: ALICE })).status, 404);
     await page.browserContext().close();
+  });
+
+  test('a reloaded policy (SIGHUP) changes what the page lists, with no restart', async () => {
+    const bob = basic('bob', 'hunter2');
+    const names = async () => (await http(`${reg.url}/ui/api/repositories`, { headers: bob })).json().repositories.map((r: { name: string }) => r.name);
+    assert.ok(!(await names()).includes('secret/keys'));
+    const ac = regConfig.accessControl!;
+    await reg.reload({ ...regConfig, accessControl: { ...ac, repositories: { ...ac.repositories, 'secret/**': { policies: [{ users: ['bob'], actions: ['pull'] }] } } } });
+    try {
+      const page = await newPage();
+      await login(page, 'bob', 'hunter2');
+      await page.waitForSelector('#repos table');
+      assert.deepEqual(await texts(page, '#repos tbody td:first-child'), ['public/hello', 'secret/keys', 'team/app', 'team/multi']);
+      await page.browserContext().close();
+    } finally {
+      await reg.reload(regConfig);
+    }
+    assert.ok(!(await names()).includes('secret/keys'));
   });
 
   test('no script errors or CSP violations on any page', () => {
