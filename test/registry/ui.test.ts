@@ -17,6 +17,8 @@ import { UI_CSP } from '../../src/registry/ui/index.js';
 import { http, pushBlob, pushImage, serveProcess, sha256 } from './util.js';
 
 const CHROMIUM = '/usr/bin/chromium';
+/** A label value that would run script if the page ever inserted image data as HTML. */
+const XSS = '<img src=x onerror="window.pwned=1">';
 const basic = (u: string, p: string) => ({ Authorization: `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}` });
 const ALICE = basic('alice', 's3cret');
 
@@ -45,7 +47,7 @@ async function umociImage(): Promise<string> {
     await run('umoci', ['repack', '--image', `${layout}:v1`, '--history.created_by', createdBy, bundle]);
   }
   await run('umoci', ['config', '--image', `${layout}:v1`, '--config.label', 'org.opencontainers.image.title=demo app',
-    '--config.label', 'team=platform', '--config.env', 'GREETING=hello', '--config.cmd', '/bin/sh', '--os', 'linux', '--architecture', 'amd64',
+    '--config.label', 'team=platform', '--config.label', `note=${XSS}`, '--config.env', 'GREETING=hello', '--config.cmd', '/bin/sh', '--os', 'linux', '--architecture', 'amd64',
     '--history.created_by', 'LABEL team=platform']);
   return layout;
 }
@@ -121,8 +123,10 @@ async function login(page: Page, user: string, password: string): Promise<void> 
 
 const texts = (page: Page, selector: string) => page.$$eval(selector, (els) => els.map((e) => (e.textContent ?? '').trim()));
 
-async function shot(page: Page, name: string, fullPage = false): Promise<void> {
-  await page.screenshot({ path: path.join(shots, `ui-${name}.png`) as `${string}.png`, fullPage });
+/** The page down to the end of its content (small files for docs/img). */
+async function shot(page: Page, name: string): Promise<void> {
+  const height = await page.$eval('main', (m) => Math.ceil(m.getBoundingClientRect().bottom) + 12);
+  await page.screenshot({ path: path.join(shots, `ui-${name}.png`) as `${string}.png`, clip: { x: 0, y: 0, width: 1000, height: Math.max(240, height) }, captureBeyondViewport: true });
 }
 
 before(async () => {
@@ -257,7 +261,9 @@ describe('web UI', () => {
     assert.deepEqual(layerRows.map((r) => r[1]), m.layers.map((l) => l.digest));
     assert.ok(m.layers.every((l) => l.size > 0));
     const labels = await page.$$eval('#labels tbody tr', (rows) => rows.map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent)));
-    assert.deepEqual(labels, [['org.opencontainers.image.title', 'demo app'], ['team', 'platform']]);
+    assert.deepEqual(labels, [['note', XSS], ['org.opencontainers.image.title', 'demo app'], ['team', 'platform']]);
+    assert.equal(await page.$('main img'), null, 'a label is text, never markup');
+    assert.equal(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned), undefined);
     const history = await texts(page, '#history tbody td:nth-child(2)');
     assert.ok(history.includes('COPY hello.txt /') && history.includes('COPY motd /etc/') && history.includes('LABEL team=platform'), history.join(' | '));
     const body = await page.$eval('main', (e) => e.textContent ?? '');
@@ -267,7 +273,7 @@ describe('web UI', () => {
     assert.deepEqual(pulls.slice(0, 2), [`drydock pull ${reg.host}/team/app:v1`, `docker pull ${reg.host}/team/app:v1`]);
     assert.equal(pulls[2], `docker pull ${reg.host}/team/app@${manifest.headers.get('docker-content-digest')}`);
     assert.deepEqual((await texts(page, '#referrers tbody td:first-child')).sort(), ['application/spdx+json', 'application/vnd.cncf.notary.signature']);
-    await shot(page, 'manifest', true);
+    await shot(page, 'manifest');
 
     await page.goto(`${reg.url}/ui/#/r/team%2Fmulti/m/latest`);
     await page.waitForSelector('#platforms');
@@ -388,14 +394,21 @@ describe('web UI with bearer tokens (the built-in /token issuer)', () => {
 });
 
 describe('turning the UI off', () => {
-  test('--no-ui', async () => {
+  test('on by default from the CLI; --no-ui turns it off', async () => {
     const children = new Set<import('node:child_process').ChildProcess>();
-    const { url, proc } = await serveProcess(['--root', tempDir('drydock-ui-off-'), '--no-ui'], children);
+    const on = await serveProcess(['--root', tempDir('drydock-ui-on-')], children);
+    const off = await serveProcess(['--root', tempDir('drydock-ui-off-'), '--no-ui'], children);
     try {
-      assert.equal((await http(`${url}/ui/`)).status, 404);
-      assert.equal((await http(`${url}/v2/`)).status, 200);
+      // The CLI serves the script tsc built into the package.
+      const js = await http(`${on.url}/ui/app.js`);
+      assert.equal(js.status, 200);
+      assert.match(js.body.toString(), /drydock\.credentials/);
+      assert.equal((await http(`${off.url}/ui/`)).status, 404);
+      assert.equal((await http(`${off.url}/ui/app.js`)).status, 404);
+      assert.equal((await http(`${off.url}/v2/`)).status, 200);
     } finally {
-      proc.kill('SIGTERM');
+      on.proc.kill('SIGTERM');
+      off.proc.kill('SIGTERM');
     }
   });
 
