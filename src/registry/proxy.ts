@@ -3,7 +3,14 @@
 // they follow the remote, and fall back to the local copy when the remote is unreachable.
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+
+// undici costs ~20 MiB of RSS when loaded; only a pull-through cache needs it, so it loads on first use.
+let undici: Promise<typeof import('undici')> | undefined;
+async function request(...args: Parameters<typeof import('undici').request>): Promise<Dispatcher.ResponseData> {
+  undici ??= import('undici');
+  return (await undici).request(...args) as Promise<Dispatcher.ResponseData>;
+}
 import type { Digest } from '../image/digest.js';
 import { MANIFEST_MEDIA_TYPES } from '../image/media-types.js';
 import { RegistryError } from './errors.js';

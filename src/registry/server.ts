@@ -7,7 +7,6 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import { promises as fsp } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
-import { pipeline } from 'node:stream/promises';
 import pino, { type Logger } from 'pino';
 import { Counter, Histogram, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { MediaType } from '../image/media-types.js';
@@ -330,10 +329,10 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       ctx.res.end();
       return;
     }
-    const stream = await storage.openBlob(digest, range?.start, range?.end);
+    const sendBody = await storage.blobSender(digest, range?.start, range?.end);
     ctx.res.writeHead(status, headers);
     ctx.bytesOut += Number(headers['Content-Length']);
-    await pipeline(stream, ctx.res);
+    await sendBody(ctx.res);
   }
 
   function uploadHeaders(name: string, id: string, size: number): Record<string, string | number> {

@@ -2,7 +2,8 @@
 // that become visible only after digest verification, manifests, tags and referrers. The HTTP
 // layer (server.ts) only translates requests into these calls.
 import { createHash, randomUUID, type Hash } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { DigestError, parseDigest, type Digest } from '../image/digest.js';
 import { MediaType, MANIFEST_MEDIA_TYPES, isIndexMediaType } from '../image/media-types.js';
 import { isValidTag, isValidRepository } from '../image/reference.js';
@@ -149,6 +150,20 @@ export class RegistryStorage {
   async openBlob(digest: Digest, start?: number, end?: number): Promise<Readable> {
     try {
       return await this.driver.reader(paths.blobData(digest), start, end);
+    } catch (e) {
+      if (isNotFound(e)) throw new RegistryError('BLOB_UNKNOWN', undefined, { digest: digest.value });
+      throw e;
+    }
+  }
+
+  /** Opens a blob for sending: the driver's reused-buffer sender where it has one, else its stream piped. */
+  async blobSender(digest: Digest, start?: number, end?: number): Promise<(dest: Writable) => Promise<void>> {
+    if (!this.driver.sender) {
+      const stream = await this.openBlob(digest, start, end);
+      return (dest) => pipeline(stream, dest);
+    }
+    try {
+      return await this.driver.sender(paths.blobData(digest), start, end);
     } catch (e) {
       if (isNotFound(e)) throw new RegistryError('BLOB_UNKNOWN', undefined, { digest: digest.value });
       throw e;

@@ -12,11 +12,13 @@ import path from 'node:path';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { PROJECT_ROOT, requireTool, tempDir } from '../helpers/env.js';
 import { htpasswdLine } from '../helpers/docker-registry.js';
-import { configFromEnv, createRegistryServer, normalizeConfig, startRegistry, type StartedRegistry } from '../../src/registry/index.js';
+import { configFromEnv, createRegistryServer, normalizeConfig, startRegistry, type RegistryConfig, type StartedRegistry } from '../../src/registry/index.js';
 import { UI_CSP } from '../../src/registry/ui/index.js';
 import { http, pushBlob, pushImage, serveProcess, sha256 } from './util.js';
 
 const CHROMIUM = '/usr/bin/chromium';
+/** A label value that would run script if the page ever inserted image data as HTML. */
+const XSS = '<img src=x onerror="window.pwned=1">';
 const basic = (u: string, p: string) => ({ Authorization: `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}` });
 const ALICE = basic('alice', 's3cret');
 
@@ -45,7 +47,7 @@ async function umociImage(): Promise<string> {
     await run('umoci', ['repack', '--image', `${layout}:v1`, '--history.created_by', createdBy, bundle]);
   }
   await run('umoci', ['config', '--image', `${layout}:v1`, '--config.label', 'org.opencontainers.image.title=demo app',
-    '--config.label', 'team=platform', '--config.env', 'GREETING=hello', '--config.cmd', '/bin/sh', '--os', 'linux', '--architecture', 'amd64',
+    '--config.label', 'team=platform', '--config.label', `note=${XSS}`, '--config.env', 'GREETING=hello', '--config.cmd', '/bin/sh', '--os', 'linux', '--architecture', 'amd64',
     '--history.created_by', 'LABEL team=platform']);
   return layout;
 }
@@ -93,7 +95,8 @@ async function pushReferrers(base: string, repo: string, subject: { digest: stri
   }
 }
 
-let reg: { url: string; host: string; close(): Promise<void> };
+let reg: { url: string; host: string; close(): Promise<void>; reload(next: RegistryConfig): Promise<void> };
+let regConfig: RegistryConfig;
 /** htpasswd with no anonymous access at all: the page must show nothing but its login form. */
 let openReg: StartedRegistry;
 let browser: Browser;
@@ -120,8 +123,10 @@ async function login(page: Page, user: string, password: string): Promise<void> 
 
 const texts = (page: Page, selector: string) => page.$$eval(selector, (els) => els.map((e) => (e.textContent ?? '').trim()));
 
-async function shot(page: Page, name: string, fullPage = false): Promise<void> {
-  await page.screenshot({ path: path.join(shots, `ui-${name}.png`) as `${string}.png`, fullPage });
+/** The page down to the end of its content (small files for docs/img). */
+async function shot(page: Page, name: string): Promise<void> {
+  const height = await page.$eval('main', (m) => Math.ceil(m.getBoundingClientRect().bottom) + 12);
+  await page.screenshot({ path: path.join(shots, `ui-${name}.png`) as `${string}.png`, clip: { x: 0, y: 0, width: 1000, height: Math.max(240, height) }, captureBeyondViewport: true });
 }
 
 before(async () => {
@@ -153,7 +158,8 @@ before(async () => {
   } as never);
   const server = createRegistryServer(config, { logger: false });
   const { url } = await server.listen();
-  reg = { url, host: new URL(url).host, close: () => server.close() };
+  reg = { url, host: new URL(url).host, close: () => server.close(), reload: (next) => server.reload(next) };
+  regConfig = config;
   openReg = await startRegistry({ root: tempDir('drydock-ui-plain-'), htpasswd });
   await pushImage(reg.url, 'public/hello', 'latest', { headers: ALICE });
   const layout = await umociImage();
@@ -255,7 +261,9 @@ describe('web UI', () => {
     assert.deepEqual(layerRows.map((r) => r[1]), m.layers.map((l) => l.digest));
     assert.ok(m.layers.every((l) => l.size > 0));
     const labels = await page.$$eval('#labels tbody tr', (rows) => rows.map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent)));
-    assert.deepEqual(labels, [['org.opencontainers.image.title', 'demo app'], ['team', 'platform']]);
+    assert.deepEqual(labels, [['note', XSS], ['org.opencontainers.image.title', 'demo app'], ['team', 'platform']]);
+    assert.equal(await page.$('main img'), null, 'a label is text, never markup');
+    assert.equal(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned), undefined);
     const history = await texts(page, '#history tbody td:nth-child(2)');
     assert.ok(history.includes('COPY hello.txt /') && history.includes('COPY motd /etc/') && history.includes('LABEL team=platform'), history.join(' | '));
     const body = await page.$eval('main', (e) => e.textContent ?? '');
@@ -265,7 +273,7 @@ describe('web UI', () => {
     assert.deepEqual(pulls.slice(0, 2), [`drydock pull ${reg.host}/team/app:v1`, `docker pull ${reg.host}/team/app:v1`]);
     assert.equal(pulls[2], `docker pull ${reg.host}/team/app@${manifest.headers.get('docker-content-digest')}`);
     assert.deepEqual((await texts(page, '#referrers tbody td:first-child')).sort(), ['application/spdx+json', 'application/vnd.cncf.notary.signature']);
-    await shot(page, 'manifest', true);
+    await shot(page, 'manifest');
 
     await page.goto(`${reg.url}/ui/#/r/team%2Fmulti/m/latest`);
     await page.waitForSelector('#platforms');
@@ -315,20 +323,92 @@ describe('web UI', () => {
     await page.browserContext().close();
   });
 
+  test('a reloaded policy (SIGHUP) changes what the page lists, with no restart', async () => {
+    const bob = basic('bob', 'hunter2');
+    const names = async () => (await http(`${reg.url}/ui/api/repositories`, { headers: bob })).json().repositories.map((r: { name: string }) => r.name);
+    assert.ok(!(await names()).includes('secret/keys'));
+    const ac = regConfig.accessControl!;
+    await reg.reload({ ...regConfig, accessControl: { ...ac, repositories: { ...ac.repositories, 'secret/**': { policies: [{ users: ['bob'], actions: ['pull'] }] } } } });
+    try {
+      const page = await newPage();
+      await login(page, 'bob', 'hunter2');
+      await page.waitForSelector('#repos table');
+      assert.deepEqual(await texts(page, '#repos tbody td:first-child'), ['public/hello', 'secret/keys', 'team/app', 'team/multi']);
+      await page.browserContext().close();
+    } finally {
+      await reg.reload(regConfig);
+    }
+    assert.ok(!(await names()).includes('secret/keys'));
+  });
+
   test('no script errors or CSP violations on any page', () => {
     assert.deepEqual(problems.filter((p) => !/401|403|Unauthorized|Forbidden/.test(p)), []);
   });
 });
 
+describe('web UI with bearer tokens (the built-in /token issuer)', () => {
+  let tokenReg: StartedRegistry;
+  before(async () => {
+    const htpasswd = path.join(tempDir('drydock-ui-token-auth-'), 'htpasswd');
+    writeFileSync(htpasswd, `${htpasswdLine('alice', 's3cret')}\n${htpasswdLine('bob', 'hunter2')}\n`);
+    tokenReg = await startRegistry({ root: tempDir('drydock-ui-token-'), htpasswd, token: true, access: [
+      { users: ['alice'], repositories: ['*'], actions: ['*'] },
+      { users: ['bob'], repositories: ['team/*'], actions: ['pull'] },
+    ] });
+    const layout = await umociImage();
+    for (const repo of ['team/app', 'secret/keys']) {
+      await run('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', 'alice:s3cret', `oci:${layout}:v1`, `docker://${tokenReg.host}/${repo}:v1`]);
+    }
+  });
+  after(async () => { await tokenReg?.close(); });
+
+  for (const [user, password, repos, canDelete] of [['alice', 's3cret', ['secret/keys', 'team/app'], true], ['bob', 'hunter2', ['team/app'], false]] as const) {
+    test(`${user} signs in through /token and sees ${repos.join(', ')}`, async () => {
+      const page = await newPage();
+      await page.goto(`${tokenReg.url}/ui/#/login`);
+      await page.waitForSelector('#login');
+      await page.type('input[name=username]', user);
+      await page.type('input[name=password]', password);
+      await page.click('#login button[type=submit]');
+      await page.waitForSelector('#repos table');
+      assert.deepEqual(await texts(page, '#repos tbody td:first-child'), repos);
+      await page.goto(`${tokenReg.url}/ui/#/r/team%2Fapp/m/v1`);
+      await page.waitForSelector('#layers');
+      await page.waitForFunction(() => !document.getElementById('referrers')?.textContent?.includes('Loading'));
+      assert.equal((await page.$$('button[data-delete]')).length, canDelete ? 1 : 0);
+      await page.browserContext().close();
+    });
+  }
+
+  test('a wrong password is refused by the token endpoint', async () => {
+    const page = await newPage();
+    await page.goto(`${tokenReg.url}/ui/#/login`);
+    await page.waitForSelector('#login');
+    await page.type('input[name=username]', 'alice');
+    await page.type('input[name=password]', 'nope');
+    await page.click('#login button[type=submit]');
+    await page.waitForFunction(() => document.getElementById('login-error')?.textContent !== '');
+    assert.equal((await texts(page, '#login-error'))[0], 'Invalid username or password.');
+    await page.browserContext().close();
+  });
+});
+
 describe('turning the UI off', () => {
-  test('--no-ui', async () => {
+  test('on by default from the CLI; --no-ui turns it off', async () => {
     const children = new Set<import('node:child_process').ChildProcess>();
-    const { url, proc } = await serveProcess(['--root', tempDir('drydock-ui-off-'), '--no-ui'], children);
+    const on = await serveProcess(['--root', tempDir('drydock-ui-on-')], children);
+    const off = await serveProcess(['--root', tempDir('drydock-ui-off-'), '--no-ui'], children);
     try {
-      assert.equal((await http(`${url}/ui/`)).status, 404);
-      assert.equal((await http(`${url}/v2/`)).status, 200);
+      // The CLI serves the script tsc built into the package.
+      const js = await http(`${on.url}/ui/app.js`);
+      assert.equal(js.status, 200);
+      assert.match(js.body.toString(), /drydock\.credentials/);
+      assert.equal((await http(`${off.url}/ui/`)).status, 404);
+      assert.equal((await http(`${off.url}/ui/app.js`)).status, 404);
+      assert.equal((await http(`${off.url}/v2/`)).status, 200);
     } finally {
-      proc.kill('SIGTERM');
+      on.proc.kill('SIGTERM');
+      off.proc.kill('SIGTERM');
     }
   });
 

@@ -49,11 +49,16 @@ export interface Policy {
   readonly anonymousCatalog: boolean;
 }
 
-const BIT: Record<string, number> = { pull: 1, read: 1, push: 2, create: 2, update: 2, delete: 4, '*': 7 };
 const ALL = 7;
 
 function bitFor(action: string): number {
-  return BIT[action] ?? 0;
+  switch (action) {
+    case 'pull': case 'read': return 1;
+    case 'push': case 'create': case 'update': return 2;
+    case 'delete': return 4;
+    case '*': return ALL;
+    default: return 0;
+  }
 }
 
 /** Zot's glob (doublestar): `**` any run of characters, `*` and `?` within one segment. */
@@ -114,6 +119,9 @@ export class AccessPolicy implements Policy {
   private readonly groupsOfUser = new Map<string, string[]>();
   /** repo → the entry of its longest matching glob (null: none), so the hot path is one Map lookup. */
   private readonly matchCache = new Map<string, Entry | null>();
+  /** user ('' = anonymous) → repo → action mask; cleared whole at CACHE_MAX entries. A reload builds a new policy, so no invalidation. */
+  private readonly maskCache = new Map<string, Map<string, number>>();
+  private maskCacheSize = 0;
   readonly anonymousCatalog: boolean;
 
   /** auth.anonymousread: pull for everyone on every repository, whatever the globs say. */
@@ -210,12 +218,31 @@ export class AccessPolicy implements Policy {
     return m;
   }
 
+  /**
+   * mask() with a per-(user, repo) memo for identities whose groups all come from the config
+   * (htpasswd users): the manifest GET hot path then costs two Map lookups.
+   */
+  private cachedMask(identity: Identity | undefined, repo: string): number {
+    if (identity?.groups !== undefined && identity.groups.length > 0) return this.mask(identity, repo);
+    const user = identity?.user ?? '';
+    const hit = this.maskCache.get(user)?.get(repo);
+    if (hit !== undefined) return hit;
+    const m = this.mask(identity, repo);
+    if (this.maskCacheSize >= CACHE_MAX) { this.maskCache.clear(); this.maskCacheSize = 0; }
+    let perUser = this.maskCache.get(user);
+    if (!perUser) this.maskCache.set(user, (perUser = new Map()));
+    perUser.set(repo, m);
+    this.maskCacheSize++;
+    return m;
+  }
+
   can(identity: Identity | undefined, action: string, repo: string): boolean {
     const bit = bitFor(action);
-    return bit !== 0 && (this.mask(identity, repo) & bit) === bit;
+    return bit !== 0 && (this.cachedMask(identity, repo) & bit) === bit;
   }
 
   filterRepos(identity: Identity | undefined, repos: readonly string[]): string[] {
+    // Not memoized: a catalog walk would fill the cache with repositories once each.
     return repos.filter((r) => (this.mask(identity, r) & 1) !== 0);
   }
 

@@ -3,7 +3,11 @@
 // itself (jwk/jku/x5u/x5c headers are ignored), so a client cannot bring its own trust anchor.
 import { X509Certificate, createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import { SignJWT, jwtVerify, type JWTPayload } from 'jose';
+import type { JWTPayload } from 'jose';
+
+// jose is ~10 MiB of RSS; only token auth needs it, so it loads when a token is first signed or checked.
+let joseModule: Promise<typeof import('jose')> | undefined;
+const jose = () => (joseModule ??= import('jose'));
 import { UserError } from '../../util/errors.js';
 import type { Access } from './access.js';
 
@@ -48,7 +52,7 @@ export class TokenVerifier {
   async verify(token: string): Promise<TokenClaims | undefined> {
     for (const key of this.keys) {
       try {
-        const { payload } = await jwtVerify(token, key, {
+        const { payload } = await (await jose()).jwtVerify(token, key, {
           issuer: this.issuer,
           audience: this.service,
           algorithms: algorithmsFor(key),
@@ -86,6 +90,7 @@ export class TokenIssuer {
 
   async issue(subject: string, access: Access[]): Promise<{ token: string; expiresIn: number; issuedAt: string }> {
     const now = Math.floor(Date.now() / 1000);
+    const { SignJWT } = await jose();
     const token = await new SignJWT({ access })
       .setProtectedHeader({ alg: this.algorithm, typ: 'JWT' })
       .setIssuer(this.issuer)

@@ -3,7 +3,7 @@
 // distribution's base.Base and its PathRegexp). The layout logic only builds paths from
 // validated names and digests; this is the second wall, so a bug there cannot become a path
 // outside the driver's root ('..', an empty component) on disk or in a bucket.
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { FileInfo, FileWriter, StorageDriver } from './driver.js';
 
 /** distribution's storagedriver.PathRegexp: one or more "/component" of [A-Za-z0-9._-]. */
@@ -33,11 +33,13 @@ class CheckedDriver implements StorageDriver {
   readonly checkReady?: () => Promise<string[] | void>;
   readonly lockFile?: (p: string) => Promise<(() => Promise<void>) | undefined>;
   readonly touch?: (p: string) => Promise<void>;
+  readonly sender?: (p: string, offset?: number, end?: number) => Promise<(dest: Writable) => Promise<void>>;
 
   constructor(private readonly d: StorageDriver) {
     if (d.checkReady) this.checkReady = () => d.checkReady!();
     if (d.lockFile) this.lockFile = async (p) => d.lockFile!(this.check(p));
     if (d.touch) this.touch = async (p) => d.touch!(this.check(p));
+    if (d.sender) this.sender = async (p, offset, end) => d.sender!(this.check(p), offset, end);
   }
 
   get name(): string { return this.d.name; }

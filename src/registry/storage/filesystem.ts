@@ -3,8 +3,9 @@
 import { createReadStream, promises as fsp, type Dirent } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { STREAM_CHUNK, fsyncDir, tempName, writeFileAtomic } from '../../util/fs.js';
+import { sendRange } from './send.js';
 import { PathNotFoundError, type FileInfo, type FileWriter, type StorageDriver } from './driver.js';
 
 export interface FilesystemDriverOptions {
@@ -60,6 +61,17 @@ export class FilesystemDriver implements StorageDriver {
       throw mapError(e, p);
     }
     return createReadStream('', { fd: fh, start: offset, end, highWaterMark: STREAM_CHUNK, autoClose: true });
+  }
+
+  async sender(p: string, offset = 0, end?: number): Promise<(dest: Writable) => Promise<void>> {
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(this.full(p), 'r');
+    } catch (e) {
+      throw mapError(e, p);
+    }
+    const last = end ?? (await fh.stat()).size - 1;
+    return (dest) => sendRange(fh, offset, last, dest);
   }
 
   async writer(p: string, append: boolean): Promise<FileWriter> {
