@@ -8,7 +8,7 @@ import { writeImage } from '../store/write-image.js';
 import { shortId } from '../image/digest.js';
 import { parseReference, familiarString } from '../image/reference.js';
 import type { CachedLayer } from './cache.js';
-import type { BuildGraph } from './graph.js';
+import type { BuildGraph } from './vertex.js';
 import { imageConfig, type SolvedState, type Solver } from './solver.js';
 import { BUILD_STEP_ROOT } from '../store/images.js';
 import type { BuildSession } from './session.js';

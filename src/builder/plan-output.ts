@@ -1,6 +1,6 @@
 // `drydock build --print-plan`: the build graph as a table or as JSON, with each vertex's cache
 // status looked up (not executed): "cached" means the solver would take the step from the cache.
-import type { BuildGraph, Vertex } from './graph.js';
+import type { BuildGraph, Vertex } from './vertex.js';
 import type { BuildSession } from './session.js';
 
 export interface PlanVertex {

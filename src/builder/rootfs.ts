@@ -13,7 +13,7 @@ import { UserError } from '../util/errors.js';
 import type { CachedLayer } from './cache.js';
 import { SourceTree } from './context.js';
 import type { BuildSession } from './session.js';
-import type { ExecContext, BuildLayer } from './graph.js';
+import type { ExecContext, BuildLayer } from './vertex.js';
 
 /**
  * Mounts `layers` with a fresh upper dir, runs `fn`, and turns the upper dir into the step's

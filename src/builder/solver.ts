@@ -11,7 +11,7 @@ import { shortId, digestOf } from '../image/digest.js';
 import type { HistoryEntry, ImageConfig } from '../image/types.js';
 import { UserError } from '../util/errors.js';
 import type { CacheEntry, CachedLayer } from './cache.js';
-import type { BuildGraph, BuildLayer, Vertex } from './graph.js';
+import type { BuildGraph, BuildLayer, Vertex } from './vertex.js';
 import { withRootfs, compressSnapshot } from './rootfs.js';
 import type { BuildSession } from './session.js';
 

@@ -12,7 +12,7 @@ import { parseGitSource, resolveGitCommit, checkoutGit, type GitSource } from '.
 import { treeFor } from '../rootfs.js';
 import { expandHeredoc } from '../dispatch.js';
 import type { BuildSession } from '../session.js';
-import type { ExecContext, PlannedOp, PlanState } from '../graph.js';
+import type { ExecContext, PlannedOp, PlanState } from '../vertex.js';
 import { download, type Download } from './fetch.js';
 
 export async function planCopy(s: BuildSession, inst: Instruction, state: PlanState, env: Map<string, string>, flags: Map<string, string | undefined>): Promise<PlannedOp> {

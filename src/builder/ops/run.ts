@@ -13,7 +13,7 @@ import { DEFAULT_SHELL } from '../dispatch.js';
 import { parseMountFlag, cacheMountDir, ociMount, removeMountpoints, type MountRequest } from '../mounts.js';
 import { treeFor } from '../rootfs.js';
 import { PROXY_ARGS, type BuildSession } from '../session.js';
-import type { ExecContext, PlannedOp, PlanState } from '../graph.js';
+import type { ExecContext, PlannedOp, PlanState } from '../vertex.js';
 
 export async function planRun(s: BuildSession, inst: Instruction, state: PlanState, env: Map<string, string>, flags: Map<string, string | undefined>): Promise<PlannedOp> {
   const c = state.config.config!;
