@@ -130,3 +130,8 @@ export function dispatchMetadata(prev: MetadataState, cmd: MetadataCommand, lex:
   }
   return { state, history, keyParts };
 }
+
+/** Heredoc bodies expand variables but keep quotes: each `$x`/`${…}` is expanded on its own. */
+export function expandHeredoc(lex: Lexer, content: string, env: Map<string, string>): string {
+  return content.split('\n').map((line) => line.replace(/\$(\{[^}]*\}|[A-Za-z_][A-Za-z0-9_]*)/g, (m) => lex.processWord(m, env))).join('\n');
+}

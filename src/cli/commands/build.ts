@@ -26,6 +26,7 @@ interface BuildFlags {
   ulimit?: string[];
   memory?: string;
   ssh?: string[];
+  printPlan?: boolean;
 }
 
 function parseKeyValue(list: string[] | undefined, what: string): Record<string, string> {
@@ -83,6 +84,7 @@ export function register(program: Command): void {
     .option('-q, --quiet', 'suppress build output and print the image ID')
     .addOption(new Option('--progress <type>', 'progress output').choices(['auto', 'plain', 'tty', 'quiet']).default('auto'))
     .addOption(new Option('--format <format>', 'print the result as JSON').choices(['json']))
+    .option('--print-plan', 'print the build graph (stages, steps, edges, which steps are cached) and build nothing')
     .addHelpText('after', `
 Examples:
   drydock build -t myapp:1.0 .
@@ -94,10 +96,11 @@ Examples:
   drydock build -t app -o type=docker,dest=app.tar . && podman load -i app.tar
   echo 'FROM busybox' | drydock build -f - .
   drydock build -t tools - < Dockerfile.tools        # no context: the Dockerfile alone
+  drydock build --print-plan --format json .          # the build graph; nothing runs
 
 SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
     .action(async (context: string, flags: BuildFlags) => {
-      const { build } = await import('../../builder/index.js');
+      const { build, plan, formatPlan } = await import('../../builder/index.js');
       const { ContentStore } = await import('../../store/index.js');
       const fsp = await import('node:fs/promises');
       const secrets: Record<string, string> = {};
@@ -141,13 +144,13 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
       const { parseByteSize } = await import('../../layer/limits.js');
       const ulimits = (flags.ulimit ?? []).map(parseUlimit);
       await checkUlimits(ulimits);
-      let output: { type: string; dest: string } | undefined;
+      let output: { type: 'oci' | 'docker'; dest: string } | undefined;
       if (flags.output) {
         const kv = parseCsv(flags.output);
         const type = kv.type ?? 'docker';
         if (!['oci', 'docker'].includes(type)) throw new UserError(`--output type=${type} is not supported (oci, docker)`);
         if (!kv.dest) throw new UserError('--output needs dest=FILE');
-        output = { type, dest: kv.dest };
+        output = { type: type as 'oci' | 'docker', dest: kv.dest };
       }
       const epoch = process.env.SOURCE_DATE_EPOCH;
       if (epoch !== undefined && epoch !== '' && !/^\d+$/.test(epoch)) throw new UserError(`SOURCE_DATE_EPOCH must be a whole number of seconds, got "${epoch}"`);
@@ -169,7 +172,7 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
       const ctxStat = await fsp.stat(context).catch(() => undefined);
       if (!ctxStat) throw new VerbatimError(`unable to prepare context: path ${JSON.stringify(context)} not found`);
       if (!ctxStat.isDirectory()) throw new VerbatimError(`unable to prepare context: context must be a directory: ${context}`);
-      const result = await build({
+      const buildOptions: import('../../builder/index.js').BuildOptions = {
         context,
         dockerfile: flags.file && flags.file !== '-' ? flags.file : undefined,
         dockerfileText,
@@ -190,9 +193,16 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
         progress: quiet ? undefined : process.stdout,
         sourceDateEpoch: epoch ? Number(epoch) : undefined,
         compression: flags.compression,
+        output,
         store,
-      });
-      if (output) await writeOutput(store, result.imageId, result.names, output);
+      };
+      if (flags.printPlan) {
+        const { document } = await plan({ ...buildOptions, progress: undefined });
+        if (flags.format === 'json') printJson(document);
+        else process.stdout.write(formatPlan(document));
+        return;
+      }
+      const result = await build(buildOptions);
       if (flags.iidfile) {
         const { writeFileAtomic } = await import('../../util/fs.js');
         await writeFileAtomic(flags.iidfile, result.imageId);
@@ -228,10 +238,4 @@ async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   return Buffer.concat(chunks).toString('utf8');
-}
-
-/** --output: the same archive writers as `drydock save` (skopeo/podman-compatible). */
-async function writeOutput(store: import('../../store/index.js').ContentStore, imageId: string, names: string[], output: { type: string; dest: string }): Promise<void> {
-  const { saveImages } = await import('../../archive/index.js');
-  await saveImages(store, [names[0] ?? imageId], output.dest, { format: output.type === 'oci' ? 'oci-archive' : 'docker-archive' });
 }

@@ -1,0 +1,117 @@
+// A step's filesystem: the parent's layers as overlay lowers, a fresh upper dir, mounts that
+// live exactly as long as the step (COPY --from sources, bind mounts of other stages), and the
+// step's result. The result is the upper dir itself, adopted as the layer cache entry of its
+// diffID (the tar is hashed, not compressed); the compressed blob is made later, once, by
+// compressSnapshot (see solver.ts for when).
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { randomBytes, createHash } from 'node:crypto';
+import type { Instruction } from '../dockerfile/index.js';
+import type { ContentStore } from '../store/content-store.js';
+import type { Compression } from '../image/media-types.js';
+import { UserError } from '../util/errors.js';
+import type { CachedLayer } from './cache.js';
+import { SourceTree } from './context.js';
+import type { BuildSession } from './session.js';
+import type { ExecContext, BuildLayer } from './graph.js';
+
+/**
+ * Mounts `layers` with a fresh upper dir, runs `fn`, and turns the upper dir into the step's
+ * layer. Everything is unmounted and removed afterwards, also on failure.
+ */
+export async function withRootfs(
+  s: BuildSession, layers: BuildLayer[], x: Omit<ExecContext, 'rootfs' | 'lowers' | 'upper' | 'workDir' | 'defer'>,
+  fn: (x: ExecContext) => Promise<void>,
+): Promise<BuildLayer> {
+  const { ensureLayersUnpacked, mountRootfs, adoptUnpackedLayer, createOwnedDir, scratchRoot } = await import('../runtime/index.js');
+  const lowers = await ensureLayersUnpacked(s.store, layers.map(layerRef));
+  const workDir = path.join(scratchRoot(s.store.root), `step-${process.pid}-${randomBytes(6).toString('hex')}`);
+  // Owned by this process: if it is killed, the next build, run or gc sweeps mounts and container.
+  await createOwnedDir(workDir);
+  let mounted: Awaited<ReturnType<typeof mountRootfs>> | undefined;
+  const deferred: (() => Promise<void>)[] = [];
+  // COPY --from sources first, then the step's own overlay; `mounted` clears only once unmounted.
+  const unmountAll = async () => {
+    for (const c of deferred.splice(0).reverse()) await c().catch(() => {});
+    await mounted?.unmount();
+    mounted = undefined;
+  };
+  try {
+    // volatile: the layer's durable form is its fsynced blob; the upper dir is at most a cache entry.
+    mounted = await mountRootfs({ lowerDirs: lowers, workDir, volatile: true });
+    await fn({ ...x, rootfs: mounted.rootfs, lowers, upper: mounted.upperDir, workDir, defer: (c) => { deferred.push(c); } });
+    if (s.interrupted) throw new UserError('build interrupted', 130);
+    const upper = mounted.upperDir;
+    if (s.opts.sourceDateEpoch !== undefined) {
+      // SOURCE_DATE_EPOCH clamps the blob's mtimes, so the upper dir is not the layer unpacked:
+      // the blob is written now and unpacked when a later step needs it.
+      const { createLayer } = await import('../layer/create.js');
+      const info = await createLayer(s.store, { dir: upper }, { overlayUpper: true, sourceDateEpoch: s.opts.sourceDateEpoch, compression: s.opts.compression });
+      const layer: CachedLayer = { digest: info.digest, size: info.size, mediaType: info.mediaType, diffID: info.diffID };
+      return { diffID: info.diffID, blob: Promise.resolve(layer), known: layer };
+    }
+    await unmountAll();
+    const { diffID } = await snapshotDiffID(upper);
+    // The upper dir is the new layer unpacked (overlay whiteouts and all): it becomes the layer
+    // cache entry, so the next step mounts it and nothing is unpacked or compressed here.
+    await adoptUnpackedLayer(s.store, upper, diffID);
+    return { diffID, blob: undefined, known: undefined };
+  } finally {
+    await unmountAll().catch(() => {});
+    await fsp.rm(workDir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+function layerRef(l: BuildLayer): { digest: string; diffID: string; mediaType: string } {
+  // A snapshot made by this build is in the layer cache already; only base layers need a blob.
+  return { digest: l.known?.digest ?? '', diffID: l.diffID, mediaType: l.known?.mediaType ?? '' };
+}
+
+/** The diffID of an overlay upper dir: its tar (as createLayer writes it) hashed, nothing stored. */
+export async function snapshotDiffID(dir: string): Promise<{ diffID: string; size: number }> {
+  const { tarDirectory } = await import('../layer/create.js');
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of tarDirectory(dir, { overlayUpper: true })) {
+    hash.update(chunk);
+    size += chunk.length;
+  }
+  return { diffID: `sha256:${hash.digest('hex')}`, size };
+}
+
+/**
+ * The compressed blob of a snapshot taken by this (or an earlier) build: the layer cache entry
+ * is tarred again, compressed into the store, and must hash to the same diffID.
+ */
+export async function compressSnapshot(store: ContentStore, diffID: string, compression?: Compression): Promise<CachedLayer> {
+  const { unpackedLayerDir } = await import('../runtime/index.js');
+  const { createLayer } = await import('../layer/create.js');
+  const info = await createLayer(store, { dir: unpackedLayerDir(store, diffID) }, { overlayUpper: true, compression });
+  if (info.diffID !== diffID) {
+    throw new Error(`layer snapshot ${diffID} changed before it was compressed (it now hashes to ${info.diffID}); run drydock builder prune and build again`);
+  }
+  return { digest: info.digest, size: info.size, mediaType: info.mediaType, diffID };
+}
+
+/** A read-only view of another stage's (or image's) rootfs, for COPY --from and bind mounts. */
+export async function treeFor(s: BuildSession, x: ExecContext, inst: Instruction, from: string): Promise<SourceTree> {
+  const st = s.stageRef(from, Infinity);
+  let layers: BuildLayer[];
+  let label: string;
+  if (st) {
+    layers = x.stageLayers(st.index);
+    label = `stage ${st.name ?? st.index}`;
+  } else {
+    const img = await s.resolveBase(from, s.platform, inst);
+    layers = img.manifest.layers.map((l, i) => {
+      const known = { digest: l.digest, size: l.size, mediaType: l.mediaType, diffID: img.config.rootfs.diff_ids[i]! };
+      return { diffID: known.diffID, blob: Promise.resolve(known), known };
+    });
+    label = `image ${from}`;
+  }
+  const { ensureLayersUnpacked, mountRootfs } = await import('../runtime/index.js');
+  const lowers = await ensureLayersUnpacked(s.store, layers.map(layerRef));
+  const m = await mountRootfs({ lowerDirs: lowers, workDir: path.join(x.workDir, `from-${randomBytes(4).toString('hex')}`), volatile: true });
+  x.defer(() => m.unmount());
+  return new SourceTree(m.rootfs, undefined, label, true);
+}

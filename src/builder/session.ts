@@ -1,0 +1,143 @@
+// What every part of one build shares: the options, the store and cache, the parsed Dockerfile
+// and its lexer, the build args (and which were used), the progress output, and the helpers
+// that turn errors into Dockerfile:line:column errors. The planner (graph.ts), the ops
+// (ops/*.ts), the solver and the exporter all read it; none of them owns it.
+import { promises as fsp } from 'node:fs';
+import type { Writable } from 'node:stream';
+import {
+  DockerfileError, ExpansionError, Lexer, type Instruction, type Stage, type StagedDockerfile,
+} from '../dockerfile/index.js';
+import type { ContentStore } from '../store/content-store.js';
+import { resolveImage, type LocalImage } from '../store/images.js';
+import { hostPlatform, parsePlatform, formatPlatform } from '../image/platform.js';
+import type { Platform } from '../image/types.js';
+import type { Compression } from '../image/media-types.js';
+import { NotFoundError, UserError } from '../util/errors.js';
+import type { BuildCache } from './cache.js';
+import type { SourceTree } from './context.js';
+
+export interface BuildOptions {
+  /** The context directory (read in place). */
+  context: string;
+  /** Path of the Dockerfile (default <context>/Dockerfile); may be outside the context. */
+  dockerfile?: string;
+  /** Dockerfile text (e.g. from stdin with `-f -`); wins over `dockerfile`. */
+  dockerfileText?: string;
+  tags?: string[];
+  buildArgs?: Record<string, string>;
+  target?: string;
+  noCache?: boolean;
+  platform?: string;
+  network?: 'host' | 'none';
+  /** --secret id → host file. */
+  secrets?: Record<string, string>;
+  /** --ssh id → the SSH agent socket RUN --mount=type=ssh binds. */
+  ssh?: Record<string, string>;
+  /** --add-host: "ip\thost" lines for RUN steps' /etc/hosts. */
+  extraHosts?: string[];
+  /** --shm-size in bytes for RUN steps' /dev/shm. */
+  shmSize?: number;
+  /** --ulimit for RUN steps' processes. */
+  ulimits?: { type: string; soft: number; hard: number }[];
+  /** -m/--memory: RUN steps' cgroup memory limit in bytes. */
+  memory?: number;
+  /** Progress output (Step N/M lines and RUN output); undefined = silent. */
+  progress?: Writable;
+  sourceDateEpoch?: number;
+  compression?: Compression;
+  labels?: Record<string, string>;
+  /** Always pull base images, even when the store has them (docker build --pull). */
+  pull?: boolean;
+  /** --output: also write the image as an archive (export.ts). */
+  output?: { type: 'oci' | 'docker'; dest: string };
+  /** How many steps execute at once (default: the core count, at least 2). */
+  parallelism?: number;
+  store?: ContentStore;
+}
+
+/** Build args that every build accepts without an ARG and that never enter cache keys or history. */
+export const PROXY_ARGS = new Set(['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy']);
+
+export class BuildSession {
+  readonly out: Writable | undefined;
+  readonly platform: Platform;
+  readonly buildArgs: Map<string, string>;
+  readonly usedArgs = new Set<string>();
+  globalArgs = new Map<string, string>();
+  readonly stamp: string;
+  readonly lex: Lexer;
+  /** Set by a signal: running steps fail and no new step starts. */
+  interrupted = false;
+  /** Files the planner downloaded (ADD URLs); removed when the build ends. */
+  readonly tempFiles: string[] = [];
+
+  constructor(
+    readonly opts: BuildOptions,
+    readonly store: ContentStore,
+    readonly cache: BuildCache,
+    readonly df: StagedDockerfile,
+    readonly context: SourceTree,
+  ) {
+    this.out = opts.progress;
+    this.platform = opts.platform ? parsePlatform(opts.platform) : hostPlatform();
+    this.buildArgs = new Map(Object.entries(opts.buildArgs ?? {}));
+    this.stamp = opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000).toISOString() : new Date().toISOString();
+    this.lex = new Lexer(df.escape);
+  }
+
+  log(s: string): void { this.out?.write(s); }
+
+  /** Resolves "name" or "0" to a stage defined before `before`. */
+  stageRef(ref: string, before: number): Stage | undefined {
+    const lower = ref.toLowerCase();
+    const named = this.df.stages.find((s) => s.name === lower && s.index < before);
+    if (named) return named;
+    if (/^\d+$/.test(ref) && Number(ref) < before) return this.df.stages[Number(ref)];
+    return undefined;
+  }
+
+  async resolveBase(name: string, platform: Platform, inst: Instruction): Promise<LocalImage> {
+    if (!this.opts.pull) {
+      try {
+        return await resolveImage(this.store, name, platform);
+      } catch (e) {
+        if (!(e instanceof NotFoundError)) throw this.wrap(inst, e);
+      }
+    }
+    // Not in the store (or --pull): fetch it with the registry client, honouring auth and mirrors.
+    const { pullImage } = await import('../client/index.js');
+    this.log(`Pulling ${name} (${formatPlatform(platform)})...\n`);
+    try {
+      return await pullImage(this.store, name, { platform, pullPolicy: this.opts.pull ? 'always' : 'missing' });
+    } catch (e) {
+      throw this.err(inst, `base image "${name}" not found locally and could not be pulled (${(e as Error).message}); run drydock pull ${name}, or create it with drydock import/mkimage`);
+    }
+  }
+
+  async removeTempFiles(): Promise<void> {
+    for (const f of this.tempFiles.splice(0)) await fsp.rm(f, { force: true });
+  }
+
+  // ---- errors -------------------------------------------------------------------------------
+
+  err(inst: Instruction, message: string, cause?: unknown): DockerfileError {
+    return new DockerfileError(this.df.file, inst.start, message, { cause });
+  }
+
+  wrap(inst: Instruction, e: unknown): Error {
+    if (e instanceof DockerfileError) return e;
+    if (e instanceof UserError || e instanceof ExpansionError) return this.err(inst, e.message, e);
+    return e as Error;
+  }
+
+  /** Runs `fn`, turning its user-facing errors into errors that name the instruction's position. */
+  at<T>(inst: Instruction, fn: () => T): T {
+    try {
+      const r = fn();
+      if (r instanceof Promise) return r.catch((e) => { throw this.wrap(inst, e); }) as T;
+      return r;
+    } catch (e) {
+      throw this.wrap(inst, e);
+    }
+  }
+}

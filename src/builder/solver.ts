@@ -1,0 +1,248 @@
+// The executor: runs a build graph (graph.ts) with the cache in front, BuildKit's solver in
+// small. A vertex runs once its parent and the stages it reads are done, so independent stages,
+// and COPY --from of stages that are finished, run at the same time; at most `parallelism` ops
+// (RUN/COPY/ADD) execute at once. A step's key is looked up first; a miss executes the op on an
+// overlay and keeps the upper dir as an uncompressed snapshot. Compressed blobs are made once
+// per diffID, off the critical path (started when the step ends, awaited by the exporter and by
+// the cache entry, which is written when its blob exists).
+import os from 'node:os';
+import { Writable } from 'node:stream';
+import { shortId, digestOf } from '../image/digest.js';
+import type { HistoryEntry, ImageConfig } from '../image/types.js';
+import { UserError } from '../util/errors.js';
+import type { CacheEntry, CachedLayer } from './cache.js';
+import type { BuildGraph, BuildLayer, Vertex } from './graph.js';
+import { withRootfs, compressSnapshot } from './rootfs.js';
+import type { BuildSession } from './session.js';
+
+export interface StepReport {
+  step: number;
+  instruction: string;
+  cached: boolean;
+  key: string;
+}
+
+/** A stage's filesystem and history after a vertex. */
+export interface SolvedState {
+  layers: BuildLayer[];
+  history: HistoryEntry[];
+  /** Last history `created` (the image's created time). */
+  created: string;
+}
+
+export interface StepImage {
+  /** The config digest printed on the step's " ---> ID" line. */
+  id: string;
+  config: ImageConfig;
+  layers: BuildLayer[];
+}
+
+/** The image config after a step: the planned config with the solved layers and history. */
+export function imageConfig(planned: ImageConfig, state: SolvedState): ImageConfig {
+  return {
+    ...planned, created: state.created,
+    rootfs: { type: 'layers', diff_ids: state.layers.map((l) => l.diffID) },
+    history: state.history,
+  };
+}
+
+/** Raised in branches that stop because another branch failed; never shown. */
+class Canceled extends Error {}
+
+/** p-limit in a few lines: at most `n` tasks run, the rest wait in order. */
+export function limiter(n: number): <T>(task: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const queue: (() => void)[] = [];
+  const next = () => { active--; queue.shift()?.(); };
+  return async <T>(task: () => Promise<T>): Promise<T> => {
+    if (active >= n) await new Promise<void>((resolve) => queue.push(resolve));
+    active++;
+    try { return await task(); } finally { next(); }
+  };
+}
+
+export class Solver {
+  private readonly results = new Map<number, Promise<SolvedState>>();
+  private readonly blobs = new Map<string, Promise<CachedLayer>>();
+  private readonly puts: Promise<void>[] = [];
+  private readonly limit: <T>(task: () => Promise<T>) => Promise<T>;
+  private readonly lastOfStage = new Map<number, Vertex>();
+  private readonly prefixed: boolean;
+  private readonly finalVertex: Vertex;
+  private failure: unknown;
+  readonly steps: StepReport[] = [];
+  /** Each step's intermediate image (all but the target's last step), as printed. */
+  readonly stepImages: StepImage[] = [];
+
+  constructor(private readonly s: BuildSession, private readonly graph: BuildGraph) {
+    for (const st of graph.stages) this.lastOfStage.set(st.index, st.vertices[st.vertices.length - 1]!);
+    this.finalVertex = this.lastOfStage.get(graph.target)!;
+    this.prefixed = graph.stages.length > 1;
+    this.limit = limiter(s.opts.parallelism ?? Math.max(2, os.availableParallelism?.() ?? os.cpus().length));
+  }
+
+  /** Builds the target stage; on failure, waits for the steps still running to clean up. */
+  async solve(): Promise<SolvedState> {
+    try {
+      return await this.stage(this.graph.target);
+    } catch (e) {
+      this.failure ??= e;
+      await Promise.allSettled([...this.results.values()]);
+      throw this.failure;
+    } finally {
+      this.steps.sort((a, b) => a.step - b.step);
+    }
+  }
+
+  /** Waits for the cache entries of executed steps (written once their blobs exist). */
+  async flush(): Promise<void> {
+    await Promise.all(this.puts);
+  }
+
+  /** The blob of a layer: already known, or compressed from its snapshot once. */
+  blob(layer: BuildLayer): Promise<CachedLayer> {
+    if (layer.known) return Promise.resolve(layer.known);
+    layer.blob ??= this.compress(layer.diffID);
+    return layer.blob;
+  }
+
+  /** True when the target's last vertex is a step whose " ---> ID" line the exporter prints. */
+  get finalStepPrintsImageId(): boolean {
+    return this.finalVertex.parent !== undefined && !this.finalVertex.trigger;
+  }
+
+  /** The target stage's line prefix ("[name] " when stages run at once, else empty). */
+  get finalPrefix(): string {
+    return this.label(this.finalVertex);
+  }
+
+  private compress(diffID: string): Promise<CachedLayer> {
+    let p = this.blobs.get(diffID);
+    if (!p) {
+      p = compressSnapshot(this.s.store, diffID, this.s.opts.compression);
+      p.catch(() => { /* awaited by the exporter or flush() */ });
+      this.blobs.set(diffID, p);
+    }
+    return p;
+  }
+
+  private stage(index: number): Promise<SolvedState> {
+    return this.vertex(this.lastOfStage.get(index)!);
+  }
+
+  private vertex(v: Vertex): Promise<SolvedState> {
+    let p = this.results.get(v.id);
+    if (!p) {
+      p = this.execute(v).catch((e) => {
+        if (!(e instanceof Canceled)) this.failure ??= e;
+        throw e;
+      });
+      p.catch(() => { /* reported through solve() */ });
+      this.results.set(v.id, p);
+    }
+    return p;
+  }
+
+  private label(v: Vertex): string {
+    if (!this.prefixed) return '';
+    const st = this.graph.stages.find((x) => x.index === v.stage)!;
+    return `[${st.name ?? `stage-${st.index}`}] `;
+  }
+
+  private async execute(v: Vertex): Promise<SolvedState> {
+    const s = this.s;
+    const [parent, ...inputs] = await Promise.all([v.parent ? this.vertex(v.parent) : this.base(v), ...v.inputs.map((i) => this.stage(i))]);
+    if (this.failure !== undefined) throw new Canceled('another step failed');
+    if (s.interrupted) throw new UserError('build interrupted', 130);
+    const prefix = this.label(v);
+    const stepText = `${v.trigger ? 'Trigger' : `Step ${v.step}/${this.graph.totalSteps}`} : ${v.inst.original}`;
+    s.log(`${prefix}${stepText}\n`);
+    if (!v.parent) {
+      const base = v.base!;
+      s.log(`${prefix} ---> ${base.kind === 'stage' ? `stage ${this.graph.stages.find((x) => x.index === base.stage)?.name ?? base.stage}` : base.kind === 'image' ? shortId(base.image.configDigest) : ''}\n`);
+      const triggers = this.graph.vertices.filter((x) => x.stage === v.stage && x.trigger).length;
+      if (triggers) s.log(`${prefix}# Executing ${triggers} build trigger${triggers > 1 ? 's' : ''}\n`);
+      this.steps.push({ step: v.step, instruction: v.inst.original, cached: true, key: v.key });
+      return parent;
+    }
+    let entry: CacheEntry | undefined = s.opts.noCache ? undefined : await s.cache.get(v.key);
+    const cached = !!entry;
+    let layer: BuildLayer | undefined;
+    if (entry) {
+      s.log(`${prefix} ---> Using cache\n`);
+      if (entry.layer) layer = { diffID: entry.layer.diffID, known: entry.layer };
+    } else {
+      entry = { created: s.stamp };
+      if (v.op) {
+        const layers = new Map(v.inputs.map((i, n) => [i, inputs[n]!.layers]));
+        const out = prefix && s.out ? new PrefixedLines(s.out, prefix) : s.out;
+        try {
+          layer = await this.limit(() => withRootfs(s, parent.layers, {
+            stageLayers: (i) => layers.get(i) ?? [], out, stepLabel: `step ${v.step}/${this.graph.totalSteps}`,
+          }, (x) => v.op!.exec(x)));
+        } finally {
+          if (out instanceof PrefixedLines) out.end();
+        }
+        const created = entry.created;
+        const key = v.key;
+        const put = this.blob(layer).then((l) => s.cache.put(key, { created, layer: l }));
+        put.catch(() => { /* awaited by flush() */ });
+        this.puts.push(put);
+      } else {
+        const put = s.cache.put(v.key, entry);
+        put.catch(() => {});
+        this.puts.push(put);
+      }
+    }
+    const state: SolvedState = {
+      layers: layer ? [...parent.layers, layer] : parent.layers,
+      history: [...parent.history, {
+        created: entry.created, created_by: v.history, comment: 'buildkit.dockerfile.v0', ...(layer ? {} : { empty_layer: true }),
+      }],
+      created: entry.created,
+    };
+    if (v !== this.finalVertex || v.trigger) {
+      // Like Docker's classic builder, the ID is the step's intermediate image: its config is
+      // final now (diffIDs need no blobs), the image is written by the exporter once the blobs exist.
+      const config = imageConfig(v.config, state);
+      const id = digestOf(Buffer.from(JSON.stringify(config)));
+      this.stepImages.push({ id, config, layers: state.layers });
+      s.log(`${prefix} ---> ${shortId(id)}\n`);
+    }
+    this.steps.push({ step: v.step, instruction: v.inst.original, cached, key: v.key });
+    return state;
+  }
+
+  private async base(v: Vertex): Promise<SolvedState> {
+    const base = v.base!;
+    if (base.kind === 'stage') return this.stage(base.stage);
+    if (base.kind === 'scratch') return { layers: [], history: [], created: this.s.stamp };
+    const img = base.image;
+    return {
+      layers: img.manifest.layers.map((l, i) => {
+        const known = { digest: l.digest, size: l.size, mediaType: l.mediaType, diffID: img.config.rootfs.diff_ids[i]! };
+        return { diffID: known.diffID, known };
+      }),
+      history: img.config.history ?? [],
+      created: img.config.created ?? this.s.stamp,
+    };
+  }
+}
+
+/** RUN output of concurrent stages: whole lines, each with its stage's prefix. */
+class PrefixedLines extends Writable {
+  private partial = '';
+  constructor(private readonly target: Writable, private readonly prefix: string) { super(); }
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    const text = this.partial + chunk.toString('utf8');
+    const lines = text.split('\n');
+    this.partial = lines.pop()!;
+    if (lines.length) this.target.write(lines.map((l) => `${this.prefix}${l}\n`).join(''));
+    cb();
+  }
+  override _final(cb: (e?: Error | null) => void): void {
+    if (this.partial) this.target.write(`${this.prefix}${this.partial}\n`);
+    this.partial = '';
+    cb();
+  }
+}
