@@ -3,8 +3,8 @@
 // module and the code it needs, not every package. Node's ESM loader resolves, reads and
 // compiles each file of dist/src and node_modules separately (and wraps every CommonJS package);
 // a bundled chunk costs one read and one compile. Measured by bench/startup.ts.
-// The detached container monitor is a second entry: src/runtime/lifecycle.ts starts
-// `monitor-main.js` from the directory its own code runs from.
+// The detached container monitor and the exec monitor are entries too: src/runtime/lifecycle.ts
+// starts `monitor-main.js` / `exec-monitor-main.js` from the directory its own code runs from.
 import { build } from 'esbuild';
 import { renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -16,7 +16,7 @@ const tmp = `${out}.tmp-${process.pid}`;
 rmSync(tmp, { recursive: true, force: true });
 await build({
   absWorkingDir: root,
-  entryPoints: { drydock: 'src/cli/main.ts', 'monitor-main': 'src/runtime/monitor-main.ts' },
+  entryPoints: { drydock: 'src/cli/main.ts', 'monitor-main': 'src/runtime/monitor-main.ts', 'exec-monitor-main': 'src/runtime/exec-monitor-main.ts' },
   outdir: tmp,
   bundle: true,
   splitting: true,

@@ -13,7 +13,7 @@ import {
 import { createContainer, type CreateOptions, mergeEnv, parseEnvList } from './create.js';
 import { runContainer } from './runner.js';
 import { destroyContainer } from './destroy.js';
-import { killContainer, containerState, execInContainer } from './runc.js';
+import { killContainer, containerState, execInContainer, type ExecOptions } from './runc.js';
 import { inspectVolume } from './volumes.js';
 import { resolveUser } from './user.js';
 import { checkWorkdir } from './rootfs-path.js';
@@ -22,7 +22,11 @@ import type { OciSpec } from './spec.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export interface RunOptions extends CreateOptions { detach?: boolean }
+export interface RunOptions extends CreateOptions {
+  detach?: boolean;
+  /** Docker's --detach-keys for a terminal session (default ctrl-p,ctrl-q). */
+  detachKeys?: string;
+}
 
 /** `drydock run`: create, then run in the foreground (returns the exit code) or via the monitor. */
 export async function runNew(o: RunOptions): Promise<{ id: string; exitCode: number }> {
@@ -34,18 +38,26 @@ export async function runNew(o: RunOptions): Promise<{ id: string; exitCode: num
     await startDetached(c);
     return { id: rec.Id, exitCode: 0 };
   }
+  // `-it` on a terminal: the monitor runs the container and this process attaches to it, as
+  // Docker's CLI attaches to its daemon, so the detach keys leave the container running.
+  if (rec.Config.Tty && rec.Config.OpenStdin && process.stdin.isTTY) {
+    const { attachContainer } = await import('./attach.js');
+    await startDetached(c, { attach: true });
+    const exitCode = await attachContainer(c, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, detachKeys: o.detachKeys, justStarted: true });
+    return { id: rec.Id, exitCode };
+  }
   // --rm output is not kept (the record disappears), so the fast path skips log capture.
   const code = await runContainer(c, { mode: 'foreground', log: !rec.HostConfig.AutoRemove });
   return { id: rec.Id, exitCode: code };
 }
 
 /** Starts the monitor for a created/exited container and waits until the container runs. */
-export async function startDetached(c: Container): Promise<void> {
+export async function startDetached(c: Container, o: { attach?: boolean } = {}): Promise<void> {
   if (c.state.Status === 'running') return;
   const here = fileURLToPath(import.meta.url);
   const entry = path.join(path.dirname(here), `monitor-main${path.extname(here)}`);
   const logFd = openSync(c.paths.monitorLog, 'a');
-  const child = spawn(process.execPath, [...process.execArgv, entry, c.record.Id], {
+  const child = spawn(process.execPath, [...process.execArgv, entry, c.record.Id, ...(o.attach ? ['--attach'] : [])], {
     detached: true,
     stdio: ['ignore', logFd, logFd, 'pipe'],
     env: process.env,
@@ -155,7 +167,7 @@ export async function removeContainer(ref: string, o: { force?: boolean; volumes
   return c;
 }
 
-export interface ExecOpts { interactive?: boolean; tty?: boolean; env?: string[]; user?: string; workdir?: string; detach?: boolean }
+export interface ExecOpts { interactive?: boolean; tty?: boolean; env?: string[]; user?: string; workdir?: string; detach?: boolean; detachKeys?: string }
 
 export async function execIn(ref: string, args: string[], o: ExecOpts = {}): Promise<number> {
   const c = await findContainer(ref);
@@ -168,7 +180,7 @@ export async function execIn(ref: string, args: string[], o: ExecOpts = {}): Pro
   let env = mergeEnv(spec.process.env, parseEnvList(o.env ?? []));
   if (user) env = mergeEnv(env, [`HOME=${user.home}`]);
   if (o.tty && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=xterm');
-  return execInContainer({
+  const exec = {
     id: c.record.Id,
     args,
     env,
@@ -179,7 +191,39 @@ export async function execIn(ref: string, args: string[], o: ExecOpts = {}): Pro
     base: spec.process,
     processFile: path.join(c.paths.dir, `exec-${process.pid}-${Date.now()}.json`),
     runtime: c.record.HostConfig.Runtime,
+  };
+  if (o.tty && o.interactive && process.stdin.isTTY) return execAttached(c, exec, o.detachKeys);
+  return execInContainer(exec);
+}
+
+/**
+ * `exec -it` on a terminal: a detached exec monitor (exec-monitor-main.ts) runs the process and
+ * this CLI attaches to it, so the detach keys leave it running; otherwise the exit code is its.
+ */
+async function execAttached(c: Container, exec: ExecOptions, detachKeys?: string): Promise<number> {
+  const { prepareExec } = await import('./runc.js');
+  const { attachSocket } = await import('./attach.js');
+  const runcExec = await prepareExec(exec);
+  const socket = `${path.basename(exec.processFile, '.json')}.sock`;
+  const here = fileURLToPath(import.meta.url);
+  const entry = path.join(path.dirname(here), `exec-monitor-main${path.extname(here)}`);
+  // Its own errors go to the monitor log: it must not hold the user's terminal open.
+  const logFd = openSync(c.paths.monitorLog, 'a');
+  const child = spawn(process.execPath, [...process.execArgv, entry, c.paths.dir, socket, exec.processFile, ...runcExec], {
+    detached: true, stdio: ['ignore', logFd, logFd, 'pipe'], env: process.env,
   });
+  closeSync(logFd);
+  const pipe = child.stdio[3] as NodeJS.ReadableStream;
+  let text = '';
+  pipe.on('data', (d) => (text += d));
+  await new Promise<void>((resolve) => { pipe.on('end', resolve); pipe.on('error', resolve); });
+  child.unref();
+  if (!text.includes('"ok":true')) throw new UserError(`the exec session for ${c.record.Name} failed to start`, 126);
+  const r = await attachSocket(c.paths.dir, socket, {
+    stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, detachKeys,
+    tty: true, openStdin: true, missing: `the exec session for ${c.record.Name} went away`,
+  });
+  return r.detached ? 0 : r.exitCode ?? 0;
 }
 
 export interface CommitOptions { tag?: string; message?: string; author?: string; changes?: string[]; pause?: boolean }

@@ -6,7 +6,7 @@ import { loadContainer } from './containers.js';
 import { runContainer } from './runner.js';
 
 async function main(): Promise<void> {
-  const [id] = process.argv.slice(2);
+  const [id, flag] = process.argv.slice(2);
   let ready = createWriteStream('', { fd: 3 }) as ReturnType<typeof createWriteStream> | undefined;
   ready!.on('error', () => { ready = undefined; });
   const report = (msg: object) => { if (ready) { ready.end(JSON.stringify(msg) + '\n'); ready = undefined; } };
@@ -15,6 +15,7 @@ async function main(): Promise<void> {
   if (!c) { report({ error: `no such container: ${id}`, exitCode: 125 }); process.exitCode = 125; return; }
   const code = await runContainer(c, {
     mode: 'monitor',
+    holdOutput: flag === '--attach',
     ready: (e) => report(e ? { error: e.message, exitCode: (e as { exitCode?: number }).exitCode ?? 125 } : { ok: true }),
   });
   report({ ok: true });

@@ -121,7 +121,7 @@ export async function runOnceCaptured(opts: Omit<RunOnceOptions, 'stdio'>): Prom
   return { ...r, stdout: Buffer.concat(chunks.out).toString('utf8'), stderr: Buffer.concat(chunks.err).toString('utf8') };
 }
 
-function shellQuote(s: string): string {
+export function shellQuote(s: string): string {
   return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
@@ -202,8 +202,8 @@ export interface ExecOptions extends RuncOptions {
   processFile: string;
 }
 
-/** `runc exec` with inherited stdio; returns the exit code. */
-export async function execInContainer(o: ExecOptions): Promise<number> {
+/** Writes the exec's process file and returns the `runc exec` command line. */
+export async function prepareExec(o: ExecOptions): Promise<string[]> {
   const proc = {
     ...o.base,
     terminal: !!o.tty,
@@ -214,7 +214,13 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
   };
   await fsp.writeFile(o.processFile, JSON.stringify(proc));
   const { bin, args } = base(o);
-  const child = spawn(bin, [...args, 'exec', '--process', o.processFile, o.id], { stdio: [o.interactive || o.tty ? 'inherit' : 'ignore', 'inherit', 'inherit'] });
+  return [bin, ...args, 'exec', '--process', o.processFile, o.id];
+}
+
+/** `runc exec` with inherited stdio; returns the exit code. */
+export async function execInContainer(o: ExecOptions): Promise<number> {
+  const [bin, ...args] = await prepareExec(o);
+  const child = spawn(bin!, args, { stdio: [o.interactive || o.tty ? 'inherit' : 'ignore', 'inherit', 'inherit'] });
   const forward = (sig: NodeJS.Signals) => { try { child.kill(sig); } catch { /* gone */ } };
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.on(s, forward);

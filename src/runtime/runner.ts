@@ -22,7 +22,7 @@ export type RunnerIO =
   /** Foreground: attach to our terminal. `log` tees output into the container log (no tty). */
   | { mode: 'foreground'; log: boolean }
   /** Detached monitor: output goes to the log only; `ready` reports the start (or its failure). */
-  | { mode: 'monitor'; ready(error?: Error): void };
+  | { mode: 'monitor'; ready(error?: Error): void; /** a foreground `run -it` attaches: hold its output */ holdOutput?: boolean };
 
 /** Mounts the container's overlay rootfs unless it is mounted already (e.g. after a reboot). */
 export async function ensureMounted(c: Container): Promise<string> {
@@ -192,7 +192,10 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
         h.child.stderr!.pipe(logs.stream('stderr', tee ? process.stderr : undefined));
       }
       // `drydock attach` reaches a detached container's stdio through the monitor.
-      if (io.mode === 'monitor') attach = await serveAttach(c.paths.dir, { stdin: rec.Config.OpenStdin ? h.child.stdin : undefined, stdout: h.child.stdout!, stderr: h.child.stderr! });
+      if (io.mode === 'monitor') {
+        attach = await serveAttach(c.paths.dir, { stdin: rec.Config.OpenStdin ? h.child.stdin : undefined, stdout: h.child.stdout!, stderr: h.child.stderr! },
+          { holdForFirstClient: io.holdOutput && attempt === 0 });
+      }
       let exited = false;
       h.child.on('exit', () => { exited = true; });
       if (io.mode === 'monitor') {
@@ -208,7 +211,7 @@ export async function runContainer(initial: Container, io: RunnerIO): Promise<nu
         await Promise.all([once(h.child.stdout!), once(h.child.stderr!)]);
         await logs.close();
       }
-      await attach?.close();
+      await attach?.close(result?.exitCode);
       attach = undefined;
     } catch (e) {
       startError = e as Error;

@@ -8,7 +8,7 @@ const rt = () => import('../../runtime/lifecycle.js');
 const containers = () => import('../../runtime/containers.js');
 
 interface RunFlags {
-  detach?: boolean; rm?: boolean; interactive?: boolean; tty?: boolean; name?: string; env?: string[]; envFile?: string[];
+  detach?: boolean; detachKeys?: string; rm?: boolean; interactive?: boolean; tty?: boolean; name?: string; env?: string[]; envFile?: string[];
   user?: string; workdir?: string; entrypoint?: string; volume?: string[]; tmpfs?: string[]; publish?: string[]; publishAll?: boolean;
   network?: string; net?: string; hostname?: string; readOnly?: boolean; memory?: string; cpus?: string; restart?: string; init?: boolean;
   runtime?: string; groupAdd?: string[]; addHost?: string[]; dns?: string[]; label?: string[]; stopSignal?: string; quiet?: boolean;
@@ -19,6 +19,7 @@ interface RunFlags {
 function addRunOptions(cmd: Command): Command {
   return cmd
     .option('-d, --detach', 'run in the background and print the container ID')
+    .option('--detach-keys <keys>', 'key sequence that detaches from a terminal session (default ctrl-p,ctrl-q)')
     .option('--rm', 'remove the container (and its anonymous volumes) when it exits')
     .option('-i, --interactive', 'keep STDIN open')
     .option('-t, --tty', 'allocate a pseudo-TTY')
@@ -139,10 +140,11 @@ Examples:
   drydock run --rm --network none --read-only --tmpfs /tmp busybox sh -c 'ls /sys/class/net'`)
     .action(async (image: string, command: string[], f: RunFlags) => {
       if (notATty(f)) return;
+      if (f.detachKeys !== undefined) (await import('../../runtime/attach.js')).parseDetachKeys(f.detachKeys);
       const { runNew } = await rt();
       if (f.detach && f.rm && f.restart && f.restart !== 'no') throw new UserError('conflicting options: --restart and --rm');
       // Docker's convention: 125 when drydock itself fails (126/127 come from the runtime).
-      const r = await ensureImage(image, f).then(() => runNew({ ...createOptions(image, command, f), detach: f.detach })).catch((e) => {
+      const r = await ensureImage(image, f).then(() => runNew({ ...createOptions(image, command, f), detach: f.detach, detachKeys: f.detachKeys })).catch((e) => {
         if (e instanceof UserError && e.exitCode === 1) throw new UserError(e.message, 125);
         throw e;
       });
@@ -309,13 +311,15 @@ Examples:
     .option('-e, --env <KEY=VALUE>', 'set an environment variable (repeatable)', collect)
     .option('-u, --user <user[:group]>', 'user name or uid (and group)')
     .option('-w, --workdir <dir>', 'working directory')
+    .option('--detach-keys <keys>', 'key sequence that detaches from a terminal session (default ctrl-p,ctrl-q)')
     .passThroughOptions()
     .addHelpText('after', `
 Examples:
   drydock exec web ls /var/www
   drydock exec -it -u www-data web sh`)
-    .action(async (ref: string, command: string[], f: { interactive?: boolean; tty?: boolean; env?: string[]; user?: string; workdir?: string }) => {
+    .action(async (ref: string, command: string[], f: { interactive?: boolean; tty?: boolean; env?: string[]; user?: string; workdir?: string; detachKeys?: string }) => {
       if (notATty(f)) return;
+      if (f.detachKeys !== undefined) (await import('../../runtime/attach.js')).parseDetachKeys(f.detachKeys);
       const { execIn } = await rt();
       process.exitCode = await execIn(ref, command, f);
     });
