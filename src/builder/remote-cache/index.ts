@@ -19,6 +19,8 @@ export * from './format.js';
 
 /** What the builder calls; everything is optional work for a build without remote caches. */
 export interface StepCacheHooks {
+  /** True when an imported cache has a record for the key (lookup may still refuse it). */
+  has(key: string): boolean;
   /** A step's cache entry from a remote cache, after the local cache missed. */
   lookup(key: string, parentDiffIDs: string[]): Promise<CacheEntry | undefined>;
   /** Every resolved step (FROM, cached or executed). */
@@ -96,6 +98,10 @@ export class RemoteCache implements StepCacheHooks {
     if (this.opts.warn) this.opts.warn(m);
     else process.stderr.write(`WARNING: ${m}\n`);
   };
+
+  has(key: string): boolean {
+    return this.entries.has(key);
+  }
 
   async lookup(key: string, parentDiffIDs: string[]): Promise<CacheEntry | undefined> {
     const e = this.entries.get(key);
