@@ -250,6 +250,17 @@ test('a missing or corrupt cache is a warning and the build runs normally', asyn
   assert.match(r.stderr, /WARNING: local cache import at .*corrupt-cache failed: invalid looping layer/);
 });
 
+test('a failed --cache-to fails the build unless ignore-error=true', async () => {
+  const dir = await contextDir('bad'); // cached in runner A: only the export is at stake
+  await build(rootA, dir, []);
+  const unreachable = '127.0.0.1:1/cache/app:x';
+  const failed = await runCli(['build', '--cache-to', `type=registry,ref=${unreachable}`, dir], { root: rootA, timeoutMs: 120_000 });
+  assert.notEqual(failed.code, 0);
+  assert.match(failed.stderr, new RegExp(`failed to export cache to ${unreachable}: `));
+  const ignored = await build(rootA, dir, ['--cache-to', `type=registry,ref=${unreachable},ignore-error=true`]);
+  assert.match(ignored.stderr, new RegExp(`WARNING: failed to export cache to ${unreachable}: `));
+});
+
 test('--cache-to / --cache-from values are parsed like buildx', async () => {
   const cases: [string[], RegExp][] = [
     [['--cache-to', 'type=s3,ref=x'], /unknown cache exporter: "s3"/],

@@ -7,6 +7,7 @@
 import type { Readable } from 'node:stream';
 import type { Writable } from 'node:stream';
 import type { ContentStore } from '../../store/content-store.js';
+import { UserError } from '../../util/errors.js';
 import type { BlobOrigin } from '../../image/source.js';
 import { BuildCache, type CacheEntry, type CachedLayer } from '../cache.js';
 import { importCache, type ImportedCache } from './import.js';
@@ -165,14 +166,19 @@ export class RemoteCache implements StepCacheHooks {
     return chain;
   }
 
-  /** Writes every --cache-to except inline (already in the image). A failure is a warning. */
+  /**
+   * Writes every --cache-to except inline (already in the image). A failure fails the build, as
+   * in BuildKit, unless the spec says ignore-error=true; then it is a warning.
+   */
   async export(): Promise<void> {
     for (const spec of this.opts.to) {
       if (spec.type === 'inline') continue;
       try {
         await exportCache(spec, await this.recordsFor(spec.mode), { store: this.store, origins: this.origins, progress: this.opts.progress, client: this.opts.client });
       } catch (e) {
-        throw Object.assign(e as Error, { message: `failed to export cache to ${spec.type === 'registry' ? spec.ref : spec.dest}: ${(e as Error).message}` });
+        const message = `failed to export cache to ${spec.type === 'registry' ? spec.ref : spec.dest}: ${(e as Error).message}`;
+        if (spec.ignoreError) this.warn(message);
+        else throw new UserError(message, { cause: e });
       }
     }
   }
