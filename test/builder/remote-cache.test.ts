@@ -31,6 +31,13 @@ before(async () => {
   serve = await startServe(['--root', path.join(base, 'registry'), '--addr', '127.0.0.1:0', '--access-log-format', 'combined']);
   host = new URL(serve.url).host;
   await push(await ContentStore.open(rootA), 'busybox:latest', `${host}/library/busybox:latest`);
+  // The build stage's base: busybox plus one layer the final image does not have.
+  const builderCtx = path.join(base, 'ctx-builder-base');
+  await fsp.mkdir(builderCtx, { recursive: true });
+  await fsp.writeFile(path.join(builderCtx, 'Dockerfile'), 'FROM busybox\nRUN echo toolchain > /toolchain\n');
+  const b = await runCli(['build', '-q', '-t', `${host}/library/builder:1`, builderCtx], { root: rootA, timeoutMs: 300_000 });
+  assert.equal(b.code, 0, b.stderr);
+  await push(await ContentStore.open(rootA), `${host}/library/builder:1`);
   marker = createServer((req, res) => { hits.push(req.url!); res.end(`ran ${req.url}\n`); });
   await new Promise<void>((r) => marker.listen(0, '127.0.0.1', r));
   markerPort = (marker.address() as { port: number }).port;
@@ -43,7 +50,7 @@ after(async () => {
 /** A multi-stage Dockerfile: the build stage's layers are not in the final image. */
 function dockerfile(tag: string): string {
   const url = (p: string) => `http://127.0.0.1:${markerPort}/${tag}/${p}`;
-  return `FROM ${host}/library/busybox:latest AS build
+  return `FROM ${host}/library/builder:1 AS build
 RUN wget -q -O /built.txt ${url('build')}
 RUN wget -q -O /unused.txt ${url('unused')}
 FROM ${host}/library/busybox:latest
@@ -106,8 +113,7 @@ test('registry, mode=max: a fresh runner executes no RUN and downloads only the 
   assert.equal(m.config.mediaType, CACHE_CONFIG_MEDIA_TYPE);
   for (const l of m.layers) assert.match(l.annotations?.['containerd.io/uncompressed'] ?? '', /^sha256:/);
   const cfg = await registryBlob<CacheConfig>('cache/app', m.config.digest);
-  // A record per step of both stages; the two FROM lines name the same base, hence one record.
-  assert.equal(cfg.records!.length, 7);
+  assert.equal(cfg.records!.length, 8, 'a record per step, both stages');
 
   const root = freshRoot();
   const second = await build(root, dir, ['--cache-from', `type=registry,ref=${host}/cache/app:max`]);
@@ -122,7 +128,7 @@ test('registry, mode=max: a fresh runner executes no RUN and downloads only the 
   assert.deepEqual([...new Set(layerGets)].sort(), [...finalLayers].sort(), `layer blobs downloaded: ${second.blobGets.join(' ')}`);
   assert.equal(layerGets.length, new Set(layerGets).size, 'each layer downloaded once');
   const buildStageOnly = m.layers.map((l) => l.digest).filter((d) => !finalLayers.includes(d));
-  assert.equal(buildStageOnly.length, 2, 'the build stage\'s two RUN layers are in the cache');
+  assert.equal(buildStageOnly.length, 3, 'the build stage\'s base layer and two RUN layers are in the cache');
   for (const d of buildStageOnly) assert.ok(!second.blobGets.includes(d), `build-stage layer ${d} was not downloaded`);
 
   // The downloaded hits became local cache entries: building again downloads no layer at all.
@@ -139,12 +145,12 @@ test('mode=min exports the final image\'s records and layers only; mode=max ever
   const max = await registryManifest('cache/app:max');
   const img = await imageOf(rootA, r.id);
   assert.deepEqual(min.layers.map((l) => l.digest).sort(), img.manifest.layers.map((l) => l.digest).sort(), 'min: exactly the final image\'s layers');
-  assert.equal(max.layers.length, min.layers.length + 2);
+  assert.equal(max.layers.length, min.layers.length + 3, 'max adds the build stage\'s base layer and RUN layers');
   const minCfg = await registryBlob<CacheConfig>('cache/app', min.config.digest);
   const maxCfg = await registryBlob<CacheConfig>('cache/app', max.config.digest);
-  // min: FROM, COPY --from, COPY, RUN, CMD of the final stage; max adds the build stage's 2 RUNs.
+  // min: FROM, COPY --from, COPY, RUN, CMD of the final stage; max adds the build stage's 3 steps.
   assert.equal(minCfg.records!.length, 5);
-  assert.equal(maxCfg.records!.length, 7);
+  assert.equal(maxCfg.records!.length, 8);
 
   // Fresh runner from min: the final stage is cached, so the build stage it copies from is not
   // needed and never runs (BuildKit's behaviour); its steps are not even reported.

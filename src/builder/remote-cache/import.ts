@@ -26,7 +26,7 @@ export interface ImportedCache {
   close(): Promise<void>;
 }
 
-async function readBlob(src: ImageSource, desc: Descriptor, limit: number): Promise<Buffer> {
+export async function readBlob(src: ImageSource, desc: Descriptor, limit: number): Promise<Buffer> {
   if (desc.size > limit) throw new Error(`blob ${desc.digest} is ${desc.size} bytes, over the ${limit} byte limit`);
   const chunks: Buffer[] = [];
   let n = 0;

@@ -9,8 +9,11 @@ import type { Writable } from 'node:stream';
 import type { ContentStore } from '../../store/content-store.js';
 import { UserError } from '../../util/errors.js';
 import type { BlobOrigin } from '../../image/source.js';
+import type { ImageIndex, ImageManifest, ImageConfig, Platform } from '../../image/types.js';
+import type { LocalImage } from '../../store/images.js';
+import type { RegistryContext } from '../../client/context.js';
 import { BuildCache, type CacheEntry, type CachedLayer } from '../cache.js';
-import { importCache, type ImportedCache } from './import.js';
+import { importCache, readBlob, type ImportedCache } from './import.js';
 import { exportCache, inlineConfigField } from './export.js';
 import { entryFor, type StepRecord, type RemoteEntry } from './format.js';
 import type { CacheExportSpec, CacheImportSpec } from './options.js';
@@ -30,6 +33,11 @@ export interface StepCacheHooks {
   ensureLayers(layers: CachedLayer[]): Promise<void>;
   /** Extra top-level fields for the final image config (the inline cache). */
   finalImage(key: string, layers: CachedLayer[]): Promise<Record<string, unknown>>;
+  /**
+   * A base image that is not in the store, as manifest and config only: its layers are fetched
+   * like remote hits, when a step or the image needs them. Undefined: pull it as usual.
+   */
+  resolveBase(name: string, platform: Platform): Promise<LocalImage | undefined>;
 }
 
 /** A step as the solver reports it: the blobs of its chain are asked for only when exported. */
@@ -183,7 +191,56 @@ export class RemoteCache implements StepCacheHooks {
     }
   }
 
+  private registry?: Promise<RegistryContext>;
+  private readonly bases = new Map<string, Promise<LocalImage | undefined>>();
+
+  resolveBase(name: string, platform: Platform): Promise<LocalImage | undefined> {
+    // Only worth it when a cache may make the base's layers unnecessary.
+    if (this.entries.size === 0) return Promise.resolve(undefined);
+    const key = `${name}|${platform.os}/${platform.architecture}/${platform.variant ?? ''}`;
+    let p = this.bases.get(key);
+    if (!p) this.bases.set(key, p = this.resolveBaseOnce(name, platform));
+    return p;
+  }
+
+  private async resolveBaseOnce(name: string, platform: Platform): Promise<LocalImage | undefined> {
+    const { RegistryContext, RemoteImageSource } = await import('../../client/index.js');
+    const { parseReference, formatReference } = await import('../../image/reference.js');
+    const { selectPlatform } = await import('../../image/platform.js');
+    const { isIndexMediaType } = await import('../../image/media-types.js');
+    this.registry ??= RegistryContext.create({ ...this.opts.client, onWarning: this.warn });
+    const ctx = await this.registry;
+    const ref = parseReference(name);
+    const src = new RemoteImageSource(ctx, ref);
+    let top = await src.getManifest();
+    let index: LocalImage['index'];
+    if (isIndexMediaType(top.mediaType)) {
+      const doc = JSON.parse(top.bytes.toString('utf8')) as ImageIndex;
+      const pick = selectPlatform(doc.manifests, platform);
+      if (!pick) return undefined; // let the ordinary pull say which platforms there are
+      index = { descriptor: { mediaType: top.mediaType, digest: top.digest, size: top.bytes.length }, index: doc };
+      top = await src.getManifestByDigest(pick.digest);
+    }
+    const manifest = JSON.parse(top.bytes.toString('utf8')) as ImageManifest;
+    if (!manifest.config || !Array.isArray(manifest.layers)) return undefined;
+    const configBytes = await readBlob(src, manifest.config, 16 << 20);
+    const config = JSON.parse(configBytes.toString('utf8')) as ImageConfig;
+    // Manifest and config go into the store (small, verified); the layers stay where they are.
+    await this.store.writeBytes(top.bytes, top.mediaType);
+    await this.store.writeBytes(configBytes, manifest.config.mediaType);
+    const description = formatReference(ref);
+    for (const l of manifest.layers) {
+      if (!this.origins.has(l.digest)) this.origins.set(l.digest, { open: () => src.openBlob(l), blobOrigin: src.blobOrigin, description });
+    }
+    this.opts.progress?.write(`Resolved ${name} (${top.digest}); its layers are downloaded only if a step or the image needs them\n`);
+    return {
+      names: [], manifestDescriptor: { mediaType: top.mediaType, digest: top.digest, size: top.bytes.length }, manifest,
+      ...(index ? { index } : {}), configDigest: manifest.config.digest, config,
+    };
+  }
+
   async close(): Promise<void> {
+    if (this.registry) await (await this.registry).close().catch(() => {});
     for (const c of this.closers.splice(0)) await c().catch(() => {});
   }
 }
