@@ -49,7 +49,7 @@ export async function exportImage(s: BuildSession, graph: BuildGraph, solver: So
   }
   // Untagged, it is kept like Docker's dangling images: listed as <none>, removed by rmi or image prune.
   if (names.length === 0) await s.store.setRoot(`built/${written.manifestDigest}`, [written.manifestDigest]);
-  if (solver.finalStepPrintsImageId) s.log(` ---> ${shortId(written.configDigest)}\n`);
+  if (solver.finalStepPrintsImageId) s.log(`${solver.finalPrefix} ---> ${shortId(written.configDigest)}\n`);
   s.log(`Successfully built ${shortId(written.configDigest)}\n`);
   for (const n of names) s.log(`Successfully tagged ${familiarString(parseReference(n))}\n`);
   return { imageId: written.configDigest, manifestDigest: written.manifestDigest, manifest: written.manifest, config, names, layers };

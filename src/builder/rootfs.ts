@@ -7,16 +7,13 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 import type { Instruction } from '../dockerfile/index.js';
+import type { ContentStore } from '../store/content-store.js';
+import type { Compression } from '../image/media-types.js';
 import { UserError } from '../util/errors.js';
 import type { CachedLayer } from './cache.js';
 import { SourceTree } from './context.js';
 import type { BuildSession } from './session.js';
 import type { ExecContext, BuildLayer } from './graph.js';
-
-/** What a step produced: its layer, or nothing (an empty upper dir still makes a layer, as in Docker). */
-export interface StepOutput {
-  layer: BuildLayer;
-}
 
 /**
  * Mounts `layers` with a fresh upper dir, runs `fn`, and turns the upper dir into the step's
@@ -92,10 +89,10 @@ export async function snapshotDiffID(dir: string): Promise<{ diffID: string; siz
  * The compressed blob of a snapshot taken by this (or an earlier) build: the layer cache entry
  * is tarred again, compressed into the store, and must hash to the same diffID.
  */
-export async function compressSnapshot(s: BuildSession, diffID: string): Promise<CachedLayer> {
+export async function compressSnapshot(store: ContentStore, diffID: string, compression?: Compression): Promise<CachedLayer> {
   const { unpackedLayerDir } = await import('../runtime/index.js');
   const { createLayer } = await import('../layer/create.js');
-  const info = await createLayer(s.store, { dir: unpackedLayerDir(s.store, diffID) }, { overlayUpper: true, compression: s.opts.compression });
+  const info = await createLayer(store, { dir: unpackedLayerDir(store, diffID) }, { overlayUpper: true, compression });
   if (info.diffID !== diffID) {
     throw new Error(`layer snapshot ${diffID} changed before it was compressed (it now hashes to ${info.diffID}); run drydock builder prune and build again`);
   }

@@ -93,10 +93,15 @@ export class Solver {
     return this.finalVertex.parent !== undefined && !this.finalVertex.trigger;
   }
 
+  /** The target stage's line prefix ("[name] " when stages run at once, else empty). */
+  get finalPrefix(): string {
+    return this.label(this.finalVertex);
+  }
+
   private compress(diffID: string): Promise<CachedLayer> {
     let p = this.blobs.get(diffID);
     if (!p) {
-      p = compressSnapshot(this.s, diffID);
+      p = compressSnapshot(this.s.store, diffID, this.s.opts.compression);
       p.catch(() => { /* awaited by the exporter or flush() */ });
       this.blobs.set(diffID, p);
     }
