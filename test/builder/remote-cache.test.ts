@@ -9,6 +9,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { tempDir, requireRoot, requireTool, runCli } from '../helpers/env.js';
 import { busyboxImage } from '../helpers/images.js';
+import { runImage } from '../helpers/run-image.js';
 import { startServe, type ServeProcess } from '../registry/serve.js';
 import { ContentStore, resolveImage } from '../../src/store/index.js';
 import { push } from '../../src/client/index.js';
@@ -130,6 +131,8 @@ test('registry, mode=max: a fresh runner executes no RUN and downloads only the 
   const buildStageOnly = m.layers.map((l) => l.digest).filter((d) => !finalLayers.includes(d));
   assert.equal(buildStageOnly.length, 3, 'the build stage\'s base layer and two RUN layers are in the cache');
   for (const d of buildStageOnly) assert.ok(!second.blobGets.includes(d), `build-stage layer ${d} was not downloaded`);
+  // The lazily fetched layers make the image the exporting runner built.
+  assert.equal((await runImage(root, second.id)).out, 'ran /max/build\n');
 
   // The downloaded hits became local cache entries: building again downloads no layer at all.
   const third = await build(root, dir, ['--cache-from', `type=registry,ref=${host}/cache/app:max`]);
@@ -231,6 +234,8 @@ COPY --from=two /two.txt /app/
   assert.deepEqual(both.ran, [], 'stage one from the directory, stage two from the registry');
   const img = await imageOf(root, both.id);
   assert.equal(img.manifest.layers.length, 3);
+  // COPY --from mounted the hits' rootfs, so their layers were fetched when it ran.
+  assert.equal((await runImage(root, both.id, { args: ['cat', '/app/one.txt', '/app/two.txt'] })).out, 'ran /multi/one\nran /multi/two\n');
 });
 
 test('a missing or corrupt cache is a warning and the build runs normally', async () => {
