@@ -4,8 +4,7 @@
 // them. A remote hit records the layer's descriptor and where it lives, and downloads nothing;
 // the blob is fetched when a later step mounts the rootfs or the image is written, so a runner
 // with an empty store pulls only the layers its final image (or an executed step) needs.
-import type { Readable } from 'node:stream';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { ContentStore } from '../../store/content-store.js';
 import { UserError } from '../../util/errors.js';
 import type { BlobOrigin } from '../../image/source.js';
@@ -77,8 +76,6 @@ export class RemoteCache implements StepCacheHooks {
   private final?: { key: string; layers: CachedLayer[] };
   private readonly local: BuildCache;
   private readonly closers: (() => Promise<void>)[] = [];
-  /** Records read per import, for tests and --format json. */
-  readonly imported: { source: string; records: number }[] = [];
 
   private constructor(readonly store: ContentStore, readonly opts: RemoteCacheOptions) {
     this.local = new BuildCache(store);
@@ -96,7 +93,6 @@ export class RemoteCache implements StepCacheHooks {
         continue;
       }
       rc.closers.push(got.close);
-      rc.imported.push({ source: got.description, records: got.entries.size });
       for (const [k, v] of got.entries) if (!rc.entries.has(k)) rc.entries.set(k, v);
       for (const [d, o] of got.origins) if (!rc.origins.has(d)) rc.origins.set(d, o);
     }
