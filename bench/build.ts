@@ -5,7 +5,7 @@
 //
 //   npx tsc -p . --outDir /tmp/drydock-bench-build    # optional: a compiled CLI (no tsx startup)
 //   DRYDOCK_CLI=/tmp/drydock-bench-build/src/cli/main.js node --import tsx bench/build.ts [rounds]
-//   DRYDOCK_BENCH_CASES=40MB ...                       # only the cases whose name contains this
+//   DRYDOCK_BENCH_CASES="40 MB" ...                       # only the cases whose name contains this
 //
 // All tools share one busybox base (drydock's, loaded into buildah's private storage and into a
 // private dockerd from test/helpers/dockerd.ts, Debian's docker.io with BuildKit on), run RUN

@@ -12,7 +12,7 @@ import { BuildCache, type CachedLayer } from './cache.js';
 import { SourceTree, HashCache } from './context.js';
 import { planBuild, type BuildGraph } from './graph.js';
 import { Solver, type StepReport } from './solver.js';
-import { exportImage, exportArchive } from './export.js';
+import { exportImage, exportArchive, exportStepImages } from './export.js';
 import { describePlan, type PlanDocument } from './plan-output.js';
 import { BuildSession, PROXY_ARGS, type BuildOptions } from './session.js';
 
@@ -53,6 +53,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     await s.context.hashCache?.save();
     warnUnusedArgs(s);
     const image = await exportImage(s, graph, solver, state);
+    await exportStepImages(s, solver);
     await solver.flush();
     if (opts.output) await exportArchive(s, image, opts.output);
     return { ...image, steps: solver.steps };

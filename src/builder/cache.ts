@@ -51,9 +51,10 @@ export class BuildCache {
     await writeJsonAtomic(this.file(key), entry);
   }
 
-  /** Drops every entry (and its gc roots). */
+  /** Drops every entry (and its gc roots), and the build steps' intermediate images. */
   async prune(): Promise<number> {
     let n = 0;
+    for (const r of await this.store.listRootEntries(['buildstep/'])) await this.store.removeRoot(r.owner);
     for (const sub of await fsp.readdir(this.dir).catch(() => [] as string[])) {
       for (const f of await fsp.readdir(path.join(this.dir, sub)).catch(() => [] as string[])) {
         const key = f.replace(/\.json$/, '');

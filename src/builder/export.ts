@@ -9,7 +9,8 @@ import { shortId } from '../image/digest.js';
 import { parseReference, familiarString } from '../image/reference.js';
 import type { CachedLayer } from './cache.js';
 import type { BuildGraph } from './graph.js';
-import type { SolvedState, Solver } from './solver.js';
+import { imageConfig, type SolvedState, type Solver } from './solver.js';
+import { BUILD_STEP_ROOT } from '../store/images.js';
 import type { BuildSession } from './session.js';
 
 export interface ExportedImage {
@@ -30,11 +31,7 @@ export async function exportImage(s: BuildSession, graph: BuildGraph, solver: So
   const layers = await Promise.all(state.layers.map((l) => solver.blob(l)));
   // A remote cache hit's blob is fetched only now that the image needs it.
   await s.opts.remoteCache?.ensureLayers(layers);
-  const config: ImageConfig = {
-    ...planned, created: state.created,
-    rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffID) },
-    history: state.history,
-  };
+  const config = imageConfig(planned, state);
   if (s.opts.labels && Object.keys(s.opts.labels).length) {
     config.config = { ...config.config, Labels: { ...(config.config?.Labels ?? {}), ...s.opts.labels } } as ContainerConfig;
   }
@@ -59,4 +56,24 @@ export async function exportImage(s: BuildSession, graph: BuildGraph, solver: So
 export async function exportArchive(s: BuildSession, image: ExportedImage, output: { type: 'oci' | 'docker'; dest: string }): Promise<void> {
   const { saveImages } = await import('../archive/index.js');
   await saveImages(s.store, [image.names[0] ?? image.imageId], output.dest, { format: output.type === 'oci' ? 'oci-archive' : 'docker-archive' });
+}
+
+/**
+ * The steps' intermediate images, so `drydock run <ID>` works on any " ---> ID" line, as with
+ * Docker's classic builder. They are kept by `buildstep/` roots: resolvable by ID, not listed by
+ * `images`, dropped by `drydock builder prune`. Images already stored are not written again.
+ */
+export async function exportStepImages(s: BuildSession, solver: Solver): Promise<void> {
+  const have = new Set((await s.store.listRootEntries([BUILD_STEP_ROOT])).map((r) => r.owner));
+  await Promise.all(solver.stepImages.map(async (img) => {
+    const owner = `${BUILD_STEP_ROOT}${img.id.slice(7)}`;
+    if (have.has(owner) && (await s.store.hasBlob(img.id))) return;
+    const layers = await Promise.all(img.layers.map((l) => solver.blob(l)));
+    // A --cache-from hit's layer is not downloaded just for an intermediate image: that step's
+    // image is not written (its ID was printed; the cache, not the image, is what matters there).
+    for (const l of layers) if (s.opts.remoteCache && !(await s.store.hasBlob(l.digest))) return;
+    const written = await writeImage(s.store, { config: img.config, layers });
+    if (written.configDigest !== img.id) throw new Error(`intermediate image of a step is ${written.configDigest}, printed as ${img.id}`);
+    await s.store.setRoot(owner, [written.manifestDigest]);
+  }));
 }

@@ -7,8 +7,8 @@
 // the cache entry, which is written when its blob exists).
 import os from 'node:os';
 import { Writable } from 'node:stream';
-import { shortId } from '../image/digest.js';
-import type { HistoryEntry } from '../image/types.js';
+import { shortId, digestOf } from '../image/digest.js';
+import type { HistoryEntry, ImageConfig } from '../image/types.js';
 import { UserError } from '../util/errors.js';
 import type { CacheEntry, CachedLayer } from './cache.js';
 import type { BuildGraph, BuildLayer, Vertex } from './graph.js';
@@ -28,6 +28,22 @@ export interface SolvedState {
   history: HistoryEntry[];
   /** Last history `created` (the image's created time). */
   created: string;
+}
+
+export interface StepImage {
+  /** The config digest printed on the step's " ---> ID" line. */
+  id: string;
+  config: ImageConfig;
+  layers: BuildLayer[];
+}
+
+/** The image config after a step: the planned config with the solved layers and history. */
+export function imageConfig(planned: ImageConfig, state: SolvedState): ImageConfig {
+  return {
+    ...planned, created: state.created,
+    rootfs: { type: 'layers', diff_ids: state.layers.map((l) => l.diffID) },
+    history: state.history,
+  };
 }
 
 /** Raised in branches that stop because another branch failed; never shown. */
@@ -55,6 +71,8 @@ export class Solver {
   private readonly finalVertex: Vertex;
   private failure: unknown;
   readonly steps: StepReport[] = [];
+  /** Each step's intermediate image (all but the target's last step), as printed. */
+  readonly stepImages: StepImage[] = [];
 
   constructor(private readonly s: BuildSession, private readonly graph: BuildGraph) {
     for (const st of graph.stages) this.lastOfStage.set(st.index, st.vertices[st.vertices.length - 1]!);
@@ -192,7 +210,14 @@ export class Solver {
       }],
       created: entry.created,
     };
-    if (v !== this.finalVertex || v.trigger) s.log(`${prefix} ---> ${shortId(`sha256:${v.key}`)}\n`);
+    if (v !== this.finalVertex || v.trigger) {
+      // Like Docker's classic builder, the ID is the step's intermediate image: its config is
+      // final now (diffIDs need no blobs), the image is written by the exporter once the blobs exist.
+      const config = imageConfig(v.config, state);
+      const id = digestOf(Buffer.from(JSON.stringify(config)));
+      this.stepImages.push({ id, config, layers: state.layers });
+      s.log(`${prefix} ---> ${shortId(id)}\n`);
+    }
     this.steps.push({ step: v.step, instruction: v.inst.original, cached, key: v.key });
     this.report(v, state, !!layer);
     return state;

@@ -81,7 +81,8 @@ export async function resolveImage(store: ContentStore, nameOrId: string, platfo
       if (prev) prev.names.push(t.name); else matches.set(img.configDigest, { ...img, names: [t.name] });
     }
   }
-  for (const u of await untaggedImages(store, tags)) {
+  // Build steps' intermediate images resolve by ID too (`drydock run <id>` after a build).
+  for (const u of await untaggedImages(store, tags, [...UNTAGGED_ROOT_KINDS, BUILD_STEP_ROOT])) {
     const img = await unnamedImage(store, u.digest, platform).catch(() => undefined);
     if (img && !matches.has(img.configDigest) && (img.configDigest.slice(7).startsWith(prefix) || u.digest.slice(7).startsWith(prefix))) {
       matches.set(img.configDigest, img);
@@ -164,16 +165,22 @@ export async function listImages(store: ContentStore): Promise<ImageSummary[]> {
 
 /** Root owners that hold a whole image nobody tagged: a build or import without a name, a pull by digest, a load of an untagged archive. */
 const UNTAGGED_ROOT_KINDS = ['built/', 'imported/', 'pulled/', 'loaded/'];
+/**
+ * Root owner prefix of a build step's intermediate image (the " ---> ID" lines of `drydock
+ * build`): resolvable by ID, like Docker's intermediate images, but not listed by `images`;
+ * `drydock builder prune` drops them with the build cache.
+ */
+export const BUILD_STEP_ROOT = 'buildstep/';
 
 /**
  * Images kept by a root but by no tag: `docker images` shows these as <none>:<none>, they
  * resolve by ID, `rmi` removes them and `image prune` removes them all.
  */
-export async function untaggedImages(store: ContentStore, tags?: { descriptor: Descriptor }[]): Promise<{ owner: string; digest: string }[]> {
+export async function untaggedImages(store: ContentStore, tags?: { descriptor: Descriptor }[], kinds: readonly string[] = UNTAGGED_ROOT_KINDS): Promise<{ owner: string; digest: string }[]> {
   const tagged = new Set((tags ?? await store.listTags()).map((t) => t.descriptor.digest));
   const out: { owner: string; digest: string }[] = [];
   const seen = new Set<string>();
-  for (const r of await store.listRootEntries(UNTAGGED_ROOT_KINDS)) {
+  for (const r of await store.listRootEntries(kinds)) {
     for (const d of r.digests) {
       if (tagged.has(d) || seen.has(d) || !(await store.hasBlob(d))) continue;
       seen.add(d);

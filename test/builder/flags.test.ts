@@ -150,6 +150,23 @@ test('" ---> ID" lines: FROM shows the base IMAGE ID of `images`; the last step\
   assert.equal(run.stdout, 'built\n');
   const inspect = await runCli(['inspect', '--format', '{{.Id}}', built], { root });
   assert.match(inspect.stdout, new RegExp(`^sha256:${built}`));
+  // The RUN step's ID is its intermediate image, runnable like Docker's classic builder's, and
+  // not listed by `images` (there is no <none> row for it).
+  const step = await runCli(['run', '--rm', ids[1]!, 'cat', '/marker'], { root });
+  assert.equal(step.code, 0, step.stderr);
+  assert.equal(step.stdout, 'built\n');
+  const stepEnv = await runCli(['inspect', '--format', '{{json .Config.Env}}', ids[1]!], { root });
+  assert.doesNotMatch(stepEnv.stdout, /X=1/, 'the intermediate image is the state after RUN, before ENV');
+  assert.doesNotMatch(images.stdout, new RegExp(` ${ids[1]}$`, 'm'));
+  // A cached rebuild prints the same IDs.
+  const again = await runCli(['build', '-t', 'ids:1', dir], { root });
+  assert.deepEqual([...again.stdout.matchAll(/^ ---> ([0-9a-f]{12})$/gm)].map((m) => m[1]!), ids);
+  // builder prune drops the intermediate images with the cache; the tagged image stays.
+  assert.equal((await runCli(['builder', 'prune', '-f'], { root })).code, 0);
+  const gone = await runCli(['inspect', ids[1]!], { root });
+  assert.notEqual(gone.code, 0);
+  assert.match(gone.stderr, /No such image/);
+  assert.equal((await runCli(['run', '--rm', built, 'true'], { root })).code, 0);
 });
 
 test('two steps in a row that leave the same (empty) layer: the next step still mounts', async () => {
