@@ -69,6 +69,9 @@ export async function exportStepImages(s: BuildSession, solver: Solver): Promise
     const owner = `${BUILD_STEP_ROOT}${img.id.slice(7)}`;
     if (have.has(owner) && (await s.store.hasBlob(img.id))) return;
     const layers = await Promise.all(img.layers.map((l) => solver.blob(l)));
+    // A --cache-from hit's layer is not downloaded just for an intermediate image: that step's
+    // image is not written (its ID was printed; the cache, not the image, is what matters there).
+    for (const l of layers) if (s.opts.remoteCache && !(await s.store.hasBlob(l.digest))) return;
     const written = await writeImage(s.store, { config: img.config, layers });
     if (written.configDigest !== img.id) throw new Error(`intermediate image of a step is ${written.configDigest}, printed as ${img.id}`);
     await s.store.setRoot(owner, [written.manifestDigest]);

@@ -107,6 +107,9 @@ export class BuildSession {
         if (!(e instanceof NotFoundError)) throw this.wrap(inst, e);
       }
     }
+    // With a remote cache, only the manifest and config: the layers may never be needed.
+    const lazy = await this.opts.remoteCache?.resolveBase(name, platform).catch(() => undefined);
+    if (lazy) return lazy;
     // Not in the store (or --pull): fetch it with the registry client, honouring auth and mirrors.
     const { pullImage } = await import('../client/index.js');
     this.log(`Pulling ${name} (${formatPlatform(platform)})...\n`);

@@ -151,7 +151,16 @@ export class Solver {
 
   private async execute(v: Vertex): Promise<SolvedState> {
     const s = this.s;
-    const [parent, ...inputs] = await Promise.all([v.parent ? this.vertex(v.parent) : this.base(v), ...v.inputs.map((i) => this.stage(i))]);
+    // A step the cache has needs only its parent's state: the stages it reads (COPY --from, bind
+    // mounts) are solved only on a miss, as BuildKit does, so a cached final stage never builds
+    // the stages it copies from. Without a cache candidate, parent and inputs start together.
+    const noCache = s.opts.noCache || !v.parent;
+    let entry: CacheEntry | undefined = noCache ? undefined : await s.cache.get(v.key);
+    const candidate = !!entry || (!noCache && !!s.opts.remoteCache?.has(v.key));
+    const parentP = v.parent ? this.vertex(v.parent) : this.base(v);
+    let [parent, ...inputs] = await Promise.all([parentP, ...(candidate ? [] : v.inputs.map((i) => this.stage(i)))]);
+    if (!entry && candidate) entry = await s.opts.remoteCache!.lookup(v.key, parent!.layers.map((l) => l.diffID));
+    if (candidate && !entry) inputs = await Promise.all(v.inputs.map((i) => this.stage(i)));
     if (this.failure !== undefined) throw new Canceled('another step failed');
     if (s.interrupted) throw new UserError('build interrupted', 130);
     const prefix = this.label(v);
@@ -166,8 +175,6 @@ export class Solver {
       if (base.kind !== 'stage') this.report(v, parent, false);
       return parent;
     }
-    let entry: CacheEntry | undefined = s.opts.noCache ? undefined
-      : (await s.cache.get(v.key)) ?? (await s.opts.remoteCache?.lookup(v.key, parent.layers.map((l) => l.diffID)));
     const cached = !!entry;
     let layer: BuildLayer | undefined;
     if (entry) {

@@ -14,7 +14,7 @@ import { selectPlatform } from '../../image/platform.js';
 import type { ClientOptions } from '../../client/context.js';
 import { CACHE_CONFIG_MEDIA_TYPE, UNCOMPRESSED_ANNOTATION, decodeCacheConfig, decodeInlineCache, type RemoteEntry } from './format.js';
 import type { CacheImportSpec } from './options.js';
-import type { LayerOrigin } from './index.js';
+import type { LayerOrigin } from './remote-cache.js';
 
 /** Cache configs are small; BuildKit's with thousands of records stay well below this. */
 const MAX_CONFIG_BYTES = 16 << 20;
@@ -26,7 +26,7 @@ export interface ImportedCache {
   close(): Promise<void>;
 }
 
-async function readBlob(src: ImageSource, desc: Descriptor, limit: number): Promise<Buffer> {
+export async function readBlob(src: ImageSource, desc: Descriptor, limit: number): Promise<Buffer> {
   if (desc.size > limit) throw new Error(`blob ${desc.digest} is ${desc.size} bytes, over the ${limit} byte limit`);
   const chunks: Buffer[] = [];
   let n = 0;

@@ -6,8 +6,8 @@ import { UserError } from '../../util/errors.js';
 export type CacheMode = 'min' | 'max';
 
 export type CacheExportSpec =
-  | { type: 'registry'; ref: string; mode: CacheMode }
-  | { type: 'local'; dest: string; tag: string; mode: CacheMode }
+  | { type: 'registry'; ref: string; mode: CacheMode; ignoreError: boolean }
+  | { type: 'local'; dest: string; tag: string; mode: CacheMode; ignoreError: boolean }
   | { type: 'inline' };
 
 export type CacheImportSpec =
@@ -87,6 +87,15 @@ function checkKeys(e: Entry, allowed: string[], what: string): void {
   }
 }
 
+/** Go's strconv.ParseBool spellings, as BuildKit reads its boolean attributes. */
+function parseBool(e: Entry, key: string): boolean {
+  const v = e.attrs.get(key);
+  if (v === undefined) return false;
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
+  throw new UserError(`failed to parse ${key}: strconv.ParseBool: parsing ${JSON.stringify(v)}: invalid syntax`);
+}
+
 function parseMode(e: Entry): CacheMode {
   const mode = e.attrs.get('mode') ?? 'min';
   if (mode !== 'min' && mode !== 'max') throw new UserError(`invalid mode: ${mode}`);
@@ -100,20 +109,20 @@ export function parseCacheTo(values: string[]): CacheExportSpec[] {
     if (!keys) throw new UserError(`unknown cache exporter: ${JSON.stringify(e.type)}`);
     checkKeys(e, keys, 'cache exporter');
     for (const b of ['oci-mediatypes', 'image-manifest']) {
-      const v = e.attrs.get(b);
       // drydock always writes an OCI image manifest (BuildKit's default since v0.21).
-      if (v !== undefined && v !== 'true') throw new UserError(`${b}=${v} is not supported: drydock writes the cache as an OCI image manifest (${b}=true)`);
+      if (e.attrs.has(b) && !parseBool(e, b)) throw new UserError(`${b}=${e.attrs.get(b)} is not supported: drydock writes the cache as an OCI image manifest (${b}=true)`);
     }
+    const ignoreError = parseBool(e, 'ignore-error');
     switch (e.type) {
       case 'registry': {
         const ref = e.attrs.get('ref');
         if (!ref) throw new UserError('ref is required for registry cache exporter');
-        return { type: 'registry', ref, mode: parseMode(e) };
+        return { type: 'registry', ref, mode: parseMode(e), ignoreError };
       }
       case 'local': {
         const dest = e.attrs.get('dest');
         if (!dest) throw new UserError('local cache exporter requires dest');
-        return { type: 'local', dest, tag: e.attrs.get('tag') || 'latest', mode: parseMode(e) };
+        return { type: 'local', dest, tag: e.attrs.get('tag') || 'latest', mode: parseMode(e), ignoreError };
       }
       default: return { type: 'inline' };
     }
