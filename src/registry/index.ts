@@ -13,6 +13,7 @@
 import { createRegistryServer, type CreateServerOptions, type RegistryServer } from './server.js';
 import { normalizeConfig, type RegistryConfig } from './config.js';
 import type { AccessRule } from './auth/access.js';
+import type { AccessControlConfig } from './auth/access-control.js';
 
 export { createRegistryServer, createStorageDriver, storageLocation, type RegistryServer, type CreateServerOptions } from './server.js';
 export { loadConfigFile, configFromEnv, normalizeConfig, defaultConfig, parseDuration, splitAddr, type RegistryConfig, type LoadConfigOptions, type AccessLogFormat } from './config.js';
@@ -26,7 +27,7 @@ export { FilesystemDriver } from './storage/filesystem.js';
 export { S3Driver, s3OptionsFromConfig, type S3DriverOptions, type S3StorageConfig } from './storage/s3.js';
 export { PathNotFoundError, type StorageDriver, type FileInfo, type FileWriter } from './storage/driver.js';
 export { checkedDriver, InvalidPathError, isValidPath } from './storage/checked.js';
-export { htpasswdLine, parseHtpasswd, TokenIssuer, TokenVerifier, AccessRules, type AccessRule } from './auth/index.js';
+export { htpasswdLine, parseHtpasswd, TokenIssuer, TokenVerifier, AccessRules, AccessPolicy, type AccessRule, type AccessControlConfig, type Identity, type Policy, type PolicyAction } from './auth/index.js';
 
 export interface StartRegistryOptions {
   /** Storage root (storage.filesystem.rootdirectory); ignored when config.storage.s3 is given. */
@@ -38,6 +39,8 @@ export interface StartRegistryOptions {
   /** Use the built-in token issuer (needs htpasswd) or an external one. */
   token?: boolean | { realm?: string; service?: string; issuer?: string; rootcertbundle?: string; jwks?: string; signingkey?: string };
   access?: AccessRule[];
+  /** Zot-style per-repository policies (config.yml `accessControl`). */
+  accessControl?: AccessControlConfig;
   anonymousRead?: boolean;
   tls?: { certificate: string; key: string };
   deleteEnabled?: boolean;
@@ -74,6 +77,7 @@ export async function startRegistry(opts: StartRegistryOptions, serverOpts: Crea
       anonymousread: opts.anonymousRead,
       ratelimit: opts.config?.auth?.ratelimit,
     } : undefined,
+    accessControl: opts.accessControl,
     proxy: opts.proxy,
     limits: opts.config?.limits,
     metrics: opts.config?.metrics,

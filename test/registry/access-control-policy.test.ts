@@ -1,9 +1,15 @@
 // The accessControl policy on its own (src/registry/auth/access-control.ts): Zot's globs and
 // "longest glob wins", groups from the config and from token claims, default, anonymous and admin
-// policies, and the config errors. The HTTP side is test/registry/access-control.test.ts.
+// policies, the config errors, and the server's policy()/identify()/reload(). The HTTP side is test/registry/access-control.test.ts.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { tempDir } from '../helpers/env.js';
 import { AccessPolicy, repoGlob, type Identity } from '../../src/registry/auth/access-control.js';
+import { htpasswdLine, startRegistry } from '../../src/registry/index.js';
 
 const team = AccessPolicy.parse({
   groups: { devs: { users: ['alice', 'bob'] }, ops: { users: ['olga'] } },
@@ -85,5 +91,32 @@ describe('access-control policy', () => {
       [{ adminPolicy: { users: ['root'], actions: ['all'] } }, /adminPolicy\.actions: unknown action "all"/],
     ];
     for (const [doc, re] of bad) assert.throws(() => AccessPolicy.parse(doc), re);
+  });
+});
+
+describe('the library API the web UI uses', () => {
+  test('startRegistry with accessControl: policy(), identify() and reload()', async () => {
+    const dir = tempDir('drydock-registry-acl-api-');
+    writeFileSync(path.join(dir, 'htpasswd'), `${await htpasswdLine('alice', 'pw', 4)}\n`);
+    const reg = await startRegistry({ root: path.join(dir, 'data'), htpasswd: path.join(dir, 'htpasswd'), accessControl: { repositories: { 'team/**': { defaultPolicy: ['pull'] } } } });
+    try {
+      assert.equal(reg.policy()!.can({ user: 'alice' }, 'pull', 'team/app'), true);
+      assert.deepEqual(reg.policy()!.filterRepos({}, ['team/app']), []);
+      const seen: unknown[] = [];
+      const probe = createServer((req, res) => { reg.identify(req).then((id) => seen.push(id), (e: Error) => seen.push(e.message)).finally(() => res.end()); });
+      await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+      const url = `http://127.0.0.1:${(probe.address() as AddressInfo).port}/`;
+      await fetch(url).then((r) => r.arrayBuffer());
+      await fetch(url, { headers: { authorization: `Basic ${Buffer.from('alice:pw').toString('base64')}` } }).then((r) => r.arrayBuffer());
+      await fetch(url, { headers: { authorization: `Basic ${Buffer.from('alice:wrong').toString('base64')}` } }).then((r) => r.arrayBuffer());
+      probe.close();
+      assert.deepEqual(seen, [{}, { user: 'alice' }, 'authentication required']);
+      await reg.reload({ ...reg.config, accessControl: { repositories: { '**': { defaultPolicy: ['pull', 'push'] } } } });
+      assert.equal(reg.policy()!.can({ user: 'alice' }, 'push', 'other/app'), true);
+      await assert.rejects(reg.reload({ ...reg.config, accessControl: { repositories: { '**': { defaultPolicy: ['fly'] } } } }), /unknown action "fly"/);
+      assert.equal(reg.policy()!.can({ user: 'alice' }, 'push', 'other/app'), true, 'the last good policy stays');
+    } finally {
+      await reg.close();
+    }
   });
 });

@@ -305,6 +305,34 @@ describe('SIGHUP reloads accessControl and the htpasswd file', () => {
   });
 });
 
+describe('SIGHUP with --workers', () => {
+  test('the primary passes it to every worker and keeps running', async () => {
+    const cfg = path.join(dir, 'workers.yml');
+    const data = path.join(dir, 'workers-data');
+    writeConfig(cfg, data, htpasswdFile, TEAM_POLICY);
+    const srv = await startServe(['--config', cfg, '--no-access-log', '--workers', '2']);
+    try {
+      const carolPosts = async () => Promise.all(Array.from({ length: 8 }, async () => (await http(`${srv.url}/v2/team/app/blobs/uploads/`, { method: 'POST', headers: basic('carol') })).status));
+      assert.deepEqual(new Set(await carolPosts()), new Set([403]));
+      const grown = structuredClone(TEAM_POLICY);
+      grown.repositories['team/**'].policies[1]!.actions = ['pull', 'push'];
+      writeConfig(cfg, data, htpasswdFile, grown);
+      srv.process.kill('SIGHUP');
+      // Both workers answer on the shared port; new connections reach either.
+      const deadline = Date.now() + 15_000;
+      let statuses = await carolPosts();
+      while (statuses.some((st) => st !== 202) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 200));
+        statuses = await carolPosts();
+      }
+      assert.deepEqual(new Set(statuses), new Set([202]));
+      assert.equal(srv.process.exitCode, null, 'the primary survived SIGHUP');
+    } finally {
+      await srv.stop();
+    }
+  });
+});
+
 describe('skopeo as the client', () => {
   let srv: ServeProcess;
   let source: string;
