@@ -47,7 +47,8 @@ export async function buildOsTree(store: ContentStore, image: string, rootfs: st
   // os/top must not exist yet: the baked top layer is moved there whole.
   await fsp.rm(path.join(os, 'top'), { recursive: true, force: true });
   let runtime: { bytes: number } | undefined;
-  if (!(await inImage(rootfs, '/usr/bin/node')) && !(await inImage(rootfs, '/usr/local/bin/node'))) {
+  const given = await fsp.stat(path.join(topDir, RUNTIME_DIR.slice(1), 'bin/drydock')).catch(() => undefined);
+  if (!given && !(await inImage(rootfs, '/usr/bin/node')) && !(await inImage(rootfs, '/usr/local/bin/node'))) {
     const b = await bundleRuntime(path.join(topDir, RUNTIME_DIR.slice(1)), { installedAt: RUNTIME_DIR });
     runtime = { bytes: b.bytes };
     // `drydock os …` on the PATH, unless the image brings a drydock of its own.

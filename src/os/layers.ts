@@ -14,7 +14,8 @@ import type { Descriptor } from '../image/types.js';
 import { mksquashfs } from '../boot/artifacts.js';
 import { fsyncDir, tempName } from '../util/fs.js';
 import { UserError } from '../util/errors.js';
-import type { OsLayout } from './layout.js';
+import { diffHex, type OsLayout } from './layout.js';
+import type { CompressionOption } from '../layer/compression.js';
 
 export interface ConvertedLayer {
   diffID: string;
@@ -29,6 +30,65 @@ async function fsyncFile(file: string): Promise<void> {
   try { await fh.sync(); } finally { await fh.close(); }
 }
 
+export interface SquashLayerOptions {
+  /** os/layers: where <diffid-hex>.squashfs goes. */
+  dir: string;
+  /** Scratch space for the unpacked tree, on a filesystem that keeps devices and trusted.* xattrs. */
+  work: string;
+  compression?: CompressionOption;
+  /** The diffID the image config names; a layer that uncompresses to another is refused. */
+  expectDiffID?: string;
+  /** The manifest's descriptor: the compressed stream must have its digest and size. */
+  blob?: Descriptor;
+}
+
+export interface SquashedLayer {
+  file: string;
+  diffID: string;
+  /** Uncompressed bytes (the tar). */
+  bytes: number;
+  /** Compressed bytes read from the stream. */
+  compressedBytes: number;
+}
+
+/**
+ * The one conversion both the disk builder and `drydock os upgrade` use: unpack with overlay
+ * whiteouts, check, mksquashfs to a temp name, fsync, rename, fsync the directory. A file that
+ * already exists under the layer's name is kept (it is that layer: names are diffIDs).
+ */
+export async function squashLayer(stream: Readable, opts: SquashLayerOptions): Promise<SquashedLayer> {
+  await fsp.mkdir(opts.work, { recursive: true });
+  await fsp.mkdir(opts.dir, { recursive: true });
+  const tree = path.join(opts.work, `layer-${randomBytes(6).toString('hex')}`);
+  const hasher = new HashingTransform('sha256', opts.blob?.size);
+  stream.on('error', (e) => hasher.destroy(e));
+  let tmp: string | undefined;
+  try {
+    const r = await applyLayer(tree, stream.pipe(hasher), { compression: opts.compression ?? 'auto', whiteouts: 'overlay', preserveOwners: true });
+    const got = hasher.digester.digest();
+    if (opts.blob && (got !== opts.blob.digest || hasher.digester.size !== opts.blob.size)) {
+      throw new UserError(`layer ${opts.blob.digest}: downloaded ${hasher.digester.size} bytes hashing to ${got}; the manifest says ${opts.blob.size} bytes`);
+    }
+    if (opts.expectDiffID && r.diffID !== opts.expectDiffID) {
+      throw new UserError(`layer ${opts.blob?.digest ?? ''}${opts.blob ? ' ' : ''}uncompresses to ${r.diffID}, but the image config expects ${opts.expectDiffID}`);
+    }
+    const file = path.join(opts.dir, `${diffHex(r.diffID)}.squashfs`);
+    const result = { file, diffID: r.diffID, bytes: r.bytes, compressedBytes: hasher.digester.size };
+    if (await fsp.stat(file).then((st) => st.isFile(), () => false)) return result;
+    tmp = tempName(file);
+    await mksquashfs(tree, tmp, 'zstd');
+    await fsyncFile(tmp);
+    await fsp.rename(tmp, file);
+    tmp = undefined;
+    await fsyncDir(opts.dir);
+    return result;
+  } finally {
+    stream.destroy();
+    if (tmp) await fsp.rm(tmp, { force: true });
+    await fsp.rm(tree, { recursive: true, force: true });
+  }
+}
+
 /**
  * Converts the layer `desc` (read from `blob`) into layout.layerPath(diffID). `diffID` is what
  * the image config says the layer uncompresses to; a blob that hashes otherwise is refused and
@@ -36,29 +96,9 @@ async function fsyncFile(file: string): Promise<void> {
  * nodes and trusted.* xattrs (a tmpfs in a user namespace would not).
  */
 export async function convertLayer(layout: OsLayout, desc: Descriptor, blob: Readable, diffID: string): Promise<ConvertedLayer> {
-  const target = layout.layerPath(diffID);
-  await fsp.mkdir(layout.tmpDir, { recursive: true });
-  await fsp.mkdir(layout.layersDir, { recursive: true });
-  const tree = path.join(layout.tmpDir, `layer-${randomBytes(6).toString('hex')}`);
-  const squashfs = tempName(target);
-  const hasher = new HashingTransform('sha256', desc.size);
-  blob.on('error', (e) => hasher.destroy(e));
-  try {
-    const compression = layerCompression(desc.mediaType);
-    const r = await applyLayer(tree, blob.pipe(hasher), { compression: compression === 'none' ? 'auto' : compression, whiteouts: 'overlay', preserveOwners: true });
-    const got = hasher.digester.digest();
-    if (got !== desc.digest || hasher.digester.size !== desc.size) {
-      throw new UserError(`layer ${desc.digest}: downloaded ${hasher.digester.size} bytes hashing to ${got}; the manifest says ${desc.size} bytes`);
-    }
-    if (r.diffID !== diffID) throw new UserError(`layer ${desc.digest} uncompresses to ${r.diffID}, but the image config expects ${diffID}`);
-    await mksquashfs(tree, squashfs, 'zstd');
-    await fsyncFile(squashfs);
-    await fsp.rename(squashfs, target);
-    await fsyncDir(layout.layersDir);
-    return { diffID, bytes: hasher.digester.size, size: (await fsp.stat(target)).size };
-  } finally {
-    blob.destroy();
-    await fsp.rm(squashfs, { force: true });
-    await fsp.rm(tree, { recursive: true, force: true });
-  }
+  const compression = layerCompression(desc.mediaType);
+  const r = await squashLayer(blob, {
+    dir: layout.layersDir, work: layout.tmpDir, compression: compression === 'none' ? 'auto' : compression, expectDiffID: diffID, blob: desc,
+  });
+  return { diffID, bytes: r.compressedBytes, size: (await fsp.stat(r.file)).size };
 }

@@ -7,12 +7,12 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { requireRoot, requireTool, tempDir } from '../helpers/env.js';
+import { requireRoot, requireTool, runCli, tempDir } from '../helpers/env.js';
 import { startServe, type ServeProcess } from '../registry/serve.js';
 import { RegistryContext } from '../../src/client/context.js';
 import { RemoteImageSource } from '../../src/client/remote.js';
 import { parseReference } from '../../src/image/reference.js';
-import { bundleRuntime, OsLayout, seedOsRoot } from '../../src/os/index.js';
+import { OsLayout, seedOsRoot } from '../../src/os/index.js';
 import { busyboxTree, ociLayout, pushWithSkopeo, tarLayer, writeTree } from './fixture-image.js';
 
 let serve: ServeProcess | undefined;
@@ -34,8 +34,11 @@ test('bundled node + drydock + mksquashfs run drydock os in a busybox-static chr
   const dir = tempDir('drydock-os-bundle-');
   const rootfs = busyboxTree(path.join(dir, 'rootfs'));
   for (const d of ['proc', 'dev', 'tmp', 'data']) mkdirSync(path.join(rootfs, d), { recursive: true });
-  const bundle = await bundleRuntime(path.join(rootfs, '.drydock/runtime'), { installedAt: '/.drydock/runtime' });
-  t.diagnostic(`bundle: ${(bundle.bytes / 1e6).toFixed(1)} MB, libraries ${bundle.libraries.join(' ')}`);
+  const made = await runCli(['os', 'bundle', path.join(rootfs, '.drydock/drydock')]);
+  assert.equal(made.code, 0, made.stderr);
+  assert.match(made.stdout, /^Wrote .* \(\d+(\.\d+)?MB\): run \/\.drydock\/drydock\/bin\/drydock on the machine\n$/);
+  t.diagnostic(made.stdout.trim());
+  const bundle = { drydock: '/.drydock/drydock/bin/drydock' };
   assert.ok(!existsSync(path.join(rootfs, 'lib')) && !existsSync(path.join(rootfs, 'usr')) && !existsSync(path.join(rootfs, 'lib64')), 'nothing but busybox and the bundle');
   // A machine has /proc and /dev/null (spawn's stdio "ignore" opens it); a bare chroot does not.
   execFileSync('mknod', ['-m', '666', path.join(rootfs, 'dev/null'), 'c', '1', '3']);

@@ -28,7 +28,7 @@ export function busyboxTree(dir: string): string {
   requireTool('busybox', 'apt-get install busybox-static');
   mkdirSync(path.join(dir, 'bin'), { recursive: true });
   copyFileSync('/bin/busybox', path.join(dir, 'bin/busybox'));
-  for (const t of ['sh', 'ls', 'cat', 'find', 'sort', 'echo']) symlinkSync('busybox', path.join(dir, 'bin', t));
+  for (const t of ['sh', 'ls', 'cat', 'find', 'sort', 'echo', 'mkdir', 'sleep', 'sed', 'grep', 'tee', 'tr']) symlinkSync('busybox', path.join(dir, 'bin', t));
   return dir;
 }
 

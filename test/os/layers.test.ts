@@ -5,7 +5,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createReadStream, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { getAttributeSync } from '@napi-rs/xattr';
@@ -14,6 +14,7 @@ import { requireRoot, requireTool, tempDir } from '../helpers/env.js';
 import { podman, type Podman } from '../helpers/podman.js';
 import { OsLayout } from '../../src/os/layout.js';
 import { convertLayer } from '../../src/os/layers.js';
+import { layerToSquashfs } from '../../src/os/layer-squashfs.js';
 import { busyboxTree, ociLayout, tarLayer, writeTree, type LayerBlob } from './fixture-image.js';
 
 const mounts: string[] = [];
@@ -100,4 +101,19 @@ test('a blob that is not the layer it claims to be writes nothing', async () => 
   writeFileSync(path.join(dir, 'garbage'), 'not a tar at all, not even close'.repeat(40));
   await assert.rejects(convertLayer(layout, { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: l.digest, size: 1280 }, createReadStream(path.join(dir, 'garbage')), l.diffID));
   assert.deepEqual(readdirSync(layout.layersDir), []);
+});
+
+test('the disk builder\'s layerToSquashfs is the same conversion, and keeps a file already there', async () => {
+  requireRoot();
+  const dir = tempDir('drydock-os-layers-disk-');
+  const l = tarLayer(writeTree(path.join(dir, 't'), { 'a/.wh.x': '', 'a/y': 'y' }), path.join(dir, 'l.tar'), 'none');
+  const layout = new OsLayout(path.join(dir, 'root'));
+  await layout.create();
+  const r = await layerToSquashfs(createReadStream(l.file), layout.layersDir, path.join(dir, 'work'), { expectDiffID: l.diffID });
+  assert.deepEqual([r.file, r.diffID, r.bytes], [layout.layerPath(l.diffID), l.diffID, statSync(path.join(dir, 'l.tar.tar')).size]);
+  const mtime = statSync(r.file).mtimeMs;
+  await layerToSquashfs(createReadStream(l.file), layout.layersDir, path.join(dir, 'work'));
+  assert.equal(statSync(r.file).mtimeMs, mtime);
+  await assert.rejects(layerToSquashfs(createReadStream(l.file), layout.layersDir, path.join(dir, 'work'), { expectDiffID: `sha256:${'1'.repeat(64)}` }), /but the image config expects sha256:1111/);
+  assert.deepEqual(readdirSync(path.join(dir, 'work')), []);
 });

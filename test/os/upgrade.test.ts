@@ -104,7 +104,7 @@ describe('drydock os against a registry', () => {
   };
   const blobGets = (log: string) => [...log.matchAll(/"GET \/v2\/os\/desktop\/blobs\/(sha256:[0-9a-f]{64}) HTTP\/1\.1" 200/g)].map((m) => m[1]!);
 
-  test('upgrade fetches only the changed top layer; then "no update"', async () => {
+  test('upgrade fetches only the changed top layer; then "no update"', async (t) => {
     const root = await copyOf('up');
     const before = serve.stdout().length;
     const r = await os(['upgrade'], root);
@@ -123,6 +123,7 @@ describe('drydock os against a registry', () => {
     assert.ok(bytes >= top.size && bytes <= top.size + v2.configSize + v2.manifestSize, `${bytes} bytes for a ${top.size}-byte layer`);
     const image = v2.layers.reduce((n, l) => n + l.size, 0);
     assert.ok(bytes < image / 2, `${bytes} of the image's ${image}`);
+    t.diagnostic(`upgrade downloaded ${bytes} bytes (top layer ${top.size}, image ${image})`);
     assert.equal(s.staged?.manifestDigest, v2.manifestDigest);
     assert.equal(s.staged?.triesLeft, 3);
     assert.deepEqual(s.staged?.layers, v2.layers.map((l) => l.diffID));

@@ -25,8 +25,8 @@ function addStageOptions(cmd: Command): Command {
   return cmd
     .option('--root <dir>', ROOT_HELP)
     .option('--apply', 'reboot into the new deployment when one was staged')
-    .option('--tries <n>', 'boots the new deployment gets to reach "service started" before it is abandoned (default 3)')
-    .option('--deadline <seconds>', 'seconds each of those boots has to get there (default 300)')
+    .option('--tries <n>', 'boots the new deployment gets to reach "service started" before it is abandoned (default: the disk\'s --boot-tries, else 3)')
+    .option('--deadline <seconds>', 'seconds each of those boots has to get there (default: the disk\'s --boot-deadline, else 300)')
     .option('-q, --quiet', 'print only the result line');
 }
 
@@ -94,7 +94,8 @@ Examples:
   drydock os upgrade --apply
   drydock os switch 10.0.2.2:5000/os/desktop:testing
   drydock os rollback --apply
-  drydock os status --json --root /mnt/data`);
+  drydock os status --json --root /mnt/data
+  drydock os bundle top/.drydock/drydock     # on the build host, for images without node`);
   os.enablePositionalOptions();
 
   os.command('status')
@@ -135,8 +136,8 @@ Examples:
     .description('Boot the previous deployment next (or drop a staged one that has not booted)')
     .option('--root <dir>', ROOT_HELP)
     .option('--apply', 'reboot now')
-    .option('--tries <n>', 'boots the rollback deployment gets to reach "service started" (default 3)')
-    .option('--deadline <seconds>', 'seconds each of those boots has to get there (default 300)')
+    .option('--tries <n>', 'boots the rollback deployment gets to reach "service started" (default: the disk\'s --boot-tries, else 3)')
+    .option('--deadline <seconds>', 'seconds each of those boots has to get there (default: the disk\'s --boot-deadline, else 300)')
     .addHelpText('after', `
 Examples:
   drydock os rollback
@@ -149,6 +150,20 @@ Examples:
           : `Discarded the staged deployment; the default ${r.next} boots next`;
       process.stdout.write(`${what}${flags.apply ? '' : ' (reboot to apply)'}\n`);
       if (flags.apply) await reboot();
+    });
+
+  os.command('bundle')
+    .description("On the build host: write the runtime `drydock os` needs on a machine whose image has no Node (node, mksquashfs, zstd with their libraries, drydock)")
+    .argument('<dir>', 'directory to write (put its contents at --installed-at on the machine, e.g. through --top-layer)')
+    .option('--installed-at <path>', 'absolute path of the bundle on the machine', '/.drydock/drydock')
+    .addHelpText('after', `
+Examples:
+  drydock os bundle top/.drydock/drydock
+  drydock disk app:1 -o app.img --updates-from 10.0.2.2:5000/os/app:stable --top-layer top`)
+    .action(async (dir: string, flags: { installedAt: string }) => {
+      const { bundleRuntime } = await import('../../os/index.js');
+      const b = await bundleRuntime(dir, { installedAt: flags.installedAt });
+      process.stdout.write(`Wrote ${b.dir} (${formatSize(b.bytes)}): run ${b.drydock} on the machine\n`);
     });
 
   os.command('confirm')
