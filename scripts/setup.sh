@@ -21,6 +21,8 @@ APT_PACKAGES=(
   dropbear-bin
   # boot: runc carried on the medium for --service containers, with its libraries (patchelf)
   patchelf
+  # boot: bench/boot-layers.ts compares erofs with squashfs for an updatable disk's layer files
+  erofs-utils
   # peers for interop tests and benchmarks
   skopeo podman buildah umoci docker-registry apache2-utils openssl uidmap fuse-overlayfs hyperfine openssh-client
   # foreign fixtures: static binaries FROM scratch (gcc -static); unit files checked by systemd-analyze

@@ -334,6 +334,6 @@ export async function validateBootOptions(raw: RawBootOptions, zoneinfo = '/usr/
   opts.bootTries = int('boot-tries', 1, opts.bootTries);
   opts.bootDeadline = int('boot-deadline', 0, opts.bootDeadline);
   const updateOnly = ['insecure-registry', 'authfile', 'boot-tries', 'boot-deadline'].filter((k) => raw[k] !== undefined && !(Array.isArray(raw[k]) && !(raw[k] as unknown[]).length));
-  if (!opts.updatesFrom && updateOnly.length) throw new UserError(`--${updateOnly[0]} only applies to an updatable disk (add --updates-from REF)`);
+  if (opts.updatesFrom === undefined && updateOnly.length) throw new UserError(`--${updateOnly[0]} only applies to an updatable disk (add --updates-from REF)`);
   return opts;
 }

@@ -5,7 +5,7 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ContentStore } from '../store/content-store.js';
-import { resolveImage, type LocalImage } from '../store/images.js';
+import { resolveImage } from '../store/images.js';
 import { unpackImage } from '../layer/unpack.js';
 import { UserError } from '../util/errors.js';
 import { buildArtifacts, type BootArtifacts, type BootSource } from './artifacts.js';
@@ -15,7 +15,8 @@ import { writeDisk, writeIso, type DiskLayout } from './media.js';
 import { grubUnsafeArgs, type Firmware } from './uefi.js';
 import { prepareServiceBundles } from './services.js';
 import { proxyEnv } from './toplayer.js';
-import { buildOsTree, type Deployment } from './updatable.js';
+import { buildOsTree } from './updatable.js';
+import type { Deployment } from '../os/index.js';
 
 export { loadBootConfigFile, mergeRaw, validateBootOptions, parseSize, parseMount } from './config.js';
 export type { BootOptions, RawBootOptions, BootMount, InitMode, NetworkConfig } from './config.js';
@@ -27,8 +28,8 @@ export type { BootArtifacts, BootSource } from './artifacts.js';
 export { chooseInit, buildTopLayer } from './toplayer.js';
 export { writeIso, writeDisk, diskLayout } from './media.js';
 export { grubConfig, FIRMWARES } from './uefi.js';
-export { buildOsTree, addDeployment, writeOsState, deploymentId } from './updatable.js';
-export type { Deployment, OsState, UpdatableOptions } from './updatable.js';
+export { buildOsTree, RUNTIME_DIR } from './updatable.js';
+export type { UpdatableOptions } from './updatable.js';
 export { OS_STATE_AWK, OS_LIB, DEPLOYMENT_MENU } from './osstate.js';
 export type { Firmware } from './uefi.js';
 
@@ -48,8 +49,8 @@ export interface BootBuildResult {
   seconds: number;
   /** Seconds per phase: unpack (image → rootfs dir), artifacts (squashfs, initramfs, top layer), layers (updatable disks), media (ISO/disk). */
   phases: { unpack?: number; artifacts: number; layers?: number; media: number };
-  /** Updatable disks: the reference the machine updates from, and its first deployment. */
-  updates?: { ref: string; deployment: Deployment };
+  /** Updatable disks: the reference the machine updates from, its first deployment, the bundled Node runtime's size (when the image has no node). */
+  updates?: { ref: string; deployment: Deployment; runtimeBytes?: number };
 }
 
 /** A private work dir, removed afterwards (even on failure or Ctrl-C). */
@@ -119,7 +120,7 @@ export async function buildBootMedium(kind: 'iso' | 'disk', source: BootSource, 
 }
 
 /** An updatable disk: the artifacts without the flattened squashfs, then one squashfs per layer. */
-async function buildUpdatableDisk(store: ContentStore, img: LocalImage, source: BootSource, opts: BootOptions, ref: string, output: string, work: string): Promise<BootBuildResult> {
+async function buildUpdatableDisk(store: ContentStore, image: string, source: BootSource, opts: BootOptions, ref: string, output: string, work: string): Promise<BootBuildResult> {
   const started = Date.now();
   const out = await checkOutputDir(output);
   const stage = path.join(work, 'stage');
@@ -128,11 +129,9 @@ async function buildUpdatableDisk(store: ContentStore, img: LocalImage, source: 
   const artifactsDone = Date.now();
   const data = path.join(work, 'data');
   await fsp.mkdir(data);
-  const layerWork = path.join(work, 'layers');
-  await fsp.mkdir(layerWork);
-  const { deployment } = await buildOsTree(store, img, source.rootfs, a.topDir!, {
+  const { deployment, runtime } = await buildOsTree(store, image, source.rootfs, a.topDir!, {
     ref, insecureRegistries: opts.insecureRegistries, authfile: opts.authfile, bootTries: opts.bootTries, bootDeadline: opts.bootDeadline,
-  }, data, layerWork);
+  }, data);
   const layersDone = Date.now();
   const layout = await writeDisk(a, out, { size: opts.size, format: opts.format, firmware: opts.firmware, osTree: data });
   return {
@@ -140,7 +139,7 @@ async function buildUpdatableDisk(store: ContentStore, img: LocalImage, source: 
     kernelOrigin: a.kernel.origin, init: a.init, modules: a.modules.length, cmdline: a.cmdline, layout,
     seconds: (Date.now() - started) / 1000,
     phases: { artifacts: (artifactsDone - started) / 1000, layers: (layersDone - artifactsDone) / 1000, media: (Date.now() - layersDone) / 1000 },
-    updates: { ref, deployment },
+    updates: { ref, deployment, runtimeBytes: runtime?.bytes },
   };
 }
 
@@ -170,7 +169,7 @@ export async function buildFromStore(store: ContentStore, image: string, kind: '
       // The machine pulls the name it was made from unless told otherwise; a bare ID has none.
       const ref = opts.updatesFrom || img.names[0];
       if (!ref) throw new UserError(`${image} has no name to update from; pass --updates-from REF`);
-      const r = await buildUpdatableDisk(store, img, { rootfs, config, id: img.manifestDescriptor.digest, servicesDir, updatable: true }, opts, ref, output, work);
+      const r = await buildUpdatableDisk(store, image, { rootfs, config, id: img.manifestDescriptor.digest, servicesDir, updatable: true }, opts, ref, output, work);
       return { ...r, seconds: r.seconds + unpack, phases: { unpack, ...r.phases } };
     }
     const r = await buildBootMedium(kind, { rootfs, config, id: img.manifestDescriptor.digest, servicesDir }, opts, output);

@@ -115,8 +115,8 @@ if [ -f $R/medium/os/state.json ]; then
   while [ "$i" -lt "\${n:-0}" ]; do
     hex="$(os_field "$dep" layers.$i)"; hex="\${hex#sha256:}"
     mkdir -p $R/layers/$i
-    if [ -f $OS/os/layers/$hex.erofs ]; then f=$OS/os/layers/$hex.erofs t=erofs; else f=$OS/os/layers/$hex.squashfs t=squashfs; fi
-    until mount -t $t -o loop,ro $f $R/layers/$i; do rescue "cannot mount layer $hex of deployment $OS_DEPLOYMENT ($f)"; done
+    f=$OS/os/layers/$hex.squashfs
+    until mount -t squashfs -o loop,ro $f $R/layers/$i; do rescue "cannot mount layer $hex of deployment $OS_DEPLOYMENT ($f)"; done
     LOWER="$R/layers/$i\${LOWER:+:$LOWER}"
     i=$((i + 1))
   done

@@ -496,3 +496,26 @@ test('--service and services: entries parse to bundles-to-be; bad ones name the 
   for (const [raw, err] of bad) assert.throws(() => (typeof raw === 'string' ? parseServiceFlag(raw) : parseServiceEntry(raw, 'services:')), err, JSON.stringify(raw));
   assert.throws(() => checkUniqueNames([parseServiceFlag('web'), parseServiceFlag('other/web')]), /two services are named "web"/);
 });
+
+test('updatable-disk options: --updates-from with its companions, clear errors otherwise', async () => {
+  const ok = await validateBootOptions({ 'updates-from': '10.0.2.2:5000/os/app:stable', 'insecure-registry': ['10.0.2.2:5000'], 'boot-tries': '2', 'boot-deadline': '0' });
+  assert.deepEqual([ok.updatesFrom, ok.insecureRegistries, ok.bootTries, ok.bootDeadline], ['10.0.2.2:5000/os/app:stable', ['10.0.2.2:5000'], 2, 0]);
+  const bare = await validateBootOptions({ 'updates-from': true });
+  assert.deepEqual([bare.updatesFrom, bare.bootTries, bare.bootDeadline], ['', 3, 300], 'a bare --updates-from: the image name, default tries and deadline');
+  assert.equal((await validateBootOptions({})).updatesFrom, undefined);
+  const authfile = path.join(work, 'auth.json');
+  await fsp.writeFile(authfile, '{"auths":{}}');
+  assert.equal((await validateBootOptions({ 'updates-from': true, authfile })).authfile, authfile);
+  const bad: [Record<string, unknown>, RegExp][] = [
+    [{ 'updates-from': 'Not A Ref' }, /invalid --updates-from "Not A Ref"/],
+    [{ 'updates-from': true, 'boot-tries': '0' }, /invalid --boot-tries "0": a whole number, at least 1/],
+    [{ 'updates-from': true, 'boot-deadline': '-5' }, /invalid --boot-deadline/],
+    [{ 'updates-from': true, 'insecure-registry': ['http://x:5000'] }, /invalid --insecure-registry "http:\/\/x:5000": expected HOST\[:PORT\]/],
+    [{ 'insecure-registry': ['10.0.2.2:5000'] }, /--insecure-registry only applies to an updatable disk \(add --updates-from REF\)/],
+    [{ 'boot-tries': '2' }, /--boot-tries only applies to an updatable disk/],
+    [{ 'updates-from': true, authfile: path.join(work, 'nope.json') }, /--authfile .* does not exist/],
+  ];
+  for (const [raw, error] of bad) await assert.rejects(validateBootOptions(raw), error, JSON.stringify(raw));
+  await fsp.writeFile(path.join(work, 'notjson'), 'user:pass\n');
+  await assert.rejects(validateBootOptions({ 'updates-from': true, authfile: path.join(work, 'notjson') }), /--authfile .* is not JSON/);
+});

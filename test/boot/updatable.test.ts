@@ -9,7 +9,8 @@
 //     upgrade's writes (a layer file, a deployment, state.json.tmp) and QEMU is SIGKILLed.
 //  4. v1 boots again (the previous deployment), state.json intact.
 //  5. "rollback" typed at the boot menu: v0 boots.
-// Every boot sees /run/drydock/os with state.json, the same top layer, /var and /etc changes.
+// Every boot sees /run/drydock/os with state.json, the same top layer, /var and /etc changes;
+// `drydock os status` runs in the machine from the Node runtime the disk carries.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
@@ -18,14 +19,15 @@ import path from 'node:path';
 import { tempDir, runCli, requireTool } from '../helpers/env.js';
 import { busyboxImage } from '../helpers/images.js';
 import { ContentStore, resolveImage } from '../../src/store/index.js';
-import { addDeployment, deploymentId } from '../../src/boot/updatable.js';
+import { StoreImageSource } from '../../src/client/store-transport.js';
+import { OsLayout, stageImage } from '../../src/os/index.js';
 import { fetchKernel } from './kernel.js';
 import { bootVm } from './qemu.js';
 
 const work = tempDir('drydock-updatable-');
 const root = path.join(work, 'store');
 const REF = '10.0.2.2:5000/os/app:stable';
-const DEADLINE = 90;
+const DEADLINE = 150;
 const MiB = 1024 * 1024;
 let kernel = '';
 const ids: Record<string, string> = {};
@@ -35,6 +37,7 @@ const SEEN = `
 R=/run/drydock/os
 n=$(( $(cat /var/lib/app-count 2>/dev/null || echo 0) + 1 )); mkdir -p /var/lib; echo $n > /var/lib/app-count
 [ -f /etc/note ] || echo "written-at-boot-$n" > /etc/note
+sync   # the test kills some boots: what it checks later must be on the disk
 echo "APP $VERSION count=$n top=$(cat /etc/top.txt) note=$(cat /etc/note) state-file=$(ls $R/os/state.json)"
 `;
 
@@ -42,13 +45,15 @@ const v1Script = (v2: string) => `VERSION=v1
 ${SEEN}
 . /run/drydock/os-boot.conf
 # A try of a pending deployment: wait for the confirm step (it runs once "service started").
-if [ -n "$OS_PENDING" ]; then i=0; while [ ! -e /run/drydock/os-confirmed ] && [ $i -lt 60 ]; do sleep 1; i=$((i + 1)); done; fi
-echo "STATE $(cat $R/os/state.json)"
+if [ -n "$OS_PENDING" ]; then i=0; while [ ! -e /run/drydock/os-confirmed ] && [ $i -lt 240 ]; do sleep 1; i=$((i + 1)); done; fi
+echo "STATE $(tr -d '\\n' < $R/os/state.json)"
 case $n in
   1)
+    # As an upgrade does: the new files first (under their final names), then the switch.
+    mv $R/incoming/layers/* $R/os/layers/ && mv $R/incoming/deployments/* $R/os/deployments/ && sync
     OS_AWK=/.drydock/osstate.awk; . /.drydock/os.sh
     os_write $R/os/state.json 'pending={"id":"${v2}","triesLeft":1,"deadlineSeconds":${DEADLINE}}'
-    echo "STAGED $(cat $R/os/state.json)"
+    echo "STAGED $(tr -d '\\n' < $R/os/state.json)"
     echo STAGED-DONE ;;
   2)
     # An upgrade being written: a layer, a deployment, the next state.json, over and over.
@@ -61,7 +66,11 @@ case $n in
       [ $k = 0 ] && echo UPGRADE-WRITING
       k=$((k + 1))
     done ;;
-  *) echo READY ;;
+  *)
+    # drydock os on the machine: the bundled Node runtime (the image has no node).
+    /usr/local/bin/drydock os status --json > /tmp/status.json 2>&1
+    echo "OS-STATUS $(tr -d '\n' < /tmp/status.json)"
+    echo READY ;;
 esac
 sleep 600
 `;
@@ -74,7 +83,7 @@ async function buildApp(tag: string, script: string): Promise<void> {
   const r = await runCli(['build', '-q', '-t', tag, dir], { root });
   assert.equal(r.code, 0, r.stderr);
   const store = await ContentStore.open(root);
-  ids[tag] = deploymentId((await resolveImage(store, tag)).manifestDescriptor.digest);
+  ids[tag] = (await resolveImage(store, tag)).manifestDescriptor.digest.slice('sha256:'.length, 'sha256:'.length + 12);
 }
 
 const debugfs = (part: string, cmds: string[], write = false): string =>
@@ -102,6 +111,7 @@ test('an updatable disk boots, confirms, falls back, survives a kill mid-upgrade
   const built = JSON.parse(r.stdout);
   assert.equal(built.updates.ref, REF);
   assert.equal(built.updates.deployment.id, ids['app:v0']);
+  assert.ok(built.updates.runtimeBytes > 10 * MiB, 'node + drydock are on the medium: the image has no node');
 
   // The data partition as made: the contract's layout.
   const part = path.join(work, 'data.img');
@@ -119,15 +129,24 @@ test('an updatable disk boots, confirms, falls back, survives a kill mid-upgrade
   assert.deepEqual([state0.default, state0.rollback, state0.pending, state0.ref, state0.insecureRegistries], [ids['app:v0'], null, null, REF, ['10.0.2.2:5000']]);
 
   // What `drydock os upgrade` leaves before a reboot: new layers and deployments, then v1 pending.
+  // v2bad's files wait in /incoming (v1's confirm deletes what no deployment references), and
+  // v1's service moves them in before it stages v2bad.
   const stage = path.join(work, 'stage');
-  await fsp.mkdir(path.join(stage, 'work'), { recursive: true });
-  for (const tag of ['app:v1', 'app:v2bad']) await addDeployment(store, await resolveImage(store, tag), REF, stage, path.join(stage, 'work'));
-  const cmds: string[] = [];
+  const layout = new OsLayout(stage);
+  await layout.create();
+  for (const tag of ['app:v1', 'app:v2bad']) await stageImage(layout, new StoreImageSource(store, tag), REF);
+  const v1Layers = (await resolveImage(store, 'app:v1')).config.rootfs!.diff_ids.map((d) => d.replace('sha256:', ''));
+  const cmds: string[] = ['mkdir /incoming', 'mkdir /incoming/layers', 'mkdir /incoming/deployments'];
+  let added = 0;
   for (const f of await fsp.readdir(path.join(stage, 'os/layers'))) {
-    if (!hexes.some((h) => f.startsWith(h))) cmds.push(`write ${path.join(stage, 'os/layers', f)} /os/layers/${f}`);
+    if (hexes.some((h) => f.startsWith(h))) continue;
+    added++;
+    cmds.push(`write ${path.join(stage, 'os/layers', f)} /${v1Layers.some((h) => f.startsWith(h)) ? 'os' : 'incoming'}/layers/${f}`);
   }
-  assert.equal(cmds.length, 2, 'only the COPY layers of v1 and v2bad are new; busybox is shared');
-  for (const f of await fsp.readdir(path.join(stage, 'os/deployments'))) cmds.push(`write ${path.join(stage, 'os/deployments', f)} /os/deployments/${f}`);
+  assert.equal(added, 2, 'only the COPY layers of v1 and v2bad are new; busybox is shared');
+  for (const f of await fsp.readdir(path.join(stage, 'os/deployments'))) {
+    cmds.push(`write ${path.join(stage, 'os/deployments', f)} /${f.startsWith(ids['app:v1']!) ? 'os' : 'incoming'}/deployments/${f}`);
+  }
   await fsp.writeFile(path.join(work, 'state.json'), JSON.stringify({ ...state0, pending: { id: ids['app:v1'], triesLeft: 1, deadlineSeconds: DEADLINE } }, null, 2));
   cmds.push('rm /os/state.json', `write ${path.join(work, 'state.json')} /os/state.json`);
   debugfs(part, cmds, true);
@@ -135,7 +154,11 @@ test('an updatable disk boots, confirms, falls back, survives a kill mid-upgrade
 
   const qemu = ['-drive', `file=${disk},format=raw,if=virtio`, '-nic', 'none'];
   const v1 = ids['app:v1']!, v0id = ids['app:v0']!, v2 = ids['app:v2bad']!;
-  const stateOf = (console: string, tag: string) => JSON.parse(new RegExp(`^${tag} (\\{.*\\})\\s*$`, 'm').exec(console)![1]!);
+  const stateOf = (console: string, tag: string) => {
+    const m = new RegExp(`^${tag} (\\{.*\\})\\s*$`, 'm').exec(console);
+    assert.ok(m, `no ${tag} line on the console:\n${console.slice(-4000)}`);
+    return JSON.parse(m[1]!);
+  };
 
   // 1: v1 is tried and confirmed; it then stages v2bad.
   const b1 = await bootVm(qemu, { until: /STAGED-DONE/, timeoutMs: 300_000 });
@@ -170,6 +193,10 @@ test('an updatable disk boots, confirms, falls back, survives a kill mid-upgrade
   assert.match(b4.console, /APP v1 count=3 top=machine-top note=written-at-boot-1/);
   const s4 = stateOf(b4.console, 'STATE');
   assert.deepEqual([s4.default, s4.rollback, s4.pending, s4.abandoned.length], [v1, v0id, null, 1]);
+  // `drydock os status` in the machine, from the Node runtime the disk carries; it says why v2bad was dropped.
+  const st = stateOf(b4.console, 'OS-STATUS');
+  assert.deepEqual([st.booted, st.default, st.rollback, st.staged], [v1, v1, v0id, null]);
+  assert.deepEqual(st.abandoned.map((a: { id: string; reason: string }) => [a.id, a.reason]), [[v2, `did not reach service started within ${DEADLINE}s on 1 boot`]]);
 
   // 5: the boot menu's rollback entry.
   const b5 = await bootVm(qemu, { until: /READY/, timeoutMs: 300_000, type: [[/boot: /, 'rollback\r']] });
