@@ -13,7 +13,7 @@ import type { ClientOptions } from '../../client/context.js';
 import type { CachedLayer } from '../cache.js';
 import { CACHE_CONFIG_MEDIA_TYPE, INLINE_CACHE_KEY, encodeCacheConfig, encodeInlineRecords, layerDescriptor, type StepRecord } from './format.js';
 import type { CacheExportSpec } from './options.js';
-import type { LayerOrigin } from './remote-cache.js';
+import type { LayerOrigin } from './origin.js';
 
 export interface ExportContext {
   store: ContentStore;

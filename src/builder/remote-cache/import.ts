@@ -14,7 +14,7 @@ import { selectPlatform } from '../../image/platform.js';
 import type { ClientOptions } from '../../client/context.js';
 import { CACHE_CONFIG_MEDIA_TYPE, UNCOMPRESSED_ANNOTATION, decodeCacheConfig, decodeInlineCache, type RemoteEntry } from './format.js';
 import type { CacheImportSpec } from './options.js';
-import type { LayerOrigin } from './remote-cache.js';
+import type { LayerOrigin } from './origin.js';
 
 /** Cache configs are small; BuildKit's with thousands of records stay well below this. */
 const MAX_CONFIG_BYTES = 16 << 20;

@@ -46,13 +46,8 @@ export interface SolvedStep {
   layers(): Promise<CachedLayer[]>;
 }
 
-/** Where a layer that is not in the store can be read from. */
-export interface LayerOrigin {
-  open(): Promise<Readable>;
-  /** A registry repository holding it (lets a registry export mount instead of copy). */
-  blobOrigin?: BlobOrigin;
-  description: string;
-}
+export type { LayerOrigin } from './origin.js';
+import type { LayerOrigin } from './origin.js';
 
 export interface RemoteCacheOptions {
   from: CacheImportSpec[];
