@@ -4,10 +4,9 @@
 // them. A remote hit records the layer's descriptor and where it lives, and downloads nothing;
 // the blob is fetched when a later step mounts the rootfs or the image is written, so a runner
 // with an empty store pulls only the layers its final image (or an executed step) needs.
-import type { Readable, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import type { ContentStore } from '../../store/content-store.js';
 import { UserError } from '../../util/errors.js';
-import type { BlobOrigin } from '../../image/source.js';
 import type { ImageIndex, ImageManifest, ImageConfig, Platform } from '../../image/types.js';
 import type { LocalImage } from '../../store/images.js';
 import type { RegistryContext } from '../../client/context.js';
