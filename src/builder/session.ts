@@ -105,6 +105,8 @@ export class BuildSession {
         return await resolveImage(this.store, name, platform);
       } catch (e) {
         if (!(e instanceof NotFoundError)) throw this.wrap(inst, e);
+        // The image is here, as an index without this platform: pulling it again would not help.
+        if (/has no manifest for/.test(e.message)) throw this.err(inst, `base image "${name}": no match for platform ${formatPlatform(platform)}: ${e.message}`);
       }
     }
     // Not in the store (or --pull): fetch it with the registry client, honouring auth and mirrors.
