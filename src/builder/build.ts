@@ -76,6 +76,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
  */
 async function buildPlatforms(opts: BuildOptions): Promise<BuildResult> {
   const platforms = [...new Set(opts.platform!.split(',').map((p) => p.trim()).filter(Boolean))];
+  for (const p of platforms) {
+    try { parsePlatform(p); } catch (e) { throw new UserError((e as Error).message); }
+  }
+  if (opts.output) throw new UserError('--output with several platforms is not supported yet: build one --platform at a time');
   const store = opts.store ?? (await ContentStore.open());
   const names = (opts.tags ?? []).map((t) => canonicalName(t));
   const results: BuildResult[] = [];
@@ -98,13 +102,15 @@ async function buildPlatforms(opts: BuildOptions): Promise<BuildResult> {
   for (const n of names) opts.progress?.write(`Successfully tagged ${familiarString(parseReference(n))}\n`);
   const first = results[0]!;
   return {
-    ...first, manifestDigest: descriptor.digest, manifest: descriptor, names,
+    // As with an image index in containerd's store, the index digest is the ID (--iidfile, -q).
+    ...first, imageId: descriptor.digest, manifestDigest: descriptor.digest, manifest: descriptor, names,
     steps: results.flatMap((r) => r.steps), platforms: results,
   };
 }
 
 /** The build graph with each vertex's cache status, computed without executing anything. */
 export async function plan(opts: BuildOptions): Promise<{ graph: BuildGraph; document: PlanDocument }> {
+  if (opts.platform?.includes(',')) throw new UserError('--print-plan takes one --platform (each platform has its own graph)');
   const s = await openSession(opts);
   try {
     const graph = await planBuild(s);

@@ -9,9 +9,10 @@ import { promises as fsp, existsSync, readFileSync, writeFileSync } from 'node:f
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { builderFixture, type Fixture } from './helpers.js';
-import { PROJECT_ROOT, requireTool } from '../helpers/env.js';
-import { BINFMT_DIR } from '../../src/builder/binfmt.js';
+import { PROJECT_ROOT, requireTool, runCli, tempDir } from '../helpers/env.js';
+import { BINFMT_DIR, checkBinfmt } from '../../src/builder/binfmt.js';
 import { canonicalName } from '../../src/store/images.js';
+import { hostPlatform } from '../../src/image/platform.js';
 import type { ImageConfig, ImageIndex } from '../../src/image/types.js';
 
 const HANDLER = path.join(BINFMT_DIR, 'qemu-aarch64');
@@ -172,4 +173,34 @@ test('an arm64 RUN without the qemu-aarch64 binfmt handler fails naming it and h
     restoreBinfmt(saved);
   }
   assert.equal(binfmtState().handler, 'enabled');
+});
+
+test('--platform a,b on the command line: -q and --iidfile give the index digest', async () => {
+  const ctx = await rootfsContext(BASE_DOCKERFILE);
+  const iid = path.join(ctx, 'iid');
+  const r = await runCli(['build', '-q', '--platform', 'linux/arm64,linux/amd64', '--iidfile', iid, '-t', 'mp-cli:1', ctx], { root: fx.root });
+  assert.equal(r.code, 0, r.stderr);
+  const desc = await fx.store.resolveTag(canonicalName('mp-cli:1'));
+  assert.equal(r.stdout.trim(), desc?.digest);
+  assert.equal(readFileSync(iid, 'utf8'), desc?.digest);
+  assert.deepEqual((await readIndex('mp-cli:1')).manifests.map((d) => d.platform?.architecture), ['arm64', 'amd64']);
+});
+
+// The other states of binfmt_misc, on a directory laid out like /proc/sys/fs/binfmt_misc (the
+// host's own cannot be put in them without disturbing other users of it).
+test('checkBinfmt names the missing piece for each binfmt_misc state', async () => {
+  const cases: { name: string; files: Record<string, string>; arch: string; error?: RegExp }[] = [
+    { name: 'not mounted', files: {}, arch: 'arm64', error: /binfmt_misc is not mounted at .*, so there is no qemu-aarch64 handler; mount binfmt_misc \(mount -t binfmt_misc binfmt_misc .*\) .*update-binfmts --enable qemu-aarch64/ },
+    { name: 'globally disabled', files: { status: 'disabled\n' }, arch: 'arm64', error: /binfmt_misc is disabled .*echo 1 > / },
+    { name: 'handler absent', files: { status: 'enabled\n' }, arch: 'riscv64', error: /no binfmt_misc handler qemu-riscv64 is registered; .*update-binfmts --enable qemu-riscv64/ },
+    { name: 'handler disabled', files: { status: 'enabled\n', 'qemu-aarch64': 'disabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\n' }, arch: 'arm64', error: /handler qemu-aarch64 is disabled/ },
+    { name: 'handler enabled', files: { status: 'enabled\n', 'qemu-aarch64': 'enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POCF\n' }, arch: 'arm64' },
+    { name: 'the host architecture needs nothing', files: {}, arch: hostPlatform().architecture },
+  ];
+  for (const c of cases) {
+    const dir = tempDir('drydock-binfmt-');
+    for (const [f, v] of Object.entries(c.files)) writeFileSync(path.join(dir, f), v);
+    if (c.error) await assert.rejects(checkBinfmt(c.arch, dir), c.error, c.name);
+    else await checkBinfmt(c.arch, dir);
+  }
 });
