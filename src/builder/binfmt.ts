@@ -28,7 +28,7 @@ export async function checkBinfmt(architecture: string, dir = BINFMT_DIR): Promi
   const host = hostPlatform().architecture;
   if (architecture === host) return;
   const handler = binfmtHandler(architecture);
-  const howTo = `mount binfmt_misc (mount -t binfmt_misc binfmt_misc ${dir}) and register the handler with qemu-user-static installed (update-binfmts --enable ${handler})`;
+  const howTo = `mount binfmt_misc (mount -t binfmt_misc binfmt_misc ${dir}) and register the handler with qemu-user-static installed (update-binfmts --enable ${handler}), or build for linux/${host}`;
   const status = await fsp.readFile(path.join(dir, 'status'), 'utf8').catch(() => undefined);
   if (status === undefined) {
     throw new UserError(`cannot run ${architecture} binaries on this ${host} host: binfmt_misc is not mounted at ${dir}, so there is no ${handler} handler; ${howTo}`);

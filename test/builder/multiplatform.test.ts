@@ -156,6 +156,10 @@ test('a base index without the requested platform is a clear error', async () =>
   const ctx = await fx.context({ Dockerfile: 'FROM mp-base:2\nRUN true\n' });
   await assert.rejects(fx.build(ctx, { platform: 'linux/arm64,linux/s390x' }),
     /Dockerfile:1:1: base image "mp-base:2": no match for platform linux\/s390x: .*has no manifest for linux\/s390x \(it has: linux\/amd64, linux\/arm64\)/);
+  // A single-platform base (the fixture's amd64 busybox manifest) serves only its own platform.
+  const single = await fx.context({ Dockerfile: 'FROM busybox\nRUN true\n' });
+  await assert.rejects(fx.build(single, { platform: 'linux/amd64,linux/arm64' }),
+    /Dockerfile:1:1: image with reference busybox was found but does not match the specified platform: wanted linux\/arm64, actual: linux\/amd64/);
 });
 
 test('an arm64 RUN without the qemu-aarch64 binfmt handler fails naming it and how to register it', async () => {
