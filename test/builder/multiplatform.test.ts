@@ -76,7 +76,9 @@ before(async () => {
   assert.match(execFileSync('file', ['-L', arm64], { encoding: 'utf8' }), /ARM aarch64.*statically linked/);
   hostBinfmt = binfmtState();
   if (!hostBinfmt.mounted) execFileSync('mount', ['-t', 'binfmt_misc', 'binfmt_misc', BINFMT_DIR]);
-  if (binfmtState().handler !== 'enabled') execFileSync('update-binfmts', ['--enable', 'qemu-aarch64'], { stdio: 'pipe' });
+  const now = binfmtState().handler;
+  if (now === 'absent') execFileSync('update-binfmts', ['--enable', 'qemu-aarch64'], { stdio: 'pipe' });
+  else if (now === 'disabled') writeFileSync(HANDLER, '1');
   assert.equal(binfmtState().handler, 'enabled');
 });
 
