@@ -35,7 +35,16 @@ APT_PACKAGES=(
   docker.io
   # the S3 driver's real object store: a one-node Ceph cluster with a RADOS Gateway (test/helpers/ceph.ts; no mgr needed)
   ceph-mon ceph-osd radosgw ceph-common
+  # multi-platform builds: foreign RUN steps through qemu-user's binfmt_misc handlers (update-binfmts)
+  qemu-user-static binfmt-support
 )
+
+# The multi-platform test downloads Debian's busybox-static:arm64 (apt-get download needs the
+# arm64 package lists; nothing arm64 is installed).
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  dpkg --add-architecture arm64
+  apt-get update -qq
+fi
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

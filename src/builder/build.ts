@@ -6,7 +6,12 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { parseDockerfile, splitStages, type DockerfileWarning } from '../dockerfile/index.js';
 import { ContentStore } from '../store/content-store.js';
-import type { Descriptor, ImageConfig } from '../image/types.js';
+import type { Descriptor, ImageConfig, ImageIndex } from '../image/types.js';
+import { MediaType } from '../image/media-types.js';
+import { formatPlatform, parsePlatform } from '../image/platform.js';
+import { shortId } from '../image/digest.js';
+import { parseReference, familiarString } from '../image/reference.js';
+import { canonicalName } from '../store/images.js';
 import { UserError } from '../util/errors.js';
 import { BuildCache, type CachedLayer } from './cache.js';
 import { SourceTree, HashCache } from './context.js';
@@ -28,9 +33,12 @@ export interface BuildResult {
   names: string[];
   steps: StepReport[];
   layers: CachedLayer[];
+  /** With several platforms: each one's image; then manifest is the index over them. */
+  platforms?: BuildResult[];
 }
 
 export async function build(opts: BuildOptions): Promise<BuildResult> {
+  if (opts.platform?.includes(',')) return buildPlatforms(opts);
   const s = await openSession(opts);
   try {
     const graph = await planBuild(s);
@@ -62,8 +70,47 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   }
 }
 
+/**
+ * `--platform a,b`: one single-platform build per platform (each with its own TARGET* args, base
+ * and cache keys), then an OCI image index over their manifests, tagged like a single image.
+ */
+async function buildPlatforms(opts: BuildOptions): Promise<BuildResult> {
+  const platforms = [...new Set(opts.platform!.split(',').map((p) => p.trim()).filter(Boolean))];
+  for (const p of platforms) {
+    try { parsePlatform(p); } catch (e) { throw new UserError((e as Error).message); }
+  }
+  if (opts.output) throw new UserError('--output with several platforms is not supported yet: build one --platform at a time');
+  const store = opts.store ?? (await ContentStore.open());
+  const names = (opts.tags ?? []).map((t) => canonicalName(t));
+  const results: BuildResult[] = [];
+  for (const platform of platforms) {
+    opts.progress?.write(`#platform ${formatPlatform(parsePlatform(platform))}\n`);
+    results.push(await build({ ...opts, store, platform, tags: [], output: undefined }));
+  }
+  const index: ImageIndex = {
+    schemaVersion: 2,
+    mediaType: MediaType.OciIndex,
+    manifests: results.map((r) => ({ ...r.manifest, platform: { os: r.config.os, architecture: r.config.architecture, ...(r.config.variant ? { variant: r.config.variant } : {}) } })),
+  };
+  const written = await store.writeJson(index, MediaType.OciIndex);
+  const descriptor: Descriptor = { mediaType: MediaType.OciIndex, digest: written.digest, size: written.size };
+  for (const n of names) await store.setTag(n, descriptor);
+  if (names.length === 0) await store.setRoot(`built/${descriptor.digest}`, [descriptor.digest]);
+  // The index (tag or root) now keeps the per-platform manifests; their own dangling roots go.
+  for (const r of results) await store.removeRoot(`built/${r.manifestDigest}`);
+  opts.progress?.write(`Successfully built index ${shortId(descriptor.digest)} (${platforms.join(', ')})\n`);
+  for (const n of names) opts.progress?.write(`Successfully tagged ${familiarString(parseReference(n))}\n`);
+  const first = results[0]!;
+  return {
+    // As with an image index in containerd's store, the index digest is the ID (--iidfile, -q).
+    ...first, imageId: descriptor.digest, manifestDigest: descriptor.digest, manifest: descriptor, names,
+    steps: results.flatMap((r) => r.steps), platforms: results,
+  };
+}
+
 /** The build graph with each vertex's cache status, computed without executing anything. */
 export async function plan(opts: BuildOptions): Promise<{ graph: BuildGraph; document: PlanDocument }> {
+  if (opts.platform?.includes(',')) throw new UserError('--print-plan takes one --platform (each platform has its own graph)');
   const s = await openSession(opts);
   try {
     const graph = await planBuild(s);

@@ -101,10 +101,22 @@ export class BuildSession {
 
   async resolveBase(name: string, platform: Platform, inst: Instruction): Promise<LocalImage> {
     if (!this.opts.pull) {
+      let image: LocalImage | undefined;
       try {
-        return await resolveImage(this.store, name, platform);
+        image = await resolveImage(this.store, name, platform);
       } catch (e) {
         if (!(e instanceof NotFoundError)) throw this.wrap(inst, e);
+        // The image is here, as an index without this platform: pulling it again would not help.
+        if (/has no manifest for/.test(e.message)) throw this.err(inst, `base image "${name}": no match for platform ${formatPlatform(platform)}: ${e.message}`);
+      }
+      if (image) {
+        // A single-platform image for another platform than the one asked for (--platform, one
+        // of a multi-platform build's) would build a mislabelled image: refuse it, as Docker does.
+        const c = image.config;
+        if (this.opts.platform && c.architecture && (c.architecture !== platform.architecture || (c.os ?? 'linux') !== platform.os)) {
+          throw this.err(inst, `image with reference ${name} was found but does not match the specified platform: wanted ${formatPlatform(platform)}, actual: ${formatPlatform({ os: c.os ?? 'linux', architecture: c.architecture, ...(c.variant ? { variant: c.variant } : {}) })}`);
+        }
+        return image;
       }
     }
     // With a remote cache, only the manifest and config: the layers may never be needed.

@@ -6,7 +6,7 @@ import { parseReference, formatReference, ReferenceError } from '../image/refere
 import { isDigest } from '../image/digest.js';
 import { isIndexMediaType } from '../image/media-types.js';
 import { manifestMediaType } from '../image/partial.js';
-import { selectPlatform } from '../image/platform.js';
+import { selectPlatform, formatPlatform } from '../image/platform.js';
 import type { Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform } from '../image/types.js';
 import { NotFoundError, UserError } from '../util/errors.js';
 
@@ -34,8 +34,13 @@ async function loadManifest(store: ContentStore, desc: Descriptor, platform?: Pl
   const doc = await store.readJsonBlob<ImageManifest | ImageIndex>(desc.digest);
   if (isIndexMediaType(desc.mediaType) || Array.isArray((doc as ImageIndex).manifests)) {
     const index = doc as ImageIndex;
-    const child = selectPlatform(index.manifests, platform) ?? (index.manifests.length === 1 ? index.manifests[0] : undefined);
-    if (!child) throw new NotFoundError(`image index ${desc.digest} has no manifest for this platform`);
+    // A lone entry serves any platform only when nobody asked for one or it names none.
+    const lone = index.manifests.length === 1 && (!platform || !index.manifests[0]!.platform) ? index.manifests[0] : undefined;
+    const child = selectPlatform(index.manifests, platform) ?? lone;
+    if (!child) {
+      const have = index.manifests.map((d) => d.platform).filter((p): p is Platform => !!p).map(formatPlatform);
+      throw new NotFoundError(`image index ${desc.digest} has no manifest for ${platform ? formatPlatform(platform) : 'this platform'} (it has: ${have.join(', ') || 'no platforms'})`);
+    }
     if (!(await store.hasBlob(child.digest))) throw new NotFoundError(`image index ${desc.digest}: manifest for this platform (${child.digest}) was not pulled`);
     const manifest = await store.readJsonBlob<ImageManifest>(child.digest);
     return { manifestDescriptor: child, manifest, index: { descriptor: desc, index } };

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parseHeredocWord, type Instruction } from '../../dockerfile/index.js';
 import { hostPlatform } from '../../image/platform.js';
+import { checkBinfmt } from '../binfmt.js';
 import { UserError } from '../../util/errors.js';
 import { hashSources } from '../context.js';
 import { DEFAULT_SHELL } from '../dispatch.js';
@@ -63,6 +64,8 @@ export async function planRun(s: BuildSession, inst: Instruction, state: PlanSta
       kind: 'run',
       async exec(x: ExecContext) {
         const { createRuntimeSpec, runOnce, checkWorkdir, addOwnedContainer } = await import('../../runtime/index.js');
+        // A foreign platform's RUN needs qemu-user-static's binfmt_misc handler (multi-platform builds).
+        if (architecture) await checkBinfmt(architecture).catch((e: Error) => { throw s.err(inst, e.message); });
         const cwd = c.WorkingDir || '/';
         await checkWorkdir(x.rootfs, cwd).catch((e: Error) => { throw s.err(inst, e.message); });
         const { mkdirInRoot } = await import('../copy.js');

@@ -71,7 +71,7 @@ export function register(program: Command): void {
     .option('--pull', 'always pull base images, even when they are in the store')
     .option('-o, --output <spec>', 'also write the image as an archive: type=oci|docker,dest=FILE')
     .option('--iidfile <file>', 'write the image ID to this file')
-    .option('--platform <os/arch>', 'target platform (default: the host)')
+    .option('--platform <os/arch>', 'target platform(s), comma-separated for an image index (default: the host)')
     .addOption(new Option('--network <mode>', 'network for RUN steps').choices(['host', 'none', 'default']))
     .option('--secret <spec>', 'secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)', collect)
     .option('--add-host <host:ip>', 'add a line to RUN steps\' /etc/hosts (repeatable)', collect)

@@ -1,0 +1,212 @@
+// Multi-platform builds: `--platform linux/amd64,linux/arm64` builds one image per platform and
+// tags an OCI index over them; FROM picks each platform's base from an index; RUN for arm64 runs
+// a real aarch64 busybox (Debian's busybox-static:arm64) through qemu-user-static's binfmt_misc
+// handler. The host's binfmt_misc state (mounted or not, handler registered/enabled or not) is
+// restored exactly after the tests.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { builderFixture, type Fixture } from './helpers.js';
+import { PROJECT_ROOT, requireTool, runCli, tempDir } from '../helpers/env.js';
+import { BINFMT_DIR, checkBinfmt } from '../../src/builder/binfmt.js';
+import { canonicalName } from '../../src/store/images.js';
+import { hostPlatform } from '../../src/image/platform.js';
+import type { ImageConfig, ImageIndex } from '../../src/image/types.js';
+
+const HANDLER = path.join(BINFMT_DIR, 'qemu-aarch64');
+const CACHE = path.join(PROJECT_ROOT, 'test/.cache/busybox-arm64');
+
+/** Debian's arm64 busybox-static, downloaded once into test/.cache (apt sources need arm64). */
+function arm64Busybox(): string {
+  const bin = path.join(CACHE, 'bin/busybox');
+  if (existsSync(bin)) return bin;
+  requireTool('dpkg-deb', 'apt-get install dpkg');
+  const dl = path.join(CACHE, 'deb');
+  execFileSync('mkdir', ['-p', dl]);
+  if (!execFileSync('dpkg', ['--print-foreign-architectures'], { encoding: 'utf8' }).split('\n').includes('arm64')) {
+    throw new Error('dpkg has no arm64 architecture: dpkg --add-architecture arm64 && apt-get update (scripts/setup.sh does it)');
+  }
+  execFileSync('apt-get', ['download', 'busybox-static:arm64'], { cwd: dl, stdio: 'pipe' });
+  const deb = readdirDeb(dl);
+  execFileSync('dpkg-deb', ['-x', path.join(dl, deb), path.join(CACHE, 'root')]);
+  execFileSync('mkdir', ['-p', path.dirname(bin)]);
+  execFileSync('cp', [path.join(CACHE, 'root/bin/busybox'), bin + '.tmp']);
+  execFileSync('mv', [bin + '.tmp', bin]);
+  return bin;
+}
+
+function readdirDeb(dir: string): string {
+  const out = execFileSync('ls', [dir], { encoding: 'utf8' }).split('\n').find((f) => f.endsWith('_arm64.deb'));
+  if (!out) throw new Error(`apt-get download busybox-static:arm64 left no .deb in ${dir}`);
+  return out;
+}
+
+// ---- the host's binfmt_misc state, saved and restored -------------------------------------
+
+interface BinfmtState { mounted: boolean; handler: 'absent' | 'enabled' | 'disabled' }
+
+function binfmtState(): BinfmtState {
+  const mounted = existsSync(path.join(BINFMT_DIR, 'status'));
+  if (!mounted || !existsSync(HANDLER)) return { mounted, handler: 'absent' };
+  return { mounted, handler: readFileSync(HANDLER, 'utf8').startsWith('enabled') ? 'enabled' : 'disabled' };
+}
+
+function restoreBinfmt(want: BinfmtState): void {
+  const now = binfmtState();
+  if (now.mounted && now.handler !== 'absent') {
+    if (want.handler === 'absent') writeFileSync(HANDLER, '-1');
+    else if (want.handler !== now.handler) writeFileSync(HANDLER, want.handler === 'enabled' ? '1' : '0');
+  }
+  if (!want.mounted && now.mounted) execFileSync('umount', [BINFMT_DIR]);
+}
+
+let fx: Fixture;
+let hostBinfmt: BinfmtState;
+let amd64Busybox: string;
+let arm64: string;
+
+before(async () => {
+  fx = await builderFixture('multiplatform');
+  requireTool('qemu-aarch64-static', 'apt-get install qemu-user-static');
+  requireTool('update-binfmts', 'apt-get install binfmt-support');
+  amd64Busybox = requireTool('busybox');
+  arm64 = arm64Busybox();
+  assert.match(execFileSync('file', ['-L', arm64], { encoding: 'utf8' }), /ARM aarch64.*statically linked/);
+  hostBinfmt = binfmtState();
+  if (!hostBinfmt.mounted) execFileSync('mount', ['-t', 'binfmt_misc', 'binfmt_misc', BINFMT_DIR]);
+  const now = binfmtState().handler;
+  if (now === 'absent') execFileSync('update-binfmts', ['--enable', 'qemu-aarch64'], { stdio: 'pipe' });
+  else if (now === 'disabled') writeFileSync(HANDLER, '1');
+  assert.equal(binfmtState().handler, 'enabled');
+});
+
+after(() => { if (hostBinfmt) restoreBinfmt(hostBinfmt); });
+
+/** A context with both busybox builds under amd64/ and arm64/, as FROM scratch rootfs trees. */
+async function rootfsContext(dockerfile: string): Promise<string> {
+  const dir = await fx.context({ Dockerfile: dockerfile });
+  for (const [arch, bin] of [['amd64', amd64Busybox], ['arm64', arm64]] as const) {
+    await fsp.mkdir(path.join(dir, arch, 'bin'), { recursive: true });
+    await fsp.copyFile(bin, path.join(dir, arch, 'bin/busybox'));
+    await fsp.chmod(path.join(dir, arch, 'bin/busybox'), 0o755);
+  }
+  return dir;
+}
+
+const BASE_DOCKERFILE = [
+  'FROM scratch',
+  'ARG TARGETARCH',
+  'COPY ${TARGETARCH}/ /',
+  'RUN ["/bin/busybox", "--install", "-s", "/bin"]',
+  '',
+].join('\n');
+
+async function readIndex(name: string): Promise<ImageIndex> {
+  const desc = await fx.store.resolveTag(canonicalName(name));
+  assert.ok(desc, `${name} is tagged`);
+  assert.equal(desc.mediaType, 'application/vnd.oci.image.index.v1+json');
+  return fx.store.readJsonBlob<ImageIndex>(desc.digest);
+}
+
+/** The file `file` in the image's last layer, read with GNU tar. */
+async function lastLayerFile(manifestDigest: string, file: string): Promise<string> {
+  const m = await fx.store.readJsonBlob<{ layers: { digest: string }[] }>(manifestDigest);
+  const blob = fx.store.blobPath(m.layers[m.layers.length - 1]!.digest);
+  return execFileSync('tar', ['-xOzf', blob, file], { encoding: 'utf8' });
+}
+
+test('--platform linux/amd64,linux/arm64 tags an index; FROM takes each platform\'s base from it; arm64 RUN runs under qemu', async () => {
+  const baseCtx = await rootfsContext(BASE_DOCKERFILE);
+  await fx.build(baseCtx, { platform: 'linux/amd64,linux/arm64', tags: ['mp-base:1'] });
+  const baseIndex = await readIndex('mp-base:1');
+  assert.deepEqual(baseIndex.manifests.map((d) => d.platform?.architecture), ['amd64', 'arm64']);
+
+  const ctx = await fx.context({
+    Dockerfile: [
+      'FROM mp-base:1',
+      'ARG TARGETPLATFORM TARGETARCH BUILDPLATFORM',
+      'RUN uname -m > /arch && echo "$TARGETPLATFORM $TARGETARCH $BUILDPLATFORM" > /args',
+      '',
+    ].join('\n'),
+  });
+  const r = await fx.build(ctx, { platform: 'linux/amd64,linux/arm64', tags: ['mp-app:1'] });
+  assert.equal(r.platforms?.length, 2);
+  const index = await readIndex('mp-app:1');
+  assert.equal(index.manifests.length, 2);
+  const seen: Record<string, { arch: string; args: string }> = {};
+  for (const d of index.manifests) {
+    const m = await fx.store.readJsonBlob<{ config: { digest: string } }>(d.digest);
+    const config = await fx.store.readJsonBlob<ImageConfig>(m.config.digest);
+    assert.equal(config.architecture, d.platform?.architecture, 'config architecture matches the index entry');
+    assert.equal(config.os, 'linux');
+    seen[config.architecture] = { arch: (await lastLayerFile(d.digest, 'arch')).trim(), args: (await lastLayerFile(d.digest, 'args')).trim() };
+  }
+  assert.deepEqual(seen, {
+    amd64: { arch: 'x86_64', args: 'linux/amd64 amd64 linux/amd64' },
+    arm64: { arch: 'aarch64', args: 'linux/arm64 arm64 linux/amd64' },
+  });
+  // The per-platform images are kept by the index, not listed as dangling <none> images.
+  const roots = await fx.store.listRoots();
+  for (const d of index.manifests) assert.ok(!roots.includes(`built/${d.digest}`), 'no dangling root per platform');
+});
+
+test('a base index without the requested platform is a clear error', async () => {
+  const baseCtx = await rootfsContext(BASE_DOCKERFILE);
+  await fx.build(baseCtx, { platform: 'linux/amd64,linux/arm64', tags: ['mp-base:2'] });
+  const ctx = await fx.context({ Dockerfile: 'FROM mp-base:2\nRUN true\n' });
+  await assert.rejects(fx.build(ctx, { platform: 'linux/arm64,linux/s390x' }),
+    /Dockerfile:1:1: base image "mp-base:2": no match for platform linux\/s390x: .*has no manifest for linux\/s390x \(it has: linux\/amd64, linux\/arm64\)/);
+  // A single-platform base (the fixture's amd64 busybox manifest) serves only its own platform.
+  const single = await fx.context({ Dockerfile: 'FROM busybox\nRUN true\n' });
+  await assert.rejects(fx.build(single, { platform: 'linux/amd64,linux/arm64' }),
+    /Dockerfile:1:1: image with reference busybox was found but does not match the specified platform: wanted linux\/arm64, actual: linux\/amd64/);
+});
+
+test('an arm64 RUN without the qemu-aarch64 binfmt handler fails naming it and how to register it', async () => {
+  const ctx = await rootfsContext(BASE_DOCKERFILE.replace('RUN', 'RUN --network=none'));
+  const saved = binfmtState();
+  writeFileSync(HANDLER, '0');
+  try {
+    assert.equal(binfmtState().handler, 'disabled');
+    await assert.rejects(fx.build(ctx, { platform: 'linux/amd64,linux/arm64', noCache: true }),
+      (e: Error) => {
+        assert.match(e.message, /Dockerfile:4:1: cannot run arm64 binaries on this amd64 host: the binfmt_misc handler qemu-aarch64 is disabled; enable it with: update-binfmts --enable qemu-aarch64/);
+        return true;
+      });
+  } finally {
+    restoreBinfmt(saved);
+  }
+  assert.equal(binfmtState().handler, 'enabled');
+});
+
+test('--platform a,b on the command line: -q and --iidfile give the index digest', async () => {
+  const ctx = await rootfsContext(BASE_DOCKERFILE);
+  const iid = path.join(ctx, 'iid');
+  const r = await runCli(['build', '-q', '--platform', 'linux/arm64,linux/amd64', '--iidfile', iid, '-t', 'mp-cli:1', ctx], { root: fx.root });
+  assert.equal(r.code, 0, r.stderr);
+  const desc = await fx.store.resolveTag(canonicalName('mp-cli:1'));
+  assert.equal(r.stdout.trim(), desc?.digest);
+  assert.equal(readFileSync(iid, 'utf8'), desc?.digest);
+  assert.deepEqual((await readIndex('mp-cli:1')).manifests.map((d) => d.platform?.architecture), ['arm64', 'amd64']);
+});
+
+// The other states of binfmt_misc, on a directory laid out like /proc/sys/fs/binfmt_misc (the
+// host's own cannot be put in them without disturbing other users of it).
+test('checkBinfmt names the missing piece for each binfmt_misc state', async () => {
+  const cases: { name: string; files: Record<string, string>; arch: string; error?: RegExp }[] = [
+    { name: 'not mounted', files: {}, arch: 'arm64', error: /binfmt_misc is not mounted at .*, so there is no qemu-aarch64 handler; mount binfmt_misc \(mount -t binfmt_misc binfmt_misc .*\) .*update-binfmts --enable qemu-aarch64/ },
+    { name: 'globally disabled', files: { status: 'disabled\n' }, arch: 'arm64', error: /binfmt_misc is disabled .*echo 1 > / },
+    { name: 'handler absent', files: { status: 'enabled\n' }, arch: 'riscv64', error: /no binfmt_misc handler qemu-riscv64 is registered; .*update-binfmts --enable qemu-riscv64/ },
+    { name: 'handler disabled', files: { status: 'enabled\n', 'qemu-aarch64': 'disabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\n' }, arch: 'arm64', error: /handler qemu-aarch64 is disabled/ },
+    { name: 'handler enabled', files: { status: 'enabled\n', 'qemu-aarch64': 'enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POCF\n' }, arch: 'arm64' },
+    { name: 'the host architecture needs nothing', files: {}, arch: hostPlatform().architecture },
+  ];
+  for (const c of cases) {
+    const dir = tempDir('drydock-binfmt-');
+    for (const [f, v] of Object.entries(c.files)) writeFileSync(path.join(dir, f), v);
+    if (c.error) await assert.rejects(checkBinfmt(c.arch, dir), c.error, c.name);
+    else await checkBinfmt(c.arch, dir);
+  }
+});
