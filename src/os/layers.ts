@@ -62,6 +62,9 @@ export async function squashLayer(stream: Readable, opts: SquashLayerOptions): P
   const tree = path.join(opts.work, `layer-${randomBytes(6).toString('hex')}`);
   const hasher = new HashingTransform('sha256', opts.blob?.size);
   stream.on('error', (e) => hasher.destroy(e));
+  // The tar reader may stop listening at the archive's end while bytes still arrive; an oversize
+  // blob then errors the hasher with nobody to hear it. The size check below reports it instead.
+  hasher.on('error', () => {});
   let tmp: string | undefined;
   try {
     const r = await applyLayer(tree, stream.pipe(hasher), { compression: opts.compression ?? 'auto', whiteouts: 'overlay', preserveOwners: true });
