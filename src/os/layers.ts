@@ -62,12 +62,17 @@ export async function squashLayer(stream: Readable, opts: SquashLayerOptions): P
   const tree = path.join(opts.work, `layer-${randomBytes(6).toString('hex')}`);
   const hasher = new HashingTransform('sha256', opts.blob?.size);
   stream.on('error', (e) => hasher.destroy(e));
-  // The tar reader may stop listening at the archive's end while bytes still arrive; an oversize
-  // blob then errors the hasher with nobody to hear it. The size check below reports it instead.
-  hasher.on('error', () => {});
+  // The tar reader may stop listening at the archive's end while bytes still arrive, and then
+  // never settles when an oversize blob errors the hasher: the hasher's error ends the wait.
+  const hasherFailed = new Promise<never>((_, reject) => hasher.once('error', reject));
+  hasherFailed.catch(() => {});
   let tmp: string | undefined;
   try {
-    const r = await applyLayer(tree, stream.pipe(hasher), { compression: opts.compression ?? 'auto', whiteouts: 'overlay', preserveOwners: true });
+    const r = await Promise.race([
+      applyLayer(tree, stream.pipe(hasher), { compression: opts.compression ?? 'auto', whiteouts: 'overlay', preserveOwners: true }),
+      hasherFailed,
+    ]);
+    if (hasher.errored) throw hasher.errored;
     const got = hasher.digester.digest();
     if (opts.blob && (got !== opts.blob.digest || hasher.digester.size !== opts.blob.size)) {
       throw new UserError(`layer ${opts.blob.digest}: downloaded ${hasher.digester.size} bytes hashing to ${got}; the manifest says ${opts.blob.size} bytes`);

@@ -46,10 +46,10 @@ async function runPrimary(cluster: typeof import('node:cluster').default, worker
   let stopping = false;
   const exited = new Promise<void>((resolve) => {
     let alive = workers;
-    cluster.on('exit', (w, code) => {
+    cluster.on('exit', (w, code, signal) => {
       alive--;
       if (!stopping) {
-        process.stderr.write(`registry worker ${w.process.pid} exited (${code}); stopping\n`);
+        process.stderr.write(`registry worker ${w.process.pid} exited (${code ?? signal}); stopping\n`);
         stop();
       }
       if (alive === 0) resolve();
@@ -61,14 +61,26 @@ async function runPrimary(cluster: typeof import('node:cluster').default, worker
     if (!flags.quiet) process.stderr.write('shutting down: waiting for in-flight requests\n');
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
   };
-  cluster.on('message', (_w, msg: { listening?: string }) => {
-    if (!msg?.listening || announced) return;
+  // A worker takes SIGHUP only once it is listening (its handler is installed by then; before, the
+  // signal would kill it). One still starting when a reload comes is signalled when it is ready,
+  // because it may have read the config file before the rewrite.
+  const ready = new Set<import('node:cluster').Worker>();
+  const reloadsSeen = new Map<import('node:cluster').Worker, number>();
+  let reloads = 0;
+  cluster.on('message', (w, msg: { listening?: string }) => {
+    if (!msg?.listening) return;
+    ready.add(w);
+    if ((reloadsSeen.get(w) ?? 0) !== reloads) { reloadsSeen.set(w, reloads); w.process.kill('SIGHUP'); }
+    if (announced) return;
     announced = true;
     if (flags.quiet) process.stdout.write(`${msg.listening}\n`);
     else process.stderr.write(`drydock registry listening on ${msg.listening} (storage ${root}, ${workers} workers)\n`);
   });
-  for (let i = 0; i < workers; i++) cluster.fork();
-  const reload = () => { for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP'); };
+  for (let i = 0; i < workers; i++) reloadsSeen.set(cluster.fork(), 0);
+  const reload = () => {
+    reloads++;
+    for (const w of ready) { reloadsSeen.set(w, reloads); w.process.kill('SIGHUP'); }
+  };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   process.on('SIGHUP', reload);
@@ -196,9 +208,6 @@ dropping connections; a config that does not load keeps the previous one and pri
       if (workers > 1 && cluster.isPrimary) return runPrimary(cluster, workers, flags, location);
       const server = reg.createRegistryServer(config);
       const { url } = await server.listen();
-      if (cluster.isWorker) process.send?.({ listening: url });
-      else if (flags.quiet) process.stdout.write(`${url}\n`);
-      else process.stderr.write(`drydock registry listening on ${url} (storage ${location})\n`);
       // SIGHUP (as nginx and sshd): re-read the config and the htpasswd file; keep the old ones on an error.
       const reload = () => {
         serveConfig(flags, root, { env: process.env }).then((next) => server.reload(next)).then(
@@ -207,6 +216,11 @@ dropping connections; a config that does not load keeps the previous one and pri
         );
       };
       process.on('SIGHUP', reload);
+      // Announced only now: the primary forwards SIGHUP to a worker once it says it listens, and a
+      // signal that came before the handler would kill it (SIGHUP's default action).
+      if (cluster.isWorker) process.send?.({ listening: url });
+      else if (flags.quiet) process.stdout.write(`${url}\n`);
+      else process.stderr.write(`drydock registry listening on ${url} (storage ${location})\n`);
       await new Promise<void>((resolve) => {
         const stop = () => {
           process.off('SIGINT', stop);
