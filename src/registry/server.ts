@@ -69,6 +69,8 @@ interface Ctx {
   user?: string;
   bytesIn: number;
   bytesOut: number;
+  /** Gives back the upload slot this request holds (the slow-body cut-off frees it at once). */
+  releaseUploadSlot?: () => void;
 }
 
 function decode(segment: string): string {
@@ -343,15 +345,18 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
     };
   }
 
-  async function withUploadSlot<T>(fn: () => Promise<T>): Promise<T> {
+  async function withUploadSlot<T>(ctx: Ctx, fn: () => Promise<T>): Promise<T> {
     if (activeUploads >= maxConcurrentUploads) {
       throw new RegistryError('TOOMANYREQUESTS', `more than ${maxConcurrentUploads} concurrent uploads`).withHeaders({ 'Retry-After': '1' });
     }
     activeUploads++;
+    let held = true;
+    const release = () => { if (held) { held = false; activeUploads--; } };
+    ctx.releaseUploadSlot = release;
     try {
       return await fn();
     } finally {
-      activeUploads--;
+      release();
     }
   }
 
@@ -377,7 +382,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       const single = q.get('digest');
       if (single) {
         const digest = parseDigestParam(single);
-        const info = await withUploadSlot(async () => {
+        const info = await withUploadSlot(ctx, async () => {
           const uid = await storage.startUpload(name);
           try {
             return await storage.commitUpload(name, uid, digest, ctx.req, undefined, maxUpload);
@@ -406,7 +411,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
     if (method === 'PATCH') {
       const range = parseContentRange(ctx.req.headers['content-range']);
       checkRangeLength(ctx.req, range);
-      const { size, appended } = await withUploadSlot(() => storage.appendUpload(name, id, ctx.req, range, maxUpload));
+      const { size, appended } = await withUploadSlot(ctx, () => storage.appendUpload(name, id, ctx.req, range, maxUpload));
       ctx.bytesIn += appended;
       return send(ctx, 202, uploadHeaders(name, id, size));
     }
@@ -414,7 +419,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       const digest = parseDigestParam(q.get('digest'));
       const range = parseContentRange(ctx.req.headers['content-range']);
       if (hasBody(ctx.req)) checkRangeLength(ctx.req, range);
-      const info = await withUploadSlot(() => storage.commitUpload(name, id, digest, hasBody(ctx.req) ? ctx.req : undefined, hasBody(ctx.req) ? range : undefined, maxUpload));
+      const info = await withUploadSlot(ctx, () => storage.commitUpload(name, id, digest, hasBody(ctx.req) ? ctx.req : undefined, hasBody(ctx.req) ? range : undefined, maxUpload));
       ctx.bytesIn += info.appended;
       return send(ctx, 201, { Location: `/v2/${name}/blobs/${info.digest}`, 'Docker-Content-Digest': info.digest });
     }
@@ -626,6 +631,9 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       const received = sock.bytesRead - bytes0;
       if (Date.now() - t0 <= bodyTimeoutMs + (received / minBodyRate) * 1000) return;
       clearInterval(timer);
+      // The client is told 408 now and may retry at once: its slot must already be free, not only
+      // once the handler has unwound the upload it was writing.
+      ctx.releaseUploadSlot?.();
       log?.warn({ remote: sock.remoteAddress, method: req.method, path: ctx.url.pathname, received, seconds: Math.round((Date.now() - t0) / 1000) }, 'request body too slow: connection closed');
       if (!res.headersSent) {
         const err = new RegistryError('BLOB_UPLOAD_INVALID', `request body too slow: ${received} bytes in ${Math.round((Date.now() - t0) / 1000)}s (http.timeout.body, http.timeout.minbodyrate)`, undefined, 408);
