@@ -8,14 +8,14 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promises as fsp, writeFileSync } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import nodeHttp from 'node:http';
 import path from 'node:path';
 import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { requireTool, runCli, tempDir } from '../helpers/env.js';
 import { startCeph, type CephCluster } from '../helpers/ceph.js';
 import { MIN_CHUNK_SIZE } from '../../src/registry/storage/s3.js';
-import { startServe, type ServeProcess } from './serve.js';
+import { startServe, type ServeProcess, writeS3ServeConfig } from './serve.js';
 import { http, pushBlob, pushImage, sha256 } from './util.js';
 
 let ceph: CephCluster;
@@ -26,18 +26,7 @@ let env: Record<string, string>;
 before(async () => {
   ceph = await startCeph();
   configFile = path.join(tempDir('drydock-replicas-'), 'config.yml');
-  writeFileSync(configFile, `version: 0.1
-storage:
-  s3:
-    regionendpoint: ${ceph.endpoint}
-    bucket: ${ceph.bucket}
-    rootdirectory: /shared
-    chunksize: ${MIN_CHUNK_SIZE}
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:0
-`);
+  writeS3ServeConfig(configFile, ceph, '/shared');
   env = { AWS_ACCESS_KEY_ID: ceph.accessKey, AWS_SECRET_ACCESS_KEY: ceph.secretKey };
   for (let i = 0; i < 3; i++) replicas.push(await startServe(['--config', configFile, '--no-access-log'], env));
 }, { timeout: 240_000 });

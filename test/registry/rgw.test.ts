@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promises as fsp, writeFileSync } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import {
   CompleteMultipartUploadCommand, CreateMultipartUploadCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, UploadPartCommand,
@@ -19,7 +19,7 @@ import { S3Driver, MIN_CHUNK_SIZE, type S3DriverOptions } from '../../src/regist
 import { PathNotFoundError } from '../../src/registry/storage/driver.js';
 import { startRegistry, type RegistryConfig, type StartedRegistry } from '../../src/registry/index.js';
 import { storageDriverSuite } from './storage-driver-suite.js';
-import { startServe } from './serve.js';
+import { startServe, writeS3ServeConfig } from './serve.js';
 import { http, pushImage, sha256 } from './util.js';
 
 let ceph: CephCluster;
@@ -178,18 +178,7 @@ describe('drydock serve on RGW: skopeo copy in and out, delete, registry gc', ()
     const store = tempDir('drydock-rgw-e2e-store-');
     await busyboxImage(store);
     const config = path.join(tempDir('drydock-rgw-e2e-'), 'config.yml');
-    writeFileSync(config, `version: 0.1
-storage:
-  s3:
-    regionendpoint: ${ceph.endpoint}
-    bucket: ${ceph.bucket}
-    rootdirectory: /e2e-${randomBytes(4).toString('hex')}
-    chunksize: ${MIN_CHUNK_SIZE}
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:0
-`);
+    writeS3ServeConfig(config, ceph, `/e2e-${randomBytes(4).toString('hex')}`);
     const env = { AWS_ACCESS_KEY_ID: ceph.accessKey, AWS_SECRET_ACCESS_KEY: ceph.secretKey };
     const serve = await startServe(['--config', config, '--no-access-log'], env);
     try {

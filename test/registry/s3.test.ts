@@ -12,6 +12,7 @@ import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { CLI_MAIN, PROJECT_ROOT, requireTool, runCli, tempDir } from '../helpers/env.js';
 import { busyboxImage } from '../helpers/images.js';
 import { startS3Server, type S3Server } from '../helpers/s3.js';
+import { writeS3ServeConfig } from './serve.js';
 import { S3Driver, MIN_CHUNK_SIZE, s3OptionsFromConfig, type S3DriverOptions } from '../../src/registry/storage/s3.js';
 import { normalizeConfig, startRegistry, type RegistryConfig, type StartedRegistry } from '../../src/registry/index.js';
 import { http, pushImage, sha256 } from './util.js';
@@ -348,18 +349,7 @@ describe('drydock serve on S3: skopeo copy in and out, registry gc', () => {
     await busyboxImage(store);
     const dir = tempDir('drydock-s3-e2e-');
     const config = path.join(dir, 'config.yml');
-    writeFileSync(config, `version: 0.1
-storage:
-  s3:
-    regionendpoint: ${s3.endpoint}
-    bucket: ${s3.bucket}
-    rootdirectory: /e2e-${randomBytes(4).toString('hex')}
-    chunksize: ${MIN_CHUNK_SIZE}
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:0
-`);
+    writeS3ServeConfig(config, s3, `/e2e-${randomBytes(4).toString('hex')}`);
     const env = { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKey, AWS_SECRET_ACCESS_KEY: s3.secretKey };
     const fromSource = CLI_MAIN.endsWith('.ts');
     proc = spawn(process.execPath, [...(fromSource ? ['--import', 'tsx'] : []), CLI_MAIN, 'serve', '--config', config, '--no-access-log'], { cwd: PROJECT_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,7 +1,25 @@
 // `drydock serve` as a child process, as an operator runs it: waits for "listening on URL" on
 // stderr and keeps stdout (the access log) and stderr (warnings) for the test to read.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { MIN_CHUNK_SIZE } from '../../src/registry/storage/s3.js';
 import { CLI_MAIN, PROJECT_ROOT } from '../helpers/env.js';
+
+/** Writes the config.yml of a `drydock serve` on an S3 bucket (delete on, smallest chunks), as an operator would. */
+export function writeS3ServeConfig(file: string, s3: { endpoint: string; bucket: string }, rootdirectory: string): void {
+  writeFileSync(file, `version: 0.1
+storage:
+  s3:
+    regionendpoint: ${s3.endpoint}
+    bucket: ${s3.bucket}
+    rootdirectory: ${rootdirectory}
+    chunksize: ${MIN_CHUNK_SIZE}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:0
+`);
+}
 
 export interface ServeProcess {
   url: string;
