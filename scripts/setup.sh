@@ -21,6 +21,8 @@ APT_PACKAGES=(
   dropbear-bin
   # boot: runc carried on the medium for --service containers, with its libraries (patchelf)
   patchelf
+  # boot: an updatable disk's initramfs starts a deployment's own kernel with kexec
+  kexec-tools
   # boot: bench/boot-layers.ts compares erofs with squashfs for an updatable disk's layer files
   erofs-utils
   # peers for interop tests and benchmarks

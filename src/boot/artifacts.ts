@@ -2,7 +2,7 @@
 // the image as rootfs.squashfs and the baked top layer as top.squashfs. The ISO and disk
 // builders only differ in how they lay these out and which boot loader loads them.
 import { createHash } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { createReadStream, existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { ContainerConfig } from '../image/types.js';
 import { DEFAULT_BUSYBOX } from '../mkimage/busybox-rootfs.js';
@@ -15,6 +15,7 @@ import { BOOT_MODULES, buildModulesTree, EXTRA_MODULES, installModules, loadModu
 import { INITRAMFS_INIT } from './scripts.js';
 import { OS_FILES, OS_LIB, OS_STATE_AWK } from './osstate.js';
 import { buildTopLayer, type InitChoice } from './toplayer.js';
+import { sharedLibraries } from './sshd.js';
 
 export interface BootSource {
   /** The image's flattened root filesystem. */
@@ -49,6 +50,10 @@ export interface BootArtifacts {
   modules: string[];
   /** The kernel command line the boot loader passes. */
   cmdline: string;
+  /** /etc/drydock/boot.conf of the initramfs (an updatable disk keeps a copy as os/boot.conf). */
+  bootConf: string;
+  /** sha256 hex of the kernel file (an updatable disk's initramfs compares deployments' kernels with it). */
+  kernelSha256: string;
 }
 
 /** SOURCE_DATE_EPOCH (reproducible builds), if set and valid. */
@@ -84,9 +89,43 @@ export function kernelCmdline(label: string, init: InitChoice, opts: BootOptions
     .filter(Boolean).join(' ');
 }
 
-async function buildInitramfs(target: string, kernel: KernelSource, work: string, bootConf: string, busybox: string, required: string[]): Promise<string[]> {
+/** sha256 hex of a file. */
+export async function sha256File(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/** Where kexec-tools installs kexec (Debian: /sbin/kexec). */
+const KEXEC_PATHS = ['/sbin/kexec', '/usr/sbin/kexec'];
+
+/**
+ * kexec with its shared libraries and the dynamic loader, at the paths ldd names: an updatable
+ * disk's initramfs starts a deployment's own kernel with it (docs/boot.md, "Kernel upgrades").
+ */
+async function kexecEntries(): Promise<CpioEntry[]> {
+  const kexec = KEXEC_PATHS.find((p) => existsSync(p));
+  if (!kexec) throw new UserError('an updatable disk needs kexec (its initramfs starts a deployment\'s own kernel with it): apt-get install kexec-tools');
+  const entries: CpioEntry[] = [];
+  const dirs = new Set<string>();
+  const add = async (name: string, source: string) => {
+    for (let d = path.posix.dirname(name); d !== '.' && !dirs.has(d); d = path.posix.dirname(d)) dirs.add(d);
+    entries.push({ type: 'file', name, mode: 0o755, source, size: (await fsp.stat(source)).size });
+  };
+  await add('sbin/kexec', kexec);
+  for (const lib of await sharedLibraries(kexec)) await add(lib.slice(1), await fsp.realpath(lib));
+  return [...[...dirs].sort().map((name): CpioEntry => ({ type: 'dir', name })), ...entries];
+}
+
+/**
+ * The drydock initramfs for `kernel`: busybox-static, /init, boot.conf and that kernel's boot
+ * modules. `kexec` adds kexec-tools (the first stage of an updatable disk). Also what `drydock os
+ * upgrade` builds for an image that brings its own kernel (src/os/kernel.ts).
+ */
+export async function buildInitramfs(target: string, kernel: KernelSource, work: string, bootConf: string, busybox: string,
+  opts: { kexec?: boolean; required?: string[] } = {}): Promise<string[]> {
   const index = await loadModuleIndex(kernel.modulesDir);
-  const core = resolveModules(index, BOOT_MODULES, required);
+  const core = resolveModules(index, BOOT_MODULES, opts.required);
   const coreNames = new Set(core.map((m) => m.name));
   const extra = resolveModules(index, EXTRA_MODULES, []).filter((m) => !coreNames.has(m.name));
   const modRoot = path.join(work, 'initramfs-modules');
@@ -106,9 +145,17 @@ async function buildInitramfs(target: string, kernel: KernelSource, work: string
     { type: 'data', name: `etc/drydock/${OS_FILES.awk}`, data: Buffer.from(OS_STATE_AWK) },
     { type: 'data', name: `etc/drydock/${OS_FILES.lib}`, data: Buffer.from(OS_LIB) },
     ...(await entriesFromDir(modRoot)),
+    ...(opts.kexec ? (await kexecEntries()).filter((e) => e.type !== 'dir' || !['sbin', 'lib', 'usr', 'usr/sbin'].includes(e.name)) : []),
   ];
   await writeGzipCpio(target, entries, sourceDateEpoch() ?? 0);
+  await fsp.rm(modRoot, { recursive: true, force: true });
   return [...list, ...extraList];
+}
+
+/** boot.conf with DRYDOCK_KERNEL_SHA set to `sha` (a deployment's initramfs names its own kernel). */
+export function bootConfForKernel(bootConf: string, sha: string): string {
+  const lines = bootConf.split('\n').filter((l) => l && !l.startsWith('DRYDOCK_KERNEL_SHA='));
+  return [...lines, `DRYDOCK_KERNEL_SHA='${sha}'`].join('\n') + '\n';
 }
 
 /** Builds kernel, initramfs and both squashfs images into `dir` (which must exist and be empty). */
@@ -119,15 +166,18 @@ export async function buildArtifacts(source: BootSource, opts: BootOptions, dir:
   if (!rootfsStat?.isDirectory()) throw new UserError(`rootfs ${source.rootfs} is not a directory`);
   const kernel = await resolveKernel(source.rootfs, opts);
   const label = bootLabel(source, opts);
+  const kernelSha256 = await sha256File(kernel.vmlinuz);
 
   const topDir = path.join(dir, 'top');
   const top = await buildTopLayer(topDir, source.rootfs, source.config, opts, { ...tools, servicesDir: source.servicesDir });
-  const bootConf = [
+  let bootConf = [
     '# generated by drydock',
     `DRYDOCK_LABEL='${label}'`,
     `DRYDOCK_INIT='${top.init.path}'`,
     `DRYDOCK_MOUNTS='${opts.mounts.map((m) => `${m.type}:${m.label}:${m.path}`).join(' ')}'`,
   ].join('\n') + '\n';
+  // An updatable disk's initramfs boots a deployment that brings another kernel through kexec.
+  if (source.updatable) bootConf = bootConfForKernel(bootConf, kernelSha256);
 
   const media = path.join(dir, 'media');
   await fsp.mkdir(path.join(media, 'boot'), { recursive: true });
@@ -142,7 +192,9 @@ export async function buildArtifacts(source: BootSource, opts: BootOptions, dir:
   // allSettled: on a failure the others must finish before the work dir is removed under them.
   const settled = await Promise.allSettled([
     // An updatable disk of erofs layers cannot boot a kernel without erofs: refused here, not at boot.
-    buildInitramfs(initrd, kernel, dir, bootConf, busybox, source.updatable && opts.layerFormat === 'erofs' ? [...REQUIRED_MODULES, 'erofs'] : REQUIRED_MODULES),
+    buildInitramfs(initrd, kernel, dir, bootConf, busybox, {
+      kexec: source.updatable, required: source.updatable && opts.layerFormat === 'erofs' ? [...REQUIRED_MODULES, 'erofs'] : REQUIRED_MODULES,
+    }),
     rootfsSquashfs && mksquashfs(source.rootfs, rootfsSquashfs, opts.compression),
     topSquashfs && mksquashfs(topDir, topSquashfs, opts.compression),
     buildModulesTree(kernel.modulesDir, path.join(dir, 'modules-tree')).then((tree) => mksquashfs(tree, modulesSquashfs, opts.compression, { allRoot: true })),
@@ -150,10 +202,9 @@ export async function buildArtifacts(source: BootSource, opts: BootOptions, dir:
   for (const r of settled) if (r.status === 'rejected') throw r.reason;
   const modules = (settled[0] as PromiseFulfilledResult<string[]>).value;
   if (!source.updatable) await fsp.rm(topDir, { recursive: true, force: true });
-  await fsp.rm(path.join(dir, 'initramfs-modules'), { recursive: true, force: true });
   await fsp.rm(path.join(dir, 'modules-tree'), { recursive: true, force: true });
   return {
     dir: media, vmlinuz, initrd, rootfsSquashfs, topSquashfs, topDir: source.updatable ? topDir : undefined, modulesSquashfs, label, kernel, init: top.init, modules,
-    cmdline: kernelCmdline(label, top.init, opts),
+    cmdline: kernelCmdline(label, top.init, opts), bootConf, kernelSha256,
   };
 }

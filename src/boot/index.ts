@@ -132,7 +132,7 @@ async function buildUpdatableDisk(store: ContentStore, image: string, source: Bo
   const { deployment, runtime } = await buildOsTree(store, image, source.rootfs, a.topDir!, {
     ref, insecureRegistries: opts.insecureRegistries, authfile: opts.authfile, bootTries: opts.bootTries, bootDeadline: opts.bootDeadline,
     layerFormat: opts.layerFormat,
-  }, data);
+  }, data, { sha256: a.kernelSha256, version: a.kernel.version, bootConf: a.bootConf });
   const layersDone = Date.now();
   const layout = await writeDisk(a, out, { size: opts.size, format: opts.format, firmware: opts.firmware, osTree: data });
   return {

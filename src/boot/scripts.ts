@@ -34,6 +34,8 @@ export const INITRAMFS_INIT = `#!/bin/busybox sh
 #   toplayer=LABEL=x toplayer_path=dir   copy dir from that fs over the system at every boot
 #   drydock.label=L drydock.init=PATH   set by the boot loader config drydock writes
 #   drydock.deployment=ID|default|rollback   updatable disks: boot that deployment (boot menu)
+#   drydock.kexec=ID [drydock.try=DEADLINE]   set by the first stage when it kexecs into deployment
+#                              ID's own kernel: boot ID (a try of the pending one with drydock.try)
 #   drydock.debug (trace)  drydock.shell (shell before switch_root)  rootdelay=SECONDS
 /bin/busybox mkdir -p /bin /sbin /usr/bin /usr/sbin /proc /sys /dev /run /newroot
 /bin/busybox --install -s
@@ -62,6 +64,8 @@ for arg in $(cat /proc/cmdline); do
     drydock.label=*) DRYDOCK_LABEL="\${arg#drydock.label=}" ;;
     drydock.init=*) DRYDOCK_INIT="\${arg#drydock.init=}" ;;
     drydock.deployment=*) WANT_DEPLOYMENT="\${arg#drydock.deployment=}" ;;
+    drydock.kexec=*) KEXEC_INTO="\${arg#drydock.kexec=}" ;;
+    drydock.try=*) KEXEC_TRY="\${arg#drydock.try=}" ;;
     drydock.debug) set -x ;;
     drydock.shell) BREAK=1 ;;
     rootdelay=*) WAIT="\${arg#rootdelay=}" ;;
@@ -107,9 +111,32 @@ if [ -f $R/medium/os/state.json ]; then
   umount $R/medium
   until mount -o rw "$medium" $OS; do rescue "cannot mount $medium read-write"; done
   . /etc/drydock/os.sh
-  until os_select $OS "$WANT_DEPLOYMENT" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"; do rescue "no deployment to boot in $OS/os/state.json"; done
+  if [ -n "$KEXEC_INTO" ]; then
+    # The second stage: the disk's kernel already picked this deployment and counted the try.
+    OS_DEPLOYMENT="$KEXEC_INTO" OS_PENDING="\${KEXEC_TRY:+1}" OS_DEADLINE="$KEXEC_TRY" OS_NOTE="in its own kernel $(uname -r)"
+  else
+    until os_select $OS "$WANT_DEPLOYMENT" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"; do rescue "no deployment to boot in $OS/os/state.json"; done
+  fi
   log "deployment $OS_DEPLOYMENT: $OS_NOTE"
   dep="$(os_flat $OS/os/deployments/$OS_DEPLOYMENT.json)"
+  # A deployment whose image brings another kernel (kernel.sha256 is not this initramfs's):
+  # start that kernel with its own initramfs (os/kernels/, written by drydock os upgrade before
+  # state.json named the deployment). The boot partition is never rewritten.
+  kfile="$(os_field "$dep" kernel.vmlinuz)"
+  if [ -z "$KEXEC_INTO" ] && [ -n "$kfile" ] && [ "$(os_field "$dep" kernel.sha256)" != "$DRYDOCK_KERNEL_SHA" ]; then
+    kinit="$(os_field "$dep" kernel.initrd)"
+    args=
+    for a in $(cat /proc/cmdline); do case "$a" in drydock.kexec=*|drydock.try=*) ;; *) args="$args $a" ;; esac; done
+    args="\${args# } drydock.kexec=$OS_DEPLOYMENT\${OS_PENDING:+ drydock.try=\${OS_DEADLINE:-0}}"
+    log "deployment $OS_DEPLOYMENT brings kernel $(os_field "$dep" kernel.version): starting it (kexec)"
+    if [ -f "$OS/$kfile" ] && [ -f "$OS/$kinit" ] \
+        && { kexec -l "$OS/$kfile" --initrd="$OS/$kinit" --command-line="$args" || kexec -s -l "$OS/$kfile" --initrd="$OS/$kinit" --command-line="$args"; }; then
+      sync; umount $OS && kexec -e
+      log "kexec -e failed"
+      mount -o rw "$medium" $OS || rescue "cannot mount $medium read-write again"
+    fi
+    log "cannot start the kernel of deployment $OS_DEPLOYMENT; booting it with this one ($(uname -r))"
+  fi
   n="$(os_field "$dep" layers.length)"
   LOWER= i=0
   while [ "$i" -lt "\${n:-0}" ]; do
@@ -125,7 +152,7 @@ if [ -f $R/medium/os/state.json ]; then
   [ -n "$LOWER" ] || rescue "deployment $OS_DEPLOYMENT has no layers"
   LOWER="$OS/os/top:$LOWER"
   # What the system needs to know (the drydock init's watchdog and confirm step).
-  { echo "OS_DEPLOYMENT='$OS_DEPLOYMENT'"; echo "OS_PENDING='$OS_PENDING'"; echo "OS_DEADLINE='$OS_DEADLINE'"; } > $R/os-boot.conf
+  { echo "OS_DEPLOYMENT='$OS_DEPLOYMENT'"; echo "OS_PENDING='$OS_PENDING'"; echo "OS_DEADLINE='$OS_DEADLINE'"; echo "OS_KERNEL='$(uname -r)'"; } > $R/os-boot.conf
 else
   until mount -t squashfs -o loop,ro $R/medium/drydock/rootfs.squashfs $R/image; do rescue "cannot mount the image squashfs"; done
   until mount -t squashfs -o loop,ro $R/medium/drydock/top.squashfs $R/top; do rescue "cannot mount the top layer squashfs"; done
@@ -135,7 +162,10 @@ fi
 # modprobe works here (NIC drivers, 9p, virtiofs) and in the system at /lib/modules/<version>.
 KVER="$(uname -r)"
 MODULES=
-if [ -f $MEDIUM/drydock/modules.squashfs ] && mount -t squashfs -o loop,ro $MEDIUM/drydock/modules.squashfs $R/modules \
+MODSQ=$MEDIUM/drydock/modules.squashfs
+# In a deployment's own kernel, that kernel's module tree (os/kernels/<sha>.modules.squashfs).
+if [ -n "$KEXEC_INTO" ] && [ -n "$OS" ]; then km="$(os_field "$dep" kernel.modules)"; [ -n "$km" ] && MODSQ="$OS/$km"; fi
+if [ -f $MODSQ ] && mount -t squashfs -o loop,ro $MODSQ $R/modules \
     && mkdir -p /lib/modules/$KVER && mount --bind $R/modules /lib/modules/$KVER; then
   MODULES=1
   load_nic_drivers

@@ -37,7 +37,7 @@ export const RUNTIME_DIR = '/.drydock/drydock';
  * and node + drydock + the layer packer in the top layer when the image has no node of its own.
  */
 export async function buildOsTree(store: ContentStore, image: string, rootfs: string, topDir: string,
-  opts: UpdatableOptions, dataDir: string): Promise<{ deployment: Deployment; state: OsState; runtime?: { bytes: number } }> {
+  opts: UpdatableOptions, dataDir: string, kernel?: { sha256: string; version?: string; bootConf: string }): Promise<{ deployment: Deployment; state: OsState; runtime?: { bytes: number } }> {
   const os = path.join(dataDir, 'os');
   await fsp.mkdir(os, { recursive: true });
   let authfile: string | null = null;
@@ -69,7 +69,13 @@ export async function buildOsTree(store: ContentStore, image: string, rootfs: st
   await fsp.mkdir(path.join(os, 'etc'), { recursive: true });
   await fsp.mkdir(path.join(os, '.etc-work'), { recursive: true });
   const layout = new OsLayout(dataDir);
-  const state = { ...(await layout.readState()), bootTries: opts.bootTries, bootDeadlineSeconds: opts.bootDeadline } as OsState;
+  // The boot partition's kernel, and its initramfs's boot.conf: what a deployment's own kernel
+  // is compared with, and what its initramfs is made with (src/os/kernel.ts).
+  if (kernel) await fsp.writeFile(layout.bootConfPath, kernel.bootConf);
+  const state = {
+    ...(await layout.readState()), bootTries: opts.bootTries, bootDeadlineSeconds: opts.bootDeadline,
+    ...(kernel ? { diskKernel: { sha256: kernel.sha256, version: kernel.version } } : {}),
+  } as OsState;
   await layout.writeState(state);
   return { deployment, state, runtime };
 }

@@ -7,6 +7,7 @@ import { UserError } from '../util/errors.js';
 import { fsyncDir } from '../util/fs.js';
 import { OsLayout, diffHex, newPending, type AbandonedDeployment, type Deployment, type OsState, type UpgradeRecord } from './layout.js';
 import { withLock } from './lock.js';
+import { unusedKernelFiles } from './kernel.js';
 
 export interface DeploymentStatus extends Deployment {
   /** Roles of this deployment: booted (runs now), staged (next boot), default, rollback. */
@@ -115,7 +116,12 @@ export async function confirm(root: string): Promise<ConfirmResult> {
 async function cleanup(layout: OsLayout, state: OsState): Promise<{ removedDeployments: string[]; removedLayers: string[] }> {
   const keep = new Set([state.default, state.rollback, state.pending?.id, state.booted].filter((x): x is string => !!x));
   const layers = new Set<string>();
-  for (const id of keep) for (const l of (await layout.readDeployment(id)).layers) layers.add(diffHex(l));
+  const kernels: Deployment['kernel'][] = [];
+  for (const id of keep) {
+    const d = await layout.readDeployment(id);
+    for (const l of d.layers) layers.add(diffHex(l));
+    kernels.push(d.kernel);
+  }
   const removedDeployments: string[] = [];
   for (const name of await fsp.readdir(layout.deploymentsDir)) {
     const id = name.replace(/\.json$/, '');
@@ -132,6 +138,10 @@ async function cleanup(layout: OsLayout, state: OsState): Promise<{ removedDeplo
     if (!name.startsWith('.')) removedLayers.push(`sha256:${name.replace(/\.[a-z]+$/, '')}`);
   }
   await fsyncDir(layout.layersDir);
+  // Kernels only deleted deployments used (and temp files of an interrupted staging).
+  const unusedKernels = await unusedKernelFiles(layout, kernels);
+  for (const f of unusedKernels) await fsp.rm(f, { force: true });
+  if (unusedKernels.length) await fsyncDir(layout.kernelsDir);
   await fsp.rm(layout.tmpDir, { recursive: true, force: true });
   return { removedDeployments, removedLayers };
 }

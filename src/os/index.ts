@@ -19,5 +19,7 @@ export type { UpgradeOptions, UpgradeResult, StageEvent, StageOptions, StagedIma
 export { status, rollback, confirm } from './deployments.js';
 export type { OsStatus, DeploymentStatus, RollbackResult, ConfirmResult } from './deployments.js';
 export { withLock } from './lock.js';
+export { stageKernel } from './kernel.js';
+export type { KernelEvent } from './kernel.js';
 export { bundleRuntime } from './bundle.js';
 export type { BundleRuntimeOptions, RuntimeBundle } from './bundle.js';

@@ -56,9 +56,27 @@ export interface OsState {
   bootDeadlineSeconds?: number;
   /** What new layers are converted to (`drydock disk --layer-format`); absent: squashfs (LEGACY_LAYER_FORMAT). */
   layerFormat?: LayerFormat;
+  /**
+   * The kernel on the boot partition (the disk's build), which every boot starts first. A
+   * deployment whose image brings this same kernel needs no kernel of its own.
+   */
+  diskKernel?: { sha256: string; version?: string };
 }
 
-export interface DeploymentKernel { vmlinuz: string; initrd: string; modules?: string }
+/**
+ * A deployment's own kernel (its image's /boot/vmlinuz-<version> with /lib/modules/<version>),
+ * which the disk's initramfs starts with kexec. Paths are relative to the root, under os/kernels/.
+ */
+export interface DeploymentKernel {
+  vmlinuz: string;
+  /** The drydock initramfs with this kernel's boot modules. */
+  initrd: string;
+  /** The whole module tree as squashfs, mounted at /lib/modules/<version>. */
+  modules?: string;
+  version?: string;
+  /** sha256 hex of the vmlinuz: equal to the running initramfs's own means no kexec. */
+  sha256?: string;
+}
 
 export interface Deployment {
   id: string;
@@ -94,6 +112,10 @@ export class OsLayout {
   readonly tmpDir: string;
   readonly lastUpgradePath: string;
   readonly lockPath: string;
+  /** Deployments' own kernels: <sha>.vmlinuz, <sha>.initrd, <sha>.modules.squashfs. */
+  readonly kernelsDir: string;
+  /** A copy of the disk initramfs's boot.conf (label, init, mounts), for deployments' initramfs. */
+  readonly bootConfPath: string;
 
   constructor(readonly root: string) {
     this.dir = path.join(root, 'os');
@@ -103,6 +125,8 @@ export class OsLayout {
     this.tmpDir = path.join(this.dir, 'tmp');
     this.lastUpgradePath = path.join(this.dir, 'last-upgrade.json');
     this.lockPath = path.join(this.dir, 'lock');
+    this.kernelsDir = path.join(this.dir, 'kernels');
+    this.bootConfPath = path.join(this.dir, 'boot.conf');
   }
 
   deploymentPath(id: string): string {

@@ -14,6 +14,7 @@ import { RemoteImageSource } from '../client/remote.js';
 import { readBodyLimited } from '../client/transport.js';
 import { UserError } from '../util/errors.js';
 import { convertLayer } from './layers.js';
+import { stageKernel, type KernelEvent } from './kernel.js';
 import { OsLayout, newPending, layerFormatOf, type Deployment, type LayerFormat, type OsState, type UpgradeRecord } from './layout.js';
 import { withLock } from './lock.js';
 
@@ -21,12 +22,18 @@ const MAX_CONFIG_BYTES = 8 * 1024 * 1024;
 
 export type StageEvent =
   | { type: 'manifest'; digest: string }
-  | { type: 'layer'; digest: string; diffID: string; size: number; status: 'exists' | 'fetching' | 'done' };
+  | { type: 'layer'; digest: string; diffID: string; size: number; status: 'exists' | 'fetching' | 'done' }
+  | KernelEvent;
 
 export interface StageOptions {
   platform?: Platform;
   /** What missing layers are converted to (default squashfs; upgrade passes state.json's). */
   layerFormat?: LayerFormat;
+  /**
+   * Stage the image's own kernel (default true). `drydock disk` passes false: the first
+   * deployment boots the kernel on the boot partition, which is that kernel already.
+   */
+  kernel?: boolean;
   onEvent?: (e: StageEvent) => void;
 }
 
@@ -128,6 +135,8 @@ async function stageResolved(layout: OsLayout, src: ImageSource, image: Resolved
     const d = await layout.readDeployment(id).catch(() => undefined);
     if (d && d.manifestDigest === image.manifest.digest && d.ref === ref) return { deployment: d, reused: true, bytes, layersFetched, layersReused };
   }
+  // The image's own kernel, when it brings another one than the disk boots (src/os/kernel.ts).
+  const kernel = opts.kernel === false ? undefined : await stageKernel(layout, diffIDs, await layout.readState(), emit);
   const deployment: Deployment = {
     id: await layout.newDeploymentId(image.manifest.digest),
     ref,
@@ -136,6 +145,7 @@ async function stageResolved(layout: OsLayout, src: ImageSource, image: Resolved
     layers: diffIDs,
     created: new Date().toISOString(),
     imageConfig: config.config ?? {},
+    ...(kernel ? { kernel } : {}),
   };
   await layout.writeDeployment(deployment);
   return { deployment, reused: false, bytes, layersFetched, layersReused };
@@ -206,7 +216,7 @@ export async function seedOsRoot(root: string, src: ImageSource, ref: string, op
   const layout = new OsLayout(root);
   await layout.create();
   return withLock(layout.lockPath, async () => {
-    const staged = await stageImage(layout, src, ref, opts);
+    const staged = await stageImage(layout, src, ref, { ...opts, kernel: false });
     const state: OsState = {
       version: 1, ref, default: staged.deployment.id, rollback: null, booted: null, pending: null, abandoned: [],
       insecureRegistries: opts.insecureRegistries ?? [], authfile: opts.authfile ?? null,

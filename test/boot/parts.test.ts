@@ -412,7 +412,7 @@ test('ISO boot entries per --firmware, reproducible EFI image and ISO', async ()
     const label = 'DD12AB34CD';
     return { dir, vmlinuz: path.join(dir, 'boot/vmlinuz'), initrd: path.join(dir, 'boot/initrd.img'), rootfsSquashfs: '', topSquashfs: '', modulesSquashfs: '', label,
       kernel: { vmlinuz: '', origin: 'user' } as unknown as BootArtifacts['kernel'], init: { path: '/sbin/init', reason: 'test' } as unknown as BootArtifacts['init'], modules: [],
-      cmdline: `console=ttyS0,115200 drydock.label=${label}` };
+      cmdline: `console=ttyS0,115200 drydock.label=${label}`, bootConf: '', kernelSha256: '' };
   }
   const cases: [Firmware, string[], string[]][] = [
     ['both', ['BIOS', 'UEFI'], ['/isolinux/isolinux.bin', '/boot/efiboot.img']],

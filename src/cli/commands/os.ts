@@ -35,7 +35,16 @@ const short = (digest: string) => digest.replace(/^sha256:/, '').slice(0, 12);
 /** docker pull's lines: "<id>: Already exists", "<id>: Pull complete". */
 function progressPrinter(quiet: boolean | undefined): (e: StageEvent) => void {
   return (e) => {
-    if (quiet || e.type !== 'layer' || e.status === 'fetching') return;
+    if (quiet) return;
+    if (e.type === 'kernel') {
+      const say: Record<string, string> = {
+        staging: 'staging its kernel, initramfs and modules', done: 'kernel staged', exists: 'kernel already staged',
+        disk: 'the kernel the disk boots', ignored: `ignored: ${'reason' in e ? e.reason : ''}`,
+      };
+      if (e.status !== 'none') process.stderr.write(`kernel ${e.version}: ${say[e.status]}\n`);
+      return;
+    }
+    if (e.type !== 'layer' || e.status === 'fetching') return;
     process.stderr.write(`${short(e.digest)}: ${e.status === 'exists' ? 'Already exists' : `Pull complete (${formatSize(e.size)})`}\n`);
   };
 }
@@ -69,7 +78,8 @@ async function stage(flags: OsFlags, ref?: string): Promise<void> {
 
 function line(label: string, d: OsStatus['deployments'][number] | undefined, extra = ''): string {
   if (!d) return `  ${label.padEnd(9)} none`;
-  return `  ${label.padEnd(9)} ${d.id}  ${d.ref}@${d.manifestDigest}  ${d.created.slice(0, 19).replace('T', ' ')}${extra}`;
+  const kernel = d.kernel ? `  kernel ${d.kernel.version ?? d.kernel.vmlinuz}` : '';
+  return `  ${label.padEnd(9)} ${d.id}  ${d.ref}@${d.manifestDigest}  ${d.created.slice(0, 19).replace('T', ' ')}${kernel}${extra}`;
 }
 
 function printStatus(s: OsStatus): void {
