@@ -122,9 +122,13 @@ export async function plan(opts: BuildOptions): Promise<{ graph: BuildGraph; doc
 
 async function openSession(opts: BuildOptions): Promise<BuildSession> {
   const store = opts.store ?? (await ContentStore.open());
-  // Steps of builds killed before they could clean up (their runc containers and mounts).
-  const { sweepOrphans, scratchRoot } = await import('../runtime/index.js');
-  await sweepOrphans(scratchRoot(store.root));
+  // Steps of builds killed before they could clean up (their runc containers and mounts). The
+  // scratch dir (runtime's scratchRoot) is empty after every build that finished, and then the
+  // runtime, a third of the code a cached build would load, is not loaded at all.
+  if ((await fsp.readdir(path.join(store.root, 'builder')).catch(() => [])).length) {
+    const { sweepOrphans, scratchRoot } = await import('../runtime/index.js');
+    await sweepOrphans(scratchRoot(store.root));
+  }
   const dfPath = opts.dockerfile ?? path.join(opts.context, 'Dockerfile');
   let text = opts.dockerfileText;
   if (text === undefined) {
