@@ -3,9 +3,9 @@
 // cached rebuild — printing medians and drydock/docker and drydock/buildah ratios. Target
 // (issue 15): every row <= 0.8x docker build.
 //
-//   npx tsc -p . --outDir /tmp/drydock-bench-build    # optional: a compiled CLI (no tsx startup)
-//   DRYDOCK_CLI=/tmp/drydock-bench-build/src/cli/main.js node --import tsx bench/build.ts [rounds]
-//   DRYDOCK_BENCH_CASES="40 MB" ...                       # only the cases whose name contains this
+//   npm run build && node dist/bench/build.js [rounds]   # drydock = bin/drydock.js (the bundle)
+//   DRYDOCK_BENCH_CASES="40 MB,multi-stage" ...          # only the cases whose name contains one
+//   DRYDOCK_CLI=$PWD/dist/src/cli/main.js ...            # another CLI (per-file tsc output)
 //
 // All tools share one busybox base (drydock's, loaded into buildah's private storage and into a
 // private dockerd from test/helpers/dockerd.ts, Debian's docker.io with BuildKit on), run RUN
@@ -66,6 +66,31 @@ RUN echo ${late} > /late
         await fsp.mkdir(dir, { recursive: true });
         for (let f = 0; f < 8; f++) await fsp.writeFile(path.join(dir, `f${f}.bin`), randomBytes(128 * 1024));
       }
+    },
+  },
+  {
+    // Two independent stages (one ADDs and unpacks the tarball, one builds a file tree) copied
+    // into a final stage with COPY --from; the late line is in the final stage.
+    name: 'multi-stage with COPY --from',
+    dockerfile: (late) => `FROM docker.io/library/busybox:latest AS site
+ADD site.tar.gz /srv/site/
+RUN find /srv/site -name '*.html' | wc -l > /srv/site/count
+
+FROM docker.io/library/busybox:latest AS tools
+RUN mkdir -p /opt/tools/bin && for i in 1 2 3 4 5 6 7 8; do echo "echo tool $i" > /opt/tools/bin/tool$i; done && chmod +x /opt/tools/bin/*
+
+FROM docker.io/library/busybox:latest
+COPY --from=tools /opt/tools /opt/tools
+COPY --from=site /srv/site /srv/site
+ENV PATH=/opt/tools/bin:$PATH
+RUN echo ${late} > /srv/late
+CMD ["sh"]
+`,
+    async prepare(ctx) {
+      const site = path.join(ctx, '..', `site-${randomBytes(3).toString('hex')}`);
+      await fsp.mkdir(site, { recursive: true });
+      for (let i = 0; i < 200; i++) await fsp.writeFile(path.join(site, `page${i}.html`), `<h1>${i}</h1>\n`.repeat(200));
+      sh(['tar', '-C', site, '-czf', path.join(ctx, 'site.tar.gz'), '.']);
     },
   },
 ];

@@ -11,10 +11,14 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const fromSource = import.meta.url.endsWith('.ts');
 export const PROJECT_ROOT = fromSource ? path.resolve(here, '..') : path.resolve(here, '../..');
 
-/** argv prefix that runs the drydock CLI. */
+/**
+ * argv prefix that runs the drydock CLI: what users run, the installed bin (bin/drydock.js,
+ * which loads the esbuild bundle `npm run build` writes to dist/cli/), when it is built.
+ */
 export function drydockCommand(): string[] {
-  // A compiled CLI elsewhere (e.g. `tsc --outDir /tmp/build`), so startup is not tsx's.
+  // Another CLI (e.g. `DRYDOCK_CLI=dist/src/cli/main.js`, the per-file tsc output) on request.
   if (process.env.DRYDOCK_CLI) return [process.execPath, process.env.DRYDOCK_CLI];
+  if (existsSync(path.join(PROJECT_ROOT, 'dist/cli/drydock.js'))) return [process.execPath, path.join(PROJECT_ROOT, 'bin/drydock.js')];
   const compiled = path.join(PROJECT_ROOT, 'dist/src/cli/main.js');
   if (!fromSource && existsSync(compiled)) return [process.execPath, compiled];
   return [process.execPath, '--import', 'tsx', path.join(PROJECT_ROOT, 'src/cli/main.ts')];

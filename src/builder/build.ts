@@ -103,8 +103,10 @@ async function buildPlatforms(opts: BuildOptions): Promise<BuildResult> {
   if (opts.output) checkOutput(opts.output, platforms.length);
   const store = opts.store ?? (await ContentStore.open());
   const names = (opts.tags ?? []).map((t) => canonicalName(t));
-  const { sweepOrphans, scratchRoot } = await import('../runtime/index.js');
-  await sweepOrphans(scratchRoot(store.root));
+  if ((await fsp.readdir(path.join(store.root, 'builder')).catch(() => [])).length) {
+    const { sweepOrphans, scratchRoot } = await import('../runtime/index.js');
+    await sweepOrphans(scratchRoot(store.root));
+  }
   const shared = sharedWork(opts, store);
   const outs = platforms.map((p) => (opts.progress ? new PrefixedLines(opts.progress, `[${p}] `) : undefined));
   const settled = await Promise.allSettled(platforms.map((platform, i) =>
@@ -172,8 +174,10 @@ async function openContext(opts: BuildOptions, store: ContentStore): Promise<Sou
 async function openSession(opts: BuildOptions): Promise<BuildSession> {
   const store = opts.store ?? (await ContentStore.open());
   // Steps of builds killed before they could clean up (their runc containers and mounts); a
-  // multi-platform build sweeps once, before its platforms start.
-  if (!opts.shared) {
+  // multi-platform build sweeps once, before its platforms start. The
+  // scratch dir (runtime's scratchRoot) is empty after every build that finished, and then the
+  // runtime, a third of the code a cached build would load, is not loaded at all.
+  if (!opts.shared && (await fsp.readdir(path.join(store.root, 'builder')).catch(() => [])).length) {
     const { sweepOrphans, scratchRoot } = await import('../runtime/index.js');
     await sweepOrphans(scratchRoot(store.root));
   }

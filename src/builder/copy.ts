@@ -49,14 +49,21 @@ export async function copyEntries(tree: SourceTree, entries: SourceEntry[], root
       await mkdirInRoot(rootfs, base, opts);
       const dirHost = await resolveInRoot(rootfs, base);
       if (opts.chmod !== undefined || base !== '/') await setMeta(dirHost, e.stat, opts, false);
-      for await (const child of tree.walk(e)) {
-        const rel = path.posix.relative(e.rel === '.' ? '' : e.rel, child.rel);
-        if (opts.exclude?.matches(rel)) continue;
-        const inner = path.posix.join(base, rel);
-        // A "!" re-included entry may sit below an excluded directory that was not copied.
-        if (opts.exclude) await mkdirInRoot(rootfs, path.posix.dirname(inner), opts);
-        await copyOne(rootfs, child, inner, opts);
+      const files = new FileCopies();
+      try {
+        for await (const child of tree.walk(e)) {
+          const rel = path.posix.relative(e.rel === '.' ? '' : e.rel, child.rel);
+          if (opts.exclude?.matches(rel)) continue;
+          const inner = path.posix.join(base, rel);
+          // A "!" re-included entry may sit below an excluded directory that was not copied.
+          if (opts.exclude) await mkdirInRoot(rootfs, path.posix.dirname(inner), opts);
+          if (child.stat.isFile()) await files.add(() => copyOne(rootfs, child, inner, opts));
+          else await copyOne(rootfs, child, inner, opts);
+        }
+      } finally {
+        await files.settle();
       }
+      files.throwFirst();
     } else if (opts.extractArchives && e.stat.isFile() && (await isArchive(e.hostPath))) {
       await mkdirInRoot(rootfs, dest, opts);
       await extractArchive(e.hostPath, await resolveInRoot(rootfs, dest));
@@ -65,6 +72,34 @@ export async function copyEntries(tree: SourceTree, entries: SourceEntry[], root
       await mkdirInRoot(rootfs, path.posix.dirname(inner), opts);
       await copyOne(rootfs, e, inner, opts);
     }
+  }
+}
+
+/**
+ * Regular files of a directory source, copied a few at a time: each is a handful of syscalls
+ * (resolve, lstat, copy_file_range, chown, chmod, utimes) that wait on the disk, and one at a
+ * time a 40 MB tree of small files spends most of its time waiting. Directories and symlinks
+ * are still made in walk order, so a file's directory exists before the file is started; every
+ * target is distinct, so the copies do not race each other.
+ */
+class FileCopies {
+  private static readonly LIMIT = 8;
+  private readonly running = new Set<Promise<void>>();
+  private error: unknown;
+
+  async add(copy: () => Promise<void>): Promise<void> {
+    if (this.error !== undefined) this.throwFirst();
+    const p: Promise<void> = copy().catch((e) => { this.error ??= e; }).finally(() => { this.running.delete(p); });
+    this.running.add(p);
+    if (this.running.size >= FileCopies.LIMIT) await Promise.race(this.running);
+  }
+
+  async settle(): Promise<void> {
+    await Promise.all(this.running);
+  }
+
+  throwFirst(): void {
+    if (this.error !== undefined) throw this.error;
   }
 }
 

@@ -195,7 +195,9 @@ async function writeFilesystems(store: ContentStore, output: OutputSpec, images:
  * `images`, dropped by `drydock builder prune`. Images already stored are not written again.
  */
 export async function exportStepImages(s: BuildSession, solver: Solver): Promise<void> {
-  const have = new Set((await s.store.listRootEntries([BUILD_STEP_ROOT])).map((r) => r.owner));
+  // Names only: every earlier build's step roots are there, and reading them all would make a
+  // cached rebuild slower with each build.
+  const have = await s.store.listRootOwners([BUILD_STEP_ROOT]);
   await Promise.all(solver.stepImages.map(async (img) => {
     const owner = `${BUILD_STEP_ROOT}${img.id.slice(7)}`;
     if (have.has(owner) && (await s.store.hasBlob(img.id))) return;

@@ -1,15 +1,17 @@
 // A step's filesystem: the parent's layers as overlay lowers, a fresh upper dir, mounts that
 // live exactly as long as the step (COPY --from sources, bind mounts of other stages), and the
 // step's result. The result is the upper dir itself, adopted as the layer cache entry of its
-// diffID (the tar is hashed, not compressed); the compressed blob is made later, once, by
-// compressSnapshot (see solver.ts for when).
+// diffID; the same tar pass that hashes the diffID compresses the blob (snapshotLayer), which
+// the next step does not wait for. compressSnapshot makes the blob of an earlier build's snapshot.
 import { promises as fsp } from 'node:fs';
+import { Readable, Transform, pipeline } from 'node:stream';
 import path from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 import type { Instruction } from '../dockerfile/index.js';
 import type { ContentStore } from '../store/content-store.js';
 import type { Compression } from '../image/media-types.js';
 import { UserError } from '../util/errors.js';
+import { STREAM_CHUNK } from '../util/fs.js';
 import type { CachedLayer } from './cache.js';
 import { SourceTree } from './context.js';
 import type { BuildSession } from './session.js';
@@ -52,11 +54,12 @@ export async function withRootfs(
       return { diffID: info.diffID, blob: Promise.resolve(layer), known: layer };
     }
     await unmountAll();
-    const { diffID } = await snapshotDiffID(upper);
+    const { diffID, blob } = await snapshotLayer(s.store, upper, s.opts.compression);
     // The upper dir is the new layer unpacked (overlay whiteouts and all): it becomes the layer
-    // cache entry, so the next step mounts it and nothing is unpacked or compressed here.
+    // cache entry, so the next step mounts it and nothing is unpacked here; its blob is still
+    // being compressed and written while the next step runs.
     await adoptUnpackedLayer(s.store, upper, diffID);
-    return { diffID, blob: undefined, known: undefined };
+    return { diffID, blob, known: undefined };
   } finally {
     await unmountAll().catch(() => {});
     await fsp.rm(workDir, { recursive: true, force: true }).catch(() => {});
@@ -71,6 +74,34 @@ async function fetchRemoteLayers(s: BuildSession, layers: BuildLayer[]): Promise
 function layerRef(l: BuildLayer): { digest: string; diffID: string; mediaType: string } {
   // A snapshot made by this build is in the layer cache already; only base layers need a blob.
   return { digest: l.known?.digest ?? '', diffID: l.diffID, mediaType: l.known?.mediaType ?? '' };
+}
+
+/**
+ * A step's snapshot in one pass over its upper dir: the tar (as createLayer writes it) is hashed
+ * into the diffID, resolved as soon as the tar ends (the upper dir is no longer read then, so it
+ * can be adopted), and compressed into the store as the blob, resolved once it is written and
+ * fsynced. Every snapshot's blob is needed (the image's and the steps' manifests name them), so
+ * making it here saves the second tar pass over the same files that compressing later costs.
+ */
+export async function snapshotLayer(store: ContentStore, dir: string, compression: Compression = 'gzip'): Promise<{ diffID: string; blob: Promise<CachedLayer> }> {
+  const { tarDirectory } = await import('../layer/create.js');
+  const { compressor } = await import('../layer/compression.js');
+  const { ociLayerMediaType } = await import('../image/media-types.js');
+  const hash = createHash('sha256');
+  let tarEnded!: (diffID: string) => void;
+  let failed!: (e: Error) => void;
+  const diffID = new Promise<string>((resolve, reject) => { tarEnded = resolve; failed = reject; });
+  const hasher = new Transform({
+    transform(chunk: Buffer, _enc, cb) { hash.update(chunk); cb(null, chunk); },
+    flush(cb) { tarEnded(`sha256:${hash.digest('hex')}`); cb(); },
+  });
+  const tar = Readable.from(tarDirectory(dir, { overlayUpper: true }), { objectMode: false, highWaterMark: STREAM_CHUNK });
+  const compressed = pipeline(tar, hasher, compressor(compression), (e) => { if (e) failed(e); });
+  const blob = store.writeBlob(compressed as unknown as Readable).then(async ({ digest, size }) => ({
+    digest, size, mediaType: ociLayerMediaType(compression), diffID: await diffID,
+  }));
+  blob.catch(() => { /* awaited by the solver's blob() and the cache entry */ });
+  return { diffID: await diffID, blob };
 }
 
 /** The diffID of an overlay upper dir: its tar (as createLayer writes it) hashed, nothing stored. */

@@ -2,9 +2,10 @@
 // small. A vertex runs once its parent and the stages it reads are done, so independent stages,
 // and COPY --from of stages that are finished, run at the same time; at most `parallelism` ops
 // (RUN/COPY/ADD) execute at once. A step's key is looked up first; a miss executes the op on an
-// overlay and keeps the upper dir as an uncompressed snapshot. Compressed blobs are made once
-// per diffID, off the critical path (started when the step ends, awaited by the exporter and by
-// the cache entry, which is written when its blob exists).
+// overlay and keeps the upper dir as an uncompressed snapshot. Its compressed blob is made in the
+// same tar pass that hashes the diffID (rootfs.ts snapshotLayer) and finishes while the next step
+// runs; the exporter and the cache entry (written when its blob exists) await it. Layers of
+// earlier builds without a blob are compressed once per diffID.
 import os from 'node:os';
 import { Writable } from 'node:stream';
 import { shortId, digestOf } from '../image/digest.js';

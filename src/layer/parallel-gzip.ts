@@ -17,7 +17,9 @@ const HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0x03]);
 
 /** Samples per block, and their size, for the incompressibility probe. */
 const PROBES = 4;
-const PROBE = 16 * 1024;
+const PROBE = 8 * 1024;
+/** The largest stored deflate block (LEN is 16 bits). */
+const STORED_MAX = 0xffff;
 
 /**
  * True when every sample of the block shrinks by less than 3% at level 1: random or already
@@ -33,6 +35,27 @@ async function incompressible(block: Buffer): Promise<boolean> {
     if ((await deflateRaw(sample, { level: 1 })).length < sample.length * 0.97) return false;
   }
   return true;
+}
+
+/**
+ * `block` as stored deflate blocks (RFC 1951 3.2.4: a byte-aligned header with BTYPE 00, LEN,
+ * NLEN, then the bytes), written here rather than by zlib at level 0, which still runs every
+ * byte through its window: this is a copy. The previous block ended byte-aligned (sync flush or
+ * stored), as a stored header requires, and this one ends byte-aligned too.
+ */
+function storedBlocks(block: Buffer, last: boolean): Buffer {
+  const count = Math.max(1, Math.ceil(block.length / STORED_MAX));
+  const out = Buffer.allocUnsafe(block.length + count * 5);
+  let o = 0;
+  for (let i = 0; i < count; i++) {
+    const part = block.subarray(i * STORED_MAX, (i + 1) * STORED_MAX);
+    out[o] = last && i === count - 1 ? 1 : 0;
+    out.writeUInt16LE(part.length, o + 1);
+    out.writeUInt16LE(~part.length & 0xffff, o + 3);
+    part.copy(out, o + 5);
+    o += 5 + part.length;
+  }
+  return out;
 }
 
 export class ParallelGzip extends Transform {
@@ -56,7 +79,7 @@ export class ParallelGzip extends Transform {
     this.total += block.length;
     const opts: zlib.ZlibOptions = { level: this.level, finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH };
     if (this.dictionary) opts.dictionary = this.dictionary;
-    const p = incompressible(block).then((stored) => deflateRaw(block, stored ? { ...opts, level: 0 } : opts));
+    const p = incompressible(block).then((stored) => (stored ? storedBlocks(block, last) : deflateRaw(block, opts)));
     p.catch(() => { /* awaited in drainTo */ });
     this.inFlight.push(p);
     this.dictionary = block.length >= WINDOW ? block.subarray(block.length - WINDOW) : Buffer.concat([this.dictionary ?? Buffer.alloc(0), block]).subarray(-WINDOW);

@@ -276,6 +276,19 @@ export class ContentStore {
     return out;
   }
 
+  /** The owners of the roots that start with one of `ownerPrefixes`, without reading the roots. */
+  async listRootOwners(ownerPrefixes: readonly string[]): Promise<Set<string>> {
+    const files = await fsp.readdir(this.rootsDir).catch(() => [] as string[]);
+    const owners = new Set<string>();
+    for (const f of files) {
+      if (f.startsWith('.tmp-')) continue;
+      let owner = f;
+      try { owner = decodeURIComponent(f); } catch { /* written by hand: keep the file name */ }
+      if (ownerPrefixes.some((p) => owner.startsWith(p))) owners.add(owner);
+    }
+    return owners;
+  }
+
   async *listBlobs(): AsyncGenerator<{ digest: string; path: string }> {
     for (const alg of ['sha256', 'sha512']) {
       let names: string[];

@@ -278,8 +278,9 @@ test('a failed --cache-to fails the build unless ignore-error=true', async () =>
 
 test('--cache-to / --cache-from values are parsed like buildx', async () => {
   const cases: [string[], RegExp][] = [
-    [['--cache-to', 'type=s3,ref=x'], /unknown cache exporter: "s3"/],
-    [['--cache-from', 'type=gha'], /unknown cache importer: "gha"/],
+    [['--cache-to', 'type=s3,ref=x'], /unknown cache exporter attribute "ref" for type=s3/],
+    [['--cache-to', 'type=azblob,name=x'], /unknown cache exporter: "azblob"/],
+    [['--cache-from', 'type=gha'], /type=gha needs the GitHub Actions cache service/],
     [['--cache-to', 'ref=x'], /type required for "ref=x"/],
     [['--cache-to', 'type=registry,ref=x,junk'], /invalid value junk/],
     [['--cache-to', 'type=registry,ref=x,mode=all'], /invalid mode: all/],

@@ -1,5 +1,6 @@
-// Lazy compression: a step's result is its overlay upper dir, adopted as the layer cache entry
-// of its diffID, and the compressed blob is made from that snapshot afterwards (once per diffID).
+// Snapshots: a step's result is its overlay upper dir, adopted as the layer cache entry of its
+// diffID; the compressed blob is made in the same tar pass (snapshotLayer), or from the snapshot
+// later for an earlier build's layer (compressSnapshot).
 // The blob must hash to the snapshot's diffID, and a snapshot changed before compression is an
 // error, never a wrong image.
 import { test, before } from 'node:test';

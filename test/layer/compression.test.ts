@@ -50,6 +50,16 @@ test('ParallelGzip stores incompressible blocks and still compresses the compres
   assert.ok(storedOnly.length < noise.length * 1.001, `${storedOnly.length}`);
   // Deflate's stored block header (BTYPE 00) right after the gzip header.
   assert.equal(storedOnly[10]! & 0b110, 0);
+  // The stored blocks are written by hand, not by zlib: GNU gzip must read them, the final one
+  // (BFINAL set, a whole 1 MiB block of noise) and ones between compressed blocks alike.
+  requireTool('gzip');
+  const { execFileSync } = await import('node:child_process');
+  const mixed = Buffer.concat([text.subarray(0, 1 << 20), noise, randomBytes(70_000)]);
+  for (const [what, plain] of [['noise only', noise], ['text then noise', mixed], ['noise then text', input]] as const) {
+    const gz = await collect(Readable.from(pieces(plain, 1 << 20)).pipe(new ParallelGzip()));
+    assert.ok(execFileSync('gzip', ['-dc'], { input: gz, maxBuffer: 64 << 20 }).equals(plain), `${what}: gzip -dc gives the input back`);
+    execFileSync('gzip', ['-t'], { input: gz });
+  }
   // And it is cheap: far less CPU (thread pool included) than deflating the noise at level 6,
   // which is what searching incompressible data for matches costs. CPU time, not wall: a loaded
   // machine does not change it much.

@@ -167,9 +167,10 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
         if (i <= 0 || !isIP(h.slice(i + 1))) throw new UserError(`invalid argument "${h}" for "--add-host" flag: invalid IP address in add-host: "${h.slice(i + 1)}"`);
         return `${h.slice(i + 1)}\t${h.slice(0, i)}`;
       });
-      const { parseUlimit, checkUlimits } = await import('../../runtime/index.js');
-      const { parseMemory } = await import('../../runtime/create.js');
-      const { parseByteSize } = await import('../../layer/limits.js');
+      // The modules, not the runtime's index: a build loads the container runtime only for RUN.
+      const { parseUlimit, checkUlimits } = await import('../../runtime/ulimits.js');
+      const parseMemory = flags.memory !== undefined ? (await import('../../runtime/create.js')).parseMemory : undefined;
+      const parseByteSize = flags.shmSize !== undefined ? (await import('../../layer/limits.js')).parseByteSize : undefined;
       const ulimits = (flags.ulimit ?? []).map(parseUlimit);
       await checkUlimits(ulimits);
       const output = flags.output ? parseOutput(flags.output) : undefined;
@@ -178,9 +179,10 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
       const quiet = flags.quiet || flags.progress === 'quiet' || flags.format === 'json';
       // `-o -` writes the tar on stdout, so progress goes to stderr (as buildx does).
       const progressOut = output?.dest === '-' && output.type === 'tar' ? process.stderr : process.stdout;
-      const { parseCacheTo, parseCacheFrom, RemoteCache } = await import('../../builder/remote-cache/index.js');
-      const cacheTo = parseCacheTo(flags.cacheTo ?? []);
-      const cacheFrom = parseCacheFrom(flags.cacheFrom ?? []);
+      // Loaded only when asked for: a local build does not need the registry cache's code.
+      const remote = flags.cacheTo?.length || flags.cacheFrom?.length ? await import('../../builder/remote-cache/index.js') : undefined;
+      const cacheTo = remote?.parseCacheTo(flags.cacheTo ?? []) ?? [];
+      const cacheFrom = remote?.parseCacheFrom(flags.cacheFrom ?? []) ?? [];
       const store = await ContentStore.open();
       // `drydock build - < Dockerfile`: the Dockerfile on stdin and an empty context, like Docker.
       let dockerfileText = flags.file === '-' || context === '-' ? await readStdin() : undefined;
@@ -213,9 +215,9 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
         secrets,
         ssh,
         extraHosts,
-        shmSize: flags.shmSize !== undefined ? parseByteSize(flags.shmSize, '--shm-size') : undefined,
+        shmSize: flags.shmSize !== undefined ? parseByteSize!(flags.shmSize, '--shm-size') : undefined,
         ulimits,
-        memory: flags.memory !== undefined ? parseMemory(flags.memory) : undefined,
+        memory: flags.memory !== undefined ? parseMemory!(flags.memory) : undefined,
         progress: quiet ? undefined : progressOut,
         sourceDateEpoch: epoch ? Number(epoch) : undefined,
         compression: flags.compression,
@@ -237,8 +239,8 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
       }
       const progress = quiet ? undefined : progressOut;
       // --no-cache ignores --cache-from too, as in BuildKit; --cache-to still exports.
-      const remoteCache = cacheTo.length || cacheFrom.length
-        ? await RemoteCache.open(store, { from: flags.cache ? cacheFrom : [], to: cacheTo, progress, warn: (m) => process.stderr.write(`WARNING: ${m}\n`) })
+      const remoteCache = remote && (cacheTo.length || cacheFrom.length)
+        ? await remote.RemoteCache.open(store, { from: flags.cache ? cacheFrom : [], to: cacheTo, progress, warn: (m) => process.stderr.write(`WARNING: ${m}\n`) })
         : undefined;
       let result: Awaited<ReturnType<typeof build>>;
       try {
