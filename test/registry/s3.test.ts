@@ -52,6 +52,9 @@ describe('S3 config (storage: s3:)', () => {
     { name: 'string booleans and chunk size, as env-expanded configs have them', raw: { bucket: 'b', region: 'r', secure: 'false', forcepathstyle: 'true', skipverify: true, chunksize: '5242880' }, want: { secure: false, forcePathStyle: true, skipVerify: true, chunkSize: 5242880 } },
     { name: 'registry:2 keys without effect are accepted', raw: { bucket: 'b', region: 'r', v4auth: true, loglevel: 'debug', multipartcopychunksize: 33554432 }, want: { bucket: 'b' } },
     { name: 'encryption and storage class', raw: { bucket: 'b', region: 'r', encrypt: true, keyid: 'kms-key', storageclass: 'STANDARD_IA' }, want: { encrypt: true, keyId: 'kms-key', storageClass: 'STANDARD_IA' } },
+    { name: 'lease lifetime as a duration', raw: { bucket: 'b', region: 'r', leaselifetime: '2m' }, want: { leaseTtlMs: 120_000 } },
+    { name: 'lease lifetime in seconds, as REGISTRY_STORAGE_S3_LEASELIFETIME=45 reads', raw: { bucket: 'b', region: 'r', leaselifetime: 45 }, want: { leaseTtlMs: 45_000 } },
+    { name: 'no lease lifetime: the default (30 s) applies', raw: { bucket: 'b', region: 'r' }, want: { leaseTtlMs: undefined } },
   ];
   for (const c of ok) {
     test(`accepts: ${c.name}`, () => {
@@ -66,6 +69,9 @@ describe('S3 config (storage: s3:)', () => {
     { name: 'a typo', raw: { bucket: 'b', region: 'r', regionendpiont: 'x' }, err: /storage\.s3\.regionendpiont: unknown parameter/ },
     { name: 'half a key pair', raw: { bucket: 'b', region: 'r', accesskey: 'AK' }, err: /both accesskey and secretkey/ },
     { name: 'a non-boolean', raw: { bucket: 'b', region: 'r', secure: 'yes' }, err: /secure must be true or false/ },
+    { name: 'a lease lifetime that is no duration', raw: { bucket: 'b', region: 'r', leaselifetime: 'soon' }, err: /leaselifetime must be a duration between 5s and 1h .*got "soon"/ },
+    { name: 'a lease lifetime under 5 s (renewals every third of it would race the 1 s clock)', raw: { bucket: 'b', region: 'r', leaselifetime: '2s' }, err: /leaselifetime must be a duration between 5s and 1h/ },
+    { name: 'a lease lifetime over an hour', raw: { bucket: 'b', region: 'r', leaselifetime: '2h' }, err: /leaselifetime must be a duration between 5s and 1h/ },
   ];
   for (const c of bad) test(`refuses: ${c.name}`, () => assert.throws(() => s3OptionsFromConfig(c.raw, {}), c.err));
 
