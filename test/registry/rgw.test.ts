@@ -21,6 +21,7 @@ import { startRegistry, type RegistryConfig, type StartedRegistry } from '../../
 import { storageDriverSuite } from './storage-driver-suite.js';
 import { startServe, writeS3ServeConfig } from './serve.js';
 import { http, pushImage, sha256 } from './util.js';
+import { retentionOnS3 } from './retention-s3.js';
 
 let ceph: CephCluster;
 before(async () => {
@@ -221,4 +222,8 @@ describe('drydock serve on RGW: skopeo copy in and out, delete, registry gc', ()
       await serve.stop();
     }
   });
+});
+
+describe('retention on RGW', () => {
+  test('policies by push time (Last-Modified), pattern and pull time; pull times batched into the bucket; dry-run lists what gc deletes', () => retentionOnS3(ceph));
 });

@@ -16,6 +16,7 @@ import { writeS3ServeConfig } from './serve.js';
 import { S3Driver, MIN_CHUNK_SIZE, s3OptionsFromConfig, type S3DriverOptions } from '../../src/registry/storage/s3.js';
 import { normalizeConfig, startRegistry, type RegistryConfig, type StartedRegistry } from '../../src/registry/index.js';
 import { http, pushImage, sha256 } from './util.js';
+import { retentionOnS3 } from './retention-s3.js';
 
 let s3: S3Server;
 before(async () => { s3 = await startS3Server(); });
@@ -398,4 +399,8 @@ describe('drydock serve on S3: skopeo copy in and out, registry gc', () => {
     // s3rver ignores If-None-Match, so the lease cannot keep replicas apart: serve says so
     assert.match(err, /ignores If-None-Match on PutObject: uploads are serialized within this process only/);
   });
+});
+
+describe('retention on S3 (s3rver)', () => {
+  test('policies by push time (Last-Modified), pattern and pull time; pull times batched into the bucket; dry-run lists what gc deletes', () => retentionOnS3(s3));
 });
