@@ -25,6 +25,8 @@ describe('applyEnvOverrides', () => {
     ['REGISTRY_STORAGE=s3 selects the driver before its parameters', { storage: { filesystem: { rootdirectory: '/a' } } },
       { REGISTRY_STORAGE_S3_BUCKET: 'images', REGISTRY_STORAGE: 's3', REGISTRY_STORAGE_S3_REGIONENDPOINT: 'http://minio:9000', REGISTRY_STORAGE_S3_SECURE: 'false' },
       { storage: { s3: { bucket: 'images', regionendpoint: 'http://minio:9000', secure: false } } }, []],
+    ['the S3 lease lifetime (a drydock key) is an S3 parameter like the others', { storage: { s3: { bucket: 'images' } } },
+      { REGISTRY_STORAGE_S3_LEASELIFETIME: '90s' }, { storage: { s3: { bucket: 'images', leaselifetime: '90s' } } }, []],
     ['booleans, integers and durations get their types', {},
       { REGISTRY_STORAGE_DELETE_ENABLED: 'true', REGISTRY_LIMITS_MAXCONCURRENTUPLOADS: '3', REGISTRY_HTTP_DRAINTIMEOUT: '60s', REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_ENABLED: 'false' },
       { storage: { delete: { enabled: true }, maintenance: { uploadpurging: { enabled: false } } }, limits: { maxconcurrentuploads: 3 }, http: { draintimeout: '60s' } }, []],

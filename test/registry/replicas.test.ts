@@ -3,7 +3,8 @@
 // time (the S3 lease, storage/s3-lease.ts); what one replica acknowledged the others serve at
 // once; and `drydock registry gc` running while replicas take pushes never breaks an image whose
 // manifest PUT got 201 — including pushes that skip blobs the gc is sweeping at that moment; a
-// replica killed mid-PATCH blocks its upload only until its lease goes stale.
+// replica killed mid-PATCH blocks its upload only until its lease goes stale, after the lifetime
+// the replicas are configured with (REGISTRY_STORAGE_S3_LEASELIFETIME), and gc runs meanwhile.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -22,12 +23,14 @@ let ceph: CephCluster;
 const replicas: ServeProcess[] = [];
 let configFile: string;
 let env: Record<string, string>;
+/** The replicas' lease lifetime (storage.s3.leaselifetime, set through the environment as an operator may). */
+const LEASE_LIFETIME_S = 6;
 
 before(async () => {
   ceph = await startCeph();
   configFile = path.join(tempDir('drydock-replicas-'), 'config.yml');
   writeS3ServeConfig(configFile, ceph, '/shared');
-  env = { AWS_ACCESS_KEY_ID: ceph.accessKey, AWS_SECRET_ACCESS_KEY: ceph.secretKey };
+  env = { AWS_ACCESS_KEY_ID: ceph.accessKey, AWS_SECRET_ACCESS_KEY: ceph.secretKey, REGISTRY_STORAGE_S3_LEASELIFETIME: `${LEASE_LIFETIME_S}s` };
   for (let i = 0; i < 3; i++) replicas.push(await startServe(['--config', configFile, '--no-access-log'], env));
 }, { timeout: 240_000 });
 after(async () => {
@@ -131,7 +134,7 @@ describe('replicas on one RGW bucket', () => {
     assert.equal(sha256((await http(`${b.url}/v2/team/race/blobs/${sha256(whole)}`)).body), sha256(whole));
   });
 
-  test('a replica killed mid-PATCH: its lease blocks the upload until stale, then another replica resumes it', async () => {
+  test('a replica killed mid-PATCH: its lease blocks the upload for the configured lifetime, gc runs meanwhile, then another replica resumes it', async () => {
     const doomed = await startServe(['--config', configFile, '--no-access-log'], env);
     try {
       await crashAndResume(doomed);
@@ -160,14 +163,29 @@ describe('replicas on one RGW bucket', () => {
     const second = randomBytes(1000);
     const patch = () => http(new URL(loc, a.url).toString(), { method: 'PATCH', body: second, headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${first.length}-${first.length + second.length - 1}` } });
     assert.equal((await patch()).status, 416, 'the dead replica\'s lease is still fresh');
+    // gc from another process, run while the dead replica's lease is fresh, neither waits for it
+    // nor disturbs the upload.
+    const gc = runCli(['registry', 'gc', '--config', configFile, '--grace-period', '0s', '--format', 'json'], { env, timeoutMs: 120_000 });
     let resumed: Awaited<ReturnType<typeof patch>> | undefined;
-    while (Date.now() - killedAt < 60_000) {
-      await sleep(2000);
+    let lastRefused = 0;
+    while (Date.now() - killedAt < 30_000) {
+      await sleep(250);
+      const at = Date.now();
       resumed = await patch();
       if (resumed.status !== 416) break;
+      lastRefused = at - killedAt;
     }
+    const takenAfter = Date.now() - killedAt;
+    process.stderr.write(`dead replica's lease (lifetime ${LEASE_LIFETIME_S} s): refused until ${(lastRefused / 1000).toFixed(1)} s after the kill, taken over at ${(takenAfter / 1000).toFixed(1)} s\n`);
     assert.equal(resumed?.status, 202, resumed?.body.toString());
-    assert.ok(Date.now() - killedAt >= 25_000, 'taken over only once stale (30 s without renewal)');
+    // Stale = no renewal for the lifetime. The last renewal came up to a third of it before the
+    // kill, and Last-Modified has one-second resolution, so the earliest takeover is at
+    // lifetime - lifetime/3 - 1 s.
+    const earliest = (LEASE_LIFETIME_S - LEASE_LIFETIME_S / 3 - 1) * 1000;
+    assert.ok(lastRefused >= earliest - 500, `the lease held while fresh (last 416 at ${lastRefused} ms, earliest takeover ${earliest} ms)`);
+    assert.ok(takenAfter < 20_000, `taken over after the configured ${LEASE_LIFETIME_S} s, well before the 30 s default (took ${takenAfter} ms)`);
+    const swept = await gc;
+    assert.equal(swept.code, 0, swept.stderr);
     const put = new URL(resumed!.headers.get('location')!, a.url);
     const whole = Buffer.concat([first, second]);
     put.searchParams.set('digest', sha256(whole));

@@ -21,6 +21,7 @@ import { startRegistry, type RegistryConfig, type StartedRegistry } from '../../
 import { storageDriverSuite } from './storage-driver-suite.js';
 import { startServe, writeS3ServeConfig } from './serve.js';
 import { http, pushImage, sha256 } from './util.js';
+import { retentionOnS3 } from './retention-s3.js';
 
 let ceph: CephCluster;
 before(async () => {
@@ -107,6 +108,22 @@ describe('leases (lockFile) on RGW', () => {
     assert.equal(takers.length, 1, 'one taker wins the stale lease');
     await takers[0]!();
     await d.delete('/');
+  });
+
+  test('a taker with a shorter lifetime waits for the one the holder renews for', async () => {
+    const short = new S3Driver(driverOptions({ leaseTtlMs: 3000 }));
+    await short.putContent('/up/z/startedat', 'now');
+    // A dead holder that ran with a 9 s lifetime (renewing every 3 s), as a replica not yet
+    // restarted with the new setting would.
+    const { client } = await short.s3();
+    await client.send(new PutObjectCommand({ Bucket: ceph.bucket, Key: short.key('/up/z/writer.lock'), Body: JSON.stringify({ holder: 'dead', pid: 1, ttlMs: 9000 }) }));
+    await new Promise((r) => setTimeout(r, 5000));
+    assert.equal(await short.lockFile('/up/z/writer.lock'), undefined, 'past the taker\'s 3 s, within the holder\'s 9 s: still held');
+    await new Promise((r) => setTimeout(r, 5500));
+    const taken = await short.lockFile('/up/z/writer.lock');
+    assert.ok(taken, 'stale after the holder\'s 9 s');
+    await taken();
+    await short.delete('/');
   });
 });
 
@@ -205,4 +222,8 @@ describe('drydock serve on RGW: skopeo copy in and out, delete, registry gc', ()
       await serve.stop();
     }
   });
+});
+
+describe('retention on RGW', () => {
+  test('policies by push time (Last-Modified), pattern and pull time; pull times batched into the bucket; dry-run lists what gc deletes', () => retentionOnS3(ceph));
 });

@@ -16,6 +16,7 @@ import { writeS3ServeConfig } from './serve.js';
 import { S3Driver, MIN_CHUNK_SIZE, s3OptionsFromConfig, type S3DriverOptions } from '../../src/registry/storage/s3.js';
 import { normalizeConfig, startRegistry, type RegistryConfig, type StartedRegistry } from '../../src/registry/index.js';
 import { http, pushImage, sha256 } from './util.js';
+import { retentionOnS3 } from './retention-s3.js';
 
 let s3: S3Server;
 before(async () => { s3 = await startS3Server(); });
@@ -52,6 +53,9 @@ describe('S3 config (storage: s3:)', () => {
     { name: 'string booleans and chunk size, as env-expanded configs have them', raw: { bucket: 'b', region: 'r', secure: 'false', forcepathstyle: 'true', skipverify: true, chunksize: '5242880' }, want: { secure: false, forcePathStyle: true, skipVerify: true, chunkSize: 5242880 } },
     { name: 'registry:2 keys without effect are accepted', raw: { bucket: 'b', region: 'r', v4auth: true, loglevel: 'debug', multipartcopychunksize: 33554432 }, want: { bucket: 'b' } },
     { name: 'encryption and storage class', raw: { bucket: 'b', region: 'r', encrypt: true, keyid: 'kms-key', storageclass: 'STANDARD_IA' }, want: { encrypt: true, keyId: 'kms-key', storageClass: 'STANDARD_IA' } },
+    { name: 'lease lifetime as a duration', raw: { bucket: 'b', region: 'r', leaselifetime: '2m' }, want: { leaseTtlMs: 120_000 } },
+    { name: 'lease lifetime in seconds, as REGISTRY_STORAGE_S3_LEASELIFETIME=45 reads', raw: { bucket: 'b', region: 'r', leaselifetime: 45 }, want: { leaseTtlMs: 45_000 } },
+    { name: 'no lease lifetime: the default (30 s) applies', raw: { bucket: 'b', region: 'r' }, want: { leaseTtlMs: undefined } },
   ];
   for (const c of ok) {
     test(`accepts: ${c.name}`, () => {
@@ -66,6 +70,9 @@ describe('S3 config (storage: s3:)', () => {
     { name: 'a typo', raw: { bucket: 'b', region: 'r', regionendpiont: 'x' }, err: /storage\.s3\.regionendpiont: unknown parameter/ },
     { name: 'half a key pair', raw: { bucket: 'b', region: 'r', accesskey: 'AK' }, err: /both accesskey and secretkey/ },
     { name: 'a non-boolean', raw: { bucket: 'b', region: 'r', secure: 'yes' }, err: /secure must be true or false/ },
+    { name: 'a lease lifetime that is no duration', raw: { bucket: 'b', region: 'r', leaselifetime: 'soon' }, err: /leaselifetime must be a duration between 5s and 1h .*got "soon"/ },
+    { name: 'a lease lifetime under 5 s (renewals every third of it would race the 1 s clock)', raw: { bucket: 'b', region: 'r', leaselifetime: '2s' }, err: /leaselifetime must be a duration between 5s and 1h/ },
+    { name: 'a lease lifetime over an hour', raw: { bucket: 'b', region: 'r', leaselifetime: '2h' }, err: /leaselifetime must be a duration between 5s and 1h/ },
   ];
   for (const c of bad) test(`refuses: ${c.name}`, () => assert.throws(() => s3OptionsFromConfig(c.raw, {}), c.err));
 
@@ -392,4 +399,8 @@ describe('drydock serve on S3: skopeo copy in and out, registry gc', () => {
     // s3rver ignores If-None-Match, so the lease cannot keep replicas apart: serve says so
     assert.match(err, /ignores If-None-Match on PutObject: uploads are serialized within this process only/);
   });
+});
+
+describe('retention on S3 (s3rver)', () => {
+  test('policies by push time (Last-Modified), pattern and pull time; pull times batched into the bucket; dry-run lists what gc deletes', () => retentionOnS3(s3));
 });

@@ -7,7 +7,9 @@
 // holder died (a replica killed mid-PATCH) is stale after the lifetime and is taken over, again by
 // a conditional replace of the stale ETag, so of two replicas taking over one wins. Ages are
 // measured on the S3 server's clock alone (the lease's Last-Modified against the Date of the
-// response that read it), so replicas need no synchronized clocks.
+// response that read it), so replicas need no synchronized clocks. The lifetime is the config's
+// storage.s3.leaselifetime; the lease records its holder's, and a taker waits for the longer of the
+// two, so replicas part-way through a rolling change of the setting never cut a live holder short.
 //
 // What servers do: AWS S3 has both conditions on PutObject (since 2024), Ceph RGW 16.2 too but
 // compares If-Match literally against the unquoted ETag (the quoted form, as HTTP writes it,
@@ -19,8 +21,19 @@ import { PathNotFoundError } from './driver.js';
 
 type Sdk = typeof import('@aws-sdk/client-s3');
 
-/** A holder silent this long (no renewal) has lost its lease. */
+/** A holder silent this long (no renewal) has lost its lease (storage.s3.leaselifetime's default). */
 export const LEASE_TTL_MS = 30_000;
+/**
+ * The shortest lifetime accepted: Last-Modified and Date have one-second resolution, so an age
+ * can read up to a second long, and a holder renewing every third of the lifetime must get a
+ * renewal through well inside it.
+ */
+export const MIN_LEASE_TTL_MS = 5_000;
+
+/** How often a holder renews: a third of the lifetime, so two renewals in a row may fail or stall. */
+export function leaseRenewalMs(ttlMs: number): number {
+  return Math.max(1000, Math.floor(ttlMs / 3));
+}
 
 export interface LeaseTarget {
   s3(): Promise<{ sdk: Sdk; client: S3Client }>;
@@ -46,21 +59,28 @@ async function replaceIfMatch(t: LeaseTarget, key: string, etag: string, body: s
   return undefined;
 }
 
-/** The lease's ETag and age in ms on the server's clock; undefined when it is gone. */
-async function leaseAge(t: LeaseTarget, key: string): Promise<{ etag: string; ageMs: number } | undefined> {
+/** The lease's ETag, age in ms on the server's clock and the lifetime its holder runs with; undefined when it is gone. */
+async function leaseAge(t: LeaseTarget, key: string): Promise<{ etag: string; ageMs: number; holderTtlMs?: number } | undefined> {
   const { sdk, client } = await t.s3();
-  const head = new sdk.HeadObjectCommand({ Bucket: t.bucket, Key: key });
+  // GET rather than HEAD: the body says what lifetime the holder renews for.
+  const get = new sdk.GetObjectCommand({ Bucket: t.bucket, Key: key });
   let serverDate: number | undefined;
-  head.middlewareStack.add((next) => async (args) => {
+  get.middlewareStack.add((next) => async (args) => {
     const out = await next(args);
     const date = (out.response as { headers?: Record<string, string> }).headers?.date;
     if (date) serverDate = Date.parse(date);
     return out;
   }, { step: 'deserialize', name: 'drydockLeaseServerDate' });
   try {
-    const out = await client.send(head);
+    const out = await client.send(get);
+    const text = (await out.Body?.transformToString()) ?? '';
+    let holderTtlMs: number | undefined;
+    try {
+      const v = (JSON.parse(text) as { ttlMs?: unknown }).ttlMs;
+      if (typeof v === 'number' && Number.isFinite(v) && v > 0) holderTtlMs = v;
+    } catch { /* a lease written by something else: the taker's own lifetime applies */ }
     const modified = out.LastModified?.getTime() ?? 0;
-    return { etag: out.ETag ?? '', ageMs: (serverDate ?? Date.now()) - modified };
+    return { etag: out.ETag ?? '', ageMs: (serverDate ?? Date.now()) - modified, holderTtlMs };
   } catch (e) {
     if (status(e) === 404) return undefined;
     throw e;
@@ -96,7 +116,7 @@ export async function acquireLease(t: LeaseTarget, key: string, dirPrefix: strin
   if (etag === undefined) {
     const held = await leaseAge(t, key);
     if (!held) etag = await create(); // released meanwhile
-    else if (held.ageMs > ttlMs) etag = await replaceIfMatch(t, key, held.etag, body); // its holder stopped renewing
+    else if (held.ageMs > Math.max(ttlMs, held.holderTtlMs ?? 0)) etag = await replaceIfMatch(t, key, held.etag, body); // its holder stopped renewing
     if (etag === undefined) return undefined;
   }
   let current = etag;
@@ -109,7 +129,7 @@ export async function acquireLease(t: LeaseTarget, key: string, dirPrefix: strin
       if (next === undefined) lost = true;
       else current = next;
     });
-  }, Math.max(1000, Math.floor(ttlMs / 3)));
+  }, leaseRenewalMs(ttlMs));
   timer.unref();
   return async () => {
     clearInterval(timer);

@@ -27,7 +27,8 @@ import type {
 } from '@aws-sdk/client-s3';
 import { UserError } from '../../util/errors.js';
 import { PathNotFoundError, type FileInfo, type FileWriter, type StorageDriver } from './driver.js';
-import { acquireLease, conditionalWritesHonoured, LEASE_TTL_MS } from './s3-lease.js';
+import { acquireLease, conditionalWritesHonoured, LEASE_TTL_MS, MIN_LEASE_TTL_MS } from './s3-lease.js';
+import { parseDuration } from '../duration.js';
 import { randomUUID } from 'node:crypto';
 
 type Sdk = typeof import('@aws-sdk/client-s3');
@@ -69,7 +70,7 @@ export interface S3DriverOptions {
   listPageSize?: number;
   /** Parallel uploads/requests per client; default 50. */
   maxSockets?: number;
-  /** Lifetime of a lockFile lease without renewal (s3-lease.ts); default 30 s. */
+  /** Lifetime of a lockFile lease without renewal (s3-lease.ts; storage.s3.leaselifetime); default 30 s. */
   leaseTtlMs?: number;
 }
 
@@ -754,9 +755,11 @@ export interface S3StorageConfig {
   encrypt?: boolean;
   keyid?: string;
   storageclass?: string;
+  /** drydock: how long an upload's lease outlives its holder's last renewal ("30s"). */
+  leaselifetime?: string;
 }
 
-const S3_KEYS = new Set(['bucket', 'region', 'regionendpoint', 'accesskey', 'secretkey', 'sessiontoken', 'rootdirectory', 'secure', 'skipverify', 'forcepathstyle', 'chunksize', 'encrypt', 'keyid', 'storageclass']);
+const S3_KEYS = new Set(['bucket', 'region', 'regionendpoint', 'accesskey', 'secretkey', 'sessiontoken', 'rootdirectory', 'secure', 'skipverify', 'forcepathstyle', 'chunksize', 'encrypt', 'keyid', 'storageclass', 'leaselifetime']);
 // Accepted so a registry:2 config.yml loads unchanged, but without effect: SigV4 is always used,
 // copies above 5 GiB always go multipart, and logging/ACLs are the bucket's business.
 const S3_IGNORED_KEYS = new Set(['v4auth', 'useragent', 'usedualstack', 'accelerate', 'loglevel', 'objectacl', 'multipartcopychunksize', 'multipartcopymaxconcurrency', 'multipartcopythresholdsize', 'maxrequestspersecond', 'maxretries', 'checksumdisabled', 'checksumalgorithm']);
@@ -795,6 +798,17 @@ export function s3OptionsFromConfig(raw: Record<string, unknown>, env: NodeJS.Pr
       throw new UserError(`storage.s3.chunksize must be an integer of at least ${MIN_CHUNK_SIZE} (5 MiB, S3's minimum part size), got ${JSON.stringify(raw.chunksize)}`);
     }
   }
+  let leaseTtlMs: number | undefined;
+  const lifetime = configString(raw.leaselifetime, 'leaselifetime');
+  if (lifetime !== undefined) {
+    const bad = `storage.s3.leaselifetime must be a duration between ${MIN_LEASE_TTL_MS / 1000}s and 1h (e.g. 30s, 2m), got ${JSON.stringify(raw.leaselifetime)}`;
+    try {
+      leaseTtlMs = parseDuration(lifetime, LEASE_TTL_MS);
+    } catch {
+      throw new UserError(bad);
+    }
+    if (!(leaseTtlMs >= MIN_LEASE_TTL_MS && leaseTtlMs <= 3_600_000)) throw new UserError(bad);
+  }
   const accessKey = configString(raw.accesskey, 'accesskey');
   const secretKey = configString(raw.secretkey, 'secretkey');
   if (!!accessKey !== !!secretKey) throw new UserError('storage.s3: give both accesskey and secretkey, or neither (then AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an instance role are used)');
@@ -813,6 +827,7 @@ export function s3OptionsFromConfig(raw: Record<string, unknown>, env: NodeJS.Pr
     encrypt: configBool(raw.encrypt, 'encrypt'),
     keyId: configString(raw.keyid, 'keyid'),
     storageClass: configString(raw.storageclass, 'storageclass'),
+    leaseTtlMs,
   };
 }
 
