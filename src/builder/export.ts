@@ -24,7 +24,8 @@ import type { CachedLayer } from './cache.js';
 import type { BuildGraph } from './vertex.js';
 import { imageConfig, type SolvedState, type Solver } from './solver.js';
 import { BUILD_STEP_ROOT } from '../store/images.js';
-import type { BuildSession } from './session.js';
+import type { BuildSession, OutputSpec } from './session.js';
+export type { OutputSpec } from './session.js';
 
 export interface ExportedImage {
   imageId: string;
@@ -63,14 +64,6 @@ export async function exportImage(s: BuildSession, graph: BuildGraph, solver: So
   s.log(`Successfully built ${shortId(written.configDigest)}\n`);
   for (const n of names) s.log(`Successfully tagged ${familiarString(parseReference(n))}\n`);
   return { imageId: written.configDigest, manifestDigest: written.manifestDigest, manifest: written.manifest, config, names, layers };
-}
-
-/** `--output`: BuildKit's exporters. `platformSplit` (local only) defaults to "several platforms". */
-export interface OutputSpec {
-  type: 'oci' | 'docker' | 'local' | 'tar';
-  /** A file (oci, docker, tar; "-" is stdout for tar) or a directory (local). */
-  dest: string;
-  platformSplit?: boolean;
 }
 
 /** BuildKit's words (exporter/oci, type=docker) for a docker-archive of several platforms. */

@@ -51,7 +51,7 @@ export interface BuildOptions {
   /** Always pull base images, even when the store has them (docker build --pull). */
   pull?: boolean;
   /** --output: also write the image as an archive (export.ts). */
-  output?: import('./export.js').OutputSpec;
+  output?: OutputSpec;
   /** How many steps execute at once (default: the core count, at least 2). */
   parallelism?: number;
   store?: ContentStore;
@@ -182,4 +182,12 @@ export class BuildSession {
       throw this.wrap(inst, e);
     }
   }
+}
+
+/** `--output`: BuildKit's exporters. `platformSplit` (local only) defaults to "several platforms". */
+export interface OutputSpec {
+  type: 'oci' | 'docker' | 'local' | 'tar';
+  /** A file (oci, docker, tar; "-" is stdout for tar) or a directory (local). */
+  dest: string;
+  platformSplit?: boolean;
 }

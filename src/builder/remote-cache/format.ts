@@ -9,6 +9,7 @@
 // the graph readable to BuildKit-shaped tools.
 import type { Descriptor } from '../../image/types.js';
 import type { CacheEntry, CachedLayer } from '../cache.js';
+import type { LayerOrigin } from './origin.js';
 
 export const CACHE_CONFIG_MEDIA_TYPE = 'application/vnd.buildkit.cacheconfig.v0';
 /** Image config key of the inline cache: base64 of the JSON records array, layers = the image's. */
@@ -189,4 +190,12 @@ export function decodeInlineCache(imageConfig: Record<string, unknown>, layers: 
   const blobs = new Map(layers.map((l, i) => [l.digest, { mediaType: l.mediaType, size: l.size, diffID: diffIDs[i] }]));
   const cacheLayers: CacheLayer[] = layers.map((l, i) => ({ blob: l.digest, parent: i - 1 }));
   return decodeCacheConfig({ layers: cacheLayers, records }, blobs);
+}
+
+/** A cache read from a registry, a directory or a bucket: its records and where each layer's blob comes from. */
+export interface ImportedCache {
+  description: string;
+  entries: Map<string, RemoteEntry>;
+  origins: Map<string, LayerOrigin>;
+  close(): Promise<void>;
 }

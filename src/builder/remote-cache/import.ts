@@ -12,19 +12,13 @@ import { isIndexMediaType } from '../../image/media-types.js';
 import { digestOf } from '../../image/digest.js';
 import { selectPlatform } from '../../image/platform.js';
 import type { ClientOptions } from '../../client/context.js';
-import { CACHE_CONFIG_MEDIA_TYPE, UNCOMPRESSED_ANNOTATION, decodeCacheConfig, decodeInlineCache, type RemoteEntry } from './format.js';
+import { CACHE_CONFIG_MEDIA_TYPE, UNCOMPRESSED_ANNOTATION, decodeCacheConfig, decodeInlineCache, type ImportedCache, type RemoteEntry } from './format.js';
+export type { ImportedCache } from './format.js';
 import type { CacheImportSpec } from './options.js';
 import type { LayerOrigin } from './origin.js';
 
 /** Cache configs are small; BuildKit's with thousands of records stay well below this. */
 const MAX_CONFIG_BYTES = 16 << 20;
-
-export interface ImportedCache {
-  description: string;
-  entries: Map<string, RemoteEntry>;
-  origins: Map<string, LayerOrigin>;
-  close(): Promise<void>;
-}
 
 export async function readBlob(src: ImageSource, desc: Descriptor, limit: number): Promise<Buffer> {
   if (desc.size > limit) throw new Error(`blob ${desc.digest} is ${desc.size} bytes, over the ${limit} byte limit`);

@@ -10,7 +10,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { S3Driver } from '../../registry/storage/s3.js';
 import type { CachedLayer } from '../cache.js';
 import { decodeCacheConfig, encodeCacheConfig, type CacheConfig, type StepRecord } from './format.js';
-import type { ImportedCache } from './import.js';
+import type { ImportedCache } from './format.js';
 import type { LayerOrigin } from './origin.js';
 import type { S3CacheSpec } from './options.js';
 
