@@ -2,7 +2,7 @@
 // mksquashfs and zstd, each with the shared libraries ldd names and the dynamic loader, patched (patchelf)
 // to load them from the bundle; drydock itself as one esbuild bundle whose #! line names that
 // node; the native xattr addon drydock's layer code loads; and a static busybox for the mknod
-// the layer code runs. Nothing in it depends on what /lib or /usr the image has.
+// the layer code runs and the mount/umount of the kernel staging (src/os/kernel.ts). Nothing in it depends on what /lib or /usr the image has.
 import { promises as fsp, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -19,7 +19,7 @@ export interface BundleRuntimeOptions {
   installedAt?: string;
   /** Programs to carry besides node (default: mksquashfs, and zstd, which unpacks zstd layers). */
   programs?: string[];
-  /** Static busybox for mknod (default /bin/busybox; skipped when absent). */
+  /** Static busybox for mknod, mount and umount (default /bin/busybox; skipped when absent). */
   busybox?: string;
 }
 
@@ -139,7 +139,8 @@ export async function bundleRuntime(destDir: string, opts: BundleRuntimeOptions 
   if (existsSync(busybox)) {
     await fsp.copyFile(busybox, path.join(bin, 'busybox'));
     await fsp.chmod(path.join(bin, 'busybox'), 0o755);
-    await fsp.symlink('busybox', path.join(bin, 'mknod'));
+    // mknod for whiteouts; mount and umount to look for a kernel in a new deployment's layers.
+    for (const applet of ['mknod', 'mount', 'umount']) await fsp.symlink('busybox', path.join(bin, applet));
   }
   await bundleCli(path.join(bin, 'drydock'), path.posix.join(at, 'bin', 'node'), path.posix.join(at, 'bin'));
   return {
