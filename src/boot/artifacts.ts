@@ -11,7 +11,7 @@ import type { BootOptions, SquashfsCompression } from './config.js';
 import { entriesFromDir, writeGzipCpio, type CpioEntry } from './cpio.js';
 import { runTool } from './exec.js';
 import { resolveKernel, type KernelSource } from './kernel.js';
-import { BOOT_MODULES, buildModulesTree, EXTRA_MODULES, installModules, loadModuleIndex, resolveModules } from './modules.js';
+import { BOOT_MODULES, buildModulesTree, EXTRA_MODULES, installModules, loadModuleIndex, REQUIRED_MODULES, resolveModules } from './modules.js';
 import { INITRAMFS_INIT } from './scripts.js';
 import { OS_FILES, OS_LIB, OS_STATE_AWK } from './osstate.js';
 import { buildTopLayer, type InitChoice } from './toplayer.js';
@@ -123,9 +123,9 @@ async function kexecEntries(): Promise<CpioEntry[]> {
  * upgrade` builds for an image that brings its own kernel (src/os/kernel.ts).
  */
 export async function buildInitramfs(target: string, kernel: KernelSource, work: string, bootConf: string, busybox: string,
-  opts: { kexec?: boolean } = {}): Promise<string[]> {
+  opts: { kexec?: boolean; required?: string[] } = {}): Promise<string[]> {
   const index = await loadModuleIndex(kernel.modulesDir);
-  const core = resolveModules(index, BOOT_MODULES);
+  const core = resolveModules(index, BOOT_MODULES, opts.required);
   const coreNames = new Set(core.map((m) => m.name));
   const extra = resolveModules(index, EXTRA_MODULES, []).filter((m) => !coreNames.has(m.name));
   const modRoot = path.join(work, 'initramfs-modules');
@@ -191,7 +191,10 @@ export async function buildArtifacts(source: BootSource, opts: BootOptions, dir:
   // The image squashfs is the slow part; build the rest while it runs.
   // allSettled: on a failure the others must finish before the work dir is removed under them.
   const settled = await Promise.allSettled([
-    buildInitramfs(initrd, kernel, dir, bootConf, busybox, { kexec: source.updatable }),
+    // An updatable disk of erofs layers cannot boot a kernel without erofs: refused here, not at boot.
+    buildInitramfs(initrd, kernel, dir, bootConf, busybox, {
+      kexec: source.updatable, required: source.updatable && opts.layerFormat === 'erofs' ? [...REQUIRED_MODULES, 'erofs'] : REQUIRED_MODULES,
+    }),
     rootfsSquashfs && mksquashfs(source.rootfs, rootfsSquashfs, opts.compression),
     topSquashfs && mksquashfs(topDir, topSquashfs, opts.compression),
     buildModulesTree(kernel.modulesDir, path.join(dir, 'modules-tree')).then((tree) => mksquashfs(tree, modulesSquashfs, opts.compression, { allRoot: true })),

@@ -7,6 +7,7 @@ import { UserError } from '../util/errors.js';
 import { validateTimezone } from '../mkimage/timezone.js';
 import { parseReference } from '../image/reference.js';
 import { FIRMWARES, type Firmware } from './uefi.js';
+import { DEFAULT_LAYER_FORMAT, LAYER_FORMATS, type LayerFormat } from '../os/layout.js';
 import { checkUniqueNames, parseServiceEntry, parseServiceFlag, type BootService } from './services.js';
 
 export type InitMode = 'auto' | 'image' | 'drydock';
@@ -62,6 +63,8 @@ export interface BootOptions {
   bootTries: number;
   /** Seconds after boot by which a new deployment must reach "service started" (0: no limit). */
   bootDeadline: number;
+  /** The filesystem of the layer files (os/layers/<diffid>.<format>); recorded in state.json for upgrades. */
+  layerFormat: LayerFormat;
 }
 
 /** Raw, unvalidated values as they come from commander or YAML (kebab-case keys, as the flags). */
@@ -70,7 +73,7 @@ export type RawBootOptions = Record<string, unknown>;
 const KEYS = [
   'timezone', 'proxy', 'no-proxy', 'motd', 'startup-script', 'hostname', 'ssh-key', 'kernel-args',
   'mount', 'network', 'service', 'top-layer', 'init', 'kernel', 'modules', 'compression', 'firmware', 'size', 'format',
-  'updates-from', 'insecure-registry', 'authfile', 'boot-tries', 'boot-deadline',
+  'updates-from', 'insecure-registry', 'authfile', 'boot-tries', 'boot-deadline', 'layer-format',
 ] as const;
 const PATH_KEYS = new Set(['startup-script', 'top-layer', 'kernel', 'modules', 'authfile']);
 const LIST_KEYS = new Set(['ssh-key', 'mount', 'service', 'insecure-registry']);
@@ -222,7 +225,7 @@ async function requireFile(p: string, what: string, kind: 'file' | 'dir' | 'any'
 export async function validateBootOptions(raw: RawBootOptions, zoneinfo = '/usr/share/zoneinfo'): Promise<BootOptions> {
   const opts: BootOptions = {
     sshKeys: [], mounts: [], network: { mode: 'dhcp' }, services: [], init: 'auto', compression: 'zstd', format: 'raw',
-    insecureRegistries: [], bootTries: 3, bootDeadline: 300,
+    insecureRegistries: [], bootTries: 3, bootDeadline: 300, layerFormat: DEFAULT_LAYER_FORMAT,
   };
 
   const tz = str(raw, 'timezone');
@@ -333,7 +336,13 @@ export async function validateBootOptions(raw: RawBootOptions, zoneinfo = '/usr/
   };
   opts.bootTries = int('boot-tries', 1, opts.bootTries);
   opts.bootDeadline = int('boot-deadline', 0, opts.bootDeadline);
-  const updateOnly = ['insecure-registry', 'authfile', 'boot-tries', 'boot-deadline'].filter((k) => raw[k] !== undefined && !(Array.isArray(raw[k]) && !(raw[k] as unknown[]).length));
+  const layerFormat = str(raw, 'layer-format');
+  if (layerFormat !== undefined) {
+    const f = LAYER_FORMATS.find((x) => x === layerFormat);
+    if (!f) throw new UserError(`invalid --layer-format "${layerFormat}": ${LAYER_FORMATS.join(' or ')}`);
+    opts.layerFormat = f;
+  }
+  const updateOnly = ['insecure-registry', 'authfile', 'boot-tries', 'boot-deadline', 'layer-format'].filter((k) => raw[k] !== undefined && !(Array.isArray(raw[k]) && !(raw[k] as unknown[]).length));
   if (opts.updatesFrom === undefined && updateOnly.length) throw new UserError(`--${updateOnly[0]} only applies to an updatable disk (add --updates-from REF)`);
   return opts;
 }

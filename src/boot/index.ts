@@ -119,7 +119,7 @@ export async function buildBootMedium(kind: 'iso' | 'disk', source: BootSource, 
   });
 }
 
-/** An updatable disk: the artifacts without the flattened squashfs, then one squashfs per layer. */
+/** An updatable disk: the artifacts without the flattened squashfs, then one file per layer. */
 async function buildUpdatableDisk(store: ContentStore, image: string, source: BootSource, opts: BootOptions, ref: string, output: string, work: string): Promise<BootBuildResult> {
   const started = Date.now();
   const out = await checkOutputDir(output);
@@ -131,6 +131,7 @@ async function buildUpdatableDisk(store: ContentStore, image: string, source: Bo
   await fsp.mkdir(data);
   const { deployment, runtime } = await buildOsTree(store, image, source.rootfs, a.topDir!, {
     ref, insecureRegistries: opts.insecureRegistries, authfile: opts.authfile, bootTries: opts.bootTries, bootDeadline: opts.bootDeadline,
+    layerFormat: opts.layerFormat,
   }, data, { sha256: a.kernelSha256, version: a.kernel.version, bootConf: a.bootConf });
   const layersDone = Date.now();
   const layout = await writeDisk(a, out, { size: opts.size, format: opts.format, firmware: opts.firmware, osTree: data });

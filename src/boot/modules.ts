@@ -22,6 +22,8 @@ export const BOOT_MODULES = [
   'virtio_pci', 'virtio_blk', 'virtio_scsi',
   'loop', 'squashfs', 'overlay', 'isofs',
   'crc32c_generic', 'ext4',
+  // The layer files of an updatable disk made with --layer-format erofs (required only there).
+  'erofs',
 ];
 /**
  * Loaded only when a persist=, toplayer= or --mount disk is asked for: btrfs alone costs

@@ -132,6 +132,16 @@ os_write() {
 # os_jstr TEXT: TEXT as a JSON string (quotes and backslashes escaped; no control characters expected).
 os_jstr() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\\\/\\\\\\\\/g; s/"/\\\\"/g')"; }
 
+# os_layer ROOT HEX: "FILE FSTYPE" of the layer with diffID sha256:HEX, by the file name's
+# ending (os/layers/HEX.squashfs or HEX.erofs): a squashfs disk upgraded after a --layer-format
+# change holds both kinds. Returns 1 when neither is there.
+os_layer() {
+  for t in squashfs erofs; do
+    [ -f "$1/os/layers/$2.$t" ] && { echo "$1/os/layers/$2.$t $t"; return 0; }
+  done
+  return 1
+}
+
 # os_select ROOT WANTED NOW: which deployment this boot runs. ROOT holds os/state.json; WANTED is
 # drydock.deployment= from the boot menu (an id, "default" or "rollback", or empty); NOW is the
 # time for "abandoned" (ISO 8601). Sets OS_DEPLOYMENT, OS_PENDING (1 on a try of the pending

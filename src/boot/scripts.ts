@@ -102,7 +102,7 @@ mkdir -p $R/medium $R/image $R/top $R/rw $R/toplayer $R/modules
 until medium="$(find_dev "LABEL=$DRYDOCK_LABEL" "$WAIT")"; do rescue "boot medium LABEL=$DRYDOCK_LABEL not found"; done
 until mount -o ro "$medium" $R/medium; do rescue "cannot mount $medium"; done
 # An updatable disk (os/state.json): its data partition is mounted read-write at /run/drydock/os
-# and the deployment os/state.json picks is stacked from one squashfs per layer, under os/top.
+# and the deployment os/state.json picks is stacked from one file per layer, under os/top.
 OS=
 MEDIUM=$R/medium
 if [ -f $R/medium/os/state.json ]; then
@@ -142,8 +142,10 @@ if [ -f $R/medium/os/state.json ]; then
   while [ "$i" -lt "\${n:-0}" ]; do
     hex="$(os_field "$dep" layers.$i)"; hex="\${hex#sha256:}"
     mkdir -p $R/layers/$i
-    f=$OS/os/layers/$hex.squashfs
-    until mount -t squashfs -o loop,ro $f $R/layers/$i; do rescue "cannot mount layer $hex of deployment $OS_DEPLOYMENT ($f)"; done
+    # Each file by its name's ending: a disk may hold squashfs and erofs layers side by side.
+    until l="$(os_layer $OS "$hex")" && mount -t "\${l##* }" -o loop,ro "\${l% *}" $R/layers/$i; do
+      rescue "cannot mount layer $hex of deployment $OS_DEPLOYMENT (\${l:-no os/layers/$hex.squashfs or .erofs})"
+    done
     LOWER="$R/layers/$i\${LOWER:+:$LOWER}"
     i=$((i + 1))
   done

@@ -1,6 +1,7 @@
 // The data partition of an updatable disk (`drydock disk IMAGE --updates-from REF`), laid out
 // as docs/boot.md describes ("machines that update themselves"):
-//   os/layers/<diffid-hex>.squashfs   one file per image layer (an overlay lower each)
+//   os/layers/<diffid-hex>.squashfs   one file per image layer (an overlay lower each; .erofs with
+//                                     --layer-format erofs, which state.json records for upgrades)
 //   os/deployments/<id>.json          which layers, from which manifest, with the image config
 //   os/state.json                     default / rollback / pending deployment, the tracked ref
 //   os/top/  os/var/  os/etc/         the machine's top layer, persistent /var, /etc's changes
@@ -11,7 +12,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { ContentStore } from '../store/content-store.js';
 import { StoreImageSource } from '../client/store-transport.js';
-import { OsLayout, seedOsRoot, bundleRuntime, type Deployment, type OsState } from '../os/index.js';
+import { OsLayout, seedOsRoot, bundleRuntime, type Deployment, type LayerFormat, type OsState } from '../os/index.js';
 import { inImage, writeLayerFile } from './toplayer.js';
 import { runTool } from './exec.js';
 
@@ -24,6 +25,7 @@ export interface UpdatableOptions {
   /** Tries and seconds a new deployment gets to reach "service started" (os/state.json pending). */
   bootTries: number;
   bootDeadline: number;
+  layerFormat: LayerFormat;
 }
 
 /** Where the bundled runtime sits in the system (the drydock init's confirm step looks there). */
@@ -32,7 +34,7 @@ export const RUNTIME_DIR = '/.drydock/drydock';
 /**
  * The whole os/ tree of a new updatable disk: IMAGE's layers and its deployment as the default,
  * the baked top layer (moved from `topDir`), the image's /var as the start of the persistent /var,
- * and node + drydock + mksquashfs in the top layer when the image has no node of its own.
+ * and node + drydock + the layer packer in the top layer when the image has no node of its own.
  */
 export async function buildOsTree(store: ContentStore, image: string, rootfs: string, topDir: string,
   opts: UpdatableOptions, dataDir: string, kernel?: { sha256: string; version?: string; bootConf: string }): Promise<{ deployment: Deployment; state: OsState; runtime?: { bytes: number } }> {
@@ -49,7 +51,7 @@ export async function buildOsTree(store: ContentStore, image: string, rootfs: st
   let runtime: { bytes: number } | undefined;
   const given = await fsp.stat(path.join(topDir, RUNTIME_DIR.slice(1), 'bin/drydock')).catch(() => undefined);
   if (!given && !(await inImage(rootfs, '/usr/bin/node')) && !(await inImage(rootfs, '/usr/local/bin/node'))) {
-    const b = await bundleRuntime(path.join(topDir, RUNTIME_DIR.slice(1)), { installedAt: RUNTIME_DIR });
+    const b = await bundleRuntime(path.join(topDir, RUNTIME_DIR.slice(1)), { installedAt: RUNTIME_DIR, layerFormat: opts.layerFormat });
     runtime = { bytes: b.bytes };
     // `drydock os …` on the PATH, unless the image brings a drydock of its own.
     if (!(await inImage(rootfs, '/usr/local/bin/drydock')) && !(await inImage(rootfs, '/usr/bin/drydock'))) {
@@ -57,7 +59,7 @@ export async function buildOsTree(store: ContentStore, image: string, rootfs: st
     }
   }
   const { deployment } = await seedOsRoot(dataDir, new StoreImageSource(store, image), opts.ref, {
-    insecureRegistries: opts.insecureRegistries, authfile, platform: { os: 'linux', architecture: 'amd64' },
+    insecureRegistries: opts.insecureRegistries, authfile, platform: { os: 'linux', architecture: 'amd64' }, layerFormat: opts.layerFormat,
   });
   await fsp.rm(path.join(os, 'top'), { recursive: true, force: true });
   await fsp.rename(topDir, path.join(os, 'top'));

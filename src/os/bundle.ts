@@ -1,5 +1,5 @@
-// What a machine needs to run `drydock os` when its image has no Node: this host's node and
-// mksquashfs and zstd, each with the shared libraries ldd names and the dynamic loader, patched (patchelf)
+// What a machine needs to run `drydock os` when its image has no Node: this host's node,
+// mksquashfs or mkfs.erofs (the disk's layer format) and zstd, each with the shared libraries ldd names and the dynamic loader, patched (patchelf)
 // to load them from the bundle; drydock itself as one esbuild bundle whose #! line names that
 // node; the native xattr addon drydock's layer code loads; and a static busybox for the mknod
 // the layer code runs and the mount/umount of the kernel staging (src/os/kernel.ts). Nothing in it depends on what /lib or /usr the image has.
@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { sharedLibraries } from '../boot/sshd.js';
 import { runTool } from '../boot/exec.js';
 import { UserError } from '../util/errors.js';
+import type { LayerFormat } from './layout.js';
 
 export interface BundleRuntimeOptions {
   /**
@@ -17,8 +18,10 @@ export interface BundleRuntimeOptions {
    * interpreter and a #! line cannot be relative, so the binaries are patched for that place.
    */
   installedAt?: string;
-  /** Programs to carry besides node (default: mksquashfs, and zstd, which unpacks zstd layers). */
+  /** Programs to carry besides node (default: layerFormat's packer, and zstd, which unpacks zstd layers). */
   programs?: string[];
+  /** The disk's layer format (default squashfs): mksquashfs, or mkfs.erofs, converts new layers on the machine. */
+  layerFormat?: LayerFormat;
   /** Static busybox for mknod, mount and umount (default /bin/busybox; skipped when absent). */
   busybox?: string;
 }
@@ -34,6 +37,8 @@ export interface RuntimeBundle {
 }
 
 const LOADER = 'ld-linux-x86-64.so.2';
+/** The Debian package of a program whose name is not its package's. */
+const APT_PACKAGE: Record<string, string> = { mksquashfs: 'squashfs-tools', 'mkfs.erofs': 'erofs-utils' };
 
 async function duBytes(dir: string): Promise<number> {
   let n = 0;
@@ -109,11 +114,13 @@ export async function bundleRuntime(destDir: string, opts: BundleRuntimeOptions 
   const lib = path.join(destDir, 'lib');
   await fsp.mkdir(bin, { recursive: true });
   await fsp.mkdir(lib, { recursive: true });
-  const programs = [process.execPath, ...(opts.programs ?? ['/usr/bin/mksquashfs', '/usr/bin/zstd'])];
+  const packer = opts.layerFormat === 'erofs' ? '/usr/bin/mkfs.erofs' : '/usr/bin/mksquashfs';
+  // mksquashfs on every disk: a staged kernel's module tree is squashfs (src/os/kernel.ts).
+  const programs = [process.execPath, ...(opts.programs ?? [...new Set([packer, '/usr/bin/mksquashfs', '/usr/bin/zstd'])])];
   const addons = await copyXattrAddon(path.join(destDir, 'node_modules'));
   const libs = new Set<string>();
   for (const p of programs) {
-    if (!existsSync(p)) throw new UserError(`${p} is missing on this host; the machine's runtime bundle needs it (apt-get install ${p.endsWith('mksquashfs') ? 'squashfs-tools' : path.basename(p)})`);
+    if (!existsSync(p)) throw new UserError(`${p} is missing on this host; the machine's runtime bundle needs it (apt-get install ${APT_PACKAGE[path.basename(p)] ?? path.basename(p)})`);
     for (const l of await sharedLibraries(p)) libs.add(l);
   }
   for (const a of addons) {

@@ -1,5 +1,6 @@
 // Machines that update themselves (docs/boot.md): the data partition of a disk made with
-// `drydock disk --updates-from` holds each image layer once, as os/layers/<diffid>.squashfs, and
+// `drydock disk --updates-from` holds each image layer once, as os/layers/<diffid>.squashfs or
+// .erofs (--layer-format), and
 // deployments that stack them; `drydock os` stages new ones from a registry, fetching only the
 // layers the machine lacks, and every switch is one rename of os/state.json.
 //
@@ -8,10 +9,10 @@
 //    the image of `src` (e.g. new StoreImageSource(store, name)) as the default deployment,
 //    tracking `ref`; opts.insecureRegistries / opts.authfile ("os/auth.json", copied there first)
 //    go to state.json for the machine's own upgrades.
-//  - convertLayer / OsLayout: one layer → squashfs; the paths of os/.
-export { OsLayout, DEFAULT_OS_ROOT, DEFAULT_TRIES, DEFAULT_DEADLINE_SECONDS, diffHex } from './layout.js';
-export type { OsState, Deployment, DeploymentKernel, PendingDeployment, AbandonedDeployment, UpgradeRecord } from './layout.js';
-export { convertLayer } from './layers.js';
+//  - convertLayer / OsLayout: one layer → squashfs or erofs; the paths of os/.
+export { OsLayout, DEFAULT_OS_ROOT, DEFAULT_TRIES, DEFAULT_DEADLINE_SECONDS, DEFAULT_LAYER_FORMAT, LAYER_FORMATS, diffHex, layerFormatOf } from './layout.js';
+export type { OsState, Deployment, DeploymentKernel, PendingDeployment, AbandonedDeployment, UpgradeRecord, LayerFormat } from './layout.js';
+export { convertLayer, mkfsErofs } from './layers.js';
 export type { ConvertedLayer } from './layers.js';
 export { upgrade, stageImage, seedOsRoot, clientOptionsFor } from './upgrade.js';
 export type { UpgradeOptions, UpgradeResult, StageEvent, StageOptions, StagedImage, SeedOptions } from './upgrade.js';

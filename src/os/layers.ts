@@ -1,7 +1,7 @@
-// One image layer → os/layers/<diffid>.squashfs, the form the initramfs stacks as an overlayfs
-// lower. The blob (gzip, zstd or plain tar) is unpacked by drydock's own layer code with overlay
+// One image layer → os/layers/<diffid>.squashfs or .erofs, the form the initramfs stacks as an
+// overlayfs lower. The blob (gzip, zstd or plain tar) is unpacked by drydock's own layer code with overlay
 // whiteouts (`.wh.x` → char device 0:0, `.wh..wh..opq` → trusted.overlay.opaque=y), both digests
-// are checked while it streams, and only a verified squashfs gets its final name (temp, fsync,
+// are checked while it streams, and only a verified file gets its final name (temp, fsync,
 // rename, fsync dir): a file named by a diffID is always that layer, whole.
 import { promises as fsp } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -12,17 +12,37 @@ import { HashingTransform } from '../store/content-store.js';
 import { layerCompression } from '../image/media-types.js';
 import type { Descriptor } from '../image/types.js';
 import { mksquashfs } from '../boot/artifacts.js';
+import { runTool } from '../boot/exec.js';
 import { fsyncDir, tempName } from '../util/fs.js';
 import { UserError } from '../util/errors.js';
-import { diffHex, type OsLayout } from './layout.js';
+import { diffHex, LEGACY_LAYER_FORMAT, type LayerFormat, type OsLayout } from './layout.js';
 import type { CompressionOption } from '../layer/compression.js';
 
 export interface ConvertedLayer {
   diffID: string;
   /** Compressed bytes read from `blob`. */
   bytes: number;
-  /** Size of the squashfs written. */
+  /** Size of the layer file written. */
   size: number;
+}
+
+/**
+ * An erofs image of `dir` (erofs-utils 1.5 has no tar input, so from the unpacked tree). lz4hc,
+ * the compressor the boot measurement used; per-file mtimes kept, as mksquashfs keeps them.
+ * Device nodes and trusted.* xattrs (the overlay whiteouts) are kept by mkfs.erofs run as root.
+ */
+export async function mkfsErofs(dir: string, out: string): Promise<void> {
+  const args = ['--quiet', '-zlz4hc', '--preserve-mtime'];
+  // SOURCE_DATE_EPOCH: the filesystem's build time, as mksquashfs reads it itself.
+  const epoch = process.env.SOURCE_DATE_EPOCH;
+  if (epoch && /^\d+$/.test(epoch)) args.push(`-T${epoch}`);
+  await runTool('mkfs.erofs', [...args, out, dir]);
+}
+
+/** Writes the layer file of `format` for the unpacked tree `dir`. */
+export async function packLayer(dir: string, out: string, format: LayerFormat): Promise<void> {
+  if (format === 'erofs') await mkfsErofs(dir, out);
+  else await mksquashfs(dir, out, 'zstd');
 }
 
 async function fsyncFile(file: string): Promise<void> {
@@ -31,8 +51,10 @@ async function fsyncFile(file: string): Promise<void> {
 }
 
 export interface SquashLayerOptions {
-  /** os/layers: where <diffid-hex>.squashfs goes. */
+  /** os/layers: where <diffid-hex>.<format> goes. */
   dir: string;
+  /** squashfs (the default) or erofs. */
+  format?: LayerFormat;
   /** Scratch space for the unpacked tree, on a filesystem that keeps devices and trusted.* xattrs. */
   work: string;
   compression?: CompressionOption;
@@ -53,8 +75,8 @@ export interface SquashedLayer {
 
 /**
  * The one conversion both the disk builder and `drydock os upgrade` use: unpack with overlay
- * whiteouts, check, mksquashfs to a temp name, fsync, rename, fsync the directory. A file that
- * already exists under the layer's name is kept (it is that layer: names are diffIDs).
+ * whiteouts, check, mksquashfs or mkfs.erofs to a temp name, fsync, rename, fsync the directory.
+ * A file that already exists under the layer's name is kept (it is that layer: names are diffIDs).
  */
 export async function squashLayer(stream: Readable, opts: SquashLayerOptions): Promise<SquashedLayer> {
   await fsp.mkdir(opts.work, { recursive: true });
@@ -80,11 +102,12 @@ export async function squashLayer(stream: Readable, opts: SquashLayerOptions): P
     if (opts.expectDiffID && r.diffID !== opts.expectDiffID) {
       throw new UserError(`layer ${opts.blob?.digest ?? ''}${opts.blob ? ' ' : ''}uncompresses to ${r.diffID}, but the image config expects ${opts.expectDiffID}`);
     }
-    const file = path.join(opts.dir, `${diffHex(r.diffID)}.squashfs`);
+    const format = opts.format ?? LEGACY_LAYER_FORMAT;
+    const file = path.join(opts.dir, `${diffHex(r.diffID)}.${format}`);
     const result = { file, diffID: r.diffID, bytes: r.bytes, compressedBytes: hasher.digester.size };
     if (await fsp.stat(file).then((st) => st.isFile(), () => false)) return result;
     tmp = tempName(file);
-    await mksquashfs(tree, tmp, 'zstd');
+    await packLayer(tree, tmp, format);
     await fsyncFile(tmp);
     await fsp.rename(tmp, file);
     tmp = undefined;
@@ -98,15 +121,16 @@ export async function squashLayer(stream: Readable, opts: SquashLayerOptions): P
 }
 
 /**
- * Converts the layer `desc` (read from `blob`) into layout.layerPath(diffID). `diffID` is what
+ * Converts the layer `desc` (read from `blob`) into layout.layerPath(diffID, format). `diffID` is what
  * the image config says the layer uncompresses to; a blob that hashes otherwise is refused and
  * nothing is written. Unpacks into os/tmp, on the data partition itself, which keeps device
  * nodes and trusted.* xattrs (a tmpfs in a user namespace would not).
  */
-export async function convertLayer(layout: OsLayout, desc: Descriptor, blob: Readable, diffID: string): Promise<ConvertedLayer> {
+export async function convertLayer(layout: OsLayout, desc: Descriptor, blob: Readable, diffID: string,
+  format: LayerFormat = LEGACY_LAYER_FORMAT): Promise<ConvertedLayer> {
   const compression = layerCompression(desc.mediaType);
   const r = await squashLayer(blob, {
-    dir: layout.layersDir, work: layout.tmpDir, compression: compression === 'none' ? 'auto' : compression, expectDiffID: diffID, blob: desc,
+    dir: layout.layersDir, work: layout.tmpDir, format, compression: compression === 'none' ? 'auto' : compression, expectDiffID: diffID, blob: desc,
   });
   return { diffID, bytes: r.compressedBytes, size: (await fsp.stat(r.file)).size };
 }

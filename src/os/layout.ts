@@ -1,6 +1,6 @@
 // The data partition of an updatable machine (docs/boot.md, "machines that update themselves"):
 // os/state.json says which deployment boots, os/deployments/<id>.json says which layers it
-// stacks, os/layers/<diffid>.squashfs holds each layer once. A deployment file is written once
+// stacks, os/layers/<diffid>.squashfs (or .erofs) holds each layer once. A deployment file is written once
 // and never changed; state.json is switched only by rename, so a power cut at any moment leaves
 // either the old state or the new one, and the old one only names files that were already there.
 import { promises as fsp } from 'node:fs';
@@ -14,6 +14,17 @@ export const DEFAULT_OS_ROOT = '/run/drydock/os';
 /** Boots a new deployment gets to reach "service started" before it is abandoned. */
 export const DEFAULT_TRIES = 3;
 export const DEFAULT_DEADLINE_SECONDS = 300;
+
+/**
+ * The filesystem of a layer file; its name ends in it (os/layers/<diffid>.erofs). The initramfs
+ * mounts each file by that ending, so one disk may hold both kinds.
+ */
+export type LayerFormat = 'squashfs' | 'erofs';
+export const LAYER_FORMATS: readonly LayerFormat[] = ['squashfs', 'erofs'];
+/** What `drydock disk --updates-from` writes unless --layer-format says otherwise (docs/boot.md has the measurement). */
+export const DEFAULT_LAYER_FORMAT: LayerFormat = 'squashfs';
+/** A state.json without "layerFormat" was made before erofs: its initramfs mounts squashfs only. */
+export const LEGACY_LAYER_FORMAT: LayerFormat = 'squashfs';
 
 export interface PendingDeployment {
   id: string;
@@ -43,6 +54,8 @@ export interface OsState {
   /** What `drydock disk --boot-tries/--boot-deadline` set: the defaults for a new pending deployment. */
   bootTries?: number;
   bootDeadlineSeconds?: number;
+  /** What new layers are converted to (`drydock disk --layer-format`); absent: squashfs (LEGACY_LAYER_FORMAT). */
+  layerFormat?: LayerFormat;
   /**
    * The kernel on the boot partition (the disk's build), which every boot starts first. A
    * deployment whose image brings this same kernel needs no kernel of its own.
@@ -121,9 +134,21 @@ export class OsLayout {
     return path.join(this.deploymentsDir, `${id}.json`);
   }
 
-  /** os/layers/<hex>.squashfs for a "sha256:<hex>" diffID. */
-  layerPath(diffID: string): string {
-    return path.join(this.layersDir, `${diffHex(diffID)}.squashfs`);
+  /** os/layers/<hex>.<format> for a "sha256:<hex>" diffID. */
+  layerPath(diffID: string, format: LayerFormat = LEGACY_LAYER_FORMAT): string {
+    return path.join(this.layersDir, `${diffHex(diffID)}.${format}`);
+  }
+
+  /**
+   * The file that holds a layer, in whichever format it was written (a disk upgraded after a
+   * --layer-format change holds both), or undefined. squashfs first: the older kind.
+   */
+  async findLayer(diffID: string): Promise<{ file: string; format: LayerFormat } | undefined> {
+    for (const format of LAYER_FORMATS) {
+      const file = this.layerPath(diffID, format);
+      if (await fsp.stat(file).then((s) => s.isFile(), () => false)) return { file, format };
+    }
+    return undefined;
   }
 
   /** The state, or a clear error when this root is not an updatable machine's data partition. */
@@ -198,7 +223,7 @@ export class OsLayout {
   }
 
   async hasLayer(diffID: string): Promise<boolean> {
-    return fsp.stat(this.layerPath(diffID)).then((s) => s.isFile(), () => false);
+    return (await this.findLayer(diffID)) !== undefined;
   }
 
   async readLastUpgrade(): Promise<UpgradeRecord | undefined> {
@@ -216,6 +241,11 @@ export class OsLayout {
     }
     await fsyncDir(this.root);
   }
+}
+
+/** What this state converts new layers to. */
+export function layerFormatOf(state: Pick<OsState, 'layerFormat'>): LayerFormat {
+  return state.layerFormat ?? LEGACY_LAYER_FORMAT;
 }
 
 /** A pending entry for `id`: tries and deadline from the flags, else from state.json, else 3 and 300 s. */
@@ -246,6 +276,9 @@ function checkState(s: OsState, where: string): OsState {
   if (typeof s.default !== 'string') throw bad('"default" is missing');
   checkId(s.default);
   if (s.rollback !== null && s.rollback !== undefined) checkId(s.rollback);
+  if (s.layerFormat !== undefined && !LAYER_FORMATS.includes(s.layerFormat)) {
+    throw bad(`"layerFormat" ${JSON.stringify(s.layerFormat)} is not one of ${LAYER_FORMATS.join(', ')}`);
+  }
   if (s.pending) {
     checkId(s.pending.id);
     if (!Number.isInteger(s.pending.triesLeft)) throw bad('"pending.triesLeft" is not an integer');

@@ -15,7 +15,7 @@ import { readBodyLimited } from '../client/transport.js';
 import { UserError } from '../util/errors.js';
 import { convertLayer } from './layers.js';
 import { stageKernel, type KernelEvent } from './kernel.js';
-import { OsLayout, newPending, type Deployment, type OsState, type UpgradeRecord } from './layout.js';
+import { OsLayout, newPending, layerFormatOf, type Deployment, type LayerFormat, type OsState, type UpgradeRecord } from './layout.js';
 import { withLock } from './lock.js';
 
 const MAX_CONFIG_BYTES = 8 * 1024 * 1024;
@@ -27,6 +27,8 @@ export type StageEvent =
 
 export interface StageOptions {
   platform?: Platform;
+  /** What missing layers are converted to (default squashfs; upgrade passes state.json's). */
+  layerFormat?: LayerFormat;
   /**
    * Stage the image's own kernel (default true). `drydock disk` passes false: the first
    * deployment boots the kernel on the boot partition, which is that kernel already.
@@ -124,7 +126,7 @@ async function stageResolved(layout: OsLayout, src: ImageSource, image: Resolved
       continue;
     }
     emit({ ...base, status: 'fetching' });
-    const r = await convertLayer(layout, desc, await src.openBlob(desc), diffID);
+    const r = await convertLayer(layout, desc, await src.openBlob(desc), diffID, opts.layerFormat);
     bytes += r.bytes;
     layersFetched++;
     emit({ ...base, status: 'done' });
@@ -185,7 +187,8 @@ export async function upgrade(root: string, opts: UpgradeOptions = {}): Promise<
           return { status: 'no-update', deployment: d, state: next, record };
         }
       }
-      const staged = await stageResolved(layout, src, image, ref, opts);
+      // Converted as the disk was made (--layer-format), which its initramfs can mount.
+      const staged = await stageResolved(layout, src, image, ref, { ...opts, layerFormat: layerFormatOf(state) });
       const next = await layout.updateState((s) => ({ ...s, ref, pending: newPending(s, staged.deployment.id, opts) }));
       const record: UpgradeRecord = {
         at: new Date().toISOString(), ref, manifestDigest: staged.deployment.manifestDigest, deployment: staged.deployment.id,
@@ -217,6 +220,8 @@ export async function seedOsRoot(root: string, src: ImageSource, ref: string, op
     const state: OsState = {
       version: 1, ref, default: staged.deployment.id, rollback: null, booted: null, pending: null, abandoned: [],
       insecureRegistries: opts.insecureRegistries ?? [], authfile: opts.authfile ?? null,
+      // Recorded so `drydock os upgrade` converts new layers the same way.
+      layerFormat: layerFormatOf(opts),
     };
     await layout.writeState(state);
     return { state, deployment: staged.deployment };

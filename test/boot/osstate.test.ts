@@ -209,3 +209,24 @@ test('os_write: a lock left by a writer killed with the machine does not block t
   assert.equal(select(root).deployment, 'aaa');
   assert.equal(JSON.parse(await fsp.readFile(path.join(root, 'os/state.json'), 'utf8')).booted, 'aaa');
 });
+
+test('os_layer: each layer file by its name\'s ending, so a disk may hold squashfs and erofs layers', async () => {
+  const root = path.join(work, 'layers');
+  await fsp.mkdir(path.join(root, 'os/layers'), { recursive: true });
+  const hex = (c: string) => c.repeat(64);
+  // A squashfs disk upgraded after --layer-format erofs: old layers squashfs, new ones erofs;
+  // temp files of an interrupted conversion are never picked.
+  for (const f of [`${hex('a')}.squashfs`, `${hex('b')}.erofs`, `.${hex('c')}.erofs.tmp`, `${hex('d')}.erofs.tmp`]) {
+    await fsp.writeFile(path.join(root, 'os/layers', f), 'x');
+  }
+  const cases: [string, string, number][] = [
+    [hex('a'), `${root}/os/layers/${hex('a')}.squashfs squashfs`, 0],
+    [hex('b'), `${root}/os/layers/${hex('b')}.erofs erofs`, 0],
+    [hex('c'), '', 1],
+    [hex('d'), '', 1],
+  ];
+  for (const [h, want, code] of cases) {
+    const r = sh('os_layer "$1" "$2"', root, h);
+    assert.deepEqual([r.stdout.trim(), r.code], [want, code], h);
+  }
+});

@@ -1,5 +1,5 @@
-// Layer conversion: three GNU tar layers (gzip, zstd, plain) → squashfs files, loop-mounted and
-// stacked with a real overlayfs on this host. A file deleted by a whiteout and a directory made
+// Layer conversion: three GNU tar layers (gzip, zstd, plain) → squashfs or erofs files,
+// loop-mounted and stacked with a real overlayfs on this host. A file deleted by a whiteout and a directory made
 // opaque must look exactly as they do inside `podman run` of the same image; a blob that does
 // not match its digest or diffID writes nothing.
 import { after, test } from 'node:test';
@@ -12,7 +12,7 @@ import { getAttributeSync } from '@napi-rs/xattr';
 import path from 'node:path';
 import { requireRoot, requireTool, tempDir } from '../helpers/env.js';
 import { podman, type Podman } from '../helpers/podman.js';
-import { OsLayout } from '../../src/os/layout.js';
+import { OsLayout, type LayerFormat } from '../../src/os/layout.js';
 import { convertLayer } from '../../src/os/layers.js';
 import { layerToSquashfs } from '../../src/os/layer-squashfs.js';
 import { busyboxTree, ociLayout, tarLayer, writeTree, type LayerBlob } from './fixture-image.js';
@@ -35,9 +35,19 @@ function mount(args: string[], at: string): void {
 /** What a process in the image sees: names (with type), and the contents of regular files. */
 const LIST = 'cd / && for p in $(find a opq c | sort); do if [ -f "$p" ]; then echo "$p=$(cat "$p")"; elif [ -d "$p" ]; then echo "$p/"; else echo "$p?"; fi; done';
 
-test('converted layers stacked by overlayfs match podman run of the same image', async () => {
+// The layer files' formats, bottom layer first: all squashfs (disks made before erofs), all
+// erofs, and a squashfs disk upgraded after --layer-format erofs (the initramfs mounts each file
+// by its name's ending, as this test does).
+const STACKS: { name: string; formats: LayerFormat[] }[] = [
+  { name: 'squashfs', formats: ['squashfs', 'squashfs', 'squashfs'] },
+  { name: 'erofs', formats: ['erofs', 'erofs', 'erofs'] },
+  { name: 'mixed', formats: ['squashfs', 'erofs', 'squashfs'] },
+];
+
+test('converted layers stacked by overlayfs match podman run of the same image, squashfs, erofs and mixed', async () => {
   requireRoot();
   requireTool('mksquashfs', 'apt-get install squashfs-tools');
+  requireTool('mkfs.erofs', 'apt-get install erofs-utils');
   const dir = tempDir('drydock-os-layers-');
   const l1 = busyboxTree(writeTree(path.join(dir, 't1'), {
     'a/keep': 'keep', 'a/gone': 'gone', 'opq/old': 'old', 'opq/sub/deep': 'deep', 'c/': '',
@@ -59,26 +69,36 @@ test('converted layers stacked by overlayfs match podman run of the same image',
   const want = (await pm.run(['run', '--rm', '--network', 'none', img.configDigest.slice(7), 'sh', '-c', LIST])).stdout;
   assert.match(want, /^a\/\na\/keep=kept by 3\n/);
 
-  const layout = new OsLayout(path.join(dir, 'root'));
-  await layout.create();
-  const lowers: string[] = [];
-  for (const [i, l] of layers.entries()) {
-    const r = await convertLayer(layout, { mediaType: l.mediaType, digest: l.digest, size: l.size }, createReadStream(l.file), l.diffID);
-    assert.equal(r.bytes, l.size);
-    const mnt = path.join(dir, `m${i}`);
-    mount(['-t', 'squashfs', '-o', 'loop,ro', layout.layerPath(l.diffID)], mnt);
-    lowers.unshift(mnt);
+  for (const c of STACKS) {
+    const layout = new OsLayout(path.join(dir, `root-${c.name}`));
+    await layout.create();
+    const lowers: string[] = [];
+    for (const [i, l] of layers.entries()) {
+      const format = c.formats[i]!;
+      const r = await convertLayer(layout, { mediaType: l.mediaType, digest: l.digest, size: l.size }, createReadStream(l.file), l.diffID, format);
+      assert.equal(r.bytes, l.size);
+      const found = await layout.findLayer(l.diffID);
+      assert.deepEqual(found, { file: layout.layerPath(l.diffID, format), format }, c.name);
+      assert.equal(execFileSync('blkid', ['-o', 'value', '-s', 'TYPE', found.file], { encoding: 'utf8' }).trim(), format, `${c.name}: layer ${i} is really ${format}`);
+      const mnt = path.join(dir, `m-${c.name}-${i}`);
+      mount(['-t', format, '-o', 'loop,ro', found.file], mnt);
+      lowers.unshift(mnt);
+    }
+    // The whiteout is the overlay form in the layer file itself.
+    assert.match(execFileSync('stat', ['-c', '%F %t:%T', path.join(lowers[1]!, 'a/gone')], { encoding: 'utf8' }), /character special file 0:0/, c.name);
+    assert.equal(getAttributeSync(path.join(lowers[1]!, 'opq'), 'trusted.overlay.opaque')?.toString(), 'y', c.name);
+    const merged = path.join(dir, `merged-${c.name}`);
+    mount(['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${lowers.join(':')}`], merged);
+    const got = execFileSync('chroot', [merged, '/bin/sh', '-c', LIST], { encoding: 'utf8' });
+    assert.equal(got, want, c.name);
+    assert.doesNotMatch(got, /gone|old|deep/);
+    // Owners, modes and mtimes as podman shows them (mkfs.erofs keeps per-file mtimes too).
+    const meta = 'cd / && for p in $(find a opq c bin/busybox | sort); do busybox stat -c "%n %u:%g %a %Y" "$p"; done';
+    assert.equal(execFileSync('chroot', [merged, '/bin/sh', '-c', meta], { encoding: 'utf8' }),
+      (await pm.run(['run', '--rm', '--network', 'none', img.configDigest.slice(7), 'sh', '-c', meta])).stdout, `${c.name}: metadata`);
+    assert.deepEqual(readdirSync(layout.layersDir).sort(), layers.map((l, i) => `${l.diffID.slice(7)}.${c.formats[i]}`).sort());
+    assert.deepEqual(readdirSync(layout.tmpDir), [], 'the unpacked trees are removed');
   }
-  // The whiteout is the overlay form in the squashfs itself.
-  assert.match(execFileSync('stat', ['-c', '%F %t:%T', path.join(lowers[1]!, 'a/gone')], { encoding: 'utf8' }), /character special file 0:0/);
-  assert.equal(getAttributeSync(path.join(lowers[1]!, 'opq'), 'trusted.overlay.opaque')?.toString(), 'y');
-  const merged = path.join(dir, 'merged');
-  mount(['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${lowers.join(':')}`], merged);
-  const got = execFileSync('chroot', [merged, '/bin/sh', '-c', LIST], { encoding: 'utf8' });
-  assert.equal(got, want);
-  assert.doesNotMatch(got, /gone|old|deep/);
-  assert.deepEqual(readdirSync(layout.layersDir).sort(), layers.map((l) => `${l.diffID.slice(7)}.squashfs`).sort());
-  assert.deepEqual(readdirSync(layout.tmpDir), [], 'the unpacked trees are removed');
 });
 
 test('a blob that is not the layer it claims to be writes nothing', async () => {

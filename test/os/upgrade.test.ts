@@ -190,6 +190,34 @@ describe('drydock os against a registry', () => {
     assert.match(text.stdout, new RegExp(`Tracking: ${repo}:testing\n[\\s\\S]*booted +${d2}[\\s\\S]*rollback +${d1}`));
   });
 
+  // state.json's layerFormat decides what upgrade converts to. A disk made before erofs has none
+  // (its initramfs mounts squashfs only); one whose format changed keeps its old layers as they
+  // are: found by diffID whatever the ending, never fetched again.
+  const FORMAT_CASES: { name: string; layerFormat?: 'squashfs' | 'erofs'; want: 'squashfs' | 'erofs' }[] = [
+    { name: 'no layerFormat (a disk from before erofs)', want: 'squashfs' },
+    { name: 'layerFormat squashfs', layerFormat: 'squashfs', want: 'squashfs' },
+    { name: 'layerFormat erofs over squashfs layers', layerFormat: 'erofs', want: 'erofs' },
+  ];
+  for (const [i, c] of FORMAT_CASES.entries()) {
+    test(`upgrade converts new layers as state.json says: ${c.name}`, async () => {
+      requireTool('mkfs.erofs', 'apt-get install erofs-utils');
+      const root = await copyOf(`format${i}`);
+      const l = new OsLayout(root);
+      const { layerFormat: _, ...s0 } = await l.readState();
+      assert.equal(_, 'squashfs', 'seedOsRoot records the format');
+      await l.writeState(c.layerFormat ? { ...s0, layerFormat: c.layerFormat } : s0);
+      const r = await os(['upgrade'], root);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /fetched 1 layer .* reused 2/);
+      const want = v2.layers.map((x, j) => `${x.diffID.slice(7)}.${j === 2 ? c.want : 'squashfs'}`);
+      assert.deepEqual(readdirSync(l.layersDir).sort(), [...new Set([...want, ...v1.layers.map((x) => `${x.diffID.slice(7)}.squashfs`)])].sort());
+      assert.equal(execFileSync('blkid', ['-o', 'value', '-s', 'TYPE', l.layerPath(v2.layers[2]!.diffID, c.want)], { encoding: 'utf8' }).trim(), c.want);
+      assert.equal((await l.readState()).layerFormat, c.layerFormat, 'the format stays as it was');
+      // A second upgrade with the same digest: no update, nothing reconverted.
+      assert.match((await os(['upgrade'], root)).stdout, /^no update/);
+    });
+  }
+
   test('without the authfile the registry refuses the upgrade, and nothing changes', async () => {
     const root = await copyOf('noauth');
     const l = new OsLayout(root);

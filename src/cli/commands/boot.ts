@@ -3,6 +3,7 @@
 import { Command, Option } from 'commander';
 import { collect, formatSize, printJson } from '../output.js';
 import type { BootBuildResult } from '../../boot/index.js';
+import { DEFAULT_LAYER_FORMAT } from '../../os/layout.js';
 
 interface BootFlags {
   output: string;
@@ -19,6 +20,7 @@ const FLAG_KEYS: Record<string, string> = {
   hostname: 'hostname', sshKey: 'ssh-key', kernelArgs: 'kernel-args', mount: 'mount', network: 'network', service: 'service', topLayer: 'top-layer',
   init: 'init', kernel: 'kernel', modules: 'modules', compression: 'compression', size: 'size', firmware: 'firmware',
   updatesFrom: 'updates-from', insecureRegistry: 'insecure-registry', authfile: 'authfile', bootTries: 'boot-tries', bootDeadline: 'boot-deadline',
+  layerFormat: 'layer-format',
 };
 
 function addBootOptions(cmd: Command): Command {
@@ -118,11 +120,12 @@ Examples:
       .addOption(new Option('--firmware <firmware>', 'firmware the disk boots with: bios (MBR, syslinux; the default), uefi (GPT, ESP with GRUB) or both (GPT, ESP with GRUB and syslinux)').choices(['bios', 'uefi', 'both']))
       .option('--size <size>', 'disk size, e.g. 2G (default: just large enough, plus 48 MiB of free space)')
       .addOption(new Option('--format <format>', 'disk image format (default raw; qcow2 when the output ends in .qcow2)').choices(['raw', 'qcow2']))
-      .option('--updates-from [ref]', 'make an updatable disk: one squashfs per layer, and the machine pulls updates of REF (as it reaches the registry, e.g. 10.0.2.2:5000/os:stable; default: the image\'s own name) with drydock os upgrade')
+      .option('--updates-from [ref]', 'make an updatable disk: one file per layer (--layer-format), and the machine pulls updates of REF (as it reaches the registry, e.g. 10.0.2.2:5000/os:stable; default: the image\'s own name) with drydock os upgrade')
       .option('--insecure-registry <host:port>', 'registry the machine reaches over plain HTTP (repeatable; updatable disks)', collect)
       .option('--authfile <file>', 'registry credentials (docker config.json) the machine pulls with (updatable disks)')
       .option('--boot-tries <n>', 'boots a new deployment gets to reach "service started" before it is abandoned (default 3)')
-      .option('--boot-deadline <seconds>', 'seconds after boot by which a new deployment must reach "service started", else the machine reboots (default 300; 0: no limit)'),
+      .option('--boot-deadline <seconds>', 'seconds after boot by which a new deployment must reach "service started", else the machine reboots (default 300; 0: no limit)')
+      .addOption(new Option('--layer-format <format>', `filesystem of the layer files of an updatable disk; drydock os upgrade converts new layers the same way (default ${DEFAULT_LAYER_FORMAT})`).choices(['squashfs', 'erofs'])),
   )
     .addHelpText('after', `
 Layout: partition 1 is FAT (syslinux, kernel, initramfs), partition 2 is ext4 holding the

@@ -163,16 +163,19 @@ Examples:
     });
 
   os.command('bundle')
-    .description("On the build host: write the runtime `drydock os` needs on a machine whose image has no Node (node, mksquashfs, zstd with their libraries, drydock)")
+    .description("On the build host: write the runtime `drydock os` needs on a machine whose image has no Node (node, mksquashfs or mkfs.erofs, zstd with their libraries, drydock)")
     .argument('<dir>', 'directory to write (put its contents at --installed-at on the machine, e.g. through --top-layer)')
     .option('--installed-at <path>', 'absolute path of the bundle on the machine', '/.drydock/drydock')
+    .option('--layer-format <format>', 'the disk\'s layer files, squashfs or erofs: which packer the bundle carries', 'squashfs')
     .addHelpText('after', `
 Examples:
   drydock os bundle top/.drydock/drydock
   drydock disk app:1 -o app.img --updates-from 10.0.2.2:5000/os/app:stable --top-layer top`)
-    .action(async (dir: string, flags: { installedAt: string }) => {
-      const { bundleRuntime } = await import('../../os/index.js');
-      const b = await bundleRuntime(dir, { installedAt: flags.installedAt });
+    .action(async (dir: string, flags: { installedAt: string; layerFormat: string }) => {
+      const { bundleRuntime, LAYER_FORMATS } = await import('../../os/index.js');
+      const layerFormat = LAYER_FORMATS.find((f) => f === flags.layerFormat);
+      if (!layerFormat) throw new UserError(`--layer-format ${flags.layerFormat}: must be one of ${LAYER_FORMATS.join(', ')}`);
+      const b = await bundleRuntime(dir, { installedAt: flags.installedAt, layerFormat });
       process.stdout.write(`Wrote ${b.dir} (${formatSize(b.bytes)}): run ${b.drydock} on the machine\n`);
     });
 
