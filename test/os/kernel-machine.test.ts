@@ -68,7 +68,7 @@ test('kernel upgrade: v2 boots its own kernel (kexec), rollback boots the disk k
   writeFileSync(path.join(dir, 'startup.sh'), STARTUP);
   const disk = path.join(dir, 'disk.img');
   const made = await runCli(['disk', `${host}/os/app:stable`, '-o', disk, '--kernel', kernel, '--updates-from', guestRef, '--insecure-registry', `10.0.2.2:${port}`,
-    '--startup-script', path.join(dir, 'startup.sh'), '--top-layer', top, '--boot-deadline', '1200', '-q'], { root: store, timeoutMs: 600_000 });
+    '--startup-script', path.join(dir, 'startup.sh'), '--top-layer', top, '--boot-deadline', '1200', '--size', '1G', '-q'], { root: store, timeoutMs: 600_000 });
   assert.equal(made.code, 0, made.stderr);
   pushWithSkopeo(v2, `${host}/os/app:stable`);
 
@@ -91,7 +91,7 @@ test('kernel upgrade: v2 boots its own kernel (kexec), rollback boots the disk k
 
   pushWithSkopeo(v3, `${host}/os/app:stable`);
   // Killed 1 s into the staging of v3's kernel (a copy, an initramfs build and a mksquashfs under TCG).
-  const b3 = await bootVm(qemu, { until: /MACHINE boot=3[\s\S]*kernel \S+: staging/, timeoutMs: 900_000, memory: 1024, whileRunning: () => new Promise((r) => setTimeout(r, 1000)) });
+  const b3 = await bootVm(qemu, { until: /MACHINE boot=3[\s\S]*(kernel \S+: staging|UPGRADE-EXIT)/, timeoutMs: 900_000, memory: 1024, whileRunning: () => new Promise((r) => setTimeout(r, 1000)) });
   assert.match(b3.console, new RegExp(`MACHINE boot=3 version=v1 kernel=${diskVersion} kexec= `));
   assert.doesNotMatch(b3.console, /UPGRADE-EXIT/);
 
