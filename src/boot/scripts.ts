@@ -207,6 +207,13 @@ if [ -n "$OS" ]; then
   if [ -d /newroot/etc ] && [ ! -L /newroot/etc ]; then
     mount -t overlay overlay -o lowerdir=/newroot/etc,upperdir=$OS/os/etc,workdir=$OS/os/.etc-work /newroot/etc || log "cannot keep /etc's changes in $OS/os/etc"
   fi
+  # The service is the booted deployment's (its image config), not the one the disk was made
+  # from: /.drydock/service.conf sources this after its own values.
+  if os_service_conf $OS/os/deployments/$OS_DEPLOYMENT.json /newroot "$OS_DEPLOYMENT" > $R/os-service.conf.tmp; then
+    mv -f $R/os-service.conf.tmp $R/os-service.conf
+  else
+    rm -f $R/os-service.conf.tmp; log "cannot read the image config of deployment $OS_DEPLOYMENT; the service is the disk's"
+  fi
 fi
 
 if [ -n "$TOPLAYER" ]; then
@@ -271,6 +278,13 @@ export interface ServiceSpec {
   console?: boolean;
   /** How to run the startup script, if any: argv prefix ending in the script path. */
   startup?: string[];
+  /**
+   * Updatable disks: the file the initramfs writes with the booted deployment's service
+   * (os_service_conf, src/boot/osstate.ts), sourced last so it replaces argv, env, user, workdir.
+   */
+  deploymentConf?: string;
+  /** "K=V" the disk adds to the env (hostname, proxy): kept under a deployment's own env. */
+  diskEnv?: string[];
 }
 
 /** /.drydock/service.conf: sourced by the drydock init and run-service; every value shell-quoted. */
@@ -289,6 +303,17 @@ export function serviceConf(spec: ServiceSpec): string {
   lines.push(`SVC_CMD() { exec ${spec.argv.map(shQuote).join(' ')}; }`);
   lines.push(spec.startup ? `STARTUP() { ${spec.startup.map(shQuote).join(' ')}; }` : 'STARTUP() { :; }');
   lines.push(`HAS_STARTUP=${spec.startup ? 1 : "''"}`);
+  if (spec.deploymentConf) {
+    // An updatable disk: the booted deployment's image decides the command, env, user and
+    // workdir; the disk's own additions to the env (hostname, proxy) are kept for it here.
+    for (const e of spec.diskEnv ?? []) {
+      const i = e.indexOf('=');
+      const k = e.slice(0, i);
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) continue;
+      lines.push(`SVC_DISK_ENV_${k}=${shQuote(e.slice(i + 1))}`, `SVC_DISK_ENV_NAMES="$SVC_DISK_ENV_NAMES ${k}"`);
+    }
+    lines.push(`[ -f ${spec.deploymentConf} ] && . ${spec.deploymentConf}`);
+  }
   return lines.join('\n') + '\n';
 }
 

@@ -9,7 +9,7 @@ import { UserError } from '../util/errors.js';
 import { busyboxApplets, DEFAULT_BUSYBOX } from '../mkimage/busybox-rootfs.js';
 import { networkConf, type BootOptions } from './config.js';
 import { DRYDOCK_INIT, NETLIB, NETWORK_UP, OS_BOOT, RUN_SERVICE, UDHCPC_SCRIPT, serviceConf, shQuote, type ServiceSpec } from './scripts.js';
-import { OS_FILES, OS_LIB, OS_STATE_AWK } from './osstate.js';
+import { DEPLOYMENT_SERVICE_CONF, OS_FILES, OS_LIB, OS_STATE_AWK } from './osstate.js';
 import { installSshd } from './sshd.js';
 import { DRYDOCK_SERVICE, installRunc, SERVICES_DIR } from './services.js';
 import { runTool } from './exec.js';
@@ -241,15 +241,18 @@ export async function buildTopLayer(layer: string, rootfs: string, config: Conta
     const homeUser = user ?? (await resolveUser(rootfs, 'root').catch(() => ({ uid: 0, gid: 0, home: '/root' })));
     if (!env.some((e) => e.startsWith('PATH='))) env.unshift('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
     if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${homeUser.home}`);
-    if (opts.hostname && !env.some((e) => e.startsWith('HOSTNAME='))) env.push(`HOSTNAME=${opts.hostname}`);
+    const diskEnv = [...(opts.hostname ? [`HOSTNAME=${opts.hostname}`] : []), ...proxy.map(([k, v]) => `${k}=${v}`)];
     // boot2docker semantics: the proxy applies to the service too.
-    for (const [k, v] of proxy) if (!env.some((e) => e.startsWith(`${k}=`))) env.push(`${k}=${v}`);
+    for (const e of diskEnv) if (!env.some((x) => x.startsWith(e.slice(0, e.indexOf('=') + 1)))) env.push(e);
     // No command, or a bare shell (busybox's CMD ["sh"]): a console shell, respawned like a getty.
     const console = argv.length === 0 || (argv.length <= 2 && INTERACTIVE_SHELLS.has(path.posix.basename(argv[0]!)) && argv.slice(1).every((a) => a === '-l' || a === '-i'));
     if (argv.length === 0) argv.push((await inImage(rootfs, '/bin/sh')) ? '/bin/sh' : '/.drydock/bin/sh');
     // The console shell is on a terminal: TERM as a getty would set it.
     if (console && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=linux');
-    service = { argv, env, workdir: config.WorkingDir || '/', uid: user?.uid, gid: user?.gid, startup, console };
+    service = {
+      argv, env, workdir: config.WorkingDir || '/', uid: user?.uid, gid: user?.gid, startup, console,
+      ...(opts.updatesFrom !== undefined ? { deploymentConf: DEPLOYMENT_SERVICE_CONF, diskEnv } : {}),
+    };
     await fsp.writeFile(path.join(dd, 'service.conf'), serviceConf(service), { mode: 0o644 });
     await fsp.writeFile(path.join(dd, 'run-service'), RUN_SERVICE, { mode: 0o755 });
     await fsp.writeFile(path.join(dd, 'init'), DRYDOCK_INIT, { mode: 0o755 });

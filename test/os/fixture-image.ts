@@ -50,14 +50,14 @@ export function tarLayer(src: string, out: string, compression: 'gzip' | 'zstd' 
 export interface OciImage { dir: string; tag: string; manifestDigest: string; configDigest: string; layers: LayerBlob[]; manifestSize: number; configSize: number }
 
 /** An OCI image layout at `dir` holding one image tagged `tag`. */
-export function ociLayout(dir: string, tag: string, layers: LayerBlob[], cmd: string[] = ['sh']): OciImage {
+export function ociLayout(dir: string, tag: string, layers: LayerBlob[], cmd: string[] = ['sh'], env: string[] = []): OciImage {
   const blobs = path.join(dir, 'blobs', 'sha256');
   mkdirSync(blobs, { recursive: true });
   const put = (b: Buffer) => { const d = sha256(b); writeFileSync(path.join(blobs, d.slice(7)), b); return d; };
   for (const l of layers) put(readFileSync(l.file));
   const config = Buffer.from(JSON.stringify({
     created: '2023-11-14T22:13:20Z', architecture: 'amd64', os: 'linux',
-    config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: cmd },
+    config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', ...env], Cmd: cmd },
     rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffID) },
   }));
   const configDigest = put(config);
