@@ -3,11 +3,14 @@
 // the image holds:
 //  - OS_STATE_AWK: a small JSON tokenizer. `awk -f osstate.awk FILE get` prints every scalar as
 //    path=value (pending.id=abc, abandoned.0.reason=…); `… FILE set path=RAWJSON … +path=RAWJSON`
-//    prints the document with those values replaced (or added) and array items appended.
+//    prints the document with those values replaced (or added) and array items appended;
+//    `… FILE sh PREFIX` prints the scalars under PREFIX as sh assignments, J_<path>='text' with
+//    the JSON escapes undone (for eval: values may hold quotes and newlines).
 //    Parsing real JSON instead of grepping lines keeps it independent of how drydock (or a
 //    person) formatted the file.
 //  - OS_LIB: os_select (which deployment this boot runs; counts tries, abandons a pending
-//    deployment that used them all) and os_confirm (a boot reached "service started": the
+//    deployment that used them all), os_layer (a layer's file and filesystem), os_service_conf
+//    (the booted deployment's service, from its image config) and os_confirm (a boot reached "service started": the
 //    pending deployment becomes the default, the old default the rollback). Every change is
 //    state.json.tmp, fsync, rename, fsync of the directory.
 
@@ -33,6 +36,36 @@ function tokenize(s,   i, L, c, j, q) {
   }
 }
 function unq(t) { return substr(t, 2, length(t) - 2) }
+# sh mode: a JSON string's text (escapes undone) and a value single-quoted for sh.
+function hexval(h,   i, v) { v = 0; h = tolower(h); for (i = 1; i <= length(h); i++) v = v * 16 + index("0123456789abcdef", substr(h, i, 1)) - 1; return v }
+function utf8(c) {
+  if (c < 128) return sprintf("%c", c)
+  if (c < 2048) return sprintf("%c%c", 192 + int(c / 64), 128 + c % 64)
+  return sprintf("%c%c%c", 224 + int(c / 4096), 128 + int(c / 64) % 64, 128 + c % 64)
+}
+function unesc(s,   out, i, c, L) {
+  out = ""; L = length(s)
+  for (i = 1; i <= L; i++) {
+    c = substr(s, i, 1)
+    if (c != "\\") { out = out c; continue }
+    c = substr(s, ++i, 1)
+    if (c == "n") out = out "\n"
+    else if (c == "t") out = out "\t"
+    else if (c == "r") out = out "\r"
+    else if (c == "b") out = out "\b"
+    else if (c == "f") out = out "\f"
+    else if (c == "u") { c = hexval(substr(s, i + 1, 4)); i += 4; if (c) out = out utf8(c) }
+    else out = out c
+  }
+  return out
+}
+function shq(s,   out, i) { out = ""; while ((i = index(s, "'")) > 0) { out = out substr(s, 1, i - 1) "'\"'\"'"; s = substr(s, i + 1) }; return "'" out s "'" }
+# J_<path, non-alphanumerics as _>=VALUE for paths under the prefix ("sh" mode).
+function shvar(path, v,   name) {
+  if (index(path, prefix) != 1) return
+  name = path; gsub(/[^A-Za-z0-9_]/, "_", name)
+  print "J_" name "=" v
+}
 function parentOf(k) { if (k !~ /\./) return ""; sub(/\.[^.]*$/, "", k); return k }
 function lastOf(k) { sub(/^.*\./, "", k); return k }
 # Parses the value at tok[p] (its path is "path") and returns its text, with SET/APPEND applied.
@@ -68,17 +101,20 @@ function value(path,   t, out, first, key, kp, v, seen, idx) {
     p++
     if (path in appendv) out = out (first ? "" : ",") appendv[path]
     if (mode == "get") print path ".length=" idx
+    if (mode == "sh") shvar(path ".length", idx)
     out = out "]"
   } else {
     if (t == "," || t == ":" || t == "}" || t == "]") { fail("unexpected " t); return "" }
     p++; out = t
     if (mode == "get") print path "=" (substr(t, 1, 1) == "\"" ? unq(t) : t)
+    if (mode == "sh" && t != "null") shvar(path, substr(t, 1, 1) == "\"" ? shq(unesc(unq(t))) : shq(t))
   }
   if (path in setv) return setv[path]
   return out
 }
 BEGIN {
   file = ARGV[1]; mode = ARGV[2]
+  if (mode == "sh") { prefix = ARGV[3]; ARGC = 3 }
   for (i = 3; i < ARGC; i++) {
     a = ARGV[i]; eq = index(a, "=")
     if (substr(a, 1, 1) == "+") appendv[substr(a, 2, eq - 2)] = substr(a, eq + 1)
@@ -140,6 +176,109 @@ os_layer() {
     [ -f "$1/os/layers/$2.$t" ] && { echo "$1/os/layers/$2.$t $t"; return 0; }
   done
   return 1
+}
+
+# os_q TEXT: TEXT single-quoted for sh (quotes and newlines kept).
+os_q() {
+  s="$1" out=
+  while :; do
+    case "$s" in
+      *"'"*) out="$out\${s%%"'"*}'\\''"; s="\${s#*"'"}" ;;
+      *) break ;;
+    esac
+  done
+  printf "'%s'" "$out$s"
+}
+
+# os_user ROOT USER: "uid:gid:home" of Docker's USER (name, uid, name:group, uid:gid) in ROOT's
+# /etc/passwd and /etc/group, as the disk builder resolves it; else why not, and 1.
+os_user() {
+  u="\${2%%:*}" g=
+  case "$2" in *:*) g="\${2#*:}" ;; esac
+  ent="$(awk -F: -v u="$u" '$1 == u || (u ~ /^[0-9]+$/ && $3 == u) { print $3 ":" $4 ":" $6; exit }' "$1/etc/passwd" 2> /dev/null)"
+  case "$u" in
+    ''|*[!0-9]*) [ -n "$ent" ] || { echo "no user \\"$u\\" in the image's /etc/passwd"; return 1; }; uid="\${ent%%:*}" ;;
+    *) uid="$u" ;;
+  esac
+  gid=0 home=/
+  if [ -n "$ent" ]; then r="\${ent#*:}"; gid="\${r%%:*}"; home="\${r#*:}"; [ -n "$home" ] || home=/; fi
+  case "$g" in
+    '') ;;
+    *[!0-9]*)
+      gid="$(awk -F: -v g="$g" '$1 == g { print $3; exit }' "$1/etc/group" 2> /dev/null)"
+      [ -n "$gid" ] || { echo "no group \\"$g\\" in the image's /etc/group"; return 1; } ;;
+    *) gid="$g" ;;
+  esac
+  echo "$uid:$gid:$home"
+}
+
+# os_service_conf DEPLOYMENT_JSON ROOT [ID]: the service of that deployment's image config
+# (ENTRYPOINT/CMD, ENV, USER, WORKDIR), as sh that the top layer's /.drydock/service.conf sources
+# after its own values: the booted deployment decides the command, so a v2 that changes only its
+# CMD runs v2's, and a rollback v1's. What drydock disk added (the startup script, and the
+# hostname and proxy in SVC_DISK_ENV_*) stays the top layer's. USER is resolved in ROOT (the
+# system being booted); one it lacks makes the service fail with the reason, as docker run does.
+os_service_conf() {
+  vars="$(awk -f "$OS_AWK" "$1" sh imageConfig.)" || return 1
+  J_imageConfig_Entrypoint_length=0 J_imageConfig_Cmd_length=0 J_imageConfig_Env_length=0 J_imageConfig_User= J_imageConfig_WorkingDir=
+  eval "$vars"
+  echo "# drydock: the service of deployment $3, from os/deployments/$3.json's imageConfig (written at boot)"
+  echo 'for k in $SVC_ENV_NAMES; do unset "SVC_ENV_$k"; done; SVC_ENV_NAMES='
+  argv= argc=0 a0= a1=
+  for part in Entrypoint Cmd; do
+    eval "n=\\\${J_imageConfig_\${part}_length:-0}"
+    i=0
+    while [ "$i" -lt "$n" ]; do
+      eval "a=\\"\\\${J_imageConfig_\${part}_$i}\\""
+      [ "$argc" = 0 ] && a0="$a"
+      [ "$argc" = 1 ] && a1="$a"
+      argv="$argv $(os_q "$a")"; argc=$((argc + 1)); i=$((i + 1))
+    done
+  done
+  names=' '
+  eval "n=\\\${J_imageConfig_Env_length:-0}"
+  i=0
+  while [ "$i" -lt "$n" ]; do
+    eval "e=\\"\\\${J_imageConfig_Env_$i}\\""; i=$((i + 1))
+    k="\${e%%=*}" v=
+    case "$e" in *=*) v="\${e#*=}" ;; esac
+    # Not expressible in sh (docker would pass it; an init shell cannot).
+    case "$k" in ''|[0-9]*|*[!A-Za-z0-9_]*) continue ;; esac
+    echo "SVC_ENV_$k=$(os_q "$v"); SVC_ENV_NAMES=\\"\\$SVC_ENV_NAMES $k\\""
+    names="$names$k "
+  done
+  user="$J_imageConfig_User" uid= gid= home=/root err=
+  if [ -n "$user" ]; then
+    if r="$(os_user "$2" "$user")"; then uid="\${r%%:*}"; r="\${r#*:}"; gid="\${r%%:*}"; home="\${r#*:}"; else err="USER $user: $r"; fi
+  elif r="$(os_user "$2" root)"; then
+    home="\${r#*:*:}"
+  fi
+  case "$names" in *" PATH "*) ;; *) echo "SVC_ENV_PATH='/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'; SVC_ENV_NAMES=\\"\\$SVC_ENV_NAMES PATH\\"" ;; esac
+  case "$names" in *" HOME "*) ;; *) echo "SVC_ENV_HOME=$(os_q "$home"); SVC_ENV_NAMES=\\"\\$SVC_ENV_NAMES HOME\\"" ;; esac
+  # The disk's hostname and proxy, where the image does not set them itself.
+  echo 'for k in $SVC_DISK_ENV_NAMES; do case " $SVC_ENV_NAMES " in *" $k "*) ;; *) eval "SVC_ENV_$k=\\"\\$SVC_DISK_ENV_$k\\""; SVC_ENV_NAMES="$SVC_ENV_NAMES $k" ;; esac; done'
+  # No command, or a bare shell (busybox's CMD ["sh"]): a console shell, respawned like a getty.
+  console=
+  if [ "$argc" = 0 ]; then
+    console=1
+    if [ -e "$2/bin/sh" ] || [ -L "$2/bin/sh" ]; then argv=" '/bin/sh'"; else argv=" '/.drydock/bin/sh'"; fi
+  elif [ "$argc" -le 2 ]; then
+    case "\${a0##*/}" in
+      sh|ash|bash|dash|zsh|ksh|mksh) case "$argc:$a1" in 1:|2:-l|2:-i) console=1 ;; esac ;;
+    esac
+  fi
+  if [ -n "$console" ]; then
+    echo 'case " $SVC_ENV_NAMES " in *" TERM "*) ;; *) SVC_ENV_TERM=linux; SVC_ENV_NAMES="$SVC_ENV_NAMES TERM" ;; esac'
+  fi
+  echo "SVC_WORKDIR=$(os_q "\${J_imageConfig_WorkingDir:-/}")"
+  echo "SVC_USER=$(os_q "\${uid:+$uid:$gid}")"
+  echo "SVC_ARGC=$argc"
+  echo "SVC_CONSOLE=$(os_q "$console")"
+  if [ -n "$err" ]; then
+    echo "SVC_CMD() { echo $(os_q "drydock: deployment $3: $err") >&2; exit 126; }"
+  else
+    echo "SVC_CMD() { exec$argv; }"
+  fi
 }
 
 # os_select ROOT WANTED NOW: which deployment this boot runs. ROOT holds os/state.json; WANTED is
@@ -230,6 +369,9 @@ export const DEPLOYMENT_MENU = [
 
 /** Tenths of a second the updatable disk's boot: prompt waits for a choice. */
 export const MENU_TIMEOUT = 30;
+
+/** Where the initramfs writes the booted deployment's service (os_service_conf); /run in the system. */
+export const DEPLOYMENT_SERVICE_CONF = '/run/drydock/os-service.conf';
 
 /** Names of the files in the initramfs and in the top layer (/.drydock/...). */
 export const OS_FILES = { awk: 'osstate.awk', lib: 'os.sh' };

@@ -173,6 +173,20 @@ else
   log "the medium has no kernel modules for $KVER; only the initramfs modules are loaded"
 fi
 
+# A try of a new deployment under the image's own init (systemd, OpenRC, sysvinit): nothing in
+# the system supervises it, so the kernel does. softdog reboots DEADLINE s from now unless the
+# confirm step (drydock-os-confirm, /.drydock/os-boot confirm) stops it with the magic close;
+# the write below starts it and the close without "V" leaves it running. The drydock init has
+# its own watchdog.
+if [ -n "$OS_PENDING" ] && [ "\${OS_DEADLINE:-0}" -gt 0 ] && [ "\${DRYDOCK_INIT#/.drydock/}" = "$DRYDOCK_INIT" ]; then
+  if modprobe -q softdog soft_margin="$OS_DEADLINE" 2>/dev/null && printf 1 > /dev/watchdog; then
+    : > $R/os-softdog
+    log "watchdog: the machine reboots in \${OS_DEADLINE}s unless deployment $OS_DEPLOYMENT reaches its default target"
+  else
+    log "watchdog: no softdog in this kernel; deployment $OS_DEPLOYMENT is not supervised"
+  fi
+fi
+
 if [ -n "$PERSIST" ]; then
   if dev="$(find_dev "$PERSIST" 10)" && mount -o rw "$dev" $R/rw; then
     log "writable layer: $PERSIST ($dev), changes persist"
@@ -192,6 +206,13 @@ if [ -n "$OS" ]; then
   mount --bind $OS/os/var /newroot/var || log "cannot bind $OS/os/var on /var"
   if [ -d /newroot/etc ] && [ ! -L /newroot/etc ]; then
     mount -t overlay overlay -o lowerdir=/newroot/etc,upperdir=$OS/os/etc,workdir=$OS/os/.etc-work /newroot/etc || log "cannot keep /etc's changes in $OS/os/etc"
+  fi
+  # The service is the booted deployment's (its image config), not the one the disk was made
+  # from: /.drydock/service.conf sources this after its own values.
+  if os_service_conf $OS/os/deployments/$OS_DEPLOYMENT.json /newroot "$OS_DEPLOYMENT" > $R/os-service.conf.tmp; then
+    mv -f $R/os-service.conf.tmp $R/os-service.conf
+  else
+    rm -f $R/os-service.conf.tmp; log "cannot read the image config of deployment $OS_DEPLOYMENT; the service is the disk's"
   fi
 fi
 
@@ -257,6 +278,13 @@ export interface ServiceSpec {
   console?: boolean;
   /** How to run the startup script, if any: argv prefix ending in the script path. */
   startup?: string[];
+  /**
+   * Updatable disks: the file the initramfs writes with the booted deployment's service
+   * (os_service_conf, src/boot/osstate.ts), sourced last so it replaces argv, env, user, workdir.
+   */
+  deploymentConf?: string;
+  /** "K=V" the disk adds to the env (hostname, proxy): kept under a deployment's own env. */
+  diskEnv?: string[];
 }
 
 /** /.drydock/service.conf: sourced by the drydock init and run-service; every value shell-quoted. */
@@ -275,6 +303,17 @@ export function serviceConf(spec: ServiceSpec): string {
   lines.push(`SVC_CMD() { exec ${spec.argv.map(shQuote).join(' ')}; }`);
   lines.push(spec.startup ? `STARTUP() { ${spec.startup.map(shQuote).join(' ')}; }` : 'STARTUP() { :; }');
   lines.push(`HAS_STARTUP=${spec.startup ? 1 : "''"}`);
+  if (spec.deploymentConf) {
+    // An updatable disk: the booted deployment's image decides the command, env, user and
+    // workdir; the disk's own additions to the env (hostname, proxy) are kept for it here.
+    for (const e of spec.diskEnv ?? []) {
+      const i = e.indexOf('=');
+      const k = e.slice(0, i);
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) continue;
+      lines.push(`SVC_DISK_ENV_${k}=${shQuote(e.slice(i + 1))}`, `SVC_DISK_ENV_NAMES="$SVC_DISK_ENV_NAMES ${k}"`);
+    }
+    lines.push(`[ -f ${spec.deploymentConf} ] && . ${spec.deploymentConf}`);
+  }
   return lines.join('\n') + '\n';
 }
 
@@ -519,6 +558,8 @@ case "$1" in
     else os_confirm $R/os || { say "deployment $OS_DEPLOYMENT reached service started but cannot be confirmed"; exit 1; }; fi
     # Only now: the watchdog reboots unless this exists, and scripts may wait for it.
     : > $R/os-confirmed
+    # The image's own init: the initramfs armed the kernel's softdog; the magic close stops it.
+    if [ -e $R/os-softdog ]; then printf V > /dev/watchdog && rm -f $R/os-softdog || say "cannot stop the softdog watchdog: the machine reboots in \${OS_DEADLINE}s"; fi
     say "deployment $OS_DEPLOYMENT reached service started; it is now the default" ;;
 esac
 `;

@@ -10,6 +10,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { tempDir, requireTool } from '../helpers/env.js';
 import { OS_LIB, OS_STATE_AWK, DEPLOYMENT_MENU } from '../../src/boot/osstate.js';
+import { serviceConf } from '../../src/boot/scripts.js';
 import { syslinuxConfig } from '../../src/boot/media.js';
 import { grubConfig } from '../../src/boot/uefi.js';
 import type { BootArtifacts } from '../../src/boot/artifacts.js';
@@ -228,5 +229,98 @@ test('os_layer: each layer file by its name\'s ending, so a disk may hold squash
   for (const [h, want, code] of cases) {
     const r = sh('os_layer "$1" "$2"', root, h);
     assert.deepEqual([r.stdout.trim(), r.code], [want, code], h);
+  }
+});
+
+// The service of an updatable disk comes from the booted deployment's image config: the
+// initramfs writes os_service_conf's output, and the top layer's service.conf (serviceConf with
+// deploymentConf) sources it last. The disk's own additions (startup script, hostname, proxy)
+// stay. Each case: the deployment's imageConfig, what the service then runs and sees.
+interface ServiceCase {
+  name: string;
+  imageConfig: Record<string, unknown> | null;
+  /** Lines the service prints, and its exit code. */
+  output: string;
+  code?: number;
+  user?: string;
+  workdir?: string;
+  console?: string;
+}
+
+const SHOW = 'echo "cmd=$0 $* GREETING=$GREETING HOSTNAME=$HOSTNAME proxy=$http_proxy HOME=$HOME TERM=$TERM PATH=$PATH"';
+const SERVICE_CASES: ServiceCase[] = [
+  {
+    name: 'v2 changed only its CMD: v2\'s command, its env, the disk\'s hostname and proxy',
+    imageConfig: { Cmd: ['sh', '-c', `echo v2; ${SHOW}`, 'v2-arg0'], Env: ['PATH=/bin', 'GREETING=hello v2'] },
+    output: 'v2\ncmd=v2-arg0  GREETING=hello v2 HOSTNAME=machine-7 proxy=http://proxy:3128 HOME=/root TERM= PATH=/bin\n',
+  },
+  {
+    name: 'rollback to v1: v1\'s command again',
+    imageConfig: { Cmd: ['sh', '-c', `echo v1; ${SHOW}`, 'v1-arg0'], Env: ['PATH=/bin', 'GREETING=hello v1'] },
+    output: 'v1\ncmd=v1-arg0  GREETING=hello v1 HOSTNAME=machine-7 proxy=http://proxy:3128 HOME=/root TERM= PATH=/bin\n',
+  },
+  {
+    name: 'ENTRYPOINT + CMD, WORKDIR, USER name:group resolved in the booted system, the image\'s own proxy wins',
+    imageConfig: {
+      Entrypoint: ['sh', '-c'], Cmd: [`echo "in $(basename "$(pwd)")"; ${SHOW}`, 'it\'s "quoted"\nand two lines'], WorkingDir: '/srv',
+      User: 'app:staff', Env: ['GREETING=a=b', 'http_proxy=http://own:1', 'not-sh=x'],
+    },
+    output: 'in srv\ncmd=it\'s "quoted"\nand two lines  GREETING=a=b HOSTNAME=machine-7 proxy=http://own:1 HOME=/home/app TERM= PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n',
+    user: '1000:50', workdir: '/srv',
+  },
+  {
+    name: 'USER the booted system lacks: the service fails with the reason (and is never confirmed)',
+    imageConfig: { Cmd: ['sh', '-c', 'echo should not run'], User: 'nobody-here' },
+    output: '', code: 126,
+  },
+  {
+    name: 'no command: a console shell, TERM=linux',
+    imageConfig: { Env: ['PATH=/bin'] },
+    output: '', console: '1',
+  },
+  {
+    name: 'no readable image config: the top layer\'s service (the disk\'s image)',
+    imageConfig: null,
+    output: 'disk image\ncmd=disk  GREETING=from the disk image HOSTNAME=machine-7 proxy=http://proxy:3128 HOME=/root TERM= PATH=/bin\n',
+  },
+];
+
+test('os_service_conf: the booted deployment\'s image config decides the service; the disk\'s customisations stay', async () => {
+  const root = path.join(work, 'svc-root');
+  await fsp.mkdir(path.join(root, 'etc'), { recursive: true });
+  await fsp.mkdir(path.join(root, 'srv'), { recursive: true });
+  await fsp.writeFile(path.join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n');
+  await fsp.writeFile(path.join(root, 'etc/group'), 'root:x:0:\nstaff:x:50:app\n');
+  // The top layer's service.conf, as drydock disk writes it for the disk's image.
+  const deploymentConf = path.join(work, 'os-service.conf');
+  const top = path.join(work, 'service.conf');
+  await fsp.writeFile(top, serviceConf({
+    argv: ['sh', '-c', `echo disk image; ${SHOW}`, 'disk'], env: ['PATH=/bin', 'GREETING=from the disk image', 'HOSTNAME=machine-7', 'http_proxy=http://proxy:3128', 'HOME=/root'],
+    workdir: '/', startup: ['/.drydock/startup'], deploymentConf, diskEnv: ['HOSTNAME=machine-7', 'http_proxy=http://proxy:3128'],
+  }));
+  for (const c of SERVICE_CASES) {
+    await fsp.rm(deploymentConf, { force: true });
+    if (c.imageConfig) {
+      const dep = path.join(work, 'dep.json');
+      await fsp.writeFile(dep, JSON.stringify({ id: 'ddd', layers: [], imageConfig: c.imageConfig }, null, 2));
+      const gen = sh('os_service_conf "$1" "$2" ddd > "$3"', dep, root, deploymentConf);
+      assert.equal(gen.code, 0, `${c.name}: ${gen.stderr}`);
+    }
+    // What run-service does (without the chroot and nsenter): source, export the env, cd, run.
+    const r = sh(`. "$1"; for k in $(env | sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/\\1/p'); do unset "$k" 2>/dev/null; done
+for k in $SVC_ENV_NAMES; do eval "export $k=\\"\\$SVC_ENV_$k\\""; done
+echo "USER=$SVC_USER WORKDIR=$SVC_WORKDIR CONSOLE=$SVC_CONSOLE STARTUP=$HAS_STARTUP" >&2
+cd "$2$SVC_WORKDIR" && [ -z "$SVC_CONSOLE" ] && SVC_CMD`, top, root);
+    assert.equal(r.stdout, c.output, c.name);
+    if (c.code !== undefined) assert.equal(r.code, c.code, c.name);
+    const meta = r.stderr.split('\n').find((l) => l.startsWith('USER='));
+    assert.equal(meta, `USER=${c.user ?? ''} WORKDIR=${c.workdir ?? '/'} CONSOLE=${c.console ?? ''} STARTUP=1`, c.name);
+    if (c.code === 126) assert.match(r.stderr, /drydock: deployment ddd: USER nobody-here: no user "nobody-here" in the image's \/etc\/passwd/);
+    if (c.console) {
+      // The root has no /bin/sh: busybox's, as the disk builder picks it.
+      const conf = await fsp.readFile(deploymentConf, 'utf8');
+      assert.match(conf, /^SVC_CMD\(\) \{ exec '\/\.drydock\/bin\/sh'; \}$/m);
+      assert.match(conf, /SVC_ENV_TERM=linux/);
+    }
   }
 });

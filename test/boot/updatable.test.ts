@@ -1,6 +1,7 @@
 // An updatable disk (`drydock disk --updates-from`) booted in QEMU (TCG here), five boots of one
-// disk. The disk is made from app:v0; then, as `drydock os upgrade` would, the host adds the
-// layers and deployments of app:v1 and of app:v2bad (whose service exits at once, so it never
+// disk. The disk is made from app:v0 with squashfs layer files; then, as `drydock os upgrade`
+// would after a change to erofs, the host adds the layers (as erofs files: the disk then holds
+// both kinds, and v1 stacks a squashfs layer under an erofs one) and deployments of app:v1 and of app:v2bad (whose service exits at once, so it never
 // reaches "service started") to the data partition with debugfs, and makes v1 pending.
 //  1. v1 is tried, reaches "service started" and is confirmed (default v1, rollback v0); its
 //     service then makes v2bad pending (state.json rewritten by rename, as upgrade does).
@@ -92,7 +93,7 @@ const debugfs = (part: string, cmds: string[], write = false): string =>
 let disk = '';
 
 before(async () => {
-  for (const t of ['mksquashfs', 'mkfs.ext4', 'mkfs.vfat', 'mcopy', 'syslinux', 'sfdisk', 'debugfs', 'qemu-system-x86_64']) requireTool(t);
+  for (const t of ['mksquashfs', 'mkfs.erofs', 'mkfs.ext4', 'mkfs.vfat', 'mcopy', 'syslinux', 'sfdisk', 'debugfs', 'qemu-system-x86_64']) requireTool(t);
   kernel = fetchKernel();
   await busyboxImage(root);
   await buildApp('app:v0', `VERSION=v0\n${SEEN}\necho READY\nsleep 600\n`);
@@ -106,7 +107,7 @@ test('an updatable disk boots, confirms, falls back, survives a kill mid-upgrade
   await fsp.writeFile(path.join(top, 'etc/top.txt'), 'machine-top\n');
   disk = path.join(work, 'disk.img');
   const r = await runCli(['disk', 'app:v0', '-o', disk, '--kernel', kernel, '--updates-from', REF, '--insecure-registry', '10.0.2.2:5000',
-    '--boot-tries', '1', '--boot-deadline', String(DEADLINE), '--top-layer', top, '--json'], { root, timeoutMs: 400_000 });
+    '--boot-tries', '1', '--boot-deadline', String(DEADLINE), '--top-layer', top, '--layer-format', 'squashfs', '--json'], { root, timeoutMs: 400_000 });
   assert.equal(r.code, 0, r.stderr);
   const built = JSON.parse(r.stdout);
   assert.equal(built.updates.ref, REF);
@@ -127,6 +128,7 @@ test('an updatable disk boots, confirms, falls back, survives a kill mid-upgrade
   assert.match(ls, new RegExp(`/${ids['app:v0']}\\.json/`));
   const state0 = JSON.parse(execFileSync('debugfs', ['-R', 'cat /os/state.json', part], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
   assert.deepEqual([state0.default, state0.rollback, state0.pending, state0.ref, state0.insecureRegistries], [ids['app:v0'], null, null, REF, ['10.0.2.2:5000']]);
+  assert.equal(state0.layerFormat, 'squashfs', '--layer-format is recorded for the machine\'s upgrades');
 
   // What `drydock os upgrade` leaves before a reboot: new layers and deployments, then v1 pending.
   // v2bad's files wait in /incoming (v1's confirm deletes what no deployment references), and
@@ -134,12 +136,13 @@ test('an updatable disk boots, confirms, falls back, survives a kill mid-upgrade
   const stage = path.join(work, 'stage');
   const layout = new OsLayout(stage);
   await layout.create();
-  for (const tag of ['app:v1', 'app:v2bad']) await stageImage(layout, new StoreImageSource(store, tag), REF);
+  for (const tag of ['app:v1', 'app:v2bad']) await stageImage(layout, new StoreImageSource(store, tag), REF, { layerFormat: 'erofs' });
   const v1Layers = (await resolveImage(store, 'app:v1')).config.rootfs!.diff_ids.map((d) => d.replace('sha256:', ''));
   const cmds: string[] = ['mkdir /incoming', 'mkdir /incoming/layers', 'mkdir /incoming/deployments'];
   let added = 0;
   for (const f of await fsp.readdir(path.join(stage, 'os/layers'))) {
     if (hexes.some((h) => f.startsWith(h))) continue;
+    assert.match(f, /^[0-9a-f]{64}\.erofs$/);
     added++;
     cmds.push(`write ${path.join(stage, 'os/layers', f)} /${v1Layers.some((h) => f.startsWith(h)) ? 'os' : 'incoming'}/layers/${f}`);
   }
