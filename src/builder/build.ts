@@ -16,10 +16,11 @@ import { UserError } from '../util/errors.js';
 import { BuildCache, type CachedLayer } from './cache.js';
 import { SourceTree, HashCache } from './context.js';
 import { planBuild, type BuildGraph } from './graph.js';
-import { Solver, type StepReport } from './solver.js';
-import { exportImage, exportArchive, exportStepImages } from './export.js';
-import { describePlan, type PlanDocument } from './plan-output.js';
-import { BuildSession, PROXY_ARGS, type BuildOptions } from './session.js';
+import { Solver, PrefixedLines, limiter, type StepReport } from './solver.js';
+import { exportImage, exportOutput, exportStepImages, checkOutput } from './export.js';
+import { describePlan, sharedPlan, type PlanDocument, type PlatformsPlanDocument } from './plan-output.js';
+import os from 'node:os';
+import { BuildSession, PROXY_ARGS, type BuildOptions, type SharedWork } from './session.js';
 
 export type { BuildOptions } from './session.js';
 export type { StepReport } from './solver.js';
@@ -58,35 +59,63 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     } finally {
       for (const sig of signals) process.off(sig, onSignal);
     }
-    await s.context.hashCache?.save();
+    // The platforms of one build share the context; build.ts saves its hash cache once for all.
+    if (!opts.shared) await s.context.hashCache?.save();
     warnUnusedArgs(s);
     const image = await exportImage(s, graph, solver, state);
     await exportStepImages(s, solver);
     await solver.flush();
-    if (opts.output) await exportArchive(s, image, opts.output);
+    if (opts.output) await exportOutput(s.store, opts.output, [image], undefined, image.names[0]);
     return { ...image, steps: solver.steps };
   } finally {
     await s.removeTempFiles();
   }
 }
 
-/**
- * `--platform a,b`: one single-platform build per platform (each with its own TARGET* args, base
- * and cache keys), then an OCI image index over their manifests, tagged like a single image.
- */
-async function buildPlatforms(opts: BuildOptions): Promise<BuildResult> {
-  const platforms = [...new Set(opts.platform!.split(',').map((p) => p.trim()).filter(Boolean))];
+/** The platforms of `--platform a,b`, validated, duplicates dropped, in the order given. */
+function platformList(spec: string): string[] {
+  const platforms = [...new Set(spec.split(',').map((p) => p.trim()).filter(Boolean))];
   for (const p of platforms) {
     try { parsePlatform(p); } catch (e) { throw new UserError((e as Error).message); }
   }
-  if (opts.output) throw new UserError('--output with several platforms is not supported yet: build one --platform at a time');
+  return platforms.map((p) => formatPlatform(parsePlatform(p)));
+}
+
+/** Work the platforms share: the context opened once, one op limit, executed steps by key. */
+function sharedWork(opts: BuildOptions, store: ContentStore): SharedWork {
+  const context = openContext(opts, store);
+  context.catch(() => { /* each platform's session reports it */ });
+  return {
+    context,
+    limit: limiter(opts.parallelism ?? Math.max(2, os.availableParallelism?.() ?? os.cpus().length)),
+    steps: new Map(),
+  };
+}
+
+/**
+ * `--platform a,b`: the platforms build at the same time, each a single-platform build (its own
+ * TARGET* args, base and cache keys) sharing the context, the op limit and any step whose key
+ * is the same for all of them (solver.ts, session.ts SharedWork). Then an OCI image index over
+ * their manifests, tagged like a single image. Progress lines carry the platform.
+ */
+async function buildPlatforms(opts: BuildOptions): Promise<BuildResult> {
+  const platforms = platformList(opts.platform!);
+  if (opts.output) checkOutput(opts.output, platforms.length);
   const store = opts.store ?? (await ContentStore.open());
   const names = (opts.tags ?? []).map((t) => canonicalName(t));
-  const results: BuildResult[] = [];
-  for (const platform of platforms) {
-    opts.progress?.write(`#platform ${formatPlatform(parsePlatform(platform))}\n`);
-    results.push(await build({ ...opts, store, platform, tags: [], output: undefined }));
+  if ((await fsp.readdir(path.join(store.root, 'builder')).catch(() => [])).length) {
+    const { sweepOrphans, scratchRoot } = await import('../runtime/index.js');
+    await sweepOrphans(scratchRoot(store.root));
   }
+  const shared = sharedWork(opts, store);
+  const outs = platforms.map((p) => (opts.progress ? new PrefixedLines(opts.progress, `[${p}] `) : undefined));
+  const settled = await Promise.allSettled(platforms.map((platform, i) =>
+    build({ ...opts, store, platform, tags: [], output: undefined, progress: outs[i], shared })));
+  for (const o of outs) o?.end();
+  await (await shared.context.catch(() => undefined))?.hashCache.save();
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  const results = settled.map((r) => (r as PromiseFulfilledResult<BuildResult>).value);
   const index: ImageIndex = {
     schemaVersion: 2,
     mediaType: MediaType.OciIndex,
@@ -100,6 +129,7 @@ async function buildPlatforms(opts: BuildOptions): Promise<BuildResult> {
   for (const r of results) await store.removeRoot(`built/${r.manifestDigest}`);
   opts.progress?.write(`Successfully built index ${shortId(descriptor.digest)} (${platforms.join(', ')})\n`);
   for (const n of names) opts.progress?.write(`Successfully tagged ${familiarString(parseReference(n))}\n`);
+  if (opts.output) await exportOutput(store, opts.output, results, descriptor, names[0]);
   const first = results[0]!;
   return {
     // As with an image index in containerd's store, the index digest is the ID (--iidfile, -q).
@@ -110,7 +140,7 @@ async function buildPlatforms(opts: BuildOptions): Promise<BuildResult> {
 
 /** The build graph with each vertex's cache status, computed without executing anything. */
 export async function plan(opts: BuildOptions): Promise<{ graph: BuildGraph; document: PlanDocument }> {
-  if (opts.platform?.includes(',')) throw new UserError('--print-plan takes one --platform (each platform has its own graph)');
+  if (opts.platform?.includes(',')) throw new UserError('several platforms have one graph each: use planPlatforms');
   const s = await openSession(opts);
   try {
     const graph = await planBuild(s);
@@ -120,12 +150,34 @@ export async function plan(opts: BuildOptions): Promise<{ graph: BuildGraph; doc
   }
 }
 
+/**
+ * `--print-plan --platform a,b`: each platform's graph (planned at once, sharing the context),
+ * with the vertices whose key is in more than one platform's graph marked shared: the solver
+ * runs those once for all of them.
+ */
+export async function planPlatforms(opts: BuildOptions): Promise<PlatformsPlanDocument> {
+  const platforms = platformList(opts.platform!);
+  const store = opts.store ?? (await ContentStore.open());
+  const shared = sharedWork(opts, store);
+  const docs = await Promise.all(platforms.map(async (platform) => (await plan({ ...opts, store, platform, shared, progress: undefined })).document));
+  return sharedPlan(platforms, docs);
+}
+
+/** The build context with its stat-keyed hash cache. */
+async function openContext(opts: BuildOptions, store: ContentStore): Promise<SourceTree> {
+  const dfPath = opts.dockerfile ?? path.join(opts.context, 'Dockerfile');
+  const context = await SourceTree.openContext(opts.context, opts.dockerfileText === undefined ? dfPath : undefined);
+  context.hashCache = await HashCache.load(path.join(store.root, 'cache', 'context', `${createHash('sha256').update(context.root).digest('hex').slice(0, 32)}.json`));
+  return context;
+}
+
 async function openSession(opts: BuildOptions): Promise<BuildSession> {
   const store = opts.store ?? (await ContentStore.open());
-  // Steps of builds killed before they could clean up (their runc containers and mounts). The
+  // Steps of builds killed before they could clean up (their runc containers and mounts); a
+  // multi-platform build sweeps once, before its platforms start. The
   // scratch dir (runtime's scratchRoot) is empty after every build that finished, and then the
   // runtime, a third of the code a cached build would load, is not loaded at all.
-  if ((await fsp.readdir(path.join(store.root, 'builder')).catch(() => [])).length) {
+  if (!opts.shared && (await fsp.readdir(path.join(store.root, 'builder')).catch(() => [])).length) {
     const { sweepOrphans, scratchRoot } = await import('../runtime/index.js');
     await sweepOrphans(scratchRoot(store.root));
   }
@@ -139,8 +191,7 @@ async function openSession(opts: BuildOptions): Promise<BuildSession> {
   const file = opts.dockerfileText !== undefined ? 'Dockerfile' : path.basename(dfPath);
   const parsed = parseDockerfile(text, { file });
   const df = splitStages(parsed);
-  const context = await SourceTree.openContext(opts.context, opts.dockerfileText === undefined ? dfPath : undefined);
-  context.hashCache = await HashCache.load(path.join(store.root, 'cache', 'context', `${createHash('sha256').update(context.root).digest('hex').slice(0, 32)}.json`));
+  const context = await (opts.shared?.context ?? openContext(opts, store));
   const s = new BuildSession(opts, store, new BuildCache(store), df, context);
   if (parsed.directives.syntax !== undefined) {
     s.log(`# syntax=${parsed.directives.syntax}: using drydock's built-in Dockerfile frontend (the frontend image is not pulled)\n`);

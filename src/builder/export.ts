@@ -1,7 +1,20 @@
 // Exporters: what a solved target becomes. The image exporter waits for the target's blobs
 // (compressed in parallel from the snapshots, see solver.ts), writes config and manifest into
-// the store and moves the tags; the archive exporter (--output) writes it with `drydock save`'s
-// writers. A new exporter (registry, local dir) is one more function here.
+// the store and moves the tags; --output (exportOutput) writes one or several platforms' images
+// as BuildKit's exporters do: an archive with `drydock save`'s writers (docker, oci), or the
+// filesystem itself (local, tar). A new exporter is one more function here.
+import { promises as fsp, createWriteStream } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { ContentStore } from '../store/content-store.js';
+import type { ImageManifest } from '../image/types.js';
+import { formatPlatform } from '../image/platform.js';
+import { UserError } from '../util/errors.js';
+import { tempName, fsyncDir } from '../util/fs.js';
 import type { Descriptor, ImageConfig, ContainerConfig } from '../image/types.js';
 import { canonicalName } from '../store/images.js';
 import { writeImage } from '../store/write-image.js';
@@ -52,10 +65,128 @@ export async function exportImage(s: BuildSession, graph: BuildGraph, solver: So
   return { imageId: written.configDigest, manifestDigest: written.manifestDigest, manifest: written.manifest, config, names, layers };
 }
 
-/** --output type=oci|docker,dest=FILE: the same archive writers as `drydock save` (skopeo/podman-compatible). */
-export async function exportArchive(s: BuildSession, image: ExportedImage, output: { type: 'oci' | 'docker'; dest: string }): Promise<void> {
-  const { saveImages } = await import('../archive/index.js');
-  await saveImages(s.store, [image.names[0] ?? image.imageId], output.dest, { format: output.type === 'oci' ? 'oci-archive' : 'docker-archive' });
+/** `--output`: BuildKit's exporters. `platformSplit` (local only) defaults to "several platforms". */
+export interface OutputSpec {
+  type: 'oci' | 'docker' | 'local' | 'tar';
+  /** A file (oci, docker, tar; "-" is stdout for tar) or a directory (local). */
+  dest: string;
+  platformSplit?: boolean;
+}
+
+/** BuildKit's words (exporter/oci, type=docker) for a docker-archive of several platforms. */
+export const DOCKER_MULTI_PLATFORM_ERROR = 'docker exporter does not currently support exporting manifest lists';
+
+/** Refuses what no exporter can do before a build starts, so nothing is built in vain. */
+export function checkOutput(output: OutputSpec, platforms: number): void {
+  if (output.type === 'docker' && platforms > 1) throw new UserError(DOCKER_MULTI_PLATFORM_ERROR);
+}
+
+/**
+ * Writes the build's result: `images` (one per platform, in --platform order), `index` the
+ * image index over them when there are several, `name` the first tag (for archive annotations).
+ */
+export async function exportOutput(store: ContentStore, output: OutputSpec, images: ExportedImage[], index?: Descriptor, name?: string): Promise<void> {
+  checkOutput(output, images.length);
+  if (output.type === 'docker' || (output.type === 'oci' && !index)) {
+    const { saveImages } = await import('../archive/index.js');
+    await saveImages(store, [name ?? images[0]!.imageId], output.dest, { format: output.type === 'oci' ? 'oci-archive' : 'docker-archive' });
+  } else if (output.type === 'oci') {
+    await writeOciIndexArchive(store, output.dest, index!, images, name);
+  } else {
+    await writeFilesystems(store, output, images);
+  }
+}
+
+/** An OCI archive whose index.json names the image index (as BuildKit's oci exporter writes it). */
+async function writeOciIndexArchive(store: ContentStore, dest: string, index: Descriptor, images: ExportedImage[], name?: string): Promise<void> {
+  const { OciLayoutDestination } = await import('../archive/oci.js');
+  const out = OciLayoutDestination.archive(dest);
+  try {
+    for (const img of images) {
+      const bytes = await store.readBlob(img.manifest.digest);
+      const manifest = JSON.parse(bytes.toString('utf8')) as ImageManifest;
+      for (const b of [manifest.config, ...manifest.layers]) {
+        if (!(await out.hasBlob(b))) await out.putBlob(b, store.openBlob(b.digest));
+      }
+      await out.putManifest({ bytes, mediaType: img.manifest.mediaType, digest: img.manifest.digest });
+    }
+    const bytes = await store.readBlob(index.digest);
+    const raw = { bytes, mediaType: index.mediaType, digest: index.digest };
+    await out.putManifest(raw);
+    let ref: string | undefined;
+    try { ref = name ? parseReference(name).tag : undefined; } catch { ref = undefined; }
+    out.addTopLevel({ manifest: raw, fullName: name, ref });
+    await out.commit();
+  } catch (e) {
+    await out.abort();
+    throw e;
+  }
+}
+
+/** The directory an image's platform gets in a split output: linux/arm64/v8 → linux_arm64_v8. */
+export function platformDir(config: ImageConfig): string {
+  return formatPlatform({ os: config.os ?? 'linux', architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) }).replace(/\//g, '_');
+}
+
+/**
+ * type=local and type=tar: the images' root filesystems. Several platforms go to one directory
+ * each (linux_amd64/, linux_arm64/), as BuildKit does; type=local,platform-split=false merges
+ * them into DIR instead (a later platform's file replaces an earlier one's). Each tree is
+ * unpacked into a fresh temp dir first, so the image's whiteouts never touch DIR's own files.
+ */
+async function writeFilesystems(store: ContentStore, output: OutputSpec, images: ExportedImage[]): Promise<void> {
+  const split = output.type === 'tar' ? images.length > 1 : (output.platformSplit ?? images.length > 1);
+  const { unpackImage } = await import('../layer/unpack.js');
+  const unpack = async (img: ExportedImage, dir: string) => {
+    const manifest = JSON.parse((await store.readBlob(img.manifest.digest)).toString('utf8')) as ImageManifest;
+    await fsp.mkdir(dir, { recursive: true });
+    await unpackImage(store, { names: [], manifestDescriptor: img.manifest, manifest, configDigest: img.imageId, config: img.config }, dir);
+  };
+  if (output.type === 'tar') {
+    const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'drydock-output-'));
+    try {
+      for (const img of images) await unpack(img, split ? path.join(work, platformDir(img.config)) : work);
+      const { tarDirectory } = await import('../layer/create.js');
+      const tar = Readable.from(tarDirectory(work));
+      if (output.dest === '-') { await pipeline(tar, process.stdout, { end: false }); return; }
+      const dest = path.resolve(output.dest);
+      const tmp = tempName(dest);
+      try {
+        await pipeline(tar, createWriteStream(tmp, { flags: 'wx' }));
+        const fh = await fsp.open(tmp, 'r+');
+        try { await fh.sync(); } finally { await fh.close(); }
+        await fsp.rename(tmp, dest);
+        await fsyncDir(path.dirname(dest));
+      } catch (e) {
+        await fsp.rm(tmp, { force: true });
+        throw e;
+      }
+    } finally {
+      await fsp.rm(work, { recursive: true, force: true });
+    }
+    return;
+  }
+  const dest = path.resolve(output.dest);
+  await fsp.mkdir(dest, { recursive: true });
+  for (const img of images) {
+    const target = split ? path.join(dest, platformDir(img.config)) : dest;
+    const tmp = tempName(target);
+    try {
+      await unpack(img, tmp);
+      if (split) {
+        // The platform's directory is replaced whole: a reader sees the old tree or the new one.
+        const old = await fsp.stat(target).then(() => tempName(target), () => undefined);
+        if (old) await fsp.rename(target, old);
+        await fsp.rename(tmp, target);
+        if (old) await fsp.rm(old, { recursive: true, force: true });
+      } else {
+        // Merged into DIR as BuildKit's local exporter does: DIR's other files stay.
+        await promisify(execFile)('cp', ['-a', '--', `${tmp}/.`, `${target}/`]);
+      }
+    } finally {
+      await fsp.rm(tmp, { recursive: true, force: true });
+    }
+  }
 }
 
 /**

@@ -16,6 +16,8 @@ export interface PlanVertex {
   /** Stages read besides the parent (FROM <stage>, COPY --from, RUN --mount from=). */
   inputs: number[];
   cached: boolean;
+  /** With several platforms: the same key is in another platform's graph (it runs once). */
+  shared?: boolean;
 }
 
 export interface PlanEdge { from: number; to: number; kind: 'parent' | 'stage' }
@@ -48,6 +50,39 @@ export async function describePlan(s: BuildSession, graph: BuildGraph): Promise<
     })),
     vertices, edges,
   };
+}
+
+/** `--print-plan` with several platforms: one document per platform, in --platform order. */
+export interface PlatformsPlanDocument {
+  platforms: (PlanDocument & { platform: string })[];
+  /** Keys (sha256:…) in more than one platform's graph. */
+  shared: string[];
+}
+
+export function sharedPlan(platforms: string[], docs: PlanDocument[]): PlatformsPlanDocument {
+  const count = new Map<string, number>();
+  for (const d of docs) for (const k of new Set(d.vertices.map((v) => v.key))) count.set(k, (count.get(k) ?? 0) + 1);
+  const shared = [...count].filter(([, n]) => n > 1).map(([k]) => k).sort();
+  const set = new Set(shared);
+  return {
+    platforms: docs.map((d, i) => ({ platform: platforms[i]!, ...d, vertices: d.vertices.map((v) => ({ ...v, shared: set.has(v.key) })) })),
+    shared,
+  };
+}
+
+/** Each platform's plan under a `platform linux/…` heading; shared vertices say so. */
+export function formatPlatformsPlan(doc: PlatformsPlanDocument): string {
+  const execShared = new Set(doc.platforms.flatMap((p) => p.vertices.filter((v) => v.shared && v.kind === 'exec').map((v) => v.key))).size;
+  let out = `build plan: ${doc.platforms.length} platforms (${doc.platforms.map((p) => p.platform).join(', ')}), ${doc.shared.length} vertices shared (${execShared} of them run once for all)\n`;
+  for (const p of doc.platforms) {
+    const lines = formatPlan(p).split('\n');
+    lines[0] = `platform ${p.platform}: ${lines[0]}`;
+    out += lines.map((l) => {
+      const m = /^ {2}#(\d+)/.exec(l);
+      return m && p.vertices[Number(m[1])]!.shared ? `${l}  (shared)` : l;
+    }).join('\n');
+  }
+  return out;
 }
 
 function baseText(from: Vertex): string {

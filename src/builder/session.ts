@@ -16,6 +16,7 @@ import { NotFoundError, UserError } from '../util/errors.js';
 import type { BuildCache } from './cache.js';
 import type { SourceTree } from './context.js';
 import type { StepCacheHooks } from './remote-cache/index.js';
+import type { BuildLayer } from './vertex.js';
 
 export interface BuildOptions {
   /** The context directory (read in place). */
@@ -50,12 +51,35 @@ export interface BuildOptions {
   /** Always pull base images, even when the store has them (docker build --pull). */
   pull?: boolean;
   /** --output: also write the image as an archive (export.ts). */
-  output?: { type: 'oci' | 'docker'; dest: string };
+  output?: import('./export.js').OutputSpec;
   /** How many steps execute at once (default: the core count, at least 2). */
   parallelism?: number;
   store?: ContentStore;
   /** --cache-from/--cache-to (remote-cache/): asked after a local miss, told every step. */
   remoteCache?: StepCacheHooks;
+  /** Set by build.ts for the platforms of one `--platform a,b` build, which run at once. */
+  shared?: SharedWork;
+}
+
+/**
+ * What the concurrent per-platform builds of one `--platform a,b` build share, as BuildKit
+ * shares vertices between platforms: the context (opened once, its files hashed once), one op
+ * limit for the machine, and executed steps by cache key. Keys chain everything a step depends
+ * on, so two platforms with the same key (a `FROM --platform=$BUILDPLATFORM` stage, or any step
+ * that does not depend on the target) would compute the same thing: the second waits for the
+ * first's result instead of running it again.
+ */
+export interface SharedWork {
+  context: Promise<SourceTree>;
+  limit: <T>(task: () => Promise<T>) => Promise<T>;
+  steps: Map<string, Promise<SharedStep>>;
+}
+
+export interface SharedStep {
+  layer?: BuildLayer;
+  created: string;
+  /** The platform whose solver ran it, for the progress line. */
+  platform: string;
 }
 
 /** Build args that every build accepts without an ARG and that never enter cache keys or history. */

@@ -11,6 +11,7 @@ import { Writable } from 'node:stream';
 import { shortId, digestOf } from '../image/digest.js';
 import type { HistoryEntry, ImageConfig } from '../image/types.js';
 import { UserError } from '../util/errors.js';
+import { formatPlatform } from '../image/platform.js';
 import type { CacheEntry, CachedLayer } from './cache.js';
 import type { BuildGraph, BuildLayer, Vertex } from './vertex.js';
 import { withRootfs, compressSnapshot } from './rootfs.js';
@@ -21,6 +22,8 @@ export interface StepReport {
   instruction: string;
   cached: boolean;
   key: string;
+  /** Not executed here: another platform of the same build ran the step (same key). */
+  shared?: boolean;
 }
 
 /** A stage's filesystem and history after a vertex. */
@@ -79,7 +82,7 @@ export class Solver {
     for (const st of graph.stages) this.lastOfStage.set(st.index, st.vertices[st.vertices.length - 1]!);
     this.finalVertex = this.lastOfStage.get(graph.target)!;
     this.prefixed = graph.stages.length > 1;
-    this.limit = limiter(s.opts.parallelism ?? Math.max(2, os.availableParallelism?.() ?? os.cpus().length));
+    this.limit = s.opts.shared?.limit ?? limiter(s.opts.parallelism ?? Math.max(2, os.availableParallelism?.() ?? os.cpus().length));
   }
 
   /** Builds the target stage; on failure, waits for the steps still running to clean up. */
@@ -178,22 +181,41 @@ export class Solver {
     }
     const cached = !!entry;
     let layer: BuildLayer | undefined;
+    // Another platform of this build already runs the same key: take its result (checked and
+    // registered with no await in between, so exactly one platform executes it).
+    const running = !entry && v.op ? s.opts.shared?.steps.get(v.key) : undefined;
+    let shared = false;
     if (entry) {
       s.log(`${prefix} ---> Using cache\n`);
       if (entry.layer) layer = { diffID: entry.layer.diffID, known: entry.layer };
+    } else if (running) {
+      const r = await running;
+      s.log(`${prefix} ---> Using the result of the same step for ${r.platform}\n`);
+      entry = { created: r.created };
+      layer = r.layer;
+      shared = true;
     } else {
       entry = { created: s.stamp };
       if (v.op) {
         const layers = new Map(v.inputs.map((i, n) => [i, inputs[n]!.layers]));
-        const out = prefix && s.out ? new PrefixedLines(s.out, prefix) : s.out;
-        try {
-          layer = await this.limit(() => withRootfs(s, parent.layers, {
-            stageLayers: (i) => layers.get(i) ?? [], out, stepLabel: `step ${v.step}/${this.graph.totalSteps}`,
-          }, (x) => v.op!.exec(x)));
-        } finally {
-          if (out instanceof PrefixedLines) out.end();
-        }
+        const stageOut = prefix && s.out ? new PrefixedLines(s.out, prefix) : undefined;
+        const out = stageOut ?? s.out;
         const created = entry.created;
+        const exec = (async () => {
+          try {
+            return await this.limit(() => withRootfs(s, parent.layers, {
+              stageLayers: (i) => layers.get(i) ?? [], out, stepLabel: `step ${v.step}/${this.graph.totalSteps}`,
+            }, (x) => v.op!.exec(x)));
+          } finally {
+            stageOut?.end();
+          }
+        })();
+        if (s.opts.shared) {
+          const result = exec.then((l) => ({ layer: l, created, platform: formatPlatform(s.platform) }));
+          result.catch(() => { /* the waiting platform reports it */ });
+          s.opts.shared.steps.set(v.key, result);
+        }
+        layer = await exec;
         const key = v.key;
         const put = this.blob(layer).then((l) => s.cache.put(key, { created, layer: l }));
         put.catch(() => { /* awaited by flush() */ });
@@ -219,7 +241,7 @@ export class Solver {
       this.stepImages.push({ id, config, layers: state.layers });
       s.log(`${prefix} ---> ${shortId(id)}\n`);
     }
-    this.steps.push({ step: v.step, instruction: v.inst.original, cached, key: v.key });
+    this.steps.push({ step: v.step, instruction: v.inst.original, cached, key: v.key, ...(shared ? { shared } : {}) });
     this.report(v, state, !!layer);
     return state;
   }
@@ -249,7 +271,7 @@ export class Solver {
 }
 
 /** RUN output of concurrent stages: whole lines, each with its stage's prefix. */
-class PrefixedLines extends Writable {
+export class PrefixedLines extends Writable {
   private partial = '';
   constructor(private readonly target: Writable, private readonly prefix: string) { super(); }
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {

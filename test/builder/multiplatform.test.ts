@@ -9,7 +9,7 @@ import { promises as fsp, existsSync, readFileSync, writeFileSync } from 'node:f
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { builderFixture, type Fixture } from './helpers.js';
-import { PROJECT_ROOT, requireTool, runCli, tempDir } from '../helpers/env.js';
+import { CLI_MAIN, PROJECT_ROOT, requireTool, runCli, tempDir } from '../helpers/env.js';
 import { BINFMT_DIR, checkBinfmt } from '../../src/builder/binfmt.js';
 import { canonicalName } from '../../src/store/images.js';
 import { hostPlatform } from '../../src/image/platform.js';
@@ -110,12 +110,15 @@ async function readIndex(name: string): Promise<ImageIndex> {
   return fx.store.readJsonBlob<ImageIndex>(desc.digest);
 }
 
-/** The file `file` in the image's last layer, read with GNU tar. */
-async function lastLayerFile(manifestDigest: string, file: string): Promise<string> {
+/** The file `file` in the image's last layer (or `back` layers before it), read with GNU tar. */
+async function lastLayerFile(manifestDigest: string, file: string, back = 0): Promise<string> {
   const m = await fx.store.readJsonBlob<{ layers: { digest: string }[] }>(manifestDigest);
-  const blob = fx.store.blobPath(m.layers[m.layers.length - 1]!.digest);
+  const blob = fx.store.blobPath(m.layers[m.layers.length - 1 - back]!.digest);
   return execFileSync('tar', ['-xOzf', blob, file], { encoding: 'utf8' });
 }
+
+/** Seconds since boot from a /proc/uptime line a step wrote (one clock for every container). */
+const uptime = (line: string) => Number(line.trim().split(/\s+/)[0]);
 
 test('--platform linux/amd64,linux/arm64 tags an index; FROM takes each platform\'s base from it; arm64 RUN runs under qemu', async () => {
   const baseCtx = await rootfsContext(BASE_DOCKERFILE);
@@ -209,4 +212,159 @@ test('checkBinfmt names the missing piece for each binfmt_misc state', async () 
     if (c.error) await assert.rejects(checkBinfmt(c.arch, dir), c.error, c.name);
     else await checkBinfmt(c.arch, dir);
   }
+});
+
+// ---- platforms at once, sharing platform-independent work ----------------------------------
+
+/** A BUILDPLATFORM tools stage (the same key for every platform) and a per-platform RUN that sleeps. */
+const CONCURRENT_DOCKERFILE = (base: string) => [
+  `FROM --platform=$BUILDPLATFORM ${base} AS tools`,
+  'RUN cat /proc/uptime > /stamp',
+  `FROM ${base}`,
+  'COPY --from=tools /stamp /tools-stamp',
+  'RUN cat /proc/uptime > /start && sleep 2 && cat /proc/uptime > /end',
+  '',
+].join('\n');
+
+test('--platform a,b builds the platforms at once; a FROM --platform=$BUILDPLATFORM stage runs once for both', async (t) => {
+  await fx.build(await rootfsContext(BASE_DOCKERFILE), { platform: 'linux/amd64,linux/arm64', tags: ['mp-base:3'] });
+  const ctx = await fx.context({ Dockerfile: CONCURRENT_DOCKERFILE('mp-base:3') });
+  const t0 = Date.now();
+  const r = await fx.build(ctx, { platform: 'linux/amd64,linux/arm64', tags: ['mp-conc:1'], noCache: true });
+  const wall = (Date.now() - t0) / 1000;
+  const [amd, arm] = r.platforms!;
+  const span = async (img: typeof amd) => ({
+    start: uptime(await lastLayerFile(img!.manifestDigest, 'start')),
+    end: uptime(await lastLayerFile(img!.manifestDigest, 'end')),
+  });
+  const a = await span(amd);
+  const b = await span(arm);
+  t.diagnostic(`wall ${wall.toFixed(2)} s; amd64 RUN ${a.start.toFixed(2)}–${a.end.toFixed(2)}, arm64 RUN ${b.start.toFixed(2)}–${b.end.toFixed(2)} (sum ${(a.end - a.start + b.end - b.start).toFixed(2)} s)`);
+  // Run one after the other, one RUN would start after the other ended; at once, they overlap.
+  assert.ok(a.start < b.end && b.start < a.end, `the two platforms' RUN steps overlap: amd64 ${a.start}–${a.end}, arm64 ${b.start}–${b.end}`);
+  assert.ok(a.end - a.start >= 2 && b.end - b.start >= 2, 'each RUN slept 2 s');
+  // The tools stage ran once: both images carry the same stamp (two runs would write two times).
+  const stampA = await lastLayerFile(amd!.manifestDigest, 'tools-stamp', 1);
+  const stampB = await lastLayerFile(arm!.manifestDigest, 'tools-stamp', 1);
+  assert.equal(stampA, stampB, 'one execution of the BUILDPLATFORM stage for both platforms');
+  const toolsRuns = r.steps.filter((s) => s.instruction === 'RUN cat /proc/uptime > /stamp');
+  assert.equal(toolsRuns.length, 2, 'each platform reports the step');
+  assert.deepEqual(toolsRuns.map((s) => !!s.shared).sort(), [false, true], 'one executed it, the other took its result');
+  assert.match(r.log, /\[linux\/(amd64|arm64)\] \[tools\]  ---> Using the result of the same step for linux\/(amd64|arm64)/);
+  assert.match(r.log, /\[linux\/arm64\] \[stage-1\] Step 5\/5 : RUN cat \/proc\/uptime/);
+});
+
+test('--print-plan with several platforms: each platform\'s vertices, the shared ones marked', async () => {
+  await fx.build(await rootfsContext(BASE_DOCKERFILE), { platform: 'linux/amd64,linux/arm64', tags: ['mp-base:5'] });
+  const ctx = await fx.context({ Dockerfile: CONCURRENT_DOCKERFILE('mp-base:5') });
+  const { planPlatforms } = await import('../../src/builder/index.js');
+  const doc = await planPlatforms({ context: ctx, store: fx.store, platform: 'linux/amd64,linux/arm64' });
+  assert.deepEqual(doc.platforms.map((p) => p.platform), ['linux/amd64', 'linux/arm64']);
+  const table = doc.platforms.map((p) => p.vertices.map((v) => [v.instruction.split(' ').slice(0, 2).join(' '), v.shared]));
+  // On amd64 (the build platform) the target's FROM is the tools stage's FROM: the same key.
+  const expected = (fromShared: boolean) => [
+    ['FROM --platform=$BUILDPLATFORM', true], ['RUN cat', true], ['FROM mp-base:5', fromShared], ['COPY --from=tools', false], ['RUN cat', false],
+  ];
+  assert.deepEqual(table, [expected(hostPlatform().architecture === 'amd64'), expected(hostPlatform().architecture === 'arm64')]);
+  assert.equal(doc.shared.length, 2);
+  assert.ok(doc.platforms[0]!.vertices[4]!.key !== doc.platforms[1]!.vertices[4]!.key, 'the per-platform RUN differs');
+
+  const r = await runCli(['build', '--print-plan', '--platform', 'linux/amd64,linux/arm64', ctx], { root: fx.root });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^build plan: 2 platforms \(linux\/amd64, linux\/arm64\), 2 vertices shared \(1 of them run once for all\)\n/);
+  assert.match(r.stdout, /\nplatform linux\/arm64: build plan: 2 stages, 5 vertices, [0-3] of 3 steps cached, target stage-1\n/);
+  assert.equal(r.stdout.match(/RUN cat \/proc\/uptime > \/stamp {2}\(shared\)/g)?.length, 2);
+  assert.doesNotMatch(r.stdout, /sleep 2.*\(shared\)/);
+  const json = await runCli(['build', '--print-plan', '--format', 'json', '--platform', 'linux/amd64,linux/arm64', ctx], { root: fx.root });
+  assert.equal(json.code, 0, json.stderr);
+  assert.deepEqual(JSON.parse(json.stdout).shared, doc.shared);
+});
+
+// ---- --output with several platforms ---------------------------------------------------------
+
+test('--output with several platforms, as BuildKit\'s exporters write it', async () => {
+  await fx.build(await rootfsContext(BASE_DOCKERFILE), { platform: 'linux/amd64,linux/arm64', tags: ['mp-base:4'] });
+  const ctx = await fx.context({
+    Dockerfile: [
+      'FROM mp-base:4 AS build',
+      'ARG TARGETOS TARGETARCH',
+      'RUN mkdir /out && echo foo > /out/hello-$TARGETOS-$TARGETARCH',
+      'FROM scratch',
+      'COPY --from=build /out /',
+      '',
+    ].join('\n'),
+  });
+  const both = 'linux/amd64,linux/arm64';
+  const files = (dir: string) => execFileSync('find', ['.', '-mindepth', '1'], { cwd: dir, encoding: 'utf8' }).split('\n').filter(Boolean).sort();
+  const cases: { name: string; platform: string; type: 'local' | 'tar' | 'oci' | 'docker'; platformSplit?: boolean; pre?: string[]; expect: (dest: string) => Promise<void> | void; error?: RegExp }[] = [
+    {
+      name: 'local, split by platform (the default with several)', platform: both, type: 'local',
+      expect: (d) => assert.deepEqual(files(d), ['./linux_amd64', './linux_amd64/hello-linux-amd64', './linux_arm64', './linux_arm64/hello-linux-arm64']),
+    },
+    {
+      name: 'local, platform-split=false merges into DIR and keeps its files', platform: both, type: 'local', platformSplit: false, pre: ['keep'],
+      expect: (d) => assert.deepEqual(files(d), ['./hello-linux-amd64', './hello-linux-arm64', './keep']),
+    },
+    {
+      name: 'local, one platform: straight into DIR', platform: 'linux/arm64', type: 'local',
+      expect: (d) => assert.deepEqual(files(d), ['./hello-linux-arm64']),
+    },
+    {
+      name: 'local, one platform with platform-split=true', platform: 'linux/arm64', type: 'local', platformSplit: true,
+      expect: (d) => assert.deepEqual(files(d), ['./linux_arm64', './linux_arm64/hello-linux-arm64']),
+    },
+    {
+      name: 'tar: one directory per platform', platform: both, type: 'tar',
+      expect: (f) => {
+        const names = execFileSync('tar', ['-tf', f], { encoding: 'utf8' }).split('\n').filter(Boolean).sort();
+        assert.deepEqual(names, ['linux_amd64/', 'linux_amd64/hello-linux-amd64', 'linux_arm64/', 'linux_arm64/hello-linux-arm64']);
+        assert.equal(execFileSync('tar', ['-xOf', f, 'linux_arm64/hello-linux-arm64'], { encoding: 'utf8' }), 'foo\n');
+      },
+    },
+    {
+      name: 'oci: an index with both manifests, read by skopeo', platform: both, type: 'oci',
+      expect: async (f) => {
+        const top = JSON.parse(execFileSync('tar', ['-xOf', f, 'index.json'], { encoding: 'utf8' })) as ImageIndex;
+        assert.equal(top.manifests.length, 1);
+        assert.equal(top.manifests[0]!.mediaType, 'application/vnd.oci.image.index.v1+json');
+        assert.equal(top.manifests[0]!.annotations?.['io.containerd.image.name'], canonicalName('mp-out:1'));
+        const raw = JSON.parse(execFileSync('skopeo', ['inspect', '--raw', `oci-archive:${f}`], { encoding: 'utf8' })) as ImageIndex;
+        assert.deepEqual(raw.manifests.map((m) => m.platform?.architecture), ['amd64', 'arm64']);
+        const arm = JSON.parse(execFileSync('skopeo', ['inspect', '--override-arch', 'arm64', '--config', `oci-archive:${f}`], { encoding: 'utf8' })) as ImageConfig;
+        assert.equal(arm.architecture, 'arm64');
+      },
+    },
+    {
+      name: 'docker: refused with BuildKit\'s error, nothing written', platform: both, type: 'docker',
+      error: /^docker exporter does not currently support exporting manifest lists$/, expect: (f) => assert.ok(!existsSync(f)),
+    },
+  ];
+  requireTool('skopeo');
+  for (const c of cases) {
+    const dest = path.join(tempDir('drydock-mp-out-'), c.type === 'local' ? 'out' : 'out.tar');
+    for (const f of c.pre ?? []) { await fsp.mkdir(dest, { recursive: true }); await fsp.writeFile(path.join(dest, f), 'mine'); }
+    const opts = { platform: c.platform, tags: ['mp-out:1'], output: { type: c.type, dest, ...(c.platformSplit !== undefined ? { platformSplit: c.platformSplit } : {}) } };
+    if (c.error) await assert.rejects(fx.build(ctx, opts), (e: Error) => { assert.match(e.message, c.error!, c.name); return true; });
+    else await fx.build(ctx, opts);
+    await c.expect(dest);
+  }
+});
+
+test('-o DIR and -o - (a tar on stdout, progress on stderr) on the command line', async () => {
+  await fx.build(await rootfsContext(BASE_DOCKERFILE), { platform: 'linux/amd64,linux/arm64', tags: ['mp-base:6'] });
+  const ctx = await fx.context({ Dockerfile: 'FROM mp-base:6\nARG TARGETARCH\nRUN echo $TARGETARCH > /arch\n' });
+  const dir = path.join(tempDir('drydock-mp-cli-'), 'out');
+  const r = await runCli(['build', '--platform', 'linux/amd64,linux/arm64', '-o', dir, ctx], { root: fx.root });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(readFileSync(path.join(dir, 'linux_arm64/arch'), 'utf8'), 'arm64\n');
+  assert.ok(existsSync(path.join(dir, 'linux_amd64/bin/busybox')), 'the whole root filesystem');
+  // The tar is binary: the shell sends stdout to a file (runCli decodes text).
+  const f = path.join(tempDir('drydock-mp-cli-'), 'out.tar');
+  const stderr = execFileSync('sh', ['-c', `"$0" "$1" build --platform linux/amd64,linux/arm64 -o - "$2" 2>&1 >"$3"`, process.execPath, CLI_MAIN, ctx, f],
+    { env: { ...process.env, DRYDOCK_ROOT: fx.root }, encoding: 'utf8' });
+  assert.match(stderr, /Successfully built index/);
+  assert.equal(execFileSync('tar', ['-xOf', f, 'linux_amd64/arch'], { encoding: 'utf8' }), 'amd64\n');
+  const bad = await runCli(['build', '--platform', 'linux/amd64,linux/arm64', '-o', 'type=docker,dest=x.tar', ctx], { root: fx.root });
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /docker exporter does not currently support exporting manifest lists/);
 });

@@ -26,12 +26,26 @@ test('--cache-to / --cache-from parse like buildx', () => {
     if (want === 'err') assert.throws(() => parseCacheTo(args));
     else assert.deepEqual(parseCacheTo(args), want, args.join(' '));
   }
+  // type=s3 takes BuildKit's attributes; region, bucket and credentials fall back to AWS_* variables.
+  const s3Defaults = { type: 's3', usePathStyle: false, prefix: '', blobsPrefix: 'blobs/', manifestsPrefix: 'manifests/', names: ['buildkit'] };
+  assert.deepEqual(parseCacheTo(['type=s3,region=eu-west-1,bucket=ci'], {}), [{ ...s3Defaults, region: 'eu-west-1', bucket: 'ci', mode: 'min', ignoreError: false }]);
+  assert.deepEqual(parseCacheTo(['type=s3,endpoint_url=http://127.0.0.1:9000,use_path_style=true,prefix=p/,blobs_prefix=b/,manifests_prefix=m/,name=app;main,mode=max,access_key_id=AK,secret_access_key=SK,session_token=T,ignore-error=true'], { AWS_REGION: 'us-east-1', AWS_BUCKET: 'envbucket' }), [{
+    type: 's3', region: 'us-east-1', bucket: 'envbucket', endpointUrl: 'http://127.0.0.1:9000', usePathStyle: true, prefix: 'p/', blobsPrefix: 'b/', manifestsPrefix: 'm/',
+    names: ['app', 'main'], accessKeyId: 'AK', secretAccessKey: 'SK', sessionToken: 'T', mode: 'max', ignoreError: true,
+  }]);
+  assert.deepEqual(parseCacheFrom(['type=s3,region=r,bucket=b'], { AWS_ACCESS_KEY_ID: 'A', AWS_SECRET_ACCESS_KEY: 'S' }), [{ ...s3Defaults, region: 'r', bucket: 'b', accessKeyId: 'A', secretAccessKey: 'S' }]);
   // A bare list of refs is one registry import each; quoted fields keep their commas.
   assert.deepEqual(parseCacheFrom(['r/a,r/b']), [{ type: 'registry', ref: 'r/a' }, { type: 'registry', ref: 'r/b' }]);
   assert.deepEqual(parseCacheFrom(['type=local,"src=/a,b",tag=x']), [{ type: 'local', src: '/a,b', tag: 'x' }]);
   assert.deepEqual(parseCacheFrom([`type=local,src=/c,digest=sha256:${hex('a')}`]), [{ type: 'local', src: '/c', tag: 'latest', digest: `sha256:${hex('a')}` }]);
   const errors: [() => unknown, RegExp][] = [
-    [() => parseCacheTo(['type=gha']), /^unknown cache exporter: "gha"$/],
+    [() => parseCacheTo(['type=gha']), /^type=gha needs the GitHub Actions cache service .*which drydock does not implement; use type=registry, type=s3 or type=local/],
+    [() => parseCacheFrom(['type=gha,scope=main']), /^type=gha needs the GitHub Actions cache service/],
+    [() => parseCacheTo(['type=azblob,name=x']), /^unknown cache exporter: "azblob"$/],
+    [() => parseCacheTo(['type=s3,bucket=b'], {}), /^region \('region'\) not set for s3 cache$/],
+    [() => parseCacheFrom(['type=s3,region=r'], {}), /^bucket \('bucket'\) not set for s3 cache$/],
+    [() => parseCacheFrom(['type=s3,region=r,bucket=b,mode=max'], {}), /unknown cache importer attribute "mode" for type=s3/],
+    [() => parseCacheTo(['type=s3,region=r,bucket=b,use_path_style=yes'], {}), /failed to parse use_path_style/],
     [() => parseCacheFrom(['type=inline']), /^unknown cache importer: "inline"$/],
     [() => parseCacheTo(['ref=x,mode=max']), /^type required for "ref=x,mode=max"$/],
     [() => parseCacheTo(['type=registry,ref=x,nokey']), /^invalid value nokey$/],

@@ -64,6 +64,11 @@ export async function exportCache(spec: Exclude<CacheExportSpec, { type: 'inline
     ctx.progress?.write('skipping cache export for empty result\n');
     return undefined;
   }
+  if (spec.type === 's3') {
+    const { exportS3Cache } = await import('./s3.js');
+    await exportS3Cache(spec, steps, (l) => openLayer(ctx, layerDescriptor(l)), ctx.progress);
+    return undefined;
+  }
   if (spec.type === 'local') {
     const { OciLayoutDestination } = await import('../../archive/oci.js');
     const dest = OciLayoutDestination.directory(spec.dest, spec.tag);

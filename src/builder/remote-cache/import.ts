@@ -85,6 +85,10 @@ async function inlineFrom(src: ImageSource, m: RawManifest, description: string,
 }
 
 export async function importCache(spec: CacheImportSpec, opts: { progress?: Writable; client?: ClientOptions; warn: (m: string) => void }): Promise<ImportedCache> {
+  if (spec.type === 's3') {
+    const { importS3Cache } = await import('./s3.js');
+    return importS3Cache(spec, opts.progress);
+  }
   if (spec.type === 'local') {
     const indexPath = path.join(spec.src, 'index.json');
     // buildx's own words for the first build, before the directory exists.

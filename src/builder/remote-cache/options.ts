@@ -5,14 +5,67 @@ import { UserError } from '../../util/errors.js';
 
 export type CacheMode = 'min' | 'max';
 
+/** BuildKit's s3 cache attributes (cache/remotecache/s3), defaults applied. */
+export interface S3CacheSpec {
+  type: 's3';
+  bucket: string;
+  region: string;
+  endpointUrl?: string;
+  usePathStyle: boolean;
+  prefix: string;
+  blobsPrefix: string;
+  manifestsPrefix: string;
+  /** name=a;b: the manifest is written under each, read from the first. */
+  names: string[];
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  sessionToken?: string;
+}
+
 export type CacheExportSpec =
   | { type: 'registry'; ref: string; mode: CacheMode; ignoreError: boolean }
   | { type: 'local'; dest: string; tag: string; mode: CacheMode; ignoreError: boolean }
+  | (S3CacheSpec & { mode: CacheMode; ignoreError: boolean })
   | { type: 'inline' };
 
 export type CacheImportSpec =
   | { type: 'registry'; ref: string }
-  | { type: 'local'; src: string; tag: string; digest?: string };
+  | { type: 'local'; src: string; tag: string; digest?: string }
+  | S3CacheSpec;
+
+/**
+ * type=gha talks to GitHub Actions' cache service (ACTIONS_CACHE_URL/ACTIONS_RESULTS_URL and the
+ * runner's token), which exists only inside GitHub's runners: drydock knows the flag and says so.
+ */
+export const GHA_UNSUPPORTED = 'type=gha needs the GitHub Actions cache service (ACTIONS_RESULTS_URL and ACTIONS_RUNTIME_TOKEN of a GitHub-hosted runner), which drydock does not implement; use type=registry, type=s3 or type=local (e.g. with actions/cache) instead';
+
+const S3_KEYS = ['bucket', 'region', 'name', 'endpoint_url', 'use_path_style', 'prefix', 'blobs_prefix', 'manifests_prefix', 'access_key_id', 'secret_access_key', 'session_token'];
+const GHA_KEYS = ['url', 'url_v2', 'token', 'scope', 'mode', 'ignore-error', 'timeout', 'repository', 'ghtoken', 'version'];
+
+/** BuildKit's s3 getConfig: region and bucket from the attributes or AWS_REGION/AWS_BUCKET. */
+function s3Spec(e: Entry, env: NodeJS.ProcessEnv): S3CacheSpec {
+  const region = e.attrs.get('region') ?? env.AWS_REGION;
+  if (!region) throw new UserError("region ('region') not set for s3 cache");
+  const bucket = e.attrs.get('bucket') ?? env.AWS_BUCKET;
+  if (!bucket) throw new UserError("bucket ('bucket') not set for s3 cache");
+  const get = (k: string, envName: string) => e.attrs.get(k) ?? env[envName];
+  const accessKeyId = get('access_key_id', 'AWS_ACCESS_KEY_ID');
+  const secretAccessKey = get('secret_access_key', 'AWS_SECRET_ACCESS_KEY');
+  const sessionToken = get('session_token', 'AWS_SESSION_TOKEN');
+  const endpointUrl = e.attrs.get('endpoint_url');
+  return {
+    type: 's3', bucket, region,
+    ...(endpointUrl ? { endpointUrl } : {}),
+    usePathStyle: parseBool(e, 'use_path_style'),
+    prefix: e.attrs.get('prefix') ?? '',
+    blobsPrefix: e.attrs.get('blobs_prefix') ?? 'blobs/',
+    manifestsPrefix: e.attrs.get('manifests_prefix') ?? 'manifests/',
+    names: (e.attrs.get('name') || 'buildkit').split(';').filter(Boolean),
+    ...(accessKeyId ? { accessKeyId } : {}),
+    ...(secretAccessKey ? { secretAccessKey } : {}),
+    ...(sessionToken ? { sessionToken } : {}),
+  };
+}
 
 /** Splits one CSV line the way Go's encoding/csv does for a single record (quotes, doubled quotes). */
 export function csvFields(text: string): string[] {
@@ -75,10 +128,14 @@ const EXPORT_KEYS: Record<string, string[]> = {
   registry: ['ref', 'mode', 'oci-mediatypes', 'image-manifest', 'ignore-error', 'compression', 'compression-level', 'force-compression'],
   local: ['dest', 'tag', 'mode', 'oci-mediatypes', 'image-manifest', 'ignore-error', 'compression', 'compression-level', 'force-compression'],
   inline: [],
+  s3: [...S3_KEYS, 'mode', 'ignore-error', 'upload_parallelism', 'touch_refresh'],
+  gha: GHA_KEYS,
 };
 const IMPORT_KEYS: Record<string, string[]> = {
   registry: ['ref'],
   local: ['src', 'tag', 'digest'],
+  s3: [...S3_KEYS, 'touch_refresh'],
+  gha: GHA_KEYS,
 };
 
 function checkKeys(e: Entry, allowed: string[], what: string): void {
@@ -103,11 +160,12 @@ function parseMode(e: Entry): CacheMode {
 }
 
 /** `--cache-to` values (repeatable). */
-export function parseCacheTo(values: string[]): CacheExportSpec[] {
+export function parseCacheTo(values: string[], env: NodeJS.ProcessEnv = process.env): CacheExportSpec[] {
   return parseEntries(values).map((e): CacheExportSpec => {
     const keys = EXPORT_KEYS[e.type];
     if (!keys) throw new UserError(`unknown cache exporter: ${JSON.stringify(e.type)}`);
     checkKeys(e, keys, 'cache exporter');
+    if (e.type === 'gha') throw new UserError(GHA_UNSUPPORTED);
     for (const b of ['oci-mediatypes', 'image-manifest']) {
       // drydock always writes an OCI image manifest (BuildKit's default since v0.21).
       if (e.attrs.has(b) && !parseBool(e, b)) throw new UserError(`${b}=${e.attrs.get(b)} is not supported: drydock writes the cache as an OCI image manifest (${b}=true)`);
@@ -119,6 +177,7 @@ export function parseCacheTo(values: string[]): CacheExportSpec[] {
         if (!ref) throw new UserError('ref is required for registry cache exporter');
         return { type: 'registry', ref, mode: parseMode(e), ignoreError };
       }
+      case 's3': return { ...s3Spec(e, env), mode: parseMode(e), ignoreError };
       case 'local': {
         const dest = e.attrs.get('dest');
         if (!dest) throw new UserError('local cache exporter requires dest');
@@ -130,11 +189,13 @@ export function parseCacheTo(values: string[]): CacheExportSpec[] {
 }
 
 /** `--cache-from` values (repeatable). */
-export function parseCacheFrom(values: string[]): CacheImportSpec[] {
+export function parseCacheFrom(values: string[], env: NodeJS.ProcessEnv = process.env): CacheImportSpec[] {
   return parseEntries(values).map((e): CacheImportSpec => {
     const keys = IMPORT_KEYS[e.type];
     if (!keys) throw new UserError(`unknown cache importer: ${JSON.stringify(e.type)}`);
     checkKeys(e, keys, 'cache importer');
+    if (e.type === 'gha') throw new UserError(GHA_UNSUPPORTED);
+    if (e.type === 's3') return s3Spec(e, env);
     if (e.type === 'registry') {
       const ref = e.attrs.get('ref');
       if (!ref) throw new UserError('ref is required for registry cache importer');

@@ -171,7 +171,8 @@ export class RemoteCache implements StepCacheHooks {
       try {
         await exportCache(spec, await this.recordsFor(spec.mode), { store: this.store, origins: this.origins, progress: this.opts.progress, client: this.opts.client });
       } catch (e) {
-        const message = `failed to export cache to ${spec.type === 'registry' ? spec.ref : spec.dest}: ${(e as Error).message}`;
+        const where = spec.type === 'registry' ? spec.ref : spec.type === 's3' ? `s3://${spec.bucket}/${spec.prefix}${spec.manifestsPrefix}${spec.names[0]}` : spec.dest;
+        const message = `failed to export cache to ${where}: ${(e as Error).message}`;
         if (spec.ignoreError) this.warn(message);
         else throw new UserError(message, { cause: e });
       }

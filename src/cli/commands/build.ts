@@ -3,6 +3,7 @@
 import { Command, Option } from 'commander';
 import { collect, printJson } from '../output.js';
 import { UserError, VerbatimError } from '../../util/errors.js';
+import type { OutputSpec } from '../../builder/export.js';
 
 interface BuildFlags {
   tag?: string[];
@@ -57,6 +58,28 @@ function parseCsv(text: string): Record<string, string> {
   return out;
 }
 
+/**
+ * `-o/--output`, as buildx reads it: `type=local,dest=DIR[,platform-split=true|false]`,
+ * `type=tar,dest=FILE|-`, `type=oci,dest=FILE`, `type=docker,dest=FILE`; a bare `DIR` is
+ * type=local and a bare `-` is a tar on stdout. Without `type=`, docker (drydock's default).
+ */
+export function parseOutput(text: string): OutputSpec {
+  if (!text.includes('=')) return text === '-' ? { type: 'tar', dest: '-' } : { type: 'local', dest: text };
+  const kv = parseCsv(text);
+  const type = kv.type ?? 'docker';
+  if (!['oci', 'docker', 'local', 'tar'].includes(type)) throw new UserError(`--output type=${type} is not supported (local, tar, oci, docker)`);
+  if (!kv.dest) throw new UserError(type === 'local' ? 'output directory is required for local exporter' : `--output type=${type} needs dest=FILE`);
+  let platformSplit: boolean | undefined;
+  if (kv['platform-split'] !== undefined) {
+    if (type !== 'local') throw new UserError(`platform-split is an option of the local exporter, not type=${type}`);
+    const v = kv['platform-split'];
+    if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) platformSplit = true;
+    else if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) platformSplit = false;
+    else throw new UserError(`non-bool value for platform-split: ${v}`);
+  }
+  return { type: type as OutputSpec['type'], dest: kv.dest, ...(platformSplit !== undefined ? { platformSplit } : {}) };
+}
+
 export function register(program: Command): void {
   registerBuilderPrune(program);
   program
@@ -69,7 +92,7 @@ export function register(program: Command): void {
     .option('--target <stage>', 'build only up to this stage')
     .option('--no-cache', 'do not use the build cache')
     .option('--pull', 'always pull base images, even when they are in the store')
-    .option('-o, --output <spec>', 'also write the image as an archive: type=oci|docker,dest=FILE')
+    .option('-o, --output <spec>', 'also write the result: type=local,dest=DIR[,platform-split=BOOL], type=tar,dest=FILE|-, type=oci|docker,dest=FILE, or DIR')
     .option('--iidfile <file>', 'write the image ID to this file')
     .option('--platform <os/arch>', 'target platform(s), comma-separated for an image index (default: the host)')
     .addOption(new Option('--network <mode>', 'network for RUN steps').choices(['host', 'none', 'default']))
@@ -79,8 +102,8 @@ export function register(program: Command): void {
     .option('--ulimit <name=soft[:hard]>', 'ulimit for RUN steps, e.g. nofile=1024:2048 (repeatable; raising a hard limit needs CAP_SYS_RESOURCE)', collect)
     .option('-m, --memory <bytes>', 'memory limit of RUN steps (their cgroup), e.g. 512m')
     .option('--ssh <default|id=socket>', 'forward an SSH agent to RUN --mount=type=ssh (default: $SSH_AUTH_SOCK; repeatable)', collect)
-    .option('--cache-from <spec>', 'import build cache: REF, type=registry,ref=REF or type=local,src=DIR[,tag=T] (repeatable)', collect)
-    .option('--cache-to <spec>', 'export build cache: type=registry,ref=REF[,mode=min|max], type=local,dest=DIR[,mode=...] or type=inline (repeatable)', collect)
+    .option('--cache-from <spec>', 'import build cache: REF, type=registry,ref=REF, type=local,src=DIR[,tag=T] or type=s3,region=R,bucket=B[,...] (repeatable)', collect)
+    .option('--cache-to <spec>', 'export build cache: type=registry,ref=REF[,mode=min|max], type=local,dest=DIR[,mode=...], type=s3,region=R,bucket=B[,...] or type=inline (repeatable)', collect)
     .option('--rm', 'accepted for Docker compatibility: a daemonless build keeps no intermediate containers')
     .option('--force-rm', 'accepted for Docker compatibility: a daemonless build keeps no intermediate containers')
     .option('--label <key=value>', 'add a label to the image (repeatable)', collect)
@@ -150,17 +173,12 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
       const parseByteSize = flags.shmSize !== undefined ? (await import('../../layer/limits.js')).parseByteSize : undefined;
       const ulimits = (flags.ulimit ?? []).map(parseUlimit);
       await checkUlimits(ulimits);
-      let output: { type: 'oci' | 'docker'; dest: string } | undefined;
-      if (flags.output) {
-        const kv = parseCsv(flags.output);
-        const type = kv.type ?? 'docker';
-        if (!['oci', 'docker'].includes(type)) throw new UserError(`--output type=${type} is not supported (oci, docker)`);
-        if (!kv.dest) throw new UserError('--output needs dest=FILE');
-        output = { type: type as 'oci' | 'docker', dest: kv.dest };
-      }
+      const output = flags.output ? parseOutput(flags.output) : undefined;
       const epoch = process.env.SOURCE_DATE_EPOCH;
       if (epoch !== undefined && epoch !== '' && !/^\d+$/.test(epoch)) throw new UserError(`SOURCE_DATE_EPOCH must be a whole number of seconds, got "${epoch}"`);
       const quiet = flags.quiet || flags.progress === 'quiet' || flags.format === 'json';
+      // `-o -` writes the tar on stdout, so progress goes to stderr (as buildx does).
+      const progressOut = output?.dest === '-' && output.type === 'tar' ? process.stderr : process.stdout;
       // Loaded only when asked for: a local build does not need the registry cache's code.
       const remote = flags.cacheTo?.length || flags.cacheFrom?.length ? await import('../../builder/remote-cache/index.js') : undefined;
       const cacheTo = remote?.parseCacheTo(flags.cacheTo ?? []) ?? [];
@@ -200,19 +218,26 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
         shmSize: flags.shmSize !== undefined ? parseByteSize!(flags.shmSize, '--shm-size') : undefined,
         ulimits,
         memory: flags.memory !== undefined ? parseMemory!(flags.memory) : undefined,
-        progress: quiet ? undefined : process.stdout,
+        progress: quiet ? undefined : progressOut,
         sourceDateEpoch: epoch ? Number(epoch) : undefined,
         compression: flags.compression,
         output,
         store,
       };
       if (flags.printPlan) {
+        if (flags.platform?.includes(',')) {
+          const { planPlatforms, formatPlatformsPlan } = await import('../../builder/index.js');
+          const document = await planPlatforms({ ...buildOptions, progress: undefined });
+          if (flags.format === 'json') printJson(document);
+          else process.stdout.write(formatPlatformsPlan(document));
+          return;
+        }
         const { document } = await plan({ ...buildOptions, progress: undefined });
         if (flags.format === 'json') printJson(document);
         else process.stdout.write(formatPlan(document));
         return;
       }
-      const progress = quiet ? undefined : process.stdout;
+      const progress = quiet ? undefined : progressOut;
       // --no-cache ignores --cache-from too, as in BuildKit; --cache-to still exports.
       const remoteCache = remote && (cacheTo.length || cacheFrom.length)
         ? await remote.RemoteCache.open(store, { from: flags.cache ? cacheFrom : [], to: cacheTo, progress, warn: (m) => process.stderr.write(`WARNING: ${m}\n`) })
