@@ -59,6 +59,10 @@ const common = {
   // import.meta.url (lifecycle.ts finds the monitor beside its code) is the bundle's own URL.
   define: { 'import.meta.url': '__drydockImportMetaUrl' },
   banner: { js: "'use strict';const __drydockImportMetaUrl=require('node:url').pathToFileURL(__filename).href;" },
+  // import() of Node's built-ins (`await import('node:os')` in the sources) becomes require():
+  // functions that V8 restores from a code cache lose vm.Script's importModuleDynamically, and
+  // their import() then fails with "A dynamic import callback was not specified".
+  supported: { 'dynamic-import': false },
   logLevel: 'warning',
 };
 

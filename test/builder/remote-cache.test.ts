@@ -12,6 +12,7 @@ import { busyboxImage } from '../helpers/images.js';
 import { runImage } from '../helpers/run-image.js';
 import { startServe, type ServeProcess } from '../registry/serve.js';
 import { startS3Server } from '../helpers/s3.js';
+import { startCeph } from '../helpers/ceph.js';
 import { ContentStore, resolveImage } from '../../src/store/index.js';
 import { push } from '../../src/client/index.js';
 import { CACHE_CONFIG_MEDIA_TYPE, INLINE_CACHE_KEY, type CacheConfig } from '../../src/builder/remote-cache/index.js';
@@ -295,41 +296,51 @@ test('--cache-to / --cache-from values are parsed like buildx', async () => {
   }
 });
 
-// A real S3 API (s3rver, a child process on 127.0.0.1; Ceph RGW takes minutes to come up here).
-test('type=s3: BuildKit\'s S3 layout (blobs/, manifests/NAME); a fresh runner building from it runs nothing', async () => {
-  const s3 = await startS3Server({ bucket: 'buildcache' });
-  try {
-    const dir = await contextDir('s3');
-    const attrs = `type=s3,region=us-east-1,bucket=${s3.bucket},endpoint_url=${s3.endpoint},use_path_style=true,access_key_id=${s3.accessKey},secret_access_key=${s3.secretKey},prefix=ci/,name=app;main`;
-    const first = await build(rootA, dir, ['--cache-to', `${attrs},mode=max`]);
-    assert.equal(first.ran.length, 3);
-    // The layout, read with the SDK directly: every blob the config names, under both names.
-    const { S3Client, GetObjectCommand, ListObjectsV2Command } = await import('@aws-sdk/client-s3');
-    const client = new S3Client({ region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: { accessKeyId: s3.accessKey, secretAccessKey: s3.secretKey } });
+// Two real S3 APIs: a one-node Ceph RADOS Gateway (test/helpers/ceph.ts, ~20 s to start on the
+// 2-core box) and s3rver (a child process), both on 127.0.0.1.
+const S3_SERVERS: { name: string; start: () => Promise<{ endpoint: string; bucket: string; accessKey: string; secretKey: string; stop(): Promise<void> }> }[] = [
+  { name: 'ceph-rgw', start: () => startCeph({ bucket: 'buildcache' }) },
+  { name: 's3rver', start: () => startS3Server({ bucket: 'buildcache' }) },
+];
+
+for (const server of S3_SERVERS) {
+  test(`type=s3 on ${server.name}: BuildKit's S3 layout (blobs/, manifests/NAME); a fresh runner building from it runs nothing`, async (t) => {
+    const t0 = Date.now();
+    const s3 = await server.start();
+    t.diagnostic(`${server.name} started in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     try {
-      const keys = ((await client.send(new ListObjectsV2Command({ Bucket: s3.bucket }))).Contents ?? []).map((o) => o.Key!).sort();
-      assert.ok(keys.includes('ci/manifests/app') && keys.includes('ci/manifests/main'), keys.join(' '));
-      const config = JSON.parse(await (await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: 'ci/manifests/app' }))).Body!.transformToString()) as CacheConfig;
-      assert.ok(config.records!.length >= 7, 'mode=max: both stages');
-      for (const l of config.layers!) {
-        assert.ok(keys.includes(`ci/blobs/${l.blob}`), `blob ${l.blob} uploaded`);
-        assert.match(l.annotations?.diffID ?? '', /^sha256:[a-f0-9]{64}$/);
-        assert.match(l.annotations?.mediaType ?? '', /^application\/vnd\.oci\.image\.layer\.v1\.tar/);
-        assert.equal(typeof l.annotations?.size, 'number');
+      const dir = await contextDir(`s3-${server.name}`);
+      const attrs = `type=s3,region=us-east-1,bucket=${s3.bucket},endpoint_url=${s3.endpoint},use_path_style=true,access_key_id=${s3.accessKey},secret_access_key=${s3.secretKey},prefix=ci/,name=app;main`;
+      const first = await build(rootA, dir, ['--cache-to', `${attrs},mode=max`]);
+      assert.equal(first.ran.length, 3);
+      // The layout, read with the SDK directly: every blob the config names, under both names.
+      const { S3Client, GetObjectCommand, ListObjectsV2Command } = await import('@aws-sdk/client-s3');
+      const client = new S3Client({ region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: { accessKeyId: s3.accessKey, secretAccessKey: s3.secretKey } });
+      try {
+        const keys = ((await client.send(new ListObjectsV2Command({ Bucket: s3.bucket }))).Contents ?? []).map((o) => o.Key!).sort();
+        assert.ok(keys.includes('ci/manifests/app') && keys.includes('ci/manifests/main'), keys.join(' '));
+        const config = JSON.parse(await (await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: 'ci/manifests/app' }))).Body!.transformToString()) as CacheConfig;
+        assert.ok(config.records!.length >= 7, 'mode=max: both stages');
+        for (const l of config.layers!) {
+          assert.ok(keys.includes(`ci/blobs/${l.blob}`), `blob ${l.blob} uploaded`);
+          assert.match(l.annotations?.diffID ?? '', /^sha256:[a-f0-9]{64}$/);
+          assert.match(l.annotations?.mediaType ?? '', /^application\/vnd\.oci\.image\.layer\.v1\.tar/);
+          assert.equal(typeof l.annotations?.size, 'number');
+        }
+        assert.equal(keys.filter((k) => !k.startsWith('ci/blobs/sha256:') && !k.startsWith('ci/manifests/')).length, 0, 'nothing else in the bucket');
+      } finally {
+        client.destroy();
       }
-      assert.equal(keys.filter((k) => !k.startsWith('ci/blobs/sha256:') && !k.startsWith('ci/manifests/')).length, 0, 'nothing else in the bucket');
+      const fromS3 = await build(freshRoot(), dir, ['--cache-from', attrs.replace('name=app;main', 'name=main')]);
+      assert.deepEqual(fromS3.ran, [], 'no RUN executed on the fresh runner');
+      assert.ok(fromS3.steps.every((st) => st.cached));
+      assert.equal(fromS3.id, first.id, 'the same image');
+      // A name nobody wrote is a warning, and the build runs without the cache.
+      const missing = await build(freshRoot(), dir, ['--cache-from', attrs.replace('name=app;main', 'name=nope')]);
+      assert.match(missing.stderr, /WARNING: failed to import cache manifest from s3:\/\/buildcache\/ci\/manifests\/nope: not found/);
+      assert.equal(missing.ran.length, 3, 'every RUN, as without a cache');
     } finally {
-      client.destroy();
+      await s3.stop();
     }
-    const fromS3 = await build(freshRoot(), dir, ['--cache-from', attrs.replace('name=app;main', 'name=main')]);
-    assert.deepEqual(fromS3.ran, [], 'no RUN executed on the fresh runner');
-    assert.ok(fromS3.steps.every((st) => st.cached));
-    assert.equal(fromS3.id, first.id, 'the same image');
-    // A name nobody wrote is a warning, and the build runs without the cache.
-    const missing = await build(freshRoot(), dir, ['--cache-from', attrs.replace('name=app;main', 'name=nope')]);
-    assert.match(missing.stderr, /WARNING: failed to import cache manifest from s3:\/\/buildcache\/ci\/manifests\/nope: not found/);
-    assert.equal(missing.ran.length, 3, 'every RUN, as without a cache');
-  } finally {
-    await s3.stop();
-  }
-});
+  });
+}

@@ -119,3 +119,19 @@ test('the bundled CLI starts a detached container through the bundled monitor', 
   assert.equal(bin(['logs', id], root).stdout, 'from-the-monitor\n');
   assert.equal(bin(['rm', id], root).code, 0);
 });
+
+test('a command whose code imports Node built-ins lazily runs from the code cache too (drydock build, twice)', () => {
+  assert.equal(built.status, 0, built.stderr);
+  const root = tempDir();
+  const ctx = tempDir('drydock-bundle-ctx-');
+  // FROM scratch and metadata only: no base image, no runc; the CLI's build action still does
+  // `await import('node:net')` and the like, which a function restored from V8's cache cannot
+  // do unless the bundle turned them into require().
+  writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM scratch\nENV A=1\nCMD ["/x"]\n');
+  for (const round of ['first (writes the cache)', 'second (from the cache)']) {
+    const r = bin(['build', '-q', ctx], root);
+    assert.equal(r.code, 0, `${round}: ${r.stderr}`);
+    assert.match(r.stdout, /^sha256:[a-f0-9]{64}\n$/, round);
+    assert.ok(existsSync(path.join(PROJECT_ROOT, 'dist/cli/build.cjs.cache')), `${round}: the build bundle has its cache`);
+  }
+});
