@@ -18,7 +18,7 @@ export const PROJECT_ROOT = fromSource ? path.resolve(here, '..') : path.resolve
 export function drydockCommand(): string[] {
   // Another CLI (e.g. `DRYDOCK_CLI=dist/src/cli/main.js`, the per-file tsc output) on request.
   if (process.env.DRYDOCK_CLI) return [process.execPath, process.env.DRYDOCK_CLI];
-  if (existsSync(path.join(PROJECT_ROOT, 'dist/cli/drydock.js'))) return [process.execPath, path.join(PROJECT_ROOT, 'bin/drydock.js')];
+  if (existsSync(path.join(PROJECT_ROOT, 'dist/cli'))) return [process.execPath, path.join(PROJECT_ROOT, 'bin/drydock.js')];
   const compiled = path.join(PROJECT_ROOT, 'dist/src/cli/main.js');
   if (!fromSource && existsSync(compiled)) return [process.execPath, compiled];
   return [process.execPath, '--import', 'tsx', path.join(PROJECT_ROOT, 'src/cli/main.ts')];

@@ -1,8 +1,12 @@
 #!/usr/bin/env node
-// Thin launcher. `npm run build` bundles the CLI into dist/cli/ (scripts/bundle-cli.mjs), which
-// starts several times faster than the per-file tsc output; without the bundle (only `tsc -p .`
-// was run) the compiled dist/src/cli/main.js runs the same code.
-import { existsSync } from 'node:fs';
+// Thin launcher, CommonJS (bin/package.json) because a CommonJS entry skips Node's ESM loader.
+// `npm run build` bundles the CLI into dist/cli/ (scripts/bundle-cli.mjs); dist/cli/drydock.cjs
+// (src/cli/launch.ts) runs the bundle of the command in argv with V8's code cache. Without the
+// bundle (only `tsc -p .` was run) the compiled dist/src/cli/main.js runs the same code.
+'use strict';
+const { existsSync } = require('node:fs');
+const path = require('node:path');
 
-const bundle = new URL('../dist/cli/drydock.js', import.meta.url);
-await import(existsSync(bundle) ? bundle.href : '../dist/src/cli/main.js');
+const launcher = path.join(__dirname, '../dist/cli/drydock.cjs');
+if (existsSync(launcher)) require(launcher).launch(path.dirname(launcher));
+else import('../dist/src/cli/main.js');

@@ -1,10 +1,15 @@
-// Bundles the CLI with esbuild into dist/cli/ (what bin/drydock.js runs): one ESM entry,
-// drydock.js, split at the command dispatcher's lazy imports, so a quick command loads its own
-// module and the code it needs, not every package. Node's ESM loader resolves, reads and
-// compiles each file of dist/src and node_modules separately (and wraps every CommonJS package);
-// a bundled chunk costs one read and one compile. Measured by bench/startup.ts.
-// The detached container monitor and the exec monitor are entries too: src/runtime/lifecycle.ts
-// starts `monitor-main.js` / `exec-monitor-main.js` from the directory its own code runs from.
+// Bundles the CLI with esbuild into dist/cli/ (what bin/drydock.js runs). Node's ESM loader
+// resolves, reads and compiles each file of dist/src and node_modules separately (and wraps every
+// CommonJS package); a bundle costs one read, and with V8's code cache almost no compile.
+//  - <module>.cjs for each command module of src/cli/commands/index.ts: src/cli/main.ts with that
+//    one module (the others' lazy imports are left out), and what it imports, eagerly or lazily.
+//    One bundle per process keeps one copy of each class, so `instanceof UserError` holds.
+//  - all.cjs (every module) for --help and unknown words; version.cjs (none) for --version.
+//  - drydock.cjs: src/cli/launch.ts, which picks the bundle for argv and runs it with its code cache.
+//  - monitor-main.cjs / exec-monitor-main.cjs: the detached container monitor and the exec monitor,
+//    which src/runtime/lifecycle.ts starts from the directory (and extension) its own code runs from.
+// CommonJS, not ESM with code splitting, because only scripts take V8's code cache on Node 20
+// (src/cli/launch.ts says more). Measured by bench/startup.ts.
 import { build } from 'esbuild';
 import { renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -13,23 +18,71 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const out = path.join(root, 'dist/cli');
 const tmp = `${out}.tmp-${process.pid}`;
-rmSync(tmp, { recursive: true, force: true });
-await build({
+const commandsIndex = path.join(root, 'src/cli/commands/index.ts');
+
+/**
+ * esbuild plugin: the command modules that src/cli/commands/index.ts imports lazily, except those
+ * in `keep` (all when undefined), become a module that throws, so they are not in the bundle.
+ */
+const onlyModules = (keep) => ({
+  name: 'drydock-only-modules',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/[a-z-]+\.js$/ }, (args) => {
+      if (args.importer !== commandsIndex || keep === undefined) return undefined;
+      const name = args.path.slice(2, -3);
+      return keep.includes(name) ? undefined : { path: name, namespace: 'drydock-left-out' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'drydock-left-out' }, (args) => ({
+      contents: `throw new Error('drydock: command module ${args.path} is not in this bundle (scripts/bundle-cli.mjs)');`,
+      loader: 'js',
+    }));
+  },
+});
+
+/** The module names in src/cli/commands/index.ts's table, read by bundling it without them. */
+async function commandModules() {
+  const r = await build({ absWorkingDir: root, entryPoints: [commandsIndex], bundle: true, write: false, format: 'esm', platform: 'node', plugins: [onlyModules([])], logLevel: 'warning' });
+  const { COMMAND_MODULES } = await import(`data:text/javascript;base64,${Buffer.from(r.outputFiles[0].text).toString('base64')}`);
+  return COMMAND_MODULES.map((m) => m.module);
+}
+
+const common = {
   absWorkingDir: root,
-  entryPoints: { drydock: 'src/cli/main.ts', 'monitor-main': 'src/runtime/monitor-main.ts', 'exec-monitor-main': 'src/runtime/exec-monitor-main.ts' },
-  outdir: tmp,
   bundle: true,
-  splitting: true,
-  format: 'esm',
+  format: 'cjs',
   platform: 'node',
   target: 'node20',
   minify: true,
-  // A native addon cannot be bundled; it loads from node_modules.
-  external: ['@napi-rs/xattr'],
-  // Bundled CommonJS packages (proper-lockfile, pino, …) call require() for Node's built-ins.
-  banner: { js: "import { createRequire as __drydockRequire } from 'node:module'; const require = __drydockRequire(import.meta.url);" },
+  // A native addon cannot be bundled, and esbuild (src/os bundles the CLI) finds its binary from
+  // its own package; both load from node_modules.
+  external: ['@napi-rs/xattr', 'esbuild'],
+  // import.meta.url (lifecycle.ts finds the monitor beside its code) is the bundle's own URL.
+  define: { 'import.meta.url': '__drydockImportMetaUrl' },
+  banner: { js: "'use strict';const __drydockImportMetaUrl=require('node:url').pathToFileURL(__filename).href;" },
+  // import() of Node's built-ins (`await import('node:os')` in the sources) becomes require():
+  // functions that V8 restores from a code cache lose vm.Script's importModuleDynamically, and
+  // their import() then fails with "A dynamic import callback was not specified".
+  supported: { 'dynamic-import': false },
   logLevel: 'warning',
-});
-// Swap in the new bundle whole, so a running drydock never sees a half-written directory.
+};
+
+rmSync(tmp, { recursive: true, force: true });
+const modules = await commandModules();
+const bundles = [
+  ...modules.map((m) => ({ name: m, entry: 'src/cli/main.ts', keep: [m] })),
+  { name: 'all', entry: 'src/cli/main.ts', keep: undefined },
+  { name: 'version', entry: 'src/cli/main.ts', keep: [] },
+  { name: 'drydock', entry: 'src/cli/launch.ts', keep: [] },
+  { name: 'monitor-main', entry: 'src/runtime/monitor-main.ts', keep: undefined },
+  { name: 'exec-monitor-main', entry: 'src/runtime/exec-monitor-main.ts', keep: undefined },
+];
+await Promise.all(bundles.map((b) => build({
+  ...common,
+  entryPoints: [b.entry],
+  outfile: path.join(tmp, `${b.name}.cjs`),
+  plugins: [onlyModules(b.keep)],
+})));
+// Swap in the new bundles whole (their code caches go with the old ones), so a running drydock
+// never sees a half-written directory.
 rmSync(out, { recursive: true, force: true });
 renameSync(tmp, out);

@@ -52,6 +52,23 @@ test('COPY keys on file content, not mtime; a content change invalidates from th
   assert.deepEqual(reran(await fx.build(dir)), [3, 4, 5, 6], 'a mode change is a content change');
 });
 
+test('the context hash cache (inode, size, mtime, ctime) sees a same-size edit whose mtime was put back', async () => {
+  const dir = await fx.context({ 'app.txt': 'v1\n', Dockerfile: dockerfile('stat') });
+  const file = path.join(dir, 'app.txt');
+  await fx.build(dir);
+  assert.deepEqual(reran(await fx.build(dir)), [], 'the second build takes the hash from the stat-keyed cache');
+  const before = await fsp.stat(file);
+  // Same inode (written in place), same size, mtime restored: only ctime and the bytes differ.
+  const fh = await fsp.open(file, 'r+');
+  try { await fh.write('v2\n', 0); } finally { await fh.close(); }
+  await fsp.utimes(file, before.atime, before.mtime);
+  const after = await fsp.stat(file);
+  assert.equal(after.ino, before.ino);
+  assert.equal(after.size, before.size);
+  assert.equal(after.mtimeMs, before.mtimeMs);
+  assert.deepEqual(reran(await fx.build(dir)), [3, 4, 5, 6], 'the content change is seen');
+});
+
 test('build args in effect are part of RUN keys; --no-cache reruns everything', async () => {
   const dir = await fx.context({ Dockerfile: 'FROM busybox\nARG V=1\nRUN echo $V > /v\nRUN echo constant > /c\n' });
   await fx.build(dir);

@@ -1,13 +1,15 @@
-// The installed `drydock` bin runs the esbuild bundle that `npm run build` writes to dist/cli/
-// (scripts/bundle-cli.mjs): the bundle is what users start, so it must behave as dist/src does —
-// lazy command chunks, commander errors, and the detached monitor, a second entry that
-// src/runtime/lifecycle.ts finds next to the code it runs from. Speed is bench/startup.ts's job.
+// The installed `drydock` bin runs the esbuild bundles that `npm run build` writes to dist/cli/
+// (scripts/bundle-cli.mjs): the bundles are what users start, so they must behave as dist/src does —
+// one bundle per command module, commander errors, help, the code cache (src/cli/launch.ts), and
+// the detached monitor, an entry that src/runtime/lifecycle.ts finds next to the code it runs from.
+// Speed is bench/startup.ts's job.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { busyboxImage } from '../helpers/images.js';
+import { COMMAND_MODULES } from '../../src/cli/commands/index.js';
 import { PROJECT_ROOT, requireRoot, requireTool, tempDir } from '../helpers/env.js';
 
 const BIN = path.join(PROJECT_ROOT, 'bin/drydock.js');
@@ -15,36 +17,92 @@ const BIN = path.join(PROJECT_ROOT, 'bin/drydock.js');
 // Rebuilt here so the test checks today's sources, not whatever bundle the last build left.
 const built = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'scripts/bundle-cli.mjs')], { encoding: 'utf8' });
 
-/** Runs the bin and lists the drydock files Node's ESM loader opened (a loader hook on stderr). */
-function bin(args: string[], root: string) {
-  const hook = 'data:text/javascript,import{writeSync}from"node:fs";export async function resolve(s,c,n){const r=await n(s,c);writeSync(2,"LOADED "+r.url+"\\n");return r}';
-  const r = spawnSync(process.execPath, ['--no-warnings', '--experimental-loader', hook, BIN, ...args], {
-    encoding: 'utf8', env: { ...process.env, DRYDOCK_ROOT: root }, timeout: 120_000,
+/**
+ * Runs the bin and lists the drydock files it read: a preload logs what fs opens and reads (the
+ * CommonJS launcher and bundles), an ESM loader hook what Node's ESM loader resolves.
+ */
+const PRELOAD = path.join(tempDir('drydock-preload-'), 'log-reads.cjs');
+writeFileSync(PRELOAD, 'const fs=require("fs");for(const f of ["openSync","readFileSync"]){const o=fs[f];fs[f]=function(p,...a){if(typeof p==="string")fs.writeSync(2,"LOADED "+p+"\\n");return o.call(this,p,...a)}}\n');
+
+function bin(args: string[], root: string, env: NodeJS.ProcessEnv = {}) {
+  const hook = 'data:text/javascript,import{writeSync}from"node:fs";export async function resolve(s,c,n){const r=await n(s,c);if(r.url.startsWith("file:"))writeSync(2,"LOADED "+new URL(r.url).pathname+"\\n");return r}';
+  const r = spawnSync(process.execPath, ['--no-warnings', '--experimental-loader', hook, '-r', PRELOAD, BIN, ...args], {
+    encoding: 'utf8', env: { ...process.env, DRYDOCK_ROOT: root, ...env }, timeout: 120_000,
   });
-  const loaded = [...r.stderr.matchAll(/^LOADED file:\/\/(\S+)$/gm)].map((m) => path.relative(PROJECT_ROOT, m[1]!));
+  const loaded = [...new Set([...r.stderr.matchAll(/^LOADED (\S+)$/gm)].map((m) => path.relative(PROJECT_ROOT, m[1]!)))].filter((f) => !f.startsWith('..'));
   return { code: r.status, stdout: r.stdout, stderr: r.stderr.replace(/^LOADED .*\n/gm, ''), loaded };
 }
 
-test('the bin runs the bundle in dist/cli, never the per-file dist/src', () => {
+test('the bin runs the bundle of the command in dist/cli, never the per-file dist/src', () => {
   assert.equal(built.status, 0, built.stderr);
-  assert.ok(existsSync(path.join(PROJECT_ROOT, 'dist/cli/drydock.js')));
+  assert.ok(existsSync(path.join(PROJECT_ROOT, 'dist/cli/drydock.cjs')));
   const root = tempDir();
   const v = bin(['--version'], root);
   assert.equal(v.code, 0, v.stderr);
   assert.match(v.stdout, /^\d+\.\d+\.\d+\n$/);
-  // `--version` needs neither commander nor any command module: the entry and its own chunks.
-  assert.ok(v.loaded.every((f) => f === 'bin/drydock.js' || f.startsWith('dist/cli/')), v.loaded.join(' '));
-  assert.ok(v.loaded.length <= 4, `--version loads ${v.loaded.length} files: ${v.loaded.join(' ')}`);
+  // `--version` needs neither commander nor any command module: the launcher and version.cjs.
+  assert.deepEqual(v.loaded.filter((f) => !/\.cache(\.tmp-\d+)?$/.test(f)).sort(), ['bin/drydock.js', 'dist/cli/drydock.cjs', 'dist/cli/version.cjs']);
 
   const images = bin(['images', '-q'], root);
   assert.equal(images.code, 0, images.stderr);
   assert.equal(images.stdout, '');
+  // One bundle, the image commands', and nothing from dist/src or node_modules.
+  assert.deepEqual(images.loaded.filter((f) => f.endsWith('.cjs')).sort(), ['dist/cli/drydock.cjs', 'dist/cli/image.cjs']);
   assert.ok(images.loaded.every((f) => !f.startsWith('dist/src/') && !f.startsWith('node_modules/')), images.loaded.join(' '));
 
   // commander's own errors still end the process with its message and status.
   const bad = bin(['images', '--no-such-flag'], root);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /error: unknown option '--no-such-flag'/);
+
+  // Each module's bundle holds that module: its first command's help comes from it.
+  for (const m of COMMAND_MODULES) {
+    const h = bin([m.names[0]!, '--help'], root);
+    assert.equal(h.code, 0, `${m.names[0]} --help: ${h.stderr}`);
+    assert.match(h.stdout, new RegExp(`^Usage: drydock ${m.names[0]} `), h.stdout);
+    assert.ok(h.loaded.includes(`dist/cli/${m.module}.cjs`), h.loaded.join(' '));
+  }
+
+  // --help and unknown words run the bundle of every module.
+  const help = bin(['--help'], root);
+  assert.equal(help.code, 0, help.stderr);
+  assert.match(help.stdout, /^Usage: drydock /);
+  for (const word of ['images', 'run', 'build', 'serve', 'pull', 'os', 'wait', 'iso', 'mkimage', 'version']) assert.match(help.stdout, new RegExp(`^  ${word}\\b`, 'm'));
+  assert.ok(help.loaded.includes('dist/cli/all.cjs'), help.loaded.join(' '));
+});
+
+test('the code cache is written on the first run, used after, and never used for another build', () => {
+  assert.equal(built.status, 0, built.stderr);
+  const root = tempDir();
+  // A bundle of its own, so the test does not race other runs of the real one.
+  const dir = tempDir('drydock-bundle-');
+  const bundle = path.join(dir, 'version.cjs');
+  copyFileSync(path.join(PROJECT_ROOT, 'dist/cli/version.cjs'), bundle);
+  const cache = `${bundle}.cache`;
+  // Named like the bin, so the bundle's main.ts sees itself invoked and runs.
+  const entry = path.join(dir, 'drydock.js');
+  writeFileSync(entry, `require(${JSON.stringify(path.join(PROJECT_ROOT, 'dist/cli/drydock.cjs'))}).runBundle(${JSON.stringify(bundle)});\n`);
+  const env: NodeJS.ProcessEnv = { ...process.env, DRYDOCK_ROOT: root };
+  delete env.npm_package_version;
+  const run = () => spawnSync(process.execPath, [entry, '--version'], { encoding: 'utf8', env });
+  const first = run();
+  assert.equal(first.status, 0, first.stderr);
+  assert.ok(existsSync(cache), 'the first run writes the cache');
+  const header = readFileSync(cache).subarray(0, readFileSync(cache).indexOf(10)).toString();
+  assert.match(header, new RegExp(`^drydock-code-cache ${process.version} ${process.arch} \\d+ ${statSync(bundle).size} `));
+  const made = statSync(cache).mtimeMs;
+  assert.equal(run().status, 0);
+  assert.equal(statSync(cache).mtimeMs, made, 'a matching cache is used, not rewritten');
+
+  // A rebuilt bundle of the same length: V8 alone would take the old cache (it knows the source by
+  // its length) and run the old code.
+  const text = readFileSync(bundle, 'utf8');
+  assert.ok(text.includes('"0.1.0"'));
+  writeFileSync(bundle, text.replace('"0.1.0"', '"7.7.7"'));
+  const after = run();
+  assert.equal(after.status, 0, after.stderr);
+  assert.equal(after.stdout, '7.7.7\n');
+  assert.notEqual(statSync(cache).mtimeMs, made, 'the stale cache is replaced');
 });
 
 test('the bundled CLI starts a detached container through the bundled monitor', async () => {
@@ -60,4 +118,20 @@ test('the bundled CLI starts a detached container through the bundled monitor', 
   assert.equal(wait.stdout, '0\n', wait.stderr);
   assert.equal(bin(['logs', id], root).stdout, 'from-the-monitor\n');
   assert.equal(bin(['rm', id], root).code, 0);
+});
+
+test('a command whose code imports Node built-ins lazily runs from the code cache too (drydock build, twice)', () => {
+  assert.equal(built.status, 0, built.stderr);
+  const root = tempDir();
+  const ctx = tempDir('drydock-bundle-ctx-');
+  // FROM scratch and metadata only: no base image, no runc; the CLI's build action still does
+  // `await import('node:net')` and the like, which a function restored from V8's cache cannot
+  // do unless the bundle turned them into require().
+  writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM scratch\nENV A=1\nCMD ["/x"]\n');
+  for (const round of ['first (writes the cache)', 'second (from the cache)']) {
+    const r = bin(['build', '-q', ctx], root);
+    assert.equal(r.code, 0, `${round}: ${r.stderr}`);
+    assert.match(r.stdout, /^sha256:[a-f0-9]{64}\n$/, round);
+    assert.ok(existsSync(path.join(PROJECT_ROOT, 'dist/cli/build.cjs.cache')), `${round}: the build bundle has its cache`);
+  }
 });

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Command } from 'commander';
-import { COMMAND_MODULES, commandWord, modulesFor } from '../../src/cli/commands/index.js';
+import { COMMAND_MODULES, bundleFor, commandWord, modulesFor } from '../../src/cli/commands/index.js';
 import { runCli } from '../helpers/env.js';
 
 test('each module registers exactly the names the table lists', async () => {
@@ -20,22 +20,23 @@ test('each module registers exactly the names the table lists', async () => {
   }
 });
 
-const cases: { args: string[]; word: string | undefined; modules: number }[] = [
-  { args: ['run', '--rm', 'busybox', 'true'], word: 'run', modules: 1 },
-  { args: ['--root', '/tmp/x', 'images'], word: 'images', modules: 1 },
-  { args: ['--root=/tmp/x', 'build', '.'], word: 'build', modules: 1 },
-  { args: ['--help'], word: undefined, modules: COMMAND_MODULES.length },
-  { args: ['help', 'build'], word: 'help', modules: COMMAND_MODULES.length },
-  { args: ['no-such-command'], word: 'no-such-command', modules: COMMAND_MODULES.length },
-  { args: ['--version'], word: undefined, modules: 0 },
-  { args: ['-v'], word: undefined, modules: 0 },
-  { args: ['build', '-v', '/x:/y'], word: 'build', modules: 1 },
+const cases: { args: string[]; word: string | undefined; modules: number; bundle: string }[] = [
+  { args: ['run', '--rm', 'busybox', 'true'], word: 'run', modules: 1, bundle: 'container' },
+  { args: ['--root', '/tmp/x', 'images'], word: 'images', modules: 1, bundle: 'image' },
+  { args: ['--root=/tmp/x', 'build', '.'], word: 'build', modules: 1, bundle: 'build' },
+  { args: ['--help'], word: undefined, modules: COMMAND_MODULES.length, bundle: 'all' },
+  { args: ['help', 'build'], word: 'help', modules: COMMAND_MODULES.length, bundle: 'all' },
+  { args: ['no-such-command'], word: 'no-such-command', modules: COMMAND_MODULES.length, bundle: 'all' },
+  { args: ['--version'], word: undefined, modules: 0, bundle: 'version' },
+  { args: ['-v'], word: undefined, modules: 0, bundle: 'version' },
+  { args: ['build', '-v', '/x:/y'], word: 'build', modules: 1, bundle: 'build' },
 ];
 
 for (const c of cases) {
   test(`dispatch: drydock ${c.args.join(' ')}`, () => {
     assert.equal(commandWord(c.args), c.word);
     assert.equal(modulesFor(c.args).length, c.modules);
+    assert.equal(bundleFor(c.args), c.bundle);
   });
 }
 

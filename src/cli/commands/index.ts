@@ -5,21 +5,24 @@
 import type { Command } from 'commander';
 
 export interface CommandModule {
+  /** The module's file name without extension; also its bundle's name (scripts/bundle-cli.mjs). */
+  module: string;
   names: readonly string[];
   load(): Promise<{ register(program: Command): void }>;
 }
 
 export const COMMAND_MODULES: readonly CommandModule[] = [
-  { names: ['import', 'images', 'image-ls', 'image', 'inspect', 'tag', 'rmi', 'save', 'load', 'export', 'gc', 'history'], load: () => import('./image.js') },
-  { names: ['builder', 'build'], load: () => import('./build.js') },
-  { names: ['mkimage'], load: () => import('./mkimage.js') },
-  { names: ['pull', 'push', 'copy', 'login', 'logout'], load: () => import('./registry-client.js') },
-  { names: ['serve', 'registry'], load: () => import('./registry.js') },
-  { names: ['iso', 'disk'], load: () => import('./boot.js') },
-  { names: ['os'], load: () => import('./os.js') },
-  { names: ['version', 'info', 'system'], load: () => import('./system.js') },
-  { names: ['wait', 'rename', 'top', 'pause', 'unpause', 'attach', 'stats'], load: () => import('./container-extra.js') },
+  { module: 'image', names: ['import', 'images', 'image-ls', 'image', 'inspect', 'tag', 'rmi', 'save', 'load', 'export', 'gc', 'history'], load: () => import('./image.js') },
+  { module: 'build', names: ['builder', 'build'], load: () => import('./build.js') },
+  { module: 'mkimage', names: ['mkimage'], load: () => import('./mkimage.js') },
+  { module: 'registry-client', names: ['pull', 'push', 'copy', 'login', 'logout'], load: () => import('./registry-client.js') },
+  { module: 'registry', names: ['serve', 'registry'], load: () => import('./registry.js') },
+  { module: 'boot', names: ['iso', 'disk'], load: () => import('./boot.js') },
+  { module: 'os', names: ['os'], load: () => import('./os.js') },
+  { module: 'system', names: ['version', 'info', 'system'], load: () => import('./system.js') },
+  { module: 'container-extra', names: ['wait', 'rename', 'top', 'pause', 'unpause', 'attach', 'stats'], load: () => import('./container-extra.js') },
   {
+    module: 'container',
     names: ['run', 'create', 'start', 'ps', 'logs', 'stop', 'restart', 'kill', 'rm', 'exec', 'commit', 'cp', 'port', 'container', 'volume', 'generate'],
     load: () => import('./container.js'),
   },
@@ -43,4 +46,14 @@ export function modulesFor(args: readonly string[]): readonly CommandModule[] {
   if (word === undefined && args.some((a) => a === '-v' || a === '--version')) return [];
   const owner = word === undefined || word === 'help' ? undefined : COMMAND_MODULES.find((m) => m.names.includes(word));
   return owner ? [owner] : COMMAND_MODULES;
+}
+
+/**
+ * The name of the bundle that runs `args` (scripts/bundle-cli.mjs writes dist/cli/<name>.cjs):
+ * the owning module's, "version" when no module is needed, "all" for help and unknown words.
+ */
+export function bundleFor(args: readonly string[]): string {
+  const modules = modulesFor(args);
+  if (modules.length === 0) return 'version';
+  return modules.length === 1 ? modules[0]!.module : 'all';
 }

@@ -1,0 +1,84 @@
+// The start of the installed `drydock` (bin/drydock.js requires this, bundled as dist/cli/drydock.cjs).
+// scripts/bundle-cli.mjs writes one CommonJS bundle per command module (dist/cli/image.cjs, …):
+// main.ts plus that module and everything it may import, and all.cjs for --help and unknown words.
+// This picks the bundle for argv and runs it through V8's code cache, so a quick command reads two
+// files and compiles almost nothing:
+//  - CommonJS, because Node 20's ESM loader costs a resolve, a read and a compile per file, and
+//    vm.Script (which takes a code cache) runs scripts, not modules; Node 20 has no
+//    module.enableCompileCache.
+//  - The cache (<bundle>.cjs.cache) is written the first time a bundle runs (or after Node, or the
+//    bundle, changed), when the process exits, so it holds the functions that run compiled. V8 checks
+//    its own version and flags but knows the source only by its length, so the file starts with a
+//    line naming the bundle's inode, size and mtime; a cache of another build is never used.
+//    A read-only install simply runs without one. DRYDOCK_CODE_CACHE=0 turns it off (bench/startup.ts).
+import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import Module, { createRequire } from 'node:module';
+import path from 'node:path';
+import vm from 'node:vm';
+import { bundleFor } from './commands/index.js';
+
+/** The first line of a cache file: what it was made from. */
+function cacheHeader(bundle: { ino: number; size: number; mtimeMs: number }): string {
+  return `drydock-code-cache ${process.version} ${process.arch} ${bundle.ino} ${bundle.size} ${bundle.mtimeMs}\n`;
+}
+
+/** The V8 cache data in `file` if it was made for this bundle and this Node, else undefined. */
+function readCache(file: string, header: string): Buffer | undefined {
+  let data: Buffer;
+  try { data = readFileSync(file); } catch { return undefined; }
+  const nl = data.indexOf(10);
+  if (nl < 0 || data.toString('latin1', 0, nl + 1) !== header) return undefined;
+  return data.subarray(nl + 1);
+}
+
+/** Temp, fsync, rename: a reader sees the old cache, the new one or none, never a torn one. */
+function writeCache(file: string, header: string, data: Buffer): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  try {
+    const fd = openSync(tmp, 'w', 0o644);
+    try {
+      writeSync(fd, header);
+      writeSync(fd, data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  } catch {
+    // No cache this time (a read-only install, a full disk); the next run compiles again.
+    try { unlinkSync(tmp); } catch { /* never created */ }
+  }
+}
+
+/** Runs a CommonJS bundle as require() would, with V8's code cache beside it. */
+export function runBundle(file: string, opts: { codeCache?: boolean } = {}): void {
+  const fd = openSync(file, 'r');
+  let source: string;
+  let header: string;
+  try {
+    header = cacheHeader(fstatSync(fd));
+    source = readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+  const cacheFile = `${file}.cache`;
+  const useCache = opts.codeCache ?? true;
+  const cachedData = useCache ? readCache(cacheFile, header) : undefined;
+  const script = new vm.Script(Module.wrap(source), {
+    filename: file,
+    cachedData,
+    // A bundle's import() of an external package goes to Node's own loader, as in a module.
+    importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+  });
+  if (useCache && (cachedData === undefined || script.cachedDataRejected)) {
+    process.once('exit', () => writeCache(cacheFile, header, script.createCachedData()));
+  }
+  const wrapper = script.runInThisContext() as (exports: object, require: NodeJS.Require, module: object, filename: string, dirname: string) => void;
+  const module = { exports: {}, filename: file, id: file, loaded: false };
+  wrapper.call(module.exports, module.exports, createRequire(file), module, file, path.dirname(file));
+}
+
+/** Runs the bundle of the command in argv from `dir` (dist/cli). */
+export function launch(dir: string, argv: readonly string[] = process.argv): void {
+  runBundle(path.join(dir, `${bundleFor(argv.slice(2))}.cjs`), { codeCache: process.env.DRYDOCK_CODE_CACHE !== '0' });
+}
