@@ -29,6 +29,8 @@ export const LEASE_TTL_MS = 30_000;
  * renewal through well inside it.
  */
 export const MIN_LEASE_TTL_MS = 5_000;
+/** The longest: also the cap on a lifetime read from a lease, so no lease object can block an upload for longer. */
+export const MAX_LEASE_TTL_MS = 3_600_000;
 
 /** How often a holder renews: a third of the lifetime, so two renewals in a row may fail or stall. */
 export function leaseRenewalMs(ttlMs: number): number {
@@ -77,7 +79,7 @@ async function leaseAge(t: LeaseTarget, key: string): Promise<{ etag: string; ag
     let holderTtlMs: number | undefined;
     try {
       const v = (JSON.parse(text) as { ttlMs?: unknown }).ttlMs;
-      if (typeof v === 'number' && Number.isFinite(v) && v > 0) holderTtlMs = v;
+      if (typeof v === 'number' && Number.isFinite(v) && v > 0) holderTtlMs = Math.min(v, MAX_LEASE_TTL_MS);
     } catch { /* a lease written by something else: the taker's own lifetime applies */ }
     const modified = out.LastModified?.getTime() ?? 0;
     return { etag: out.ETag ?? '', ageMs: (serverDate ?? Date.now()) - modified, holderTtlMs };

@@ -27,7 +27,7 @@ import type {
 } from '@aws-sdk/client-s3';
 import { UserError } from '../../util/errors.js';
 import { PathNotFoundError, type FileInfo, type FileWriter, type StorageDriver } from './driver.js';
-import { acquireLease, conditionalWritesHonoured, LEASE_TTL_MS, MIN_LEASE_TTL_MS } from './s3-lease.js';
+import { acquireLease, conditionalWritesHonoured, LEASE_TTL_MS, MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from './s3-lease.js';
 import { parseDuration } from '../duration.js';
 import { randomUUID } from 'node:crypto';
 
@@ -807,7 +807,7 @@ export function s3OptionsFromConfig(raw: Record<string, unknown>, env: NodeJS.Pr
     } catch {
       throw new UserError(bad);
     }
-    if (!(leaseTtlMs >= MIN_LEASE_TTL_MS && leaseTtlMs <= 3_600_000)) throw new UserError(bad);
+    if (!(leaseTtlMs >= MIN_LEASE_TTL_MS && leaseTtlMs <= MAX_LEASE_TTL_MS)) throw new UserError(bad);
   }
   const accessKey = configString(raw.accesskey, 'accesskey');
   const secretKey = configString(raw.secretkey, 'secretkey');
