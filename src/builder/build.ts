@@ -59,9 +59,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     // The platforms of one build share the context; build.ts saves its hash cache once for all.
     if (!opts.shared) await s.context.hashCache?.save();
     warnUnusedArgs(s);
-    const image = await exportImage(s, graph, solver, state);
-    await exportStepImages(s, solver);
-    await solver.flush();
+    // The image, the steps' images and the cache entries are independent writes: together, their
+    // fsyncs overlap. The first failure is reported once all have settled.
+    const [exported, steps, puts] = await Promise.allSettled([exportImage(s, graph, solver, state), exportStepImages(s, solver), solver.flush()]);
+    for (const r of [exported, steps, puts]) if (r.status === 'rejected') throw r.reason;
+    const image = (exported as PromiseFulfilledResult<Awaited<ReturnType<typeof exportImage>>>).value;
     if (opts.output) await exportOutput(s.store, opts.output, [image], undefined, image.names[0]);
     return { ...image, steps: solver.steps };
   } finally {
