@@ -56,7 +56,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     } finally {
       for (const sig of signals) process.off(sig, onSignal);
     }
-    // The platforms of one build share the context; build.ts saves its hash cache once for all.
+    // The platforms of one build share the context; platforms.ts saves its hash cache once for all.
     if (!opts.shared) await s.context.hashCache?.save();
     warnUnusedArgs(s);
     // The image, the steps' images and the cache entries are independent writes: together, their
