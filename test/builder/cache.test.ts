@@ -1,5 +1,6 @@
 // The build cache: editing a line reruns that step and the ones after it only; COPY keys on
 // content, not mtimes; a fully cached rebuild does no filesystem work and gives the same image.
+import { execFileSync } from 'node:child_process';
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
@@ -53,19 +54,22 @@ test('COPY keys on file content, not mtime; a content change invalidates from th
 });
 
 test('the context hash cache (inode, size, mtime, ctime) sees a same-size edit whose mtime was put back', async () => {
-  const dir = await fx.context({ 'app.txt': 'v1\n', Dockerfile: dockerfile('stat') });
+  // Contents no other test uses: the COPY's key is its content's hash, shared across contexts.
+  const dir = await fx.context({ 'app.txt': 'stat-1\n', Dockerfile: dockerfile('stat') });
   const file = path.join(dir, 'app.txt');
   await fx.build(dir);
   assert.deepEqual(reran(await fx.build(dir)), [], 'the second build takes the hash from the stat-keyed cache');
-  const before = await fsp.stat(file);
-  // Same inode (written in place), same size, mtime restored: only ctime and the bytes differ.
+  const before = await fsp.stat(file, { bigint: true });
+  // Same inode (written in place), same size, mtime restored to the nanosecond by GNU touch (a
+  // Date has only milliseconds): only ctime and the bytes differ.
   const fh = await fsp.open(file, 'r+');
-  try { await fh.write('v2\n', 0); } finally { await fh.close(); }
-  await fsp.utimes(file, before.atime, before.mtime);
-  const after = await fsp.stat(file);
+  try { await fh.write('stat-2\n', 0); } finally { await fh.close(); }
+  const ns = before.mtimeNs;
+  execFileSync('touch', ['-m', '-d', `@${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, '0')}`, file]);
+  const after = await fsp.stat(file, { bigint: true });
   assert.equal(after.ino, before.ino);
   assert.equal(after.size, before.size);
-  assert.equal(after.mtimeMs, before.mtimeMs);
+  assert.equal(after.mtimeNs, before.mtimeNs);
   assert.deepEqual(reran(await fx.build(dir)), [3, 4, 5, 6], 'the content change is seen');
 });
 
