@@ -81,6 +81,9 @@ const common = {
   platform: 'node',
   target: 'node20',
   minify: true,
+  // import() of what stays outside (built-ins, esbuild) becomes a require(): a script run by
+  // vm.Script has no module loader to import with, short of an experimental option that warns.
+  supported: { 'dynamic-import': false },
   // A native addon cannot be bundled, and esbuild (src/os bundles the CLI) finds its binary from
   // its own package; both load from node_modules.
   external: ['@napi-rs/xattr', 'esbuild'],

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { busyboxImage } from '../helpers/images.js';
 import { COMMAND_MODULES } from '../../src/cli/commands/index.js';
@@ -70,6 +70,13 @@ test('the bin runs the bundle of the command in dist/cli, never the per-file dis
     assert.equal(h.code, 0, `${m.names[0]} --help: ${h.stderr}`);
     assert.match(h.stdout, new RegExp(`^Usage: drydock ${m.names[0]} `), h.stdout);
     assert.ok(h.loaded.includes(`dist/cli/${m.module}.cjs`), h.loaded.join(' '));
+  }
+
+  // No bundle keeps an import() (of a built-in, or esbuild): a vm.Script would need Node's
+  // experimental importModuleDynamically, which warns on stderr (`drydock serve` did).
+  for (const f of readdirSync(path.join(PROJECT_ROOT, 'dist/cli')).filter((n) => n.endsWith('.cjs'))) {
+    const at = readFileSync(path.join(PROJECT_ROOT, 'dist/cli', f), 'utf8').search(/\bimport\("/);
+    assert.equal(at, -1, `${f} keeps an import() at offset ${at}`);
   }
 
   // --help and unknown words run the bundle of every module.
