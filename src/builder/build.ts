@@ -1,7 +1,7 @@
 // The builder, wired: Dockerfile → stages → build graph (graph.ts, nothing executed) → solver
 // (solver.ts: cache, concurrent execution, snapshots) → exporters (export.ts: the image in the
-// store, --output). Options and shared state live in session.ts; several platforms at once are
-// platforms.ts.
+// store, --output) for one platform. Options and shared state live in session.ts; several
+// platforms at once are platforms.ts, and index.ts picks between the two.
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -16,11 +16,9 @@ import { Solver, type StepReport } from './solver.js';
 import { exportImage, exportOutput, exportStepImages } from './export.js';
 import { describePlan, type PlanDocument } from './plan-output.js';
 import { BuildSession, PROXY_ARGS, type BuildOptions } from './session.js';
-import { buildPlatforms } from './platforms.js';
 
 export type { BuildOptions } from './session.js';
 export type { StepReport } from './solver.js';
-export { planPlatforms } from './platforms.js';
 
 export interface BuildResult {
   /** The image ID (config digest), like `docker build`. */
@@ -35,8 +33,9 @@ export interface BuildResult {
   platforms?: BuildResult[];
 }
 
-export async function build(opts: BuildOptions): Promise<BuildResult> {
-  if (opts.platform?.includes(',')) return buildPlatforms(opts);
+/** One platform's build (platforms.ts runs several of these at once for `--platform a,b`). */
+export async function buildPlatform(opts: BuildOptions): Promise<BuildResult> {
+  if (opts.platform?.includes(',')) throw new UserError('several platforms build through buildPlatforms');
   const s = await openSession(opts);
   try {
     const graph = await planBuild(s);
@@ -72,7 +71,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
 }
 
 /** The build graph with each vertex's cache status, computed without executing anything. */
-export async function plan(opts: BuildOptions): Promise<{ graph: BuildGraph; document: PlanDocument }> {
+export async function planPlatform(opts: BuildOptions): Promise<{ graph: BuildGraph; document: PlanDocument }> {
   if (opts.platform?.includes(',')) throw new UserError('several platforms have one graph each: use planPlatforms');
   const s = await openSession(opts);
   try {

@@ -16,7 +16,7 @@ import { PrefixedLines, limiter } from './solver.js';
 import { exportOutput, checkOutput } from './export.js';
 import { sharedPlan, type PlatformsPlanDocument } from './plan-output.js';
 import type { BuildOptions, SharedWork } from './session.js';
-import { build, plan, openContext, type BuildResult } from './build.js';
+import { buildPlatform, planPlatform, openContext, type BuildResult } from './build.js';
 
 /** The platforms of `--platform a,b`, validated, duplicates dropped, in the order given. */
 function platformList(spec: string): string[] {
@@ -56,7 +56,7 @@ export async function buildPlatforms(opts: BuildOptions): Promise<BuildResult> {
   const shared = sharedWork(opts, store);
   const outs = platforms.map((p) => (opts.progress ? new PrefixedLines(opts.progress, `[${p}] `) : undefined));
   const settled = await Promise.allSettled(platforms.map((platform, i) =>
-    build({ ...opts, store, platform, tags: [], output: undefined, progress: outs[i], shared })));
+    buildPlatform({ ...opts, store, platform, tags: [], output: undefined, progress: outs[i], shared })));
   for (const o of outs) o?.end();
   await (await shared.context.catch(() => undefined))?.hashCache.save();
   const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -93,7 +93,7 @@ export async function planPlatforms(opts: BuildOptions): Promise<PlatformsPlanDo
   const platforms = platformList(opts.platform!);
   const store = opts.store ?? (await ContentStore.open());
   const shared = sharedWork(opts, store);
-  const docs = await Promise.all(platforms.map(async (platform) => (await plan({ ...opts, store, platform, shared, progress: undefined })).document));
+  const docs = await Promise.all(platforms.map(async (platform) => (await planPlatform({ ...opts, store, platform, shared, progress: undefined })).document));
   return sharedPlan(platforms, docs);
 }
 
