@@ -368,3 +368,29 @@ test('-o DIR and -o - (a tar on stdout, progress on stderr) on the command line'
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /docker exporter does not currently support exporting manifest lists/);
 });
+
+test('--cache-to mode=min with several platforms exports every platform\'s chain: a fresh store builds both from it without a RUN', async () => {
+  const { RemoteCache } = await import('../../src/builder/remote-cache/index.js');
+  const { build } = await import('../../src/builder/index.js');
+  const { ContentStore } = await import('../../src/store/index.js');
+  const ctx = await rootfsContext(BASE_DOCKERFILE.replace('RUN [', 'RUN ["/bin/busybox", "echo", "cache-min"]\nRUN ['));
+  const cacheDir = path.join(tempDir('drydock-mp-cache-'), 'cache');
+  const exporting = await RemoteCache.open(fx.store, { from: [], to: [{ type: 'local', dest: cacheDir, tag: 'latest', mode: 'min', ignoreError: false }] });
+  const first = await fx.build(ctx, { platform: 'linux/amd64,linux/arm64', noCache: true, remoteCache: exporting });
+  await exporting.export();
+  await exporting.close();
+  assert.equal(first.steps.filter((s) => s.instruction.startsWith('RUN') && !s.cached).length, 4, 'two RUN steps per platform ran');
+
+  const fresh = await ContentStore.open(path.join(tempDir('drydock-mp-fresh-'), 'store'));
+  const importing = await RemoteCache.open(fresh, { from: [{ type: 'local', src: cacheDir, tag: 'latest' }], to: [] });
+  try {
+    const r = await build({ context: ctx, store: fresh, platform: 'linux/amd64,linux/arm64', remoteCache: importing });
+    const runs = r.steps.filter((s) => s.instruction.startsWith('RUN'));
+    assert.equal(runs.length, 4);
+    assert.ok(runs.every((s) => s.cached), `every platform's RUN came from the cache: ${JSON.stringify(runs)}`);
+    // The same layers (history times of the layerless ARG after FROM scratch are not in a cache).
+    for (const i of [0, 1]) assert.deepEqual(r.platforms![i]!.config.rootfs, first.platforms![i]!.config.rootfs, 'the same layers');
+  } finally {
+    await importing.close();
+  }
+});

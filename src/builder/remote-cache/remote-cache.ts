@@ -64,7 +64,8 @@ export class RemoteCache implements StepCacheHooks {
   readonly origins = new Map<string, LayerOrigin>();
   private readonly solved: SolvedStep[] = [];
   private readonly hits = new Map<string, CacheEntry>();
-  private final?: { key: string; layers: CachedLayer[] };
+  /** The final image's key of each platform built. */
+  private readonly finals: string[] = [];
   private readonly local: BuildCache;
   private readonly closers: (() => Promise<void>)[] = [];
 
@@ -146,19 +147,20 @@ export class RemoteCache implements StepCacheHooks {
   }
 
   async finalImage(key: string, layers: CachedLayer[]): Promise<Record<string, unknown>> {
-    this.final = { key, layers: [...layers] };
+    this.finals.push(key);
     if (!this.opts.to.some((t) => t.type === 'inline')) return {};
-    return inlineConfigField(await this.recordsFor('min'), layers);
+    // The inline cache of one platform's image holds that image's chain only.
+    return inlineConfigField(chainsOf([key], await this.steps()), layers);
   }
 
-  /** The steps a mode exports: max = every step resolved; min = the final image's chain. */
+  /**
+   * The steps a mode exports: max = every step resolved; min = the final images' chains (one per
+   * platform of a `--platform a,b` build, whose images all report here).
+   */
   async recordsFor(mode: 'min' | 'max'): Promise<StepRecord[]> {
     const steps = await this.steps();
-    if (mode === 'max' || !this.final) return steps;
-    const byKey = new Map(steps.map((s) => [s.key, s]));
-    const chain: StepRecord[] = [];
-    for (let s = byKey.get(this.final.key); s; s = s.parent !== undefined ? byKey.get(s.parent) : undefined) chain.unshift(s);
-    return chain;
+    if (mode === 'max' || this.finals.length === 0) return steps;
+    return chainsOf(this.finals, steps);
   }
 
   /**
@@ -231,4 +233,17 @@ export class RemoteCache implements StepCacheHooks {
     if (this.registry) await (await this.registry).close().catch(() => {});
     for (const c of this.closers.splice(0)) await c().catch(() => {});
   }
+}
+
+/** The records of each key's chain (FROM first), each record once, parents before children. */
+function chainsOf(keys: string[], steps: StepRecord[]): StepRecord[] {
+  const byKey = new Map(steps.map((s) => [s.key, s]));
+  const seen = new Set<string>();
+  const out: StepRecord[] = [];
+  for (const key of keys) {
+    const chain: StepRecord[] = [];
+    for (let s = byKey.get(key); s && !seen.has(s.key); s = s.parent !== undefined ? byKey.get(s.parent) : undefined) chain.unshift(s);
+    for (const s of chain) { seen.add(s.key); out.push(s); }
+  }
+  return out;
 }
