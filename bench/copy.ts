@@ -23,10 +23,17 @@ const MB = Number(process.env.DRYDOCK_BENCH_MB ?? 200);
 const LAYERS = Number(process.env.DRYDOCK_BENCH_LAYERS ?? 8);
 const ROUNDS = Number(process.env.DRYDOCK_BENCH_ROUNDS ?? 3);
 
-/** A runnable drydock CLI: dist/ when compiled, else an esbuild bundle next to node_modules. */
+/**
+ * A runnable drydock CLI: compiled, the installed bin (bin/drydock.js, which runs the bundles of
+ * `npm run build` with their code cache; dist/src when only tsc ran), else an esbuild bundle next
+ * to node_modules.
+ */
 function drydockCommand(): string[] {
   const here = fileURLToPath(import.meta.url);
-  if (!here.endsWith('.ts')) return [process.execPath, path.join(PROJECT_ROOT, 'dist/src/cli/main.js')];
+  if (!here.endsWith('.ts')) {
+    if (existsSync(path.join(PROJECT_ROOT, 'dist/cli/drydock.cjs'))) return [process.execPath, path.join(PROJECT_ROOT, 'bin/drydock.js')];
+    return [process.execPath, path.join(PROJECT_ROOT, 'dist/src/cli/main.js')];
+  }
   // Split at the CLI's lazy imports, like the compiled dist/ (only the command's modules load).
   const outdir = path.join(PROJECT_ROOT, 'node_modules/.cache/drydock-bench');
   rmSync(outdir, { recursive: true, force: true });

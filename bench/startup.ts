@@ -4,8 +4,9 @@
 //
 //   npm run build && node dist/bench/startup.js [RUNS]      # RUNS defaults to 20
 //
-// The drydock measured is the installed bin (bin/drydock.js, which loads the esbuild bundle that
-// `npm run build` writes to dist/cli/); DRYDOCK_STARTUP_CLI=path measures another entry instead.
+// The drydock measured is the installed bin (bin/drydock.js, which runs the esbuild bundle of the
+// command that `npm run build` writes to dist/cli/, with V8's code cache); DRYDOCK_STARTUP_CLI=path
+// measures another entry instead.
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -25,17 +26,19 @@ delete env.NODE_EXTRA_CA_CERTS;
 const emptyModule = path.join(root, 'empty.mjs');
 writeFileSync(emptyModule, 'export {};\n');
 
-const cases: { name: string; argv: string[] }[] = [
+const cases: { name: string; argv: string[]; env?: NodeJS.ProcessEnv }[] = [
   { name: 'node -e 0', argv: ['-e', '0'] },
   { name: 'node empty.mjs', argv: [emptyModule] },
   { name: 'drydock --version', argv: [cli, '--version'] },
   { name: 'drydock images -q', argv: [cli, 'images', '-q'] },
+  // The same without V8's code cache (src/cli/launch.ts): what the cache is worth.
+  { name: 'images -q, no cache', argv: [cli, 'images', '-q'], env: { DRYDOCK_CODE_CACHE: '0' } },
   { name: 'drydock ps -q', argv: [cli, 'ps', '-q'] },
 ];
 
-function once(argv: string[]): number {
+function once(argv: string[], extra: NodeJS.ProcessEnv = {}): number {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, argv, { env, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  const r = spawnSync(process.execPath, argv, { env: { ...env, ...extra }, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   if (r.status !== 0) throw new Error(`node ${argv.join(' ')} failed (${r.status}): ${r.stderr}`);
   return ms;
@@ -43,9 +46,9 @@ function once(argv: string[]): number {
 
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
 
-for (const c of cases) once(c.argv); // warm the page cache
+for (const c of cases) once(c.argv, c.env); // warm the page cache (and write the code caches)
 const times = cases.map(() => [] as number[]);
-for (let i = 0; i < RUNS; i++) cases.forEach((c, j) => times[j]!.push(once(c.argv)));
+for (let i = 0; i < RUNS; i++) cases.forEach((c, j) => times[j]!.push(once(c.argv, c.env)));
 const base = median(times[0]!);
 console.log(`${RUNS} runs each, median wall time; load average ${(await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')}`);
 for (const [j, c] of cases.entries()) {

@@ -14,6 +14,7 @@ import { build } from 'esbuild';
 import { renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const out = path.join(root, 'dist/cli');
@@ -46,6 +47,33 @@ async function commandModules() {
   return COMMAND_MODULES.map((m) => m.module);
 }
 
+/**
+ * esbuild plugin: Node built-ins that cost a few milliseconds to load (crypto, child_process and
+ * the net, dgram and tty it pulls in, zlib, http…) become a module of getters that require the
+ * real one on first use. A bundle imports them at the top of every module that uses them, so
+ * without this `drydock images` loads child_process for commander's executable subcommands and
+ * crypto for a digest it never computes.
+ */
+const LAZY_BUILTINS = ['child_process', 'crypto', 'dgram', 'dns', 'http', 'http2', 'https', 'net', 'perf_hooks', 'readline', 'tls', 'worker_threads', 'zlib'];
+const requireBuiltin = createRequire(import.meta.url);
+const lazyBuiltins = {
+  name: 'drydock-lazy-builtins',
+  setup(b) {
+    const filter = new RegExp(`^(node:)?(${LAZY_BUILTINS.join('|')})$`);
+    b.onResolve({ filter }, (args) => {
+      const name = args.path.replace(/^node:/, '');
+      // The getters' own require() is the real module.
+      if (args.namespace === 'drydock-lazy-builtin') return { path: `node:${name}`, external: true };
+      return { path: name, namespace: 'drydock-lazy-builtin' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'drydock-lazy-builtin' }, (args) => ({
+      contents: `let m;const load=()=>m??=require('node:${args.path}');` +
+        `for(const k of ${JSON.stringify(Object.keys(requireBuiltin(`node:${args.path}`)))})Object.defineProperty(exports,k,{enumerable:true,get:()=>load()[k]});`,
+      loader: 'js',
+    }));
+  },
+};
+
 const common = {
   absWorkingDir: root,
   bundle: true,
@@ -53,12 +81,16 @@ const common = {
   platform: 'node',
   target: 'node20',
   minify: true,
+  // import() of what stays outside (built-ins, esbuild) becomes a require(): a script run by
+  // vm.Script has no module loader to import with, short of an experimental option that warns.
+  supported: { 'dynamic-import': false },
   // A native addon cannot be bundled, and esbuild (src/os bundles the CLI) finds its binary from
   // its own package; both load from node_modules.
   external: ['@napi-rs/xattr', 'esbuild'],
-  // import.meta.url (lifecycle.ts finds the monitor beside its code) is the bundle's own URL.
-  define: { 'import.meta.url': '__drydockImportMetaUrl' },
-  banner: { js: "'use strict';const __drydockImportMetaUrl=require('node:url').pathToFileURL(__filename).href;" },
+  // import.meta.url (lifecycle.ts finds the monitor beside its code) is the bundle's own URL,
+  // made when asked for: URL's href getter costs a millisecond a command mostly does not need.
+  define: { 'import.meta': '__drydockImportMeta' },
+  banner: { js: "'use strict';const __drydockImportMeta={get url(){return require('node:url').pathToFileURL(__filename).href}};" },
   // import() of Node's built-ins (`await import('node:os')` in the sources) becomes require():
   // functions that V8 restores from a code cache lose vm.Script's importModuleDynamically, and
   // their import() then fails with "A dynamic import callback was not specified".
@@ -80,7 +112,7 @@ await Promise.all(bundles.map((b) => build({
   ...common,
   entryPoints: [b.entry],
   outfile: path.join(tmp, `${b.name}.cjs`),
-  plugins: [onlyModules(b.keep)],
+  plugins: [onlyModules(b.keep), lazyBuiltins],
 })));
 // Swap in the new bundles whole (their code caches go with the old ones), so a running drydock
 // never sees a half-written directory.

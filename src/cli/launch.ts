@@ -64,12 +64,8 @@ export function runBundle(file: string, opts: { codeCache?: boolean } = {}): voi
   const cacheFile = `${file}.cache`;
   const useCache = opts.codeCache ?? true;
   const cachedData = useCache ? readCache(cacheFile, header) : undefined;
-  const script = new vm.Script(Module.wrap(source), {
-    filename: file,
-    cachedData,
-    // A bundle's import() of an external package goes to Node's own loader, as in a module.
-    importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
-  });
+  // No importModuleDynamically: the bundles have no import() (scripts/bundle-cli.mjs).
+  const script = new vm.Script(Module.wrap(source), { filename: file, cachedData });
   if (useCache && (cachedData === undefined || script.cachedDataRejected)) {
     process.once('exit', () => writeCache(cacheFile, header, script.createCachedData()));
   }

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { busyboxImage } from '../helpers/images.js';
 import { COMMAND_MODULES } from '../../src/cli/commands/index.js';
@@ -22,7 +22,8 @@ const built = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'scripts/bund
  * CommonJS launcher and bundles), an ESM loader hook what Node's ESM loader resolves.
  */
 const PRELOAD = path.join(tempDir('drydock-preload-'), 'log-reads.cjs');
-writeFileSync(PRELOAD, 'const fs=require("fs");for(const f of ["openSync","readFileSync"]){const o=fs[f];fs[f]=function(p,...a){if(typeof p==="string")fs.writeSync(2,"LOADED "+p+"\\n");return o.call(this,p,...a)}}\n');
+writeFileSync(PRELOAD, 'const fs=require("fs");for(const f of ["openSync","readFileSync"]){const o=fs[f];fs[f]=function(p,...a){if(typeof p==="string")fs.writeSync(2,"LOADED "+p+"\\n");return o.call(this,p,...a)}}' +
+  ';process.on("exit",()=>fs.writeSync(2,"BUILTINS "+process.moduleLoadList.filter((m)=>m.startsWith("NativeModule ")).map((m)=>m.slice(13)).join(" ")+"\\n"))\n');
 
 function bin(args: string[], root: string, env: NodeJS.ProcessEnv = {}) {
   const hook = 'data:text/javascript,import{writeSync}from"node:fs";export async function resolve(s,c,n){const r=await n(s,c);if(r.url.startsWith("file:"))writeSync(2,"LOADED "+new URL(r.url).pathname+"\\n");return r}';
@@ -30,7 +31,8 @@ function bin(args: string[], root: string, env: NodeJS.ProcessEnv = {}) {
     encoding: 'utf8', env: { ...process.env, DRYDOCK_ROOT: root, ...env }, timeout: 120_000,
   });
   const loaded = [...new Set([...r.stderr.matchAll(/^LOADED (\S+)$/gm)].map((m) => path.relative(PROJECT_ROOT, m[1]!)))].filter((f) => !f.startsWith('..'));
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr.replace(/^LOADED .*\n/gm, ''), loaded };
+  const builtins = (/^BUILTINS (.*)$/m.exec(r.stderr)?.[1] ?? '').split(' ');
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr.replace(/^(LOADED|BUILTINS) .*\n/gm, ''), loaded, builtins };
 }
 
 test('the bin runs the bundle of the command in dist/cli, never the per-file dist/src', () => {
@@ -49,6 +51,13 @@ test('the bin runs the bundle of the command in dist/cli, never the per-file dis
   // One bundle, the image commands', and nothing from dist/src or node_modules.
   assert.deepEqual(images.loaded.filter((f) => f.endsWith('.cjs')).sort(), ['dist/cli/drydock.cjs', 'dist/cli/image.cjs']);
   assert.ok(images.loaded.every((f) => !f.startsWith('dist/src/') && !f.startsWith('node_modules/')), images.loaded.join(' '));
+  // Built-ins it never uses stay unloaded (scripts/bundle-cli.mjs makes them lazy): commander's
+  // child_process (and the dgram it pulls in; net comes with stdout, a pipe here), the store's crypto.
+  // (The first run made the store, with a random temp name; a store that exists is only read.)
+  const again = bin(['images', '-q'], root);
+  assert.equal(again.code, 0, again.stderr);
+  for (const m of ['child_process', 'dgram', 'crypto', 'zlib']) assert.ok(!again.builtins.includes(m), `images -q loads ${m}`);
+  assert.ok(again.builtins.includes('fs'));
 
   // commander's own errors still end the process with its message and status.
   const bad = bin(['images', '--no-such-flag'], root);
@@ -61,6 +70,13 @@ test('the bin runs the bundle of the command in dist/cli, never the per-file dis
     assert.equal(h.code, 0, `${m.names[0]} --help: ${h.stderr}`);
     assert.match(h.stdout, new RegExp(`^Usage: drydock ${m.names[0]} `), h.stdout);
     assert.ok(h.loaded.includes(`dist/cli/${m.module}.cjs`), h.loaded.join(' '));
+  }
+
+  // No bundle keeps an import() (of a built-in, or esbuild): a vm.Script would need Node's
+  // experimental importModuleDynamically, which warns on stderr (`drydock serve` did).
+  for (const f of readdirSync(path.join(PROJECT_ROOT, 'dist/cli')).filter((n) => n.endsWith('.cjs'))) {
+    const at = readFileSync(path.join(PROJECT_ROOT, 'dist/cli', f), 'utf8').search(/\bimport\("/);
+    assert.equal(at, -1, `${f} keeps an import() at offset ${at}`);
   }
 
   // --help and unknown words run the bundle of every module.
