@@ -82,7 +82,9 @@ const common = {
   target: 'node20',
   minify: true,
   // import() of what stays outside (built-ins, esbuild) becomes a require(): a script run by
-  // vm.Script has no module loader to import with, short of an experimental option that warns.
+  // vm.Script has no module loader to import with, short of an experimental option that warns
+  // (and functions V8 restores from a code cache lose even that: "A dynamic import callback
+  // was not specified").
   supported: { 'dynamic-import': false },
   // A native addon cannot be bundled, and esbuild (src/os bundles the CLI) finds its binary from
   // its own package; both load from node_modules.
@@ -91,10 +93,6 @@ const common = {
   // made when asked for: URL's href getter costs a millisecond a command mostly does not need.
   define: { 'import.meta': '__drydockImportMeta' },
   banner: { js: "'use strict';const __drydockImportMeta={get url(){return require('node:url').pathToFileURL(__filename).href}};" },
-  // import() of Node's built-ins (`await import('node:os')` in the sources) becomes require():
-  // functions that V8 restores from a code cache lose vm.Script's importModuleDynamically, and
-  // their import() then fails with "A dynamic import callback was not specified".
-  supported: { 'dynamic-import': false },
   logLevel: 'warning',
 };
 
