@@ -5,6 +5,14 @@
 // first console output, and to the first HTTP answer from the service through the network.
 //
 //   scripts/fetch-kernel.sh && node --import tsx bench/boot.ts [runs] [MB]   (default 2 runs, 200 MB)
+//
+// `update` mode: an update that changes one 1 MB layer of a MB-sized image (default 200), on an
+// updatable disk: `drydock os upgrade` (run on the host against the disk's data partition,
+// loop-mounted, with `--root`: the same code the machine runs, without TCG's slowdown) versus
+// rebuilding the disk (`drydock pull` of v2 + `drydock disk` again) and writing it out whole.
+// Time and bytes for both; the registry is `drydock serve` on 127.0.0.1, images pushed by skopeo.
+//
+//   node --import tsx bench/boot.ts update [MB]
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
@@ -15,6 +23,9 @@ import { importRootfs } from '../src/archive/index.js';
 import { accelArgs, chooseQemuAccel, type QemuAccel } from '../src/boot/qemu-accel.js';
 import { drydockCommand, sh, shell, timed, median, scratchDir, printTable, cleanupDir, PROJECT_ROOT } from './mkimage-common.js';
 import { freePort } from '../test/helpers/docker-registry.js';
+import { startServe } from '../test/registry/serve.js';
+import { ociLayout, pushWithSkopeo, tarLayer, writeTree } from '../test/os/fixture-image.js';
+import os from 'node:os';
 
 const MB = 1024 * 1024;
 
@@ -165,4 +176,69 @@ export async function main(runs = Number(process.argv[2] ?? 2), sizeMB = Number(
   }
 }
 
-if (process.argv[1]?.endsWith('boot.ts') || process.argv[1]?.endsWith('boot.js')) await main();
+/** Bytes of a file as stored (sparse files count what is allocated). */
+const allocated = (file: string) => Number(shell(`du -B1 ${file} | cut -f1`).trim());
+
+export async function mainUpdate(sizeMB = Number(process.argv[3] ?? 200)): Promise<void> {
+  const kernel = sh(['bash', path.join(PROJECT_ROOT, 'scripts/fetch-kernel.sh')]).trim().split('\n').pop()!;
+  const dir = scratchDir('drydock-bench-update-');
+  const drydock = drydockCommand();
+  const load = os.loadavg().map((l) => l.toFixed(1)).join(' ');
+  const serve = await startServe(['--root', path.join(dir, 'registry'), '--addr', '127.0.0.1:0']);
+  const mnt = path.join(dir, 'mnt');
+  try {
+    const host = new URL(serve.url).host;
+    const ref = `${host}/bench/os:stable`;
+    const store = path.join(dir, 'store');
+    // The base: the ~200 MB tree of the boot bench, one layer; then a 1 MB layer that v2 changes.
+    const rootfs = path.join(dir, 'rootfs');
+    await fsp.mkdir(rootfs);
+    await synthesize(rootfs, sizeMB);
+    const base = tarLayer(rootfs, path.join(dir, 'base.tgz'), 'gzip');
+    const app = (v: string) => tarLayer(writeTree(path.join(dir, v), { 'opt/app/data': randomBytes(MB / 2).toString('hex') }), path.join(dir, `${v}.tgz`), 'gzip');
+    const cmd = ['sh', '-c', 'echo up'];
+    const v1 = ociLayout(path.join(dir, 'oci1'), 'v1', [base, app('v1')], cmd);
+    const v2 = ociLayout(path.join(dir, 'oci2'), 'v2', [base, app('v2')], cmd);
+    pushWithSkopeo(v1, ref);
+    sh([...drydock, '--root', store, 'pull', '-q', ref]);
+    const img = path.join(dir, 'os.img');
+    const first = timed(() => JSON.parse(sh([...drydock, '--root', store, 'disk', ref, '-o', img, '--kernel', kernel, '--updates-from', ref, '--insecure-registry', host, '--json'])));
+    const imageBytes = v1.layers.reduce((n, l) => n + l.size, 0);
+    pushWithSkopeo(v2, ref);
+
+    // drydock os upgrade against the disk's data partition.
+    await fsp.mkdir(mnt);
+    const dataStart = first.value.layout.dataStart as number;
+    sh(['mount', '-o', `loop,offset=${dataStart}`, img, mnt]);
+    const usedBefore = Number(shell(`df -B1 --output=used ${mnt} | tail -n 1`).trim());
+    const up = timed(() => sh([...drydock, 'os', 'upgrade', '--root', mnt, '-q']));
+    shell('sync');
+    const usedAfter = Number(shell(`df -B1 --output=used ${mnt} | tail -n 1`).trim());
+    const record = JSON.parse(sh([...drydock, 'os', 'status', '--json', '--root', mnt])).lastUpgrade as { bytes: number; layersFetched: number; layersReused: number };
+    sh(['umount', mnt]);
+
+    // The other way: pull v2 on the build host (it has the base layer), rebuild the disk, write it out whole.
+    const pull = timed(() => sh([...drydock, '--root', store, 'pull', '-q', ref]));
+    const img2 = path.join(dir, 'os2.img');
+    const rebuild = timed(() => sh([...drydock, '--root', store, 'disk', ref, '-o', img2, '--kernel', kernel, '--updates-from', ref, '--insecure-registry', host, '-q']));
+    const target = path.join(dir, 'flashed.img');
+    const flash = timed(() => sh(['dd', `if=${img2}`, `of=${target}`, 'bs=4M', 'conv=sparse,fsync', 'status=none']));
+    const f = (sec: number) => `${sec.toFixed(1)} s`;
+    const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
+    printTable(`an update of one 1 MB layer of a ${mb(imageBytes)} (compressed) image; load average ${load} on ${os.cpus().length} CPUs`, [
+      ['drydock os upgrade --root (the data partition, loop-mounted)', f(up.seconds), `${mb(record.bytes)} downloaded (${record.layersFetched} layer fetched, ${record.layersReused} reused)`, `${mb(usedAfter - usedBefore)} written to the data partition`],
+      ['rebuild: drydock pull v2 (build host has the base)', f(pull.seconds), `${mb(v2.layers[1]!.size)} layer`, ''],
+      ['rebuild: drydock disk again', f(rebuild.seconds), '', `disk ${mb(allocated(img2))} allocated`],
+      ['rebuild: write the disk out (dd conv=sparse,fsync)', f(flash.seconds), '', `${mb(allocated(img2))} to write to the machine`],
+      ['first drydock disk --updates-from (for scale)', f(first.seconds), '', ''],
+    ], ['path', 'time', 'network', 'disk']);
+  } finally {
+    shell(`mountpoint -q ${mnt} && umount ${mnt} || true`);
+    await serve.stop();
+    cleanupDir(dir);
+  }
+}
+
+if (process.argv[1]?.endsWith('boot.ts') || process.argv[1]?.endsWith('boot.js')) {
+  if (process.argv[2] === 'update') await mainUpdate(); else await main();
+}

@@ -221,7 +221,9 @@ export async function writeDisk(a: BootArtifacts, output: string, opts: { size?:
     if (bios) await runTool('dd', [`if=${gpt ? SYSLINUX_FILES.gptMbr : SYSLINUX_FILES.mbr}`, `of=${raw}`, 'bs=440', 'count=1', 'conv=notrunc', 'status=none']);
 
     // Partition 1: FAT with syslinux, kernel and initramfs.
-    await runTool('mkfs.vfat', [`--offset=${layout.bootStart / 512}`, '-n', 'DRYDOCKBOOT', '-i', a.label.slice(2), raw, String(layout.bootSize / 1024)]);
+    // The FAT size is explicit: mkfs.vfat otherwise picks it from the whole file's size, FAT32 for
+    // a disk of 512 MiB or more, which refuses a partition of this size (too few clusters).
+    await runTool('mkfs.vfat', ['-F', layout.bootSize >= 512 * MiB ? '32' : '16', `--offset=${layout.bootStart / 512}`, '-n', 'DRYDOCKBOOT', '-i', a.label.slice(2), raw, String(layout.bootSize / 1024)]);
     const fat = `${raw}@@${layout.bootStart}`;
     await runTool('mcopy', ['-m', '-i', fat, a.vmlinuz, '::/vmlinuz']);
     await runTool('mcopy', ['-m', '-i', fat, a.initrd, '::/initrd.img']);

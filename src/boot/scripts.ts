@@ -173,6 +173,20 @@ else
   log "the medium has no kernel modules for $KVER; only the initramfs modules are loaded"
 fi
 
+# A try of a new deployment under the image's own init (systemd, OpenRC, sysvinit): nothing in
+# the system supervises it, so the kernel does. softdog reboots DEADLINE s from now unless the
+# confirm step (drydock-os-confirm, /.drydock/os-boot confirm) stops it with the magic close;
+# the write below starts it and the close without "V" leaves it running. The drydock init has
+# its own watchdog.
+if [ -n "$OS_PENDING" ] && [ "\${OS_DEADLINE:-0}" -gt 0 ] && [ "\${DRYDOCK_INIT#/.drydock/}" = "$DRYDOCK_INIT" ]; then
+  if modprobe -q softdog soft_margin="$OS_DEADLINE" 2>/dev/null && printf 1 > /dev/watchdog; then
+    : > $R/os-softdog
+    log "watchdog: the machine reboots in \${OS_DEADLINE}s unless deployment $OS_DEPLOYMENT reaches its default target"
+  else
+    log "watchdog: no softdog in this kernel; deployment $OS_DEPLOYMENT is not supervised"
+  fi
+fi
+
 if [ -n "$PERSIST" ]; then
   if dev="$(find_dev "$PERSIST" 10)" && mount -o rw "$dev" $R/rw; then
     log "writable layer: $PERSIST ($dev), changes persist"
@@ -544,6 +558,8 @@ case "$1" in
     else os_confirm $R/os || { say "deployment $OS_DEPLOYMENT reached service started but cannot be confirmed"; exit 1; }; fi
     # Only now: the watchdog reboots unless this exists, and scripts may wait for it.
     : > $R/os-confirmed
+    # The image's own init: the initramfs armed the kernel's softdog; the magic close stops it.
+    if [ -e $R/os-softdog ]; then printf V > /dev/watchdog && rm -f $R/os-softdog || say "cannot stop the softdog watchdog: the machine reboots in \${OS_DEADLINE}s"; fi
     say "deployment $OS_DEPLOYMENT reached service started; it is now the default" ;;
 esac
 `;

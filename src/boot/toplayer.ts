@@ -259,6 +259,9 @@ export async function buildTopLayer(layer: string, rootfs: string, config: Conta
   } else if (startup) {
     await hookStartupIntoImageInit(layer, rootfs, startup);
   }
+  // The image's own init confirms a new deployment once it reaches its default target; the
+  // initramfs arms the kernel's softdog for the fallback (docs/boot.md, "Automatic fallback").
+  if (init.mode === 'image' && opts.updatesFrom !== undefined) await hookConfirmIntoImageInit(layer, rootfs);
 
   if (opts.topLayer) {
     await refuseSymlinkReplacement(opts.topLayer, rootfs);
@@ -293,6 +296,75 @@ async function hookStartupIntoImageInit(layer: string, rootfs: string, startup: 
   // busybox init without an inittab runs /etc/init.d/rcS; sysvinit runs /etc/rc.local.
   const rcS = await imageText(rootfs, 'etc/init.d/rcS');
   await writeLayerFile(layer, rootfs, 'etc/init.d/rcS', `${rcS || '#!/bin/sh\n'}${rcS.endsWith('\n') || !rcS ? '' : '\n'}${call}\n`, 0o755);
+}
+
+/** systemd: confirm once the default target is reached (ordered after it, pulled in by multi-user.target). */
+export const OS_CONFIRM_UNIT = `[Unit]
+Description=drydock: confirm this deployment (it reached the default target)
+Documentation=https://github.com/drydock/drydock/blob/main/docs/boot.md
+After=default.target multi-user.target
+ConditionPathExists=/run/drydock/os-boot.conf
+
+[Service]
+Type=oneshot
+ExecStart=/.drydock/os-boot confirm
+StandardOutput=journal+console
+
+[Install]
+WantedBy=multi-user.target
+`;
+
+/** OpenRC: after every other service of the runlevel. */
+export const OS_CONFIRM_OPENRC = `#!/sbin/openrc-run
+description="drydock: confirm this deployment (it reached its runlevel)"
+depend() { after *; }
+start() { /.drydock/os-boot confirm; }
+`;
+
+/** sysvinit: the last S script of runlevels 2-5. */
+export const OS_CONFIRM_SYSV = `#!/bin/sh
+### BEGIN INIT INFO
+# Provides:          drydock-os-confirm
+# Required-Start:    $all
+# Required-Stop:
+# Default-Start:     2 3 4 5
+# Default-Stop:
+# Short-Description: drydock: confirm this deployment (it reached its runlevel)
+### END INIT INFO
+case "$1" in
+  start) /.drydock/os-boot confirm ;;
+  stop|restart|force-reload|status) ;;
+  *) echo "Usage: $0 start" >&2; exit 3 ;;
+esac
+`;
+
+/** The confirm step as the image's own init runs it: a systemd unit, an OpenRC service or a sysvinit rc script. */
+async function hookConfirmIntoImageInit(layer: string, rootfs: string): Promise<void> {
+  if (await inImage(rootfs, '/lib/systemd/systemd') || await inImage(rootfs, '/usr/lib/systemd/systemd')) {
+    await writeLayerFile(layer, rootfs, 'etc/systemd/system/drydock-os-confirm.service', OS_CONFIRM_UNIT);
+    await mkdirLike(layer, rootfs, 'etc/systemd/system/multi-user.target.wants');
+    await fsp.symlink('../drydock-os-confirm.service', path.join(layer, 'etc/systemd/system/multi-user.target.wants/drydock-os-confirm.service')).catch(() => {});
+    return;
+  }
+  if (await inImage(rootfs, '/sbin/openrc') || await inImage(rootfs, '/sbin/openrc-init') || await inImage(rootfs, '/etc/runlevels')) {
+    await writeLayerFile(layer, rootfs, 'etc/init.d/drydock-os-confirm', OS_CONFIRM_OPENRC, 0o755);
+    await mkdirLike(layer, rootfs, 'etc/runlevels/default');
+    await fsp.symlink('/etc/init.d/drydock-os-confirm', path.join(layer, 'etc/runlevels/default/drydock-os-confirm')).catch(() => {});
+    return;
+  }
+  await writeLayerFile(layer, rootfs, 'etc/init.d/drydock-os-confirm', OS_CONFIRM_SYSV, 0o755);
+  for (const level of ['2', '3', '4', '5']) {
+    await mkdirLike(layer, rootfs, `etc/rc${level}.d`);
+    await fsp.symlink('../init.d/drydock-os-confirm', path.join(layer, `etc/rc${level}.d/S99drydock-os-confirm`)).catch(() => {});
+  }
+  // busybox init (no rc dirs): its rcS is the whole boot.
+  if (!(await inImage(rootfs, '/etc/rc2.d'))) {
+    // The startup hook may have written the layer's rcS already: append to that one.
+    const rcS = await fsp.readFile(path.join(layer, 'etc/init.d/rcS'), 'utf8').catch(() => imageText(rootfs, 'etc/init.d/rcS'));
+    if (!rcS.includes('drydock-os-confirm')) {
+      await writeLayerFile(layer, rootfs, 'etc/init.d/rcS', `${rcS || '#!/bin/sh\n'}${rcS.endsWith('\n') || !rcS ? '' : '\n'}/etc/init.d/drydock-os-confirm start\n`, 0o755);
+    }
+  }
 }
 
 /**

@@ -2,7 +2,7 @@
 // mksquashfs or mkfs.erofs (the disk's layer format) and zstd, each with the shared libraries ldd names and the dynamic loader, patched (patchelf)
 // to load them from the bundle; drydock itself as one esbuild bundle whose #! line names that
 // node; the native xattr addon drydock's layer code loads; and a static busybox for the mknod
-// the layer code runs. Nothing in it depends on what /lib or /usr the image has.
+// the layer code runs and the mount/umount of the kernel staging (src/os/kernel.ts). Nothing in it depends on what /lib or /usr the image has.
 import { promises as fsp, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -22,7 +22,7 @@ export interface BundleRuntimeOptions {
   programs?: string[];
   /** The disk's layer format (default DEFAULT_LAYER_FORMAT): mkfs.erofs or mksquashfs converts new layers on the machine. */
   layerFormat?: LayerFormat;
-  /** Static busybox for mknod (default /bin/busybox; skipped when absent). */
+  /** Static busybox for mknod, mount and umount (default /bin/busybox; skipped when absent). */
   busybox?: string;
 }
 
@@ -115,7 +115,8 @@ export async function bundleRuntime(destDir: string, opts: BundleRuntimeOptions 
   await fsp.mkdir(bin, { recursive: true });
   await fsp.mkdir(lib, { recursive: true });
   const packer = (opts.layerFormat ?? DEFAULT_LAYER_FORMAT) === 'erofs' ? '/usr/bin/mkfs.erofs' : '/usr/bin/mksquashfs';
-  const programs = [process.execPath, ...(opts.programs ?? [packer, '/usr/bin/zstd'])];
+  // mksquashfs on every disk: a staged kernel's module tree is squashfs (src/os/kernel.ts).
+  const programs = [process.execPath, ...(opts.programs ?? [...new Set([packer, '/usr/bin/mksquashfs', '/usr/bin/zstd'])])];
   const addons = await copyXattrAddon(path.join(destDir, 'node_modules'));
   const libs = new Set<string>();
   for (const p of programs) {
@@ -145,7 +146,8 @@ export async function bundleRuntime(destDir: string, opts: BundleRuntimeOptions 
   if (existsSync(busybox)) {
     await fsp.copyFile(busybox, path.join(bin, 'busybox'));
     await fsp.chmod(path.join(bin, 'busybox'), 0o755);
-    await fsp.symlink('busybox', path.join(bin, 'mknod'));
+    // mknod for whiteouts; mount and umount to look for a kernel in a new deployment's layers.
+    for (const applet of ['mknod', 'mount', 'umount']) await fsp.symlink('busybox', path.join(bin, applet));
   }
   await bundleCli(path.join(bin, 'drydock'), path.posix.join(at, 'bin', 'node'), path.posix.join(at, 'bin'));
   return {

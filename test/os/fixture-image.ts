@@ -3,9 +3,10 @@
 // are plain empty files named `.wh.x` / `.wh..wh..opq`, as docker's own exporter writes them.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { requireTool } from '../helpers/env.js';
+import { BOOT_MODULES, EXTRA_MODULES, loadModuleIndex, resolveModules } from '../../src/boot/modules.js';
 
 export interface LayerBlob { digest: string; diffID: string; size: number; mediaType: string; file: string }
 
@@ -86,3 +87,25 @@ export function pushWithSkopeoAuth(img: OciImage, ref: string, auth: { user: str
 }
 
 export function fileSize(p: string): number { return statSync(p).size; }
+
+/**
+ * A tree with a real kernel, as a distribution image has one: `kernel`'s vmlinuz as
+ * /boot/vmlinuz-<version> (with `vmlinuzTail` appended, for a file of another sha256) and its
+ * boot and NIC modules in /lib/modules/<version>, indexed by depmod. `kernel` is a
+ * scripts/fetch-kernel.sh cache dir (vmlinuz, modules/).
+ */
+export async function kernelTree(dir: string, kernel: string, version: string, vmlinuzTail = ''): Promise<string> {
+  requireTool('depmod', 'apt-get install kmod');
+  const mods = path.join(dir, 'lib/modules', version);
+  mkdirSync(path.join(dir, 'boot'), { recursive: true });
+  copyFileSync(path.join(kernel, 'vmlinuz'), path.join(dir, 'boot', `vmlinuz-${version}`));
+  if (vmlinuzTail) appendFileSync(path.join(dir, 'boot', `vmlinuz-${version}`), vmlinuzTail);
+  const index = await loadModuleIndex(path.join(kernel, 'modules'));
+  for (const m of resolveModules(index, [...BOOT_MODULES, ...EXTRA_MODULES, 'virtio_net'])) {
+    mkdirSync(path.dirname(path.join(mods, m.file)), { recursive: true });
+    copyFileSync(path.join(kernel, 'modules', m.file), path.join(mods, m.file));
+  }
+  for (const f of ['modules.builtin', 'modules.builtin.modinfo', 'modules.order']) copyFileSync(path.join(kernel, 'modules', f), path.join(mods, f));
+  execFileSync('depmod', ['-b', dir, version]);
+  return dir;
+}

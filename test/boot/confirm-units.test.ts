@@ -1,0 +1,88 @@
+// The confirm step of an updatable disk whose image boots its own init (docs/boot.md, "Automatic
+// fallback"): which file the top layer gets for systemd, OpenRC, sysvinit and busybox init, and
+// systemd's own checker on the unit (systemd-analyze verify, in a root holding systemd's units).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync, execFileSync } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { requireTool, tempDir } from '../helpers/env.js';
+import { buildBusyboxRootfs } from '../../src/mkimage/busybox-rootfs.js';
+import { buildTopLayer, OS_CONFIRM_UNIT } from '../../src/boot/toplayer.js';
+import { validateBootOptions } from '../../src/boot/config.js';
+
+const work = tempDir('drydock-confirm-units-');
+
+test('systemd-analyze verify accepts drydock-os-confirm.service without a warning', async () => {
+  requireTool('systemd-analyze', 'apt-get install systemd');
+  const root = path.join(work, 'sa-root');
+  await fsp.mkdir(path.join(root, 'etc/systemd/system'), { recursive: true });
+  await fsp.mkdir(path.join(root, 'usr/lib/systemd'), { recursive: true });
+  execFileSync('cp', ['-a', '/usr/lib/systemd/system', path.join(root, 'usr/lib/systemd/')]);
+  await fsp.mkdir(path.join(root, '.drydock'));
+  await fsp.writeFile(path.join(root, '.drydock/os-boot'), '#!/bin/sh\n', { mode: 0o755 });
+  const check = async (unit: string) => {
+    await fsp.writeFile(path.join(root, 'etc/systemd/system/drydock-os-confirm.service'), unit);
+    return spawnSync('systemd-analyze', ['verify', `--root=${root}`, '/etc/systemd/system/drydock-os-confirm.service'], { encoding: 'utf8' });
+  };
+  const ok = await check(OS_CONFIRM_UNIT);
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.equal(ok.stderr.trim(), '');
+  // The checker does catch a broken unit.
+  const bad = await check(OS_CONFIRM_UNIT.replace('ExecStart=/.drydock/os-boot', 'ExecStart=/.drydock/missing'));
+  assert.match(bad.stderr, /not executable/);
+});
+
+const cases: { name: string; setup: (rootfs: string) => Promise<void>; files: Record<string, RegExp>; links: Record<string, string> }[] = [
+  {
+    name: 'systemd',
+    setup: async (r) => {
+      await fsp.mkdir(path.join(r, 'lib/systemd'), { recursive: true });
+      await fsp.writeFile(path.join(r, 'lib/systemd/systemd'), 'not busybox');
+      await fsp.rm(path.join(r, 'sbin/init'));
+      await fsp.symlink('/lib/systemd/systemd', path.join(r, 'sbin/init'));
+    },
+    files: { 'etc/systemd/system/drydock-os-confirm.service': /^ExecStart=\/\.drydock\/os-boot confirm$/m },
+    links: { 'etc/systemd/system/multi-user.target.wants/drydock-os-confirm.service': '../drydock-os-confirm.service' },
+  },
+  {
+    name: 'openrc',
+    setup: async (r) => {
+      await fsp.writeFile(path.join(r, 'sbin/openrc'), 'not busybox');
+      await fsp.mkdir(path.join(r, 'etc/runlevels/default'), { recursive: true });
+    },
+    files: { 'etc/init.d/drydock-os-confirm': /^#!\/sbin\/openrc-run\n[\s\S]*depend\(\) \{ after \*; \}/ },
+    links: { 'etc/runlevels/default/drydock-os-confirm': '/etc/init.d/drydock-os-confirm' },
+  },
+  {
+    name: 'sysvinit',
+    setup: async (r) => { for (const l of ['2', '3', '4', '5']) await fsp.mkdir(path.join(r, `etc/rc${l}.d`), { recursive: true }); },
+    files: { 'etc/init.d/drydock-os-confirm': /^# Default-Start: +2 3 4 5$/m },
+    links: Object.fromEntries(['2', '3', '4', '5'].map((l) => [`etc/rc${l}.d/S99drydock-os-confirm`, '../init.d/drydock-os-confirm'])),
+  },
+  {
+    name: 'busybox init',
+    setup: async (r) => { await fsp.mkdir(path.join(r, 'etc/init.d'), { recursive: true }); await fsp.writeFile(path.join(r, 'etc/init.d/rcS'), '#!/bin/sh\necho image rcS\n', { mode: 0o755 }); },
+    files: { 'etc/init.d/drydock-os-confirm': /start\) \/\.drydock\/os-boot confirm/, 'etc/init.d/rcS': /^echo image rcS\n\/etc\/init\.d\/drydock-os-confirm start$/m },
+    links: {},
+  },
+];
+
+for (const c of cases) {
+  test(`own init (${c.name}): the updatable disk's top layer confirms at the end of the boot`, async () => {
+    const rootfs = path.join(work, `rootfs-${c.name.replace(/ /g, '-')}`);
+    await fsp.mkdir(rootfs);
+    await buildBusyboxRootfs(rootfs);
+    await c.setup(rootfs);
+    const layer = path.join(work, `layer-${c.name.replace(/ /g, '-')}`);
+    const r = await buildTopLayer(layer, rootfs, {}, await validateBootOptions({ 'updates-from': '10.0.2.2:5000/os/x:1', init: 'image' }));
+    assert.equal(r.init.mode, 'image');
+    for (const [f, re] of Object.entries(c.files)) assert.match(await fsp.readFile(path.join(layer, f), 'utf8'), re, f);
+    for (const [l, target] of Object.entries(c.links)) assert.equal(await fsp.readlink(path.join(layer, l)), target, l);
+    assert.ok((await fsp.stat(path.join(layer, '.drydock/os-boot'))).mode & 0o111, 'os-boot is executable');
+    // The same image without --updates-from: nothing to confirm.
+    const plain = path.join(work, `plain-${c.name.replace(/ /g, '-')}`);
+    await buildTopLayer(plain, rootfs, {}, await validateBootOptions({ init: 'image' }));
+    await assert.rejects(fsp.lstat(path.join(plain, Object.keys(c.files)[0]!.replace('etc/init.d/rcS', 'etc/init.d/drydock-os-confirm'))));
+  });
+}
