@@ -44,7 +44,10 @@ for (const format of ['squashfs', 'erofs'] as const) {
     // The packer of this format, and not the other one.
     const bins = readdirSync(path.join(rootfs, '.drydock/drydock/bin'));
     assert.ok(bins.includes(format === 'erofs' ? 'mkfs.erofs' : 'mksquashfs'), bins.join(' '));
-    assert.ok(!bins.includes(format === 'erofs' ? 'mksquashfs' : 'mkfs.erofs'), bins.join(' '));
+    // mksquashfs on every disk (a staged kernel's module tree is squashfs), mkfs.erofs only on erofs ones;
+    // busybox mount/umount for the kernel staging.
+    for (const b of ['mksquashfs', 'mount', 'umount']) assert.ok(bins.includes(b), `${b}: ${bins.join(' ')}`);
+    if (format === 'squashfs') assert.ok(!bins.includes('mkfs.erofs'), bins.join(' '));
     const bundle = { drydock: '/.drydock/drydock/bin/drydock' };
     assert.ok(!existsSync(path.join(rootfs, 'lib')) && !existsSync(path.join(rootfs, 'usr')) && !existsSync(path.join(rootfs, 'lib64')), 'nothing but busybox and the bundle');
     // A machine has /proc and /dev/null (spawn's stdio "ignore" opens it); a bare chroot does not.
