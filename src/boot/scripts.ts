@@ -259,6 +259,13 @@ if [ -n "$MODULES" ]; then
   umount /lib/modules/$KVER
 fi
 
+# busybox init runs only /etc/init.d/rcS: the confirm step goes at its end, in this boot's
+# overlay (the deployment's own rcS; systemd, OpenRC and sysvinit get files of their own).
+if [ -n "$OS" ] && [ -x /newroot/etc/init.d/drydock-os-confirm ] && [ -f /newroot/etc/init.d/rcS ] && [ ! -d /newroot/etc/rc2.d ] \
+    && [ ! -d /newroot/etc/runlevels ] && [ ! -e /newroot/lib/systemd/systemd ] && [ ! -e /newroot/usr/lib/systemd/systemd ] \
+    && ! grep -q drydock-os-confirm /newroot/etc/init.d/rcS; then
+  printf '\n/etc/init.d/drydock-os-confirm start\n' >> /newroot/etc/init.d/rcS || log "cannot add the confirm step to /etc/init.d/rcS"
+fi
 [ -s /newroot/etc/hostname ] && hostname "$(head -n1 /newroot/etc/hostname)"
 [ -n "$BREAK" ] && rescue "drydock.shell: the system is at /newroot"
 
