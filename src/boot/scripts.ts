@@ -561,12 +561,16 @@ case "$1" in
     reboot ;;
   confirm)
     [ -n "$OS_PENDING" ] && [ ! -e $R/os-confirmed ] || exit 0
-    if [ -x /.drydock/drydock/bin/drydock ] && /.drydock/drydock/bin/drydock os confirm --root $R/os > /dev/null 2>&1; then :
-    else os_confirm $R/os || { say "deployment $OS_DEPLOYMENT reached service started but cannot be confirmed"; exit 1; }; fi
+    # The switch first, in sh (a second under TCG; node's start can take longer than a deadline).
+    os_confirm $R/os || { say "deployment $OS_DEPLOYMENT reached service started but cannot be confirmed"; exit 1; }
     # Only now: the watchdog reboots unless this exists, and scripts may wait for it.
     : > $R/os-confirmed
     # The image's own init: the initramfs armed the kernel's softdog; the magic close stops it.
     if [ -e $R/os-softdog ]; then printf V > /dev/watchdog && rm -f $R/os-softdog || say "cannot stop the softdog watchdog: the machine reboots in \${OS_DEADLINE}s"; fi
-    say "deployment $OS_DEPLOYMENT reached service started; it is now the default" ;;
+    say "deployment $OS_DEPLOYMENT reached service started; it is now the default"
+    # Then the cleanup (deployments beyond default and rollback, layers and kernels nothing names).
+    if [ -x /.drydock/drydock/bin/drydock ]; then /.drydock/drydock/bin/drydock os confirm --root $R/os > /dev/null 2>&1 || say "drydock os confirm (cleanup) failed"; fi
+    exit 0 ;;
+
 esac
 `;
