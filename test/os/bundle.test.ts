@@ -45,6 +45,8 @@ for (const format of ['squashfs', 'erofs'] as const) {
     const bins = readdirSync(path.join(rootfs, '.drydock/drydock/bin'));
     assert.ok(bins.includes('mksquashfs'), bins.join(' '));
     assert.equal(bins.includes('mkfs.erofs'), format === 'erofs', bins.join(' '));
+    // busybox mount/umount for the kernel staging.
+    for (const b of ['mount', 'umount']) assert.ok(bins.includes(b), `${b}: ${bins.join(' ')}`);
     const bundle = { drydock: '/.drydock/drydock/bin/drydock' };
     assert.ok(!existsSync(path.join(rootfs, 'lib')) && !existsSync(path.join(rootfs, 'usr')) && !existsSync(path.join(rootfs, 'lib64')), 'nothing but busybox and the bundle');
     // A machine has /proc and /dev/null (spawn's stdio "ignore" opens it); a bare chroot does not.
