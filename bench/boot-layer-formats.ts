@@ -43,7 +43,7 @@ function boot(disk: string, accel: Awaited<ReturnType<typeof chooseQemuAccel>>):
     child.stdout.on('data', (d: string) => {
       out += d;
       if (!started && /service started \(pid/.test(out)) started = Date.now() - t0;
-      const m = /APP-READY uptime=([\d.]+)/.exec(out);
+      const m = /APP-READY uptime=([\d.]+)\s/.exec(out);
       if (m && started) {
         clearTimeout(timer);
         child.kill('SIGKILL');

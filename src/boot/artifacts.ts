@@ -125,6 +125,9 @@ async function kexecEntries(): Promise<CpioEntry[]> {
 export async function buildInitramfs(target: string, kernel: KernelSource, work: string, bootConf: string, busybox: string,
   opts: { kexec?: boolean; required?: string[] } = {}): Promise<string[]> {
   const index = await loadModuleIndex(kernel.modulesDir);
+  if (opts.required?.includes('erofs') && !index.modules.has('erofs') && !index.builtin.has('erofs')) {
+    throw new UserError(`the kernel in ${index.dir} has no erofs (neither a module nor built in), which erofs layer files need; pass --layer-format squashfs`);
+  }
   const core = resolveModules(index, BOOT_MODULES, opts.required);
   const coreNames = new Set(core.map((m) => m.name));
   const extra = resolveModules(index, EXTRA_MODULES, []).filter((m) => !coreNames.has(m.name));

@@ -259,6 +259,13 @@ if [ -n "$MODULES" ]; then
   umount /lib/modules/$KVER
 fi
 
+# busybox init runs only /etc/init.d/rcS: the confirm step goes at its end, in this boot's
+# overlay (the deployment's own rcS; systemd, OpenRC and sysvinit get files of their own).
+if [ -n "$OS" ] && [ -x /newroot/etc/init.d/drydock-os-confirm ] && [ -f /newroot/etc/init.d/rcS ] && [ ! -d /newroot/etc/rc2.d ] \
+    && [ ! -d /newroot/etc/runlevels ] && [ ! -e /newroot/lib/systemd/systemd ] && [ ! -e /newroot/usr/lib/systemd/systemd ] \
+    && ! grep -q drydock-os-confirm /newroot/etc/init.d/rcS; then
+  printf '\n/etc/init.d/drydock-os-confirm start\n' >> /newroot/etc/init.d/rcS || log "cannot add the confirm step to /etc/init.d/rcS"
+fi
 [ -s /newroot/etc/hostname ] && hostname "$(head -n1 /newroot/etc/hostname)"
 [ -n "$BREAK" ] && rescue "drydock.shell: the system is at /newroot"
 
@@ -554,12 +561,16 @@ case "$1" in
     reboot ;;
   confirm)
     [ -n "$OS_PENDING" ] && [ ! -e $R/os-confirmed ] || exit 0
-    if [ -x /.drydock/drydock/bin/drydock ] && /.drydock/drydock/bin/drydock os confirm --root $R/os > /dev/null 2>&1; then :
-    else os_confirm $R/os || { say "deployment $OS_DEPLOYMENT reached service started but cannot be confirmed"; exit 1; }; fi
+    # The switch first, in sh (a second under TCG; node's start can take longer than a deadline).
+    os_confirm $R/os || { say "deployment $OS_DEPLOYMENT reached service started but cannot be confirmed"; exit 1; }
     # Only now: the watchdog reboots unless this exists, and scripts may wait for it.
     : > $R/os-confirmed
     # The image's own init: the initramfs armed the kernel's softdog; the magic close stops it.
     if [ -e $R/os-softdog ]; then printf V > /dev/watchdog && rm -f $R/os-softdog || say "cannot stop the softdog watchdog: the machine reboots in \${OS_DEADLINE}s"; fi
-    say "deployment $OS_DEPLOYMENT reached service started; it is now the default" ;;
+    say "deployment $OS_DEPLOYMENT reached service started; it is now the default"
+    # Then the cleanup (deployments beyond default and rollback, layers and kernels nothing names).
+    if [ -x /.drydock/drydock/bin/drydock ]; then /.drydock/drydock/bin/drydock os confirm --root $R/os > /dev/null 2>&1 || say "drydock os confirm (cleanup) failed"; fi
+    exit 0 ;;
+
 esac
 `;

@@ -357,14 +357,8 @@ async function hookConfirmIntoImageInit(layer: string, rootfs: string): Promise<
     await mkdirLike(layer, rootfs, `etc/rc${level}.d`);
     await fsp.symlink('../init.d/drydock-os-confirm', path.join(layer, `etc/rc${level}.d/S99drydock-os-confirm`)).catch(() => {});
   }
-  // busybox init (no rc dirs): its rcS is the whole boot.
-  if (!(await inImage(rootfs, '/etc/rc2.d'))) {
-    // The startup hook may have written the layer's rcS already: append to that one.
-    const rcS = await fsp.readFile(path.join(layer, 'etc/init.d/rcS'), 'utf8').catch(() => imageText(rootfs, 'etc/init.d/rcS'));
-    if (!rcS.includes('drydock-os-confirm')) {
-      await writeLayerFile(layer, rootfs, 'etc/init.d/rcS', `${rcS || '#!/bin/sh\n'}${rcS.endsWith('\n') || !rcS ? '' : '\n'}/etc/init.d/drydock-os-confirm start\n`, 0o755);
-    }
-  }
+  // busybox init (no rc dirs) has no drop-in place: the initramfs appends the call to the booted
+  // deployment's own rcS (a top-layer copy would hide every later deployment's rcS).
 }
 
 /**

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { sharedLibraries } from '../boot/sshd.js';
 import { runTool } from '../boot/exec.js';
 import { UserError } from '../util/errors.js';
-import type { LayerFormat } from './layout.js';
+import { DEFAULT_LAYER_FORMAT, type LayerFormat } from './layout.js';
 
 export interface BundleRuntimeOptions {
   /**
@@ -20,7 +20,7 @@ export interface BundleRuntimeOptions {
   installedAt?: string;
   /** Programs to carry besides node (default: layerFormat's packer, and zstd, which unpacks zstd layers). */
   programs?: string[];
-  /** The disk's layer format (default squashfs): mksquashfs, or mkfs.erofs, converts new layers on the machine. */
+  /** The disk's layer format (default DEFAULT_LAYER_FORMAT): mkfs.erofs or mksquashfs converts new layers on the machine. */
   layerFormat?: LayerFormat;
   /** Static busybox for mknod, mount and umount (default /bin/busybox; skipped when absent). */
   busybox?: string;
@@ -114,7 +114,7 @@ export async function bundleRuntime(destDir: string, opts: BundleRuntimeOptions 
   const lib = path.join(destDir, 'lib');
   await fsp.mkdir(bin, { recursive: true });
   await fsp.mkdir(lib, { recursive: true });
-  const packer = opts.layerFormat === 'erofs' ? '/usr/bin/mkfs.erofs' : '/usr/bin/mksquashfs';
+  const packer = (opts.layerFormat ?? DEFAULT_LAYER_FORMAT) === 'erofs' ? '/usr/bin/mkfs.erofs' : '/usr/bin/mksquashfs';
   // mksquashfs on every disk: a staged kernel's module tree is squashfs (src/os/kernel.ts).
   const programs = [process.execPath, ...(opts.programs ?? [...new Set([packer, '/usr/bin/mksquashfs', '/usr/bin/zstd'])])];
   const addons = await copyXattrAddon(path.join(destDir, 'node_modules'));

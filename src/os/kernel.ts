@@ -11,7 +11,7 @@ import path from 'node:path';
 import { bootConfForKernel, buildInitramfs, mksquashfs, sha256File } from '../boot/artifacts.js';
 import { runTool } from '../boot/exec.js';
 import { kernelFromRootfs } from '../boot/kernel.js';
-import { buildModulesTree } from '../boot/modules.js';
+import { buildModulesTree, REQUIRED_MODULES } from '../boot/modules.js';
 import { DEFAULT_BUSYBOX } from '../mkimage/busybox-rootfs.js';
 import { fsyncDir } from '../util/fs.js';
 import { diffHex, type DeploymentKernel, type OsLayout, type OsState } from './layout.js';
@@ -94,7 +94,9 @@ export async function stageKernel(layout: OsLayout, layers: string[], state: OsS
     const topBusybox = path.join(layout.dir, 'top/.drydock/busybox');
     const busybox = existsSync(topBusybox) ? topBusybox : DEFAULT_BUSYBOX;
     await writeOnce(abs(kernel.vmlinuz), (tmp) => fsp.copyFile(found.vmlinuz, tmp));
-    await writeOnce(abs(kernel.initrd), (tmp) => buildInitramfs(tmp, found, work, bootConfForKernel(bootConf, sha), busybox));
+    // A kernel that cannot mount this disk's layer files (erofs) is refused here, not at boot.
+    const required = state.layerFormat === 'erofs' ? [...REQUIRED_MODULES, 'erofs'] : REQUIRED_MODULES;
+    await writeOnce(abs(kernel.initrd), (tmp) => buildInitramfs(tmp, found, work, bootConfForKernel(bootConf, sha), busybox, { required }));
     await writeOnce(abs(kernel.modules!), async (tmp) => {
       const tree = await buildModulesTree(found.modulesDir, path.join(work, 'modules-tree'));
       await mksquashfs(tree, tmp, 'zstd', { allRoot: true });

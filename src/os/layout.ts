@@ -21,8 +21,11 @@ export const DEFAULT_DEADLINE_SECONDS = 300;
  */
 export type LayerFormat = 'squashfs' | 'erofs';
 export const LAYER_FORMATS: readonly LayerFormat[] = ['squashfs', 'erofs'];
-/** What `drydock disk --updates-from` writes unless --layer-format says otherwise (docs/boot.md has the measurement). */
-export const DEFAULT_LAYER_FORMAT: LayerFormat = 'squashfs';
+/**
+ * What `drydock disk --updates-from` writes unless --layer-format says otherwise: erofs booted
+ * faster under the test kernel (bench/boot-layer-formats.ts; the table is in docs/boot.md).
+ */
+export const DEFAULT_LAYER_FORMAT: LayerFormat = 'erofs';
 /** A state.json without "layerFormat" was made before erofs: its initramfs mounts squashfs only. */
 export const LEGACY_LAYER_FORMAT: LayerFormat = 'squashfs';
 

@@ -501,7 +501,8 @@ test('updatable-disk options: --updates-from with its companions, clear errors o
   const ok = await validateBootOptions({ 'updates-from': '10.0.2.2:5000/os/app:stable', 'insecure-registry': ['10.0.2.2:5000'], 'boot-tries': '2', 'boot-deadline': '0' });
   assert.deepEqual([ok.updatesFrom, ok.insecureRegistries, ok.bootTries, ok.bootDeadline], ['10.0.2.2:5000/os/app:stable', ['10.0.2.2:5000'], 2, 0]);
   const bare = await validateBootOptions({ 'updates-from': true });
-  assert.deepEqual([bare.updatesFrom, bare.bootTries, bare.bootDeadline], ['', 3, 300], 'a bare --updates-from: the image name, default tries and deadline');
+  assert.deepEqual([bare.updatesFrom, bare.bootTries, bare.bootDeadline, bare.layerFormat], ['', 3, 300, 'erofs'], 'a bare --updates-from: the image name, default tries, deadline and layer format');
+  assert.equal((await validateBootOptions({ 'updates-from': true, 'layer-format': 'squashfs' })).layerFormat, 'squashfs');
   assert.equal((await validateBootOptions({})).updatesFrom, undefined);
   const authfile = path.join(work, 'auth.json');
   await fsp.writeFile(authfile, '{"auths":{}}');
@@ -513,6 +514,8 @@ test('updatable-disk options: --updates-from with its companions, clear errors o
     [{ 'updates-from': true, 'insecure-registry': ['http://x:5000'] }, /invalid --insecure-registry "http:\/\/x:5000": expected HOST\[:PORT\]/],
     [{ 'insecure-registry': ['10.0.2.2:5000'] }, /--insecure-registry only applies to an updatable disk \(add --updates-from REF\)/],
     [{ 'boot-tries': '2' }, /--boot-tries only applies to an updatable disk/],
+    [{ 'updates-from': true, 'layer-format': 'ext4' }, /invalid --layer-format "ext4": squashfs or erofs/],
+    [{ 'layer-format': 'erofs' }, /--layer-format only applies to an updatable disk/],
     [{ 'updates-from': true, authfile: path.join(work, 'nope.json') }, /--authfile .* does not exist/],
   ];
   for (const [raw, error] of bad) await assert.rejects(validateBootOptions(raw), error, JSON.stringify(raw));

@@ -136,7 +136,7 @@ test('an updatable disk boots, confirms, falls back, survives a kill mid-upgrade
   const stage = path.join(work, 'stage');
   const layout = new OsLayout(stage);
   await layout.create();
-  for (const tag of ['app:v1', 'app:v2bad']) await stageImage(layout, new StoreImageSource(store, tag), REF, { layerFormat: 'erofs' });
+  for (const tag of ['app:v1', 'app:v2bad']) await stageImage(layout, new StoreImageSource(store, tag), REF, { layerFormat: 'erofs', kernel: false });
   const v1Layers = (await resolveImage(store, 'app:v1')).config.rootfs!.diff_ids.map((d) => d.replace('sha256:', ''));
   const cmds: string[] = ['mkdir /incoming', 'mkdir /incoming/layers', 'mkdir /incoming/deployments'];
   let added = 0;

@@ -64,11 +64,11 @@ test('kernel upgrade: v2 boots its own kernel (kexec), rollback boots the disk k
 
   const top = path.join(dir, 'top');
   writeTree(top, { 'etc/top.txt': 'machine-7\n' });
-  await bundleRuntime(path.join(top, '.drydock/drydock'));
+  await bundleRuntime(path.join(top, '.drydock/drydock'), { layerFormat: 'erofs' });
   writeFileSync(path.join(dir, 'startup.sh'), STARTUP);
   const disk = path.join(dir, 'disk.img');
   const made = await runCli(['disk', `${host}/os/app:stable`, '-o', disk, '--kernel', kernel, '--updates-from', guestRef, '--insecure-registry', `10.0.2.2:${port}`,
-    '--startup-script', path.join(dir, 'startup.sh'), '--top-layer', top, '--boot-deadline', '1200', '--size', '1G', '-q'], { root: store, timeoutMs: 600_000 });
+    '--startup-script', path.join(dir, 'startup.sh'), '--top-layer', top, '--boot-deadline', '1200', '--size', '1G', '--layer-format', 'erofs', '-q'], { root: store, timeoutMs: 600_000 });
   assert.equal(made.code, 0, made.stderr);
   pushWithSkopeo(v2, `${host}/os/app:stable`);
 

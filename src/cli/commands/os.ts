@@ -166,7 +166,7 @@ Examples:
     .description("On the build host: write the runtime `drydock os` needs on a machine whose image has no Node (node, mksquashfs or mkfs.erofs, zstd with their libraries, drydock)")
     .argument('<dir>', 'directory to write (put its contents at --installed-at on the machine, e.g. through --top-layer)')
     .option('--installed-at <path>', 'absolute path of the bundle on the machine', '/.drydock/drydock')
-    .option('--layer-format <format>', 'the disk\'s layer files, squashfs or erofs: which packer the bundle carries', 'squashfs')
+    .option('--layer-format <format>', 'the disk\'s layer files, squashfs or erofs: which packer the bundle carries', 'erofs')
     .addHelpText('after', `
 Examples:
   drydock os bundle top/.drydock/drydock
