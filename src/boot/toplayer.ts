@@ -353,6 +353,8 @@ async function hookConfirmIntoImageInit(layer: string, rootfs: string): Promise<
     return;
   }
   await writeLayerFile(layer, rootfs, 'etc/init.d/drydock-os-confirm', OS_CONFIRM_SYSV, 0o755);
+  // sysvinit's rc dirs; busybox init has none (and the initramfs tells the two apart by them).
+  if (!(await inImage(rootfs, '/etc/rc2.d'))) return;
   for (const level of ['2', '3', '4', '5']) {
     await mkdirLike(layer, rootfs, `etc/rc${level}.d`);
     await fsp.symlink('../init.d/drydock-os-confirm', path.join(layer, `etc/rc${level}.d/S99drydock-os-confirm`)).catch(() => {});

@@ -85,6 +85,9 @@ for (const c of cases) {
     const plain = path.join(work, `plain-${c.name.replace(/ /g, '-')}`);
     await buildTopLayer(plain, rootfs, {}, await validateBootOptions({ init: 'image' }));
     await assert.rejects(fsp.lstat(path.join(plain, Object.keys(c.files)[0]!)));
-    if (c.name === 'busybox init') await assert.rejects(fsp.lstat(path.join(layer, 'etc/init.d/rcS')), 'no top-layer copy of rcS');
+    if (c.name === 'busybox init') {
+      await assert.rejects(fsp.lstat(path.join(layer, 'etc/init.d/rcS')), 'no top-layer copy of rcS');
+      await assert.rejects(fsp.lstat(path.join(layer, 'etc/rc2.d')), 'no rc dirs: the initramfs takes their absence for busybox init');
+    }
   });
 }
