@@ -46,12 +46,7 @@ USER app
 RUN echo ${late} > /tmp/late
 CMD ["sh"]
 `,
-    async prepare(ctx) {
-      const site = path.join(ctx, '..', `site-${randomBytes(3).toString('hex')}`);
-      await fsp.mkdir(site, { recursive: true });
-      for (let i = 0; i < 200; i++) await fsp.writeFile(path.join(site, `page${i}.html`), `<h1>${i}</h1>\n`.repeat(200));
-      sh(['tar', '-C', site, '-czf', path.join(ctx, 'site.tar.gz'), '.']);
-    },
+    prepare: writeSiteTarball,
   },
   {
     name: 'COPY 40 MB context + RUN',
@@ -86,12 +81,7 @@ ENV PATH=/opt/tools/bin:$PATH
 RUN echo ${late} > /srv/late
 CMD ["sh"]
 `,
-    async prepare(ctx) {
-      const site = path.join(ctx, '..', `site-${randomBytes(3).toString('hex')}`);
-      await fsp.mkdir(site, { recursive: true });
-      for (let i = 0; i < 200; i++) await fsp.writeFile(path.join(site, `page${i}.html`), `<h1>${i}</h1>\n`.repeat(200));
-      sh(['tar', '-C', site, '-czf', path.join(ctx, 'site.tar.gz'), '.']);
-    },
+    prepare: writeSiteTarball,
   },
 ];
 
@@ -175,3 +165,11 @@ async function main(): Promise<void> {
 }
 
 await main();
+
+/** The seed-style context: site.tar.gz of 200 small HTML pages, made by GNU tar. */
+async function writeSiteTarball(ctx: string): Promise<void> {
+  const site = path.join(ctx, '..', `site-${randomBytes(3).toString('hex')}`);
+  await fsp.mkdir(site, { recursive: true });
+  for (let i = 0; i < 200; i++) await fsp.writeFile(path.join(site, `page${i}.html`), `<h1>${i}</h1>\n`.repeat(200));
+  sh(['tar', '-C', site, '-czf', path.join(ctx, 'site.tar.gz'), '.']);
+}
