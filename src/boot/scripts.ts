@@ -259,12 +259,15 @@ if [ -n "$MODULES" ]; then
   umount /lib/modules/$KVER
 fi
 
-# busybox init runs only /etc/init.d/rcS: the confirm step goes at its end, in this boot's
-# overlay (the deployment's own rcS; systemd, OpenRC and sysvinit get files of their own).
+# busybox init runs only /etc/init.d/rcS: the confirm step goes at the end of the booted
+# deployment's own rcS (systemd, OpenRC and sysvinit get files of their own). The copy lives in
+# /run and is bind-mounted over it: written into /etc, it would land in the machine's persistent
+# /etc upper dir (os/etc) and hide every later deployment's rcS as a "machine change".
 if [ -n "$OS" ] && [ -x /newroot/etc/init.d/drydock-os-confirm ] && [ -f /newroot/etc/init.d/rcS ] && [ ! -d /newroot/etc/rc2.d ] \
     && [ ! -d /newroot/etc/runlevels ] && [ ! -e /newroot/lib/systemd/systemd ] && [ ! -e /newroot/usr/lib/systemd/systemd ] \
     && ! grep -q drydock-os-confirm /newroot/etc/init.d/rcS; then
-  printf '\n/etc/init.d/drydock-os-confirm start\n' >> /newroot/etc/init.d/rcS || log "cannot add the confirm step to /etc/init.d/rcS"
+  if { cat /newroot/etc/init.d/rcS; printf '\n/etc/init.d/drydock-os-confirm start\n'; } > $R/os-rcS && chmod 755 $R/os-rcS \
+      && mount --bind $R/os-rcS /newroot/etc/init.d/rcS; then :; else log "cannot add the confirm step to /etc/init.d/rcS"; fi
 fi
 [ -s /newroot/etc/hostname ] && hostname "$(head -n1 /newroot/etc/hostname)"
 [ -n "$BREAK" ] && rescue "drydock.shell: the system is at /newroot"
