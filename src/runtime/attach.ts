@@ -69,6 +69,10 @@ export async function serveAttach(dir: string, io: { stdin?: Writable | null; st
   };
   io.stdout.on('data', frame(STREAM_STDOUT));
   io.stderr.on('data', frame(STREAM_STDERR));
+  // Keys a client sends after the container exited (or closed its stdin) meet a closed pipe:
+  // they are dropped, as Docker drops them. Unhandled, that EPIPE killed the monitor before it
+  // sent the exit code and recorded it, and the run ended with 255.
+  io.stdin?.on('error', () => {});
   let firstClient: () => void = () => {};
   const connected = new Promise<void>((resolve) => { firstClient = resolve; });
   const server = net.createServer((socket) => {

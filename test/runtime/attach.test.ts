@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { runtimeFixture, waitFor, type RuntimeFixture } from './helpers.js';
 import { CLI_MAIN, tempDir } from '../helpers/env.js';
-import { parseDetachKeys, DetachScanner, serveAttach, MAX_CLIENT_BACKLOG } from '../../src/runtime/attach.js';
+import { parseDetachKeys, DetachScanner, serveAttach, MAX_CLIENT_BACKLOG, STREAM_EXIT } from '../../src/runtime/attach.js';
 import net from 'node:net';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -113,4 +113,24 @@ test('a client that stops reading is cut off at MAX_CLIENT_BACKLOG; the containe
   } finally {
     await server.close();
   }
+});
+
+test('keys a client sends after the container exited are dropped; the monitor lives to send the exit code', async () => {
+  const dir = tempDir('drydock-attach-epipe-');
+  // A real process that closed its stdin (as one that exited has): writes to the pipe fail with EPIPE.
+  const child = spawn('sh', ['-c', 'exec 0<&-; sleep 2'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const server = await serveAttach(dir, { stdin: child.stdin, stdout: child.stdout, stderr: child.stderr });
+  await new Promise((r) => setTimeout(r, 300));
+  const client = net.connect(path.join(dir, 'attach.sock'));
+  const frames: Buffer[] = [];
+  client.on('data', (d: Buffer) => frames.push(d));
+  await new Promise<void>((resolve, reject) => { client.once('connect', resolve); client.once('error', reject); });
+  const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+  // What script(1) forwards from an empty stdin after the command ended (^D), several times over.
+  for (let i = 0; i < 5; i++) { client.write('\x04'); await new Promise((r) => setTimeout(r, 50)); }
+  await server.close(0);
+  await closed;
+  const all = Buffer.concat(frames);
+  assert.equal(all[0], STREAM_EXIT, 'an exit frame arrived');
+  assert.equal(all.readInt32BE(8), 0);
 });
