@@ -109,3 +109,6 @@ export async function kernelTree(dir: string, kernel: string, version: string, v
   execFileSync('depmod', ['-b', dir, version]);
   return dir;
 }
+
+/** The `drydock os status --json` a machine test's startup script printed as one `STATUS {...}` line. */
+export const statusOf = (console: string) => JSON.parse(/^STATUS (\{.*\})\r?$/m.exec(console)![1]!);

@@ -17,7 +17,7 @@ import { startServe, type ServeProcess } from '../registry/serve.js';
 import { fetchKernel } from '../boot/kernel.js';
 import { bootVm } from '../boot/qemu.js';
 import { bundleRuntime } from '../../src/os/index.js';
-import { busyboxTree, kernelTree, ociLayout, pushWithSkopeo, tarLayer, writeTree } from './fixture-image.js';
+import { busyboxTree, kernelTree, ociLayout, pushWithSkopeo, statusOf, tarLayer, writeTree } from './fixture-image.js';
 
 let serve: ServeProcess | undefined;
 after(async () => { await serve?.stop(); });
@@ -32,8 +32,6 @@ case $n in
 esac
 echo "STATUS $($D os status --json | tr -d '\n')"; echo STATUS-END
 `;
-
-const statusOf = (console: string) => JSON.parse(/^STATUS (\{.*\})\r?$/m.exec(console)![1]!);
 
 test('kernel upgrade: v2 boots its own kernel (kexec), rollback boots the disk kernel, SIGKILL while staging v3\'s kernel boots v1', { timeout: 2_400_000 }, async (t) => {
   requireRoot();

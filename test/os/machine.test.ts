@@ -22,7 +22,7 @@ import { startServe, type ServeProcess } from '../registry/serve.js';
 import { fetchKernel } from '../boot/kernel.js';
 import { bootVm } from '../boot/qemu.js';
 import { bundleRuntime } from '../../src/os/index.js';
-import { busyboxTree, ociLayout, pushWithSkopeo, tarLayer, writeTree } from './fixture-image.js';
+import { busyboxTree, ociLayout, pushWithSkopeo, statusOf, tarLayer, writeTree } from './fixture-image.js';
 
 let serve: ServeProcess | undefined;
 after(async () => { await serve?.stop(); });
@@ -39,8 +39,6 @@ case $n in
 esac
 echo "STATUS $($D os status --json | tr -d '\n')"; echo STATUS-END
 `;
-
-const statusOf = (console: string) => JSON.parse(/^STATUS (\{.*\})\r?$/m.exec(console)![1]!);
 
 test('boots of one disk: upgrade to v2 in boot 1, rollback in boot 2, v1 in boot 3; QEMU killed mid-upgrade in boot 4, v1 in boot 5', { timeout: 1_800_000 }, async (t) => {
   requireRoot();
