@@ -161,14 +161,16 @@ test('virtio-net: DHCP, then ip= static; the CMD is reachable over HTTP, ssh log
   const boot = path.join(work, 'cloud-boot');
   await fsp.mkdir(boot);
   execFileSync('xorriso', ['-osirrox', 'on', '-indev', iso, '-extract', '/boot/vmlinuz', path.join(boot, 'vmlinuz'), '-extract', '/boot/initrd.img', path.join(boot, 'initrd.img')], { stdio: 'ignore' });
+  // Fresh ports: the first machine's forwarded ports may still be held by its closing connections.
+  const [http2, ssh2] = [await freePort(), await freePort()];
   const staticRun = await bootVm(['-kernel', path.join(boot, 'vmlinuz'), '-initrd', path.join(boot, 'initrd.img'),
     '-append', `${cmdline} ip=10.0.2.50::10.0.2.2:255.255.255.0::eth0:off:10.0.2.3`, '-cdrom', iso,
-    '-nic', `user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:${http}-10.0.2.50:80,hostfwd=tcp:127.0.0.1:${sshPort}-10.0.2.50:22`], {
+    '-nic', `user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:${http2}-10.0.2.50:80,hostfwd=tcp:127.0.0.1:${ssh2}-10.0.2.50:22`], {
     until: /drydock: service started/, timeoutMs: 240_000,
     whileRunning: async () => {
-      assert.equal(await httpGet(http, 'network.txt'), 'eth0 10.0.2.50/24 static gateway=10.0.2.2 dns=10.0.2.3\n');
-      assert.match(await httpGet(http, 'resolv.txt'), /^nameserver 10\.0\.2\.3$/m);
-      hostKeys.push((await ssh(sshPort, path.join(work, 'known2'))).hostKey);
+      assert.equal(await httpGet(http2, 'network.txt'), 'eth0 10.0.2.50/24 static gateway=10.0.2.2 dns=10.0.2.3\n');
+      assert.match(await httpGet(http2, 'resolv.txt'), /^nameserver 10\.0\.2\.3$/m);
+      hostKeys.push((await ssh(ssh2, path.join(work, 'known2'))).hostKey);
     },
   });
   assert.match(staticRun.console, /drydock: virtiofs share hostfs not found \(no virtiofs device with that tag\); continuing without \/srv\/vfs/);

@@ -17,9 +17,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { requireTool, tempDir } from './env.js';
+import { freePort, requireTool, tempDir } from './env.js';
 
 export interface CephCluster {
   /** http://127.0.0.1:PORT, the radosgw S3 endpoint. */
@@ -38,17 +37,6 @@ export interface CephCluster {
 }
 
 const TOOLS = ['ceph-mon', 'ceph-osd', 'radosgw', 'radosgw-admin', 'ceph', 'ceph-authtool', 'monmaptool'];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 const running = new Set<ChildProcess>();
 let exitHook = false;

@@ -2,10 +2,11 @@
 // temp storage, optional htpasswd (bcrypt) auth, ephemeral port. Fails when the binary is missing.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync, mkdirSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { request } from 'undici';
-import { requireTool, tempDir } from './env.js';
+import { freePort, requireTool, tempDir } from './env.js';
+
+export { freePort };
 
 export interface DistributionRegistry {
   /** "127.0.0.1:PORT" */
@@ -17,17 +18,6 @@ export interface DistributionRegistry {
   /** stdout + stderr so far (access log lines, warnings). */
   output(): string;
   stop(): Promise<void>;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** A bcrypt htpasswd line, made by apache2-utils' htpasswd like an operator would. */

@@ -5,6 +5,7 @@ import { mkdtempSync, existsSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import net from 'node:net';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** Running from TypeScript (tsx) or from compiled dist/test. */
@@ -67,4 +68,23 @@ export function runCli(args: string[], opts: { root?: string; input?: string | B
 
 export function exists(p: string): boolean {
   return existsSync(p);
+}
+
+/**
+ * A port for a child process (registry, dockerd, QEMU hostfwd) to bind on 127.0.0.1. Picked below
+ * Linux's ephemeral range (32768–60999): a port the kernel handed out by bind(0) and we released
+ * is the next one it hands to any test's outgoing connection, and QEMU's hostfwd then fails with
+ * "Could not set up host forwarding rule" (seen in CI). Checked free by binding it once.
+ */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    const free = await new Promise<boolean>((resolve) => {
+      const srv = net.createServer();
+      srv.once('error', () => resolve(false));
+      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+    });
+    if (free) return port;
+    if (attempt > 200) throw new Error('freePort: no free port in 20000-31999 on 127.0.0.1');
+  }
 }
