@@ -3,7 +3,7 @@
 // commander itself (125 KB, and node:child_process) is imported inside main(), after the
 // `--version` fast path, so printing the version loads nothing but this file.
 import { UserError, VerbatimError } from '../util/errors.js';
-import { modulesFor } from './commands/index.js';
+import { commandWord, modulesFor } from './commands/index.js';
 
 const VERSION = process.env.npm_package_version ?? '0.1.0';
 
@@ -27,7 +27,10 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     if (root) process.env.DRYDOCK_ROOT = root;
   });
   try {
-    for (const mod of await Promise.all(modulesFor(args).map((m) => m.load()))) mod.register(program);
+    // One module owns the word: it registers that command alone. Help and unknown words get all.
+    const modules = modulesFor(args);
+    const only = modules.length === 1 ? commandWord(args) : undefined;
+    for (const mod of await Promise.all(modules.map((m) => m.load()))) mod.register(program, only);
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
