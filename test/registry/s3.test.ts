@@ -15,6 +15,7 @@ import { startS3Server, type S3Server } from '../helpers/s3.js';
 import { writeS3ServeConfig } from './serve.js';
 import { S3Driver, MIN_CHUNK_SIZE, s3OptionsFromConfig, type S3DriverOptions } from '../../src/registry/storage/s3.js';
 import { normalizeConfig, startRegistry, type RegistryConfig, type StartedRegistry } from '../../src/registry/index.js';
+import { holderLifetimeMs, leaseRenewalMs, leaseStale, MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from '../../src/registry/storage/s3-lease.js';
 import { http, pushImage, sha256 } from './util.js';
 import { retentionOnS3 } from './retention-s3.js';
 
@@ -56,6 +57,11 @@ describe('S3 config (storage: s3:)', () => {
     { name: 'lease lifetime as a duration', raw: { bucket: 'b', region: 'r', leaselifetime: '2m' }, want: { leaseTtlMs: 120_000 } },
     { name: 'lease lifetime in seconds, as REGISTRY_STORAGE_S3_LEASELIFETIME=45 reads', raw: { bucket: 'b', region: 'r', leaselifetime: 45 }, want: { leaseTtlMs: 45_000 } },
     { name: 'no lease lifetime: the default (30 s) applies', raw: { bucket: 'b', region: 'r' }, want: { leaseTtlMs: undefined } },
+    { name: 'a lease lifetime of exactly 1h (the cap)', raw: { bucket: 'b', region: 'r', leaselifetime: '1h' }, want: { leaseTtlMs: 3_600_000 } },
+    { name: 'the cap spelled 60m', raw: { bucket: 'b', region: 'r', leaselifetime: '60m' }, want: { leaseTtlMs: 3_600_000 } },
+    { name: 'the cap in plain seconds (REGISTRY_STORAGE_S3_LEASELIFETIME=3600)', raw: { bucket: 'b', region: 'r', leaselifetime: '3600' }, want: { leaseTtlMs: 3_600_000 } },
+    { name: 'a lease lifetime of exactly 5s (the floor)', raw: { bucket: 'b', region: 'r', leaselifetime: '5s' }, want: { leaseTtlMs: 5_000 } },
+    { name: 'the floor spelled 5000ms', raw: { bucket: 'b', region: 'r', leaselifetime: '5000ms' }, want: { leaseTtlMs: 5_000 } },
   ];
   for (const c of ok) {
     test(`accepts: ${c.name}`, () => {
@@ -73,6 +79,10 @@ describe('S3 config (storage: s3:)', () => {
     { name: 'a lease lifetime that is no duration', raw: { bucket: 'b', region: 'r', leaselifetime: 'soon' }, err: /leaselifetime must be a duration between 5s and 1h .*got "soon"/ },
     { name: 'a lease lifetime under 5 s (renewals every third of it would race the 1 s clock)', raw: { bucket: 'b', region: 'r', leaselifetime: '2s' }, err: /leaselifetime must be a duration between 5s and 1h/ },
     { name: 'a lease lifetime over an hour', raw: { bucket: 'b', region: 'r', leaselifetime: '2h' }, err: /leaselifetime must be a duration between 5s and 1h/ },
+    { name: 'a lease lifetime one second over the cap', raw: { bucket: 'b', region: 'r', leaselifetime: '1h0m1s' }, err: /leaselifetime must be a duration between 5s and 1h .*got "1h0m1s"/ },
+    { name: 'a lease lifetime of 3601 plain seconds', raw: { bucket: 'b', region: 'r', leaselifetime: 3601 }, err: /leaselifetime must be a duration between 5s and 1h/ },
+    { name: 'a lease lifetime one millisecond under the floor', raw: { bucket: 'b', region: 'r', leaselifetime: '4999ms' }, err: /leaselifetime must be a duration between 5s and 1h/ },
+    { name: 'a zero lease lifetime', raw: { bucket: 'b', region: 'r', leaselifetime: '0s' }, err: /leaselifetime must be a duration between 5s and 1h/ },
   ];
   for (const c of bad) test(`refuses: ${c.name}`, () => assert.throws(() => s3OptionsFromConfig(c.raw, {}), c.err));
 
@@ -84,6 +94,52 @@ describe('S3 config (storage: s3:)', () => {
     assert.equal(cfg.storage.s3?.bucket, 'b');
     assert.throws(() => normalizeConfig({ storage: { s3: null } } as never), /storage\.s3 needs parameters/);
     assert.throws(() => normalizeConfig({ storage: { azure: {} } } as never), /"azure" is not supported \(drydock has: filesystem, s3\)/);
+  });
+});
+
+describe('lease lifetime bounds (storage.s3.leaselifetime 5s-1h)', () => {
+  test('the floor: a 5 s lease renews with room for two 1 s clock readings; under it a renewal would not', () => {
+    // The age of a lease is read on the server's 1 s clock (Last-Modified against Date): a live
+    // holder's lease can read up to its renewal interval plus two seconds old.
+    assert.equal(MIN_LEASE_TTL_MS, 5_000);
+    assert.ok(leaseRenewalMs(MIN_LEASE_TTL_MS) + 2_000 < MIN_LEASE_TTL_MS, `renewal every ${leaseRenewalMs(MIN_LEASE_TTL_MS)} ms`);
+    assert.ok(!(leaseRenewalMs(3_000) + 2_000 < 3_000), 'a 3 s lifetime (below the floor) would let a live lease look stale');
+    assert.equal(leaseStale(leaseRenewalMs(MIN_LEASE_TTL_MS) + 2_000, MIN_LEASE_TTL_MS, MIN_LEASE_TTL_MS), false);
+  });
+
+  test('the cap: a lease claiming a longer lifetime than 1 h blocks an upload for 1 h at most', () => {
+    const cases: { body: string; want: number | undefined }[] = [
+      { body: JSON.stringify({ holder: 'h', pid: 1, ttlMs: 30_000 }), want: 30_000 },
+      { body: JSON.stringify({ holder: 'h', pid: 1, ttlMs: MAX_LEASE_TTL_MS }), want: MAX_LEASE_TTL_MS },
+      { body: JSON.stringify({ holder: 'h', pid: 1, ttlMs: MAX_LEASE_TTL_MS + 1 }), want: MAX_LEASE_TTL_MS },
+      { body: JSON.stringify({ holder: 'h', pid: 1, ttlMs: 365 * 86_400_000 }), want: MAX_LEASE_TTL_MS },
+      { body: JSON.stringify({ holder: 'h', pid: 1, ttlMs: 1e308 * 10 }), want: undefined }, // Infinity serializes as null
+      { body: JSON.stringify({ holder: 'h', ttlMs: -5 }), want: undefined },
+      { body: JSON.stringify({ holder: 'h', ttlMs: '1h' }), want: undefined },
+      { body: '{"holder":"dead"}', want: undefined },
+      { body: 'null', want: undefined },
+      { body: 'not json', want: undefined },
+    ];
+    for (const c of cases) assert.equal(holderLifetimeMs(c.body), c.want, c.body);
+    const year = holderLifetimeMs(JSON.stringify({ ttlMs: 365 * 86_400_000 }));
+    assert.equal(leaseStale(MAX_LEASE_TTL_MS, 5_000, year), false, 'held for the hour');
+    assert.equal(leaseStale(MAX_LEASE_TTL_MS + 1_000, 5_000, year), true, 'taken over after it');
+    assert.equal(leaseStale(MAX_LEASE_TTL_MS + 1_000, 5_000, 365 * 86_400_000), false, 'uncapped, it would block for a year');
+  });
+
+  test('leaselifetime 1h from the config: the lease object records it, renewals come every 20 min, and it reads back capped', async () => {
+    const o = s3OptionsFromConfig({ bucket: s3.bucket, regionendpoint: s3.endpoint, accesskey: s3.accessKey, secretkey: s3.secretKey, rootdirectory: `t-${randomBytes(4).toString('hex')}`, leaselifetime: '1h' }, {});
+    const d = new S3Driver(o);
+    await d.putContent('/up/a/startedat', 'now');
+    const release = await d.lockFile('/up/a/writer.lock');
+    assert.ok(release);
+    const body = (await d.getContent('/up/a/writer.lock')).toString();
+    assert.equal(JSON.parse(body).ttlMs, 3_600_000);
+    assert.equal(holderLifetimeMs(body), 3_600_000);
+    assert.equal(leaseRenewalMs(o.leaseTtlMs!), 1_200_000);
+    await release();
+    await assert.rejects(d.getContent('/up/a/writer.lock'), /path not found/, 'released');
+    await d.delete('/');
   });
 });
 

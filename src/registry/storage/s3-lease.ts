@@ -61,6 +61,24 @@ async function replaceIfMatch(t: LeaseTarget, key: string, etag: string, body: s
   return undefined;
 }
 
+/**
+ * The lifetime a lease's body says its holder renews for, capped at MAX_LEASE_TTL_MS: a lease
+ * written by a replica with a bad setting, or by something else, blocks an upload for at most an
+ * hour. undefined when the body names none (the taker's own lifetime applies).
+ */
+export function holderLifetimeMs(body: string): number | undefined {
+  try {
+    const v = (JSON.parse(body) as { ttlMs?: unknown } | null)?.ttlMs;
+    if (typeof v === 'number' && Number.isFinite(v) && v > 0) return Math.min(v, MAX_LEASE_TTL_MS);
+  } catch { /* not JSON */ }
+  return undefined;
+}
+
+/** Whether a lease this old (on the S3 server's clock) has lost its holder: past the longer of the taker's and the holder's lifetime. */
+export function leaseStale(ageMs: number, takerTtlMs: number, holderTtlMs: number | undefined): boolean {
+  return ageMs > Math.max(takerTtlMs, holderTtlMs ?? 0);
+}
+
 /** The lease's ETag, age in ms on the server's clock and the lifetime its holder runs with; undefined when it is gone. */
 async function leaseAge(t: LeaseTarget, key: string): Promise<{ etag: string; ageMs: number; holderTtlMs?: number } | undefined> {
   const { sdk, client } = await t.s3();
@@ -76,13 +94,8 @@ async function leaseAge(t: LeaseTarget, key: string): Promise<{ etag: string; ag
   try {
     const out = await client.send(get);
     const text = (await out.Body?.transformToString()) ?? '';
-    let holderTtlMs: number | undefined;
-    try {
-      const v = (JSON.parse(text) as { ttlMs?: unknown }).ttlMs;
-      if (typeof v === 'number' && Number.isFinite(v) && v > 0) holderTtlMs = Math.min(v, MAX_LEASE_TTL_MS);
-    } catch { /* a lease written by something else: the taker's own lifetime applies */ }
     const modified = out.LastModified?.getTime() ?? 0;
-    return { etag: out.ETag ?? '', ageMs: (serverDate ?? Date.now()) - modified, holderTtlMs };
+    return { etag: out.ETag ?? '', ageMs: (serverDate ?? Date.now()) - modified, holderTtlMs: holderLifetimeMs(text) };
   } catch (e) {
     if (status(e) === 404) return undefined;
     throw e;
@@ -118,7 +131,7 @@ export async function acquireLease(t: LeaseTarget, key: string, dirPrefix: strin
   if (etag === undefined) {
     const held = await leaseAge(t, key);
     if (!held) etag = await create(); // released meanwhile
-    else if (held.ageMs > Math.max(ttlMs, held.holderTtlMs ?? 0)) etag = await replaceIfMatch(t, key, held.etag, body); // its holder stopped renewing
+    else if (leaseStale(held.ageMs, ttlMs, held.holderTtlMs)) etag = await replaceIfMatch(t, key, held.etag, body); // its holder stopped renewing
     if (etag === undefined) return undefined;
   }
   let current = etag;
