@@ -62,7 +62,7 @@ export async function withRootfs(
     // The upper dir is the new layer unpacked (overlay whiteouts and all): it becomes the layer
     // cache entry, so the next step mounts it and nothing is unpacked here; its blob is still
     // being compressed and written while the next step runs.
-    await traced('step.adopt', () => adoptUnpackedLayer(s.store, upper, diffID));
+    await traced('step.adopt', () => adoptUnpackedLayer(s.store, upper, diffID, { durable: false }));
     return { diffID, blob, known: undefined };
   } finally {
     await unmountAll().catch(() => {});
