@@ -19,10 +19,26 @@ interface Libc {
 
 let libc: Libc | undefined;
 
+type Koffi = Pick<typeof import('koffi'), 'load' | 'errno'>;
+
+/**
+ * koffi's addon. Its package index first reads node's ELF headers to tell glibc from musl and
+ * then picks the platform package's binary (10-15 ms, more than the two execs a one-step build
+ * saves); on glibc Linux that binary is linux_<arch>/koffi.node, loaded directly here (3-5 ms).
+ * Anywhere else, or if that path ever moves, the package index finds it.
+ */
+function loadKoffi(): Koffi {
+  // koffi is CommonJS with a native addon; the CLI bundles keep it external.
+  const require = createRequire(import.meta.url);
+  if (process.platform === 'linux') {
+    try { return require(`@koromix/koffi-linux-${process.arch}/linux_${process.arch}/koffi.node`) as Koffi; } catch { /* musl, or another layout */ }
+  }
+  return require('koffi') as Koffi;
+}
+
 function load(): Libc {
   if (libc) return libc;
-  // koffi is CommonJS with a native addon; the CLI bundles keep it external.
-  const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
+  const koffi = loadKoffi();
   const lib = koffi.load('libc.so.6');
   const mount = lib.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)');
   const umount2 = lib.func('int umount2(const char *target, int flags)');
