@@ -88,7 +88,7 @@ const common = {
   supported: { 'dynamic-import': false },
   // A native addon cannot be bundled, and esbuild (src/os bundles the CLI) finds its binary from
   // its own package; both load from node_modules.
-  external: ['@napi-rs/xattr', 'esbuild'],
+  external: ['@napi-rs/xattr', 'koffi', 'esbuild'],
   // import.meta.url (lifecycle.ts finds the monitor beside its code) is the bundle's own URL,
   // made when asked for: URL's href getter costs a millisecond a command mostly does not need.
   define: { 'import.meta': '__drydockImportMeta' },

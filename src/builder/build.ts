@@ -9,6 +9,7 @@ import { parseDockerfile, splitStages, type DockerfileWarning } from '../dockerf
 import { ContentStore } from '../store/content-store.js';
 import type { Descriptor, ImageConfig } from '../image/types.js';
 import { UserError } from '../util/errors.js';
+import { span, traced } from '../util/trace.js';
 import { BuildCache, type CachedLayer } from './cache.js';
 import { SourceTree, HashCache } from './context.js';
 import { planBuild, type BuildGraph } from './graph.js';
@@ -36,9 +37,9 @@ export interface BuildResult {
 /** One platform's build (platforms.ts runs several of these at once for `--platform a,b`). */
 export async function buildPlatform(opts: BuildOptions): Promise<BuildResult> {
   if (opts.platform?.includes(',')) throw new UserError('several platforms build through buildPlatforms');
-  const s = await openSession(opts);
+  const s = await traced('build.open', () => openSession(opts));
   try {
-    const graph = await planBuild(s);
+    const graph = await traced('build.plan', () => planBuild(s));
     const solver = new Solver(s, graph);
     // Ctrl-C: runc gets the signal (runOnce forwards it), the running steps fail, their mounts
     // and work dirs are cleaned up, and no further step starts.
@@ -47,7 +48,7 @@ export async function buildPlatform(opts: BuildOptions): Promise<BuildResult> {
     for (const sig of signals) process.on(sig, onSignal);
     let state;
     try {
-      state = await solver.solve();
+      state = await traced('build.solve', () => solver.solve());
     } catch (e) {
       await solver.flush().catch(() => {});
       if (s.interrupted) throw new UserError('build interrupted', 130);
@@ -60,7 +61,9 @@ export async function buildPlatform(opts: BuildOptions): Promise<BuildResult> {
     warnUnusedArgs(s);
     // The image, the steps' images and the cache entries are independent writes: together, their
     // fsyncs overlap. The first failure is reported once all have settled.
+    const endExport = span('build.export');
     const [exported, steps, puts] = await Promise.allSettled([exportImage(s, graph, solver, state), exportStepImages(s, solver), solver.flush()]);
+    endExport();
     for (const r of [exported, steps, puts]) if (r.status === 'rejected') throw r.reason;
     const image = (exported as PromiseFulfilledResult<Awaited<ReturnType<typeof exportImage>>>).value;
     if (opts.output) await exportOutput(s.store, opts.output, [image], undefined, image.names[0]);

@@ -12,6 +12,7 @@ import type { ContentStore } from '../store/content-store.js';
 import type { Compression } from '../image/media-types.js';
 import { UserError } from '../util/errors.js';
 import { STREAM_CHUNK } from '../util/fs.js';
+import { span, traced } from '../util/trace.js';
 import type { CachedLayer } from './cache.js';
 import { SourceTree } from './context.js';
 import type { BuildSession } from './session.js';
@@ -27,7 +28,7 @@ export async function withRootfs(
 ): Promise<BuildLayer> {
   const { ensureLayersUnpacked, mountRootfs, adoptUnpackedLayer, createOwnedDir, scratchRoot } = await import('../runtime/index.js');
   await fetchRemoteLayers(s, layers);
-  const lowers = await ensureLayersUnpacked(s.store, layers.map(layerRef));
+  const lowers = await traced('step.unpack-lowers', () => ensureLayersUnpacked(s.store, layers.map(layerRef)));
   const workDir = path.join(scratchRoot(s.store.root), `step-${process.pid}-${randomBytes(6).toString('hex')}`);
   // Owned by this process: if it is killed, the next build, run or gc sweeps mounts and container.
   await createOwnedDir(workDir);
@@ -41,8 +42,10 @@ export async function withRootfs(
   };
   try {
     // volatile: the layer's durable form is its fsynced blob; the upper dir is at most a cache entry.
-    mounted = await mountRootfs({ lowerDirs: lowers, workDir, volatile: true });
+    mounted = await traced('step.mount', () => mountRootfs({ lowerDirs: lowers, workDir, volatile: true }));
+    const endOp = span('step.op');
     await fn({ ...x, rootfs: mounted.rootfs, lowers, upper: mounted.upperDir, workDir, defer: (c) => { deferred.push(c); } });
+    endOp();
     if (s.interrupted) throw new UserError('build interrupted', 130);
     const upper = mounted.upperDir;
     if (s.opts.sourceDateEpoch !== undefined) {
@@ -53,12 +56,13 @@ export async function withRootfs(
       const layer: CachedLayer = { digest: info.digest, size: info.size, mediaType: info.mediaType, diffID: info.diffID };
       return { diffID: info.diffID, blob: Promise.resolve(layer), known: layer };
     }
-    await unmountAll();
-    const { diffID, blob } = await snapshotLayer(s.store, upper, s.opts.compression);
+    await traced('step.umount', unmountAll);
+    const { diffID, blob } = await traced('step.tar+hash', () => snapshotLayer(s.store, upper, s.opts.compression));
+    void traced('step.blob-written', () => blob).catch(() => {});
     // The upper dir is the new layer unpacked (overlay whiteouts and all): it becomes the layer
     // cache entry, so the next step mounts it and nothing is unpacked here; its blob is still
     // being compressed and written while the next step runs.
-    await adoptUnpackedLayer(s.store, upper, diffID);
+    await traced('step.adopt', () => adoptUnpackedLayer(s.store, upper, diffID, { durable: false }));
     return { diffID, blob, known: undefined };
   } finally {
     await unmountAll().catch(() => {});

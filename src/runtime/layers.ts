@@ -38,8 +38,14 @@ export async function ensureLayersUnpacked(store: ContentStore, layers: LayerRef
  * filesystem). The builder hands over a step's overlay upper dir after tarring it: it already is
  * the layer unpacked with overlay whiteouts, so the next step does not unpack the blob again.
  * Returns false (and removes `dir`) when the layer is already cached.
+ *
+ * `durable: false` skips the fsync of layers/ after the rename. The builder's snapshots are
+ * written through a volatile overlay and never fsynced, so syncing the directory would not make
+ * the entry's content survive a crash; it would only force ext4 to commit (and so write out) the
+ * whole snapshot in the step's critical path, 60-80 ms for 40 MB here. The blob, fsynced, is the
+ * layer's durable form; a lost cache entry is unpacked again from it.
  */
-export async function adoptUnpackedLayer(store: ContentStore, dir: string, diffID: string): Promise<boolean> {
+export async function adoptUnpackedLayer(store: ContentStore, dir: string, diffID: string, opts: { durable?: boolean } = {}): Promise<boolean> {
   const target = unpackedLayerDir(store, diffID);
   await fsp.mkdir(path.dirname(target), { recursive: true });
   try {
@@ -50,7 +56,7 @@ export async function adoptUnpackedLayer(store: ContentStore, dir: string, diffI
     await fsp.rm(dir, { recursive: true, force: true });
     return false;
   }
-  await fsyncDir(path.dirname(target));
+  if (opts.durable !== false) await fsyncDir(path.dirname(target));
   return true;
 }
 

@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import path from 'node:path';
 import { UserError } from '../util/errors.js';
+import { mountSyscall, umountSyscall, MNT_DETACH } from './mount-syscall.js';
 
 const run = promisify(execFile);
 
@@ -77,7 +78,10 @@ export async function mountOverlay(lowersBottomUp: string[], upperDir: string, w
   }
   if (volatile) data += ',volatile';
   try {
-    await run('mount', ['-t', 'overlay', 'overlay', '-o', data, merged], { cwd });
+    // Paths relative to `cwd` need a process of their own to chdir in (this one's cwd is shared
+    // with every async fs call in flight); absolute ones are mounted by this process.
+    if (cwd) await run('mount', ['-t', 'overlay', 'overlay', '-o', data, merged], { cwd });
+    else mountSyscall('overlay', merged, 'overlay', 0, data);
   } catch (e) {
     const err = e as { stderr?: string; message: string };
     throw new UserError(`cannot mount the container rootfs (overlayfs): ${(err.stderr || err.message).trim()}${process.getuid?.() !== 0 ? ' (drydock run needs root)' : ''}`);
@@ -93,9 +97,10 @@ export async function isMountPoint(p: string): Promise<boolean> {
 /** Unmounts if mounted (idempotent: a container cleaned after a crash may already be unmounted). */
 export async function unmountPath(p: string): Promise<void> {
   try {
-    await run('umount', [p]);
+    umountSyscall(p);
   } catch (e) {
     if (!(await isMountPoint(p))) return;
-    try { await run('umount', ['-l', p]); } catch { throw new UserError(`cannot unmount ${p}: ${((e as { stderr?: string }).stderr ?? '').trim()}`); }
+    // Busy (a process still has a file open below it): detach now, like umount -l.
+    try { umountSyscall(p, MNT_DETACH); } catch { throw new UserError(`cannot unmount ${p}: ${(e as Error).message}`); }
   }
 }

@@ -10,6 +10,7 @@ import type { Readable, Writable } from 'node:stream';
 import { defaultRoot } from '../store/content-store.js';
 import { UserError } from '../util/errors.js';
 import type { OciSpec } from './spec.js';
+import { span, traced } from '../util/trace.js';
 
 // Promisified on each call, not at load: reading `execFile` loads child_process (the CLI bundle
 // makes built-ins lazy, scripts/bundle-cli.mjs), which `drydock ps` without running containers never needs.
@@ -63,7 +64,7 @@ export interface RuncRunHandle {
  * forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT to it while it runs, so this process lives to clean up.
  */
 export async function startRuncRun(o: RuncOptions & { id: string; bundleDir: string; spec: OciSpec; stdio: StdioOptions; pidFile?: string; architecture?: string; ptyWrapper?: boolean }): Promise<RuncRunHandle> {
-  await writeBundle(o.bundleDir, o.spec);
+  await traced('runc.write-bundle', () => writeBundle(o.bundleDir, o.spec));
   const { bin, args } = base(o);
   const logFile = path.join(o.bundleDir, 'runc.log');
   await fsp.rm(logFile, { force: true });
@@ -105,9 +106,9 @@ export async function runOnce(opts: RunOnceOptions): Promise<RunResult> {
       h.child.stderr!.pipe(io.stderr, { end: false });
       if (io.stdin && h.child.stdin) io.stdin.pipe(h.child.stdin);
     }
-    return await h.wait();
+    return await traced('runc.run', () => h.wait());
   } finally {
-    await deleteContainer(opts.id, { ...opts, force: true });
+    await traced('runc.delete', () => deleteContainer(opts.id, { ...opts, force: true }));
   }
 }
 

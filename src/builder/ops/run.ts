@@ -9,6 +9,7 @@ import { parseHeredocWord, type Instruction } from '../../dockerfile/index.js';
 import { hostPlatform } from '../../image/platform.js';
 import { checkBinfmt } from '../binfmt.js';
 import { UserError } from '../../util/errors.js';
+import { span, traced } from '../../util/trace.js';
 import { hashSources } from '../context.js';
 import { DEFAULT_SHELL } from '../dispatch.js';
 import { parseMountFlag, cacheMountDir, ociMount, removeMountpoints, type MountRequest } from '../mounts.js';
@@ -63,6 +64,7 @@ export async function planRun(s: BuildSession, inst: Instruction, state: PlanSta
     op: {
       kind: 'run',
       async exec(x: ExecContext) {
+        const endPrepare = span('run.prepare');
         const { createRuntimeSpec, runOnce, checkWorkdir, addOwnedContainer } = await import('../../runtime/index.js');
         // A foreign platform's RUN needs qemu-user-static's binfmt_misc handler (multi-platform builds).
         if (architecture) await checkBinfmt(architecture).catch((e: Error) => { throw s.err(inst, e.message); });
@@ -94,6 +96,7 @@ export async function planRun(s: BuildSession, inst: Instruction, state: PlanSta
         });
         const id = `drydock-build-${randomBytes(6).toString('hex')}`;
         await addOwnedContainer(x.workDir, id);
+        endPrepare();
         const sink = x.out ?? new Writable({ write: (_c, _e, cb) => cb() });
         // Keep the tail of stderr: runc's init reports exec failures there, not in its log.
         let stderrTail = '';
@@ -111,9 +114,9 @@ export async function planRun(s: BuildSession, inst: Instruction, state: PlanSta
         if (result.exitCode !== 0) {
           throw new UserError(`${s.df.file}:${inst.start.line}: ${x.stepLabel} "${inst.original}": process "${argv.join(' ')}" did not complete successfully: exit code: ${result.exitCode}`, result.exitCode);
         }
-        await removeMountpoints(x.upper, x.lowers, [
+        await traced('run.remove-mountpoints', () => removeMountpoints(x.upper, x.lowers, [
           ...mounts.map((m) => m.target), '/etc/hosts', '/etc/hostname', '/etc/resolv.conf', '/proc', '/sys', '/dev',
-        ]);
+        ]));
       },
     },
   };

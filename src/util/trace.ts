@@ -1,0 +1,19 @@
+// Opt-in timing marks for finding where a build's time goes: with DRYDOCK_TRACE=1 each span
+// prints "trace <label> <ms>" to stderr when it ends. Off (the default) it costs one branch.
+const enabled = !!process.env.DRYDOCK_TRACE;
+
+/** Starts a span; the returned function ends it. */
+export function span(label: string): () => void {
+  if (!enabled) return noop;
+  const start = process.hrtime.bigint();
+  return () => { process.stderr.write(`trace ${label} ${(Number(process.hrtime.bigint() - start) / 1e6).toFixed(1)}\n`); };
+}
+
+/** Times `fn` as a span. */
+export async function traced<T>(label: string, fn: () => Promise<T>): Promise<T> {
+  if (!enabled) return fn();
+  const end = span(label);
+  try { return await fn(); } finally { end(); }
+}
+
+function noop(): void {}
