@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything drydock and its test suite need on a fresh Debian 12 machine (as root):
 # system packages from apt, npm dependencies, the compiled CLI, podman's config for this
-# sandbox, and (with --test) the Debian cloud kernel the boot tests use. Idempotent and quick
-# when everything is already there.
+# sandbox, and (with --test) the Debian cloud kernel and systemd rootfs the boot tests use.
+# Idempotent and quick when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -79,4 +79,8 @@ npm run --silent build
 
 if [ "${1:-}" = "--test" ] && [ -x scripts/fetch-kernel.sh ]; then
   bash scripts/fetch-kernel.sh
+fi
+# The Debian systemd rootfs the systemd boot test boots (debootstrap, about 3 min, once).
+if [ "${1:-}" = "--test" ] && [ -x scripts/fetch-systemd-rootfs.sh ]; then
+  bash scripts/fetch-systemd-rootfs.sh > /dev/null
 fi

@@ -281,6 +281,63 @@ os_service_conf() {
   fi
 }
 
+# os_resolve ROOT PATH: the host path of PATH inside ROOT with every symlink resolved within
+# ROOT (absolute targets from ROOT, not from /), as the disk builder's inImage does; 1 when
+# it does not exist (or loops). Merged-/usr: /sbin/init -> usr/sbin/init -> /lib/systemd/systemd.
+os_resolve() {
+  rv_root="$1" rv_rest="\${2#/}" rv_cur= rv_hops=0
+  while [ -n "$rv_rest" ]; do
+    rv_c="\${rv_rest%%/*}"
+    case "$rv_rest" in */*) rv_rest="\${rv_rest#*/}" ;; *) rv_rest= ;; esac
+    case "$rv_c" in ''|.) continue ;; ..) rv_cur="\${rv_cur%/*}"; continue ;; esac
+    if [ -L "$rv_root$rv_cur/$rv_c" ]; then
+      rv_hops=$((rv_hops + 1)); [ "$rv_hops" -gt 40 ] && return 1
+      rv_t="$(readlink "$rv_root$rv_cur/$rv_c")"
+      case "$rv_t" in /*) rv_cur= ;; esac
+      rv_rest="\${rv_t#/}\${rv_rest:+/$rv_rest}"
+    else
+      rv_cur="$rv_cur/$rv_c"
+    fi
+  done
+  [ -e "$rv_root$rv_cur" ] || return 1
+  echo "$rv_root$rv_cur"
+}
+
+# os_init DEPLOYMENT_JSON ROOT MODE: the init that deployment boots with, decided like the disk
+# builder's chooseInit (src/boot/toplayer.ts) from its image config and the system in ROOT, so
+# an upgrade from a CMD-style image to one with its own init (or back) boots in the new mode.
+# MODE is the disk's --init (auto, image, drydock). Sets OS_INIT (a path in the system) and
+# OS_INIT_REASON; returns 1 when the image config is unreadable.
+os_init() {
+  vars="$(awk -f "$OS_AWK" "$1" sh imageConfig.)" || return 1
+  J_imageConfig_Entrypoint_length=0 J_imageConfig_Cmd_length=0 J_imageConfig_Entrypoint_0= J_imageConfig_Cmd_0=
+  eval "$vars"
+  ni_e="\${J_imageConfig_Entrypoint_length:-0}" ni_c="\${J_imageConfig_Cmd_length:-0}"
+  ni_argc=$((ni_e + ni_c))
+  if [ "$ni_e" -gt 0 ]; then ni_first="$J_imageConfig_Entrypoint_0"; else ni_first="$J_imageConfig_Cmd_0"; fi
+  OS_INIT=/.drydock/init
+  if [ "$3" = drydock ]; then OS_INIT_REASON="--init drydock"; return 0; fi
+  if [ "$ni_argc" -ge 1 ] && [ "$ni_argc" -le 2 ]; then
+    case " /sbin/init /lib/systemd/systemd /usr/lib/systemd/systemd /sbin/openrc-init /usr/sbin/init /init " in
+      *" $ni_first "*) if os_resolve "$2" "$ni_first" > /dev/null; then OS_INIT="$ni_first" OS_INIT_REASON="the image command $ni_first is an init"; return 0; fi ;;
+    esac
+  fi
+  ni_sbin="$(os_resolve "$2" /sbin/init)"
+  if [ "$3" = image ]; then
+    if [ -n "$ni_sbin" ]; then OS_INIT=/sbin/init OS_INIT_REASON="--init image"; else OS_INIT_REASON="--init image, but this deployment has no /sbin/init"; fi
+    return 0
+  fi
+  ni_bb=
+  if [ -n "$ni_sbin" ]; then
+    if [ "\${ni_sbin##*/}" = busybox ]; then ni_bb=1
+    elif [ "$(wc -c < "$ni_sbin")" -le 4194304 ] && grep -q 'BusyBox v' "$ni_sbin"; then ni_bb=1; fi
+    if [ -z "$ni_bb" ]; then OS_INIT=/sbin/init OS_INIT_REASON="the image has an init system (/sbin/init)"; return 0; fi
+  fi
+  if [ "$ni_argc" -gt 0 ]; then OS_INIT_REASON="the image command runs as a supervised service"; return 0; fi
+  if [ -n "$ni_sbin" ]; then OS_INIT=/sbin/init OS_INIT_REASON="busybox init (the image has no command)"; return 0; fi
+  OS_INIT_REASON="no init and no command: a console shell"
+}
+
 # os_select ROOT WANTED NOW: which deployment this boot runs. ROOT holds os/state.json; WANTED is
 # drydock.deployment= from the boot menu (an id, "default" or "rollback", or empty); NOW is the
 # time for "abandoned" (ISO 8601). Sets OS_DEPLOYMENT, OS_PENDING (1 on a try of the pending

@@ -56,6 +56,8 @@ rescue() {
 }
 
 WAIT=30
+# What the boot loader config says (drydock.init= below only differs when a person typed it).
+BOOTCONF_INIT="$DRYDOCK_INIT"
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     persist=*) PERSIST="\${arg#persist=}" ;;
@@ -173,20 +175,6 @@ else
   log "the medium has no kernel modules for $KVER; only the initramfs modules are loaded"
 fi
 
-# A try of a new deployment under the image's own init (systemd, OpenRC, sysvinit): nothing in
-# the system supervises it, so the kernel does. softdog reboots DEADLINE s from now unless the
-# confirm step (drydock-os-confirm, /.drydock/os-boot confirm) stops it with the magic close;
-# the write below starts it and the close without "V" leaves it running. The drydock init has
-# its own watchdog.
-if [ -n "$OS_PENDING" ] && [ "\${OS_DEADLINE:-0}" -gt 0 ] && [ "\${DRYDOCK_INIT#/.drydock/}" = "$DRYDOCK_INIT" ]; then
-  if modprobe -q softdog soft_margin="$OS_DEADLINE" 2>/dev/null && printf 1 > /dev/watchdog; then
-    : > $R/os-softdog
-    log "watchdog: the machine reboots in \${OS_DEADLINE}s unless deployment $OS_DEPLOYMENT reaches its default target"
-  else
-    log "watchdog: no softdog in this kernel; deployment $OS_DEPLOYMENT is not supervised"
-  fi
-fi
-
 if [ -n "$PERSIST" ]; then
   if dev="$(find_dev "$PERSIST" 10)" && mount -o rw "$dev" $R/rw; then
     log "writable layer: $PERSIST ($dev), changes persist"
@@ -213,6 +201,35 @@ if [ -n "$OS" ]; then
     mv -f $R/os-service.conf.tmp $R/os-service.conf
   else
     rm -f $R/os-service.conf.tmp; log "cannot read the image config of deployment $OS_DEPLOYMENT; the service is the disk's"
+  fi
+  # The init is the booted deployment's too: a v2 with its own init (systemd, busybox init) after
+  # a CMD-style v1 boots that init, and a rollback the drydock init again (unless drydock.init=
+  # was typed at the boot prompt). The top layer of an updatable disk carries both kinds' files.
+  if [ "$DRYDOCK_INIT" != "$BOOTCONF_INIT" ]; then
+    log "deployment $OS_DEPLOYMENT: init $DRYDOCK_INIT (drydock.init= on the kernel command line)"
+  elif os_init $OS/os/deployments/$OS_DEPLOYMENT.json /newroot "\${DRYDOCK_INIT_MODE:-auto}"; then
+    if [ "$OS_INIT" = /.drydock/init ] && [ ! -x /newroot/.drydock/init ]; then
+      log "deployment $OS_DEPLOYMENT: this disk's top layer has no drydock init; starting $DRYDOCK_INIT"
+    else
+      DRYDOCK_INIT="$OS_INIT"
+      log "deployment $OS_DEPLOYMENT: init $DRYDOCK_INIT ($OS_INIT_REASON)"
+    fi
+  else
+    log "cannot read the image config of deployment $OS_DEPLOYMENT; starting the disk's init $DRYDOCK_INIT"
+  fi
+fi
+
+# A try of a new deployment under the image's own init (systemd, OpenRC, sysvinit): nothing in
+# the system supervises it, so the kernel does. softdog reboots DEADLINE s from now unless the
+# confirm step (drydock-os-confirm, /.drydock/os-boot confirm) stops it with the magic close;
+# the write below starts it and the close without "V" leaves it running. The drydock init has
+# its own watchdog.
+if [ -n "$OS_PENDING" ] && [ "\${OS_DEADLINE:-0}" -gt 0 ] && [ "\${DRYDOCK_INIT#/.drydock/}" = "$DRYDOCK_INIT" ]; then
+  if modprobe -q softdog soft_margin="$OS_DEADLINE" 2>/dev/null && printf 1 > /dev/watchdog; then
+    : > $R/os-softdog
+    log "watchdog: the machine reboots in \${OS_DEADLINE}s unless deployment $OS_DEPLOYMENT reaches its default target"
+  else
+    log "watchdog: no softdog in this kernel; deployment $OS_DEPLOYMENT is not supervised"
   fi
 fi
 
@@ -263,7 +280,7 @@ fi
 # deployment's own rcS (systemd, OpenRC and sysvinit get files of their own). The copy lives in
 # /run and is bind-mounted over it: written into /etc, it would land in the machine's persistent
 # /etc upper dir (os/etc) and hide every later deployment's rcS as a "machine change".
-if [ -n "$OS" ] && [ -x /newroot/etc/init.d/drydock-os-confirm ] && [ -f /newroot/etc/init.d/rcS ] && [ ! -d /newroot/etc/rc2.d ] \
+if [ -n "$OS" ] && [ "$DRYDOCK_INIT" != /.drydock/init ] && [ -x /newroot/etc/init.d/drydock-os-confirm ] && [ -f /newroot/etc/init.d/rcS ] && [ ! -d /newroot/etc/rc2.d ] \
     && [ ! -d /newroot/etc/runlevels ] && [ ! -e /newroot/lib/systemd/systemd ] && [ ! -e /newroot/usr/lib/systemd/systemd ] \
     && ! grep -q drydock-os-confirm /newroot/etc/init.d/rcS; then
   if { cat /newroot/etc/init.d/rcS; printf '\n/etc/init.d/drydock-os-confirm start\n'; } > $R/os-rcS && chmod 755 $R/os-rcS \

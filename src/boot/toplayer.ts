@@ -233,11 +233,17 @@ export async function buildTopLayer(layer: string, rootfs: string, config: Conta
     startup = await startupArgv(rootfs, opts.startupScript);
   }
 
+  // An updatable disk boots each deployment in its own image's mode (the initramfs's os_init):
+  // its top layer carries the drydock init and the confirm step of the image's own init, both,
+  // whichever the disk's image uses, so a v2 can switch between a CMD and an init of its own.
+  const updatable = opts.updatesFrom !== undefined;
   let service: ServiceSpec | undefined;
-  if (init.mode === 'drydock') {
+  if (init.mode === 'drydock' || updatable) {
     const argv = [...(config.Entrypoint ?? []), ...(config.Cmd ?? [])];
     const env = [...(config.Env ?? [])];
-    const user = config.User ? await resolveUser(rootfs, config.User) : undefined;
+    // Booted with its own init, the image's USER is not the service's: a bad one is no error here
+    // (a deployment booted with the drydock init has its USER resolved at boot, os_service_conf).
+    const user = config.User ? await resolveUser(rootfs, config.User).catch((e) => { if (init.mode === 'drydock') throw e; return undefined; }) : undefined;
     const homeUser = user ?? (await resolveUser(rootfs, 'root').catch(() => ({ uid: 0, gid: 0, home: '/root' })));
     if (!env.some((e) => e.startsWith('PATH='))) env.unshift('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
     if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${homeUser.home}`);
@@ -249,19 +255,19 @@ export async function buildTopLayer(layer: string, rootfs: string, config: Conta
     if (argv.length === 0) argv.push((await inImage(rootfs, '/bin/sh')) ? '/bin/sh' : '/.drydock/bin/sh');
     // The console shell is on a terminal: TERM as a getty would set it.
     if (console && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=linux');
-    service = {
+    const spec: ServiceSpec = {
       argv, env, workdir: config.WorkingDir || '/', uid: user?.uid, gid: user?.gid, startup, console,
-      ...(opts.updatesFrom !== undefined ? { deploymentConf: DEPLOYMENT_SERVICE_CONF, diskEnv } : {}),
+      ...(updatable ? { deploymentConf: DEPLOYMENT_SERVICE_CONF, diskEnv } : {}),
     };
-    await fsp.writeFile(path.join(dd, 'service.conf'), serviceConf(service), { mode: 0o644 });
+    await fsp.writeFile(path.join(dd, 'service.conf'), serviceConf(spec), { mode: 0o644 });
     await fsp.writeFile(path.join(dd, 'run-service'), RUN_SERVICE, { mode: 0o755 });
     await fsp.writeFile(path.join(dd, 'init'), DRYDOCK_INIT, { mode: 0o755 });
-  } else if (startup) {
-    await hookStartupIntoImageInit(layer, rootfs, startup);
+    if (init.mode === 'drydock') service = spec;
   }
+  if (init.mode === 'image' && startup) await hookStartupIntoImageInit(layer, rootfs, startup);
   // The image's own init confirms a new deployment once it reaches its default target; the
   // initramfs arms the kernel's softdog for the fallback (docs/boot.md, "Automatic fallback").
-  if (init.mode === 'image' && opts.updatesFrom !== undefined) await hookConfirmIntoImageInit(layer, rootfs);
+  if (updatable) await hookConfirmIntoImageInit(layer, rootfs);
 
   if (opts.topLayer) {
     await refuseSymlinkReplacement(opts.topLayer, rootfs);
@@ -340,12 +346,12 @@ esac
 
 /** The confirm step as the image's own init runs it: a systemd unit, an OpenRC service or a sysvinit rc script. */
 async function hookConfirmIntoImageInit(layer: string, rootfs: string): Promise<void> {
-  if (await inImage(rootfs, '/lib/systemd/systemd') || await inImage(rootfs, '/usr/lib/systemd/systemd')) {
-    await writeLayerFile(layer, rootfs, 'etc/systemd/system/drydock-os-confirm.service', OS_CONFIRM_UNIT);
-    await mkdirLike(layer, rootfs, 'etc/systemd/system/multi-user.target.wants');
-    await fsp.symlink('../drydock-os-confirm.service', path.join(layer, 'etc/systemd/system/multi-user.target.wants/drydock-os-confirm.service')).catch(() => {});
-    return;
-  }
+  // systemd's unit always: a later deployment may bring systemd (it is inert files without it).
+  await writeLayerFile(layer, rootfs, 'etc/systemd/system/drydock-os-confirm.service', OS_CONFIRM_UNIT);
+  await mkdirLike(layer, rootfs, 'etc/systemd/system/multi-user.target.wants');
+  await fsp.symlink('../drydock-os-confirm.service', path.join(layer, 'etc/systemd/system/multi-user.target.wants/drydock-os-confirm.service')).catch(() => {});
+  // A systemd image's /etc/init.d scripts become units (systemd-sysv-generator): none there.
+  if (await inImage(rootfs, '/lib/systemd/systemd') || await inImage(rootfs, '/usr/lib/systemd/systemd')) return;
   if (await inImage(rootfs, '/sbin/openrc') || await inImage(rootfs, '/sbin/openrc-init') || await inImage(rootfs, '/etc/runlevels')) {
     await writeLayerFile(layer, rootfs, 'etc/init.d/drydock-os-confirm', OS_CONFIRM_OPENRC, 0o755);
     await mkdirLike(layer, rootfs, 'etc/runlevels/default');

@@ -91,3 +91,38 @@ for (const c of cases) {
     }
   });
 }
+
+// An updatable disk boots each deployment in its own image's mode (the initramfs's os_init), so
+// its top layer carries the drydock init and every confirm step, whichever mode the disk's own
+// image boots in: a v2 may switch from a CMD to systemd or busybox init, or back.
+const BOTH_MODES: { name: string; setup: (rootfs: string) => Promise<void>; config: Record<string, unknown>; mode: 'image' | 'drydock'; rcScript: boolean }[] = [
+  { name: 'a CMD-style image', setup: async () => {}, config: { Cmd: ['sh', '-c', 'httpd -f'] }, mode: 'drydock', rcScript: true },
+  { name: 'an image with systemd', setup: cases[0]!.setup, config: {}, mode: 'image', rcScript: false },
+  { name: 'an image with busybox init', setup: cases[3]!.setup, config: { Cmd: ['/sbin/init'] }, mode: 'image', rcScript: true },
+];
+
+for (const c of BOTH_MODES) {
+  test(`updatable disk of ${c.name}: the top layer has the drydock init and the confirm steps of the image's own init`, async () => {
+    const slug = c.name.replace(/\W+/g, '-');
+    const rootfs = path.join(work, `both-rootfs-${slug}`);
+    await fsp.mkdir(rootfs);
+    await buildBusyboxRootfs(rootfs);
+    await c.setup(rootfs);
+    const layer = path.join(work, `both-layer-${slug}`);
+    const r = await buildTopLayer(layer, rootfs, c.config, await validateBootOptions({ 'updates-from': '10.0.2.2:5000/os/x:1' }));
+    assert.equal(r.init.mode, c.mode);
+    for (const f of ['.drydock/init', '.drydock/run-service', '.drydock/os-boot']) assert.ok((await fsp.stat(path.join(layer, f))).mode & 0o111, `${f} is executable`);
+    // The service.conf falls back to the disk's image; the booted deployment's replaces it at boot.
+    assert.match(await fsp.readFile(path.join(layer, '.drydock/service.conf'), 'utf8'), /^\[ -f \/run\/drydock\/os-service\.conf \] && \. \/run\/drydock\/os-service\.conf$/m);
+    assert.equal(await fsp.readFile(path.join(layer, 'etc/systemd/system/drydock-os-confirm.service'), 'utf8'), OS_CONFIRM_UNIT);
+    assert.equal(await fsp.readlink(path.join(layer, 'etc/systemd/system/multi-user.target.wants/drydock-os-confirm.service')), '../drydock-os-confirm.service');
+    const rc = await fsp.readFile(path.join(layer, 'etc/init.d/drydock-os-confirm'), 'utf8').catch(() => undefined);
+    if (c.rcScript) assert.match(rc ?? '', /start\) \/\.drydock\/os-boot confirm/);
+    else assert.equal(rc, undefined, 'no /etc/init.d script for systemd-sysv-generator to turn into a second unit');
+    // Not updatable: only the mode the disk boots in.
+    const plain = path.join(work, `both-plain-${slug}`);
+    await buildTopLayer(plain, rootfs, c.config, await validateBootOptions({}));
+    assert.equal(!!(await fsp.lstat(path.join(plain, '.drydock/init')).catch(() => undefined)), c.mode === 'drydock');
+    await assert.rejects(fsp.lstat(path.join(plain, 'etc/systemd/system/drydock-os-confirm.service')));
+  });
+}

@@ -12,6 +12,7 @@ import { tempDir, requireTool } from '../helpers/env.js';
 import { OS_LIB, OS_STATE_AWK, DEPLOYMENT_MENU } from '../../src/boot/osstate.js';
 import { serviceConf } from '../../src/boot/scripts.js';
 import { syslinuxConfig } from '../../src/boot/media.js';
+import { chooseInit } from '../../src/boot/toplayer.js';
 import { grubConfig } from '../../src/boot/uefi.js';
 import type { BootArtifacts } from '../../src/boot/artifacts.js';
 
@@ -323,4 +324,70 @@ cd "$2$SVC_WORKDIR" && [ -z "$SVC_CONSOLE" ] && SVC_CMD`, top, root);
       assert.match(conf, /SVC_ENV_TERM=linux/);
     }
   }
+});
+
+// The init of an updatable disk is the booted deployment's: the initramfs's os_init decides it
+// from the deployment's image config and the system being booted, as the disk builder's
+// chooseInit does for the disk's image, so a v2 that switches from a CMD-style image to one with
+// its own init (or back) boots in its own mode. Each case: a root filesystem, the deployment's
+// imageConfig and the disk's --init; the init booted and why. The disk builder's choice for the
+// same root and config must agree (except where it refuses to build and the boot falls back).
+interface InitCase {
+  name: string;
+  /** path → file content, or '@target' for a symlink. */
+  tree: Record<string, string>;
+  config: Record<string, unknown>;
+  mode?: 'auto' | 'image' | 'drydock';
+  init: string;
+  reason: RegExp;
+  /** chooseInit refuses this one (the disk would not build; a deployment falls back at boot). */
+  builderRefuses?: boolean;
+}
+
+const BUSYBOX = { 'bin/busybox': '@busybox', 'bin/sh': '@busybox' };
+const SYSTEMD_MERGED_USR = { bin: '@usr/bin', sbin: '@usr/sbin', lib: '@usr/lib', 'usr/sbin/init': '@../lib/systemd/systemd', 'usr/lib/systemd/systemd': 'systemd, not busybox', 'usr/bin/bash': 'bash' };
+const INIT_CASES: InitCase[] = [
+  { name: 'CMD-style busybox image: the drydock init runs the command', tree: { ...BUSYBOX, 'sbin/init': '@../bin/busybox' }, config: { Cmd: ['sh', '-c', 'httpd -f'] }, init: '/.drydock/init', reason: /supervised service/ },
+  { name: 'busybox copied to /sbin/init (told by its content): the drydock init runs the command', tree: { 'sbin/init': '@busybox' }, config: { Cmd: ['/bin/app'] }, init: '/.drydock/init', reason: /supervised service/ },
+  { name: 'busybox init as the command', tree: { ...BUSYBOX, 'sbin/init': '@/bin/busybox' }, config: { Cmd: ['/sbin/init'] }, init: '/sbin/init', reason: /the image command \/sbin\/init is an init/ },
+  { name: 'busybox init, no command', tree: { ...BUSYBOX, 'sbin/init': '@../bin/busybox' }, config: {}, init: '/sbin/init', reason: /busybox init/ },
+  { name: 'systemd (merged /usr, /sbin/init through two symlinks) with CMD bash', tree: SYSTEMD_MERGED_USR, config: { Cmd: ['bash'] }, init: '/sbin/init', reason: /has an init system/ },
+  { name: 'systemd as ENTRYPOINT with one argument', tree: SYSTEMD_MERGED_USR, config: { Entrypoint: ['/lib/systemd/systemd'], Cmd: ['--log-level=info'] }, init: '/lib/systemd/systemd', reason: /the image command \/lib\/systemd\/systemd is an init/ },
+  { name: 'systemd, --init drydock: the command as a service', tree: SYSTEMD_MERGED_USR, config: { Cmd: ['bash'] }, mode: 'drydock', init: '/.drydock/init', reason: /--init drydock/ },
+  { name: 'CMD-style image, --init image', tree: { ...BUSYBOX, 'sbin/init': '@../bin/busybox' }, config: { Cmd: ['sh'] }, mode: 'image', init: '/sbin/init', reason: /--init image/ },
+  { name: '--init image but the deployment has no /sbin/init: the drydock init', tree: BUSYBOX, config: { Cmd: ['sh', '-c', 'x'] }, mode: 'image', init: '/.drydock/init', reason: /no \/sbin\/init/, builderRefuses: true },
+  { name: 'CMD names an init the image lacks: not an init', tree: BUSYBOX, config: { Cmd: ['/sbin/init'] }, init: '/.drydock/init', reason: /supervised service/ },
+  { name: 'an init with more than one argument is a command', tree: SYSTEMD_MERGED_USR, config: { Entrypoint: ['/lib/systemd/systemd'], Cmd: ['a', 'b'] }, init: '/sbin/init', reason: /has an init system/ },
+  { name: 'a /sbin/init symlink loop is no init', tree: { ...BUSYBOX, 'sbin/init': '@/sbin/init' }, config: { Cmd: ['sh', '-c', 'x'] }, init: '/.drydock/init', reason: /supervised service/ },
+  { name: 'a dangling /sbin/init, no command: a console shell', tree: { 'sbin/init': '@/nowhere' }, config: {}, init: '/.drydock/init', reason: /console shell/ },
+];
+
+test('os_init: each deployment boots with its own image\'s init, as the disk builder would choose it', async () => {
+  const busybox = requireTool('busybox');
+  let i = 0;
+  for (const c of INIT_CASES) {
+    const root = path.join(work, `init-${i++}`);
+    for (const [rel, body] of Object.entries(c.tree)) {
+      const abs = path.join(root, rel);
+      await fsp.mkdir(path.dirname(abs), { recursive: true });
+      if (body === '@busybox') await fsp.copyFile(busybox, abs);
+      else if (body.startsWith('@')) await fsp.symlink(body.slice(1), abs);
+      else await fsp.writeFile(abs, body);
+    }
+    const dep = path.join(root, '..', `init-${i}.json`);
+    await fsp.writeFile(dep, JSON.stringify({ id: 'ddd', layers: [], imageConfig: c.config }, null, 2));
+    const r = sh('os_init "$1" "$2" "$3"; echo "rc=$? init=$OS_INIT reason=$OS_INIT_REASON"', dep, root, c.mode ?? 'auto');
+    assert.equal(r.stderr, '', c.name);
+    const m = /^rc=(\d+) init=(\S*) reason=(.*)$/m.exec(r.stdout);
+    assert.ok(m, `${c.name}: ${r.stdout}`);
+    assert.deepEqual([m[1], m[2]], ['0', c.init], c.name);
+    assert.match(m[3]!, c.reason, c.name);
+    const built = chooseInit(root, c.config, c.mode ?? 'auto');
+    if (c.builderRefuses) await assert.rejects(built, /--init image: the image has no \/sbin\/init/, c.name);
+    else assert.equal((await built).path, c.init, `${c.name}: the disk builder agrees`);
+  }
+  // An unreadable image config: 1, and the initramfs keeps the disk's init.
+  const bad = path.join(work, 'init-bad.json');
+  await fsp.writeFile(bad, '{"imageConfig": ');
+  assert.notEqual(sh('os_init "$1" "$2" auto 2>/dev/null', bad, work).code, 0);
 });

@@ -15,7 +15,7 @@ import { tempDir, runCli, requireRoot, requireTool } from '../helpers/env.js';
 import { busyboxImage } from '../helpers/images.js';
 import { ContentStore, resolveImage } from '../../src/store/index.js';
 import { StoreImageSource } from '../../src/client/store-transport.js';
-import { OsLayout, stageImage } from '../../src/os/index.js';
+import { OsLayout, rollback, stageImage } from '../../src/os/index.js';
 import { fetchKernel } from './kernel.js';
 import { bootVm } from './qemu.js';
 
@@ -73,6 +73,14 @@ before(async () => {
   await buildInitImage('init:v1', rcS('v1'));
   await buildInitImage('init:v2bad', rcS('v2bad', true));
   await buildInitImage('init:v2good', rcS('v2good'));
+  // A CMD-style image: busybox with a command, which the drydock init runs as the service.
+  const dir = path.join(work, 'ctx-cmd');
+  await fsp.mkdir(dir, { recursive: true });
+  await fsp.writeFile(path.join(dir, 'Dockerfile'), 'FROM busybox\nCMD ["sh", "-c", "echo CMD-SERVICE v1; sleep 100000"]\n');
+  const r = await runCli(['build', '-q', '-t', 'init:cmd', dir], { root });
+  assert.equal(r.code, 0, r.stderr);
+  const store = await ContentStore.open(root);
+  ids['init:cmd'] = (await resolveImage(store, 'init:cmd')).manifestDescriptor.digest.slice('sha256:'.length, 'sha256:'.length + 12);
 });
 
 test('own init: a pending deployment that never reaches its target is rebooted by the softdog and abandoned; one that does is confirmed', { timeout: 2_400_000 }, async (t) => {
@@ -116,5 +124,44 @@ test('own init: a pending deployment that never reaches its target is rebooted b
     execFileSync('umount', [mnt]);
   }
   t.diagnostic(`boots (${b1.accel}): ${[b1, b2, b3].map((b) => `${(b.elapsedMs / 1000).toFixed(0)} s`).join(', ')}`);
+  await fsp.rm(disk, { force: true });
+});
+
+// A disk made from a CMD-style image: an upgrade to an image with its own init boots that init
+// (the deployment's mode, not the disk's), and the rollback boots the drydock init again.
+test('init mode per deployment: a CMD-style v1 upgraded to a busybox-init v2 boots busybox init; the rollback boots the drydock init', { timeout: 1_800_000 }, async (t) => {
+  const disk = path.join(work, 'disk-cmd.img');
+  const r = await runCli(['disk', 'init:cmd', '-o', disk, '--kernel', kernel, '--updates-from', REF,
+    '--boot-tries', '1', '--boot-deadline', String(DEADLINE), '--json'], { root, timeoutMs: 600_000 });
+  assert.equal(r.code, 0, r.stderr);
+  const built = JSON.parse(r.stdout);
+  assert.equal(built.init.mode, 'drydock');
+  const { dataStart } = built.layout;
+  const v1 = ids['init:cmd']!, v2 = ids['init:v2good']!;
+  const qemu = ['-drive', `file=${disk},format=raw,if=virtio`, '-nic', 'none'];
+
+  await stagePending(disk, dataStart, 'init:v2good');
+  const b1 = await bootVm(qemu, { until: /reached service started; it is now the default/, timeoutMs: 600_000 });
+  assert.match(b1.console, new RegExp(`drydock: deployment ${v2}: init /sbin/init \\(the image command /sbin/init is an init\\)`));
+  assert.match(b1.console, /drydock: starting \/sbin\/init/);
+  assert.match(b1.console, new RegExp(`watchdog: the machine reboots in ${DEADLINE}s unless deployment ${v2} reaches its default target`));
+  assert.match(b1.console, /RCS v2good/);
+  assert.doesNotMatch(b1.console, /CMD-SERVICE/);
+
+  const mnt = path.join(work, 'mnt');
+  execFileSync('mount', ['-o', `loop,offset=${dataStart}`, disk, mnt]);
+  try {
+    const s = await new OsLayout(mnt).readState();
+    assert.deepEqual([s.default, s.rollback, s.pending], [v2, v1, null], 'busybox init confirmed v2');
+    assert.equal((await rollback(mnt)).action, 'staged');
+  } finally {
+    execFileSync('umount', [mnt]);
+  }
+  const b2 = await bootVm(qemu, { until: /reached service started; it is now the default/, timeoutMs: 600_000 });
+  assert.match(b2.console, new RegExp(`drydock: deployment ${v1}: init /\\.drydock/init \\(the image command runs as a supervised service\\)`));
+  assert.match(b2.console, /CMD-SERVICE v1/);
+  assert.doesNotMatch(b2.console, /RCS v/);
+  assert.doesNotMatch(b2.console, /watchdog: the machine reboots/, 'the drydock init watches the deployment itself, no softdog');
+  t.diagnostic(`boots (${b1.accel}): ${[b1, b2].map((b) => `${(b.elapsedMs / 1000).toFixed(0)} s`).join(', ')}`);
   await fsp.rm(disk, { force: true });
 });
