@@ -4,12 +4,13 @@
 //   blob push+pull MB/s (undici, monolithic POST+PUT then GET) at 1, 8, 32 clients
 //   peak RSS of each server (VmHWM)
 // Run: node --import tsx bench/registry.ts [--seconds 5] [--blob-mib 8] [--total-mib 256] [--client-threads 2] [--rounds 1] [--only-blobs]
+//        [--clients 1,8,32] [--baseline OTHER-CHECKOUT] [--no-variants]
 // Prints a table and the drydock/distribution ratio per row; --json prints machine-readable results.
 // --access-control instead measures what accessControl costs the manifest GET hot path: drydock
 // with htpasswd auth alone vs the same with a team accessControl policy, Basic auth on every request.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +24,10 @@ import { freePort, startDistribution as startDistributionRegistry } from '../tes
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fromSource = import.meta.url.endsWith('.ts');
 const projectRoot = fromSource ? path.resolve(here, '..') : path.resolve(here, '../..');
-const cliMain = fromSource ? path.join(projectRoot, 'src/cli/main.ts') : path.join(projectRoot, 'dist/src/cli/main.js');
+// Compiled, the servers run as installed: bin/drydock.js (the CommonJS bundles of `npm run build`;
+// only there does `serve` size its threadpool, src/registry/threadpool.ts).
+const cliEntry = (root: string) => (existsSync(path.join(root, 'dist/cli/drydock.cjs')) ? path.join(root, 'bin/drydock.js') : path.join(root, 'dist/src/cli/main.js'));
+const cliMain = fromSource ? path.join(projectRoot, 'src/cli/main.ts') : cliEntry(projectRoot);
 
 interface Server { name: string; url: string; proc: ChildProcess; dir: string }
 
@@ -52,16 +56,23 @@ async function startDistribution(): Promise<Server> {
   return { name: 'distribution', url: r.url, proc: r.process, dir: r.dir };
 }
 
-async function startDrydock(variant: string[]): Promise<Server> {
+/** `baseline`: another checkout's compiled CLI (its dist/), for old build vs new build in one run. */
+async function startDrydock(variant: string[], baseline?: string, env: Record<string, string> = {}): Promise<Server> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'drydock-bench-drydock-'));
   const port = await freePort();
   let err = '';
   const args = ['serve', '--root', `${dir}/data`, '--addr', `127.0.0.1:${port}`, '--no-access-log', ...variant];
-  const proc = spawn(process.execPath, [...(fromSource ? ['--import', 'tsx'] : []), cliMain, ...args], { cwd: projectRoot, stdio: ['ignore', 'ignore', 'pipe'] });
+  const main = baseline ? cliEntry(path.resolve(baseline)) : cliMain;
+  const proc = spawn(process.execPath, [...(fromSource && !baseline ? ['--import', 'tsx'] : []), main, ...args], { cwd: baseline ?? projectRoot, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   proc.stderr!.on('data', (d) => (err += d));
   const url = `http://127.0.0.1:${port}`;
   await waitReady(url, proc, () => err);
-  return { name: ['drydock', ...variant].join(' '), url, proc, dir };
+  return { name: [baseline ? 'baseline' : 'drydock', ...variant, ...Object.entries(env).map(([k, v]) => `${k}=${v}`)].join(' '), url, proc, dir };
+}
+
+/** Server CPU seconds, worker processes included. */
+function serverCpuSeconds(pid: number): number {
+  return cpuSeconds(pid) + childPids(pid).reduce((a, p) => a + cpuSeconds(p), 0);
 }
 
 function vmHwmKiB(pid: number): number {
@@ -166,14 +177,14 @@ async function runClients(url: string, clients: { c: number; list: { data: Buffe
  * about one core (~300 MB/s on the 2-core VM) and would measure itself rather than the server.
  * The clock runs from the moment every thread has its blobs ready until the last one is done.
  */
-async function blobThroughput(url: string, clients: number, blobMiB: number, totalMiB: number, round: number, threads: number): Promise<number> {
+async function blobThroughput(url: string, clients: number, blobMiB: number, totalMiB: number, round: number, threads: number): Promise<{ mbPerSecond: number; mb: number }> {
   const perClient = Math.max(1, Math.round(totalMiB / blobMiB / clients));
   const n = Math.max(1, Math.min(threads, clients));
   if (n === 1) {
     const blobs = makeBlobs(Array.from({ length: clients }, (_, c) => c), perClient, blobMiB, round);
     const started = process.hrtime.bigint();
     const bytes = await runClients(url, blobs);
-    return bytes / 1024 / 1024 / (Number(process.hrtime.bigint() - started) / 1e9);
+    return { mbPerSecond: bytes / 1024 / 1024 / (Number(process.hrtime.bigint() - started) / 1e9), mb: bytes / 1024 / 1024 };
   }
   // From source, a worker must register tsx itself: `--import tsx` in execArgv does not reach it.
   const entry = fromSource
@@ -191,7 +202,7 @@ async function blobThroughput(url: string, clients: number, blobMiB: number, tot
     const started = process.hrtime.bigint();
     for (const w of workers) w.postMessage('go');
     const bytes = (await Promise.all(done)).reduce((a, m) => a + (m.bytes ?? 0), 0);
-    return bytes / 1024 / 1024 / (Number(process.hrtime.bigint() - started) / 1e9);
+    return { mbPerSecond: bytes / 1024 / 1024 / (Number(process.hrtime.bigint() - started) / 1e9), mb: bytes / 1024 / 1024 };
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
   }
@@ -300,10 +311,21 @@ export async function main(): Promise<void> {
   // --only-blobs: just the blob rows (and peak RSS), for short runs interleaved with other work.
   const onlyBlobs = process.argv.includes('--only-blobs');
   const blobRounds = arg('rounds', 1);
-  const levels = [1, 8, 32];
-  // drydock as configured by default, without fsync (distribution never fsyncs), and with two
-  // worker processes (distribution's Go runtime uses every core).
-  const servers = [await startDistribution(), await startDrydock([]), await startDrydock(['--no-fsync']), await startDrydock(['--workers', '2'])];
+  const levels = (process.argv.includes('--clients') ? String(process.argv[process.argv.indexOf('--clients') + 1]) : '1,8,32').split(',').map(Number);
+  // drydock as configured by default, without fsync (distribution fsyncs file data but never a
+  // directory), and with two worker processes (distribution's Go runtime uses every core).
+  // --baseline CHECKOUT adds that checkout's build (old vs new, interleaved in the same run);
+  // --no-variants leaves out --no-fsync and --workers 2, for shorter A/B runs.
+  const baselineAt = process.argv.indexOf('--baseline');
+  const servers = [await startDistribution(), await startDrydock([])];
+  if (baselineAt >= 0) servers.push(await startDrydock([], process.argv[baselineAt + 1]));
+  // --env-variant K=V adds this build run with that environment variable.
+  const envAt = process.argv.indexOf('--env-variant');
+  if (envAt >= 0) {
+    const [k, ...v] = String(process.argv[envAt + 1]).split('=');
+    servers.push(await startDrydock([], undefined, { [k!]: v.join('=') }));
+  }
+  if (!process.argv.includes('--no-variants')) servers.push(await startDrydock(['--no-fsync']), await startDrydock(['--workers', '2']));
   const rows: { metric: string; values: Record<string, number> }[] = [];
   try {
     for (const s of servers) await seedImage(s.url);
@@ -318,14 +340,27 @@ export async function main(): Promise<void> {
     // load from other work on a shared machine hits every server alike.
     let round = 0;
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    // Server CPU per MB moved (user + system, from /proc) is printed too: on a shared machine it is
+    // far less disturbed by other load than MB/s is.
     for (const c of levels) {
       const runs: Record<string, number[]> = {};
+      const cpu: Record<string, number[]> = {};
       for (let r = 0; r < blobRounds; r++) {
-        for (const s of r % 2 === 0 ? servers : [...servers].reverse()) (runs[s.name] ??= []).push(await blobThroughput(s.url, c, blobMiB, totalMiB, round++, clientThreads));
+        for (const s of r % 2 === 0 ? servers : [...servers].reverse()) {
+          const before = serverCpuSeconds(s.proc.pid!);
+          const run = await blobThroughput(s.url, c, blobMiB, totalMiB, round++, clientThreads);
+          (runs[s.name] ??= []).push(run.mbPerSecond);
+          (cpu[s.name] ??= []).push(((serverCpuSeconds(s.proc.pid!) - before) * 1000) / run.mb);
+        }
       }
       const values: Record<string, number> = {};
-      for (const s of servers) values[s.name] = median(runs[s.name]!);
+      const cpuValues: Record<string, number> = {};
+      for (const s of servers) {
+        values[s.name] = median(runs[s.name]!);
+        cpuValues[s.name] = median(cpu[s.name]!);
+      }
       rows.push({ metric: `blob push+pull MB/s, ${c} clients`, values });
+      rows.push({ metric: `  server CPU ms/MB, ${c} clients (lower is better)`, values: cpuValues });
     }
     const rss: Record<string, number> = {};
     for (const s of servers) rss[s.name] = (vmHwmKiB(s.proc.pid!) + childPids(s.proc.pid!).reduce((a, p) => a + vmHwmKiB(p), 0)) / 1024;

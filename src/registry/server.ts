@@ -2,6 +2,7 @@
 // It is a plain node:http(s) handler rather than a framework route table because repository names
 // contain slashes (/v2/a/b/c/manifests/x), which suffix-anchored regexes match directly, and the
 // manifest GET hot path stays a handful of function calls.
+import './threadpool.js'; // first: sizes libuv's threadpool before anything starts it
 import { PullRecorder } from './retention.js';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';

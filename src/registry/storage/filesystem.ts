@@ -10,9 +10,10 @@ import { PathNotFoundError, type FileInfo, type FileWriter, type StorageDriver }
 
 export interface FilesystemDriverOptions {
   /**
-   * fsync blob data and directories before renames (default true). false matches distribution's
-   * filesystem driver, which never fsyncs: still atomic against a crashed server, but the last
-   * writes may be lost on a power failure.
+   * fsync blob data before renames and directories after them (default true). false skips both:
+   * still atomic against a crashed server, but the last writes may be lost on a power failure.
+   * distribution 2.8's filesystem driver fsyncs every file it writes (its fileWriter's Commit and
+   * Close) but never a directory, so a rename it acknowledged can be lost on a power cut.
    */
   fsync?: boolean;
 }
