@@ -35,6 +35,7 @@ function sharedWork(opts: BuildOptions, store: ContentStore): SharedWork {
     context,
     limit: limiter(opts.parallelism ?? Math.max(2, os.availableParallelism?.() ?? os.cpus().length)),
     steps: new Map(),
+    failed: new AbortController(),
   };
 }
 
@@ -55,12 +56,18 @@ export async function buildPlatforms(opts: BuildOptions): Promise<BuildResult> {
   }
   const shared = sharedWork(opts, store);
   const outs = platforms.map((p) => (opts.progress ? new PrefixedLines(opts.progress, `[${p}] `) : undefined));
+  // The first platform to fail cancels the others (shared.failed): no step starts, running RUN
+  // containers are killed, and its error is the build's, as BuildKit reports it.
   const settled = await Promise.allSettled(platforms.map((platform, i) =>
-    buildPlatform({ ...opts, store, platform, tags: [], output: undefined, progress: outs[i], shared })));
+    buildPlatform({ ...opts, store, platform, tags: [], output: undefined, progress: outs[i], shared })
+      .catch((e: unknown) => { if (!shared.failed.signal.aborted) shared.failed.abort(e); throw e; })));
   for (const o of outs) o?.end();
   await (await shared.context.catch(() => undefined))?.hashCache.save();
-  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
+  if (shared.failed.signal.aborted) {
+    // A platform that finished first leaves no image behind either.
+    for (const r of settled) if (r.status === 'fulfilled') await store.removeRoot(`built/${r.value.manifestDigest}`);
+    throw shared.failed.signal.reason;
+  }
   const results = settled.map((r) => (r as PromiseFulfilledResult<BuildResult>).value);
   const index: ImageIndex = {
     schemaVersion: 2,

@@ -73,6 +73,11 @@ export interface SharedWork {
   context: Promise<SourceTree>;
   limit: <T>(task: () => Promise<T>) => Promise<T>;
   steps: Map<string, Promise<SharedStep>>;
+  /**
+   * Aborted with the first platform's failure, as BuildKit cancels the other platforms' vertices:
+   * they start no further step and their running RUN containers are killed (solver.ts).
+   */
+  failed: AbortController;
 }
 
 export interface SharedStep {

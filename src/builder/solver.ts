@@ -83,6 +83,25 @@ export class Solver {
     this.finalVertex = this.lastOfStage.get(graph.target)!;
     this.prefixed = graph.stages.length > 1;
     this.limit = s.opts.shared?.limit ?? limiter(s.opts.parallelism ?? Math.max(2, os.availableParallelism?.() ?? os.cpus().length));
+    s.opts.shared?.failed.signal.addEventListener('abort', () => { void this.killRunning(); }, { once: true });
+  }
+
+  /** Scratch dirs of the ops executing now (their RUN containers are recorded there). */
+  private readonly executing = new Set<string>();
+
+  /** Another platform failed: kill this one's RUN containers until no op is left running. */
+  private async killRunning(): Promise<void> {
+    if (this.executing.size === 0) return;
+    const { killOwnedContainers } = await import('../runtime/index.js');
+    // Again until the ops end: a container recorded but not yet created cannot be killed yet.
+    while (this.executing.size) {
+      await Promise.all([...this.executing].map((d) => killOwnedContainers(d)));
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  private get canceled(): boolean {
+    return !!this.s.opts.shared?.failed.signal.aborted;
   }
 
   /** Builds the target stage; on failure, waits for the steps still running to clean up. */
@@ -138,13 +157,30 @@ export class Solver {
     let p = this.results.get(v.id);
     if (!p) {
       p = this.execute(v).catch((e) => {
-        if (!(e instanceof Canceled)) this.failure ??= e;
+        if (!(e instanceof Canceled)) {
+          this.failure ??= e;
+          // The other platforms (and this one's other running steps) stop now, not once this
+          // platform's remaining steps have finished.
+          this.s.opts.shared?.failed.abort(e);
+        }
         throw e;
       });
       p.catch(() => { /* reported through solve() */ });
       this.results.set(v.id, p);
     }
     return p;
+  }
+
+  /**
+   * How errors name the step: drydock's `step 3/7 "RUN make"`; with several platforms BuildKit's
+   * vertex name, `[linux/arm64 build 2/3] RUN make` (the stage's FROM is 1, each RUN/COPY/ADD one more).
+   */
+  private stepLabel(v: Vertex): string {
+    if (!this.s.opts.shared) return `step ${v.step}/${this.graph.totalSteps} "${v.inst.original}"`;
+    const st = this.graph.stages.find((x) => x.index === v.stage)!;
+    const counted = st.vertices.filter((x) => !x.parent || x.op);
+    const name = st.name ?? (this.graph.stages.length > 1 ? `stage-${st.index}` : '');
+    return `[${formatPlatform(this.s.platform)} ${name ? `${name} ` : ''}${counted.indexOf(v) + 1}/${counted.length}] ${v.inst.original}`;
   }
 
   private label(v: Vertex): string {
@@ -165,7 +201,7 @@ export class Solver {
     let [parent, ...inputs] = await Promise.all([parentP, ...(candidate ? [] : v.inputs.map((i) => this.stage(i)))]);
     if (!entry && candidate) entry = await s.opts.remoteCache!.lookup(v.key, parent!.layers.map((l) => l.diffID));
     if (candidate && !entry) inputs = await Promise.all(v.inputs.map((i) => this.stage(i)));
-    if (this.failure !== undefined) throw new Canceled('another step failed');
+    if (this.failure !== undefined || this.canceled) throw new Canceled('another step failed');
     if (s.interrupted) throw new UserError('build interrupted', 130);
     const prefix = this.label(v);
     const stepText = `${v.trigger ? 'Trigger' : `Step ${v.step}/${this.graph.totalSteps}`} : ${v.inst.original}`;
@@ -203,9 +239,20 @@ export class Solver {
         const created = entry.created;
         const exec = (async () => {
           try {
-            return await this.limit(() => withRootfs(s, parent.layers, {
-              stageLayers: (i) => layers.get(i) ?? [], out, stepLabel: `step ${v.step}/${this.graph.totalSteps}`,
-            }, (x) => v.op!.exec(x)));
+            return await this.limit(() => {
+              if (this.canceled) throw new Canceled('another platform failed');
+              return withRootfs(s, parent.layers, { stageLayers: (i) => layers.get(i) ?? [], out, stepLabel: this.stepLabel(v) }, async (x) => {
+                this.executing.add(x.workDir);
+                try {
+                  await v.op!.exec(x);
+                } catch (e) {
+                  // Killed because another platform failed: that failure is the build's error.
+                  throw this.canceled ? new Canceled('another platform failed') : e;
+                } finally {
+                  this.executing.delete(x.workDir);
+                }
+              });
+            });
           } finally {
             stageOut?.end();
           }

@@ -28,7 +28,7 @@ export interface ExecContext {
   defer(fn: () => Promise<void>): void;
   /** The step's output (RUN's stdout/stderr), prefixed with the stage when stages run at once. */
   out: Writable | undefined;
-  /** "step 3/7", for messages. */
+  /** The step as messages name it: `step 3/7 "RUN make"`, or BuildKit's `[linux/arm64 2/3] RUN make` for one platform of several. */
   stepLabel: string;
 }
 

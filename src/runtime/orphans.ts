@@ -45,6 +45,11 @@ async function readOwner(dir: string): Promise<Owner | undefined> {
   try { return JSON.parse(await fsp.readFile(path.join(dir, OWNER_FILE), 'utf8')) as Owner; } catch { return undefined; }
 }
 
+/** Kills the containers started from `dir` (a step cancelled while its RUN runs); they exit, runc run returns. */
+export async function killOwnedContainers(dir: string): Promise<void> {
+  for (const { id, stateRoot } of (await readOwner(dir))?.containers ?? []) await killContainer(id, 'SIGKILL', { all: true, stateRoot }).catch(() => {});
+}
+
 function ownerAlive(o: Owner): boolean {
   return processStartTime(o.pid) === o.start && !!o.start;
 }

@@ -13,6 +13,7 @@ import { runImage } from '../helpers/run-image.js';
 import { startServe, type ServeProcess } from '../registry/serve.js';
 import { startS3Server } from '../helpers/s3.js';
 import { startCeph } from '../helpers/ceph.js';
+import { startRecordingProxy, maxInFlight, type ProxiedRequest } from '../helpers/recording-proxy.js';
 import { ContentStore, resolveImage } from '../../src/store/index.js';
 import { push } from '../../src/client/index.js';
 import { CACHE_CONFIG_MEDIA_TYPE, INLINE_CACHE_KEY, type CacheConfig } from '../../src/builder/remote-cache/index.js';
@@ -143,6 +144,26 @@ test('registry, mode=max: a fresh runner executes no RUN and downloads only the 
   const third = await build(root, dir, ['--cache-from', `type=registry,ref=${host}/cache/app:max`]);
   assert.deepEqual(third.ran, []);
   assert.deepEqual(third.blobGets.filter((d) => m.layers.some((l) => l.digest === d)), []);
+});
+
+test('a registry export uploads several layers at once (as a push does), each only once', async () => {
+  // Each upload request held 400 ms at a proxy in front of the registry: one at a time, they
+  // never overlap; the destination takes 5 at once.
+  const isUpload = (r: ProxiedRequest) => r.url.includes('/blobs/uploads/') && r.method !== 'POST';
+  const proxy = await startRecordingProxy(serve.url, { holdMs: (r) => (isUpload(r) ? 400 : 0) });
+  try {
+    const dir = await contextDir('parallel');
+    await build(rootA, dir, ['--cache-to', `type=registry,ref=${proxy.host}/cache/parallel:1,mode=max`]);
+    const uploads = proxy.requests.filter(isUpload);
+    const m = await registryManifest('cache/parallel:1');
+    assert.equal(uploads.filter((r) => /[?&]digest=/.test(r.url)).length, m.layers.length + 1, 'each layer and the config uploaded once');
+    const most = maxInFlight(uploads);
+    assert.ok(most >= 2 && most <= 5, `layers uploaded at once, at most 5 (${most} in flight)`);
+    const fromIt = await build(freshRoot(), dir, ['--cache-from', `type=registry,ref=${host}/cache/parallel:1`]);
+    assert.deepEqual(fromIt.ran, [], 'the cache is complete');
+  } finally {
+    await proxy.stop();
+  }
 });
 
 test('mode=min exports the final image\'s records and layers only; mode=max every stage', async () => {
@@ -288,6 +309,13 @@ test('--cache-to / --cache-from values are parsed like buildx', async () => {
     [['--cache-to', 'type=local'], /local cache exporter requires dest/],
     [['--cache-from', 'type=local,dest=/x'], /unknown cache importer attribute "dest" for type=local/],
     [['--cache-to', 'type=inline,mode=max'], /unknown cache exporter attribute "mode" for type=inline/],
+    [['--cache-to', 'type=s3,region=r,bucket=b,upload_parallelism=0'], /upload_parallelism must be a positive integer/],
+    [['--cache-to', 'type=s3,region=r,bucket=b,upload_parallelism=two'], /upload_parallelism must be a positive integer/],
+    [['--cache-to', 'type=s3,region=r,bucket=b,touch_refresh=1d'], /invalid touch_refresh "1d": a Go duration such as 24h/],
+    [['--cache-to', 'type=s3,region=r,bucket=b,retry_mode=adaptive'], /retry_mode is not supported for type=s3/],
+    [['--cache-from', 'type=s3,region=r,bucket=b,retry_max_attempts=5'], /retry_max_attempts is not supported for type=s3/],
+    [['--cache-to', 'type=s3,region=r,bucket=b,disable_accept_encoding=maybe'], /failed to parse disable_accept_encoding/],
+    [['--cache-from', 'type=s3,region=r,bucket=b,upload_parallelism=2'], /unknown cache importer attribute "upload_parallelism" for type=s3/],
   ];
   for (const [args, err] of cases) {
     const r = await runCli(['build', ...args, base], { root: rootA });
@@ -298,9 +326,11 @@ test('--cache-to / --cache-from values are parsed like buildx', async () => {
 
 // Two real S3 APIs: a one-node Ceph RADOS Gateway (test/helpers/ceph.ts, ~20 s to start on the
 // 2-core box) and s3rver (a child process), both on 127.0.0.1.
-const S3_SERVERS: { name: string; start: () => Promise<{ endpoint: string; bucket: string; accessKey: string; secretKey: string; stop(): Promise<void> }> }[] = [
-  { name: 'ceph-rgw', start: () => startCeph({ bucket: 'buildcache' }) },
-  { name: 's3rver', start: () => startS3Server({ bucket: 'buildcache' }) },
+// s3rver keeps an object's file, and so its Last-Modified, when it is copied onto itself (its
+// filesystem store only rewrites the metadata); S3 and RGW give the copy a new one.
+const S3_SERVERS: { name: string; copyRefreshesMtime: boolean; start: () => Promise<{ endpoint: string; bucket: string; accessKey: string; secretKey: string; stop(): Promise<void> }> }[] = [
+  { name: 'ceph-rgw', copyRefreshesMtime: true, start: () => startCeph({ bucket: 'buildcache' }) },
+  { name: 's3rver', copyRefreshesMtime: false, start: () => startS3Server({ bucket: 'buildcache' }) },
 ];
 
 for (const server of S3_SERVERS) {
@@ -339,8 +369,73 @@ for (const server of S3_SERVERS) {
       const missing = await build(freshRoot(), dir, ['--cache-from', attrs.replace('name=app;main', 'name=nope')]);
       assert.match(missing.stderr, /WARNING: failed to import cache manifest from s3:\/\/buildcache\/ci\/manifests\/nope: not found/);
       assert.equal(missing.ran.length, 3, 'every RUN, as without a cache');
+      await t.test('blobs go upload_parallelism at once; blobs already there are HEADed, not uploaded; touch_refresh touches old ones', () => uploadsAndTouch(s3, server.name, server.copyRefreshesMtime));
     } finally {
       await s3.stop();
     }
   });
+}
+
+const isBlob = (r: ProxiedRequest) => /\/blobs(\/|%2F)sha256(:|%3A)/.test(r.url);
+const isCopy = (r: ProxiedRequest) => r.method === 'PUT' && !!r.headers['x-amz-copy-source'];
+const isUpload = (r: ProxiedRequest) => r.method === 'PUT' && isBlob(r) && !isCopy(r);
+
+/** Exports through a recording proxy that holds each blob upload 400 ms, so overlap shows. */
+async function uploadsAndTouch(s3: { endpoint: string; bucket: string; accessKey: string; secretKey: string }, name: string, copyRefreshesMtime: boolean): Promise<void> {
+  const proxy = await startRecordingProxy(s3.endpoint, { holdMs: (r) => (isUpload(r) ? 400 : 0) });
+  const { S3Client, HeadObjectCommand, GetObjectCommand } = await import('@aws-sdk/client-s3');
+  const client = new S3Client({ region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: { accessKeyId: s3.accessKey, secretAccessKey: s3.secretKey } });
+  try {
+    const dir = await contextDir(`s3up-${name}`);
+    const attrs = `type=s3,region=us-east-1,bucket=${s3.bucket},endpoint_url=${proxy.url},use_path_style=true,access_key_id=${s3.accessKey},secret_access_key=${s3.secretKey},prefix=up/,mode=max`;
+    const round = async (extra: string) => {
+      const from = proxy.requests.length;
+      await build(rootA, dir, ['--cache-to', `${attrs}${extra}`]);
+      return proxy.requests.slice(from).filter(isBlob);
+    };
+    const first = await round(',upload_parallelism=3');
+    const uploads = first.filter(isUpload);
+    assert.ok(uploads.length >= 6, `every layer of both stages uploaded (${uploads.length})`);
+    assert.equal(maxInFlight(uploads), 3, 'three uploads at once, never more');
+    assert.ok(uploads.every((r) => r.status === 200), 'each upload succeeded');
+    const keyOf = (r: ProxiedRequest) => decodeURIComponent(new URL(r.url, proxy.url).pathname).replace(`/${s3.bucket}/`, '');
+    const keys = [...new Set(uploads.map(keyOf))];
+    const heads = async (ks: string[]) => Promise.all(ks.map((Key) => client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key }))));
+    const before = (await heads(keys)).map((h) => h.LastModified!.getTime());
+
+    // The same cache again (the build stage, cached, is not solved: the final image's chain).
+    // Each blob is found with a HEAD; seconds old, the default touch_refresh (24h) leaves it be.
+    const again = await round('');
+    const found = again.filter((r) => r.method === 'HEAD');
+    assert.ok(found.length >= 3 && found.every((r) => keys.includes(keyOf(r))), `one HEAD per blob of the chain: ${found.map(keyOf).join(' ')}`);
+    assert.equal(again.filter(isUpload).length, 0, 'nothing uploaded twice');
+    assert.equal(again.filter(isCopy).length, 0, 'nothing touched');
+
+    // Last-Modified has whole seconds: wait until the blobs are 2 s old, then touch_refresh=1s.
+    await new Promise((r) => setTimeout(r, 2100));
+    const touched = await round(',touch_refresh=1s');
+    assert.equal(touched.filter(isUpload).length, 0, 'touching is not uploading');
+    const copies = touched.filter(isCopy);
+    assert.deepEqual(copies.map(keyOf).sort(), found.map(keyOf).sort(), 'each blob older than touch_refresh copied onto itself');
+    assert.ok(copies.every((r) => r.status === 200), 'each touch succeeded');
+    const touchedKeys = copies.map(keyOf);
+    const after = await heads(touchedKeys);
+    for (let i = 0; i < touchedKeys.length; i++) {
+      assert.match(after[i]!.Metadata?.['updated-at'] ?? '', /^\d{4}-\d\d-\d\dT/, `${touchedKeys[i]}: the touch's metadata`);
+      const was = before[keys.indexOf(touchedKeys[i]!)]!;
+      const now = after[i]!.LastModified!.getTime();
+      if (copyRefreshesMtime) assert.ok(now > was, `${touchedKeys[i]}: modification time refreshed (${new Date(was).toISOString()} -> ${new Date(now).toISOString()})`);
+    }
+    // The touched blobs are intact: each still hashes to its digest.
+    const { createHash } = await import('node:crypto');
+    for (const Key of keys) {
+      const bytes = await (await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key }))).Body!.transformToByteArray();
+      assert.equal(`sha256:${createHash('sha256').update(bytes).digest('hex')}`, Key.replace('up/blobs/', ''));
+    }
+    const fromTouched = await build(freshRoot(), dir, ['--cache-from', attrs.replace(',mode=max', '').replace(proxy.url, s3.endpoint)]);
+    assert.deepEqual(fromTouched.ran, [], 'a fresh runner builds from the touched cache without a RUN');
+  } finally {
+    client.destroy();
+    await proxy.stop();
+  }
 }

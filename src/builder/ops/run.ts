@@ -112,7 +112,7 @@ export async function planRun(s: BuildSession, inst: Instruction, state: PlanSta
           throw s.err(inst, `the image is for ${architecture} but this host is ${host}; install qemu-user-static/binfmt or build for linux/${host} (${argv[0]}: exec format error)`);
         }
         if (result.exitCode !== 0) {
-          throw new UserError(`${s.df.file}:${inst.start.line}: ${x.stepLabel} "${inst.original}": process "${argv.join(' ')}" did not complete successfully: exit code: ${result.exitCode}`, result.exitCode);
+          throw new UserError(`${s.df.file}:${inst.start.line}: ${x.stepLabel}: process "${argv.join(' ')}" did not complete successfully: exit code: ${result.exitCode}`, result.exitCode);
         }
         await traced('run.remove-mountpoints', () => removeMountpoints(x.upper, x.lowers, [
           ...mounts.map((m) => m.target), '/etc/hosts', '/etc/hostname', '/etc/resolv.conf', '/proc', '/sys', '/dev',

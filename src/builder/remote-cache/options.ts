@@ -22,10 +22,18 @@ export interface S3CacheSpec {
   sessionToken?: string;
 }
 
+/** The s3 exporter's own attributes (BuildKit's defaults: 4 uploads at once, touch after 24h). */
+export interface S3ExportTuning {
+  /** upload_parallelism: blobs uploaded at once. */
+  uploadParallelism: number;
+  /** touch_refresh: a blob already in the bucket and older than this is touched (copied onto itself). */
+  touchRefreshMs: number;
+}
+
 export type CacheExportSpec =
   | { type: 'registry'; ref: string; mode: CacheMode; ignoreError: boolean }
   | { type: 'local'; dest: string; tag: string; mode: CacheMode; ignoreError: boolean }
-  | (S3CacheSpec & { mode: CacheMode; ignoreError: boolean })
+  | (S3CacheSpec & S3ExportTuning & { mode: CacheMode; ignoreError: boolean })
   | { type: 'inline' };
 
 export type CacheImportSpec =
@@ -39,7 +47,16 @@ export type CacheImportSpec =
  */
 export const GHA_UNSUPPORTED = 'type=gha needs the GitHub Actions cache service (ACTIONS_RESULTS_URL and ACTIONS_RUNTIME_TOKEN of a GitHub-hosted runner), which drydock does not implement; use type=registry, type=s3 or type=local (e.g. with actions/cache) instead';
 
-const S3_KEYS = ['bucket', 'region', 'name', 'endpoint_url', 'use_path_style', 'prefix', 'blobs_prefix', 'manifests_prefix', 'access_key_id', 'secret_access_key', 'session_token'];
+const S3_KEYS = ['bucket', 'region', 'name', 'endpoint_url', 'use_path_style', 'prefix', 'blobs_prefix', 'manifests_prefix', 'access_key_id', 'secret_access_key', 'session_token', 'disable_accept_encoding'];
+
+/**
+ * Newer BuildKit's retry knobs for the Go SDK. drydock's S3 client is the registry driver's (the
+ * JS SDK's standard retry mode, 3 attempts), which has no setting for them: refused, not ignored.
+ */
+const S3_UNSUPPORTED: Record<string, string> = {
+  retry_mode: 'retry_mode is not supported for type=s3: drydock\'s S3 client always uses the AWS SDK\'s standard retry mode',
+  retry_max_attempts: 'retry_max_attempts is not supported for type=s3: drydock\'s S3 client always makes the AWS SDK\'s default 3 attempts',
+};
 const GHA_KEYS = ['url', 'url_v2', 'token', 'scope', 'mode', 'ignore-error', 'timeout', 'repository', 'ghtoken', 'version'];
 
 /** BuildKit's s3 getConfig: region and bucket from the attributes or AWS_REGION/AWS_BUCKET. */
@@ -53,6 +70,10 @@ function s3Spec(e: Entry, env: NodeJS.ProcessEnv): S3CacheSpec {
   const secretAccessKey = get('secret_access_key', 'AWS_SECRET_ACCESS_KEY');
   const sessionToken = get('session_token', 'AWS_SESSION_TOKEN');
   const endpointUrl = e.attrs.get('endpoint_url');
+  for (const k of Object.keys(S3_UNSUPPORTED)) if (e.attrs.has(k)) throw new UserError(S3_UNSUPPORTED[k]!);
+  // GCS's front end rewrites a signed Accept-Encoding (BuildKit issue 3749); the JS SDK sends
+  // none, so disable_accept_encoding=true is what drydock always does. Checked, then not needed.
+  parseBool(e, 'disable_accept_encoding');
   return {
     type: 's3', bucket, region,
     ...(endpointUrl ? { endpointUrl } : {}),
@@ -65,6 +86,40 @@ function s3Spec(e: Entry, env: NodeJS.ProcessEnv): S3CacheSpec {
     ...(secretAccessKey ? { secretAccessKey } : {}),
     ...(sessionToken ? { sessionToken } : {}),
   };
+}
+
+/** upload_parallelism and touch_refresh, BuildKit's defaults applied. */
+function s3Tuning(e: Entry): S3ExportTuning {
+  let uploadParallelism = 4;
+  const p = e.attrs.get('upload_parallelism');
+  if (p !== undefined) {
+    // BuildKit's words; Go's Atoi takes an optional sign and decimal digits only.
+    if (!/^[+-]?\d+$/.test(p) || Number(p) <= 0 || !Number.isSafeInteger(Number(p))) throw new UserError('upload_parallelism must be a positive integer');
+    uploadParallelism = Number(p);
+  }
+  const t = e.attrs.get('touch_refresh');
+  return { uploadParallelism, touchRefreshMs: t === undefined ? 24 * 3600_000 : goDuration('touch_refresh', t) };
+}
+
+const DURATION_UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, 'μs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3600_000 };
+
+/** Go's time.ParseDuration ("24h", "1h30m", "90s", "1.5h", "0"), in milliseconds. */
+export function goDuration(key: string, text: string): number {
+  const bad = () => new UserError(`invalid ${key} ${JSON.stringify(text)}: a Go duration such as 24h, 90m or 1h30m is expected`);
+  const m = /^([-+]?)(.*)$/.exec(text)!;
+  const sign = m[1] === '-' ? -1 : 1;
+  const rest = m[2]!;
+  if (rest === '0') return 0;
+  if (!rest) throw bad();
+  let ms = 0;
+  const re = /(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)/gy;
+  let end = 0;
+  for (let g = re.exec(rest); g; g = re.exec(rest)) {
+    ms += Number(g[1]) * DURATION_UNITS[g[2]!]!;
+    end = re.lastIndex;
+  }
+  if (end !== rest.length) throw bad();
+  return sign * ms;
 }
 
 /** Splits one CSV line the way Go's encoding/csv does for a single record (quotes, doubled quotes). */
@@ -128,13 +183,14 @@ const EXPORT_KEYS: Record<string, string[]> = {
   registry: ['ref', 'mode', 'oci-mediatypes', 'image-manifest', 'ignore-error', 'compression', 'compression-level', 'force-compression'],
   local: ['dest', 'tag', 'mode', 'oci-mediatypes', 'image-manifest', 'ignore-error', 'compression', 'compression-level', 'force-compression'],
   inline: [],
-  s3: [...S3_KEYS, 'mode', 'ignore-error', 'upload_parallelism', 'touch_refresh'],
+  s3: [...S3_KEYS, ...Object.keys(S3_UNSUPPORTED), 'mode', 'ignore-error', 'upload_parallelism', 'touch_refresh'],
   gha: GHA_KEYS,
 };
 const IMPORT_KEYS: Record<string, string[]> = {
   registry: ['ref'],
   local: ['src', 'tag', 'digest'],
-  s3: [...S3_KEYS, 'touch_refresh'],
+  // The importer reads BuildKit's whole attribute set; touch_refresh only matters when exporting.
+  s3: [...S3_KEYS, ...Object.keys(S3_UNSUPPORTED), 'touch_refresh'],
   gha: GHA_KEYS,
 };
 
@@ -177,7 +233,7 @@ export function parseCacheTo(values: string[], env: NodeJS.ProcessEnv = process.
         if (!ref) throw new UserError('ref is required for registry cache exporter');
         return { type: 'registry', ref, mode: parseMode(e), ignoreError };
       }
-      case 's3': return { ...s3Spec(e, env), mode: parseMode(e), ignoreError };
+      case 's3': return { ...s3Spec(e, env), ...s3Tuning(e), mode: parseMode(e), ignoreError };
       case 'local': {
         const dest = e.attrs.get('dest');
         if (!dest) throw new UserError('local cache exporter requires dest');

@@ -12,7 +12,8 @@ import type { CachedLayer } from '../cache.js';
 import { decodeCacheConfig, encodeCacheConfig, type CacheConfig, type StepRecord } from './format.js';
 import type { ImportedCache } from './format.js';
 import type { LayerOrigin } from './origin.js';
-import type { S3CacheSpec } from './options.js';
+import type { S3CacheSpec, S3ExportTuning } from './options.js';
+import { uploadEach } from './upload.js';
 
 const MAX_CONFIG_BYTES = 16 << 20;
 
@@ -33,20 +34,47 @@ function where(spec: S3CacheSpec): string {
   return `s3://${spec.bucket}/${manifestKey(spec, spec.names[0]!)}`;
 }
 
-async function exists(d: S3Driver, key: string): Promise<boolean> {
+/** HEAD: the object's modification time and size, or undefined when there is none. */
+async function head(d: S3Driver, key: string): Promise<{ lastModified: Date; size: number } | undefined> {
   const { sdk, client } = await d.s3();
   try {
-    await client.send(new sdk.HeadObjectCommand({ Bucket: d.bucket, Key: key }));
-    return true;
+    const out = await client.send(new sdk.HeadObjectCommand({ Bucket: d.bucket, Key: key }));
+    return { lastModified: out.LastModified ?? new Date(0), size: out.ContentLength ?? 0 };
   } catch (e) {
     const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-    if (status === 404 || (e as Error).name === 'NotFound' || (e as Error).name === 'NoSuchKey') return false;
+    if (status === 404 || (e as Error).name === 'NotFound' || (e as Error).name === 'NoSuchKey') return undefined;
     throw e;
   }
 }
 
-/** Writes the blobs the records name (those not already there) and the config under each name. */
-export async function exportS3Cache(spec: S3CacheSpec, steps: StepRecord[], openLayer: (l: CachedLayer) => Promise<Readable>, progress?: Writable): Promise<void> {
+/** CopyObject's limit; bigger objects would need a multipart copy, and are left as they are. */
+const MAX_COPY_OBJECT = 5 * 1024 ** 3;
+
+/**
+ * x-amz-copy-source is URL-encoded; ':' (every blob key has one) stays as BuildKit sends it,
+ * since some servers (s3rver) do not decode %3A there.
+ */
+const copySource = (bucket: string, key: string) => `${bucket}/${key.split('/').map((p) => encodeURIComponent(p).replace(/%3A/g, ':')).join('/')}`;
+
+/**
+ * BuildKit's touch: the blob copied onto itself with new metadata (S3 refuses a copy onto itself
+ * that changes nothing), which gives it a new modification time, so a bucket lifecycle rule that
+ * expires old objects keeps the blobs caches still use.
+ */
+async function touch(d: S3Driver, key: string, mediaType: string): Promise<void> {
+  const { sdk, client } = await d.s3();
+  await client.send(new sdk.CopyObjectCommand({
+    Bucket: d.bucket, Key: key, CopySource: copySource(d.bucket, key),
+    MetadataDirective: 'REPLACE', Metadata: { 'updated-at': new Date().toISOString() }, ContentType: mediaType,
+  }));
+}
+
+/**
+ * Writes the blobs the records name and the config under each name. Blobs go upload_parallelism
+ * at a time; one already in the bucket is not uploaded again, only touched when it is older than
+ * touch_refresh. The config is written last, so it never names a blob that is not there.
+ */
+export async function exportS3Cache(spec: S3CacheSpec & S3ExportTuning, steps: StepRecord[], openLayer: (l: CachedLayer) => Promise<Readable>, progress?: Writable): Promise<void> {
   const d = await driverFor(spec);
   const { sdk, client } = await d.s3();
   const { config, layers } = encodeCacheConfig(steps);
@@ -61,12 +89,16 @@ export async function exportS3Cache(spec: S3CacheSpec, steps: StepRecord[], open
     }),
   };
   try {
-    for (const l of layers) {
+    await uploadEach(layers, spec.uploadParallelism, async (l) => {
       const key = blobKey(spec, l.digest);
-      if (await exists(d, key)) continue;
+      const there = await head(d, key);
+      if (there) {
+        if (Date.now() - there.lastModified.getTime() > spec.touchRefreshMs && there.size < MAX_COPY_OBJECT) await touch(d, key, l.mediaType);
+        return;
+      }
       progress?.write(`writing layer ${l.digest}\n`);
       await client.send(new sdk.PutObjectCommand({ Bucket: d.bucket, Key: key, Body: await openLayer(l), ContentLength: l.size, ContentType: l.mediaType }));
-    }
+    });
     const body = Buffer.from(JSON.stringify(annotated));
     for (const name of spec.names) {
       progress?.write(`writing cache manifest s3://${spec.bucket}/${manifestKey(spec, name)}\n`);
