@@ -9,15 +9,17 @@
 //
 // All tools share one busybox base (drydock's, loaded into buildah's private storage and into a
 // private dockerd from test/helpers/dockerd.ts, Debian's docker.io with BuildKit on), run RUN
-// steps with host networking, and build from the same context directories. docker's CPU column
-// is empty: BuildKit works inside dockerd, whose CPU time the client's does not include.
+// steps with host networking, build from the same context directories, and have used the base
+// once before the timed builds (docker load unpacks it; drydock and buildah do on first use).
+// docker's CPU column is empty: BuildKit works inside dockerd, whose CPU time the client's does
+// not include. DRYDOCK_TRACE=1 in the environment makes drydock print per-step timing spans.
 import { promises as fsp } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { busyboxImage } from '../test/helpers/images.js';
 import { requireTool, requireRoot } from '../test/helpers/env.js';
-import { drydockCommand, isolatedPodman, measure, quote, median, scratchDir, printTable, cleanupDir, sh } from './mkimage-common.js';
+import { drydockCommand, isolatedPodman, measure, quote, median, scratchDir, printTable, cleanupDir, sh, shell } from './mkimage-common.js';
 import { podmanStorageArgs } from '../test/helpers/podman.js';
 import { startDockerd, DOCKER_CLIENT } from '../test/helpers/dockerd.js';
 
@@ -107,6 +109,15 @@ async function main(): Promise<void> {
     sh([...pm.argv, 'load', '-i', archive]);
     const loaded = await dockerd.docker(['load', '-i', archive]);
     if (loaded.code !== 0) throw new Error(`docker load: ${loaded.stderr}`);
+
+    // Warm-up, not timed: `docker load` unpacks the base into overlay2, drydock and buildah
+    // unpack it on first use. One RUN on the base by each tool puts all three at the same start.
+    const warm = path.join(work, 'warm');
+    await fsp.mkdir(warm, { recursive: true });
+    await fsp.writeFile(path.join(warm, 'Dockerfile'), 'FROM docker.io/library/busybox:latest\nRUN true\n');
+    shell(`${env} ${quote([...dd, 'build', '-q', '-t', 'warm:latest', warm])} > /dev/null`);
+    shell(`${quote([...buildah, 'bud', '-q', '--layers', '--network', 'host', '--isolation', 'oci', '-t', 'localhost/warm:latest', warm])} > /dev/null`);
+    shell(`${docker} build -q --network host -t warm:latest ${quote([warm])} > /dev/null`);
 
     const rows: [string, ...string[]][] = [];
     let cachedWorst = 0;

@@ -6,7 +6,6 @@ import { promises as fsp } from 'node:fs';
 import { Readable } from 'node:stream';
 import path from 'node:path';
 import { resolveInRoot } from '../runtime/rootfs-path.js';
-import { applyLayer } from '../layer/apply.js';
 import { decompress, openWithExternalDecompressor, peekStream } from '../layer/compression.js';
 import { UserError } from '../util/errors.js';
 import type { SourceEntry, SourceTree } from './context.js';
@@ -187,6 +186,9 @@ export async function isArchive(file: string): Promise<boolean> {
 }
 
 async function extractArchive(file: string, destHost: string): Promise<void> {
+  // Loaded here, not at the top: a RUN step imports this module for mkdirInRoot, and the
+  // extractor (tar-stream, the entry rules) is ~15 ms of module loading a RUN never uses.
+  const { applyLayer } = await import('../layer/apply.js');
   const stream = await openDecompressed(file);
   try {
     await applyLayer(destHost, stream, { compression: 'none', whiteouts: 'apply' });

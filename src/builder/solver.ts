@@ -157,7 +157,12 @@ export class Solver {
     let p = this.results.get(v.id);
     if (!p) {
       p = this.execute(v).catch((e) => {
-        if (!(e instanceof Canceled)) this.failure ??= e;
+        if (!(e instanceof Canceled)) {
+          this.failure ??= e;
+          // The other platforms (and this one's other running steps) stop now, not once this
+          // platform's remaining steps have finished.
+          this.s.opts.shared?.failed.abort(e);
+        }
         throw e;
       });
       p.catch(() => { /* reported through solve() */ });

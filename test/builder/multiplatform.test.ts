@@ -395,13 +395,25 @@ test('--cache-to mode=min with several platforms exports every platform\'s chain
   }
 });
 
+/** A sleep length no other test run picks (the processes are looked for by it), about 5 minutes. */
+const napSeconds = () => 240 + Math.floor(Math.random() * 120);
+
+/** Pids of `sleep N` processes. */
+async function sleeping(n: number): Promise<string[]> {
+  return (await fsp.readdir('/proc')).filter((p) => {
+    if (!/^\d+$/.test(p)) return false;
+    try { return readFileSync(`/proc/${p}/cmdline`, 'utf8') === `sleep\0${n}\0`; } catch { return false; }
+  });
+}
+
 test('one platform failing cancels the others: their running RUN is killed, nothing is tagged, the error names the platform', async () => {
   // The arm64 RUN waits (on a cache mount both platforms share) until the amd64 RUN is inside
-  // its sleep, then fails; the amd64 RUN would sleep 297 s if nothing killed it.
+  // its sleep, then fails; the amd64 RUN would sleep ~5 minutes if nothing killed it.
   const sync = `mp-cancel-${process.pid}-${Date.now()}`;
+  const nap = napSeconds();
   const run = `RUN --mount=type=cache,id=${sync},target=/sync if [ "$TARGETARCH" = arm64 ]; then `
     + 'i=0; while [ ! -e /sync/amd64-sleeping ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; echo arm64 fails; exit 1; '
-    + 'fi; touch /sync/amd64-sleeping; echo amd64 sleeping; sleep 297';
+    + `fi; touch /sync/amd64-sleeping; echo amd64 sleeping; sleep ${nap}`;
   const ctx = await rootfsContext(`${BASE_DOCKERFILE}ARG TARGETARCH\n${run}\n`);
   const built = async () => (await fx.store.listRootEntries(['built/'])).map((r) => r.owner).sort();
   const builtBefore = await built();
@@ -412,15 +424,41 @@ test('one platform failing cancels the others: their running RUN is killed, noth
   assert.match(err.log ?? '', /\[linux\/amd64\] amd64 sleeping/, 'the amd64 RUN was running');
   assert.match(err.log ?? '', /\[linux\/arm64\] arm64 fails/);
   // BuildKit's vertex name: the platform, then the step within the stage (FROM is 1).
-  assert.match(err.message, /^Dockerfile:6: \[linux\/arm64 4\/4\] RUN --mount=type=cache,id=mp-cancel-[^ ]+ if \[ "\$TARGETARCH" = arm64 \].*: process "\/bin\/sh -c if .*sleep 297" did not complete successfully: exit code: 1$/);
-  assert.ok(seconds < 120, `cancelled promptly, not after the 297 s sleep (${seconds.toFixed(1)} s)`);
+  assert.match(err.message, /^Dockerfile:6: \[linux\/arm64 4\/4\] RUN --mount=type=cache,id=mp-cancel-[^ ]+ if \[ "\$TARGETARCH" = arm64 \].*: process "\/bin\/sh -c if .*" did not complete successfully: exit code: 1$/);
+  assert.ok(err.message.includes(`sleep ${nap}"`));
+  assert.ok(seconds < 120, `cancelled promptly, not after the ${nap} s sleep (${seconds.toFixed(1)} s)`);
   assert.equal(await fx.store.resolveTag(canonicalName('mp-cancel:1')), undefined, 'no index tagged');
   assert.deepEqual(await built(), builtBefore, 'no platform image left behind');
   const containers = execFileSync('runc', ['--root', path.join(fx.root, 'runc'), 'list', '-q'], { encoding: 'utf8' }).trim();
   assert.equal(containers, '', 'no RUN container left');
-  const sleepers = (await fsp.readdir('/proc')).filter((p) => /^\d+$/.test(p) && (() => {
-    try { return readFileSync(`/proc/${p}/cmdline`, 'utf8') === 'sleep\0' + '297\0'; } catch { return false; }
-  })());
-  assert.deepEqual(sleepers, [], 'the amd64 sleep was killed');
+  assert.deepEqual(await sleeping(nap), [], 'the amd64 sleep was killed');
   assert.deepEqual(await fsp.readdir(path.join(fx.root, 'builder')).catch(() => []), [], 'every step\'s scratch dir removed');
+});
+
+test('a failing step cancels at once, also its own platform\'s other running stages', async () => {
+  // Both platforms' `slow` stage sleeps; arm64's `failing` stage fails once both sleeps run.
+  // Without cancelling at the step, arm64 would wait for its own sleep before failing the build.
+  const sync = `mp-cancel2-${process.pid}-${Date.now()}`;
+  const mount = `--mount=type=cache,id=${sync},target=/sync`;
+  const nap = napSeconds();
+  const ctx = await rootfsContext([
+    BASE_DOCKERFILE.replace('FROM scratch', 'FROM scratch AS base'),
+    'FROM base AS slow',
+    'ARG TARGETARCH',
+    `RUN ${mount} touch /sync/$TARGETARCH-sleeping; sleep ${nap}`,
+    'FROM base AS failing',
+    'ARG TARGETARCH',
+    `RUN ${mount} if [ "$TARGETARCH" = arm64 ]; then i=0; while ! [ -e /sync/amd64-sleeping -a -e /sync/arm64-sleeping ] && [ $i -lt 900 ]; do sleep 0.1; i=$((i+1)); done; exit 1; fi`,
+    'FROM base',
+    'COPY --from=slow /bin/busybox /a',
+    'COPY --from=failing /bin/busybox /b',
+    '',
+  ].join('\n'));
+  const t0 = Date.now();
+  const err = await fx.build(ctx, { platform: 'linux/amd64,linux/arm64', noCache: true, parallelism: 4 }).then(
+    () => assert.fail('the build succeeded'), (e: Error) => e);
+  const seconds = (Date.now() - t0) / 1000;
+  assert.match(err.message, /^Dockerfile:\d+: \[linux\/arm64 failing 2\/2\] RUN --mount=type=cache,id=mp-cancel2-[^ ]+ if .*: process ".*" did not complete successfully: exit code: 1$/);
+  assert.ok(seconds < 120, `cancelled promptly, not after the ${nap} s sleeps (${seconds.toFixed(1)} s)`);
+  assert.deepEqual(await sleeping(nap), [], 'both sleeps were killed');
 });
