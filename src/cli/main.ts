@@ -76,8 +76,29 @@ export function exitQuietlyOnEpipe(stream: NodeJS.WriteStream = process.stdout):
   });
 }
 
+/**
+ * exitQuietlyOnEpipe for process.stdout, attached when something first uses it: making the
+ * stream loads node:stream, and for a pipe or terminal net and tty too (milliseconds), which a
+ * command that prints nothing (`tag`, `rm`, `images -q` of an empty store) need not pay.
+ */
+function exitQuietlyOnEpipeOnceUsed(): void {
+  const own = Object.getOwnPropertyDescriptor(process, 'stdout');
+  if (!own?.get || !own.configurable) return exitQuietlyOnEpipe();
+  const getStdout = own.get;
+  Object.defineProperty(process, 'stdout', {
+    configurable: true,
+    enumerable: own.enumerable,
+    get() {
+      const stdout = getStdout.call(process) as NodeJS.WriteStream;
+      Object.defineProperty(process, 'stdout', { ...own, get: getStdout });
+      exitQuietlyOnEpipe(stdout);
+      return stdout;
+    },
+  });
+}
+
 const invokedDirectly = process.argv[1] && /(?:[\\/]cli[\\/]main\.[jt]s|[\\/]drydock(?:\.js)?)$/.test(process.argv[1]);
 if (invokedDirectly) {
-  exitQuietlyOnEpipe();
+  exitQuietlyOnEpipeOnceUsed();
   main().then((code) => { process.exitCode = code; });
 }

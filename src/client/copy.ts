@@ -116,9 +116,13 @@ export async function copyImage(src: ImageSource, dest: ImageDestination, opts: 
       try {
         stream = await src.openBlob(desc);
         emit({ ...base, status: 'transferring', current: 0 });
-        const counted = stream.pipe(new ProgressCounter((n) => emit({ ...base, status: 'transferring', current: n })));
-        stream.on('error', (e) => counted.destroy(e));
-        await dest.putBlob(desc, counted);
+        // Byte counts only for someone who shows them: the counter is a stream hop per chunk.
+        let body = stream;
+        if (opts.onProgress) {
+          body = stream.pipe(new ProgressCounter((n) => emit({ ...base, status: 'transferring', current: n })));
+          stream.on('error', (e) => body.destroy(e));
+        }
+        await dest.putBlob(desc, body);
         stats.bytes += desc.size;
         stats.copied++;
         emit({ ...base, status: 'done' });

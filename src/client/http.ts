@@ -31,22 +31,32 @@ export interface HttpRequestOptions {
   body?: Readable | Buffer | string;
 }
 
-/** Keep-alive socket pools for plain and TLS origins, shared by every request of one endpoint. */
+/**
+ * Keep-alive socket pools for plain and TLS origins, shared by every request of one endpoint.
+ * The TLS pool is made on the first https: request: node:https loads node:tls, and the first TLS
+ * connection parses the root CA store, tens of milliseconds a plain-HTTP pull does not need.
+ */
 export class HttpPool {
   private readonly httpAgent: http.Agent;
-  private readonly httpsAgent: https.Agent;
+  private httpsAgent?: https.Agent;
   private readonly idleTimeoutMs: number;
+  private readonly agentOptions: http.AgentOptions;
+  private readonly tls: NonNullable<HttpPoolOptions['tls']>;
 
   constructor(opts: HttpPoolOptions = {}) {
-    const common = { keepAlive: true, maxSockets: opts.connections ?? 8, keepAliveMsecs: 30_000 };
-    this.httpAgent = new http.Agent(common);
-    const tls = opts.tls ?? {};
-    this.httpsAgent = new https.Agent({
-      ...common,
+    this.agentOptions = { keepAlive: true, maxSockets: opts.connections ?? 8, keepAliveMsecs: 30_000 };
+    this.httpAgent = new http.Agent(this.agentOptions);
+    this.tls = opts.tls ?? {};
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 300_000;
+  }
+
+  private tlsAgent(): https.Agent {
+    const tls = this.tls;
+    return this.httpsAgent ??= new https.Agent({
+      ...this.agentOptions,
       ca: tls.ca && tls.ca.length ? tls.ca : undefined, cert: tls.cert, key: tls.key,
       rejectUnauthorized: tls.rejectUnauthorized ?? true,
     });
-    this.idleTimeoutMs = opts.idleTimeoutMs ?? 300_000;
   }
 
   request(url: URL, o: HttpRequestOptions): Promise<HttpResponse> {
@@ -59,7 +69,7 @@ export class HttpPool {
     return new Promise<HttpResponse>((resolve, reject) => {
       let uploadDone = o.body === undefined || !(o.body instanceof Readable);
       const req = (tls ? https : http).request(url, {
-        method: o.method, headers, agent: tls ? this.httpsAgent : this.httpAgent,
+        method: o.method, headers, agent: tls ? this.tlsAgent() : this.httpAgent,
       }, (res) => {
         const body = res as HttpResponseBody;
         body.dump = async () => {
@@ -86,6 +96,6 @@ export class HttpPool {
 
   close(): void {
     this.httpAgent.destroy();
-    this.httpsAgent.destroy();
+    this.httpsAgent?.destroy();
   }
 }

@@ -1,6 +1,6 @@
 // The registry client: pull, push, copy between transports, login/logout, auth config, mirrors.
 import { parseReference, formatReference, type Reference } from '../image/reference.js';
-import type { Platform } from '../image/types.js';
+import type { Descriptor, Platform } from '../image/types.js';
 import { ContentStore, resolveImage, type LocalImage } from '../store/index.js';
 import { UserError } from '../util/errors.js';
 import { normalizeAuthKey, saveCredentials, removeCredentials, type AuthConfigOptions, type Credentials } from './auth-config.js';
@@ -34,10 +34,20 @@ function parseRef(input: string): Reference {
   try { return parseReference(input); } catch (e) { throw new UserError((e as Error).message, { cause: e }); }
 }
 
-export interface PullResult extends CopyResult { reference: Reference; name?: string }
+export interface PullResult extends CopyResult {
+  reference: Reference;
+  name?: string;
+  /** What the tag pointed at before this pull (the same digest: the image was up to date). */
+  previous?: Descriptor;
+}
 
-/** Pulls `ref` from its registry (or a mirror) into the store and tags it by its full name. */
-export async function pull(store: ContentStore, ref: string | Reference, opts: TransferOptions = {}): Promise<PullResult> {
+/**
+ * Pulls `ref` from its registry (or a mirror) into the store and tags it by its full name.
+ * `store` may be a store still opening: the registry round trips start meanwhile.
+ */
+export async function pull(store: ContentStore | Promise<ContentStore>, ref: string | Reference, opts: TransferOptions = {}): Promise<PullResult> {
+  // A store that fails to open is reported where it is first needed, not as an unhandled rejection.
+  if (store instanceof Promise) store.catch(() => {});
   const reference = typeof ref === 'string' ? parseRef(ref) : ref;
   const name = reference.tag ? formatReference({ ...reference, digest: undefined }) : undefined;
   return withContext(opts, async (ctx) => {
@@ -46,9 +56,9 @@ export async function pull(store: ContentStore, ref: string | Reference, opts: T
     const result = await copyImage(src, dest, { ...opts, concurrency: opts.concurrency ?? 3, tag: name ?? '' });
     if (reference.digest && result.digest !== reference.digest && !opts.all) {
       // Pulled one platform out of the requested index: keep the index digest alive too.
-      await store.setRoot(`pulled/${reference.digest}`, [result.digest]);
+      await (await store).setRoot(`pulled/${reference.digest}`, [result.digest]);
     }
-    return { ...result, reference, name };
+    return { ...result, reference, name, previous: dest.previous };
   });
 }
 

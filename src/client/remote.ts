@@ -1,6 +1,6 @@
 // A repository in a registry as an ImageSource (pull side: mirrors first, then upstream) and an
 // ImageDestination (push side: HEAD to skip, cross-repository mount, monolithic streamed PUT).
-import { Readable } from 'node:stream';
+import { Readable, finished } from 'node:stream';
 import { digestOf, parseDigest } from '../image/digest.js';
 import { MANIFEST_MEDIA_TYPES, MediaType } from '../image/media-types.js';
 import { formatReference, type Reference } from '../image/reference.js';
@@ -134,7 +134,12 @@ export class RemoteImageSource implements ImageSource {
     }
     // The first response decides the endpoint; resumes go to the same endpoint.
     const first = await this.onEndpoints(this.active, `blob ${digest}`, async (t, repo) => ({ t, repo, res: await this.getBlob(t, repo, digest, 0) }));
-    return Readable.from(this.resumingBody(first.t, first.repo, desc, first.res), { objectMode: false, highWaterMark: STREAM_CHUNK });
+    return new BlobDownload(desc, first.res, {
+      where: `${first.t.host}/${first.repo}`,
+      retries: this.ctx.retries,
+      warn: (m) => this.ctx.warn(m),
+      reopen: (offset) => this.getBlob(first.t, first.repo, digest, offset),
+    });
   }
 
   private async getBlob(t: RegistryTransport, repo: string, digest: string, offset: number): Promise<HttpResponse> {
@@ -149,53 +154,101 @@ export class RemoteImageSource implements ImageSource {
     return res;
   }
 
-  private async *resumingBody(t: RegistryTransport, repo: string, desc: Descriptor, firstRes: HttpResponse): AsyncGenerator<Buffer> {
-    let received = 0;
-    let res: HttpResponse | undefined = firstRes;
-    let failures = 0;
-    for (;;) {
-      try {
-        if (!res) res = await this.getBlob(t, repo, desc.digest, received);
-        let skip = 0;
-        if (received > 0) {
-          const range = /^bytes (\d+)-/.exec(String(res.headers['content-range'] ?? ''));
-          if (res.statusCode === 206 && range && Number(range[1]) === received) skip = 0;
-          else if (res.statusCode === 200) skip = received; // server ignored Range: re-read and drop
-          else throw new RegistryHttpError(`GET blob ${desc.digest}: unexpected resume response ${res.statusCode}`, res.statusCode);
-        }
-        // Chunks pass straight through: the store's write stream coalesces them into writev calls
-        // while a write is in flight, so copying them into bigger buffers here only costs memcpy.
-        for await (const chunk of res.body as AsyncIterable<Buffer>) {
-          let c = chunk;
-          if (skip > 0) {
-            if (c.length <= skip) { skip -= c.length; continue; }
-            c = c.subarray(skip);
-            skip = 0;
-          }
-          received += c.length;
-          yield c;
-        }
-        if (received < desc.size) {
-          throw Object.assign(new Error(`connection closed after ${received} of ${desc.size} bytes`), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
-        }
-        return;
-      } catch (e) {
-        res?.body.destroy();
-        res = undefined;
-        if (!isTransientNetworkError(e) || failures >= this.ctx.retries) {
-          if (e instanceof UserError) throw e;
-          throw new UserError(`downloading ${desc.digest} from ${t.host}/${repo} failed after ${received} of ${desc.size} bytes: ${describeNetworkError(e)}`);
-        }
-        this.ctx.warn(`download of ${desc.digest.slice(7, 19)} interrupted after ${received} bytes (${describeNetworkError(e)}); resuming`);
-        await sleep(backoffMs(failures++));
-      } finally {
-        // Generator closed early by the consumer (verification failed, pipeline aborted).
-        if (res && !res.body.readableEnded) res.body.destroy();
-      }
-    }
+  async close(): Promise<void> { /* transports belong to the context */ }
+}
+
+interface BlobDownloadOptions {
+  /** "host/repository", for messages. */
+  where: string;
+  retries: number;
+  warn(message: string): void;
+  /** GET the blob again from byte `offset` on (a Range request when offset > 0). */
+  reopen(offset: number): Promise<HttpResponse>;
+}
+
+/**
+ * One blob download as a Readable. The response's chunks are pushed straight through (one stream
+ * hop; an async generator behind Readable.from cost two promises per socket read), with the
+ * response paused while the reader is behind. A connection that breaks mid-blob is resumed with
+ * a Range request (or re-read and skipped when the server ignores Range), up to the retry limit.
+ */
+class BlobDownload extends Readable {
+  private res?: HttpResponse;
+  private received = 0;
+  private failures = 0;
+  /** Bytes of the current response to drop (a server that answered a Range request with 200). */
+  private skip = 0;
+
+  constructor(private readonly desc: Descriptor, first: HttpResponse, private readonly o: BlobDownloadOptions) {
+    super({ highWaterMark: STREAM_CHUNK });
+    this.attach(first);
   }
 
-  async close(): Promise<void> { /* transports belong to the context */ }
+  override _read(): void {
+    this.res?.body.resume();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    // Closed early by the consumer (verification failed, pipeline aborted): drop the connection.
+    const body = this.res?.body;
+    this.res = undefined;
+    if (body && !body.readableEnded) body.destroy();
+    cb(err);
+  }
+
+  private attach(res: HttpResponse): void {
+    this.res = res;
+    const body = res.body;
+    body.on('data', (chunk: Buffer) => {
+      if (this.res !== res) return;
+      let c = chunk;
+      if (this.skip > 0) {
+        if (c.length <= this.skip) { this.skip -= c.length; return; }
+        c = c.subarray(this.skip);
+        this.skip = 0;
+      }
+      this.received += c.length;
+      if (!this.push(c)) body.pause();
+    });
+    finished(body, (err) => {
+      if (this.res !== res || this.destroyed) return;
+      // All bytes in (an error after the last one changes nothing: the store checks the digest).
+      if (this.received >= this.desc.size) { this.push(null); return; }
+      const e = err ?? Object.assign(new Error(`connection closed after ${this.received} of ${this.desc.size} bytes`), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+      void this.reconnect(e);
+    });
+  }
+
+  /** After a failure: another GET from where the data stopped, or the error when out of tries. */
+  private async reconnect(e: unknown): Promise<void> {
+    for (;;) {
+      this.res?.body.destroy();
+      this.res = undefined;
+      if (!isTransientNetworkError(e) || this.failures >= this.o.retries) {
+        this.destroy(e instanceof UserError ? e
+          : new UserError(`downloading ${this.desc.digest} from ${this.o.where} failed after ${this.received} of ${this.desc.size} bytes: ${describeNetworkError(e)}`));
+        return;
+      }
+      this.o.warn(`download of ${this.desc.digest.slice(7, 19)} interrupted after ${this.received} bytes (${describeNetworkError(e)}); resuming`);
+      await sleep(backoffMs(this.failures++));
+      if (this.destroyed) return;
+      let res: HttpResponse | undefined;
+      try {
+        res = await this.o.reopen(this.received);
+        const range = /^bytes (\d+)-/.exec(String(res.headers['content-range'] ?? ''));
+        if (res.statusCode === 206 && range && Number(range[1]) === this.received) this.skip = 0;
+        else if (res.statusCode === 200) this.skip = this.received; // server ignored Range: re-read and drop
+        else throw new RegistryHttpError(`GET blob ${this.desc.digest}: unexpected resume response ${res.statusCode}`, res.statusCode);
+      } catch (err) {
+        res?.body.destroy();
+        e = err;
+        continue;
+      }
+      if (this.destroyed) { res.body.destroy(); return; }
+      this.attach(res);
+      return;
+    }
+  }
 }
 
 export class RemoteImageDestination implements ImageDestination {

@@ -59,29 +59,60 @@ export class StoreImageDestination implements ImageDestination {
   /** The store key the image is tagged as (undefined: store by digest only). */
   readonly fullName?: string;
   private pendingTag?: Descriptor;
+  /** Verified blobs whose fsync and rename run while the next download streams. */
+  private readonly committing: Promise<unknown>[] = [];
+  private previousTag?: Descriptor;
 
-  constructor(private readonly store: ContentStore, name: string | undefined) {
+  /**
+   * `store` may still be opening: a pull starts its registry round trips meanwhile, and the store
+   * is first needed for the first blob.
+   */
+  constructor(private readonly store: ContentStore | Promise<ContentStore>, name: string | undefined) {
     this.fullName = name ? canonicalName(name) : undefined;
     this.description = `store:${this.fullName ?? '(untagged)'}`;
+    // A store that fails to open is reported by the first method that needs it.
+    if (store instanceof Promise) store.catch(() => {});
   }
+
+  /** What the tag pointed at before commit() moved it (Docker's "Image is up to date"). */
+  get previous(): Descriptor | undefined { return this.previousTag; }
 
   async hasBlob(desc: Descriptor): Promise<boolean> {
-    return (await this.store.statBlob(desc.digest)) === desc.size;
+    return (await (await this.store).statBlob(desc.digest)) === desc.size;
   }
 
+  /**
+   * Streams, hashes and verifies the blob into the store's tmp/, then leaves its fsync and rename
+   * running: the copy's next download starts at once, and putManifest() waits for them all, so a
+   * manifest never lands before the blobs it names.
+   */
   async putBlob(desc: Descriptor, content: Readable): Promise<void> {
-    await this.store.writeBlob(content, { digest: desc.digest, size: desc.size });
+    const ingested = await (await this.store).ingestBlob(content, { digest: desc.digest, size: desc.size });
+    const committed = ingested.commit({ deferDirSync: true });
+    committed.catch(() => {}); // awaited (and reported) by putManifest or commit
+    this.committing.push(committed);
+  }
+
+  private async blobsCommitted(): Promise<void> {
+    await Promise.all(this.committing);
   }
 
   async putManifest(manifest: RawManifest, tag?: string): Promise<void> {
-    await this.store.writeBlob(manifest.bytes, { digest: manifest.digest, size: manifest.bytes.length });
+    await this.blobsCommitted();
+    await (await this.store).writeBlob(manifest.bytes, { digest: manifest.digest, size: manifest.bytes.length }, { deferDirSync: true });
     if (tag !== undefined) this.pendingTag = { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.length };
   }
 
-  /** Tags the top-level manifest once everything it references is stored. */
+  /**
+   * Tags the top-level manifest once everything it references is stored: the blob directories are
+   * fsynced (once, for all the renames of this copy) before the tag is written.
+   */
   async commit(): Promise<void> {
+    const store = await this.store;
+    await this.blobsCommitted();
+    await store.syncBlobDirs();
     if (!this.pendingTag) return;
-    if (this.fullName) await this.store.setTag(this.fullName, this.pendingTag);
-    else await this.store.setRoot(`pulled/${this.pendingTag.digest}`, [this.pendingTag.digest]);
+    if (this.fullName) this.previousTag = await store.setTag(this.fullName, this.pendingTag);
+    else await store.setRoot(`pulled/${this.pendingTag.digest}`, [this.pendingTag.digest]);
   }
 }

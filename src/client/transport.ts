@@ -211,15 +211,21 @@ export class RegistryTransport {
   }
 
   private async doPing(): Promise<void> {
-    const httpOk = this.endpoint.insecure || this.endpoint.plainHttpFallback;
-    const schemes: ('https' | 'http')[] = this.endpoint.scheme ? [this.endpoint.scheme] : httpOk ? ['https', 'http'] : ['https'];
+    const schemes: ('https' | 'http')[] = this.endpoint.scheme ? [this.endpoint.scheme]
+      // Loopback: plain HTTP first. It is what a local registry speaks as a rule, a TLS one says
+      // so at once (below), nothing on the wire leaves the host, and a plain-HTTP pull then never
+      // loads TLS: node:tls and the root CA store cost a CLI pull tens of milliseconds.
+      : this.endpoint.plainHttpFallback ? ['http', 'https']
+        : this.endpoint.insecure ? ['https', 'http'] : ['https'];
     let lastError: unknown;
     for (const scheme of schemes) {
       const base = new URL(`${scheme}://${this.endpoint.host}`);
+      const more = scheme !== schemes[schemes.length - 1];
       for (let attempt = 0; ; attempt++) {
         try {
           const res = await this.pool.request(new URL('/v2/', base), { method: 'GET', headers: { 'user-agent': USER_AGENT } });
           await res.body.dump().catch(() => {});
+          if (scheme === 'http' && more && speaksTls(res)) { lastError = new UserError(`${this.endpoint.host}: /v2/ over plain HTTP answered ${res.statusCode}`); break; }
           if (res.statusCode === 401) this.challenge = parseChallenges(res.headers['www-authenticate'])[0];
           else if (res.statusCode >= 500 || res.statusCode === 429) throw new TransientError(`${this.endpoint.host}: /v2/ answered ${res.statusCode}`);
           else if (res.statusCode !== 200 && res.statusCode !== 404) {
@@ -229,10 +235,12 @@ export class RegistryTransport {
           return;
         } catch (e) {
           lastError = e;
-          const tlsMismatch = /wrong version number|EPROTO|packet length too long|ECONNRESET|other side closed/i.test(`${(e as Error).message} ${(e as { code?: string }).code}`);
-          if (scheme === 'https' && schemes.length > 1 && tlsMismatch) break; // plain-HTTP server: try http
+          const detail = `${(e as Error).message} ${(e as { code?: string }).code} ${String((e as { cause?: Error }).cause?.message ?? '')}`;
+          // A plain-HTTP server reached over TLS, or a TLS server sent plain HTTP: the other scheme.
+          if (more && scheme === 'https' && /wrong version number|EPROTO|packet length too long|ECONNRESET|other side closed/i.test(detail)) break;
+          if (more && scheme === 'http' && /ECONNRESET|EPIPE|other side closed|socket hang up|HPE_|Parse Error/i.test(detail)) break;
           // A plain-HTTP registry reached over TLS: say so and name the way out, not OpenSSL's words.
-          if (scheme === 'https' && schemes.length === 1 && /wrong version number|packet length too long|EPROTO/i.test(`${(e as Error).message} ${(e as { code?: string }).code} ${String((e as { cause?: Error }).cause?.message ?? '')}`)) {
+          if (scheme === 'https' && schemes.length === 1 && /wrong version number|packet length too long|EPROTO/i.test(detail)) {
             throw new UserError(`cannot reach registry ${this.endpoint.host}: http: server gave HTTP response to HTTPS client (the registry speaks plain HTTP: pass --insecure-registry ${this.endpoint.host}, or list it under insecure-registries in /etc/docker/daemon.json)`);
           }
           if (!isTransientNetworkError(e) || attempt >= (this.opts.retries ?? 2)) {
@@ -386,6 +394,16 @@ export class RegistryTransport {
     }
     return res;
   }
+}
+
+/**
+ * A plain-HTTP answer that means "this port speaks TLS": Go's and nginx's TLS servers answer 400
+ * to a plain request ("Client sent an HTTP request to an HTTPS server"), proxies redirect to https.
+ */
+function speaksTls(res: HttpResponse): boolean {
+  if (res.statusCode === 400 || res.statusCode === 497) return true;
+  const loc = res.headers.location;
+  return res.statusCode >= 300 && res.statusCode < 400 && typeof loc === 'string' && /^https:/i.test(loc);
 }
 
 /** A TLS verification failure gets the two ways out named. */

@@ -1,8 +1,8 @@
 // The local content store: an OCI image layout directory (oci-layout, index.json, blobs/<alg>/<hex>)
 // that skopeo, umoci and `oci:` transports can read as it is. Extra drydock state lives in
 // sibling folders (tmp/, roots/) that the layout spec lets readers ignore.
-import { createReadStream, createWriteStream, promises as fsp, readdirSync, readFileSync, statSync } from 'node:fs';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { createReadStream, promises as fsp, readdirSync, readFileSync, statSync } from 'node:fs';
+import { Readable, Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,7 +12,7 @@ const loadLockfile = async () => (await import('proper-lockfile')).default;
 import { Digester, parseDigest, digestOf, type DigestAlgorithm } from '../image/digest.js';
 import type { Descriptor, ImageIndex } from '../image/types.js';
 import { MediaType } from '../image/media-types.js';
-import { fsyncDir, discardStreamedFile, readJsonIfExists, readJsonIfExistsSync, writeJsonAtomic, writeFileAtomic, STREAM_CHUNK } from '../util/fs.js';
+import { fsyncDir, readJsonIfExists, readJsonIfExistsSync, writeJsonAtomic, writeFileAtomic, STREAM_CHUNK } from '../util/fs.js';
 
 export const REF_NAME_ANNOTATION = 'io.containerd.image.name';
 export const OCI_REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
@@ -84,7 +84,86 @@ function rootFiles(files: string[], ownerPrefixes?: readonly string[]): [file: s
   return out;
 }
 
+export interface BlobCommitOptions {
+  /**
+   * Leave the fsync of the blob's directory to syncBlobDirs(), which a copy calls once before it
+   * writes the manifest's tag: one directory fsync for all the blobs of an image, not one each.
+   * The blob file itself is always fsynced before its rename.
+   */
+  deferDirSync?: boolean;
+}
+
+/** A verified blob in tmp/ (see ContentStore.ingestBlob). */
+export interface IngestedBlob extends WrittenBlob {
+  /** fsync, rename into blobs/ (and fsync the directory unless deferred). */
+  commit(opts?: BlobCommitOptions): Promise<WrittenBlob>;
+  /** Removes the temp file. */
+  discard(): Promise<void>;
+}
+
+/**
+ * The sink of a blob write: hashes each chunk as it arrives and gathers chunks into writev calls
+ * of at least STREAM_CHUNK bytes, one in flight while the next gathers. fs.WriteStream issues one
+ * write per socket read (64 KiB) when the disk keeps up, each a thread-pool round trip.
+ */
+class BlobFileWriter extends Writable {
+  readonly digester: Digester;
+  private batch: Buffer[] = [];
+  private batchBytes = 0;
+  private position = 0;
+  private writing: Promise<void> = Promise.resolve();
+
+  constructor(private readonly fh: fsp.FileHandle, algorithm: DigestAlgorithm, private readonly limit?: number) {
+    super({ highWaterMark: STREAM_CHUNK });
+    this.digester = new Digester(algorithm);
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    this.digester.update(chunk);
+    if (this.limit !== undefined && this.digester.size > this.limit) {
+      cb(new BlobVerificationError(`blob is larger than the expected ${this.limit} bytes`));
+      return;
+    }
+    this.batch.push(chunk);
+    this.batchBytes += chunk.length;
+    if (this.batchBytes < STREAM_CHUNK) { cb(); return; }
+    this.writing.then(() => { if (!this.destroyed) this.flush(); cb(); }, cb);
+  }
+
+  /** A whole blob already in memory (manifests, configs): one hash, one write, no stream. */
+  async writeWhole(buf: Buffer): Promise<void> {
+    this.digester.update(buf);
+    if (this.limit !== undefined && buf.length > this.limit) throw new BlobVerificationError(`blob is larger than the expected ${this.limit} bytes`);
+    await this.fh.writeFile(buf);
+  }
+
+  override _final(cb: (e?: Error | null) => void): void {
+    this.writing.then(() => { if (this.batchBytes > 0) this.flush(); return this.writing; }).then(() => cb(), cb);
+  }
+
+  /** Resolves when no write is in flight (before the file is closed after a failure). */
+  settled(): Promise<void> {
+    return this.writing.catch(() => {});
+  }
+
+  private flush(): void {
+    const bufs = this.batch;
+    const n = this.batchBytes;
+    const at = this.position;
+    this.batch = [];
+    this.batchBytes = 0;
+    this.position += n;
+    this.writing = this.fh.writev(bufs, at).then(({ bytesWritten }) => {
+      // libuv writes every buffer unless the write fails; a short count would be a torn blob.
+      if (bytesWritten !== n) throw new Error(`short write: ${bytesWritten} of ${n} bytes`);
+    });
+    this.writing.catch(() => {}); // reported by the next _write or _final
+  }
+}
+
 export class ContentStore {
+  /** Blob directories renamed into without an fsync yet (BlobCommitOptions.deferDirSync). */
+  private readonly unsyncedDirs = new Set<string>();
   readonly blobsDir: string;
   readonly tmpDir: string;
   readonly indexPath: string;
@@ -103,10 +182,11 @@ export class ContentStore {
     await fsp.mkdir(path.join(store.blobsDir, 'sha256'), { recursive: true });
     await fsp.mkdir(store.tmpDir, { recursive: true });
     const layoutFile = path.join(store.root, 'oci-layout');
-    if (!(await readJsonIfExists(layoutFile))) await writeJsonAtomic(layoutFile, { imageLayoutVersion: '1.0.0' });
-    if (!(await readJsonIfExists(store.indexPath))) {
-      await writeJsonAtomic(store.indexPath, { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] });
-    }
+    // A new store's two files are written side by side: their fsyncs overlap.
+    await Promise.all([
+      readJsonIfExists(layoutFile).then((v) => v ? undefined : writeJsonAtomic(layoutFile, { imageLayoutVersion: '1.0.0' })),
+      readJsonIfExists(store.indexPath).then((v) => v ? undefined : writeJsonAtomic(store.indexPath, { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] })),
+    ]);
     return store;
   }
 
@@ -182,41 +262,78 @@ export class ContentStore {
 
   /**
    * Streams `source` into the store: hashed while copied to tmp/, checked against the expected
-   * digest and size, fsynced, then renamed into blobs/. A mismatch leaves nothing visible.
-   * Concurrent writers of one blob are safe: each has its own temp file and rename is atomic.
+   * digest and size, fsynced, then renamed into blobs/ and the directory fsynced. A mismatch
+   * leaves nothing visible. Concurrent writers of one blob are safe: each has its own temp file
+   * and rename is atomic.
    */
-  async writeBlob(source: Readable | Buffer | string, expect: BlobWriteExpectation = {}): Promise<WrittenBlob> {
+  async writeBlob(source: Readable | Buffer | string, expect: BlobWriteExpectation = {}, opts: BlobCommitOptions = {}): Promise<WrittenBlob> {
+    return (await this.ingestBlob(source, expect)).commit(opts);
+  }
+
+  /**
+   * The first half of writeBlob: `source` streamed to a temp file in tmp/, hashed on the way and
+   * checked against `expect`. Nothing is in blobs/ until commit() (fsync, rename); discard()
+   * removes the temp file. A copy commits in the background while the next download runs.
+   */
+  async ingestBlob(source: Readable | Buffer | string, expect: BlobWriteExpectation = {}): Promise<IngestedBlob> {
     const algorithm = expect.digest ? parseDigest(expect.digest).algorithm : expect.algorithm ?? 'sha256';
     if (expect.digest && expect.size !== undefined && (await this.statBlob(expect.digest)) === expect.size) {
       if (source instanceof Readable) source.destroy();
-      return { digest: expect.digest, size: expect.size, created: false };
+      const done: WrittenBlob = { digest: expect.digest, size: expect.size, created: false };
+      return { ...done, commit: async () => done, discard: async () => {} };
     }
     const tmp = path.join(this.tmpDir, `ingest-${process.pid}-${randomBytes(8).toString('hex')}`);
-    const hasher = new HashingTransform(algorithm, expect.size);
-    const input = source instanceof Readable ? source : Readable.from([Buffer.from(source)]);
-    const out = createWriteStream(tmp, { flags: 'wx', highWaterMark: STREAM_CHUNK });
+    let fh: fsp.FileHandle;
+    try { fh = await fsp.open(tmp, 'wx'); } catch (e) {
+      if (source instanceof Readable) source.destroy();
+      throw e;
+    }
+    const discard = async () => {
+      await fh.close().catch(() => {});
+      await fsp.rm(tmp, { force: true });
+    };
+    const writer = new BlobFileWriter(fh, algorithm, expect.size);
     try {
-      await pipeline(input, hasher, out);
-      const digest = hasher.digester.digest();
-      const size = hasher.digester.size;
+      if (source instanceof Readable) await pipeline(source, writer);
+      else await writer.writeWhole(Buffer.from(source));
+      const digest = writer.digester.digest();
+      const size = writer.digester.size;
       if (expect.digest && digest !== expect.digest) {
         throw new BlobVerificationError(`digest mismatch: expected ${expect.digest}, content hashes to ${digest}`);
       }
       if (expect.size !== undefined && size !== expect.size) {
         throw new BlobVerificationError(`size mismatch for ${digest}: expected ${expect.size} bytes, got ${size}`);
       }
-      const fh = await fsp.open(tmp, 'r');
-      try { await fh.sync(); } finally { await fh.close(); }
-      const target = this.blobPath(digest);
-      await fsp.mkdir(path.dirname(target), { recursive: true });
-      const existed = (await this.statBlob(digest)) !== undefined;
-      await fsp.rename(tmp, target);
-      await fsyncDir(path.dirname(target));
-      return { digest, size, created: !existed };
+      const commit = async (o: BlobCommitOptions = {}): Promise<WrittenBlob> => {
+        try {
+          // The same descriptor that wrote the data: no second open of the temp file.
+          await fh.sync();
+          await fh.close();
+          const target = this.blobPath(digest);
+          await fsp.mkdir(path.dirname(target), { recursive: true });
+          const existed = (await this.statBlob(digest)) !== undefined;
+          await fsp.rename(tmp, target);
+          if (o.deferDirSync) this.unsyncedDirs.add(path.dirname(target));
+          else await fsyncDir(path.dirname(target));
+          return { digest, size, created: !existed };
+        } catch (e) {
+          await discard();
+          throw e;
+        }
+      };
+      return { digest, size, commit, discard };
     } catch (e) {
-      await discardStreamedFile(out, tmp);
+      await writer.settled();
+      await discard();
       throw e;
     }
+  }
+
+  /** fsyncs the blob directories that writes with `deferDirSync` renamed into (once each). */
+  async syncBlobDirs(): Promise<void> {
+    const dirs = [...this.unsyncedDirs];
+    this.unsyncedDirs.clear();
+    await Promise.all(dirs.map((d) => fsyncDir(d)));
   }
 
   /** Writes a JSON document as a blob and returns its descriptor. */
@@ -274,14 +391,15 @@ export class ContentStore {
 
   /**
    * Points `name` (full "registry/repo:tag") at a manifest. The manifest blob must already be in
-   * the store, so a tag never dangles.
+   * the store, so a tag never dangles. Returns what the tag pointed at before, if anything.
    */
-  async setTag(name: string, descriptor: Descriptor): Promise<void> {
+  async setTag(name: string, descriptor: Descriptor): Promise<Descriptor | undefined> {
     if (!(await this.hasBlob(descriptor.digest))) {
       throw new BlobVerificationError(`cannot tag ${name}: manifest ${descriptor.digest} is not in the store`);
     }
     const tag = name.slice(name.lastIndexOf(':') + 1);
-    await this.updateIndex((index) => {
+    return this.updateIndex((index) => {
+      const previous = index.manifests.find((d) => d.annotations?.[REF_NAME_ANNOTATION] === name);
       index.manifests = index.manifests.filter((d) => d.annotations?.[REF_NAME_ANNOTATION] !== name);
       index.manifests.push({
         mediaType: descriptor.mediaType,
@@ -291,6 +409,7 @@ export class ContentStore {
         annotations: { [REF_NAME_ANNOTATION]: name, [OCI_REF_NAME_ANNOTATION]: tag },
       });
       index.manifests.sort((a, b) => (a.annotations![REF_NAME_ANNOTATION]! < b.annotations![REF_NAME_ANNOTATION]! ? -1 : 1));
+      return previous;
     });
   }
 

@@ -2,7 +2,7 @@
 // its config and its layers; list images; garbage-collect unreachable blobs.
 import { promises as fsp } from 'node:fs';
 import { ContentStore, REF_NAME_ANNOTATION } from './content-store.js';
-import { cachedLayerContentSize } from './layer-size.js';
+import { cachedLayerContentSize, imageContentSize } from './layer-size.js';
 import { parseReference, formatReference, ReferenceError } from '../image/reference.js';
 import { isDigest } from '../image/digest.js';
 import { isIndexMediaType } from '../image/media-types.js';
@@ -155,10 +155,7 @@ async function unpackedSize(store: ContentStore, layers: readonly Descriptor[]):
   let total = 0;
   for (const l of layers) {
     const cached = cachedLayerContentSize(store, l.digest);
-    if (cached === undefined) {
-      const { imageContentSize } = await import('./layer-size.js');
-      return imageContentSize(store, layers).catch(() => layers.reduce((n, d) => n + d.size, 0));
-    }
+    if (cached === undefined) return imageContentSize(store, layers).catch(() => layers.reduce((n, d) => n + d.size, 0));
     total += cached;
   }
   return total;

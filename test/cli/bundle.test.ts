@@ -53,8 +53,7 @@ test('the bin runs the bundle of the command in dist/cli, never the per-file dis
   assert.deepEqual(images.loaded.filter((f) => f.endsWith('.cjs')).sort(), ['dist/cli/drydock.cjs', 'dist/cli/image.cjs']);
   assert.ok(images.loaded.every((f) => !f.startsWith('dist/src/') && !f.startsWith('node_modules/')), images.loaded.join(' '));
   // Built-ins it never uses stay unloaded (scripts/bundle-cli.mjs makes them lazy): commander's
-  // child_process (and the dgram it pulls in; net comes with stdout, a pipe here), the store's crypto.
-  // (The first run made the store, with a random temp name; a store that exists is only read.)
+  // child_process (and the dgram it pulls in), the store's crypto.
   const again = bin(['images', '-q'], root);
   assert.equal(again.code, 0, again.stderr);
   for (const m of ['child_process', 'dgram', 'crypto', 'zlib']) assert.ok(!again.builtins.includes(m), `images -q loads ${m}`);
@@ -153,6 +152,11 @@ test('images and ps load no built-in beyond the allowed few, and images reads on
     assert.deepEqual(r.read.filter((f) => f.startsWith(`${PROJECT_ROOT}/`)).map((f) => path.relative(PROJECT_ROOT, f)).filter((f) => !f.endsWith('.cache')).sort(), ['bin/drydock.js', 'dist/cli/drydock.cjs', 'dist/cli/image.cjs']);
     assert.deepEqual([...new Set(storeFiles(r.read))], [...new Set(files)].sort(), args.join(' '));
   }
+  // With nothing to print (an empty store), the stdout stream is never made (main.ts).
+  const empty = traced(['images', '-q'], tempDir());
+  assert.equal(empty.code, 0, empty.stderr);
+  assert.equal(empty.stdout, '');
+  assert.ok(!empty.extraBuiltins.includes('internal/fs/sync_write_stream'), 'images -q of an empty store makes the stdout stream');
   for (const args of [['ps', '-q'], ['ps', '-a']]) {
     const r = traced(args, root);
     assert.equal(r.code, 0, r.stderr);

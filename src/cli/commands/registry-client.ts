@@ -57,7 +57,8 @@ async function transferOptions(flags: TransferFlags, kind: TransferKind, out?: N
       auth: { authFile: flags.authfile },
       concurrency: positiveInt(flags.maxConcurrent, '--max-concurrent'),
       retries: positiveInt(flags.retries, '--retries'),
-      onProgress: (e) => reporter.onProgress(e),
+      // Quiet: no progress events at all (byte counting is a stream hop per chunk).
+      onProgress: mode === 'quiet' ? undefined : (e) => reporter.onProgress(e),
       onWarning: (m) => reporter.warn(m),
     },
   };
@@ -97,14 +98,13 @@ export async function pullWithProgress(image: string, flags: TransferFlags, out:
   try { ref = parseReference(image); } catch (e) { throw new UserError((e as Error).message, { cause: e }); }
   if (!image.includes('@') && !/:[\w][\w.-]*$/.test(image.slice(image.lastIndexOf('/') + 1))) reporter.line('Using default tag: latest');
   reporter.line(`${ref.tag ?? ref.digest}: Pulling from ${ref.registry === 'docker.io' ? ref.repository : `${ref.registry}/${ref.repository}`}`);
-  const store = await ContentStore.open();
-  const before = ref.tag ? await store.resolveTag(`${ref.registry}/${ref.repository}:${ref.tag}`) : undefined;
-  const result = await client.pull(store, ref, opts);
+  // The store opens (a new one writes two files) while the registry is pinged and the manifest fetched.
+  const result = await client.pull(ContentStore.open(), ref, opts);
   reporter.finish();
   if (flags.format !== 'json') {
     // Docker's line, with the transferred size appended (awk '/Digest:/{print $2}' still works).
     reporter.line(`Digest: ${result.digest} (${formatSize(result.bytes)} downloaded, ${result.blobsSkipped} blobs already present)`);
-    reporter.line(before?.digest === result.digest
+    reporter.line(result.previous?.digest === result.digest
       ? `Status: Image is up to date for ${familiarString(ref)}`
       : `Status: Downloaded newer image for ${familiarString(ref)}`);
   }
