@@ -6,7 +6,9 @@
 //
 // The drydock measured is the installed bin (bin/drydock.js, which runs the esbuild bundle of the
 // command that `npm run build` writes to dist/cli/, with V8's code cache); DRYDOCK_STARTUP_CLI=path
-// measures another entry instead.
+// measures another entry instead. DRYDOCK_STARTUP_BASE=path/to/other/bin/drydock.js (an older
+// build: copy bin/ and dist/cli/ aside, with a node_modules link) adds its quick commands to the
+// same interleaved rounds, for an A/B on a busy machine.
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -34,7 +36,19 @@ const cases: { name: string; argv: string[]; env?: NodeJS.ProcessEnv }[] = [
   // The same without V8's code cache (src/cli/launch.ts): what the cache is worth.
   { name: 'images -q, no cache', argv: [cli, 'images', '-q'], env: { DRYDOCK_CODE_CACHE: '0' } },
   { name: 'drydock ps -q', argv: [cli, 'ps', '-q'] },
+  // The table: its header, even for an empty store.
+  { name: 'drydock images', argv: [cli, 'images'] },
 ];
+const base = process.env.DRYDOCK_STARTUP_BASE;
+if (base) {
+  if (!existsSync(base)) throw new Error(`DRYDOCK_STARTUP_BASE=${base} does not exist`);
+  cases.push(
+    { name: 'base --version', argv: [base, '--version'] },
+    { name: 'base images -q', argv: [base, 'images', '-q'] },
+    { name: 'base ps -q', argv: [base, 'ps', '-q'] },
+    { name: 'base images', argv: [base, 'images'] },
+  );
+}
 
 function once(argv: string[], extra: NodeJS.ProcessEnv = {}): number {
   const t0 = process.hrtime.bigint();
@@ -49,9 +63,9 @@ const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); cons
 for (const c of cases) once(c.argv, c.env); // warm the page cache (and write the code caches)
 const times = cases.map(() => [] as number[]);
 for (let i = 0; i < RUNS; i++) cases.forEach((c, j) => times[j]!.push(once(c.argv, c.env)));
-const base = median(times[0]!);
+const node = median(times[0]!);
 console.log(`${RUNS} runs each, median wall time; load average ${(await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')}`);
 for (const [j, c] of cases.entries()) {
   const m = median(times[j]!);
-  console.log(`${c.name.padEnd(20)} ${m.toFixed(1).padStart(7)} ms  ${(m / base).toFixed(2)}x node -e 0`);
+  console.log(`${c.name.padEnd(20)} ${m.toFixed(1).padStart(7)} ms  ${(m / node).toFixed(2)}x node -e 0`);
 }

@@ -3,7 +3,7 @@
 // commander itself (125 KB, and node:child_process) is imported inside main(), after the
 // `--version` fast path, so printing the version loads nothing but this file.
 import { UserError, VerbatimError } from '../util/errors.js';
-import { modulesFor } from './commands/index.js';
+import { commandWord, modulesFor } from './commands/index.js';
 
 const VERSION = process.env.npm_package_version ?? '0.1.0';
 
@@ -27,7 +27,10 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     if (root) process.env.DRYDOCK_ROOT = root;
   });
   try {
-    for (const mod of await Promise.all(modulesFor(args).map((m) => m.load()))) mod.register(program);
+    // One module owns the word: it registers that command alone. Help and unknown words get all.
+    const modules = modulesFor(args);
+    const only = modules.length === 1 ? commandWord(args) : undefined;
+    for (const mod of await Promise.all(modules.map((m) => m.load()))) mod.register(program, only);
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
@@ -73,8 +76,29 @@ export function exitQuietlyOnEpipe(stream: NodeJS.WriteStream = process.stdout):
   });
 }
 
+/**
+ * exitQuietlyOnEpipe for process.stdout, attached when something first uses it: making the
+ * stream loads node:stream, and for a pipe or terminal net and tty too (milliseconds), which a
+ * command that prints nothing (`tag`, `rm`, `images -q` of an empty store) need not pay.
+ */
+function exitQuietlyOnEpipeOnceUsed(): void {
+  const own = Object.getOwnPropertyDescriptor(process, 'stdout');
+  if (!own?.get || !own.configurable) return exitQuietlyOnEpipe();
+  const getStdout = own.get;
+  Object.defineProperty(process, 'stdout', {
+    configurable: true,
+    enumerable: own.enumerable,
+    get() {
+      const stdout = getStdout.call(process) as NodeJS.WriteStream;
+      Object.defineProperty(process, 'stdout', { ...own, get: getStdout });
+      exitQuietlyOnEpipe(stdout);
+      return stdout;
+    },
+  });
+}
+
 const invokedDirectly = process.argv[1] && /(?:[\\/]cli[\\/]main\.[jt]s|[\\/]drydock(?:\.js)?)$/.test(process.argv[1]);
 if (invokedDirectly) {
-  exitQuietlyOnEpipe();
+  exitQuietlyOnEpipeOnceUsed();
   main().then((code) => { process.exitCode = code; });
 }

@@ -2,13 +2,13 @@
 // at create), state.json (written by whoever runs the container: the foreground `drydock run` or
 // the detached monitor), container.log (json-file lines), bundle/ (OCI spec) and the overlay dirs.
 // Any drydock process can read them; a runner that died is detected by pid + start time.
-import { promises as fsp, readFileSync, existsSync } from 'node:fs';
+import { promises as fsp, readdirSync, readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 // proper-lockfile (with graceful-fs and signal-exit) loads on the first lock, not at CLI start-up.
 const loadLockfile = async () => (await import('proper-lockfile')).default;
 import { defaultRoot } from '../store/content-store.js';
-import { readJsonIfExists, writeJson } from '../util/fs.js';
+import { readJsonIfExists, readJsonIfExistsSync, writeJson } from '../util/fs.js';
 import { NotFoundError, UserError } from '../util/errors.js';
 import type { ContainerConfig } from '../image/types.js';
 import type { PortBinding } from './ports.js';
@@ -141,18 +141,26 @@ export async function withContainersLock<T>(fn: () => Promise<T>, root = default
   try { return await fn(); } finally { await release(); }
 }
 
+// The container listing reads its directory and small JSON files synchronously: `drydock ps`
+// then loads no fs.promises (store/content-store.ts forReading says why).
 export async function listContainerIds(root = defaultRoot()): Promise<string[]> {
-  const names = await fsp.readdir(containersDir(root)).catch(() => [] as string[]);
+  let names: string[];
+  try { names = readdirSync(containersDir(root)); } catch { return []; }
   return names.filter((n) => /^[a-f0-9]{64}$/.test(n));
+}
+
+/** readJsonIfExistsSync, undefined for a file that cannot be read or parsed (removed meanwhile). */
+function readRecord<T>(file: string): T | undefined {
+  try { return readJsonIfExistsSync<T>(file); } catch { return undefined; }
 }
 
 export interface Container { record: ContainerRecord; state: ContainerState; paths: ContainerPaths }
 
 export async function loadContainer(id: string, root = defaultRoot()): Promise<Container | undefined> {
   const paths = pathsFor(id, root);
-  const record = await readJsonIfExists<ContainerRecord>(paths.config).catch(() => undefined);
+  const record = readRecord<ContainerRecord>(paths.config);
   if (!record) return undefined;
-  const state = (await readJsonIfExists<ContainerState>(paths.state).catch(() => undefined)) ?? initialState();
+  const state = readRecord<ContainerState>(paths.state) ?? initialState();
   return { record, state: await reconcile(paths, state), paths };
 }
 

@@ -11,7 +11,9 @@ import { defaultRoot } from '../store/content-store.js';
 import { UserError } from '../util/errors.js';
 import type { OciSpec } from './spec.js';
 
-const execFileP = promisify(execFile);
+// Promisified on each call, not at load: reading `execFile` loads child_process (the CLI bundle
+// makes built-ins lazy, scripts/bundle-cli.mjs), which `drydock ps` without running containers never needs.
+const execFileP = (file: string, args: readonly string[]) => promisify(execFile)(file, args);
 
 export interface RuncOptions {
   /** The OCI runtime binary (default "runc"). */

@@ -1,7 +1,7 @@
 // The local content store: an OCI image layout directory (oci-layout, index.json, blobs/<alg>/<hex>)
 // that skopeo, umoci and `oci:` transports can read as it is. Extra drydock state lives in
 // sibling folders (tmp/, roots/) that the layout spec lets readers ignore.
-import { createReadStream, promises as fsp } from 'node:fs';
+import { createReadStream, promises as fsp, readdirSync, readFileSync, statSync } from 'node:fs';
 import { Readable, Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import os from 'node:os';
@@ -12,7 +12,7 @@ const loadLockfile = async () => (await import('proper-lockfile')).default;
 import { Digester, parseDigest, digestOf, type DigestAlgorithm } from '../image/digest.js';
 import type { Descriptor, ImageIndex } from '../image/types.js';
 import { MediaType } from '../image/media-types.js';
-import { fsyncDir, readJsonIfExists, writeJsonAtomic, writeFileAtomic, STREAM_CHUNK } from '../util/fs.js';
+import { fsyncDir, readJsonIfExists, readJsonIfExistsSync, writeJsonAtomic, writeFileAtomic, STREAM_CHUNK } from '../util/fs.js';
 
 export const REF_NAME_ANNOTATION = 'io.containerd.image.name';
 export const OCI_REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
@@ -137,6 +137,30 @@ class BlobFileWriter extends Writable {
   }
 }
 
+function emptyIndex(): ImageIndex {
+  return { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] };
+}
+
+/** The named references of index.json: full name (registry/repo:tag) and the manifest descriptor. */
+function tagsOf(index: ImageIndex): { name: string; descriptor: Descriptor }[] {
+  return index.manifests
+    .filter((d) => d.annotations?.[REF_NAME_ANNOTATION])
+    .map((d) => ({ name: d.annotations![REF_NAME_ANNOTATION]!, descriptor: d }));
+}
+
+/** The root files of roots/ in order, with their owners, optionally only those of `ownerPrefixes`. */
+function rootFiles(files: string[], ownerPrefixes?: readonly string[]): [file: string, owner: string][] {
+  const out: [string, string][] = [];
+  for (const f of files.sort()) {
+    if (f.startsWith('.tmp-')) continue;
+    let owner = f;
+    try { owner = decodeURIComponent(f); } catch { /* written by hand: keep the file name */ }
+    if (ownerPrefixes && !ownerPrefixes.some((p) => owner.startsWith(p))) continue;
+    out.push([f, owner]);
+  }
+  return out;
+}
+
 export class ContentStore {
   /** Blob directories renamed into without an fsync yet (BlobCommitOptions.deferDirSync). */
   private readonly unsyncedDirs = new Set<string>();
@@ -166,6 +190,16 @@ export class ContentStore {
     return store;
   }
 
+  /**
+   * The store at `root` to read, as `drydock images` and `ps` do: nothing is created (a store
+   * that does not exist yet lists as empty). With the *Sync readers below such a command reads
+   * index.json and a few small blobs without fs.promises, whose loading and thread pool cost a
+   * short-lived CLI more than the reads themselves.
+   */
+  static forReading(root: string = defaultRoot()): ContentStore {
+    return new ContentStore(path.resolve(root));
+  }
+
   /** Path of a blob; the digest is validated first so it can never traverse. */
   blobPath(digest: string): string {
     const d = parseDigest(digest);
@@ -185,6 +219,16 @@ export class ContentStore {
     return (await this.statBlob(digest)) !== undefined;
   }
 
+  hasBlobSync(digest: string): boolean {
+    try {
+      statSync(this.blobPath(digest));
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw e;
+    }
+  }
+
   async readBlob(digest: string): Promise<Buffer> {
     try {
       return await fsp.readFile(this.blobPath(digest));
@@ -196,6 +240,20 @@ export class ContentStore {
 
   async readJsonBlob<T>(digest: string): Promise<T> {
     return JSON.parse((await this.readBlob(digest)).toString('utf8')) as T;
+  }
+
+  /** For small blobs (manifests, configs) read by a quick command; see forReading. */
+  readBlobSync(digest: string): Buffer {
+    try {
+      return readFileSync(this.blobPath(digest));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new BlobVerificationError(`blob ${digest} is not in the store`);
+      throw e;
+    }
+  }
+
+  readJsonBlobSync<T>(digest: string): T {
+    return JSON.parse(this.readBlobSync(digest).toString('utf8')) as T;
   }
 
   openBlob(digest: string, range?: { start: number; end?: number }): Readable {
@@ -294,7 +352,11 @@ export class ContentStore {
   // ---- tags -------------------------------------------------------------------------------
 
   async readIndex(): Promise<ImageIndex> {
-    return (await readJsonIfExists<ImageIndex>(this.indexPath)) ?? { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] };
+    return (await readJsonIfExists<ImageIndex>(this.indexPath)) ?? emptyIndex();
+  }
+
+  readIndexSync(): ImageIndex {
+    return readJsonIfExistsSync<ImageIndex>(this.indexPath) ?? emptyIndex();
   }
 
   /** Serialises read-modify-write of index.json between processes. */
@@ -316,10 +378,11 @@ export class ContentStore {
 
   /** Lists the named references: full name (registry/repo:tag) and the manifest descriptor. */
   async listTags(): Promise<{ name: string; descriptor: Descriptor }[]> {
-    const index = await this.readIndex();
-    return index.manifests
-      .filter((d) => d.annotations?.[REF_NAME_ANNOTATION])
-      .map((d) => ({ name: d.annotations![REF_NAME_ANNOTATION]!, descriptor: d }));
+    return tagsOf(await this.readIndex());
+  }
+
+  listTagsSync(): { name: string; descriptor: Descriptor }[] {
+    return tagsOf(this.readIndexSync());
   }
 
   async resolveTag(name: string): Promise<Descriptor | undefined> {
@@ -384,15 +447,21 @@ export class ContentStore {
     let files: string[];
     try { files = await fsp.readdir(this.rootsDir); } catch { return []; }
     const out: { owner: string; digests: string[] }[] = [];
-    for (const f of files.sort()) {
-      if (f.startsWith('.tmp-')) continue;
-      let owner = f;
-      try { owner = decodeURIComponent(f); } catch { /* written by hand: keep the file name */ }
-      if (ownerPrefixes && !ownerPrefixes.some((p) => owner.startsWith(p))) continue;
+    for (const [f, owner] of rootFiles(files, ownerPrefixes)) {
       const text = await fsp.readFile(path.join(this.rootsDir, f), 'utf8').catch(() => '');
       out.push({ owner, digests: text.split('\n').filter(Boolean) });
     }
     return out;
+  }
+
+  listRootEntriesSync(ownerPrefixes?: readonly string[]): { owner: string; digests: string[] }[] {
+    let files: string[];
+    try { files = readdirSync(this.rootsDir); } catch { return []; }
+    return rootFiles(files, ownerPrefixes).map(([f, owner]) => {
+      let text = '';
+      try { text = readFileSync(path.join(this.rootsDir, f), 'utf8'); } catch { /* removed meanwhile */ }
+      return { owner, digests: text.split('\n').filter(Boolean) };
+    });
   }
 
   /** The owners of the roots that start with one of `ownerPrefixes`, without reading the roots. */

@@ -2,6 +2,7 @@
 // its config and its layers; list images; garbage-collect unreachable blobs.
 import { promises as fsp } from 'node:fs';
 import { ContentStore, REF_NAME_ANNOTATION } from './content-store.js';
+import { cachedLayerContentSize, imageContentSize } from './layer-size.js';
 import { parseReference, formatReference, ReferenceError } from '../image/reference.js';
 import { isDigest } from '../image/digest.js';
 import { isIndexMediaType } from '../image/media-types.js';
@@ -29,26 +30,41 @@ export function canonicalName(name: string): string {
   return formatReference(ref);
 }
 
-async function loadManifest(store: ContentStore, desc: Descriptor, platform?: Platform):
-  Promise<{ manifestDescriptor: Descriptor; manifest: ImageManifest; index?: LocalImage['index'] }> {
-  const doc = await store.readJsonBlob<ImageManifest | ImageIndex>(desc.digest);
-  if (isIndexMediaType(desc.mediaType) || Array.isArray((doc as ImageIndex).manifests)) {
-    const index = doc as ImageIndex;
-    // A lone entry serves any platform only when nobody asked for one or it names none.
-    const lone = index.manifests.length === 1 && (!platform || !index.manifests[0]!.platform) ? index.manifests[0] : undefined;
-    const child = selectPlatform(index.manifests, platform) ?? lone;
-    if (!child) {
-      const have = index.manifests.map((d) => d.platform).filter((p): p is Platform => !!p).map(formatPlatform);
-      throw new NotFoundError(`image index ${desc.digest} has no manifest for ${platform ? formatPlatform(platform) : 'this platform'} (it has: ${have.join(', ') || 'no platforms'})`);
-    }
-    if (!(await store.hasBlob(child.digest))) throw new NotFoundError(`image index ${desc.digest}: manifest for this platform (${child.digest}) was not pulled`);
-    const manifest = await store.readJsonBlob<ImageManifest>(child.digest);
-    return { manifestDescriptor: child, manifest, index: { descriptor: desc, index } };
+type LoadedManifest = { manifestDescriptor: Descriptor; manifest: ImageManifest; index?: LocalImage['index'] };
+
+/** The manifest of an index for `platform`; a lone entry serves any platform only when nobody asked for one or it names none. */
+function indexChild(desc: Descriptor, index: ImageIndex, platform?: Platform): Descriptor {
+  const lone = index.manifests.length === 1 && (!platform || !index.manifests[0]!.platform) ? index.manifests[0] : undefined;
+  const child = selectPlatform(index.manifests, platform) ?? lone;
+  if (!child) {
+    const have = index.manifests.map((d) => d.platform).filter((p): p is Platform => !!p).map(formatPlatform);
+    throw new NotFoundError(`image index ${desc.digest} has no manifest for ${platform ? formatPlatform(platform) : 'this platform'} (it has: ${have.join(', ') || 'no platforms'})`);
   }
-  return { manifestDescriptor: desc, manifest: doc as ImageManifest };
+  return child;
 }
 
-async function finish(store: ContentStore, names: string[], loaded: Awaited<ReturnType<typeof loadManifest>>): Promise<LocalImage> {
+const notPulled = (desc: Descriptor, child: Descriptor) => new NotFoundError(`image index ${desc.digest}: manifest for this platform (${child.digest}) was not pulled`);
+const isIndex = (desc: Descriptor, doc: ImageManifest | ImageIndex): doc is ImageIndex => isIndexMediaType(desc.mediaType) || Array.isArray((doc as ImageIndex).manifests);
+
+async function loadManifest(store: ContentStore, desc: Descriptor, platform?: Platform): Promise<LoadedManifest> {
+  const doc = await store.readJsonBlob<ImageManifest | ImageIndex>(desc.digest);
+  if (!isIndex(desc, doc)) return { manifestDescriptor: desc, manifest: doc };
+  const child = indexChild(desc, doc, platform);
+  if (!(await store.hasBlob(child.digest))) throw notPulled(desc, child);
+  const manifest = await store.readJsonBlob<ImageManifest>(child.digest);
+  return { manifestDescriptor: child, manifest, index: { descriptor: desc, index: doc } };
+}
+
+/** loadManifest with the store's sync readers (listImages; ContentStore.forReading says why). */
+function loadManifestSync(store: ContentStore, desc: Descriptor): LoadedManifest {
+  const doc = store.readJsonBlobSync<ImageManifest | ImageIndex>(desc.digest);
+  if (!isIndex(desc, doc)) return { manifestDescriptor: desc, manifest: doc };
+  const child = indexChild(desc, doc);
+  if (!store.hasBlobSync(child.digest)) throw notPulled(desc, child);
+  return { manifestDescriptor: child, manifest: store.readJsonBlobSync<ImageManifest>(child.digest), index: { descriptor: desc, index: doc } };
+}
+
+async function finish(store: ContentStore, names: string[], loaded: LoadedManifest): Promise<LocalImage> {
   const config = await store.readJsonBlob<ImageConfig>(loaded.manifest.config.digest);
   return { names, ...loaded, configDigest: loaded.manifest.config.digest, config };
 }
@@ -113,6 +129,11 @@ async function describeBlob(store: ContentStore, digest: string): Promise<Descri
   return { mediaType: manifestMediaType(bytes), digest, size: bytes.length };
 }
 
+function describeBlobSync(store: ContentStore, digest: string): Descriptor {
+  const bytes = store.readBlobSync(digest);
+  return { mediaType: manifestMediaType(bytes), digest, size: bytes.length };
+}
+
 export interface ImageSummary {
   name: string;
   repository: string;
@@ -126,44 +147,60 @@ export interface ImageSummary {
   labels?: Record<string, string>;
 }
 
-/** The layers' unpacked size; the compressed size when a layer cannot be read. */
+/**
+ * The layers' unpacked size from the per-layer size cache (read synchronously); a layer not in
+ * it is measured once (layer-size.ts); the compressed size when a layer cannot be read.
+ */
 async function unpackedSize(store: ContentStore, layers: readonly Descriptor[]): Promise<number> {
-  const { imageContentSize } = await import('./layer-size.js');
-  return imageContentSize(store, layers).catch(() => layers.reduce((n, l) => n + l.size, 0));
+  let total = 0;
+  for (const l of layers) {
+    const cached = cachedLayerContentSize(store, l.digest);
+    if (cached === undefined) return imageContentSize(store, layers).catch(() => layers.reduce((n, d) => n + d.size, 0));
+    total += cached;
+  }
+  return total;
 }
 
-export async function listImages(store: ContentStore): Promise<ImageSummary[]> {
+/**
+ * What `images` lists: every tag, then the untagged images (<none>:<none>). index.json, the
+ * manifests, the configs and the size cache are read synchronously (ContentStore.forReading says
+ * why); `sizes: false` (`images -q`) skips the size cache.
+ */
+export async function listImages(store: ContentStore, opts: { sizes?: boolean } = {}): Promise<ImageSummary[]> {
+  const sizeOf = (layers: readonly Descriptor[]) => (opts.sizes === false ? 0 : unpackedSize(store, layers));
   const out: ImageSummary[] = [];
-  const tags = await store.listTags();
+  const tags = store.listTagsSync();
   for (const t of tags) {
+    const colon = t.name.lastIndexOf(':');
+    const named = { name: t.name, repository: t.name.slice(0, colon), tag: t.name.slice(colon + 1), manifestDigest: t.descriptor.digest };
+    let loaded;
     try {
-      const img = await finish(store, [t.name], await loadManifest(store, t.descriptor));
-      const colon = t.name.lastIndexOf(':');
-      out.push({
-        name: t.name,
-        repository: t.name.slice(0, colon),
-        tag: t.name.slice(colon + 1),
-        manifestDigest: t.descriptor.digest,
-        id: img.configDigest,
-        created: img.config.created,
-        size: await unpackedSize(store, img.manifest.layers),
-        labels: img.config.config?.Labels ?? undefined,
-      });
+      const { manifest } = loadManifestSync(store, t.descriptor);
+      loaded = { manifest, config: store.readJsonBlobSync<ImageConfig>(manifest.config.digest) };
     } catch {
       // A tag whose blobs are incomplete still shows, so the user can rmi it.
-      const colon = t.name.lastIndexOf(':');
-      out.push({ name: t.name, repository: t.name.slice(0, colon), tag: t.name.slice(colon + 1), manifestDigest: t.descriptor.digest, id: '', size: 0 });
+      out.push({ ...named, id: '', size: 0 });
+      continue;
     }
+    out.push({
+      ...named,
+      id: loaded.manifest.config.digest,
+      created: loaded.config.created,
+      size: await sizeOf(loaded.manifest.layers),
+      labels: loaded.config.config?.Labels ?? undefined,
+    });
   }
-  for (const u of await untaggedImages(store, tags)) {
+  for (const u of untaggedImagesSync(store, tags)) {
+    let loaded;
     try {
-      const img = await unnamedImage(store, u.digest);
-      out.push({
-        name: '<none>:<none>', repository: '<none>', tag: '<none>', manifestDigest: u.digest, id: img.configDigest,
-        created: img.config.created, size: await unpackedSize(store, img.manifest.layers),
-        labels: img.config.config?.Labels ?? undefined,
-      });
-    } catch { /* incomplete (a pull for another platform): nothing to show or run */ }
+      const { manifest } = loadManifestSync(store, describeBlobSync(store, u.digest));
+      loaded = { manifest, config: store.readJsonBlobSync<ImageConfig>(manifest.config.digest) };
+    } catch { continue; /* incomplete (a pull for another platform): nothing to show or run */ }
+    out.push({
+      name: '<none>:<none>', repository: '<none>', tag: '<none>', manifestDigest: u.digest, id: loaded.manifest.config.digest,
+      created: loaded.config.created, size: await sizeOf(loaded.manifest.layers),
+      labels: loaded.config.config?.Labels ?? undefined,
+    });
   }
   return out;
 }
@@ -182,12 +219,16 @@ export const BUILD_STEP_ROOT = 'buildstep/';
  * resolve by ID, `rmi` removes them and `image prune` removes them all.
  */
 export async function untaggedImages(store: ContentStore, tags?: { descriptor: Descriptor }[], kinds: readonly string[] = UNTAGGED_ROOT_KINDS): Promise<{ owner: string; digest: string }[]> {
-  const tagged = new Set((tags ?? await store.listTags()).map((t) => t.descriptor.digest));
+  return untaggedImagesSync(store, tags ?? await store.listTags(), kinds);
+}
+
+function untaggedImagesSync(store: ContentStore, tags: { descriptor: Descriptor }[], kinds: readonly string[] = UNTAGGED_ROOT_KINDS): { owner: string; digest: string }[] {
+  const tagged = new Set(tags.map((t) => t.descriptor.digest));
   const out: { owner: string; digest: string }[] = [];
   const seen = new Set<string>();
-  for (const r of await store.listRootEntries(kinds)) {
+  for (const r of store.listRootEntriesSync(kinds)) {
     for (const d of r.digests) {
-      if (tagged.has(d) || seen.has(d) || !(await store.hasBlob(d))) continue;
+      if (tagged.has(d) || seen.has(d) || !store.hasBlobSync(d)) continue;
       seen.add(d);
       out.push({ owner: r.owner, digest: d });
     }

@@ -1,15 +1,24 @@
 // The size `docker images` shows: the bytes of the files an image's layers unpack to (regular
 // files' contents plus symlink targets), not the compressed blobs. Reading a layer's tar headers
 // costs one decompression, so each layer's size is kept in <root>/sizes/<hex> once known.
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import type { ContentStore } from './content-store.js';
 
+const cacheFileOf = (store: ContentStore, digest: string) => path.join(store.root, 'sizes', digest.replace(/^sha256:/, ''));
+
+/** The layer's size if it is in the cache (read synchronously, for `drydock images`), else undefined. */
+export function cachedLayerContentSize(store: ContentStore, digest: string): number | undefined {
+  let text: string;
+  try { text = readFileSync(cacheFileOf(store, digest), 'utf8').trim(); } catch { return undefined; }
+  return /^\d+$/.test(text) ? Number(text) : undefined;
+}
+
 /** The unpacked content size of the layer blob `digest` (cached per blob). */
 export async function layerContentSize(store: ContentStore, digest: string): Promise<number> {
-  const cacheFile = path.join(store.root, 'sizes', digest.replace(/^sha256:/, ''));
+  const cacheFile = cacheFileOf(store, digest);
   const cached = await fsp.readFile(cacheFile, 'utf8').catch(() => undefined);
   if (cached !== undefined && /^\d+$/.test(cached.trim())) return Number(cached.trim());
   // Loaded only on a cache miss: `drydock images` with known sizes stays quick to start.

@@ -1,6 +1,6 @@
 // Crash-safe file writes: temp file in the same directory, fsync, rename, fsync the directory.
 // A reader therefore sees either the old file or the complete new one, never a torn write.
-import { promises as fsp, constants, type WriteStream } from 'node:fs';
+import { promises as fsp, constants, readFileSync, type WriteStream } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 
@@ -71,6 +71,21 @@ export async function readJsonIfExists<T>(file: string): Promise<T | undefined> 
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
+}
+
+/**
+ * readJsonIfExists without fs.promises, for the few small files a quick CLI command reads
+ * (`drydock images`, `ps`): loading fs/promises and starting libuv's thread pool cost more there.
+ */
+export function readJsonIfExistsSync<T>(file: string): T | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  return JSON.parse(text) as T;
 }
 
 export async function exists(p: string): Promise<boolean> {

@@ -6,11 +6,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { busyboxImage } from '../helpers/images.js';
 import { COMMAND_MODULES } from '../../src/cli/commands/index.js';
 import { PROJECT_ROOT, requireRoot, requireTool, tempDir } from '../helpers/env.js';
+import { canonicalName, ContentStore } from '../../src/store/index.js';
 
 const BIN = path.join(PROJECT_ROOT, 'bin/drydock.js');
 
@@ -52,8 +53,7 @@ test('the bin runs the bundle of the command in dist/cli, never the per-file dis
   assert.deepEqual(images.loaded.filter((f) => f.endsWith('.cjs')).sort(), ['dist/cli/drydock.cjs', 'dist/cli/image.cjs']);
   assert.ok(images.loaded.every((f) => !f.startsWith('dist/src/') && !f.startsWith('node_modules/')), images.loaded.join(' '));
   // Built-ins it never uses stay unloaded (scripts/bundle-cli.mjs makes them lazy): commander's
-  // child_process (and the dgram it pulls in; net comes with stdout, a pipe here), the store's crypto.
-  // (The first run made the store, with a random temp name; a store that exists is only read.)
+  // child_process (and the dgram it pulls in), the store's crypto.
   const again = bin(['images', '-q'], root);
   assert.equal(again.code, 0, again.stderr);
   for (const m of ['child_process', 'dgram', 'crypto', 'zlib']) assert.ok(!again.builtins.includes(m), `images -q loads ${m}`);
@@ -75,8 +75,12 @@ test('the bin runs the bundle of the command in dist/cli, never the per-file dis
   // No bundle keeps an import() (of a built-in, or esbuild): a vm.Script would need Node's
   // experimental importModuleDynamically, which warns on stderr (`drydock serve` did).
   for (const f of readdirSync(path.join(PROJECT_ROOT, 'dist/cli')).filter((n) => n.endsWith('.cjs'))) {
-    const at = readFileSync(path.join(PROJECT_ROOT, 'dist/cli', f), 'utf8').search(/\bimport\("/);
+    const text = readFileSync(path.join(PROJECT_ROOT, 'dist/cli', f), 'utf8');
+    const at = text.search(/\bimport\("/);
     assert.equal(at, -1, `${f} keeps an import() at offset ${at}`);
+    // ASCII only: V8 would hold the source as a two-byte string, slower to run from the cache.
+    const wide = text.search(/[^\x00-\x7f]/);
+    assert.equal(wide, -1, `${f} has a non-ASCII character at offset ${wide}`);
   }
 
   // --help and unknown words run the bundle of every module.
@@ -85,6 +89,79 @@ test('the bin runs the bundle of the command in dist/cli, never the per-file dis
   assert.match(help.stdout, /^Usage: drydock /);
   for (const word of ['images', 'run', 'build', 'serve', 'pull', 'os', 'wait', 'iso', 'mkimage', 'version']) assert.match(help.stdout, new RegExp(`^  ${word}\\b`, 'm'));
   assert.ok(help.loaded.includes('dist/cli/all.cjs'), help.loaded.join(' '));
+});
+
+/**
+ * What a quick listing may load beyond a bare `node -e 0`: vm (the launcher's code cache), the
+ * stream family (the store's hashing Transform, and stdout, a file here), os (the default store
+ * root), process (commander). Anything else is a start-up regression, typically fs.promises (with
+ * the readline, watchers and thread pool it brings: read the few files synchronously) or a
+ * built-in read at module load (scripts/bundle-cli.mjs makes them lazy only until then).
+ */
+const QUICK_BUILTINS = [/^internal\/streams\//, /^(vm|stream|stream\/promises|string_decoder|os|process|internal\/abort_controller|internal\/fs\/sync_write_stream)$/];
+
+/** Runs the bin with stdout to a file: the Node built-ins it loaded, every file it read, and its output. */
+function traced(args: string[], root: string) {
+  const dir = tempDir('drydock-traced-');
+  const out = path.join(dir, 'stdout');
+  const fd = openSync(out, 'w');
+  const run = (argv: string[]) => spawnSync(process.execPath, ['-r', PRELOAD, ...argv], {
+    encoding: 'utf8', env: { ...process.env, DRYDOCK_ROOT: root }, stdio: ['ignore', fd, 'pipe'], timeout: 120_000,
+  });
+  const r = run([BIN, ...args]);
+  const bare = run(['-e', '0']);
+  closeSync(fd);
+  const builtins = (text: string) => (/^BUILTINS (.*)$/m.exec(text)?.[1] ?? '').split(' ');
+  const base = new Set(builtins(bare.stderr));
+  return {
+    code: r.status,
+    stderr: r.stderr.replace(/^(LOADED|BUILTINS) .*\n/gm, ''),
+    stdout: readFileSync(out, 'utf8'),
+    extraBuiltins: builtins(r.stderr).filter((m) => !base.has(m)),
+    read: [...new Set([...r.stderr.matchAll(/^LOADED (\S+)$/gm)].map((m) => m[1]!))],
+  };
+}
+
+test('images and ps load no built-in beyond the allowed few, and images reads only what it prints', async () => {
+  assert.equal(built.status, 0, built.stderr);
+  const root = tempDir();
+  const img = await busyboxImage(root);
+  const store = await ContentStore.open(root);
+  // A second name for the same image, and a tag whose manifest is missing (still listed, for rmi).
+  await store.setTag(canonicalName('second:1'), (await store.resolveTag(canonicalName('busybox')))!);
+  const index = JSON.parse(readFileSync(path.join(root, 'index.json'), 'utf8'));
+  index.manifests.push({ ...index.manifests[0], digest: `sha256:${'0'.repeat(64)}`, annotations: { 'io.containerd.image.name': 'docker.io/library/gone:1' } });
+  writeFileSync(path.join(root, 'index.json'), JSON.stringify(index));
+  const full = traced(['images'], root); // computes and caches the layer sizes if the import did not
+  assert.equal(full.code, 0, full.stderr);
+  const manifest = `blobs/sha256/${img.manifestDescriptor.digest.slice(7)}`;
+  const config = `blobs/sha256/${img.configDigest.slice(7)}`;
+  const sizes = img.manifest.layers.map((l) => `sizes/${l.digest.slice(7)}`);
+  const storeFiles = (read: string[]) => read.filter((f) => f.startsWith(`${root}/`)).map((f) => f.slice(root.length + 1)).sort();
+
+  for (const [args, files] of [
+    [['images'], ['index.json', manifest, config, ...sizes, `blobs/sha256/${'0'.repeat(64)}`]],
+    // -q prints IDs, newest first: no layer sizes.
+    [['images', '-q'], ['index.json', manifest, config, `blobs/sha256/${'0'.repeat(64)}`]],
+  ] as const) {
+    const r = traced([...args], root);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, (args as readonly string[]).includes('-q') ? new RegExp(`^${img.configDigest.slice(7, 19)}\n$`) : /^REPOSITORY +TAG +IMAGE ID +CREATED +SIZE\n(.*\n){3}$/);
+    assert.deepEqual(r.extraBuiltins.filter((m) => !QUICK_BUILTINS.some((re) => re.test(m))), [], `${args.join(' ')} loads more than it needs`);
+    // The launcher and one bundle (and its code cache) from the project; from the store, only this.
+    assert.deepEqual(r.read.filter((f) => f.startsWith(`${PROJECT_ROOT}/`)).map((f) => path.relative(PROJECT_ROOT, f)).filter((f) => !f.endsWith('.cache')).sort(), ['bin/drydock.js', 'dist/cli/drydock.cjs', 'dist/cli/image.cjs']);
+    assert.deepEqual([...new Set(storeFiles(r.read))], [...new Set(files)].sort(), args.join(' '));
+  }
+  // With nothing to print (an empty store), the stdout stream is never made (main.ts).
+  const empty = traced(['images', '-q'], tempDir());
+  assert.equal(empty.code, 0, empty.stderr);
+  assert.equal(empty.stdout, '');
+  assert.ok(!empty.extraBuiltins.includes('internal/fs/sync_write_stream'), 'images -q of an empty store makes the stdout stream');
+  for (const args of [['ps', '-q'], ['ps', '-a']]) {
+    const r = traced(args, root);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.extraBuiltins.filter((m) => !QUICK_BUILTINS.some((re) => re.test(m))), [], `${args.join(' ')} loads more than it needs`);
+  }
 });
 
 test('the code cache is written on the first run, used after, and never used for another build', () => {
@@ -97,10 +174,10 @@ test('the code cache is written on the first run, used after, and never used for
   const cache = `${bundle}.cache`;
   // Named like the bin, so the bundle's main.ts sees itself invoked and runs.
   const entry = path.join(dir, 'drydock.js');
-  writeFileSync(entry, `require(${JSON.stringify(path.join(PROJECT_ROOT, 'dist/cli/drydock.cjs'))}).runBundle(${JSON.stringify(bundle)});\n`);
+  writeFileSync(entry, `const l = require(${JSON.stringify(path.join(PROJECT_ROOT, 'dist/cli/drydock.cjs'))}); l.runBundle(${JSON.stringify(bundle)}, { shape: l.argShape(process.argv.slice(2)) });\n`);
   const env: NodeJS.ProcessEnv = { ...process.env, DRYDOCK_ROOT: root };
   delete env.npm_package_version;
-  const run = () => spawnSync(process.execPath, [entry, '--version'], { encoding: 'utf8', env });
+  const run = (flag = '--version') => spawnSync(process.execPath, [entry, flag], { encoding: 'utf8', env });
   const first = run();
   assert.equal(first.status, 0, first.stderr);
   assert.ok(existsSync(cache), 'the first run writes the cache');
@@ -109,6 +186,16 @@ test('the code cache is written on the first run, used after, and never used for
   const made = statSync(cache).mtimeMs;
   assert.equal(run().status, 0);
   assert.equal(statSync(cache).mtimeMs, made, 'a matching cache is used, not rewritten');
+  // A command line of another shape (another flag) may run functions the cache lacks: it rewrites
+  // the cache once, which then lists both shapes and is used as it is by either.
+  const shapes = () => { const b = readFileSync(cache); const nl = b.indexOf(10); return JSON.parse(b.subarray(nl + 1, b.indexOf(10, nl + 1)).toString()); };
+  assert.deepEqual(shapes(), [' --version']);
+  assert.equal(run('-v').status, 0);
+  assert.deepEqual(shapes(), [' --version', ' -v']);
+  const grown = statSync(cache).mtimeMs;
+  assert.notEqual(grown, made);
+  for (const flag of ['-v', '--version']) assert.equal(run(flag).stdout, '0.1.0\n');
+  assert.equal(statSync(cache).mtimeMs, grown, 'both shapes are in the cache');
 
   // A rebuilt bundle of the same length: V8 alone would take the old cache (it knows the source by
   // its length) and run the old code.

@@ -20,6 +20,24 @@ test('each module registers exactly the names the table lists', async () => {
   }
 });
 
+test('with the command word, a module registers that command alone, with the same options and help', async () => {
+  for (const m of COMMAND_MODULES) {
+    const mod = await m.load();
+    const all = new Command('drydock');
+    mod.register(all);
+    const byName = (p: Command, n: string) => p.commands.find((c) => c.name() === n || c.aliases().includes(n));
+    // Subcommands too (`image ls`, `container ls`): every level's help, as text.
+    const helpOf = (c: Command): string[] => [c.helpInformation(), ...c.commands.flatMap(helpOf)];
+    for (const word of m.names) {
+      const one = new Command('drydock');
+      mod.register(one, word);
+      assert.equal(one.commands.length, 1, `${m.module} registers ${one.commands.map((c) => c.name()).join(', ')} for ${word}`);
+      assert.ok(byName(one, word), `${m.module}: ${word} is not what it registers for ${word}`);
+      assert.deepEqual(helpOf(byName(one, word)!), helpOf(byName(all, word)!), `${word}: help differs when registered alone`);
+    }
+  }
+});
+
 const cases: { args: string[]; word: string | undefined; modules: number; bundle: string }[] = [
   { args: ['run', '--rm', 'busybox', 'true'], word: 'run', modules: 1, bundle: 'container' },
   { args: ['--root', '/tmp/x', 'images'], word: 'images', modules: 1, bundle: 'image' },

@@ -83,8 +83,10 @@ async function action(kind: 'iso' | 'disk', image: string, flags: BootFlags): Pr
   report(await boot.buildFromStore(store, image, kind, opts, flags.output), flags);
 }
 
-export function register(program: Command): void {
-  addBootOptions(
+export function register(program: Command, only?: string): void {
+  // Only the command being run (its word, from main.ts), or every command (help, unknown words).
+  const wants = (...names: string[]) => only === undefined || names.includes(only);
+  if (wants('iso')) addBootOptions(
     program.command('iso')
       .argument('<image>', 'image name or ID in the local store')
       .description('Make a bootable hybrid ISO (BIOS and UEFI, CD or USB) that boots the image as a machine')
@@ -113,7 +115,7 @@ Examples:
   drydock iso myapp:1.0 -o myapp.iso --firmware bios      # BIOS only (no grub-efi-amd64-bin needed)`)
     .action((image: string, flags: BootFlags) => action('iso', image, flags));
 
-  addBootOptions(
+  if (wants('disk')) addBootOptions(
     program.command('disk')
       .argument('<image>', 'image name or ID in the local store')
       .description('Make a bootable partitioned disk image (BIOS: MBR + syslinux; UEFI: GPT + ESP with GRUB) that boots the image as a machine')

@@ -80,9 +80,11 @@ export function parseOutput(text: string): OutputSpec {
   return { type: type as OutputSpec['type'], dest: kv.dest, ...(platformSplit !== undefined ? { platformSplit } : {}) };
 }
 
-export function register(program: Command): void {
-  registerBuilderPrune(program);
-  program
+export function register(program: Command, only?: string): void {
+  // Only the command being run (its word, from main.ts), or every command (help, unknown words).
+  const wants = (...names: string[]) => only === undefined || names.includes(only);
+  if (wants('builder')) registerBuilderPrune(program);
+  if (wants('build')) program
     .command('build')
     .description('Build an image from a Dockerfile (daemonless; RUN steps execute in runc)')
     .argument('<context>', 'build context directory (read in place, .dockerignore honoured), or - for a Dockerfile on stdin and no context')

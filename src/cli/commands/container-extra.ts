@@ -19,8 +19,10 @@ async function running(ref: string) {
   return c;
 }
 
-export function register(program: Command): void {
-  program.command('stats')
+export function register(program: Command, only?: string): void {
+  // Only the command being run (its word, from main.ts), or every command (help, unknown words).
+  const wants = (...names: string[]) => only === undefined || names.includes(only);
+  if (wants('stats')) program.command('stats')
     .description('Show running containers\' CPU, memory, network, block I/O and pids (from their cgroups)')
     .argument('[container...]', 'container names or IDs (default: all running)')
     .option('-a, --all', 'show all containers (default shows just running)')
@@ -67,7 +69,7 @@ export function register(program: Command): void {
       }
     });
 
-  program.command('attach')
+  if (wants('attach')) program.command('attach')
     .description("Attach your terminal to a running detached container's input and output")
     .argument('<container>', 'container name or ID')
     .option('--no-stdin', 'do not attach STDIN')
@@ -85,7 +87,7 @@ the container running.`)
       process.exitCode = await attachContainer(c, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, noStdin: !f.stdin, detachKeys: f.detachKeys, sigProxy: f.sigProxy });
     });
 
-  program.command('wait')
+  if (wants('wait')) program.command('wait')
     .description('Block until one or more containers stop, then print their exit codes')
     .argument('<container...>', 'container names or IDs')
     .action(async (refs: string[]) => {
@@ -101,7 +103,7 @@ the container running.`)
       }
     });
 
-  program.command('rename')
+  if (wants('rename')) program.command('rename')
     .description('Rename a container')
     .argument('<container>', 'container name or ID')
     .argument('<new-name>', 'new name')
@@ -118,7 +120,7 @@ the container running.`)
       });
     });
 
-  program.command('top')
+  if (wants('top')) program.command('top')
     .description('Show the processes of a running container (ps -ef columns, or your ps options)')
     .argument('<container>', 'container name or ID')
     .argument('[ps-options...]', 'options for ps (default -ef)')
@@ -141,7 +143,7 @@ the container running.`)
     });
 
   for (const [verb, desc] of [['pause', 'Suspend all processes of one or more containers (cgroup freezer)'], ['unpause', 'Resume the processes of paused containers']] as const) {
-    program.command(verb)
+    if (wants(verb)) program.command(verb)
       .description(desc)
       .argument('<container...>', 'container names or IDs')
       .action(async (refs: string[]) => {

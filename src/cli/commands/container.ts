@@ -119,12 +119,14 @@ function truncateCommand(cmd: string, full?: boolean): string {
   return full || quoted.length <= 22 ? quoted : `${quoted.slice(0, 20)}…"`;
 }
 
-export function register(program: Command): void {
+export function register(program: Command, only?: string): void {
+  // Only the command being run (its word, from main.ts), or every command (help, unknown words).
+  const wants = (...names: string[]) => only === undefined || names.includes(only);
   // `run IMAGE sh -c ...`: everything after the image belongs to the container, so options are
   // positional (global options such as --root go before the subcommand).
   program.enablePositionalOptions();
 
-  addRunOptions(program.command('run'))
+  if (wants('run')) addRunOptions(program.command('run'))
     .description('Create and run a new container from an image (runc, no daemon)')
     .argument('<image>', 'image name, ID or digest in the local store')
     .argument('[command...]', 'command and arguments (default: the image ENTRYPOINT/CMD)')
@@ -152,7 +154,7 @@ Examples:
       else process.exitCode = r.exitCode;
     });
 
-  addRunOptions(program.command('create'))
+  if (wants('create')) addRunOptions(program.command('create'))
     .description('Create a container without starting it (start it with `drydock start`)')
     .argument('<image>', 'image name, ID or digest')
     .argument('[command...]', 'command and arguments')
@@ -163,7 +165,7 @@ Examples:
       process.stdout.write(`${rec.Id}\n`);
     });
 
-  program.command('start')
+  if (wants('start')) program.command('start')
     .description('Start one or more stopped containers (in the background)')
     .argument('<container...>', 'container names or IDs')
     .action(async (refs: string[]) => {
@@ -230,9 +232,9 @@ Examples:
         headers: PS_HEADERS,
       }, 'failed to execute template'));
     });
-  psCmd(program.command('ps'));
+  if (wants('ps')) psCmd(program.command('ps'));
 
-  program.command('logs')
+  if (wants('logs')) program.command('logs')
     .description('Show what a container printed (stdout and stderr, from its json log)')
     .argument('<container>', 'container name or ID')
     .option('-f, --follow', 'keep printing output until the container stops')
@@ -262,7 +264,7 @@ Examples:
       });
     });
 
-  program.command('stop')
+  if (wants('stop')) program.command('stop')
     .description('Stop running containers: the stop signal, then SIGKILL after the timeout')
     .argument('<container...>', 'container names or IDs')
     .option('-t, --time <seconds>', 'seconds to wait before killing', '10')
@@ -274,7 +276,7 @@ Examples:
       await eachRef(refs, async (ref) => { await stopContainer(ref, t, f.signal); process.stdout.write(`${ref}\n`); });
     });
 
-  program.command('restart')
+  if (wants('restart')) program.command('restart')
     .description('Stop, then start containers again')
     .argument('<container...>', 'container names or IDs')
     .option('-t, --time <seconds>', 'seconds to wait before killing', '10')
@@ -283,7 +285,7 @@ Examples:
       await eachRef(refs, async (ref) => { await stopContainer(ref, Number(f.time)); await startExisting(ref); process.stdout.write(`${ref}\n`); });
     });
 
-  program.command('kill')
+  if (wants('kill')) program.command('kill')
     .description('Send a signal (default SIGKILL) to running containers')
     .argument('<container...>', 'container names or IDs')
     .option('-s, --signal <signal>', 'signal name or number', 'KILL')
@@ -292,7 +294,7 @@ Examples:
       await eachRef(refs, async (ref) => { await killCtr(ref, f.signal); process.stdout.write(`${ref}\n`); });
     });
 
-  program.command('rm')
+  if (wants('rm')) program.command('rm')
     .description('Remove containers (their writable layer, mounts and state)')
     .argument('<container...>', 'container names or IDs')
     .option('-f, --force', 'kill and remove a running container')
@@ -302,7 +304,7 @@ Examples:
       await eachRef(refs, async (ref) => { await removeContainer(ref, f); process.stdout.write(`${ref}\n`); });
     });
 
-  program.command('exec')
+  if (wants('exec')) program.command('exec')
     .description('Run a command in a running container')
     .argument('<container>', 'container name or ID')
     .argument('<command...>', 'command and arguments')
@@ -338,7 +340,7 @@ Examples:
       } else printJson(out);
     });
 
-  program.command('commit')
+  if (wants('commit')) program.command('commit')
     .description("Create a new image from a container's changes (its writable layer)")
     .argument('<container>', 'container name or ID')
     .argument('[repository]', 'REPOSITORY[:TAG] for the new image')
@@ -357,7 +359,7 @@ Examples:
       process.stdout.write(`${r.id}\n`);
     });
 
-  program.command('cp')
+  if (wants('cp')) program.command('cp')
     .description('Copy files between a container and the host (CTR:PATH on one side; - for a tar stream)')
     .argument('<src>', 'CONTAINER:SRC_PATH, a host path, or - (tar from stdin)')
     .argument('<dst>', 'CONTAINER:DEST_PATH, a host path, or - (tar to stdout)')
@@ -371,7 +373,7 @@ Examples:
       await copy(src, dst);
     });
 
-  program.command('port')
+  if (wants('port')) program.command('port')
     .description('List the published ports of a container')
     .argument('<container>', 'container name or ID')
     .action(async (ref: string) => {
@@ -380,10 +382,10 @@ Examples:
       for (const p of c.state.Status === 'running' ? c.state.Ports : []) process.stdout.write(`${p.containerPort}/${p.protocol} -> ${p.hostIp}:${p.hostPort}\n`);
     });
 
-  const container = program.command('container').description('Manage containers');
-  inspect(container.command('inspect'));
-  psCmd(container.command('ls'));
-  container.command('restore')
+  const container = wants('container') ? program.command('container').description('Manage containers') : undefined;
+  if (container) inspect(container.command('inspect'));
+  if (container) psCmd(container.command('ls'));
+  container?.command('restore')
     .description('Start every container whose restart policy says it should run (always; unless-stopped unless stopped; on-failure after a failure): run at boot by drydock-restore.service')
     .addHelpText('after', `
 A restart policy is applied by the container's monitor process, which a reboot (or kill -9)
@@ -396,7 +398,7 @@ ends. contrib/systemd/drydock-restore.service runs this command at boot.`)
       if (failed.length) process.exitCode = 1;
     });
 
-  program.command('generate').description('Generate files for other tools (systemd units)')
+  if (wants('generate')) program.command('generate').description('Generate files for other tools (systemd units)')
     .command('systemd')
     .description('Print a systemd unit that starts the container at boot and stops it with the unit (like podman generate systemd)')
     .argument('<container>', 'container name or ID')
@@ -419,7 +421,7 @@ Examples:
       process.stdout.write(containerUnit(c, { drydock: [process.execPath, path.resolve(process.argv[1]!)], env, stopTimeout: t }));
     });
 
-  container.command('prune')
+  container?.command('prune')
     .description('Remove all stopped containers')
     .option('-f, --force', 'do not prompt for confirmation')
     .action(async (f: { force?: boolean }) => {
@@ -430,8 +432,8 @@ Examples:
       process.stdout.write('Total reclaimed space: 0B\n');
     });
 
-  const volume = program.command('volume').description('Manage named volumes ($DRYDOCK_ROOT/volumes/NAME/_data)');
-  volume.command('create')
+  const volume = wants('volume') ? program.command('volume').description('Manage named volumes ($DRYDOCK_ROOT/volumes/NAME/_data)') : undefined;
+  volume?.command('create')
     .description('Create a volume')
     .argument('[name]', 'volume name (default: a random ID)')
     .option('-l, --label <key=value>', 'set a label (repeatable)', collect)
@@ -441,7 +443,7 @@ Examples:
       const { volume: v } = await createVolume(name, { labels });
       process.stdout.write(`${v.Name}\n`);
     });
-  volume.command('ls')
+  volume?.command('ls')
     .description('List volumes')
     .option('-q, --quiet', 'only names')
     .option('--format <format>', '"json" for one JSON object per volume')
@@ -452,7 +454,7 @@ Examples:
       if (f.format === 'json') { for (const v of vols) process.stdout.write(`${JSON.stringify(v)}\n`); return; }
       process.stdout.write(table(['DRIVER', 'VOLUME NAME'], vols.map((v) => [v.Driver, v.Name])));
     });
-  volume.command('inspect')
+  volume?.command('inspect')
     .description('Show volume details as JSON')
     .argument('<name...>')
     .action(async (names: string[]) => {
@@ -461,7 +463,7 @@ Examples:
       for (const n of names) { const v = await inspectVolume(n); if (!v) throw new UserError(`no such volume: ${n}`); out.push(v); }
       printJson(out);
     });
-  volume.command('rm')
+  volume?.command('rm')
     .description('Remove volumes (refused while a container uses them unless -f)')
     .argument('<name...>')
     .option('-f, --force', 'remove even if a container references it')

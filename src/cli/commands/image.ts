@@ -135,8 +135,10 @@ Examples:
     });
 }
 
-export function register(program: Command): void {
-  program
+export function register(program: Command, only?: string): void {
+  // Only the command being run (its word, from main.ts), or every command (help, unknown words).
+  const wants = (...names: string[]) => only === undefined || names.includes(only);
+  if (wants('import')) program
     .command('import')
     .description('Create an image from a root filesystem tarball (plain, gzip or zstd), a directory, or - for stdin')
     .argument('<rootfs>', 'tar, tar.gz, tar.zst, a directory, or - to read the tar from stdin')
@@ -194,11 +196,12 @@ Examples:
   drydock images --format json | jq -r .Repository
   drydock images --format 'table {{.Repository}}\\t{{.Tag}}\\t{{.Size}}'`)
     .action(async (repository: string | undefined, flags: { quiet?: boolean; digests?: boolean; trunc: boolean; filter?: string[]; format?: string }) => {
-      const { listImages } = await import('../../store/index.js');
+      const { ContentStore, listImages } = await import('../../store/index.js');
       const { shortId, parseReference, fullName } = await import('../../image/index.js');
       const { filterImages } = await import('./image-filters.js');
-      const store = await openStore();
-      let images = await listImages(store);
+      // Only read: a store that does not exist yet lists as empty, and is not made.
+      const store = ContentStore.forReading();
+      let images = await listImages(store, { sizes: !flags.quiet });
       if (repository) {
         const want = fullName(parseReference(repository, { defaultTag: false }));
         const wantTag = parseReference(repository, { defaultTag: false }).tag;
@@ -235,7 +238,7 @@ Examples:
         : 'table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}';
       process.stdout.write(await formatRows(flags.format, rows, { defaultFormat, headers: IMAGE_HEADERS }));
     });
-  images(program.command('images').alias('image-ls'));
+  if (wants('images', 'image-ls')) images(program.command('images').alias('image-ls'));
 
   const inspect = (cmd: Command) => cmd
     .description('Show low-level information on images as a JSON array, like docker image inspect')
@@ -295,9 +298,9 @@ Examples:
         printJson(out);
       }
     });
-  inspect(program.command('inspect'));
+  if (wants('inspect')) inspect(program.command('inspect'));
 
-  program
+  if (wants('tag')) program
     .command('tag')
     .description('Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE')
     .argument('<source>', 'SOURCE_IMAGE[:TAG], ID or digest')
@@ -345,9 +348,9 @@ Examples:
       }
       if (failed) process.exitCode = 1;
     });
-  rmi(program.command('rmi'));
+  if (wants('rmi')) rmi(program.command('rmi'));
 
-  program
+  if (wants('save')) program
     .command('save')
     .description('Save one or more images to a tar archive (docker-archive by default, like docker save)')
     .argument('<image...>', 'names, IDs or digests')
@@ -367,7 +370,7 @@ Examples:
       await streamingToStdout(() => saveImages(store, names, flags.output ?? process.stdout, { format: flags.format }));
     });
 
-  program
+  if (wants('load')) program
     .command('load')
     .description('Load images from a docker-archive or oci-archive (plain, gzip or zstd; format detected)')
     .option('-i, --input <file>', 'read from a file instead of STDIN')
@@ -389,7 +392,7 @@ Examples:
       }
     });
 
-  program
+  if (wants('export')) program
     .command('export')
     .description("Export an image's flattened filesystem as a tar archive (whiteouts applied)")
     .argument('<image>', 'name, ID or digest')
@@ -407,16 +410,16 @@ Examples:
       await streamingToStdout(() => exportImage(store, img, flags.output ?? process.stdout));
     });
 
-  const image = program
+  const image = wants('image') ? program
     .command('image')
-    .description('Manage images: ls, inspect, rm, history, prune (see also: images, rmi, tag)');
-  images(image.command('ls'));
-  inspect(image.command('inspect'));
-  rmi(image.command('rm'));
-  history(image.command('history'));
-  history(program.command('history'));
+    .description('Manage images: ls, inspect, rm, history, prune (see also: images, rmi, tag)') : undefined;
+  if (image) images(image.command('ls'));
+  if (image) inspect(image.command('inspect'));
+  if (image) rmi(image.command('rm'));
+  if (image) history(image.command('history'));
+  if (wants('history')) history(program.command('history'));
   image
-    .command('prune')
+    ?.command('prune')
     .description('Remove untagged images (<none>:<none>: builds without -t, pulls by digest, untagged loads)')
     .option('-f, --force', 'do not prompt for confirmation')
     .addHelpText('after', `
@@ -434,7 +437,7 @@ Examples:
       process.stdout.write(`\nTotal reclaimed space: ${formatSize(r.bytes)}\n`);
     });
 
-  program
+  if (wants('gc')) program
     .command('gc')
     .description('Delete blobs and unpacked layers that no tag, build cache entry or container references')
     .option('--dry-run', 'only list what would be deleted')

@@ -8,7 +8,11 @@ export interface CommandModule {
   /** The module's file name without extension; also its bundle's name (scripts/bundle-cli.mjs). */
   module: string;
   names: readonly string[];
-  load(): Promise<{ register(program: Command): void }>;
+  /**
+   * `register` adds the module's commands to the program; with `only` (the command word being
+   * run, a name or alias of `names`) just that one, so a run builds one command's options and help.
+   */
+  load(): Promise<{ register(program: Command, only?: string): void }>;
 }
 
 export const COMMAND_MODULES: readonly CommandModule[] = [

@@ -113,8 +113,10 @@ export async function pullWithProgress(image: string, flags: TransferFlags, out:
 
 export type { TransferFlags };
 
-export function register(program: Command): void {
-  addTransferOptions(program.command('pull')
+export function register(program: Command, only?: string): void {
+  // Only the command being run (its word, from main.ts), or every command (help, unknown words).
+  const wants = (...names: string[]) => only === undefined || names.includes(only);
+  if (wants('pull')) addTransferOptions(program.command('pull')
     .description('Download an image from a registry into the local store')
     .argument('<image>', 'image reference: NAME[:TAG] or NAME@DIGEST (Docker Hub when no registry is given)'), 3)
     .addHelpText('after', `
@@ -132,7 +134,7 @@ Examples:
       process.stdout.write(`${result.name ?? `${ref.registry}/${ref.repository}@${ref.digest ?? result.digest}`}\n`);
     });
 
-  addTransferOptions(program.command('push')
+  if (wants('push')) addTransferOptions(program.command('push')
     .description('Upload an image from the local store to a registry')
     .argument('<image>', 'store image name (NAME[:TAG])')
     .argument('[destination]', 'registry reference to push to (default: the image name)'), 5)
@@ -160,7 +162,7 @@ Examples:
       process.stdout.write(`${ref.tag ?? result.digest}: digest: ${result.digest} size: ${result.size}\n`);
     });
 
-  addTransferOptions(program.command('copy')
+  if (wants('copy')) addTransferOptions(program.command('copy')
     .description('Copy an image between registries, OCI layouts, archives and the local store')
     .argument('<source>', 'docker://REF | oci:DIR[:TAG] | oci-archive:FILE[:TAG] | docker-archive:FILE[:REF] | store:NAME | NAME (store)')
     .argument('<destination>', 'same forms as the source'), 3)
@@ -184,7 +186,7 @@ Examples:
       process.stdout.write(`Copied ${result.digest} (manifest ${result.size} bytes, ${formatSize(result.bytes)} transferred, ${result.blobsSkipped} blobs skipped)\n`);
     });
 
-  program.command('login')
+  if (wants('login')) program.command('login')
     .description('Log in to a registry; credentials go to ~/.docker/config.json (or a credential helper)')
     .argument('[registry]', 'registry host[:port] (default: Docker Hub)')
     .option('-u, --username <name>', 'user name')
@@ -220,7 +222,7 @@ Examples:
       process.stdout.write('Login Succeeded\n');
     });
 
-  program.command('logout')
+  if (wants('logout')) program.command('logout')
     .description('Remove saved credentials for a registry')
     .argument('[registry]', 'registry host[:port] (default: Docker Hub)')
     .option('--authfile <path>', 'credentials file (default $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json)')

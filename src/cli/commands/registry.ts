@@ -236,12 +236,14 @@ dropping connections; a config that does not load keeps the previous one and pri
     });
 }
 
-export function register(program: Command): void {
-  addServeCommand(program, 'serve');
-  const registry = program.command('registry').description('Run and maintain a registry server');
-  addServeCommand(registry, 'serve');
+export function register(program: Command, only?: string): void {
+  // Only the command being run (its word, from main.ts), or every command (help, unknown words).
+  const wants = (...names: string[]) => only === undefined || names.includes(only);
+  if (wants('serve')) addServeCommand(program, 'serve');
+  const registry = wants('registry') ? program.command('registry').description('Run and maintain a registry server') : undefined;
+  if (registry) addServeCommand(registry, 'serve');
 
-  registry.command('gc')
+  registry?.command('gc')
     .description('Delete blobs no manifest references (mark and sweep)')
     .option('-c, --config <file>', 'YAML config (its storage: filesystem root or s3 bucket)')
     .option('--root <dir>', 'storage root (default $DRYDOCK_ROOT/registry)')
@@ -280,7 +282,7 @@ its blobs.`)
       }
     });
 
-  registry.command('scrub')
+  registry?.command('scrub')
     .description('Re-hash every blob and manifest; report corrupt or missing content per repository and tag')
     .option('-c, --config <file>', 'YAML config (its storage: filesystem root or s3 bucket)')
     .option('--root <dir>', 'storage root (default $DRYDOCK_ROOT/registry)')
@@ -311,7 +313,7 @@ Read-only, safe next to running servers. Exits 1 when anything is corrupt or mis
       if (result.problems.length > 0) process.exitCode = 1;
     });
 
-  registry.command('htpasswd')
+  registry?.command('htpasswd')
     .description('Print an htpasswd line (bcrypt) for a user, like `htpasswd -Bbn`')
     .argument('<user>')
     .option('--password-stdin', 'read the password from stdin')

@@ -121,8 +121,10 @@ export async function pruneContainers(): Promise<string[]> {
   return removed;
 }
 
-export function register(program: Command): void {
-  program.command('version')
+export function register(program: Command, only?: string): void {
+  // Only the command being run (its word, from main.ts), or every command (help, unknown words).
+  const wants = (...names: string[]) => only === undefined || names.includes(only);
+  if (wants('version')) program.command('version')
     .description('Show the drydock version and the runtime it drives, like docker version')
     .option('-f, --format <template>', 'Go template, e.g. "{{.Client.Version}}", or json')
     .action(async (f: { format?: string }) => {
@@ -142,18 +144,18 @@ export function register(program: Command): void {
       ].join('\n'));
     });
 
-  program.command('info')
+  if (wants('info')) program.command('info')
     .description('Show system-wide information (store, containers, images, runtime)')
     .option('-f, --format <template>', 'Go template, e.g. "{{.Images}}", or json')
     .action(async (f: { format?: string }) => printInfo(f.format));
 
-  const system = program.command('system').description('Manage drydock: df, info, prune');
-  system.command('info')
+  const system = wants('system') ? program.command('system').description('Manage drydock: df, info, prune') : undefined;
+  system?.command('info')
     .description('Show system-wide information')
     .option('-f, --format <template>', 'Go template, e.g. "{{.Images}}", or json')
     .action(async (f: { format?: string }) => printInfo(f.format));
 
-  system.command('df')
+  system?.command('df')
     .description('Show disk usage: images, containers, local volumes, build cache')
     .option('--format <format>', '"table", "json" or a Go template like "{{.Type}} {{.Size}}"')
     .action(async (f: { format?: string }) => {
@@ -195,7 +197,7 @@ export function register(program: Command): void {
       }));
     });
 
-  system.command('prune')
+  system?.command('prune')
     .description('Remove stopped containers and dangling images, then sweep unreferenced blobs')
     .option('-f, --force', 'do not prompt for confirmation')
     .option('-a, --all', 'accepted for Docker compatibility (unused images are removed by rmi)')
