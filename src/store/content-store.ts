@@ -60,30 +60,6 @@ export class HashingTransform extends Transform {
   }
 }
 
-function emptyIndex(): ImageIndex {
-  return { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] };
-}
-
-/** The named references of index.json: full name (registry/repo:tag) and the manifest descriptor. */
-function tagsOf(index: ImageIndex): { name: string; descriptor: Descriptor }[] {
-  return index.manifests
-    .filter((d) => d.annotations?.[REF_NAME_ANNOTATION])
-    .map((d) => ({ name: d.annotations![REF_NAME_ANNOTATION]!, descriptor: d }));
-}
-
-/** The root files of roots/ in order, with their owners, optionally only those of `ownerPrefixes`. */
-function rootFiles(files: string[], ownerPrefixes?: readonly string[]): [file: string, owner: string][] {
-  const out: [string, string][] = [];
-  for (const f of files.sort()) {
-    if (f.startsWith('.tmp-')) continue;
-    let owner = f;
-    try { owner = decodeURIComponent(f); } catch { /* written by hand: keep the file name */ }
-    if (ownerPrefixes && !ownerPrefixes.some((p) => owner.startsWith(p))) continue;
-    out.push([f, owner]);
-  }
-  return out;
-}
-
 export interface BlobCommitOptions {
   /**
    * Leave the fsync of the blob's directory to syncBlobDirs(), which a copy calls once before it
@@ -159,6 +135,30 @@ class BlobFileWriter extends Writable {
     });
     this.writing.catch(() => {}); // reported by the next _write or _final
   }
+}
+
+function emptyIndex(): ImageIndex {
+  return { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] };
+}
+
+/** The named references of index.json: full name (registry/repo:tag) and the manifest descriptor. */
+function tagsOf(index: ImageIndex): { name: string; descriptor: Descriptor }[] {
+  return index.manifests
+    .filter((d) => d.annotations?.[REF_NAME_ANNOTATION])
+    .map((d) => ({ name: d.annotations![REF_NAME_ANNOTATION]!, descriptor: d }));
+}
+
+/** The root files of roots/ in order, with their owners, optionally only those of `ownerPrefixes`. */
+function rootFiles(files: string[], ownerPrefixes?: readonly string[]): [file: string, owner: string][] {
+  const out: [string, string][] = [];
+  for (const f of files.sort()) {
+    if (f.startsWith('.tmp-')) continue;
+    let owner = f;
+    try { owner = decodeURIComponent(f); } catch { /* written by hand: keep the file name */ }
+    if (ownerPrefixes && !ownerPrefixes.some((p) => owner.startsWith(p))) continue;
+    out.push([f, owner]);
+  }
+  return out;
 }
 
 export class ContentStore {

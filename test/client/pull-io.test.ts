@@ -6,7 +6,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -131,7 +131,10 @@ async function straced(script: string, dir: string): Promise<string[]> {
   const file = path.join(dir, 'child.mjs');
   writeFileSync(file, script.replaceAll('$SRC', srcDir));
   const log = path.join(dir, 'strace.log');
-  const child = spawn('strace', ['-f', '-qq', '-o', log, '-e', 'trace=openat,close,write,pwrite64,writev,pwritev,pwritev2,fsync,fdatasync',
+  // -ff: one file per thread, so no call is split into "unfinished" and "resumed" lines; the
+  // threads' lines are merged back by their timestamps (a file opened in one thread-pool thread
+  // is written in another).
+  const child = spawn('strace', ['-ff', '-ttt', '-qq', '-o', log, '-e', 'trace=openat,close,write,pwrite64,writev,pwritev,pwritev2,fsync,fdatasync',
     process.execPath, ...(fromSource ? ['--import', 'tsx'] : []), file], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
@@ -139,7 +142,9 @@ async function straced(script: string, dir: string): Promise<string[]> {
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
   clearTimeout(timer);
   assert.equal(code, 0, stderr);
-  return readFileSync(log, 'utf8').split('\n');
+  const lines = readdirSync(dir).filter((f) => f.startsWith('strace.log.'))
+    .flatMap((f) => readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean));
+  return lines.map((l) => ({ t: Number(l.slice(0, l.indexOf(' '))), l })).sort((a, b) => a.t - b.t).map((x) => x.l);
 }
 
 /** Per file opened whose path matches `re`: its data-write and fsync syscalls, until it is closed. */
