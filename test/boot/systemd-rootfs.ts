@@ -43,7 +43,7 @@ After=drydock-os-confirm.service multi-user.target
 [Service]
 Type=oneshot
 ExecStart=/bin/sh -c 'echo "SYSTEMD-UP $$(cat /etc/version) after $$(cut -d" " -f1 /proc/uptime)s" > /dev/console; \\
-  t=$$(systemctl show --value -p ActiveEnterTimestampMonotonic default.target); echo "ANALYZE default.target reached at $${t%??????} s of uptime" > /dev/console; \\
+  t=$$(systemctl show --value -p ActiveEnterTimestampMonotonic default.target); echo "ANALYZE default.target reached at $\${t%%??????} s of uptime" > /dev/console; \\
   echo "STATUS $$(/.drydock/drydock/bin/drydock os status --json | tr -d "\\\\n")" > /dev/console; echo STATUS-END > /dev/console${waitPast ? `; \\
   while [ "$$(cut -d. -f1 /proc/uptime)" -le ${SYSTEMD_DEADLINE + 10} ]; do sleep 2; done; echo STILL-UP-PAST-THE-DEADLINE > /dev/console` : ''}'
 `;
