@@ -53,7 +53,12 @@ export async function pull(store: ContentStore | Promise<ContentStore>, ref: str
   return withContext(opts, async (ctx) => {
     const src = new RemoteImageSource(ctx, reference);
     const dest = new StoreImageDestination(store, name);
-    const result = await copyImage(src, dest, { ...opts, concurrency: opts.concurrency ?? 3, tag: name ?? '' });
+    let result: CopyResult;
+    try {
+      result = await copyImage(src, dest, { ...opts, concurrency: opts.concurrency ?? 3, tag: name ?? '' });
+    } finally {
+      await dest.close();
+    }
     if (reference.digest && result.digest !== reference.digest && !opts.all) {
       // Pulled one platform out of the requested index: keep the index digest alive too.
       await (await store).setRoot(`pulled/${reference.digest}`, [result.digest]);

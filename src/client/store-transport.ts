@@ -97,6 +97,14 @@ export class StoreImageDestination implements ImageDestination {
     await Promise.all(this.committing);
   }
 
+  /**
+   * Waits for the background commits, failed or not: a copy that failed on one blob returns only
+   * after the others' temp files were renamed or removed.
+   */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.committing);
+  }
+
   async putManifest(manifest: RawManifest, tag?: string): Promise<void> {
     await this.blobsCommitted();
     await (await this.store).writeBlob(manifest.bytes, { digest: manifest.digest, size: manifest.bytes.length }, { deferDirSync: true });
