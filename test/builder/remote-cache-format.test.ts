@@ -28,10 +28,11 @@ test('--cache-to / --cache-from parse like buildx', () => {
   }
   // type=s3 takes BuildKit's attributes; region, bucket and credentials fall back to AWS_* variables.
   const s3Defaults = { type: 's3', usePathStyle: false, prefix: '', blobsPrefix: 'blobs/', manifestsPrefix: 'manifests/', names: ['buildkit'] };
-  assert.deepEqual(parseCacheTo(['type=s3,region=eu-west-1,bucket=ci'], {}), [{ ...s3Defaults, region: 'eu-west-1', bucket: 'ci', mode: 'min', ignoreError: false }]);
+  assert.deepEqual(parseCacheTo(['type=s3,region=eu-west-1,bucket=ci'], {}), [{ ...s3Defaults, region: 'eu-west-1', bucket: 'ci', mode: 'min', ignoreError: false, uploadParallelism: 4, touchRefreshMs: 86_400_000 }]);
   assert.deepEqual(parseCacheTo(['type=s3,endpoint_url=http://127.0.0.1:9000,use_path_style=true,prefix=p/,blobs_prefix=b/,manifests_prefix=m/,name=app;main,mode=max,access_key_id=AK,secret_access_key=SK,session_token=T,ignore-error=true'], { AWS_REGION: 'us-east-1', AWS_BUCKET: 'envbucket' }), [{
     type: 's3', region: 'us-east-1', bucket: 'envbucket', endpointUrl: 'http://127.0.0.1:9000', usePathStyle: true, prefix: 'p/', blobsPrefix: 'b/', manifestsPrefix: 'm/',
     names: ['app', 'main'], accessKeyId: 'AK', secretAccessKey: 'SK', sessionToken: 'T', mode: 'max', ignoreError: true,
+    uploadParallelism: 4, touchRefreshMs: 86_400_000,
   }]);
   assert.deepEqual(parseCacheFrom(['type=s3,region=r,bucket=b'], { AWS_ACCESS_KEY_ID: 'A', AWS_SECRET_ACCESS_KEY: 'S' }), [{ ...s3Defaults, region: 'r', bucket: 'b', accessKeyId: 'A', secretAccessKey: 'S' }]);
   // A bare list of refs is one registry import each; quoted fields keep their commas.
