@@ -167,40 +167,36 @@ async function unpackedSize(store: ContentStore, layers: readonly Descriptor[]):
  * why); `sizes: false` (`images -q`) skips the size cache.
  */
 export async function listImages(store: ContentStore, opts: { sizes?: boolean } = {}): Promise<ImageSummary[]> {
-  const sizeOf = (layers: readonly Descriptor[]) => (opts.sizes === false ? 0 : unpackedSize(store, layers));
+  type Named = Pick<ImageSummary, 'name' | 'repository' | 'tag' | 'manifestDigest'>;
+  /** The summary of the image at `desc`, or undefined when its manifest or config is missing. */
+  const summarise = async (named: Named, desc: Descriptor): Promise<ImageSummary | undefined> => {
+    let manifest: ImageManifest;
+    let config: ImageConfig;
+    try {
+      manifest = loadManifestSync(store, desc).manifest;
+      config = store.readJsonBlobSync<ImageConfig>(manifest.config.digest);
+    } catch { return undefined; }
+    return {
+      ...named,
+      id: manifest.config.digest,
+      created: config.created,
+      size: opts.sizes === false ? 0 : await unpackedSize(store, manifest.layers),
+      labels: config.config?.Labels ?? undefined,
+    };
+  };
   const out: ImageSummary[] = [];
   const tags = store.listTagsSync();
   for (const t of tags) {
     const colon = t.name.lastIndexOf(':');
     const named = { name: t.name, repository: t.name.slice(0, colon), tag: t.name.slice(colon + 1), manifestDigest: t.descriptor.digest };
-    let loaded;
-    try {
-      const { manifest } = loadManifestSync(store, t.descriptor);
-      loaded = { manifest, config: store.readJsonBlobSync<ImageConfig>(manifest.config.digest) };
-    } catch {
-      // A tag whose blobs are incomplete still shows, so the user can rmi it.
-      out.push({ ...named, id: '', size: 0 });
-      continue;
-    }
-    out.push({
-      ...named,
-      id: loaded.manifest.config.digest,
-      created: loaded.config.created,
-      size: await sizeOf(loaded.manifest.layers),
-      labels: loaded.config.config?.Labels ?? undefined,
-    });
+    // A tag whose blobs are incomplete still shows, so the user can rmi it.
+    out.push((await summarise(named, t.descriptor)) ?? { ...named, id: '', size: 0 });
   }
   for (const u of untaggedImagesSync(store, tags)) {
-    let loaded;
-    try {
-      const { manifest } = loadManifestSync(store, describeBlobSync(store, u.digest));
-      loaded = { manifest, config: store.readJsonBlobSync<ImageConfig>(manifest.config.digest) };
-    } catch { continue; /* incomplete (a pull for another platform): nothing to show or run */ }
-    out.push({
-      name: '<none>:<none>', repository: '<none>', tag: '<none>', manifestDigest: u.digest, id: loaded.manifest.config.digest,
-      created: loaded.config.created, size: await sizeOf(loaded.manifest.layers),
-      labels: loaded.config.config?.Labels ?? undefined,
-    });
+    let desc: Descriptor;
+    try { desc = describeBlobSync(store, u.digest); } catch { continue; }
+    const summary = await summarise({ name: '<none>:<none>', repository: '<none>', tag: '<none>', manifestDigest: u.digest }, desc);
+    if (summary) out.push(summary); // else incomplete (a pull for another platform): nothing to show or run
   }
   return out;
 }
