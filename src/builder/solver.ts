@@ -244,6 +244,9 @@ export class Solver {
               return withRootfs(s, parent.layers, { stageLayers: (i) => layers.get(i) ?? [], out, stepLabel: this.stepLabel(v) }, async (x) => {
                 this.executing.add(x.workDir);
                 try {
+                  // Checked after the add: an abort from now on finds this op in `executing` and
+                  // kills its container; one that came while the rootfs was mounted stops it here.
+                  if (this.canceled) throw new Canceled('another platform failed');
                   await v.op!.exec(x);
                 } catch (e) {
                   // Killed because another platform failed: that failure is the build's error.
