@@ -12,6 +12,7 @@ import { STREAM_CHUNK } from '../util/fs.js';
 import { MAX_MANIFEST_BYTES } from '../image/partial.js';
 import { ManifestTooLargeError } from './remote.js';
 import { backoffMs, isTransientNetworkError, sleep } from './transport.js';
+import { eachLimit } from '../util/concurrency.js';
 
 export type BlobStatus = 'waiting' | 'exists' | 'mounted' | 'transferring' | 'verifying' | 'done' | 'retrying';
 
@@ -57,20 +58,6 @@ function parseManifestJson(m: RawManifest, where: string): ImageManifest | Image
     throw new UserError(`${where}: manifest ${m.digest} lacks "config" or "layers"`);
   }
   return doc;
-}
-
-/** Runs `fn` over `items` with at most `limit` in flight; the first failure stops new starts. */
-async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failed: unknown;
-  const worker = async () => {
-    while (failed === undefined && next < items.length) {
-      const item = items[next++]!;
-      try { await fn(item); } catch (e) { if (failed === undefined) failed = e; }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  if (failed !== undefined) throw failed;
 }
 
 /** Counts bytes for progress without copying them. */
@@ -153,7 +140,7 @@ export async function copyImage(src: ImageSource, dest: ImageDestination, opts: 
     }
     // Config first is not required; all blobs go through one pool, largest first for throughput.
     const order = [...blobs].sort((a, b) => b.size - a.size);
-    await mapLimit(order, concurrency, blobOnce);
+    await eachLimit(order, concurrency, blobOnce);
     await dest.putManifest(m, tag);
   };
 
@@ -164,7 +151,7 @@ export async function copyImage(src: ImageSource, dest: ImageDestination, opts: 
     const index = topDoc as ImageIndex;
     if (opts.all) {
       const children = index.manifests.filter((d) => isManifestMediaType(d.mediaType) || isIndexMediaType(d.mediaType));
-      await mapLimit(children, 2, async (d) => {
+      await eachLimit(children, 2, async (d) => {
         const child = await src.getManifestByDigest(d.digest);
         if (child.digest !== d.digest) throw new UserError(`${src.description}: manifest ${d.digest} hashes to ${child.digest}`);
         const childDoc = parseManifestJson(child, src.description);

@@ -2,7 +2,7 @@
 // manifest whose config is the cache config (BuildKit's image-manifest=true layout, which
 // registries and skopeo take as an ordinary OCI artifact). Blobs come from the store, or, for a
 // remote hit never downloaded, straight from where the hit was found (mounted when it is another
-// repository of the same registry). Layers are uploaded several at once (upload.ts).
+// repository of the same registry). Layers are uploaded several at once (util/concurrency.ts eachLimit).
 import { Readable, type Writable } from 'node:stream';
 import type { ContentStore } from '../../store/content-store.js';
 import type { ImageDestination, RawManifest } from '../../image/source.js';
@@ -14,7 +14,7 @@ import type { CachedLayer } from '../cache.js';
 import { CACHE_CONFIG_MEDIA_TYPE, INLINE_CACHE_KEY, encodeCacheConfig, encodeInlineRecords, layerDescriptor, type StepRecord } from './format.js';
 import type { CacheExportSpec } from './options.js';
 import type { LayerOrigin } from './origin.js';
-import { uploadEach } from './upload.js';
+import { eachLimit } from '../../util/concurrency.js';
 
 export interface ExportContext {
   store: ContentStore;
@@ -46,7 +46,7 @@ async function openLayer(ctx: ExportContext, d: Descriptor): Promise<Readable> {
 async function writeTo(dest: ImageDestination, ctx: ExportContext, steps: StepRecord[], tag: string): Promise<string> {
   const m = cacheManifest(steps);
   // Several layers at once, as many as the destination takes (a registry's 5, like a push).
-  await uploadEach(m.layers, dest.concurrency ?? 3, async (d) => {
+  await eachLimit(m.layers, dest.concurrency ?? 3, async (d) => {
     if (await dest.hasBlob(d)) return;
     const origin = ctx.origins.get(d.digest);
     if (!(await ctx.store.hasBlob(d.digest)) && origin?.blobOrigin && dest.mountBlob && (await dest.mountBlob(d, origin.blobOrigin))) return;

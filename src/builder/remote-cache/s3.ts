@@ -13,7 +13,7 @@ import { decodeCacheConfig, encodeCacheConfig, type CacheConfig, type StepRecord
 import type { ImportedCache } from './format.js';
 import type { LayerOrigin } from './origin.js';
 import type { S3CacheSpec, S3ExportTuning } from './options.js';
-import { uploadEach } from './upload.js';
+import { eachLimit } from '../../util/concurrency.js';
 
 const MAX_CONFIG_BYTES = 16 << 20;
 
@@ -89,7 +89,7 @@ export async function exportS3Cache(spec: S3CacheSpec & S3ExportTuning, steps: S
     }),
   };
   try {
-    await uploadEach(layers, spec.uploadParallelism, async (l) => {
+    await eachLimit(layers, spec.uploadParallelism, async (l) => {
       const key = blobKey(spec, l.digest);
       const there = await head(d, key);
       if (there) {
