@@ -277,6 +277,12 @@ export class ContentStore {
    */
   async ingestBlob(source: Readable | Buffer | string, expect: BlobWriteExpectation = {}): Promise<IngestedBlob> {
     const algorithm = expect.digest ? parseDigest(expect.digest).algorithm : expect.algorithm ?? 'sha256';
+    // The stream may fail while the stat and open below are awaited (load's side check destroys
+    // it as soon as the tar is refused), before pipeline() listens: keep that error, not an
+    // uncaught 'error' event.
+    let early: Error | undefined;
+    const keepEarly = (e: Error) => { early ??= e; };
+    if (source instanceof Readable) source.on('error', keepEarly);
     if (expect.digest && expect.size !== undefined && (await this.statBlob(expect.digest)) === expect.size) {
       if (source instanceof Readable) source.destroy();
       const done: WrittenBlob = { digest: expect.digest, size: expect.size, created: false };
@@ -294,7 +300,10 @@ export class ContentStore {
     };
     const writer = new BlobFileWriter(fh, algorithm, expect.size);
     try {
-      if (source instanceof Readable) await pipeline(source, writer);
+      if (source instanceof Readable) {
+        if (early) throw early;
+        await pipeline(source, writer).finally(() => source.off('error', keepEarly));
+      }
       else await writer.writeWhole(Buffer.from(source));
       const digest = writer.digester.digest();
       const size = writer.digester.size;
