@@ -18,7 +18,7 @@ interface TransferFlags {
   retries?: string;
 }
 
-function addTransferOptions(cmd: Command, concurrencyDefault: number): Command {
+function addTransferOptions(cmd: Command, concurrencyDefault: string): Command {
   return cmd
     .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform index (default: this host)')
     .option('--all', 'copy every platform of a multi-platform index, and the index itself')
@@ -118,7 +118,7 @@ export function register(program: Command, only?: string): void {
   const wants = (...names: string[]) => only === undefined || names.includes(only);
   if (wants('pull')) addTransferOptions(program.command('pull')
     .description('Download an image from a registry into the local store')
-    .argument('<image>', 'image reference: NAME[:TAG] or NAME@DIGEST (Docker Hub when no registry is given)'), 3)
+    .argument('<image>', 'image reference: NAME[:TAG] or NAME@DIGEST (Docker Hub when no registry is given)'), '3')
     .addHelpText('after', `
 Examples:
   drydock pull busybox
@@ -137,7 +137,7 @@ Examples:
   if (wants('push')) addTransferOptions(program.command('push')
     .description('Upload an image from the local store to a registry')
     .argument('<image>', 'store image name (NAME[:TAG])')
-    .argument('[destination]', 'registry reference to push to (default: the image name)'), 5)
+    .argument('[destination]', 'registry reference to push to (default: the image name)'), '5')
     .addHelpText('after', `
 Examples:
   drydock push localhost:5000/team/app:1.4
@@ -165,7 +165,7 @@ Examples:
   if (wants('copy')) addTransferOptions(program.command('copy')
     .description('Copy an image between registries, OCI layouts, archives and the local store')
     .argument('<source>', 'docker://REF | oci:DIR[:TAG] | oci-archive:FILE[:TAG] | docker-archive:FILE[:REF] | store:NAME | NAME (store)')
-    .argument('<destination>', 'same forms as the source'), 3)
+    .argument('<destination>', 'same forms as the source'), '5 to a registry, 3 otherwise')
     .addHelpText('after', `
 Examples:
   drydock copy docker://registry-a.example.com/app:1 docker://registry-b.example.com/app:1
