@@ -5,32 +5,20 @@
 //     the machine at the deadline.
 //  2. v3 has used its one try: the initramfs abandons it with the reason and boots v1 with
 //     systemd; `drydock os status --json` in the machine says why.
-import { test, before } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
-import path from 'node:path';
-import { tempDir } from '../helpers/env.js';
 import { statusOf } from '../os/fixture-image.js';
-import { analyzeOf, buildSystemdImages, makeSystemdDisk, stageSystemdPending, SYSTEMD_DEADLINE as DEADLINE } from './systemd-rootfs.js';
+import { analyzeOf, loadAverage, systemdFixture, SYSTEMD_DEADLINE as DEADLINE } from './systemd-rootfs.js';
 import { bootVm } from './qemu.js';
 
-const work = tempDir('drydock-systemd-fallback-');
-const root = path.join(work, 'store');
-let ids: Record<string, string> = {};
-let kernel = '';
-
-before(async () => {
-  ({ ids, kernel } = await buildSystemdImages(root, work, [
-    { tag: 'systemd:v1', version: 'v1' }, { tag: 'systemd:v3', version: 'v3', hang: true },
-  ]));
-}, { timeout: 1_200_000 });
+const fixture = systemdFixture('drydock-systemd-fallback-', [
+  { tag: 'systemd:v1', version: 'v1' }, { tag: 'systemd:v3', version: 'v3', hang: true },
+]);
 
 test('systemd as the image\'s init: a pending deployment that never reaches its default target is reset by the softdog and abandoned; v1 boots', { timeout: 1_200_000 }, async (t) => {
-  const disk = path.join(work, 'disk.img');
-  const dataStart = await makeSystemdDisk(root, 'systemd:v1', disk, kernel);
-  const { v1, v3 } = ids as { v1: string; v3: string };
-  const qemu = ['-drive', `file=${disk},format=raw,if=virtio`, '-nic', 'none'];
-  await stageSystemdPending(root, disk, dataStart, path.join(work, 'mnt'), 'systemd:v3');
+  const { disk, qemu } = await fixture.machine('systemd:v3');
+  const { v1, v3 } = fixture.ids as { v1: string; v3: string };
 
   const b1 = await bootVm(qemu, { timeoutMs: 600_000, memory: 1024 });
   assert.ok(b1.poweredOff, 'the softdog reset the machine (QEMU -no-reboot exits)');
@@ -48,6 +36,6 @@ test('systemd as the image\'s init: a pending deployment that never reaches its 
   assert.deepEqual([s.booted, s.default, s.staged], [v1, v1, null]);
   assert.deepEqual(s.abandoned.map((a: { id: string; reason: string }) => [a.id, a.reason]), [[v3, `did not reach service started within ${DEADLINE}s on 1 boot`]]);
   const up = /SYSTEMD-UP v1 after ([\d.]+)s/.exec(b2.console)![1];
-  t.diagnostic(`boots (${b1.accel}): ${(b1.elapsedMs / 1000).toFixed(0)} s (to the softdog reset), ${(b2.elapsedMs / 1000).toFixed(0)} s; v1's test unit ran at ${up} s of uptime; ${analyzeOf(b2.console)}; load ${(await fsp.readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')}`);
+  t.diagnostic(`boots (${b1.accel}): ${(b1.elapsedMs / 1000).toFixed(0)} s (to the softdog reset), ${(b2.elapsedMs / 1000).toFixed(0)} s; v1's test unit ran at ${up} s of uptime; ${analyzeOf(b2.console)}; load ${await loadAverage()}`);
   await fsp.rm(disk, { force: true });
 });

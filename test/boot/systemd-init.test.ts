@@ -6,32 +6,21 @@
 // shipped drydock-os-confirm.service confirms v2 and stops the softdog the initramfs armed,
 // `drydock os status --json` in the machine shows v2 as the default with v1 as the rollback, and
 // the machine is still up past the deadline. The fallback is systemd-fallback.test.ts.
-import { test, before } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
-import path from 'node:path';
-import { tempDir } from '../helpers/env.js';
 import { statusOf } from '../os/fixture-image.js';
-import { analyzeOf, buildSystemdImages, makeSystemdDisk, stageSystemdPending, SYSTEMD_DEADLINE as DEADLINE } from './systemd-rootfs.js';
+import { analyzeOf, loadAverage, systemdFixture, SYSTEMD_DEADLINE as DEADLINE } from './systemd-rootfs.js';
 import { bootVm } from './qemu.js';
 
-const work = tempDir('drydock-systemd-init-');
-const root = path.join(work, 'store');
-let ids: Record<string, string> = {};
-let kernel = '';
-
-before(async () => {
-  ({ ids, kernel } = await buildSystemdImages(root, work, [
-    { tag: 'systemd:v1', version: 'v1' }, { tag: 'systemd:v2', version: 'v2', waitPastDeadline: true },
-  ]));
-}, { timeout: 1_200_000 });
+const fixture = systemdFixture('drydock-systemd-init-', [
+  { tag: 'systemd:v1', version: 'v1' }, { tag: 'systemd:v2', version: 'v2', waitPastDeadline: true },
+]);
 
 test('systemd as the image\'s init: a pending deployment that reaches its default target is confirmed by drydock-os-confirm.service', { timeout: 1_200_000 }, async (t) => {
-  const disk = path.join(work, 'disk.img');
-  const dataStart = await makeSystemdDisk(root, 'systemd:v1', disk, kernel);
-  const { v1, v2 } = ids as { v1: string; v2: string };
-  await stageSystemdPending(root, disk, dataStart, path.join(work, 'mnt'), 'systemd:v2');
-  const b = await bootVm(['-drive', `file=${disk},format=raw,if=virtio`, '-nic', 'none'], { until: /STILL-UP-PAST-THE-DEADLINE/, timeoutMs: 600_000, memory: 1024 });
+  const { disk, qemu } = await fixture.machine('systemd:v2');
+  const { v1, v2 } = fixture.ids as { v1: string; v2: string };
+  const b = await bootVm(qemu, { until: /STILL-UP-PAST-THE-DEADLINE/, timeoutMs: 600_000, memory: 1024 });
   assert.match(b.console, new RegExp(`drydock: deployment ${v2}: pending deployment, try 1`));
   assert.match(b.console, new RegExp(`deployment ${v2}: init /sbin/init \\(the image has an init system`));
   assert.match(b.console, new RegExp(`watchdog: the machine reboots in ${DEADLINE}s unless deployment ${v2} reaches its default target`));
@@ -41,6 +30,6 @@ test('systemd as the image\'s init: a pending deployment that reaches its defaul
   const s = statusOf(b.console);
   assert.deepEqual([s.booted, s.default, s.rollback, s.staged], [v2, v2, v1, null], 'drydock os status in the machine: v2 confirmed');
   const up = /SYSTEMD-UP v2 after ([\d.]+)s/.exec(b.console)![1];
-  t.diagnostic(`boot (${b.accel}): ${(b.elapsedMs / 1000).toFixed(0)} s to ${DEADLINE + 10} s of uptime; the test unit after the confirm ran at ${up} s of uptime; ${analyzeOf(b.console)}; load ${(await fsp.readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')}`);
+  t.diagnostic(`boot (${b.accel}): ${(b.elapsedMs / 1000).toFixed(0)} s to ${DEADLINE + 10} s of uptime; the test unit after the confirm ran at ${up} s of uptime; ${analyzeOf(b.console)}; load ${await loadAverage()}`);
   await fsp.rm(disk, { force: true });
 });

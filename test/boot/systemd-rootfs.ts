@@ -8,7 +8,8 @@ import { execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { PROJECT_ROOT, requireRoot, requireTool, runCli } from '../helpers/env.js';
+import { before } from 'node:test';
+import { PROJECT_ROOT, requireRoot, requireTool, runCli, tempDir } from '../helpers/env.js';
 import { ContentStore, resolveImage } from '../../src/store/index.js';
 import { StoreImageSource } from '../../src/client/store-transport.js';
 import { OsLayout, stageImage } from '../../src/os/index.js';
@@ -122,3 +123,33 @@ export async function stageSystemdPending(root: string, disk: string, dataStart:
 
 /** The ANALYZE line the status unit printed (when systemd reached default.target). */
 export const analyzeOf = (console: string) => /^ANALYZE (.*)$/m.exec(console)?.[1]?.trim() ?? 'no ANALYZE line';
+
+/** The machine both systemd files boot: the disk image and QEMU's arguments for it. */
+export interface SystemdMachine { disk: string; qemu: string[] }
+
+/**
+ * One systemd test file's fixture: a work dir and store, `versions` built in a before() hook
+ * (their IDs in `ids` once it ran), and `machine(pending)`: an updatable disk made from v1 with
+ * `pending` staged as its pending deployment.
+ */
+export function systemdFixture(prefix: string, versions: SystemdVersion[]) {
+  const work = tempDir(prefix);
+  const root = path.join(work, 'store');
+  const fixture = {
+    ids: {} as Record<string, string>,
+    kernel: '',
+    async machine(pending: string): Promise<SystemdMachine> {
+      const disk = path.join(work, 'disk.img');
+      const dataStart = await makeSystemdDisk(root, versions[0]!.tag, disk, fixture.kernel);
+      await stageSystemdPending(root, disk, dataStart, path.join(work, 'mnt'), pending);
+      return { disk, qemu: ['-drive', `file=${disk},format=raw,if=virtio`, '-nic', 'none'] };
+    },
+  };
+  before(async () => {
+    ({ ids: fixture.ids, kernel: fixture.kernel } = await buildSystemdImages(root, work, versions));
+  }, { timeout: 1_200_000 });
+  return fixture;
+}
+
+/** The load average, for a boot's diagnostic line (TCG boot times follow it). */
+export const loadAverage = async () => (await fsp.readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
