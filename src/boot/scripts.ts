@@ -276,15 +276,19 @@ if [ -n "$MODULES" ]; then
   umount /lib/modules/$KVER
 fi
 
-# busybox init runs only /etc/init.d/rcS: the confirm step goes at the end of the booted
-# deployment's own rcS (systemd, OpenRC and sysvinit get files of their own). The copy lives in
-# /run and is bind-mounted over it: written into /etc, it would land in the machine's persistent
-# /etc upper dir (os/etc) and hide every later deployment's rcS as a "machine change".
-if [ -n "$OS" ] && [ "$DRYDOCK_INIT" != /.drydock/init ] && [ -x /newroot/etc/init.d/drydock-os-confirm ] && [ -f /newroot/etc/init.d/rcS ] && [ ! -d /newroot/etc/rc2.d ] \
+# busybox init runs only /etc/init.d/rcS: the startup script (an updatable disk's top layer has
+# its call in /.drydock/startup.rc) and the confirm step go at the end of the booted deployment's
+# own rcS (systemd, OpenRC and sysvinit get files of their own). The copy lives in /run and is
+# bind-mounted over it: written into /etc, it would land in the machine's persistent /etc upper
+# dir (os/etc) and hide every later deployment's rcS as a "machine change".
+if [ -n "$OS" ] && [ "$DRYDOCK_INIT" != /.drydock/init ] && [ -f /newroot/etc/init.d/rcS ] && [ ! -d /newroot/etc/rc2.d ] \
     && [ ! -d /newroot/etc/runlevels ] && [ ! -e /newroot/lib/systemd/systemd ] && [ ! -e /newroot/usr/lib/systemd/systemd ] \
-    && ! grep -q drydock-os-confirm /newroot/etc/init.d/rcS; then
-  if { cat /newroot/etc/init.d/rcS; printf '\n/etc/init.d/drydock-os-confirm start\n'; } > $R/os-rcS && chmod 755 $R/os-rcS \
-      && mount --bind $R/os-rcS /newroot/etc/init.d/rcS; then :; else log "cannot add the confirm step to /etc/init.d/rcS"; fi
+    && ! grep -q -e drydock-os-confirm -e /.drydock/startup /newroot/etc/init.d/rcS \
+    && { [ -x /newroot/etc/init.d/drydock-os-confirm ] || [ -f /newroot/.drydock/startup.rc ]; }; then
+  if { cat /newroot/etc/init.d/rcS; echo
+       [ -f /newroot/.drydock/startup.rc ] && cat /newroot/.drydock/startup.rc
+       [ -x /newroot/etc/init.d/drydock-os-confirm ] && echo '/etc/init.d/drydock-os-confirm start'; :; } > $R/os-rcS && chmod 755 $R/os-rcS \
+      && mount --bind $R/os-rcS /newroot/etc/init.d/rcS; then :; else log "cannot add the startup script and confirm step to /etc/init.d/rcS"; fi
 fi
 [ -s /newroot/etc/hostname ] && hostname "$(head -n1 /newroot/etc/hostname)"
 [ -n "$BREAK" ] && rescue "drydock.shell: the system is at /newroot"

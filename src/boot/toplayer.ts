@@ -264,7 +264,10 @@ export async function buildTopLayer(layer: string, rootfs: string, config: Conta
     await fsp.writeFile(path.join(dd, 'init'), DRYDOCK_INIT, { mode: 0o755 });
     if (init.mode === 'drydock') service = spec;
   }
-  if (init.mode === 'image' && startup) await hookStartupIntoImageInit(layer, rootfs, startup);
+  // An updatable disk's later deployment may bring an init of its own: the startup script is
+  // hooked into every kind of init, not just the disk image's (the drydock init runs it from
+  // service.conf above).
+  if (startup && (init.mode === 'image' || updatable)) await hookStartupIntoImageInit(layer, rootfs, startup, updatable);
   // The image's own init confirms a new deployment once it reaches its default target; the
   // initramfs arms the kernel's softdog for the fallback (docs/boot.md, "Automatic fallback").
   if (updatable) await hookConfirmIntoImageInit(layer, rootfs);
@@ -287,22 +290,36 @@ async function startupArgv(rootfs: string, script: string): Promise<string[]> {
   return ['/.drydock/bin/sh', '/.drydock/startup'];
 }
 
-/** With the image's own init, run the startup script the way that init runs local scripts. */
-async function hookStartupIntoImageInit(layer: string, rootfs: string, startup: string[]): Promise<void> {
+/**
+ * With the image's own init, run the startup script the way that init runs local scripts. On an
+ * updatable disk (`anyInit`) the files for systemd and OpenRC are written whatever the disk's
+ * image uses (inert without that init), and busybox init's rcS is left to the initramfs, which
+ * appends the call (STARTUP_RC) to the booted deployment's own rcS: a top-layer rcS would hide
+ * every later deployment's.
+ */
+async function hookStartupIntoImageInit(layer: string, rootfs: string, startup: string[], anyInit: boolean): Promise<void> {
   const call = startup.map(shQuote).join(' ');
+  const systemd = await inImage(rootfs, '/lib/systemd/systemd') || await inImage(rootfs, '/usr/lib/systemd/systemd');
   // systemd: a oneshot unit wanted by multi-user.target.
-  if (await inImage(rootfs, '/lib/systemd/systemd') || await inImage(rootfs, '/usr/lib/systemd/systemd')) {
+  if (systemd || anyInit) {
     await writeLayerFile(layer, rootfs, 'etc/systemd/system/drydock-startup.service',
       `[Unit]\nDescription=drydock startup script\nAfter=local-fs.target network.target\n\n[Service]\nType=oneshot\nExecStart=${startup.join(' ')}\nStandardOutput=journal+console\n\n[Install]\nWantedBy=multi-user.target\n`);
     await mkdirLike(layer, rootfs, 'etc/systemd/system/multi-user.target.wants');
     await fsp.symlink('../drydock-startup.service', path.join(layer, 'etc/systemd/system/multi-user.target.wants/drydock-startup.service')).catch(() => {});
   }
   // OpenRC's local service.
-  if (await inImage(rootfs, '/etc/local.d')) await writeLayerFile(layer, rootfs, 'etc/local.d/drydock.start', `#!/bin/sh\n${call}\n`, 0o755);
+  if (anyInit || await inImage(rootfs, '/etc/local.d')) await writeLayerFile(layer, rootfs, 'etc/local.d/drydock.start', `#!/bin/sh\n${call}\n`, 0o755);
+  if (anyInit) {
+    await fsp.writeFile(path.join(layer, '.drydock', STARTUP_RC), `${call}\n`, { mode: 0o644 });
+    return;
+  }
   // busybox init without an inittab runs /etc/init.d/rcS; sysvinit runs /etc/rc.local.
   const rcS = await imageText(rootfs, 'etc/init.d/rcS');
   await writeLayerFile(layer, rootfs, 'etc/init.d/rcS', `${rcS || '#!/bin/sh\n'}${rcS.endsWith('\n') || !rcS ? '' : '\n'}${call}\n`, 0o755);
 }
+
+/** In /.drydock of an updatable disk: the startup script's call, which the initramfs appends to a busybox init's rcS. */
+export const STARTUP_RC = 'startup.rc';
 
 /** systemd: confirm once the default target is reached (ordered after it, pulled in by multi-user.target). */
 export const OS_CONFIRM_UNIT = `[Unit]

@@ -8,7 +8,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { requireTool, tempDir } from '../helpers/env.js';
 import { buildBusyboxRootfs } from '../../src/mkimage/busybox-rootfs.js';
-import { buildTopLayer, OS_CONFIRM_UNIT } from '../../src/boot/toplayer.js';
+import { buildTopLayer, OS_CONFIRM_UNIT, STARTUP_RC } from '../../src/boot/toplayer.js';
 import { validateBootOptions } from '../../src/boot/config.js';
 
 const work = tempDir('drydock-confirm-units-');
@@ -124,5 +124,37 @@ for (const c of BOTH_MODES) {
     await buildTopLayer(plain, rootfs, c.config, await validateBootOptions({}));
     assert.equal(!!(await fsp.lstat(path.join(plain, '.drydock/init')).catch(() => undefined)), c.mode === 'drydock');
     await assert.rejects(fsp.lstat(path.join(plain, 'etc/systemd/system/drydock-os-confirm.service')));
+  });
+}
+
+// The startup script on an updatable disk runs under whichever init a deployment boots: the
+// drydock init's service.conf, systemd's unit, OpenRC's local.d, and for busybox init the call in
+// /.drydock/startup.rc that the initramfs appends to the booted deployment's own rcS (a top-layer
+// rcS would hide every later deployment's). Without --updates-from, only the disk image's init.
+for (const c of BOTH_MODES) {
+  test(`updatable disk of ${c.name} with --startup-script: every init runs it, no top-layer rcS`, async () => {
+    const slug = c.name.replace(/\W+/g, '-');
+    const rootfs = path.join(work, `startup-rootfs-${slug}`);
+    await fsp.mkdir(rootfs);
+    await buildBusyboxRootfs(rootfs);
+    await c.setup(rootfs);
+    const script = path.join(work, `startup-${slug}.sh`);
+    await fsp.writeFile(script, '#!/bin/sh\necho started\n');
+    const layer = path.join(work, `startup-layer-${slug}`);
+    await buildTopLayer(layer, rootfs, c.config, await validateBootOptions({ 'updates-from': '10.0.2.2:5000/os/x:1', 'startup-script': script }));
+    assert.match(await fsp.readFile(path.join(layer, '.drydock/service.conf'), 'utf8'), /^STARTUP\(\) \{ '\/\.drydock\/startup'; \}$/m);
+    assert.match(await fsp.readFile(path.join(layer, 'etc/systemd/system/drydock-startup.service'), 'utf8'), /^ExecStart=\/\.drydock\/startup$/m);
+    assert.equal(await fsp.readlink(path.join(layer, 'etc/systemd/system/multi-user.target.wants/drydock-startup.service')), '../drydock-startup.service');
+    assert.equal(await fsp.readFile(path.join(layer, 'etc/local.d/drydock.start'), 'utf8'), "#!/bin/sh\n'/.drydock/startup'\n");
+    assert.equal(await fsp.readFile(path.join(layer, `.drydock/${STARTUP_RC}`), 'utf8'), "'/.drydock/startup'\n");
+    const imageRcS = await fsp.readFile(path.join(rootfs, 'etc/init.d/rcS'), 'utf8').catch(() => undefined);
+    await assert.rejects(fsp.lstat(path.join(layer, 'etc/init.d/rcS')), `no top-layer rcS (the image's: ${JSON.stringify(imageRcS)})`);
+    // Not updatable, busybox init: the disk's own rcS gets the call, once and for all.
+    if (c.name === 'an image with busybox init') {
+      const plain = path.join(work, `startup-plain-${slug}`);
+      await buildTopLayer(plain, rootfs, c.config, await validateBootOptions({ 'startup-script': script }));
+      assert.equal(await fsp.readFile(path.join(plain, 'etc/init.d/rcS'), 'utf8'), "#!/bin/sh\necho image rcS\n'/.drydock/startup'\n");
+      await assert.rejects(fsp.lstat(path.join(plain, `.drydock/${STARTUP_RC}`)));
+    }
   });
 }

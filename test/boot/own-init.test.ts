@@ -128,10 +128,14 @@ test('own init: a pending deployment that never reaches its target is rebooted b
 });
 
 // A disk made from a CMD-style image: an upgrade to an image with its own init boots that init
-// (the deployment's mode, not the disk's), and the rollback boots the drydock init again.
-test('init mode per deployment: a CMD-style v1 upgraded to a busybox-init v2 boots busybox init; the rollback boots the drydock init', { timeout: 1_800_000 }, async (t) => {
+// (the deployment's mode, not the disk's), and the rollback boots the drydock init again. The
+// disk's startup script runs under both.
+test('init mode per deployment: a CMD-style v1 upgraded to a busybox-init v2 boots busybox init; the rollback boots the drydock init; the startup script runs under both', { timeout: 1_800_000 }, async (t) => {
   const disk = path.join(work, 'disk-cmd.img');
-  const r = await runCli(['disk', 'init:cmd', '-o', disk, '--kernel', kernel, '--updates-from', REF,
+  // The disk's startup script runs under whichever init the booted deployment uses.
+  const script = path.join(work, 'startup.sh');
+  await fsp.writeFile(path.join(work, 'startup.sh'), '#!/bin/sh\necho "STARTUP-SCRIPT ran as $(id -u)"\n');
+  const r = await runCli(['disk', 'init:cmd', '-o', disk, '--kernel', kernel, '--updates-from', REF, '--startup-script', script,
     '--boot-tries', '1', '--boot-deadline', String(DEADLINE), '--json'], { root, timeoutMs: 600_000 });
   assert.equal(r.code, 0, r.stderr);
   const built = JSON.parse(r.stdout);
@@ -146,6 +150,7 @@ test('init mode per deployment: a CMD-style v1 upgraded to a busybox-init v2 boo
   assert.match(b1.console, /drydock: starting \/sbin\/init/);
   assert.match(b1.console, new RegExp(`watchdog: the machine reboots in ${DEADLINE}s unless deployment ${v2} reaches its default target`));
   assert.match(b1.console, /RCS v2good/);
+  assert.match(b1.console, /RCS v2good[^]*STARTUP-SCRIPT ran as 0[^]*reached service started/, 'busybox init ran the startup script after its rcS, before the confirm');
   assert.doesNotMatch(b1.console, /CMD-SERVICE/);
 
   const mnt = path.join(work, 'mnt');
@@ -160,6 +165,7 @@ test('init mode per deployment: a CMD-style v1 upgraded to a busybox-init v2 boo
   const b2 = await bootVm(qemu, { until: /reached service started; it is now the default/, timeoutMs: 600_000 });
   assert.match(b2.console, new RegExp(`drydock: deployment ${v1}: init /\\.drydock/init \\(the image command runs as a supervised service\\)`));
   assert.match(b2.console, /CMD-SERVICE v1/);
+  assert.match(b2.console, /STARTUP-SCRIPT ran as 0/, 'the drydock init ran the startup script');
   assert.doesNotMatch(b2.console, /RCS v/);
   assert.doesNotMatch(b2.console, /watchdog: the machine reboots/, 'the drydock init watches the deployment itself, no softdog');
   t.diagnostic(`boots (${b1.accel}): ${[b1, b2].map((b) => `${(b.elapsedMs / 1000).toFixed(0)} s`).join(', ')}`);
