@@ -51,15 +51,20 @@ async function commandModules() {
  * esbuild plugin: Node built-ins that cost a few milliseconds to load (crypto, child_process and
  * the net, dgram and tty it pulls in, zlib, http…) become a module of getters that require the
  * real one on first use. A bundle imports them at the top of every module that uses them, so
- * without this `drydock images` loads child_process for commander's executable subcommands and
- * crypto for a digest it never computes.
+ * without this `drydock images` loads child_process for commander's executable subcommands,
+ * crypto for a digest it never computes and the stream family for a blob it never writes. A
+ * class that extends a stream class loads node:stream when its module runs: such classes live in
+ * modules that a quick command does not import (src/store/hashing-transform.ts, blob-file-writer.ts).
  */
-const LAZY_BUILTINS = ['child_process', 'crypto', 'dgram', 'dns', 'http', 'http2', 'https', 'net', 'perf_hooks', 'readline', 'tls', 'worker_threads', 'zlib'];
+const LAZY_BUILTINS = ['child_process', 'crypto', 'dgram', 'dns', 'http', 'http2', 'https', 'net', 'os', 'perf_hooks', 'readline', 'stream', 'stream/promises', 'tls', 'worker_threads', 'zlib'];
 const requireBuiltin = createRequire(import.meta.url);
 const lazyBuiltins = {
   name: 'drydock-lazy-builtins',
   setup(b) {
     const filter = new RegExp(`^(node:)?(${LAZY_BUILTINS.join('|')})$`);
+    // node:process is the global process; requiring it (commander does) compiles a module for that.
+    b.onResolve({ filter: /^(node:)?process$/ }, () => ({ path: 'process', namespace: 'drydock-global-process' }));
+    b.onLoad({ filter: /.*/, namespace: 'drydock-global-process' }, () => ({ contents: 'module.exports=process;', loader: 'js' }));
     b.onResolve({ filter }, (args) => {
       const name = args.path.replace(/^node:/, '');
       // The getters' own require() is the real module.

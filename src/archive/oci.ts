@@ -4,7 +4,8 @@
 import { createReadStream, promises as fsp } from 'node:fs';
 import { Readable } from 'node:stream';
 import path from 'node:path';
-import { ContentStore, HashingTransform, OCI_REF_NAME_ANNOTATION, REF_NAME_ANNOTATION } from '../store/content-store.js';
+import { ContentStore, OCI_REF_NAME_ANNOTATION, REF_NAME_ANNOTATION } from '../store/content-store.js';
+import { HashingTransform } from '../store/hashing-transform.js';
 import { parseDigest, digestOf } from '../image/digest.js';
 import { MediaType } from '../image/media-types.js';
 import type { Descriptor, ImageIndex } from '../image/types.js';

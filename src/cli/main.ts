@@ -4,13 +4,14 @@
 // `--version` fast path, so printing the version loads nothing but this file.
 import { UserError, VerbatimError } from '../util/errors.js';
 import { commandWord, modulesFor } from './commands/index.js';
+import { writeStdout } from './stdout.js';
 
 const VERSION = process.env.npm_package_version ?? '0.1.0';
 
 export async function main(argv: string[] = process.argv): Promise<number> {
   const args = argv.slice(2);
   if (args.length === 1 && (args[0] === '--version' || args[0] === '-v')) {
-    process.stdout.write(`${VERSION}\n`);
+    writeStdout(`${VERSION}\n`);
     return 0;
   }
   const { Command } = await import('commander');

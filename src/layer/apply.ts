@@ -14,7 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import tar from 'tar-stream';
 import { setAttribute, setAttributeSync } from '@napi-rs/xattr';
-import { HashingTransform } from '../store/content-store.js';
+import { HashingTransform } from '../store/hashing-transform.js';
 import { STREAM_CHUNK } from '../util/fs.js';
 import { decompress, type CompressionOption } from './compression.js';
 import { LayerError } from './errors.js';

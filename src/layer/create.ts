@@ -6,7 +6,7 @@ import { Readable, pipeline } from 'node:stream';
 import path from 'node:path';
 import { listAttributesSync, getAttributeSync } from '@napi-rs/xattr';
 import type { ContentStore } from '../store/content-store.js';
-import { HashingTransform } from '../store/content-store.js';
+import { HashingTransform } from '../store/hashing-transform.js';
 import { ociLayerMediaType, type Compression } from '../image/media-types.js';
 import { STREAM_CHUNK } from '../util/fs.js';
 import { UserError } from '../util/errors.js';

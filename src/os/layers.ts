@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { applyLayer } from '../layer/apply.js';
-import { HashingTransform } from '../store/content-store.js';
+import { HashingTransform } from '../store/hashing-transform.js';
 import { layerCompression } from '../image/media-types.js';
 import type { Descriptor } from '../image/types.js';
 import { mksquashfs } from '../boot/artifacts.js';

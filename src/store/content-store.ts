@@ -2,14 +2,15 @@
 // that skopeo, umoci and `oci:` transports can read as it is. Extra drydock state lives in
 // sibling folders (tmp/, roots/) that the layout spec lets readers ignore.
 import { createReadStream, promises as fsp, readdirSync, readFileSync, statSync } from 'node:fs';
-import { Readable, Transform, Writable, type TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 // proper-lockfile (with graceful-fs and signal-exit) loads on the first lock, not at CLI start-up.
 const loadLockfile = async () => (await import('proper-lockfile')).default;
-import { Digester, parseDigest, digestOf, type DigestAlgorithm } from '../image/digest.js';
+import { parseDigest, digestOf, type DigestAlgorithm } from '../image/digest.js';
+import { BlobVerificationError } from './errors.js';
 import type { Descriptor, ImageIndex } from '../image/types.js';
 import { MediaType } from '../image/media-types.js';
 import { fsyncDir, readJsonIfExists, readJsonIfExistsSync, writeJsonAtomic, writeFileAtomic, STREAM_CHUNK } from '../util/fs.js';
@@ -17,9 +18,7 @@ import { fsyncDir, readJsonIfExists, readJsonIfExistsSync, writeJsonAtomic, writ
 export const REF_NAME_ANNOTATION = 'io.containerd.image.name';
 export const OCI_REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
 
-export class BlobVerificationError extends Error {
-  override name = 'BlobVerificationError';
-}
+export { BlobVerificationError } from './errors.js';
 
 export interface BlobWriteExpectation {
   digest?: string;
@@ -43,23 +42,6 @@ export function defaultRoot(): string {
   return path.join(dataHome, 'drydock');
 }
 
-/** Counts and hashes bytes as they pass, failing fast when more arrive than expected. */
-export class HashingTransform extends Transform {
-  readonly digester: Digester;
-  constructor(algorithm: DigestAlgorithm, private readonly limit?: number) {
-    super({ highWaterMark: STREAM_CHUNK });
-    this.digester = new Digester(algorithm);
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.digester.update(chunk);
-    if (this.limit !== undefined && this.digester.size > this.limit) {
-      cb(new BlobVerificationError(`blob is larger than the expected ${this.limit} bytes`));
-      return;
-    }
-    cb(null, chunk);
-  }
-}
-
 export interface BlobCommitOptions {
   /**
    * Leave the fsync of the blob's directory to syncBlobDirs(), which a copy calls once before it
@@ -77,65 +59,6 @@ export interface IngestedBlob extends WrittenBlob {
   discard(): Promise<void>;
 }
 
-/**
- * The sink of a blob write: hashes each chunk as it arrives and gathers chunks into writev calls
- * of at least STREAM_CHUNK bytes, one in flight while the next gathers. fs.WriteStream issues one
- * write per socket read (64 KiB) when the disk keeps up, each a thread-pool round trip.
- */
-class BlobFileWriter extends Writable {
-  readonly digester: Digester;
-  private batch: Buffer[] = [];
-  private batchBytes = 0;
-  private position = 0;
-  private writing: Promise<void> = Promise.resolve();
-
-  constructor(private readonly fh: fsp.FileHandle, algorithm: DigestAlgorithm, private readonly limit?: number) {
-    super({ highWaterMark: STREAM_CHUNK });
-    this.digester = new Digester(algorithm);
-  }
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
-    this.digester.update(chunk);
-    if (this.limit !== undefined && this.digester.size > this.limit) {
-      cb(new BlobVerificationError(`blob is larger than the expected ${this.limit} bytes`));
-      return;
-    }
-    this.batch.push(chunk);
-    this.batchBytes += chunk.length;
-    if (this.batchBytes < STREAM_CHUNK) { cb(); return; }
-    this.writing.then(() => { if (!this.destroyed) this.flush(); cb(); }, cb);
-  }
-
-  /** A whole blob already in memory (manifests, configs): one hash, one write, no stream. */
-  async writeWhole(buf: Buffer): Promise<void> {
-    this.digester.update(buf);
-    if (this.limit !== undefined && buf.length > this.limit) throw new BlobVerificationError(`blob is larger than the expected ${this.limit} bytes`);
-    await this.fh.writeFile(buf);
-  }
-
-  override _final(cb: (e?: Error | null) => void): void {
-    this.writing.then(() => { if (this.batchBytes > 0) this.flush(); return this.writing; }).then(() => cb(), cb);
-  }
-
-  /** Resolves when no write is in flight (before the file is closed after a failure). */
-  settled(): Promise<void> {
-    return this.writing.catch(() => {});
-  }
-
-  private flush(): void {
-    const bufs = this.batch;
-    const n = this.batchBytes;
-    const at = this.position;
-    this.batch = [];
-    this.batchBytes = 0;
-    this.position += n;
-    this.writing = this.fh.writev(bufs, at).then(({ bytesWritten }) => {
-      // libuv writes every buffer unless the write fails; a short count would be a torn blob.
-      if (bytesWritten !== n) throw new Error(`short write: ${bytesWritten} of ${n} bytes`);
-    });
-    this.writing.catch(() => {}); // reported by the next _write or _final
-  }
-}
 
 function emptyIndex(): ImageIndex {
   return { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] };
@@ -298,6 +221,9 @@ export class ContentStore {
       await fh.close().catch(() => {});
       await fsp.rm(tmp, { force: true });
     };
+    // Its own module, loaded on the first write: a class that extends Writable loads node:stream
+    // when defined, which a listing (`drydock images`) need not pay (scripts/bundle-cli.mjs).
+    const { BlobFileWriter } = await import('./blob-file-writer.js');
     const writer = new BlobFileWriter(fh, algorithm, expect.size);
     try {
       if (source instanceof Readable) {

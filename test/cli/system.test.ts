@@ -59,6 +59,28 @@ test('a closed stdout pipe ends the CLI quietly (no EPIPE stack)', async () => {
   assert.equal(r.stderr, '');
 });
 
+test('a full non-blocking stdout pipe is waited on, not an EAGAIN error (images writes fd 1 itself)', async () => {
+  requireTool('python3');
+  const root = tempDir();
+  await busyboxImage(root);
+  // The pipe's write end is O_NONBLOCK (as a Node parent that shares it can leave it), and its
+  // reader starts late: 2 MB of output cannot go in one write.
+  const parent = [
+    'import os, subprocess, sys, time',
+    'r, w = os.pipe(); os.set_blocking(w, False)',
+    'p = subprocess.Popen(sys.argv[1:], stdout=w, stderr=subprocess.PIPE); os.close(w)',
+    'time.sleep(0.5); out = b""',
+    'while True:',
+    '    chunk = os.read(r, 1 << 16)',
+    '    if not chunk: break',
+    '    out += chunk',
+    'err = p.stderr.read(); p.wait()',
+    'print(p.returncode, len(out), out[-12:].decode(), repr(err.decode()))',
+  ].join('\n');
+  const r = spawnSync('python3', ['-c', parent, process.execPath, CLI_MAIN, 'images', '--format', '{{printf "%2000000s" .Repository}}'], { env: { ...process.env, DRYDOCK_ROOT: root }, encoding: 'utf8' });
+  assert.equal(r.stdout, "0 2000001     busybox\n ''\n", r.stderr);
+});
+
 test('wait, rename, top, pause/unpause and container prune on a real container', async () => {
   requireRoot();
   requireTool('runc');

@@ -3,6 +3,7 @@
 import { Command, Option } from 'commander';
 import { collect, confirm, printJson, table } from '../output.js';
 import { UserError } from '../../util/errors.js';
+import { writeStdout } from '../stdout.js';
 
 const rt = () => import('../../runtime/lifecycle.js');
 const containers = () => import('../../runtime/containers.js');
@@ -207,7 +208,7 @@ Examples:
         });
       }
       if (f.last !== undefined) list = list.slice(0, Number(f.last));
-      if (f.quiet) { for (const c of list) process.stdout.write(`${f.trunc ? c.record.Id.slice(0, 12) : c.record.Id}\n`); return; }
+      if (f.quiet) { writeStdout(list.map((c) => `${f.trunc ? c.record.Id.slice(0, 12) : c.record.Id}\n`).join('')); return; }
       const { goStruct } = await import('../../util/gotemplate/index.js');
       const { dockerTime, formatRows } = await import('../output.js');
       // Docker's ContainerContext fields, in the order `{{json .}}` prints them (sorted keys).
@@ -227,7 +228,7 @@ Examples:
         State: c.state.Status,
         Status: describeStatus(c.state),
       }));
-      process.stdout.write(await formatRows(f.format, rows, {
+      writeStdout(await formatRows(f.format, rows, {
         defaultFormat: 'table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}',
         headers: PS_HEADERS,
       }, 'failed to execute template'));

@@ -3,6 +3,7 @@
 import { Command, Option } from 'commander';
 import { collect, confirm, dockerTime, formatEach, formatRows, formatSize, printJson, timeAgo } from '../output.js';
 import { UserError } from '../../util/errors.js';
+import { writeStdout } from '../stdout.js';
 
 async function openStore() {
   const { ContentStore } = await import('../../store/index.js');
@@ -213,7 +214,9 @@ Examples:
       const id = (d: string) => (flags.trunc ? shortId(d) : d);
       if (flags.quiet) {
         const seen = new Set<string>();
-        for (const i of images) if (i.id && !seen.has(i.id)) { seen.add(i.id); process.stdout.write(`${id(i.id)}\n`); }
+        let out = '';
+        for (const i of images) if (i.id && !seen.has(i.id)) { seen.add(i.id); out += `${id(i.id)}\n`; }
+        writeStdout(out);
         return;
       }
       const { goStruct } = await import('../../util/gotemplate/index.js');
@@ -236,7 +239,7 @@ Examples:
       const defaultFormat = flags.digests
         ? 'table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}'
         : 'table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}';
-      process.stdout.write(await formatRows(flags.format, rows, { defaultFormat, headers: IMAGE_HEADERS }));
+      writeStdout(await formatRows(flags.format, rows, { defaultFormat, headers: IMAGE_HEADERS }));
     });
   if (wants('images', 'image-ls')) images(program.command('images').alias('image-ls'));
 
