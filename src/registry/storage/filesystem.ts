@@ -207,6 +207,7 @@ class FsWriter implements FileWriter {
   // written since the last one.
   private writeback: Promise<void> | undefined;
   private hintedTo: number;
+  private syncing = false; // the commit's fsync writes the rest; no more hints
   constructor(private readonly fh: fsp.FileHandle, private readonly full: string, private readonly openedSize: number, private readonly fsync: boolean) {
     this.written = openedSize;
     this.hintedTo = openedSize;
@@ -244,7 +245,7 @@ class FsWriter implements FileWriter {
   }
 
   private hintWriteback(): void {
-    if (this.writeback || this.closed || this.written <= this.hintedTo) return;
+    if (this.writeback || this.closed || this.syncing || this.written <= this.hintedTo) return;
     const from = this.hintedTo;
     this.hintedTo = this.written;
     this.writeback = startWriteback(this.fh.fd, from, this.written - from).then(() => {
@@ -253,7 +254,7 @@ class FsWriter implements FileWriter {
     });
   }
 
-  /** Waits for the writeback hint in flight (and those it chains), before the descriptor is synced, truncated or closed. */
+  /** Waits for the writeback hint in flight (and those it chains), before the descriptor is truncated or closed. */
   private async settleWriteback(): Promise<void> {
     while (this.writeback) await this.writeback;
   }
@@ -270,11 +271,11 @@ class FsWriter implements FileWriter {
   }
 
   async commit(): Promise<void> {
+    // fsync does not wait for a hint in flight (sync_file_range and fsync may run together on one
+    // descriptor), and the tail flushed here is left to it.
+    this.syncing = true;
     await this.flush();
-    if (this.fsync) {
-      await this.settleWriteback();
-      await this.fh.sync();
-    }
+    if (this.fsync) await this.fh.sync();
     await this.close();
   }
 
