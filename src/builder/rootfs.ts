@@ -1,8 +1,9 @@
 // A step's filesystem: the parent's layers as overlay lowers, a fresh upper dir, mounts that
 // live exactly as long as the step (COPY --from sources, bind mounts of other stages), and the
-// step's result. The result is the upper dir itself, adopted as the layer cache entry of its
-// diffID; the same tar pass that hashes the diffID compresses the blob (snapshotLayer), which
-// the next step does not wait for. compressSnapshot makes the blob of an earlier build's snapshot.
+// step's result. The result is the upper dir itself: the next step mounts it as a lower dir
+// while one tar pass over it hashes the diffID and compresses the blob (snapshotLayer), and it
+// becomes the layer cache entry of its diffID when the build ends. compressSnapshot makes the
+// blob of an earlier build's snapshot.
 import { promises as fsp } from 'node:fs';
 import { Readable, Transform, pipeline } from 'node:stream';
 import path from 'node:path';
@@ -19,16 +20,44 @@ import type { BuildSession } from './session.js';
 import type { ExecContext, BuildLayer } from './vertex.js';
 
 /**
- * Mounts `layers` with a fresh upper dir, runs `fn`, and turns the upper dir into the step's
- * layer. Everything is unmounted and removed afterwards, also on failure.
+ * A step's result while its snapshot is taken: the upper dir, unmounted and complete, stays in
+ * the step's scratch dir (owned by this process, so a crash leaves nothing the next sweep does
+ * not remove) and serves as the next step's lower dir at once, while `layer` (the tar that
+ * hashes the diffID and feeds the compressor) reads it in the background. BuildKit does the
+ * same: a step's cache key chains definitions, not the previous layer's digest. `adopt` moves
+ * the dir into the layer cache once no step of the build can still mount it.
+ */
+export interface StepSnapshot {
+  /** What the next step mounts: this dir, or (SOURCE_DATE_EPOCH) the layer unpacked from its blob. */
+  lower: LowerLayer;
+  layer: Promise<BuildLayer>;
+  /** Renames the snapshot into the layer cache (or drops it) and removes the step's scratch dir. */
+  adopt(): Promise<void>;
+}
+
+/** A layer a step mounts: one of this build's snapshots by its dir, or a layer by its diffID. */
+export type LowerLayer = BuildLayer | { dir: string; diffID?: undefined };
+
+/** The overlay lower dirs of `layers`, bottom to top, unpacking the ones not cached yet. */
+export async function lowerDirs(s: BuildSession, layers: LowerLayer[]): Promise<string[]> {
+  const { ensureLayersUnpacked } = await import('../runtime/index.js');
+  const byId = layers.filter((l): l is BuildLayer => !l.dir && l.diffID !== undefined);
+  await fetchRemoteLayers(s, byId);
+  const unpacked = await ensureLayersUnpacked(s.store, byId.map(layerRef));
+  let i = 0;
+  return layers.map((l) => l.dir ?? unpacked[i++]!);
+}
+
+/**
+ * Mounts `layers` with a fresh upper dir, runs `fn`, unmounts, and starts the snapshot of the
+ * upper dir (StepSnapshot). On failure everything is unmounted and removed.
  */
 export async function withRootfs(
-  s: BuildSession, layers: BuildLayer[], x: Omit<ExecContext, 'rootfs' | 'lowers' | 'upper' | 'workDir' | 'defer'>,
+  s: BuildSession, layers: LowerLayer[], x: Omit<ExecContext, 'rootfs' | 'lowers' | 'upper' | 'workDir' | 'defer'>,
   fn: (x: ExecContext) => Promise<void>,
-): Promise<BuildLayer> {
-  const { ensureLayersUnpacked, mountRootfs, adoptUnpackedLayer, createOwnedDir, scratchRoot } = await import('../runtime/index.js');
-  await fetchRemoteLayers(s, layers);
-  const lowers = await traced('step.unpack-lowers', () => ensureLayersUnpacked(s.store, layers.map(layerRef)));
+): Promise<StepSnapshot> {
+  const { mountRootfs, adoptUnpackedLayer, createOwnedDir, scratchRoot } = await import('../runtime/index.js');
+  const lowers = await traced('step.unpack-lowers', () => lowerDirs(s, layers));
   const workDir = path.join(scratchRoot(s.store.root), `step-${process.pid}-${randomBytes(6).toString('hex')}`);
   // Owned by this process: if it is killed, the next build, run or gc sweeps mounts and container.
   await createOwnedDir(workDir);
@@ -40,6 +69,8 @@ export async function withRootfs(
     await mounted?.unmount();
     mounted = undefined;
   };
+  const removeWorkDir = () => fsp.rm(workDir, { recursive: true, force: true }).catch(() => {});
+  let kept = false;
   try {
     // volatile: the layer's durable form is its fsynced blob; the upper dir is at most a cache entry.
     mounted = await traced('step.mount', () => mountRootfs({ lowerDirs: lowers, workDir, volatile: true }));
@@ -53,20 +84,37 @@ export async function withRootfs(
       // the blob is written now and unpacked when a later step needs it.
       const { createLayer } = await import('../layer/create.js');
       const info = await createLayer(s.store, { dir: upper }, { overlayUpper: true, sourceDateEpoch: s.opts.sourceDateEpoch, compression: s.opts.compression });
-      const layer: CachedLayer = { digest: info.digest, size: info.size, mediaType: info.mediaType, diffID: info.diffID };
-      return { diffID: info.diffID, blob: Promise.resolve(layer), known: layer };
+      const known: CachedLayer = { digest: info.digest, size: info.size, mediaType: info.mediaType, diffID: info.diffID };
+      const layer: BuildLayer = { diffID: info.diffID, blob: Promise.resolve(known), known };
+      return { lower: layer, layer: Promise.resolve(layer), adopt: async () => {} };
     }
     await traced('step.umount', unmountAll);
-    const { diffID, blob } = await traced('step.tar+hash', () => snapshotLayer(s.store, upper, s.opts.compression));
-    void traced('step.blob-written', () => blob).catch(() => {});
-    // The upper dir is the new layer unpacked (overlay whiteouts and all): it becomes the layer
-    // cache entry, so the next step mounts it and nothing is unpacked here; its blob is still
-    // being compressed and written while the next step runs.
-    await traced('step.adopt', () => adoptUnpackedLayer(s.store, upper, diffID, { durable: false }));
-    return { diffID, blob, known: undefined };
+    kept = true;
+    const endSnapshot = span('step.tar+hash');
+    const layer = snapshotLayer(s.store, upper, s.opts.compression).then(({ diffID, blob }): BuildLayer => {
+      endSnapshot();
+      void traced('step.blob-written', () => blob).catch(() => {});
+      return { diffID, blob, dir: upper };
+    });
+    layer.catch(() => { /* the solver reports it */ });
+    let adopted: Promise<void> | undefined;
+    return {
+      lower: { dir: upper },
+      layer,
+      // The upper dir is the new layer unpacked (overlay whiteouts and all): it becomes the layer
+      // cache entry, so a later build mounts it and nothing is unpacked.
+      adopt: () => adopted ??= (async () => {
+        const l = await layer.catch(() => undefined);
+        if (l) {
+          await traced('step.adopt', () => adoptUnpackedLayer(s.store, upper, l.diffID, { durable: false })).catch(() => {});
+          l.dir = undefined;
+        }
+        await removeWorkDir();
+      })(),
+    };
   } finally {
     await unmountAll().catch(() => {});
-    await fsp.rm(workDir, { recursive: true, force: true }).catch(() => {});
+    if (!kept) await removeWorkDir();
   }
 }
 
@@ -150,9 +198,8 @@ export async function treeFor(s: BuildSession, x: ExecContext, inst: Instruction
     });
     label = `image ${from}`;
   }
-  const { ensureLayersUnpacked, mountRootfs } = await import('../runtime/index.js');
-  await fetchRemoteLayers(s, layers);
-  const lowers = await ensureLayersUnpacked(s.store, layers.map(layerRef));
+  const { mountRootfs } = await import('../runtime/index.js');
+  const lowers = await lowerDirs(s, layers);
   const m = await mountRootfs({ lowerDirs: lowers, workDir: path.join(x.workDir, `from-${randomBytes(4).toString('hex')}`), volatile: true });
   x.defer(() => m.unmount());
   return new SourceTree(m.rootfs, undefined, label, true);

@@ -2,10 +2,11 @@
 // small. A vertex runs once its parent and the stages it reads are done, so independent stages,
 // and COPY --from of stages that are finished, run at the same time; at most `parallelism` ops
 // (RUN/COPY/ADD) execute at once. A step's key is looked up first; a miss executes the op on an
-// overlay and keeps the upper dir as an uncompressed snapshot. Its compressed blob is made in the
-// same tar pass that hashes the diffID (rootfs.ts snapshotLayer) and finishes while the next step
-// runs; the exporter and the cache entry (written when its blob exists) await it. Layers of
-// earlier builds without a blob are compressed once per diffID.
+// overlay and keeps the upper dir as an uncompressed snapshot. The next step starts on that dir
+// at once (it needs the parent's files, not its diffID: keys chain definitions), while one tar
+// pass over the snapshot hashes the diffID and makes the compressed blob (rootfs.ts
+// StepSnapshot); a step's state, its " ---> ID" line and its cache entry wait for its diffID,
+// the exporter for the blobs. Layers of earlier builds without a blob are compressed once per diffID.
 import os from 'node:os';
 import { Writable } from 'node:stream';
 import { shortId, digestOf } from '../image/digest.js';
@@ -14,7 +15,7 @@ import { UserError } from '../util/errors.js';
 import { formatPlatform } from '../image/platform.js';
 import type { CacheEntry, CachedLayer } from './cache.js';
 import type { BuildGraph, BuildLayer, Vertex } from './vertex.js';
-import { withRootfs, compressSnapshot } from './rootfs.js';
+import { withRootfs, compressSnapshot, type LowerLayer, type StepSnapshot } from './rootfs.js';
 import type { BuildSession } from './session.js';
 
 export interface StepReport {
@@ -50,6 +51,26 @@ export function imageConfig(planned: ImageConfig, state: SolvedState): ImageConf
   };
 }
 
+/** A promise with its resolvers (Promise.withResolvers is Node 22). */
+interface Deferred<T> { promise: Promise<T>; resolve(v: T | Promise<T>): void; reject(e: unknown): void; settled: boolean }
+function deferred<T>(): Deferred<T> {
+  const d = { settled: false } as Deferred<T>;
+  d.promise = new Promise<T>((resolve, reject) => {
+    d.resolve = (v) => { d.settled = true; resolve(v); };
+    d.reject = (e) => { d.settled = true; reject(e); };
+  });
+  d.promise.catch(() => { /* the vertex's full result reports it */ });
+  return d;
+}
+
+/** What a vertex's dependants may use before it is complete. */
+interface Node {
+  /** The layers a child step mounts: known when the step's op has ended, before its diffID. */
+  lowers: Deferred<LowerLayer[]>;
+  /** The step's last progress line is written (its dependants' lines come after it). */
+  printed: Deferred<void>;
+}
+
 /** Raised in branches that stop because another branch failed; never shown. */
 class Canceled extends Error {}
 
@@ -67,6 +88,8 @@ export function limiter(n: number): <T>(task: () => Promise<T>) => Promise<T> {
 
 export class Solver {
   private readonly results = new Map<number, Promise<SolvedState>>();
+  private readonly nodes = new Map<number, Node>();
+  private readonly snapshots: StepSnapshot[] = [];
   private readonly blobs = new Map<string, Promise<CachedLayer>>();
   private readonly puts: Promise<void>[] = [];
   private readonly limit: <T>(task: () => Promise<T>) => Promise<T>;
@@ -114,6 +137,8 @@ export class Solver {
       throw this.failure;
     } finally {
       this.steps.sort((a, b) => a.step - b.step);
+      // No step runs now, so no overlay has a snapshot's dir as a lower any more.
+      await Promise.all(this.snapshots.map((x) => x.adopt()));
     }
   }
 
@@ -153,10 +178,25 @@ export class Solver {
     return this.vertex(this.lastOfStage.get(index)!);
   }
 
+  /** The layers a step on top of `v` mounts, as soon as they are on disk. */
+  private lowers(v: Vertex): Promise<LowerLayer[]> {
+    void this.vertex(v);
+    return this.nodes.get(v.id)!.lowers.promise;
+  }
+
   private vertex(v: Vertex): Promise<SolvedState> {
     let p = this.results.get(v.id);
     if (!p) {
-      p = this.execute(v).catch((e) => {
+      const node: Node = { lowers: deferred(), printed: deferred() };
+      this.nodes.set(v.id, node);
+      p = this.execute(v, node).then((state) => {
+        if (!node.lowers.settled) node.lowers.resolve(state.layers);
+        return state;
+      }, (e) => {
+        if (!node.lowers.settled) node.lowers.reject(e);
+        if (!node.printed.settled) node.printed.resolve();
+        throw e;
+      }).catch((e) => {
         if (!(e instanceof Canceled)) {
           this.failure ??= e;
           // The other platforms (and this one's other running steps) stop now, not once this
@@ -189,7 +229,7 @@ export class Solver {
     return `[${st.name ?? `stage-${st.index}`}] `;
   }
 
-  private async execute(v: Vertex): Promise<SolvedState> {
+  private async execute(v: Vertex, node: Node): Promise<SolvedState> {
     const s = this.s;
     // A step the cache has needs only its parent's state: the stages it reads (COPY --from, bind
     // mounts) are solved only on a miss, as BuildKit does, so a cached final stage never builds
@@ -197,20 +237,43 @@ export class Solver {
     const noCache = s.opts.noCache || !v.parent;
     let entry: CacheEntry | undefined = noCache ? undefined : await s.cache.get(v.key);
     const candidate = !!entry || (!noCache && !!s.opts.remoteCache?.has(v.key));
+    // What a child mounts: a metadata step's is its parent's, a FROM <stage>'s that stage's.
+    if (v.parent && !v.op) node.lowers.resolve(this.lowers(v.parent));
+    if (!v.parent && v.base?.kind === 'stage') node.lowers.resolve(this.lowers(this.lastOfStage.get(v.base.stage)!));
+    // A step that executes starts on its parent's files, without waiting for the parent's
+    // snapshot (its diffID); with several platforms a step's layer is shared, and so complete.
+    const early = !!v.op && !candidate && !s.opts.shared && !!v.parent;
     const parentP = v.parent ? this.vertex(v.parent) : this.base(v);
-    let [parent, ...inputs] = await Promise.all([parentP, ...(candidate ? [] : v.inputs.map((i) => this.stage(i)))]);
-    if (!entry && candidate) entry = await s.opts.remoteCache!.lookup(v.key, parent!.layers.map((l) => l.diffID));
-    if (candidate && !entry) inputs = await Promise.all(v.inputs.map((i) => this.stage(i)));
+    let parent: SolvedState | undefined;
+    let lowers: LowerLayer[];
+    let inputs: SolvedState[];
+    if (early) {
+      [lowers, ...inputs] = await Promise.all([this.lowers(v.parent!), ...v.inputs.map((i) => this.stage(i))]);
+    } else {
+      let first: SolvedState;
+      [first, ...inputs] = await Promise.all([parentP, ...(candidate ? [] : v.inputs.map((i) => this.stage(i)))]);
+      parent = first;
+      lowers = parent.layers;
+      if (!entry && candidate) entry = await s.opts.remoteCache!.lookup(v.key, parent.layers.map((l) => l.diffID));
+      if (candidate && !entry) inputs = await Promise.all(v.inputs.map((i) => this.stage(i)));
+    }
     if (this.failure !== undefined || this.canceled) throw new Canceled('another step failed');
     if (s.interrupted) throw new UserError('build interrupted', 130);
+    // Progress lines in order along a stage although a step starts before its parent's last line
+    // (its " ---> ID" needs the parent's diffID): this step's lines, and its RUN output, are held
+    // until the parent's are written.
+    let printed: Promise<void> = v.parent ? this.nodes.get(v.parent.id)!.printed.promise : Promise.resolve();
+    const say = (text: string) => { printed = printed.then(() => s.log(text)); };
     const prefix = this.label(v);
     const stepText = `${v.trigger ? 'Trigger' : `Step ${v.step}/${this.graph.totalSteps}`} : ${v.inst.original}`;
-    s.log(`${prefix}${stepText}\n`);
+    say(`${prefix}${stepText}\n`);
     if (!v.parent) {
       const base = v.base!;
-      s.log(`${prefix} ---> ${base.kind === 'stage' ? `stage ${this.graph.stages.find((x) => x.index === base.stage)?.name ?? base.stage}` : base.kind === 'image' ? shortId(base.image.configDigest) : ''}\n`);
+      parent = await parentP;
+      say(`${prefix} ---> ${base.kind === 'stage' ? `stage ${this.graph.stages.find((x) => x.index === base.stage)?.name ?? base.stage}` : base.kind === 'image' ? shortId(base.image.configDigest) : ''}\n`);
       const triggers = this.graph.vertices.filter((x) => x.stage === v.stage && x.trigger).length;
-      if (triggers) s.log(`${prefix}# Executing ${triggers} build trigger${triggers > 1 ? 's' : ''}\n`);
+      if (triggers) say(`${prefix}# Executing ${triggers} build trigger${triggers > 1 ? 's' : ''}\n`);
+      node.printed.resolve(printed);
       this.steps.push({ step: v.step, instruction: v.inst.original, cached: true, key: v.key });
       if (base.kind !== 'stage') this.report(v, parent, false);
       return parent;
@@ -222,11 +285,11 @@ export class Solver {
     const running = !entry && v.op ? s.opts.shared?.steps.get(v.key) : undefined;
     let shared = false;
     if (entry) {
-      s.log(`${prefix} ---> Using cache\n`);
+      say(`${prefix} ---> Using cache\n`);
       if (entry.layer) layer = { diffID: entry.layer.diffID, known: entry.layer };
     } else if (running) {
       const r = await running;
-      s.log(`${prefix} ---> Using the result of the same step for ${r.platform}\n`);
+      say(`${prefix} ---> Using the result of the same step for ${r.platform}\n`);
       entry = { created: r.created };
       layer = r.layer;
       shared = true;
@@ -234,14 +297,16 @@ export class Solver {
       entry = { created: s.stamp };
       if (v.op) {
         const layers = new Map(v.inputs.map((i, n) => [i, inputs[n]!.layers]));
-        const stageOut = prefix && s.out ? new PrefixedLines(s.out, prefix) : undefined;
-        const out = stageOut ?? s.out;
+        // RUN output waits behind this step's header line.
+        const held = s.out ? new HeldOutput(s.out, printed) : undefined;
+        const stageOut = prefix && held ? new PrefixedLines(held, prefix) : undefined;
+        const out = stageOut ?? held;
         const created = entry.created;
         const exec = (async () => {
           try {
             return await this.limit(() => {
               if (this.canceled) throw new Canceled('another platform failed');
-              return withRootfs(s, parent.layers, { stageLayers: (i) => layers.get(i) ?? [], out, stepLabel: this.stepLabel(v) }, async (x) => {
+              return withRootfs(s, lowers, { stageLayers: (i) => layers.get(i) ?? [], out, stepLabel: this.stepLabel(v) }, async (x) => {
                 this.executing.add(x.workDir);
                 try {
                   // Checked after the add: an abort from now on finds this op in `executing` and
@@ -257,15 +322,37 @@ export class Solver {
               });
             });
           } finally {
-            stageOut?.end();
+            if (stageOut) await new Promise<void>((resolve) => stageOut.end(resolve));
+            if (held) await new Promise<void>((resolve) => held.end(resolve));
           }
         })();
+        const label = this.stepLabel(v);
+        const result = exec.then(async (snap) => {
+          this.snapshots.push(snap);
+          if (early) node.lowers.resolve([...lowers, snap.lower]);
+          // The snapshot is read, hashed and written while later steps run: its failure fails
+          // the build (through this step's state, or the exporter awaiting the blob) and names it.
+          const failed = (e: unknown) => new UserError(`${label}: writing the step's layer failed: ${(e as Error).message}`, { cause: e });
+          let l: BuildLayer;
+          try {
+            l = await snap.layer;
+          } catch (e) {
+            throw failed(e);
+          }
+          if (l.blob) {
+            l.blob = l.blob.catch((e: unknown) => { throw failed(e); });
+            l.blob.catch(() => { /* awaited by the exporter and the cache entry */ });
+          }
+          return { snap, layer: l };
+        });
         if (s.opts.shared) {
-          const result = exec.then((l) => ({ layer: l, created, platform: formatPlatform(s.platform) }));
-          result.catch(() => { /* the waiting platform reports it */ });
-          s.opts.shared.steps.set(v.key, result);
+          // Moved into the layer cache now: another platform's solver may mount it after this one ended.
+          const published = result.then(async (r) => { await r.snap.adopt(); return { layer: r.layer, created, platform: formatPlatform(s.platform) }; });
+          published.catch(() => { /* the waiting platform reports it */ });
+          s.opts.shared.steps.set(v.key, published);
+          await published;
         }
-        layer = await exec;
+        layer = (await result).layer;
         const key = v.key;
         const put = this.blob(layer).then((l) => s.cache.put(key, { created, layer: l }));
         put.catch(() => { /* awaited by flush() */ });
@@ -276,6 +363,7 @@ export class Solver {
         this.puts.push(put);
       }
     }
+    parent ??= await parentP;
     const state: SolvedState = {
       layers: layer ? [...parent.layers, layer] : parent.layers,
       history: [...parent.history, {
@@ -289,8 +377,11 @@ export class Solver {
       const config = imageConfig(v.config, state);
       const id = digestOf(Buffer.from(JSON.stringify(config)));
       this.stepImages.push({ id, config, layers: state.layers });
-      s.log(`${prefix} ---> ${shortId(id)}\n`);
+      say(`${prefix} ---> ${shortId(id)}\n`);
     }
+    node.printed.resolve(printed);
+    // The exporter's last line (the final " ---> ID") comes after this one.
+    if (v === this.finalVertex) await printed;
     this.steps.push({ step: v.step, instruction: v.inst.original, cached, key: v.key, ...(shared ? { shared } : {}) });
     this.report(v, state, !!layer);
     return state;
@@ -317,6 +408,14 @@ export class Solver {
       history: img.config.history ?? [],
       created: img.config.created ?? this.s.stamp,
     };
+  }
+}
+
+/** A step's RUN output, held until `gate` (its header line is written), then passed through. */
+class HeldOutput extends Writable {
+  constructor(private readonly target: Writable, private readonly gate: Promise<void>) { super(); }
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    void this.gate.then(() => { this.target.write(chunk); cb(); });
   }
 }
 

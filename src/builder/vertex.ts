@@ -14,6 +14,11 @@ export interface BuildLayer {
   known?: CachedLayer;
   /** The blob being made from the snapshot (solver.ts starts it once per diffID). */
   blob?: Promise<CachedLayer>;
+  /**
+   * This build's snapshot, still in its step's scratch dir: later steps mount it there until the
+   * build ends and it moves into the layer cache (rootfs.ts StepSnapshot).
+   */
+  dir?: string;
 }
 
 /** What an op gets from the executor: the step's mounted rootfs and its neighbours. */

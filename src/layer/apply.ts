@@ -58,7 +58,8 @@ export interface ApplyLayerResult {
 }
 
 function lstatOrUndefined(p: string): Stats | undefined {
-  try { return lstatSync(p); } catch { return undefined; }
+  // throwIfNoEntry: a missing path (every new entry) costs no exception object.
+  try { return lstatSync(p, { throwIfNoEntry: false }); } catch { return undefined; }
 }
 
 /**
@@ -95,6 +96,9 @@ function forget(known: Set<string>, rel: string): void {
   const prefix = `${rel}/`;
   for (const d of known) if (d.startsWith(prefix)) known.delete(d);
 }
+
+/** The longest stretch of synchronous entry handling before the unpack yields to the event loop. */
+const YIELD_AFTER_MS = 5;
 
 /** Files up to this size are collected and written in one call instead of streamed. */
 const SMALL_FILE = 256 * 1024;
@@ -304,11 +308,19 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
   const extractFailed = new Promise<never>((_resolve, reject) => extract.on('error', (e: Error) => { current?.destroy(e); reject(e); }));
   extractFailed.catch(() => {});
   const done = (async () => {
+    let ran = performance.now();
     for await (const entry of extract) {
       current = entry as unknown as Readable;
       const header = entry.header as EntryHeader;
       header.rawXattrs = tap.entries[index++];
       await handleEntry(header, current);
+      // Entries already buffered are handled in one go, each with synchronous syscalls: give
+      // the event loop back now and then, or whatever runs beside the unpack (another build
+      // stage starting its RUN, a snapshot being written) waits for the whole archive.
+      if (performance.now() - ran > YIELD_AFTER_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        ran = performance.now();
+      }
     }
   })();
   try {

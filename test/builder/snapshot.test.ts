@@ -13,7 +13,7 @@ import { compressSnapshot, snapshotDiffID } from '../../src/builder/rootfs.js';
 import { BuildCache } from '../../src/builder/index.js';
 import { unpackedLayerDir } from '../../src/runtime/index.js';
 import { parseDigest } from '../../src/image/digest.js';
-import { tempDir } from '../helpers/env.js';
+import { tempDir, requireTool } from '../helpers/env.js';
 
 let fx: Fixture;
 before(async () => { fx = await builderFixture('snapshot'); });
@@ -63,4 +63,43 @@ test('a snapshot that changed before it was compressed is refused with a clear e
     await fsp.rm(snap, { recursive: true, force: true });
     execFileSync('cp', ['-a', `${copy}/.`, snap]);
   }
+});
+
+test('a step starts on its parent\'s snapshot while that is hashed and written; progress lines stay in order', async () => {
+  // 24 MiB of random bytes: its tar, hash and gzip take long enough that the RUN after it runs
+  // meanwhile, so its header and output are the lines that would come early if not held back.
+  const { randomBytes } = await import('node:crypto');
+  const dir = await fx.context({ Dockerfile: 'FROM busybox\nCOPY big.bin /big.bin\nRUN echo ran-after && wc -c < /big.bin\nRUN echo last\n' });
+  await fsp.writeFile(path.join(dir, 'big.bin'), randomBytes(24 << 20));
+  const r = await fx.build(dir, { tags: ['snap:order'], noCache: true });
+  const lines = r.log.split('\n').filter(Boolean);
+  const id = /^ ---> [0-9a-f]{12}$/;
+  assert.equal(lines.length, 13, r.log);
+  const expected = [/^Step 1\/4 : FROM busybox$/, id, /^Step 2\/4 : COPY/, id, /^Step 3\/4 : RUN/, /^ran-after$/, /^25165824$/, id,
+    /^Step 4\/4 : RUN/, /^last$/, id, /^Successfully built/, /^Successfully tagged snap:order$/];
+  expected.forEach((re, i) => assert.match(lines[i]!, re, r.log));
+  // Every snapshot ended in the layer cache, and no step's scratch dir is left.
+  for (const l of r.layers.slice(-3)) assert.equal((await snapshotDiffID(unpackedLayerDir(fx.store, l.diffID))).diffID, l.diffID);
+  assert.deepEqual(await fsp.readdir(path.join(fx.root, 'builder')).catch(() => []), []);
+});
+
+test('a snapshot that fails while later steps run fails the build, names the step, and tags nothing', async () => {
+  requireTool('chattr');
+  const dir = await fx.context({ Dockerfile: 'FROM busybox\nRUN echo one > /one\nRUN echo two > /two\n' });
+  // An immutable blobs dir refuses the layer's blob (root included): the first step's snapshot
+  // fails after the step itself succeeded, while the second step runs on it.
+  const blobs = path.join(fx.root, 'blobs', 'sha256');
+  execFileSync('chattr', ['+i', blobs]);
+  try {
+    await assert.rejects(fx.build(dir, { tags: ['snap:fails'], noCache: true }),
+      /step 2\/3 "RUN echo one > \/one": writing the step's layer failed: .*(EPERM|operation not permitted)/);
+  } finally {
+    execFileSync('chattr', ['-i', blobs]);
+  }
+  assert.equal(await fx.store.resolveTag('docker.io/library/snap:fails'), undefined);
+  assert.deepEqual(await fsp.readdir(path.join(fx.root, 'builder')).catch(() => []), [], 'no step dir is left');
+  // Nothing half-made is reused: the same build succeeds now.
+  const r = await fx.build(dir, { tags: ['snap:fails'] });
+  assert.ok(await fx.store.resolveTag('docker.io/library/snap:fails'));
+  assert.ok(r.steps.some((s) => !s.cached && s.instruction.startsWith('RUN echo one')), 'the failed step ran again');
 });
