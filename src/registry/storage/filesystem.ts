@@ -204,7 +204,7 @@ class FsWriter implements FileWriter {
   private inflightBytes = 0;
   // With fsync on, what is written is handed to the disk at once (util/writeback.ts) so the
   // commit's fsync waits only for the tail; one hint in flight per writer, covering everything
-  // written since the last one.
+  // written since the last one. A hint works on its own descriptor: closing never waits for it.
   private writeback: Promise<void> | undefined;
   private hintedTo: number;
   private syncing = false; // the commit's fsync writes the rest; no more hints
@@ -254,11 +254,6 @@ class FsWriter implements FileWriter {
     });
   }
 
-  /** Waits for the writeback hint in flight (and those it chains), before the descriptor is truncated or closed. */
-  private async settleWriteback(): Promise<void> {
-    while (this.writeback) await this.writeback;
-  }
-
   private async drain(): Promise<void> {
     const p = this.inflight;
     this.inflight = undefined;
@@ -271,8 +266,8 @@ class FsWriter implements FileWriter {
   }
 
   async commit(): Promise<void> {
-    // fsync does not wait for a hint in flight (sync_file_range and fsync may run together on one
-    // descriptor), and the tail flushed here is left to it.
+    // fsync does not wait for a hint in flight (it waits for pages under writeback itself), and
+    // the tail flushed here is left to it.
     this.syncing = true;
     await this.flush();
     if (this.fsync) await this.fh.sync();
@@ -291,7 +286,6 @@ class FsWriter implements FileWriter {
     this.pendingBytes = 0;
     try {
       await this.drain().catch(() => {}); // its bytes are cut off below either way
-      await this.settleWriteback();
       await this.fh.truncate(this.openedSize);
       this.written = this.openedSize;
     } finally {
@@ -305,7 +299,6 @@ class FsWriter implements FileWriter {
       await this.flush();
     } finally {
       this.closed = true;
-      await this.settleWriteback();
       await this.fh.close();
     }
   }
