@@ -6,7 +6,7 @@
 // RUN without a host-side view. The calls are synchronous: an overlay mount or a volatile
 // unmount returns in microseconds.
 import os from 'node:os';
-import { loadKoffi } from '../util/koffi.js';
+import { createRequire } from 'node:module';
 
 /** umount2 flag: detach now, clean up once the mount is no longer busy (umount -l). */
 export const MNT_DETACH = 2;
@@ -18,6 +18,23 @@ interface Libc {
 }
 
 let libc: Libc | undefined;
+
+type Koffi = Pick<typeof import('koffi'), 'load' | 'errno'>;
+
+/**
+ * koffi's addon. Its package index first reads node's ELF headers to tell glibc from musl and
+ * then picks the platform package's binary (10-15 ms, more than the two execs a one-step build
+ * saves); on glibc Linux that binary is linux_<arch>/koffi.node, loaded directly here (3-5 ms).
+ * Anywhere else, or if that path ever moves, the package index finds it.
+ */
+function loadKoffi(): Koffi {
+  // koffi is CommonJS with a native addon; the CLI bundles keep it external.
+  const require = createRequire(import.meta.url);
+  if (process.platform === 'linux') {
+    try { return require(`@koromix/koffi-linux-${process.arch}/linux_${process.arch}/koffi.node`) as Koffi; } catch { /* musl, or another layout */ }
+  }
+  return require('koffi') as Koffi;
+}
 
 function load(): Libc {
   if (libc) return libc;

@@ -5,7 +5,6 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { STREAM_CHUNK, fsyncDir, tempName, writeFileAtomic } from '../../util/fs.js';
-import { startWriteback } from '../../util/writeback.js';
 import { sendRange } from './send.js';
 import { PathNotFoundError, type FileInfo, type FileWriter, type StorageDriver } from './driver.js';
 
@@ -202,15 +201,8 @@ class FsWriter implements FileWriter {
   // receive and disk write overlap; memory stays bounded at two chunks per writer.
   private inflight: Promise<void> | undefined;
   private inflightBytes = 0;
-  // With fsync on, what is written is handed to the disk at once (util/writeback.ts) so the
-  // commit's fsync waits only for the tail; one hint in flight per writer, covering everything
-  // written since the last one.
-  private writeback: Promise<void> | undefined;
-  private hintedTo: number;
-  private syncing = false; // the commit's fsync writes the rest; no more hints
   constructor(private readonly fh: fsp.FileHandle, private readonly full: string, private readonly openedSize: number, private readonly fsync: boolean) {
     this.written = openedSize;
-    this.hintedTo = openedSize;
   }
 
   get size(): number {
@@ -241,22 +233,6 @@ class FsWriter implements FileWriter {
     }
     this.inflightBytes = 0;
     this.written += n;
-    if (this.fsync) this.hintWriteback();
-  }
-
-  private hintWriteback(): void {
-    if (this.writeback || this.closed || this.syncing || this.written <= this.hintedTo) return;
-    const from = this.hintedTo;
-    this.hintedTo = this.written;
-    this.writeback = startWriteback(this.fh.fd, from, this.written - from).then(() => {
-      this.writeback = undefined;
-      this.hintWriteback();
-    });
-  }
-
-  /** Waits for the writeback hint in flight (and those it chains), before the descriptor is truncated or closed. */
-  private async settleWriteback(): Promise<void> {
-    while (this.writeback) await this.writeback;
   }
 
   private async drain(): Promise<void> {
@@ -271,9 +247,6 @@ class FsWriter implements FileWriter {
   }
 
   async commit(): Promise<void> {
-    // fsync does not wait for a hint in flight (sync_file_range and fsync may run together on one
-    // descriptor), and the tail flushed here is left to it.
-    this.syncing = true;
     await this.flush();
     if (this.fsync) await this.fh.sync();
     await this.close();
@@ -291,7 +264,6 @@ class FsWriter implements FileWriter {
     this.pendingBytes = 0;
     try {
       await this.drain().catch(() => {}); // its bytes are cut off below either way
-      await this.settleWriteback();
       await this.fh.truncate(this.openedSize);
       this.written = this.openedSize;
     } finally {
@@ -305,7 +277,6 @@ class FsWriter implements FileWriter {
       await this.flush();
     } finally {
       this.closed = true;
-      await this.settleWriteback();
       await this.fh.close();
     }
   }
