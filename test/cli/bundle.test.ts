@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { closeSync, copyFileSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { busyboxImage } from '../helpers/images.js';
@@ -14,6 +15,7 @@ import { PROJECT_ROOT, requireRoot, requireTool, tempDir } from '../helpers/env.
 import { canonicalName, ContentStore } from '../../src/store/index.js';
 
 const BIN = path.join(PROJECT_ROOT, 'bin/drydock.js');
+const require = createRequire(import.meta.url);
 
 // Rebuilt here so the test checks today's sources, not whatever bundle the last build left.
 const built = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'scripts/bundle-cli.mjs')], { encoding: 'utf8' });
@@ -210,6 +212,31 @@ test('the code cache is written on the first run, used after, and never used for
   assert.notEqual(statSync(cache).mtimeMs, made, 'the stale cache is replaced');
 });
 
+test('each command of a bundle has its own code cache, so one command never deserializes what another ran', () => {
+  assert.equal(built.status, 0, built.stderr);
+  const cli = path.join(PROJECT_ROOT, 'dist/cli');
+  const { cacheFileFor } = require(path.join(cli, 'drydock.cjs')) as typeof import('../../src/cli/launch.js');
+  for (const [bundle, args, cache] of [
+    ['image', ['images', '-q'], 'image.cjs.images.cache'],
+    ['image', ['--root', '/x', 'inspect', 'busybox'], 'image.cjs.inspect.cache'],
+    ['all', ['--help'], 'all.cjs.cache'],
+    ['all', ['imagse'], 'all.cjs.cache'], // a typo leaves no file of its own
+    ['version', ['--version'], 'version.cjs.cache'],
+  ] as const) assert.equal(cacheFileFor(path.join(cli, `${bundle}.cjs`), args), path.join(cli, cache), args.join(' '));
+
+  const root = tempDir();
+  assert.equal(bin(['images', '-q'], root).code, 0);
+  const images = path.join(cli, 'image.cjs.images.cache');
+  assert.ok(existsSync(images), 'images writes its cache');
+  const made = statSync(images).mtimeMs;
+  const size = statSync(images).size;
+  const tag = bin(['tag', '--help'], root);
+  assert.equal(tag.code, 0, tag.stderr);
+  assert.ok(existsSync(path.join(cli, 'image.cjs.tag.cache')), 'tag writes a cache of its own');
+  assert.equal(statSync(images).mtimeMs, made, "another command's run leaves the images cache alone");
+  assert.equal(statSync(images).size, size);
+});
+
 test('the bundled CLI starts a detached container through the bundled monitor', async () => {
   requireRoot();
   requireTool('runc');
@@ -237,6 +264,6 @@ test('a command whose code imports Node built-ins lazily runs from the code cach
     const r = bin(['build', '-q', ctx], root);
     assert.equal(r.code, 0, `${round}: ${r.stderr}`);
     assert.match(r.stdout, /^sha256:[a-f0-9]{64}\n$/, round);
-    assert.ok(existsSync(path.join(PROJECT_ROOT, 'dist/cli/build.cjs.cache')), `${round}: the build bundle has its cache`);
+    assert.ok(existsSync(path.join(PROJECT_ROOT, 'dist/cli/build.cjs.build.cache')), `${round}: the build command has its cache`);
   }
 });
