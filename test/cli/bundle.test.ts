@@ -51,8 +51,8 @@ test('the bin runs the bundle of the command in dist/cli, never the per-file dis
   const images = bin(['images', '-q'], root);
   assert.equal(images.code, 0, images.stderr);
   assert.equal(images.stdout, '');
-  // One bundle, the image commands', and nothing from dist/src or node_modules.
-  assert.deepEqual(images.loaded.filter((f) => f.endsWith('.cjs')).sort(), ['dist/cli/drydock.cjs', 'dist/cli/image.cjs']);
+  // One bundle, the listing's (not the other image commands'), and nothing from dist/src or node_modules.
+  assert.deepEqual(images.loaded.filter((f) => f.endsWith('.cjs')).sort(), ['dist/cli/drydock.cjs', 'dist/cli/image-list.cjs']);
   assert.ok(images.loaded.every((f) => !f.startsWith('dist/src/') && !f.startsWith('node_modules/')), images.loaded.join(' '));
   // Built-ins it never uses stay unloaded (scripts/bundle-cli.mjs makes them lazy): commander's
   // child_process (and the dgram it pulls in), the store's crypto.
@@ -70,7 +70,7 @@ test('the bin runs the bundle of the command in dist/cli, never the per-file dis
   for (const m of COMMAND_MODULES) {
     const h = bin([m.names[0]!, '--help'], root);
     assert.equal(h.code, 0, `${m.names[0]} --help: ${h.stderr}`);
-    assert.match(h.stdout, new RegExp(`^Usage: drydock ${m.names[0]} `), h.stdout);
+    assert.match(h.stdout, new RegExp(`^Usage: drydock ([a-z-]+\\|)?${m.names[0]}[ |]`), h.stdout);
     assert.ok(h.loaded.includes(`dist/cli/${m.module}.cjs`), h.loaded.join(' '));
   }
 
@@ -151,7 +151,7 @@ test('images and ps load no built-in beyond the allowed few, and images reads on
     assert.match(r.stdout, (args as readonly string[]).includes('-q') ? new RegExp(`^${img.configDigest.slice(7, 19)}\n$`) : /^REPOSITORY +TAG +IMAGE ID +CREATED +SIZE\n(.*\n){3}$/);
     assert.deepEqual(r.extraBuiltins.filter((m) => !QUICK_BUILTINS.some((re) => re.test(m))), [], `${args.join(' ')} loads more than it needs`);
     // The launcher and one bundle (and its code cache) from the project; from the store, only this.
-    assert.deepEqual(r.read.filter((f) => f.startsWith(`${PROJECT_ROOT}/`)).map((f) => path.relative(PROJECT_ROOT, f)).filter((f) => !f.endsWith('.cache')).sort(), ['bin/drydock.js', 'dist/cli/drydock.cjs', 'dist/cli/image.cjs']);
+    assert.deepEqual(r.read.filter((f) => f.startsWith(`${PROJECT_ROOT}/`)).map((f) => path.relative(PROJECT_ROOT, f)).filter((f) => !f.endsWith('.cache')).sort(), ['bin/drydock.js', 'dist/cli/drydock.cjs', 'dist/cli/image-list.cjs']);
     assert.deepEqual([...new Set(storeFiles(r.read))], [...new Set(files)].sort(), args.join(' '));
   }
   // An empty store: the table's header, and still no stdout stream (src/cli/stdout.ts).
@@ -217,7 +217,7 @@ test('each command of a bundle has its own code cache, so one command never dese
   const cli = path.join(PROJECT_ROOT, 'dist/cli');
   const { cacheFileFor } = require(path.join(cli, 'drydock.cjs')) as typeof import('../../src/cli/launch.js');
   for (const [bundle, args, cache] of [
-    ['image', ['images', '-q'], 'image.cjs.images.cache'],
+    ['image-list', ['images', '-q'], 'image-list.cjs.images.cache'],
     ['image', ['--root', '/x', 'inspect', 'busybox'], 'image.cjs.inspect.cache'],
     ['all', ['--help'], 'all.cjs.cache'],
     ['all', ['imagse'], 'all.cjs.cache'], // a typo leaves no file of its own
@@ -225,16 +225,16 @@ test('each command of a bundle has its own code cache, so one command never dese
   ] as const) assert.equal(cacheFileFor(path.join(cli, `${bundle}.cjs`), args), path.join(cli, cache), args.join(' '));
 
   const root = tempDir();
-  assert.equal(bin(['images', '-q'], root).code, 0);
-  const images = path.join(cli, 'image.cjs.images.cache');
-  assert.ok(existsSync(images), 'images writes its cache');
-  const made = statSync(images).mtimeMs;
-  const size = statSync(images).size;
+  assert.equal(bin(['inspect', '--help'], root).code, 0);
+  const inspect = path.join(cli, 'image.cjs.inspect.cache');
+  assert.ok(existsSync(inspect), 'inspect writes its cache');
+  const made = statSync(inspect).mtimeMs;
+  const size = statSync(inspect).size;
   const tag = bin(['tag', '--help'], root);
   assert.equal(tag.code, 0, tag.stderr);
   assert.ok(existsSync(path.join(cli, 'image.cjs.tag.cache')), 'tag writes a cache of its own');
-  assert.equal(statSync(images).mtimeMs, made, "another command's run leaves the images cache alone");
-  assert.equal(statSync(images).size, size);
+  assert.equal(statSync(inspect).mtimeMs, made, "another command of the bundle leaves the inspect cache alone");
+  assert.equal(statSync(inspect).size, size);
 });
 
 test('the bundled CLI starts a detached container through the bundled monitor', async () => {
