@@ -15,11 +15,14 @@
 //    then compiles on every run. So the cache also lists the argv shapes it was made from (command
 //    word and flag names, no values); a run of a new shape rewrites it at exit, from the functions
 //    deserialized plus those it compiled, until MAX_SHAPES shapes are in.
+//  - Each command of a bundle has a cache of its own (<bundle>.cjs.<command>.cache; the shared
+//    <bundle>.cjs.cache for --help, --version and words the bundle does not own): V8 deserializes
+//    all of a cache, so `images` would otherwise pay for the code `load`, `save` and `inspect` ran.
 import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import Module, { createRequire } from 'node:module';
 import path from 'node:path';
 import vm from 'node:vm';
-import { bundleFor, commandWord } from './commands/index.js';
+import { bundleFor, commandWord, COMMAND_MODULES } from './commands/index.js';
 
 /** The first line of a cache file: what it was made from. */
 function cacheHeader(bundle: { ino: number; size: number; mtimeMs: number }): string {
@@ -77,7 +80,7 @@ function writeCache(file: string, header: string, shapes: readonly string[], dat
  * Runs a CommonJS bundle as require() would, with V8's code cache beside it; `shape` (argShape of
  * the command line) decides whether this run adds to the cache.
  */
-export function runBundle(file: string, opts: { codeCache?: boolean; shape?: string } = {}): void {
+export function runBundle(file: string, opts: { codeCache?: boolean; shape?: string; cacheFile?: string } = {}): void {
   const fd = openSync(file, 'r');
   let source: string;
   let header: string;
@@ -87,7 +90,7 @@ export function runBundle(file: string, opts: { codeCache?: boolean; shape?: str
   } finally {
     closeSync(fd);
   }
-  const cacheFile = `${file}.cache`;
+  const cacheFile = opts.cacheFile ?? `${file}.cache`;
   const useCache = opts.codeCache ?? true;
   const cached = useCache ? readCache(cacheFile, header) : undefined;
   // No importModuleDynamically: the bundles have no import() (scripts/bundle-cli.mjs).
@@ -102,8 +105,19 @@ export function runBundle(file: string, opts: { codeCache?: boolean; shape?: str
   wrapper.call(module.exports, module.exports, createRequire(file), module, file, path.dirname(file));
 }
 
+/**
+ * The code cache file of `bundle` for `args`: one per command the bundle owns, else the bundle's
+ * shared one (a typo must not leave a cache file behind).
+ */
+export function cacheFileFor(bundle: string, args: readonly string[]): string {
+  const word = commandWord(args);
+  const owns = word !== undefined && COMMAND_MODULES.some((m) => m.module === path.basename(bundle, '.cjs') && m.names.includes(word));
+  return owns ? `${bundle}.${word}.cache` : `${bundle}.cache`;
+}
+
 /** Runs the bundle of the command in argv from `dir` (dist/cli). */
 export function launch(dir: string, argv: readonly string[] = process.argv): void {
   const args = argv.slice(2);
-  runBundle(path.join(dir, `${bundleFor(args)}.cjs`), { codeCache: process.env.DRYDOCK_CODE_CACHE !== '0', shape: argShape(args) });
+  const bundle = path.join(dir, `${bundleFor(args)}.cjs`);
+  runBundle(bundle, { codeCache: process.env.DRYDOCK_CODE_CACHE !== '0', shape: argShape(args), cacheFile: cacheFileFor(bundle, args) });
 }

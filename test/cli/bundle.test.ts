@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { closeSync, copyFileSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -15,6 +16,7 @@ import { PROJECT_ROOT, requireRoot, requireTool, tempDir } from '../helpers/env.
 import { canonicalName, ContentStore } from '../../src/store/index.js';
 
 const BIN = path.join(PROJECT_ROOT, 'bin/drydock.js');
+const require = createRequire(import.meta.url);
 
 // Rebuilt here so the test checks today's sources, not whatever bundle the last build left.
 const built = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'scripts/bundle-cli.mjs')], { encoding: 'utf8' });
@@ -50,8 +52,8 @@ test('the bin runs the bundle of the command in dist/cli, never the per-file dis
   const images = bin(['images', '-q'], root);
   assert.equal(images.code, 0, images.stderr);
   assert.equal(images.stdout, '');
-  // One bundle, the image commands', and nothing from dist/src or node_modules.
-  assert.deepEqual(images.loaded.filter((f) => f.endsWith('.cjs')).sort(), ['dist/cli/drydock.cjs', 'dist/cli/image.cjs']);
+  // One bundle, the listing's (not the other image commands'), and nothing from dist/src or node_modules.
+  assert.deepEqual(images.loaded.filter((f) => f.endsWith('.cjs')).sort(), ['dist/cli/drydock.cjs', 'dist/cli/image-list.cjs']);
   assert.ok(images.loaded.every((f) => !f.startsWith('dist/src/') && !f.startsWith('node_modules/')), images.loaded.join(' '));
   // Built-ins it never uses stay unloaded (scripts/bundle-cli.mjs makes them lazy): commander's
   // child_process (and the dgram it pulls in), the store's crypto.
@@ -69,7 +71,7 @@ test('the bin runs the bundle of the command in dist/cli, never the per-file dis
   for (const m of COMMAND_MODULES) {
     const h = bin([m.names[0]!, '--help'], root);
     assert.equal(h.code, 0, `${m.names[0]} --help: ${h.stderr}`);
-    assert.match(h.stdout, new RegExp(`^Usage: drydock ${m.names[0]} `), h.stdout);
+    assert.match(h.stdout, new RegExp(`^Usage: drydock ([a-z-]+\\|)?${m.names[0]}[ |]`), h.stdout);
     assert.ok(h.loaded.includes(`dist/cli/${m.module}.cjs`), h.loaded.join(' '));
   }
 
@@ -150,7 +152,7 @@ test('images and ps load no built-in beyond the allowed few, and images reads on
     assert.match(r.stdout, (args as readonly string[]).includes('-q') ? new RegExp(`^${img.configDigest.slice(7, 19)}\n$`) : /^REPOSITORY +TAG +IMAGE ID +CREATED +SIZE\n(.*\n){3}$/);
     assert.deepEqual(r.extraBuiltins.filter((m) => !QUICK_BUILTINS.some((re) => re.test(m))), [], `${args.join(' ')} loads more than it needs`);
     // The launcher and one bundle (and its code cache) from the project; from the store, only this.
-    assert.deepEqual(r.read.filter((f) => f.startsWith(`${PROJECT_ROOT}/`)).map((f) => path.relative(PROJECT_ROOT, f)).filter((f) => !f.endsWith('.cache')).sort(), ['bin/drydock.js', 'dist/cli/drydock.cjs', 'dist/cli/image.cjs']);
+    assert.deepEqual(r.read.filter((f) => f.startsWith(`${PROJECT_ROOT}/`)).map((f) => path.relative(PROJECT_ROOT, f)).filter((f) => !f.endsWith('.cache')).sort(), ['bin/drydock.js', 'dist/cli/drydock.cjs', 'dist/cli/image-list.cjs']);
     assert.deepEqual([...new Set(storeFiles(r.read))], [...new Set(files)].sort(), args.join(' '));
   }
   // An empty store: the table's header, and still no stdout stream (src/cli/stdout.ts).
@@ -211,6 +213,31 @@ test('the code cache is written on the first run, used after, and never used for
   assert.notEqual(statSync(cache).mtimeMs, made, 'the stale cache is replaced');
 });
 
+test('each command of a bundle has its own code cache, so one command never deserializes what another ran', () => {
+  assert.equal(built.status, 0, built.stderr);
+  const cli = path.join(PROJECT_ROOT, 'dist/cli');
+  const { cacheFileFor } = require(path.join(cli, 'drydock.cjs')) as typeof import('../../src/cli/launch.js');
+  for (const [bundle, args, cache] of [
+    ['image-list', ['images', '-q'], 'image-list.cjs.images.cache'],
+    ['image', ['--root', '/x', 'inspect', 'busybox'], 'image.cjs.inspect.cache'],
+    ['all', ['--help'], 'all.cjs.cache'],
+    ['all', ['imagse'], 'all.cjs.cache'], // a typo leaves no file of its own
+    ['version', ['--version'], 'version.cjs.cache'],
+  ] as const) assert.equal(cacheFileFor(path.join(cli, `${bundle}.cjs`), args), path.join(cli, cache), args.join(' '));
+
+  const root = tempDir();
+  assert.equal(bin(['inspect', '--help'], root).code, 0);
+  const inspect = path.join(cli, 'image.cjs.inspect.cache');
+  assert.ok(existsSync(inspect), 'inspect writes its cache');
+  const made = statSync(inspect).mtimeMs;
+  const size = statSync(inspect).size;
+  const tag = bin(['tag', '--help'], root);
+  assert.equal(tag.code, 0, tag.stderr);
+  assert.ok(existsSync(path.join(cli, 'image.cjs.tag.cache')), 'tag writes a cache of its own');
+  assert.equal(statSync(inspect).mtimeMs, made, "another command of the bundle leaves the inspect cache alone");
+  assert.equal(statSync(inspect).size, size);
+});
+
 test('the bundled CLI starts a detached container through the bundled monitor', async () => {
   requireRoot();
   requireTool('runc');
@@ -238,7 +265,7 @@ test('a command whose code imports Node built-ins lazily runs from the code cach
     const r = bin(['build', '-q', ctx], root);
     assert.equal(r.code, 0, `${round}: ${r.stderr}`);
     assert.match(r.stdout, /^sha256:[a-f0-9]{64}\n$/, round);
-    assert.ok(existsSync(path.join(PROJECT_ROOT, 'dist/cli/build.cjs.cache')), `${round}: the build bundle has its cache`);
+    assert.ok(existsSync(path.join(PROJECT_ROOT, 'dist/cli/build.cjs.build.cache')), `${round}: the build command has its cache`);
   }
 });
 

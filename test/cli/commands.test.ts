@@ -40,7 +40,7 @@ test('with the command word, a module registers that command alone, with the sam
 
 const cases: { args: string[]; word: string | undefined; modules: number; bundle: string }[] = [
   { args: ['run', '--rm', 'busybox', 'true'], word: 'run', modules: 1, bundle: 'container' },
-  { args: ['--root', '/tmp/x', 'images'], word: 'images', modules: 1, bundle: 'image' },
+  { args: ['--root', '/tmp/x', 'images'], word: 'images', modules: 1, bundle: 'image-list' },
   { args: ['--root=/tmp/x', 'build', '.'], word: 'build', modules: 1, bundle: 'build' },
   { args: ['--help'], word: undefined, modules: COMMAND_MODULES.length, bundle: 'all' },
   { args: ['help', 'build'], word: 'help', modules: COMMAND_MODULES.length, bundle: 'all' },

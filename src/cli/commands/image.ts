@@ -1,23 +1,16 @@
-// Image commands: import, images, inspect, tag, rmi, save, load, export, gc. Thin: flags and
-// Docker-compatible output here; the work lives in src/store, src/layer and src/archive.
+// Image commands: import, image (ls, inspect, rm, history, prune), inspect, tag, rmi, save, load,
+// export, gc, history (`images` is image-list.ts). Thin: flags and Docker-compatible output here;
+// the work lives in src/store, src/layer and src/archive.
 import { Command, Option } from 'commander';
 import { collect, confirm, dockerTime, formatEach, formatRows, formatSize, printJson, timeAgo } from '../output.js';
 import { UserError } from '../../util/errors.js';
-import { writeStdout } from '../stdout.js';
+import { displayName, imagesCommand } from './image-list.js';
 
 async function openStore() {
   const { ContentStore } = await import('../../store/index.js');
   return ContentStore.open();
 }
 
-/** "docker.io/library/busybox:latest" -> { repo: "busybox", tag: "latest" }, as Docker shows names. */
-async function displayName(full: string): Promise<{ repository: string; tag: string; familiar: string }> {
-  if (full === '<none>:<none>') return { repository: '<none>', tag: '<none>', familiar: '<none>:<none>' };
-  const { parseReference, familiarName } = await import('../../image/index.js');
-  const ref = parseReference(full);
-  const repository = familiarName(ref);
-  return { repository, tag: ref.tag ?? '<none>', familiar: `${repository}:${ref.tag ?? '<none>'}` };
-}
 
 /**
  * Runs a command that streams an archive to stdout: a reader that stops early (`| head`)
@@ -60,10 +53,6 @@ function dockerContainerConfig(c: Record<string, unknown>, { nilMap, nilSlice }:
   return out;
 }
 
-const IMAGE_HEADERS = {
-  Containers: 'CONTAINERS', CreatedAt: 'CREATED AT', CreatedSince: 'CREATED', Digest: 'DIGEST', ID: 'IMAGE ID', Repository: 'REPOSITORY',
-  SharedSize: 'SHARED SIZE', Size: 'SIZE', Tag: 'TAG', UniqueSize: 'UNIQUE SIZE', VirtualSize: 'VIRTUAL SIZE',
-};
 
 /** The container (short ID) that keeps `name`'s image in use when `name` is its last reference. */
 async function containerUsing(store: import('../../store/index.js').ContentStore, name: string): Promise<{ container: string; image: string } | undefined> {
@@ -180,68 +169,6 @@ Examples:
       }
     });
 
-  const images = (cmd: Command) => cmd
-    .description('List images in the local store, newest first')
-    .argument('[repository]', 'only show images of this repository (e.g. busybox, localhost:5000/app)')
-    .option('-a, --all', 'show all images (accepted: a daemonless store keeps no intermediate images)')
-    .option('-q, --quiet', 'only show image IDs')
-    .option('--digests', 'show manifest digests')
-    .option('--no-trunc', "don't truncate IDs")
-    .option('-f, --filter <key=value>', 'filter: dangling=true|false, reference=PATTERN, label=KEY[=VALUE], before=IMAGE, since=IMAGE (repeatable)', collect)
-    .option('--format <format>', '"table", "json" (one object per line) or a Go template like "{{.Repository}}:{{.Tag}}"')
-    .addHelpText('after', `
-Examples:
-  drydock images
-  drydock images busybox --digests
-  drydock images -f dangling=true -q
-  drydock images --format json | jq -r .Repository
-  drydock images --format 'table {{.Repository}}\\t{{.Tag}}\\t{{.Size}}'`)
-    .action(async (repository: string | undefined, flags: { quiet?: boolean; digests?: boolean; trunc: boolean; filter?: string[]; format?: string }) => {
-      const { ContentStore, listImages } = await import('../../store/index.js');
-      const { shortId, parseReference, fullName } = await import('../../image/index.js');
-      const { filterImages } = await import('./image-filters.js');
-      // Only read: a store that does not exist yet lists as empty, and is not made.
-      const store = ContentStore.forReading();
-      let images = await listImages(store, { sizes: !flags.quiet });
-      if (repository) {
-        const want = fullName(parseReference(repository, { defaultTag: false }));
-        const wantTag = parseReference(repository, { defaultTag: false }).tag;
-        images = images.filter((i) => i.repository === want && (!wantTag || i.tag === wantTag));
-      }
-      images = await filterImages(store, images, flags.filter ?? []);
-      // Docker lists newest first; images of the same age by name.
-      images.sort((a, b) => (Date.parse(b.created ?? '') || 0) - (Date.parse(a.created ?? '') || 0) || a.name.localeCompare(b.name));
-      const id = (d: string) => (flags.trunc ? shortId(d) : d);
-      if (flags.quiet) {
-        const seen = new Set<string>();
-        let out = '';
-        for (const i of images) if (i.id && !seen.has(i.id)) { seen.add(i.id); out += `${id(i.id)}\n`; }
-        writeStdout(out);
-        return;
-      }
-      const { goStruct } = await import('../../util/gotemplate/index.js');
-      const rows = await Promise.all(images.map(async (i) => {
-        const d = await displayName(i.name);
-        return goStruct('*formatter.imageContext', {
-          Containers: 'N/A',
-          CreatedAt: dockerTime(i.created),
-          CreatedSince: timeAgo(i.created),
-          Digest: i.manifestDigest,
-          ID: i.id ? id(i.id) : '<missing>',
-          Repository: d.repository,
-          SharedSize: 'N/A',
-          Size: formatSize(i.size),
-          Tag: d.tag,
-          UniqueSize: 'N/A',
-          VirtualSize: formatSize(i.size),
-        });
-      }));
-      const defaultFormat = flags.digests
-        ? 'table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}'
-        : 'table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}';
-      writeStdout(await formatRows(flags.format, rows, { defaultFormat, headers: IMAGE_HEADERS }));
-    });
-  if (wants('images', 'image-ls')) images(program.command('images').alias('image-ls'));
 
   const inspect = (cmd: Command) => cmd
     .description('Show low-level information on images as a JSON array, like docker image inspect')
@@ -416,7 +343,7 @@ Examples:
   const image = wants('image') ? program
     .command('image')
     .description('Manage images: ls, inspect, rm, history, prune (see also: images, rmi, tag)') : undefined;
-  if (image) images(image.command('ls'));
+  if (image) imagesCommand(image.command('ls'));
   if (image) inspect(image.command('inspect'));
   if (image) rmi(image.command('rm'));
   if (image) history(image.command('history'));

@@ -16,7 +16,8 @@ export interface CommandModule {
 }
 
 export const COMMAND_MODULES: readonly CommandModule[] = [
-  { module: 'image', names: ['import', 'images', 'image-ls', 'image', 'inspect', 'tag', 'rmi', 'save', 'load', 'export', 'gc', 'history'], load: () => import('./image.js') },
+  { module: 'image-list', names: ['image-ls', 'images'], load: () => import('./image-list.js') },
+  { module: 'image', names: ['import', 'image', 'inspect', 'tag', 'rmi', 'save', 'load', 'export', 'gc', 'history'], load: () => import('./image.js') },
   { module: 'build', names: ['builder', 'build'], load: () => import('./build.js') },
   { module: 'mkimage', names: ['mkimage'], load: () => import('./mkimage.js') },
   { module: 'registry-client', names: ['pull', 'push', 'copy', 'login', 'logout'], load: () => import('./registry-client.js') },
