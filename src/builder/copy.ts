@@ -8,7 +8,7 @@ import path from 'node:path';
 import { resolveInRoot } from '../runtime/rootfs-path.js';
 import { decompress, openWithExternalDecompressor, peekStream } from '../layer/compression.js';
 import { UserError } from '../util/errors.js';
-import { traced } from '../util/trace.js';
+import { span, traced } from '../util/trace.js';
 import type { SourceEntry, SourceTree } from './context.js';
 import type { PatternMatcher } from '../dockerfile/index.js';
 
@@ -28,9 +28,10 @@ export interface CopyOptions {
    */
   exclude?: PatternMatcher;
   /**
-   * The step's overlay, when this copy is all the step writes: an archive extracted into a
-   * directory no lower layer has is written straight into the upper dir (overlayfs's create
-   * path costs more per file than ext4's, and nothing reads the merged view afterwards).
+   * The step's overlay, when this copy is all the step writes: a directory tree copied, or an
+   * archive extracted, into a directory no lower layer has is written straight into the upper
+   * dir (overlayfs's create path costs more per file than ext4's, and nothing reads the merged
+   * view afterwards).
    */
   overlay?: { upper: string; lowers: string[] };
 }
@@ -55,19 +56,26 @@ export async function copyEntries(tree: SourceTree, entries: SourceEntry[], root
       await mkdirInRoot(rootfs, base, opts);
       const dirHost = await resolveInRoot(rootfs, base);
       if (opts.chmod !== undefined || base !== '/') await setMeta(dirHost, e.stat, opts, false);
+      // A directory no lower layer has is the upper dir's alone: its tree is written there, at
+      // the path `base` resolved to (its symlinks are the merged view's, not the upper dir's).
+      const upper = entries.length === 1 && opts.overlay && upperOnlyDir(rootfs, dirHost, opts.overlay) ? opts.overlay.upper : undefined;
+      const root = upper ?? rootfs;
+      const baseInRoot = upper ? `/${path.relative(rootfs, dirHost)}` : base;
+      const endCopy = span(upper ? 'copy.tree-into-upper' : 'copy.tree');
       const files = new FileCopies();
       try {
         for await (const child of tree.walk(e)) {
           const rel = path.posix.relative(e.rel === '.' ? '' : e.rel, child.rel);
           if (opts.exclude?.matches(rel)) continue;
-          const inner = path.posix.join(base, rel);
+          const inner = path.posix.join(baseInRoot, rel);
           // A "!" re-included entry may sit below an excluded directory that was not copied.
-          if (opts.exclude) await mkdirInRoot(rootfs, path.posix.dirname(inner), opts);
-          if (child.stat.isFile()) await files.add(() => copyOne(rootfs, child, inner, opts));
-          else await copyOne(rootfs, child, inner, opts);
+          if (opts.exclude) await mkdirInRoot(root, path.posix.dirname(inner), opts);
+          if (child.stat.isFile()) await files.add(() => copyOne(root, child, inner, opts));
+          else await copyOne(root, child, inner, opts);
         }
       } finally {
         await files.settle();
+        endCopy();
       }
       files.throwFirst();
     } else if (opts.extractArchives && e.stat.isFile() && (await traced('add.is-archive', () => isArchive(e.hostPath)))) {
