@@ -6,7 +6,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import type { ContentStore } from '../store/content-store.js';
-import { readJsonIfExists, writeJsonAtomic } from '../util/fs.js';
+import { readJsonIfExistsSync, writeJsonAtomic } from '../util/fs.js';
 
 export interface CachedLayer {
   digest: string;
@@ -39,10 +39,14 @@ export class BuildCache {
   }
 
   async get(key: string): Promise<CacheEntry | undefined> {
-    const entry = await readJsonIfExists<CacheEntry>(this.file(key)).catch(() => undefined);
+    // Synchronous: one small file and one stat, on the main thread. Through fs.promises each was
+    // a thread-pool round trip (open, fstat, read, close, stat), and a cached build looks its
+    // steps up one after another: on a loaded 2-core host each round trip waits for a CPU.
+    let entry: CacheEntry | undefined;
+    try { entry = readJsonIfExistsSync<CacheEntry>(this.file(key)); } catch { return undefined; }
     if (!entry) return undefined;
     // The blob may have been garbage-collected (e.g. after `rmi` + `gc` with a pruned cache).
-    if (entry.layer && !(await this.store.hasBlob(entry.layer.digest))) return undefined;
+    if (entry.layer && !this.store.hasBlobSync(entry.layer.digest)) return undefined;
     return entry;
   }
 

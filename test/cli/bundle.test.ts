@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { busyboxImage } from '../helpers/images.js';
 import { COMMAND_MODULES } from '../../src/cli/commands/index.js';
@@ -237,4 +238,31 @@ test('a command whose code imports Node built-ins lazily runs from the code cach
     assert.match(r.stdout, /^sha256:[a-f0-9]{64}\n$/, round);
     assert.ok(existsSync(path.join(PROJECT_ROOT, 'dist/cli/build.cjs.cache')), `${round}: the build bundle has its cache`);
   }
+});
+
+test('the AWS SDK is a bundle of its own, loaded only by the S3 backends (build.cjs starts without it)', async () => {
+  assert.equal(built.status, 0, built.stderr);
+  const dir = path.join(PROJECT_ROOT, 'dist/cli');
+  // The SDK's user agent prefix is in its code: in aws-sdk-s3.cjs, in no command bundle.
+  assert.match(readFileSync(path.join(dir, 'aws-sdk-s3.cjs'), 'utf8'), /aws-sdk-js/);
+  for (const f of readdirSync(dir).filter((n) => n.endsWith('.cjs') && n !== 'aws-sdk-s3.cjs')) {
+    assert.doesNotMatch(readFileSync(path.join(dir, f), 'utf8'), /aws-sdk-js/, `${f} carries a copy of the AWS SDK`);
+  }
+  const root = tempDir();
+  const ctx = tempDir('drydock-bundle-ctx-');
+  writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM scratch\nENV A=1\n');
+  const plain = bin(['build', '-q', ctx], root);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.ok(!plain.loaded.includes('dist/cli/aws-sdk-s3.cjs'), plain.loaded.join(' '));
+  // An S3 cache at a closed port: the import fails at the connection, so the SDK did load.
+  const port = await new Promise<number>((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(p));
+    });
+  });
+  const s3 = bin(['build', '-q', '--cache-from', `type=s3,region=us-east-1,bucket=b,endpoint_url=http://127.0.0.1:${port}`, ctx], root, { AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'y' });
+  assert.equal(s3.code, 0, s3.stderr);
+  assert.match(s3.stderr, new RegExp(`failed to import cache manifest from s3://b/.*ECONNREFUSED 127\\.0\\.0\\.1:${port}`));
+  assert.ok(s3.loaded.includes('dist/cli/aws-sdk-s3.cjs'), s3.loaded.join(' '));
 });
