@@ -2,7 +2,7 @@
 // (solver.ts: cache, concurrent execution, snapshots) → exporters (export.ts: the image in the
 // store, --output) for one platform. Options and shared state live in session.ts; several
 // platforms at once are platforms.ts, and index.ts picks between the two.
-import { promises as fsp } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { parseDockerfile, splitStages, type DockerfileWarning } from '../dockerfile/index.js';
@@ -99,16 +99,20 @@ async function openSession(opts: BuildOptions): Promise<BuildSession> {
   // multi-platform build sweeps once, before its platforms start. The
   // scratch dir (runtime's scratchRoot) is empty after every build that finished, and then the
   // runtime, a third of the code a cached build would load, is not loaded at all.
-  if (!opts.shared && (await fsp.readdir(path.join(store.root, 'builder')).catch(() => [])).length) {
+  if (!opts.shared && readdirOrEmpty(path.join(store.root, 'builder')).length) {
     const { sweepOrphans, scratchRoot } = await import('../runtime/index.js');
     await sweepOrphans(scratchRoot(store.root));
   }
   const dfPath = opts.dockerfile ?? path.join(opts.context, 'Dockerfile');
   let text = opts.dockerfileText;
   if (text === undefined) {
-    text = await fsp.readFile(dfPath, 'utf8').catch((e: NodeJS.ErrnoException) => {
+    // Synchronous, like the other small reads before the first step (context.ts).
+    try {
+      text = readFileSync(dfPath, 'utf8');
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
       throw new UserError(e.code === 'ENOENT' ? `failed to read Dockerfile: open ${dfPath}: no such file or directory` : `failed to read Dockerfile ${dfPath}: ${e.message}`);
-    });
+    }
   }
   const file = opts.dockerfileText !== undefined ? 'Dockerfile' : path.basename(dfPath);
   const parsed = parseDockerfile(text, { file });
@@ -127,6 +131,10 @@ function printWarnings(s: BuildSession, warnings: DockerfileWarning[]): void {
   if (warnings.length === 0) return;
   s.log(`${warnings.length} warning${warnings.length === 1 ? '' : 's'} found:\n`);
   for (const w of warnings) s.log(` - ${w.rule}: ${w.message} (line ${w.line})\n`);
+}
+
+function readdirOrEmpty(dir: string): string[] {
+  try { return readdirSync(dir); } catch { return []; }
 }
 
 function warnUnusedArgs(s: BuildSession): void {

@@ -1,7 +1,7 @@
 // The build context, read in place (never copied or sent anywhere): .dockerignore filtering,
 // COPY/ADD source resolution that can never leave the context, and content hashing for the
 // cache (contents, modes and names, never mtimes).
-import { createReadStream, promises as fsp, readdirSync, lstatSync, type Stats } from 'node:fs';
+import { createReadStream, promises as fsp, readdirSync, readFileSync, readlinkSync, lstatSync, statSync, type Stats } from 'node:fs';
 import { createHash, type Hash } from 'node:crypto';
 import path from 'node:path';
 import { PatternMatcher, readIgnoreFile, compileComponentGlob } from '../dockerfile/index.js';
@@ -18,6 +18,11 @@ export interface SourceEntry {
 }
 
 const GLOB = /[*?[\\]/;
+
+/** stat(2) that follows links; undefined for any failure (missing, a loop, no permission). */
+function statSyncOrUndefined(p: string): Stats | undefined {
+  try { return statSync(p, { throwIfNoEntry: false }); } catch { return undefined; }
+}
 
 /**
  * Remembers file content hashes by (inode, size, mtime, ctime), like BuildKit's content-hash
@@ -70,12 +75,15 @@ export class SourceTree {
 
   static async openContext(dir: string, dockerfileRel?: string): Promise<SourceTree> {
     const root = path.resolve(dir);
-    const st = await fsp.stat(root).catch(() => undefined);
+    // Synchronous stat and reads here and in resolve(): a few small calls that every build makes
+    // one after another, each a thread-pool round trip through fs.promises.
+    const st = statSyncOrUndefined(root);
     if (!st?.isDirectory()) throw new UserError(`unable to prepare context: path "${dir}" not found or not a directory`);
     // Dockerfile.dockerignore next to the Dockerfile wins over .dockerignore, like BuildKit.
     const candidates = [...(dockerfileRel ? [`${dockerfileRel}.dockerignore`] : []), path.join(root, '.dockerignore')];
     for (const c of candidates) {
-      const text = await fsp.readFile(c, 'utf8').catch(() => undefined);
+      let text: string | undefined;
+      try { text = readFileSync(c, 'utf8'); } catch { text = undefined; }
       if (text !== undefined) {
         try {
           return new SourceTree(root, new PatternMatcher(readIgnoreFile(text)));
@@ -108,7 +116,7 @@ export class SourceTree {
       for (const m of matches) {
         if (this.isIgnored(m)) continue;
         const hostPath = await this.followInTree(m, instruction, src);
-        const stat = await fsp.stat(hostPath).catch(() => undefined);
+        const stat = statSyncOrUndefined(hostPath);
         if (stat) found.push({ hostPath, rel: m, stat });
       }
       if (found.length === 0) {
@@ -136,10 +144,10 @@ export class SourceTree {
         continue;
       }
       const candidate = path.join(this.root, ...resolved, comp);
-      const st = await fsp.lstat(candidate).catch(() => undefined);
+      const st = lstatSync(candidate, { throwIfNoEntry: false });
       if (st?.isSymbolicLink()) {
         if (++links > 40) throw new UserError(`${instruction} failed: too many levels of symbolic links: ${original}`);
-        const target = await fsp.readlink(candidate);
+        const target = readlinkSync(candidate);
         if (this.isRootfs) {
           if (target.startsWith('/')) resolved.length = 0;
           pending.unshift(...target.split('/'));

@@ -2,12 +2,13 @@
 // semantics (src/runtime resolveInRoot), so a symlink in the image can never redirect a write to
 // the host; existing entries are unlinked before files are created, so no write goes through a
 // symlink either. ADD's local archives go through the foundation's checked extractor.
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, lstatSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import path from 'node:path';
 import { resolveInRoot } from '../runtime/rootfs-path.js';
 import { decompress, openWithExternalDecompressor, peekStream } from '../layer/compression.js';
 import { UserError } from '../util/errors.js';
+import { span, traced } from '../util/trace.js';
 import type { SourceEntry, SourceTree } from './context.js';
 import type { PatternMatcher } from '../dockerfile/index.js';
 
@@ -26,6 +27,13 @@ export interface CopyOptions {
    * a directory source's entries below it, a file source's base name.
    */
   exclude?: PatternMatcher;
+  /**
+   * The step's overlay, when this copy is all the step writes: a directory tree copied, or an
+   * archive extracted, into a directory no lower layer has is written straight into the upper
+   * dir (overlayfs's create path costs more per file than ext4's, and nothing reads the merged
+   * view afterwards).
+   */
+  overlay?: { upper: string; lowers: string[] };
 }
 
 /**
@@ -48,24 +56,33 @@ export async function copyEntries(tree: SourceTree, entries: SourceEntry[], root
       await mkdirInRoot(rootfs, base, opts);
       const dirHost = await resolveInRoot(rootfs, base);
       if (opts.chmod !== undefined || base !== '/') await setMeta(dirHost, e.stat, opts, false);
+      // A directory no lower layer has is the upper dir's alone: its tree is written there, at
+      // the path `base` resolved to (its symlinks are the merged view's, not the upper dir's).
+      const upper = entries.length === 1 && opts.overlay && upperOnlyDir(rootfs, dirHost, opts.overlay) ? opts.overlay.upper : undefined;
+      const root = upper ?? rootfs;
+      const baseInRoot = upper ? `/${path.relative(rootfs, dirHost)}` : base;
+      const endCopy = span(upper ? 'copy.tree-into-upper' : 'copy.tree');
       const files = new FileCopies();
       try {
         for await (const child of tree.walk(e)) {
           const rel = path.posix.relative(e.rel === '.' ? '' : e.rel, child.rel);
           if (opts.exclude?.matches(rel)) continue;
-          const inner = path.posix.join(base, rel);
+          const inner = path.posix.join(baseInRoot, rel);
           // A "!" re-included entry may sit below an excluded directory that was not copied.
-          if (opts.exclude) await mkdirInRoot(rootfs, path.posix.dirname(inner), opts);
-          if (child.stat.isFile()) await files.add(() => copyOne(rootfs, child, inner, opts));
-          else await copyOne(rootfs, child, inner, opts);
+          if (opts.exclude) await mkdirInRoot(root, path.posix.dirname(inner), opts);
+          if (child.stat.isFile()) await files.add(() => copyOne(root, child, inner, opts));
+          else await copyOne(root, child, inner, opts);
         }
       } finally {
         await files.settle();
+        endCopy();
       }
       files.throwFirst();
-    } else if (opts.extractArchives && e.stat.isFile() && (await isArchive(e.hostPath))) {
+    } else if (opts.extractArchives && e.stat.isFile() && (await traced('add.is-archive', () => isArchive(e.hostPath)))) {
       await mkdirInRoot(rootfs, dest, opts);
-      await extractArchive(e.hostPath, await resolveInRoot(rootfs, dest));
+      const destHost = await resolveInRoot(rootfs, dest);
+      const upper = entries.length === 1 && opts.overlay ? upperOnlyDir(rootfs, destHost, opts.overlay) : undefined;
+      await traced(upper ? 'add.extract-into-upper' : 'add.extract', () => extractArchive(e.hostPath, upper ?? destHost));
     } else {
       const inner = opts.parents ? path.posix.join(dest, e.rel) : destIsDir ? path.posix.join(dest, path.posix.basename(e.rel)) : dest;
       await mkdirInRoot(rootfs, path.posix.dirname(inner), opts);
@@ -100,6 +117,21 @@ class FileCopies {
   throwFirst(): void {
     if (this.error !== undefined) throw this.error;
   }
+}
+
+/**
+ * The upper dir's copy of `hostDir` (a directory of the mounted rootfs) when no lower layer has
+ * that path: then the merged directory is the upper one alone, and writing into it directly is
+ * what overlayfs would do. Undefined (use the merged view) otherwise.
+ */
+function upperOnlyDir(rootfs: string, hostDir: string, overlay: { upper: string; lowers: string[] }): string | undefined {
+  const rel = path.relative(rootfs, hostDir);
+  if (rel.startsWith('..') || path.isAbsolute(rel)) return undefined;
+  // A parent that is a symlink in a lower resolves elsewhere and may report a path that exists:
+  // that only sends the copy down the merged view.
+  if (overlay.lowers.some((l) => lstatSync(path.join(l, rel), { throwIfNoEntry: false }) !== undefined)) return undefined;
+  const upper = path.join(overlay.upper, rel);
+  return lstatSync(upper, { throwIfNoEntry: false })?.isDirectory() ? upper : undefined;
 }
 
 /** Creates a directory (and missing parents) inside the rootfs, owned by the COPY's owner. */
@@ -188,7 +220,7 @@ export async function isArchive(file: string): Promise<boolean> {
 async function extractArchive(file: string, destHost: string): Promise<void> {
   // Loaded here, not at the top: a RUN step imports this module for mkdirInRoot, and the
   // extractor (tar-stream, the entry rules) is ~15 ms of module loading a RUN never uses.
-  const { applyLayer } = await import('../layer/apply.js');
+  const { applyLayer } = await traced('add.load-extractor', () => import('../layer/apply.js'));
   const stream = await openDecompressed(file);
   try {
     await applyLayer(destHost, stream, { compression: 'none', whiteouts: 'apply' });

@@ -151,7 +151,7 @@ async function stracedCli(args: string[], logDir: string): Promise<{ main: boole
   return out;
 }
 
-test('a fully cached rebuild writes nothing, fsyncs nothing, and reads its cache on the main thread', async () => {
+test('a fully cached rebuild writes nothing, fsyncs nothing, and reads its cache and Dockerfile on the main thread', async () => {
   const files: Record<string, string> = { Dockerfile: 'FROM busybox\nCOPY data /data\nRUN du -s /data > /du.txt\nRUN echo late > /late\nCMD ["sh"]\n' };
   for (let d = 0; d < 4; d++) for (let f = 0; f < 4; f++) files[`data/d${d}/f${f}.txt`] = `file ${d}/${f}\n`.repeat(100);
   const dir = await context('no-writes', files);
@@ -168,4 +168,6 @@ test('a fully cached rebuild writes nothing, fsyncs nothing, and reads its cache
   assert.ok(cacheOpens.filter((c) => c.line.includes('/cache/steps/')).length >= 3, cacheOpens.map((c) => c.line).join('\n'));
   assert.ok(cacheOpens.some((c) => c.line.includes('/cache/context/')), cacheOpens.map((c) => c.line).join('\n'));
   assert.deepEqual(cacheOpens.filter((c) => !c.main).map((c) => c.line), [], 'cache files opened on the thread pool');
+  const dockerfileOpens = calls.filter((c) => /^openat\(/.test(c.line) && c.line.includes(`${dir}/Dockerfile"`));
+  assert.ok(dockerfileOpens.length >= 1 && dockerfileOpens.every((c) => c.main), dockerfileOpens.map((c) => c.line).join('\n'));
 });

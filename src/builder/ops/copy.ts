@@ -87,7 +87,9 @@ export async function planCopy(s: BuildSession, inst: Instruction, state: PlanSt
       async exec(x: ExecContext) {
         const { copyEntries, writeFileInRoot } = await import('../copy.js');
         const owner = chown ? await resolveChown(s, inst, x.rootfs, chown) : { uid: 0, gid: 0 };
-        const copyOpts = { ...owner, chmod, extractArchives: isAdd, instruction: inst.keyword, parents, exclude };
+        // One local source is all this step writes: it may go straight into the upper dir.
+        const alone = srcs.length === 1 && local.length === 1;
+        const copyOpts = { ...owner, chmod, extractArchives: isAdd, instruction: inst.keyword, parents, exclude, ...(alone ? { overlay: { upper: x.upper, lowers: x.lowers } } : {}) };
         const many = srcs.length > 1;
         if (many && !dest.endsWith('/')) throw s.err(inst, `When using ${inst.keyword} with more than one source file, the destination must be a directory and end with a /`);
         if (local.length) {
