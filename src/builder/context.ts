@@ -183,7 +183,7 @@ export class SourceTree {
   }
 
   /** Walks a directory source (sorted), skipping ignored entries; yields every entry below it. */
-  async *walk(entry: SourceEntry): AsyncGenerator<SourceEntry> {
+  *walk(entry: SourceEntry): Generator<SourceEntry> {
     // Synchronous readdir/lstat: one fast syscall each, where a libuv round trip per entry made
     // walking a context of a few hundred files (every build hashes it) take ~100 ms under load.
     const names = readdirSync(entry.hostPath).sort();
@@ -214,25 +214,37 @@ export async function hashSources(tree: SourceTree, entries: SourceEntry[]): Pro
     h.update(`source ${e.rel}\0`);
     await hashEntry(h, e, '.', tree.hashCache);
     if (e.stat.isDirectory()) {
-      for await (const child of tree.walk(e)) await hashEntry(h, child, path.posix.relative(e.rel, child.rel), tree.hashCache);
+      // A child's rel is always `${e.rel}/…` (walk builds it so): a slice, not path.relative.
+      const cut = e.rel === '.' ? 0 : e.rel.length + 1;
+      // Synchronous walk, and an await only for a file the hash cache does not know: a cached
+      // context of a few hundred entries costs no promise per entry.
+      for (const child of tree.walk(e)) {
+        const pending = hashEntry(h, child, child.rel.slice(cut), tree.hashCache);
+        if (pending) await pending;
+      }
     }
   }
   return h.digest('hex');
 }
 
-async function hashEntry(h: Hash, e: SourceEntry, name: string, cache: HashCache): Promise<void> {
+/** Hashes one entry; returns a promise only when the file's content must be read. */
+function hashEntry(h: Hash, e: SourceEntry, name: string, cache: HashCache): Promise<void> | undefined {
   const st = e.stat;
   h.update(`${name}\0${st.mode.toString(8)}\0`);
-  if (st.isSymbolicLink()) h.update(`link ${await fsp.readlink(e.hostPath)}\0`);
+  if (st.isSymbolicLink()) h.update(`link ${readlinkSync(e.hostPath)}\0`);
   else if (st.isFile()) {
     const stamp = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
-    let fileHash = cache.get(e.hostPath, stamp);
-    if (!fileHash) {
-      const fh = createHash('sha256');
-      for await (const chunk of createReadStream(e.hostPath, { highWaterMark: STREAM_CHUNK })) fh.update(chunk as Buffer);
-      fileHash = fh.digest('hex');
-      cache.set(e.hostPath, stamp, fileHash);
-    }
-    h.update(`file ${st.size} ${fileHash}\0`);
+    const known = cache.get(e.hostPath, stamp);
+    if (known) h.update(`file ${st.size} ${known}\0`);
+    else return hashFile(h, e, stamp, cache);
   }
+  return undefined;
+}
+
+async function hashFile(h: Hash, e: SourceEntry, stamp: string, cache: HashCache): Promise<void> {
+  const fh = createHash('sha256');
+  for await (const chunk of createReadStream(e.hostPath, { highWaterMark: STREAM_CHUNK })) fh.update(chunk as Buffer);
+  const fileHash = fh.digest('hex');
+  cache.set(e.hostPath, stamp, fileHash);
+  h.update(`file ${e.stat.size} ${fileHash}\0`);
 }

@@ -8,7 +8,11 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../util/errors.js';
 
-const run = promisify(execFile);
+// Made on first use: promisify(execFile) at module load reads execFile, and the CLI bundle's lazy
+// node:child_process (with the net and dgram it loads, ~10 ms) then loads for every build.
+async function run(file: string, args: string[], opts: { env: NodeJS.ProcessEnv; maxBuffer: number }): Promise<{ stdout: string }> {
+  return promisify(execFile)(file, args, { ...opts, encoding: 'utf8' });
+}
 
 export interface GitSource {
   /** The repository URL without the fragment. */

@@ -283,6 +283,9 @@ test('the AWS SDK is a bundle of its own, loaded only by the S3 backends (build.
   const plain = bin(['build', '-q', ctx], root);
   assert.equal(plain.code, 0, plain.stderr);
   assert.ok(!plain.loaded.includes('dist/cli/aws-sdk-s3.cjs'), plain.loaded.join(' '));
+  // Nor child_process, or the dgram it loads (git.ts's execFile): a build that runs no RUN or git
+  // step needs neither (~10 ms of loading). (node:net is loaded here anyway: stdout is a pipe.)
+  for (const m of ['child_process', 'dgram']) assert.ok(!plain.builtins.includes(m), `a metadata-only build loads ${m}`);
   // An S3 cache at a closed port: the import fails at the connection, so the SDK did load.
   const port = await new Promise<number>((resolve) => {
     const srv = net.createServer().listen(0, '127.0.0.1', () => {

@@ -163,10 +163,11 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
         if (!st?.isSocket()) throw new UserError(`--ssh ${spec}: ${sock} is not an SSH agent socket`);
         ssh[id] = sock;
       }
-      const { isIP } = await import('node:net');
+      // node:net (and what it loads) only when there is an address to check.
+      const isIP = flags.addHost?.length ? (await import('node:net')).isIP : undefined;
       const extraHosts = (flags.addHost ?? []).map((h) => {
         const i = h.indexOf(':');
-        if (i <= 0 || !isIP(h.slice(i + 1))) throw new UserError(`invalid argument "${h}" for "--add-host" flag: invalid IP address in add-host: "${h.slice(i + 1)}"`);
+        if (i <= 0 || !isIP!(h.slice(i + 1))) throw new UserError(`invalid argument "${h}" for "--add-host" flag: invalid IP address in add-host: "${h.slice(i + 1)}"`);
         return `${h.slice(i + 1)}\t${h.slice(0, i)}`;
       });
       // The modules, not the runtime's index: a build loads the container runtime only for RUN.
