@@ -129,7 +129,9 @@ test('virtio-net: DHCP, then ip= static; the CMD is reachable over HTTP, ssh log
   const hostKeys: string[] = [];
 
   const dhcp = await bootVm([...vfs.args, '-cdrom', iso, '-nic', `user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:${http}-:80,hostfwd=tcp:127.0.0.1:${sshPort}-:22,hostfwd=tcp:127.0.0.1:${svcPort}-:8080`], {
-    until: /drydock: service started/, timeoutMs: 240_000,
+    // The CMD's and both --service containers' lines, in whatever order they come: each service
+    // says "started" from a poller that looks once a second, possibly after the CMD is serving.
+    until: /^(?=[^]*drydock: service started)(?=[^]*drydock: service web2 started)(?=[^]*drydock: service broken failed to start)/, timeoutMs: 240_000,
     whileRunning: async () => {
       assert.equal(await httpGet(http, 'index.html'), 'hello from the booted machine\n');
       assert.match(await httpGet(http, 'env.txt'), /^http_proxy=http:\/\/proxy\.example:3128$/m);
