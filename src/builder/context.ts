@@ -24,6 +24,11 @@ function statSyncOrUndefined(p: string): Stats | undefined {
   try { return statSync(p, { throwIfNoEntry: false }); } catch { return undefined; }
 }
 
+/** lstat(2); undefined for any failure (missing, a parent that is a file: ENOTDIR, no permission). */
+function lstatSyncOrUndefined(p: string): Stats | undefined {
+  try { return lstatSync(p, { throwIfNoEntry: false }); } catch { return undefined; }
+}
+
 /**
  * Remembers file content hashes by (inode, size, mtime, ctime), like BuildKit's content-hash
  * cache and git's index: an unchanged file is not re-read on the next build. Any write or
@@ -144,7 +149,7 @@ export class SourceTree {
         continue;
       }
       const candidate = path.join(this.root, ...resolved, comp);
-      const st = lstatSync(candidate, { throwIfNoEntry: false });
+      const st = lstatSyncOrUndefined(candidate);
       if (st?.isSymbolicLink()) {
         if (++links > 40) throw new UserError(`${instruction} failed: too many levels of symbolic links: ${original}`);
         const target = readlinkSync(candidate);

@@ -129,9 +129,14 @@ function upperOnlyDir(rootfs: string, hostDir: string, overlay: { upper: string;
   if (rel.startsWith('..') || path.isAbsolute(rel)) return undefined;
   // A parent that is a symlink in a lower resolves elsewhere and may report a path that exists:
   // that only sends the copy down the merged view.
-  if (overlay.lowers.some((l) => lstatSync(path.join(l, rel), { throwIfNoEntry: false }) !== undefined)) return undefined;
+  // ENOTDIR: the lower has a file where rel has a parent, so not the path; any other error
+  // counts as present (the merged view is always right).
+  const inLower = (l: string) => {
+    try { return lstatSync(path.join(l, rel), { throwIfNoEntry: false }) !== undefined; } catch (e) { return (e as NodeJS.ErrnoException).code !== 'ENOTDIR'; }
+  };
+  if (overlay.lowers.some(inLower)) return undefined;
   const upper = path.join(overlay.upper, rel);
-  return lstatSync(upper, { throwIfNoEntry: false })?.isDirectory() ? upper : undefined;
+  try { return lstatSync(upper, { throwIfNoEntry: false })?.isDirectory() ? upper : undefined; } catch { return undefined; }
 }
 
 /** Creates a directory (and missing parents) inside the rootfs, owned by the COPY's owner. */

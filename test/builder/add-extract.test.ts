@@ -58,6 +58,8 @@ const copies = [
   { name: 'a new directory (written into the upper dir)', setup: '', dest: '/new/copied/', check: '/new/copied' },
   { name: 'a directory of the image (through the overlay)', setup: '', dest: '/etc/', check: '/etc' },
   { name: 'a new directory below a symlink of the image', setup: 'RUN mkdir /real-parent && ln -s /real-parent /alias\n', dest: '/alias/sub/', check: '/real-parent/sub' },
+  // A lower layer has a file where the destination has a parent (lstat there is ENOTDIR).
+  { name: 'a directory that replaced a file of a lower layer', setup: 'RUN echo f > /was-file\nRUN rm /was-file && mkdir /was-file\n', dest: '/was-file/sub/', check: '/was-file/sub' },
 ];
 for (const c of copies) {
   test(`COPY of a directory into ${c.name}`, async () => {
