@@ -1,12 +1,12 @@
 // The build context, read in place (never copied or sent anywhere): .dockerignore filtering,
 // COPY/ADD source resolution that can never leave the context, and content hashing for the
 // cache (contents, modes and names, never mtimes).
-import { createReadStream, promises as fsp, readdirSync, readFileSync, readlinkSync, lstatSync, statSync, type Stats } from 'node:fs';
+import { createReadStream, promises as fsp, readdirSync, readFileSync, readlinkSync, lstatSync, type Stats } from 'node:fs';
 import { createHash, type Hash } from 'node:crypto';
 import path from 'node:path';
 import { PatternMatcher, readIgnoreFile, compileComponentGlob } from '../dockerfile/index.js';
 import { UserError } from '../util/errors.js';
-import { STREAM_CHUNK, readJsonIfExistsSync, writeJsonAtomic } from '../util/fs.js';
+import { STREAM_CHUNK, readJsonIfExistsSync, writeJsonAtomic, lstatSyncOrUndefined, statSyncOrUndefined } from '../util/fs.js';
 
 /** One resolved source: where it is on the host and the name it is known by. */
 export interface SourceEntry {
@@ -18,16 +18,6 @@ export interface SourceEntry {
 }
 
 const GLOB = /[*?[\\]/;
-
-/** stat(2) that follows links; undefined for any failure (missing, a loop, no permission). */
-function statSyncOrUndefined(p: string): Stats | undefined {
-  try { return statSync(p, { throwIfNoEntry: false }); } catch { return undefined; }
-}
-
-/** lstat(2); undefined for any failure (missing, a parent that is a file: ENOTDIR, no permission). */
-function lstatSyncOrUndefined(p: string): Stats | undefined {
-  try { return lstatSync(p, { throwIfNoEntry: false }); } catch { return undefined; }
-}
 
 /**
  * Remembers file content hashes by (inode, size, mtime, ctime), like BuildKit's content-hash

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { resolveInRoot } from '../runtime/rootfs-path.js';
 import { decompress, openWithExternalDecompressor, peekStream } from '../layer/compression.js';
 import { UserError } from '../util/errors.js';
+import { lstatSyncOrUndefined } from '../util/fs.js';
 import { span, traced } from '../util/trace.js';
 import type { SourceEntry, SourceTree } from './context.js';
 import type { PatternMatcher } from '../dockerfile/index.js';
@@ -136,7 +137,7 @@ function upperOnlyDir(rootfs: string, hostDir: string, overlay: { upper: string;
   };
   if (overlay.lowers.some(inLower)) return undefined;
   const upper = path.join(overlay.upper, rel);
-  try { return lstatSync(upper, { throwIfNoEntry: false })?.isDirectory() ? upper : undefined; } catch { return undefined; }
+  return lstatSyncOrUndefined(upper)?.isDirectory() ? upper : undefined;
 }
 
 /** Creates a directory (and missing parents) inside the rootfs, owned by the COPY's owner. */

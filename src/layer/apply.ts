@@ -5,7 +5,7 @@
 // can show (names, links, whiteouts) is checked by LayerEntryRules, the same code import and
 // load run before a layer is stored; sizes and the expanded-size cap by the header tap.
 import {
-  createWriteStream, promises as fsp, constants as fsc, lstatSync, mkdirSync, lchownSync, chmodSync, lutimesSync, writeFileSync, type Stats,
+  createWriteStream, promises as fsp, constants as fsc, mkdirSync, lchownSync, chmodSync, lutimesSync, writeFileSync,
 } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -15,7 +15,7 @@ import path from 'node:path';
 import tar from 'tar-stream';
 import { setAttribute, setAttributeSync } from '@napi-rs/xattr';
 import { HashingTransform } from '../store/hashing-transform.js';
-import { STREAM_CHUNK } from '../util/fs.js';
+import { STREAM_CHUNK, lstatSyncOrUndefined } from '../util/fs.js';
 import { decompress, type CompressionOption } from './compression.js';
 import { LayerError } from './errors.js';
 import { LayerEntryRules, refuse, type EntryHeader } from './entry-rules.js';
@@ -57,11 +57,6 @@ export interface ApplyLayerResult {
   diffID: string;
 }
 
-function lstatOrUndefined(p: string): Stats | undefined {
-  // throwIfNoEntry: a missing path (every new entry) costs no exception object.
-  try { return lstatSync(p, { throwIfNoEntry: false }); } catch { return undefined; }
-}
-
 /**
  * Makes sure every parent of `rel` is a real directory inside `root`, creating missing ones.
  * A symlink (or any non-directory) in the way is refused, never followed. `known` caches
@@ -76,7 +71,7 @@ function ensureParents(root: string, rel: string, entryName: string, known: Set<
     current = path.join(current, parts[i]!);
     const relDir = parts.slice(0, i + 1).join('/');
     if (known.has(relDir)) continue;
-    const st = lstatOrUndefined(current);
+    const st = lstatSyncOrUndefined(current);
     if (!st) {
       if (!create) return undefined;
       mkdirSync(current, { mode: 0o755 });
@@ -210,7 +205,7 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
     const abs = ensureParents(root, rel, h.name, known)!;
     for (let i = rel.indexOf('/'); i >= 0; i = rel.indexOf('/', i + 1)) touched.add(rel.slice(0, i));
     touched.add(rel);
-    const existing = lstatOrUndefined(abs);
+    const existing = lstatSyncOrUndefined(abs);
     // Whatever replaces an existing path may no longer be the directory the cache remembers.
     if (existing && !(h.type === 'directory' && existing.isDirectory())) forget(known, rel);
     switch (h.type) {
@@ -255,7 +250,7 @@ export async function applyLayer(targetDir: string, compressedStream: Readable, 
         const targetRel = checked.linkTarget!;
         const targetAbs = ensureParents(root, targetRel, h.name, known, false);
         if (!targetAbs) throw refuse.linkTargetMissing(h.name, linkname);
-        const tst = lstatOrUndefined(targetAbs);
+        const tst = lstatSyncOrUndefined(targetAbs);
         if (!tst) throw refuse.linkTargetMissing(h.name, linkname);
         if (tst.isDirectory()) throw refuse.linkTargetDirectory(h.name, linkname);
         if (targetAbs === abs) return;

@@ -1,6 +1,6 @@
 // Crash-safe file writes: temp file in the same directory, fsync, rename, fsync the directory.
 // A reader therefore sees either the old file or the complete new one, never a torn write.
-import { promises as fsp, constants, readFileSync, type WriteStream } from 'node:fs';
+import { promises as fsp, constants, readFileSync, lstatSync, statSync, type Stats, type WriteStream } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 
@@ -104,4 +104,17 @@ export async function writeJson(file: string, value: unknown, durable = true): P
   const tmp = tempName(file);
   await fsp.writeFile(tmp, JSON.stringify(value, null, 2) + '\n');
   await fsp.rename(tmp, file);
+}
+
+/**
+ * lstat(2), synchronous; undefined for any failure (missing, a parent that is a file: ENOTDIR,
+ * no permission). throwIfNoEntry: a missing path, the common case, costs no exception object.
+ */
+export function lstatSyncOrUndefined(p: string): Stats | undefined {
+  try { return lstatSync(p, { throwIfNoEntry: false }); } catch { return undefined; }
+}
+
+/** stat(2) that follows links, synchronous; undefined for any failure (missing, a loop, no permission). */
+export function statSyncOrUndefined(p: string): Stats | undefined {
+  try { return statSync(p, { throwIfNoEntry: false }); } catch { return undefined; }
 }
