@@ -220,7 +220,12 @@ export async function gcRegistry(driver: StorageDriver, opts: GcOptions = {}): P
             throw e;
           }
           if (await exists(driver, paths.blobData(d))) await moveIfPresent(driver, paths.gcHeldLink(run, repo, d), paths.layerLink(repo, d));
-          else await driver.delete(paths.layerLinkDir(repo, d));
+          else {
+            // Only the held link goes, never the repository's link folder as a whole: a push may
+            // be writing a fresh link into it right now (putContent's temp file, then the link).
+            await driver.delete(paths.gcHeldLink(run, repo, d));
+            await driver.deleteEmptyDir?.(paths.layerLinkDir(repo, d));
+          }
         }
       }
     }

@@ -133,6 +133,35 @@ describe('gc racing pushes (in-process)', () => {
     process.stdout.write(`# in-process: ${accepted.length} manifests accepted, ${restored} blobs put back by the sweep\n`);
   });
 
+  test('a link a push writes while gc holds the old one aside is kept: gc removes only what it held', async () => {
+    const root = tempDir('drydock-gc-fresh-link-');
+    const reg = await startRegistry({ root, config: { storage: { cache: { ttl: '0s' } } } as never });
+    const image = await garbageImage(reg.url, 'fresh/a');
+    await reg.close();
+    await sleep(10);
+    const layerLink = `/docker/registry/v2/repositories/fresh/a/_layers/sha256/${sha256(image.layer).slice('sha256:'.length)}/link`;
+    let relinked = false;
+    // The moment the CI run once hit by chance: gc has moved the link aside and found no data,
+    // and a client re-pushing the layer writes its link into the same folder right then.
+    class RelinkingDriver extends FilesystemDriver {
+      override async move(source: string, dest: string): Promise<void> {
+        await super.move(source, dest);
+        if (source === layerLink && dest.includes('/_drydock/gc/')) {
+          await this.putContent(layerLink, sha256(image.layer), { sync: false });
+          relinked = true;
+        }
+      }
+    }
+    const res = await gcRegistry(new RelinkingDriver(root), { gracePeriodMs: 0 });
+    assert.ok(relinked, 'the gc never held the layer link aside');
+    assert.ok(res.blobsDeleted.includes(sha256(image.layer)));
+    assert.equal((await fsp.readFile(path.join(root, layerLink))).toString(), sha256(image.layer), "the push's fresh link was removed");
+    // and a swept blob's link that nothing re-linked is gone with its folder (gc used to put the
+    // held link back when the run ended: a link to a blob that no longer exists)
+    const configDir = path.join(root, `/docker/registry/v2/repositories/fresh/a/_layers/sha256/${sha256(image.config).slice('sha256:'.length)}`);
+    await assert.rejects(fsp.stat(configDir), { code: 'ENOENT' });
+  });
+
   test('a blob re-linked after its last manifest was deleted survives the grace period check (link time, not data time)', async () => {
     const root = tempDir('drydock-gc-relink-');
     const reg = await startRegistry({ root, config: { storage: { cache: { ttl: '0s' } } } as never });

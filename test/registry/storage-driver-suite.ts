@@ -195,6 +195,18 @@ export function storageDriverSuite(name: string, make: () => StorageDriver | Pro
       await assert.rejects(d.stat('/del/ab/4'), PathNotFoundError);
     });
 
+    test('deleteEmptyDir, where the driver has it, removes only an empty directory', async () => {
+      if (!d.deleteEmptyDir) return; // an object store has no directories to remove
+      await d.putContent('/ede/full/link', 'x');
+      await d.putContent('/ede/empty/gone', 'x');
+      await d.delete('/ede/empty/gone');
+      await d.deleteEmptyDir('/ede/full');
+      assert.equal((await d.getContent('/ede/full/link')).toString(), 'x');
+      await d.deleteEmptyDir('/ede/empty');
+      assert.deepEqual(await d.list('/ede'), ['/ede/full']);
+      await d.deleteEmptyDir('/ede/never/existed');
+    });
+
     test('walk reports every file and directory, parents first, and honours skip', async () => {
       const files = ['/wk/r/a/_layers/l1', '/wk/r/a/_layers/l2', '/wk/r/a/_manifests/m', '/wk/r/b/c/_manifests/m', '/wk/r/b/c/_uploads/u/data', '/wk/r/z'];
       for (const f of files) await d.putContent(f, f);
@@ -238,7 +250,7 @@ export function storageDriverSuite(name: string, make: () => StorageDriver | Pro
     test('the path check keeps every optional capability the driver has, and adds none', async () => {
     const inner = await make();
     const checked = checkedDriver(inner);
-    for (const m of ['checkReady', 'lockFile', 'touch'] as const) {
+    for (const m of ['checkReady', 'lockFile', 'touch', 'deleteEmptyDir', 'sender'] as const) {
       assert.equal(typeof checked[m], typeof inner[m], `${m} is forwarded exactly when the driver has it`);
     }
   });

@@ -33,12 +33,14 @@ class CheckedDriver implements StorageDriver {
   readonly checkReady?: () => Promise<string[] | void>;
   readonly lockFile?: (p: string) => Promise<(() => Promise<void>) | undefined>;
   readonly touch?: (p: string) => Promise<void>;
+  readonly deleteEmptyDir?: (p: string) => Promise<void>;
   readonly sender?: (p: string, offset?: number, end?: number) => Promise<(dest: Writable) => Promise<void>>;
 
   constructor(private readonly d: StorageDriver) {
     if (d.checkReady) this.checkReady = () => d.checkReady!();
     if (d.lockFile) this.lockFile = async (p) => d.lockFile!(this.check(p));
     if (d.touch) this.touch = async (p) => d.touch!(this.check(p));
+    if (d.deleteEmptyDir) this.deleteEmptyDir = async (p) => d.deleteEmptyDir!(this.check(p));
     if (d.sender) this.sender = async (p, offset, end) => d.sender!(this.check(p), offset, end);
   }
 

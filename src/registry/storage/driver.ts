@@ -67,6 +67,12 @@ export interface StorageDriver {
    * garbage per chunk, so the V8 heap is not collected once per few dozen MiB sent. Else reader().
    */
   sender?(path: string, offset?: number, end?: number): Promise<(dest: Writable) => Promise<void>>;
+  /**
+   * Optional: removes a directory only if it is empty (a missing or non-empty one is not an
+   * error). Drivers with real directories implement it; on an object store a prefix with no
+   * objects does not exist, so there is nothing to remove.
+   */
+  deleteEmptyDir?(path: string): Promise<void>;
   /** Optional: sets a file's modification time to now (PathNotFoundError when it is missing); else callers rewrite it. */
   touch?(path: string): Promise<void>;
 }

@@ -125,6 +125,16 @@ export class FilesystemDriver implements StorageDriver {
     await fsp.rm(this.full(p), { recursive: true, force: true });
   }
 
+  async deleteEmptyDir(p: string): Promise<void> {
+    try {
+      await fsp.rmdir(this.full(p));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTEMPTY' || code === 'EEXIST') return;
+      throw mapError(e, p);
+    }
+  }
+
   async touch(p: string): Promise<void> {
     const now = new Date();
     try {
