@@ -64,6 +64,7 @@ export async function copyEntries(tree: SourceTree, entries: SourceEntry[], root
       const baseInRoot = upper ? `/${path.relative(rootfs, dirHost)}` : base;
       const endCopy = span(upper ? 'copy.tree-into-upper' : 'copy.tree');
       const files = new FileCopies();
+      const parents: ParentCache = new Map();
       try {
         for await (const child of tree.walk(e)) {
           const rel = path.posix.relative(e.rel === '.' ? '' : e.rel, child.rel);
@@ -71,8 +72,8 @@ export async function copyEntries(tree: SourceTree, entries: SourceEntry[], root
           const inner = path.posix.join(baseInRoot, rel);
           // A "!" re-included entry may sit below an excluded directory that was not copied.
           if (opts.exclude) await mkdirInRoot(root, path.posix.dirname(inner), opts);
-          if (child.stat.isFile()) await files.add(() => copyOne(root, child, inner, opts));
-          else await copyOne(root, child, inner, opts);
+          if (child.stat.isFile()) await files.add(() => copyOne(root, child, inner, opts, parents));
+          else await copyOne(root, child, inner, opts, parents);
         }
       } finally {
         await files.settle();
@@ -156,8 +157,23 @@ export async function mkdirInRoot(rootfs: string, inner: string, opts: { uid: nu
   }
 }
 
-async function copyOne(rootfs: string, e: SourceEntry, inner: string, opts: CopyOptions): Promise<void> {
-  const parentHost = await resolveInRoot(rootfs, path.posix.dirname(inner));
+/**
+ * A tree copy's resolved parent directories, by their path in the image: the files of one
+ * directory share one resolution (an lstat per path component) instead of one each. Safe
+ * because the walk reaches a directory before anything in it, and the copy replaces an entry
+ * only when it reaches that entry: once a directory's first child is copied, nothing the copy
+ * does later changes where that directory resolves.
+ */
+type ParentCache = Map<string, Promise<string>>;
+
+async function copyOne(rootfs: string, e: SourceEntry, inner: string, opts: CopyOptions, parents?: ParentCache): Promise<void> {
+  const parentInner = path.posix.dirname(inner);
+  let resolving = parents?.get(parentInner);
+  if (!resolving) {
+    resolving = resolveInRoot(rootfs, parentInner);
+    parents?.set(parentInner, resolving);
+  }
+  const parentHost = await resolving;
   const target = path.join(parentHost, path.posix.basename(inner));
   const existing = await fsp.lstat(target).catch(() => undefined);
   const st = e.stat;

@@ -77,6 +77,15 @@ RUN echo run > here.txt
   assert.equal(r.out, 'copied.txt f.txt from-tar.txt wd run\n', 'the files landed at the symlink targets inside the image');
 });
 
+test('a directory COPY whose tree replaces an image symlink with a directory writes its files there, never through the old link', async () => {
+  const files = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`tree/abs-escape/sub/f${i}.txt`, `${i}\n`]));
+  const dir = await fx.context({ ...files, 'tree/abs-escape/top.txt': 'top\n', Dockerfile: 'FROM evil-base\nCOPY tree/ /\n' });
+  await fx.build(dir, { tags: ['replaced'] });
+  await hostTargetIsEmpty();
+  const r = await runImage(fx.root, 'replaced', { args: ['sh', '-c', 'test -d /abs-escape && ! test -L /abs-escape && ls /abs-escape /abs-escape/sub | tr "\\n" " "'] });
+  assert.equal(r.out, `/abs-escape: sub top.txt  /abs-escape/sub: ${Array.from({ length: 12 }, (_, i) => `f${i}.txt`).sort().join(' ')} `);
+});
+
 const hostileTars: { name: string; entries: Parameters<typeof hostileTar>[1]; error: RegExp }[] = [
   { name: '../ entry', entries: [{ name: '../../../../../../tmp/pwned.txt' }], error: /ADD failed: cannot extract evil\.tar: .*\.\./ },
   { name: 'absolute symlink then a file through it', entries: [{ name: 'link', type: 'symlink', linkname: '/' }, { name: 'link/etc/pwned' }], error: /ADD failed: cannot extract evil\.tar/ },
