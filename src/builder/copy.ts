@@ -2,7 +2,7 @@
 // semantics (src/runtime resolveInRoot), so a symlink in the image can never redirect a write to
 // the host; existing entries are unlinked before files are created, so no write goes through a
 // symlink either. ADD's local archives go through the foundation's checked extractor.
-import { promises as fsp, lstatSync } from 'node:fs';
+import { promises as fsp, lstatSync, copyFileSync, lchownSync, chmodSync, utimesSync, constants as fsConstants } from 'node:fs';
 import { Readable } from 'node:stream';
 import path from 'node:path';
 import { resolveInRoot } from '../runtime/rootfs-path.js';
@@ -166,6 +166,9 @@ export async function mkdirInRoot(rootfs: string, inner: string, opts: { uid: nu
  */
 type ParentCache = Map<string, Promise<string>>;
 
+/** Files up to this size are copied with synchronous calls (larger ones wait on the disk). */
+const SMALL_FILE = 64 * 1024;
+
 async function copyOne(rootfs: string, e: SourceEntry, inner: string, opts: CopyOptions, parents?: ParentCache): Promise<void> {
   const parentInner = path.posix.dirname(inner);
   let resolving = parents?.get(parentInner);
@@ -187,6 +190,13 @@ async function copyOne(rootfs: string, e: SourceEntry, inner: string, opts: Copy
   if (st.isSymbolicLink()) {
     await fsp.symlink(await fsp.readlink(e.hostPath), target);
     await setMeta(target, st, opts, true);
+  } else if (st.isFile() && st.size <= SMALL_FILE) {
+    // A small file is a few syscalls of microseconds each: made on this thread, not as five
+    // thread-pool round trips that each wait for a CPU on a busy host.
+    copyFileSync(e.hostPath, target, fsConstants.COPYFILE_EXCL);
+    lchownSync(target, opts.uid, opts.gid);
+    chmodSync(target, opts.chmod ?? st.mode & 0o7777);
+    utimesSync(target, st.atime, st.mtime);
   } else if (st.isFile()) {
     // COPYFILE_EXCL: the target was just unlinked; refuse rather than follow anything new.
     await fsp.copyFile(e.hostPath, target, fsp.constants.COPYFILE_EXCL);
