@@ -2,7 +2,7 @@
 // semantics (src/runtime resolveInRoot), so a symlink in the image can never redirect a write to
 // the host; existing entries are unlinked before files are created, so no write goes through a
 // symlink either. ADD's local archives go through the foundation's checked extractor.
-import { promises as fsp, lstatSync } from 'node:fs';
+import { promises as fsp, lstatSync, copyFileSync, lchownSync, chmodSync, utimesSync, constants as fsConstants } from 'node:fs';
 import { Readable } from 'node:stream';
 import path from 'node:path';
 import { resolveInRoot } from '../runtime/rootfs-path.js';
@@ -64,6 +64,7 @@ export async function copyEntries(tree: SourceTree, entries: SourceEntry[], root
       const baseInRoot = upper ? `/${path.relative(rootfs, dirHost)}` : base;
       const endCopy = span(upper ? 'copy.tree-into-upper' : 'copy.tree');
       const files = new FileCopies();
+      const parents: ParentCache = new Map();
       try {
         for await (const child of tree.walk(e)) {
           const rel = path.posix.relative(e.rel === '.' ? '' : e.rel, child.rel);
@@ -71,8 +72,8 @@ export async function copyEntries(tree: SourceTree, entries: SourceEntry[], root
           const inner = path.posix.join(baseInRoot, rel);
           // A "!" re-included entry may sit below an excluded directory that was not copied.
           if (opts.exclude) await mkdirInRoot(root, path.posix.dirname(inner), opts);
-          if (child.stat.isFile()) await files.add(() => copyOne(root, child, inner, opts));
-          else await copyOne(root, child, inner, opts);
+          if (child.stat.isFile()) await files.add(() => copyOne(root, child, inner, opts, parents));
+          else await copyOne(root, child, inner, opts, parents);
         }
       } finally {
         await files.settle();
@@ -156,8 +157,26 @@ export async function mkdirInRoot(rootfs: string, inner: string, opts: { uid: nu
   }
 }
 
-async function copyOne(rootfs: string, e: SourceEntry, inner: string, opts: CopyOptions): Promise<void> {
-  const parentHost = await resolveInRoot(rootfs, path.posix.dirname(inner));
+/**
+ * A tree copy's resolved parent directories, by their path in the image: the files of one
+ * directory share one resolution (an lstat per path component) instead of one each. Safe
+ * because the walk reaches a directory before anything in it, and the copy replaces an entry
+ * only when it reaches that entry: once a directory's first child is copied, nothing the copy
+ * does later changes where that directory resolves.
+ */
+type ParentCache = Map<string, Promise<string>>;
+
+/** Files up to this size are copied with synchronous calls (larger ones wait on the disk). */
+const SMALL_FILE = 64 * 1024;
+
+async function copyOne(rootfs: string, e: SourceEntry, inner: string, opts: CopyOptions, parents?: ParentCache): Promise<void> {
+  const parentInner = path.posix.dirname(inner);
+  let resolving = parents?.get(parentInner);
+  if (!resolving) {
+    resolving = resolveInRoot(rootfs, parentInner);
+    parents?.set(parentInner, resolving);
+  }
+  const parentHost = await resolving;
   const target = path.join(parentHost, path.posix.basename(inner));
   const existing = await fsp.lstat(target).catch(() => undefined);
   const st = e.stat;
@@ -171,6 +190,13 @@ async function copyOne(rootfs: string, e: SourceEntry, inner: string, opts: Copy
   if (st.isSymbolicLink()) {
     await fsp.symlink(await fsp.readlink(e.hostPath), target);
     await setMeta(target, st, opts, true);
+  } else if (st.isFile() && st.size <= SMALL_FILE) {
+    // A small file is a few syscalls of microseconds each: made on this thread, not as five
+    // thread-pool round trips that each wait for a CPU on a busy host.
+    copyFileSync(e.hostPath, target, fsConstants.COPYFILE_EXCL);
+    lchownSync(target, opts.uid, opts.gid);
+    chmodSync(target, opts.chmod ?? st.mode & 0o7777);
+    utimesSync(target, st.atime, st.mtime);
   } else if (st.isFile()) {
     // COPYFILE_EXCL: the target was just unlinked; refuse rather than follow anything new.
     await fsp.copyFile(e.hostPath, target, fsp.constants.COPYFILE_EXCL);

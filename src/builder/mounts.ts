@@ -62,12 +62,12 @@ export function ociMount(m: MountRequest, hostSource: string | undefined): OciMo
 /**
  * Deletes, from the upper dir, mount points runc created for this run (empty files or dirs that
  * do not exist in any lower dir), then parents that became empty and were created the same way.
+ * The targets are handled at once (each is a few lstats, a round trip each); two that share a
+ * created parent (/etc/hosts, /etc/hostname) may both find it empty, so a removal that finds its
+ * entry gone already, or the dir no longer empty, is not an error.
  */
 export async function removeMountpoints(upperDir: string, lowerDirs: string[], targets: string[]): Promise<void> {
-  const inLower = async (rel: string) => {
-    for (const l of lowerDirs) if (await fsp.lstat(path.join(l, rel)).catch(() => undefined)) return true;
-    return false;
-  };
+  const inLower = async (rel: string) => (await Promise.all(lowerDirs.map((l) => fsp.lstat(path.join(l, rel)).then(() => true, () => false)))).includes(true);
   const sameAsLower = async (rel: string, st: { mode: number; uid: number; gid: number }) => {
     for (const l of [...lowerDirs].reverse()) {
       const ls = await fsp.lstat(path.join(l, rel)).catch(() => undefined);
@@ -75,7 +75,9 @@ export async function removeMountpoints(upperDir: string, lowerDirs: string[], t
     }
     return false;
   };
-  for (const target of targets) {
+  const raced = (e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT' && e.code !== 'ENOTEMPTY') throw e; };
+  const isEmptyDir = async (p: string) => (await fsp.readdir(p).catch((e: NodeJS.ErrnoException) => { raced(e); return ['gone']; })).length === 0;
+  await Promise.all(targets.map(async (target) => {
     let rel = path.posix.normalize(target).replace(/^\/+/, '');
     while (rel && rel !== '.') {
       const p = path.join(upperDir, rel);
@@ -83,16 +85,16 @@ export async function removeMountpoints(upperDir: string, lowerDirs: string[], t
       if (!st) break;
       if (await inLower(rel)) {
         // A parent the mount point forced overlay to copy up: drop it when nothing else changed.
-        if (st.isDirectory() && (await fsp.readdir(p)).length === 0 && (await sameAsLower(rel, st))) await fsp.rmdir(p);
+        if (st.isDirectory() && (await isEmptyDir(p)) && (await sameAsLower(rel, st))) await fsp.rmdir(p).catch(raced);
         break;
       }
       if (st.isDirectory()) {
-        if ((await fsp.readdir(p)).length) break;
-        await fsp.rmdir(p);
+        if (!(await isEmptyDir(p))) break;
+        await fsp.rmdir(p).catch(raced);
       } else if (st.isFile() && st.size === 0) {
-        await fsp.rm(p);
+        await fsp.rm(p).catch(raced);
       } else break;
       rel = path.posix.dirname(rel);
     }
-  }
+  }));
 }

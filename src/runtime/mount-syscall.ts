@@ -36,6 +36,15 @@ function loadKoffi(): Koffi {
   return require('koffi') as Koffi;
 }
 
+/** Where loadKoffi finds the addon, for a child process that needs the same FFI (seccomp.ts's ABI probe). */
+export function koffiPath(): string {
+  const require = createRequire(import.meta.url);
+  if (process.platform === 'linux') {
+    try { return require.resolve(`@koromix/koffi-linux-${process.arch}/linux_${process.arch}/koffi.node`); } catch { /* musl, or another layout */ }
+  }
+  return require.resolve('koffi');
+}
+
 function load(): Libc {
   if (libc) return libc;
   const koffi = loadKoffi();

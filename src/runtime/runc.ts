@@ -11,6 +11,7 @@ import { defaultRoot } from '../store/content-store.js';
 import { UserError } from '../util/errors.js';
 import type { OciSpec } from './spec.js';
 import { span, traced } from '../util/trace.js';
+import { allSettledOrThrow } from '../util/concurrency.js';
 
 // Promisified on each call, not at load: reading `execFile` loads child_process (the CLI bundle
 // makes built-ins lazy, scripts/bundle-cli.mjs), which `drydock ps` without running containers never needs.
@@ -64,11 +65,12 @@ export interface RuncRunHandle {
  * forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT to it while it runs, so this process lives to clean up.
  */
 export async function startRuncRun(o: RuncOptions & { id: string; bundleDir: string; spec: OciSpec; stdio: StdioOptions; pidFile?: string; architecture?: string; ptyWrapper?: boolean }): Promise<RuncRunHandle> {
-  await traced('runc.write-bundle', () => writeBundle(o.bundleDir, o.spec));
   const { bin, args } = base(o);
   const logFile = path.join(o.bundleDir, 'runc.log');
-  await fsp.rm(logFile, { force: true });
-  if (o.pidFile) await fsp.rm(o.pidFile, { force: true });
+  // The bundle, and no log or pid file of an earlier start (a restarted container reuses its bundle).
+  await traced('runc.write-bundle', () => allSettledOrThrow([
+    writeBundle(o.bundleDir, o.spec), fsp.rm(logFile, { force: true }), o.pidFile ? fsp.rm(o.pidFile, { force: true }) : undefined,
+  ] as const));
   const argv = [bin, ...args, '--log', logFile, '--log-format', 'json', 'run', '--bundle', o.bundleDir, ...(o.pidFile ? ['--pid-file', o.pidFile] : []), o.id];
   // A terminal container without a terminal of ours (the detached monitor): util-linux `script`
   // gives runc a pseudo-terminal and copies its output to our pipe, which becomes the log.

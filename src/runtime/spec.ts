@@ -5,6 +5,7 @@ import path from 'node:path';
 import { resolveUser } from './user.js';
 import { DEFAULT_CAPABILITIES, allCapabilities } from './capabilities.js';
 import { seccompFor, type OciSeccomp } from './seccomp.js';
+import { allSettledOrThrow } from '../util/concurrency.js';
 
 export interface OciMount {
   destination: string;
@@ -122,17 +123,24 @@ export function withDefaultPath(env: string[]): string[] {
 }
 
 export async function createRuntimeSpec(opts: RuntimeSpecOptions): Promise<OciSpec> {
-  const user = await resolveUser(opts.rootfs, opts.user, opts.groupAdd);
+  const caps = opts.privileged ? allCapabilities() : opts.capabilities ?? DEFAULT_CAPABILITIES;
+  // The rootfs's passwd and group, the host files and the seccomp profile are independent reads
+  // and writes: issued together, a RUN step waits for one round of them, not ten in a row.
+  const hostnameP = opts.hostname !== undefined ? Promise.resolve(opts.hostname)
+    : opts.network === 'host' ? fsp.readFile('/etc/hostname', 'utf8').then((h) => h.trim(), () => 'localhost') : Promise.resolve('drydock');
+  const hostFilesP = hostnameP.then((h) => writeHostFiles(opts.hostFilesDir ?? path.join(path.dirname(opts.rootfs), 'hostfiles'), h, opts));
+  // The profile's capability conditions are resolved against the final bounding set.
+  const seccompP = opts.privileged ? Promise.resolve(undefined) : seccompFor(opts.seccomp, caps);
+  // All settle before the first failure is thrown: no write is left running behind an error.
+  const [user, hostname, hostFiles, seccomp] = await allSettledOrThrow([resolveUser(opts.rootfs, opts.user, opts.groupAdd), hostnameP, hostFilesP, seccompP] as const);
   let env = withDefaultPath(opts.env);
   if (!env.some((e) => e.startsWith('HOME='))) env = [...env, `HOME=${user.home}`];
   if (opts.terminal && !env.some((e) => e.startsWith('TERM='))) env = [...env, 'TERM=xterm'];
-  const hostname = opts.hostname ?? (opts.network === 'host' ? (await fsp.readFile('/etc/hostname', 'utf8').catch(() => 'localhost')).trim() : 'drydock');
   // Docker's order: PATH, HOSTNAME, then the image's and the user's variables.
   if (opts.hostnameEnv && !env.some((e) => e.startsWith('HOSTNAME='))) {
     const at = env.findIndex((e) => e.startsWith('PATH=')) + 1;
     env = [...env.slice(0, at), `HOSTNAME=${hostname}`, ...env.slice(at)];
   }
-  const caps = opts.privileged ? allCapabilities() : opts.capabilities ?? DEFAULT_CAPABILITIES;
   const namespaces: { type: string; path?: string }[] = [
     { type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' },
   ];
@@ -141,7 +149,6 @@ export async function createRuntimeSpec(opts: RuntimeSpecOptions): Promise<OciSp
   // With host networking the UTS namespace would still hide the host's name; Docker shares it.
   if (opts.network === 'host' && !opts.hostname) namespaces.splice(namespaces.findIndex((n) => n.type === 'uts'), 1);
 
-  const hostFiles = await writeHostFiles(opts.hostFilesDir ?? path.join(path.dirname(opts.rootfs), 'hostfiles'), hostname, opts);
   const userMounts = opts.mounts ?? [];
   const userDest = new Set(userMounts.map((m) => path.posix.normalize(m.destination)));
   const defaults: OciMount[] = [
@@ -169,8 +176,6 @@ export async function createRuntimeSpec(opts: RuntimeSpecOptions): Promise<OciSp
     mounts.push({ destination: INIT_PATH, type: 'bind', source: await findInit(), options: ['bind', 'ro'] });
     args = [INIT_PATH, '--', ...args];
   }
-  // The profile's capability conditions are resolved against the final bounding set.
-  const seccomp = opts.privileged ? undefined : await seccompFor(opts.seccomp, caps);
   const spec: OciSpec = {
     ociVersion: '1.0.2',
     process: {
@@ -223,18 +228,22 @@ export async function hostDevices(dir = '/dev'): Promise<OciDevice[]> {
 }
 
 async function writeHostFiles(dir: string, hostname: string, opts: RuntimeSpecOptions): Promise<{ hosts: string; hostname: string; resolv: string }> {
-  await fsp.mkdir(dir, { recursive: true });
+  const made = fsp.mkdir(dir, { recursive: true });
+  made.catch(() => { /* awaited below */ });
   const hostsFile = path.join(dir, 'hosts');
   const hostnameFile = path.join(dir, 'hostname');
   const resolvFile = path.join(dir, 'resolv.conf');
-  let hosts = '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n';
-  if (opts.network === 'host') hosts = await fsp.readFile('/etc/hosts', 'utf8').catch(() => hosts);
+  const fallbackHosts = '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n';
+  const [hostHosts, hostResolv] = await Promise.all([
+    opts.network === 'host' ? fsp.readFile('/etc/hosts', 'utf8').catch(() => fallbackHosts) : fallbackHosts,
+    opts.dns ? '' : fsp.readFile('/etc/resolv.conf', 'utf8').catch(() => ''),
+  ]);
+  let hosts = hostHosts;
   for (const line of opts.extraHosts ?? []) hosts += `${line}\n`;
   if (opts.network !== 'host' && !(opts.extraHosts ?? []).some((l) => l.split(/\s+/).includes(hostname))) hosts += `127.0.1.1\t${hostname}\n`;
   let nameservers = opts.dns;
   let rest: string[] = [];
   if (!nameservers) {
-    const hostResolv = await fsp.readFile('/etc/resolv.conf', 'utf8').catch(() => '');
     const lines = hostResolv.split('\n');
     nameservers = lines.filter((l) => /^\s*nameserver\s/.test(l)).map((l) => l.trim().split(/\s+/)[1]!)
       // A loopback resolver (systemd-resolved) is unreachable from a separate network namespace.
@@ -244,6 +253,7 @@ async function writeHostFiles(dir: string, hostname: string, opts: RuntimeSpecOp
   }
   const resolv = [...nameservers.map((n) => `nameserver ${n}`), ...rest].join('\n') + '\n';
   // Regenerated on every start, so no fsync: a crash loses nothing that is not rebuilt.
+  await made;
   await Promise.all([fsp.writeFile(hostsFile, hosts), fsp.writeFile(hostnameFile, `${hostname}\n`), fsp.writeFile(resolvFile, resolv)]);
   return { hosts: hostsFile, hostname: hostnameFile, resolv: resolvFile };
 }

@@ -38,8 +38,9 @@ export async function resolveUser(rootfs: string, spec: string | undefined, extr
   const colon = value.indexOf(':');
   const userPart = colon < 0 ? value : value.slice(0, colon);
   const groupPart = colon < 0 ? undefined : value.slice(colon + 1);
-  const passwd = parsePasswd((await readFileInRoot(rootfs, '/etc/passwd')) ?? '');
-  const groups = parseGroup((await readFileInRoot(rootfs, '/etc/group')) ?? '');
+  const [passwdText, groupText] = await Promise.all([readFileInRoot(rootfs, '/etc/passwd'), readFileInRoot(rootfs, '/etc/group')]);
+  const passwd = parsePasswd(passwdText ?? '');
+  const groups = parseGroup(groupText ?? '');
   let entry: PasswdEntry | undefined;
   let uid: number;
   if (userPart === '') {

@@ -8,7 +8,9 @@ import path from 'node:path';
 import tar from 'tar-stream';
 import { builderFixture, type Fixture } from './helpers.js';
 import { runImage } from '../helpers/run-image.js';
-import { tempDir } from '../helpers/env.js';
+import { tempDir, requireTool } from '../helpers/env.js';
+import { execFileSync } from 'node:child_process';
+import { kernelRunsX32 } from '../../src/runtime/seccomp.js';
 
 let fx: Fixture;
 /** A host dir the image's symlinks point at: must stay empty whatever the build does. */
@@ -75,6 +77,15 @@ RUN echo run > here.txt
   assert.equal(r.out, 'copied.txt f.txt from-tar.txt wd run\n', 'the files landed at the symlink targets inside the image');
 });
 
+test('a directory COPY whose tree replaces an image symlink with a directory writes its files there, never through the old link', async () => {
+  const files = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`tree/abs-escape/sub/f${i}.txt`, `${i}\n`]));
+  const dir = await fx.context({ ...files, 'tree/abs-escape/top.txt': 'top\n', Dockerfile: 'FROM evil-base\nCOPY tree/ /\n' });
+  await fx.build(dir, { tags: ['replaced'] });
+  await hostTargetIsEmpty();
+  const r = await runImage(fx.root, 'replaced', { args: ['sh', '-c', 'test -d /abs-escape && ! test -L /abs-escape && ls /abs-escape /abs-escape/sub | tr "\\n" " "'] });
+  assert.equal(r.out, `/abs-escape: sub top.txt  /abs-escape/sub: ${Array.from({ length: 12 }, (_, i) => `f${i}.txt`).sort().join(' ')} `);
+});
+
 const hostileTars: { name: string; entries: Parameters<typeof hostileTar>[1]; error: RegExp }[] = [
   { name: '../ entry', entries: [{ name: '../../../../../../tmp/pwned.txt' }], error: /ADD failed: cannot extract evil\.tar: .*\.\./ },
   { name: 'absolute symlink then a file through it', entries: [{ name: 'link', type: 'symlink', linkname: '/' }, { name: 'link/etc/pwned' }], error: /ADD failed: cannot extract evil\.tar/ },
@@ -104,6 +115,46 @@ test('RUN gets Docker\'s builder defaults: the default seccomp profile and the 1
   assert.match(r.log, /^Seccomp:\s+2$/m);
   assert.match(r.log, /^CapEff:\s+00000000a80425fb$/m);
   assert.match(r.log, /^NoNewPrivs:\s+0$/m);
+});
+
+test('RUN\'s seccomp filter covers x32 only where the kernel runs x32: a call with the x32 bit is refused either way', async () => {
+  requireTool('gcc', 'apt-get install gcc libc6-dev');
+  const src = path.join(tempDir('drydock-x32-probe-'), 'probe.c');
+  // A native getpid, then getpid with the x32 bit (0x40000000 | 39).
+  await fsp.writeFile(src, `#include <stdio.h>
+#include <errno.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+int main(void) {
+  printf("native %ld\\n", syscall(39)); fflush(stdout);
+  long r = syscall(0x40000000L | 39);
+  printf("x32 %ld errno %d\\n", r, r < 0 ? errno : 0); fflush(stdout);
+  return 0;
+}
+`);
+  const dir = await fx.context({ Dockerfile: 'FROM busybox\nCOPY probe /probe\nRUN /probe; echo "probe exit $?"\n' });
+  execFileSync('gcc', ['-static', '-O2', '-o', path.join(dir, 'probe'), src]);
+  const r = await fx.build(dir);
+  assert.match(r.log, /^native [1-9][0-9]*$/m, 'x86_64 calls pass the filter');
+  if (await kernelRunsX32()) {
+    // The full profile: x32 calls are filtered like x86_64 ones and getpid runs.
+    assert.match(r.log, /^x32 [1-9][0-9]* errno 0$/m);
+    assert.match(r.log, /^probe exit 0$/m);
+  } else {
+    // No x32 section in the filter: libseccomp's x86_64 section kills the thread (SIGSYS, 31)
+    // instead of the ENOSYS that the kernel would have returned.
+    assert.doesNotMatch(r.log, /^x32 /m);
+    assert.match(r.log, /^probe exit 159$/m);
+  }
+});
+
+test('no runc state or container is left in the store\'s runc root after builds, failed ones too', async () => {
+  const ok = await fx.context({ Dockerfile: 'FROM busybox\nRUN echo one > /one\nRUN echo two > /two\n' });
+  await fx.build(ok, { noCache: true });
+  const failing = await fx.context({ Dockerfile: 'FROM busybox\nRUN echo one > /one\nRUN exit 3\n' });
+  await assert.rejects(fx.build(failing, { noCache: true }), /exit code: 3/);
+  assert.deepEqual(await fsp.readdir(path.join(fx.root, 'runc')).catch(() => []), []);
+  assert.equal(execFileSync('runc', ['--root', path.join(fx.root, 'runc'), 'list', '-q'], { encoding: 'utf8' }).trim(), '');
 });
 
 test('a WORKDIR that is a symlink into /proc is refused by what it resolves to, not by its text', async () => {

@@ -7,7 +7,8 @@ import { promises as fsp, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { runtimeFixture, type RuntimeFixture } from './helpers.js';
 import { tempDir } from '../helpers/env.js';
-import { convertProfile, DEFAULT_SECCOMP_PROFILE } from '../../src/runtime/seccomp.js';
+import { convertProfile, DEFAULT_SECCOMP_PROFILE, kernelRunsX32, withoutAbsentAbis } from '../../src/runtime/seccomp.js';
+import { gunzipSync } from 'node:zlib';
 import { effectiveCapabilities } from '../../src/runtime/capabilities.js';
 
 let fx: RuntimeFixture;
@@ -122,4 +123,20 @@ test('WORKDIR and -w are checked by what they resolve to inside the rootfs', asy
   assert.notEqual(ex.code, 0);
   assert.match(ex.stderr, /a working directory under \/proc is refused/);
   await fx.ok(['rm', '-f', 'wdexec']);
+});
+
+test('kernelRunsX32 agrees with the kernel\'s config, and withoutAbsentAbis drops only x32 where it says no', async (t) => {
+  const config = existsSync('/proc/config.gz') ? gunzipSync(readFileSync('/proc/config.gz')).toString('utf8') : undefined;
+  const profile = convertProfile(JSON.parse(await fsp.readFile(DEFAULT_SECCOMP_PROFILE, 'utf8')), effectiveCapabilities({}), 'amd64');
+  const runs = await kernelRunsX32();
+  // Built without the x32 ABI: the probe must say so (with it, the syscall.x32 boot flag decides).
+  if (config && /^# CONFIG_X86_X32_ABI is not set$/m.test(config)) assert.equal(runs, false);
+  else if (!config) t.diagnostic('no /proc/config.gz: only the filter half is checked');
+  const trimmed = await withoutAbsentAbis(profile);
+  assert.deepEqual(trimmed.architectures, runs ? ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'] : ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86']);
+  // Every rule and the default action stay; the converted profile itself is not changed.
+  assert.deepEqual({ ...trimmed, architectures: undefined }, { ...profile, architectures: undefined });
+  assert.deepEqual(profile.architectures, ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32']);
+  const arm = { ...profile, architectures: ['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM'] };
+  assert.equal(await withoutAbsentAbis(arm), arm);
 });

@@ -10,6 +10,7 @@ import { hostPlatform } from '../../image/platform.js';
 import { checkBinfmt } from '../binfmt.js';
 import { UserError } from '../../util/errors.js';
 import { span, traced } from '../../util/trace.js';
+import { allSettledOrThrow } from '../../util/concurrency.js';
 import { hashSources } from '../context.js';
 import { DEFAULT_SHELL } from '../dispatch.js';
 import { parseMountFlag, cacheMountDir, ociMount, removeMountpoints, type MountRequest } from '../mounts.js';
@@ -66,36 +67,49 @@ export async function planRun(s: BuildSession, inst: Instruction, state: PlanSta
       async exec(x: ExecContext) {
         const endPrepare = span('run.prepare');
         const { createRuntimeSpec, runOnce, checkWorkdir, addOwnedContainer } = await import('../../runtime/index.js');
-        // A foreign platform's RUN needs qemu-user-static's binfmt_misc handler (multi-platform builds).
-        if (architecture) await checkBinfmt(architecture).catch((e: Error) => { throw s.err(inst, e.message); });
-        const cwd = c.WorkingDir || '/';
-        await checkWorkdir(x.rootfs, cwd).catch((e: Error) => { throw s.err(inst, e.message); });
+        const { withoutAbsentAbis } = await import('../../runtime/seccomp.js');
         const { mkdirInRoot } = await import('../copy.js');
-        await mkdirInRoot(x.rootfs, cwd, { uid: 0, gid: 0 });
-        const ociMounts = [];
-        const sshEnv: string[] = [];
-        for (const m of mounts) {
-          if (m.type === 'ssh') {
-            const sock = s.opts.ssh?.[m.id!];
-            if (!sock) {
-              // Like BuildKit: an agent nobody forwarded is skipped unless the mount requires it.
-              if (m.required) throw s.err(inst, `no SSH key "${m.id}" forwarded from the client (drydock build --ssh ${m.id}[=SOCKET])`);
+        const cwd = c.WorkingDir || '/';
+        const id = `drydock-build-${randomBytes(6).toString('hex')}`;
+        // Three independent parts, awaited together (each is a few file-system round trips, which
+        // wait for a CPU on a busy host); the first failure in this order is the one reported.
+        const workdirReady = (async () => {
+          // A foreign platform's RUN needs qemu-user-static's binfmt_misc handler (multi-platform builds).
+          if (architecture) await checkBinfmt(architecture).catch((e: Error) => { throw s.err(inst, e.message); });
+          await checkWorkdir(x.rootfs, cwd).catch((e: Error) => { throw s.err(inst, e.message); });
+          await mkdirInRoot(x.rootfs, cwd, { uid: 0, gid: 0 });
+        })();
+        const specReady = (async () => {
+          const ociMounts = [];
+          const sshEnv: string[] = [];
+          for (const m of mounts) {
+            if (m.type === 'ssh') {
+              const sock = s.opts.ssh?.[m.id!];
+              if (!sock) {
+                // Like BuildKit: an agent nobody forwarded is skipped unless the mount requires it.
+                if (m.required) throw s.err(inst, `no SSH key "${m.id}" forwarded from the client (drydock build --ssh ${m.id}[=SOCKET])`);
+                continue;
+              }
+              if (!sshEnv.length) sshEnv.push(`SSH_AUTH_SOCK=${m.target}`);
+              ociMounts.push(ociMount(m, sock));
               continue;
             }
-            if (!sshEnv.length) sshEnv.push(`SSH_AUTH_SOCK=${m.target}`);
-            ociMounts.push(ociMount(m, sock));
-            continue;
+            ociMounts.push(ociMount(m, await mountSource(s, x, inst, m)));
           }
-          ociMounts.push(ociMount(m, await mountSource(s, x, inst, m)));
-        }
-        const spec = await createRuntimeSpec({
-          rootfs: x.rootfs, args: argv, env: [...(c.Env ?? []), ...argEnv, ...proxyEnv, ...sshEnv], cwd, user: c.User || '0:0',
-          network: network === 'none' ? 'none' : 'host', mounts: ociMounts, hostFilesDir: path.join(x.workDir, 'hostfiles'),
-          extraHosts: s.opts.extraHosts, shmSize: s.opts.shmSize, rlimits: s.opts.ulimits,
-          ...(s.opts.memory ? { resources: { memory: { limit: s.opts.memory } } } : {}),
-        });
-        const id = `drydock-build-${randomBytes(6).toString('hex')}`;
-        await addOwnedContainer(x.workDir, id);
+          const spec = await createRuntimeSpec({
+            rootfs: x.rootfs, args: argv, env: [...(c.Env ?? []), ...argEnv, ...proxyEnv, ...sshEnv], cwd, user: c.User || '0:0',
+            network: network === 'none' ? 'none' : 'host', mounts: ociMounts, hostFilesDir: path.join(x.workDir, 'hostfiles'),
+            extraHosts: s.opts.extraHosts, shmSize: s.opts.shmSize, rlimits: s.opts.ulimits,
+            ...(s.opts.memory ? { resources: { memory: { limit: s.opts.memory } } } : {}),
+          });
+          // Docker's profile, minus the x32 ABI on a kernel that has none (runc compiles the filter
+          // in every RUN; x32 is a third of its cost and none of its effect there).
+          if (spec.linux.seccomp) spec.linux.seccomp = await withoutAbsentAbis(spec.linux.seccomp);
+          return spec;
+        })();
+        // Recorded before runc starts: a build killed meanwhile leaves a container the next sweep kills.
+        const owned = addOwnedContainer(x.workDir, id);
+        const [, spec] = await allSettledOrThrow([workdirReady, specReady, owned] as const);
         endPrepare();
         const sink = x.out ?? new Writable({ write: (_c, _e, cb) => cb() });
         // Keep the tail of stderr: runc's init reports exec failures there, not in its log.
