@@ -56,15 +56,20 @@ export async function buildPlatform(opts: BuildOptions): Promise<BuildResult> {
     } finally {
       for (const sig of signals) process.off(sig, onSignal);
     }
-    // The platforms of one build share the context; platforms.ts saves its hash cache once for all.
-    if (!opts.shared) await s.context.hashCache?.save();
     warnUnusedArgs(s);
-    // The image, the steps' images and the cache entries are independent writes: together, their
-    // fsyncs overlap. The first failure is reported once all have settled.
+    // The image, the steps' images, the cache entries, the snapshots' move into the layer cache
+    // and the context's hash cache are independent writes: together, their fsyncs overlap (and
+    // the image's begin while the last layer still compresses). The first failure is reported
+    // once all have settled. The platforms of one build share the context: platforms.ts saves
+    // its hash cache once for all.
     const endExport = span('build.export');
-    const [exported, steps, puts] = await Promise.allSettled([exportImage(s, graph, solver, state), exportStepImages(s, solver), solver.flush()]);
+    const settled = await Promise.allSettled([
+      exportImage(s, graph, solver, state), exportStepImages(s, solver), solver.flush(), solver.adopted(),
+      opts.shared ? undefined : s.context.hashCache?.save(),
+    ]);
     endExport();
-    for (const r of [exported, steps, puts]) if (r.status === 'rejected') throw r.reason;
+    for (const r of settled) if (r.status === 'rejected') throw r.reason;
+    const exported = settled[0];
     const image = (exported as PromiseFulfilledResult<Awaited<ReturnType<typeof exportImage>>>).value;
     if (opts.output) await exportOutput(s.store, opts.output, [image], undefined, image.names[0]);
     return { ...image, steps: solver.steps };

@@ -50,9 +50,14 @@ export class BuildCache {
     return entry;
   }
 
+  /**
+   * Not fsynced (the entry nor its root): a crash may lose either or leave it empty, and get()
+   * then misses (an unreadable entry, or a blob that gc swept for want of its root) and the
+   * step runs again. The layer's blob itself is durable before its entry is written.
+   */
   async put(key: string, entry: CacheEntry): Promise<void> {
-    if (entry.layer) await this.store.setRoot(`buildcache/${key}`, [entry.layer.digest]);
-    await writeJsonAtomic(this.file(key), entry);
+    if (entry.layer) await this.store.setRoot(`buildcache/${key}`, [entry.layer.digest], { durable: false });
+    await writeJsonAtomic(this.file(key), entry, { durable: false });
   }
 
   /** Drops every entry (and its gc roots), and the build steps' intermediate images. */

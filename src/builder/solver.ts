@@ -127,10 +127,18 @@ export class Solver {
     return !!this.s.opts.shared?.failed.signal.aborted;
   }
 
-  /** Builds the target stage; on failure, waits for the steps still running to clean up. */
+  /** The snapshots moved into the layer cache, once solve() has returned (see adopted()). */
+  private adopting?: Promise<void>;
+
+  /**
+   * Builds the target stage; on failure, waits for the steps still running to clean up. The
+   * target's state comes as soon as its diffIDs are known: the export starts then, while the
+   * snapshots move into the layer cache (adopted()) and the last blobs are compressed.
+   */
   async solve(): Promise<SolvedState> {
+    let state: SolvedState;
     try {
-      return await this.stage(this.graph.target);
+      state = await this.stage(this.graph.target);
     } catch (e) {
       this.failure ??= e;
       await Promise.allSettled([...this.results.values()]);
@@ -138,8 +146,15 @@ export class Solver {
     } finally {
       this.steps.sort((a, b) => a.step - b.step);
       // No step runs now, so no overlay has a snapshot's dir as a lower any more.
-      await Promise.all(this.snapshots.map((x) => x.adopt()));
+      this.adopting = Promise.all(this.snapshots.map((x) => x.adopt())).then(() => {});
+      if (this.failure !== undefined) await this.adopting;
     }
+    return state;
+  }
+
+  /** Resolves once every snapshot of this build is in the layer cache (or dropped). */
+  adopted(): Promise<void> {
+    return this.adopting ?? Promise.resolve();
   }
 
   /** Waits for the cache entries of executed steps (written once their blobs exist). */

@@ -13,7 +13,7 @@ import { parseDigest, digestOf, type DigestAlgorithm } from '../image/digest.js'
 import { BlobVerificationError } from './errors.js';
 import type { Descriptor, ImageIndex } from '../image/types.js';
 import { MediaType } from '../image/media-types.js';
-import { fsyncDir, readJsonIfExists, readJsonIfExistsSync, writeJsonAtomic, writeFileAtomic, STREAM_CHUNK } from '../util/fs.js';
+import { fsyncDir, readJsonIfExists, readJsonIfExistsSync, writeJsonAtomic, writeFileAtomic, stageFileAtomic, statSyncOrUndefined, STREAM_CHUNK } from '../util/fs.js';
 
 export const REF_NAME_ANNOTATION = 'io.containerd.image.name';
 export const OCI_REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
@@ -87,6 +87,8 @@ function rootFiles(files: string[], ownerPrefixes?: readonly string[]): [file: s
 export class ContentStore {
   /** Blob directories renamed into without an fsync yet (BlobCommitOptions.deferDirSync). */
   private readonly unsyncedDirs = new Set<string>();
+  /** Blob directories known to exist (ensureDir). */
+  private readonly madeDirs = new Set<string>();
   readonly blobsDir: string;
   readonly tmpDir: string;
   readonly indexPath: string;
@@ -102,9 +104,14 @@ export class ContentStore {
 
   static async open(root: string = defaultRoot()): Promise<ContentStore> {
     const store = new ContentStore(path.resolve(root));
-    await fsp.mkdir(path.join(store.blobsDir, 'sha256'), { recursive: true });
-    await fsp.mkdir(store.tmpDir, { recursive: true });
+    const sha256 = path.join(store.blobsDir, 'sha256');
     const layoutFile = path.join(store.root, 'oci-layout');
+    store.madeDirs.add(sha256);
+    // A store that exists (every command but the first): four stats on the main thread, not
+    // mkdirs and reads that are each a thread-pool round trip before a build's first step.
+    if ([sha256, store.tmpDir, layoutFile, store.indexPath].every((p) => statSyncOrUndefined(p))) return store;
+    await fsp.mkdir(sha256, { recursive: true });
+    await fsp.mkdir(store.tmpDir, { recursive: true });
     // A new store's two files are written side by side: their fsyncs overlap.
     await Promise.all([
       readJsonIfExists(layoutFile).then((v) => v ? undefined : writeJsonAtomic(layoutFile, { imageLayoutVersion: '1.0.0' })),
@@ -241,12 +248,13 @@ export class ContentStore {
       }
       const commit = async (o: BlobCommitOptions = {}): Promise<WrittenBlob> => {
         try {
-          // The same descriptor that wrote the data: no second open of the temp file.
-          await fh.sync();
-          await fh.close();
           const target = this.blobPath(digest);
-          await fsp.mkdir(path.dirname(target), { recursive: true });
-          const existed = (await this.statBlob(digest)) !== undefined;
+          // The same descriptor that wrote the data: no second open of the temp file. Whether the
+          // blob was there is asked while the fsync runs (each await is a thread-pool round trip).
+          const [, existed] = await Promise.all([
+            fh.sync().then(() => fh.close()),
+            this.ensureDir(path.dirname(target)).then(async () => (await this.statBlob(digest)) !== undefined),
+          ]);
           await fsp.rename(tmp, target);
           if (o.deferDirSync) this.unsyncedDirs.add(path.dirname(target));
           else await fsyncDir(path.dirname(target));
@@ -262,6 +270,12 @@ export class ContentStore {
       await discard();
       throw e;
     }
+  }
+
+  /** mkdir -p of a blob directory, once per directory and store object (blobs/sha256 is made by open). */
+  private ensureDir(dir: string): Promise<void> {
+    if (this.madeDirs.has(dir)) return Promise.resolve();
+    return fsp.mkdir(dir, { recursive: true }).then(() => { this.madeDirs.add(dir); });
   }
 
   /** fsyncs the blob directories that writes with `deferDirSync` renamed into (once each). */
@@ -294,8 +308,22 @@ export class ContentStore {
     return readJsonIfExistsSync<ImageIndex>(this.indexPath) ?? emptyIndex();
   }
 
-  /** Serialises read-modify-write of index.json between processes. */
-  private async updateIndex<T>(fn: (index: ImageIndex) => T | Promise<T>): Promise<T> {
+  /**
+   * Loads the index lock's module (proper-lockfile, graceful-fs, signal-exit: milliseconds of
+   * compiling) ahead of a setTag, while the caller waits for something else (a build for its
+   * last layer's blob).
+   */
+  preloadTagging(): void {
+    loadLockfile().catch(() => { /* setTag reports it */ });
+  }
+
+  /**
+   * Serialises read-modify-write of index.json between processes. With `gate` (the blobs the new
+   * index names, still being written), the new index is written and fsynced meanwhile and
+   * renamed in only once the gate has resolved: the two fsyncs overlap, and a crash leaves the old
+   * index or one whose blobs are durable. A gate that rejects leaves index.json as it was.
+   */
+  private async updateIndex<T>(fn: (index: ImageIndex) => T | Promise<T>, gate?: Promise<unknown>): Promise<T> {
     const release = await (await loadLockfile()).lock(this.indexPath, {
       retries: { retries: 200, minTimeout: 10, maxTimeout: 100 },
       stale: 30_000,
@@ -304,7 +332,14 @@ export class ContentStore {
     try {
       const index = await this.readIndex();
       const result = await fn(index);
-      await writeJsonAtomic(this.indexPath, index);
+      const staged = await stageFileAtomic(this.indexPath, JSON.stringify(index, null, 2) + '\n');
+      try {
+        await gate;
+      } catch (e) {
+        await staged.discard();
+        throw e;
+      }
+      await staged.commit();
       return result;
     } finally {
       await release();
@@ -328,10 +363,18 @@ export class ContentStore {
    * Points `name` (full "registry/repo:tag") at a manifest. The manifest blob must already be in
    * the store, so a tag never dangles. Returns what the tag pointed at before, if anything.
    */
-  async setTag(name: string, descriptor: Descriptor): Promise<Descriptor | undefined> {
-    if (!(await this.hasBlob(descriptor.digest))) {
-      throw new BlobVerificationError(`cannot tag ${name}: manifest ${descriptor.digest} is not in the store`);
-    }
+  async setTag(name: string, descriptor: Descriptor, opts: { written?: Promise<unknown> } = {}): Promise<Descriptor | undefined> {
+    // `written`: the manifest (and what it names) is being written. The new index is prepared
+    // meanwhile and renamed in only once that is durable and the manifest is there.
+    const there = async () => {
+      await opts.written;
+      if (!(await this.hasBlob(descriptor.digest))) {
+        throw new BlobVerificationError(`cannot tag ${name}: manifest ${descriptor.digest} is not in the store`);
+      }
+    };
+    const gate = opts.written ? there() : undefined;
+    gate?.catch(() => { /* awaited by updateIndex, or the lock failed first */ });
+    if (!gate) await there();
     const tag = name.slice(name.lastIndexOf(':') + 1);
     return this.updateIndex((index) => {
       const previous = index.manifests.find((d) => d.annotations?.[REF_NAME_ANNOTATION] === name);
@@ -345,7 +388,7 @@ export class ContentStore {
       });
       index.manifests.sort((a, b) => (a.annotations![REF_NAME_ANNOTATION]! < b.annotations![REF_NAME_ANNOTATION]! ? -1 : 1));
       return previous;
-    });
+    }, gate);
   }
 
   /** Removes a tag; returns the descriptor it pointed at, if any. */
@@ -359,10 +402,14 @@ export class ContentStore {
 
   // ---- roots kept alive by other subsystems -----------------------------------------------
 
-  /** Records that `owner` (e.g. "cache/<key>") needs `digests` kept across gc. */
-  async setRoot(owner: string, digests: string[]): Promise<void> {
+  /**
+   * Records that `owner` (e.g. "cache/<key>") needs `digests` kept across gc. `durable: false`
+   * for a root whose owner is recreated when lost (the build cache's, a build step's image): a
+   * crash may then lose it, or leave it empty, and gc sweep what it kept.
+   */
+  async setRoot(owner: string, digests: string[], opts: { durable?: boolean } = {}): Promise<void> {
     const file = path.join(this.rootsDir, encodeURIComponent(owner));
-    await writeFileAtomic(file, digests.map((d) => parseDigest(d).value).join('\n') + '\n');
+    await writeFileAtomic(file, digests.map((d) => parseDigest(d).value).join('\n') + '\n', 0o644, opts);
   }
 
   async removeRoot(owner: string): Promise<void> {

@@ -8,7 +8,31 @@ export function tempName(target: string): string {
   return path.join(path.dirname(target), `.tmp-${path.basename(target)}-${process.pid}-${randomBytes(6).toString('hex')}`);
 }
 
-export async function fsyncDir(dir: string): Promise<void> {
+/**
+ * fsyncs `dir`, so that the entries renamed into it before the call are durable. Callers of one
+ * process share the fsyncs of a directory: one that is running may have begun before the
+ * caller's rename, so the caller waits for the next, which everybody who comes meanwhile shares
+ * (an image's config, manifest and layer, renamed into blobs/sha256/ at once, cost one or two
+ * directory fsyncs, not three).
+ */
+export function fsyncDir(dir: string): Promise<void> {
+  const running = dirSyncs.get(dir);
+  if (!running) return startDirSync(dir);
+  return running.next ??= running.done.then(() => startDirSync(dir));
+}
+
+/** The directory fsync running for each directory, and the one queued behind it. */
+const dirSyncs = new Map<string, { done: Promise<void>; next?: Promise<void> }>();
+
+function startDirSync(dir: string): Promise<void> {
+  const state: { done: Promise<void>; next?: Promise<void> } = { done: undefined! };
+  // Runs before `next`'s own continuation (registered on `done` later), which replaces the entry.
+  state.done = fsyncDirNow(dir).then(() => { if (dirSyncs.get(dir) === state && !state.next) dirSyncs.delete(dir); });
+  dirSyncs.set(dir, state);
+  return state.done;
+}
+
+async function fsyncDirNow(dir: string): Promise<void> {
   let fh: fsp.FileHandle | undefined;
   try {
     fh = await fsp.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
@@ -34,30 +58,60 @@ export async function discardStreamedFile(out: WriteStream, file: string): Promi
   await fsp.rm(file, { force: true });
 }
 
-export async function writeFileAtomic(target: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+/**
+ * Replaces `target` atomically (temp file, rename). `durable` (the default) fsyncs the file
+ * before the rename and the directory after it; without, a crash may leave the old file, the
+ * new one, or an empty one: for caches whose readers treat a missing or unreadable file as a
+ * miss and recreate it (the build cache, the context's hash cache).
+ */
+export async function writeFileAtomic(target: string, data: string | Uint8Array, mode = 0o644, opts: { durable?: boolean } = {}): Promise<void> {
+  await (await stageFileAtomic(target, data, mode, opts)).commit();
+}
+
+/** A file written to its temp name (and fsynced), not yet renamed over its target. */
+export interface StagedFile {
+  /** Renames it in (and fsyncs the directory, when durable). */
+  commit(): Promise<void>;
+  /** Removes the temp file. */
+  discard(): Promise<void>;
+}
+
+/**
+ * writeFileAtomic's first half: the new content in a temp file beside `target`, fsynced when
+ * durable. A caller that must not publish the file before something else is durable (index.json
+ * before the manifest it names) stages it meanwhile, so the two fsyncs overlap.
+ */
+export async function stageFileAtomic(target: string, data: string | Uint8Array, mode = 0o644, opts: { durable?: boolean } = {}): Promise<StagedFile> {
+  const durable = opts.durable ?? true;
   await fsp.mkdir(path.dirname(target), { recursive: true });
   const tmp = tempName(target);
   const fh = await fsp.open(tmp, 'wx', mode);
   try {
     await fh.writeFile(data);
-    await fh.sync();
+    if (durable) await fh.sync();
   } catch (e) {
     await fh.close().catch(() => {});
     await fsp.rm(tmp, { force: true });
     throw e;
   }
   await fh.close();
-  try {
-    await fsp.rename(tmp, target);
-  } catch (e) {
-    await fsp.rm(tmp, { force: true });
-    throw e;
-  }
-  await fsyncDir(path.dirname(target));
+  const discard = () => fsp.rm(tmp, { force: true });
+  return {
+    discard,
+    async commit() {
+      try {
+        await fsp.rename(tmp, target);
+      } catch (e) {
+        await discard();
+        throw e;
+      }
+      if (durable) await fsyncDir(path.dirname(target));
+    },
+  };
 }
 
-export async function writeJsonAtomic(target: string, value: unknown): Promise<void> {
-  await writeFileAtomic(target, JSON.stringify(value, null, 2) + '\n');
+export async function writeJsonAtomic(target: string, value: unknown, opts: { durable?: boolean } = {}): Promise<void> {
+  await writeFileAtomic(target, JSON.stringify(value, null, 2) + '\n', 0o644, opts);
 }
 
 export async function readJson<T>(file: string): Promise<T> {
