@@ -7,6 +7,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import type { ContentStore } from '../store/content-store.js';
 import { readJsonIfExistsSync, writeJsonAtomic } from '../util/fs.js';
+import { crashPoint } from '../util/crash-point.js';
 
 export interface CachedLayer {
   digest: string;
@@ -57,6 +58,7 @@ export class BuildCache {
    */
   async put(key: string, entry: CacheEntry): Promise<void> {
     if (entry.layer) await this.store.setRoot(`buildcache/${key}`, [entry.layer.digest], { durable: false });
+    crashPoint('cache.root-written');
     await writeJsonAtomic(this.file(key), entry, { durable: false });
   }
 

@@ -25,6 +25,7 @@ import type { BuildGraph } from './vertex.js';
 import { imageConfig, type SolvedState, type Solver } from './solver.js';
 import { BUILD_STEP_ROOT } from '../store/images.js';
 import { span, traced } from '../util/trace.js';
+import { crashPoint } from '../util/crash-point.js';
 import type { BuildSession, OutputSpec } from './session.js';
 export type { OutputSpec } from './session.js';
 
@@ -42,9 +43,9 @@ export async function exportImage(s: BuildSession, graph: BuildGraph, solver: So
   const finalStage = graph.stages.find((st) => st.index === graph.target)!;
   const planned = finalStage.vertices[finalStage.vertices.length - 1]!.config;
   const names = (s.opts.tags ?? []).map((t) => s.at(s.df.stages[0]!.from, () => canonicalName(t)));
-  // The export starts as soon as the target's diffIDs are known: the tag's lock module loads and
-  // the config (which names diffIDs only) is written while the last layer is still compressing.
-  if (names.length) s.store.preloadTagging();
+  // The export starts as soon as the target's diffIDs are known: the config (which names diffIDs
+  // only) is written while the last layer is still compressing.
+  crashPoint('export.start');
   // The manifest must name compressed blobs, so this is where the snapshots' compression (begun
   // as each step ended, in parallel) is awaited; a remote cache hit's blob is fetched only now
   // that the image needs it.
@@ -62,6 +63,7 @@ export async function exportImage(s: BuildSession, graph: BuildGraph, solver: So
   // Tags are set only when they move (writeImage): a fully cached rebuild then writes nothing at
   // all (index.json's lock, write and fsyncs are the slowest part of a no-op build on a busy disk).
   const written = await traced('export.image', () => writeImage(s.store, { config, layers, tag: names }));
+  crashPoint('export.image-written');
   // Untagged, it is kept like Docker's dangling images: listed as <none>, removed by rmi or image prune.
   if (names.length === 0) await s.store.setRoot(`built/${written.manifestDigest}`, [written.manifestDigest]);
   if (solver.finalStepPrintsImageId) s.log(`${solver.finalPrefix} ---> ${shortId(written.configDigest)}\n`);

@@ -7,12 +7,12 @@ import { pipeline } from 'node:stream/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-// proper-lockfile (with graceful-fs and signal-exit) loads on the first lock, not at CLI start-up.
-const loadLockfile = async () => (await import('proper-lockfile')).default;
 import { parseDigest, digestOf, type DigestAlgorithm } from '../image/digest.js';
 import { BlobVerificationError } from './errors.js';
 import type { Descriptor, ImageIndex } from '../image/types.js';
 import { MediaType } from '../image/media-types.js';
+import { crashPoint, pausePoint } from '../util/crash-point.js';
+import { lockFile } from './index-lock.js';
 import { fsyncDir, readJsonIfExists, readJsonIfExistsSync, writeJsonAtomic, writeFileAtomic, stageFileAtomic, statSyncOrUndefined, STREAM_CHUNK } from '../util/fs.js';
 
 export const REF_NAME_ANNOTATION = 'io.containerd.image.name';
@@ -255,7 +255,11 @@ export class ContentStore {
             fh.sync().then(() => fh.close()),
             this.ensureDir(path.dirname(target)).then(async () => (await this.statBlob(digest)) !== undefined),
           ]);
+          crashPoint('blob.synced');
+          const paused = pausePoint('blob.synced');
+          if (paused) await paused;
           await fsp.rename(tmp, target);
+          crashPoint('blob.renamed');
           if (o.deferDirSync) this.unsyncedDirs.add(path.dirname(target));
           else await fsyncDir(path.dirname(target));
           return { digest, size, created: !existed };
@@ -309,30 +313,18 @@ export class ContentStore {
   }
 
   /**
-   * Loads the index lock's module (proper-lockfile, graceful-fs, signal-exit: milliseconds of
-   * compiling) ahead of a setTag, while the caller waits for something else (a build for its
-   * last layer's blob).
-   */
-  preloadTagging(): void {
-    loadLockfile().catch(() => { /* setTag reports it */ });
-  }
-
-  /**
    * Serialises read-modify-write of index.json between processes. With `gate` (the blobs the new
    * index names, still being written), the new index is written and fsynced meanwhile and
    * renamed in only once the gate has resolved: the two fsyncs overlap, and a crash leaves the old
    * index or one whose blobs are durable. A gate that rejects leaves index.json as it was.
    */
   private async updateIndex<T>(fn: (index: ImageIndex) => T | Promise<T>, gate?: Promise<unknown>): Promise<T> {
-    const release = await (await loadLockfile()).lock(this.indexPath, {
-      retries: { retries: 200, minTimeout: 10, maxTimeout: 100 },
-      stale: 30_000,
-      realpath: false,
-    });
+    const release = await lockFile(this.indexPath);
     try {
       const index = await this.readIndex();
       const result = await fn(index);
       const staged = await stageFileAtomic(this.indexPath, JSON.stringify(index, null, 2) + '\n');
+      crashPoint('index.staged');
       try {
         await gate;
       } catch (e) {
@@ -340,6 +332,7 @@ export class ContentStore {
         throw e;
       }
       await staged.commit();
+      crashPoint('index.written');
       return result;
     } finally {
       await release();
