@@ -59,7 +59,7 @@ export class BuildCache {
   async put(key: string, entry: CacheEntry): Promise<void> {
     if (entry.layer) await this.store.setRoot(`buildcache/${key}`, [entry.layer.digest], { durable: false });
     crashPoint('cache.root-written');
-    await writeJsonAtomic(this.file(key), entry, { durable: false });
+    await writeJsonAtomic(this.file(key), entry, { durable: false, inline: true });
   }
 
   /** Drops every entry (and its gc roots), and the build steps' intermediate images. */

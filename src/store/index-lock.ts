@@ -6,8 +6,9 @@
 // died (killed while it wrote a tag) is broken at once, not after STALE_MS, which is longer than
 // a waiter's retries last. Breaking happens under a second lock (`index.json.lock.break`) and
 // only if the lock still names the same dead holder, so two waiters never both break it, nor
-// break the live lock the first of them took meanwhile.
-import { promises as fsp, readFileSync, statSync } from 'node:fs';
+// break the live lock the first of them took meanwhile. The calls are synchronous: a few
+// microseconds each on a local disk, where each fs.promises call is a thread-pool round trip.
+import { promises as fsp, mkdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 
 const STALE_MS = 30_000;
 /** How long a waiter tries before it gives up (as proper-lockfile's 200 retries of 10–100 ms). */
@@ -49,7 +50,7 @@ export async function lockFile(file: string): Promise<() => Promise<void>> {
   const deadline = Date.now() + WAIT_MS;
   for (let attempt = 0; ; attempt++) {
     try {
-      await fsp.mkdir(lock);
+      mkdirSync(lock);
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
@@ -65,13 +66,13 @@ export async function lockFile(file: string): Promise<() => Promise<void>> {
     await new Promise((r) => setTimeout(r, Math.min(100, 10 * 2 ** Math.min(attempt, 4))));
   }
   // Not fsynced: a lock outlives no crash of the machine that matters (its holder is dead then).
-  await fsp.writeFile(owner, ownerText(process.pid));
+  writeFileSync(owner, ownerText(process.pid));
   const touch = setInterval(() => { const now = new Date(); fsp.utimes(lock, now, now).catch(() => {}); }, STALE_MS / 2);
   touch.unref();
   return async () => {
     clearInterval(touch);
-    await fsp.rm(owner, { force: true });
-    await fsp.rmdir(lock).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
+    rmSync(owner, { force: true });
+    try { rmdirSync(lock); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; }
   };
 }
 
@@ -79,22 +80,22 @@ export async function lockFile(file: string): Promise<() => Promise<void>> {
 async function breakLock(lock: string, owner: string, holder: string | undefined): Promise<boolean> {
   const breaker = `${lock}.break`;
   try {
-    await fsp.mkdir(breaker);
+    mkdirSync(breaker);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     // A breaker that died: its lock goes by age alone.
-    if (Date.now() - (mtimeMs(breaker) ?? Date.now()) > STALE_MS) await fsp.rmdir(breaker).catch(() => {});
+    if (Date.now() - (mtimeMs(breaker) ?? Date.now()) > STALE_MS) try { rmdirSync(breaker); } catch { /* another waiter's */ }
     return false;
   }
   try {
     const now = readOrUndefined(owner);
     const stillStale = holder !== undefined ? now === holder : now === undefined && Date.now() - (mtimeMs(lock) ?? Date.now()) > STALE_MS;
     if (!stillStale) return false;
-    await fsp.rm(owner, { force: true });
+    rmSync(owner, { force: true });
     // A lock dir is empty, unless another tool put something in it: the lock is stale either way.
-    await fsp.rm(lock, { recursive: true, force: true });
+    rmSync(lock, { recursive: true, force: true });
     return true;
   } finally {
-    await fsp.rmdir(breaker).catch(() => {});
+    try { rmdirSync(breaker); } catch { /* gone already */ }
   }
 }
