@@ -67,6 +67,8 @@ export async function buildPlatform(opts: BuildOptions): Promise<BuildResult> {
       exportImage(s, graph, solver, state), exportStepImages(s, solver), solver.flush(), solver.adopted(),
       opts.shared ? undefined : s.context.hashCache?.save(),
     ]);
+    // The steps' blobs too are durable when the build returns (their roots and the cache are not).
+    await s.store.syncBlobDirs();
     endExport();
     for (const r of settled) if (r.status === 'rejected') throw r.reason;
     const exported = settled[0];
@@ -100,6 +102,8 @@ export async function openContext(opts: BuildOptions, store: ContentStore): Prom
 
 async function openSession(opts: BuildOptions): Promise<BuildSession> {
   const store = opts.store ?? (await ContentStore.open());
+  // One fsync of blobs/sha256 before the tag for the last layer, the config and the manifest.
+  store.deferBlobDirSyncs = true;
   // Steps of builds killed before they could clean up (their runc containers and mounts); a
   // multi-platform build sweeps once, before its platforms start. The
   // scratch dir (runtime's scratchRoot) is empty after every build that finished, and then the

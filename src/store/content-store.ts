@@ -90,6 +90,16 @@ const INLINE_BLOB_MAX = 4 << 20;
 export class ContentStore {
   /** Blob directories renamed into without an fsync yet (BlobCommitOptions.deferDirSync). */
   private readonly unsyncedDirs = new Set<string>();
+  /** The directory fsyncs syncBlobDirs() started that have not completed yet. */
+  private readonly runningDirSyncs = new Map<string, Promise<void>>();
+  /**
+   * Every blob write of this store object defers its directory fsync (deferDirSync), and the
+   * writes that publish blobs, setTag and a durable setRoot, run syncBlobDirs() first: one
+   * fsync of blobs/sha256 covers an image's layer, config and manifest, instead of one after
+   * each in a row. The builder sets it: its last layer, the config and the manifest are written
+   * one after another on the path to the tag.
+   */
+  deferBlobDirSyncs = false;
   /** Blob directories known to exist (ensureDir). */
   private readonly madeDirs = new Set<string>();
   readonly blobsDir: string;
@@ -242,7 +252,7 @@ export class ContentStore {
     }
     closeSync(fd);
     crashPoint('blob.renamed');
-    if (opts.deferDirSync) this.unsyncedDirs.add(path.dirname(target));
+    if (opts.deferDirSync || this.deferBlobDirSyncs) this.unsyncedDirs.add(path.dirname(target));
     else await fsyncDir(path.dirname(target), { inline: true });
     return { digest, size: bytes.length, created: !existed };
   }
@@ -307,7 +317,7 @@ export class ContentStore {
           if (paused) await paused;
           await fsp.rename(tmp, target);
           crashPoint('blob.renamed');
-          if (o.deferDirSync) this.unsyncedDirs.add(path.dirname(target));
+          if (o.deferDirSync || this.deferBlobDirSyncs) this.unsyncedDirs.add(path.dirname(target));
           else await fsyncDir(path.dirname(target));
           return { digest, size, created: !existed };
         } catch (e) {
@@ -331,9 +341,14 @@ export class ContentStore {
 
   /** fsyncs the blob directories that writes with `deferDirSync` renamed into (once each). */
   async syncBlobDirs(): Promise<void> {
-    const dirs = [...this.unsyncedDirs];
+    for (const d of this.unsyncedDirs) {
+      const running = fsyncDir(d, { inline: true });
+      this.runningDirSyncs.set(d, running);
+      void running.then(() => { if (this.runningDirSyncs.get(d) === running) this.runningDirSyncs.delete(d); });
+    }
     this.unsyncedDirs.clear();
-    await Promise.all(dirs.map((d) => fsyncDir(d)));
+    // Also the fsyncs another caller started: the renames they cover may be this caller's.
+    await Promise.all(this.runningDirSyncs.values());
   }
 
   /** Writes a JSON document as a blob and returns its descriptor. */
@@ -408,6 +423,7 @@ export class ContentStore {
     // meanwhile and renamed in only once that is durable and the manifest is there.
     const there = async () => {
       await opts.written;
+      await this.syncBlobDirs();
       if (!(await this.hasBlob(descriptor.digest))) {
         throw new BlobVerificationError(`cannot tag ${name}: manifest ${descriptor.digest} is not in the store`);
       }
@@ -448,6 +464,7 @@ export class ContentStore {
    * crash may then lose it, or leave it empty, and gc sweep what it kept.
    */
   async setRoot(owner: string, digests: string[], opts: { durable?: boolean } = {}): Promise<void> {
+    if (opts.durable !== false) await this.syncBlobDirs();
     const file = path.join(this.rootsDir, encodeURIComponent(owner));
     await writeFileAtomic(file, digests.map((d) => parseDigest(d).value).join('\n') + '\n', 0o644, { ...opts, inline: true });
   }
