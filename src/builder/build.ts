@@ -56,15 +56,22 @@ export async function buildPlatform(opts: BuildOptions): Promise<BuildResult> {
     } finally {
       for (const sig of signals) process.off(sig, onSignal);
     }
-    // The platforms of one build share the context; platforms.ts saves its hash cache once for all.
-    if (!opts.shared) await s.context.hashCache?.save();
     warnUnusedArgs(s);
-    // The image, the steps' images and the cache entries are independent writes: together, their
-    // fsyncs overlap. The first failure is reported once all have settled.
+    // The image, the steps' images, the cache entries, the snapshots' move into the layer cache
+    // and the context's hash cache are independent writes: together, their fsyncs overlap (and
+    // the image's begin while the last layer still compresses). The first failure is reported
+    // once all have settled. The platforms of one build share the context: platforms.ts saves
+    // its hash cache once for all.
     const endExport = span('build.export');
-    const [exported, steps, puts] = await Promise.allSettled([exportImage(s, graph, solver, state), exportStepImages(s, solver), solver.flush()]);
+    const settled = await Promise.allSettled([
+      exportImage(s, graph, solver, state), exportStepImages(s, solver), solver.flush(), solver.adopted(),
+      opts.shared ? undefined : s.context.hashCache?.save(),
+    ]);
+    // The steps' blobs too are durable when the build returns (their roots and the cache are not).
+    await s.store.syncBlobDirs();
     endExport();
-    for (const r of [exported, steps, puts]) if (r.status === 'rejected') throw r.reason;
+    for (const r of settled) if (r.status === 'rejected') throw r.reason;
+    const exported = settled[0];
     const image = (exported as PromiseFulfilledResult<Awaited<ReturnType<typeof exportImage>>>).value;
     if (opts.output) await exportOutput(s.store, opts.output, [image], undefined, image.names[0]);
     return { ...image, steps: solver.steps };
@@ -95,6 +102,8 @@ export async function openContext(opts: BuildOptions, store: ContentStore): Prom
 
 async function openSession(opts: BuildOptions): Promise<BuildSession> {
   const store = opts.store ?? (await ContentStore.open());
+  // One fsync of blobs/sha256 before the tag for the last layer, the config and the manifest.
+  store.deferBlobDirSyncs = true;
   // Steps of builds killed before they could clean up (their runc containers and mounts); a
   // multi-platform build sweeps once, before its platforms start. The
   // scratch dir (runtime's scratchRoot) is empty after every build that finished, and then the

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import type { ContentStore } from '../store/content-store.js';
 import { readJsonIfExistsSync, writeJsonAtomic } from '../util/fs.js';
+import { crashPoint } from '../util/crash-point.js';
 
 export interface CachedLayer {
   digest: string;
@@ -50,9 +51,15 @@ export class BuildCache {
     return entry;
   }
 
+  /**
+   * Not fsynced (the entry nor its root): a crash may lose either or leave it empty, and get()
+   * then misses (an unreadable entry, or a blob that gc swept for want of its root) and the
+   * step runs again. The layer's blob itself is durable before its entry is written.
+   */
   async put(key: string, entry: CacheEntry): Promise<void> {
-    if (entry.layer) await this.store.setRoot(`buildcache/${key}`, [entry.layer.digest]);
-    await writeJsonAtomic(this.file(key), entry);
+    if (entry.layer) await this.store.setRoot(`buildcache/${key}`, [entry.layer.digest], { durable: false });
+    crashPoint('cache.root-written');
+    await writeJsonAtomic(this.file(key), entry, { durable: false, inline: true });
   }
 
   /** Drops every entry (and its gc roots), and the build steps' intermediate images. */

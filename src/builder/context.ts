@@ -50,7 +50,8 @@ export class HashCache {
 
   async save(): Promise<void> {
     if (!this.file || !this.dirty) return;
-    await writeJsonAtomic(this.file, Object.fromEntries(this.entries));
+    // Not fsynced: a file lost or emptied by a crash is a cache miss (load() reads it as empty).
+    await writeJsonAtomic(this.file, Object.fromEntries(this.entries), { durable: false });
     this.dirty = false;
   }
 }

@@ -24,6 +24,8 @@ import type { CachedLayer } from './cache.js';
 import type { BuildGraph } from './vertex.js';
 import { imageConfig, type SolvedState, type Solver } from './solver.js';
 import { BUILD_STEP_ROOT } from '../store/images.js';
+import { span, traced } from '../util/trace.js';
+import { crashPoint } from '../util/crash-point.js';
 import type { BuildSession, OutputSpec } from './session.js';
 export type { OutputSpec } from './session.js';
 
@@ -40,30 +42,34 @@ export interface ExportedImage {
 export async function exportImage(s: BuildSession, graph: BuildGraph, solver: Solver, state: SolvedState): Promise<ExportedImage> {
   const finalStage = graph.stages.find((st) => st.index === graph.target)!;
   const planned = finalStage.vertices[finalStage.vertices.length - 1]!.config;
+  const names = (s.opts.tags ?? []).map((t) => s.at(s.df.stages[0]!.from, () => canonicalName(t)));
+  // The export starts as soon as the target's diffIDs are known: the config (which names diffIDs
+  // only) is written while the last layer is still compressing.
+  crashPoint('export.start');
   // The manifest must name compressed blobs, so this is where the snapshots' compression (begun
-  // as each step ended, in parallel) is awaited.
-  const layers = await Promise.all(state.layers.map((l) => solver.blob(l)));
-  // A remote cache hit's blob is fetched only now that the image needs it.
-  await s.opts.remoteCache?.ensureLayers(layers);
+  // as each step ended, in parallel) is awaited; a remote cache hit's blob is fetched only now
+  // that the image needs it.
+  const layers = Promise.all(state.layers.map((l) => solver.blob(l))).then(async (ls) => {
+    await s.opts.remoteCache?.ensureLayers(ls);
+    return ls;
+  });
+  layers.catch(() => { /* awaited by writeImage */ });
   const config = imageConfig(planned, state);
   if (s.opts.labels && Object.keys(s.opts.labels).length) {
     config.config = { ...config.config, Labels: { ...(config.config?.Labels ?? {}), ...s.opts.labels } } as ContainerConfig;
   }
   // type=inline: the cache records join the config (BuildKit's moby.buildkit.cache.v0).
-  if (s.opts.remoteCache) Object.assign(config, await s.opts.remoteCache.finalImage(finalStage.vertices[finalStage.vertices.length - 1]!.key, layers));
-  const written = await writeImage(s.store, { config, layers });
-  // Tags are set only when they move: a fully cached rebuild then writes nothing at all
-  // (index.json's lock, write and fsyncs are the slowest part of a no-op build on a busy disk).
-  const names = (s.opts.tags ?? []).map((t) => s.at(s.df.stages[0]!.from, () => canonicalName(t)));
-  for (const n of names) {
-    if ((await s.store.resolveTag(n))?.digest !== written.manifestDigest) await s.store.setTag(n, written.manifest);
-  }
+  if (s.opts.remoteCache) Object.assign(config, await s.opts.remoteCache.finalImage(finalStage.vertices[finalStage.vertices.length - 1]!.key, await layers));
+  // Tags are set only when they move (writeImage): a fully cached rebuild then writes nothing at
+  // all (index.json's lock, write and fsyncs are the slowest part of a no-op build on a busy disk).
+  const written = await traced('export.image', () => writeImage(s.store, { config, layers, tag: names }));
+  crashPoint('export.image-written');
   // Untagged, it is kept like Docker's dangling images: listed as <none>, removed by rmi or image prune.
   if (names.length === 0) await s.store.setRoot(`built/${written.manifestDigest}`, [written.manifestDigest]);
   if (solver.finalStepPrintsImageId) s.log(`${solver.finalPrefix} ---> ${shortId(written.configDigest)}\n`);
   s.log(`Successfully built ${shortId(written.configDigest)}\n`);
   for (const n of names) s.log(`Successfully tagged ${familiarString(parseReference(n))}\n`);
-  return { imageId: written.configDigest, manifestDigest: written.manifestDigest, manifest: written.manifest, config, names, layers };
+  return { imageId: written.configDigest, manifestDigest: written.manifestDigest, manifest: written.manifest, config, names, layers: await layers };
 }
 
 /** BuildKit's words (exporter/oci, type=docker) for a docker-archive of several platforms. */
@@ -188,18 +194,25 @@ async function writeFilesystems(store: ContentStore, output: OutputSpec, images:
  * `images`, dropped by `drydock builder prune`. Images already stored are not written again.
  */
 export async function exportStepImages(s: BuildSession, solver: Solver): Promise<void> {
+  const end = span('export.step-images');
   // Names only: every earlier build's step roots are there, and reading them all would make a
   // cached rebuild slower with each build.
   const have = await s.store.listRootOwners([BUILD_STEP_ROOT]);
   await Promise.all(solver.stepImages.map(async (img) => {
     const owner = `${BUILD_STEP_ROOT}${img.id.slice(7)}`;
     if (have.has(owner) && (await s.store.hasBlob(img.id))) return;
-    const layers = await Promise.all(img.layers.map((l) => solver.blob(l)));
-    // A --cache-from hit's layer is not downloaded just for an intermediate image: that step's
-    // image is not written (its ID was printed; the cache, not the image, is what matters there).
-    for (const l of layers) if (s.opts.remoteCache && !(await s.store.hasBlob(l.digest))) return;
+    let layers: CachedLayer[] | Promise<CachedLayer[]> = Promise.all(img.layers.map((l) => solver.blob(l)));
+    if (s.opts.remoteCache) {
+      // A --cache-from hit's layer is not downloaded just for an intermediate image: that step's
+      // image is not written (its ID was printed; the cache, not the image, is what matters there).
+      layers = await layers;
+      for (const l of layers) if (!(await s.store.hasBlob(l.digest))) return;
+    }
+    // Else the config is written while the step's layer may still compress, as the image's.
     const written = await writeImage(s.store, { config: img.config, layers });
     if (written.configDigest !== img.id) throw new Error(`intermediate image of a step is ${written.configDigest}, printed as ${img.id}`);
-    await s.store.setRoot(owner, [written.manifestDigest]);
+    // Not fsynced: a root lost in a crash is written again by the next build with this step.
+    await s.store.setRoot(owner, [written.manifestDigest], { durable: false });
   }));
+  end();
 }

@@ -1,19 +1,19 @@
 // The local content store: an OCI image layout directory (oci-layout, index.json, blobs/<alg>/<hex>)
 // that skopeo, umoci and `oci:` transports can read as it is. Extra drydock state lives in
 // sibling folders (tmp/, roots/) that the layout spec lets readers ignore.
-import { createReadStream, promises as fsp, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createReadStream, promises as fsp, readdirSync, readFileSync, statSync, openSync, writeSync, closeSync, renameSync, mkdirSync, rmSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-// proper-lockfile (with graceful-fs and signal-exit) loads on the first lock, not at CLI start-up.
-const loadLockfile = async () => (await import('proper-lockfile')).default;
 import { parseDigest, digestOf, type DigestAlgorithm } from '../image/digest.js';
 import { BlobVerificationError } from './errors.js';
 import type { Descriptor, ImageIndex } from '../image/types.js';
 import { MediaType } from '../image/media-types.js';
-import { fsyncDir, readJsonIfExists, readJsonIfExistsSync, writeJsonAtomic, writeFileAtomic, STREAM_CHUNK } from '../util/fs.js';
+import { crashPoint, pausePoint } from '../util/crash-point.js';
+import { lockFile } from './index-lock.js';
+import { fsyncDir, fsyncFd, readJsonIfExists, readJsonIfExistsSync, writeJsonAtomic, writeFileAtomic, stageFileAtomic, statSyncOrUndefined, STREAM_CHUNK } from '../util/fs.js';
 
 export const REF_NAME_ANNOTATION = 'io.containerd.image.name';
 export const OCI_REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
@@ -84,9 +84,24 @@ function rootFiles(files: string[], ownerPrefixes?: readonly string[]): [file: s
   return out;
 }
 
+/** Blobs in memory up to this size are written with writeBytesInline (configs, manifests, indexes). */
+const INLINE_BLOB_MAX = 4 << 20;
+
 export class ContentStore {
   /** Blob directories renamed into without an fsync yet (BlobCommitOptions.deferDirSync). */
   private readonly unsyncedDirs = new Set<string>();
+  /** The directory fsyncs syncBlobDirs() started that have not completed yet. */
+  private readonly runningDirSyncs = new Map<string, Promise<void>>();
+  /**
+   * Every blob write of this store object defers its directory fsync (deferDirSync), and the
+   * writes that publish blobs, setTag and a durable setRoot, run syncBlobDirs() first: one
+   * fsync of blobs/sha256 covers an image's layer, config and manifest, instead of one after
+   * each in a row. The builder sets it: its last layer, the config and the manifest are written
+   * one after another on the path to the tag.
+   */
+  deferBlobDirSyncs = false;
+  /** Blob directories known to exist (ensureDir). */
+  private readonly madeDirs = new Set<string>();
   readonly blobsDir: string;
   readonly tmpDir: string;
   readonly indexPath: string;
@@ -102,9 +117,14 @@ export class ContentStore {
 
   static async open(root: string = defaultRoot()): Promise<ContentStore> {
     const store = new ContentStore(path.resolve(root));
-    await fsp.mkdir(path.join(store.blobsDir, 'sha256'), { recursive: true });
-    await fsp.mkdir(store.tmpDir, { recursive: true });
+    const sha256 = path.join(store.blobsDir, 'sha256');
     const layoutFile = path.join(store.root, 'oci-layout');
+    store.madeDirs.add(sha256);
+    // A store that exists (every command but the first): four stats on the main thread, not
+    // mkdirs and reads that are each a thread-pool round trip before a build's first step.
+    if ([sha256, store.tmpDir, layoutFile, store.indexPath].every((p) => statSyncOrUndefined(p))) return store;
+    await fsp.mkdir(sha256, { recursive: true });
+    await fsp.mkdir(store.tmpDir, { recursive: true });
     // A new store's two files are written side by side: their fsyncs overlap.
     await Promise.all([
       readJsonIfExists(layoutFile).then((v) => v ? undefined : writeJsonAtomic(layoutFile, { imageLayoutVersion: '1.0.0' })),
@@ -190,7 +210,51 @@ export class ContentStore {
    * and rename is atomic.
    */
   async writeBlob(source: Readable | Buffer | string, expect: BlobWriteExpectation = {}, opts: BlobCommitOptions = {}): Promise<WrittenBlob> {
+    if (!(source instanceof Readable) && source.length <= INLINE_BLOB_MAX) return this.writeBytesInline(Buffer.from(source), expect, opts);
     return (await this.ingestBlob(source, expect)).commit(opts);
+  }
+
+  /**
+   * writeBlob of bytes in memory (configs, manifests, indexes): hashed, then the stat, open,
+   * write, rename and close on the main thread and only the fsyncs on the thread pool
+   * (util/fs.ts InlineOption says why). The same checks and the same order as ingestBlob.
+   */
+  private async writeBytesInline(bytes: Buffer, expect: BlobWriteExpectation, opts: BlobCommitOptions): Promise<WrittenBlob> {
+    if (expect.digest && expect.size !== undefined && statSyncOrUndefined(this.blobPath(expect.digest))?.size === expect.size) {
+      return { digest: expect.digest, size: expect.size, created: false };
+    }
+    const algorithm = expect.digest ? parseDigest(expect.digest).algorithm : expect.algorithm ?? 'sha256';
+    const digest = digestOf(bytes, algorithm);
+    if (expect.size !== undefined && bytes.length > expect.size) throw new BlobVerificationError(`blob is larger than the expected ${expect.size} bytes`);
+    if (expect.digest && digest !== expect.digest) {
+      throw new BlobVerificationError(`digest mismatch: expected ${expect.digest}, content hashes to ${digest}`);
+    }
+    if (expect.size !== undefined && bytes.length !== expect.size) {
+      throw new BlobVerificationError(`size mismatch for ${digest}: expected ${expect.size} bytes, got ${bytes.length}`);
+    }
+    const target = this.blobPath(digest);
+    const tmp = path.join(this.tmpDir, `ingest-${process.pid}-${randomBytes(8).toString('hex')}`);
+    const fd = openSync(tmp, 'wx');
+    let existed: boolean;
+    try {
+      for (let at = 0; at < bytes.length;) at += writeSync(fd, bytes, at, bytes.length - at, at);
+      await fsyncFd(fd);
+      crashPoint('blob.synced');
+      const paused = pausePoint('blob.synced');
+      if (paused) await paused;
+      if (!this.madeDirs.has(path.dirname(target))) { mkdirSync(path.dirname(target), { recursive: true }); this.madeDirs.add(path.dirname(target)); }
+      existed = statSyncOrUndefined(target) !== undefined;
+      renameSync(tmp, target);
+    } catch (e) {
+      closeSync(fd);
+      rmSync(tmp, { force: true });
+      throw e;
+    }
+    closeSync(fd);
+    crashPoint('blob.renamed');
+    if (opts.deferDirSync || this.deferBlobDirSyncs) this.unsyncedDirs.add(path.dirname(target));
+    else await fsyncDir(path.dirname(target), { inline: true });
+    return { digest, size: bytes.length, created: !existed };
   }
 
   /**
@@ -241,14 +305,19 @@ export class ContentStore {
       }
       const commit = async (o: BlobCommitOptions = {}): Promise<WrittenBlob> => {
         try {
-          // The same descriptor that wrote the data: no second open of the temp file.
-          await fh.sync();
-          await fh.close();
           const target = this.blobPath(digest);
-          await fsp.mkdir(path.dirname(target), { recursive: true });
-          const existed = (await this.statBlob(digest)) !== undefined;
+          // The same descriptor that wrote the data: no second open of the temp file. Whether the
+          // blob was there is asked while the fsync runs (each await is a thread-pool round trip).
+          const [, existed] = await Promise.all([
+            fh.sync().then(() => fh.close()),
+            this.ensureDir(path.dirname(target)).then(async () => (await this.statBlob(digest)) !== undefined),
+          ]);
+          crashPoint('blob.synced');
+          const paused = pausePoint('blob.synced');
+          if (paused) await paused;
           await fsp.rename(tmp, target);
-          if (o.deferDirSync) this.unsyncedDirs.add(path.dirname(target));
+          crashPoint('blob.renamed');
+          if (o.deferDirSync || this.deferBlobDirSyncs) this.unsyncedDirs.add(path.dirname(target));
           else await fsyncDir(path.dirname(target));
           return { digest, size, created: !existed };
         } catch (e) {
@@ -264,11 +333,22 @@ export class ContentStore {
     }
   }
 
+  /** mkdir -p of a blob directory, once per directory and store object (blobs/sha256 is made by open). */
+  private ensureDir(dir: string): Promise<void> {
+    if (this.madeDirs.has(dir)) return Promise.resolve();
+    return fsp.mkdir(dir, { recursive: true }).then(() => { this.madeDirs.add(dir); });
+  }
+
   /** fsyncs the blob directories that writes with `deferDirSync` renamed into (once each). */
   async syncBlobDirs(): Promise<void> {
-    const dirs = [...this.unsyncedDirs];
+    for (const d of this.unsyncedDirs) {
+      const running = fsyncDir(d, { inline: true });
+      this.runningDirSyncs.set(d, running);
+      void running.then(() => { if (this.runningDirSyncs.get(d) === running) this.runningDirSyncs.delete(d); });
+    }
     this.unsyncedDirs.clear();
-    await Promise.all(dirs.map((d) => fsyncDir(d)));
+    // Also the fsyncs another caller started: the renames they cover may be this caller's.
+    await Promise.all(this.runningDirSyncs.values());
   }
 
   /** Writes a JSON document as a blob and returns its descriptor. */
@@ -294,17 +374,27 @@ export class ContentStore {
     return readJsonIfExistsSync<ImageIndex>(this.indexPath) ?? emptyIndex();
   }
 
-  /** Serialises read-modify-write of index.json between processes. */
-  private async updateIndex<T>(fn: (index: ImageIndex) => T | Promise<T>): Promise<T> {
-    const release = await (await loadLockfile()).lock(this.indexPath, {
-      retries: { retries: 200, minTimeout: 10, maxTimeout: 100 },
-      stale: 30_000,
-      realpath: false,
-    });
+  /**
+   * Serialises read-modify-write of index.json between processes. With `gate` (the blobs the new
+   * index names, still being written), the new index is written and fsynced meanwhile and
+   * renamed in only once the gate has resolved: the two fsyncs overlap, and a crash leaves the old
+   * index or one whose blobs are durable. A gate that rejects leaves index.json as it was.
+   */
+  private async updateIndex<T>(fn: (index: ImageIndex) => T | Promise<T>, gate?: Promise<unknown>): Promise<T> {
+    const release = await lockFile(this.indexPath);
     try {
-      const index = await this.readIndex();
+      const index = this.readIndexSync();
       const result = await fn(index);
-      await writeJsonAtomic(this.indexPath, index);
+      const staged = await stageFileAtomic(this.indexPath, JSON.stringify(index, null, 2) + '\n', 0o644, { inline: true });
+      crashPoint('index.staged');
+      try {
+        await gate;
+      } catch (e) {
+        await staged.discard();
+        throw e;
+      }
+      await staged.commit();
+      crashPoint('index.written');
       return result;
     } finally {
       await release();
@@ -328,10 +418,19 @@ export class ContentStore {
    * Points `name` (full "registry/repo:tag") at a manifest. The manifest blob must already be in
    * the store, so a tag never dangles. Returns what the tag pointed at before, if anything.
    */
-  async setTag(name: string, descriptor: Descriptor): Promise<Descriptor | undefined> {
-    if (!(await this.hasBlob(descriptor.digest))) {
-      throw new BlobVerificationError(`cannot tag ${name}: manifest ${descriptor.digest} is not in the store`);
-    }
+  async setTag(name: string, descriptor: Descriptor, opts: { written?: Promise<unknown> } = {}): Promise<Descriptor | undefined> {
+    // `written`: the manifest (and what it names) is being written. The new index is prepared
+    // meanwhile and renamed in only once that is durable and the manifest is there.
+    const there = async () => {
+      await opts.written;
+      await this.syncBlobDirs();
+      if (!(await this.hasBlob(descriptor.digest))) {
+        throw new BlobVerificationError(`cannot tag ${name}: manifest ${descriptor.digest} is not in the store`);
+      }
+    };
+    const gate = opts.written ? there() : undefined;
+    gate?.catch(() => { /* awaited by updateIndex, or the lock failed first */ });
+    if (!gate) await there();
     const tag = name.slice(name.lastIndexOf(':') + 1);
     return this.updateIndex((index) => {
       const previous = index.manifests.find((d) => d.annotations?.[REF_NAME_ANNOTATION] === name);
@@ -345,7 +444,7 @@ export class ContentStore {
       });
       index.manifests.sort((a, b) => (a.annotations![REF_NAME_ANNOTATION]! < b.annotations![REF_NAME_ANNOTATION]! ? -1 : 1));
       return previous;
-    });
+    }, gate);
   }
 
   /** Removes a tag; returns the descriptor it pointed at, if any. */
@@ -359,10 +458,15 @@ export class ContentStore {
 
   // ---- roots kept alive by other subsystems -----------------------------------------------
 
-  /** Records that `owner` (e.g. "cache/<key>") needs `digests` kept across gc. */
-  async setRoot(owner: string, digests: string[]): Promise<void> {
+  /**
+   * Records that `owner` (e.g. "cache/<key>") needs `digests` kept across gc. `durable: false`
+   * for a root whose owner is recreated when lost (the build cache's, a build step's image): a
+   * crash may then lose it, or leave it empty, and gc sweep what it kept.
+   */
+  async setRoot(owner: string, digests: string[], opts: { durable?: boolean } = {}): Promise<void> {
+    if (opts.durable !== false) await this.syncBlobDirs();
     const file = path.join(this.rootsDir, encodeURIComponent(owner));
-    await writeFileAtomic(file, digests.map((d) => parseDigest(d).value).join('\n') + '\n');
+    await writeFileAtomic(file, digests.map((d) => parseDigest(d).value).join('\n') + '\n', 0o644, { ...opts, inline: true });
   }
 
   async removeRoot(owner: string): Promise<void> {

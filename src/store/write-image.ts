@@ -18,7 +18,12 @@ export interface ImageLayer {
 
 export interface WriteImageOptions {
   config: ImageConfig;
-  layers: ImageLayer[];
+  /**
+   * The layers, or a promise of them while their blobs are still being written (the builder's
+   * last layer compresses while the export begins): then the config must list the diff_ids, and
+   * its blob is written meanwhile. The manifest waits for the layers, the tag for all three.
+   */
+  layers: ImageLayer[] | Promise<ImageLayer[]>;
   /** Name to tag ("busybox", "localhost:5000/a:1"); normalised like Docker. */
   tag?: string | string[];
   annotations?: Record<string, string>;
@@ -34,42 +39,64 @@ export interface WrittenImage {
 }
 
 export async function writeImage(store: ContentStore, opts: WriteImageOptions): Promise<WrittenImage> {
-  const sizes = await Promise.all(opts.layers.map((l) => store.statBlob(l.digest)));
-  for (const [i, l] of opts.layers.entries()) {
-    const size = sizes[i];
-    if (size === undefined) throw new BlobVerificationError(`layer ${l.digest} is not in the store`);
-    if (size !== l.size) throw new BlobVerificationError(`layer ${l.digest} is ${size} bytes in the store, descriptor says ${l.size}`);
-  }
-  const config: ImageConfig = {
-    ...opts.config,
-    rootfs: { type: 'layers', diff_ids: opts.config.rootfs?.diff_ids?.length ? opts.config.rootfs.diff_ids : opts.layers.map((l) => l.diffID) },
-  };
-  if (config.rootfs.diff_ids.length !== opts.layers.length) {
-    throw new Error(`image config lists ${config.rootfs.diff_ids.length} diff_ids for ${opts.layers.length} layers`);
-  }
+  const pending = opts.layers instanceof Promise;
+  const given = opts.config.rootfs?.diff_ids;
+  const diffIDs = pending ? given : given?.length ? given : (opts.layers as ImageLayer[]).map((l) => l.diffID);
+  if (!diffIDs) throw new Error('writeImage: an image whose layers are still being written needs the diff_ids in its config');
+  const config: ImageConfig = { ...opts.config, rootfs: { type: 'layers', diff_ids: diffIDs } };
   const names = (Array.isArray(opts.tag) ? opts.tag : opts.tag ? [opts.tag] : []).map(canonicalName);
-  // The config's digest comes from its bytes, so the manifest is made before either is written,
-  // and both blobs are written at once: their fsyncs overlap instead of queueing (a few fsyncs
-  // are most of an image write on a busy disk). Only a tag names the manifest, after both exist.
+  // The config's digest comes from its bytes and names only diffIDs: it is written at once, while
+  // the layers' blobs may still be compressing, and the manifest as soon as they are in. The two
+  // blobs' fsyncs overlap instead of queueing (a few fsyncs are most of an image write on a busy
+  // disk). Only a tag names the manifest, after the config, the manifest and the layers are durable.
   const configBytes = Buffer.from(JSON.stringify(config));
   const configDesc = { digest: digestOf(configBytes), size: configBytes.length };
+  // Given layers are checked before anything is written; pending ones while the manifest is.
+  if (!pending) await checkLayers(store, diffIDs, opts.layers as ImageLayer[]);
+  const configWritten = store.writeBytes(configBytes, MediaType.OciConfig);
+  configWritten.catch(() => { /* awaited below, after the layers */ });
+  const layers = await opts.layers;
   const manifest: ImageManifest = {
     schemaVersion: 2,
     mediaType: MediaType.OciManifest,
     config: { mediaType: MediaType.OciConfig, digest: configDesc.digest, size: configDesc.size },
-    layers: opts.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, ...(l.annotations ? { annotations: l.annotations } : {}) })),
+    layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, ...(l.annotations ? { annotations: l.annotations } : {}) })),
     ...(opts.annotations && Object.keys(opts.annotations).length ? { annotations: opts.annotations } : {}),
   };
-  const [, manifestDesc] = await Promise.all([
-    store.writeBytes(configBytes, MediaType.OciConfig),
-    store.writeBytes(Buffer.from(JSON.stringify(manifest)), MediaType.OciManifest),
-  ]);
+  const manifestBytes = Buffer.from(JSON.stringify(manifest));
+  const manifestDigest = digestOf(manifestBytes);
   const descriptor: Descriptor = {
     mediaType: MediaType.OciManifest,
-    digest: manifestDesc.digest,
-    size: manifestDesc.size,
+    digest: manifestDigest,
+    size: manifestBytes.length,
     platform: { architecture: config.architecture, os: config.os, ...(config.variant ? { variant: config.variant } : {}) },
   };
-  for (const name of names) await store.setTag(name, descriptor);
-  return { manifestDigest: manifestDesc.digest, configDigest: configDesc.digest, manifest: descriptor, names };
+  const written = Promise.all([
+    configWritten,
+    store.writeBytes(manifestBytes, MediaType.OciManifest),
+    pending ? checkLayers(store, diffIDs, layers) : undefined,
+  ]);
+  written.catch(() => { /* awaited below */ });
+  // A tag that names this manifest already is left alone: no lock, no write, no fsync (a fully
+  // cached rebuild writes nothing). The others get a new index.json prepared (written, fsynced)
+  // while the blobs are written, renamed in once they are durable.
+  const current = names.length ? new Map(store.listTagsSync().map((t) => [t.name, t.descriptor.digest])) : undefined;
+  for (const name of names) {
+    if (current!.get(name) !== manifestDigest) await store.setTag(name, descriptor, { written });
+  }
+  await written;
+  return { manifestDigest, configDigest: configDesc.digest, manifest: descriptor, names };
+}
+
+/** The layers are in the store with the sizes their descriptors give, one per diff_id. */
+async function checkLayers(store: ContentStore, diffIDs: string[], layers: ImageLayer[]): Promise<void> {
+  if (diffIDs.length !== layers.length) {
+    throw new Error(`image config lists ${diffIDs.length} diff_ids for ${layers.length} layers`);
+  }
+  const sizes = await Promise.all(layers.map((l) => store.statBlob(l.digest)));
+  for (const [i, l] of layers.entries()) {
+    const size = sizes[i];
+    if (size === undefined) throw new BlobVerificationError(`layer ${l.digest} is not in the store`);
+    if (size !== l.size) throw new BlobVerificationError(`layer ${l.digest} is ${size} bytes in the store, descriptor says ${l.size}`);
+  }
 }

@@ -1,6 +1,6 @@
 // Crash-safe file writes: temp file in the same directory, fsync, rename, fsync the directory.
 // A reader therefore sees either the old file or the complete new one, never a torn write.
-import { promises as fsp, constants, readFileSync, lstatSync, statSync, type Stats, type WriteStream } from 'node:fs';
+import { promises as fsp, constants, readFileSync, lstatSync, statSync, openSync, writeSync, closeSync, renameSync, mkdirSync, rmSync, fsync as fsyncFdCallback, type Stats, type WriteStream } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 
@@ -8,7 +8,57 @@ export function tempName(target: string): string {
   return path.join(path.dirname(target), `.tmp-${path.basename(target)}-${process.pid}-${randomBytes(6).toString('hex')}`);
 }
 
-export async function fsyncDir(dir: string): Promise<void> {
+/**
+ * fsyncs `dir`, so that the entries renamed into it before the call are durable. Callers of one
+ * process share the fsyncs of a directory: one that is running may have begun before the
+ * caller's rename, so the caller waits for the next, which everybody who comes meanwhile shares
+ * (an image's config, manifest and layer, renamed into blobs/sha256/ at once, cost one or two
+ * directory fsyncs, not three).
+ */
+export function fsyncDir(dir: string, opts: InlineOption = {}): Promise<void> {
+  const running = dirSyncs.get(dir);
+  if (!running) return startDirSync(dir, opts);
+  return running.next ??= running.done.then(() => startDirSync(dir, opts));
+}
+
+/**
+ * `inline`: the open, write, rename and close of a small file, and the open and close of its
+ * directory, run on the main thread (microseconds each on a local disk), and only the fsyncs on
+ * the thread pool: through fs.promises each call is a round trip that, on a loaded host, waits
+ * for a CPU twice. For the store's small files (index.json, roots, configs, manifests, cache
+ * entries), written in a row on a build's critical path.
+ */
+export interface InlineOption { inline?: boolean }
+
+/** fsync(2) of a descriptor on the thread pool. */
+export function fsyncFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fsyncFdCallback(fd, (e) => (e ? reject(e) : resolve())));
+}
+
+/** The directory fsync running for each directory, and the one queued behind it. */
+const dirSyncs = new Map<string, { done: Promise<void>; next?: Promise<void> }>();
+
+function startDirSync(dir: string, opts: InlineOption): Promise<void> {
+  const state: { done: Promise<void>; next?: Promise<void> } = { done: undefined! };
+  // Runs before `next`'s own continuation (registered on `done` later), which replaces the entry.
+  state.done = (opts.inline ? fsyncDirInline(dir) : fsyncDirNow(dir)).then(() => { if (dirSyncs.get(dir) === state && !state.next) dirSyncs.delete(dir); });
+  dirSyncs.set(dir, state);
+  return state.done;
+}
+
+async function fsyncDirInline(dir: string): Promise<void> {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    await fsyncFd(fd);
+  } catch {
+    // As fsyncDirNow: some filesystems refuse fsync on directories.
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+async function fsyncDirNow(dir: string): Promise<void> {
   let fh: fsp.FileHandle | undefined;
   try {
     fh = await fsp.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
@@ -34,30 +84,91 @@ export async function discardStreamedFile(out: WriteStream, file: string): Promi
   await fsp.rm(file, { force: true });
 }
 
-export async function writeFileAtomic(target: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+/**
+ * Replaces `target` atomically (temp file, rename). `durable` (the default) fsyncs the file
+ * before the rename and the directory after it; without, a crash may leave the old file, the
+ * new one, or an empty one: for caches whose readers treat a missing or unreadable file as a
+ * miss and recreate it (the build cache, the context's hash cache).
+ */
+export async function writeFileAtomic(target: string, data: string | Uint8Array, mode = 0o644, opts: { durable?: boolean } & InlineOption = {}): Promise<void> {
+  await (await stageFileAtomic(target, data, mode, opts)).commit();
+}
+
+/** A file written to its temp name (and fsynced), not yet renamed over its target. */
+export interface StagedFile {
+  /** Renames it in (and fsyncs the directory, when durable). */
+  commit(): Promise<void>;
+  /** Removes the temp file. */
+  discard(): Promise<void>;
+}
+
+/**
+ * writeFileAtomic's first half: the new content in a temp file beside `target`, fsynced when
+ * durable. A caller that must not publish the file before something else is durable (index.json
+ * before the manifest it names) stages it meanwhile, so the two fsyncs overlap.
+ */
+export async function stageFileAtomic(target: string, data: string | Uint8Array, mode = 0o644, opts: { durable?: boolean } & InlineOption = {}): Promise<StagedFile> {
+  const durable = opts.durable ?? true;
+  if (opts.inline) return stageFileInline(target, data, mode, durable);
   await fsp.mkdir(path.dirname(target), { recursive: true });
   const tmp = tempName(target);
   const fh = await fsp.open(tmp, 'wx', mode);
   try {
     await fh.writeFile(data);
-    await fh.sync();
+    if (durable) await fh.sync();
   } catch (e) {
     await fh.close().catch(() => {});
     await fsp.rm(tmp, { force: true });
     throw e;
   }
   await fh.close();
-  try {
-    await fsp.rename(tmp, target);
-  } catch (e) {
-    await fsp.rm(tmp, { force: true });
-    throw e;
-  }
-  await fsyncDir(path.dirname(target));
+  const discard = () => fsp.rm(tmp, { force: true });
+  return {
+    discard,
+    async commit() {
+      try {
+        await fsp.rename(tmp, target);
+      } catch (e) {
+        await discard();
+        throw e;
+      }
+      if (durable) await fsyncDir(path.dirname(target));
+    },
+  };
 }
 
-export async function writeJsonAtomic(target: string, value: unknown): Promise<void> {
-  await writeFileAtomic(target, JSON.stringify(value, null, 2) + '\n');
+/** stageFileAtomic with `inline`: every call but the fsyncs on the main thread. */
+async function stageFileInline(target: string, data: string | Uint8Array, mode: number, durable: boolean): Promise<StagedFile> {
+  mkdirSync(path.dirname(target), { recursive: true });
+  const tmp = tempName(target);
+  const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+  const fd = openSync(tmp, 'wx', mode);
+  try {
+    for (let at = 0; at < bytes.length;) at += writeSync(fd, bytes, at, bytes.length - at, at);
+    if (durable) await fsyncFd(fd);
+  } catch (e) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  closeSync(fd);
+  const discard = async () => rmSync(tmp, { force: true });
+  return {
+    discard,
+    async commit() {
+      try {
+        renameSync(tmp, target);
+      } catch (e) {
+        await discard();
+        throw e;
+      }
+      if (durable) await fsyncDir(path.dirname(target), { inline: true });
+    },
+  };
+}
+
+export async function writeJsonAtomic(target: string, value: unknown, opts: { durable?: boolean } & InlineOption = {}): Promise<void> {
+  await writeFileAtomic(target, JSON.stringify(value, null, 2) + '\n', 0o644, opts);
 }
 
 export async function readJson<T>(file: string): Promise<T> {
