@@ -5,12 +5,14 @@
 // becomes the layer cache entry of its diffID when the build ends. compressSnapshot makes the
 // blob of an earlier build's snapshot.
 import { promises as fsp } from 'node:fs';
+import { Readable, Transform, pipeline } from 'node:stream';
 import path from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 import type { Instruction } from '../dockerfile/index.js';
 import type { ContentStore } from '../store/content-store.js';
 import type { Compression } from '../image/media-types.js';
 import { UserError } from '../util/errors.js';
+import { STREAM_CHUNK } from '../util/fs.js';
 import { span, traced } from '../util/trace.js';
 import type { CachedLayer } from './cache.js';
 import { SourceTree } from './context.js';
@@ -55,8 +57,6 @@ export async function withRootfs(
   fn: (x: ExecContext) => Promise<void>,
 ): Promise<StepSnapshot> {
   const { mountRootfs, adoptUnpackedLayer, createOwnedDir, scratchRoot } = await import('../runtime/index.js');
-  // The snapshot worker thread starts while the step runs (its first snapshot would wait for it).
-  if (s.opts.sourceDateEpoch === undefined) (await import('./snapshot-worker.js')).prestartSnapshotWorker();
   const lowers = await traced('step.unpack-lowers', () => lowerDirs(s, layers));
   const workDir = path.join(scratchRoot(s.store.root), `step-${process.pid}-${randomBytes(6).toString('hex')}`);
   // Owned by this process: if it is killed, the next build, run or gc sweeps mounts and container.
@@ -129,14 +129,21 @@ function layerRef(l: BuildLayer): { digest: string; diffID: string; mediaType: s
 }
 
 /**
- * A step's snapshot in one pass over its upper dir, in the snapshot worker thread
- * (snapshot-worker.ts): the tar (as createLayer writes it) is hashed into the diffID, resolved as
- * soon as the tar ends (the upper dir is no longer read then, so it can be adopted), and
- * compressed into the store as the blob, resolved once it is written, fsynced and renamed in.
- * Every snapshot's blob is needed (the image's and the steps' manifests name them), so making it
- * here saves the second tar pass over the same files that compressing later costs.
+ * A step's snapshot in one pass over its upper dir: the tar (as createLayer writes it) is hashed
+ * into the diffID, resolved as soon as the tar ends (the upper dir is no longer read then, so it
+ * can be adopted), and compressed into the store as the blob, resolved once it is written and
+ * fsynced. Every snapshot's blob is needed (the image's and the steps' manifests name them), so
+ * making it here saves the second tar pass over the same files that compressing later costs.
+ * It runs in the snapshot worker thread (snapshot-worker.ts) when that runs already or the tree
+ * is large enough to repay its start; a few small files are quicker to do here.
  */
 export async function snapshotLayer(store: ContentStore, dir: string, compression: Compression = 'gzip'): Promise<{ diffID: string; blob: Promise<CachedLayer> }> {
+  const { snapshotWorkerRunning, worthTheWorker } = await import('./snapshot-worker.js');
+  return snapshotWorkerRunning() || worthTheWorker(dir) ? snapshotLayerInWorker(store, dir, compression) : snapshotLayerInThread(store, dir, compression);
+}
+
+/** snapshotLayer in the snapshot worker thread: the main thread only renames the blob in. */
+export async function snapshotLayerInWorker(store: ContentStore, dir: string, compression: Compression = 'gzip'): Promise<{ diffID: string; blob: Promise<CachedLayer> }> {
   const { snapshotInWorker } = await import('./snapshot-worker.js');
   const { ociLayerMediaType } = await import('../image/media-types.js');
   const snap = snapshotInWorker(store, dir, compression);
@@ -145,6 +152,28 @@ export async function snapshotLayer(store: ContentStore, dir: string, compressio
   }));
   blob.catch(() => { /* awaited by the solver's blob() and the cache entry */ });
   return { diffID: await snap.diffID, blob };
+}
+
+/** snapshotLayer on this thread. */
+export async function snapshotLayerInThread(store: ContentStore, dir: string, compression: Compression = 'gzip'): Promise<{ diffID: string; blob: Promise<CachedLayer> }> {
+  const { tarDirectory } = await import('../layer/create.js');
+  const { compressor } = await import('../layer/compression.js');
+  const { ociLayerMediaType } = await import('../image/media-types.js');
+  const hash = createHash('sha256');
+  let tarEnded!: (diffID: string) => void;
+  let failed!: (e: Error) => void;
+  const diffID = new Promise<string>((resolve, reject) => { tarEnded = resolve; failed = reject; });
+  const hasher = new Transform({
+    transform(chunk: Buffer, _enc, cb) { hash.update(chunk); cb(null, chunk); },
+    flush(cb) { tarEnded(`sha256:${hash.digest('hex')}`); cb(); },
+  });
+  const tar = Readable.from(tarDirectory(dir, { overlayUpper: true }), { objectMode: false, highWaterMark: STREAM_CHUNK });
+  const compressed = pipeline(tar, hasher, compressor(compression), (e) => { if (e) failed(e); });
+  const blob = store.writeBlob(compressed as unknown as Readable).then(async ({ digest, size }) => ({
+    digest, size, mediaType: ociLayerMediaType(compression), diffID: await diffID,
+  }));
+  blob.catch(() => { /* awaited by the solver's blob() and the cache entry */ });
+  return { diffID: await diffID, blob };
 }
 
 /** The diffID of an overlay upper dir: its tar (as createLayer writes it) hashed, nothing stored. */

@@ -4,6 +4,7 @@
 // the snapshot meanwhile (docs/builder.md, "The 40 MB cold build's critical path").
 // The worker starts with the first snapshot, is unref'd while idle (it never keeps a process
 // alive), and is closed when the last build of the process ends (index.ts's build()).
+import { lstatSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Worker } from 'node:worker_threads';
@@ -87,6 +88,32 @@ function replyError(r: Extract<SnapshotReply, { type: 'error' }>): Error {
   if (r.code) e.code = r.code;
   if (r.stack) e.stack = r.stack;
   return e;
+}
+
+/** A tree with this much file data, or this many entries, is snapshotted in the worker. */
+const WORKER_BYTES = 4 << 20;
+const WORKER_ENTRIES = 2000;
+
+/**
+ * Whether snapshotting `dir` repays starting the worker (~30 ms of CPU): it holds at least
+ * WORKER_BYTES of files or WORKER_ENTRIES entries. The walk stops at either, so it costs at most
+ * that many lstat calls; a step that changed a few small files (the usual late RUN) is tarred on
+ * the main thread in a few milliseconds and never starts the worker.
+ */
+export function worthTheWorker(dir: string): boolean {
+  let bytes = 0;
+  let entries = 0;
+  const walk = (d: string): boolean => {
+    for (const name of readdirSync(d)) {
+      const st = lstatSync(path.join(d, name));
+      bytes += st.isFile() ? st.size : 0;
+      if (++entries >= WORKER_ENTRIES || bytes >= WORKER_BYTES) return true;
+      if (st.isDirectory() && walk(path.join(d, name))) return true;
+    }
+    return false;
+  };
+  // An unreadable tree goes to the worker, whose tar reports what it could not read.
+  try { return walk(dir); } catch { return true; }
 }
 
 /**

@@ -10,8 +10,8 @@ import { once } from 'node:events';
 import { promises as fsp, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { builderFixture, type Fixture } from './helpers.js';
-import { snapshotLayer } from '../../src/builder/rootfs.js';
-import { snapshotWorkerRunning, closeSnapshotWorker } from '../../src/builder/snapshot-worker.js';
+import { snapshotLayerInThread, snapshotLayerInWorker } from '../../src/builder/rootfs.js';
+import { snapshotWorkerRunning, closeSnapshotWorker, worthTheWorker } from '../../src/builder/snapshot-worker.js';
 import { createLayer } from '../../src/layer/create.js';
 import { ContentStore } from '../../src/store/index.js';
 import { CLI_MAIN, PROJECT_ROOT, requireTool, tempDir } from '../helpers/env.js';
@@ -63,20 +63,36 @@ function tempFiles(store: ContentStore): string[] {
 test('the worker\'s snapshot of a foreign tree has the diffID and blob digest of the in-thread path, gzip and zstd', async () => {
   const upper = foreignUpperDir();
   for (const compression of ['gzip', 'zstd'] as const) {
-    const snap = await snapshotLayer(fx.store, upper, compression);
+    const snap = await snapshotLayerInWorker(fx.store, upper, compression);
     const blob = await snap.blob;
-    const inThread = await createLayer(fx.store, { dir: upper }, { overlayUpper: true, compression });
-    assert.equal(snap.diffID, inThread.diffID, compression);
-    assert.deepEqual(blob, { digest: inThread.digest, size: inThread.size, mediaType: inThread.mediaType, diffID: inThread.diffID }, compression);
+    const layer = await createLayer(fx.store, { dir: upper }, { overlayUpper: true, compression });
+    assert.equal(snap.diffID, layer.diffID, compression);
+    assert.deepEqual(blob, { digest: layer.digest, size: layer.size, mediaType: layer.mediaType, diffID: layer.diffID }, compression);
     assert.ok(await fx.store.hasBlob(blob.digest));
+    const inThread = await snapshotLayerInThread(fx.store, upper, compression);
+    assert.deepEqual(await inThread.blob, blob, compression);
   }
   // The blob is the tree's OCI form: the whiteout, the opaque marker and the hardlink are in it.
-  const gz = await snapshotLayer(fx.store, upper, 'gzip');
+  const gz = await snapshotLayerInWorker(fx.store, upper, 'gzip');
   const listing = execFileSync('tar', ['-tvzf', fx.store.blobPath((await gz.blob).digest)], { encoding: 'utf8' });
   for (const re of [/^h.* etc\/passwd-hard link to etc\/passwd$/m, /^l.* etc\/motd -> passwd$/m, / etc\/\.wh\.gone$/m, / var\/\.wh\.\.wh\.\.opq$/m, /^p.* var\/fifo$/m, /^-rwsr-xr-x 1000\/1000 .* var\/tool$/m]) {
     assert.match(listing, re);
   }
   assert.deepEqual(tempFiles(fx.store), []);
+});
+
+test('a tree of a few small files is snapshotted on the main thread; 4 MiB of files or 2000 entries go to the worker', async () => {
+  const dir = tempDir('drydock-snapworker-size-');
+  await fsp.mkdir(path.join(dir, 'd'));
+  await fsp.writeFile(path.join(dir, 'd', 'small'), Buffer.alloc(3 << 20));
+  assert.equal(worthTheWorker(dir), false);
+  await fsp.writeFile(path.join(dir, 'd', 'more'), Buffer.alloc(1 << 20));
+  assert.equal(worthTheWorker(dir), true);
+  const many = tempDir('drydock-snapworker-many-');
+  for (let i = 0; i < 2000; i++) await fsp.mkdir(path.join(many, `d${i}`));
+  assert.equal(worthTheWorker(many), true);
+  await fsp.rmdir(path.join(many, 'd0'));
+  assert.equal(worthTheWorker(many), false);
 });
 
 test('an unreadable file fails the snapshot with its name, and no temp file is left in the store', async () => {
@@ -86,13 +102,16 @@ test('an unreadable file fails the snapshot with its name, and no temp file is l
   const victim = path.join(upper, 'etc', 'passwd');
   execFileSync('mount', ['--bind', '/sys/bus/pci/rescan', victim]);
   try {
-    await assert.rejects(snapshotLayer(fx.store, upper), (e: Error) => {
-      assert.match(e.message, new RegExp(`^cannot read ${victim.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: EACCES: permission denied`));
-      return true;
-    });
+    const message = new RegExp(`^cannot read ${victim.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: EACCES: permission denied`);
+    await assert.rejects(snapshotLayerInWorker(fx.store, upper), (e: Error) => { assert.match(e.message, message); return true; });
+    // The worker removed its temp file before it answered.
+    assert.deepEqual(tempFiles(fx.store), []);
+    // On the main thread the same message; the store's write discards its temp file just after.
+    await assert.rejects(snapshotLayerInThread(fx.store, upper), (e: Error) => { assert.match(e.message, message); return true; });
   } finally {
     execFileSync('umount', [victim]);
   }
+  for (let i = 0; i < 100 && tempFiles(fx.store).length; i++) await new Promise((r) => setTimeout(r, 20));
   assert.deepEqual(tempFiles(fx.store), []);
 });
 
