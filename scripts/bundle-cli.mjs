@@ -13,6 +13,8 @@
 //    The SDK shares no class with drydock's code, so a second bundle is safe there.
 //  - monitor-main.cjs / exec-monitor-main.cjs: the detached container monitor and the exec monitor,
 //    which src/runtime/lifecycle.ts starts from the directory (and extension) its own code runs from.
+//  - snapshot-worker-main.cjs: the build's snapshot worker thread, which src/builder/snapshot-worker.ts
+//    starts from beside its own code the same way.
 // CommonJS, not ESM with code splitting, because only scripts take V8's code cache on Node 20
 // (src/cli/launch.ts says more). Measured by bench/startup.ts.
 import { build } from 'esbuild';
@@ -124,6 +126,7 @@ const bundles = [
   { name: 'drydock', entry: 'src/cli/launch.ts', keep: [] },
   { name: 'monitor-main', entry: 'src/runtime/monitor-main.ts', keep: undefined },
   { name: 'exec-monitor-main', entry: 'src/runtime/exec-monitor-main.ts', keep: undefined },
+  { name: 'snapshot-worker-main', entry: 'src/builder/snapshot-worker-main.ts', keep: undefined },
 ];
 await Promise.all([...bundles.map((b) => build({
   ...common,

@@ -134,8 +134,28 @@ function layerRef(l: BuildLayer): { digest: string; diffID: string; mediaType: s
  * can be adopted), and compressed into the store as the blob, resolved once it is written and
  * fsynced. Every snapshot's blob is needed (the image's and the steps' manifests name them), so
  * making it here saves the second tar pass over the same files that compressing later costs.
+ * It runs in the snapshot worker thread (snapshot-worker.ts) when that runs already or the tree
+ * is large enough to repay its start; a few small files are quicker to do here.
  */
 export async function snapshotLayer(store: ContentStore, dir: string, compression: Compression = 'gzip'): Promise<{ diffID: string; blob: Promise<CachedLayer> }> {
+  const { snapshotWorkerRunning, worthTheWorker } = await import('./snapshot-worker.js');
+  return snapshotWorkerRunning() || worthTheWorker(dir) ? snapshotLayerInWorker(store, dir, compression) : snapshotLayerInThread(store, dir, compression);
+}
+
+/** snapshotLayer in the snapshot worker thread: the main thread only renames the blob in. */
+export async function snapshotLayerInWorker(store: ContentStore, dir: string, compression: Compression = 'gzip'): Promise<{ diffID: string; blob: Promise<CachedLayer> }> {
+  const { snapshotInWorker } = await import('./snapshot-worker.js');
+  const { ociLayerMediaType } = await import('../image/media-types.js');
+  const snap = snapshotInWorker(store, dir, compression);
+  const blob = snap.blob.then(async ({ digest, size }) => ({
+    digest, size, mediaType: ociLayerMediaType(compression), diffID: await snap.diffID,
+  }));
+  blob.catch(() => { /* awaited by the solver's blob() and the cache entry */ });
+  return { diffID: await snap.diffID, blob };
+}
+
+/** snapshotLayer on this thread. */
+export async function snapshotLayerInThread(store: ContentStore, dir: string, compression: Compression = 'gzip'): Promise<{ diffID: string; blob: Promise<CachedLayer> }> {
   const { tarDirectory } = await import('../layer/create.js');
   const { compressor } = await import('../layer/compression.js');
   const { ociLayerMediaType } = await import('../image/media-types.js');

@@ -17,6 +17,7 @@ import type { CacheEntry, CachedLayer } from './cache.js';
 import type { BuildGraph, BuildLayer, Vertex } from './vertex.js';
 import { withRootfs, compressSnapshot, type LowerLayer, type StepSnapshot } from './rootfs.js';
 import { whileIdle } from '../util/idle.js';
+import { prestartSnapshotWorker } from './snapshot-worker.js';
 import type { BuildSession } from './session.js';
 
 export interface StepReport {
@@ -318,6 +319,9 @@ export class Solver {
         const stageOut = prefix && held ? new PrefixedLines(held, prefix) : undefined;
         const out = stageOut ?? held;
         const created = entry.created;
+        // A COPY usually brings a tree worth snapshotting in the worker thread: it starts while
+        // the files are copied (src/builder/snapshot-worker.ts).
+        if (v.op.kind === 'copy' && s.opts.sourceDateEpoch === undefined) prestartSnapshotWorker();
         const exec = (async () => {
           try {
             return await this.limit(() => {

@@ -89,6 +89,13 @@ function isOverlayOpaque(dir: string): boolean {
   return false;
 }
 
+/** A file of the tree that could not be read, or vanished while the tree was archived. */
+function unreadable(file: string, e: unknown): UserError {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return new UserError(`${file} vanished while it was being archived`, { cause: e });
+  return new UserError(`cannot read ${file}: ${(e as Error).message}`, { cause: e });
+}
+
 /** Sorted by byte value so the order does not depend on locale or readdir order. */
 function sortNames(names: string[]): string[] {
   return names.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
@@ -110,7 +117,8 @@ export async function* tarDirectory(root: string, opts: CreateLayerOptions = {})
     for (const name of sortNames(names)) {
       const abs = path.join(dirAbs, name);
       const rel = dirRel ? `${dirRel}/${name}` : name;
-      const st = lstatSync(abs);
+      let st: Stats;
+      try { st = lstatSync(abs); } catch (e) { throw unreadable(abs, e); }
       const base: Omit<TarHeader, 'type' | 'name'> = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: 0, mtime: clamp(st) };
       if (st.isDirectory()) {
         const xattrs = readXattrs(abs);
@@ -131,20 +139,24 @@ export async function* tarDirectory(root: string, opts: CreateLayerOptions = {})
         yield* emit(encodeHeader({ ...base, name: rel, type: 'file', size: st.size, xattrs }));
         let written = 0;
         if (st.size > 0 && st.size <= SMALL_FILE) {
-          const data = readFileSync(abs);
+          let data: Buffer;
+          try { data = readFileSync(abs); } catch (e) { throw unreadable(abs, e); }
           written = data.length;
           yield* emit(data);
         } else if (st.size > 0) {
-          for await (const chunk of createReadStream(abs, { highWaterMark: STREAM_CHUNK, end: st.size - 1 })) {
-            written += (chunk as Buffer).length;
-            yield* emit(chunk as Buffer);
-          }
+          try {
+            for await (const chunk of createReadStream(abs, { highWaterMark: STREAM_CHUNK, end: st.size - 1 })) {
+              written += (chunk as Buffer).length;
+              yield* emit(chunk as Buffer);
+            }
+          } catch (e) { throw unreadable(abs, e); }
         }
         if (written !== st.size) throw new UserError(`${abs} changed size while it was being archived (${st.size} -> ${written} bytes)`);
         const pad = paddingFor(st.size);
         if (pad) yield* emit(Buffer.alloc(pad));
       } else if (st.isSymbolicLink()) {
-        const target = readlinkSync(abs);
+        let target: string;
+        try { target = readlinkSync(abs); } catch (e) { throw unreadable(abs, e); }
         yield* emit(encodeHeader({ ...base, name: rel, type: 'symlink', linkname: target }));
       } else if (st.isCharacterDevice() || st.isBlockDevice()) {
         const major = Math.floor(st.rdev / 256) & 0xfff;

@@ -58,9 +58,17 @@ export class BlobFileWriter extends Writable {
     this.batch = [];
     this.batchBytes = 0;
     this.position += n;
-    this.writing = this.fh.writev(bufs, at).then(({ bytesWritten }) => {
-      // libuv writes every buffer unless the write fails; a short count would be a torn blob.
-      if (bytesWritten !== n) throw new Error(`short write: ${bytesWritten} of ${n} bytes`);
+    this.writing = this.fh.writev(bufs, at).then(async ({ bytesWritten }) => {
+      // A disk that fills up takes what fits and reports the count: the rest is written again,
+      // which then fails with the reason (ENOSPC, EDQUOT) instead of a bare short count.
+      let done = bytesWritten;
+      if (done === n) return;
+      const rest = Buffer.concat(bufs, n);
+      while (done < n) {
+        const { bytesWritten: more } = await this.fh.write(rest, done, n - done, at + done);
+        if (more === 0) throw new Error(`short write: ${done} of ${n} bytes`);
+        done += more;
+      }
     });
     this.writing.catch(() => {}); // reported by the next _write or _final
   }

@@ -339,6 +339,41 @@ export class ContentStore {
     return fsp.mkdir(dir, { recursive: true }).then(() => { this.madeDirs.add(dir); });
   }
 
+  /**
+   * A fresh temp file name in tmp/ for a blob that another thread writes (the build's snapshot
+   * worker): named as ingestBlob names its own, so a build killed mid-write leaves a file that
+   * gcStore's sweep of tmp/ removes like any other.
+   */
+  tempBlobPath(): string {
+    return path.join(this.tmpDir, `ingest-${process.pid}-${randomBytes(8).toString('hex')}`);
+  }
+
+  /**
+   * Moves a finished temp file (from tempBlobPath, written and fsynced by its writer, which hashed
+   * it on the way) into blobs/ as `digest`, then fsyncs the directory. The digest is the writer's
+   * word, not hashed again here; the size is checked, so a torn or foreign file is refused (and
+   * removed) instead of stored.
+   */
+  async adoptTempBlob(file: string, blob: { digest: string; size: number }): Promise<WrittenBlob> {
+    if (path.dirname(file) !== this.tmpDir) throw new Error(`${file} is not a temp file of the store at ${this.root}`);
+    try {
+      const st = await fsp.lstat(file);
+      if (!st.isFile() || st.size !== blob.size) {
+        throw new BlobVerificationError(`size mismatch for ${blob.digest}: expected ${blob.size} bytes, the temp file ${file} has ${st.size}`);
+      }
+      const target = this.blobPath(blob.digest);
+      await this.ensureDir(path.dirname(target));
+      const existed = (await this.statBlob(blob.digest)) !== undefined;
+      await fsp.rename(file, target);
+      if (this.deferBlobDirSyncs) this.unsyncedDirs.add(path.dirname(target));
+      else await fsyncDir(path.dirname(target));
+      return { digest: blob.digest, size: blob.size, created: !existed };
+    } catch (e) {
+      await fsp.rm(file, { force: true });
+      throw e;
+    }
+  }
+
   /** fsyncs the blob directories that writes with `deferDirSync` renamed into (once each). */
   async syncBlobDirs(): Promise<void> {
     for (const d of this.unsyncedDirs) {

@@ -1,0 +1,182 @@
+// A build step's snapshot (tar, diffID hash, compression, the blob's hash) runs in one worker
+// thread per process (snapshot-worker-main.ts), not on the main thread: on the main thread its
+// 185-310 ms of CPU for a 40 MB COPY held up every fs.promises call of the RUN steps that run on
+// the snapshot meanwhile (docs/builder.md, "The 40 MB cold build's critical path").
+// The worker starts with the first snapshot, is unref'd while idle (it never keeps a process
+// alive), and is closed when the last build of the process ends (index.ts's build()).
+import { lstatSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Worker } from 'node:worker_threads';
+import type { Compression } from '../image/media-types.js';
+import type { ContentStore, WrittenBlob } from '../store/content-store.js';
+import { UserError } from '../util/errors.js';
+import { span } from '../util/trace.js';
+
+/** What the main thread asks: tar `dir` (an overlay upper dir) into the new temp file `file`. */
+export interface SnapshotJob {
+  id: number;
+  dir: string;
+  file: string;
+  compression: Compression;
+}
+
+/** The worker's answers to a job: the diffID when the tar ends, then the blob or an error. */
+export type SnapshotReply =
+  | { id: number; type: 'ready' }
+  | { id: number; type: 'diffID'; diffID: string }
+  | { id: number; type: 'blob'; digest: string; size: number }
+  | { id: number; type: 'error'; message: string; code?: string; user: boolean; stack?: string };
+
+interface PendingJob {
+  diffID(d: string): void;
+  blob(b: { digest: string; size: number }): void;
+  fail(e: Error): void;
+}
+
+let worker: Worker | undefined;
+let nextId = 1;
+const pending = new Map<number, PendingJob>();
+/** closeSnapshotWorker calls waiting for the jobs in flight to settle. */
+const idleWaiters: (() => void)[] = [];
+/** Builds running in this process (index.ts): the worker is closed when the last one ends. */
+let builds = 0;
+
+/** The worker's entry beside this module's code: dist/cli/*.cjs for the bundles, dist/src/builder/*.js per file. */
+function workerEntry(): string {
+  const here = fileURLToPath(import.meta.url);
+  return path.join(path.dirname(here), `snapshot-worker-main${path.extname(here)}`);
+}
+
+async function startedWorker(): Promise<Worker> {
+  if (worker) return worker;
+  const { Worker } = await import('node:worker_threads');
+  if (worker) return worker;
+  const endStart = span('snapshot-worker.start');
+  const w = new Worker(workerEntry());
+  worker = w;
+  w.on('message', (r: SnapshotReply) => {
+    if (r.type === 'ready') { endStart(); return; }
+    const job = pending.get(r.id);
+    if (!job) return;
+    if (r.type === 'diffID') { job.diffID(r.diffID); return; }
+    settle(r.id);
+    if (r.type === 'blob') job.blob(r);
+    else job.fail(replyError(r));
+  });
+  // An uncaught error in the worker (or its exit) ends it: the jobs it had fail, and the next
+  // snapshot starts a new one. Their temp files are in the store's tmp/, which gc sweeps.
+  const lost = (e: Error) => {
+    if (worker === w) worker = undefined;
+    for (const [id, job] of [...pending]) { settle(id); job.fail(e); }
+  };
+  w.on('error', (e) => lost(new Error(`the snapshot worker failed: ${e.message}`, { cause: e })));
+  w.on('exit', (code) => lost(new Error(`the snapshot worker exited (code ${code}) before the snapshot was written`)));
+  w.unref();
+  return w;
+}
+
+function settle(id: number): void {
+  pending.delete(id);
+  if (pending.size > 0) return;
+  worker?.unref();
+  for (const resolve of idleWaiters.splice(0)) resolve();
+}
+
+function replyError(r: Extract<SnapshotReply, { type: 'error' }>): Error {
+  const e: Error & { code?: string } = r.user ? new UserError(r.message) : new Error(r.message);
+  if (r.code) e.code = r.code;
+  if (r.stack) e.stack = r.stack;
+  return e;
+}
+
+/** A tree with this much file data, or this many entries, is snapshotted in the worker. */
+const WORKER_BYTES = 4 << 20;
+const WORKER_ENTRIES = 2000;
+
+/**
+ * Whether snapshotting `dir` repays starting the worker (~30 ms of CPU): it holds at least
+ * WORKER_BYTES of files or WORKER_ENTRIES entries. The walk stops at either, so it costs at most
+ * that many lstat calls; a step that changed a few small files (the usual late RUN) is tarred on
+ * the main thread in a few milliseconds and never starts the worker.
+ */
+export function worthTheWorker(dir: string): boolean {
+  let bytes = 0;
+  let entries = 0;
+  const walk = (d: string): boolean => {
+    for (const name of readdirSync(d)) {
+      const st = lstatSync(path.join(d, name));
+      bytes += st.isFile() ? st.size : 0;
+      if (++entries >= WORKER_ENTRIES || bytes >= WORKER_BYTES) return true;
+      if (st.isDirectory() && walk(path.join(d, name))) return true;
+    }
+    return false;
+  };
+  // An unreadable tree goes to the worker, whose tar reports what it could not read.
+  try { return walk(dir); } catch { return true; }
+}
+
+/**
+ * Starts the worker now, if it is not running, so its start (tens of ms of thread and module
+ * start-up) overlaps the step that will need it rather than delaying that step's snapshot.
+ */
+export function prestartSnapshotWorker(): void {
+  startedWorker().catch(() => { /* the snapshot's own start reports it */ });
+}
+
+/**
+ * Snapshots `dir` in the worker: `diffID` resolves when the tar has ended (the dir is no longer
+ * read), `blob` once the compressed blob is fsynced and renamed into the store. On any failure
+ * both reject, and the temp file is gone (the worker removes it; a killed process leaves it to
+ * gcStore's sweep of tmp/).
+ */
+export function snapshotInWorker(store: ContentStore, dir: string, compression: Compression): { diffID: Promise<string>; blob: Promise<WrittenBlob> } {
+  const file = store.tempBlobPath();
+  const id = nextId++;
+  let diffIDDone!: (d: string) => void;
+  let diffIDFailed!: (e: Error) => void;
+  const diffID = new Promise<string>((resolve, reject) => { diffIDDone = resolve; diffIDFailed = reject; });
+  const written = new Promise<{ digest: string; size: number }>((resolve, reject) => {
+    pending.set(id, {
+      diffID: diffIDDone,
+      blob: resolve,
+      fail: (e) => { diffIDFailed(e); reject(e); },
+    });
+  });
+  const started = startedWorker().then((w) => {
+    // Referenced while a job is in flight: the process waits for its reply.
+    w.ref();
+    w.postMessage({ id, dir, file, compression } satisfies SnapshotJob);
+  });
+  started.catch((e: Error) => { pending.get(id)?.fail(e); settle(id); });
+  const blob = written.then((b) => store.adoptTempBlob(file, b));
+  diffID.catch(() => {});
+  blob.catch(() => {});
+  return { diffID, blob };
+}
+
+/** Whether this process has a snapshot worker thread now (tests: a build closes it when it ends). */
+export function snapshotWorkerRunning(): boolean {
+  return worker !== undefined;
+}
+
+/** A build of this process starts: the worker stays (once started) until the last one ends. */
+export function buildStarted(): void {
+  builds++;
+}
+
+/** A build ended: with none left, the worker is closed once its jobs have settled. */
+export async function buildEnded(): Promise<void> {
+  builds--;
+  if (builds > 0) return;
+  await closeSnapshotWorker();
+}
+
+/** Closes the worker after the jobs in flight have settled (their temp files removed or adopted). */
+export async function closeSnapshotWorker(): Promise<void> {
+  while (pending.size > 0) await new Promise<void>((resolve) => idleWaiters.push(resolve));
+  const w = worker;
+  if (!w || builds > 0) return;
+  worker = undefined;
+  await w.terminate();
+}
