@@ -1,7 +1,7 @@
 // The local content store: an OCI image layout directory (oci-layout, index.json, blobs/<alg>/<hex>)
 // that skopeo, umoci and `oci:` transports can read as it is. Extra drydock state lives in
 // sibling folders (tmp/, roots/) that the layout spec lets readers ignore.
-import { createReadStream, promises as fsp, readdirSync, readFileSync, statSync, openSync, writeSync, closeSync, renameSync, mkdirSync, rmSync } from 'node:fs';
+import { createReadStream, promises as fsp, readdirSync, readFileSync, statSync, openSync, closeSync, renameSync, mkdirSync, rmSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import os from 'node:os';
@@ -13,7 +13,7 @@ import type { Descriptor, ImageIndex } from '../image/types.js';
 import { MediaType } from '../image/media-types.js';
 import { crashPoint, pausePoint } from '../util/crash-point.js';
 import { lockFile } from './index-lock.js';
-import { fsyncDir, fsyncFd, readJsonIfExists, readJsonIfExistsSync, writeJsonAtomic, writeFileAtomic, stageFileAtomic, statSyncOrUndefined, STREAM_CHUNK } from '../util/fs.js';
+import { fsyncDir, fsyncFd, writeAllSync, readJsonIfExists, readJsonIfExistsSync, writeJsonAtomic, writeFileAtomic, stageFileAtomic, statSyncOrUndefined, STREAM_CHUNK } from '../util/fs.js';
 
 export const REF_NAME_ANNOTATION = 'io.containerd.image.name';
 export const OCI_REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
@@ -233,11 +233,11 @@ export class ContentStore {
       throw new BlobVerificationError(`size mismatch for ${digest}: expected ${expect.size} bytes, got ${bytes.length}`);
     }
     const target = this.blobPath(digest);
-    const tmp = path.join(this.tmpDir, `ingest-${process.pid}-${randomBytes(8).toString('hex')}`);
+    const tmp = this.tempBlobPath();
     const fd = openSync(tmp, 'wx');
     let existed: boolean;
     try {
-      for (let at = 0; at < bytes.length;) at += writeSync(fd, bytes, at, bytes.length - at, at);
+      writeAllSync(fd, bytes);
       await fsyncFd(fd);
       crashPoint('blob.synced');
       const paused = pausePoint('blob.synced');
@@ -275,7 +275,7 @@ export class ContentStore {
       const done: WrittenBlob = { digest: expect.digest, size: expect.size, created: false };
       return { ...done, commit: async () => done, discard: async () => {} };
     }
-    const tmp = path.join(this.tmpDir, `ingest-${process.pid}-${randomBytes(8).toString('hex')}`);
+    const tmp = this.tempBlobPath();
     let fh: fsp.FileHandle;
     try { fh = await fsp.open(tmp, 'wx'); } catch (e) {
       if (source instanceof Readable) source.destroy();
@@ -340,9 +340,9 @@ export class ContentStore {
   }
 
   /**
-   * A fresh temp file name in tmp/ for a blob that another thread writes (the build's snapshot
-   * worker): named as ingestBlob names its own, so a build killed mid-write leaves a file that
-   * gcStore's sweep of tmp/ removes like any other.
+   * A fresh temp file name in tmp/ for a blob being written (by this store, or by another thread:
+   * the build's snapshot worker), so a process killed mid-write leaves a file that gcStore's
+   * sweep of tmp/ removes like any other.
    */
   tempBlobPath(): string {
     return path.join(this.tmpDir, `ingest-${process.pid}-${randomBytes(8).toString('hex')}`);

@@ -137,6 +137,11 @@ export async function stageFileAtomic(target: string, data: string | Uint8Array,
   };
 }
 
+/** Writes all of `bytes` at the start of `fd` (writeSync may write less than it was given). */
+export function writeAllSync(fd: number, bytes: Uint8Array): void {
+  for (let at = 0; at < bytes.length;) at += writeSync(fd, bytes, at, bytes.length - at, at);
+}
+
 /** stageFileAtomic with `inline`: every call but the fsyncs on the main thread. */
 async function stageFileInline(target: string, data: string | Uint8Array, mode: number, durable: boolean): Promise<StagedFile> {
   mkdirSync(path.dirname(target), { recursive: true });
