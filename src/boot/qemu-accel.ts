@@ -6,10 +6,11 @@
 // (under a second with a working KVM, PROBE_TIMEOUT_MS without) is paid once, not per VM.
 // DRYDOCK_QEMU_ACCEL=kvm|tcg overrides everything.
 import { spawn } from 'node:child_process';
-import { constants, promises as fsp, readFileSync } from 'node:fs';
+import { constants, promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { UserError } from '../util/errors.js';
+import { bootId } from '../util/boot-id.js';
 
 export type QemuAccel = 'kvm' | 'tcg';
 
@@ -32,9 +33,7 @@ function fromEnv(env: NodeJS.ProcessEnv): QemuAccel | undefined {
 }
 
 function verdictFile(): string {
-  let bootId = 'unknown';
-  try { bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(); } catch { /* not Linux */ }
-  return path.join(os.tmpdir(), `drydock-qemu-accel-${bootId}`);
+  return path.join(os.tmpdir(), `drydock-qemu-accel-${bootId() || 'unknown'}`);
 }
 
 /** Records a verdict for this host boot (temp file + rename, so a reader never sees half). */

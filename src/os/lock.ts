@@ -1,14 +1,11 @@
 // One `drydock os` writer at a time: confirm's cleanup must not delete the layers an upgrade has
 // converted but not yet named in a deployment. The lock is a file made with link(2), which fails
 // when it exists; one left by a killed process (its pid gone, or another boot's) is taken over.
-import { promises as fsp, readFileSync } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { tempName } from '../util/fs.js';
 import { UserError } from '../util/errors.js';
-
-function bootId(): string {
-  try { return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(); } catch { return ''; }
-}
+import { bootId } from '../util/boot-id.js';
 
 function alive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }

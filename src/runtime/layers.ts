@@ -3,11 +3,12 @@
 // container and every build step that uses it.
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { ContentStore } from '../store/content-store.js';
 import { parseDigest } from '../image/digest.js';
 import { fsyncDir } from '../util/fs.js';
 import { UserError } from '../util/errors.js';
+import { bootId } from '../util/boot-id.js';
 
 export interface LayerRef { digest: string; diffID: string; mediaType: string }
 
@@ -22,12 +23,13 @@ export function unpackedLayerDir(store: ContentStore, diffID: string): string {
 /**
  * Unpacks every layer that is not in the cache yet and returns the dirs bottom to top.
  * Concurrent callers are safe: each extracts into its own temp dir and the first rename wins.
+ * An entry adopted without fsync during an earlier boot is checked first (checkUnsyncedEntry).
  */
 export async function ensureLayersUnpacked(store: ContentStore, layers: LayerRef[]): Promise<string[]> {
   const dirs: string[] = [];
   for (const layer of layers) {
     const dir = unpackedLayerDir(store, layer.diffID);
-    if (!(await isDir(dir))) await unpackLayer(store, layer, dir);
+    if (!(await isDir(dir)) || !(await checkUnsyncedEntry(store, layer, dir))) await unpackLayer(store, layer, dir);
     dirs.push(dir);
   }
   return dirs;
@@ -39,15 +41,25 @@ export async function ensureLayersUnpacked(store: ContentStore, layers: LayerRef
  * the layer unpacked with overlay whiteouts, so the next step does not unpack the blob again.
  * Returns false (and removes `dir`) when the layer is already cached.
  *
- * `durable: false` skips the fsync of layers/ after the rename. The builder's snapshots are
- * written through a volatile overlay and never fsynced, so syncing the directory would not make
- * the entry's content survive a crash; it would only force ext4 to commit (and so write out) the
- * whole snapshot in the step's critical path, 60-80 ms for 40 MB here. The blob, fsynced, is the
- * layer's durable form; a lost cache entry is unpacked again from it.
+ * `durable: false` skips every fsync. The builder's snapshots are written through a volatile
+ * overlay and never fsynced: syncing them would force ext4 to write out the whole snapshot in the
+ * step's critical path, 60-80 ms for 40 MB here. The blob, fsynced, is the layer's durable form.
+ * But after a power loss the renamed dir can be there with files whose data never reached the
+ * disk (empty or short), and a later build would mount it as a lower dir. So such an entry gets a
+ * marker, layers/.unsynced/<hex>, holding this boot's id, created before the rename: journaling
+ * filesystems commit metadata in order, so wherever the rename survived, the marker did too
+ * (possibly empty). An entry whose marker names another boot is checked before use.
  */
 export async function adoptUnpackedLayer(store: ContentStore, dir: string, diffID: string, opts: { durable?: boolean } = {}): Promise<boolean> {
   const target = unpackedLayerDir(store, diffID);
-  await fsp.mkdir(path.dirname(target), { recursive: true });
+  const durable = opts.durable !== false;
+  const marker = unsyncedMarker(store, diffID);
+  await fsp.mkdir(path.dirname(durable ? target : marker), { recursive: true });
+  if (!durable) {
+    // Never re-mark an entry that is there already: its marker may name the boot it came from.
+    if (await isDir(target)) { await fsp.rm(dir, { recursive: true, force: true }); return false; }
+    await fsp.writeFile(marker, bootId());
+  }
   try {
     await fsp.rename(dir, target);
   } catch (e) {
@@ -56,8 +68,51 @@ export async function adoptUnpackedLayer(store: ContentStore, dir: string, diffI
     await fsp.rm(dir, { recursive: true, force: true });
     return false;
   }
-  if (opts.durable !== false) await fsyncDir(path.dirname(target));
+  if (durable) {
+    await fsyncDir(path.dirname(target));
+    // A marker left by an entry this one replaced (checkUnsyncedEntry) is void now.
+    await fsp.rm(marker, { force: true });
+  }
   return true;
+}
+
+/** Where adoptUnpackedLayer marks an entry adopted without fsync. */
+function unsyncedMarker(store: ContentStore, diffID: string): string {
+  return path.join(layerCacheDir(store), UNSYNCED, parseDigest(diffID).hex);
+}
+const UNSYNCED = '.unsynced';
+
+/**
+ * Whether the cache entry `dir` can be mounted. Entries adopted durably, or without fsync during
+ * this boot (the page cache holds what was written), can. One adopted without fsync before a
+ * reboot or crash is tarred again: if it still hashes to its diffID it reached the disk whole
+ * (it was read back from it), and its marker goes; otherwise it is removed, and false makes the
+ * caller unpack the layer from its blob.
+ */
+async function checkUnsyncedEntry(store: ContentStore, layer: LayerRef, dir: string): Promise<boolean> {
+  const marker = unsyncedMarker(store, layer.diffID);
+  const boot = await fsp.readFile(marker, 'utf8').catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return undefined; throw e; });
+  if (boot === undefined || (boot !== '' && boot === bootId())) return true;
+  const found = await treeDiffID(dir).catch(() => undefined);
+  if (found === layer.diffID) {
+    await fsp.rm(marker, { force: true });
+    return true;
+  }
+  if (!layer.digest) {
+    throw new UserError(`the layer cache entry ${dir} was damaged by a crash (it hashes to ${found ?? 'nothing readable'}, not ${layer.diffID}) and no blob is known for it; run drydock builder prune and build again`);
+  }
+  // Out of the way first (a rename), so no other process mounts it while it is removed.
+  const doomed = path.join(path.dirname(dir), `.tmp-${path.basename(dir).slice(0, 12)}-${process.pid}-${randomBytes(4).toString('hex')}`);
+  await fsp.rename(dir, doomed).then(() => fsp.rm(doomed, { recursive: true, force: true }), () => {});
+  return false;
+}
+
+/** The diffID of an unpacked entry: its tar, as the builder's snapshot wrote it, hashed. */
+async function treeDiffID(dir: string): Promise<string> {
+  const { tarDirectory } = await import('../layer/create.js');
+  const hash = createHash('sha256');
+  for await (const chunk of tarDirectory(dir, { overlayUpper: true })) hash.update(chunk);
+  return `sha256:${hash.digest('hex')}`;
 }
 
 async function isDir(p: string): Promise<boolean> {
@@ -106,6 +161,7 @@ export async function gcLayerCache(store: ContentStore, opts: { dryRun?: boolean
   const result: LayerCacheGcResult = { removed: [], bytes: 0, kept: 0 };
   const now = Date.now();
   for (const name of names.sort()) {
+    if (name === UNSYNCED) continue;
     const dir = path.join(root, name);
     const st = await fsp.lstat(dir).catch(() => undefined);
     if (!st) continue;
@@ -114,7 +170,10 @@ export async function gcLayerCache(store: ContentStore, opts: { dryRun?: boolean
     if (now - st.mtimeMs < grace) { result.kept++; continue; }
     if (!temp) result.removed.push(`sha256:${name}`);
     result.bytes += await treeSize(dir);
-    if (!opts.dryRun) await fsp.rm(dir, { recursive: true, force: true });
+    if (!opts.dryRun) {
+      await fsp.rm(dir, { recursive: true, force: true });
+      if (!temp) await fsp.rm(path.join(root, UNSYNCED, name), { force: true });
+    }
   }
   return result;
 }
