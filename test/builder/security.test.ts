@@ -117,6 +117,43 @@ test('RUN gets Docker\'s builder defaults: the default seccomp profile and the 1
   assert.match(r.log, /^NoNewPrivs:\s+0$/m);
 });
 
+// Each write a RUN (host network, the builder's defaults) must not be able to make, with the
+// error busybox prints for it. The cgroup cases are the host's hierarchies: with /sys bound from
+// the host (rbind), they stayed writable under a read-only /sys.
+const PIDS_CGROUP = 'd=/sys/fs/cgroup; [ -d $d/pids ] && d=$d/pids';
+const unwritable: { name: string; cmd: string; error: RegExp }[] = [
+  { name: 'a file in /sys', cmd: 'touch /sys/drydock-test', error: /Read-only file system/ },
+  { name: 'a sysfs attribute', cmd: 'echo 1 > /sys/kernel/mm/ksm/run', error: /Read-only file system/ },
+  // cgroup v1: the pids hierarchy; v2: the unified one at /sys/fs/cgroup.
+  { name: 'a new cgroup', cmd: `${PIDS_CGROUP}; mkdir $d/drydock-test`, error: /Read-only file system/ },
+  { name: 'a cgroup\'s limit', cmd: `${PIDS_CGROUP}; echo 1 > $d/pids.max`, error: /Read-only file system/ },
+  { name: 'a sysctl', cmd: 'echo 1 > /proc/sys/kernel/ns_last_pid', error: /Read-only file system/ },
+];
+
+for (const c of unwritable) {
+  test(`RUN cannot write: ${c.name}`, async (t) => {
+    // Where the write did get through, it is undone on the host before the test fails.
+    t.after(() => Promise.all(['/sys/fs/cgroup/pids/drydock-test', '/sys/fs/cgroup/drydock-test'].map((d) => fsp.rmdir(d).catch(() => {}))));
+    const dir = await fx.context({ Dockerfile: `FROM busybox\nRUN (${c.cmd}) 2>&1; echo "exit $?"\n` });
+    const r = await fx.build(dir, { noCache: true });
+    assert.match(r.log, c.error);
+    assert.doesNotMatch(r.log, /^exit 0$/m);
+  });
+}
+
+test('RUN sees a fresh sysfs and, under /sys/fs/cgroup, only its own cgroups, all read-only', async () => {
+  const dir = await fx.context({ Dockerfile: "FROM busybox\nRUN grep -E ' /sys(/| )' /proc/self/mountinfo; cat /proc/self/cgroup\n" });
+  const r = await fx.build(dir, { noCache: true });
+  assert.match(r.log, / \/ \/sys ro,[^ ]* - sysfs /, 'a sysfs of its own, not a bind of the host\'s');
+  const cgroupMounts = [...r.log.matchAll(/^\d+ \d+ \S+ (\S+) (\/sys\/fs\/cgroup\S*) (\S+)(?: \S+)* - (cgroup2?) /gm)];
+  assert.ok(cgroupMounts.length > 0, 'the container\'s cgroups are mounted');
+  for (const [, root, at, opts, type] of cgroupMounts) {
+    assert.match(opts!, /^ro,/, `${at} is read-only`);
+    // cgroup v1: each hierarchy shows the container's cgroup, not the host's root of it.
+    if (type === 'cgroup') assert.notEqual(root, '/', `${at} is the host's whole hierarchy`);
+  }
+});
+
 test('RUN\'s seccomp filter covers x32 only where the kernel runs x32: a call with the x32 bit is refused either way', async () => {
   requireTool('gcc', 'apt-get install gcc libc6-dev');
   const src = path.join(tempDir('drydock-x32-probe-'), 'probe.c');
