@@ -10,7 +10,7 @@ import { builderFixture, type Fixture } from './helpers.js';
 import { runImage } from '../helpers/run-image.js';
 import { tempDir, requireTool } from '../helpers/env.js';
 import { execFileSync } from 'node:child_process';
-import { kernelRunsX32 } from '../../src/runtime/seccomp.js';
+import { kernelRunsIa32, kernelRunsX32 } from '../../src/runtime/seccomp.js';
 
 let fx: Fixture;
 /** A host dir the image's symlinks point at: must stay empty whatever the build does. */
@@ -182,6 +182,33 @@ int main(void) {
     // instead of the ENOSYS that the kernel would have returned.
     assert.doesNotMatch(r.log, /^x32 /m);
     assert.match(r.log, /^probe exit 159$/m);
+  }
+});
+
+test('RUN\'s seccomp filter keeps its x86 (IA32) section where the kernel runs 32-bit calls: they meet the profile\'s rules', async () => {
+  requireTool('gcc', 'apt-get install gcc libc6-dev');
+  const src = path.join(tempDir('drydock-ia32-probe-'), 'probe.c');
+  // 32-bit calls through int 0x80 from this 64-bit program: getpid (i386 20), which the profile
+  // allows, and acct (i386 51), which it answers with EPERM (no CAP_SYS_PACCT).
+  await fsp.writeFile(src, `#include <stdio.h>
+static long i386_call(long nr, long a) { long r; __asm__ volatile ("int $0x80" : "=a"(r) : "a"(nr), "b"(a) : "memory"); return r; }
+int main(void) {
+  printf("i386 getpid %ld\\n", i386_call(20, 0)); fflush(stdout);
+  printf("i386 acct %ld\\n", i386_call(51, 0)); fflush(stdout);
+  return 0;
+}
+`);
+  const dir = await fx.context({ Dockerfile: 'FROM busybox\nCOPY probe /probe\nRUN /probe; echo "probe exit $?"\n' });
+  execFileSync('gcc', ['-static', '-O2', '-o', path.join(dir, 'probe'), src]);
+  const r = await fx.build(dir, { noCache: true });
+  if (await kernelRunsIa32()) {
+    assert.match(r.log, /^i386 getpid [1-9][0-9]*$/m, 'an allowed 32-bit call runs');
+    assert.match(r.log, /^i386 acct -1$/m, 'a refused one gets the profile\'s EPERM');
+    assert.match(r.log, /^probe exit 0$/m);
+  } else {
+    // No 32-bit entry in the kernel: int 0x80 faults (SIGSEGV) before any filter.
+    assert.doesNotMatch(r.log, /^i386 /m);
+    assert.match(r.log, /^probe exit 139$/m);
   }
 });
 
