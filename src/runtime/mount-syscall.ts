@@ -19,7 +19,7 @@ interface Libc {
 
 let libc: Libc | undefined;
 
-type Koffi = Pick<typeof import('koffi'), 'load' | 'errno'>;
+export type Koffi = Pick<typeof import('koffi'), 'load' | 'errno'>;
 
 /**
  * koffi's addon. Its package index first reads node's ELF headers to tell glibc from musl and
@@ -27,7 +27,7 @@ type Koffi = Pick<typeof import('koffi'), 'load' | 'errno'>;
  * saves); on glibc Linux that binary is linux_<arch>/koffi.node, loaded directly here (3-5 ms).
  * Anywhere else, or if that path ever moves, the package index finds it.
  */
-function loadKoffi(): Koffi {
+export function loadKoffi(): Koffi {
   // koffi is CommonJS with a native addon; the CLI bundles keep it external.
   const require = createRequire(import.meta.url);
   if (process.platform === 'linux') {

@@ -10,6 +10,7 @@ import type { Readable, Writable } from 'node:stream';
 import { defaultRoot } from '../store/content-store.js';
 import { UserError } from '../util/errors.js';
 import type { OciSpec } from './spec.js';
+import type { PipedChild } from './posix-spawn.js';
 import { span, traced } from '../util/trace.js';
 import { allSettledOrThrow } from '../util/concurrency.js';
 
@@ -102,6 +103,12 @@ export async function runOnce(opts: RunOnceOptions): Promise<RunResult> {
   const inherit = opts.stdio === 'inherit';
   const io = opts.stdio === 'inherit' ? undefined : opts.stdio;
   try {
+    // Piped stdio (a build's RUN): through posix_spawn, whose start does not grow with this
+    // process's memory as child_process's fork does (src/runtime/posix-spawn.ts).
+    if (io) {
+      const { posixSpawnAvailable } = await import('./posix-spawn.js');
+      if (posixSpawnAvailable()) return await runPiped(opts, io);
+    }
     const h = await startRuncRun({ ...opts, stdio: inherit ? 'inherit' : [io?.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     if (io) {
       h.child.stdout!.pipe(io.stdout, { end: false });
@@ -111,6 +118,39 @@ export async function runOnce(opts: RunOnceOptions): Promise<RunResult> {
     return await traced('runc.run', () => h.wait());
   } finally {
     await traced('runc.delete', () => deleteContainer(opts.id, { ...opts, force: true }));
+  }
+}
+
+/** runOnce's piped case: `runc run` started by spawnPiped, signals forwarded as startRuncRun does. */
+async function runPiped(o: RunOnceOptions, io: { stdout: Writable; stderr: Writable; stdin?: Readable }): Promise<RunResult> {
+  const { spawnPiped } = await import('./posix-spawn.js');
+  const { bin, args } = base(o);
+  const logFile = path.join(o.bundleDir, 'runc.log');
+  await traced('runc.write-bundle', () => allSettledOrThrow([writeBundle(o.bundleDir, o.spec), fsp.rm(logFile, { force: true })] as const));
+  let child: PipedChild;
+  const endSpawn = span('runc.spawn');
+  try {
+    child = spawnPiped(bin, [...args, '--log', logFile, '--log-format', 'json', 'run', '--bundle', o.bundleDir, o.id], { stdin: !!io.stdin });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new UserError(`OCI runtime "${bin}" not found (apt-get install runc)`);
+    throw e;
+  } finally {
+    endSpawn();
+  }
+  const forward = (sig: NodeJS.Signals) => child.kill(sig);
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+  for (const s of signals) process.on(s, forward);
+  try {
+    child.stdout.pipe(io.stdout, { end: false });
+    child.stderr.pipe(io.stderr, { end: false });
+    if (io.stdin && child.stdin) io.stdin.pipe(child.stdin);
+    const { code, signal } = await traced('runc.run', () => child.closed);
+    const exitCode = code ?? 128 + (signal ? os.constants.signals[signal] : 0);
+    if (exitCode !== 0) await explainRuncFailure(logFile, o.spec, o.architecture);
+    const sig = exitCode > 128 && exitCode < 128 + 65 ? signalName(exitCode - 128) : undefined;
+    return { exitCode, ...(sig ? { signal: sig } : {}) };
+  } finally {
+    for (const s of signals) process.off(s, forward);
   }
 }
 

@@ -157,17 +157,17 @@ export async function createRuntimeSpec(opts: RuntimeSpecOptions): Promise<OciSp
     { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
     { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', `size=${opts.shmSize ? `${Math.ceil(opts.shmSize / 1024)}k` : '65536k'}`] },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
-    // sysfs may only be mounted read-write in a new network namespace; with host networking
-    // the kernel refuses a fresh sysfs, so bind the host's read-only like runc's rootless spec.
-    opts.network === 'host'
-      ? { destination: '/sys', type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] }
-      : { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    // A fresh sysfs, also with host networking (root may mount one in the host's network
+    // namespace), as containerd's defaults and BuildKit have it. Not a bind of the host's /sys:
+    // `ro` on an rbind makes only its top mount read-only, and the host's cgroup hierarchies
+    // mounted below it (/sys/fs/cgroup/*, ~10 on cgroup v1) would stay writable from inside.
+    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    // The container's own cgroups, read-only (runc binds each hierarchy's cgroup of the container).
     { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
     { destination: '/etc/hosts', type: 'bind', source: hostFiles.hosts, options: ['rbind', 'rprivate'] },
     { destination: '/etc/hostname', type: 'bind', source: hostFiles.hostname, options: ['rbind', 'rprivate'] },
     { destination: '/etc/resolv.conf', type: 'bind', source: hostFiles.resolv, options: ['rbind', 'rprivate'] },
   ];
-  if (opts.network === 'host') defaults.splice(defaults.findIndex((m) => m.destination === '/sys/fs/cgroup'), 1);
   // Privileged containers may write /sys and the cgroup tree (a daemon inside manages both).
   if (opts.privileged) for (const m of defaults) if (m.destination === '/sys' || m.destination === '/sys/fs/cgroup') m.options = m.options!.filter((o) => o !== 'ro');
   const mounts = [...defaults.filter((m) => !userDest.has(m.destination)), ...userMounts];

@@ -10,7 +10,7 @@ import { builderFixture, type Fixture } from './helpers.js';
 import { runImage } from '../helpers/run-image.js';
 import { tempDir, requireTool } from '../helpers/env.js';
 import { execFileSync } from 'node:child_process';
-import { kernelRunsX32 } from '../../src/runtime/seccomp.js';
+import { kernelRunsIa32, kernelRunsX32 } from '../../src/runtime/seccomp.js';
 
 let fx: Fixture;
 /** A host dir the image's symlinks point at: must stay empty whatever the build does. */
@@ -117,6 +117,43 @@ test('RUN gets Docker\'s builder defaults: the default seccomp profile and the 1
   assert.match(r.log, /^NoNewPrivs:\s+0$/m);
 });
 
+// Each write a RUN (host network, the builder's defaults) must not be able to make, with the
+// error busybox prints for it. The cgroup cases are the host's hierarchies: with /sys bound from
+// the host (rbind), they stayed writable under a read-only /sys.
+const PIDS_CGROUP = 'd=/sys/fs/cgroup; [ -d $d/pids ] && d=$d/pids';
+const unwritable: { name: string; cmd: string; error: RegExp }[] = [
+  { name: 'a file in /sys', cmd: 'touch /sys/drydock-test', error: /Read-only file system/ },
+  { name: 'a sysfs attribute', cmd: 'echo 1 > /sys/kernel/mm/ksm/run', error: /Read-only file system/ },
+  // cgroup v1: the pids hierarchy; v2: the unified one at /sys/fs/cgroup.
+  { name: 'a new cgroup', cmd: `${PIDS_CGROUP}; mkdir $d/drydock-test`, error: /Read-only file system/ },
+  { name: 'a cgroup\'s limit', cmd: `${PIDS_CGROUP}; echo 1 > $d/pids.max`, error: /Read-only file system/ },
+  { name: 'a sysctl', cmd: 'echo 1 > /proc/sys/kernel/ns_last_pid', error: /Read-only file system/ },
+];
+
+for (const c of unwritable) {
+  test(`RUN cannot write: ${c.name}`, async (t) => {
+    // Where the write did get through, it is undone on the host before the test fails.
+    t.after(() => Promise.all(['/sys/fs/cgroup/pids/drydock-test', '/sys/fs/cgroup/drydock-test'].map((d) => fsp.rmdir(d).catch(() => {}))));
+    const dir = await fx.context({ Dockerfile: `FROM busybox\nRUN (${c.cmd}) 2>&1; echo "exit $?"\n` });
+    const r = await fx.build(dir, { noCache: true });
+    assert.match(r.log, c.error);
+    assert.doesNotMatch(r.log, /^exit 0$/m);
+  });
+}
+
+test('RUN sees a fresh sysfs and, under /sys/fs/cgroup, only its own cgroups, all read-only', async () => {
+  const dir = await fx.context({ Dockerfile: "FROM busybox\nRUN grep -E ' /sys(/| )' /proc/self/mountinfo; cat /proc/self/cgroup\n" });
+  const r = await fx.build(dir, { noCache: true });
+  assert.match(r.log, / \/ \/sys ro,[^ ]* - sysfs /, 'a sysfs of its own, not a bind of the host\'s');
+  const cgroupMounts = [...r.log.matchAll(/^\d+ \d+ \S+ (\S+) (\/sys\/fs\/cgroup\S*) (\S+)(?: \S+)* - (cgroup2?) /gm)];
+  assert.ok(cgroupMounts.length > 0, 'the container\'s cgroups are mounted');
+  for (const [, root, at, opts, type] of cgroupMounts) {
+    assert.match(opts!, /^ro,/, `${at} is read-only`);
+    // cgroup v1: each hierarchy shows the container's cgroup, not the host's root of it.
+    if (type === 'cgroup') assert.notEqual(root, '/', `${at} is the host's whole hierarchy`);
+  }
+});
+
 test('RUN\'s seccomp filter covers x32 only where the kernel runs x32: a call with the x32 bit is refused either way', async () => {
   requireTool('gcc', 'apt-get install gcc libc6-dev');
   const src = path.join(tempDir('drydock-x32-probe-'), 'probe.c');
@@ -145,6 +182,33 @@ int main(void) {
     // instead of the ENOSYS that the kernel would have returned.
     assert.doesNotMatch(r.log, /^x32 /m);
     assert.match(r.log, /^probe exit 159$/m);
+  }
+});
+
+test('RUN\'s seccomp filter keeps its x86 (IA32) section where the kernel runs 32-bit calls: they meet the profile\'s rules', async () => {
+  requireTool('gcc', 'apt-get install gcc libc6-dev');
+  const src = path.join(tempDir('drydock-ia32-probe-'), 'probe.c');
+  // 32-bit calls through int 0x80 from this 64-bit program: getpid (i386 20), which the profile
+  // allows, and acct (i386 51), which it answers with EPERM (no CAP_SYS_PACCT).
+  await fsp.writeFile(src, `#include <stdio.h>
+static long i386_call(long nr, long a) { long r; __asm__ volatile ("int $0x80" : "=a"(r) : "a"(nr), "b"(a) : "memory"); return r; }
+int main(void) {
+  printf("i386 getpid %ld\\n", i386_call(20, 0)); fflush(stdout);
+  printf("i386 acct %ld\\n", i386_call(51, 0)); fflush(stdout);
+  return 0;
+}
+`);
+  const dir = await fx.context({ Dockerfile: 'FROM busybox\nCOPY probe /probe\nRUN /probe; echo "probe exit $?"\n' });
+  execFileSync('gcc', ['-static', '-O2', '-o', path.join(dir, 'probe'), src]);
+  const r = await fx.build(dir, { noCache: true });
+  if (await kernelRunsIa32()) {
+    assert.match(r.log, /^i386 getpid [1-9][0-9]*$/m, 'an allowed 32-bit call runs');
+    assert.match(r.log, /^i386 acct -1$/m, 'a refused one gets the profile\'s EPERM');
+    assert.match(r.log, /^probe exit 0$/m);
+  } else {
+    // No 32-bit entry in the kernel: int 0x80 faults (SIGSEGV) before any filter.
+    assert.doesNotMatch(r.log, /^i386 /m);
+    assert.match(r.log, /^probe exit 139$/m);
   }
 });
 

@@ -7,7 +7,8 @@ import { promises as fsp, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { runtimeFixture, type RuntimeFixture } from './helpers.js';
 import { tempDir } from '../helpers/env.js';
-import { convertProfile, DEFAULT_SECCOMP_PROFILE, kernelRunsX32, withoutAbsentAbis } from '../../src/runtime/seccomp.js';
+import { convertProfile, DEFAULT_SECCOMP_PROFILE, ia32ExitProgram, kernelRunsIa32, kernelRunsX32, presentArchitectures, withoutAbsentAbis } from '../../src/runtime/seccomp.js';
+import { spawnSync } from 'node:child_process';
 import { gunzipSync } from 'node:zlib';
 import { effectiveCapabilities } from '../../src/runtime/capabilities.js';
 
@@ -125,7 +126,7 @@ test('WORKDIR and -w are checked by what they resolve to inside the rootfs', asy
   await fx.ok(['rm', '-f', 'wdexec']);
 });
 
-test('kernelRunsX32 agrees with the kernel\'s config, and withoutAbsentAbis drops only x32 where it says no', async (t) => {
+test('kernelRunsX32 agrees with the kernel\'s config, and withoutAbsentAbis drops x32 (and x86) only where the probes say no', async (t) => {
   const config = existsSync('/proc/config.gz') ? gunzipSync(readFileSync('/proc/config.gz')).toString('utf8') : undefined;
   const profile = convertProfile(JSON.parse(await fsp.readFile(DEFAULT_SECCOMP_PROFILE, 'utf8')), effectiveCapabilities({}), 'amd64');
   const runs = await kernelRunsX32();
@@ -133,10 +134,45 @@ test('kernelRunsX32 agrees with the kernel\'s config, and withoutAbsentAbis drop
   if (config && /^# CONFIG_X86_X32_ABI is not set$/m.test(config)) assert.equal(runs, false);
   else if (!config) t.diagnostic('no /proc/config.gz: only the filter half is checked');
   const trimmed = await withoutAbsentAbis(profile);
-  assert.deepEqual(trimmed.architectures, runs ? ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'] : ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86']);
+  const ia32 = await kernelRunsIa32();
+  assert.deepEqual(trimmed.architectures, ['SCMP_ARCH_X86_64', ...(ia32 ? ['SCMP_ARCH_X86'] : []), ...(runs ? ['SCMP_ARCH_X32'] : [])]);
   // Every rule and the default action stay; the converted profile itself is not changed.
   assert.deepEqual({ ...trimmed, architectures: undefined }, { ...profile, architectures: undefined });
   assert.deepEqual(profile.architectures, ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32']);
   const arm = { ...profile, architectures: ['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM'] };
   assert.equal(await withoutAbsentAbis(arm), arm);
 });
+
+test('kernelRunsIa32 agrees with the kernel\'s config and boot line, and its probe program is what a 32-bit exec runs', async (t) => {
+  const config = existsSync('/proc/config.gz') ? gunzipSync(readFileSync('/proc/config.gz')).toString('utf8') : undefined;
+  const cmdline = readFileSync('/proc/cmdline', 'utf8');
+  const runs = await kernelRunsIa32();
+  if (!config) t.diagnostic('no /proc/config.gz: the probe is checked against a direct exec only');
+  else if (/^# CONFIG_IA32_EMULATION is not set$/m.test(config)) assert.equal(runs, false);
+  else if (/^CONFIG_IA32_EMULATION=y$/m.test(config)) {
+    // On unless the boot line (or the build's default, for a kernel booted without the flag) turns it off.
+    const flag = /(?:^|\s)ia32_emulation=(\S+)/.exec(cmdline)?.[1];
+    const off = flag !== undefined ? /^(0|n|no|off|false)$/i.test(flag) : /^CONFIG_IA32_EMULATION_DEFAULT_DISABLED=y$/m.test(config);
+    assert.equal(runs, !off);
+  }
+  // The probe's program, executed here: exit status 42 where IA32 runs, ENOEXEC where it does not.
+  const file = path.join(tempDir('drydock-ia32-'), 'exit42');
+  await fsp.writeFile(file, ia32ExitProgram(), { mode: 0o755 });
+  const r = spawnSync(file);
+  if (runs) assert.equal(r.status, 42);
+  else assert.equal((r.error as NodeJS.ErrnoException | undefined)?.code, 'ENOEXEC');
+});
+
+const architectureCases: { kernel: { x32: boolean; ia32: boolean }; want: string[] }[] = [
+  { kernel: { x32: true, ia32: true }, want: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'] },
+  { kernel: { x32: false, ia32: true }, want: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'] },
+  { kernel: { x32: true, ia32: false }, want: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X32'] },
+  { kernel: { x32: false, ia32: false }, want: ['SCMP_ARCH_X86_64'] },
+];
+for (const c of architectureCases) {
+  test(`presentArchitectures keeps x86_64 always, x86 only with IA32, x32 only with x32: ${JSON.stringify(c.kernel)}`, () => {
+    assert.deepEqual(presentArchitectures(['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'], c.kernel), c.want);
+    // Other architectures' lists pass unchanged.
+    assert.deepEqual(presentArchitectures(['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM'], c.kernel), ['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM']);
+  });
+}
