@@ -8,6 +8,7 @@
 import { promises as fsp, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { UserError } from '../util/errors.js';
+import { bootId } from '../util/boot-id.js';
 
 export const DEFAULT_SECCOMP_PROFILE = '/usr/share/containers/seccomp.json';
 
@@ -148,26 +149,21 @@ const X32_GETPID = 0x40000000 + 39;
 
 async function probeX32(): Promise<boolean> {
   if (process.platform !== 'linux' || os.arch() !== 'x64') return false;
-  let cacheFile: string | undefined;
-  try {
-    cacheFile = `/run/drydock-x32-${readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()}`;
-    const cached = readFileSync(cacheFile, 'utf8');
-    if (cached === '0' || cached === '1') return cached === '1';
-  } catch { /* not probed this boot */ }
-  const { execFile } = await import('node:child_process');
-  const { koffiPath } = await import('./mount-syscall.js');
-  let addon: string;
-  try { addon = koffiPath(); } catch { return true; }
-  // errno is read right after the call: touching process.stdout first would set it (isatty).
-  const script = `const k = require(process.argv[1]); const r = k.load('libc.so.6').func('long syscall(long)')(${X32_GETPID}); const e = k.errno(); process.stdout.write(r > 0 ? 'pid' : String(e));`;
-  const runs = await new Promise<boolean>((resolve) => {
-    execFile(process.execPath, ['-e', script, addon], { timeout: 10_000, env: { PATH: process.env.PATH ?? '' } }, (err, stdout) => {
-      if (err) return resolve(!((err as { signal?: string }).signal === 'SIGSYS'));
-      resolve(stdout !== String(os.constants.errno.ENOSYS));
+  return oncePerBoot('x32', async () => {
+    const { execFile } = await import('node:child_process');
+    const { koffiPath } = await import('./mount-syscall.js');
+    let addon: string;
+    try { addon = koffiPath(); } catch { return undefined; }
+    // errno is read right after the call: touching process.stdout first would set it (isatty).
+    const script = `const k = require(process.argv[1]); const r = k.load('libc.so.6').func('long syscall(long)')(${X32_GETPID}); const e = k.errno(); process.stdout.write(r > 0 ? 'pid' : String(e));`;
+    const runs = await new Promise<boolean>((resolve) => {
+      execFile(process.execPath, ['-e', script, addon], { timeout: 10_000, env: { PATH: process.env.PATH ?? '' } }, (err, stdout) => {
+        if (err) return resolve(!((err as { signal?: string }).signal === 'SIGSYS'));
+        resolve(stdout !== String(os.constants.errno.ENOSYS));
+      });
     });
+    return runs;
   });
-  if (cacheFile) { try { writeFileSync(cacheFile, runs ? '1' : '0'); } catch { /* /run not writable: probe again next time */ } }
-  return runs;
 }
 
 /**
@@ -210,39 +206,33 @@ export function ia32ExitProgram(): Buffer {
 
 async function probeIa32(): Promise<boolean> {
   if (process.platform !== 'linux' || os.arch() !== 'x64') return false;
-  let cacheFile: string | undefined;
-  try {
-    cacheFile = `/run/drydock-ia32-${readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()}`;
-    const cached = readFileSync(cacheFile, 'utf8');
-    if (cached === '0' || cached === '1') return cached === '1';
-  } catch { /* not probed this boot */ }
-  const { execFile } = await import('node:child_process');
-  const { randomBytes } = await import('node:crypto');
-  const path = await import('node:path');
-  let answer: boolean | undefined;
-  // /run first (root's, usually exec-able), then the temp dir; a noexec mount answers EACCES.
-  for (const dir of ['/run', os.tmpdir()]) {
-    const file = path.join(dir, `drydock-ia32-probe-${randomBytes(6).toString('hex')}`);
-    try {
-      await fsp.writeFile(file, ia32ExitProgram(), { mode: 0o700, flag: 'wx' });
-    } catch { continue; }
-    const outcome = await new Promise<'runs' | 'enoexec' | 'unknown'>((resolve) => {
-      execFile(file, [], { timeout: 10_000, env: {} }, (err) => {
-        if (!err) return resolve('unknown');
-        // A spawn failure has the errno's name as code; an exit status, the number.
-        const code = (err as { code?: string | number }).code;
-        if (code === 'ENOEXEC') return resolve('enoexec');
-        resolve(code === 42 ? 'runs' : 'unknown');
+  return oncePerBoot('ia32', async () => {
+    const { execFile } = await import('node:child_process');
+    const { randomBytes } = await import('node:crypto');
+    const path = await import('node:path');
+    let answer: boolean | undefined;
+    // /run first (root's, usually exec-able), then the temp dir; a noexec mount answers EACCES.
+    for (const dir of ['/run', os.tmpdir()]) {
+      const file = path.join(dir, `drydock-ia32-probe-${randomBytes(6).toString('hex')}`);
+      try {
+        await fsp.writeFile(file, ia32ExitProgram(), { mode: 0o700, flag: 'wx' });
+      } catch { continue; }
+      const outcome = await new Promise<'runs' | 'enoexec' | 'unknown'>((resolve) => {
+        execFile(file, [], { timeout: 10_000, env: {} }, (err) => {
+          if (!err) return resolve('unknown');
+          // A spawn failure has the errno's name as code; an exit status, the number.
+          const code = (err as { code?: string | number }).code;
+          if (code === 'ENOEXEC') return resolve('enoexec');
+          resolve(code === 42 ? 'runs' : 'unknown');
+        });
       });
-    });
-    await fsp.rm(file, { force: true });
-    if (outcome === 'enoexec') { answer = false; break; }
-    if (outcome === 'runs') { answer = true; break; }
-  }
-  // Undecided (no place to exec from): keep the x86 section, and probe again next time.
-  if (answer === undefined) return true;
-  if (cacheFile) { try { writeFileSync(cacheFile, answer ? '1' : '0'); } catch { /* /run not writable: probe again next time */ } }
-  return answer;
+      await fsp.rm(file, { force: true });
+      if (outcome === 'enoexec') { answer = false; break; }
+      if (outcome === 'runs') { answer = true; break; }
+    }
+    // Undecided (no place to exec from): keep the x86 section, and probe again next time.
+    return answer;
+  });
 }
 
 /** The filter's architectures minus the ABIs the kernel does not execute. */
@@ -270,4 +260,21 @@ export async function withoutAbsentAbis(seccomp: OciSeccomp): Promise<OciSeccomp
   ]);
   if (x32 && ia32) return seccomp;
   return { ...seccomp, architectures: presentArchitectures(archs, { x32, ia32 }) };
+}
+
+/**
+ * A kernel property probed once a boot: the answer is kept in /run/drydock-<name>-<boot id>
+ * (tmpfs, gone at the next boot). `probe` resolving undefined means undecided: true is used
+ * and nothing is kept, so the next process probes again.
+ */
+async function oncePerBoot(name: string, probe: () => Promise<boolean | undefined>): Promise<boolean> {
+  const cacheFile = `/run/drydock-${name}-${bootId()}`;
+  try {
+    const cached = readFileSync(cacheFile, 'utf8');
+    if (cached === '0' || cached === '1') return cached === '1';
+  } catch { /* not probed this boot */ }
+  const answer = await probe();
+  if (answer === undefined) return true;
+  try { writeFileSync(cacheFile, answer ? '1' : '0'); } catch { /* /run not writable: probe again next time */ }
+  return answer;
 }
