@@ -4,7 +4,7 @@
 // while one tar pass over it hashes the diffID and compresses the blob (snapshotLayer), and it
 // becomes the layer cache entry of its diffID when the build ends. compressSnapshot makes the
 // blob of an earlier build's snapshot.
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, rmSync } from 'node:fs';
 import { Readable, Transform, pipeline } from 'node:stream';
 import path from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
@@ -109,7 +109,10 @@ export async function withRootfs(
           await traced('step.adopt', () => adoptUnpackedLayer(s.store, upper, l.diffID, { durable: false })).catch(() => {});
           l.dir = undefined;
         }
-        await removeWorkDir();
+        // What is left (owner record, bundle, host files, overlay work dir: a dozen small entries)
+        // goes in one synchronous pass: as fs.promises.rm it is a chain of ~25 thread-pool round
+        // trips, and the build's end waits for it.
+        try { rmSync(workDir, { recursive: true, force: true }); } catch { /* as removeWorkDir */ }
       })(),
     };
   } finally {
@@ -138,8 +141,31 @@ function layerRef(l: BuildLayer): { digest: string; diffID: string; mediaType: s
  * is large enough to repay its start; a few small files are quicker to do here.
  */
 export async function snapshotLayer(store: ContentStore, dir: string, compression: Compression = 'gzip'): Promise<{ diffID: string; blob: Promise<CachedLayer> }> {
-  const { snapshotWorkerRunning, worthTheWorker } = await import('./snapshot-worker.js');
-  return snapshotWorkerRunning() || worthTheWorker(dir) ? snapshotLayerInWorker(store, dir, compression) : snapshotLayerInThread(store, dir, compression);
+  const { snapshotPlace } = await import('./snapshot-worker.js');
+  const place = snapshotPlace(dir);
+  if (place === 'memory' && compression !== 'zstd') return snapshotLayerInMemory(store, dir, compression);
+  return place === 'worker' ? snapshotLayerInWorker(store, dir, compression) : snapshotLayerInThread(store, dir, compression);
+}
+
+/**
+ * snapshotLayer of a tiny tree (snapshot-worker.ts snapshotPlace): the tar in one buffer, its
+ * diffID at once, the blob compressed here (gzipSync: the stream's very bytes) and written
+ * inline. The diffID the step's state waits for comes without a stream tick, and the blob the
+ * manifest waits for after one fsync.
+ */
+export async function snapshotLayerInMemory(store: ContentStore, dir: string, compression: 'gzip' | 'none' = 'gzip'): Promise<{ diffID: string; blob: Promise<CachedLayer> }> {
+  const { tarDirectory } = await import('../layer/create.js');
+  const { gzipSync } = await import('../layer/parallel-gzip.js');
+  const { ociLayerMediaType } = await import('../image/media-types.js');
+  const chunks: Buffer[] = [];
+  for await (const chunk of tarDirectory(dir, { overlayUpper: true })) chunks.push(chunk);
+  const tar = Buffer.concat(chunks);
+  const diffID = `sha256:${createHash('sha256').update(tar).digest('hex')}`;
+  const blob = store.writeBlob(compression === 'gzip' ? gzipSync(tar) : tar).then(({ digest, size }) => ({
+    digest, size, mediaType: ociLayerMediaType(compression), diffID,
+  }));
+  blob.catch(() => { /* awaited by the solver's blob() and the cache entry */ });
+  return { diffID, blob };
 }
 
 /** snapshotLayer in the snapshot worker thread: the main thread only renames the blob in. */
