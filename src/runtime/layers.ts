@@ -1,7 +1,7 @@
 // The layer cache: each layer is unpacked once into $DRYDOCK_ROOT/layers/<diffID hex>/ with
 // overlay-style whiteouts, so it can serve directly as an overlayfs lower dir for every
 // container and every build step that uses it.
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, statSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { ContentStore } from '../store/content-store.js';
@@ -27,7 +27,7 @@ export async function ensureLayersUnpacked(store: ContentStore, layers: LayerRef
   const dirs: string[] = [];
   for (const layer of layers) {
     const dir = unpackedLayerDir(store, layer.diffID);
-    if (!(await isDir(dir))) await unpackLayer(store, layer, dir);
+    if (!isDir(dir)) await unpackLayer(store, layer, dir);
     dirs.push(dir);
   }
   return dirs;
@@ -60,8 +60,9 @@ export async function adoptUnpackedLayer(store: ContentStore, dir: string, diffI
   return true;
 }
 
-async function isDir(p: string): Promise<boolean> {
-  try { return (await fsp.stat(p)).isDirectory(); } catch { return false; }
+/** A stat on the main thread: one per layer before every step's mount, a round trip each as fs.promises. */
+function isDir(p: string): boolean {
+  try { return statSync(p).isDirectory(); } catch { return false; }
 }
 
 async function unpackLayer(store: ContentStore, layer: LayerRef, dir: string): Promise<void> {
