@@ -56,7 +56,7 @@ export async function withRootfs(
   s: BuildSession, layers: LowerLayer[], x: Omit<ExecContext, 'rootfs' | 'lowers' | 'upper' | 'workDir' | 'defer'>,
   fn: (x: ExecContext) => Promise<void>,
 ): Promise<StepSnapshot> {
-  const { mountRootfs, adoptUnpackedLayer, createOwnedDir, scratchRoot } = await import('../runtime/index.js');
+  const { mountRootfs, adoptUnpackedLayer, createOwnedDir, clearOwnedDir, scratchRoot } = await import('../runtime/index.js');
   const lowers = await traced('step.unpack-lowers', () => lowerDirs(s, layers));
   const workDir = path.join(scratchRoot(s.store.root), `step-${process.pid}-${randomBytes(6).toString('hex')}`);
   // Owned by this process: if it is killed, the next build, run or gc sweeps mounts and container.
@@ -90,6 +90,11 @@ export async function withRootfs(
     }
     await traced('step.umount', unmountAll);
     kept = true;
+    // The rest of the scratch dir (bundle, host files, the overlay's work dir: ~25 entries, five
+    // levels deep) is removed on the thread pool while the snapshot is taken and the export
+    // begins; the owner record goes last, once the upper dir is adopted (a crash before that
+    // leaves a dir the next sweep removes).
+    const cleared = clearOwnedDir(workDir, ['upper']);
     const endSnapshot = span('step.tar+hash');
     const layer = snapshotLayer(s.store, upper, s.opts.compression).then(({ diffID, blob }): BuildLayer => {
       endSnapshot();
@@ -105,14 +110,14 @@ export async function withRootfs(
       // cache entry, so a later build mounts it and nothing is unpacked.
       adopt: () => adopted ??= (async () => {
         const l = await layer.catch(() => undefined);
+        let upperGone = false;
         if (l) {
-          await traced('step.adopt', () => adoptUnpackedLayer(s.store, upper, l.diffID, { durable: false })).catch(() => {});
+          upperGone = await traced('step.adopt', () => adoptUnpackedLayer(s.store, upper, l.diffID, { durable: false })).then(() => true, () => false);
           l.dir = undefined;
         }
-        // What is left (owner record, bundle, host files, overlay work dir: a dozen small entries)
-        // goes in one synchronous pass: as fs.promises.rm it is a chain of ~25 thread-pool round
-        // trips, and the build's end waits for it.
-        try { rmSync(workDir, { recursive: true, force: true }); } catch { /* as removeWorkDir */ }
+        await cleared;
+        // Only the owner record is left now: two calls, made here rather than as round trips.
+        if (upperGone) { try { rmSync(workDir, { recursive: true, force: true }); } catch { /* as removeWorkDir */ } } else await removeWorkDir();
       })(),
     };
   } finally {

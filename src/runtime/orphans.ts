@@ -3,7 +3,7 @@
 // owner (pid + the process's start time from /proc/PID/stat, which a reused pid does not share)
 // and the runc containers it starts; the next build, run or gc sweeps the directories whose
 // owner is gone: kill and delete the containers, unmount what is mounted beneath, remove.
-import { promises as fsp, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { promises as fsp, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { defaultRoot } from '../store/content-store.js';
 import { processStartTime } from './containers.js';
@@ -30,6 +30,16 @@ export async function createOwnedDir(dir: string): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const owner: Owner = { pid: process.pid, start: processStartTime(process.pid) ?? '', containers: [] };
   writeOwner(dir, owner);
+}
+
+/**
+ * Removes what an owned dir holds but its owner record and the entries named in `keep`: the
+ * bulk of a dir whose owner is about to remove it, while the record still claims it. Never fails.
+ */
+export async function clearOwnedDir(dir: string, keep: string[] = []): Promise<void> {
+  let names: string[];
+  try { names = readdirSync(dir); } catch { return; }
+  await Promise.all(names.filter((n) => n !== OWNER_FILE && !keep.includes(n)).map((n) => fsp.rm(path.join(dir, n), { recursive: true, force: true }).catch(() => {})));
 }
 
 /** Records one more runc container started from `dir` (before it is started). */
