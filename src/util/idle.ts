@@ -9,7 +9,13 @@ const IDLE_BELOW = 0.05;
 
 /** The global performance is perf_hooks' (Node's lib types leave eventLoopUtilization out). */
 type Elu = { idle: number; active: number; utilization: number };
-const loop = performance as unknown as { eventLoopUtilization(a?: Elu, b?: Elu): Elu };
+type Loop = { eventLoopUtilization(a?: Elu, b?: Elu): Elu };
+/**
+ * Read when whileIdle first runs, not when this module loads: the global `performance` loads
+ * perf_hooks (about a millisecond), and the solver imports this module on every build's way to
+ * its first step, fully cached ones included.
+ */
+const loopPerformance = (): Loop => performance as unknown as Loop;
 
 /**
  * Runs `tasks` one per idle window, in order, until they are done or the returned function is
@@ -17,6 +23,7 @@ const loop = performance as unknown as { eventLoopUtilization(a?: Elu, b?: Elu):
  * the module loads it again and reports them).
  */
 export function whileIdle(tasks: (() => unknown)[]): () => void {
+  const loop = loopPerformance();
   const queue = [...tasks];
   let prev = loop.eventLoopUtilization();
   let timer: NodeJS.Timeout | undefined;
