@@ -12,6 +12,7 @@ import type { Instruction } from '../dockerfile/index.js';
 import type { ContentStore } from '../store/content-store.js';
 import type { Compression } from '../image/media-types.js';
 import { UserError } from '../util/errors.js';
+import { digestOf } from '../image/digest.js';
 import { STREAM_CHUNK } from '../util/fs.js';
 import { span, traced } from '../util/trace.js';
 import type { CachedLayer } from './cache.js';
@@ -96,10 +97,10 @@ export async function withRootfs(
     // leaves a dir the next sweep removes).
     const cleared = clearOwnedDir(workDir, ['upper']);
     const endSnapshot = span('step.tar+hash');
-    const layer = snapshotLayer(s.store, upper, s.opts.compression).then(({ diffID, blob }): BuildLayer => {
+    const layer = snapshotLayer(s.store, upper, s.opts.compression).then(({ diffID, blob, described }): BuildLayer => {
       endSnapshot();
       void traced('step.blob-written', () => blob).catch(() => {});
-      return { diffID, blob, dir: upper };
+      return { diffID, blob, dir: upper, ...(described ? { described } : {}) };
     });
     layer.catch(() => { /* the solver reports it */ });
     let adopted: Promise<void> | undefined;
@@ -145,7 +146,7 @@ function layerRef(l: BuildLayer): { digest: string; diffID: string; mediaType: s
  * It runs in the snapshot worker thread (snapshot-worker.ts) when that runs already or the tree
  * is large enough to repay its start; a few small files are quicker to do here.
  */
-export async function snapshotLayer(store: ContentStore, dir: string, compression: Compression = 'gzip'): Promise<{ diffID: string; blob: Promise<CachedLayer> }> {
+export async function snapshotLayer(store: ContentStore, dir: string, compression: Compression = 'gzip'): Promise<{ diffID: string; blob: Promise<CachedLayer>; described?: CachedLayer }> {
   const { snapshotPlace } = await import('./snapshot-worker.js');
   const place = snapshotPlace(dir);
   if (place === 'memory' && compression !== 'zstd') return snapshotLayerInMemory(store, dir, compression);
@@ -155,10 +156,10 @@ export async function snapshotLayer(store: ContentStore, dir: string, compressio
 /**
  * snapshotLayer of a tiny tree (snapshot-worker.ts snapshotPlace): the tar in one buffer, its
  * diffID at once, the blob compressed here (gzipSync: the stream's very bytes) and written
- * inline. The diffID the step's state waits for comes without a stream tick, and the blob the
- * manifest waits for after one fsync.
+ * inline. The diffID the step's state waits for comes without a stream tick, and the blob's
+ * descriptor (`described`, for the manifest) before its write and fsync.
  */
-export async function snapshotLayerInMemory(store: ContentStore, dir: string, compression: 'gzip' | 'none' = 'gzip'): Promise<{ diffID: string; blob: Promise<CachedLayer> }> {
+export async function snapshotLayerInMemory(store: ContentStore, dir: string, compression: 'gzip' | 'none' = 'gzip'): Promise<{ diffID: string; blob: Promise<CachedLayer>; described: CachedLayer }> {
   const { tarDirectory } = await import('../layer/create.js');
   const { gzipSync } = await import('../layer/parallel-gzip.js');
   const { ociLayerMediaType } = await import('../image/media-types.js');
@@ -166,11 +167,11 @@ export async function snapshotLayerInMemory(store: ContentStore, dir: string, co
   for await (const chunk of tarDirectory(dir, { overlayUpper: true })) chunks.push(chunk);
   const tar = Buffer.concat(chunks);
   const diffID = `sha256:${createHash('sha256').update(tar).digest('hex')}`;
-  const blob = store.writeBlob(compression === 'gzip' ? gzipSync(tar) : tar).then(({ digest, size }) => ({
-    digest, size, mediaType: ociLayerMediaType(compression), diffID,
-  }));
+  const bytes = compression === 'gzip' ? gzipSync(tar) : tar;
+  const described: CachedLayer = { digest: digestOf(bytes), size: bytes.length, mediaType: ociLayerMediaType(compression), diffID };
+  const blob = store.writeBlob(bytes, { digest: described.digest, size: described.size }).then(() => described);
   blob.catch(() => { /* awaited by the solver's blob() and the cache entry */ });
-  return { diffID, blob };
+  return { diffID, blob, described };
 }
 
 /** snapshotLayer in the snapshot worker thread: the main thread only renames the blob in. */
