@@ -143,8 +143,9 @@ function layerRef(l: BuildLayer): { digest: string; diffID: string; mediaType: s
  * can be adopted), and compressed into the store as the blob, resolved once it is written and
  * fsynced. Every snapshot's blob is needed (the image's and the steps' manifests name them), so
  * making it here saves the second tar pass over the same files that compressing later costs.
- * It runs in the snapshot worker thread (snapshot-worker.ts) when that runs already or the tree
- * is large enough to repay its start; a few small files are quicker to do here.
+ * Where it runs is snapshot-worker.ts snapshotPlace's choice: in the snapshot worker thread when
+ * that runs already or the tree is large enough to repay its start; a tiny tree (a late RUN's few
+ * files) in memory; the rest streamed on this thread.
  */
 export async function snapshotLayer(store: ContentStore, dir: string, compression: Compression = 'gzip'): Promise<{ diffID: string; blob: Promise<CachedLayer>; described?: CachedLayer }> {
   const { snapshotPlace } = await import('./snapshot-worker.js');
