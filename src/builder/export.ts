@@ -62,7 +62,11 @@ export async function exportImage(s: BuildSession, graph: BuildGraph, solver: So
   if (s.opts.remoteCache) Object.assign(config, await s.opts.remoteCache.finalImage(finalStage.vertices[finalStage.vertices.length - 1]!.key, await layers));
   // Tags are set only when they move (writeImage): a fully cached rebuild then writes nothing at
   // all (index.json's lock, write and fsyncs are the slowest part of a no-op build on a busy disk).
-  const written = await traced('export.image', () => writeImage(s.store, { config, layers, tag: names }));
+  // A layer whose descriptor comes before its blob is durable (a tiny snapshot, compressed in
+  // memory) lets the manifest be written and fsynced while the layer's blob is; the tag still
+  // waits for every blob (durable). A remote cache's layers may still be fetched: no early ones.
+  const described = s.opts.remoteCache ? undefined : Promise.all(state.layers.map((l) => solver.descriptor(l)));
+  const written = await traced('export.image', () => writeImage(s.store, described ? { config, layers: described, durable: layers, tag: names } : { config, layers, tag: names }));
   crashPoint('export.image-written');
   // Untagged, it is kept like Docker's dangling images: listed as <none>, removed by rmi or image prune.
   if (names.length === 0) await s.store.setRoot(`built/${written.manifestDigest}`, [written.manifestDigest]);

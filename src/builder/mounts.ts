@@ -1,7 +1,7 @@
 // RUN --mount=type=cache|bind|secret|ssh|tmpfs → OCI mounts. Everything is mounted by runc, which
 // creates mount points inside the rootfs only (securejoin); the mount points it had to create
 // are removed from the upper dir afterwards so they never end up in the layer.
-import { promises as fsp } from 'node:fs';
+import { lstatSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import type { OciMount } from '../runtime/index.js';
@@ -62,39 +62,42 @@ export function ociMount(m: MountRequest, hostSource: string | undefined): OciMo
 /**
  * Deletes, from the upper dir, mount points runc created for this run (empty files or dirs that
  * do not exist in any lower dir), then parents that became empty and were created the same way.
- * The targets are handled at once (each is a few lstats, a round trip each); two that share a
- * created parent (/etc/hosts, /etc/hostname) may both find it empty, so a removal that finds its
- * entry gone already, or the dir no longer empty, is not an error.
+ * Synchronous: a few dozen lstats of cached entries take well under a millisecond here, where as
+ * fs.promises calls they were chains of thread-pool round trips between `runc run`'s exit and
+ * the step's snapshot (2-3 ms, more on a busy host). Two targets that share a created parent
+ * (/etc/hosts, /etc/hostname) both look at it; the second finds it gone, which is not an error.
  */
 export async function removeMountpoints(upperDir: string, lowerDirs: string[], targets: string[]): Promise<void> {
-  const inLower = async (rel: string) => (await Promise.all(lowerDirs.map((l) => fsp.lstat(path.join(l, rel)).then(() => true, () => false)))).includes(true);
-  const sameAsLower = async (rel: string, st: { mode: number; uid: number; gid: number }) => {
+  const lstatOrUndefined = (p: string) => { try { return lstatSync(p); } catch { return undefined; } };
+  const inLower = (rel: string) => lowerDirs.some((l) => lstatOrUndefined(path.join(l, rel)) !== undefined);
+  const sameAsLower = (rel: string, st: { mode: number; uid: number; gid: number }) => {
     for (const l of [...lowerDirs].reverse()) {
-      const ls = await fsp.lstat(path.join(l, rel)).catch(() => undefined);
+      const ls = lstatOrUndefined(path.join(l, rel));
       if (ls) return ls.isDirectory() && ls.mode === st.mode && ls.uid === st.uid && ls.gid === st.gid;
     }
     return false;
   };
-  const raced = (e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT' && e.code !== 'ENOTEMPTY') throw e; };
-  const isEmptyDir = async (p: string) => (await fsp.readdir(p).catch((e: NodeJS.ErrnoException) => { raced(e); return ['gone']; })).length === 0;
-  await Promise.all(targets.map(async (target) => {
+  const raced = (e: unknown) => { const code = (e as NodeJS.ErrnoException).code; if (code !== 'ENOENT' && code !== 'ENOTEMPTY') throw e; };
+  const isEmptyDir = (p: string) => { try { return readdirSync(p).length === 0; } catch (e) { raced(e); return false; } };
+  const removeDir = (p: string) => { try { rmdirSync(p); } catch (e) { raced(e); } };
+  for (const target of targets) {
     let rel = path.posix.normalize(target).replace(/^\/+/, '');
     while (rel && rel !== '.') {
       const p = path.join(upperDir, rel);
-      const st = await fsp.lstat(p).catch(() => undefined);
+      const st = lstatOrUndefined(p);
       if (!st) break;
-      if (await inLower(rel)) {
+      if (inLower(rel)) {
         // A parent the mount point forced overlay to copy up: drop it when nothing else changed.
-        if (st.isDirectory() && (await isEmptyDir(p)) && (await sameAsLower(rel, st))) await fsp.rmdir(p).catch(raced);
+        if (st.isDirectory() && isEmptyDir(p) && sameAsLower(rel, st)) removeDir(p);
         break;
       }
       if (st.isDirectory()) {
-        if (!(await isEmptyDir(p))) break;
-        await fsp.rmdir(p).catch(raced);
+        if (!isEmptyDir(p)) break;
+        removeDir(p);
       } else if (st.isFile() && st.size === 0) {
-        await fsp.rm(p).catch(raced);
+        try { unlinkSync(p); } catch (e) { raced(e); }
       } else break;
       rel = path.posix.dirname(rel);
     }
-  }));
+  }
 }

@@ -4,7 +4,7 @@
 // while one tar pass over it hashes the diffID and compresses the blob (snapshotLayer), and it
 // becomes the layer cache entry of its diffID when the build ends. compressSnapshot makes the
 // blob of an earlier build's snapshot.
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, rmSync } from 'node:fs';
 import { Readable, Transform, pipeline } from 'node:stream';
 import path from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
@@ -12,6 +12,7 @@ import type { Instruction } from '../dockerfile/index.js';
 import type { ContentStore } from '../store/content-store.js';
 import type { Compression } from '../image/media-types.js';
 import { UserError } from '../util/errors.js';
+import { digestOf } from '../image/digest.js';
 import { STREAM_CHUNK } from '../util/fs.js';
 import { span, traced } from '../util/trace.js';
 import type { CachedLayer } from './cache.js';
@@ -56,7 +57,7 @@ export async function withRootfs(
   s: BuildSession, layers: LowerLayer[], x: Omit<ExecContext, 'rootfs' | 'lowers' | 'upper' | 'workDir' | 'defer'>,
   fn: (x: ExecContext) => Promise<void>,
 ): Promise<StepSnapshot> {
-  const { mountRootfs, adoptUnpackedLayer, createOwnedDir, scratchRoot } = await import('../runtime/index.js');
+  const { mountRootfs, adoptUnpackedLayer, createOwnedDir, clearOwnedDir, scratchRoot } = await import('../runtime/index.js');
   const lowers = await traced('step.unpack-lowers', () => lowerDirs(s, layers));
   const workDir = path.join(scratchRoot(s.store.root), `step-${process.pid}-${randomBytes(6).toString('hex')}`);
   // Owned by this process: if it is killed, the next build, run or gc sweeps mounts and container.
@@ -90,11 +91,16 @@ export async function withRootfs(
     }
     await traced('step.umount', unmountAll);
     kept = true;
+    // The rest of the scratch dir (bundle, host files, the overlay's work dir: ~25 entries, five
+    // levels deep) is removed on the thread pool while the snapshot is taken and the export
+    // begins; the owner record goes last, once the upper dir is adopted (a crash before that
+    // leaves a dir the next sweep removes).
+    const cleared = clearOwnedDir(workDir, ['upper']);
     const endSnapshot = span('step.tar+hash');
-    const layer = snapshotLayer(s.store, upper, s.opts.compression).then(({ diffID, blob }): BuildLayer => {
+    const layer = snapshotLayer(s.store, upper, s.opts.compression).then(({ diffID, blob, described }): BuildLayer => {
       endSnapshot();
       void traced('step.blob-written', () => blob).catch(() => {});
-      return { diffID, blob, dir: upper };
+      return { diffID, blob, dir: upper, ...(described ? { described } : {}) };
     });
     layer.catch(() => { /* the solver reports it */ });
     let adopted: Promise<void> | undefined;
@@ -105,11 +111,14 @@ export async function withRootfs(
       // cache entry, so a later build mounts it and nothing is unpacked.
       adopt: () => adopted ??= (async () => {
         const l = await layer.catch(() => undefined);
+        let upperGone = false;
         if (l) {
-          await traced('step.adopt', () => adoptUnpackedLayer(s.store, upper, l.diffID, { durable: false })).catch(() => {});
+          upperGone = await traced('step.adopt', () => adoptUnpackedLayer(s.store, upper, l.diffID, { durable: false })).then(() => true, () => false);
           l.dir = undefined;
         }
-        await removeWorkDir();
+        await cleared;
+        // Only the owner record is left now: two calls, made here rather than as round trips.
+        if (upperGone) { try { rmSync(workDir, { recursive: true, force: true }); } catch { /* as removeWorkDir */ } } else await removeWorkDir();
       })(),
     };
   } finally {
@@ -134,12 +143,36 @@ function layerRef(l: BuildLayer): { digest: string; diffID: string; mediaType: s
  * can be adopted), and compressed into the store as the blob, resolved once it is written and
  * fsynced. Every snapshot's blob is needed (the image's and the steps' manifests name them), so
  * making it here saves the second tar pass over the same files that compressing later costs.
- * It runs in the snapshot worker thread (snapshot-worker.ts) when that runs already or the tree
- * is large enough to repay its start; a few small files are quicker to do here.
+ * Where it runs is snapshot-worker.ts snapshotPlace's choice: in the snapshot worker thread when
+ * that runs already or the tree is large enough to repay its start; a tiny tree (a late RUN's few
+ * files) in memory; the rest streamed on this thread.
  */
-export async function snapshotLayer(store: ContentStore, dir: string, compression: Compression = 'gzip'): Promise<{ diffID: string; blob: Promise<CachedLayer> }> {
-  const { snapshotWorkerRunning, worthTheWorker } = await import('./snapshot-worker.js');
-  return snapshotWorkerRunning() || worthTheWorker(dir) ? snapshotLayerInWorker(store, dir, compression) : snapshotLayerInThread(store, dir, compression);
+export async function snapshotLayer(store: ContentStore, dir: string, compression: Compression = 'gzip'): Promise<{ diffID: string; blob: Promise<CachedLayer>; described?: CachedLayer }> {
+  const { snapshotPlace } = await import('./snapshot-worker.js');
+  const place = snapshotPlace(dir);
+  if (place === 'memory' && compression !== 'zstd') return snapshotLayerInMemory(store, dir, compression);
+  return place === 'worker' ? snapshotLayerInWorker(store, dir, compression) : snapshotLayerInThread(store, dir, compression);
+}
+
+/**
+ * snapshotLayer of a tiny tree (snapshot-worker.ts snapshotPlace): the tar in one buffer, its
+ * diffID at once, the blob compressed here (gzipSync: the stream's very bytes) and written
+ * inline. The diffID the step's state waits for comes without a stream tick, and the blob's
+ * descriptor (`described`, for the manifest) before its write and fsync.
+ */
+export async function snapshotLayerInMemory(store: ContentStore, dir: string, compression: 'gzip' | 'none' = 'gzip'): Promise<{ diffID: string; blob: Promise<CachedLayer>; described: CachedLayer }> {
+  const { tarDirectory } = await import('../layer/create.js');
+  const { gzipSync } = await import('../layer/parallel-gzip.js');
+  const { ociLayerMediaType } = await import('../image/media-types.js');
+  const chunks: Buffer[] = [];
+  for await (const chunk of tarDirectory(dir, { overlayUpper: true })) chunks.push(chunk);
+  const tar = Buffer.concat(chunks);
+  const diffID = `sha256:${createHash('sha256').update(tar).digest('hex')}`;
+  const bytes = compression === 'gzip' ? gzipSync(tar) : tar;
+  const described: CachedLayer = { digest: digestOf(bytes), size: bytes.length, mediaType: ociLayerMediaType(compression), diffID };
+  const blob = store.writeBlob(bytes, { digest: described.digest, size: described.size }).then(() => described);
+  blob.catch(() => { /* awaited by the solver's blob() and the cache entry */ });
+  return { diffID, blob, described };
 }
 
 /** snapshotLayer in the snapshot worker thread: the main thread only renames the blob in. */

@@ -93,27 +93,46 @@ function replyError(r: Extract<SnapshotReply, { type: 'error' }>): Error {
 /** A tree with this much file data, or this many entries, is snapshotted in the worker. */
 const WORKER_BYTES = 4 << 20;
 const WORKER_ENTRIES = 2000;
+/**
+ * A tree with less file data and fewer entries than this is snapshotted in memory
+ * (rootfs.ts snapshotLayerInMemory): its tar is a few KiB, and deflating it here costs less
+ * than the stream's ticks and thread-pool round trips to the blob.
+ */
+const MEMORY_BYTES = 256 << 10;
+const MEMORY_ENTRIES = 256;
+
+/** Where a step's snapshot is taken: in memory, streamed on the main thread, or in the worker. */
+export type SnapshotPlace = 'memory' | 'thread' | 'worker';
 
 /**
- * Whether snapshotting `dir` repays starting the worker (~30 ms of CPU): it holds at least
- * WORKER_BYTES of files or WORKER_ENTRIES entries. The walk stops at either, so it costs at most
- * that many lstat calls; a step that changed a few small files (the usual late RUN) is tarred on
- * the main thread in a few milliseconds and never starts the worker.
+ * Where to snapshot `dir`. The worker repays its start (~30 ms of CPU) for a tree of at least
+ * WORKER_BYTES of files or WORKER_ENTRIES entries; the walk stops at either, so it costs at most
+ * that many lstat calls. A step that changed a few small files (the usual late RUN) is tarred in
+ * memory, one that changed more on the main thread, and neither starts the worker. Once the
+ * worker runs, every tree but a tiny one goes there (and the walk stops at the memory limits).
  */
-export function worthTheWorker(dir: string): boolean {
+export function snapshotPlace(dir: string): SnapshotPlace {
+  const running = worker !== undefined;
+  const limit = running ? { bytes: MEMORY_BYTES, entries: MEMORY_ENTRIES } : { bytes: WORKER_BYTES, entries: WORKER_ENTRIES };
   let bytes = 0;
   let entries = 0;
   const walk = (d: string): boolean => {
     for (const name of readdirSync(d)) {
       const st = lstatSync(path.join(d, name));
       bytes += st.isFile() ? st.size : 0;
-      if (++entries >= WORKER_ENTRIES || bytes >= WORKER_BYTES) return true;
+      if (++entries >= limit.entries || bytes >= limit.bytes) return true;
       if (st.isDirectory() && walk(path.join(d, name))) return true;
     }
     return false;
   };
   // An unreadable tree goes to the worker, whose tar reports what it could not read.
-  try { return walk(dir); } catch { return true; }
+  try { if (walk(dir)) return 'worker'; } catch { return 'worker'; }
+  return running || (bytes < MEMORY_BYTES && entries < MEMORY_ENTRIES) ? 'memory' : 'thread';
+}
+
+/** Whether snapshotting `dir` goes to the worker thread (snapshotPlace). */
+export function worthTheWorker(dir: string): boolean {
+  return snapshotPlace(dir) === 'worker';
 }
 
 /**

@@ -171,6 +171,16 @@ export class Solver {
     return layer.blob;
   }
 
+  /**
+   * The blob's descriptor as soon as it is known: before the blob is durable for a layer that
+   * carries one (BuildLayer.described), else once it is (blob()).
+   */
+  descriptor(layer: BuildLayer): Promise<CachedLayer> {
+    if (layer.known) return Promise.resolve(layer.known);
+    if (layer.described) return Promise.resolve(layer.described);
+    return this.blob(layer);
+  }
+
   /** True when the target's last vertex is a step whose " ---> ID" line the exporter prints. */
   get finalStepPrintsImageId(): boolean {
     return this.finalVertex.parent !== undefined && !this.finalVertex.trigger;

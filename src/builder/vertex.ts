@@ -15,6 +15,12 @@ export interface BuildLayer {
   /** The blob being made from the snapshot (solver.ts starts it once per diffID). */
   blob?: Promise<CachedLayer>;
   /**
+   * The blob's descriptor while `blob` is still being written: a snapshot compressed in memory
+   * knows its digest before the write and fsync, so the manifest is written meanwhile (export.ts);
+   * the tag waits for `blob`.
+   */
+  described?: CachedLayer;
+  /**
    * This build's snapshot, still in its step's scratch dir: later steps mount it there until the
    * build ends and it moves into the layer cache (rootfs.ts StepSnapshot).
    */

@@ -30,12 +30,65 @@ const STORED_MAX = 0xffff;
  * decision depends only on the bytes, so the output stays deterministic.
  */
 async function incompressible(block: Buffer): Promise<boolean> {
-  if (block.length < PROBES * PROBE) return false;
+  const samples = probeSamples(block);
+  return samples !== undefined && (await deflateRaw(samples, { level: 1 })).length >= samples.length * 0.97;
+}
+
+/** incompressible() without the thread pool (gzipSync). */
+function incompressibleSync(block: Buffer): boolean {
+  const samples = probeSamples(block);
+  return samples !== undefined && zlib.deflateRawSync(samples, { level: 1 }).length >= samples.length * 0.97;
+}
+
+/** The samples incompressible() deflates, side by side; undefined for a block too short to probe. */
+function probeSamples(block: Buffer): Buffer | undefined {
+  if (block.length < PROBES * PROBE) return undefined;
   const step = Math.floor((block.length - PROBE) / (PROBES - 1));
   // One deflate over the samples side by side: a deflate stream's set-up costs more than 8 KiB
   // of level-1 work, so four separate probes would cost four times as much.
-  const samples = Buffer.concat(Array.from({ length: PROBES }, (_, i) => block.subarray(i * step, i * step + PROBE)));
-  return (await deflateRaw(samples, { level: 1 })).length >= samples.length * 0.97;
+  return Buffer.concat(Array.from({ length: PROBES }, (_, i) => block.subarray(i * step, i * step + PROBE)));
+}
+
+/** A block's deflate options: the previous block's window as dictionary, a sync flush but for the last. */
+function blockOptions(level: number, dictionary: Buffer | undefined, last: boolean): zlib.ZlibOptions {
+  const opts: zlib.ZlibOptions = { level, finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH };
+  if (dictionary) opts.dictionary = dictionary;
+  return opts;
+}
+
+/** The dictionary of the block after `block`: the last 32 KiB of input so far. */
+function nextDictionary(dictionary: Buffer | undefined, block: Buffer): Buffer {
+  return block.length >= WINDOW ? block.subarray(block.length - WINDOW) : Buffer.concat([dictionary ?? Buffer.alloc(0), block]).subarray(-WINDOW);
+}
+
+/** The gzip trailer: CRC-32 and the input size modulo 2^32. */
+function trailer(crc: number, total: number): Buffer {
+  const t = Buffer.alloc(8);
+  t.writeUInt32LE(crc >>> 0, 0);
+  t.writeUInt32LE(total % 0x1_0000_0000, 4);
+  return t;
+}
+
+/**
+ * ParallelGzip's output for `data`, byte for byte, computed on this thread: the same 1 MiB
+ * blocks (every full block but the last, which holds the final 1 to BLOCK bytes), dictionaries,
+ * flushes and stored-block decisions. For a layer of a few KiB (a late RUN's) the stream's
+ * thread-pool round trips and ticks cost more than the deflate itself.
+ */
+export function gzipSync(data: Buffer, level: number = zlib.constants.Z_DEFAULT_COMPRESSION): Buffer {
+  const out: Buffer[] = [HEADER];
+  let dictionary: Buffer | undefined;
+  let offset = 0;
+  do {
+    const last = data.length - offset <= BLOCK;
+    const block = data.subarray(offset, last ? data.length : offset + BLOCK);
+    if (incompressibleSync(block)) out.push(...storedBlocks(block, last));
+    else out.push(zlib.deflateRawSync(block, blockOptions(level, dictionary, last)));
+    dictionary = nextDictionary(dictionary, block);
+    offset += block.length;
+  } while (offset < data.length);
+  out.push(trailer(zlib.crc32(data), data.length));
+  return Buffer.concat(out);
 }
 
 /**
@@ -78,12 +131,11 @@ export class ParallelGzip extends Transform {
   private startBlock(block: Buffer, last: boolean): void {
     this.crc = zlib.crc32(block, this.crc);
     this.total += block.length;
-    const opts: zlib.ZlibOptions = { level: this.level, finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH };
-    if (this.dictionary) opts.dictionary = this.dictionary;
+    const opts = blockOptions(this.level, this.dictionary, last);
     const p = incompressible(block).then(async (stored): Promise<Buffer | Buffer[]> => (stored ? storedBlocks(block, last) : deflateRaw(block, opts)));
     p.catch(() => { /* awaited in drainTo */ });
     this.inFlight.push(p);
-    this.dictionary = block.length >= WINDOW ? block.subarray(block.length - WINDOW) : Buffer.concat([this.dictionary ?? Buffer.alloc(0), block]).subarray(-WINDOW);
+    this.dictionary = nextDictionary(this.dictionary, block);
   }
 
   /** Pushes finished blocks until at most `limit` are still in flight. */
@@ -131,10 +183,7 @@ export class ParallelGzip extends Transform {
       const last = this.pendingLength ? this.takeBlock() : Buffer.alloc(0);
       this.startBlock(last, true);
       await this.drainTo(0);
-      const trailer = Buffer.alloc(8);
-      trailer.writeUInt32LE(this.crc >>> 0, 0);
-      trailer.writeUInt32LE(this.total % 0x1_0000_0000, 4);
-      this.push(trailer);
+      this.push(trailer(this.crc, this.total));
     })().then(() => cb(), cb);
   }
 }

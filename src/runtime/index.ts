@@ -16,5 +16,5 @@ export { listContainers, findContainer, type Container, type ContainerRecord, ty
 export { copy, splitContainerPath } from './cp.js';
 export { createVolume, listVolumes, removeVolume, inspectVolume, type VolumeInfo } from './volumes.js';
 export { parsePublish, startPortProxy, type PortBinding } from './ports.js';
-export { sweepOrphans, createOwnedDir, addOwnedContainer, killOwnedContainers, scratchRoot, type SweepResult } from './orphans.js';
+export { sweepOrphans, createOwnedDir, clearOwnedDir, addOwnedContainer, killOwnedContainers, scratchRoot, type SweepResult } from './orphans.js';
 export { parseUlimit, checkUlimits, type Rlimit } from './ulimits.js';

@@ -1,7 +1,7 @@
 // The layer cache: each layer is unpacked once into $DRYDOCK_ROOT/layers/<diffID hex>/ with
 // overlay-style whiteouts, so it can serve directly as an overlayfs lower dir for every
 // container and every build step that uses it.
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import type { ContentStore } from '../store/content-store.js';
@@ -29,7 +29,7 @@ export async function ensureLayersUnpacked(store: ContentStore, layers: LayerRef
   const dirs: string[] = [];
   for (const layer of layers) {
     const dir = unpackedLayerDir(store, layer.diffID);
-    if (!(await isDir(dir)) || !(await checkUnsyncedEntry(store, layer, dir))) await unpackLayer(store, layer, dir);
+    if (!isDir(dir) || !(await checkUnsyncedEntry(store, layer, dir))) await unpackLayer(store, layer, dir);
     dirs.push(dir);
   }
   return dirs;
@@ -57,7 +57,7 @@ export async function adoptUnpackedLayer(store: ContentStore, dir: string, diffI
   await fsp.mkdir(path.dirname(durable ? target : marker), { recursive: true });
   if (!durable) {
     // Never re-mark an entry that is there already: its marker may name the boot it came from.
-    if (await isDir(target)) { await fsp.rm(dir, { recursive: true, force: true }); return false; }
+    if (isDir(target)) { await fsp.rm(dir, { recursive: true, force: true }); return false; }
     await fsp.writeFile(marker, bootId());
   }
   try {
@@ -91,7 +91,9 @@ const UNSYNCED = '.unsynced';
  */
 async function checkUnsyncedEntry(store: ContentStore, layer: LayerRef, dir: string): Promise<boolean> {
   const marker = unsyncedMarker(store, layer.diffID);
-  const boot = await fsp.readFile(marker, 'utf8').catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return undefined; throw e; });
+  // Synchronous, as isDir: one per lower dir before every step's mount, almost always ENOENT.
+  let boot: string | undefined;
+  try { boot = readFileSync(marker, 'utf8'); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; }
   if (boot === undefined || (boot !== '' && boot === bootId())) return true;
   const found = await treeDiffID(dir).catch(() => undefined);
   if (found === layer.diffID) {
@@ -115,8 +117,9 @@ async function treeDiffID(dir: string): Promise<string> {
   return `sha256:${hash.digest('hex')}`;
 }
 
-async function isDir(p: string): Promise<boolean> {
-  try { return (await fsp.stat(p)).isDirectory(); } catch { return false; }
+/** A stat on the main thread: one per layer before every step's mount, a round trip each as fs.promises. */
+function isDir(p: string): boolean {
+  try { return statSync(p).isDirectory(); } catch { return false; }
 }
 
 async function unpackLayer(store: ContentStore, layer: LayerRef, dir: string): Promise<void> {

@@ -3,7 +3,7 @@
 // owner (pid + the process's start time from /proc/PID/stat, which a reused pid does not share)
 // and the runc containers it starts; the next build, run or gc sweeps the directories whose
 // owner is gone: kill and delete the containers, unmount what is mounted beneath, remove.
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { defaultRoot } from '../store/content-store.js';
 import { processStartTime } from './containers.js';
@@ -24,21 +24,41 @@ export function scratchRoot(root = defaultRoot()): string {
  * kill at any later point leaves a record behind.
  */
 export async function createOwnedDir(dir: string): Promise<void> {
-  await fsp.mkdir(dir, { recursive: true });
+  // Synchronous, as addOwnedContainer: a mkdir and a small write and rename before every build
+  // step's mount, each a thread-pool round trip as fs.promises calls (not fsynced either way:
+  // the record only has to outlive this process, not the machine).
+  mkdirSync(dir, { recursive: true });
   const owner: Owner = { pid: process.pid, start: processStartTime(process.pid) ?? '', containers: [] };
-  const tmp = path.join(dir, `.${OWNER_FILE}.tmp`);
-  await fsp.writeFile(tmp, JSON.stringify(owner));
-  await fsp.rename(tmp, path.join(dir, OWNER_FILE));
+  writeOwner(dir, owner);
+}
+
+/**
+ * Removes what an owned dir holds but its owner record and the entries named in `keep`: the
+ * bulk of a dir whose owner is about to remove it, while the record still claims it. Never fails.
+ */
+export async function clearOwnedDir(dir: string, keep: string[] = []): Promise<void> {
+  let names: string[];
+  try { names = readdirSync(dir); } catch { return; }
+  await Promise.all(names.filter((n) => n !== OWNER_FILE && !keep.includes(n)).map((n) => fsp.rm(path.join(dir, n), { recursive: true, force: true }).catch(() => {})));
 }
 
 /** Records one more runc container started from `dir` (before it is started). */
 export async function addOwnedContainer(dir: string, id: string, stateRoot = runcStateRoot()): Promise<void> {
-  const owner = await readOwner(dir);
+  const owner = readOwnerSync(dir);
   if (!owner) return;
   owner.containers = [...owner.containers.filter((c) => c.id !== id), { id, stateRoot }];
+  writeOwner(dir, owner);
+}
+
+/** Temp and rename: a sweep reads the old record or the new one, never half of one. */
+function writeOwner(dir: string, owner: Owner): void {
   const tmp = path.join(dir, `.${OWNER_FILE}.tmp`);
-  await fsp.writeFile(tmp, JSON.stringify(owner));
-  await fsp.rename(tmp, path.join(dir, OWNER_FILE));
+  writeFileSync(tmp, JSON.stringify(owner));
+  renameSync(tmp, path.join(dir, OWNER_FILE));
+}
+
+function readOwnerSync(dir: string): Owner | undefined {
+  try { return JSON.parse(readFileSync(path.join(dir, OWNER_FILE), 'utf8')) as Owner; } catch { return undefined; }
 }
 
 async function readOwner(dir: string): Promise<Owner | undefined> {

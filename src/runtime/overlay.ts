@@ -1,7 +1,7 @@
 // The container rootfs: an overlayfs whose lower dirs are the shared, unpacked-once layers and
 // whose upper dir is the container's own writable layer (what `commit` and the builder's RUN
 // turn into a new image layer).
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, mkdirSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import path from 'node:path';
@@ -38,7 +38,8 @@ export async function mountRootfs(opts: MountRootfsOptions): Promise<MountedRoot
   const upperDir = path.join(workDir, 'upper');
   const work = path.join(workDir, 'work');
   const merged = path.join(workDir, 'merged');
-  await Promise.all([upperDir, work, merged].map((d) => fsp.mkdir(d, { recursive: true })));
+  // Synchronous: three mkdirs before every step's mount, a thread-pool round trip each otherwise.
+  for (const d of [upperDir, work, merged]) mkdirSync(d, { recursive: true });
   let lowers = opts.lowerDirs.map((d) => path.resolve(d));
   if (lowers.length === 0) {
     // FROM scratch: overlayfs needs at least one lower dir.

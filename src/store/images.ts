@@ -56,10 +56,10 @@ async function loadManifest(store: ContentStore, desc: Descriptor, platform?: Pl
 }
 
 /** loadManifest with the store's sync readers (listImages; ContentStore.forReading says why). */
-function loadManifestSync(store: ContentStore, desc: Descriptor): LoadedManifest {
+function loadManifestSync(store: ContentStore, desc: Descriptor, platform?: Platform): LoadedManifest {
   const doc = store.readJsonBlobSync<ImageManifest | ImageIndex>(desc.digest);
   if (!isIndex(desc, doc)) return { manifestDescriptor: desc, manifest: doc };
-  const child = indexChild(desc, doc);
+  const child = indexChild(desc, doc, platform);
   if (!store.hasBlobSync(child.digest)) throw notPulled(desc, child);
   return { manifestDescriptor: child, manifest: store.readJsonBlobSync<ImageManifest>(child.digest), index: { descriptor: desc, index: doc } };
 }
@@ -74,7 +74,10 @@ async function finish(store: ContentStore, names: string[], loaded: LoadedManife
  * (config digest, like Docker), or a manifest digest ("sha256:…").
  */
 export async function resolveImage(store: ContentStore, nameOrId: string, platform?: Platform): Promise<LocalImage> {
-  const tags = await store.listTags();
+  // Synchronous reads of index.json, the manifest and the config (a few KiB each): a build
+  // resolves its FROM images this way on its way to the first step, where three thread-pool
+  // round trips in a row cost more than the reads.
+  const tags = store.listTagsSync();
   const idLike = /^(sha256:)?[a-f0-9]{4,64}$/.test(nameOrId);
   if (!idLike || !/^[a-f0-9]+$/.test(nameOrId) || nameOrId.length < 4 || nameOrId.startsWith('sha256:')) {
     let ref;
@@ -87,7 +90,10 @@ export async function resolveImage(store: ContentStore, nameOrId: string, platfo
       }
       const key = formatReference(ref);
       const hit = tags.find((t) => t.name === key);
-      if (hit) return finish(store, [key], await loadManifest(store, hit.descriptor, platform));
+      if (hit) {
+        const loaded = loadManifestSync(store, hit.descriptor, platform);
+        return { names: [key], ...loaded, configDigest: loaded.manifest.config.digest, config: store.readJsonBlobSync<ImageConfig>(loaded.manifest.config.digest) };
+      }
       if (!idLike) throw new NotFoundError(`No such image: ${nameOrId} (image "${nameOrId}" not found in the store, looked for ${key})`);
     }
   }

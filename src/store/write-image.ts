@@ -24,6 +24,12 @@ export interface WriteImageOptions {
    * its blob is written meanwhile. The manifest waits for the layers, the tag for all three.
    */
   layers: ImageLayer[] | Promise<ImageLayer[]>;
+  /**
+   * With `layers` a promise that may resolve before the layers' blobs are durable (their
+   * descriptors known earlier): the blobs, durable. The manifest is written meanwhile; the layers
+   * are checked, and the tag set, after it.
+   */
+  durable?: Promise<unknown>;
   /** Name to tag ("busybox", "localhost:5000/a:1"); normalised like Docker. */
   tag?: string | string[];
   annotations?: Record<string, string>;
@@ -74,7 +80,7 @@ export async function writeImage(store: ContentStore, opts: WriteImageOptions): 
   const written = Promise.all([
     configWritten,
     store.writeBytes(manifestBytes, MediaType.OciManifest),
-    pending ? checkLayers(store, diffIDs, layers) : undefined,
+    pending ? (async () => { await opts.durable; await checkLayers(store, diffIDs, layers); })() : undefined,
   ]);
   written.catch(() => { /* awaited below */ });
   // A tag that names this manifest already is left alone: no lock, no write, no fsync (a fully

@@ -5,11 +5,20 @@
 // time running callbacks, which a step preparing its container (a thread-pool round trip every
 // fraction of a millisecond) does not look like.
 const WINDOW_MS = 4;
+/** The first window: by then a RUN step's container is usually started (its preparation takes 4–8 ms). */
+const FIRST_WINDOW_MS = 12;
 const IDLE_BELOW = 0.05;
 
 /** The global performance is perf_hooks' (Node's lib types leave eventLoopUtilization out). */
 type Elu = { idle: number; active: number; utilization: number };
-const loop = performance as unknown as { eventLoopUtilization(a?: Elu, b?: Elu): Elu };
+type Loop = { eventLoopUtilization(a?: Elu, b?: Elu): Elu };
+/**
+ * Read in whileIdle's first window, not when this module loads or whileIdle is called: the
+ * global `performance` loads perf_hooks (about a millisecond), the solver imports this module on
+ * every build's way to its first step, and whileIdle is called just before a RUN's container is
+ * prepared. The first, longer window only measures; tasks start from the second.
+ */
+const loopPerformance = (): Loop => performance as unknown as Loop;
 
 /**
  * Runs `tasks` one per idle window, in order, until they are done or the returned function is
@@ -18,18 +27,20 @@ const loop = performance as unknown as { eventLoopUtilization(a?: Elu, b?: Elu):
  */
 export function whileIdle(tasks: (() => unknown)[]): () => void {
   const queue = [...tasks];
-  let prev = loop.eventLoopUtilization();
+  let loop: Loop | undefined;
+  let prev: Elu | undefined;
   let timer: NodeJS.Timeout | undefined;
   const tick = () => {
+    loop ??= loopPerformance();
     const now = loop.eventLoopUtilization();
-    const idle = loop.eventLoopUtilization(now, prev).utilization < IDLE_BELOW;
+    const idle = prev !== undefined && loop.eventLoopUtilization(now, prev).utilization < IDLE_BELOW;
     if (idle) {
       try { Promise.resolve(queue.shift()?.()).catch(() => {}); } catch { /* as above */ }
     }
     prev = loop.eventLoopUtilization();
     if (queue.length) schedule();
   };
-  const schedule = () => { timer = setTimeout(tick, WINDOW_MS); timer.unref(); };
-  schedule();
+  const schedule = (ms = WINDOW_MS) => { timer = setTimeout(tick, ms); timer.unref(); };
+  schedule(FIRST_WINDOW_MS);
   return () => { clearTimeout(timer); queue.length = 0; };
 }

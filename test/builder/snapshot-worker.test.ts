@@ -10,8 +10,8 @@ import { once } from 'node:events';
 import { promises as fsp, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { builderFixture, type Fixture } from './helpers.js';
-import { snapshotLayerInThread, snapshotLayerInWorker } from '../../src/builder/rootfs.js';
-import { snapshotWorkerRunning, closeSnapshotWorker, worthTheWorker } from '../../src/builder/snapshot-worker.js';
+import { snapshotLayerInMemory, snapshotLayerInThread, snapshotLayerInWorker } from '../../src/builder/rootfs.js';
+import { snapshotWorkerRunning, closeSnapshotWorker, worthTheWorker, snapshotPlace } from '../../src/builder/snapshot-worker.js';
 import { createLayer } from '../../src/layer/create.js';
 import { ContentStore } from '../../src/store/index.js';
 import { CLI_MAIN, PROJECT_ROOT, requireTool, tempDir } from '../helpers/env.js';
@@ -72,6 +72,13 @@ test('the worker\'s snapshot of a foreign tree has the diffID and blob digest of
     const inThread = await snapshotLayerInThread(fx.store, upper, compression);
     assert.deepEqual(await inThread.blob, blob, compression);
   }
+  // In memory (a tiny tree's path, here the whole fixture): the same diffID and blob, gzip and none.
+  for (const compression of ['gzip', 'none'] as const) {
+    const layer = await createLayer(fx.store, { dir: upper }, { overlayUpper: true, compression });
+    const inMemory = await snapshotLayerInMemory(fx.store, upper, compression);
+    assert.equal(inMemory.diffID, layer.diffID, compression);
+    assert.deepEqual(await inMemory.blob, { digest: layer.digest, size: layer.size, mediaType: layer.mediaType, diffID: layer.diffID }, compression);
+  }
   // The blob is the tree's OCI form: the whiteout, the opaque marker and the hardlink are in it.
   const gz = await snapshotLayerInWorker(fx.store, upper, 'gzip');
   const listing = execFileSync('tar', ['-tvzf', fx.store.blobPath((await gz.blob).digest)], { encoding: 'utf8' });
@@ -81,10 +88,22 @@ test('the worker\'s snapshot of a foreign tree has the diffID and blob digest of
   assert.deepEqual(tempFiles(fx.store), []);
 });
 
-test('a tree of a few small files is snapshotted on the main thread; 4 MiB of files or 2000 entries go to the worker', async () => {
+test('a tree of a few small files is snapshotted in memory, up to 4 MiB of files on the main thread; 4 MiB or 2000 entries go to the worker', async () => {
+  await closeSnapshotWorker();
   const dir = tempDir('drydock-snapworker-size-');
   await fsp.mkdir(path.join(dir, 'd'));
+  await fsp.writeFile(path.join(dir, 'd', 'late'), 'changed\n');
+  const tiny = tempDir('drydock-snapworker-tiny-');
+  await fsp.cp(dir, tiny, { recursive: true });
+  assert.equal(snapshotPlace(dir), 'memory');
   await fsp.writeFile(path.join(dir, 'd', 'small'), Buffer.alloc(3 << 20));
+  assert.equal(snapshotPlace(dir), 'thread');
+  // With the worker running, all but a tiny tree go there.
+  await (await snapshotLayerInWorker(fx.store, tiny)).blob;
+  assert.equal(snapshotWorkerRunning(), true);
+  assert.equal(snapshotPlace(dir), 'worker');
+  assert.equal(snapshotPlace(tiny), 'memory');
+  await closeSnapshotWorker();
   assert.equal(worthTheWorker(dir), false);
   await fsp.writeFile(path.join(dir, 'd', 'more'), Buffer.alloc(1 << 20));
   assert.equal(worthTheWorker(dir), true);

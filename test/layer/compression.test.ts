@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync, deflateRawSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
 import { ParallelGzip, decompress, detectCompression, compressor } from '../../src/layer/index.js';
+import { gzipSync as parallelGzipSync } from '../../src/layer/parallel-gzip.js';
 import { requireTool } from '../helpers/env.js';
 
 async function collect(r: NodeJS.ReadableStream): Promise<Buffer> {
@@ -37,6 +38,21 @@ for (const [name, input] of inputs) {
     assert.ok(a.length <= gzipSync(input).length * 1.01 + 64);
   });
 }
+
+test('gzipSync gives ParallelGzip\'s bytes: blocks, dictionaries, stored blocks and level alike', async () => {
+  const text = Buffer.from('lorem ipsum dolor sit amet '.repeat(100_000));
+  const cases: [string, Buffer, number?][] = [
+    ...inputs,
+    ['noise of 40 KiB (probed, stored)', randomBytes(40 << 10)],
+    ['two blocks exactly', Buffer.concat([text.subarray(0, 1 << 20), randomBytes(1 << 20)])],
+    ['text, noise, text', Buffer.concat([text, randomBytes((1 << 20) + 3), text.subarray(0, 70_000)])],
+    ['text at level 1', text, 1],
+  ];
+  for (const [name, input, level] of cases) {
+    const stream = await collect(Readable.from(pieces(input, 1 << 20)).pipe(new ParallelGzip(level)));
+    assert.ok(parallelGzipSync(input, level).equals(stream), name);
+  }
+});
 
 test('ParallelGzip stores incompressible blocks and still compresses the compressible ones', async () => {
   const noise = randomBytes(4 << 20);
