@@ -17,7 +17,7 @@ import { span, traced } from '../util/trace.js';
 import type { CachedLayer } from './cache.js';
 import { SourceTree } from './context.js';
 import type { BuildSession } from './session.js';
-import type { ExecContext, BuildLayer } from './vertex.js';
+import type { ExecContext, BuildLayer, LowerLayer } from './vertex.js';
 
 /**
  * A step's result while its snapshot is taken: the upper dir, unmounted and complete, stays in
@@ -35,8 +35,7 @@ export interface StepSnapshot {
   adopt(): Promise<void>;
 }
 
-/** A layer a step mounts: one of this build's snapshots by its dir, or a layer by its diffID. */
-export type LowerLayer = BuildLayer | { dir: string; diffID?: undefined };
+export type { LowerLayer };
 
 /** The overlay lower dirs of `layers`, bottom to top, unpacking the ones not cached yet. */
 export async function lowerDirs(s: BuildSession, layers: LowerLayer[]): Promise<string[]> {
@@ -205,7 +204,7 @@ export async function compressSnapshot(store: ContentStore, diffID: string, comp
 /** A read-only view of another stage's (or image's) rootfs, for COPY --from and bind mounts. */
 export async function treeFor(s: BuildSession, x: ExecContext, inst: Instruction, from: string): Promise<SourceTree> {
   const st = s.stageRef(from, Infinity);
-  let layers: BuildLayer[];
+  let layers: LowerLayer[];
   let label: string;
   if (st) {
     layers = x.stageLayers(st.index);
