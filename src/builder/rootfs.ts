@@ -4,7 +4,7 @@
 // while one tar pass over it hashes the diffID and compresses the blob (snapshotLayer), and it
 // becomes the layer cache entry of its diffID when the build ends. compressSnapshot makes the
 // blob of an earlier build's snapshot.
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, rmSync } from 'node:fs';
 import { Readable, Transform, pipeline } from 'node:stream';
 import path from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
@@ -55,7 +55,7 @@ export async function withRootfs(
   s: BuildSession, layers: LowerLayer[], x: Omit<ExecContext, 'rootfs' | 'lowers' | 'upper' | 'workDir' | 'defer'>,
   fn: (x: ExecContext) => Promise<void>,
 ): Promise<StepSnapshot> {
-  const { mountRootfs, adoptUnpackedLayer, createOwnedDir, scratchRoot } = await import('../runtime/index.js');
+  const { mountRootfs, adoptUnpackedLayerSync, createOwnedDir, scratchRoot } = await import('../runtime/index.js');
   const lowers = await traced('step.unpack-lowers', () => lowerDirs(s, layers));
   const workDir = path.join(scratchRoot(s.store.root), `step-${process.pid}-${randomBytes(6).toString('hex')}`);
   // Owned by this process: if it is killed, the next build, run or gc sweeps mounts and container.
@@ -102,13 +102,20 @@ export async function withRootfs(
       layer,
       // The upper dir is the new layer unpacked (overlay whiteouts and all): it becomes the layer
       // cache entry, so a later build mounts it and nothing is unpacked.
+      // Renamed, and the emptied work dir (the overlay's work dir, a RUN's bundle, mount points)
+      // removed, with synchronous calls: the adopts run beside the export's fsyncs, which hold
+      // the thread pool. A dir still holding the snapshot is removed through the pool.
       adopt: () => adopted ??= (async () => {
         const l = await layer.catch(() => undefined);
+        let moved = false;
         if (l) {
-          await traced('step.adopt', () => adoptUnpackedLayer(s.store, upper, l.diffID, { durable: false })).catch(() => {});
+          const end = span('step.adopt');
+          try { moved = adoptUnpackedLayerSync(s.store, upper, l.diffID); } catch { /* left in the work dir, removed below */ }
+          end();
           l.dir = undefined;
         }
-        await removeWorkDir();
+        if (!moved) return removeWorkDir();
+        try { rmSync(workDir, { recursive: true, force: true }); } catch { await removeWorkDir(); }
       })(),
     };
   } finally {

@@ -1,7 +1,7 @@
 // The layer cache: each layer is unpacked once into $DRYDOCK_ROOT/layers/<diffID hex>/ with
 // overlay-style whiteouts, so it can serve directly as an overlayfs lower dir for every
 // container and every build step that uses it.
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, mkdirSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { ContentStore } from '../store/content-store.js';
@@ -57,6 +57,26 @@ export async function adoptUnpackedLayer(store: ContentStore, dir: string, diffI
     return false;
   }
   if (opts.durable !== false) await fsyncDir(path.dirname(target));
+  return true;
+}
+
+/**
+ * adoptUnpackedLayer with `durable: false`, in synchronous calls: a mkdir that finds layers/ and
+ * one rename. The builder adopts its snapshots while the export's fsyncs occupy the thread pool,
+ * where each of these calls waited behind them (8-19 ms an adopt for microseconds of work).
+ * Returns false when the layer is cached already; `dir` is then left for the caller to remove
+ * (a whole tree: not something to do synchronously).
+ */
+export function adoptUnpackedLayerSync(store: ContentStore, dir: string, diffID: string): boolean {
+  const target = unpackedLayerDir(store, diffID);
+  mkdirSync(path.dirname(target), { recursive: true });
+  try {
+    renameSync(dir, target);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
+    return false;
+  }
   return true;
 }
 
