@@ -333,6 +333,7 @@ export class Solver {
           try {
             return await this.limit(() => {
               if (this.canceled) throw new Canceled('another platform failed');
+              v.op!.prepare?.();
               return withRootfs(s, lowers, { stageLayers: (i) => layers.get(i) ?? [], out, stepLabel: this.stepLabel(v) }, async (x) => {
                 this.executing.add(x.workDir);
                 // While the op waits (runc runs), what its snapshot and the export need next.

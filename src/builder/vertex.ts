@@ -45,6 +45,11 @@ export interface ExecContext {
 
 export interface Op {
   kind: 'run' | 'copy';
+  /**
+   * Called when the step is about to execute, before its rootfs is mounted: work that needs no
+   * rootfs (reading the sources, loading modules) starts then and overlaps the mount.
+   */
+  prepare?(): void;
   exec(x: ExecContext): Promise<void>;
 }
 
