@@ -180,7 +180,9 @@ async function copyOne(rootfs: string, e: SourceEntry, inner: string, opts: Copy
   }
   const parentHost = await resolving;
   const target = path.join(parentHost, path.posix.basename(inner));
-  const existing = await fsp.lstat(target).catch(() => undefined);
+  // One lstat: synchronous, as the small files' copy below (a thread-pool round trip per file
+  // waited for a CPU on a busy host, the larger part of a tree of small files' copy).
+  const existing = lstatSyncOrUndefined(target);
   const st = e.stat;
   if (st.isDirectory()) {
     if (existing && !existing.isDirectory()) await fsp.rm(target, { force: true });
