@@ -20,6 +20,8 @@ export interface CopyOptions {
   chmod?: number;
   /** ADD: extract local tar archives instead of copying them. */
   extractArchives?: boolean;
+  /** isArchive of source files, started before the rootfs was mounted, by host path. */
+  archiveChecks?: Map<string, Promise<boolean>>;
   instruction: string;
   /** --parents: keep each source's path (relative to the context) under the destination. */
   parents?: boolean;
@@ -80,7 +82,7 @@ export async function copyEntries(tree: SourceTree, entries: SourceEntry[], root
         endCopy();
       }
       files.throwFirst();
-    } else if (opts.extractArchives && e.stat.isFile() && (await traced('add.is-archive', () => isArchive(e.hostPath)))) {
+    } else if (opts.extractArchives && e.stat.isFile() && (await traced('add.is-archive', () => opts.archiveChecks?.get(e.hostPath) ?? isArchive(e.hostPath)))) {
       await mkdirInRoot(rootfs, dest, opts);
       const destHost = await resolveInRoot(rootfs, dest);
       const upper = entries.length === 1 && opts.overlay ? upperOnlyDir(rootfs, destHost, opts.overlay) : undefined;
@@ -178,7 +180,9 @@ async function copyOne(rootfs: string, e: SourceEntry, inner: string, opts: Copy
   }
   const parentHost = await resolving;
   const target = path.join(parentHost, path.posix.basename(inner));
-  const existing = await fsp.lstat(target).catch(() => undefined);
+  // One lstat: synchronous, as the small files' copy below (a thread-pool round trip per file
+  // waited for a CPU on a busy host, the larger part of a tree of small files' copy).
+  const existing = lstatSyncOrUndefined(target);
   const st = e.stat;
   if (st.isDirectory()) {
     if (existing && !existing.isDirectory()) await fsp.rm(target, { force: true });
@@ -249,10 +253,20 @@ export async function isArchive(file: string): Promise<boolean> {
   }
 }
 
+let extractor: Promise<typeof import('../layer/apply.js')> | undefined;
+
+/**
+ * The extractor (tar-stream, the entry rules): ~15 ms of module loading that a RUN step, which
+ * imports this module for mkdirInRoot, never uses; an ADD step loads it while its rootfs is
+ * mounted (ops/copy.ts prepare), or here.
+ */
+export function loadExtractor(): Promise<typeof import('../layer/apply.js')> {
+  extractor ??= import('../layer/apply.js');
+  return extractor;
+}
+
 async function extractArchive(file: string, destHost: string): Promise<void> {
-  // Loaded here, not at the top: a RUN step imports this module for mkdirInRoot, and the
-  // extractor (tar-stream, the entry rules) is ~15 ms of module loading a RUN never uses.
-  const { applyLayer } = await traced('add.load-extractor', () => import('../layer/apply.js'));
+  const { applyLayer } = await traced('add.load-extractor', loadExtractor);
   const stream = await openDecompressed(file);
   try {
     await applyLayer(destHost, stream, { compression: 'none', whiteouts: 'apply' });

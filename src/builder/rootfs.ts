@@ -18,7 +18,7 @@ import { span, traced } from '../util/trace.js';
 import type { CachedLayer } from './cache.js';
 import { SourceTree } from './context.js';
 import type { BuildSession } from './session.js';
-import type { ExecContext, BuildLayer } from './vertex.js';
+import type { ExecContext, BuildLayer, LowerLayer } from './vertex.js';
 
 /**
  * A step's result while its snapshot is taken: the upper dir, unmounted and complete, stays in
@@ -36,8 +36,7 @@ export interface StepSnapshot {
   adopt(): Promise<void>;
 }
 
-/** A layer a step mounts: one of this build's snapshots by its dir, or a layer by its diffID. */
-export type LowerLayer = BuildLayer | { dir: string; diffID?: undefined };
+export type { LowerLayer };
 
 /** The overlay lower dirs of `layers`, bottom to top, unpacking the ones not cached yet. */
 export async function lowerDirs(s: BuildSession, layers: LowerLayer[]): Promise<string[]> {
@@ -57,7 +56,7 @@ export async function withRootfs(
   s: BuildSession, layers: LowerLayer[], x: Omit<ExecContext, 'rootfs' | 'lowers' | 'upper' | 'workDir' | 'defer'>,
   fn: (x: ExecContext) => Promise<void>,
 ): Promise<StepSnapshot> {
-  const { mountRootfs, adoptUnpackedLayer, createOwnedDir, clearOwnedDir, scratchRoot } = await import('../runtime/index.js');
+  const { mountRootfs, adoptUnpackedLayerSync, createOwnedDir, clearOwnedDir, scratchRoot } = await import('../runtime/index.js');
   const lowers = await traced('step.unpack-lowers', () => lowerDirs(s, layers));
   const workDir = path.join(scratchRoot(s.store.root), `step-${process.pid}-${randomBytes(6).toString('hex')}`);
   // Owned by this process: if it is killed, the next build, run or gc sweeps mounts and container.
@@ -109,16 +108,22 @@ export async function withRootfs(
       layer,
       // The upper dir is the new layer unpacked (overlay whiteouts and all): it becomes the layer
       // cache entry, so a later build mounts it and nothing is unpacked.
+      // Renamed, and the emptied work dir (the overlay's work dir, a RUN's bundle, mount points)
+      // removed, with synchronous calls: the adopts run beside the export's fsyncs, which hold
+      // the thread pool. A dir still holding the snapshot is removed through the pool.
       adopt: () => adopted ??= (async () => {
         const l = await layer.catch(() => undefined);
-        let upperGone = false;
+        let moved = false;
         if (l) {
-          upperGone = await traced('step.adopt', () => adoptUnpackedLayer(s.store, upper, l.diffID, { durable: false })).then(() => true, () => false);
+          const end = span('step.adopt');
+          try { moved = adoptUnpackedLayerSync(s.store, upper, l.diffID); } catch { /* left in the work dir, removed below */ }
+          end();
           l.dir = undefined;
         }
         await cleared;
         // Only the owner record is left now: two calls, made here rather than as round trips.
-        if (upperGone) { try { rmSync(workDir, { recursive: true, force: true }); } catch { /* as removeWorkDir */ } } else await removeWorkDir();
+        if (!moved) return removeWorkDir();
+        try { rmSync(workDir, { recursive: true, force: true }); } catch { await removeWorkDir(); }
       })(),
     };
   } finally {
@@ -238,7 +243,7 @@ export async function compressSnapshot(store: ContentStore, diffID: string, comp
 /** A read-only view of another stage's (or image's) rootfs, for COPY --from and bind mounts. */
 export async function treeFor(s: BuildSession, x: ExecContext, inst: Instruction, from: string): Promise<SourceTree> {
   const st = s.stageRef(from, Infinity);
-  let layers: BuildLayer[];
+  let layers: LowerLayer[];
   let label: string;
   if (st) {
     layers = x.stageLayers(st.index);

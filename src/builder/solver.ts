@@ -141,6 +141,9 @@ export class Solver {
     let state: SolvedState;
     try {
       state = await this.stage(this.graph.target);
+      // A stage the target copies from was read before its snapshot ended: a failure there
+      // (its layer could not be written) still fails the build.
+      await Promise.all(this.results.values());
     } catch (e) {
       this.failure ??= e;
       await Promise.allSettled([...this.results.values()]);
@@ -273,16 +276,20 @@ export class Solver {
     const parentP = v.parent ? this.vertex(v.parent) : this.base(v);
     let parent: SolvedState | undefined;
     let lowers: LowerLayer[];
-    let inputs: SolvedState[];
+    let inputs: LowerLayer[][];
     if (early) {
-      [lowers, ...inputs] = await Promise.all([this.lowers(v.parent!), ...v.inputs.map((i) => this.stage(i))]);
+      // The stages it reads, likewise, as soon as their last step's files are on disk: the key
+      // names the producing stage's key, not its layers, so nothing here needs their diffIDs.
+      [lowers, ...inputs] = await Promise.all([this.lowers(v.parent!), ...v.inputs.map((i) => this.lowers(this.lastOfStage.get(i)!))]);
     } else {
       let first: SolvedState;
-      [first, ...inputs] = await Promise.all([parentP, ...(candidate ? [] : v.inputs.map((i) => this.stage(i)))]);
+      let states: SolvedState[];
+      [first, ...states] = await Promise.all([parentP, ...(candidate ? [] : v.inputs.map((i) => this.stage(i)))]);
       parent = first;
       lowers = parent.layers;
       if (!entry && candidate) entry = await s.opts.remoteCache!.lookup(v.key, parent.layers.map((l) => l.diffID));
-      if (candidate && !entry) inputs = await Promise.all(v.inputs.map((i) => this.stage(i)));
+      if (candidate && !entry) states = await Promise.all(v.inputs.map((i) => this.stage(i)));
+      inputs = states.map((st) => st.layers);
     }
     if (this.failure !== undefined || this.canceled) throw new Canceled('another step failed');
     if (s.interrupted) throw new UserError('build interrupted', 130);
@@ -323,7 +330,7 @@ export class Solver {
     } else {
       entry = { created: s.stamp };
       if (v.op) {
-        const layers = new Map(v.inputs.map((i, n) => [i, inputs[n]!.layers]));
+        const layers = new Map(v.inputs.map((i, n) => [i, inputs[n]!]));
         // RUN output waits behind this step's header line.
         const held = s.out ? new HeldOutput(s.out, printed) : undefined;
         const stageOut = prefix && held ? new PrefixedLines(held, prefix) : undefined;
@@ -336,6 +343,7 @@ export class Solver {
           try {
             return await this.limit(() => {
               if (this.canceled) throw new Canceled('another platform failed');
+              v.op!.prepare?.();
               return withRootfs(s, lowers, { stageLayers: (i) => layers.get(i) ?? [], out, stepLabel: this.stepLabel(v) }, async (x) => {
                 this.executing.add(x.workDir);
                 // While the op waits (runc runs), what its snapshot and the export need next.

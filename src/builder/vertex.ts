@@ -27,14 +27,20 @@ export interface BuildLayer {
   dir?: string;
 }
 
+/** A layer a step mounts: one of this build's snapshots by its dir, or a layer by its diffID. */
+export type LowerLayer = BuildLayer | { dir: string; diffID?: undefined };
+
 /** What an op gets from the executor: the step's mounted rootfs and its neighbours. */
 export interface ExecContext {
   rootfs: string;
   lowers: string[];
   upper: string;
   workDir: string;
-  /** Layers of a finished stage this vertex reads (COPY --from, RUN --mount from=). */
-  stageLayers(index: number): BuildLayer[];
+  /**
+   * The layers of a stage this vertex reads (COPY --from, RUN --mount from=): on disk, the last
+   * one possibly a snapshot whose diffID is still being hashed.
+   */
+  stageLayers(index: number): LowerLayer[];
   /** Runs `fn` when the step ends, before its upper dir is taken (unmounts of sources). */
   defer(fn: () => Promise<void>): void;
   /** The step's output (RUN's stdout/stderr), prefixed with the stage when stages run at once. */
@@ -45,6 +51,11 @@ export interface ExecContext {
 
 export interface Op {
   kind: 'run' | 'copy';
+  /**
+   * Called when the step is about to execute, before its rootfs is mounted: work that needs no
+   * rootfs (reading the sources, loading modules) starts then and overlaps the mount.
+   */
+  prepare?(): void;
   exec(x: ExecContext): Promise<void>;
 }
 

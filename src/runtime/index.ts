@@ -1,6 +1,6 @@
 // The container runtime: layer cache + overlay rootfs, OCI runtime spec generation and runc
 // invocation (shared with the builder's RUN), plus the container lifecycle behind `drydock run`.
-export { ensureLayersUnpacked, adoptUnpackedLayer, unpackedLayerDir, layerCacheDir, gcLayerCache, type LayerCacheGcResult, type LayerRef } from './layers.js';
+export { ensureLayersUnpacked, adoptUnpackedLayer, adoptUnpackedLayerSync, unpackedLayerDir, layerCacheDir, gcLayerCache, type LayerCacheGcResult, type LayerRef } from './layers.js';
 export { mountRootfs, unmountPath, isMountPoint, type MountedRootfs, type MountRootfsOptions } from './overlay.js';
 export {
   createRuntimeSpec, withDefaultPath, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, DEFAULT_PATH,

@@ -7,6 +7,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { builderFixture, type Fixture } from './helpers.js';
 import { gcStore } from '../../src/store/index.js';
+import { runImage } from '../helpers/run-image.js';
 
 let fx: Fixture;
 before(async () => { fx = await builderFixture('cache'); });
@@ -51,6 +52,48 @@ test('COPY keys on file content, not mtime; a content change invalidates from th
   assert.deepEqual(reran(await fx.build(dir)), [3, 4, 5, 6]);
   await fsp.chmod(path.join(dir, 'app.txt'), 0o600);
   assert.deepEqual(reran(await fx.build(dir)), [3, 4, 5, 6], 'a mode change is a content change');
+});
+
+const multiStage = (otherLine: string) => `FROM busybox AS src
+COPY src.txt /out/src.txt
+RUN cat /out/src.txt > /out/built.txt
+FROM busybox AS other
+RUN echo ${otherLine} > /other.txt
+FROM busybox
+COPY --from=src /out /app/
+RUN cat /app/built.txt > /app/seen.txt
+COPY --from=other /other.txt /app/
+CMD ["cat", "/app/seen.txt", "/app/other.txt"]
+`;
+
+test('COPY --from: a changed file in the source stage reruns the COPY and the steps after it; an unchanged one hits the cache', async () => {
+  const dir = await fx.context({ 'src.txt': 'v1\n', Dockerfile: multiStage('one') });
+  // Steps: 1 FROM, 2 COPY, 3 RUN (src); 4 FROM, 5 RUN (other); 6 FROM, 7 COPY --from=src, 8 RUN, 9 COPY --from=other, 10 CMD.
+  const cold = await fx.build(dir, { tags: ['cached-from:1'] });
+  assert.deepEqual(reran(cold), [2, 3, 5, 7, 8, 9, 10]);
+  assert.equal((await runImage(fx.root, 'cached-from:1')).out, 'v1\none\n');
+
+  const again = await fx.build(dir, { tags: ['cached-from:1'] });
+  assert.deepEqual(reran(again), [], 'nothing reruns');
+  assert.equal(again.imageId, cold.imageId);
+
+  // Touched, same content: the source stage's key, and so the COPY --from's, are unchanged.
+  const future = new Date(Date.now() + 3600_000);
+  await fsp.utimes(path.join(dir, 'src.txt'), future, future);
+  assert.deepEqual(reran(await fx.build(dir)), [], 'an mtime change reruns nothing');
+
+  await fsp.writeFile(path.join(dir, 'src.txt'), 'v2\n');
+  const changed = await fx.build(dir, { tags: ['cached-from:2'] });
+  assert.deepEqual(reran(changed), [2, 3, 7, 8, 9, 10], 'the source stage, the COPY --from and every later step rerun; the other stage does not');
+  assert.equal((await runImage(fx.root, 'cached-from:2')).out, 'v2\none\n');
+  assert.deepEqual(changed.layers.slice(0, -3), cold.layers.slice(0, -3), 'the base layers are the same');
+
+  // The other stage's line changed: only its RUN, its COPY --from and what follows rerun.
+  await fsp.writeFile(path.join(dir, 'Dockerfile'), multiStage('two'));
+  const other = await fx.build(dir, { tags: ['cached-from:3'] });
+  assert.deepEqual(reran(other), [5, 9, 10]);
+  assert.equal((await runImage(fx.root, 'cached-from:3')).out, 'v2\ntwo\n');
+  assert.deepEqual(other.layers.slice(0, -1), changed.layers.slice(0, -1), 'the layers before the changed COPY --from are the cached ones');
 });
 
 test('the context hash cache (inode, size, mtime, ctime) sees a same-size edit whose mtime was put back', async () => {

@@ -153,3 +153,27 @@ COPY --from=bad /etc/hostname /
   const { document } = await plan({ context: dir, store: fx.store });
   assert.equal(document.vertices.find((v) => v.instruction.startsWith('RUN sleep 1'))!.cached, true);
 });
+
+test('COPY --from starts once the source stage\'s last step has written its files, not after that step\'s snapshot', async () => {
+  // 64 MiB of random bytes: the source stage's snapshot (tar, two SHA-256 passes, stored gzip
+  // blocks, in the snapshot worker) takes well over 100 ms, the final stage's COPY a few.
+  const dir = await fx.context({
+    Dockerfile: `FROM busybox AS src
+RUN head -c 67108864 /dev/urandom > /big && echo small > /small
+FROM busybox
+COPY --from=src /small /small
+CMD ["cat", "/small"]
+`,
+  });
+  const r = await runCli(['build', '--no-cache', '-t', 'graph-early-from', dir], { root: fx.root, env: { DRYDOCK_TRACE: '1' } });
+  assert.equal(r.code, 0, r.stderr);
+  // "trace <label> <ms> @<start ms>", printed when the span ends.
+  const spans = [...r.stderr.matchAll(/^trace (\S+) ([\d.]+) @(\d+)$/gm)].map((m) => ({ label: m[1]!, ms: Number(m[2]), at: Number(m[3]) }));
+  const snapshots = spans.filter((x) => x.label === 'step.tar+hash');
+  const big = snapshots.reduce((a, b) => (b.ms > a.ms ? b : a));
+  // The final stage has one op, the COPY: the step.op that started last.
+  const copy = spans.filter((x) => x.label === 'step.op').reduce((a, b) => (b.at > a.at ? b : a));
+  assert.ok(copy.at < big.at + big.ms, `the COPY started @${copy.at}, the source's snapshot ran @${big.at} for ${big.ms} ms\n${r.stderr}`);
+  const out = await runImage(fx.root, 'graph-early-from');
+  assert.equal(out.out, 'small\n');
+});

@@ -8,7 +8,7 @@ import { promises as fsp, existsSync } from 'node:fs';
 import path from 'node:path';
 import { tempDir } from '../helpers/env.js';
 import { ContentStore } from '../../src/store/index.js';
-import { adoptUnpackedLayer, ensureLayersUnpacked, gcLayerCache, unpackedLayerDir, type LayerRef } from '../../src/runtime/index.js';
+import { adoptUnpackedLayerSync, ensureLayersUnpacked, gcLayerCache, unpackedLayerDir, type LayerRef } from '../../src/runtime/index.js';
 import { snapshotLayerInThread } from '../../src/builder/rootfs.js';
 import { bootId, setBootIdForTesting } from '../../src/util/boot-id.js';
 
@@ -37,7 +37,7 @@ async function adoptedSnapshot(): Promise<{ layer: LayerRef; dir: string }> {
   n++;
   const snap = await snapshotLayerInThread(store, upper, 'gzip');
   const blob = await snap.blob;
-  assert.equal(await adoptUnpackedLayer(store, upper, snap.diffID, { durable: false }), true);
+  assert.equal(adoptUnpackedLayerSync(store, upper, snap.diffID), true);
   return { layer: { digest: blob.digest, mediaType: blob.mediaType, diffID: snap.diffID }, dir: unpackedLayerDir(store, snap.diffID) };
 }
 
