@@ -45,6 +45,17 @@ export class TarBlockReader {
     return filled;
   }
 
+  /** Whether the tar has no bytes left (every piece is non-empty, so one look ahead tells). */
+  atEnd(): boolean {
+    if (this.bytes || this.file) return false;
+    try {
+      return !this.next();
+    } catch (e) {
+      this.close();
+      throw e;
+    }
+  }
+
   /** Closes the file being read, if any (fill does so itself when it fails). */
   close(): void {
     if (this.file) closeSync(this.file.fd);
@@ -85,72 +96,118 @@ export class TarBlockReader {
   }
 }
 
-/** Blocks whose compression is in flight on the thread pool, beyond the one being filled. */
-const GZIP_IN_FLIGHT = Math.max(2, os.availableParallelism?.() ?? os.cpus().length) + 1;
-/** Blocks in memory at most: filled, compressing or being written. */
-const GZIP_BLOCKS = 2 * GZIP_IN_FLIGHT + 2;
+/** Blocks in memory at most per snapshot: being filled, compressing or being written. */
+export const GZIP_BLOCKS = 2 * Math.max(2, os.availableParallelism?.() ?? os.cpus().length) + 4;
 
 /**
- * The gzip of `dir`'s tar as an overlay upper dir (createLayer's bytes) written to `writer`, with
- * no stream in between: the tar is read straight into GZIP_BLOCK-sized blocks (TarBlockReader),
- * each hashed into the diffID and handed to GzipBlocks (the very blocks ParallelGzip cuts, so
- * the same bytes as createLayer's), and the compressed pieces are hashed and written in order
- * while later blocks compress. A block is refilled once its pieces are written.
+ * Where tarIntoBlocks hands the tar: GzipFileSink on the same thread, or the snapshot worker's
+ * gzip thread (snapshot-worker-main.ts), which runs a GzipFileSink over the blocks it is sent.
  */
-export async function gzipTarFile(dir: string, writer: BlockFileWriter, onDiffID: (d: string) => void): Promise<{ digest: string; size: number }> {
+export interface BlockSink {
+  /** A GZIP_BLOCK-byte buffer to fill: one the sink is done with, or a new one (waits while GZIP_BLOCKS are out). */
+  take(): Promise<Buffer>;
+  /** The tar's next `length` bytes are at the start of `block`, which the sink owns from now on. */
+  put(block: Buffer, length: number, last: boolean): void;
+}
+
+/**
+ * Reads `dir`'s tar as an overlay upper dir (createLayer's bytes) straight into GZIP_BLOCK-sized
+ * blocks (TarBlockReader), hashes each into the diffID and hands it to `sink`; resolves to the
+ * diffID when the tar has ended (the dir is no longer read then).
+ */
+export async function tarIntoBlocks(dir: string, sink: BlockSink): Promise<string> {
   const reader = new TarBlockReader(tarPieces(dir, { overlayUpper: true }));
-  // The probe on this thread: an async zlib call costs the calling thread more than the level-1
-  // deflate of the 32 KiB of samples itself (measured in the worker: ~0.9 ms vs ~0.5 ms a block).
-  const gzip = new GzipBlocks(undefined, true);
   const diff = createHash('sha256');
-  const free: Buffer[] = [];
-  let blocks = 0;
-  const inFlight: { out: Promise<Buffer | Buffer[]>; block: Buffer }[] = [];
-  const drainTo = async (limit: number) => {
-    while (inFlight.length > limit) {
-      const { out, block } = inFlight.shift()!;
-      const pieces = await out;
-      // The pieces are views of the block: it is refilled only once they are written.
-      writer.write(Array.isArray(pieces) ? pieces : [pieces]).then(() => free.push(block), () => {});
-    }
-  };
-  const take = async (): Promise<Buffer> => {
-    if (!free.length && blocks >= GZIP_BLOCKS) await writer.oldestWritten();
-    const block = free.pop();
-    if (block) return block;
-    blocks++;
-    return Buffer.allocUnsafeSlow(GZIP_BLOCK);
-  };
   try {
-    void writer.write([GZIP_HEADER]);
-    let block = await take();
-    let filled = reader.fill(block);
     for (;;) {
-      // One block ahead: the last block (the one with the final flag) must be known as such.
-      const next = filled === GZIP_BLOCK ? await take() : undefined;
-      const nextFilled = next ? reader.fill(next) : 0;
-      const last = nextFilled === 0;
-      const data = block.subarray(0, filled);
-      diff.update(data);
-      inFlight.push({ out: gzip.start(data, last), block });
-      if (last) break;
-      await drainTo(GZIP_IN_FLIGHT);
+      const block = await sink.take();
+      const filled = reader.fill(block);
+      // The last block (the one with the final flag) must be known as such when it is handed on.
+      const last = filled < block.length || reader.atEnd();
+      diff.update(block.subarray(0, filled));
+      sink.put(block, filled, last);
+      if (last) return `sha256:${diff.digest('hex')}`;
       // Stored blocks settle as microtasks: a turn of the event loop lets another job's message
       // in (a RUN step's small snapshot), which then runs between this one's blocks.
       await new Promise<void>((resolve) => setImmediate(resolve));
-      block = next!;
-      filled = nextFilled;
     }
-    // The tar has ended: the upper dir is no longer read, and the step's cache key can use this.
-    onDiffID(`sha256:${diff.digest('hex')}`);
-    await drainTo(0);
-    void writer.write([gzip.trailer()]);
-    return await writer.end();
   } finally {
     reader.close();
-    // A failure leaves compressions and writes in flight: they settle before the file is closed.
-    await Promise.allSettled(inFlight.map((f) => f.out));
-    await writer.settled();
+  }
+}
+
+/**
+ * The blocks of a tar gzipped into a file: each handed to GzipBlocks (the very blocks
+ * ParallelGzip cuts, so createLayer's bytes), the pieces hashed and written in order while later
+ * blocks compress. A block is free again once its pieces are written: kept for take(), or given
+ * to `release` (the gzip thread sends it back to the thread that fills them).
+ */
+export class GzipFileSink implements BlockSink {
+  // The probe on this thread: an async zlib call costs the calling thread more than the level-1
+  // deflate of the 32 KiB of samples itself (measured in the worker: ~0.9 ms vs ~0.5 ms a block).
+  private readonly gzip = new GzipBlocks(undefined, true);
+  private readonly writer: BlockFileWriter;
+  private readonly free: Buffer[] = [];
+  private blocks = 0;
+  /** The blocks' outputs, written strictly in order. */
+  private ordered: Promise<void> = Promise.resolve();
+  private failed: unknown;
+  private wake: (() => void)[] = [];
+
+  /**
+   * `release`: where free blocks go instead of this sink's take(); `onFail`: told of the first
+   * failure at once (a put() has no result to carry it; finish() rejects with it as well).
+   */
+  constructor(fh: fsp.FileHandle, private readonly opts: { release?: (block: Buffer) => void; onFail?: (e: unknown) => void } = {}) {
+    this.writer = new BlockFileWriter(fh);
+    this.writer.write([GZIP_HEADER]).catch(() => {});
+  }
+
+  async take(): Promise<Buffer> {
+    for (;;) {
+      if (this.failed) throw this.failed;
+      const block = this.free.pop();
+      if (block) return block;
+      if (this.blocks < GZIP_BLOCKS) { this.blocks++; return Buffer.allocUnsafeSlow(GZIP_BLOCK); }
+      await new Promise<void>((resolve) => this.wake.push(resolve));
+    }
+  }
+
+  put(block: Buffer, length: number, last: boolean): void {
+    const out = this.gzip.start(block.subarray(0, length), last);
+    this.ordered = this.ordered.then(async () => {
+      const pieces = await out;
+      // The pieces are views of the block: it is free only once they are written.
+      const written = this.writer.write(Array.isArray(pieces) ? pieces : [pieces]);
+      written.then(() => this.freed(block), (e: unknown) => this.fail(e));
+    });
+    this.ordered.catch((e: unknown) => this.fail(e));
+  }
+
+  /** After the last put: the trailer, every write, and the blob's digest and size (not synced). */
+  async finish(): Promise<{ digest: string; size: number }> {
+    await this.ordered;
+    if (this.failed) throw this.failed;
+    this.writer.write([this.gzip.trailer()]).catch(() => {});
+    return this.writer.end();
+  }
+
+  /** Resolves when no compression or write is in flight (before the file is closed after a failure). */
+  async settled(): Promise<void> {
+    await this.ordered.catch(() => {});
+    await this.writer.settled();
+  }
+
+  private freed(block: Buffer): void {
+    if (this.opts.release) this.opts.release(block);
+    else this.free.push(block);
+    for (const w of this.wake.splice(0)) w();
+  }
+
+  private fail(e: unknown): void {
+    if (this.failed === undefined) this.opts.onFail?.(e);
+    this.failed ??= e;
+    for (const w of this.wake.splice(0)) w();
   }
 }
 

@@ -12,7 +12,7 @@ import { ContentStore } from '../../src/store/index.js';
 import { createLayer, tarDirectory } from '../../src/layer/index.js';
 import { tarPieces, type TarPiece } from '../../src/layer/create.js';
 import { GZIP_BLOCK } from '../../src/layer/parallel-gzip.js';
-import { BlockFileWriter, TarBlockReader, gzipTarFile } from '../../src/layer/tar-blocks.js';
+import { GzipFileSink, TarBlockReader, tarIntoBlocks } from '../../src/layer/tar-blocks.js';
 import { tempDir } from '../helpers/env.js';
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -33,13 +33,14 @@ function readAll(reader: TarBlockReader, size: number): Buffer {
   }
 }
 
-/** gzipTarFile into a file of its own: the digest, size and diffID it reports, and the bytes. */
+/** tarIntoBlocks into a GzipFileSink with a file of its own: what they report, and the bytes. */
 async function gzipViaBlocks(dir: string): Promise<{ digest: string; size: number; diffID: string; bytes: Buffer }> {
   const file = path.join(tempDir('drydock-tarblocks-out-'), 'blob');
   const fh = await fsp.open(file, 'wx');
-  let diffID = '';
   try {
-    const r = await gzipTarFile(dir, new BlockFileWriter(fh), (d) => { diffID = d; });
+    const sink = new GzipFileSink(fh);
+    const diffID = await tarIntoBlocks(dir, sink);
+    const r = await sink.finish();
     return { ...r, diffID, bytes: readFileSync(file) };
   } finally {
     await fh.close();
@@ -78,7 +79,7 @@ test('TarBlockReader gives tarDirectory\'s bytes, whatever the block size', asyn
   }
 });
 
-test('gzipTarFile writes createLayer\'s blob: same digest, size and diffID, and the bytes gunzip to the tar', async () => {
+test('tarIntoBlocks and GzipFileSink write createLayer\'s blob: same digest, size and diffID, and the bytes gunzip to the tar', async () => {
   const store = await ContentStore.open(tempDir('drydock-tarblocks-store-'));
   for (const [name, dir] of await trees()) {
     const layer = await createLayer(store, { dir }, { overlayUpper: true, compression: 'gzip' });
