@@ -2,7 +2,7 @@
 // (as createLayer writes it), hashed into the diffID, compressed, hashed again and written to a
 // temp file of the store, fsynced. All of it is CPU off the main thread, so the main thread is
 // free for the steps that run on the snapshot meanwhile. gzip (the default) is split over two
-// threads: this one reads the tar straight into 1 MiB blocks and hashes the diffID
+// threads: this one reads the tar straight into 1 MiB blocks and hashes the diffID and the CRC
 // (tar-blocks.ts), and a second worker of this same file (role 'gzip', started by the first)
 // compresses, hashes and writes the blocks it is sent (the two SHA-256 passes, ~25 ms each for
 // 40 MiB, then run side by side). The store renames the file into blobs/
@@ -26,7 +26,7 @@ import type { SnapshotJob, SnapshotReply } from './snapshot-worker.js';
 /** What the tar thread tells the gzip thread, per job. */
 type GzipRequest =
   | { id: number; type: 'start'; file: string }
-  | { id: number; type: 'block'; buffer: ArrayBuffer; length: number; last: boolean }
+  | { id: number; type: 'block'; buffer: ArrayBuffer; length: number; last: boolean; crc: number }
   | { id: number; type: 'end' }
   | { id: number; type: 'abort' };
 
@@ -155,9 +155,9 @@ class GzipThread {
           await new Promise<void>((resolve) => remote.wake.push(resolve));
         }
       },
-      put: (block, length, last) => {
+      put: (block, length, last, crc) => {
         // allocUnsafeSlow: the block is its whole ArrayBuffer, which moves to the gzip thread.
-        post({ id: job.id, type: 'block', buffer: block.buffer as ArrayBuffer, length, last }, [block.buffer as ArrayBuffer]);
+        post({ id: job.id, type: 'block', buffer: block.buffer as ArrayBuffer, length, last, crc }, [block.buffer as ArrayBuffer]);
       },
     };
     let diffID: string;
@@ -241,7 +241,7 @@ function serveGzip(port: MessagePort): void {
     if (!job || job.failed) return;
     if (m.type === 'block') {
       // Blocks arrive in order and are put in order: .then callbacks run in registration order.
-      void job.sink.then(({ sink }) => sink.put(Buffer.from(m.buffer, 0, GZIP_BLOCK), m.length, m.last), () => {});
+      void job.sink.then(({ sink }) => sink.put(Buffer.from(m.buffer, 0, GZIP_BLOCK), m.length, m.last, m.crc), () => {});
       return;
     }
     void job.sink.then(async ({ fh, sink }) => {

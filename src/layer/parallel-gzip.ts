@@ -95,10 +95,12 @@ export class GzipBlocks {
   /**
    * Starts compressing `block`: GZIP_BLOCK bytes, fewer only when it is the `last` (which may be
    * empty). The promise gives its deflate output, in pieces that may be views of `block`, which
-   * must not change until the promise has resolved and those pieces have been used.
+   * must not change until the promise has resolved and those pieces have been used. `crc` is the
+   * CRC-32 of everything up to and including this block when the caller has it already (the
+   * snapshot worker's tar thread computes it, so the gzip thread has less to do).
    */
-  start(block: Buffer, last: boolean): Promise<Buffer | Buffer[]> {
-    this.crc = zlib.crc32(block, this.crc);
+  start(block: Buffer, last: boolean, crc?: number): Promise<Buffer | Buffer[]> {
+    this.crc = crc ?? zlib.crc32(block, this.crc);
     this.total += block.length;
     const opts: zlib.ZlibOptions = { level: this.level, finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH };
     if (this.dictionary) opts.dictionary = this.dictionary;

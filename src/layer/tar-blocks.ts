@@ -6,6 +6,7 @@
 import { closeSync, fstatSync, openSync, readSync, type promises as fsp } from 'node:fs';
 import { createHash } from 'node:crypto';
 import os from 'node:os';
+import zlib from 'node:zlib';
 import { changedSize, tarPieces, unreadable, type TarPiece } from './create.js';
 import { GzipBlocks, GZIP_BLOCK, GZIP_HEADER } from './parallel-gzip.js';
 
@@ -106,8 +107,11 @@ export const GZIP_BLOCKS = 2 * Math.max(2, os.availableParallelism?.() ?? os.cpu
 export interface BlockSink {
   /** A GZIP_BLOCK-byte buffer to fill: one the sink is done with, or a new one (waits while GZIP_BLOCKS are out). */
   take(): Promise<Buffer>;
-  /** The tar's next `length` bytes are at the start of `block`, which the sink owns from now on. */
-  put(block: Buffer, length: number, last: boolean): void;
+  /**
+   * The tar's next `length` bytes are at the start of `block`, which the sink owns from now on;
+   * `crc` is the CRC-32 of the tar up to and including them (for the gzip trailer).
+   */
+  put(block: Buffer, length: number, last: boolean, crc: number): void;
 }
 
 /**
@@ -118,14 +122,18 @@ export interface BlockSink {
 export async function tarIntoBlocks(dir: string, sink: BlockSink): Promise<string> {
   const reader = new TarBlockReader(tarPieces(dir, { overlayUpper: true }));
   const diff = createHash('sha256');
+  // The CRC here, beside the diffID: the gzip side has the probe and the blob's hash to do.
+  let crc = 0;
   try {
     for (;;) {
       const block = await sink.take();
       const filled = reader.fill(block);
       // The last block (the one with the final flag) must be known as such when it is handed on.
       const last = filled < block.length || reader.atEnd();
-      diff.update(block.subarray(0, filled));
-      sink.put(block, filled, last);
+      const data = block.subarray(0, filled);
+      diff.update(data);
+      crc = zlib.crc32(data, crc);
+      sink.put(block, filled, last, crc);
       if (last) return `sha256:${diff.digest('hex')}`;
       // Stored blocks settle as microtasks: a turn of the event loop lets another job's message
       // in (a RUN step's small snapshot), which then runs between this one's blocks.
@@ -173,8 +181,8 @@ export class GzipFileSink implements BlockSink {
     }
   }
 
-  put(block: Buffer, length: number, last: boolean): void {
-    const out = this.gzip.start(block.subarray(0, length), last);
+  put(block: Buffer, length: number, last: boolean, crc: number): void {
+    const out = this.gzip.start(block.subarray(0, length), last, crc);
     this.ordered = this.ordered.then(async () => {
       const pieces = await out;
       // The pieces are views of the block: it is free only once they are written.
