@@ -91,6 +91,29 @@ test('tarIntoBlocks and GzipFileSink write createLayer\'s blob: same digest, siz
   }
 });
 
+test('a file datasynced as it is written (past earlySync bytes) still holds createLayer\'s bytes', async () => {
+  const store = await ContentStore.open(tempDir('drydock-tarblocks-store-'));
+  const dir = tempDir('drydock-tarblocks-early-');
+  await fsp.writeFile(path.join(dir, 'noise'), randomBytes(5 * GZIP_BLOCK + 4321));
+  await fsp.writeFile(path.join(dir, 'text'), Buffer.from('text\n'.repeat(600_000)));
+  const file = path.join(tempDir('drydock-tarblocks-out-'), 'blob');
+  const fh = await fsp.open(file, 'wx');
+  let datasyncs = 0;
+  const counted = { writev: fh.writev.bind(fh), write: fh.write.bind(fh), datasync: () => { datasyncs++; return fh.datasync(); } } as Pick<typeof fh, 'writev' | 'write' | 'datasync'>;
+  try {
+    const sink = new GzipFileSink(counted, { earlySync: GZIP_BLOCK });
+    const diffID = await tarIntoBlocks(dir, sink);
+    const blob = await sink.finish();
+    const layer = await createLayer(store, { dir }, { overlayUpper: true, compression: 'gzip' });
+    assert.deepEqual({ ...blob, diffID }, { digest: layer.digest, size: layer.size, diffID: layer.diffID });
+    assert.equal(sha256(readFileSync(file)), layer.digest);
+  } finally {
+    await fh.close();
+  }
+  // One at a time: the first usually still runs while the other blocks are written.
+  assert.ok(datasyncs >= 1, `${datasyncs} datasyncs while ~6 MiB were written with earlySync at 1 MiB`);
+});
+
 test('a file that grew or shrank after the walk saw it fails the tar with its name, and no file stays open', async () => {
   for (const change of ['grow', 'shrink'] as const) {
     const dir = tempDir(`drydock-tarblocks-${change}-`);
