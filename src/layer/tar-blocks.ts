@@ -97,8 +97,12 @@ export class TarBlockReader {
   }
 }
 
-/** Blocks in memory at most per snapshot: being filled, compressing or being written. */
-export const GZIP_BLOCKS = 2 * Math.max(2, os.availableParallelism?.() ?? os.cpus().length) + 4;
+/**
+ * Blocks in memory at most per snapshot (being filled, compressing or being written): enough to
+ * keep the thread pool's deflates busy (4 threads unless UV_THREADPOOL_SIZE says otherwise), and
+ * no more on a machine with many cores: 12 MiB at most.
+ */
+export const GZIP_BLOCKS = 2 * Math.min(4, Math.max(2, os.availableParallelism?.() ?? os.cpus().length)) + 4;
 
 /**
  * Where tarIntoBlocks hands the tar: GzipFileSink on the same thread, or the snapshot worker's
