@@ -3,8 +3,8 @@
 // temp file of the store, fsynced. All of it is CPU off the main thread, so the main thread is
 // free for the steps that run on the snapshot meanwhile. gzip (the default) is split over two
 // threads: this one reads the tar straight into 1 MiB blocks and hashes the diffID and the CRC
-// (tar-blocks.ts), and a second worker of this same file (role 'gzip', started by the first)
-// compresses, hashes and writes the blocks it is sent (the two SHA-256 passes, ~25 ms each for
+// (tar-blocks.ts), and a second worker of this same file (role 'gzip', started by the first when
+// the main thread says a large COPY is coming, else gzip runs here alone) compresses, hashes and writes the blocks it is sent (the two SHA-256 passes, ~25 ms each for
 // 40 MiB, then run side by side). The store renames the file into blobs/
 // (ContentStore.adoptTempBlob). scripts/bundle-cli.mjs bundles this entry as
 // dist/cli/snapshot-worker-main.cjs; the per-file build runs dist/src/builder/snapshot-worker-main.js.
@@ -21,7 +21,7 @@ import { GZIP_BLOCKS, GzipFileSink, tarIntoBlocks, type BlockSink } from '../lay
 import { BlobFileWriter } from '../store/blob-file-writer.js';
 import { STREAM_CHUNK } from '../util/fs.js';
 import { UserError } from '../util/errors.js';
-import type { SnapshotJob, SnapshotReply } from './snapshot-worker.js';
+import type { SnapshotJob, SnapshotReply, SnapshotRequest } from './snapshot-worker.js';
 
 /** What the tar thread tells the gzip thread, per job. */
 type GzipRequest =
@@ -41,16 +41,21 @@ const port = parentPort;
 if (!port) throw new Error('snapshot-worker-main runs as a worker thread (src/builder/snapshot-worker.ts starts it)');
 
 function serveSnapshots(port: MessagePort): void {
-  const gzip = new GzipThread();
-  port.on('message', (job: SnapshotJob) => { void snapshot(port, gzip, job); });
+  // Started when the main thread says a large layer is coming (a COPY of several MiB of the
+  // context): for the few small snapshots of other builds, its start would cost more than it saves.
+  let gzip: GzipThread | undefined;
+  port.on('message', (m: SnapshotRequest) => {
+    if (m.type === 'start-gzip-thread') gzip ??= new GzipThread();
+    else void snapshot(port, gzip, m);
+  });
   port.postMessage({ id: 0, type: 'ready' } satisfies SnapshotReply);
 }
 
-async function snapshot(port: MessagePort, gzip: GzipThread, job: SnapshotJob): Promise<void> {
+async function snapshot(port: MessagePort, gzip: GzipThread | undefined, job: SnapshotJob): Promise<void> {
   const reply = (r: SnapshotReply) => port.postMessage(r);
   const onDiffID = (diffID: string) => reply({ id: job.id, type: 'diffID', diffID });
   try {
-    const blob = job.compression === 'gzip' && gzip.usable() ? await gzip.snapshot(job, onDiffID) : await snapshotHere(job, onDiffID);
+    const blob = job.compression === 'gzip' && gzip?.usable() ? await gzip.snapshot(job, onDiffID) : await snapshotHere(job, onDiffID);
     reply({ id: job.id, type: 'blob', ...blob });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
@@ -112,8 +117,8 @@ interface RemoteJob {
 }
 
 /**
- * The gzip thread, from the tar thread's side: started with this one, so its start-up overlaps
- * the COPY that prestarts the worker. If it fails, the jobs it had fail, and later gzip
+ * The gzip thread, from the tar thread's side: started when the large COPY that will need it
+ * starts, so its start-up overlaps the copy. If it fails, the jobs it had fail, and later gzip
  * snapshots run on this thread alone (snapshotHere).
  */
 class GzipThread {

@@ -40,6 +40,11 @@ export interface ExecContext {
 export interface Op {
   kind: 'run' | 'copy';
   exec(x: ExecContext): Promise<void>;
+  /**
+   * A COPY of build-context sources holding several MiB: its snapshot repays the snapshot
+   * worker's second (gzip) thread, which is then started with the worker (snapshot-worker.ts).
+   */
+  largeLayer?: boolean;
 }
 
 export interface PlannedOp {

@@ -54,6 +54,7 @@ export async function planCopy(s: BuildSession, inst: Instruction, state: PlanSt
   const keyParts: unknown[] = [inst.keyword, dest, chown ?? '', chmod ?? '', flags.has('link'), inline, ...(parents ? ['parents'] : []), ...(excludes.length ? [['exclude', excludes]] : [])];
   const inputs: number[] = [];
   let sourceTree: SourceTree | undefined;
+  let largeLayer = false;
   if (local.length) {
     if (from !== undefined) {
       const st = s.stageRef(from, Infinity);
@@ -63,6 +64,8 @@ export async function planCopy(s: BuildSession, inst: Instruction, state: PlanSt
       sourceTree = s.context;
       const entries = await s.at(inst, () => s.context.resolve(local, inst.keyword));
       keyParts.push(['context', local, await hashSources(s.context, entries)]);
+      const { holdsLargeLayer } = await import('../snapshot-worker.js');
+      largeLayer = holdsLargeLayer(entries);
     }
   }
   const downloads: Download[] = [];
@@ -84,6 +87,7 @@ export async function planCopy(s: BuildSession, inst: Instruction, state: PlanSt
     inputs,
     op: {
       kind: 'copy',
+      largeLayer,
       async exec(x: ExecContext) {
         const { copyEntries, writeFileInRoot } = await import('../copy.js');
         const owner = chown ? await resolveChown(s, inst, x.rootfs, chown) : { uid: 0, gid: 0 };
