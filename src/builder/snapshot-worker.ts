@@ -15,11 +15,15 @@ import { span } from '../util/trace.js';
 
 /** What the main thread asks: tar `dir` (an overlay upper dir) into the new temp file `file`. */
 export interface SnapshotJob {
+  type: 'snapshot';
   id: number;
   dir: string;
   file: string;
   compression: Compression;
 }
+
+/** What the main thread sends the worker: a job, or the word that a large layer is coming. */
+export type SnapshotRequest = SnapshotJob | { type: 'start-gzip-thread' };
 
 /** The worker's answers to a job: the diffID when the tar ends, then the blob or an error. */
 export type SnapshotReply =
@@ -67,7 +71,7 @@ async function startedWorker(): Promise<Worker> {
   // An uncaught error in the worker (or its exit) ends it: the jobs it had fail, and the next
   // snapshot starts a new one. Their temp files are in the store's tmp/, which gc sweeps.
   const lost = (e: Error) => {
-    if (worker === w) worker = undefined;
+    if (worker === w) { worker = undefined; gzipThreadAsked = false; }
     for (const [id, job] of [...pending]) { settle(id); job.fail(e); }
   };
   w.on('error', (e) => lost(new Error(`the snapshot worker failed: ${e.message}`, { cause: e })));
@@ -136,11 +140,49 @@ export function worthTheWorker(dir: string): boolean {
 }
 
 /**
+ * Whether COPY sources (files and trees of the build context) hold WORKER_BYTES of file data:
+ * the layer's gzip then repays the worker's second thread. The walk stops at WORKER_BYTES or
+ * WORKER_ENTRIES (many small files: a few MiB at most, where the start would not pay).
+ */
+export function holdsLargeLayer(entries: { hostPath: string; stat: { isFile(): boolean; isDirectory(): boolean; size: number } }[]): boolean {
+  let bytes = 0;
+  let seen = 0;
+  const walk = (d: string): boolean => {
+    for (const name of readdirSync(d)) {
+      const st = lstatSync(path.join(d, name));
+      bytes += st.isFile() ? st.size : 0;
+      if (bytes >= WORKER_BYTES) return true;
+      if (++seen >= WORKER_ENTRIES) return false;
+      if (st.isDirectory() && walk(path.join(d, name))) return true;
+      if (seen >= WORKER_ENTRIES) return false;
+    }
+    return false;
+  };
+  try {
+    for (const e of entries) {
+      bytes += e.stat.isFile() ? e.stat.size : 0;
+      if (bytes >= WORKER_BYTES) return true;
+      if (e.stat.isDirectory() && walk(e.hostPath)) return true;
+      if (seen >= WORKER_ENTRIES) return false;
+    }
+  } catch { /* unreadable: the COPY reports it */ }
+  return false;
+}
+
+let gzipThreadAsked = false;
+
+/**
  * Starts the worker now, if it is not running, so its start (tens of ms of thread and module
  * start-up) overlaps the step that will need it rather than delaying that step's snapshot.
+ * `gzipThread` (a COPY of a large tree is coming): the worker starts its second thread too,
+ * ~40 ms more CPU that only a layer of several MiB repays (snapshot-worker-main.ts).
  */
-export function prestartSnapshotWorker(): void {
-  startedWorker().catch(() => { /* the snapshot's own start reports it */ });
+export function prestartSnapshotWorker(opts: { gzipThread?: boolean } = {}): void {
+  startedWorker().then((w) => {
+    if (!opts.gzipThread || gzipThreadAsked) return;
+    gzipThreadAsked = true;
+    w.postMessage({ type: 'start-gzip-thread' } satisfies SnapshotRequest);
+  }).catch(() => { /* the snapshot's own start reports it */ });
 }
 
 /**
@@ -165,7 +207,7 @@ export function snapshotInWorker(store: ContentStore, dir: string, compression: 
   const started = startedWorker().then((w) => {
     // Referenced while a job is in flight: the process waits for its reply.
     w.ref();
-    w.postMessage({ id, dir, file, compression } satisfies SnapshotJob);
+    w.postMessage({ type: 'snapshot', id, dir, file, compression } satisfies SnapshotRequest);
   });
   started.catch((e: Error) => { pending.get(id)?.fail(e); settle(id); });
   const blob = written.then((b) => store.adoptTempBlob(file, b));
@@ -197,5 +239,6 @@ export async function closeSnapshotWorker(): Promise<void> {
   const w = worker;
   if (!w || builds > 0) return;
   worker = undefined;
+  gzipThreadAsked = false;
   await w.terminate();
 }

@@ -338,7 +338,7 @@ export class Solver {
         const created = entry.created;
         // A COPY usually brings a tree worth snapshotting in the worker thread: it starts while
         // the files are copied (src/builder/snapshot-worker.ts).
-        if (v.op.kind === 'copy' && s.opts.sourceDateEpoch === undefined) prestartSnapshotWorker();
+        if (v.op.kind === 'copy' && s.opts.sourceDateEpoch === undefined) prestartSnapshotWorker({ gzipThread: v.op.largeLayer === true });
         const exec = (async () => {
           try {
             return await this.limit(() => {

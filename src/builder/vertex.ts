@@ -57,6 +57,11 @@ export interface Op {
    */
   prepare?(): void;
   exec(x: ExecContext): Promise<void>;
+  /**
+   * A COPY of build-context sources holding several MiB: its snapshot repays the snapshot
+   * worker's second (gzip) thread, which is then started with the worker (snapshot-worker.ts).
+   */
+  largeLayer?: boolean;
 }
 
 export interface PlannedOp {

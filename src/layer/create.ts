@@ -90,7 +90,7 @@ function isOverlayOpaque(dir: string): boolean {
 }
 
 /** A file of the tree that could not be read, or vanished while the tree was archived. */
-function unreadable(file: string, e: unknown): UserError {
+export function unreadable(file: string, e: unknown): UserError {
   const code = (e as NodeJS.ErrnoException).code;
   if (code === 'ENOENT') return new UserError(`${file} vanished while it was being archived`, { cause: e });
   return new UserError(`cannot read ${file}: ${(e as Error).message}`, { cause: e });
@@ -101,17 +101,22 @@ function sortNames(names: string[]): string[] {
   return names.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
 }
 
-/** Yields the uncompressed tar of `root`'s contents (not the root itself), entry by entry. */
-export async function* tarDirectory(root: string, opts: CreateLayerOptions = {}): AsyncGenerator<Buffer> {
+/** A piece of a directory's tar: bytes as they are, or the `size` bytes of the regular file `file`. */
+export type TarPiece = Buffer | { file: string; size: number };
+
+/**
+ * The tar of `root`'s contents (not the root itself) as pieces, in order: headers and padding as
+ * bytes, file contents as references that the consumer reads (tarDirectory into buffers, the
+ * snapshot worker straight into its blocks). Metadata is read as the walk reaches each entry.
+ */
+export function* tarPieces(root: string, opts: CreateLayerOptions = {}): Generator<TarPiece> {
   const clamp = (st: Stats) => {
     const t = Math.floor(st.mtimeMs / 1000);
     return opts.sourceDateEpoch !== undefined ? Math.min(t, opts.sourceDateEpoch) : t;
   };
   const hardlinks = new Map<string, string>();
-  const batch = new ChunkBatcher();
-  const emit = function* (b: Buffer) { const full = batch.push(b); if (full) yield full; };
 
-  async function* walk(dirAbs: string, dirRel: string): AsyncGenerator<Buffer> {
+  function* walk(dirAbs: string, dirRel: string): Generator<TarPiece> {
     let names: string[];
     try { names = readdirSync(dirAbs); } catch (e) { throw new UserError(`cannot read ${dirAbs}: ${(e as Error).message}`, { cause: e }); }
     for (const name of sortNames(names)) {
@@ -122,53 +127,39 @@ export async function* tarDirectory(root: string, opts: CreateLayerOptions = {})
       const base: Omit<TarHeader, 'type' | 'name'> = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: 0, mtime: clamp(st) };
       if (st.isDirectory()) {
         const xattrs = readXattrs(abs);
-        yield* emit(encodeHeader({ ...base, name: `${rel}/`, type: 'directory', xattrs }));
+        yield encodeHeader({ ...base, name: `${rel}/`, type: 'directory', xattrs });
         if (opts.overlayUpper && isOverlayOpaque(abs)) {
-          yield* emit(encodeHeader({ ...base, mode: 0, name: `${rel}/${OPAQUE_WHITEOUT}`, type: 'file' }));
+          yield encodeHeader({ ...base, mode: 0, name: `${rel}/${OPAQUE_WHITEOUT}`, type: 'file' });
         }
         yield* walk(abs, rel);
       } else if (st.isFile()) {
         const key = `${st.dev}:${st.ino}`;
         const first = st.nlink > 1 ? hardlinks.get(key) : undefined;
         if (first !== undefined) {
-          yield* emit(encodeHeader({ ...base, name: rel, type: 'link', linkname: first }));
+          yield encodeHeader({ ...base, name: rel, type: 'link', linkname: first });
           continue;
         }
         if (st.nlink > 1) hardlinks.set(key, rel);
         const xattrs = readXattrs(abs);
-        yield* emit(encodeHeader({ ...base, name: rel, type: 'file', size: st.size, xattrs }));
-        let written = 0;
-        if (st.size > 0 && st.size <= SMALL_FILE) {
-          let data: Buffer;
-          try { data = readFileSync(abs); } catch (e) { throw unreadable(abs, e); }
-          written = data.length;
-          yield* emit(data);
-        } else if (st.size > 0) {
-          try {
-            for await (const chunk of createReadStream(abs, { highWaterMark: STREAM_CHUNK, end: st.size - 1 })) {
-              written += (chunk as Buffer).length;
-              yield* emit(chunk as Buffer);
-            }
-          } catch (e) { throw unreadable(abs, e); }
-        }
-        if (written !== st.size) throw new UserError(`${abs} changed size while it was being archived (${st.size} -> ${written} bytes)`);
+        yield encodeHeader({ ...base, name: rel, type: 'file', size: st.size, xattrs });
+        if (st.size > 0) yield { file: abs, size: st.size };
         const pad = paddingFor(st.size);
-        if (pad) yield* emit(Buffer.alloc(pad));
+        if (pad) yield Buffer.alloc(pad);
       } else if (st.isSymbolicLink()) {
         let target: string;
         try { target = readlinkSync(abs); } catch (e) { throw unreadable(abs, e); }
-        yield* emit(encodeHeader({ ...base, name: rel, type: 'symlink', linkname: target }));
+        yield encodeHeader({ ...base, name: rel, type: 'symlink', linkname: target });
       } else if (st.isCharacterDevice() || st.isBlockDevice()) {
         const major = Math.floor(st.rdev / 256) & 0xfff;
         const minor = (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00);
         if (opts.overlayUpper && st.isCharacterDevice() && st.rdev === 0) {
           // overlayfs records a deleted lower file as a 0/0 character device.
-          yield* emit(encodeHeader({ ...base, mode: 0, name: dirRel ? `${dirRel}/${WHITEOUT_PREFIX}${name}` : `${WHITEOUT_PREFIX}${name}`, type: 'file' }));
+          yield encodeHeader({ ...base, mode: 0, name: dirRel ? `${dirRel}/${WHITEOUT_PREFIX}${name}` : `${WHITEOUT_PREFIX}${name}`, type: 'file' });
           continue;
         }
-        yield* emit(encodeHeader({ ...base, name: rel, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: major, devminor: minor }));
+        yield encodeHeader({ ...base, name: rel, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: major, devminor: minor });
       } else if (st.isFIFO()) {
-        yield* emit(encodeHeader({ ...base, name: rel, type: 'fifo' }));
+        yield encodeHeader({ ...base, name: rel, type: 'fifo' });
       }
       // Sockets are skipped, as docker and buildah do: they cannot be recreated from a tar.
     }
@@ -178,7 +169,37 @@ export async function* tarDirectory(root: string, opts: CreateLayerOptions = {})
   try { st = statSync(root); } catch { st = undefined; }
   if (!st?.isDirectory()) throw new UserError(`${root} is not a directory`);
   yield* walk(root, '');
-  yield* emit(END_OF_ARCHIVE);
+  yield END_OF_ARCHIVE;
+}
+
+/** A file of the tar whose size is not the one its header gave. */
+export function changedSize(file: string, size: number, read: number): UserError {
+  return new UserError(`${file} changed size while it was being archived (${size} -> ${read} bytes)`);
+}
+
+/** Yields the uncompressed tar of `root`'s contents (not the root itself), in >= 1 MiB chunks. */
+export async function* tarDirectory(root: string, opts: CreateLayerOptions = {}): AsyncGenerator<Buffer> {
+  const batch = new ChunkBatcher();
+  const emit = function* (b: Buffer) { const full = batch.push(b); if (full) yield full; };
+  for (const piece of tarPieces(root, opts)) {
+    if (Buffer.isBuffer(piece)) { yield* emit(piece); continue; }
+    const { file, size } = piece;
+    let written = 0;
+    if (size <= SMALL_FILE) {
+      let data: Buffer;
+      try { data = readFileSync(file); } catch (e) { throw unreadable(file, e); }
+      written = data.length;
+      yield* emit(data);
+    } else {
+      try {
+        for await (const chunk of createReadStream(file, { highWaterMark: STREAM_CHUNK, end: size - 1 })) {
+          written += (chunk as Buffer).length;
+          yield* emit(chunk as Buffer);
+        }
+      } catch (e) { throw unreadable(file, e); }
+    }
+    if (written !== size) throw changedSize(file, size, written);
+  }
   const rest = batch.take();
   if (rest) yield rest;
 }

@@ -10,10 +10,12 @@ import { promisify } from 'node:util';
 import { STREAM_CHUNK } from '../util/fs.js';
 
 const deflateRaw = promisify(zlib.deflateRaw) as (buf: Buffer, opts: zlib.ZlibOptions) => Promise<Buffer>;
-const BLOCK = STREAM_CHUNK;
+/** The input block: each is deflated (or stored) on its own, so output depends on this size. */
+export const GZIP_BLOCK = STREAM_CHUNK;
+const BLOCK = GZIP_BLOCK;
 const WINDOW = 32 * 1024;
 // ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL=0 OS=3 (unix), as node's and GNU gzip's headers.
-const HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0x03]);
+export const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0x03]);
 
 /** Samples per block, and their size, for the incompressibility probe. */
 const PROBES = 4;
@@ -31,16 +33,18 @@ const STORED_MAX = 0xffff;
  */
 async function incompressible(block: Buffer): Promise<boolean> {
   const samples = probeSamples(block);
-  return samples !== undefined && (await deflateRaw(samples, { level: 1 })).length >= samples.length * 0.97;
+  return samples !== undefined && shrinksTooLittle(samples, await deflateRaw(samples, PROBE_OPTIONS));
 }
 
-/** incompressible() without the thread pool (gzipSync). */
+/** incompressible() on this thread: in the snapshot worker, the pool's round trips cost more. */
 function incompressibleSync(block: Buffer): boolean {
   const samples = probeSamples(block);
-  return samples !== undefined && zlib.deflateRawSync(samples, { level: 1 }).length >= samples.length * 0.97;
+  return samples !== undefined && shrinksTooLittle(samples, zlib.deflateRawSync(samples, PROBE_OPTIONS));
 }
 
-/** The samples incompressible() deflates, side by side; undefined for a block too short to probe. */
+/** Level 1; one output buffer for the whole result (only its length counts) instead of 16 KiB rounds. */
+const PROBE_OPTIONS: zlib.ZlibOptions = { level: 1, chunkSize: 64 * 1024 };
+
 function probeSamples(block: Buffer): Buffer | undefined {
   if (block.length < PROBES * PROBE) return undefined;
   const step = Math.floor((block.length - PROBE) / (PROBES - 1));
@@ -49,46 +53,8 @@ function probeSamples(block: Buffer): Buffer | undefined {
   return Buffer.concat(Array.from({ length: PROBES }, (_, i) => block.subarray(i * step, i * step + PROBE)));
 }
 
-/** A block's deflate options: the previous block's window as dictionary, a sync flush but for the last. */
-function blockOptions(level: number, dictionary: Buffer | undefined, last: boolean): zlib.ZlibOptions {
-  const opts: zlib.ZlibOptions = { level, finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH };
-  if (dictionary) opts.dictionary = dictionary;
-  return opts;
-}
-
-/** The dictionary of the block after `block`: the last 32 KiB of input so far. */
-function nextDictionary(dictionary: Buffer | undefined, block: Buffer): Buffer {
-  return block.length >= WINDOW ? block.subarray(block.length - WINDOW) : Buffer.concat([dictionary ?? Buffer.alloc(0), block]).subarray(-WINDOW);
-}
-
-/** The gzip trailer: CRC-32 and the input size modulo 2^32. */
-function trailer(crc: number, total: number): Buffer {
-  const t = Buffer.alloc(8);
-  t.writeUInt32LE(crc >>> 0, 0);
-  t.writeUInt32LE(total % 0x1_0000_0000, 4);
-  return t;
-}
-
-/**
- * ParallelGzip's output for `data`, byte for byte, computed on this thread: the same 1 MiB
- * blocks (every full block but the last, which holds the final 1 to BLOCK bytes), dictionaries,
- * flushes and stored-block decisions. For a layer of a few KiB (a late RUN's) the stream's
- * thread-pool round trips and ticks cost more than the deflate itself.
- */
-export function gzipSync(data: Buffer, level: number = zlib.constants.Z_DEFAULT_COMPRESSION): Buffer {
-  const out: Buffer[] = [HEADER];
-  let dictionary: Buffer | undefined;
-  let offset = 0;
-  do {
-    const last = data.length - offset <= BLOCK;
-    const block = data.subarray(offset, last ? data.length : offset + BLOCK);
-    if (incompressibleSync(block)) out.push(...storedBlocks(block, last));
-    else out.push(zlib.deflateRawSync(block, blockOptions(level, dictionary, last)));
-    dictionary = nextDictionary(dictionary, block);
-    offset += block.length;
-  } while (offset < data.length);
-  out.push(trailer(zlib.crc32(data), data.length));
-  return Buffer.concat(out);
+function shrinksTooLittle(samples: Buffer, deflated: Buffer): boolean {
+  return deflated.length >= samples.length * 0.97;
 }
 
 /**
@@ -112,35 +78,106 @@ function storedBlocks(block: Buffer, last: boolean): Buffer[] {
   return out;
 }
 
-export class ParallelGzip extends Transform {
-  private pending: Buffer[] = [];
-  private pendingLength = 0;
+/**
+ * The gzip member ParallelGzip writes, block by block: each block is compressed on the thread pool
+ * (or stored) with the previous one's last 32 KiB as its dictionary, and the CRC and length are
+ * kept for the trailer. ParallelGzip cuts a stream into BLOCK-sized blocks for it; the snapshot
+ * worker fills its blocks itself (tar-blocks.ts). Same blocks in, same bytes out.
+ */
+export class GzipBlocks {
   private dictionary: Buffer | undefined;
   private crc = 0;
   private total = 0;
+
+  /** `syncProbe`: judge each block on the calling thread (see incompressibleSync). */
+  constructor(private readonly level = zlib.constants.Z_DEFAULT_COMPRESSION, private readonly syncProbe = false) {}
+
+  /**
+   * Starts compressing `block`: GZIP_BLOCK bytes, fewer only when it is the `last` (which may be
+   * empty). The promise gives its deflate output, in pieces that may be views of `block`, which
+   * must not change until the promise has resolved and those pieces have been used. `crc` is the
+   * CRC-32 of everything up to and including this block when the caller has it already (the
+   * snapshot worker's tar thread computes it, so the gzip thread has less to do).
+   */
+  start(block: Buffer, last: boolean, crc?: number): Promise<Buffer | Buffer[]> {
+    const opts = this.advance(block, last, crc);
+    const stored = this.syncProbe ? Promise.resolve(incompressibleSync(block)) : incompressible(block);
+    const p = stored.then(async (yes): Promise<Buffer | Buffer[]> => (yes ? storedBlocks(block, last) : deflateRaw(block, opts)));
+    p.catch(() => { /* awaited by the caller */ });
+    return p;
+  }
+
+  /** start() on the calling thread: for a layer of a few KiB the pool's round trips cost more than the deflate. */
+  startSync(block: Buffer, last: boolean): Buffer | Buffer[] {
+    const opts = this.advance(block, last);
+    return incompressibleSync(block) ? storedBlocks(block, last) : zlib.deflateRawSync(block, opts);
+  }
+
+  /** Takes `block` into the CRC, the length and the next block's dictionary; its deflate options. */
+  private advance(block: Buffer, last: boolean, crc?: number): zlib.ZlibOptions {
+    this.crc = crc ?? zlib.crc32(block, this.crc);
+    this.total += block.length;
+    const opts: zlib.ZlibOptions = { level: this.level, finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH };
+    if (this.dictionary) opts.dictionary = this.dictionary;
+    // A copy, not a view: the deflate of the next block reads it only after that block's probe,
+    // and a caller may refill this block as soon as its own output is written.
+    this.dictionary = Buffer.from(block.length >= WINDOW ? block.subarray(block.length - WINDOW) : Buffer.concat([this.dictionary ?? Buffer.alloc(0), block]).subarray(-WINDOW));
+    return opts;
+  }
+
+  /** CRC-32 and length of everything started (the member's last 8 bytes). */
+  trailer(): Buffer {
+    const trailer = Buffer.alloc(8);
+    trailer.writeUInt32LE(this.crc >>> 0, 0);
+    trailer.writeUInt32LE(this.total % 0x1_0000_0000, 4);
+    return trailer;
+  }
+}
+
+/**
+ * ParallelGzip's output for `data`, byte for byte, computed on this thread: the same 1 MiB
+ * blocks (every full block but the last, which holds the final 1 to BLOCK bytes), dictionaries,
+ * flushes and stored-block decisions. For a layer of a few KiB (a late RUN's) the stream's
+ * thread-pool round trips and ticks cost more than the deflate itself.
+ */
+export function gzipSync(data: Buffer, level: number = zlib.constants.Z_DEFAULT_COMPRESSION): Buffer {
+  const blocks = new GzipBlocks(level, true);
+  const out: Buffer[] = [GZIP_HEADER];
+  let offset = 0;
+  do {
+    const last = data.length - offset <= BLOCK;
+    const block = data.subarray(offset, last ? data.length : offset + BLOCK);
+    const piece = blocks.startSync(block, last);
+    if (Array.isArray(piece)) out.push(...piece);
+    else out.push(piece);
+    offset += block.length;
+  } while (offset < data.length);
+  out.push(blocks.trailer());
+  return Buffer.concat(out);
+}
+
+export class ParallelGzip extends Transform {
+  private pending: Buffer[] = [];
+  private pendingLength = 0;
+  private readonly blocks: GzipBlocks;
   private headerSent = false;
   /** Compressions in flight, oldest first; output is pushed strictly in this order. */
   private readonly inFlight: Promise<Buffer | Buffer[]>[] = [];
   private readonly maxInFlight: number;
 
-  constructor(private readonly level = zlib.constants.Z_DEFAULT_COMPRESSION, parallelism = Math.max(1, (os.availableParallelism?.() ?? os.cpus().length))) {
+  constructor(level = zlib.constants.Z_DEFAULT_COMPRESSION, parallelism = Math.max(1, (os.availableParallelism?.() ?? os.cpus().length))) {
     super({ highWaterMark: STREAM_CHUNK });
+    this.blocks = new GzipBlocks(level);
     this.maxInFlight = Math.max(2, parallelism);
   }
 
   private startBlock(block: Buffer, last: boolean): void {
-    this.crc = zlib.crc32(block, this.crc);
-    this.total += block.length;
-    const opts = blockOptions(this.level, this.dictionary, last);
-    const p = incompressible(block).then(async (stored): Promise<Buffer | Buffer[]> => (stored ? storedBlocks(block, last) : deflateRaw(block, opts)));
-    p.catch(() => { /* awaited in drainTo */ });
-    this.inFlight.push(p);
-    this.dictionary = nextDictionary(this.dictionary, block);
+    this.inFlight.push(this.blocks.start(block, last));
   }
 
   /** Pushes finished blocks until at most `limit` are still in flight. */
   private async drainTo(limit: number): Promise<void> {
-    if (!this.headerSent) { this.push(HEADER); this.headerSent = true; }
+    if (!this.headerSent) { this.push(GZIP_HEADER); this.headerSent = true; }
     while (this.inFlight.length > limit) {
       const out = await this.inFlight.shift()!;
       if (Array.isArray(out)) for (const b of out) this.push(b);
@@ -183,7 +220,7 @@ export class ParallelGzip extends Transform {
       const last = this.pendingLength ? this.takeBlock() : Buffer.alloc(0);
       this.startBlock(last, true);
       await this.drainTo(0);
-      this.push(trailer(this.crc, this.total));
+      this.push(this.blocks.trailer());
     })().then(() => cb(), cb);
   }
 }

@@ -7,11 +7,11 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { promises as fsp, readdirSync } from 'node:fs';
+import { promises as fsp, lstatSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { builderFixture, type Fixture } from './helpers.js';
 import { snapshotLayerInMemory, snapshotLayerInThread, snapshotLayerInWorker } from '../../src/builder/rootfs.js';
-import { snapshotWorkerRunning, closeSnapshotWorker, worthTheWorker, snapshotPlace } from '../../src/builder/snapshot-worker.js';
+import { snapshotWorkerRunning, closeSnapshotWorker, worthTheWorker, snapshotPlace, prestartSnapshotWorker, holdsLargeLayer } from '../../src/builder/snapshot-worker.js';
 import { createLayer } from '../../src/layer/create.js';
 import { ContentStore } from '../../src/store/index.js';
 import { CLI_MAIN, PROJECT_ROOT, requireTool, tempDir } from '../helpers/env.js';
@@ -59,6 +59,39 @@ with tarfile.open(sys.argv[1], 'w', format=tarfile.PAX_FORMAT) as tar:
 function tempFiles(store: ContentStore): string[] {
   return readdirSync(store.tmpDir).filter((f) => f.startsWith('ingest-'));
 }
+
+test('with its gzip thread (asked for by a large COPY), the worker gives the same blob, and a missing tree still fails cleanly', async () => {
+  const upper = foreignUpperDir();
+  const alone = await (await snapshotLayerInWorker(fx.store, upper, 'gzip')).blob;
+  const threads = () => readdirSync('/proc/self/task').length;
+  const before = threads();
+  prestartSnapshotWorker({ gzipThread: true });
+  const split = await snapshotLayerInWorker(fx.store, upper, 'gzip');
+  assert.deepEqual(await split.blob, alone);
+  assert.ok(threads() > before, `the gzip thread runs (${before} -> ${threads()} threads)`);
+  const layer = await createLayer(fx.store, { dir: upper }, { overlayUpper: true, compression: 'gzip' });
+  assert.deepEqual(await split.blob, { digest: layer.digest, size: layer.size, mediaType: layer.mediaType, diffID: layer.diffID });
+  const gone = snapshotLayerInWorker(fx.store, path.join(upper, 'no-such-dir'), 'gzip');
+  await assert.rejects(gone, /is not a directory/);
+  assert.deepEqual(tempFiles(fx.store), []);
+  await closeSnapshotWorker();
+});
+
+test('holdsLargeLayer: a COPY of 4 MiB or more of files asks for the gzip thread, small trees and many tiny files do not', async () => {
+  const dir = tempDir('drydock-snapworker-large-');
+  const entry = (p: string) => ({ hostPath: p, stat: lstatSync(p) });
+  await fsp.mkdir(path.join(dir, 'tree/a/b'), { recursive: true });
+  for (let i = 0; i < 5; i++) await fsp.writeFile(path.join(dir, `tree/a/b/f${i}`), Buffer.alloc(1 << 20));
+  await fsp.writeFile(path.join(dir, 'big'), Buffer.alloc(4 << 20));
+  await fsp.writeFile(path.join(dir, 'small'), 'x');
+  await fsp.mkdir(path.join(dir, 'tiny'));
+  for (let i = 0; i < 2100; i++) await fsp.writeFile(path.join(dir, `tiny/${i}`), Buffer.alloc(2048));
+  assert.equal(holdsLargeLayer([entry(path.join(dir, 'tree'))]), true);
+  assert.equal(holdsLargeLayer([entry(path.join(dir, 'big'))]), true);
+  assert.equal(holdsLargeLayer([entry(path.join(dir, 'small'))]), false);
+  assert.equal(holdsLargeLayer([entry(path.join(dir, 'tiny'))]), false, '2100 files of 2 KiB: the walk stops at 2000 entries');
+  assert.equal(holdsLargeLayer([entry(path.join(dir, 'small')), entry(path.join(dir, 'tree/a'))]), true);
+});
 
 test('the worker\'s snapshot of a foreign tree has the diffID and blob digest of the in-thread path, gzip and zstd', async () => {
   const upper = foreignUpperDir();

@@ -56,6 +56,7 @@ export async function planCopy(s: BuildSession, inst: Instruction, state: PlanSt
   let sourceTree: SourceTree | undefined;
   /** ADD's context files: each may be an archive to extract. */
   let contextFiles: string[] = [];
+  let largeLayer = false;
   if (local.length) {
     if (from !== undefined) {
       const st = s.stageRef(from, Infinity);
@@ -66,6 +67,8 @@ export async function planCopy(s: BuildSession, inst: Instruction, state: PlanSt
       const entries = await s.at(inst, () => s.context.resolve(local, inst.keyword));
       keyParts.push(['context', local, await hashSources(s.context, entries)]);
       if (isAdd) contextFiles = entries.filter((e) => e.stat.isFile()).map((e) => e.hostPath);
+      const { holdsLargeLayer } = await import('../snapshot-worker.js');
+      largeLayer = holdsLargeLayer(entries);
     }
   }
   const downloads: Download[] = [];
@@ -96,6 +99,7 @@ export async function planCopy(s: BuildSession, inst: Instruction, state: PlanSt
         archiveChecks = new Map(contextFiles.map((f) => [f, copy.then((m) => m.isArchive(f))]));
         void copy.then((m) => m.loadExtractor()).catch(() => { /* the extraction reports it */ });
       },
+      largeLayer,
       async exec(x: ExecContext) {
         const { copyEntries, writeFileInRoot } = await import('../copy.js');
         const owner = chown ? await resolveChown(s, inst, x.rootfs, chown) : { uid: 0, gid: 0 };
