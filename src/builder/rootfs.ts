@@ -216,14 +216,8 @@ export async function snapshotLayerInThread(store: ContentStore, dir: string, co
 
 /** The diffID of an overlay upper dir: its tar (as createLayer writes it) hashed, nothing stored. */
 export async function snapshotDiffID(dir: string): Promise<{ diffID: string; size: number }> {
-  const { tarDirectory } = await import('../layer/create.js');
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of tarDirectory(dir, { overlayUpper: true })) {
-    hash.update(chunk);
-    size += chunk.length;
-  }
-  return { diffID: `sha256:${hash.digest('hex')}`, size };
+  const { tarDiffID } = await import('../layer/create.js');
+  return tarDiffID(dir, { overlayUpper: true });
 }
 
 /**

@@ -118,20 +118,24 @@ export type SnapshotPlace = 'memory' | 'thread' | 'worker';
 export function snapshotPlace(dir: string): SnapshotPlace {
   const running = worker !== undefined;
   const limit = running ? { bytes: MEMORY_BYTES, entries: MEMORY_ENTRIES } : { bytes: WORKER_BYTES, entries: WORKER_ENTRIES };
-  let bytes = 0;
-  let entries = 0;
-  const walk = (d: string): boolean => {
-    for (const name of readdirSync(d)) {
-      const st = lstatSync(path.join(d, name));
-      bytes += st.isFile() ? st.size : 0;
-      if (++entries >= limit.entries || bytes >= limit.bytes) return true;
-      if (st.isDirectory() && walk(path.join(d, name))) return true;
-    }
-    return false;
-  };
+  const count = { bytes: 0, entries: 0 };
   // An unreadable tree goes to the worker, whose tar reports what it could not read.
-  try { if (walk(dir)) return 'worker'; } catch { return 'worker'; }
-  return running || (bytes < MEMORY_BYTES && entries < MEMORY_ENTRIES) ? 'memory' : 'thread';
+  try { if (countTree(dir, count, limit)) return 'worker'; } catch { return 'worker'; }
+  return running || (count.bytes < MEMORY_BYTES && count.entries < MEMORY_ENTRIES) ? 'memory' : 'thread';
+}
+
+/**
+ * Adds the sizes of the files below `dir` and the number of entries to `count`, stopping (true)
+ * as soon as either reaches its `limit`: at most that many lstat calls.
+ */
+function countTree(dir: string, count: { bytes: number; entries: number }, limit: { bytes: number; entries: number }): boolean {
+  for (const name of readdirSync(dir)) {
+    const st = lstatSync(path.join(dir, name));
+    count.bytes += st.isFile() ? st.size : 0;
+    if (++count.entries >= limit.entries || count.bytes >= limit.bytes) return true;
+    if (st.isDirectory() && countTree(path.join(dir, name), count, limit)) return true;
+  }
+  return false;
 }
 
 /** Whether snapshotting `dir` goes to the worker thread (snapshotPlace). */
@@ -145,28 +149,17 @@ export function worthTheWorker(dir: string): boolean {
  * WORKER_ENTRIES (many small files: a few MiB at most, where the start would not pay).
  */
 export function holdsLargeLayer(entries: { hostPath: string; stat: { isFile(): boolean; isDirectory(): boolean; size: number } }[]): boolean {
-  let bytes = 0;
-  let seen = 0;
-  const walk = (d: string): boolean => {
-    for (const name of readdirSync(d)) {
-      const st = lstatSync(path.join(d, name));
-      bytes += st.isFile() ? st.size : 0;
-      if (bytes >= WORKER_BYTES) return true;
-      if (++seen >= WORKER_ENTRIES) return false;
-      if (st.isDirectory() && walk(path.join(d, name))) return true;
-      if (seen >= WORKER_ENTRIES) return false;
-    }
-    return false;
-  };
+  const count = { bytes: 0, entries: 0 };
+  const limit = { bytes: WORKER_BYTES, entries: WORKER_ENTRIES };
   try {
     for (const e of entries) {
-      bytes += e.stat.isFile() ? e.stat.size : 0;
-      if (bytes >= WORKER_BYTES) return true;
-      if (e.stat.isDirectory() && walk(e.hostPath)) return true;
-      if (seen >= WORKER_ENTRIES) return false;
+      count.bytes += e.stat.isFile() ? e.stat.size : 0;
+      if (count.bytes >= WORKER_BYTES) break;
+      if (e.stat.isDirectory() && countTree(e.hostPath, count, limit)) break;
+      if (count.entries >= WORKER_ENTRIES) break;
     }
   } catch { /* unreadable: the COPY reports it */ }
-  return false;
+  return count.bytes >= WORKER_BYTES;
 }
 
 let gzipThreadAsked = false;

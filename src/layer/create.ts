@@ -4,6 +4,7 @@
 import { createReadStream, lstatSync, readdirSync, readlinkSync, readFileSync, statSync, type Stats } from 'node:fs';
 import { Readable, pipeline } from 'node:stream';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
 import { listAttributesSync, getAttributeSync } from '@napi-rs/xattr';
 import type { ContentStore } from '../store/content-store.js';
 import { HashingTransform } from '../store/hashing-transform.js';
@@ -202,6 +203,20 @@ export async function* tarDirectory(root: string, opts: CreateLayerOptions = {})
   }
   const rest = batch.take();
   if (rest) yield rest;
+}
+
+/**
+ * The diffID of the tar tarDirectory writes for `root`, and its size: nothing stored. With
+ * `overlayUpper`, an overlay upper dir's (a build step's snapshot, a layer cache entry's).
+ */
+export async function tarDiffID(root: string, opts: CreateLayerOptions = {}): Promise<{ diffID: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of tarDirectory(root, opts)) {
+    hash.update(chunk);
+    size += chunk.length;
+  }
+  return { diffID: `sha256:${hash.digest('hex')}`, size };
 }
 
 /**

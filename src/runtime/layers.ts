@@ -3,7 +3,7 @@
 // container and every build step that uses it.
 import { promises as fsp, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { ContentStore } from '../store/content-store.js';
 import { parseDigest } from '../image/digest.js';
 import { fsyncDir } from '../util/fs.js';
@@ -111,7 +111,8 @@ async function checkUnsyncedEntry(store: ContentStore, layer: LayerRef, dir: str
   let boot: string | undefined;
   try { boot = readFileSync(marker, 'utf8'); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; }
   if (boot === undefined || (boot !== '' && boot === bootId())) return true;
-  const found = await treeDiffID(dir).catch(() => undefined);
+  const { tarDiffID } = await import('../layer/create.js');
+  const found = await tarDiffID(dir, { overlayUpper: true }).then((r) => r.diffID, () => undefined);
   if (found === layer.diffID) {
     await fsp.rm(marker, { force: true });
     return true;
@@ -123,14 +124,6 @@ async function checkUnsyncedEntry(store: ContentStore, layer: LayerRef, dir: str
   const doomed = path.join(path.dirname(dir), `.tmp-${path.basename(dir).slice(0, 12)}-${process.pid}-${randomBytes(4).toString('hex')}`);
   await fsp.rename(dir, doomed).then(() => fsp.rm(doomed, { recursive: true, force: true }), () => {});
   return false;
-}
-
-/** The diffID of an unpacked entry: its tar, as the builder's snapshot wrote it, hashed. */
-async function treeDiffID(dir: string): Promise<string> {
-  const { tarDirectory } = await import('../layer/create.js');
-  const hash = createHash('sha256');
-  for await (const chunk of tarDirectory(dir, { overlayUpper: true })) hash.update(chunk);
-  return `sha256:${hash.digest('hex')}`;
 }
 
 /** A stat on the main thread: one per layer before every step's mount, a round trip each as fs.promises. */
