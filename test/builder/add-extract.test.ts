@@ -75,3 +75,33 @@ for (const c of copies) {
     if (c.setup) assert.doesNotMatch(listing, /(^| )alias/m, 'nothing was written at the literal path of the symlink');
   });
 }
+
+// A tree into a new directory is copied with synchronous calls (copy.ts copyOneSync), through
+// the overlay with the pool's: files above and below SMALL_FILE (64 KiB), modes, an empty
+// directory, a symlink and hard links must come out the same either way, under --chown.
+test('COPY of a tree: into the upper dir and through the overlay, the same entries', async () => {
+  const dir = await fx.context({
+    'tree/big.bin': { mode: 0o600, content: 'x'.repeat(200 * 1024) },
+    'tree/run.sh': { mode: 0o755, content: '#!/bin/sh\n' },
+    'tree/sub/small.txt': 's\n',
+    'tree/ln': { link: 'sub/small.txt' },
+    Dockerfile: 'FROM busybox\nCOPY --chown=7:8 tree /new/tree/\nCOPY --chown=7:8 tree /etc/\n'
+      + "RUN for d in /new/tree /etc; do echo \"== $d\" && cd $d && stat -c '%n %a %u:%g %s %F' big.bin run.sh sub sub/small.txt hard1 hard2 empty ln && readlink ln && md5sum big.bin hard2 | cut -d' ' -f1; done\n",
+  });
+  await fsp.mkdir(path.join(dir, 'tree/empty'), { mode: 0o700 });
+  await fsp.chmod(path.join(dir, 'tree/empty'), 0o700);
+  await fsp.writeFile(path.join(dir, 'tree/hard1'), 'h\n');
+  await fsp.link(path.join(dir, 'tree/hard1'), path.join(dir, 'tree/hard2'));
+  const r = await fx.build(dir, { noCache: true });
+  const sum = (f: string) => execFileSync('md5sum', [path.join(dir, 'tree', f)], { encoding: 'utf8' }).split(' ')[0];
+  const expected = 'big.bin 600 7:8 204800 regular file\nrun.sh 755 7:8 10 regular file\nsub 755 7:8 4096 directory\nsub/small.txt 644 7:8 2 regular file\n'
+    + `hard1 644 7:8 2 regular file\nhard2 644 7:8 2 regular file\nempty 700 7:8 4096 directory\nln 777 7:8 13 symbolic link\nsub/small.txt\n${sum('big.bin')}\n${sum('hard2')}\n`;
+  assert.ok(r.log.includes(`== /new/tree\n${expected}== /etc\n${expected}`), r.log);
+  // The upper dir's copy, as the layer holds it.
+  const blob = path.join(fx.root, 'blobs', 'sha256', r.layers[r.layers.length - 3]!.digest.slice('sha256:'.length));
+  const listing = execFileSync('tar', ['-tvzf', blob, '--numeric-owner'], { encoding: 'utf8' });
+  assert.match(listing, /^-rw------- 7\/8 +204800 .* new\/tree\/big\.bin$/m, listing);
+  assert.match(listing, /^-rwxr-xr-x 7\/8 +10 .* new\/tree\/run\.sh$/m, listing);
+  assert.match(listing, /^drwx------ 7\/8 +0 .* new\/tree\/empty\/$/m, listing);
+  assert.match(listing, /^lrwxrwxrwx 7\/8 .* new\/tree\/ln -> sub\/small\.txt$/m, listing);
+});
