@@ -5,7 +5,7 @@
 import { promises as fsp, lstatSync, copyFileSync, lchownSync, chmodSync, utimesSync, mkdirSync, rmSync, symlinkSync, readlinkSync, constants as fsConstants } from 'node:fs';
 import { Readable } from 'node:stream';
 import path from 'node:path';
-import { resolveInRoot } from '../runtime/rootfs-path.js';
+import { resolveInRoot, resolveInRootSync } from '../runtime/rootfs-path.js';
 import { decompress, openWithExternalDecompressor, peekStream } from '../layer/compression.js';
 import { UserError } from '../util/errors.js';
 import { lstatSyncOrUndefined } from '../util/fs.js';
@@ -67,6 +67,7 @@ export async function copyEntries(tree: SourceTree, entries: SourceEntry[], root
       const endCopy = span(upper ? 'copy.tree-into-upper' : 'copy.tree');
       const files = new FileCopies();
       const parents: ParentCache = new Map();
+      const resolvedParents = new Map<string, string>();
       try {
         for await (const child of tree.walk(e)) {
           const rel = path.posix.relative(e.rel === '.' ? '' : e.rel, child.rel);
@@ -77,8 +78,9 @@ export async function copyEntries(tree: SourceTree, entries: SourceEntry[], root
           // Into the upper dir every entry is made on this thread, large files too: there the
           // copy_file_range of a file is page-cache work that does not wait on the disk, and the
           // four round trips a large file made through the thread pool each waited for a CPU
-          // beside the snapshot worker's start (the 40 MB context: 93 -> 61 ms, `cp -a` 20-30).
-          if (upper) await copyOne(root, child, inner, opts, parents, true);
+          // beside the snapshot worker's start (the 40 MB context: 93 -> 61 ms, `cp -a` 20-30),
+          // as did the lstats resolving each directory.
+          if (upper) copyOneSync(root, child, inner, opts, resolvedParents);
           else if (child.stat.isFile()) await files.add(() => copyOne(root, child, inner, opts, parents));
           else await copyOne(root, child, inner, opts, parents);
         }
@@ -176,8 +178,7 @@ type ParentCache = Map<string, Promise<string>>;
 /** Files up to this size are copied with synchronous calls (larger ones wait on the disk). */
 const SMALL_FILE = 64 * 1024;
 
-/** `sync`: the entry is made with synchronous calls (copyOneSync), whatever its size. */
-async function copyOne(rootfs: string, e: SourceEntry, inner: string, opts: CopyOptions, parents?: ParentCache, sync = false): Promise<void> {
+async function copyOne(rootfs: string, e: SourceEntry, inner: string, opts: CopyOptions, parents?: ParentCache): Promise<void> {
   const parentInner = path.posix.dirname(inner);
   let resolving = parents?.get(parentInner);
   if (!resolving) {
@@ -189,7 +190,6 @@ async function copyOne(rootfs: string, e: SourceEntry, inner: string, opts: Copy
   // One lstat: synchronous, as the small files' copy below (a thread-pool round trip per file
   // waited for a CPU on a busy host, the larger part of a tree of small files' copy).
   const existing = lstatSyncOrUndefined(target);
-  if (sync) { copyOneSync(e, target, existing, opts); return; }
   const st = e.stat;
   if (st.isDirectory()) {
     if (existing && !existing.isDirectory()) await fsp.rm(target, { force: true });
@@ -216,8 +216,19 @@ async function copyOne(rootfs: string, e: SourceEntry, inner: string, opts: Copy
   // Sockets, fifos and devices in a build context are skipped, like Docker.
 }
 
-/** copyOne's steps for one entry, in the same order, as synchronous calls. */
-function copyOneSync(e: SourceEntry, target: string, existing: ReturnType<typeof lstatSyncOrUndefined>, opts: CopyOptions): void {
+/**
+ * copyOne's steps for one entry of a tree, in the same order, as synchronous calls whatever the
+ * entry's size; `parents` as copyOne's ParentCache, by the same argument.
+ */
+function copyOneSync(rootfs: string, e: SourceEntry, inner: string, opts: CopyOptions, parents: Map<string, string>): void {
+  const parentInner = path.posix.dirname(inner);
+  let parentHost = parents.get(parentInner);
+  if (parentHost === undefined) {
+    parentHost = resolveInRootSync(rootfs, parentInner);
+    parents.set(parentInner, parentHost);
+  }
+  const target = path.join(parentHost, path.posix.basename(inner));
+  const existing = lstatSyncOrUndefined(target);
   const st = e.stat;
   if (st.isDirectory()) {
     if (existing && !existing.isDirectory()) rmSync(target, { force: true });

@@ -1,7 +1,7 @@
 // Resolves a path inside a container rootfs the way the kernel would after chroot(rootfs):
 // symlinks are followed but absolute targets and ".." are re-anchored at the rootfs, so reading
 // an image's /etc/passwd (or copying files out with `cp`) can never escape to the host.
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, lstatSync, readlinkSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../util/errors.js';
 
@@ -12,6 +12,40 @@ const MAX_LINKS = 40;
  * allowed (the result names where they would be created); a symlink loop is an error.
  */
 export async function resolveInRoot(root: string, inner: string): Promise<string> {
+  const steps = resolveSteps(root, inner);
+  let r = steps.next();
+  while (!r.done) {
+    const q = r.value;
+    let answer: Answer;
+    if (q.op === 'lstat') answer = await fsp.lstat(q.path).then((st) => st, () => undefined);
+    else answer = await fsp.readlink(q.path);
+    r = steps.next(answer);
+  }
+  return r.value;
+}
+
+/** resolveInRoot with synchronous calls (a tree copied on the calling thread, copy.ts). */
+export function resolveInRootSync(root: string, inner: string): string {
+  const steps = resolveSteps(root, inner);
+  let r = steps.next();
+  while (!r.done) {
+    const q = r.value;
+    let answer: Answer;
+    if (q.op === 'lstat') { try { answer = lstatSync(q.path); } catch { answer = undefined; } } else answer = readlinkSync(q.path);
+    r = steps.next(answer);
+  }
+  return r.value;
+}
+
+/** What resolveSteps asks of the file system, and the answers it is given. */
+type Question = { op: 'lstat' | 'readlink'; path: string };
+type Answer = Stats | undefined | string;
+
+/**
+ * The resolution itself, one question at a time (an lstat, undefined when it failed, or a
+ * readlink), so the async and the sync resolver share it.
+ */
+function* resolveSteps(root: string, inner: string): Generator<Question, string, Answer> {
   const pending = inner.split('/').filter((c) => c && c !== '.');
   const resolved: string[] = [];
   let links = 0;
@@ -19,11 +53,11 @@ export async function resolveInRoot(root: string, inner: string): Promise<string
     const comp = pending.shift()!;
     if (comp === '..') { resolved.pop(); continue; }
     const candidate = path.join(root, ...resolved, comp);
-    let st;
-    try { st = await fsp.lstat(candidate); } catch { resolved.push(comp, ...pending.filter((c) => c !== '.')); return normalise(root, resolved); }
+    const st = (yield { op: 'lstat', path: candidate }) as Stats | undefined;
+    if (!st) { resolved.push(comp, ...pending.filter((c) => c !== '.')); return normalise(root, resolved); }
     if (st.isSymbolicLink()) {
       if (++links > MAX_LINKS) throw new UserError(`too many levels of symbolic links resolving ${inner} in the container`);
-      const target = await fsp.readlink(candidate);
+      const target = (yield { op: 'readlink', path: candidate }) as string;
       if (target.startsWith('/')) resolved.length = 0;
       pending.unshift(...target.split('/').filter((c) => c && c !== '.'));
       continue;
