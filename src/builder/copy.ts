@@ -2,7 +2,7 @@
 // semantics (src/runtime resolveInRoot), so a symlink in the image can never redirect a write to
 // the host; existing entries are unlinked before files are created, so no write goes through a
 // symlink either. ADD's local archives go through the foundation's checked extractor.
-import { promises as fsp, lstatSync, copyFileSync, lchownSync, chmodSync, utimesSync, mkdirSync, rmSync, symlinkSync, readlinkSync, constants as fsConstants } from 'node:fs';
+import { promises as fsp, lstatSync, copyFileSync, lchownSync, chmodSync, utimesSync, mkdirSync, rmSync, symlinkSync, readlinkSync, statSync, chownSync, constants as fsConstants, type Stats } from 'node:fs';
 import { Readable } from 'node:stream';
 import path from 'node:path';
 import { resolveInRoot, resolveInRootSync } from '../runtime/rootfs-path.js';
@@ -49,16 +49,18 @@ export async function copyEntries(tree: SourceTree, entries: SourceEntry[], root
   if (entries.length > 1 && !trailing) {
     throw new UserError(`${opts.instruction} failed: when using ${opts.instruction} with more than one source file, the destination must be a directory and end with a /`);
   }
-  const destHost = await resolveInRoot(rootfs, dest);
-  const destStat = await fsp.stat(destHost).catch(() => undefined);
-  const destIsDir = trailing || (destStat?.isDirectory() ?? false);
+  // The destination's checks and directories are made with synchronous calls: a few metadata
+  // syscalls of microseconds each, where each round trip waited for a CPU beside the snapshot
+  // worker's start.
+  const destHost = resolveInRootSync(rootfs, dest);
+  const destIsDir = trailing || (statSyncOrUndefined(destHost)?.isDirectory() ?? false);
   for (const e of entries) {
     if (opts.exclude?.matches(path.posix.basename(e.rel)) && !e.stat.isDirectory()) continue;
     if (e.stat.isDirectory()) {
       const base = opts.parents && e.rel !== '.' ? path.posix.join(dest, e.rel) : dest;
-      await mkdirInRoot(rootfs, base, opts);
-      const dirHost = await resolveInRoot(rootfs, base);
-      if (opts.chmod !== undefined || base !== '/') await setMeta(dirHost, e.stat, opts, false);
+      mkdirInRootSync(rootfs, base, opts);
+      const dirHost = resolveInRootSync(rootfs, base);
+      if (opts.chmod !== undefined || base !== '/') setMetaSync(dirHost, e.stat, opts, false);
       // A directory no lower layer has is the upper dir's alone: its tree is written there, at
       // the path `base` resolved to (its symlinks are the merged view's, not the upper dir's).
       const upper = entries.length === 1 && opts.overlay && upperOnlyDir(rootfs, dirHost, opts.overlay) ? opts.overlay.upper : undefined;
@@ -152,18 +154,28 @@ function upperOnlyDir(rootfs: string, hostDir: string, overlay: { upper: string;
 
 /** Creates a directory (and missing parents) inside the rootfs, owned by the COPY's owner. */
 export async function mkdirInRoot(rootfs: string, inner: string, opts: { uid: number; gid: number }): Promise<void> {
-  const host = await resolveInRoot(rootfs, inner);
-  const st = await fsp.stat(host).catch(() => undefined);
+  mkdirInRootSync(rootfs, inner, opts);
+}
+
+/** mkdirInRoot with synchronous calls (a handful of metadata syscalls). */
+export function mkdirInRootSync(rootfs: string, inner: string, opts: { uid: number; gid: number }): void {
+  const host = resolveInRootSync(rootfs, inner);
+  const st = statSyncOrUndefined(host);
   if (st?.isDirectory()) return;
   if (st) throw new UserError(`cannot create directory ${inner}: a file with that name exists in the image`);
-  const first = await fsp.mkdir(host, { recursive: true, mode: 0o755 });
+  const first = mkdirSync(host, { recursive: true, mode: 0o755 });
   if (first) {
     // Chown what was created, from the first new component down.
     let p = host;
     const created: string[] = [];
     while (p.length >= first.length) { created.push(p); p = path.dirname(p); }
-    for (const c of created) await fsp.chown(c, opts.uid, opts.gid);
+    for (const c of created) chownSync(c, opts.uid, opts.gid);
   }
+}
+
+/** stat, or undefined for any failure (as the async calls' `.catch(() => undefined)`). */
+function statSyncOrUndefined(p: string): Stats | undefined {
+  try { return statSync(p); } catch { return undefined; }
 }
 
 /**
