@@ -24,12 +24,15 @@ const PROBE = 8 * 1024;
 const STORED_MAX = 0xffff;
 
 /**
- * True when the block's samples, together, shrink by less than 3% at level 1: random or already
+ * True when the block's samples, together, shrink by less than 10% at level 1: random or already
  * compressed data (archives, images, media). Such blocks are written as stored deflate blocks,
- * which costs a copy instead of ~40 ms of CPU per MiB and loses under 0.01% in size. The samples
- * count together, not one by one: a layer of compressed files has a tar header (512 bytes, mostly
+ * which costs a copy instead of 20-40 ms of CPU per MiB; what they lose, under 100 KiB per MiB,
+ * takes less time to send at 50 Mbit/s than the deflate would have taken. The samples count
+ * together, not one by one: a layer of compressed files has a tar header (512 bytes, mostly
  * zeros) every few samples, and that alone must not send the whole MiB through deflate. The
- * decision depends only on the bytes, so the output stays deterministic.
+ * first block of a tree's tar starts with a run of them (the directories', then the first
+ * file's): three in the first sample made a 1 MiB block of random files shrink by 4% there.
+ * The decision depends only on the bytes, so the output stays deterministic.
  */
 async function incompressible(block: Buffer): Promise<boolean> {
   const samples = probeSamples(block);
@@ -54,7 +57,7 @@ function probeSamples(block: Buffer): Buffer | undefined {
 }
 
 function shrinksTooLittle(samples: Buffer, deflated: Buffer): boolean {
-  return deflated.length >= samples.length * 0.97;
+  return deflated.length >= samples.length * 0.9;
 }
 
 /**
