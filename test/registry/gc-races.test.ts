@@ -133,6 +133,27 @@ describe('gc racing pushes (in-process)', () => {
     process.stdout.write(`# in-process: ${accepted.length} manifests accepted, ${restored} blobs put back by the sweep\n`);
   });
 
+  test('a link written while gc removes its emptied directory is written (the race CI hit: ENOENT from mkdir, a 500 to the push)', async () => {
+    // gc's deleteEmptyDir of a layer link directory beside a push's putContent of a link into
+    // it: the directory can go between the write's mkdir and its temp file. 400 rounds, each
+    // with two rmdirs (two gc passes) at a different moment of the write; every write must land.
+    const root = tempDir('drydock-gc-rmdir-race-');
+    const driver = new FilesystemDriver(root);
+    let failed = 0;
+    for (let i = 0; i < 400; i++) {
+      const dir = `/docker/registry/v2/repositories/r/_layers/sha256/${sha256(Buffer.from(String(i))).slice(7)}`;
+      const removals = (async () => {
+        for (let k = 0; k < i % 6; k++) await new Promise<void>((r) => setImmediate(r));
+        await driver.deleteEmptyDir(dir);
+        await driver.deleteEmptyDir(dir);
+      })();
+      const put = driver.putContent(`${dir}/link`, `sha256:${i}`).catch((e: Error) => { if (!failed++) process.stdout.write(`# first failure: ${e.message}\n`); });
+      await Promise.all([removals, put]);
+      if (!failed) assert.equal(await fsp.readFile(path.join(root, dir, 'link'), 'utf8'), `sha256:${i}`);
+    }
+    assert.equal(failed, 0, `${failed} of 400 link writes failed`);
+  });
+
   test('a link a push writes while gc holds the old one aside is kept: gc removes only what it held', async () => {
     const root = tempDir('drydock-gc-fresh-link-');
     const reg = await startRegistry({ root, config: { storage: { cache: { ttl: '0s' } } } as never });

@@ -18,6 +18,9 @@ export interface FilesystemDriverOptions {
   fsync?: boolean;
 }
 
+/** Writes of one file tried before an ENOENT (its directory removed meanwhile by gc) is reported. */
+const PUT_ATTEMPTS = 5;
+
 export class FilesystemDriver implements StorageDriver {
   readonly name = 'filesystem';
   private readonly fsync: boolean;
@@ -40,6 +43,20 @@ export class FilesystemDriver implements StorageDriver {
 
   async putContent(p: string, content: Buffer | string, opts: { sync?: boolean } = {}): Promise<void> {
     const full = this.full(p);
+    // gc removes a layer link's directory once it has emptied it (deleteEmptyDir), and a push
+    // that links the same blob meanwhile can find that directory gone between its mkdir and
+    // its temp file or rename (ENOENT): it writes again, into a directory made anew. rmdir
+    // only takes an empty directory, so a link already written is never lost this way.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.putContentOnce(full, content, opts);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= PUT_ATTEMPTS) throw e;
+      }
+    }
+  }
+
+  private async putContentOnce(full: string, content: Buffer | string, opts: { sync?: boolean }): Promise<void> {
     if (opts.sync !== false && this.fsync) return writeFileAtomic(full, content);
     await fsp.mkdir(path.dirname(full), { recursive: true });
     const tmp = tempName(full);
