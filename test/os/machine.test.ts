@@ -9,12 +9,16 @@
 //     script runs `drydock os rollback`.
 //  3. v1 runs again, with v1's command.
 //  4. v3 (a bigger new layer) was pushed; the startup script's upgrade is under way when QEMU
-//     is SIGKILLed.
+//     is SIGKILLed: the guest reaches the registry through a proxy that holds v3's new layer
+//     half sent, and QEMU is killed once it does (a kill on a timer raced the download: on a
+//     fast run the upgrade had staged v3 before it).
 //  5. v1 runs: the deployment booted before the kill, with state.json intact.
 // /var (a boot counter) and the top layer (/etc/top.txt) are the same machine's in all three.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { requireRoot, requireTool, runCli, tempDir } from '../helpers/env.js';
@@ -25,7 +29,45 @@ import { bundleRuntime } from '../../src/os/index.js';
 import { busyboxTree, ociLayout, pushWithSkopeo, statusOf, tarLayer, writeTree } from './fixture-image.js';
 
 let serve: ServeProcess | undefined;
-after(async () => { await serve?.stop(); });
+let proxy: StallingProxy | undefined;
+after(async () => { proxy?.close(); await serve?.stop(); });
+
+interface StallingProxy {
+  port: number;
+  /** From now on, a GET of this blob gets its headers and half its body, then nothing; resolves when one has. */
+  stallOn(digest: string): Promise<void>;
+  close(): void;
+}
+
+/** A plain HTTP proxy to `upstream` on 127.0.0.1 (the guest's way to the registry), which can hold one blob half sent. */
+async function stallingProxy(upstream: string): Promise<StallingProxy> {
+  const target = new URL(upstream);
+  let stall: { digest: string; reached: () => void } | undefined;
+  const server = http.createServer((req, res) => {
+    const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
+      res.writeHead(upRes.statusCode!, upRes.headers);
+      const held = stall && req.method === 'GET' && req.url?.endsWith(`/blobs/${stall.digest}`) ? stall : undefined;
+      if (!held) { upRes.pipe(res); return; }
+      const half = Math.floor(Number(upRes.headers['content-length']) / 2);
+      let sent = 0;
+      upRes.on('data', (chunk: Buffer) => {
+        if (sent >= half) return;
+        const part = chunk.subarray(0, half - sent);
+        res.write(part);
+        sent += part.length;
+        if (sent >= half) { upRes.destroy(); held.reached(); }
+      });
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    stallOn: (digest) => new Promise<void>((reached) => { stall = { digest, reached }; }),
+    close: () => { server.closeAllConnections(); server.close(); },
+  };
+}
 
 const STARTUP = `#!/bin/sh
 n=$(( $(cat /var/lib/boots 2>/dev/null || echo 0) + 1 )); mkdir -p /var/lib; echo $n > /var/lib/boots
@@ -49,7 +91,8 @@ test('boots of one disk: upgrade to v2 in boot 1, rollback in boot 2, v1 in boot
   serve = await startServe(['--root', path.join(dir, 'registry'), '--addr', '127.0.0.1:0', '--access-log-format', 'combined']);
   const port = new URL(serve.url).port;
   const host = `127.0.0.1:${port}`;
-  const guestRef = `10.0.2.2:${port}/os/app:stable`;
+  proxy = await stallingProxy(serve.url);
+  const guestRef = `10.0.2.2:${proxy.port}/os/app:stable`;
 
   // v1 and v2: the same busybox base layer, a top layer that says which version it is.
   const base = tarLayer(busyboxTree(writeTree(path.join(dir, 'base'), { 'etc/hostname': 'app\n' })), path.join(dir, 'base.tgz'), 'gzip');
@@ -67,7 +110,7 @@ test('boots of one disk: upgrade to v2 in boot 1, rollback in boot 2, v1 in boot
   const bundle = await bundleRuntime(path.join(top, '.drydock/drydock'), { layerFormat: 'erofs' });
   writeFileSync(path.join(dir, 'startup.sh'), STARTUP);
   const disk = path.join(dir, 'disk.img');
-  const made = await runCli(['disk', `${host}/os/app:stable`, '-o', disk, '--kernel', kernel, '--updates-from', guestRef, '--insecure-registry', `10.0.2.2:${port}`,
+  const made = await runCli(['disk', `${host}/os/app:stable`, '-o', disk, '--kernel', kernel, '--updates-from', guestRef, '--insecure-registry', `10.0.2.2:${proxy.port}`,
     '--startup-script', path.join(dir, 'startup.sh'), '--top-layer', top, '--boot-deadline', '1200', '--layer-format', 'erofs', '-q'], { root: store, timeoutMs: 600_000 });
   assert.equal(made.code, 0, made.stderr);
   pushWithSkopeo(v2, `${host}/os/app:stable`);
@@ -110,8 +153,9 @@ test('boots of one disk: upgrade to v2 in boot 1, rollback in boot 2, v1 in boot
   // 4 and 5: SIGKILL of QEMU while the machine downloads and converts v3's new layer.
   const v3 = ociLayout(path.join(dir, 'oci3'), 'v3', [base, tarLayer(writeTree(path.join(dir, 'v3'), { 'etc/version': 'v3\n', 'opt/big': randomBytes(3 << 20).toString('hex') }), path.join(dir, 'v3.tgz'), 'gzip')], cmd('v3'));
   pushWithSkopeo(v3, `${host}/os/app:stable`);
-  // Killed 2 s after the base layer was found present: while v3's new layer is fetched and converted.
-  const b4 = await bootVm(qemu, { until: /MACHINE boot=4[\s\S]*Already exists/, timeoutMs: 900_000, memory: 1024, whileRunning: () => new Promise((r) => setTimeout(r, 2000)) });
+  // Killed while v3's new layer is half downloaded (the proxy holds the rest back).
+  const stalled = proxy.stallOn(v3.layers[1]!.digest);
+  const b4 = await bootVm(qemu, { until: /MACHINE boot=4/, timeoutMs: 900_000, memory: 1024, whileRunning: () => stalled });
   assert.match(b4.console, /MACHINE boot=4 version=v1/);
   assert.doesNotMatch(b4.console, /UPGRADE-EXIT/);
   const b5 = await bootVm(qemu, { until: /STATUS-END/, timeoutMs: 900_000, memory: 1024 });
