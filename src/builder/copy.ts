@@ -5,7 +5,7 @@
 import { promises as fsp, lstatSync, copyFileSync, lchownSync, chmodSync, utimesSync, constants as fsConstants } from 'node:fs';
 import { Readable } from 'node:stream';
 import path from 'node:path';
-import { resolveInRoot } from '../runtime/rootfs-path.js';
+import { mkdirInRootSync, resolveInRoot } from '../runtime/rootfs-path.js';
 import { decompress, openWithExternalDecompressor, peekStream } from '../layer/compression.js';
 import { UserError } from '../util/errors.js';
 import { lstatSyncOrUndefined } from '../util/fs.js';
@@ -145,18 +145,7 @@ function upperOnlyDir(rootfs: string, hostDir: string, overlay: { upper: string;
 
 /** Creates a directory (and missing parents) inside the rootfs, owned by the COPY's owner. */
 export async function mkdirInRoot(rootfs: string, inner: string, opts: { uid: number; gid: number }): Promise<void> {
-  const host = await resolveInRoot(rootfs, inner);
-  const st = await fsp.stat(host).catch(() => undefined);
-  if (st?.isDirectory()) return;
-  if (st) throw new UserError(`cannot create directory ${inner}: a file with that name exists in the image`);
-  const first = await fsp.mkdir(host, { recursive: true, mode: 0o755 });
-  if (first) {
-    // Chown what was created, from the first new component down.
-    let p = host;
-    const created: string[] = [];
-    while (p.length >= first.length) { created.push(p); p = path.dirname(p); }
-    for (const c of created) await fsp.chown(c, opts.uid, opts.gid);
-  }
+  mkdirInRootSync(rootfs, inner, opts);
 }
 
 /**
