@@ -5,7 +5,7 @@
 import { promises as fsp, lstatSync, copyFileSync, lchownSync, chmodSync, utimesSync, mkdirSync, rmSync, symlinkSync, readlinkSync, statSync, chownSync, constants as fsConstants, type Stats } from 'node:fs';
 import { Readable } from 'node:stream';
 import path from 'node:path';
-import { resolveInRoot, resolveInRootSync } from '../runtime/rootfs-path.js';
+import { mkdirInRootSync, resolveInRoot, resolveInRootSync } from '../runtime/rootfs-path.js';
 import { decompress, openWithExternalDecompressor, peekStream } from '../layer/compression.js';
 import { UserError } from '../util/errors.js';
 import { lstatSyncOrUndefined } from '../util/fs.js';
@@ -161,22 +161,6 @@ function upperOnlyDir(rootfs: string, hostDir: string, overlay: { upper: string;
 /** Creates a directory (and missing parents) inside the rootfs, owned by the COPY's owner. */
 export async function mkdirInRoot(rootfs: string, inner: string, opts: { uid: number; gid: number }): Promise<void> {
   mkdirInRootSync(rootfs, inner, opts);
-}
-
-/** mkdirInRoot with synchronous calls (a handful of metadata syscalls). */
-export function mkdirInRootSync(rootfs: string, inner: string, opts: { uid: number; gid: number }): void {
-  const host = resolveInRootSync(rootfs, inner);
-  const st = statSyncOrUndefined(host);
-  if (st?.isDirectory()) return;
-  if (st) throw new UserError(`cannot create directory ${inner}: a file with that name exists in the image`);
-  const first = mkdirSync(host, { recursive: true, mode: 0o755 });
-  if (first) {
-    // Chown what was created, from the first new component down.
-    let p = host;
-    const created: string[] = [];
-    while (p.length >= first.length) { created.push(p); p = path.dirname(p); }
-    for (const c of created) chownSync(c, opts.uid, opts.gid);
-  }
 }
 
 /** stat, or undefined for any failure (as the async calls' `.catch(() => undefined)`). */

@@ -40,7 +40,7 @@ export type { LowerLayer };
 
 /** The overlay lower dirs of `layers`, bottom to top, unpacking the ones not cached yet. */
 export async function lowerDirs(s: BuildSession, layers: LowerLayer[]): Promise<string[]> {
-  const { ensureLayersUnpacked } = await import('../runtime/index.js');
+  const { ensureLayersUnpacked } = await import('../runtime/layers.js');
   const byId = layers.filter((l): l is BuildLayer => !l.dir && l.diffID !== undefined);
   await fetchRemoteLayers(s, byId);
   const unpacked = await ensureLayersUnpacked(s.store, byId.map(layerRef));
@@ -56,7 +56,10 @@ export async function withRootfs(
   s: BuildSession, layers: LowerLayer[], x: Omit<ExecContext, 'rootfs' | 'lowers' | 'upper' | 'workDir' | 'defer'>,
   fn: (x: ExecContext) => Promise<void>,
 ): Promise<StepSnapshot> {
-  const { mountRootfs, adoptUnpackedLayerSync, createOwnedDir, clearOwnedDir, scratchRoot } = await import('../runtime/index.js');
+  // The runtime's modules a step uses, not its index (the container lifecycle, cp, volumes, ports).
+  const [{ mountRootfs }, { adoptUnpackedLayerSync }, { createOwnedDir, clearOwnedDir, scratchRoot }] = await Promise.all([
+    import('../runtime/overlay.js'), import('../runtime/layers.js'), import('../runtime/orphans.js'),
+  ]);
   const lowers = await traced('step.unpack-lowers', () => lowerDirs(s, layers));
   const workDir = path.join(scratchRoot(s.store.root), `step-${process.pid}-${randomBytes(6).toString('hex')}`);
   // Owned by this process: if it is killed, the next build, run or gc sweeps mounts and container.
@@ -225,7 +228,7 @@ export async function snapshotDiffID(dir: string): Promise<{ diffID: string; siz
  * is tarred again, compressed into the store, and must hash to the same diffID.
  */
 export async function compressSnapshot(store: ContentStore, diffID: string, compression?: Compression): Promise<CachedLayer> {
-  const { unpackedLayerDir } = await import('../runtime/index.js');
+  const { unpackedLayerDir } = await import('../runtime/layers.js');
   const { createLayer } = await import('../layer/create.js');
   const info = await createLayer(store, { dir: unpackedLayerDir(store, diffID) }, { overlayUpper: true, compression });
   if (info.diffID !== diffID) {
@@ -250,7 +253,7 @@ export async function treeFor(s: BuildSession, x: ExecContext, inst: Instruction
     });
     label = `image ${from}`;
   }
-  const { mountRootfs } = await import('../runtime/index.js');
+  const { mountRootfs } = await import('../runtime/overlay.js');
   const lowers = await lowerDirs(s, layers);
   const m = await mountRootfs({ lowerDirs: lowers, workDir: path.join(x.workDir, `from-${randomBytes(4).toString('hex')}`), volatile: true });
   x.defer(() => m.unmount());

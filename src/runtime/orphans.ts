@@ -3,7 +3,7 @@
 // owner (pid + the process's start time from /proc/PID/stat, which a reused pid does not share)
 // and the runc containers it starts; the next build, run or gc sweeps the directories whose
 // owner is gone: kill and delete the containers, unmount what is mounted beneath, remove.
-import { promises as fsp, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { promises as fsp, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync, type Dirent } from 'node:fs';
 import path from 'node:path';
 import { defaultRoot } from '../store/content-store.js';
 import { processStartTime } from './containers.js';
@@ -37,9 +37,24 @@ export async function createOwnedDir(dir: string): Promise<void> {
  * bulk of a dir whose owner is about to remove it, while the record still claims it. Never fails.
  */
 export async function clearOwnedDir(dir: string, keep: string[] = []): Promise<void> {
-  let names: string[];
-  try { names = readdirSync(dir); } catch { return; }
-  await Promise.all(names.filter((n) => n !== OWNER_FILE && !keep.includes(n)).map((n) => fsp.rm(path.join(dir, n), { recursive: true, force: true }).catch(() => {})));
+  let entries: Dirent[];
+  try { entries = readdirSync(dir, { withFileTypes: true }); } catch { return; }
+  await Promise.all(entries.filter((e) => e.name !== OWNER_FILE && !keep.includes(e.name)).map((e) => removeEntry(path.join(dir, e.name), e).catch(() => {})));
+}
+
+/**
+ * Removes a directory entry and, for a directory, everything below it; a symlink is removed,
+ * never followed (the Dirent's type is the entry's own, as lstat's). The tree is listed with
+ * synchronous readdirs (microseconds, no journal), and only the unlinks and rmdirs go to the
+ * thread pool, a directory's entries at once: a scratch dir's deepest chain (the overlay's work
+ * dir, five levels) is five round trips, where fs.rm's lstat, failed rmdir and readdir per level
+ * made it ~17, each queued behind the fsyncs a build's export runs meanwhile.
+ */
+async function removeEntry(p: string, entry: Dirent): Promise<void> {
+  if (!entry.isDirectory()) return fsp.unlink(p);
+  const entries = readdirSync(p, { withFileTypes: true });
+  await Promise.all(entries.map((e) => removeEntry(path.join(p, e.name), e)));
+  await fsp.rmdir(p);
 }
 
 /** Records one more runc container started from `dir` (before it is started). */

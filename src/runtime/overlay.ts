@@ -8,7 +8,9 @@ import path from 'node:path';
 import { UserError } from '../util/errors.js';
 import { mountSyscall, umountSyscall, MNT_DETACH } from './mount-syscall.js';
 
-const run = promisify(execFile);
+// Made on first use: promisify reads execFile, which loads node:child_process (a millisecond a
+// build, which mounts with mount(2), does not need).
+const run = (file: string, args: string[], opts: { cwd: string }) => promisify(execFile)(file, args, opts);
 
 export interface MountedRootfs {
   /** The merged view: the container's root filesystem. */

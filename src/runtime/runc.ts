@@ -2,7 +2,7 @@
 // separate stores never see each other's containers. `--runtime` may name another OCI runtime
 // with runc's CLI (crun, youki).
 import { spawn, execFile, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,7 +12,6 @@ import { UserError } from '../util/errors.js';
 import type { OciSpec } from './spec.js';
 import type { PipedChild } from './posix-spawn.js';
 import { span, traced } from '../util/trace.js';
-import { allSettledOrThrow } from '../util/concurrency.js';
 
 // Promisified on each call, not at load: reading `execFile` loads child_process (the CLI bundle
 // makes built-ins lazy, scripts/bundle-cli.mjs), which `drydock ps` without running containers never needs.
@@ -33,10 +32,15 @@ function base(o: RuncOptions = {}): { bin: string; args: string[] } {
   return { bin: o.runtime ?? 'runc', args: ['--root', o.stateRoot ?? runcStateRoot()] };
 }
 
-export async function writeBundle(bundleDir: string, spec: OciSpec): Promise<void> {
-  await fsp.mkdir(bundleDir, { recursive: true });
+/**
+ * The bundle's config.json, and no log or pid file of an earlier start (a restarted container
+ * reuses its bundle): a few synchronous calls, on the way to the runc start that waits for them.
+ */
+export function writeBundle(bundleDir: string, spec: OciSpec, stale: (string | undefined)[] = []): void {
+  mkdirSync(bundleDir, { recursive: true });
   // The bundle is rewritten on every start; runc reads it once, so no fsync is needed.
-  await fsp.writeFile(path.join(bundleDir, 'config.json'), JSON.stringify(spec));
+  writeFileSync(path.join(bundleDir, 'config.json'), JSON.stringify(spec));
+  for (const file of stale) if (file) rmSync(file, { force: true });
 }
 
 export interface RunResult {
@@ -68,10 +72,9 @@ export interface RuncRunHandle {
 export async function startRuncRun(o: RuncOptions & { id: string; bundleDir: string; spec: OciSpec; stdio: StdioOptions; pidFile?: string; architecture?: string; ptyWrapper?: boolean }): Promise<RuncRunHandle> {
   const { bin, args } = base(o);
   const logFile = path.join(o.bundleDir, 'runc.log');
-  // The bundle, and no log or pid file of an earlier start (a restarted container reuses its bundle).
-  await traced('runc.write-bundle', () => allSettledOrThrow([
-    writeBundle(o.bundleDir, o.spec), fsp.rm(logFile, { force: true }), o.pidFile ? fsp.rm(o.pidFile, { force: true }) : undefined,
-  ] as const));
+  const endBundle = span('runc.write-bundle');
+  writeBundle(o.bundleDir, o.spec, [logFile, o.pidFile]);
+  endBundle();
   const argv = [bin, ...args, '--log', logFile, '--log-format', 'json', 'run', '--bundle', o.bundleDir, ...(o.pidFile ? ['--pid-file', o.pidFile] : []), o.id];
   // A terminal container without a terminal of ours (the detached monitor): util-linux `script`
   // gives runc a pseudo-terminal and copies its output to our pipe, which becomes the log.
@@ -126,7 +129,9 @@ async function runPiped(o: RunOnceOptions, io: { stdout: Writable; stderr: Writa
   const { spawnPiped } = await import('./posix-spawn.js');
   const { bin, args } = base(o);
   const logFile = path.join(o.bundleDir, 'runc.log');
-  await traced('runc.write-bundle', () => allSettledOrThrow([writeBundle(o.bundleDir, o.spec), fsp.rm(logFile, { force: true })] as const));
+  const endBundle = span('runc.write-bundle');
+  writeBundle(o.bundleDir, o.spec, [logFile]);
+  endBundle();
   let child: PipedChild;
   const endSpawn = span('runc.spawn');
   try {

@@ -1,6 +1,6 @@
 // OCI runtime spec generation with Docker's defaults (mounts, masked paths, capabilities,
 // no-new-privileges). One generator serves `drydock run` and the builder's RUN.
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { resolveUser } from './user.js';
 import { DEFAULT_CAPABILITIES, allCapabilities } from './capabilities.js';
@@ -124,10 +124,11 @@ export function withDefaultPath(env: string[]): string[] {
 
 export async function createRuntimeSpec(opts: RuntimeSpecOptions): Promise<OciSpec> {
   const caps = opts.privileged ? allCapabilities() : opts.capabilities ?? DEFAULT_CAPABILITIES;
-  // The rootfs's passwd and group, the host files and the seccomp profile are independent reads
-  // and writes: issued together, a RUN step waits for one round of them, not ten in a row.
+  // The rootfs's passwd and group, the host files and the seccomp profile: a dozen small reads
+  // and writes, made with synchronous calls (each a few microseconds) rather than thread-pool
+  // round trips that a RUN step would wait for, one after another, before its container starts.
   const hostnameP = opts.hostname !== undefined ? Promise.resolve(opts.hostname)
-    : opts.network === 'host' ? fsp.readFile('/etc/hostname', 'utf8').then((h) => h.trim(), () => 'localhost') : Promise.resolve('drydock');
+    : opts.network === 'host' ? Promise.resolve(readTextOr('/etc/hostname', 'localhost\n').trim()) : Promise.resolve('drydock');
   const hostFilesP = hostnameP.then((h) => writeHostFiles(opts.hostFilesDir ?? path.join(path.dirname(opts.rootfs), 'hostfiles'), h, opts));
   // The profile's capability conditions are resolved against the final bounding set.
   const seccompP = opts.privileged ? Promise.resolve(undefined) : seccompFor(opts.seccomp, caps);
@@ -227,17 +228,13 @@ export async function hostDevices(dir = '/dev'): Promise<OciDevice[]> {
   return out;
 }
 
-async function writeHostFiles(dir: string, hostname: string, opts: RuntimeSpecOptions): Promise<{ hosts: string; hostname: string; resolv: string }> {
-  const made = fsp.mkdir(dir, { recursive: true });
-  made.catch(() => { /* awaited below */ });
+function writeHostFiles(dir: string, hostname: string, opts: RuntimeSpecOptions): { hosts: string; hostname: string; resolv: string } {
   const hostsFile = path.join(dir, 'hosts');
   const hostnameFile = path.join(dir, 'hostname');
   const resolvFile = path.join(dir, 'resolv.conf');
   const fallbackHosts = '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n';
-  const [hostHosts, hostResolv] = await Promise.all([
-    opts.network === 'host' ? fsp.readFile('/etc/hosts', 'utf8').catch(() => fallbackHosts) : fallbackHosts,
-    opts.dns ? '' : fsp.readFile('/etc/resolv.conf', 'utf8').catch(() => ''),
-  ]);
+  const hostHosts = opts.network === 'host' ? readTextOr('/etc/hosts', fallbackHosts) : fallbackHosts;
+  const hostResolv = opts.dns ? '' : readTextOr('/etc/resolv.conf', '');
   let hosts = hostHosts;
   for (const line of opts.extraHosts ?? []) hosts += `${line}\n`;
   if (opts.network !== 'host' && !(opts.extraHosts ?? []).some((l) => l.split(/\s+/).includes(hostname))) hosts += `127.0.1.1\t${hostname}\n`;
@@ -253,7 +250,14 @@ async function writeHostFiles(dir: string, hostname: string, opts: RuntimeSpecOp
   }
   const resolv = [...nameservers.map((n) => `nameserver ${n}`), ...rest].join('\n') + '\n';
   // Regenerated on every start, so no fsync: a crash loses nothing that is not rebuilt.
-  await made;
-  await Promise.all([fsp.writeFile(hostsFile, hosts), fsp.writeFile(hostnameFile, `${hostname}\n`), fsp.writeFile(resolvFile, resolv)]);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(hostsFile, hosts);
+  writeFileSync(hostnameFile, `${hostname}\n`);
+  writeFileSync(resolvFile, resolv);
   return { hosts: hostsFile, hostname: hostnameFile, resolv: resolvFile };
+}
+
+/** A host file's text, or `fallback` when it cannot be read. */
+function readTextOr(file: string, fallback: string): string {
+  try { return readFileSync(file, 'utf8'); } catch { return fallback; }
 }

@@ -1,7 +1,7 @@
 // Docker's USER semantics: "name", "uid", "name:group", "uid:gid", looked up in the image's
 // /etc/passwd and /etc/group (read inside the rootfs, never the host's), plus the supplementary
 // groups the user is a member of.
-import { readFileInRoot } from './rootfs-path.js';
+import { readFileInRootSync } from './rootfs-path.js';
 import { UserError } from '../util/errors.js';
 
 export interface ResolvedUser {
@@ -38,7 +38,9 @@ export async function resolveUser(rootfs: string, spec: string | undefined, extr
   const colon = value.indexOf(':');
   const userPart = colon < 0 ? value : value.slice(0, colon);
   const groupPart = colon < 0 ? undefined : value.slice(colon + 1);
-  const [passwdText, groupText] = await Promise.all([readFileInRoot(rootfs, '/etc/passwd'), readFileInRoot(rootfs, '/etc/group')]);
+  // Two small files, read with synchronous calls: a RUN step waits for them before runc starts.
+  const passwdText = readFileInRootSync(rootfs, '/etc/passwd');
+  const groupText = readFileInRootSync(rootfs, '/etc/group');
   const passwd = parsePasswd(passwdText ?? '');
   const groups = parseGroup(groupText ?? '');
   let entry: PasswdEntry | undefined;

@@ -66,18 +66,22 @@ export async function planRun(s: BuildSession, inst: Instruction, state: PlanSta
       kind: 'run',
       async exec(x: ExecContext) {
         const endPrepare = span('run.prepare');
-        const { createRuntimeSpec, runOnce, checkWorkdir, addOwnedContainer } = await import('../../runtime/index.js');
-        const { withoutAbsentAbis } = await import('../../runtime/seccomp.js');
-        const { mkdirInRoot } = await import('../copy.js');
+        // The runtime's modules this step uses, not its index (which loads the container
+        // lifecycle, cp, volumes and ports too, on the way to this step's `runc run`).
+        const [{ createRuntimeSpec }, { runOnce }, { checkWorkdirSync, mkdirInRootSync }, { addOwnedContainer }, { withoutAbsentAbis }] = await Promise.all([
+          import('../../runtime/spec.js'), import('../../runtime/runc.js'), import('../../runtime/rootfs-path.js'),
+          import('../../runtime/orphans.js'), import('../../runtime/seccomp.js'),
+        ]);
         const cwd = c.WorkingDir || '/';
         const id = `drydock-build-${randomBytes(6).toString('hex')}`;
-        // Three independent parts, awaited together (each is a few file-system round trips, which
-        // wait for a CPU on a busy host); the first failure in this order is the one reported.
+        // Three independent parts, awaited together; the first failure in this order is the one
+        // reported. The file-system work is synchronous calls (a few lstats, small reads and
+        // writes), where thread-pool round trips would each be time this step waits.
         const workdirReady = (async () => {
           // A foreign platform's RUN needs qemu-user-static's binfmt_misc handler (multi-platform builds).
           if (architecture) await checkBinfmt(architecture).catch((e: Error) => { throw s.err(inst, e.message); });
-          await checkWorkdir(x.rootfs, cwd).catch((e: Error) => { throw s.err(inst, e.message); });
-          await mkdirInRoot(x.rootfs, cwd, { uid: 0, gid: 0 });
+          try { checkWorkdirSync(x.rootfs, cwd); } catch (e) { throw s.err(inst, (e as Error).message); }
+          mkdirInRootSync(x.rootfs, cwd, { uid: 0, gid: 0 });
         })();
         const specReady = (async () => {
           const ociMounts = [];

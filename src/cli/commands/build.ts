@@ -132,7 +132,9 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
     .action(async (context: string, flags: BuildFlags) => {
       const { build, plan, formatPlan } = await import('../../builder/index.js');
       const { ContentStore } = await import('../../store/index.js');
-      const fsp = await import('node:fs/promises');
+      // fs.promises (a module of its own to load, ~1 ms) only for the flags that write or stat
+      // with it; a local build's own file-system calls before its first step are synchronous.
+      const loadFsp = () => import('node:fs/promises');
       const secrets: Record<string, string> = {};
       for (const spec of flags.secret ?? []) {
         const kv = parseCsv(spec);
@@ -144,6 +146,7 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
           if (value === undefined) throw new UserError(`--secret ${spec}: environment variable ${kv.env} is not set`);
           const os = await import('node:os');
           const path = await import('node:path');
+          const fsp = await loadFsp();
           const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'drydock-secret-'));
           const file = path.join(dir, id);
           await fsp.writeFile(file, value, { mode: 0o400 });
@@ -159,7 +162,7 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
         const sock = eq < 0 ? process.env.SSH_AUTH_SOCK : spec.slice(eq + 1);
         if (!id) throw new UserError(`--ssh ${spec}: expected default|ID[=SOCKET]`);
         if (!sock) throw new UserError(`--ssh ${spec}: SSH_AUTH_SOCK is not set; start ssh-agent or give ${id}=SOCKET`);
-        const st = await fsp.stat(sock).catch(() => undefined);
+        const st = await (await loadFsp()).stat(sock).catch(() => undefined);
         if (!st?.isSocket()) throw new UserError(`--ssh ${spec}: ${sock} is not an SSH agent socket`);
         ssh[id] = sock;
       }
@@ -193,14 +196,16 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
         if (flags.file && flags.file !== '-') throw new UserError('with CONTEXT "-" the Dockerfile is read from stdin; -f cannot be used');
         const os = await import('node:os');
         const path = await import('node:path');
-        context = await fsp.mkdtemp(path.join(os.tmpdir(), 'drydock-empty-context-'));
+        context = await (await loadFsp()).mkdtemp(path.join(os.tmpdir(), 'drydock-empty-context-'));
         const { rmSync } = await import('node:fs');
         const empty = context;
         process.on('exit', () => { try { rmSync(empty, { recursive: true }); } catch { /* best effort */ } });
       }
       if (dockerfileText !== undefined && dockerfileText.trim() === '') throw new UserError('the Dockerfile read from stdin is empty');
       // Docker's words for a context that is not there, before anything looks for a Dockerfile.
-      const ctxStat = await fsp.stat(context).catch(() => undefined);
+      const { statSync } = await import('node:fs');
+      let ctxStat: import('node:fs').Stats | undefined;
+      try { ctxStat = statSync(context); } catch { ctxStat = undefined; }
       if (!ctxStat) throw new VerbatimError(`unable to prepare context: path ${JSON.stringify(context)} not found`);
       if (!ctxStat.isDirectory()) throw new VerbatimError(`unable to prepare context: context must be a directory: ${context}`);
       const buildOptions: import('../../builder/index.js').BuildOptions = {
