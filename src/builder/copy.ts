@@ -2,11 +2,13 @@
 // semantics (src/runtime resolveInRoot), so a symlink in the image can never redirect a write to
 // the host; existing entries are unlinked before files are created, so no write goes through a
 // symlink either. ADD's local archives go through the foundation's checked extractor.
-import { promises as fsp, lstatSync, copyFileSync, lchownSync, chmodSync, utimesSync, constants as fsConstants } from 'node:fs';
+import {
+  promises as fsp, lstatSync, copyFileSync, lchownSync, chmodSync, utimesSync, openSync, fstatSync, readFileSync, closeSync, constants as fsConstants,
+} from 'node:fs';
 import { Readable } from 'node:stream';
 import path from 'node:path';
 import { resolveInRoot } from '../runtime/rootfs-path.js';
-import { decompress, openWithExternalDecompressor, peekStream } from '../layer/compression.js';
+import { decompress, isExternallyDecompressed, openWithExternalDecompressor, peekStream } from '../layer/compression.js';
 import { UserError } from '../util/errors.js';
 import { lstatSyncOrUndefined } from '../util/fs.js';
 import { span, traced } from '../util/trace.js';
@@ -265,11 +267,32 @@ export function loadExtractor(): Promise<typeof import('../layer/apply.js')> {
   return extractor;
 }
 
+/**
+ * Archives up to this size are read whole and handed to the extractor as bytes: it gunzips
+ * them in one call and extracts from memory, where a stream costs a file open, reads and a
+ * gunzip through the thread pool, each waiting for a CPU on a busy host.
+ */
+const SMALL_ARCHIVE = 1024 * 1024;
+
+/** A small archive's bytes, when the extractor can take them as they are (gzip, zstd or plain). */
+function readSmallArchive(file: string): Buffer | undefined {
+  const fd = openSync(file, 'r');
+  try {
+    const { size } = fstatSync(fd);
+    if (size > SMALL_ARCHIVE) return undefined;
+    const bytes = readFileSync(fd);
+    // xz and bzip2 go through their programs (openWithExternalDecompressor).
+    return isExternallyDecompressed(bytes) ? undefined : bytes;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 async function extractArchive(file: string, destHost: string): Promise<void> {
   const { applyLayer } = await traced('add.load-extractor', loadExtractor);
-  const stream = await openDecompressed(file);
+  const small = readSmallArchive(file);
   try {
-    await applyLayer(destHost, stream, { compression: 'none', whiteouts: 'apply' });
+    await applyLayer(destHost, small ?? await openDecompressed(file), { compression: small ? 'auto' : 'none', whiteouts: 'apply' });
   } catch (e) {
     throw new UserError(`ADD failed: cannot extract ${path.basename(file)}: ${(e as Error).message}`, { cause: e });
   }
