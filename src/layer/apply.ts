@@ -103,11 +103,11 @@ function ensureParents(root: string, rel: string, entryName: string, known: Set<
   return base + rel;
 }
 
-/** Drops `rel` and everything below it from the checked-directories cache. */
-function forget(known: Set<string>, rel: string): void {
+/** Drops `rel` and everything below it from a set or map of paths (the checked-directories cache, the directory times). */
+function forget(known: Set<string> | Map<string, unknown>, rel: string): void {
   known.delete(rel);
   const prefix = `${rel}/`;
-  for (const d of known) if (d.startsWith(prefix)) known.delete(d);
+  for (const d of known.keys()) if (d.startsWith(prefix)) known.delete(d);
 }
 
 /** The longest stretch of synchronous entry handling before the unpack yields to the event loop. */
@@ -200,7 +200,13 @@ export async function applyLayer(targetDir: string, input: Readable | Buffer, op
   /** Paths this layer wrote: an opaque marker only clears what lower layers left. */
   const touched = new Set<string>();
   const known = new Set<string>();
-  const dirTimes: { abs: string; mtime: Date }[] = [];
+  /**
+   * Directory times, set last (creating children changes them), by path in insertion order. A
+   * directory the layer then replaces or whites out is dropped with everything under it: its
+   * path may be a symlink by then, which utimes would follow out of the root.
+   */
+  const dirTimes = new Map<string, { abs: string; mtime: Date }>();
+  const forgetPath = (rel: string) => { forget(known, rel); forget(dirTimes, rel); };
   let entries = 0;
   const skippedDevices: string[] = [];
 
@@ -213,8 +219,7 @@ export async function applyLayer(targetDir: string, input: Readable | Buffer, op
       setXattrs(abs, h);
     }
     const mtime = h.mtime ?? new Date(0);
-    if (h.type === 'directory') dirTimes.push({ abs, mtime });
-    else {
+    if (h.type !== 'directory') {
       try { lutimesSync(abs, mtime, mtime); } catch { /* symlink times are best effort */ }
     }
   };
@@ -238,7 +243,7 @@ export async function applyLayer(targetDir: string, input: Readable | Buffer, op
       // O_EXCL|O_NOFOLLOW: never write through something in the way, or that appeared meanwhile.
       let fd = createExclusive(abs);
       if (fd === undefined) {
-        forget(known, rel);
+        forgetPath(rel);
         await removeExisting(abs);
         fd = openSync(abs, CREATE_FLAGS, 0o600);
       }
@@ -258,7 +263,7 @@ export async function applyLayer(targetDir: string, input: Readable | Buffer, op
       return;
     }
     if (lstatSyncOrUndefined(abs)) {
-      forget(known, rel);
+      forgetPath(rel);
       await removeExisting(abs);
     }
     const out = createWriteStream(abs, { flags: CREATE_FLAGS as unknown as string, mode: 0o600, highWaterMark: STREAM_CHUNK });
@@ -272,7 +277,7 @@ export async function applyLayer(targetDir: string, input: Readable | Buffer, op
     const names = await fsp.readdir(abs).catch(() => [] as string[]);
     for (const name of names) {
       const rel = dirRel ? `${dirRel}/${name}` : name;
-      if (!touched.has(rel)) { await removeExisting(path.join(abs, name)); forget(known, rel); continue; }
+      if (!touched.has(rel)) { await removeExisting(path.join(abs, name)); forgetPath(rel); continue; }
       const st = await fsp.lstat(path.join(abs, name));
       if (st.isDirectory()) await clearLower(rel);
     }
@@ -305,7 +310,7 @@ export async function applyLayer(targetDir: string, input: Readable | Buffer, op
       }
       const victimAbs = path.join(dirAbs, victim);
       await removeExisting(victimAbs);
-      forget(known, dirRel ? `${dirRel}/${victim}` : victim);
+      forgetPath(dirRel ? `${dirRel}/${victim}` : victim);
       if (whiteoutMode === 'overlay') await mknod(victimAbs, 'c', 0, 0);
       return;
     }
@@ -319,7 +324,7 @@ export async function applyLayer(targetDir: string, input: Readable | Buffer, op
     }
     const existing = lstatSyncOrUndefined(abs);
     // Whatever replaces an existing path may no longer be the directory the cache remembers.
-    if (existing && !(h.type === 'directory' && existing.isDirectory())) forget(known, rel);
+    if (existing && !(h.type === 'directory' && existing.isDirectory())) forgetPath(rel);
     switch (h.type) {
       case 'directory': {
         skip(body);
@@ -327,6 +332,8 @@ export async function applyLayer(targetDir: string, input: Readable | Buffer, op
         if (!existing || !existing.isDirectory()) mkdirSync(abs, { mode: 0o700 });
         known.add(rel);
         await applyMetadata(abs, h, false);
+        // The directory's last entry sets its time, as in Docker's unpack.
+        dirTimes.set(rel, { abs, mtime: h.mtime ?? new Date(0) });
         return;
       }
       case 'symlink': {
@@ -472,7 +479,7 @@ export async function applyLayer(targetDir: string, input: Readable | Buffer, op
     throw describeTarError(e);
   }
   // Directory times last: creating their children would have changed them.
-  for (const { abs, mtime } of dirTimes.reverse()) {
+  for (const { abs, mtime } of [...dirTimes.values()].reverse()) {
     try { utimesSync(abs, mtime, mtime); } catch { /* best effort, as before */ }
     await yieldNowAndThen();
   }
