@@ -42,15 +42,23 @@ function parse256(buf: Buffer): number | null {
 }
 
 function decodeOct(block: Buffer, offset: number, length: number): number | null {
-  const val = block.subarray(offset, offset + length);
-  if (val[0]! & 0x80) return parse256(val);
-  let start = 0;
+  if (block[offset]! & 0x80) return parse256(block.subarray(offset, offset + length));
+  const last = offset + length;
+  let start = offset;
   // Older tars prefix numbers with spaces.
-  while (start < val.length && val[start] === 32) start++;
-  const end = indexOf(val, 32, start, val.length);
-  while (start < end && val[start] === 0) start++;
+  while (start < last && block[start] === 32) start++;
+  const end = indexOf(block, 32, start, last);
+  while (start < end && block[start] === 0) start++;
   if (end === start) return 0;
-  return parseInt(val.toString('utf8', start, end), 8);
+  // Octal digits only (every writer's case): their value, without a string. Anything else goes
+  // through parseInt, whose reading of signs, whitespace and stray bytes tar-stream inherits.
+  let value = 0;
+  for (let i = start; i < end; i++) {
+    const digit = block[i]! - 48;
+    if (digit < 0 || digit > 7) return parseInt(block.toString('utf8', start, end), 8);
+    value = value * 8 + digit;
+  }
+  return value;
 }
 
 function cksum(block: Buffer): number {
