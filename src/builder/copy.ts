@@ -7,8 +7,9 @@ import {
 } from 'node:fs';
 import { Readable } from 'node:stream';
 import path from 'node:path';
+import { gunzipSync, constants as zlibConstants } from 'node:zlib';
 import { resolveInRoot } from '../runtime/rootfs-path.js';
-import { decompress, isExternallyDecompressed, openWithExternalDecompressor, peekStream } from '../layer/compression.js';
+import { decompress, detectCompression, isExternallyDecompressed, openWithExternalDecompressor, peekStream } from '../layer/compression.js';
 import { UserError } from '../util/errors.js';
 import { lstatSyncOrUndefined } from '../util/fs.js';
 import { span, traced } from '../util/trace.js';
@@ -241,13 +242,50 @@ async function openDecompressed(file: string): Promise<Readable> {
   return (await decompress(await openWithExternalDecompressor(file))).stream;
 }
 
-/** True for a (possibly compressed) tar archive: "ustar" magic at offset 257 of the tar stream. */
+/** Compressed bytes gunzipped for a small archive's first header: far more than it takes. */
+const HEAD_PROBE = 4096;
+
+/**
+ * The start of a small archive's tar (at least its first header when it has one), read on this
+ * thread; undefined when the stream path below must decide (large, zstd, or a gzip start that
+ * expands past 1 MiB or yields no header).
+ */
+function smallArchiveHead(file: string): Buffer | undefined {
+  const bytes = readSmallArchive(file);
+  if (!bytes) return undefined;
+  const compression = detectCompression(bytes.subarray(0, 6));
+  if (compression === 'none') return bytes;
+  if (compression !== 'gzip') return undefined;
+  try {
+    // Z_SYNC_FLUSH: a cut gzip stream yields what it holds instead of failing.
+    const head = gunzipSync(bytes.subarray(0, HEAD_PROBE), { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: 1024 * 1024 });
+    return head.length >= 512 || bytes.length <= HEAD_PROBE ? head : undefined;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return undefined;
+    throw e;
+  }
+}
+
+const isTarHead = (head: Buffer) => head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar';
+
+/**
+ * True for a (possibly compressed) tar archive: "ustar" magic at offset 257 of the tar stream.
+ * A small gzip or plain archive is checked on this thread (the step's prepare starts this
+ * beside the mount, and a file stream and gunzip through the thread pool waited for a CPU on a
+ * busy host for longer than the mount took).
+ */
 export async function isArchive(file: string): Promise<boolean> {
+  try {
+    const head = smallArchiveHead(file);
+    if (head) return isTarHead(head);
+  } catch {
+    return false;
+  }
   let stream: Readable | undefined;
   try {
     stream = await openDecompressed(file);
     const { head } = await peekStream(stream, 512);
-    return head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar';
+    return isTarHead(head);
   } catch {
     return false;
   } finally {
