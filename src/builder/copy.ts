@@ -3,15 +3,16 @@
 // the host; existing entries are unlinked before files are created, so no write goes through a
 // symlink either. ADD's local archives go through the foundation's checked extractor.
 import {
-  promises as fsp, lstatSync, copyFileSync, lchownSync, chmodSync, utimesSync, openSync, fstatSync, readFileSync, closeSync, constants as fsConstants,
+  promises as fsp, lstatSync, copyFileSync, lchownSync, chmodSync, utimesSync, openSync, fstatSync, readFileSync, closeSync, mkdirSync, chownSync,
+  constants as fsConstants,
 } from 'node:fs';
 import { Readable } from 'node:stream';
 import path from 'node:path';
 import { gunzipSync, constants as zlibConstants } from 'node:zlib';
-import { resolveInRoot } from '../runtime/rootfs-path.js';
+import { resolveInRoot, resolveInRootSync } from '../runtime/rootfs-path.js';
 import { decompress, detectCompression, isExternallyDecompressed, openWithExternalDecompressor, peekStream } from '../layer/compression.js';
 import { UserError } from '../util/errors.js';
-import { lstatSyncOrUndefined } from '../util/fs.js';
+import { lstatSyncOrUndefined, statSyncOrUndefined } from '../util/fs.js';
 import { span, traced } from '../util/trace.js';
 import type { SourceEntry, SourceTree } from './context.js';
 import type { PatternMatcher } from '../dockerfile/index.js';
@@ -52,8 +53,8 @@ export async function copyEntries(tree: SourceTree, entries: SourceEntry[], root
   if (entries.length > 1 && !trailing) {
     throw new UserError(`${opts.instruction} failed: when using ${opts.instruction} with more than one source file, the destination must be a directory and end with a /`);
   }
-  const destHost = await resolveInRoot(rootfs, dest);
-  const destStat = await fsp.stat(destHost).catch(() => undefined);
+  const destHost = resolveInRootSync(rootfs, dest);
+  const destStat = statSyncOrUndefined(destHost);
   const destIsDir = trailing || (destStat?.isDirectory() ?? false);
   for (const e of entries) {
     if (opts.exclude?.matches(path.posix.basename(e.rel)) && !e.stat.isDirectory()) continue;
@@ -148,17 +149,18 @@ function upperOnlyDir(rootfs: string, hostDir: string, overlay: { upper: string;
 
 /** Creates a directory (and missing parents) inside the rootfs, owned by the COPY's owner. */
 export async function mkdirInRoot(rootfs: string, inner: string, opts: { uid: number; gid: number }): Promise<void> {
-  const host = await resolveInRoot(rootfs, inner);
-  const st = await fsp.stat(host).catch(() => undefined);
+  // Synchronous, as resolveInRoot: a handful of fast syscalls.
+  const host = resolveInRootSync(rootfs, inner);
+  const st = statSyncOrUndefined(host);
   if (st?.isDirectory()) return;
   if (st) throw new UserError(`cannot create directory ${inner}: a file with that name exists in the image`);
-  const first = await fsp.mkdir(host, { recursive: true, mode: 0o755 });
+  const first = mkdirSync(host, { recursive: true, mode: 0o755 });
   if (first) {
     // Chown what was created, from the first new component down.
     let p = host;
     const created: string[] = [];
     while (p.length >= first.length) { created.push(p); p = path.dirname(p); }
-    for (const c of created) await fsp.chown(c, opts.uid, opts.gid);
+    for (const c of created) chownSync(c, opts.uid, opts.gid);
   }
 }
 
