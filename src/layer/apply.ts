@@ -224,11 +224,37 @@ export async function applyLayer(targetDir: string, input: Readable | Buffer, op
     }
   };
 
+  /** Writes `data` and the entry's metadata through `fd` (no path lookups), then closes it. */
+  const writeOpened = (fd: number, abs: string, h: EntryHeader, data: Buffer) => {
+    try {
+      for (let off = 0; off < data.length;) off += writeSync(fd, data, off, data.length - off);
+      if (preserveOwners) {
+        try { fchownSync(fd, h.uid ?? 0, h.gid ?? 0); } catch (e) { if (process.getuid?.() === 0) throw e; }
+      }
+      // After the chown, which clears set-user-ID and set-group-ID bits.
+      fchmodSync(fd, (h.mode ?? 0o644) & 0o7777);
+      setXattrs(abs, h);
+      const mtime = h.mtime ?? new Date(0);
+      futimesSync(fd, mtime, mtime);
+    } finally {
+      closeSync(fd);
+    }
+  };
+
   /**
-   * A regular file. One held in memory (all of an in-memory tar's, a streamed tar's small ones)
-   * is created first and its metadata set on the open descriptor: no lstat before (the O_EXCL
-   * create says whether something is in the way) and no path lookups after.
+   * A regular file held in memory, where nothing is in its way (the usual case), on this turn
+   * of the event loop: created O_EXCL|O_NOFOLLOW (never written through anything; no lstat
+   * before, the create says whether something is there), its metadata set on the descriptor.
+   * False when something is there: writeFileEntry replaces it.
    */
+  const writeNewFile = (abs: string, h: EntryHeader, data: Buffer): boolean => {
+    const fd = createExclusive(abs);
+    if (fd === undefined) return false;
+    writeOpened(fd, abs, h, data);
+    return true;
+  };
+
+  /** A regular file: one held in memory (all of an in-memory tar's, a streamed tar's small ones) as writeNewFile does, else streamed to disk. */
   const writeFileEntry = async (abs: string, rel: string, h: EntryHeader, body: Readable | Buffer) => {
     // Sizes were checked by the header tap: an integer within the layer's cap.
     const size = h.size ?? 0;
@@ -240,26 +266,10 @@ export async function applyLayer(targetDir: string, input: Readable | Buffer, op
       data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
     }
     if (data) {
-      // O_EXCL|O_NOFOLLOW: never write through something in the way, or that appeared meanwhile.
-      let fd = createExclusive(abs);
-      if (fd === undefined) {
-        forgetPath(rel);
-        await removeExisting(abs);
-        fd = openSync(abs, CREATE_FLAGS, 0o600);
-      }
-      try {
-        for (let off = 0; off < data.length;) off += writeSync(fd, data, off, data.length - off);
-        if (preserveOwners) {
-          try { fchownSync(fd, h.uid ?? 0, h.gid ?? 0); } catch (e) { if (process.getuid?.() === 0) throw e; }
-        }
-        // After the chown, which clears set-user-ID and set-group-ID bits.
-        fchmodSync(fd, (h.mode ?? 0o644) & 0o7777);
-        setXattrs(abs, h);
-        const mtime = h.mtime ?? new Date(0);
-        futimesSync(fd, mtime, mtime);
-      } finally {
-        closeSync(fd);
-      }
+      if (writeNewFile(abs, h, data)) return;
+      forgetPath(rel);
+      await removeExisting(abs);
+      writeOpened(openSync(abs, CREATE_FLAGS, 0o600), abs, h, data);
       return;
     }
     if (lstatSyncOrUndefined(abs)) {
@@ -283,45 +293,53 @@ export async function applyLayer(targetDir: string, input: Readable | Buffer, op
     }
   };
 
-  /** `body` is the entry's data: a stream (tar-stream's) or, from the in-memory path, the bytes. */
-  const handleEntry = async (h: EntryHeader, body: Readable | Buffer) => {
+  /**
+   * `body` is the entry's data: a stream (tar-stream's) or, from the in-memory path, the bytes.
+   * Returns a promise only when the entry needs one: a new file from memory (most of a tree of
+   * small files) is written on this turn, without a promise and a microtask per entry.
+   */
+  const handleEntry = (h: EntryHeader, body: Readable | Buffer): Promise<void> | undefined => {
     entries++;
     const checked = rules.check(h);
     const rel = checked.rel;
-    if (rel === '') { skip(body); return; } // "./": the root keeps its own metadata
-    const dirRel = rel.lastIndexOf('/') < 0 ? '' : rel.slice(0, rel.lastIndexOf('/'));
-
-    if (checked.whiteout) {
-      skip(body);
-      // Applying a whiteout under a directory that does not exist deletes nothing: do not create it.
-      const abs = ensureParents(root, rel, h.name, known, whiteoutMode === 'overlay');
-      if (!abs) return;
-      const dirAbs = path.dirname(abs);
-      const { victim } = checked.whiteout;
-      if (!victim) {
-        if (whiteoutMode === 'overlay') {
-          await setAttribute(dirAbs, 'trusted.overlay.opaque', 'y').catch((e) => {
-            throw new LayerError(`entry "${h.name}": cannot mark ${dirRel || '/'} opaque: ${(e as Error).message}`);
-          });
-        } else {
-          await clearLower(dirRel);
-        }
-        return;
-      }
-      const victimAbs = path.join(dirAbs, victim);
-      await removeExisting(victimAbs);
-      forgetPath(dirRel ? `${dirRel}/${victim}` : victim);
-      if (whiteoutMode === 'overlay') await mknod(victimAbs, 'c', 0, 0);
-      return;
-    }
-
+    if (rel === '') { skip(body); return undefined; } // "./": the root keeps its own metadata
+    if (checked.whiteout) return applyWhiteout(h, rel, checked.whiteout.victim, body);
     const abs = ensureParents(root, rel, h.name, known)!;
     for (let i = rel.indexOf('/'); i >= 0; i = rel.indexOf('/', i + 1)) touched.add(rel.slice(0, i));
     touched.add(rel);
     if (h.type === 'file' || h.type === 'contiguous-file') {
-      await writeFileEntry(abs, rel, h, body);
+      if (Buffer.isBuffer(body) && writeNewFile(abs, h, body)) return undefined;
+      return writeFileEntry(abs, rel, h, body);
+    }
+    return applyOther(h, rel, abs, body, checked.linkTarget);
+  };
+
+  /** A whiteout: deletes `victim` in its directory, or ("") makes the directory opaque. */
+  const applyWhiteout = async (h: EntryHeader, rel: string, victim: string, body: Readable | Buffer) => {
+    const dirRel = rel.lastIndexOf('/') < 0 ? '' : rel.slice(0, rel.lastIndexOf('/'));
+    skip(body);
+    // Applying a whiteout under a directory that does not exist deletes nothing: do not create it.
+    const abs = ensureParents(root, rel, h.name, known, whiteoutMode === 'overlay');
+    if (!abs) return;
+    const dirAbs = path.dirname(abs);
+    if (!victim) {
+      if (whiteoutMode === 'overlay') {
+        await setAttribute(dirAbs, 'trusted.overlay.opaque', 'y').catch((e) => {
+          throw new LayerError(`entry "${h.name}": cannot mark ${dirRel || '/'} opaque: ${(e as Error).message}`);
+        });
+      } else {
+        await clearLower(dirRel);
+      }
       return;
     }
+    const victimAbs = path.join(dirAbs, victim);
+    await removeExisting(victimAbs);
+    forgetPath(dirRel ? `${dirRel}/${victim}` : victim);
+    if (whiteoutMode === 'overlay') await mknod(victimAbs, 'c', 0, 0);
+  };
+
+  /** Directories, symlinks, hard links, devices and fifos. */
+  const applyOther = async (h: EntryHeader, rel: string, abs: string, body: Readable | Buffer, linkTarget: string | undefined) => {
     const existing = lstatSyncOrUndefined(abs);
     // Whatever replaces an existing path may no longer be the directory the cache remembers.
     if (existing && !(h.type === 'directory' && existing.isDirectory())) forgetPath(rel);
@@ -349,7 +367,7 @@ export async function applyLayer(targetDir: string, input: Readable | Buffer, op
       case 'link': {
         skip(body);
         const linkname = h.linkname ?? '';
-        const targetRel = checked.linkTarget!;
+        const targetRel = linkTarget!;
         const targetAbs = ensureParents(root, targetRel, h.name, known, false);
         if (!targetAbs) throw refuse.linkTargetMissing(h.name, linkname);
         const tst = lstatSyncOrUndefined(targetAbs);
@@ -393,11 +411,10 @@ export async function applyLayer(targetDir: string, input: Readable | Buffer, op
    * snapshot being written) waits for the whole archive.
    */
   let ran = performance.now();
-  const yieldNowAndThen = async () => {
-    if (performance.now() - ran > YIELD_AFTER_MS) {
-      await new Promise((resolve) => setImmediate(resolve));
-      ran = performance.now();
-    }
+  const due = () => performance.now() - ran > YIELD_AFTER_MS;
+  const yieldNow = async () => {
+    await new Promise((resolve) => setImmediate(resolve));
+    ran = performance.now();
   };
 
   const tap = new TarHeaderTap(budget);
@@ -411,8 +428,9 @@ export async function applyLayer(targetDir: string, input: Readable | Buffer, op
     digester.update(tarBytes);
     for (const { header, data } of tarEntries(tarBytes)) {
       header.rawXattrs = tap.entries[index++];
-      await handleEntry(header, data);
-      await yieldNowAndThen();
+      const pending = handleEntry(header, data);
+      if (pending) await pending;
+      if (due()) await yieldNow();
     }
     return digester;
   };
@@ -440,7 +458,7 @@ export async function applyLayer(targetDir: string, input: Readable | Buffer, op
         const header = entry.header as EntryHeader;
         header.rawXattrs = tap.entries[index++];
         await handleEntry(header, current);
-        await yieldNowAndThen();
+        if (due()) await yieldNow();
       }
     })();
     try {
@@ -481,7 +499,7 @@ export async function applyLayer(targetDir: string, input: Readable | Buffer, op
   // Directory times last: creating their children would have changed them.
   for (const { abs, mtime } of [...dirTimes.values()].reverse()) {
     try { utimesSync(abs, mtime, mtime); } catch { /* best effort, as before */ }
-    await yieldNowAndThen();
+    if (due()) await yieldNow();
   }
   if (skippedDevices.length) (opts.warn ?? ((m: string) => process.stderr.write(`${m}\n`)))(skippedDevicesWarning(skippedDevices));
   return { entries, bytes: digester.size, diffID: digester.digest() };
