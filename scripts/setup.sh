@@ -26,7 +26,7 @@ APT_PACKAGES=(
   # boot: bench/boot-layers.ts compares erofs with squashfs for an updatable disk's layer files
   erofs-utils
   # peers for interop tests and benchmarks
-  skopeo podman buildah umoci docker-registry apache2-utils openssl uidmap fuse-overlayfs hyperfine openssh-client
+  skopeo podman buildah umoci docker-registry apache2-utils openssl uidmap fuse-overlayfs hyperfine openssh-client libarchive-tools
   # foreign fixtures: static binaries FROM scratch (gcc -static); unit files checked by systemd-analyze
   gcc libc6-dev systemd
   # hostile-tar fixtures (Python's tarfile writes what GNU tar refuses to)

@@ -2,13 +2,17 @@
 // semantics (src/runtime resolveInRoot), so a symlink in the image can never redirect a write to
 // the host; existing entries are unlinked before files are created, so no write goes through a
 // symlink either. ADD's local archives go through the foundation's checked extractor.
-import { promises as fsp, lstatSync, copyFileSync, lchownSync, chmodSync, utimesSync, mkdirSync, rmSync, symlinkSync, readlinkSync, statSync, chownSync, constants as fsConstants, type Stats } from 'node:fs';
+import {
+  promises as fsp, lstatSync, copyFileSync, lchownSync, chmodSync, utimesSync, mkdirSync, rmSync, symlinkSync, readlinkSync, openSync, fstatSync, readFileSync, closeSync,
+  constants as fsConstants,
+} from 'node:fs';
 import { Readable } from 'node:stream';
 import path from 'node:path';
+import { gunzipSync, constants as zlibConstants } from 'node:zlib';
 import { mkdirInRootSync, resolveInRoot, resolveInRootSync } from '../runtime/rootfs-path.js';
-import { decompress, openWithExternalDecompressor, peekStream } from '../layer/compression.js';
+import { decompress, detectCompression, isExternallyDecompressed, openWithExternalDecompressor, peekStream } from '../layer/compression.js';
 import { UserError } from '../util/errors.js';
-import { lstatSyncOrUndefined } from '../util/fs.js';
+import { lstatSyncOrUndefined, statSyncOrUndefined } from '../util/fs.js';
 import { span, traced } from '../util/trace.js';
 import type { SourceEntry, SourceTree } from './context.js';
 import type { PatternMatcher } from '../dockerfile/index.js';
@@ -163,11 +167,6 @@ export async function mkdirInRoot(rootfs: string, inner: string, opts: { uid: nu
   mkdirInRootSync(rootfs, inner, opts);
 }
 
-/** stat, or undefined for any failure (as the async calls' `.catch(() => undefined)`). */
-function statSyncOrUndefined(p: string): Stats | undefined {
-  try { return statSync(p); } catch { return undefined; }
-}
-
 /**
  * A tree copy's resolved parent directories, by their path in the image: the files of one
  * directory share one resolution (an lstat per path component) instead of one each. Safe
@@ -293,13 +292,50 @@ async function openDecompressed(file: string): Promise<Readable> {
   return (await decompress(await openWithExternalDecompressor(file))).stream;
 }
 
-/** True for a (possibly compressed) tar archive: "ustar" magic at offset 257 of the tar stream. */
+/** Compressed bytes gunzipped for a small archive's first header: far more than it takes. */
+const HEAD_PROBE = 4096;
+
+/**
+ * The start of a small archive's tar (at least its first header when it has one), read on this
+ * thread; undefined when the stream path below must decide (large, zstd, or a gzip start that
+ * expands past 1 MiB or yields no header).
+ */
+function smallArchiveHead(file: string): Buffer | undefined {
+  const bytes = readSmallArchive(file);
+  if (!bytes) return undefined;
+  const compression = detectCompression(bytes.subarray(0, 6));
+  if (compression === 'none') return bytes;
+  if (compression !== 'gzip') return undefined;
+  try {
+    // Z_SYNC_FLUSH: a cut gzip stream yields what it holds instead of failing.
+    const head = gunzipSync(bytes.subarray(0, HEAD_PROBE), { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: 1024 * 1024 });
+    return head.length >= 512 || bytes.length <= HEAD_PROBE ? head : undefined;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return undefined;
+    throw e;
+  }
+}
+
+const isTarHead = (head: Buffer) => head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar';
+
+/**
+ * True for a (possibly compressed) tar archive: "ustar" magic at offset 257 of the tar stream.
+ * A small gzip or plain archive is checked on this thread (the step's prepare starts this
+ * beside the mount, and a file stream and gunzip through the thread pool waited for a CPU on a
+ * busy host for longer than the mount took).
+ */
 export async function isArchive(file: string): Promise<boolean> {
+  try {
+    const head = smallArchiveHead(file);
+    if (head) return isTarHead(head);
+  } catch {
+    return false;
+  }
   let stream: Readable | undefined;
   try {
     stream = await openDecompressed(file);
     const { head } = await peekStream(stream, 512);
-    return head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar';
+    return isTarHead(head);
   } catch {
     return false;
   } finally {
@@ -319,11 +355,32 @@ export function loadExtractor(): Promise<typeof import('../layer/apply.js')> {
   return extractor;
 }
 
+/**
+ * Archives up to this size are read whole and handed to the extractor as bytes: it gunzips
+ * them in one call and extracts from memory, where a stream costs a file open, reads and a
+ * gunzip through the thread pool, each waiting for a CPU on a busy host.
+ */
+const SMALL_ARCHIVE = 1024 * 1024;
+
+/** A small archive's bytes, when the extractor can take them as they are (gzip, zstd or plain). */
+function readSmallArchive(file: string): Buffer | undefined {
+  const fd = openSync(file, 'r');
+  try {
+    const { size } = fstatSync(fd);
+    if (size > SMALL_ARCHIVE) return undefined;
+    const bytes = readFileSync(fd);
+    // xz and bzip2 go through their programs (openWithExternalDecompressor).
+    return isExternallyDecompressed(bytes) ? undefined : bytes;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 async function extractArchive(file: string, destHost: string): Promise<void> {
   const { applyLayer } = await traced('add.load-extractor', loadExtractor);
-  const stream = await openDecompressed(file);
+  const small = readSmallArchive(file);
   try {
-    await applyLayer(destHost, stream, { compression: 'none', whiteouts: 'apply' });
+    await applyLayer(destHost, small ?? await openDecompressed(file), { compression: small ? 'auto' : 'none', whiteouts: 'apply' });
   } catch (e) {
     throw new UserError(`ADD failed: cannot extract ${path.basename(file)}: ${(e as Error).message}`, { cause: e });
   }

@@ -180,6 +180,11 @@ export function explainCompressionError(e: unknown): unknown {
   return e;
 }
 
+/** True for xz and bzip2 data, which openWithExternalDecompressor hands to their programs. */
+export function isExternallyDecompressed(head: Buffer): boolean {
+  return startsWith(head, XZ_MAGIC) || startsWith(head, BZIP2_MAGIC);
+}
+
 /**
  * Opens a file users hand to ADD or `mkimage rootfs`. Node has no xz or bzip2, so those are
  * decompressed here by their binaries (xz-utils, bzip2), with the same exit-status checks as
@@ -189,7 +194,7 @@ export async function openWithExternalDecompressor(file: string): Promise<Readab
   const fh = await fsp.open(file, 'r');
   const head = Buffer.alloc(XZ_MAGIC.length);
   try { await fh.read(head, 0, head.length, 0); } finally { await fh.close(); }
-  const program = startsWith(head, XZ_MAGIC) ? 'xz' : startsWith(head, BZIP2_MAGIC) ? 'bzip2' : undefined;
+  const program = !isExternallyDecompressed(head) ? undefined : startsWith(head, XZ_MAGIC) ? 'xz' : 'bzip2';
   const input = createReadStream(file, { highWaterMark: STREAM_CHUNK });
   if (!program) return input;
   const filter = processFilter(program, ['-dc'], `${program} decompression of ${file}`);

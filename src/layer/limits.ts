@@ -93,6 +93,7 @@ export class ExpansionBudget {
 
   private check(total: number, entry: string | undefined, ratio = true): void {
     const { maxBytes, maxRatio } = this.limits;
+    if (total <= maxBytes && !(ratio && maxRatio > 0)) return; // called per header and per chunk: the usual case first
     const at = entry === undefined ? '' : `entry ${JSON.stringify(entry.slice(0, 200))}: `;
     if (total > maxBytes) {
       throw new LayerError(`${at}layer expands beyond the ${formatBytes(maxBytes)} cap on uncompressed layer size (DRYDOCK_MAX_LAYER_SIZE; 0 turns it off)`);

@@ -16,6 +16,7 @@ import { LayerError } from './errors.js';
 import type { ExpansionBudget } from './limits.js';
 
 const XATTR_PREFIX = 'SCHILY.xattr.';
+const ZERO_BLOCK = Buffer.alloc(BLOCK);
 /** Cap on one extended header (PAX records, GNU long name): real ones are a few hundred bytes. */
 export const MAX_META = 1 << 20;
 
@@ -84,6 +85,13 @@ export class TarHeaderTap {
         if (this.remaining === 0 && this.capture) this.finishMeta();
         continue;
       }
+      if (this.headerLength === 0 && chunk.length - off >= BLOCK) {
+        // The whole block in this chunk (the usual case): no copy.
+        off += BLOCK;
+        this.budget?.expand(BLOCK, this.current);
+        this.onHeader(chunk.subarray(off - BLOCK, off), this.offset + off - BLOCK);
+        continue;
+      }
       const n = Math.min(BLOCK - this.headerLength, chunk.length - off);
       this.header.push(chunk.subarray(off, off + n));
       this.headerLength += n;
@@ -99,7 +107,7 @@ export class TarHeaderTap {
   }
 
   private onHeader(block: Buffer, at: number): void {
-    if (block.every((b) => b === 0)) return; // end-of-archive blocks
+    if (block[0] === 0 && block.equals(ZERO_BLOCK)) return; // end-of-archive blocks
     // As tar-stream would: a block that is not a header says nothing about sizes.
     if (!checksumMatches(block)) throw new LayerError(`not a valid tar archive: bad header checksum at byte ${at} (corrupt, or compressed with something drydock does not read)`);
     const type = String.fromCharCode(block[156] || 0x30);
@@ -107,6 +115,9 @@ export class TarHeaderTap {
     if (type === 'x' || type === 'g' || type === 'L' || type === 'K') {
       const size = headerSize(block, blockName);
       if (size > MAX_META) throw new LayerError(`entry ${JSON.stringify(blockName)}: extended header of ${size} bytes exceeds the ${MAX_META}-byte cap`);
+      // No writer makes one; tar-stream skips it without clearing its state and then reads the
+      // next entry's padding as that header's data, so the entries after it differ by reader.
+      if (size === 0) throw new LayerError(`entry ${JSON.stringify(blockName)}: empty extended header (type ${type}), which tar readers disagree on`);
       if (type !== 'K') { this.capture = []; this.captureSize = size; this.captureType = type; this.captureName = blockName; }
       this.current = blockName;
       this.remaining = size + ((BLOCK - (size % BLOCK)) % BLOCK);

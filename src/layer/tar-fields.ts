@@ -18,14 +18,27 @@ export function parseTarNumber(buf: Buffer, off: number, len: number): number {
     for (let i = off + 1; i < off + len; i++) v = v * 256 + buf[i]!;
     return v;
   }
+  // Octal digits up to a NUL, a space or the field's end (every writer's case), without a string.
+  let v = 0;
+  for (let i = off; i < off + len; i++) {
+    const b = buf[i]!;
+    if (b === 0 || b === 0x20) return v;
+    if (b < 0x30 || b > 0x37) return parseTarNumberText(buf, off, len);
+    v = v * 8 + (b - 0x30);
+  }
+  return v;
+}
+
+function parseTarNumberText(buf: Buffer, off: number, len: number): number {
   const s = buf.toString('ascii', off, off + len).replace(/[\0 ].*$/s, '').trim();
   return s ? parseInt(s, 8) : 0;
 }
 
 /** True when the header block's checksum field matches its bytes (the field summed as spaces). */
 export function checksumMatches(block: Buffer): boolean {
-  let sum = 0;
-  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : block[i]!;
+  let sum = 8 * 0x20;
+  for (let i = 0; i < 148; i++) sum += block[i]!;
+  for (let i = 156; i < 512; i++) sum += block[i]!;
   return sum === parseTarNumber(block, 148, 8);
 }
 
@@ -67,6 +80,11 @@ export function headerSize(block: Buffer, entry: string): number {
     if (v > MAX_TAR_SIZE) throw invalidSize(entry, `0x${hex}`, 'header (base-256)');
     return v;
   }
+  // Octal digits, then NULs or the field's end (every writer's case): the value, without a string.
+  let fast = 0;
+  let i = off;
+  while (i < off + len && block[i]! >= 0x30 && block[i]! <= 0x37) fast = fast * 8 + (block[i++]! - 0x30);
+  if (i > off && fast <= MAX_TAR_SIZE && block.subarray(i, off + len).every((b) => b === 0)) return fast;
   const raw = block.toString('latin1', off, off + len);
   const text = raw.replace(/\0.*$/s, '').replace(/^ +| +$/g, '');
   if (!/^[0-7]*$/.test(text)) throw invalidSize(entry, JSON.stringify(raw.replace(/\0+$/, '')), 'header (not octal)');

@@ -1,14 +1,17 @@
-// copyEntries' tree copy into an upper dir (synchronous calls, copy.ts copyOneSync) lets the
+// copy.ts: copyEntries' tree copy into an upper dir (synchronous calls, copyOneSync) lets the
 // event loop in at least every SYNC_SLICE_MS: other stages' steps, progress and signals do not
-// wait for a large tree.
+// wait for a large tree. isArchive (ADD's check, run beside the step's mount): small gzip and
+// plain archives are checked on the main thread, the rest through the decompressor stream; both
+// must answer the same for tars, non-tars and corrupt input.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp, statSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { copyEntries } from '../../src/builder/copy.js';
+import { copyEntries, isArchive } from '../../src/builder/copy.js';
 import { SourceTree } from '../../src/builder/context.js';
 import { tempDir } from '../helpers/env.js';
+import { makeTar, gzip, zstd } from '../helpers/tars.js';
 
 test('a large tree copied into the upper dir lets the event loop run meanwhile', async () => {
   const ctx = tempDir('drydock-copy-ctx-');
@@ -31,4 +34,31 @@ test('a large tree copied into the upper dir lets the event loop run meanwhile',
   assert.equal(statSync(path.join(rootfs, 'out/d11/f7')).size, 512 * 1024);
   // 48 MiB take well over three slices here; a copy that never yielded gives no tick at all.
   if (took >= 30) assert.ok(ticks >= 1, `no turn of the event loop in a ${took.toFixed(0)} ms copy`);
+});
+
+test('isArchive: tars (plain, gzip, zstd; small and past 1 MiB) yes, other files no', async () => {
+  const dir = tempDir('drydock-is-archive-');
+  const small = makeTar([{ name: 'a/', type: 'directory' }, { name: 'a/f', body: 'x' }]);
+  // Past the 1 MiB read-whole size, and a gzip start that expands past 1 MiB: the stream path.
+  const large = makeTar([{ name: 'zeros', body: Buffer.alloc(3 * 1024 * 1024) }]);
+  const noise = Buffer.from(Array.from({ length: 2 * 1024 * 1024 }, (_, i) => (i * 7919) % 251));
+  const cases: [string, Buffer, boolean][] = [
+    ['small.tar', small, true],
+    ['small.tar.gz', gzip(small), true],
+    ['small.tar.zst', zstd(small), true],
+    ['large.tar.gz', gzip(large), true],
+    ['large.tar', large, true],
+    ['noise.tar.gz', gzip(Buffer.concat([makeTar([{ name: 'n', body: noise }])])), true],
+    ['plain.gz', gzip(Buffer.from('not a tar\n')), false],
+    ['text', Buffer.from('hello\n'), false],
+    ['empty', Buffer.alloc(0), false],
+    ['corrupt.gz', Buffer.concat([gzip(small).subarray(0, 10), Buffer.alloc(200, 0x55)]), false],
+    ['big-not-tar.gz', gzip(Buffer.alloc(2 * 1024 * 1024, 0x61)), false],
+  ];
+  for (const [name, bytes, expected] of cases) {
+    await fsp.writeFile(path.join(dir, name), bytes);
+    assert.equal(await isArchive(path.join(dir, name)), expected, name);
+  }
+  assert.equal(await isArchive(path.join(dir, 'missing')), false);
+  assert.equal(await isArchive(dir), false, 'a directory');
 });

@@ -75,6 +75,34 @@ test('refuses writing through a symlink left by a lower layer', async () => {
   assert.equal(await fsp.readFile(path.join(outside, 'secret'), 'utf8'), 'keep me');
 });
 
+test('a directory the layer replaces with a symlink does not get its time set through the link', async () => {
+  // Directory times are set at the end; the path of "d/" is by then a symlink to `outside`.
+  for (const inMemoryLimit of [0, undefined]) {
+    const { target, outside } = await sandbox();
+    await fsp.utimes(outside, 2_000_000_000, 2_000_000_000);
+    await applyLayer(target, stream(makeTar([
+      { name: 'd/', type: 'directory', mtime: 1000 },
+      { name: 'd/sub/', type: 'directory', mtime: 1000 },
+      { name: 'd', type: 'symlink', linkname: outside },
+      { name: 'e/', type: 'directory', mtime: 1000 },
+      { name: '.wh.e' },
+      { name: 'e', type: 'symlink', linkname: outside },
+    ])), { inMemoryLimit });
+    assert.equal(lstatSync(outside).mtimeMs, 2_000_000_000_000);
+    assert.ok(lstatSync(path.join(target, 'd')).isSymbolicLink());
+  }
+});
+
+test('a directory listed twice takes the time of its last entry', async () => {
+  const { target } = await sandbox();
+  await applyLayer(target, stream(makeTar([
+    { name: 'd/', type: 'directory', mtime: 1000 },
+    { name: 'd/f', body: 'x' },
+    { name: 'd/', type: 'directory', mtime: 3000 },
+  ])));
+  assert.equal(lstatSync(path.join(target, 'd')).mtimeMs, 3_000_000);
+});
+
 test('a file entry replaces a symlink instead of writing through it', async () => {
   const { target, outside } = await sandbox();
   await applyLayer(target, stream(makeTar([{ name: 'f', type: 'symlink', linkname: path.join(outside, 'secret') }])));
