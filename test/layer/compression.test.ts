@@ -5,8 +5,9 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync, deflateRawSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { ParallelGzip, decompress, detectCompression, compressor } from '../../src/layer/index.js';
-import { gzipSync as parallelGzipSync } from '../../src/layer/parallel-gzip.js';
+import { gzipSync as parallelGzipSync, flatBytes, incompressibleSync } from '../../src/layer/parallel-gzip.js';
 import { requireTool } from '../helpers/env.js';
 
 async function collect(r: NodeJS.ReadableStream): Promise<Buffer> {
@@ -85,6 +86,36 @@ test('ParallelGzip stores incompressible blocks and still compresses the compres
   await collect(Readable.from(pieces(noise, 1 << 20)).pipe(new ParallelGzip()));
   const d = process.cpuUsage(u);
   assert.ok(d.user + d.system < level6 * 0.6, `ParallelGzip used ${(d.user + d.system) / 1000} ms of CPU, level-6 deflate ${level6 / 1000} ms`);
+});
+
+test('flatBytes: evenly spread bytes skip the deflate probe, anything a Huffman code shrinks does not', () => {
+  const noise = randomBytes(32 << 10);
+  assert.equal(flatBytes(noise), true);
+  // Noise with two tar headers' worth of zeros among the samples (a layer of compressed files).
+  const withHeaders = Buffer.from(noise);
+  withHeaders.fill(0, 100, 500);
+  withHeaders.fill(0, 20_000, 20_400);
+  assert.equal(flatBytes(withHeaders), true);
+  // A third header: 7.5 bits a byte, and the deflate probe decides.
+  withHeaders.fill(0, 30_000, 30_400);
+  assert.equal(flatBytes(withHeaders), false);
+  // Hex digits: 16 values, 4 bits a byte; and noise over 200 of the 256 values (7.64 bits).
+  assert.equal(flatBytes(Buffer.from(noise.toString('hex').slice(0, 32 << 10))), false);
+  assert.equal(flatBytes(Buffer.from(noise.map((b) => b % 200))), false);
+  assert.equal(flatBytes(Buffer.alloc(32 << 10)), false);
+  // A tenth of the samples zeros: a Huffman code could save ~10%, so the deflate probe decides.
+  const tenthZeros = Buffer.from(noise);
+  tenthZeros.fill(0, 0, 3300);
+  assert.equal(flatBytes(tenthZeros), false);
+});
+
+test('incompressibleSync: the same decisions as the level-1 probe for noise, text and machine code', () => {
+  const noise = randomBytes(1 << 20);
+  assert.equal(incompressibleSync(noise), true);
+  assert.equal(incompressibleSync(Buffer.from('lorem ipsum dolor sit amet '.repeat(40_000)).subarray(0, 1 << 20)), false);
+  assert.equal(incompressibleSync(readFileSync(process.execPath).subarray(1 << 20, 2 << 20)), false);
+  // Text whose bytes look flat only by being noise's hex: still probed, still compressed.
+  assert.equal(incompressibleSync(Buffer.from(noise.toString('hex').slice(0, 1 << 20))), false);
 });
 
 const magics: [string, number[], string][] = [
