@@ -26,7 +26,7 @@ import type { SnapshotJob, SnapshotReply, SnapshotRequest } from './snapshot-wor
 /** What the tar thread tells the gzip thread, per job. */
 type GzipRequest =
   | { id: number; type: 'start'; file: string }
-  | { id: number; type: 'block'; buffer: ArrayBuffer; length: number; last: boolean; crc: number }
+  | { id: number; type: 'block'; buffer: ArrayBuffer; length: number; last: boolean }
   | { id: number; type: 'end' }
   | { id: number; type: 'abort' };
 
@@ -160,9 +160,9 @@ class GzipThread {
           await new Promise<void>((resolve) => remote.wake.push(resolve));
         }
       },
-      put: (block, length, last, crc) => {
+      put: (block, length, last) => {
         // allocUnsafeSlow: the block is its whole ArrayBuffer, which moves to the gzip thread.
-        post({ id: job.id, type: 'block', buffer: block.buffer as ArrayBuffer, length, last, crc }, [block.buffer as ArrayBuffer]);
+        post({ id: job.id, type: 'block', buffer: block.buffer as ArrayBuffer, length, last }, [block.buffer as ArrayBuffer]);
       },
     };
     let diffID: string;
@@ -246,7 +246,7 @@ function serveGzip(port: MessagePort): void {
     if (!job || job.failed) return;
     if (m.type === 'block') {
       // Blocks arrive in order and are put in order: .then callbacks run in registration order.
-      void job.sink.then(({ sink }) => sink.put(Buffer.from(m.buffer, 0, GZIP_BLOCK), m.length, m.last, m.crc), () => {});
+      void job.sink.then(({ sink }) => sink.put(Buffer.from(m.buffer, 0, GZIP_BLOCK), m.length, m.last), () => {});
       return;
     }
     void job.sink.then(async ({ fh, sink }) => {

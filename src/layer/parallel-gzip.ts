@@ -121,12 +121,10 @@ export class GzipBlocks {
   /**
    * Starts compressing `block`: GZIP_BLOCK bytes, fewer only when it is the `last` (which may be
    * empty). The promise gives its deflate output, in pieces that may be views of `block`, which
-   * must not change until the promise has resolved and those pieces have been used. `crc` is the
-   * CRC-32 of everything up to and including this block when the caller has it already (the
-   * snapshot worker's tar thread computes it, so the gzip thread has less to do).
+   * must not change until the promise has resolved and those pieces have been used.
    */
-  start(block: Buffer, last: boolean, crc?: number): Promise<Buffer | Buffer[]> {
-    const opts = this.advance(block, last, crc);
+  start(block: Buffer, last: boolean): Promise<Buffer | Buffer[]> {
+    const opts = this.advance(block, last);
     const stored = this.syncProbe ? Promise.resolve(incompressibleSync(block)) : incompressible(block);
     const p = stored.then(async (yes): Promise<Buffer | Buffer[]> => (yes ? storedBlocks(block, last) : deflateRaw(block, opts)));
     p.catch(() => { /* awaited by the caller */ });
@@ -140,8 +138,8 @@ export class GzipBlocks {
   }
 
   /** Takes `block` into the CRC, the length and the next block's dictionary; its deflate options. */
-  private advance(block: Buffer, last: boolean, crc?: number): zlib.ZlibOptions {
-    this.crc = crc ?? zlib.crc32(block, this.crc);
+  private advance(block: Buffer, last: boolean): zlib.ZlibOptions {
+    this.crc = zlib.crc32(block, this.crc);
     this.total += block.length;
     const opts: zlib.ZlibOptions = { level: this.level, finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH };
     if (this.dictionary) opts.dictionary = this.dictionary;
