@@ -19,6 +19,7 @@
 // (src/cli/launch.ts says more). Measured by bench/startup.ts.
 import { build } from 'esbuild';
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { memoizeToEsm } from './to-esm-memo.mjs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
@@ -144,8 +145,10 @@ await Promise.all([...bundles.map((b) => build({
 // leaves regular expression literals as written (/µs/); \uXXXX means the same there.
 for (const name of [...bundles.map((b) => `${b.name}.cjs`), AWS_SDK_BUNDLE]) {
   const file = path.join(tmp, name);
-  const text = readFileSync(file, 'utf8');
-  if (/[^\x00-\x7f]/.test(text)) writeFileSync(file, text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+  const original = readFileSync(file, 'utf8');
+  let text = memoizeToEsm(original);
+  if (/[^\x00-\x7f]/.test(text)) text = text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  if (text !== original) writeFileSync(file, text);
 }
 // Swap in the new bundles whole (their code caches go with the old ones), so a running drydock
 // never sees a half-written directory.

@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import { closeSync, copyFileSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { busyboxImage } from '../helpers/images.js';
 import { COMMAND_MODULES } from '../../src/cli/commands/index.js';
 import { PROJECT_ROOT, requireRoot, requireTool, tempDir } from '../helpers/env.js';
@@ -297,4 +298,41 @@ test('the AWS SDK is a bundle of its own, loaded only by the S3 backends (build.
   assert.equal(s3.code, 0, s3.stderr);
   assert.match(s3.stderr, new RegExp(`failed to import cache manifest from s3://b/.*ECONNREFUSED 127\\.0\\.0\\.1:${port}`));
   assert.ok(s3.loaded.includes('dist/cli/aws-sdk-s3.cjs'), s3.loaded.join(' '));
+});
+
+test('a CommonJS module imported by several bundled modules gets one namespace object, whose getters read its exports', async () => {
+  const { build } = await import('esbuild');
+  // scripts/ is not compiled into dist/: the module is imported from the sources.
+  const { memoizeToEsm } = (await import(pathToFileURL(path.join(PROJECT_ROOT, 'scripts/to-esm-memo.mjs')).href)) as { memoizeToEsm: (text: string) => string };
+  const dir = tempDir('drydock-toesm-');
+  writeFileSync(path.join(dir, 'dep.cjs'), 'exports.count = 0; exports.bump = () => { exports.count++; };\n');
+  writeFileSync(path.join(dir, 'esm-flagged.cjs'), 'Object.defineProperty(exports, "__esModule", { value: true }); exports.default = "the default";\n');
+  writeFileSync(path.join(dir, 'a.mjs'), 'import dep from "./dep.cjs"; import * as ns from "./dep.cjs"; export const a = dep; export const nsA = ns;\n');
+  writeFileSync(path.join(dir, 'b.mjs'), 'import dep from "./dep.cjs"; import * as ns from "./dep.cjs"; import flagged from "./esm-flagged.cjs"; import fs from "node:fs"; export const b = dep; export const nsB = ns; export { flagged, fs };\n');
+  writeFileSync(path.join(dir, 'entry.mjs'), 'import { a, nsA } from "./a.mjs"; import { b, nsB, flagged, fs } from "./b.mjs"; module.exports = { a, b, nsA, nsB, flagged, fs };\n');
+  const out = await build({ entryPoints: [path.join(dir, 'entry.mjs')], bundle: true, write: false, format: 'cjs', platform: 'node', target: 'node20', minify: true, logLevel: 'silent' });
+  const original = out.outputFiles[0]!.text;
+  const run = (text: string) => {
+    const module = { exports: {} as Record<string, unknown> };
+    new Function('module', 'exports', 'require', text)(module, module.exports, require);
+    return module.exports as { a: unknown; b: unknown; nsA: { count: number; bump(): void }; nsB: { count: number }; flagged: unknown; fs: typeof import('node:fs') };
+  };
+  const before = run(original);
+  assert.notEqual(before.nsA, before.nsB, "esbuild's own helper makes a namespace per import (else this test checks nothing)");
+  const memoized = memoizeToEsm(original);
+  assert.notEqual(memoized, original, 'the helper was found and replaced');
+  const after = run(memoized);
+  assert.equal(after.nsA, after.nsB, 'one namespace object for the module');
+  assert.equal(after.a, after.b);
+  after.nsA.bump();
+  assert.equal(after.nsB.count, 1, "the namespace's getters read the module's current exports");
+  // An .mjs importer is in Node's mode: the default of a CommonJS module is its exports, __esModule or not.
+  assert.deepEqual(after.flagged, before.flagged);
+  assert.deepEqual(after.flagged, { default: 'the default' });
+  assert.equal(after.fs.readFileSync, readFileSync);
+  // Every bundle the build wrote has the memoized helper (or none at all).
+  for (const f of readdirSync(path.join(PROJECT_ROOT, 'dist/cli')).filter((n) => n.endsWith('.cjs'))) {
+    const text = readFileSync(path.join(PROJECT_ROOT, 'dist/cli', f), 'utf8');
+    if (text.includes('.__esModule?')) assert.ok(text.includes('__drydockToEsmMemo'), `${f} has the memoized __toESM`);
+  }
 });
