@@ -7,7 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promises as fsp, readdirSync, writeFileSync } from 'node:fs';
+import { promises as fsp, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CLI_MAIN, requireRoot, requireTool, runCli, tempDir } from '../helpers/env.js';
 import { htpasswdLine } from '../helpers/docker-registry.js';
@@ -30,6 +31,16 @@ async function boot(root: string): Promise<string> {
   else next = { ...s, booted: s.default };
   await l.writeState(next);
   return next.booted!;
+}
+
+/** Unmounts (overlay first) and removes the drydock-kernel-* dirs that were not there before. */
+function unmountKernelLeftovers(before: Set<string>): void {
+  const tmp = tmpdir();
+  const fresh = readdirSync(tmp).filter((n) => n.startsWith('drydock-kernel-') && !before.has(n)).map((n) => path.join(tmp, n));
+  // mountinfo's fifth field is the mount point; later mounts (the overlay on the layers) come later.
+  const points = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => !!m && fresh.some((d) => m.startsWith(`${d}/`)));
+  for (const m of points.reverse()) execFileSync('umount', [m]);
+  for (const d of fresh) rmSync(d, { recursive: true, force: true });
 }
 
 async function os(args: string[], root: string): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -230,6 +241,10 @@ describe('drydock os against a registry', () => {
   });
 
   test('SIGKILL of the upgrade at several points never leaves state.json naming a missing or partial file', async (t) => {
+    // A killed upgrade leaves its kernel search's mounts (stageKernel's drydock-kernel-* in the
+    // tmpdir: loop-mounted layer files under an overlay); they are the host's to undo, here.
+    const kernelDirsBefore = new Set(readdirSync(tmpdir()).filter((n) => n.startsWith('drydock-kernel-')));
+    t.after(() => unmountKernelLeftovers(kernelDirsBefore));
     // Times are measured from the child's "Pulling" line, so kills land in the upgrade's work
     // (manifest, config, download, conversion, the writes), not in Node's start-up.
     const upgradeChild = (root: string) => {
