@@ -212,9 +212,7 @@ async function copyOne(rootfs: string, e: SourceEntry, inner: string, opts: Copy
     // A small file is a few syscalls of microseconds each: made on this thread, not as five
     // thread-pool round trips that each wait for a CPU on a busy host.
     copyFileSync(e.hostPath, target, fsConstants.COPYFILE_EXCL);
-    lchownSync(target, opts.uid, opts.gid);
-    chmodSync(target, opts.chmod ?? st.mode & 0o7777);
-    utimesSync(target, st.atime, st.mtime);
+    setMetaSync(target, st, opts, false);
   } else if (st.isFile()) {
     // COPYFILE_EXCL: the target was just unlinked; refuse rather than follow anything new.
     await fsp.copyFile(e.hostPath, target, fsp.constants.COPYFILE_EXCL);

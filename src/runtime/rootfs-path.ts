@@ -1,9 +1,10 @@
 // Resolves a path inside a container rootfs the way the kernel would after chroot(rootfs):
 // symlinks are followed but absolute targets and ".." are re-anchored at the rootfs, so reading
 // an image's /etc/passwd (or copying files out with `cp`) can never escape to the host.
-import { promises as fsp, chownSync, lstatSync, mkdirSync, readFileSync, readlinkSync, statSync, type Stats } from 'node:fs';
+import { promises as fsp, chownSync, mkdirSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../util/errors.js';
+import { lstatSyncOrUndefined, statSyncOrUndefined } from '../util/fs.js';
 
 const MAX_LINKS = 40;
 
@@ -59,12 +60,8 @@ export function resolveInRootSync(root: string, inner: string): string {
   for (let step = walk.next(); ; ) {
     if (step.done) return step.value;
     const probe = step.value;
-    step = walk.next('lstat' in probe ? lstatOrUndefined(probe.lstat) : readlinkSync(probe.readlink));
+    step = walk.next('lstat' in probe ? lstatSyncOrUndefined(probe.lstat) : readlinkSync(probe.readlink));
   }
-}
-
-function lstatOrUndefined(p: string): Stats | undefined {
-  try { return lstatSync(p); } catch { return undefined; }
 }
 
 function normalise(root: string, comps: string[]): string {
@@ -104,8 +101,7 @@ export function readFileInRootSync(root: string, inner: string): string | undefi
  */
 export function mkdirInRootSync(rootfs: string, inner: string, opts: { uid: number; gid: number }): void {
   const host = resolveInRootSync(rootfs, inner);
-  let st: Stats | undefined;
-  try { st = statSync(host); } catch { st = undefined; }
+  const st = statSyncOrUndefined(host);
   if (st?.isDirectory()) return;
   if (st) throw new UserError(`cannot create directory ${inner}: a file with that name exists in the image`);
   const first = mkdirSync(host, { recursive: true, mode: 0o755 });

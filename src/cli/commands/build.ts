@@ -203,9 +203,8 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
       }
       if (dockerfileText !== undefined && dockerfileText.trim() === '') throw new UserError('the Dockerfile read from stdin is empty');
       // Docker's words for a context that is not there, before anything looks for a Dockerfile.
-      const { statSync } = await import('node:fs');
-      let ctxStat: import('node:fs').Stats | undefined;
-      try { ctxStat = statSync(context); } catch { ctxStat = undefined; }
+      const { statSyncOrUndefined } = await import('../../util/fs.js');
+      const ctxStat = statSyncOrUndefined(context);
       if (!ctxStat) throw new VerbatimError(`unable to prepare context: path ${JSON.stringify(context)} not found`);
       if (!ctxStat.isDirectory()) throw new VerbatimError(`unable to prepare context: context must be a directory: ${context}`);
       const buildOptions: import('../../builder/index.js').BuildOptions = {
