@@ -65,6 +65,19 @@ for (const f of failures) {
   });
 }
 
+test('a context that is missing or not a directory gets docker build\'s words, exit 1', async () => {
+  const file = path.join(await context('ctx-file', { Dockerfile: 'FROM busybox\n' }), 'Dockerfile');
+  const cases: [string, string][] = [
+    [path.join(base, 'no-such-context'), `unable to prepare context: path "${path.join(base, 'no-such-context')}" not found\n`],
+    [file, `unable to prepare context: context must be a directory: ${file}\n`],
+  ];
+  for (const [ctx, words] of cases) {
+    const r = await runCli(['build', '-q', ctx], { root });
+    assert.equal(r.code, 1, ctx);
+    assert.equal(r.stderr, words);
+  }
+});
+
 test('--output type=docker and type=oci write archives that skopeo reads', async () => {
   requireTool('skopeo');
   const dir = await context('output', { Dockerfile: 'FROM busybox\nCMD ["echo", "archived"]\n' });
