@@ -8,6 +8,7 @@ import { fsyncDir } from '../util/fs.js';
 import { OsLayout, diffHex, newPending, type AbandonedDeployment, type Deployment, type OsState, type UpgradeRecord } from './layout.js';
 import { withLock } from './lock.js';
 import { unusedKernelFiles } from './kernel.js';
+import { sweepOrphans } from '../runtime/orphans.js';
 
 export interface DeploymentStatus extends Deployment {
   /** Roles of this deployment: booted (runs now), staged (next boot), default, rollback. */
@@ -143,5 +144,6 @@ async function cleanup(layout: OsLayout, state: OsState): Promise<{ removedDeplo
   for (const f of unusedKernels) await fsp.rm(f, { force: true });
   if (unusedKernels.length) await fsyncDir(layout.kernelsDir);
   await fsp.rm(layout.tmpDir, { recursive: true, force: true });
+  await sweepOrphans(layout.scratchDir);
   return { removedDeployments, removedLayers };
 }

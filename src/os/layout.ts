@@ -113,6 +113,8 @@ export class OsLayout {
   readonly deploymentsDir: string;
   readonly layersDir: string;
   readonly tmpDir: string;
+  /** Owned scratch dirs with mounts beneath (the kernel search's), swept once their owner is gone. */
+  readonly scratchDir: string;
   readonly lastUpgradePath: string;
   readonly lockPath: string;
   /** Deployments' own kernels: <sha>.vmlinuz, <sha>.initrd, <sha>.modules.squashfs. */
@@ -126,6 +128,7 @@ export class OsLayout {
     this.deploymentsDir = path.join(this.dir, 'deployments');
     this.layersDir = path.join(this.dir, 'layers');
     this.tmpDir = path.join(this.dir, 'tmp');
+    this.scratchDir = path.join(this.dir, 'scratch');
     this.lastUpgradePath = path.join(this.dir, 'last-upgrade.json');
     this.lockPath = path.join(this.dir, 'lock');
     this.kernelsDir = path.join(this.dir, 'kernels');

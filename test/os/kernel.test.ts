@@ -19,6 +19,7 @@ import { RegistryContext } from '../../src/client/context.js';
 import { RemoteImageSource } from '../../src/client/remote.js';
 import { parseReference } from '../../src/image/reference.js';
 import { OsLayout, seedOsRoot, type Deployment } from '../../src/os/index.js';
+import { createOwnedDir } from '../../src/runtime/orphans.js';
 import { busyboxTree, kernelTree, ociLayout, pushWithSkopeo, tarLayer, writeTree } from './fixture-image.js';
 
 const ENV = { DRYDOCK_DAEMON_JSON: '/nonexistent/daemon.json', DRYDOCK_REGISTRIES_CONF: '/nonexistent/registries.conf', REGISTRY_AUTH_FILE: '/nonexistent/auth.json', DOCKER_CONFIG: '/nonexistent' };
@@ -138,5 +139,42 @@ describe('drydock os upgrade: the image\'s own kernel', () => {
     assert.match(ignored.stderr, new RegExp(`kernel ${otherVersion}: ignored: .*boot\\.conf is missing`));
     assert.equal(ignored.deployment.kernel, undefined);
     assert.ok(!existsSync(new OsLayout(old).kernelsDir));
+  });
+
+  test('a killed upgrade\'s kernel search mounts are unmounted and removed by the next upgrade; a live owner\'s are kept', async () => {
+    const root = await seeded('d');
+    await pushWithKernel('d2', 'd', other, otherVersion);
+    const layout = new OsLayout(root);
+    // What SIGKILL leaves mid-search: an owned scratch dir with a loop-mounted layer file and an
+    // overlay on it. The owner here is a child that has exited; its pid and start time are gone.
+    const dead = path.join(layout.scratchDir, 'kernel-dead');
+    const layerFile = path.join(layout.layersDir, readdirSync(layout.layersDir).find((n) => !n.startsWith('.'))!);
+    execFileSync(process.execPath, ['--input-type=module', '-e', `
+      import { createOwnedDir } from ${JSON.stringify(new URL('../../src/runtime/orphans.js', import.meta.url).href)};
+      import { execFileSync } from 'node:child_process';
+      import { mkdirSync } from 'node:fs';
+      const d = ${JSON.stringify(dead)};
+      await createOwnedDir(d);
+      for (const n of ['layer0', 'empty', 'root']) mkdirSync(d + '/' + n);
+      execFileSync('mount', ['-o', 'loop,ro', ${JSON.stringify(layerFile)}, d + '/layer0']);
+      execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', 'ro,lowerdir=' + d + '/layer0:' + d + '/empty', d + '/root']);
+    `]);
+    // A live owner (this test process): an upgrade running beside this one keeps its mounts.
+    const live = path.join(layout.scratchDir, 'kernel-live');
+    await createOwnedDir(live);
+    execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', live]);
+    const mountsUnder = (d: string) => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m) => !!m && (m === d || m.startsWith(`${d}/`)));
+    try {
+      assert.equal(mountsUnder(dead).length, 2);
+      const r = await upgrade(root);
+      assert.equal(r.deployment.kernel?.version, otherVersion);
+      assert.deepEqual(mountsUnder(dead), []);
+      assert.ok(!existsSync(dead), 'the dead owner\'s dir is removed');
+      assert.deepEqual(mountsUnder(live), [live], 'the live owner\'s mount stays');
+      // The upgrade's own search left nothing behind either.
+      assert.deepEqual(readdirSync(layout.scratchDir), ['kernel-live']);
+    } finally {
+      for (const m of [...mountsUnder(dead), ...mountsUnder(live)].reverse()) execFileSync('umount', [m]);
+    }
   });
 });

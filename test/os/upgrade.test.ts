@@ -7,8 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promises as fsp, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, promises as fsp, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CLI_MAIN, requireRoot, requireTool, runCli, tempDir } from '../helpers/env.js';
 import { htpasswdLine } from '../helpers/docker-registry.js';
@@ -33,14 +32,9 @@ async function boot(root: string): Promise<string> {
   return next.booted!;
 }
 
-/** Unmounts (overlay first) and removes the drydock-kernel-* dirs that were not there before. */
-function unmountKernelLeftovers(before: Set<string>): void {
-  const tmp = tmpdir();
-  const fresh = readdirSync(tmp).filter((n) => n.startsWith('drydock-kernel-') && !before.has(n)).map((n) => path.join(tmp, n));
-  // mountinfo's fifth field is the mount point; later mounts (the overlay on the layers) come later.
-  const points = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => !!m && fresh.some((d) => m.startsWith(`${d}/`)));
-  for (const m of points.reverse()) execFileSync('umount', [m]);
-  for (const d of fresh) rmSync(d, { recursive: true, force: true });
+/** Mount points at or below `dir` (mountinfo's fifth field), in mount order. */
+function mountsUnder(dir: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => !!m && (m === dir || m.startsWith(`${dir}/`)));
 }
 
 async function os(args: string[], root: string): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -241,10 +235,10 @@ describe('drydock os against a registry', () => {
   });
 
   test('SIGKILL of the upgrade at several points never leaves state.json naming a missing or partial file', async (t) => {
-    // A killed upgrade leaves its kernel search's mounts (stageKernel's drydock-kernel-* in the
-    // tmpdir: loop-mounted layer files under an overlay); they are the host's to undo, here.
-    const kernelDirsBefore = new Set(readdirSync(tmpdir()).filter((n) => n.startsWith('drydock-kernel-')));
-    t.after(() => unmountKernelLeftovers(kernelDirsBefore));
+    // A kill during the kernel search leaves its loop and overlay mounts in os/scratch; the next
+    // upgrade sweeps them. Should an assertion fail first, they come off here.
+    const scratchDirs: string[] = [];
+    t.after(() => { for (const d of scratchDirs) for (const m of mountsUnder(d).reverse()) execFileSync('umount', [m]); });
     // Times are measured from the child's "Pulling" line, so kills land in the upgrade's work
     // (manifest, config, download, conversion, the writes), not in Node's start-up.
     const upgradeChild = (root: string) => {
@@ -262,13 +256,15 @@ describe('drydock os against a registry', () => {
     const outcomes: string[] = [];
     for (const [i, f] of fractions.entries()) {
       const root = await copyOf(`kill${i}`);
+      scratchDirs.push(new OsLayout(root).scratchDir);
       const { child, started, exited } = upgradeChild(root);
       await started;
       await new Promise((res) => setTimeout(res, Math.round(full * f)));
       child.kill('SIGKILL');
       const code = await exited;
       const s = await checkConsistent(root);
-      outcomes.push(code === null ? (s.pending ? 'killed after the switch' : 'killed before the switch') : `exited ${code}`);
+      const left = mountsUnder(new OsLayout(root).scratchDir).length;
+      outcomes.push((code === null ? (s.pending ? 'killed after the switch' : 'killed before the switch') : `exited ${code}`) + (left ? ` (${left} kernel-search mounts left)` : ''));
       // The next upgrade recovers from whatever was left, and confirm clears the leftovers.
       const again = await os(['upgrade'], root);
       assert.equal(again.code, 0, again.stderr);
@@ -276,6 +272,8 @@ describe('drydock os against a registry', () => {
       await boot(root);
       assert.equal((await os(['confirm'], root)).code, 0);
       const l = new OsLayout(root);
+      assert.deepEqual(mountsUnder(l.scratchDir), [], 'the next upgrade unmounted the killed one\'s kernel search');
+      assert.deepEqual(existsSync(l.scratchDir) ? readdirSync(l.scratchDir) : [], []);
       assert.deepEqual(readdirSync(l.layersDir).filter((n) => n.startsWith('.')), []);
       assert.deepEqual(readdirSync(l.deploymentsDir).filter((n) => n.startsWith('.')), []);
     }
