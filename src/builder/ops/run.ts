@@ -73,7 +73,8 @@ export async function planRun(s: BuildSession, inst: Instruction, state: PlanSta
           import('../../runtime/orphans.js'), import('../../runtime/seccomp.js'),
         ]);
         const cwd = c.WorkingDir || '/';
-        const id = `drydock-build-${randomBytes(6).toString('hex')}`;
+        // The step's scratch dir has a name no other dir had (mkdtemp), so its container's id is unique too.
+        const id = `drydock-build-${path.basename(x.workDir).replace(/^step-/, '')}`;
         // Three independent parts, awaited together; the first failure in this order is the one
         // reported. The file-system work is synchronous calls (a few lstats, small reads and
         // writes), where thread-pool round trips would each be time this step waits.
