@@ -113,8 +113,9 @@ const common = {
   external: ['@napi-rs/xattr', 'koffi', 'esbuild'],
   // import.meta.url (lifecycle.ts finds the monitor beside its code) is the bundle's own URL,
   // made when asked for: URL's href getter costs a millisecond a command mostly does not need.
+  // import.meta.filename is the bundle's path (a require made from a path skips the URL's parse).
   define: { 'import.meta': '__drydockImportMeta' },
-  banner: { js: "'use strict';const __drydockImportMeta={get url(){return require('node:url').pathToFileURL(__filename).href}};" },
+  banner: { js: "'use strict';const __drydockImportMeta={filename:__filename,get url(){return require('node:url').pathToFileURL(__filename).href}};" },
   logLevel: 'warning',
 };
 

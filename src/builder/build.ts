@@ -4,11 +4,11 @@
 // platforms at once are platforms.ts, and index.ts picks between the two.
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { createHash } from 'node:crypto';
 import { parseDockerfile, splitStages, type DockerfileWarning } from '../dockerfile/index.js';
 import { ContentStore } from '../store/content-store.js';
 import type { Descriptor, ImageConfig } from '../image/types.js';
 import { UserError } from '../util/errors.js';
+import { sha256Hex } from '../util/sha256.js';
 import { span, traced } from '../util/trace.js';
 import { BuildCache, type CachedLayer } from './cache.js';
 import { SourceTree, HashCache } from './context.js';
@@ -96,7 +96,7 @@ export async function planPlatform(opts: BuildOptions): Promise<{ graph: BuildGr
 export async function openContext(opts: BuildOptions, store: ContentStore): Promise<SourceTree> {
   const dfPath = opts.dockerfile ?? path.join(opts.context, 'Dockerfile');
   const context = await SourceTree.openContext(opts.context, opts.dockerfileText === undefined ? dfPath : undefined);
-  context.hashCache = await HashCache.load(path.join(store.root, 'cache', 'context', `${createHash('sha256').update(context.root).digest('hex').slice(0, 32)}.json`));
+  context.hashCache = await HashCache.load(path.join(store.root, 'cache', 'context', `${sha256Hex(context.root).slice(0, 32)}.json`));
   return context;
 }
 

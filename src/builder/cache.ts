@@ -4,10 +4,10 @@
 // ("buildcache/<key>") so `gc` keeps them.
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { createHash } from 'node:crypto';
 import type { ContentStore } from '../store/content-store.js';
 import { readJsonIfExistsSync, writeJsonAtomic } from '../util/fs.js';
 import { crashPoint } from '../util/crash-point.js';
+import { sha256Hex } from '../util/sha256.js';
 
 export interface CachedLayer {
   digest: string;
@@ -25,7 +25,7 @@ export interface CacheEntry {
 
 /** Cache key of a step: its parent's key plus everything that determines its result. */
 export function stepKey(parent: string, parts: unknown[]): string {
-  return createHash('sha256').update(JSON.stringify([parent, ...parts])).digest('hex');
+  return sha256Hex(JSON.stringify([parent, ...parts]));
 }
 
 export class BuildCache {

@@ -2,7 +2,8 @@
 // COPY/ADD source resolution that can never leave the context, and content hashing for the
 // cache (contents, modes and names, never mtimes).
 import { createReadStream, promises as fsp, readdirSync, readFileSync, readlinkSync, lstatSync, type Stats } from 'node:fs';
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { createSha256, type Sha256Hash } from '../util/sha256.js';
 import path from 'node:path';
 import { PatternMatcher, readIgnoreFile, compileComponentGlob } from '../dockerfile/index.js';
 import { UserError } from '../util/errors.js';
@@ -205,7 +206,8 @@ export class SourceTree {
  * symlink targets and file contents. mtimes and owners do not count (COPY resets owners).
  */
 export async function hashSources(tree: SourceTree, entries: SourceEntry[]): Promise<string> {
-  const h = createHash('sha256');
+  // Names, modes and the files' digests: a small input, hashed without loading node:crypto.
+  const h = createSha256();
   for (const e of entries) {
     h.update(`source ${e.rel}\0`);
     await hashEntry(h, e, '.', tree.hashCache);
@@ -224,7 +226,7 @@ export async function hashSources(tree: SourceTree, entries: SourceEntry[]): Pro
 }
 
 /** Hashes one entry; returns a promise only when the file's content must be read. */
-function hashEntry(h: Hash, e: SourceEntry, name: string, cache: HashCache): Promise<void> | undefined {
+function hashEntry(h: Sha256Hash, e: SourceEntry, name: string, cache: HashCache): Promise<void> | undefined {
   const st = e.stat;
   h.update(`${name}\0${st.mode.toString(8)}\0`);
   if (st.isSymbolicLink()) h.update(`link ${readlinkSync(e.hostPath)}\0`);
@@ -237,7 +239,7 @@ function hashEntry(h: Hash, e: SourceEntry, name: string, cache: HashCache): Pro
   return undefined;
 }
 
-async function hashFile(h: Hash, e: SourceEntry, stamp: string, cache: HashCache): Promise<void> {
+async function hashFile(h: Sha256Hash, e: SourceEntry, stamp: string, cache: HashCache): Promise<void> {
   const fh = createHash('sha256');
   for await (const chunk of createReadStream(e.hostPath, { highWaterMark: STREAM_CHUNK })) fh.update(chunk as Buffer);
   const fileHash = fh.digest('hex');

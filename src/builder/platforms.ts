@@ -12,7 +12,7 @@ import { shortId } from '../image/digest.js';
 import { parseReference, familiarString } from '../image/reference.js';
 import { canonicalName } from '../store/images.js';
 import { UserError } from '../util/errors.js';
-import { PrefixedLines, limiter } from './solver.js';
+import { limiter } from './solver.js';
 import { exportOutput, checkOutput } from './export.js';
 import { sharedPlan, type PlatformsPlanDocument } from './plan-output.js';
 import type { BuildOptions, SharedWork } from './session.js';
@@ -55,7 +55,8 @@ export async function buildPlatforms(opts: BuildOptions): Promise<BuildResult> {
     await sweepOrphans(scratchRoot(store.root));
   }
   const shared = sharedWork(opts, store);
-  const outs = platforms.map((p) => (opts.progress ? new PrefixedLines(opts.progress, `[${p}] `) : undefined));
+  const { PrefixedLines } = opts.progress ? await import('./step-output.js') : { PrefixedLines: undefined };
+  const outs = platforms.map((p) => (opts.progress && PrefixedLines ? new PrefixedLines(opts.progress, `[${p}] `) : undefined));
   // The first platform to fail cancels the others (shared.failed): no step starts, running RUN
   // containers are killed, and its error is the build's, as BuildKit reports it.
   const settled = await Promise.allSettled(platforms.map((platform, i) =>

@@ -57,13 +57,12 @@ export async function withRootfs(
   fn: (x: ExecContext) => Promise<void>,
 ): Promise<StepSnapshot> {
   // The runtime's modules a step uses, not its index (the container lifecycle, cp, volumes, ports).
-  const [{ mountRootfs }, { adoptUnpackedLayerSync }, { createOwnedDir, clearOwnedDir, scratchRoot }] = await Promise.all([
+  const [{ mountRootfs }, { adoptUnpackedLayerSync }, { createOwnedTempDir, clearOwnedDir, scratchRoot }] = await Promise.all([
     import('../runtime/overlay.js'), import('../runtime/layers.js'), import('../runtime/orphans.js'),
   ]);
   const lowers = await traced('step.unpack-lowers', () => lowerDirs(s, layers));
-  const workDir = path.join(scratchRoot(s.store.root), `step-${process.pid}-${randomBytes(6).toString('hex')}`);
   // Owned by this process: if it is killed, the next build, run or gc sweeps mounts and container.
-  await createOwnedDir(workDir);
+  const workDir = createOwnedTempDir(scratchRoot(s.store.root), `step-${process.pid}-`);
   let mounted: Awaited<ReturnType<typeof mountRootfs>> | undefined;
   const deferred: (() => Promise<void>)[] = [];
   // COPY --from sources first, then the step's own overlay; `mounted` clears only once unmounted.

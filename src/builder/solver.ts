@@ -8,7 +8,6 @@
 // StepSnapshot); a step's state, its " ---> ID" line and its cache entry wait for its diffID,
 // the exporter for the blobs. Layers of earlier builds without a blob are compressed once per diffID.
 import os from 'node:os';
-import { Writable } from 'node:stream';
 import { shortId, digestOf } from '../image/digest.js';
 import type { HistoryEntry, ImageConfig } from '../image/types.js';
 import { UserError } from '../util/errors.js';
@@ -99,6 +98,8 @@ export class Solver {
   private readonly prefixed: boolean;
   private readonly finalVertex: Vertex;
   private failure: unknown;
+  /** The progress output's streams (step-output.ts), loaded by solve() when there is progress output. */
+  private output: typeof import('./step-output.js') | undefined;
   readonly steps: StepReport[] = [];
   /** Each step's intermediate image (all but the target's last step), as printed. */
   readonly stepImages: StepImage[] = [];
@@ -139,6 +140,8 @@ export class Solver {
    */
   async solve(): Promise<SolvedState> {
     let state: SolvedState;
+    // Here, not in execute(), which must not await between its shared-step check and registration.
+    if (this.s.out) this.output = await import('./step-output.js');
     try {
       state = await this.stage(this.graph.target);
       // A stage the target copies from was read before its snapshot ended: a failure there
@@ -332,8 +335,8 @@ export class Solver {
       if (v.op) {
         const layers = new Map(v.inputs.map((i, n) => [i, inputs[n]!]));
         // RUN output waits behind this step's header line.
-        const held = s.out ? new HeldOutput(s.out, printed) : undefined;
-        const stageOut = prefix && held ? new PrefixedLines(held, prefix) : undefined;
+        const held = s.out ? new this.output!.HeldOutput(s.out, printed) : undefined;
+        const stageOut = prefix && held ? new this.output!.PrefixedLines(held, prefix) : undefined;
         const out = stageOut ?? held;
         const created = entry.created;
         // A COPY usually brings a tree worth snapshotting in the worker thread: it starts while
@@ -463,39 +466,17 @@ function warmUpAfterOps(): () => void {
   if (warmedUp) return () => {};
   warmedUp = true;
   return whileIdle([
+    // node:crypto (~2.5 ms to load, and the first SHA-256 sets up OpenSSL's state): nothing
+    // before `runc run` needed it (src/util/sha256.ts), and the snapshot hashes its tar with it
+    // right after the exit. First: the costliest, and a late RUN's ~35 ms leave room for few tasks.
+    () => import('node:crypto').then((c) => { c.createHash('sha256').update(Buffer.alloc(1024)).digest(); }),
     () => import('../layer/create.js'),
     () => import('../layer/compression.js').then((m) => m.compressor('gzip').destroy()),
     () => import('../store/blob-file-writer.js'),
-    // The first gzipSync and SHA-256 of a process set up zlib's and OpenSSL's state (~1 ms):
-    // a late RUN's in-memory snapshot makes both right after `runc run` exits.
-    () => import('../layer/parallel-gzip.js').then((m) => { m.gzipSync(Buffer.alloc(1024)); digestOf(Buffer.alloc(1024)); }),
+    // The first gzipSync of a process sets up zlib's state (~1 ms): a late RUN's in-memory
+    // snapshot makes it right after `runc run` exits.
+    () => import('../layer/parallel-gzip.js').then((m) => { m.gzipSync(Buffer.alloc(1024)); }),
     // The step's scratch dir is removed with fs.promises (clearOwnedDir) right after its unmount.
     () => import('node:fs/promises'),
   ]);
-}
-
-/** A step's RUN output, held until `gate` (its header line is written), then passed through. */
-class HeldOutput extends Writable {
-  constructor(private readonly target: Writable, private readonly gate: Promise<void>) { super(); }
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
-    void this.gate.then(() => { this.target.write(chunk); cb(); });
-  }
-}
-
-/** RUN output of concurrent stages: whole lines, each with its stage's prefix. */
-export class PrefixedLines extends Writable {
-  private partial = '';
-  constructor(private readonly target: Writable, private readonly prefix: string) { super(); }
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
-    const text = this.partial + chunk.toString('utf8');
-    const lines = text.split('\n');
-    this.partial = lines.pop()!;
-    if (lines.length) this.target.write(lines.map((l) => `${this.prefix}${l}\n`).join(''));
-    cb();
-  }
-  override _final(cb: (e?: Error | null) => void): void {
-    if (this.partial) this.target.write(`${this.prefix}${this.partial}\n`);
-    this.partial = '';
-    cb();
-  }
 }

@@ -1,6 +1,7 @@
 // Content digests ("algo:hex"). Every digest that reaches a file path or a URL is parsed here
 // first, so a crafted value like "sha256:../../etc" can never become a path component.
 import { createHash, type Hash } from 'node:crypto';
+import { sha256Hex } from '../util/sha256.js';
 
 export type DigestAlgorithm = 'sha256' | 'sha512';
 
@@ -51,6 +52,8 @@ export function isDigest(input: string): boolean {
 }
 
 export function digestOf(data: Buffer | string, algorithm: DigestAlgorithm = 'sha256'): string {
+  // A small SHA-256 without loading node:crypto (src/util/sha256.ts says why).
+  if (algorithm === 'sha256') return `sha256:${sha256Hex(data)}`;
   return `${algorithm}:${createHash(algorithm).update(data).digest('hex')}`;
 }
 

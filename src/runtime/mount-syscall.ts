@@ -28,8 +28,9 @@ export type Koffi = Pick<typeof import('koffi'), 'load' | 'errno'>;
  * Anywhere else, or if that path ever moves, the package index finds it.
  */
 export function loadKoffi(): Koffi {
-  // koffi is CommonJS with a native addon; the CLI bundles keep it external.
-  const require = createRequire(import.meta.url);
+  // koffi is CommonJS with a native addon; the CLI bundles keep it external. From the module's
+  // path where there is one (Node 20.11+, the bundles): createRequire parses a URL in ~0.3 ms.
+  const require = createRequire(import.meta.filename ?? import.meta.url);
   if (process.platform === 'linux') {
     try { return require(`@koromix/koffi-linux-${process.arch}/linux_${process.arch}/koffi.node`) as Koffi; } catch { /* musl, or another layout */ }
   }

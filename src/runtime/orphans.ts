@@ -3,7 +3,7 @@
 // owner (pid + the process's start time from /proc/PID/stat, which a reused pid does not share)
 // and the runc containers it starts; the next build, run or gc sweeps the directories whose
 // owner is gone: kill and delete the containers, unmount what is mounted beneath, remove.
-import { promises as fsp, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync, type Dirent } from 'node:fs';
+import { promises as fsp, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync, type Dirent } from 'node:fs';
 import path from 'node:path';
 import { defaultRoot } from '../store/content-store.js';
 import { processStartTime } from './containers.js';
@@ -30,6 +30,25 @@ export async function createOwnedDir(dir: string): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const owner: Owner = { pid: process.pid, start: processStartTime(process.pid) ?? '', containers: [] };
   writeOwner(dir, owner);
+}
+
+/**
+ * Creates a new dir named `prefix` and six random characters under `parent` (mkdtemp: a name
+ * no dir had), owned by this process as createOwnedDir's; returns its path. The name's
+ * randomness comes from libuv (getrandom), not node:crypto, which a build step would otherwise
+ * load before its container starts (src/util/sha256.ts).
+ */
+export function createOwnedTempDir(parent: string, prefix: string): string {
+  let dir: string;
+  try {
+    dir = mkdtempSync(path.join(parent, prefix));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    mkdirSync(parent, { recursive: true });
+    dir = mkdtempSync(path.join(parent, prefix));
+  }
+  writeOwner(dir, { pid: process.pid, start: processStartTime(process.pid) ?? '', containers: [] });
+  return dir;
 }
 
 /**

@@ -2,7 +2,7 @@
 // separate stores never see each other's containers. `--runtime` may name another OCI runtime
 // with runc's CLI (crun, youki).
 import { spawn, execFile, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { promises as fsp, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { promises as fsp, mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
@@ -40,7 +40,12 @@ export function writeBundle(bundleDir: string, spec: OciSpec, stale: (string | u
   mkdirSync(bundleDir, { recursive: true });
   // The bundle is rewritten on every start; runc reads it once, so no fsync is needed.
   writeFileSync(path.join(bundleDir, 'config.json'), JSON.stringify(spec));
-  for (const file of stale) if (file) rmSync(file, { force: true });
+  // unlink, not rmSync({ force }), which loads fs's rimraf module for a file that is rarely there.
+  for (const file of stale) if (file) unlinkIfExists(file);
+}
+
+function unlinkIfExists(file: string): void {
+  try { unlinkSync(file); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; }
 }
 
 export interface RunResult {

@@ -34,11 +34,20 @@ export function whileIdle(tasks: (() => unknown)[]): () => void {
     loop ??= loopPerformance();
     const now = loop.eventLoopUtilization();
     const idle = prev !== undefined && loop.eventLoopUtilization(now, prev).utilization < IDLE_BELOW;
-    if (idle) {
-      try { Promise.resolve(queue.shift()?.()).catch(() => {}); } catch { /* as above */ }
+    if (!idle) {
+      prev = now;
+      if (queue.length) schedule();
+      return;
     }
-    prev = loop.eventLoopUtilization();
-    if (queue.length) schedule();
+    let task: Promise<unknown>;
+    try { task = Promise.resolve(queue.shift()?.()); } catch { task = Promise.resolve(); /* as above */ }
+    // The next window starts when the task is done (a module's load often finishes in a promise
+    // callback): the task's own time is not other work, and counted in it, it made every window
+    // after a task look busy, so tasks ran at most every other window.
+    void task.catch(() => {}).finally(() => {
+      prev = loop!.eventLoopUtilization();
+      if (queue.length) schedule();
+    });
   };
   const schedule = (ms = WINDOW_MS) => { timer = setTimeout(tick, ms); timer.unref(); };
   schedule(FIRST_WINDOW_MS);

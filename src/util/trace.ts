@@ -2,6 +2,8 @@
 // prints "trace <label> <ms> @<start>" to stderr when it ends, <start> in ms since the process
 // started (what the CLI's start-up and module loading took shows as the first span's start). Off
 // (the default) it costs one branch.
+import { writeSync } from 'node:fs';
+
 const enabled = !!process.env.DRYDOCK_TRACE;
 
 /** Starts a span; the returned function ends it. */
@@ -9,7 +11,9 @@ export function span(label: string): () => void {
   if (!enabled) return noop;
   const at = performance.now();
   const start = process.hrtime.bigint();
-  return () => { process.stderr.write(`trace ${label} ${(Number(process.hrtime.bigint() - start) / 1e6).toFixed(1)} @${at.toFixed(0)}\n`); };
+  // Straight to fd 2: process.stderr would load node:stream (and net for a pipe) on the way to
+  // the first RUN, which an untraced build does not.
+  return () => { try { writeSync(2, `trace ${label} ${(Number(process.hrtime.bigint() - start) / 1e6).toFixed(1)} @${at.toFixed(0)}\n`); } catch { /* a closed stderr */ } };
 }
 
 /** Times `fn` as a span. */

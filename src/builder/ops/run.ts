@@ -73,7 +73,8 @@ export async function planRun(s: BuildSession, inst: Instruction, state: PlanSta
           import('../../runtime/orphans.js'), import('../../runtime/seccomp.js'),
         ]);
         const cwd = c.WorkingDir || '/';
-        const id = `drydock-build-${randomBytes(6).toString('hex')}`;
+        // The step's scratch dir has a name no other dir had (mkdtemp), so its container's id is unique too.
+        const id = `drydock-build-${path.basename(x.workDir).replace(/^step-/, '')}`;
         // Three independent parts, awaited together; the first failure in this order is the one
         // reported. The file-system work is synchronous calls (a few lstats, small reads and
         // writes), where thread-pool round trips would each be time this step waits.
@@ -115,15 +116,24 @@ export async function planRun(s: BuildSession, inst: Instruction, state: PlanSta
         const owned = addOwnedContainer(x.workDir, id);
         const [, spec] = await allSettledOrThrow([workdirReady, specReady, owned] as const);
         endPrepare();
-        const sink = x.out ?? new Writable({ write: (_c, _e, cb) => cb() });
         // Keep the tail of stderr: runc's init reports exec failures there, not in its log.
         let stderrTail = '';
-        const stderr = new Writable({
-          write: (chunk: Buffer, _e, cb) => { stderrTail = (stderrTail + chunk.toString('utf8')).slice(-4096); sink.write(chunk, cb); },
-        });
+        // Made when runOnce connects runc's pipes, after runc has started: a quiet build loads
+        // node:stream (~1 ms) only then, in the time runc runs.
+        let sink: Writable | undefined;
+        let stderr: Writable | undefined;
+        const stdout = () => (sink ??= x.out ?? new Writable({ write: (_c, _e, cb) => cb() }));
+        const stdio = {
+          get stdout() { return stdout(); },
+          get stderr() {
+            return (stderr ??= new Writable({
+              write: (chunk: Buffer, _e, cb) => { stderrTail = (stderrTail + chunk.toString('utf8')).slice(-4096); stdout().write(chunk, cb); },
+            }));
+          },
+          ...(stdin !== undefined ? { stdin: Readable.from([stdin]) } : {}),
+        };
         const result = await runOnce({
-          id, bundleDir: path.join(x.workDir, 'bundle'), spec, architecture,
-          stdio: { stdout: sink, stderr, ...(stdin !== undefined ? { stdin: Readable.from([stdin]) } : {}) },
+          id, bundleDir: path.join(x.workDir, 'bundle'), spec, architecture, stdio,
         }).catch((e: Error) => { throw s.err(inst, e.message); });
         if (result.exitCode !== 0 && /exec [^\n]*: exec format error\s*$/.test(stderrTail)) {
           const host = hostPlatform().architecture;

@@ -183,8 +183,9 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
       const epoch = process.env.SOURCE_DATE_EPOCH;
       if (epoch !== undefined && epoch !== '' && !/^\d+$/.test(epoch)) throw new UserError(`SOURCE_DATE_EPOCH must be a whole number of seconds, got "${epoch}"`);
       const quiet = flags.quiet || flags.progress === 'quiet' || flags.format === 'json';
-      // `-o -` writes the tar on stdout, so progress goes to stderr (as buildx does).
-      const progressOut = output?.dest === '-' && output.type === 'tar' ? process.stderr : process.stdout;
+      // `-o -` writes the tar on stdout, so progress goes to stderr (as buildx does). Asked for
+      // only when there is progress: making process.stdout loads net for a pipe, tty for a terminal.
+      const progressOut = () => (output?.dest === '-' && output.type === 'tar' ? process.stderr : process.stdout);
       // Loaded only when asked for: a local build does not need the registry cache's code.
       const remote = flags.cacheTo?.length || flags.cacheFrom?.length ? await import('../../builder/remote-cache/index.js') : undefined;
       const cacheTo = remote?.parseCacheTo(flags.cacheTo ?? []) ?? [];
@@ -225,7 +226,7 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
         shmSize: flags.shmSize !== undefined ? parseByteSize!(flags.shmSize, '--shm-size') : undefined,
         ulimits,
         memory: flags.memory !== undefined ? parseMemory!(flags.memory) : undefined,
-        progress: quiet ? undefined : progressOut,
+        progress: quiet ? undefined : progressOut(),
         sourceDateEpoch: epoch ? Number(epoch) : undefined,
         compression: flags.compression,
         output,
@@ -244,7 +245,7 @@ SOURCE_DATE_EPOCH in the environment makes layers and timestamps reproducible.`)
         else process.stdout.write(formatPlan(document));
         return;
       }
-      const progress = quiet ? undefined : progressOut;
+      const progress = quiet ? undefined : progressOut();
       // --no-cache ignores --cache-from too, as in BuildKit; --cache-to still exports.
       const remoteCache = remote && (cacheTo.length || cacheFrom.length)
         ? await remote.RemoteCache.open(store, { from: flags.cache ? cacheFrom : [], to: cacheTo, progress, warn: (m) => process.stderr.write(`WARNING: ${m}\n`) })
