@@ -152,8 +152,9 @@ function layerRef(l: BuildLayer): { digest: string; diffID: string; mediaType: s
  * fsynced. Every snapshot's blob is needed (the image's and the steps' manifests name them), so
  * making it here saves the second tar pass over the same files that compressing later costs.
  * Where it runs is snapshot-worker.ts snapshotPlace's choice: in the snapshot worker thread when
- * that runs already or the tree is large enough to repay its start; a tiny tree (a late RUN's few
- * files) in memory; the rest streamed on this thread.
+ * the tree is large enough to repay its start (or, once it runs, all but a tiny tree); a small
+ * tree (a RUN's few files, an unpacked site of a few hundred KiB) in memory; the rest streamed on
+ * this thread.
  */
 export async function snapshotLayer(store: ContentStore, dir: string, compression: Compression = 'gzip'): Promise<{ diffID: string; blob: Promise<CachedLayer>; described?: CachedLayer }> {
   const { snapshotPlace } = await import('./snapshot-worker.js');
@@ -163,7 +164,7 @@ export async function snapshotLayer(store: ContentStore, dir: string, compressio
 }
 
 /**
- * snapshotLayer of a tiny tree (snapshot-worker.ts snapshotPlace): the tar in one buffer, its
+ * snapshotLayer of a small tree (snapshot-worker.ts snapshotPlace): the tar in one buffer, its
  * diffID at once, the blob compressed here (gzipSync: the stream's very bytes) and written
  * inline. The diffID the step's state waits for comes without a stream tick, and the blob's
  * descriptor (`described`, for the manifest) before its write and fsync.

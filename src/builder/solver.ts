@@ -336,9 +336,10 @@ export class Solver {
         const stageOut = prefix && held ? new PrefixedLines(held, prefix) : undefined;
         const out = stageOut ?? held;
         const created = entry.created;
-        // A COPY usually brings a tree worth snapshotting in the worker thread: it starts while
-        // the files are copied (src/builder/snapshot-worker.ts).
-        if (v.op.kind === 'copy' && s.opts.sourceDateEpoch === undefined) prestartSnapshotWorker({ gzipThread: v.op.largeLayer === true });
+        // A COPY of 4 MiB or more of the context is snapshotted in the worker thread: it starts
+        // while the files are copied (src/builder/snapshot-worker.ts). A copy of unknown size
+        // (another stage's tree) starts it once it has copied that much (workerStarterForCopy).
+        if (v.op.kind === 'copy' && v.op.largeLayer && s.opts.sourceDateEpoch === undefined) prestartSnapshotWorker({ gzipThread: true });
         const exec = (async () => {
           try {
             return await this.limit(() => {

@@ -59,7 +59,7 @@ export interface Op {
   exec(x: ExecContext): Promise<void>;
   /**
    * A COPY of build-context sources holding several MiB: its snapshot repays the snapshot
-   * worker's second (gzip) thread, which is then started with the worker (snapshot-worker.ts).
+   * worker and its second (gzip) thread, which start with the step (snapshot-worker.ts).
    */
   largeLayer?: boolean;
 }

@@ -11,7 +11,7 @@ import { promises as fsp, lstatSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { builderFixture, type Fixture } from './helpers.js';
 import { snapshotLayerInMemory, snapshotLayerInThread, snapshotLayerInWorker } from '../../src/builder/rootfs.js';
-import { snapshotWorkerRunning, closeSnapshotWorker, worthTheWorker, snapshotPlace, prestartSnapshotWorker, holdsLargeLayer } from '../../src/builder/snapshot-worker.js';
+import { snapshotWorkerRunning, closeSnapshotWorker, worthTheWorker, snapshotPlace, prestartSnapshotWorker, holdsLargeLayer, workerStarterForCopy } from '../../src/builder/snapshot-worker.js';
 import { createLayer } from '../../src/layer/create.js';
 import { ContentStore } from '../../src/store/index.js';
 import { CLI_MAIN, PROJECT_ROOT, requireTool, tempDir } from '../helpers/env.js';
@@ -121,7 +121,7 @@ test('the worker\'s snapshot of a foreign tree has the diffID and blob digest of
   assert.deepEqual(tempFiles(fx.store), []);
 });
 
-test('a tree of a few small files is snapshotted in memory, up to 4 MiB of files on the main thread; 4 MiB or 2000 entries go to the worker', async () => {
+test('without the worker a tree under 1 MiB of files is snapshotted in memory, up to 4 MiB on the main thread; 4 MiB or 2000 entries go to the worker', async () => {
   await closeSnapshotWorker();
   const dir = tempDir('drydock-snapworker-size-');
   await fsp.mkdir(path.join(dir, 'd'));
@@ -129,12 +129,18 @@ test('a tree of a few small files is snapshotted in memory, up to 4 MiB of files
   const tiny = tempDir('drydock-snapworker-tiny-');
   await fsp.cp(dir, tiny, { recursive: true });
   assert.equal(snapshotPlace(dir), 'memory');
+  // An unpacked site of 300 pages, 700 KiB: in memory, the worker not started for it.
+  const site = tempDir('drydock-snapworker-site-');
+  for (let i = 0; i < 300; i++) await fsp.writeFile(path.join(site, `page${i}.html`), Buffer.alloc(2400, `<p>page ${i}</p>`));
+  assert.equal(snapshotPlace(site), 'memory');
   await fsp.writeFile(path.join(dir, 'd', 'small'), Buffer.alloc(3 << 20));
   assert.equal(snapshotPlace(dir), 'thread');
+  assert.equal(snapshotWorkerRunning(), false);
   // With the worker running, all but a tiny tree go there.
   await (await snapshotLayerInWorker(fx.store, tiny)).blob;
   assert.equal(snapshotWorkerRunning(), true);
   assert.equal(snapshotPlace(dir), 'worker');
+  assert.equal(snapshotPlace(site), 'worker');
   assert.equal(snapshotPlace(tiny), 'memory');
   await closeSnapshotWorker();
   assert.equal(worthTheWorker(dir), false);
@@ -145,6 +151,31 @@ test('a tree of a few small files is snapshotted in memory, up to 4 MiB of files
   assert.equal(worthTheWorker(many), true);
   await fsp.rmdir(path.join(many, 'd0'));
   assert.equal(worthTheWorker(many), false);
+});
+
+test('workerStarterForCopy starts the worker once a copy reaches 4 MiB of files or 2000 entries, not for a smaller one', async () => {
+  await closeSnapshotWorker();
+  const file = (size: number) => ({ isFile: () => true, size });
+  // The start is asynchronous (the worker_threads module's import first).
+  const running = async () => { for (let i = 0; i < 50 && !snapshotWorkerRunning(); i++) await new Promise((r) => setTimeout(r, 10)); return snapshotWorkerRunning(); };
+  const dir = { isFile: () => false, size: 4096 };
+  const small = workerStarterForCopy();
+  for (let i = 0; i < 1998; i++) small(file(2048));
+  small(dir);
+  assert.equal(await running(), false, '1998 files of 2 KiB and a directory: under both limits');
+  small(file(2048));
+  assert.equal(await running(), true, 'the 2000th entry');
+  await closeSnapshotWorker();
+  const large = workerStarterForCopy();
+  for (let i = 0; i < 3; i++) large(file(1 << 20));
+  assert.equal(await running(), false, '3 MiB of files');
+  large(file(1 << 20));
+  assert.equal(await running(), true, '4 MiB of files');
+  const threads = () => readdirSync('/proc/self/task').length;
+  const before = threads();
+  for (let i = 0; i < 100 && threads() === before; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(threads() > before, `its gzip thread starts too (${before} -> ${threads()} threads)`);
+  await closeSnapshotWorker();
 });
 
 test('an unreadable file fails the snapshot with its name, and no temp file is left in the store', async () => {
@@ -192,7 +223,9 @@ test('a full disk fails the step that wrote the layer, names it, and leaves no t
 });
 
 test('a build closes the worker when it ends; the CLI, bundled and per-file, exits right after its image', async () => {
-  const dir = await fx.context({ Dockerfile: 'FROM busybox\nCOPY a.txt /a.txt\nRUN echo ran > /ran\n', 'a.txt': 'a\n' });
+  // 4 MiB of context: the COPY's snapshot is the worker's.
+  const dir = await fx.context({ Dockerfile: 'FROM busybox\nCOPY a.bin /a.bin\nRUN echo ran > /ran\n' });
+  await fsp.writeFile(path.join(dir, 'a.bin'), Buffer.alloc(4 << 20, 'a'));
   await fx.build(dir, { noCache: true });
   assert.equal(snapshotWorkerRunning(), false);
   for (const [label, entry] of [['bundle', path.join(PROJECT_ROOT, 'bin/drydock.js')], ['per-file', CLI_MAIN]] as const) {
@@ -216,6 +249,16 @@ test('a build closes the worker when it ends; the CLI, bundled and per-file, exi
     assert.match(stderr, /^trace snapshot-worker\.start /m, label);
     assert.ok(exitedAt - printedAt < 2000, `${label} exited ${Math.round(exitedAt - printedAt)} ms after printing the image ID`);
   }
+  // A small COPY (under 4 MiB and 2000 entries): the worker is never started.
+  const small = await fx.context({ Dockerfile: 'FROM busybox\nCOPY a.txt /a.txt\nRUN echo ran > /ran\n', 'a.txt': 'a\n' });
+  const r = spawn(process.execPath, [path.join(PROJECT_ROOT, 'bin/drydock.js'), 'build', '-q', '--no-cache', small], {
+    env: { ...process.env, DRYDOCK_ROOT: fx.root, DRYDOCK_TRACE: '1' }, stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let trace = '';
+  r.stderr.on('data', (d) => (trace += d));
+  assert.equal((await once(r, 'exit'))[0], 0, trace);
+  assert.match(trace, /^trace step\.tar\+hash /m);
+  assert.doesNotMatch(trace, /snapshot-worker\.start/);
   assert.deepEqual(tempFiles(fx.store), []);
   await closeSnapshotWorker();
 });
