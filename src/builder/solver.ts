@@ -17,7 +17,7 @@ import type { CacheEntry, CachedLayer } from './cache.js';
 import type { BuildGraph, BuildLayer, Vertex } from './vertex.js';
 import { withRootfs, compressSnapshot, type LowerLayer, type StepSnapshot } from './rootfs.js';
 import { whileIdle } from '../util/idle.js';
-import { prestartSnapshotWorker } from './snapshot-worker.js';
+import { gzipThreadPays, prestartSnapshotWorker } from './snapshot-worker.js';
 import type { BuildSession } from './session.js';
 
 export interface StepReport {
@@ -339,7 +339,7 @@ export class Solver {
         // A COPY of 4 MiB or more of the context is snapshotted in the worker thread: it starts
         // while the files are copied (src/builder/snapshot-worker.ts). A copy of unknown size
         // (another stage's tree) starts it once it has copied that much (workerStarterForCopy).
-        if (v.op.kind === 'copy' && v.op.largeLayer && s.opts.sourceDateEpoch === undefined) prestartSnapshotWorker({ gzipThread: true });
+        if (v.op.kind === 'copy' && v.op.largeLayer && s.opts.sourceDateEpoch === undefined) prestartSnapshotWorker({ gzipThread: gzipThreadPays() });
         const exec = (async () => {
           try {
             return await this.limit(() => {
