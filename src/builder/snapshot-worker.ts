@@ -154,8 +154,9 @@ export function worthTheWorker(dir: string): boolean {
 
 /**
  * Whether COPY sources (files and trees of the build context) hold WORKER_BYTES of file data:
- * the layer's gzip then repays the worker's second thread. The walk stops at WORKER_BYTES or
- * WORKER_ENTRIES (many small files: a few MiB at most, where the start would not pay).
+ * the layer's snapshot then repays the worker (and, where gzipThreadPays, its second thread),
+ * started with the step. The walk stops at WORKER_BYTES or WORKER_ENTRIES (many small files: a
+ * few MiB at most; workerStarterForCopy starts the worker for them while they are copied).
  */
 export function holdsLargeLayer(entries: { hostPath: string; stat: { isFile(): boolean; isDirectory(): boolean; size: number } }[]): boolean {
   const count = { bytes: 0, entries: 0 };
