@@ -113,8 +113,11 @@ const MEMORY_ENTRIES = 256;
  */
 const MEMORY_ALONE_BYTES = 1 << 20;
 
-/** Where a step's snapshot is taken: in memory, streamed on the main thread, or in the worker. */
-export type SnapshotPlace = 'memory' | 'thread' | 'worker';
+/**
+ * Where a step's snapshot is taken: in memory, streamed on the main thread, in the worker, or
+ * (a large tree with fewer than 4 CPUs) on the main thread through the worker's block path.
+ */
+export type SnapshotPlace = 'memory' | 'thread' | 'worker' | 'blocks';
 
 /**
  * Where to snapshot `dir`. The worker repays its start (~30 ms of CPU idle, 45-60 ms beside a
@@ -129,7 +132,8 @@ export function snapshotPlace(dir: string): SnapshotPlace {
   const limit = running ? { bytes: MEMORY_BYTES, entries: MEMORY_ENTRIES } : { bytes: WORKER_BYTES, entries: WORKER_ENTRIES };
   const count = { bytes: 0, entries: 0 };
   // An unreadable tree goes to the worker, whose tar reports what it could not read.
-  try { if (countTree(dir, count, limit)) return 'worker'; } catch { return 'worker'; }
+  const large: SnapshotPlace = running || workerPays() ? 'worker' : 'blocks';
+  try { if (countTree(dir, count, limit)) return large; } catch { return large; }
   return running || count.bytes < MEMORY_ALONE_BYTES ? 'memory' : 'thread';
 }
 
@@ -147,14 +151,15 @@ function countTree(dir: string, count: { bytes: number; entries: number }, limit
   return false;
 }
 
-/** Whether snapshotting `dir` goes to the worker thread (snapshotPlace). */
+/** Whether `dir` is large enough for the worker thread (snapshotPlace: there, or its block path here where the worker does not pay). */
 export function worthTheWorker(dir: string): boolean {
-  return snapshotPlace(dir) === 'worker';
+  const place = snapshotPlace(dir);
+  return place === 'worker' || place === 'blocks';
 }
 
 /**
  * Whether COPY sources (files and trees of the build context) hold WORKER_BYTES of file data:
- * the layer's snapshot then repays the worker (and, where gzipThreadPays, its second thread),
+ * the layer's snapshot then repays the worker and its second thread (where workerPays),
  * started with the step. The walk stops at WORKER_BYTES or WORKER_ENTRIES (many small files: a
  * few MiB at most; workerStarterForCopy starts the worker for them while they are copied).
  */
@@ -189,20 +194,23 @@ export function prestartSnapshotWorker(opts: { gzipThread?: boolean } = {}): voi
 }
 
 /**
- * Whether a large layer's snapshot should take the worker's gzip thread: on a machine with 4 or
- * more CPUs. On 2, a cold build's RUNs and the main thread leave about one CPU to the snapshot
- * while it runs, so splitting it over two threads gains little, and the second thread's start
- * (~40 ms of CPU, beside the COPY's copy) costs more: the 40 MB cold build without it, 4 x 15
- * rounds interleaved at load 3-4, wall -62 / -36 / -27 / -28 ms paired, CPU -47 / -62 / -54 / -39.
+ * Whether a large layer's snapshot goes to the worker and its gzip thread: on a machine with 4
+ * or more CPUs. On 2, a cold build's RUNs and the main thread leave about one CPU to the
+ * snapshot while it runs, so the threads gain little and their starts (~40 ms of CPU each,
+ * beside the COPY's copy) cost more: the main thread takes the snapshot through the same block
+ * path instead (rootfs.ts snapshotLayerInBlocks), between its other work. The 40 MB cold build
+ * without the gzip thread, 4 x 15 rounds interleaved at load 3-4: wall -62 / -36 / -27 / -28 ms
+ * paired, CPU -47 / -62 / -54 / -39; without the worker either, 2 x 15 at load 6: wall -17 /
+ * -17, CPU -40 / -51.
  */
-export function gzipThreadPays(): boolean {
+export function workerPays(): boolean {
   return (os.availableParallelism?.() ?? os.cpus().length) >= 4;
 }
 
 /**
  * For a copy whose size is not known before it runs (COPY --from another stage or image, a
  * context tree of many small files): told of each entry copied (its source's lstat), it starts
- * the worker once the files reach WORKER_BYTES (with its gzip thread where that pays) or the entries
+ * the worker once the files reach WORKER_BYTES (with its gzip thread) or the entries
  * WORKER_ENTRIES, the sizes at which snapshotPlace sends the layer there, so the start overlaps
  * the rest of the copy. A smaller copy never starts it.
  */
@@ -213,7 +221,7 @@ export function workerStarterForCopy(): (stat: { isFile(): boolean; size: number
   return (stat) => {
     if (bytes >= WORKER_BYTES) return;
     bytes += stat.isFile() ? stat.size : 0;
-    if (bytes >= WORKER_BYTES) { prestartSnapshotWorker({ gzipThread: gzipThreadPays() }); return; }
+    if (bytes >= WORKER_BYTES) { prestartSnapshotWorker({ gzipThread: true }); return; }
     if (!started && ++entries >= WORKER_ENTRIES) { started = true; prestartSnapshotWorker(); }
   };
 }

@@ -59,8 +59,8 @@ export interface Op {
   exec(x: ExecContext): Promise<void>;
   /**
    * A COPY of build-context sources holding several MiB: its snapshot repays the snapshot
-   * worker (and, with 4 or more CPUs, its second, gzip thread), which start with the step
-   * (snapshot-worker.ts).
+   * worker and its second (gzip) thread, which start with the step where they pay (4 or more
+   * CPUs, snapshot-worker.ts workerPays).
    */
   largeLayer?: boolean;
 }
