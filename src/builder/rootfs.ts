@@ -151,10 +151,10 @@ function layerRef(l: BuildLayer): { digest: string; diffID: string; mediaType: s
  * can be adopted), and compressed into the store as the blob, resolved once it is written and
  * fsynced. Every snapshot's blob is needed (the image's and the steps' manifests name them), so
  * making it here saves the second tar pass over the same files that compressing later costs.
- * Where it runs is snapshot-worker.ts snapshotPlace's choice: in the snapshot worker thread when
- * the tree is large enough to repay its start (or, once it runs, all but a tiny tree); a small
- * tree (a RUN's few files, an unpacked site of a few hundred KiB) in memory; the rest streamed on
- * this thread.
+ * Where it runs is snapshot-worker.ts snapshotPlace's choice: a large tree in the snapshot worker
+ * thread with 4 or more CPUs (and, once it runs, all but a tiny tree), through the worker's block
+ * path on this thread with fewer; a small tree (a RUN's few files, an unpacked site of a few
+ * hundred KiB) in memory; the rest streamed on this thread.
  */
 export async function snapshotLayer(store: ContentStore, dir: string, compression: Compression = 'gzip'): Promise<{ diffID: string; blob: Promise<CachedLayer>; described?: CachedLayer }> {
   const { snapshotPlace } = await import('./snapshot-worker.js');
