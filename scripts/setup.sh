@@ -27,6 +27,8 @@ APT_PACKAGES=(
   erofs-utils
   # peers for interop tests and benchmarks
   skopeo podman buildah umoci docker-registry apache2-utils openssl uidmap fuse-overlayfs hyperfine openssh-client libarchive-tools
+  # build: the snapshot's gzip CRC-32 through libdeflate (src/layer/crc32.ts; zlib's, 4x slower, without it)
+  libdeflate0
   # foreign fixtures: static binaries FROM scratch (gcc -static); unit files checked by systemd-analyze
   gcc libc6-dev systemd
   # hostile-tar fixtures (Python's tarfile writes what GNU tar refuses to)

@@ -41,6 +41,11 @@ export interface CopyOptions {
    * view afterwards).
    */
   overlay?: { upper: string; lowers: string[] };
+  /**
+   * Told of every source entry a directory or file copy makes (its lstat), before it is made:
+   * the step starts the snapshot worker once the copy is large (workerStarterForCopy).
+   */
+  onEntry?: (stat: { isFile(): boolean; size: number }) => void;
 }
 
 /**
@@ -80,6 +85,7 @@ export async function copyEntries(tree: SourceTree, entries: SourceEntry[], root
           const rel = path.posix.relative(e.rel === '.' ? '' : e.rel, child.rel);
           if (opts.exclude?.matches(rel)) continue;
           const inner = path.posix.join(baseInRoot, rel);
+          opts.onEntry?.(child.stat);
           // A "!" re-included entry may sit below an excluded directory that was not copied.
           if (opts.exclude) await mkdirInRoot(root, path.posix.dirname(inner), opts);
           // Into the upper dir every entry is made on this thread, large files too: there the
@@ -108,6 +114,7 @@ export async function copyEntries(tree: SourceTree, entries: SourceEntry[], root
       await traced(upper ? 'add.extract-into-upper' : 'add.extract', () => extractArchive(e.hostPath, upper ?? destHost));
     } else {
       const inner = opts.parents ? path.posix.join(dest, e.rel) : destIsDir ? path.posix.join(dest, path.posix.basename(e.rel)) : dest;
+      opts.onEntry?.(e.stat);
       await mkdirInRoot(rootfs, path.posix.dirname(inner), opts);
       await copyOne(rootfs, e, inner, opts);
     }

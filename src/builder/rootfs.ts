@@ -150,19 +150,42 @@ function layerRef(l: BuildLayer): { digest: string; diffID: string; mediaType: s
  * can be adopted), and compressed into the store as the blob, resolved once it is written and
  * fsynced. Every snapshot's blob is needed (the image's and the steps' manifests name them), so
  * making it here saves the second tar pass over the same files that compressing later costs.
- * Where it runs is snapshot-worker.ts snapshotPlace's choice: in the snapshot worker thread when
- * that runs already or the tree is large enough to repay its start; a tiny tree (a late RUN's few
- * files) in memory; the rest streamed on this thread.
+ * Where it runs is snapshot-worker.ts snapshotPlace's choice: a large tree in the snapshot worker
+ * thread with 4 or more CPUs (and, once it runs, all but a tiny tree), through the worker's block
+ * path on this thread with fewer; a small tree (a RUN's few files, an unpacked site of a few
+ * hundred KiB) in memory; the rest streamed on this thread.
  */
 export async function snapshotLayer(store: ContentStore, dir: string, compression: Compression = 'gzip'): Promise<{ diffID: string; blob: Promise<CachedLayer>; described?: CachedLayer }> {
   const { snapshotPlace } = await import('./snapshot-worker.js');
   const place = snapshotPlace(dir);
   if (place === 'memory' && compression !== 'zstd') return snapshotLayerInMemory(store, dir, compression);
+  if (place === 'blocks' && compression === 'gzip') return snapshotLayerInBlocks(store, dir);
   return place === 'worker' ? snapshotLayerInWorker(store, dir, compression) : snapshotLayerInThread(store, dir, compression);
 }
 
 /**
- * snapshotLayer of a tiny tree (snapshot-worker.ts snapshotPlace): the tar in one buffer, its
+ * snapshotLayer of a large tree on a machine of fewer than 4 CPUs (snapshot-worker.ts
+ * snapshotPlace): the worker's block path (tar-blocks.ts) on this thread, a 1 MiB block a turn,
+ * without the worker's start (~40 ms of CPU that a second isolate costs there).
+ */
+export async function snapshotLayerInBlocks(store: ContentStore, dir: string): Promise<{ diffID: string; blob: Promise<CachedLayer> }> {
+  const { gzipSnapshotIntoFile } = await import('../layer/tar-blocks.js');
+  const { ociLayerMediaType } = await import('../image/media-types.js');
+  const file = store.tempBlobPath();
+  let tarEnded!: (diffID: string) => void;
+  let failed!: (e: Error) => void;
+  const diffID = new Promise<string>((resolve, reject) => { tarEnded = resolve; failed = reject; });
+  const written = gzipSnapshotIntoFile(dir, file, tarEnded);
+  written.catch((e: Error) => failed(e));
+  const blob = written.then((b) => store.adoptTempBlob(file, b)).then(async ({ digest, size }) => ({
+    digest, size, mediaType: ociLayerMediaType('gzip'), diffID: await diffID,
+  }));
+  blob.catch(() => { /* awaited by the solver's blob() and the cache entry */ });
+  return { diffID: await diffID, blob };
+}
+
+/**
+ * snapshotLayer of a small tree (snapshot-worker.ts snapshotPlace): the tar in one buffer, its
  * diffID at once, the blob compressed here (gzipSync: the stream's very bytes) and written
  * inline. The diffID the step's state waits for comes without a stream tick, and the blob's
  * descriptor (`described`, for the manifest) before its write and fsync.

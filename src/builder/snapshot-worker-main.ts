@@ -17,6 +17,7 @@ import { createHash } from 'node:crypto';
 import { tarDirectory } from '../layer/create.js';
 import { compressor } from '../layer/compression.js';
 import { GZIP_BLOCK } from '../layer/parallel-gzip.js';
+import { preloadCrc32 } from '../layer/crc32.js';
 import { GZIP_BLOCKS, GzipFileSink, tarIntoBlocks, type BlockSink } from '../layer/tar-blocks.js';
 import { BlobFileWriter } from '../store/blob-file-writer.js';
 import { STREAM_CHUNK } from '../util/fs.js';
@@ -259,6 +260,7 @@ function serveGzip(port: MessagePort): void {
   });
 }
 
-// Last: GzipThread (a class) exists only once its declaration has run.
-if ((workerData as { role?: string } | undefined)?.role === 'gzip') serveGzip(port);
+// Last: GzipThread (a class) exists only once its declaration has run. The gzip thread sums
+// the CRC of every block: its library loads before the first one comes (crc32.ts).
+if ((workerData as { role?: string } | undefined)?.role === 'gzip') { serveGzip(port); preloadCrc32(); }
 else serveSnapshots(port);

@@ -1,10 +1,14 @@
-// A build step's snapshot (tar, diffID hash, compression, the blob's hash) runs in one worker
-// thread per process (snapshot-worker-main.ts), not on the main thread: on the main thread its
-// 185-310 ms of CPU for a 40 MB COPY held up every fs.promises call of the RUN steps that run on
-// the snapshot meanwhile (docs/builder.md, "The 40 MB cold build's critical path").
-// The worker starts with the first snapshot, is unref'd while idle (it never keeps a process
-// alive), and is closed when the last build of the process ends (index.ts's build()).
+// A large build step's snapshot (tar, diffID hash, compression, the blob's hash) runs in one
+// worker thread per process (snapshot-worker-main.ts) on a machine of 4 or more CPUs: the
+// stream pipeline it replaced spent 185-310 ms of the main thread's CPU on a 40 MB COPY and held
+// up every fs.promises call of the RUN steps that ran on the snapshot meanwhile (docs/builder.md,
+// "The 40 MB cold build's critical path"). With fewer CPUs the main thread runs the worker's
+// block path itself (~100 ms for 40 MB, a 1 MiB block a turn): there the worker's start costs
+// more than it frees (workerPays). Small trees never go to the worker (snapshotPlace).
+// The worker starts with the first snapshot that needs it, is unref'd while idle (it never keeps
+// a process alive), and is closed when the last build of the process ends (index.ts's build()).
 import { lstatSync, readdirSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Worker } from 'node:worker_threads';
@@ -98,30 +102,42 @@ function replyError(r: Extract<SnapshotReply, { type: 'error' }>): Error {
 const WORKER_BYTES = 4 << 20;
 const WORKER_ENTRIES = 2000;
 /**
- * A tree with less file data and fewer entries than this is snapshotted in memory
- * (rootfs.ts snapshotLayerInMemory): its tar is a few KiB, and deflating it here costs less
- * than the stream's ticks and thread-pool round trips to the blob.
+ * With the worker running, a tree with less file data and fewer entries than this is
+ * snapshotted in memory (rootfs.ts snapshotLayerInMemory), the rest in the worker: its tar is a
+ * few KiB, and deflating it here costs less than a message to the worker and back.
  */
 const MEMORY_BYTES = 256 << 10;
 const MEMORY_ENTRIES = 256;
-
-/** Where a step's snapshot is taken: in memory, streamed on the main thread, or in the worker. */
-export type SnapshotPlace = 'memory' | 'thread' | 'worker';
+/**
+ * Without the worker, a tree below WORKER_BYTES and WORKER_ENTRIES is tarred on this thread
+ * either way (streamed or in memory, the same synchronous walk): with less file data than this
+ * it is tarred in memory, whose gzipSync costs at most ~15 ms here (level 6 on text), and a
+ * larger one streams, its blocks deflated on the thread pool.
+ */
+const MEMORY_ALONE_BYTES = 1 << 20;
 
 /**
- * Where to snapshot `dir`. The worker repays its start (~30 ms of CPU) for a tree of at least
- * WORKER_BYTES of files or WORKER_ENTRIES entries; the walk stops at either, so it costs at most
- * that many lstat calls. A step that changed a few small files (the usual late RUN) is tarred in
- * memory, one that changed more on the main thread, and neither starts the worker. Once the
- * worker runs, every tree but a tiny one goes there (and the walk stops at the memory limits).
+ * Where a step's snapshot is taken: in memory, streamed on the main thread, in the worker, or
+ * (a large tree with fewer than 4 CPUs) on the main thread through the worker's block path.
+ */
+export type SnapshotPlace = 'memory' | 'thread' | 'worker' | 'blocks';
+
+/**
+ * Where to snapshot `dir`. The worker repays its start (~30 ms of CPU idle, 45-60 ms beside a
+ * cold build's other steps, on 2 cores) only for a tree of at least WORKER_BYTES of files or
+ * WORKER_ENTRIES entries; the walk stops at either, so it costs at most that many lstat calls.
+ * Smaller trees (a RUN's files, ADD's unpacked site of 200 pages) stay on this thread: in memory
+ * below MEMORY_ALONE_BYTES, else streamed. Once the worker runs, every tree but a tiny one goes
+ * there (and the walk stops at the memory limits).
  */
 export function snapshotPlace(dir: string): SnapshotPlace {
   const running = worker !== undefined;
   const limit = running ? { bytes: MEMORY_BYTES, entries: MEMORY_ENTRIES } : { bytes: WORKER_BYTES, entries: WORKER_ENTRIES };
   const count = { bytes: 0, entries: 0 };
   // An unreadable tree goes to the worker, whose tar reports what it could not read.
-  try { if (countTree(dir, count, limit)) return 'worker'; } catch { return 'worker'; }
-  return running || (count.bytes < MEMORY_BYTES && count.entries < MEMORY_ENTRIES) ? 'memory' : 'thread';
+  const large: SnapshotPlace = running || workerPays() ? 'worker' : 'blocks';
+  try { if (countTree(dir, count, limit)) return large; } catch { return large; }
+  return running || count.bytes < MEMORY_ALONE_BYTES ? 'memory' : 'thread';
 }
 
 /**
@@ -138,15 +154,17 @@ function countTree(dir: string, count: { bytes: number; entries: number }, limit
   return false;
 }
 
-/** Whether snapshotting `dir` goes to the worker thread (snapshotPlace). */
+/** Whether `dir` is large enough for the worker thread (snapshotPlace: there, or its block path here where the worker does not pay). */
 export function worthTheWorker(dir: string): boolean {
-  return snapshotPlace(dir) === 'worker';
+  const place = snapshotPlace(dir);
+  return place === 'worker' || place === 'blocks';
 }
 
 /**
  * Whether COPY sources (files and trees of the build context) hold WORKER_BYTES of file data:
- * the layer's gzip then repays the worker's second thread. The walk stops at WORKER_BYTES or
- * WORKER_ENTRIES (many small files: a few MiB at most, where the start would not pay).
+ * the layer's snapshot then repays the worker and its second thread (where workerPays),
+ * started with the step. The walk stops at WORKER_BYTES or WORKER_ENTRIES (many small files: a
+ * few MiB at most; workerStarterForCopy starts the worker for them while they are copied).
  */
 export function holdsLargeLayer(entries: { hostPath: string; stat: { isFile(): boolean; isDirectory(): boolean; size: number } }[]): boolean {
   const count = { bytes: 0, entries: 0 };
@@ -176,6 +194,39 @@ export function prestartSnapshotWorker(opts: { gzipThread?: boolean } = {}): voi
     gzipThreadAsked = true;
     w.postMessage({ type: 'start-gzip-thread' } satisfies SnapshotRequest);
   }).catch(() => { /* the snapshot's own start reports it */ });
+}
+
+/**
+ * Whether a large layer's snapshot goes to the worker and its gzip thread: on a machine with 4
+ * or more CPUs. On 2, a cold build's RUNs and the main thread leave about one CPU to the
+ * snapshot while it runs, so the threads gain little and their starts (~40 ms of CPU each,
+ * beside the COPY's copy) cost more: the main thread takes the snapshot through the same block
+ * path instead (rootfs.ts snapshotLayerInBlocks), between its other work. The 40 MB cold build
+ * without the gzip thread, 4 x 15 rounds interleaved at load 3-4: wall -62 / -36 / -27 / -28 ms
+ * paired, CPU -47 / -62 / -54 / -39; without the worker either, 2 x 15 at load 6: wall -17 /
+ * -17, CPU -40 / -51.
+ */
+export function workerPays(): boolean {
+  return (os.availableParallelism?.() ?? os.cpus().length) >= 4;
+}
+
+/**
+ * For a copy whose size is not known before it runs (COPY --from another stage or image, a
+ * context tree of many small files): told of each entry copied (its source's lstat), it starts
+ * the worker once the files reach WORKER_BYTES (with its gzip thread) or the entries
+ * WORKER_ENTRIES, the sizes at which snapshotPlace sends the layer there, so the start overlaps
+ * the rest of the copy. A smaller copy never starts it.
+ */
+export function workerStarterForCopy(): (stat: { isFile(): boolean; size: number }) => void {
+  let bytes = 0;
+  let entries = 0;
+  let started = false;
+  return (stat) => {
+    if (bytes >= WORKER_BYTES) return;
+    bytes += stat.isFile() ? stat.size : 0;
+    if (bytes >= WORKER_BYTES) { prestartSnapshotWorker({ gzipThread: true }); return; }
+    if (!started && ++entries >= WORKER_ENTRIES) { started = true; prestartSnapshotWorker(); }
+  };
 }
 
 /**

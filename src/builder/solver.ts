@@ -16,7 +16,7 @@ import type { CacheEntry, CachedLayer } from './cache.js';
 import type { BuildGraph, BuildLayer, Vertex } from './vertex.js';
 import { withRootfs, compressSnapshot, type LowerLayer, type StepSnapshot } from './rootfs.js';
 import { whileIdle } from '../util/idle.js';
-import { prestartSnapshotWorker } from './snapshot-worker.js';
+import { prestartSnapshotWorker, workerPays } from './snapshot-worker.js';
 import type { BuildSession } from './session.js';
 
 export interface StepReport {
@@ -339,9 +339,11 @@ export class Solver {
         const stageOut = prefix && held ? new this.output!.PrefixedLines(held, prefix) : undefined;
         const out = stageOut ?? held;
         const created = entry.created;
-        // A COPY usually brings a tree worth snapshotting in the worker thread: it starts while
-        // the files are copied (src/builder/snapshot-worker.ts).
-        if (v.op.kind === 'copy' && s.opts.sourceDateEpoch === undefined) prestartSnapshotWorker({ gzipThread: v.op.largeLayer === true });
+        // A COPY of 4 MiB or more of the context is snapshotted in the worker thread (with 4 or
+        // more CPUs): it starts while the files are copied (src/builder/snapshot-worker.ts). A copy
+        // of unknown size (another stage's tree) starts it once it has copied that much
+        // (workerStarterForCopy).
+        if (v.op.kind === 'copy' && v.op.largeLayer && s.opts.sourceDateEpoch === undefined && workerPays()) prestartSnapshotWorker({ gzipThread: true });
         const exec = (async () => {
           try {
             return await this.limit(() => {

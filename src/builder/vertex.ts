@@ -59,7 +59,8 @@ export interface Op {
   exec(x: ExecContext): Promise<void>;
   /**
    * A COPY of build-context sources holding several MiB: its snapshot repays the snapshot
-   * worker's second (gzip) thread, which is then started with the worker (snapshot-worker.ts).
+   * worker and its second (gzip) thread, which start with the step where they pay (4 or more
+   * CPUs, snapshot-worker.ts workerPays).
    */
   largeLayer?: boolean;
 }

@@ -1,13 +1,14 @@
 // Parallel gzip, the pigz way: the input is cut into fixed 1 MiB blocks, each block is raw-
 // deflated on the libuv thread pool with the previous block's last 32 KiB as its dictionary
 // (so the ratio matches single-stream gzip), blocks end with a sync flush so they concatenate
-// into one valid deflate stream, and the CRC is computed on the main thread. Output is
+// into one valid deflate stream, and the CRC is computed on the main thread (crc32.ts). Output is
 // deterministic for a given level: block boundaries do not depend on timing.
 import { Transform, type TransformCallback } from 'node:stream';
 import os from 'node:os';
 import zlib from 'node:zlib';
 import { promisify } from 'node:util';
 import { STREAM_CHUNK } from '../util/fs.js';
+import { crc32 } from './crc32.js';
 
 const deflateRaw = promisify(zlib.deflateRaw) as (buf: Buffer, opts: zlib.ZlibOptions) => Promise<Buffer>;
 /** The input block: each is deflated (or stored) on its own, so output depends on this size. */
@@ -139,7 +140,7 @@ export class GzipBlocks {
 
   /** Takes `block` into the CRC, the length and the next block's dictionary; its deflate options. */
   private advance(block: Buffer, last: boolean): zlib.ZlibOptions {
-    this.crc = zlib.crc32(block, this.crc);
+    this.crc = crc32(block, this.crc);
     this.total += block.length;
     const opts: zlib.ZlibOptions = { level: this.level, finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH };
     if (this.dictionary) opts.dictionary = this.dictionary;

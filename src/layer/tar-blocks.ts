@@ -1,9 +1,10 @@
 // A directory's tar in fixed-size blocks, with file contents read straight into the block
 // (one copy, from the page cache) instead of into a buffer per file that a batcher then copies
 // again. The snapshot worker fills ParallelGzip-sized blocks this way and hashes and frames
-// them without a stream in between (snapshot-worker-main.ts). Reads are synchronous: the
-// worker thread has nothing else to do meanwhile, and the main thread never uses this.
-import { closeSync, fstatSync, openSync, readSync, type promises as fsp } from 'node:fs';
+// them without a stream in between (snapshot-worker-main.ts), and so does the main thread for a
+// large layer on a machine of fewer than 4 CPUs (gzipSnapshotIntoFile). Reads are synchronous,
+// a block at a time: tarIntoBlocks lets the event loop in after each.
+import { closeSync, fstatSync, openSync, readSync, promises as fsp } from 'node:fs';
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import { changedSize, tarPieces, unreadable, type TarPiece } from './create.js';
@@ -298,5 +299,31 @@ async function writeAll(fh: Pick<fsp.FileHandle, 'writev' | 'write'>, pieces: Bu
     const { bytesWritten: more } = await fh.write(rest, done, n - done, at + done);
     if (more === 0) throw new Error(`short write: ${done} of ${n} bytes`);
     done += more;
+  }
+}
+
+/**
+ * `dir`'s gzip snapshot on this thread into the new file `file` (the store's temp file): its
+ * tar through tarIntoBlocks into a GzipFileSink, `onDiffID` told as soon as the tar has ended,
+ * then the blob's digest and size once the file is written and fsynced. On a failure the file
+ * is removed (after the writes in flight have settled) and the promise rejects.
+ */
+export async function gzipSnapshotIntoFile(dir: string, file: string, onDiffID: (diffID: string) => void): Promise<{ digest: string; size: number }> {
+  let fh: fsp.FileHandle | undefined;
+  let sink: GzipFileSink | undefined;
+  try {
+    fh = await fsp.open(file, 'wx');
+    sink = new GzipFileSink(fh);
+    onDiffID(await tarIntoBlocks(dir, sink));
+    const blob = await sink.finish();
+    await fh.sync();
+    await fh.close();
+    fh = undefined;
+    return blob;
+  } catch (e) {
+    await sink?.settled();
+    await fh?.close().catch(() => {});
+    await fsp.rm(file, { force: true }).catch(() => {});
+    throw e;
   }
 }

@@ -10,8 +10,8 @@ import { once } from 'node:events';
 import { promises as fsp, lstatSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { builderFixture, type Fixture } from './helpers.js';
-import { snapshotLayerInMemory, snapshotLayerInThread, snapshotLayerInWorker } from '../../src/builder/rootfs.js';
-import { snapshotWorkerRunning, closeSnapshotWorker, worthTheWorker, snapshotPlace, prestartSnapshotWorker, holdsLargeLayer } from '../../src/builder/snapshot-worker.js';
+import { snapshotLayerInBlocks, snapshotLayerInMemory, snapshotLayerInThread, snapshotLayerInWorker } from '../../src/builder/rootfs.js';
+import { snapshotWorkerRunning, closeSnapshotWorker, worthTheWorker, snapshotPlace, prestartSnapshotWorker, holdsLargeLayer, workerStarterForCopy, workerPays } from '../../src/builder/snapshot-worker.js';
 import { createLayer } from '../../src/layer/create.js';
 import { ContentStore } from '../../src/store/index.js';
 import { CLI_MAIN, PROJECT_ROOT, requireTool, tempDir } from '../helpers/env.js';
@@ -104,6 +104,12 @@ test('the worker\'s snapshot of a foreign tree has the diffID and blob digest of
     assert.ok(await fx.store.hasBlob(blob.digest));
     const inThread = await snapshotLayerInThread(fx.store, upper, compression);
     assert.deepEqual(await inThread.blob, blob, compression);
+    if (compression === 'gzip') {
+      // The worker's block path on this thread (a large tree with fewer than 4 CPUs).
+      const inBlocks = await snapshotLayerInBlocks(fx.store, upper);
+      assert.equal(inBlocks.diffID, layer.diffID);
+      assert.deepEqual(await inBlocks.blob, blob);
+    }
   }
   // In memory (a tiny tree's path, here the whole fixture): the same diffID and blob, gzip and none.
   for (const compression of ['gzip', 'none'] as const) {
@@ -121,7 +127,7 @@ test('the worker\'s snapshot of a foreign tree has the diffID and blob digest of
   assert.deepEqual(tempFiles(fx.store), []);
 });
 
-test('a tree of a few small files is snapshotted in memory, up to 4 MiB of files on the main thread; 4 MiB or 2000 entries go to the worker', async () => {
+test('without the worker a tree under 1 MiB of files is snapshotted in memory, up to 4 MiB on the main thread; 4 MiB or 2000 entries go to the worker', async () => {
   await closeSnapshotWorker();
   const dir = tempDir('drydock-snapworker-size-');
   await fsp.mkdir(path.join(dir, 'd'));
@@ -129,22 +135,58 @@ test('a tree of a few small files is snapshotted in memory, up to 4 MiB of files
   const tiny = tempDir('drydock-snapworker-tiny-');
   await fsp.cp(dir, tiny, { recursive: true });
   assert.equal(snapshotPlace(dir), 'memory');
+  // An unpacked site of 300 pages, 700 KiB: in memory, the worker not started for it.
+  const site = tempDir('drydock-snapworker-site-');
+  for (let i = 0; i < 300; i++) await fsp.writeFile(path.join(site, `page${i}.html`), Buffer.alloc(2400, `<p>page ${i}</p>`));
+  assert.equal(snapshotPlace(site), 'memory');
   await fsp.writeFile(path.join(dir, 'd', 'small'), Buffer.alloc(3 << 20));
   assert.equal(snapshotPlace(dir), 'thread');
+  assert.equal(snapshotWorkerRunning(), false);
   // With the worker running, all but a tiny tree go there.
   await (await snapshotLayerInWorker(fx.store, tiny)).blob;
   assert.equal(snapshotWorkerRunning(), true);
   assert.equal(snapshotPlace(dir), 'worker');
+  assert.equal(snapshotPlace(site), 'worker');
   assert.equal(snapshotPlace(tiny), 'memory');
   await closeSnapshotWorker();
   assert.equal(worthTheWorker(dir), false);
   await fsp.writeFile(path.join(dir, 'd', 'more'), Buffer.alloc(1 << 20));
   assert.equal(worthTheWorker(dir), true);
+  assert.equal(snapshotPlace(dir), workerPays() ? 'worker' : 'blocks', 'the worker where it pays, else its block path on this thread');
   const many = tempDir('drydock-snapworker-many-');
   for (let i = 0; i < 2000; i++) await fsp.mkdir(path.join(many, `d${i}`));
   assert.equal(worthTheWorker(many), true);
   await fsp.rmdir(path.join(many, 'd0'));
   assert.equal(worthTheWorker(many), false);
+});
+
+test('workerStarterForCopy starts the worker once a copy reaches 4 MiB of files or 2000 entries, not for a smaller one', async () => {
+  await closeSnapshotWorker();
+  const file = (size: number) => ({ isFile: () => true, size });
+  const dir = { isFile: () => false, size: 4096 };
+  // The start is asynchronous (the worker_threads module's import first).
+  const running = async () => { for (let i = 0; i < 50 && !snapshotWorkerRunning(); i++) await new Promise((r) => setTimeout(r, 10)); return snapshotWorkerRunning(); };
+  // A snapshot in the worker answers once the worker has handled the messages before it (the gzip thread's start among them).
+  const tiny = tempDir('drydock-snapworker-starter-');
+  await fsp.writeFile(path.join(tiny, 'f'), 'x');
+  const threadsOnceUp = async () => { await (await snapshotLayerInWorker(fx.store, tiny)).blob; return readdirSync('/proc/self/task').length; };
+  const small = workerStarterForCopy();
+  for (let i = 0; i < 1998; i++) small(file(2048));
+  small(dir);
+  assert.equal(await running(), false, '1998 files of 2 KiB and a directory: under both limits');
+  small(file(2048));
+  assert.equal(await running(), true, 'the 2000th entry');
+  const withoutGzip = await threadsOnceUp();
+  await closeSnapshotWorker();
+  const large = workerStarterForCopy();
+  for (let i = 0; i < 3; i++) large(file(1 << 20));
+  assert.equal(await running(), false, '3 MiB of files');
+  large(file(1 << 20));
+  assert.equal(await running(), true, '4 MiB of files');
+  // Its gzip thread too (the copy's step asks for the starter only where workerPays).
+  const threads = await threadsOnceUp();
+  assert.ok(threads > withoutGzip, `threads ${withoutGzip} -> ${threads}`);
+  await closeSnapshotWorker();
 });
 
 test('an unreadable file fails the snapshot with its name, and no temp file is left in the store', async () => {
@@ -160,6 +202,9 @@ test('an unreadable file fails the snapshot with its name, and no temp file is l
     assert.deepEqual(tempFiles(fx.store), []);
     // On the main thread the same message; the store's write discards its temp file just after.
     await assert.rejects(snapshotLayerInThread(fx.store, upper), (e: Error) => { assert.match(e.message, message); return true; });
+    // The block path on this thread removes its temp file before it rejects.
+    await assert.rejects(snapshotLayerInBlocks(fx.store, upper), (e: Error) => { assert.match(e.message, message); return true; });
+    assert.deepEqual(tempFiles(fx.store), []);
   } finally {
     execFileSync('umount', [victim]);
   }
@@ -192,7 +237,9 @@ test('a full disk fails the step that wrote the layer, names it, and leaves no t
 });
 
 test('a build closes the worker when it ends; the CLI, bundled and per-file, exits right after its image', async () => {
-  const dir = await fx.context({ Dockerfile: 'FROM busybox\nCOPY a.txt /a.txt\nRUN echo ran > /ran\n', 'a.txt': 'a\n' });
+  // 4 MiB of context: the COPY's snapshot is the worker's.
+  const dir = await fx.context({ Dockerfile: 'FROM busybox\nCOPY a.bin /a.bin\nRUN echo ran > /ran\n' });
+  await fsp.writeFile(path.join(dir, 'a.bin'), Buffer.alloc(4 << 20, 'a'));
   await fx.build(dir, { noCache: true });
   assert.equal(snapshotWorkerRunning(), false);
   for (const [label, entry] of [['bundle', path.join(PROJECT_ROOT, 'bin/drydock.js')], ['per-file', CLI_MAIN]] as const) {
@@ -211,11 +258,23 @@ test('a build closes the worker when it ends; the CLI, bundled and per-file, exi
     assert.equal(signal, null, `${label}: the build did not exit within 60 s`);
     assert.equal(code, 0, `${label}: ${stderr}`);
     assert.match(stdout, /^sha256:[a-f0-9]{64}\n$/);
-    // The snapshots ran in the worker (its start is traced), and the process ended once the image
-    // ID was out: nothing (a worker still referenced, a job never answered) held it.
-    assert.match(stderr, /^trace snapshot-worker\.start /m, label);
+    // The snapshots ran in the worker (its start is traced) where it pays, else on the main
+    // thread, and the process ended once the image ID was out: nothing (a worker still
+    // referenced, a job never answered) held it.
+    if (workerPays()) assert.match(stderr, /^trace snapshot-worker\.start /m, label);
+    else assert.doesNotMatch(stderr, /snapshot-worker\.start/, label);
     assert.ok(exitedAt - printedAt < 2000, `${label} exited ${Math.round(exitedAt - printedAt)} ms after printing the image ID`);
   }
+  // A small COPY (under 4 MiB and 2000 entries): the worker is never started.
+  const small = await fx.context({ Dockerfile: 'FROM busybox\nCOPY a.txt /a.txt\nRUN echo ran > /ran\n', 'a.txt': 'a\n' });
+  const r = spawn(process.execPath, [path.join(PROJECT_ROOT, 'bin/drydock.js'), 'build', '-q', '--no-cache', small], {
+    env: { ...process.env, DRYDOCK_ROOT: fx.root, DRYDOCK_TRACE: '1' }, stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let trace = '';
+  r.stderr.on('data', (d) => (trace += d));
+  assert.equal((await once(r, 'exit'))[0], 0, trace);
+  assert.match(trace, /^trace step\.tar\+hash /m);
+  assert.doesNotMatch(trace, /snapshot-worker\.start/);
   assert.deepEqual(tempFiles(fx.store), []);
   await closeSnapshotWorker();
 });

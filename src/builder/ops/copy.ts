@@ -105,7 +105,11 @@ export async function planCopy(s: BuildSession, inst: Instruction, state: PlanSt
         const owner = chown ? await resolveChown(s, inst, x.rootfs, chown) : { uid: 0, gid: 0 };
         // One local source is all this step writes: it may go straight into the upper dir.
         const alone = srcs.length === 1 && local.length === 1;
-        const copyOpts = { ...owner, chmod, extractArchives: isAdd, archiveChecks, instruction: inst.keyword, parents, exclude, ...(alone ? { overlay: { upper: x.upper, lowers: x.lowers } } : {}) };
+        // A copy of unknown size (another stage's tree, many small context files) starts the
+        // snapshot worker once it is large; a large context COPY started it with the step.
+        const { workerStarterForCopy, workerPays } = await import('../snapshot-worker.js');
+        const onEntry = largeLayer || s.opts.sourceDateEpoch !== undefined || !workerPays() ? undefined : workerStarterForCopy();
+        const copyOpts = { ...owner, chmod, extractArchives: isAdd, archiveChecks, instruction: inst.keyword, parents, exclude, onEntry, ...(alone ? { overlay: { upper: x.upper, lowers: x.lowers } } : {}) };
         const many = srcs.length > 1;
         if (many && !dest.endsWith('/')) throw s.err(inst, `When using ${inst.keyword} with more than one source file, the destination must be a directory and end with a /`);
         if (local.length) {
