@@ -2,7 +2,7 @@
 // separate stores never see each other's containers. `--runtime` may name another OCI runtime
 // with runc's CLI (crun, youki).
 import { spawn, execFile, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { promises as fsp, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { promises as fsp, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
@@ -229,9 +229,9 @@ export async function killContainer(id: string, signal: string, o: RuncOptions &
 export async function deleteContainer(id: string, o: RuncOptions & { force?: boolean } = {}): Promise<void> {
   const { bin, args } = base(o);
   // `runc run` removes its state when the container exits; skip the exec when nothing is left.
-  if (!/[/]/.test(id)) {
-    try { await fsp.access(path.join(args[1]!, id)); } catch { return; }
-  }
+  // A synchronous check: a build's RUN asks this between runc's exit and the step's snapshot,
+  // where a thread-pool round trip queues behind the other steps' and the export's fsyncs.
+  if (!/[/]/.test(id) && !existsSync(path.join(args[1]!, id))) return;
   try {
     await execFileP(bin, [...args, 'delete', ...(o.force ? ['--force'] : []), id]);
   } catch {
