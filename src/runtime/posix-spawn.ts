@@ -11,6 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { loadKoffi } from './mount-syscall.js';
+import { provideRawExit } from '../util/raw-exit.js';
 
 interface Libc {
   pipe2(fds: Int32Array, flags: number): number;
@@ -62,6 +63,10 @@ function load(): Libc | null {
       waitpidNow: (pid, status, options) => waitpid(pid, status, options),
       errno: () => koffi.errno(),
     };
+    // The CLI's exit can skip Node's teardown now (util/raw-exit.ts): a build with a RUN gets here.
+    const rawExit = f('void _exit(int status)');
+    const fcntl = lib.func('int fcntl(int fd, int cmd, ...)') as (...a: unknown[]) => number;
+    provideRawExit({ exit: (code) => { rawExit(code); }, getFlags: (fd) => fcntl(fd, F_GETFL), setFlags: (fd, flags) => fcntl(fd, F_SETFL, 'int', flags) });
   } catch {
     libc = null;
   }
@@ -74,6 +79,8 @@ export function posixSpawnAvailable(): boolean {
 }
 
 const O_CLOEXEC = 0o2000000;
+const F_GETFL = 3;
+const F_SETFL = 4;
 const O_RDONLY = 0;
 const POSIX_SPAWN_SETSIGDEF = 0x04;
 const POSIX_SPAWN_SETSIGMASK = 0x08;
