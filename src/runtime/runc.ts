@@ -2,7 +2,7 @@
 // separate stores never see each other's containers. `--runtime` may name another OCI runtime
 // with runc's CLI (crun, youki).
 import { spawn, execFile, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { promises as fsp, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { promises as fsp, existsSync, mkdirSync, rmSync, stat, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
@@ -142,6 +142,10 @@ async function runPiped(o: RunOnceOptions, io: { stdout: Writable; stderr: Writa
   } finally {
     endSpawn();
   }
+  // libuv starts its thread pool (four threads, each waited for until it runs) on the first
+  // request; a late RUN's build has made none yet, and would start it right after runc exits, for
+  // the snapshot's first fsync or unlink. One stat now, while runc starts the container.
+  stat(o.bundleDir, () => {});
   const forward = (sig: NodeJS.Signals) => child.kill(sig);
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
   for (const s of signals) process.on(s, forward);
