@@ -469,8 +469,6 @@ function warmUpAfterOps(): () => void {
     // The first gzipSync and SHA-256 of a process set up zlib's and OpenSSL's state (~1 ms):
     // a late RUN's in-memory snapshot makes both right after `runc run` exits.
     () => import('../layer/parallel-gzip.js').then((m) => { m.gzipSync(Buffer.alloc(1024)); digestOf(Buffer.alloc(1024)); }),
-    // The step's scratch dir is removed with fs.promises (clearOwnedDir) right after its unmount.
-    () => import('node:fs/promises'),
     () => import('../layer/compression.js').then((m) => m.compressor('gzip').destroy()),
     () => import('../store/blob-file-writer.js'),
   ]);
