@@ -204,16 +204,25 @@ export async function exportStepImages(s: BuildSession, solver: Solver): Promise
   const have = await s.store.listRootOwners([BUILD_STEP_ROOT]);
   await Promise.all(solver.stepImages.map(async (img) => {
     const owner = `${BUILD_STEP_ROOT}${img.id.slice(7)}`;
-    if (have.has(owner) && (await s.store.hasBlob(img.id))) return;
+    // A stat each on this thread: a late line's rebuild has a dozen cached steps, whose round
+    // trips would queue before the export's fsyncs on the thread pool.
+    if (have.has(owner) && s.store.hasBlobSync(img.id)) return;
     let layers: CachedLayer[] | Promise<CachedLayer[]> = Promise.all(img.layers.map((l) => solver.blob(l)));
+    let written;
     if (s.opts.remoteCache) {
       // A --cache-from hit's layer is not downloaded just for an intermediate image: that step's
       // image is not written (its ID was printed; the cache, not the image, is what matters there).
       layers = await layers;
       for (const l of layers) if (!(await s.store.hasBlob(l.digest))) return;
+      written = await writeImage(s.store, { config: img.config, layers });
+    } else {
+      // Else the config is written while the step's layer may still compress, and the manifest
+      // as soon as the layers' descriptors are known, as the image's: their renames then come
+      // before the image's tag fsyncs blobs/sha256, which covers them too (the directory fsync at
+      // the build's end has nothing left to wait for), instead of one more fsync after the tag.
+      layers.catch(() => { /* awaited by writeImage */ });
+      written = await writeImage(s.store, { config: img.config, layers: Promise.all(img.layers.map((l) => solver.descriptor(l))), durable: layers });
     }
-    // Else the config is written while the step's layer may still compress, as the image's.
-    const written = await writeImage(s.store, { config: img.config, layers });
     if (written.configDigest !== img.id) throw new Error(`intermediate image of a step is ${written.configDigest}, printed as ${img.id}`);
     // Not fsynced: a root lost in a crash is written again by the next build with this step.
     await s.store.setRoot(owner, [written.manifestDigest], { durable: false });

@@ -467,18 +467,18 @@ let warmedUp = false;
 function warmUpAfterOps(): () => void {
   if (warmedUp) return () => {};
   warmedUp = true;
+  // In the order a late RUN's in-memory snapshot needs them (a late RUN's `runc run` leaves time
+  // for about two), then the streamed snapshot's compressor and blob writer.
   return whileIdle([
     // node:crypto (~2.5 ms to load, and the first SHA-256 sets up OpenSSL's state): nothing
     // before `runc run` needed it (src/util/sha256.ts), and the snapshot hashes its tar with it
     // right after the exit. First: the costliest, and a late RUN's ~35 ms leave room for few tasks.
     () => import('node:crypto').then((c) => { c.createHash('sha256').update(Buffer.alloc(1024)).digest(); }),
     () => import('../layer/create.js'),
-    () => import('../layer/compression.js').then((m) => m.compressor('gzip').destroy()),
-    () => import('../store/blob-file-writer.js'),
     // The first gzipSync of a process sets up zlib's state (~1 ms): a late RUN's in-memory
     // snapshot makes it right after `runc run` exits.
     () => import('../layer/parallel-gzip.js').then((m) => { m.gzipSync(Buffer.alloc(1024)); }),
-    // The step's scratch dir is removed with fs.promises (clearOwnedDir) right after its unmount.
-    () => import('node:fs/promises'),
+    () => import('../layer/compression.js').then((m) => m.compressor('gzip').destroy()),
+    () => import('../store/blob-file-writer.js'),
   ]);
 }

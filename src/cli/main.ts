@@ -5,6 +5,7 @@
 import { UserError, VerbatimError } from '../util/errors.js';
 import { commandWord, modulesFor } from './commands/index.js';
 import { writeStdout } from './stdout.js';
+import { watchStdio, exitWithoutTeardown } from '../util/raw-exit.js';
 
 const VERSION = process.env.npm_package_version ?? '0.1.0';
 
@@ -100,6 +101,10 @@ function exitQuietlyOnEpipeOnceUsed(): void {
 
 const invokedDirectly = process.argv[1] && /(?:[\\/]cli[\\/]main\.[jt]s|[\\/]drydock(?:\.js)?)$/.test(process.argv[1]);
 if (invokedDirectly) {
+  watchStdio();
   exitQuietlyOnEpipeOnceUsed();
-  main().then((code) => { process.exitCode = code; });
+  main().then((code) => {
+    process.exitCode = code;
+    exitWithoutTeardown();
+  });
 }

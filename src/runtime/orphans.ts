@@ -3,7 +3,7 @@
 // owner (pid + the process's start time from /proc/PID/stat, which a reused pid does not share)
 // and the runc containers it starts; the next build, run or gc sweeps the directories whose
 // owner is gone: kill and delete the containers, unmount what is mounted beneath, remove.
-import { promises as fsp, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync, type Dirent } from 'node:fs';
+import { promises as fsp, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmdir, unlink, writeFileSync, type Dirent } from 'node:fs';
 import path from 'node:path';
 import { defaultRoot } from '../store/content-store.js';
 import { processStartTime } from './containers.js';
@@ -70,10 +70,18 @@ export async function clearOwnedDir(dir: string, keep: string[] = []): Promise<v
  * made it ~17, each queued behind the fsyncs a build's export runs meanwhile.
  */
 async function removeEntry(p: string, entry: Dirent): Promise<void> {
-  if (!entry.isDirectory()) return fsp.unlink(p);
+  if (!entry.isDirectory()) return onPool(unlink, p);
   const entries = readdirSync(p, { withFileTypes: true });
   await Promise.all(entries.map((e) => removeEntry(path.join(p, e.name), e)));
-  await fsp.rmdir(p);
+  await onPool(rmdir, p);
+}
+
+/**
+ * fs's callback form on the thread pool: a late RUN's build uses fs.promises nowhere else after
+ * runc's exit, and loading it there (its first use) costs more than these calls.
+ */
+function onPool(call: (p: string, cb: (e: NodeJS.ErrnoException | null) => void) => void, p: string): Promise<void> {
+  return new Promise((resolve, reject) => { call(p, (e) => (e ? reject(e) : resolve())); });
 }
 
 /** Records one more runc container started from `dir` (before it is started). */

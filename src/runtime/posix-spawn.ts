@@ -11,6 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { loadKoffi } from './mount-syscall.js';
+import { provideRawExit } from '../util/raw-exit.js';
 
 interface Libc {
   pipe2(fds: Int32Array, flags: number): number;
@@ -28,6 +29,8 @@ interface Libc {
   spawnp(pid: number[], file: string, fa: Buffer, attr: Buffer, argv: (string | null)[], envp: (string | null)[]): number;
   /** waitpid(2) on a libuv thread-pool thread. */
   waitpid(pid: number, status: number[], options: number, cb: (err: unknown, result: number) => void): void;
+  /** waitpid(2) on this thread, for WNOHANG only (it must not block the event loop). */
+  waitpidNow(pid: number, status: number[], options: number): number;
   errno(): number;
 }
 
@@ -57,8 +60,13 @@ function load(): Libc | null {
       sigemptyset: f('int sigemptyset(void *set)') as Libc['sigemptyset'],
       spawnp: f('int posix_spawnp(_Out_ int *pid, const char *file, void *fa, void *attr, const char **argv, const char **envp)') as Libc['spawnp'],
       waitpid: (pid, status, options, cb) => waitpid.async(pid, status, options, cb),
+      waitpidNow: (pid, status, options) => waitpid(pid, status, options),
       errno: () => koffi.errno(),
     };
+    // The CLI's exit can skip Node's teardown now (util/raw-exit.ts): a build with a RUN gets here.
+    const rawExit = f('void _exit(int status)');
+    const fcntl = lib.func('int fcntl(int fd, int cmd, ...)') as (...a: unknown[]) => number;
+    provideRawExit({ exit: (code) => { rawExit(code); }, getFlags: (fd) => fcntl(fd, F_GETFL), setFlags: (fd, flags) => fcntl(fd, F_SETFL, 'int', flags) });
   } catch {
     libc = null;
   }
@@ -71,6 +79,8 @@ export function posixSpawnAvailable(): boolean {
 }
 
 const O_CLOEXEC = 0o2000000;
+const F_GETFL = 3;
+const F_SETFL = 4;
 const O_RDONLY = 0;
 const POSIX_SPAWN_SETSIGDEF = 0x04;
 const POSIX_SPAWN_SETSIGMASK = 0x08;
@@ -173,12 +183,19 @@ export function spawnPiped(file: string, args: string[], opts: { stdin: boolean 
   };
 }
 
+const WNOHANG = 1;
+
 /**
- * waitpid on a thread-pool thread; the process's stdio is at EOF, so it has exited or is about
- * to, and the thread is held for no longer than that. (libuv blocks signals in its pool
+ * The process's stdio is at EOF, so it has exited or is about to: by the time the main thread
+ * has seen both pipes close it is almost always a zombie already, and a WNOHANG waitpid here
+ * reaps it without a thread-pool round trip (in a build's late RUN that trip also started the
+ * pool's threads, ~1 ms between runc's exit and the snapshot). Otherwise a blocking waitpid on a
+ * thread-pool thread, held for no longer than the exit takes. (libuv blocks signals in its pool
  * threads: no EINTR. libuv reaps only the children it spawned itself.)
  */
 function reap(c: Libc, pid: number): Promise<number> {
+  const now = [0];
+  if (c.waitpidNow(pid, now, WNOHANG) === pid) return Promise.resolve(now[0]!);
   return new Promise((resolve, reject) => {
     const status = [0];
     c.waitpid(pid, status, 0, (err, r) => {

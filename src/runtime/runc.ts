@@ -2,7 +2,7 @@
 // separate stores never see each other's containers. `--runtime` may name another OCI runtime
 // with runc's CLI (crun, youki).
 import { spawn, execFile, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { promises as fsp, mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { promises as fsp, existsSync, mkdirSync, stat, unlinkSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
@@ -147,6 +147,10 @@ async function runPiped(o: RunOnceOptions, io: { stdout: Writable; stderr: Writa
   } finally {
     endSpawn();
   }
+  // libuv starts its thread pool (four threads, each waited for until it runs) on the first
+  // request; a late RUN's build has made none yet, and would start it right after runc exits, for
+  // the snapshot's first fsync or unlink. One stat now, while runc starts the container.
+  stat(o.bundleDir, () => {});
   const forward = (sig: NodeJS.Signals) => child.kill(sig);
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
   for (const s of signals) process.on(s, forward);
@@ -234,9 +238,9 @@ export async function killContainer(id: string, signal: string, o: RuncOptions &
 export async function deleteContainer(id: string, o: RuncOptions & { force?: boolean } = {}): Promise<void> {
   const { bin, args } = base(o);
   // `runc run` removes its state when the container exits; skip the exec when nothing is left.
-  if (!/[/]/.test(id)) {
-    try { await fsp.access(path.join(args[1]!, id)); } catch { return; }
-  }
+  // A synchronous check: a build's RUN asks this between runc's exit and the step's snapshot,
+  // where a thread-pool round trip queues behind the other steps' and the export's fsyncs.
+  if (!/[/]/.test(id) && !existsSync(path.join(args[1]!, id))) return;
   try {
     await execFileP(bin, [...args, 'delete', ...(o.force ? ['--force'] : []), id]);
   } catch {

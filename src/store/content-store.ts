@@ -1,7 +1,7 @@
 // The local content store: an OCI image layout directory (oci-layout, index.json, blobs/<alg>/<hex>)
 // that skopeo, umoci and `oci:` transports can read as it is. Extra drydock state lives in
 // sibling folders (tmp/, roots/) that the layout spec lets readers ignore.
-import { createReadStream, promises as fsp, readdirSync, readFileSync, statSync, openSync, closeSync, renameSync, mkdirSync, rmSync } from 'node:fs';
+import { createReadStream, promises as fsp, readdir, readdirSync, readFileSync, statSync, openSync, closeSync, renameSync, mkdirSync, rmSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import os from 'node:os';
@@ -160,6 +160,11 @@ export class ContentStore {
 
   async hasBlob(digest: string): Promise<boolean> {
     return (await this.statBlob(digest)) !== undefined;
+  }
+
+  /** statBlob on this thread: for the checks between an image's writes and its tag (one stat each). */
+  statBlobSync(digest: string): number | undefined {
+    return statSync(this.blobPath(digest), { throwIfNoEntry: false })?.size;
   }
 
   hasBlobSync(digest: string): boolean {
@@ -459,7 +464,7 @@ export class ContentStore {
     const there = async () => {
       await opts.written;
       await this.syncBlobDirs();
-      if (!(await this.hasBlob(descriptor.digest))) {
+      if (this.statBlobSync(descriptor.digest) === undefined) {
         throw new BlobVerificationError(`cannot tag ${name}: manifest ${descriptor.digest} is not in the store`);
       }
     };
@@ -540,7 +545,9 @@ export class ContentStore {
 
   /** The owners of the roots that start with one of `ownerPrefixes`, without reading the roots. */
   async listRootOwners(ownerPrefixes: readonly string[]): Promise<Set<string>> {
-    const files = await fsp.readdir(this.rootsDir).catch(() => [] as string[]);
+    // readdir's callback form: the export of a late RUN's build uses fs.promises nowhere else,
+    // and its first use loads it (internal/fs/promises) on that path.
+    const files = await new Promise<string[]>((resolve) => { readdir(this.rootsDir, (e, names) => resolve(e ? [] : names)); });
     const owners = new Set<string>();
     for (const f of files) {
       if (f.startsWith('.tmp-')) continue;

@@ -4,7 +4,7 @@
 // program as ENOENT. No root needed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { Readable } from 'node:stream';
 import { decodeStatus, posixSpawnAvailable, spawnPiped, type PipedChild } from '../../src/runtime/posix-spawn.js';
@@ -75,6 +75,26 @@ test('spawnPiped: kill signals the running child; after it was reaped, kill does
   child.kill('SIGKILL');
 });
 
+test('spawnPiped: a child that closes its output and runs on is reaped once it exits, with its code', async (t) => {
+  if (!posixSpawnAvailable()) return t.skip('no posix_spawn through koffi here');
+  // Both pipes at EOF while the process still runs: the WNOHANG reap finds nothing, and the
+  // wait on the thread pool must get the status (not 0, not a hang).
+  const started = Date.now();
+  const r = await collect(spawnPiped('sh', ['-c', 'exec >&- 2>&-; sleep 0.3; exit 5'], { stdin: false }));
+  assert.deepEqual(r, { out: '', err: '', code: 5, signal: null });
+  assert.ok(Date.now() - started >= 250, 'closed resolved before the process exited');
+});
+
+test('spawnPiped: many short children in a row are all reaped with their own codes', async (t) => {
+  if (!posixSpawnAvailable()) return t.skip('no posix_spawn through koffi here');
+  // Mostly reaped on the main thread (a zombie by the time both pipes closed), some on the pool.
+  for (let i = 0; i < 40; i++) {
+    const r = await collect(spawnPiped('sh', ['-c', `echo ${i}; exit ${i % 7}`], { stdin: false }));
+    assert.deepEqual(r, { out: `${i}\n`, err: '', code: i % 7, signal: null });
+  }
+  assert.equal(countChildren(), 0);
+});
+
 const statuses: [number, { code: number | null; signal: NodeJS.Signals | null }][] = [
   [0, { code: 0, signal: null }],
   [3 << 8, { code: 3, signal: null }],
@@ -89,4 +109,12 @@ for (const [status, want] of statuses) {
 /** Descriptors open in this process. */
 function countFds(): number {
   return readdirSync('/proc/self/fd').length;
+}
+
+/** This process's children not yet reaped (zombies included). */
+function countChildren(): number {
+  const tasks = readdirSync('/proc/self/task');
+  return tasks.reduce((n, tid) => {
+    try { return n + readFileSync(`/proc/self/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).length; } catch { return n; }
+  }, 0);
 }
