@@ -5,7 +5,6 @@
 // initramfs (the boot partition's, never rewritten) starts them with kexec. Each file appears
 // complete (temp, fsync, rename) before the deployment file, which appears before state.json
 // names it: a kill at any point boots what booted before.
-import { randomBytes } from 'node:crypto';
 import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { bootConfForKernel, buildInitramfs, mksquashfs, sha256File } from '../boot/artifacts.js';
@@ -13,7 +12,7 @@ import { runTool } from '../boot/exec.js';
 import { kernelFromRootfs } from '../boot/kernel.js';
 import { buildModulesTree, REQUIRED_MODULES } from '../boot/modules.js';
 import { DEFAULT_BUSYBOX } from '../mkimage/busybox-rootfs.js';
-import { createOwnedDir, sweepOrphans } from '../runtime/orphans.js';
+import { createOwnedTempDir, sweepOrphans } from '../runtime/orphans.js';
 import { fsyncDir } from '../util/fs.js';
 import { diffHex, type DeploymentKernel, type OsLayout, type OsState } from './layout.js';
 
@@ -56,8 +55,7 @@ export async function stageKernel(layout: OsLayout, layers: string[], state: OsS
   // build step's): an upgrade killed with SIGKILL cannot unmount them, so the next upgrade or
   // prune unmounts and removes the dirs whose owner is gone.
   await sweepOrphans(layout.scratchDir);
-  const work = path.join(layout.scratchDir, `kernel-${process.pid}-${randomBytes(4).toString('hex')}`);
-  await createOwnedDir(work);
+  const work = createOwnedTempDir(layout.scratchDir, `kernel-${process.pid}-`);
   const mounts: string[] = [];
   let unmounted = true;
   try {

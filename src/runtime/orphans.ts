@@ -28,8 +28,12 @@ export async function createOwnedDir(dir: string): Promise<void> {
   // step's mount, each a thread-pool round trip as fs.promises calls (not fsynced either way:
   // the record only has to outlive this process, not the machine).
   mkdirSync(dir, { recursive: true });
-  const owner: Owner = { pid: process.pid, start: processStartTime(process.pid) ?? '', containers: [] };
-  writeOwner(dir, owner);
+  writeOwner(dir, ownerRecord());
+}
+
+/** This process as a dir's owner, with no container started yet. */
+function ownerRecord(): Owner {
+  return { pid: process.pid, start: processStartTime(process.pid) ?? '', containers: [] };
 }
 
 /**
@@ -47,7 +51,7 @@ export function createOwnedTempDir(parent: string, prefix: string): string {
     mkdirSync(parent, { recursive: true });
     dir = mkdtempSync(path.join(parent, prefix));
   }
-  writeOwner(dir, { pid: process.pid, start: processStartTime(process.pid) ?? '', containers: [] });
+  writeOwner(dir, ownerRecord());
   return dir;
 }
 

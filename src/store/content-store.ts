@@ -168,13 +168,7 @@ export class ContentStore {
   }
 
   hasBlobSync(digest: string): boolean {
-    try {
-      statSync(this.blobPath(digest));
-      return true;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      throw e;
-    }
+    return this.statBlobSync(digest) !== undefined;
   }
 
   async readBlob(digest: string): Promise<Buffer> {
