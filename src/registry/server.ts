@@ -12,6 +12,7 @@ import pino, { type Logger } from 'pino';
 import { Counter, Histogram, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { MediaType } from '../image/media-types.js';
 import { combinedLine } from './access-log.js';
+import { ConnectionTracker } from './connections.js';
 import { createAuth, type Access, type AuthController, type AuthOptions, type Grant, type Identity, type Policy } from './auth/index.js';
 import { parseDuration, splitAddr, type RegistryConfig } from './config.js';
 import { RegistryError } from './errors.js';
@@ -232,8 +233,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
   }) : undefined;
   let server: Server | undefined;
   let purgeTimer: NodeJS.Timeout | undefined;
-  const sockets = new Set<Socket>();
-  let inFlight = 0;
+  const connections = new ConnectionTracker();
   let closing = false;
 
   function baseUrl(req: IncomingMessage): string {
@@ -655,7 +655,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = process.hrtime.bigint();
     const startedAt = new Date();
-    inFlight++;
+    connections.requestStarted(req, res);
     const ctx: Ctx = { req, res, url: new URL(req.url ?? '/', 'http://registry'), route: 'unknown', bytesIn: 0, bytesOut: 0 };
     res.setHeader('Docker-Distribution-API-Version', API_VERSION);
     for (const [k, v] of extraHeaders) res.setHeader(k, v);
@@ -667,7 +667,6 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       sendError(ctx, e);
     } finally {
       if (watchdog) clearInterval(watchdog);
-      inFlight--;
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       if (metrics) {
         metrics.requests.inc({ method: req.method ?? '', route: ctx.route, status: String(res.statusCode) });
@@ -688,11 +687,9 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
           referer: req.headers.referer, userAgent: req.headers['user-agent'],
         }));
       }
-      if (closing && inFlight === 0) drained?.();
     }
   }
 
-  let drained: (() => void) | undefined;
   // Pull times for retention's pulledWithin / mostRecentlyPulledCount, batched off the request path.
   const retention = config.storage.maintenance?.retention;
   const pulls = retention?.policies?.length ? new PullRecorder(driver, parseDuration(retention.pullFlushInterval, 10_000)) : undefined;
@@ -752,7 +749,7 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       // (watchBody), a connection by its silence (server.timeout destroys idle sockets).
       server.requestTimeout = 0;
       server.timeout = idleTimeoutMs;
-      server.on('connection', (s: Socket) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+      server.on('connection', (s: Socket) => connections.accepted(s));
       await new Promise<void>((resolve, reject) => {
         server!.once('error', reject);
         server!.listen(port, host, () => { server!.off('error', reject); resolve(); });
@@ -772,19 +769,9 @@ export function createRegistryServer(config: RegistryConfig, opts: CreateServerO
       if (!server) return;
       closing = true;
       if (purgeTimer) clearInterval(purgeTimer);
-      const s = server;
-      const closed = new Promise<void>((resolve) => s.close(() => resolve()));
-      s.closeIdleConnections();
-      const drainMs = parseDuration(config.http.draintimeout, 30_000);
-      if (inFlight > 0) {
-        await Promise.race([
-          new Promise<void>((resolve) => { drained = resolve; }),
-          new Promise<void>((resolve) => setTimeout(resolve, drainMs).unref()),
-        ]);
-      }
-      // Whatever is still running now is cut; an interrupted upload stays resumable on disk.
-      for (const sock of sockets) sock.destroy();
-      await closed;
+      // In-flight requests finish and fresh connections get their grace, within draintimeout;
+      // what is still running then is cut (an interrupted upload stays resumable on disk).
+      await connections.shutdown(server, parseDuration(config.http.draintimeout, 30_000));
       await pulls?.stop().catch((e) => log?.warn({ err: e }, 'writing pull times failed'));
       if (log && opts.logger === undefined) log.flush();
       accessOut?.flush();
