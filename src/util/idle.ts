@@ -10,8 +10,8 @@ const FIRST_WINDOW_MS = 12;
 const IDLE_BELOW = 0.05;
 
 /** The global performance is perf_hooks' (Node's lib types leave eventLoopUtilization out). */
-type Elu = { idle: number; active: number; utilization: number };
-type Loop = { eventLoopUtilization(a?: Elu, b?: Elu): Elu };
+export type Elu = { idle: number; active: number; utilization: number };
+export type Loop = { eventLoopUtilization(a?: Elu, b?: Elu): Elu };
 /**
  * Read in whileIdle's first window, not when this module loads or whileIdle is called: the
  * global `performance` loads perf_hooks (about a millisecond), the solver imports this module on
@@ -23,15 +23,16 @@ const loopPerformance = (): Loop => performance as unknown as Loop;
 /**
  * Runs `tasks` one per idle window, in order, until they are done or the returned function is
  * called. Each task should be short (a module load); failures are ignored (the code that needs
- * the module loads it again and reports them).
+ * the module loads it again and reports them). `source`: the loop's utilization (tests give a
+ * clock of their own).
  */
-export function whileIdle(tasks: (() => unknown)[]): () => void {
+export function whileIdle(tasks: (() => unknown)[], source: () => Loop = loopPerformance): () => void {
   const queue = [...tasks];
   let loop: Loop | undefined;
   let prev: Elu | undefined;
   let timer: NodeJS.Timeout | undefined;
   const tick = () => {
-    loop ??= loopPerformance();
+    loop ??= source();
     const now = loop.eventLoopUtilization();
     const idle = prev !== undefined && loop.eventLoopUtilization(now, prev).utilization < IDLE_BELOW;
     if (!idle) {
