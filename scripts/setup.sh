@@ -29,6 +29,8 @@ APT_PACKAGES=(
   skopeo podman buildah umoci docker-registry apache2-utils openssl uidmap fuse-overlayfs hyperfine openssh-client libarchive-tools
   # build: the snapshot's gzip CRC-32 through libdeflate (src/layer/crc32.ts; zlib's, 4x slower, without it)
   libdeflate0
+  # build: the snapshot's SHA-256s on the thread pool through OpenSSL's libcrypto (src/util/sha256-pool.ts; node:crypto's on the main thread without it)
+  libssl3
   # foreign fixtures: static binaries FROM scratch (gcc -static); unit files checked by systemd-analyze
   gcc libc6-dev systemd
   # hostile-tar fixtures (Python's tarfile writes what GNU tar refuses to)

@@ -36,6 +36,33 @@ test('a large tree copied into the upper dir lets the event loop run meanwhile',
   if (took >= 30) assert.ok(ticks >= 1, `no turn of the event loop in a ${took.toFixed(0)} ms copy`);
 });
 
+test('into the upper dir, small files (synchronous) and large ones (thread pool) get the same owner, mode and times', async () => {
+  const ctx = tempDir('drydock-copy-meta-');
+  const sizes = [10, 64 * 1024 - 1, 64 * 1024, 3 * 1024 * 1024];
+  const mtime = new Date('2021-06-01T12:00:00Z');
+  await fsp.mkdir(path.join(ctx, 'tree'));
+  for (const size of sizes) {
+    const file = path.join(ctx, 'tree', `f${size}`);
+    await fsp.writeFile(file, randomBytes(size), { mode: 0o640 });
+    await fsp.chmod(file, 0o640);
+    await fsp.utimes(file, mtime, mtime);
+  }
+  for (const chmod of [undefined, 0o755]) {
+    const rootfs = tempDir('drydock-copy-meta-rootfs-');
+    const tree = new SourceTree(ctx);
+    const entries = await tree.resolve(['tree'], 'COPY');
+    await copyEntries(tree, entries, rootfs, '/out', { uid: 7, gid: 8, chmod, instruction: 'COPY', overlay: { upper: rootfs, lowers: [] } });
+    for (const size of sizes) {
+      const st = statSync(path.join(rootfs, 'out', `f${size}`));
+      assert.deepEqual(
+        { size: st.size, uid: st.uid, gid: st.gid, mode: st.mode & 0o7777, mtime: st.mtimeMs },
+        { size, uid: 7, gid: 8, mode: chmod ?? 0o640, mtime: mtime.getTime() },
+        `f${size} (chmod ${chmod?.toString(8)})`,
+      );
+    }
+  }
+});
+
 test('isArchive: tars (plain, gzip, zstd; small and past 1 MiB) yes, other files no', async () => {
   const dir = tempDir('drydock-is-archive-');
   const small = makeTar([{ name: 'a/', type: 'directory' }, { name: 'a/f', body: 'x' }]);
