@@ -95,7 +95,11 @@ export async function copyEntries(tree: SourceTree, entries: SourceEntry[], root
           // (COPY_ON_POOL_FROM: 320 files of 128 KiB in 70-80 ms instead of 99-105).
           if (upper) {
             const large = copyOneSync(root, child, inner, opts, resolvedParents, COPY_ON_POOL_FROM);
-            if (large) await files.add(() => large);
+            if (large) {
+              // Started already: if an earlier copy failed, add() throws before taking this one.
+              large.catch(() => {});
+              await files.add(() => large);
+            }
             if (performance.now() >= yieldAt) {
               await new Promise<void>((resolve) => setImmediate(resolve));
               yieldAt = performance.now() + SYNC_SLICE_MS;

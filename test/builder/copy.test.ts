@@ -63,6 +63,31 @@ test('into the upper dir, small files (synchronous) and large ones (thread pool)
   }
 });
 
+test('large files that fail to copy on the thread pool fail the COPY with the first error, and none is left unhandled', async () => {
+  const ctx = tempDir('drydock-copy-fail-');
+  await fsp.mkdir(path.join(ctx, 'tree'));
+  await fsp.writeFile(path.join(ctx, 'tree', 'big'), randomBytes(256 * 1024));
+  const dirStat = statSync(path.join(ctx, 'tree'));
+  const bigStat = statSync(path.join(ctx, 'tree', 'big'));
+  // The walk saw twelve large files that are gone by the time they are copied: more than
+  // FileCopies.LIMIT, so one is started after the first failure was recorded.
+  const tree = { *walk() { for (let i = 0; i < 12; i++) yield { hostPath: path.join(ctx, 'gone', `f${i}`), rel: `tree/f${i}`, stat: bigStat }; } } as unknown as SourceTree;
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown) => unhandled.push(e);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    const rootfs = tempDir('drydock-copy-fail-rootfs-');
+    await assert.rejects(
+      copyEntries(tree, [{ hostPath: path.join(ctx, 'tree'), rel: 'tree', stat: dirStat }], rootfs, '/out', { uid: 0, gid: 0, instruction: 'COPY', overlay: { upper: rootfs, lowers: [] } }),
+      { code: 'ENOENT' },
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
+  assert.deepEqual(unhandled, []);
+});
+
 test('isArchive: tars (plain, gzip, zstd; small and past 1 MiB) yes, other files no', async () => {
   const dir = tempDir('drydock-is-archive-');
   const small = makeTar([{ name: 'a/', type: 'directory' }, { name: 'a/f', body: 'x' }]);
