@@ -36,6 +36,9 @@ function ownerRecord(): Owner {
   return { pid: process.pid, start: processStartTime(process.pid) ?? '', containers: [] };
 }
 
+/** The names createOwnedTempDir's callers give: `<kind>-<pid>-`, then mkdtemp's characters. */
+const OWNED_TEMP_NAME = /^[a-z]+-(\d+)-/;
+
 /**
  * Creates a new dir named `prefix` and six random characters under `parent` (mkdtemp: a name
  * no dir had), owned by this process as createOwnedDir's; returns its path. The name's
@@ -131,9 +134,10 @@ export async function sweepOrphans(parent = scratchRoot()): Promise<SweepResult>
     const dir = path.join(parent, name);
     let owner = await readOwner(dir);
     if (!owner) {
-      // Written before the owner file existed, or a step dir just created: the pid in its name
-      // decides, and a live (or reused) pid keeps it.
-      const pid = Number(name.match(/^step-(\d+)-/)?.[1]);
+      // Written before the owner file existed, or a dir just created (a process killed between
+      // createOwnedTempDir's mkdtemp and its owner record): the pid in its name decides
+      // (`step-<pid>-`, `kernel-<pid>-`), and a live (or reused) pid keeps it.
+      const pid = Number(OWNED_TEMP_NAME.exec(name)?.[1]);
       if (!pid || processStartTime(pid)) continue;
       owner = { pid, start: '', containers: [] };
     } else if (ownerAlive(owner)) continue;

@@ -1,3 +1,4 @@
+// sweepOrphans: dirs of dead owners go, live ones stay.
 // clearOwnedDir: what a step's scratch dir holds goes (deep trees, files, symlinks, never what a
 // link points to), the owner record and the kept entries stay.
 import { test } from 'node:test';
@@ -5,7 +6,7 @@ import assert from 'node:assert/strict';
 import { promises as fsp, existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { clearOwnedDir, createOwnedDir } from '../../src/runtime/orphans.js';
+import { clearOwnedDir, createOwnedDir, sweepOrphans } from '../../src/runtime/orphans.js';
 
 test('clearOwnedDir removes all but the owner record and the kept entries, and follows no symlink', async () => {
   const base = mkdtempSync(path.join(os.tmpdir(), 'drydock-clear-owned-'));
@@ -37,5 +38,26 @@ test('clearOwnedDir removes all but the owner record and the kept entries, and f
     assert.ok(!existsSync(path.join(base, 'missing')));
   } finally {
     await fsp.rm(base, { recursive: true, force: true });
+  }
+});
+
+// A process killed between createOwnedTempDir's mkdtemp and its owner record leaves a dir with
+// no record: the pid in the name decides, for every kind of owned temp dir.
+const unrecorded: { name: string; swept: boolean; why: string }[] = [
+  { name: `step-${2 ** 22 + 7}-AbC123`, swept: true, why: 'a build step of a dead pid' },
+  { name: `kernel-${2 ** 22 + 7}-xYz789`, swept: true, why: "os upgrade's kernel search of a dead pid" },
+  { name: `step-${process.pid}-AbC123`, swept: false, why: 'a live pid keeps it' },
+  { name: `kernel-${process.pid}-xYz789`, swept: false, why: 'a live pid keeps it' },
+  { name: 'notes', swept: false, why: 'no pid in the name' },
+];
+
+test('sweepOrphans: an owned temp dir killed before its owner record goes when the pid in its name is dead', async () => {
+  const parent = mkdtempSync(path.join(os.tmpdir(), 'drydock-sweep-unrecorded-'));
+  try {
+    for (const c of unrecorded) await fsp.mkdir(path.join(parent, c.name, 'inside'), { recursive: true });
+    await sweepOrphans(parent);
+    for (const c of unrecorded) assert.equal(existsSync(path.join(parent, c.name)), !c.swept, `${c.name}: ${c.why}`);
+  } finally {
+    await fsp.rm(parent, { recursive: true, force: true });
   }
 });
