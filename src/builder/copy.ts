@@ -94,7 +94,7 @@ export async function copyEntries(tree: SourceTree, entries: SourceEntry[], root
           // large file's copy_file_range is page-cache memcpy that a second CPU takes half of
           // (COPY_ON_POOL_FROM: 320 files of 128 KiB in 70-80 ms instead of 99-105).
           if (upper) {
-            const large = copyOneSync(root, child, inner, opts, resolvedParents, COPY_ON_POOL_FROM);
+            const large = copyOneSync(root, child, inner, opts, resolvedParents);
             if (large) {
               // Started already: if an earlier copy failed, add() throws before taking this one.
               large.catch(() => {});
@@ -241,10 +241,10 @@ async function copyOne(rootfs: string, e: SourceEntry, inner: string, opts: Copy
 
 /**
  * copyOne's steps for one entry of a tree, in the same order, as synchronous calls; `parents` as
- * copyOne's ParentCache, by the same argument. A file of `onPoolFrom` bytes or more is copied on
+ * copyOne's ParentCache, by the same argument. A file of COPY_ON_POOL_FROM bytes or more is copied on
  * the thread pool instead (its metadata set once the copy is done): the promise is that copy.
  */
-function copyOneSync(rootfs: string, e: SourceEntry, inner: string, opts: CopyOptions, parents: Map<string, string>, onPoolFrom = Infinity): Promise<void> | undefined {
+function copyOneSync(rootfs: string, e: SourceEntry, inner: string, opts: CopyOptions, parents: Map<string, string>): Promise<void> | undefined {
   const parentInner = path.posix.dirname(inner);
   let parentHost = parents.get(parentInner);
   if (parentHost === undefined) {
@@ -266,7 +266,7 @@ function copyOneSync(rootfs: string, e: SourceEntry, inner: string, opts: CopyOp
     setMetaSync(target, st, opts, true);
   } else if (st.isFile()) {
     // COPYFILE_EXCL: the target was just unlinked; refuse rather than follow anything new.
-    if (st.size >= onPoolFrom) {
+    if (st.size >= COPY_ON_POOL_FROM) {
       return new Promise<void>((resolve, reject) => {
         copyFile(e.hostPath, target, fsConstants.COPYFILE_EXCL, (err) => {
           if (err) return reject(err);

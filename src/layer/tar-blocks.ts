@@ -5,7 +5,6 @@
 // large layer on a machine of fewer than 4 CPUs (gzipSnapshotIntoFile). Reads are synchronous,
 // a block at a time: tarIntoBlocks lets the event loop in after each.
 import { closeSync, fstatSync, openSync, readSync, promises as fsp } from 'node:fs';
-import { createHash } from 'node:crypto';
 import os from 'node:os';
 import { changedSize, tarPieces, unreadable, type TarPiece } from './create.js';
 import { GzipBlocks, GZIP_BLOCK, GZIP_HEADER } from './parallel-gzip.js';

@@ -41,8 +41,6 @@ export class ConnectionTracker {
     });
   }
 
-  get size(): number { return this.states.size; }
-
   /**
    * Stop accepting and wait until no request is in progress and no fresh connection is still
    * within its grace, at most drainMs; then destroy what is left. Resolves when the listener is
